@@ -1,0 +1,290 @@
+//! The fields a condition can compare, and what each of them allows.
+use serde::{Deserialize, Serialize};
+
+use crate::Operator;
+
+/// Customer attributes (`customer.<attribute>`).
+pub const CUSTOMER_ATTRIBUTES: &[&str] = &[
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "birth_date",
+    "gender",
+    "language_code",
+    "city",
+    "country_code",
+    "state",
+];
+/// Features projected from events (`features.<name>`), all integers.
+pub const FEATURES: &[&str] = &[
+    "purchase_count",
+    "total_spent_minor",
+    "last_purchase_days_ago",
+];
+/// Integer fields of the current cart (`cart.<name>`).
+pub const CART_NUMBERS: &[&str] = &["total_minor", "line_count"];
+/// List fields of the current cart (`cart.<name>`).
+pub const CART_LISTS: &[&str] = &["product_ids", "product_group_ids"];
+/// Longest key of a user-defined property.
+pub const MAX_PROPERTY_KEY_LEN: usize = 64;
+
+const PROPERTIES_PREFIX: &str = "customer.properties.";
+
+const TEXT_OPERATORS: &[Operator] = &[
+    Operator::Equal,
+    Operator::NotEqual,
+    Operator::In,
+    Operator::Exists,
+    Operator::Contains,
+];
+const PROPERTY_OPERATORS: &[Operator] = &[
+    Operator::Equal,
+    Operator::NotEqual,
+    Operator::Less,
+    Operator::LessOrEqual,
+    Operator::Greater,
+    Operator::GreaterOrEqual,
+    Operator::In,
+    Operator::Exists,
+    Operator::Contains,
+];
+const NUMBER_OPERATORS: &[Operator] = &[
+    Operator::Equal,
+    Operator::NotEqual,
+    Operator::Less,
+    Operator::LessOrEqual,
+    Operator::Greater,
+    Operator::GreaterOrEqual,
+    Operator::In,
+    Operator::Exists,
+];
+const LIST_OPERATORS: &[Operator] = &[Operator::Contains, Operator::In, Operator::Exists];
+
+/// The kind of value a field holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ValueKind {
+    /// A string (customer attributes and user-defined properties).
+    String,
+    /// A 64-bit integer (features, cart totals).
+    Int,
+    /// A list of strings (cart product ids).
+    StringList,
+}
+
+impl ValueKind {
+    /// The name used on the wire: `"string"`, `"int"` or `"string_list"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ValueKind::String => "string",
+            ValueKind::Int => "int",
+            ValueKind::StringList => "string_list",
+        }
+    }
+}
+
+/// A known field. Build it with [`Field::parse`]; its canonical path is [`Field::path`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Field {
+    /// `customer.<attribute>`, e.g. `customer.city`.
+    Customer(String),
+    /// `customer.properties.<key>`, a user-defined property (a string).
+    Property(String),
+    /// `features.<name>`, e.g. `features.total_spent_minor`.
+    Feature(String),
+    /// `cart.<name>`, e.g. `cart.total_minor`.
+    Cart(String),
+}
+
+impl Field {
+    /// Parses a field path such as `customer.properties.vip`; the error is a human-readable
+    /// reason.
+    pub fn parse(path: &str) -> Result<Field, String> {
+        if let Some(key) = path.strip_prefix(PROPERTIES_PREFIX) {
+            return if is_property_key(key) {
+                Ok(Field::Property(key.to_owned()))
+            } else {
+                Err(format!(
+                    "a property key must be 1..{MAX_PROPERTY_KEY_LEN} characters of [a-z0-9_], \
+                     got {key:?}"
+                ))
+            };
+        }
+        let known = |list: &[&str], name: &str| list.contains(&name).then(|| name.to_owned());
+        let field = match path.split_once('.') {
+            Some(("customer", a)) => known(CUSTOMER_ATTRIBUTES, a).map(Field::Customer),
+            Some(("features", f)) => known(FEATURES, f).map(Field::Feature),
+            Some(("cart", c)) => known(CART_NUMBERS, c)
+                .or_else(|| known(CART_LISTS, c))
+                .map(Field::Cart),
+            _ => None,
+        };
+        field.ok_or_else(|| format!("unknown field {path:?}"))
+    }
+
+    /// The canonical path, e.g. `customer.properties.tier`; [`crate::Facts`] are keyed by it.
+    pub fn path(&self) -> String {
+        match self {
+            Field::Customer(a) => format!("customer.{a}"),
+            Field::Property(k) => format!("{PROPERTIES_PREFIX}{k}"),
+            Field::Feature(f) => format!("features.{f}"),
+            Field::Cart(c) => format!("cart.{c}"),
+        }
+    }
+
+    /// The kind of value the field holds.
+    pub fn value_kind(&self) -> ValueKind {
+        match self {
+            Field::Customer(_) | Field::Property(_) => ValueKind::String,
+            Field::Feature(_) => ValueKind::Int,
+            Field::Cart(c) if CART_LISTS.contains(&c.as_str()) => ValueKind::StringList,
+            Field::Cart(_) => ValueKind::Int,
+        }
+    }
+
+    /// The operators the field allows. Properties are strings but may hold numbers, so they
+    /// also allow the ordering operators (the fact is parsed as an integer).
+    pub fn operators(&self) -> &'static [Operator] {
+        match (self, self.value_kind()) {
+            (Field::Property(_), _) => PROPERTY_OPERATORS,
+            (_, ValueKind::String) => TEXT_OPERATORS,
+            (_, ValueKind::Int) => NUMBER_OPERATORS,
+            (_, ValueKind::StringList) => LIST_OPERATORS,
+        }
+    }
+
+    /// Whether the field reads the current cart.
+    pub fn is_cart(&self) -> bool {
+        matches!(self, Field::Cart(_))
+    }
+}
+
+impl std::fmt::Display for Field {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.path())
+    }
+}
+
+fn is_property_key(key: &str) -> bool {
+    (1..=MAX_PROPERTY_KEY_LEN).contains(&key.len())
+        && key
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_')
+}
+
+/// One entry of the field catalogue (what `ListCriterionFields` shows).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldSpec {
+    /// The path; user-defined properties appear as `customer.properties.<key>`.
+    pub path: String,
+    /// Human-readable description.
+    pub description: String,
+    /// The kind of value.
+    pub value_kind: ValueKind,
+    /// Allowed operators.
+    pub operators: &'static [Operator],
+    /// Whether it reads the cart (only for online-recalculated segments).
+    pub cart: bool,
+}
+
+/// Every field the language knows, in a stable order.
+pub fn catalog() -> Vec<FieldSpec> {
+    let spec = |field: Field, path: String, description: String| FieldSpec {
+        path,
+        description,
+        value_kind: field.value_kind(),
+        operators: field.operators(),
+        cart: field.is_cart(),
+    };
+    let mut out = Vec::new();
+    for a in CUSTOMER_ATTRIBUTES {
+        let f = Field::Customer((*a).to_owned());
+        out.push(spec(f.clone(), f.path(), format!("Customer attribute {a}")));
+    }
+    out.push(spec(
+        Field::Property("key".to_owned()),
+        format!("{PROPERTIES_PREFIX}<key>"),
+        "User-defined customer property; key of [a-z0-9_]{1,64}".to_owned(),
+    ));
+    for name in FEATURES {
+        let f = Field::Feature((*name).to_owned());
+        out.push(spec(f.clone(), f.path(), format!("Feature {name}")));
+    }
+    for name in CART_NUMBERS.iter().chain(CART_LISTS) {
+        let f = Field::Cart((*name).to_owned());
+        out.push(spec(f.clone(), f.path(), format!("Current cart: {name}")));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_paths_parse_and_print_back_unchanged() {
+        for path in [
+            "customer.city",
+            "customer.birth_date",
+            "customer.properties.vip",
+            "customer.properties.a_1",
+            "features.total_spent_minor",
+            "cart.total_minor",
+            "cart.product_group_ids",
+        ] {
+            assert_eq!(Field::parse(path).unwrap().path(), path);
+        }
+    }
+
+    #[test]
+    fn unknown_paths_are_rejected() {
+        for path in [
+            "",
+            "customer",
+            "customer.",
+            "customer.shoe_size",
+            "customer.properties",
+            "customer.properties.",
+            "customer.properties.VIP",
+            "customer.properties.a.b",
+            "customer.properties.ü",
+            "features.unknown",
+            "cart.items",
+            "Customer.city",
+            "customer.city ",
+        ] {
+            assert!(Field::parse(path).is_err(), "{path:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn property_keys_are_at_most_sixty_four_characters() {
+        assert!(Field::parse(&format!("customer.properties.{}", "a".repeat(64))).is_ok());
+        assert!(Field::parse(&format!("customer.properties.{}", "a".repeat(65))).is_err());
+    }
+
+    #[test]
+    fn fields_have_the_documented_kinds() {
+        let kind = |p: &str| Field::parse(p).unwrap().value_kind();
+        assert_eq!(kind("customer.email"), ValueKind::String);
+        assert_eq!(kind("customer.properties.visits"), ValueKind::String);
+        assert_eq!(kind("features.purchase_count"), ValueKind::Int);
+        assert_eq!(kind("cart.line_count"), ValueKind::Int);
+        assert_eq!(kind("cart.product_ids"), ValueKind::StringList);
+    }
+
+    #[test]
+    fn lists_allow_only_contains_in_and_exists() {
+        let ops = Field::parse("cart.product_ids").unwrap().operators();
+        assert_eq!(ops, [Operator::Contains, Operator::In, Operator::Exists]);
+    }
+
+    #[test]
+    fn the_catalog_lists_every_field_once() {
+        let c = catalog();
+        assert_eq!(c.len(), 10 + 1 + 3 + 4);
+        assert!(c.iter().filter(|f| f.cart).count() == 4);
+        assert!(c.iter().any(|f| f.path == "customer.properties.<key>"));
+    }
+}

@@ -1,0 +1,34 @@
+//! Calls to other services: lazily connected channels, and requests that carry the caller's
+//! credentials and trace context.
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::auth::Principal;
+
+/// A channel to `url` that connects on first use and reconnects by itself.
+pub fn channel(url: &str) -> anyhow::Result<Channel> {
+    Ok(Endpoint::from_shared(url.to_owned())?
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(10))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_while_idle(true)
+        .connect_lazy())
+}
+
+/// A request on behalf of `principal`: forwards its key and the current trace context.
+pub fn outgoing<T>(message: T, principal: &Principal) -> tonic::Request<T> {
+    with_key(message, principal.credential.expose_secret())
+}
+
+/// A request authenticated with `key`.
+pub fn with_key<T>(message: T, key: &str) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(message);
+    if let Ok(v) = format!("Bearer {key}").parse() {
+        req.metadata_mut().insert("authorization", v);
+    }
+    crate::telemetry::inject_current_context(req.metadata_mut());
+    req
+}

@@ -1,0 +1,232 @@
+//! Typed settings: defaults in code, then an optional TOML file (`LOYALTY_CONFIG`), then
+//! environment variables `LOYALTY_<SECTION>__<KEY>` (e.g. `LOYALTY_DATABASE__URL`).
+use std::net::SocketAddr;
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+/// Everything a service reads at start-up.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Settings {
+    /// The service's name (`identity`, `wallet`, ...); set by the binary.
+    pub service: String,
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub redis: RedisSettings,
+    pub auth: AuthSettings,
+    pub telemetry: TelemetrySettings,
+    pub peers: PeerSettings,
+    pub events: EventSettings,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct ServerSettings {
+    /// Address the gRPC server listens on.
+    pub listen_addr: SocketAddr,
+    /// Deadline of one call unless the client's `grpc-timeout` is shorter, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// Calls served at once; further calls are shed with RESOURCE_EXHAUSTED.
+    pub concurrency_limit: usize,
+    /// How long in-flight calls may take to drain after SIGTERM, in milliseconds.
+    pub shutdown_grace_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct DatabaseSettings {
+    /// `postgres://…` in production, `sqlite://path?mode=rwc` embedded.
+    #[serde(serialize_with = "serialize_secret")]
+    pub url: SecretString,
+    /// PostgreSQL schema of this service; defaults to the service name. Ignored for SQLite.
+    pub schema: Option<String>,
+    /// Connection pool size.
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct RedisSettings {
+    /// `redis://host:port/db`; unset = in-process cache and no Redis Streams (embedded mode).
+    pub url: Option<String>,
+    /// Prefix of every key and stream, so several deployments (or tests) share one Redis.
+    pub key_prefix: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct AuthSettings {
+    /// The platform admin key, able to create partners. Also the credential services use
+    /// to read each other's event feeds.
+    #[serde(serialize_with = "serialize_opt_secret")]
+    pub bootstrap_key: Option<SecretString>,
+    /// How long a verified key is remembered before it is checked again, in seconds.
+    pub cache_ttl_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct TelemetrySettings {
+    /// `json` (default, for log shippers) or `pretty`.
+    pub log_format: String,
+    /// `tracing_subscriber` filter, e.g. `info,loyalty=debug`; `RUST_LOG` wins when set.
+    pub log_filter: String,
+}
+
+/// Where the other services are. Each service reads only what it calls.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct PeerSettings {
+    pub identity_url: Option<String>,
+    pub wallet_url: Option<String>,
+    pub rewards_url: Option<String>,
+    pub segmentation_url: Option<String>,
+    pub campaigns_url: Option<String>,
+    pub checkout_url: Option<String>,
+}
+
+impl PeerSettings {
+    /// The URL of a peer by service name.
+    pub fn url(&self, service: &str) -> Option<&str> {
+        match service {
+            "identity" => self.identity_url.as_deref(),
+            "wallet" => self.wallet_url.as_deref(),
+            "rewards" => self.rewards_url.as_deref(),
+            "segmentation" => self.segmentation_url.as_deref(),
+            "campaigns" => self.campaigns_url.as_deref(),
+            "checkout" => self.checkout_url.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct EventSettings {
+    /// How often the outbox relay and feed consumers poll when idle, in milliseconds.
+    pub poll_interval_ms: u64,
+    /// Events handled per batch.
+    pub batch_size: u32,
+}
+
+fn serialize_secret<S: serde::Serializer>(_: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str("[redacted]")
+}
+
+fn serialize_opt_secret<S: serde::Serializer>(
+    v: &Option<SecretString>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(_) => s.serialize_str("[redacted]"),
+        None => s.serialize_none(),
+    }
+}
+
+impl Settings {
+    /// Defaults for a service: SQLite under `./data`, no Redis, JSON logs.
+    pub fn defaults(service: &str, default_port: u16) -> Self {
+        Settings {
+            service: service.to_owned(),
+            server: ServerSettings {
+                listen_addr: SocketAddr::from(([127, 0, 0, 1], default_port)),
+                request_timeout_ms: 5_000,
+                concurrency_limit: 1_024,
+                shutdown_grace_ms: 10_000,
+            },
+            database: DatabaseSettings {
+                url: SecretString::from(format!("sqlite://data/{service}.db?mode=rwc")),
+                schema: None,
+                max_connections: 16,
+            },
+            redis: RedisSettings {
+                url: None,
+                key_prefix: "loyalty".to_owned(),
+            },
+            auth: AuthSettings {
+                bootstrap_key: None,
+                cache_ttl_secs: 30,
+            },
+            telemetry: TelemetrySettings {
+                log_format: "json".to_owned(),
+                log_filter: "info".to_owned(),
+            },
+            peers: PeerSettings::default(),
+            events: EventSettings {
+                poll_interval_ms: 200,
+                batch_size: 100,
+            },
+        }
+    }
+
+    /// Loads the settings of `service`: defaults, `LOYALTY_CONFIG` file, then `LOYALTY_*` env.
+    pub fn load(service: &str, default_port: u16) -> anyhow::Result<Self> {
+        Self::figment(service, default_port)
+            .extract()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))
+    }
+
+    fn figment(service: &str, default_port: u16) -> Figment {
+        let defaults = Self::defaults(service, default_port);
+        // Serializing redacts secrets, so the default database URL is put back explicitly.
+        let default_url = defaults.database.url.expose_secret().to_owned();
+        let mut figment = Figment::from(Serialized::defaults(defaults))
+            .merge(Serialized::default("database.url", default_url));
+        if let Ok(path) = std::env::var("LOYALTY_CONFIG") {
+            figment = figment.merge(Toml::file(path));
+        }
+        figment
+            .merge(Env::prefixed("LOYALTY_").split("__").ignore(&["config"]))
+            .merge(Serialized::default("service", service))
+    }
+
+    /// The PostgreSQL schema of this service.
+    pub fn schema(&self) -> String {
+        self.database
+            .schema
+            .clone()
+            .unwrap_or_else(|| self.service.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    #[test]
+    fn env_overrides_defaults_and_secrets_do_not_print() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("LOYALTY_DATABASE__URL", "postgres://db/x");
+            jail.set_env("LOYALTY_SERVER__LISTEN_ADDR", "0.0.0.0:9000");
+            jail.set_env("LOYALTY_AUTH__BOOTSTRAP_KEY", "s3cret");
+            let s = Settings::load("wallet", 50052).expect("settings");
+            assert_eq!(s.database.url.expose_secret(), "postgres://db/x");
+            assert_eq!(s.server.listen_addr.port(), 9000);
+            assert_eq!(s.schema(), "wallet");
+            assert!(!format!("{s:?}").contains("s3cret"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn without_env_the_default_database_url_is_used_not_its_redacted_form() {
+        figment::Jail::expect_with(|_jail| {
+            let s = Settings::load("wallet", 50052).expect("settings");
+            assert_eq!(
+                s.database.url.expose_secret(),
+                "sqlite://data/wallet.db?mode=rwc"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn defaults_use_sqlite_under_data() {
+        let s = Settings::defaults("identity", 50051);
+        assert!(
+            s.database
+                .url
+                .expose_secret()
+                .starts_with("sqlite://data/identity.db")
+        );
+        assert!(s.redis.url.is_none());
+    }
+}

@@ -1,0 +1,306 @@
+//! The shared error vocabulary of every service, and its mapping to `tonic::Status` with
+//! google.rpc details (`BadRequest`, `ErrorInfo`).
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// The domain of `ErrorInfo` reasons.
+pub const ERROR_DOMAIN: &str = "loyalty.platform";
+
+/// One invalid field: its path in the request (e.g. `cart.lines[2].quantity`) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    pub field: String,
+    pub description: String,
+}
+
+/// What went wrong, in the few kinds a client can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("invalid argument: {}", .0.iter().map(|v| format!("{}: {}", v.field, v.description)).collect::<Vec<_>>().join("; "))]
+    InvalidArgument(Vec<FieldViolation>),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{message}")]
+    FailedPrecondition {
+        reason: &'static str,
+        message: String,
+    },
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    /// A single invalid field.
+    pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
+        ApiError::InvalidArgument(vec![FieldViolation {
+            field: field.into(),
+            description: description.into(),
+        }])
+    }
+
+    /// A broken business rule with a stable reason code.
+    pub fn precondition(reason: &'static str, message: impl Into<String>) -> Self {
+        ApiError::FailedPrecondition {
+            reason,
+            message: message.into(),
+        }
+    }
+
+    /// Re-raises a status received from another service: the caller gets the same code and
+    /// details, so a NOT_FOUND identifier stays NOT_FOUND at checkout.
+    pub fn from_upstream(service: &str, status: Status) -> Self {
+        match status.code() {
+            Code::NotFound => ApiError::NotFound(status.message().to_owned()),
+            Code::InvalidArgument => {
+                let details = status.get_error_details();
+                let violations = details
+                    .bad_request()
+                    .map(|b| {
+                        b.field_violations
+                            .iter()
+                            .map(|v| FieldViolation {
+                                field: v.field.clone(),
+                                description: v.description.clone(),
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default();
+                if violations.is_empty() {
+                    ApiError::invalid("", status.message())
+                } else {
+                    ApiError::InvalidArgument(violations)
+                }
+            }
+            Code::FailedPrecondition => {
+                let reason = status
+                    .get_error_details()
+                    .error_info()
+                    .map(|i| leak_reason(&i.reason))
+                    .unwrap_or("UPSTREAM_PRECONDITION");
+                ApiError::precondition(reason, status.message())
+            }
+            Code::PermissionDenied => ApiError::PermissionDenied(status.message().to_owned()),
+            Code::Unauthenticated => ApiError::Unauthenticated(status.message().to_owned()),
+            Code::AlreadyExists => ApiError::AlreadyExists(status.message().to_owned()),
+            Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted => {
+                ApiError::Unavailable(format!("{service}: {}", status.message()))
+            }
+            _ => ApiError::Internal(anyhow::anyhow!(
+                "{service} answered {:?}: {}",
+                status.code(),
+                status.message()
+            )),
+        }
+    }
+}
+
+/// Reasons are a small closed set per service; interning keeps `ApiError` cheap to build.
+fn leak_reason(reason: &str) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static REASONS: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let set = REASONS.get_or_init(Default::default);
+    let mut set = set.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(r) = set.get(reason) {
+        return r;
+    }
+    if set.len() > 1_000 {
+        return "UPSTREAM_PRECONDITION";
+    }
+    let leaked: &'static str = Box::leak(reason.to_owned().into_boxed_str());
+    set.insert(leaked);
+    leaked
+}
+
+impl From<sea_orm::DbErr> for ApiError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        ApiError::Internal(anyhow::Error::new(e).context("database"))
+    }
+}
+
+impl From<ApiError> for Status {
+    fn from(e: ApiError) -> Self {
+        match e {
+            ApiError::InvalidArgument(violations) => {
+                let mut details = ErrorDetails::new();
+                for v in &violations {
+                    details.add_bad_request_violation(v.field.clone(), v.description.clone());
+                }
+                let message = violations
+                    .iter()
+                    .map(|v| format!("{}: {}", v.field, v.description))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                Status::with_error_details(Code::InvalidArgument, message, details)
+            }
+            ApiError::NotFound(what) => Status::not_found(format!("{what} not found")),
+            ApiError::FailedPrecondition { reason, message } => Status::with_error_details(
+                Code::FailedPrecondition,
+                message,
+                ErrorDetails::with_error_info(
+                    reason,
+                    ERROR_DOMAIN,
+                    std::collections::HashMap::<String, String>::new(),
+                ),
+            ),
+            ApiError::AlreadyExists(what) => {
+                Status::already_exists(format!("{what} already exists"))
+            }
+            ApiError::PermissionDenied(m) => Status::permission_denied(m),
+            ApiError::Unauthenticated(m) => Status::unauthenticated(m),
+            ApiError::Unavailable(m) => Status::unavailable(m),
+            ApiError::Internal(err) => {
+                let trace_id = crate::telemetry::current_trace_id();
+                tracing::error!(error = ?err, %trace_id, "internal error");
+                Status::internal(format!("internal error (trace id {trace_id})"))
+            }
+        }
+    }
+}
+
+/// Collects field violations while a request is converted into domain types, so the client
+/// hears about every bad field at once.
+#[derive(Debug, Default)]
+pub struct Violations(Vec<FieldViolation>);
+
+impl Violations {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
+        self.0.push(FieldViolation {
+            field: field.into(),
+            description: description.into(),
+        });
+    }
+
+    /// Records the error of a parse and returns its value, if any.
+    pub fn check<T, E: std::fmt::Display>(
+        &mut self,
+        field: impl Into<String>,
+        r: Result<T, E>,
+    ) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.add(field, e.to_string());
+                None
+            }
+        }
+    }
+
+    /// Adds violations found by a nested parser under a field prefix.
+    pub fn extend_prefixed(
+        &mut self,
+        prefix: &str,
+        inner: impl IntoIterator<Item = FieldViolation>,
+    ) {
+        for v in inner {
+            let field = if v.field.is_empty() {
+                prefix.to_owned()
+            } else {
+                format!("{prefix}.{}", v.field)
+            };
+            self.0.push(FieldViolation {
+                field,
+                description: v.description,
+            });
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `Ok(value)` when nothing was wrong.
+    pub fn finish<T>(self, value: impl FnOnce() -> T) -> Result<T, ApiError> {
+        if self.0.is_empty() {
+            Ok(value())
+        } else {
+            Err(ApiError::InvalidArgument(self.0))
+        }
+    }
+
+    pub fn into_result(self) -> Result<(), ApiError> {
+        self.finish(|| ())
+    }
+}
+
+/// Parses a required UUID field.
+pub fn parse_uuid(field: &str, value: &str) -> Result<uuid::Uuid, ApiError> {
+    if value.is_empty() {
+        return Err(ApiError::invalid(field, "is required"));
+    }
+    uuid::Uuid::parse_str(value).map_err(|_| ApiError::invalid(field, "must be a UUID"))
+}
+
+/// Checks a required idempotency key (1..128 characters).
+pub fn check_idempotency_key(v: &mut Violations, key: &str) {
+    if key.is_empty() {
+        v.add("idempotency_key", "is required");
+    } else if key.chars().count() > 128 {
+        v.add("idempotency_key", "must be at most 128 characters");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_argument_names_every_field_in_bad_request_details() {
+        let mut v = Violations::new();
+        v.add("cart.lines[0].quantity", "must be greater than 0");
+        v.add("identifier.value", "is required");
+        let status: Status = v.into_result().unwrap_err().into();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let details = status.get_error_details();
+        let fields: Vec<_> = details
+            .bad_request()
+            .expect("bad request")
+            .field_violations
+            .iter()
+            .map(|f| f.field.as_str())
+            .collect();
+        assert_eq!(fields, ["cart.lines[0].quantity", "identifier.value"]);
+    }
+
+    #[test]
+    fn failed_precondition_carries_the_reason() {
+        let status: Status = ApiError::precondition("INSUFFICIENT_POINTS", "not enough").into();
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        assert_eq!(
+            status
+                .get_error_details()
+                .error_info()
+                .expect("info")
+                .reason,
+            "INSUFFICIENT_POINTS"
+        );
+    }
+
+    #[test]
+    fn upstream_status_keeps_code_and_fields() {
+        let status: Status = ApiError::invalid("identifier.value", "is required").into();
+        match ApiError::from_upstream("identity", status) {
+            ApiError::InvalidArgument(v) => assert_eq!(v[0].field, "identifier.value"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn internal_errors_hide_their_cause() {
+        let status: Status = ApiError::Internal(anyhow::anyhow!("password=hunter2")).into();
+        assert_eq!(status.code(), Code::Internal);
+        assert!(!status.message().contains("hunter2"));
+    }
+}

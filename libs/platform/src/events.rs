@@ -1,0 +1,599 @@
+//! Domain events: written to the outbox in the same transaction as the change, relayed to
+//! Redis Streams (one stream per producing service, a consumer group per consuming service),
+//! or, in embedded mode without Redis, served from the outbox by `EventFeedService` and pulled
+//! by consumers. Consumers apply each event once: the event id is recorded in the same
+//! transaction as its effects.
+use std::{sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use loyalty_proto::events::v1::{
+    self as ev, EventEnvelope, ReadEventsRequest, ReadEventsResponse,
+    event_feed_service_client::EventFeedServiceClient,
+    event_feed_service_server::{EventFeedService, EventFeedServiceServer},
+};
+use prost::Message;
+use redis::AsyncCommands;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+use secrecy::{ExposeSecret, SecretString};
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::entities::{consumed_events, consumer_cursors, outbox};
+
+/// A protobuf message that travels as a domain event.
+pub trait DomainEvent: Message + Default {
+    /// Fully-qualified protobuf name, e.g. `loyalty.events.v1.CustomerCreated`.
+    const TYPE: &'static str;
+}
+
+macro_rules! domain_events {
+    ($($name:ident),* $(,)?) => {
+        $(impl DomainEvent for ev::$name {
+            const TYPE: &'static str = concat!("loyalty.events.v1.", stringify!($name));
+        })*
+    };
+}
+
+domain_events!(
+    CustomerCreated,
+    CustomerUpdated,
+    IdentifierAdded,
+    IdentifierBlocked,
+    IdentifierUnblocked,
+    IdentifierRemoved,
+    BusinessUnitChanged,
+    ApiKeyRevoked,
+    PointsPosted,
+    PurchaseCompleted,
+    SegmentChanged,
+    RewardsChanged,
+);
+
+/// Appends an event to the outbox inside the caller's transaction.
+pub async fn enqueue<C: ConnectionTrait, E: DomainEvent>(
+    conn: &C,
+    partner_id: Option<Uuid>,
+    event: &E,
+) -> Result<Uuid, sea_orm::DbErr> {
+    let event_id = Uuid::now_v7();
+    outbox::Entity::insert(outbox::ActiveModel {
+        event_id: Set(event_id),
+        event_type: Set(E::TYPE.to_owned()),
+        partner_id: Set(partner_id),
+        payload: Set(event.encode_to_vec()),
+        traceparent: Set(crate::telemetry::current_traceparent()),
+        occurred_at: Set(chrono::Utc::now()),
+        published_at: Set(None),
+        ..Default::default()
+    })
+    .exec_without_returning(conn)
+    .await?;
+    Ok(event_id)
+}
+
+/// Decodes an envelope's payload as `E`, if it is one.
+pub fn decode<E: DomainEvent>(envelope: &EventEnvelope) -> Option<E> {
+    (envelope.event_type == E::TYPE)
+        .then(|| E::decode(envelope.payload.as_slice()).ok())
+        .flatten()
+}
+
+fn envelope(producer: &str, row: outbox::Model) -> EventEnvelope {
+    EventEnvelope {
+        event_id: row.event_id.to_string(),
+        event_type: row.event_type,
+        producer: producer.to_owned(),
+        partner_id: row.partner_id.map(|p| p.to_string()).unwrap_or_default(),
+        occur_time: Some(crate::time::to_timestamp(row.occurred_at)),
+        sequence: row.sequence,
+        payload: row.payload,
+        traceparent: row.traceparent,
+    }
+}
+
+/// The Redis stream a producer's events go to.
+pub fn stream_key(prefix: &str, producer: &str) -> String {
+    format!("{prefix}:events:{producer}")
+}
+
+/// Moves outbox rows to the producer's Redis stream, oldest first, until the process stops.
+/// Delivery is at least once; consumers de-duplicate by event id.
+pub fn spawn_relay(
+    producer: String,
+    db: DatabaseConnection,
+    mut redis: redis::aio::ConnectionManager,
+    prefix: String,
+    poll: Duration,
+    batch: u64,
+) {
+    tokio::spawn(async move {
+        let key = stream_key(&prefix, &producer);
+        loop {
+            match relay_once(&producer, &db, &mut redis, &key, batch).await {
+                Ok(n) if n as u64 == batch => continue,
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "outbox relay failed; retrying"),
+            }
+            tokio::time::sleep(poll).await;
+        }
+    });
+}
+
+async fn relay_once(
+    producer: &str,
+    db: &DatabaseConnection,
+    redis: &mut redis::aio::ConnectionManager,
+    key: &str,
+    batch: u64,
+) -> anyhow::Result<usize> {
+    let rows = outbox::Entity::find()
+        .filter(outbox::Column::PublishedAt.is_null())
+        .order_by_asc(outbox::Column::Sequence)
+        .limit(batch)
+        .all(db)
+        .await?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let sequences: Vec<i64> = rows.iter().map(|r| r.sequence).collect();
+    let mut pipe = redis::pipe();
+    for row in rows {
+        let bytes = envelope(producer, row).encode_to_vec();
+        pipe.cmd("XADD")
+            .arg(key)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(1_000_000)
+            .arg("*")
+            .arg("envelope")
+            .arg(bytes)
+            .ignore();
+    }
+    pipe.query_async::<()>(redis).await?;
+    outbox::Entity::update_many()
+        .col_expr(
+            outbox::Column::PublishedAt,
+            sea_orm::sea_query::Expr::value(chrono::Utc::now()),
+        )
+        .filter(outbox::Column::Sequence.is_in(sequences.clone()))
+        .exec(db)
+        .await?;
+    Ok(sequences.len())
+}
+
+/// Serves the outbox in order of sequence (embedded mode's event transport).
+pub struct EventFeed {
+    producer: String,
+    db: DatabaseConnection,
+}
+
+impl EventFeed {
+    pub fn server(producer: &str, db: DatabaseConnection) -> EventFeedServiceServer<EventFeed> {
+        EventFeedServiceServer::new(EventFeed {
+            producer: producer.to_owned(),
+            db,
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl EventFeedService for EventFeed {
+    async fn read_events(
+        &self,
+        request: Request<ReadEventsRequest>,
+    ) -> Result<Response<ReadEventsResponse>, Status> {
+        crate::auth::principal(&request)?.require_internal()?;
+        let r = request.into_inner();
+        let limit = match r.page_size {
+            0 => 100,
+            n if (1..=1000).contains(&n) => n as u64,
+            _ => {
+                return Err(crate::error::ApiError::invalid("page_size", "must be 0..1000").into());
+            }
+        };
+        let rows = outbox::Entity::find()
+            .filter(outbox::Column::Sequence.gt(r.after_sequence))
+            .order_by_asc(outbox::Column::Sequence)
+            .limit(limit)
+            .all(&self.db)
+            .await
+            .map_err(crate::error::ApiError::from)?;
+        Ok(Response::new(ReadEventsResponse {
+            events: rows
+                .into_iter()
+                .map(|r| envelope(&self.producer, r))
+                .collect(),
+        }))
+    }
+}
+
+/// Applies events of one producer to the consumer's own tables.
+#[async_trait]
+pub trait EventHandler: Send + Sync + 'static {
+    /// Whether this handler applies events of `event_type`; others are skipped.
+    fn handles(&self, event_type: &str) -> bool;
+    /// Applies one event inside the transaction that also records it as consumed.
+    async fn apply(&self, txn: &DatabaseTransaction, event: &EventEnvelope) -> anyhow::Result<()>;
+    /// Runs after the transaction committed (e.g. to invalidate caches).
+    async fn after_commit(&self, _event: &EventEnvelope) {}
+}
+
+/// Where a consumer reads a producer's events from.
+pub enum EventSource {
+    /// Redis Streams with a consumer group.
+    Redis {
+        client: redis::Client,
+        prefix: String,
+    },
+    /// The producer's `EventFeedService`, with an internal credential.
+    Feed {
+        channel: tonic::transport::Channel,
+        credential: SecretString,
+    },
+}
+
+/// Applies one event exactly once; returns false if it had been applied already.
+async fn apply_once(
+    db: &DatabaseConnection,
+    consumer: &str,
+    handler: &dyn EventHandler,
+    event: &EventEnvelope,
+    cursor: Option<(&str, i64)>,
+) -> anyhow::Result<bool> {
+    let Ok(event_id) = Uuid::parse_str(&event.event_id) else {
+        tracing::warn!(event_id = %event.event_id, "skipping event with a malformed id");
+        return Ok(false);
+    };
+    let txn = crate::db::begin_write(db).await?;
+    let already = consumed_events::Entity::find_by_id((consumer.to_owned(), event_id))
+        .one(&txn)
+        .await?
+        .is_some();
+    let applied = !already && handler.handles(&event.event_type);
+    if applied {
+        handler.apply(&txn, event).await?;
+    }
+    if !already {
+        consumed_events::Entity::insert(consumed_events::ActiveModel {
+            consumer: Set(consumer.to_owned()),
+            event_id: Set(event_id),
+            consumed_at: Set(chrono::Utc::now()),
+        })
+        .exec_without_returning(&txn)
+        .await?;
+    }
+    if let Some((source, position)) = cursor {
+        consumer_cursors::Entity::insert(consumer_cursors::ActiveModel {
+            source: Set(source.to_owned()),
+            position: Set(position),
+        })
+        .on_conflict(
+            sea_orm::sea_query::OnConflict::column(consumer_cursors::Column::Source)
+                .update_column(consumer_cursors::Column::Position)
+                .to_owned(),
+        )
+        .exec_without_returning(&txn)
+        .await?;
+    }
+    txn.commit().await?;
+    if applied {
+        handler.after_commit(event).await;
+    }
+    Ok(applied)
+}
+
+/// Consumes `producer`'s events into `consumer` (a service name) until the process stops.
+pub fn spawn_consumer(
+    consumer: &str,
+    producer: &str,
+    source: EventSource,
+    db: DatabaseConnection,
+    handler: Arc<dyn EventHandler>,
+    poll: Duration,
+    batch: usize,
+) {
+    let consumer = consumer.to_owned();
+    let producer = producer.to_owned();
+    tokio::spawn(async move {
+        let result = match source {
+            EventSource::Redis { client, prefix } => {
+                consume_redis(
+                    &consumer, &producer, client, &prefix, db, handler, poll, batch,
+                )
+                .await
+            }
+            EventSource::Feed {
+                channel,
+                credential,
+            } => {
+                consume_feed(
+                    &consumer, &producer, channel, credential, db, handler, poll, batch,
+                )
+                .await
+            }
+        };
+        if let Err(e) = result {
+            tracing::error!(error = ?e, %consumer, %producer, "event consumer stopped");
+        }
+    });
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn consume_feed(
+    consumer: &str,
+    producer: &str,
+    channel: tonic::transport::Channel,
+    credential: SecretString,
+    db: DatabaseConnection,
+    handler: Arc<dyn EventHandler>,
+    poll: Duration,
+    batch: usize,
+) -> anyhow::Result<()> {
+    let source = format!("feed:{producer}");
+    let mut client = EventFeedServiceClient::new(channel);
+    let mut after = consumer_cursors::Entity::find_by_id(source.clone())
+        .one(&db)
+        .await?
+        .map(|c| c.position)
+        .unwrap_or(0);
+    let bearer: tonic::metadata::MetadataValue<_> =
+        format!("Bearer {}", credential.expose_secret()).parse()?;
+    loop {
+        let mut req = Request::new(ReadEventsRequest {
+            after_sequence: after,
+            page_size: batch as i32,
+        });
+        req.metadata_mut().insert("authorization", bearer.clone());
+        let events = match client.read_events(req).await {
+            Ok(r) => r.into_inner().events,
+            Err(s) => {
+                tracing::debug!(status = %s, %producer, "event feed not readable yet");
+                tokio::time::sleep(poll).await;
+                continue;
+            }
+        };
+        let full = events.len() == batch;
+        for event in events {
+            loop {
+                match apply_once(
+                    &db,
+                    consumer,
+                    handler.as_ref(),
+                    &event,
+                    Some((&source, event.sequence)),
+                )
+                .await
+                {
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::warn!(error = ?e, event_id = %event.event_id, "applying event failed; retrying");
+                        tokio::time::sleep(poll * 5).await;
+                    }
+                }
+            }
+            after = event.sequence;
+        }
+        if !full {
+            tokio::time::sleep(poll).await;
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn consume_redis(
+    consumer: &str,
+    producer: &str,
+    client: redis::Client,
+    prefix: &str,
+    db: DatabaseConnection,
+    handler: Arc<dyn EventHandler>,
+    poll: Duration,
+    batch: usize,
+) -> anyhow::Result<()> {
+    use redis::streams::{StreamReadOptions, StreamReadReply};
+    let key = stream_key(prefix, producer);
+    let group = consumer.to_owned();
+    let member = format!("{consumer}-{}", Uuid::now_v7());
+    // Blocking reads get a connection of their own so they never hold up other commands.
+    let mut conn = loop {
+        match client.get_multiplexed_async_connection().await {
+            Ok(c) => break c,
+            Err(e) => {
+                tracing::warn!(error = %e, "redis not reachable for consuming; retrying");
+                tokio::time::sleep(poll * 5).await;
+            }
+        }
+    };
+    let created: redis::RedisResult<()> = conn.xgroup_create_mkstream(&key, &group, "0").await;
+    if let Err(e) = created
+        && e.code() != Some("BUSYGROUP")
+    {
+        return Err(e.into());
+    }
+    // First what this member had claimed but not acknowledged (none for a new member), then new.
+    let mut cursor = "0".to_owned();
+    loop {
+        let opts = StreamReadOptions::default()
+            .group(&group, &member)
+            .count(batch)
+            .block(poll.as_millis().max(100) as usize * 5);
+        let reply: redis::RedisResult<StreamReadReply> =
+            conn.xread_options(&[&key], &[&cursor], &opts).await;
+        let reply = match reply {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading events from redis failed; retrying");
+                tokio::time::sleep(poll * 5).await;
+                continue;
+            }
+        };
+        let ids: Vec<_> = reply.keys.into_iter().flat_map(|k| k.ids).collect();
+        if ids.is_empty() && cursor != ">" {
+            cursor = ">".to_owned();
+            continue;
+        }
+        for entry in ids {
+            let bytes: Option<Vec<u8>> = entry
+                .map
+                .get("envelope")
+                .and_then(|v| redis::from_redis_value(v).ok());
+            if let Some(event) = bytes.and_then(|b| EventEnvelope::decode(b.as_slice()).ok()) {
+                loop {
+                    match apply_once(&db, consumer, handler.as_ref(), &event, None).await {
+                        Ok(_) => break,
+                        Err(e) => {
+                            tracing::warn!(error = ?e, event_id = %event.event_id, "applying event failed; retrying");
+                            tokio::time::sleep(poll * 5).await;
+                        }
+                    }
+                }
+            } else {
+                tracing::warn!(id = %entry.id, "skipping undecodable stream entry");
+            }
+            let _: redis::RedisResult<()> = conn.xack(&key, &group, &[&entry.id]).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::testing::sqlite;
+    use sea_orm::TransactionTrait;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct Counting(AtomicUsize);
+
+    #[async_trait]
+    impl EventHandler for Counting {
+        fn handles(&self, event_type: &str) -> bool {
+            event_type == ev::CustomerCreated::TYPE
+        }
+        async fn apply(&self, _: &DatabaseTransaction, _: &EventEnvelope) -> anyhow::Result<()> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn enqueued_events_read_back_in_order_and_apply_once() {
+        let (_dir, db) = sqlite().await;
+        let txn = db.begin().await.unwrap();
+        for id in ["a", "b"] {
+            enqueue(
+                &txn,
+                Some(Uuid::nil()),
+                &ev::CustomerCreated {
+                    customer_id: id.into(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        }
+        txn.commit().await.unwrap();
+
+        let rows = outbox::Entity::find()
+            .order_by_asc(outbox::Column::Sequence)
+            .all(&db)
+            .await
+            .unwrap();
+        let events: Vec<_> = rows.into_iter().map(|r| envelope("identity", r)).collect();
+        assert_eq!(events.len(), 2);
+        assert!(events[0].sequence < events[1].sequence);
+        let first = decode::<ev::CustomerCreated>(&events[0]).expect("decodes");
+        assert_eq!(first.customer_id, "a");
+        assert!(decode::<ev::PurchaseCompleted>(&events[0]).is_none());
+
+        let handler = Counting(AtomicUsize::new(0));
+        for _ in 0..2 {
+            for e in &events {
+                apply_once(
+                    &db,
+                    "segmentation",
+                    &handler,
+                    e,
+                    Some(("feed:identity", e.sequence)),
+                )
+                .await
+                .unwrap();
+            }
+        }
+        assert_eq!(handler.0.load(Ordering::SeqCst), 2, "redelivery is ignored");
+        let cursor = consumer_cursors::Entity::find_by_id("feed:identity".to_owned())
+            .one(&db)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(cursor.position, events[1].sequence);
+    }
+
+    #[tokio::test]
+    async fn the_relay_moves_outbox_rows_to_redis_and_a_consumer_group_applies_them_once() {
+        let (_dir, db) = sqlite().await;
+        let prefix = format!("test-{}", Uuid::now_v7());
+        let (client, mut conn) = crate::cache::connect_redis("redis://127.0.0.1:6379")
+            .await
+            .expect("redis on 127.0.0.1:6379 (scripts/test starts it)");
+        for id in ["a", "b", "c"] {
+            enqueue(
+                &db,
+                Some(Uuid::nil()),
+                &ev::CustomerCreated {
+                    customer_id: id.into(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        }
+        let key = stream_key(&prefix, "identity");
+        assert_eq!(
+            relay_once("identity", &db, &mut conn, &key, 2)
+                .await
+                .unwrap(),
+            2
+        );
+        assert_eq!(
+            relay_once("identity", &db, &mut conn, &key, 2)
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            relay_once("identity", &db, &mut conn, &key, 2)
+                .await
+                .unwrap(),
+            0
+        );
+        let len: usize = conn.xlen(&key).await.unwrap();
+        assert_eq!(len, 3);
+
+        let handler = Arc::new(Counting(AtomicUsize::new(0)));
+        spawn_consumer(
+            "segmentation",
+            "identity",
+            EventSource::Redis {
+                client,
+                prefix: prefix.clone(),
+            },
+            db.clone(),
+            handler.clone(),
+            Duration::from_millis(20),
+            10,
+        );
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while handler.0.load(Ordering::SeqCst) < 3 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "events not consumed"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _: () = conn.del(&key).await.unwrap();
+        assert_eq!(handler.0.load(Ordering::SeqCst), 3);
+    }
+}

@@ -1,0 +1,368 @@
+//! Server bootstrap shared by every service: one tower stack (trace context, load shedding,
+//! authentication), gRPC health and reflection, and graceful shutdown on SIGTERM/SIGINT.
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use tokio::{net::TcpListener, sync::Semaphore};
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{Status, body::Body};
+use tonic_health::{ServingStatus, server::HealthReporter};
+use tower::{Layer, Service};
+use tracing::Instrument;
+
+use crate::{auth::KeyAuthenticator, config::Settings};
+
+/// Paths answered without an API key: health checks and reflection.
+fn is_public(path: &str) -> bool {
+    path.starts_with("/grpc.health.v1.Health/") || path.starts_with("/grpc.reflection.")
+}
+
+struct GatewayState {
+    auth: KeyAuthenticator,
+    permits: Arc<Semaphore>,
+}
+
+/// The platform's request layer: continues the caller's trace, sheds load beyond the
+/// concurrency limit with RESOURCE_EXHAUSTED, and turns the bearer key into a `Principal`
+/// request extension (UNAUTHENTICATED without a valid key).
+#[derive(Clone)]
+pub struct GatewayLayer {
+    state: Arc<GatewayState>,
+}
+
+impl GatewayLayer {
+    pub fn new(auth: KeyAuthenticator, concurrency_limit: usize) -> Self {
+        Self {
+            state: Arc::new(GatewayState {
+                auth,
+                permits: Arc::new(Semaphore::new(concurrency_limit.max(1))),
+            }),
+        }
+    }
+}
+
+impl<S> Layer<S> for GatewayLayer {
+    type Service = Gateway<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        Gateway {
+            inner,
+            state: self.state.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Gateway<S> {
+    inner: S,
+    state: Arc<GatewayState>,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+impl<S, B> Service<http::Request<B>> for Gateway<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        // The clone may not be ready; swap so the ready one serves this call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let state = self.state.clone();
+        let path = req.uri().path().to_owned();
+        let span = tracing::info_span!("grpc", rpc.method = %path, otel.kind = "server");
+        crate::telemetry::set_parent_from_headers(&span, req.headers());
+
+        if is_public(&path) {
+            return Box::pin(async move { inner.call(req).await }.instrument(span));
+        }
+        let Ok(permit) = state.permits.clone().try_acquire_owned() else {
+            tracing::warn!(parent: &span, "shedding load: concurrency limit reached");
+            return Box::pin(async move {
+                Ok(Status::resource_exhausted(
+                    "server is at its concurrency limit; retry with backoff",
+                )
+                .into_http())
+            });
+        };
+        Box::pin(
+            async move {
+                let key = crate::auth::bearer(req.headers())
+                    .unwrap_or_default()
+                    .to_owned();
+                match state.auth.authenticate(&key).await {
+                    Ok(principal) => {
+                        req.extensions_mut().insert(principal);
+                        let out = inner.call(req).await;
+                        drop(permit);
+                        out
+                    }
+                    Err(e) => Ok(Status::from(e).into_http()),
+                }
+            }
+            .instrument(span),
+        )
+    }
+}
+
+/// Waits for SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+/// Health of the whole server and of each named gRPC service.
+#[derive(Clone)]
+pub struct Health {
+    reporter: HealthReporter,
+    services: Vec<String>,
+}
+
+impl Health {
+    pub async fn set(&self, status: ServingStatus) {
+        self.reporter.set_service_status("", status).await;
+        for s in &self.services {
+            self.reporter.set_service_status(s, status).await;
+        }
+    }
+}
+
+/// Serves `routes` on `listener` until `shutdown` resolves, then drains in-flight calls
+/// (at most `server.shutdown_grace_ms`). Health answers SERVING from the first call on,
+/// since the caller only gets here once the database and Redis are reachable and migrations
+/// have run; it turns NOT_SERVING when the database stops answering and at shutdown.
+pub async fn serve(
+    settings: &Settings,
+    auth: KeyAuthenticator,
+    mut routes: tonic::service::RoutesBuilder,
+    service_names: &[&str],
+    listener: TcpListener,
+    db: Option<sea_orm::DatabaseConnection>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    let health = Health {
+        reporter,
+        services: service_names.iter().map(|s| (*s).to_owned()).collect(),
+    };
+    health.set(ServingStatus::Serving).await;
+
+    // Reflection advertises only what this server serves, not every package of the product.
+    let reflection = || {
+        let mut b = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(loyalty_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name("grpc.health.v1.Health");
+        for name in service_names {
+            b = b.with_service_name(*name);
+        }
+        b
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
+    routes
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha);
+
+    if let Some(db) = db {
+        let health = health.clone();
+        tokio::spawn(async move {
+            let mut serving = true;
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                let ok = db.ping().await.is_ok();
+                if ok != serving {
+                    serving = ok;
+                    tracing::warn!(database_reachable = ok, "database reachability changed");
+                    health
+                        .set(if ok {
+                            ServingStatus::Serving
+                        } else {
+                            ServingStatus::NotServing
+                        })
+                        .await;
+                }
+            }
+        });
+    }
+
+    let addr = listener.local_addr()?;
+    tracing::info!(service = %settings.service, %addr, "serving gRPC");
+    let grace = Duration::from_millis(settings.server.shutdown_grace_ms);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let drain_health = health.clone();
+    let server = tonic::transport::Server::builder()
+        .timeout(Duration::from_millis(settings.server.request_timeout_ms))
+        .layer(GatewayLayer::new(auth, settings.server.concurrency_limit))
+        .add_routes(routes.routes())
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            let _ = stop_rx.await;
+        });
+    let mut server = Box::pin(server);
+    tokio::select! {
+        r = &mut server => return r.map_err(Into::into),
+        _ = shutdown => {}
+    }
+    tracing::info!("shutting down: draining in-flight calls");
+    drain_health.set(ServingStatus::NotServing).await;
+    let _ = stop_tx.send(());
+    match tokio::time::timeout(grace, server).await {
+        Ok(r) => r.map_err(Into::into),
+        Err(_) => {
+            tracing::warn!("drain deadline passed; stopping with calls in flight");
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{KeyStore, Principal};
+    use secrecy::SecretString;
+    use tonic::Code;
+
+    struct OneKey;
+
+    #[async_trait::async_trait]
+    impl KeyStore for OneKey {
+        async fn lookup(
+            &self,
+            secret: &SecretString,
+        ) -> Result<Option<Principal>, crate::ApiError> {
+            use secrecy::ExposeSecret;
+            Ok((secret.expose_secret() == "good").then(|| Principal {
+                partner_id: Some(uuid::Uuid::nil()),
+                api_key_id: None,
+                roles: vec![crate::Role::Pos],
+                platform_admin: false,
+                credential: secret.clone(),
+            }))
+        }
+    }
+
+    fn gateway(limit: usize) -> GatewayLayer {
+        let auth = KeyAuthenticator::new(None, Arc::new(OneKey), Duration::from_secs(60));
+        GatewayLayer::new(auth, limit)
+    }
+
+    fn request(path: &str, key: Option<&str>) -> http::Request<Body> {
+        let mut b = http::Request::builder().uri(format!("http://localhost{path}"));
+        if let Some(k) = key {
+            b = b.header("authorization", format!("Bearer {k}"));
+        }
+        b.body(Body::empty()).unwrap()
+    }
+
+    fn grpc_code(resp: &http::Response<Body>) -> Code {
+        resp.headers()
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<i32>().ok())
+            .map(Code::from)
+            .unwrap_or(Code::Ok)
+    }
+
+    /// An inner service that records the principal it saw and waits for `release`.
+    fn inner(
+        release: Arc<tokio::sync::Notify>,
+    ) -> impl Service<
+        http::Request<Body>,
+        Response = http::Response<Body>,
+        Error = std::convert::Infallible,
+        Future = BoxFuture<Result<http::Response<Body>, std::convert::Infallible>>,
+    > + Clone {
+        tower::service_fn(move |req: http::Request<Body>| {
+            let release = release.clone();
+            Box::pin(async move {
+                assert!(
+                    req.extensions().get::<Principal>().is_some() || is_public(req.uri().path())
+                );
+                release.notified().await;
+                Ok(http::Response::new(Body::empty()))
+            }) as BoxFuture<_>
+        })
+    }
+
+    #[tokio::test]
+    async fn calls_without_a_valid_key_are_unauthenticated_but_health_is_public() {
+        let release = Arc::new(tokio::sync::Notify::new());
+        let mut svc = gateway(10).layer(inner(release.clone()));
+        let resp = svc
+            .call(request("/loyalty.x.v1.X/Get", None))
+            .await
+            .unwrap();
+        assert_eq!(grpc_code(&resp), Code::Unauthenticated);
+        let resp = svc
+            .call(request("/loyalty.x.v1.X/Get", Some("bad")))
+            .await
+            .unwrap();
+        assert_eq!(grpc_code(&resp), Code::Unauthenticated);
+        release.notify_waiters();
+        let health = tokio::spawn(svc.call(request("/grpc.health.v1.Health/Check", None)));
+        tokio::task::yield_now().await;
+        release.notify_waiters();
+        let resp = health.await.unwrap().unwrap();
+        assert_eq!(grpc_code(&resp), Code::Ok);
+    }
+
+    #[tokio::test]
+    async fn calls_beyond_the_concurrency_limit_are_shed_with_resource_exhausted() {
+        let release = Arc::new(tokio::sync::Notify::new());
+        let mut svc = gateway(1).layer(inner(release.clone()));
+        let first = tokio::spawn(svc.call(request("/loyalty.x.v1.X/Get", Some("good"))));
+        // Let the first call take the only permit and block in the inner service.
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+        let shed = svc
+            .call(request("/loyalty.x.v1.X/Get", Some("good")))
+            .await
+            .unwrap();
+        assert_eq!(grpc_code(&shed), Code::ResourceExhausted);
+        release.notify_waiters();
+        assert_eq!(grpc_code(&first.await.unwrap().unwrap()), Code::Ok);
+        let again = tokio::spawn(svc.call(request("/loyalty.x.v1.X/Get", Some("good"))));
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+        release.notify_waiters();
+        assert_eq!(
+            grpc_code(&again.await.unwrap().unwrap()),
+            Code::Ok,
+            "the permit came back"
+        );
+    }
+}

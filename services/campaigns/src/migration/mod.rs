@@ -1,0 +1,119 @@
+//! Schema of the campaigns service.
+use sea_orm_migration::{prelude::*, schema::*};
+
+loyalty_platform::migrator![InitialSchema, TemplateLinksAndVersions];
+
+struct InitialSchema;
+
+impl MigrationName for InitialSchema {
+    fn name(&self) -> &str {
+        "m0001_campaigns_initial"
+    }
+}
+
+#[derive(DeriveIden)]
+enum MessageTemplates {
+    Table,
+    Id,
+    PartnerId,
+    DisplayName,
+    Channel,
+    Kind,
+    Subject,
+    Body,
+    SenderName,
+    SenderAddress,
+    CreatedAt,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for InitialSchema {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table(MessageTemplates::Table)
+                .col(uuid(MessageTemplates::Id).primary_key())
+                .col(uuid(MessageTemplates::PartnerId))
+                .col(string(MessageTemplates::DisplayName))
+                .col(string(MessageTemplates::Channel))
+                .col(string(MessageTemplates::Kind))
+                .col(text(MessageTemplates::Subject))
+                .col(text(MessageTemplates::Body))
+                .col(string(MessageTemplates::SenderName))
+                .col(string(MessageTemplates::SenderAddress))
+                .col(timestamp_with_time_zone(MessageTemplates::CreatedAt))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("message_templates_partner")
+                .table(MessageTemplates::Table)
+                .col(MessageTemplates::PartnerId)
+                .to_owned(),
+        )
+        .await
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.drop_table(Table::drop().table(MessageTemplates::Table).to_owned())
+            .await
+    }
+}
+
+/// Push templates get the link they open; every template a version (its etag) and the time
+/// it last changed.
+struct TemplateLinksAndVersions;
+
+impl MigrationName for TemplateLinksAndVersions {
+    fn name(&self) -> &str {
+        "m0002_template_links_and_versions"
+    }
+}
+
+#[derive(DeriveIden)]
+enum TemplateColumns {
+    #[sea_orm(iden = "message_templates")]
+    Table,
+    LinkUrl,
+    Version,
+    UpdatedAt,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for TemplateLinksAndVersions {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        // SQLite alters one column per statement.
+        for column in [
+            text(TemplateColumns::LinkUrl).default("").to_owned(),
+            big_integer(TemplateColumns::Version).default(1).to_owned(),
+            timestamp_with_time_zone_null(TemplateColumns::UpdatedAt),
+        ] {
+            m.alter_table(
+                Table::alter()
+                    .table(TemplateColumns::Table)
+                    .add_column(column)
+                    .to_owned(),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        for c in [
+            TemplateColumns::UpdatedAt,
+            TemplateColumns::Version,
+            TemplateColumns::LinkUrl,
+        ] {
+            m.alter_table(
+                Table::alter()
+                    .table(TemplateColumns::Table)
+                    .drop_column(c)
+                    .to_owned(),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}

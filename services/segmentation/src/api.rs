@@ -1,0 +1,348 @@
+//! gRPC adapter of `SegmentationService`.
+use std::{sync::Arc, time::Duration};
+
+use chrono::Utc;
+use loyalty_criteria::{Criterion, Operator, RawCriterion, Value};
+use loyalty_platform::{
+    ApiError, Role, Violations,
+    auth::principal,
+    error::{check_idempotency_key, parse_uuid},
+    idempotency::{self, IdempotencyScope},
+    time::to_timestamp,
+};
+use loyalty_proto::{
+    segmentation::v1::{self as pb, segmentation_service_server::SegmentationService},
+    types::v1 as types,
+};
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::{
+    domain::{
+        Cart, CartLine, Membership, Segment, SegmentDraft, SegmentKind, memberships,
+        parse_criterion,
+    },
+    store::{Store, features},
+};
+
+/// Roles that read memberships and segments (checkout reads with the POS's key).
+const READERS: &[Role] = &[Role::Pos, Role::Service, Role::Marketing, Role::Support];
+/// How long a partner's online segments are kept in memory before they are read again.
+const ONLINE_SEGMENTS_TTL: Duration = Duration::from_secs(5);
+
+pub struct SegmentationApi {
+    store: Store,
+    /// Each partner's segments recalculated online (the checkout hot path reads them on every
+    /// call); dropped when this process changes them, otherwise re-read after a few seconds.
+    online: moka::future::Cache<Uuid, Arc<Vec<Segment>>>,
+}
+
+impl SegmentationApi {
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            online: moka::future::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(ONLINE_SEGMENTS_TTL)
+                .build(),
+        }
+    }
+
+    async fn online_segments(&self, partner_id: Uuid) -> Result<Arc<Vec<Segment>>, ApiError> {
+        if let Some(s) = self.online.get(&partner_id).await {
+            return Ok(s);
+        }
+        let segments = Arc::new(self.store.online_segments(partner_id).await?);
+        self.online.insert(partner_id, segments.clone()).await;
+        Ok(segments)
+    }
+}
+
+fn operator_from_proto(v: i32) -> Option<Operator> {
+    use pb::ComparisonOperator as O;
+    Some(match O::try_from(v).ok()? {
+        O::Equal => Operator::Equal,
+        O::NotEqual => Operator::NotEqual,
+        O::Less => Operator::Less,
+        O::LessOrEqual => Operator::LessOrEqual,
+        O::Greater => Operator::Greater,
+        O::GreaterOrEqual => Operator::GreaterOrEqual,
+        O::In => Operator::In,
+        O::Exists => Operator::Exists,
+        O::Contains => Operator::Contains,
+        O::Unspecified => return None,
+    })
+}
+
+fn operator_to_proto(o: Operator) -> pb::ComparisonOperator {
+    use pb::ComparisonOperator as O;
+    match o {
+        Operator::Equal => O::Equal,
+        Operator::NotEqual => O::NotEqual,
+        Operator::Less => O::Less,
+        Operator::LessOrEqual => O::LessOrEqual,
+        Operator::Greater => O::Greater,
+        Operator::GreaterOrEqual => O::GreaterOrEqual,
+        Operator::In => O::In,
+        Operator::Exists => O::Exists,
+        Operator::Contains => O::Contains,
+    }
+}
+
+/// Maps the wire criterion to the unvalidated form; unset literals are reported at `path`.
+fn raw_from_proto(v: &mut Violations, path: &str, c: &pb::Criterion) -> RawCriterion {
+    use pb::criterion::Kind;
+    match &c.kind {
+        None => RawCriterion::Empty,
+        Some(Kind::All(g)) => RawCriterion::All(
+            g.criteria
+                .iter()
+                .enumerate()
+                .map(|(i, c)| raw_from_proto(v, &format!("{path}.all.criteria[{i}]"), c))
+                .collect(),
+        ),
+        Some(Kind::Any(g)) => RawCriterion::Any(
+            g.criteria
+                .iter()
+                .enumerate()
+                .map(|(i, c)| raw_from_proto(v, &format!("{path}.any.criteria[{i}]"), c))
+                .collect(),
+        ),
+        Some(Kind::Negation(inner)) => RawCriterion::Not(Some(Box::new(raw_from_proto(
+            v,
+            &format!("{path}.negation"),
+            inner,
+        )))),
+        Some(Kind::Condition(cond)) => RawCriterion::Condition {
+            field: cond.field.clone(),
+            operator: operator_from_proto(cond.operator),
+            values: cond
+                .values
+                .iter()
+                .enumerate()
+                .filter_map(|(i, val)| {
+                    use pb::value::Kind as K;
+                    match &val.kind {
+                        Some(K::StringValue(s)) => Some(Value::String(s.clone())),
+                        Some(K::IntValue(n)) => Some(Value::Int(*n)),
+                        Some(K::BoolValue(b)) => Some(Value::Bool(*b)),
+                        None => {
+                            v.add(format!("{path}.condition.values[{i}]"), "must be set");
+                            None
+                        }
+                    }
+                })
+                .collect(),
+        },
+    }
+}
+
+fn criterion_to_proto(c: &Criterion) -> pb::Criterion {
+    use pb::criterion::Kind;
+    let kind = match c {
+        Criterion::All(cs) => Kind::All(pb::CriterionGroup {
+            criteria: cs.iter().map(criterion_to_proto).collect(),
+        }),
+        Criterion::Any(cs) => Kind::Any(pb::CriterionGroup {
+            criteria: cs.iter().map(criterion_to_proto).collect(),
+        }),
+        Criterion::Not(inner) => Kind::Negation(Box::new(criterion_to_proto(inner))),
+        Criterion::Condition(cond) => Kind::Condition(pb::Condition {
+            field: cond.field.path(),
+            operator: operator_to_proto(cond.operator) as i32,
+            values: cond
+                .values
+                .iter()
+                .map(|v| pb::Value {
+                    kind: Some(match v {
+                        Value::String(s) => pb::value::Kind::StringValue(s.clone()),
+                        Value::Int(n) => pb::value::Kind::IntValue(*n),
+                        Value::Bool(b) => pb::value::Kind::BoolValue(*b),
+                    }),
+                })
+                .collect(),
+        }),
+    };
+    pb::Criterion { kind: Some(kind) }
+}
+
+fn segment_to_proto(s: &Segment) -> pb::Segment {
+    pb::Segment {
+        id: s.id.to_string(),
+        display_name: s.display_name.clone(),
+        kind: (match s.kind {
+            SegmentKind::Standard => pb::SegmentKind::Standard,
+            SegmentKind::Flexi => pb::SegmentKind::Flexi,
+        }) as i32,
+        online_recalculation: s.online_recalculation,
+        criterion: Some(criterion_to_proto(&s.criterion)),
+        note: s.note.clone(),
+        member_count: s.member_count,
+        last_recalculation_time: s.last_recalculated_at.map(to_timestamp),
+        create_time: Some(to_timestamp(s.created_at)),
+        update_time: Some(to_timestamp(s.updated_at.unwrap_or(s.created_at))),
+        etag: s.etag(),
+    }
+}
+
+fn membership_to_proto(m: &Membership) -> pb::SegmentMembership {
+    pb::SegmentMembership {
+        segment_id: m.segment_id.to_string(),
+        segment_display_name: m.segment_display_name.clone(),
+        add_time: m.added_at.map(to_timestamp),
+        online: m.online,
+    }
+}
+
+fn cart_from_proto(cart: &types::Cart) -> Cart {
+    Cart {
+        currency_code: cart.currency_code.clone(),
+        lines: cart
+            .lines
+            .iter()
+            .map(|l| CartLine {
+                product_id: l.product_id.clone(),
+                product_group_ids: l.product_group_ids.clone(),
+                quantity: l.quantity,
+                unit_price_minor: l.unit_price_minor,
+            })
+            .collect(),
+    }
+}
+
+#[tonic::async_trait]
+impl SegmentationService for SegmentationApi {
+    #[tracing::instrument(skip_all)]
+    async fn create_segment(
+        &self,
+        request: Request<pb::CreateSegmentRequest>,
+    ) -> Result<Response<pb::CreateSegmentResponse>, Status> {
+        let partner_id = principal(&request)?.partner_with_role(&[Role::Marketing])?;
+        let req = request.into_inner();
+        let scope = IdempotencyScope::new(partner_id, "CreateSegment", &req.idempotency_key, &req);
+        let mut v = Violations::new();
+        check_idempotency_key(&mut v, &req.idempotency_key);
+        let Some(s) = req.segment else {
+            return Err(ApiError::invalid("segment", "is required").into());
+        };
+        let kind = match pb::SegmentKind::try_from(s.kind).unwrap_or_default() {
+            pb::SegmentKind::Standard => Some(SegmentKind::Standard),
+            pb::SegmentKind::Flexi => Some(SegmentKind::Flexi),
+            pb::SegmentKind::Unspecified => None,
+        };
+        let raw = s
+            .criterion
+            .as_ref()
+            .map(|c| raw_from_proto(&mut v, "segment.criterion", c));
+        let draft = SegmentDraft {
+            display_name: s.display_name,
+            kind,
+            online_recalculation: s.online_recalculation,
+            criterion: parse_criterion(&mut v, "segment.criterion", raw),
+            note: s.note,
+        };
+        draft.validate(&mut v);
+        v.into_result()?;
+        let Some(segment) = draft.into_segment(Uuid::now_v7(), Utc::now()) else {
+            return Err(ApiError::invalid("segment", "is incomplete").into());
+        };
+        let store = self.store.clone();
+        let segment: Segment = idempotency::run(self.store.db(), scope, move |txn| {
+            Box::pin(async move { store.create_segment(txn, partner_id, segment).await })
+        })
+        .await?;
+        self.online.invalidate(&partner_id).await;
+        Ok(Response::new(pb::CreateSegmentResponse {
+            segment: Some(segment_to_proto(&segment)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_segment(
+        &self,
+        request: Request<pb::GetSegmentRequest>,
+    ) -> Result<Response<pb::GetSegmentResponse>, Status> {
+        let partner_id = principal(&request)?.partner_with_role(READERS)?;
+        let id = parse_uuid("segment_id", &request.get_ref().segment_id)?;
+        let segment = self
+            .store
+            .segment(partner_id, id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound("segment".into()))?;
+        Ok(Response::new(pb::GetSegmentResponse {
+            segment: Some(segment_to_proto(&segment)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_customer_memberships(
+        &self,
+        request: Request<pb::GetCustomerMembershipsRequest>,
+    ) -> Result<Response<pb::GetCustomerMembershipsResponse>, Status> {
+        let partner_id = principal(&request)?.partner_with_role(READERS)?;
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let customer_id = v.check(
+            "customer_id",
+            parse_uuid("customer_id", &req.customer_id).map_err(|_| "must be a UUID"),
+        );
+        let cart = req.cart.as_ref().map(cart_from_proto);
+        if let Some(cart) = &cart {
+            cart.validate(&mut v, "cart");
+        }
+        v.into_result()?;
+        let customer_id = customer_id.unwrap_or_default();
+
+        let (stored, online, features) = tokio::try_join!(
+            self.store.memberships(partner_id, customer_id),
+            self.online_segments(partner_id),
+            features::features(self.store.db(), partner_id, customer_id),
+        )?;
+        let mut facts = features.facts(Utc::now());
+        if let Some(cart) = &cart {
+            cart.add_facts(&mut facts);
+        }
+        Ok(Response::new(pb::GetCustomerMembershipsResponse {
+            memberships: memberships(&stored, &online, &facts)
+                .iter()
+                .map(membership_to_proto)
+                .collect(),
+        }))
+    }
+
+    loyalty_platform::rpcs_not_yet_implemented! {
+        "lands with issue #7 (segmentation)";
+        list_segments(pb::ListSegmentsRequest) -> pb::ListSegmentsResponse;
+        update_segment(pb::UpdateSegmentRequest) -> pb::UpdateSegmentResponse;
+        delete_segment(pb::DeleteSegmentRequest) -> pb::DeleteSegmentResponse;
+        recalculate_segment(pb::RecalculateSegmentRequest) -> pb::RecalculateSegmentResponse;
+        list_segment_members(pb::ListSegmentMembersRequest) -> pb::ListSegmentMembersResponse;
+        add_customer_to_segment(pb::AddCustomerToSegmentRequest) -> pb::AddCustomerToSegmentResponse;
+        remove_customer_from_segment(pb::RemoveCustomerFromSegmentRequest) -> pb::RemoveCustomerFromSegmentResponse;
+        create_badge(pb::CreateBadgeRequest) -> pb::CreateBadgeResponse;
+        get_badge(pb::GetBadgeRequest) -> pb::GetBadgeResponse;
+        list_badges(pb::ListBadgesRequest) -> pb::ListBadgesResponse;
+        update_badge(pb::UpdateBadgeRequest) -> pb::UpdateBadgeResponse;
+        delete_badge(pb::DeleteBadgeRequest) -> pb::DeleteBadgeResponse;
+        assign_badge(pb::AssignBadgeRequest) -> pb::AssignBadgeResponse;
+        remove_badge(pb::RemoveBadgeRequest) -> pb::RemoveBadgeResponse;
+        list_badge_members(pb::ListBadgeMembersRequest) -> pb::ListBadgeMembersResponse;
+        list_customer_badges(pb::ListCustomerBadgesRequest) -> pb::ListCustomerBadgesResponse;
+        create_audience(pb::CreateAudienceRequest) -> pb::CreateAudienceResponse;
+        get_audience(pb::GetAudienceRequest) -> pb::GetAudienceResponse;
+        list_audiences(pb::ListAudiencesRequest) -> pb::ListAudiencesResponse;
+        update_audience(pb::UpdateAudienceRequest) -> pb::UpdateAudienceResponse;
+        delete_audience(pb::DeleteAudienceRequest) -> pb::DeleteAudienceResponse;
+        list_audience_members(pb::ListAudienceMembersRequest) -> pb::ListAudienceMembersResponse;
+        add_audience_member(pb::AddAudienceMemberRequest) -> pb::AddAudienceMemberResponse;
+        remove_audience_member(pb::RemoveAudienceMemberRequest) -> pb::RemoveAudienceMemberResponse;
+        duplicate_audience(pb::DuplicateAudienceRequest) -> pb::DuplicateAudienceResponse;
+        lock_audience(pb::LockAudienceRequest) -> pb::LockAudienceResponse;
+        list_customer_audiences(pb::ListCustomerAudiencesRequest) -> pb::ListCustomerAudiencesResponse;
+        list_membership_history(pb::ListMembershipHistoryRequest) -> pb::ListMembershipHistoryResponse;
+        get_customer_features(pb::GetCustomerFeaturesRequest) -> pb::GetCustomerFeaturesResponse;
+        get_customer_rfm(pb::GetCustomerRfmRequest) -> pb::GetCustomerRfmResponse;
+        validate_criterion(pb::ValidateCriterionRequest) -> pb::ValidateCriterionResponse;
+        list_criterion_fields(pb::ListCriterionFieldsRequest) -> pb::ListCriterionFieldsResponse;
+    }
+}

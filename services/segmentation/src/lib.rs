@@ -1,0 +1,34 @@
+//! The segmentation service: the customer feature store (a projection of identity's and
+//! checkout's events), segments and their memberships, recalculated online at checkout.
+pub mod api;
+pub mod domain;
+pub mod migration;
+pub mod store;
+
+use std::sync::Arc;
+
+use loyalty_platform::{Infra, Settings};
+use loyalty_proto::segmentation::v1::segmentation_service_server::SegmentationServiceServer;
+
+pub const SERVICE: &str = "segmentation";
+pub const DEFAULT_PORT: u16 = 50054;
+
+/// Starts the service and serves until SIGTERM/SIGINT.
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let infra = Infra::start::<migration::Migrator>(settings).await?;
+    let auth = infra.remote_authenticator()?;
+    let projector = Arc::new(store::features::FeatureProjector);
+    infra.consume("identity", projector.clone())?;
+    infra.consume("checkout", projector)?;
+    let mut routes = tonic::service::RoutesBuilder::default();
+    routes.add_service(SegmentationServiceServer::new(api::SegmentationApi::new(
+        store::Store::new(infra.db.clone()),
+    )));
+    infra
+        .serve(
+            auth,
+            routes,
+            &["loyalty.segmentation.v1.SegmentationService"],
+        )
+        .await
+}

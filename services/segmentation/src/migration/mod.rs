@@ -1,0 +1,219 @@
+//! Schema of the segmentation service.
+use sea_orm_migration::{prelude::*, schema::*};
+
+loyalty_platform::migrator![InitialSchema, SegmentVersions];
+
+struct InitialSchema;
+
+impl MigrationName for InitialSchema {
+    fn name(&self) -> &str {
+        "m0001_segmentation_initial"
+    }
+}
+
+#[derive(DeriveIden)]
+enum CustomerFeatures {
+    Table,
+    PartnerId,
+    CustomerId,
+    Attributes,
+    Properties,
+    PurchaseCount,
+    TotalSpentMinor,
+    LastPurchaseAt,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum Segments {
+    Table,
+    Id,
+    PartnerId,
+    DisplayName,
+    Kind,
+    OnlineRecalculation,
+    Criterion,
+    Note,
+    MemberCount,
+    LastRecalculatedAt,
+    CreatedAt,
+}
+
+#[derive(DeriveIden)]
+enum SegmentMembers {
+    Table,
+    SegmentId,
+    CustomerId,
+    PartnerId,
+    AddedAt,
+}
+
+#[derive(DeriveIden)]
+enum MembershipHistory {
+    Table,
+    Id,
+    PartnerId,
+    SegmentId,
+    CustomerId,
+    Change,
+    At,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for InitialSchema {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table(CustomerFeatures::Table)
+                .col(uuid(CustomerFeatures::PartnerId))
+                .col(uuid(CustomerFeatures::CustomerId))
+                .col(json(CustomerFeatures::Attributes))
+                .col(json(CustomerFeatures::Properties))
+                .col(big_integer(CustomerFeatures::PurchaseCount))
+                .col(big_integer(CustomerFeatures::TotalSpentMinor))
+                .col(timestamp_with_time_zone_null(
+                    CustomerFeatures::LastPurchaseAt,
+                ))
+                .col(timestamp_with_time_zone(CustomerFeatures::UpdatedAt))
+                .primary_key(
+                    Index::create()
+                        .col(CustomerFeatures::PartnerId)
+                        .col(CustomerFeatures::CustomerId),
+                )
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(Segments::Table)
+                .col(uuid(Segments::Id).primary_key())
+                .col(uuid(Segments::PartnerId))
+                .col(string(Segments::DisplayName))
+                .col(string(Segments::Kind))
+                .col(boolean(Segments::OnlineRecalculation))
+                .col(json(Segments::Criterion))
+                .col(text(Segments::Note))
+                .col(big_integer(Segments::MemberCount))
+                .col(timestamp_with_time_zone_null(Segments::LastRecalculatedAt))
+                .col(timestamp_with_time_zone(Segments::CreatedAt))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("segments_partner")
+                .table(Segments::Table)
+                .col(Segments::PartnerId)
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(SegmentMembers::Table)
+                .col(uuid(SegmentMembers::SegmentId))
+                .col(uuid(SegmentMembers::CustomerId))
+                .col(uuid(SegmentMembers::PartnerId))
+                .col(timestamp_with_time_zone(SegmentMembers::AddedAt))
+                .primary_key(
+                    Index::create()
+                        .col(SegmentMembers::SegmentId)
+                        .col(SegmentMembers::CustomerId),
+                )
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("segment_members_customer")
+                .table(SegmentMembers::Table)
+                .col(SegmentMembers::PartnerId)
+                .col(SegmentMembers::CustomerId)
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(MembershipHistory::Table)
+                .col(uuid(MembershipHistory::Id).primary_key())
+                .col(uuid(MembershipHistory::PartnerId))
+                .col(uuid(MembershipHistory::SegmentId))
+                .col(uuid(MembershipHistory::CustomerId))
+                .col(string(MembershipHistory::Change))
+                .col(timestamp_with_time_zone(MembershipHistory::At))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("membership_history_customer")
+                .table(MembershipHistory::Table)
+                .col(MembershipHistory::PartnerId)
+                .col(MembershipHistory::CustomerId)
+                .to_owned(),
+        )
+        .await
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        for t in [
+            MembershipHistory::Table.into_iden(),
+            SegmentMembers::Table.into_iden(),
+            Segments::Table.into_iden(),
+            CustomerFeatures::Table.into_iden(),
+        ] {
+            m.drop_table(Table::drop().table(t).to_owned()).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Segment definitions get a version (their etag) and the time they last changed.
+struct SegmentVersions;
+
+impl MigrationName for SegmentVersions {
+    fn name(&self) -> &str {
+        "m0002_segment_versions"
+    }
+}
+
+#[derive(DeriveIden)]
+enum SegmentColumns {
+    #[sea_orm(iden = "segments")]
+    Table,
+    Version,
+    UpdatedAt,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for SegmentVersions {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        // SQLite alters one column per statement.
+        m.alter_table(
+            Table::alter()
+                .table(SegmentColumns::Table)
+                .add_column(big_integer(SegmentColumns::Version).default(1))
+                .to_owned(),
+        )
+        .await?;
+        m.alter_table(
+            Table::alter()
+                .table(SegmentColumns::Table)
+                .add_column(timestamp_with_time_zone_null(SegmentColumns::UpdatedAt))
+                .to_owned(),
+        )
+        .await
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        for c in [SegmentColumns::UpdatedAt, SegmentColumns::Version] {
+            m.alter_table(
+                Table::alter()
+                    .table(SegmentColumns::Table)
+                    .drop_column(c)
+                    .to_owned(),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,93 @@
+//! sea-orm entities of the segmentation schema.
+
+pub mod customer_features {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "customer_features")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub partner_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub customer_id: Uuid,
+        pub attributes: Json,
+        pub properties: Json,
+        pub purchase_count: i64,
+        pub total_spent_minor: i64,
+        pub last_purchase_at: Option<DateTimeUtc>,
+        pub updated_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod segments {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "segments")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub partner_id: Uuid,
+        pub display_name: String,
+        pub kind: String,
+        pub online_recalculation: bool,
+        pub criterion: Json,
+        pub note: String,
+        pub member_count: i64,
+        pub last_recalculated_at: Option<DateTimeUtc>,
+        pub created_at: DateTimeUtc,
+        pub version: i64,
+        pub updated_at: Option<DateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod segment_members {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "segment_members")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub segment_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub customer_id: Uuid,
+        pub partner_id: Uuid,
+        pub added_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod membership_history {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "membership_history")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub partner_id: Uuid,
+        pub segment_id: Uuid,
+        pub customer_id: Uuid,
+        pub change: String,
+        pub at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

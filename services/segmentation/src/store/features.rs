@@ -1,0 +1,215 @@
+//! The customer feature store: a projection of identity's customer events and checkout's
+//! purchases, read by criteria.
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use loyalty_platform::{ApiError, events};
+use loyalty_proto::events::v1 as ev;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, sea_query::Expr,
+};
+use uuid::Uuid;
+
+use super::entities::customer_features;
+use crate::domain::{Features, Segment};
+
+/// Customers read per query when a segment is filled.
+const PAGE: u64 = 1_000;
+
+fn features_from(m: &customer_features::Model) -> Features {
+    Features {
+        attributes: serde_json::from_value(m.attributes.clone()).unwrap_or_default(),
+        properties: serde_json::from_value(m.properties.clone()).unwrap_or_default(),
+        purchase_count: m.purchase_count,
+        total_spent_minor: m.total_spent_minor,
+        last_purchase_at: m.last_purchase_at,
+    }
+}
+
+/// The features of one customer (empty if no event about them has arrived yet).
+pub async fn features(
+    conn: &impl ConnectionTrait,
+    partner_id: Uuid,
+    customer_id: Uuid,
+) -> Result<Features, ApiError> {
+    Ok(
+        customer_features::Entity::find_by_id((partner_id, customer_id))
+            .one(conn)
+            .await?
+            .map(|m| features_from(&m))
+            .unwrap_or_default(),
+    )
+}
+
+/// Every customer of the partner whom `segment` admits at `now`, read page by page so a
+/// large partner is never held in memory at once.
+pub async fn admitted(
+    conn: &impl ConnectionTrait,
+    partner_id: Uuid,
+    segment: &Segment,
+    now: DateTime<Utc>,
+) -> Result<Vec<Uuid>, ApiError> {
+    let mut members = Vec::new();
+    let mut after: Option<Uuid> = None;
+    loop {
+        let mut q = customer_features::Entity::find()
+            .filter(customer_features::Column::PartnerId.eq(partner_id));
+        if let Some(after) = after {
+            q = q.filter(customer_features::Column::CustomerId.gt(after));
+        }
+        let page = q
+            .order_by_asc(customer_features::Column::CustomerId)
+            .limit(PAGE)
+            .all(conn)
+            .await?;
+        let full = page.len() as u64 == PAGE;
+        after = page.last().map(|m| m.customer_id);
+        members.extend(
+            page.iter()
+                .filter(|m| segment.admits(&features_from(m), now))
+                .map(|m| m.customer_id),
+        );
+        if !full {
+            return Ok(members);
+        }
+    }
+}
+
+async fn write(
+    txn: &DatabaseTransaction,
+    partner_id: Uuid,
+    customer_id: Uuid,
+    exists: bool,
+    f: &Features,
+) -> anyhow::Result<()> {
+    let attributes = serde_json::to_value(&f.attributes)?;
+    let properties = serde_json::to_value(&f.properties)?;
+    let now = Utc::now();
+    if exists {
+        customer_features::Entity::update_many()
+            .col_expr(
+                customer_features::Column::Attributes,
+                Expr::value(attributes),
+            )
+            .col_expr(
+                customer_features::Column::Properties,
+                Expr::value(properties),
+            )
+            .col_expr(
+                customer_features::Column::PurchaseCount,
+                Expr::value(f.purchase_count),
+            )
+            .col_expr(
+                customer_features::Column::TotalSpentMinor,
+                Expr::value(f.total_spent_minor),
+            )
+            .col_expr(
+                customer_features::Column::LastPurchaseAt,
+                Expr::value(f.last_purchase_at),
+            )
+            .col_expr(customer_features::Column::UpdatedAt, Expr::value(now))
+            .filter(customer_features::Column::PartnerId.eq(partner_id))
+            .filter(customer_features::Column::CustomerId.eq(customer_id))
+            .exec(txn)
+            .await?;
+    } else {
+        customer_features::Entity::insert(customer_features::ActiveModel {
+            partner_id: Set(partner_id),
+            customer_id: Set(customer_id),
+            attributes: Set(attributes),
+            properties: Set(properties),
+            purchase_count: Set(f.purchase_count),
+            total_spent_minor: Set(f.total_spent_minor),
+            last_purchase_at: Set(f.last_purchase_at),
+            updated_at: Set(now),
+        })
+        .exec_without_returning(txn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Reads a customer's features, lets `change` update them, and writes them back.
+async fn update(
+    txn: &DatabaseTransaction,
+    partner_id: Uuid,
+    customer_id: Uuid,
+    change: impl FnOnce(&mut Features),
+) -> anyhow::Result<()> {
+    let existing = customer_features::Entity::find_by_id((partner_id, customer_id))
+        .one(txn)
+        .await?;
+    let mut f = existing.as_ref().map(features_from).unwrap_or_default();
+    change(&mut f);
+    write(txn, partner_id, customer_id, existing.is_some(), &f).await
+}
+
+/// Projects identity's and checkout's events into `customer_features`.
+pub struct FeatureProjector;
+
+/// A profile event replaces the attributes and properties (they are the state after the
+/// change) and keeps the purchase features.
+fn profile(
+    attributes: impl IntoIterator<Item = (String, String)>,
+    properties: impl IntoIterator<Item = (String, String)>,
+) -> impl FnOnce(&mut Features) {
+    let attributes: BTreeMap<String, String> = attributes.into_iter().collect();
+    let properties: BTreeMap<String, String> = properties.into_iter().collect();
+    move |f| {
+        f.attributes = attributes;
+        f.properties = properties;
+    }
+}
+
+#[async_trait::async_trait]
+impl events::EventHandler for FeatureProjector {
+    fn handles(&self, event_type: &str) -> bool {
+        use events::DomainEvent;
+        [
+            ev::CustomerCreated::TYPE,
+            ev::CustomerUpdated::TYPE,
+            ev::PurchaseCompleted::TYPE,
+        ]
+        .contains(&event_type)
+    }
+
+    /// A malformed event (bad ids, undecodable payload) is logged and skipped: retrying it
+    /// would never succeed and would hold up every later event.
+    async fn apply(&self, txn: &DatabaseTransaction, e: &ev::EventEnvelope) -> anyhow::Result<()> {
+        let skip = |why: &str| {
+            tracing::warn!(event_id = %e.event_id, event_type = %e.event_type, "skipping event: {why}");
+            Ok(())
+        };
+        let Ok(partner_id) = Uuid::parse_str(&e.partner_id) else {
+            return skip("partner_id is not a UUID");
+        };
+        let customer = |id: &str| Uuid::parse_str(id).ok();
+        if let Some(c) = events::decode::<ev::CustomerCreated>(e) {
+            let Some(id) = customer(&c.customer_id) else {
+                return skip("customer_id is not a UUID");
+            };
+            update(txn, partner_id, id, profile(c.attributes, c.properties)).await
+        } else if let Some(c) = events::decode::<ev::CustomerUpdated>(e) {
+            let Some(id) = customer(&c.customer_id) else {
+                return skip("customer_id is not a UUID");
+            };
+            update(txn, partner_id, id, profile(c.attributes, c.properties)).await
+        } else if let Some(p) = events::decode::<ev::PurchaseCompleted>(e) {
+            let Some(id) = customer(&p.customer_id) else {
+                return skip("customer_id is not a UUID");
+            };
+            let at = e
+                .occur_time
+                .as_ref()
+                .and_then(loyalty_platform::time::from_timestamp)
+                .unwrap_or_else(Utc::now);
+            update(txn, partner_id, id, |f| {
+                f.record_purchase(p.net_amount_minor, at)
+            })
+            .await
+        } else {
+            skip("payload does not decode")
+        }
+    }
+}

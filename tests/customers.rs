@@ -1,0 +1,227 @@
+//! Updating a customer: masked fields only, etags against lost updates, and the change reaching
+//! segmentation through `CustomerUpdated`, so an online segment sees the new tier.
+use std::{collections::HashMap, time::Duration};
+
+use loyalty_proto::{identity::v1 as identity, segmentation::v1 as segmentation};
+use loyalty_testkit::{Backend, Suite, authed, eventually};
+use tonic::Code;
+use tonic_types::StatusExt;
+
+async fn partner_key(suite: &Suite, name: &str) -> anyhow::Result<String> {
+    let mut identity = suite.identity().await?;
+    let partner = identity
+        .create_partner(authed(
+            identity::CreatePartnerRequest {
+                idempotency_key: name.into(),
+                partner: Some(identity::Partner {
+                    display_name: name.into(),
+                    default_currency_code: "EUR".into(),
+                    ..Default::default()
+                }),
+            },
+            suite.admin_key(),
+        ))
+        .await?
+        .into_inner()
+        .partner
+        .expect("partner");
+    Ok(identity
+        .create_api_key(authed(
+            identity::CreateApiKeyRequest {
+                idempotency_key: name.into(),
+                partner_id: partner.id,
+                display_name: "crm".into(),
+                roles: vec![
+                    identity::Role::Support as i32,
+                    identity::Role::Marketing as i32,
+                ],
+            },
+            suite.admin_key(),
+        ))
+        .await?
+        .into_inner()
+        .secret)
+}
+
+fn update(
+    idem: &str,
+    customer: identity::Customer,
+    paths: &[&str],
+    etag: &str,
+    key: &str,
+) -> tonic::Request<identity::UpdateCustomerRequest> {
+    authed(
+        identity::UpdateCustomerRequest {
+            idempotency_key: idem.into(),
+            customer: Some(customer),
+            update_mask: Some(prost_types::FieldMask {
+                paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+            }),
+            etag: etag.into(),
+        },
+        key,
+    )
+}
+
+fn first_field(status: &tonic::Status) -> String {
+    status
+        .get_error_details()
+        .bad_request()
+        .and_then(|b| b.field_violations.first().map(|v| v.field.clone()))
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_update_changes_masked_fields_guards_with_etags_and_reaches_segments()
+-> anyhow::Result<()> {
+    let suite = Suite::start(Backend::Postgres).await?;
+    let key = partner_key(&suite, "Shop").await?;
+    let rival = partner_key(&suite, "Rival").await?;
+    let mut identity = suite.identity().await?;
+    let created = identity
+        .create_customer(authed(
+            identity::CreateCustomerRequest {
+                idempotency_key: "jana".into(),
+                customer: Some(identity::Customer {
+                    first_name: "Jana".into(),
+                    city: "Praha".into(),
+                    properties: HashMap::from([("tier".to_owned(), "silver".to_owned())]),
+                    ..Default::default()
+                }),
+                identifiers: vec![],
+            },
+            &key,
+        ))
+        .await?
+        .into_inner()
+        .customer
+        .expect("customer");
+
+    let mut segmentation = suite.segmentation().await?;
+    let gold = segmentation
+        .create_segment(authed(
+            segmentation::CreateSegmentRequest {
+                idempotency_key: "gold".into(),
+                segment: Some(segmentation::Segment {
+                    display_name: "Gold".into(),
+                    kind: segmentation::SegmentKind::Standard as i32,
+                    online_recalculation: true,
+                    criterion: Some(segmentation::Criterion {
+                        kind: Some(segmentation::criterion::Kind::Condition(
+                            segmentation::Condition {
+                                field: "customer.properties.tier".into(),
+                                operator: segmentation::ComparisonOperator::Equal as i32,
+                                values: vec![segmentation::Value {
+                                    kind: Some(segmentation::value::Kind::StringValue(
+                                        "gold".into(),
+                                    )),
+                                }],
+                            },
+                        )),
+                    }),
+                    ..Default::default()
+                }),
+            },
+            &key,
+        ))
+        .await?
+        .into_inner()
+        .segment
+        .expect("segment");
+
+    let mut change = identity::Customer {
+        id: created.id.clone(),
+        city: "Brno".into(),
+        first_name: "not in the mask".into(),
+        ..Default::default()
+    };
+    change.properties.insert("tier".into(), "gold".into());
+    let updated = identity
+        .update_customer(update(
+            "u1",
+            change.clone(),
+            &["city", "properties.tier"],
+            &created.etag,
+            &key,
+        ))
+        .await?
+        .into_inner()
+        .customer
+        .expect("customer");
+    assert_eq!(updated.city, "Brno");
+    assert_eq!(updated.first_name, "Jana", "fields outside the mask stay");
+    assert_eq!(
+        updated.properties.get("tier").map(String::as_str),
+        Some("gold")
+    );
+    assert_ne!(updated.etag, created.etag);
+
+    let stale = identity
+        .update_customer(update("u2", change.clone(), &["city"], &created.etag, &key))
+        .await
+        .expect_err("stale etag");
+    assert_eq!(
+        stale
+            .get_error_details()
+            .error_info()
+            .expect("reason")
+            .reason,
+        "ETAG_MISMATCH"
+    );
+
+    let mut bad = change.clone();
+    bad.email = "not-an-email".into();
+    let invalid = identity
+        .update_customer(update("u3", bad, &["email"], "", &key))
+        .await
+        .expect_err("bad email");
+    assert_eq!(invalid.code(), Code::InvalidArgument);
+    assert_eq!(first_field(&invalid), "customer.email");
+    let unknown = identity
+        .update_customer(update("u4", change.clone(), &["state"], "", &key))
+        .await
+        .expect_err("state is not updatable");
+    assert_eq!(first_field(&unknown), "update_mask");
+    let foreign = identity
+        .update_customer(update("u5", change, &["city"], "", &rival))
+        .await
+        .expect_err("another partner's customer");
+    assert_eq!(foreign.code(), Code::NotFound);
+
+    // The new tier reaches segmentation's feature store through CustomerUpdated.
+    eventually(Duration::from_secs(20), || {
+        let mut segmentation = segmentation.clone();
+        let (customer_id, segment_id, key) = (created.id.clone(), gold.id.clone(), key.clone());
+        async move {
+            let m = segmentation
+                .get_customer_memberships(authed(
+                    segmentation::GetCustomerMembershipsRequest {
+                        customer_id,
+                        cart: None,
+                    },
+                    &key,
+                ))
+                .await?
+                .into_inner();
+            Ok(m.memberships
+                .iter()
+                .any(|m| m.segment_id == segment_id)
+                .then_some(()))
+        }
+    })
+    .await?;
+
+    let read = identity
+        .get_customer(authed(
+            identity::GetCustomerRequest {
+                customer_id: created.id.clone(),
+            },
+            &key,
+        ))
+        .await?
+        .into_inner()
+        .customer
+        .expect("customer");
+    assert_eq!(read.etag, updated.etag);
+    suite.stop().await
+}
