@@ -11,7 +11,7 @@ use loyalty_proto::{
     events::v1 as ev,
     types::v1 as types,
 };
-use sea_orm::{DatabaseConnection, TransactionTrait};
+use sea_orm::DatabaseConnection;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -232,7 +232,7 @@ impl CheckoutApi {
         };
         receipt.points_earned = points;
         receipt.committed_at = chrono::Utc::now();
-        let txn = self.db.begin().await?;
+        let txn = loyalty_platform::db::begin_write(&self.db).await?;
         if !self
             .store
             .mark_committed(&txn, partner_id, &receipt)
