@@ -1,5 +1,11 @@
 //! gRPC adapter: authorize, convert and validate, call the domain and store, convert back.
+mod accounts;
+mod activity;
 mod business_units;
+mod cards;
+mod consents;
+mod customer_data;
+mod import;
 use std::time::Duration;
 
 use loyalty_platform::{
@@ -30,6 +36,11 @@ use crate::{
     },
     store::Store,
 };
+
+/// The stream ExportCustomer answers with.
+pub type ExportCustomerStream = std::pin::Pin<
+    Box<dyn futures::Stream<Item = Result<pb::ExportCustomerResponse, Status>> + Send + 'static>,
+>;
 
 /// How long a resolution is cached; every change to the identifier drops it at once.
 const RESOLUTION_TTL: Duration = Duration::from_secs(300);
@@ -988,50 +999,404 @@ impl IdentityService for IdentityApi {
         }))
     }
 
-    loyalty_platform::rpcs_not_yet_implemented! {
-        "lands with issue #4 (identity and cards)";
-        list_partners(pb::ListPartnersRequest) -> pb::ListPartnersResponse;
-        update_partner(pb::UpdatePartnerRequest) -> pb::UpdatePartnerResponse;
-        list_customers(pb::ListCustomersRequest) -> pb::ListCustomersResponse;
-        search_customers(pb::SearchCustomersRequest) -> pb::SearchCustomersResponse;
-        block_customer(pb::BlockCustomerRequest) -> pb::BlockCustomerResponse;
-        unblock_customer(pb::UnblockCustomerRequest) -> pb::UnblockCustomerResponse;
-        erase_customer(pb::EraseCustomerRequest) -> pb::EraseCustomerResponse;
-        create_contact_source(pb::CreateContactSourceRequest) -> pb::CreateContactSourceResponse;
-        list_contact_sources(pb::ListContactSourcesRequest) -> pb::ListContactSourcesResponse;
-        update_contact_source(pb::UpdateContactSourceRequest) -> pb::UpdateContactSourceResponse;
-        delete_contact_source(pb::DeleteContactSourceRequest) -> pb::DeleteContactSourceResponse;
-        create_interest(pb::CreateInterestRequest) -> pb::CreateInterestResponse;
-        list_interests(pb::ListInterestsRequest) -> pb::ListInterestsResponse;
-        update_interest(pb::UpdateInterestRequest) -> pb::UpdateInterestResponse;
-        delete_interest(pb::DeleteInterestRequest) -> pb::DeleteInterestResponse;
-        create_customer_property_definition(pb::CreateCustomerPropertyDefinitionRequest) -> pb::CreateCustomerPropertyDefinitionResponse;
-        list_customer_property_definitions(pb::ListCustomerPropertyDefinitionsRequest) -> pb::ListCustomerPropertyDefinitionsResponse;
-        update_customer_property_definition(pb::UpdateCustomerPropertyDefinitionRequest) -> pb::UpdateCustomerPropertyDefinitionResponse;
-        delete_customer_property_definition(pb::DeleteCustomerPropertyDefinitionRequest) -> pb::DeleteCustomerPropertyDefinitionResponse;
-        create_relation_type(pb::CreateRelationTypeRequest) -> pb::CreateRelationTypeResponse;
-        list_relation_types(pb::ListRelationTypesRequest) -> pb::ListRelationTypesResponse;
-        update_relation_type(pb::UpdateRelationTypeRequest) -> pb::UpdateRelationTypeResponse;
-        delete_relation_type(pb::DeleteRelationTypeRequest) -> pb::DeleteRelationTypeResponse;
-        create_customer_relation(pb::CreateCustomerRelationRequest) -> pb::CreateCustomerRelationResponse;
-        list_customer_relations(pb::ListCustomerRelationsRequest) -> pb::ListCustomerRelationsResponse;
-        delete_customer_relation(pb::DeleteCustomerRelationRequest) -> pb::DeleteCustomerRelationResponse;
-        create_consent_type(pb::CreateConsentTypeRequest) -> pb::CreateConsentTypeResponse;
-        list_consent_types(pb::ListConsentTypesRequest) -> pb::ListConsentTypesResponse;
-        update_consent_type(pb::UpdateConsentTypeRequest) -> pb::UpdateConsentTypeResponse;
-        grant_consent(pb::GrantConsentRequest) -> pb::GrantConsentResponse;
-        withdraw_consent(pb::WithdrawConsentRequest) -> pb::WithdrawConsentResponse;
-        list_customer_consents(pb::ListCustomerConsentsRequest) -> pb::ListCustomerConsentsResponse;
-        list_consent_history(pb::ListConsentHistoryRequest) -> pb::ListConsentHistoryResponse;
-        get_email_bounce_state(pb::GetEmailBounceStateRequest) -> pb::GetEmailBounceStateResponse;
-        record_email_bounce(pb::RecordEmailBounceRequest) -> pb::RecordEmailBounceResponse;
-        reset_email_bounce_state(pb::ResetEmailBounceStateRequest) -> pb::ResetEmailBounceStateResponse;
-        create_event_type(pb::CreateEventTypeRequest) -> pb::CreateEventTypeResponse;
-        get_event_type(pb::GetEventTypeRequest) -> pb::GetEventTypeResponse;
-        list_event_types(pb::ListEventTypesRequest) -> pb::ListEventTypesResponse;
-        update_event_type(pb::UpdateEventTypeRequest) -> pb::UpdateEventTypeResponse;
-        track_event(pb::TrackEventRequest) -> pb::TrackEventResponse;
-        list_customer_events(pb::ListCustomerEventsRequest) -> pb::ListCustomerEventsResponse;
-        list_account_history(pb::ListAccountHistoryRequest) -> pb::ListAccountHistoryResponse;
+    #[tracing::instrument(skip_all)]
+    async fn create_contact_source(
+        &self,
+        request: Request<pb::CreateContactSourceRequest>,
+    ) -> Result<Response<pb::CreateContactSourceResponse>, Status> {
+        customer_data::create_contact_source(self, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_contact_sources(
+        &self,
+        request: Request<pb::ListContactSourcesRequest>,
+    ) -> Result<Response<pb::ListContactSourcesResponse>, Status> {
+        customer_data::list_contact_sources(self, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn update_contact_source(
+        &self,
+        request: Request<pb::UpdateContactSourceRequest>,
+    ) -> Result<Response<pb::UpdateContactSourceResponse>, Status> {
+        customer_data::update_contact_source(self, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn delete_contact_source(
+        &self,
+        request: Request<pb::DeleteContactSourceRequest>,
+    ) -> Result<Response<pb::DeleteContactSourceResponse>, Status> {
+        customer_data::delete_contact_source(self, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn create_interest(
+        &self,
+        request: Request<pb::CreateInterestRequest>,
+    ) -> Result<Response<pb::CreateInterestResponse>, Status> {
+        customer_data::create_interest(self, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_interests(
+        &self,
+        request: Request<pb::ListInterestsRequest>,
+    ) -> Result<Response<pb::ListInterestsResponse>, Status> {
+        customer_data::list_interests(self, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn update_interest(
+        &self,
+        request: Request<pb::UpdateInterestRequest>,
+    ) -> Result<Response<pb::UpdateInterestResponse>, Status> {
+        customer_data::update_interest(self, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn delete_interest(
+        &self,
+        request: Request<pb::DeleteInterestRequest>,
+    ) -> Result<Response<pb::DeleteInterestResponse>, Status> {
+        customer_data::delete_interest(self, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn create_customer_property_definition(
+        &self,
+        request: Request<pb::CreateCustomerPropertyDefinitionRequest>,
+    ) -> Result<Response<pb::CreateCustomerPropertyDefinitionResponse>, Status> {
+        customer_data::create_customer_property_definition(self, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_customer_property_definitions(
+        &self,
+        request: Request<pb::ListCustomerPropertyDefinitionsRequest>,
+    ) -> Result<Response<pb::ListCustomerPropertyDefinitionsResponse>, Status> {
+        customer_data::list_customer_property_definitions(self, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn update_customer_property_definition(
+        &self,
+        request: Request<pb::UpdateCustomerPropertyDefinitionRequest>,
+    ) -> Result<Response<pb::UpdateCustomerPropertyDefinitionResponse>, Status> {
+        customer_data::update_customer_property_definition(self, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn delete_customer_property_definition(
+        &self,
+        request: Request<pb::DeleteCustomerPropertyDefinitionRequest>,
+    ) -> Result<Response<pb::DeleteCustomerPropertyDefinitionResponse>, Status> {
+        customer_data::delete_customer_property_definition(self, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn create_relation_type(
+        &self,
+        request: Request<pb::CreateRelationTypeRequest>,
+    ) -> Result<Response<pb::CreateRelationTypeResponse>, Status> {
+        customer_data::create_relation_type(self, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_relation_types(
+        &self,
+        request: Request<pb::ListRelationTypesRequest>,
+    ) -> Result<Response<pb::ListRelationTypesResponse>, Status> {
+        customer_data::list_relation_types(self, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn update_relation_type(
+        &self,
+        request: Request<pb::UpdateRelationTypeRequest>,
+    ) -> Result<Response<pb::UpdateRelationTypeResponse>, Status> {
+        customer_data::update_relation_type(self, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn delete_relation_type(
+        &self,
+        request: Request<pb::DeleteRelationTypeRequest>,
+    ) -> Result<Response<pb::DeleteRelationTypeResponse>, Status> {
+        customer_data::delete_relation_type(self, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn create_customer_relation(
+        &self,
+        request: Request<pb::CreateCustomerRelationRequest>,
+    ) -> Result<Response<pb::CreateCustomerRelationResponse>, Status> {
+        customer_data::create_customer_relation(self, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_customer_relations(
+        &self,
+        request: Request<pb::ListCustomerRelationsRequest>,
+    ) -> Result<Response<pb::ListCustomerRelationsResponse>, Status> {
+        customer_data::list_customer_relations(self, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn delete_customer_relation(
+        &self,
+        request: Request<pb::DeleteCustomerRelationRequest>,
+    ) -> Result<Response<pb::DeleteCustomerRelationResponse>, Status> {
+        customer_data::delete_customer_relation(self, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn create_consent_type(
+        &self,
+        request: Request<pb::CreateConsentTypeRequest>,
+    ) -> Result<Response<pb::CreateConsentTypeResponse>, Status> {
+        consents::create_consent_type(self, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_consent_types(
+        &self,
+        request: Request<pb::ListConsentTypesRequest>,
+    ) -> Result<Response<pb::ListConsentTypesResponse>, Status> {
+        consents::list_consent_types(self, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn update_consent_type(
+        &self,
+        request: Request<pb::UpdateConsentTypeRequest>,
+    ) -> Result<Response<pb::UpdateConsentTypeResponse>, Status> {
+        consents::update_consent_type(self, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn grant_consent(
+        &self,
+        request: Request<pb::GrantConsentRequest>,
+    ) -> Result<Response<pb::GrantConsentResponse>, Status> {
+        consents::grant_consent(self, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn withdraw_consent(
+        &self,
+        request: Request<pb::WithdrawConsentRequest>,
+    ) -> Result<Response<pb::WithdrawConsentResponse>, Status> {
+        consents::withdraw_consent(self, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_customer_consents(
+        &self,
+        request: Request<pb::ListCustomerConsentsRequest>,
+    ) -> Result<Response<pb::ListCustomerConsentsResponse>, Status> {
+        consents::list_customer_consents(self, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_consent_history(
+        &self,
+        request: Request<pb::ListConsentHistoryRequest>,
+    ) -> Result<Response<pb::ListConsentHistoryResponse>, Status> {
+        consents::list_consent_history(self, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_email_bounce_state(
+        &self,
+        request: Request<pb::GetEmailBounceStateRequest>,
+    ) -> Result<Response<pb::GetEmailBounceStateResponse>, Status> {
+        consents::get_email_bounce_state(self, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn record_email_bounce(
+        &self,
+        request: Request<pb::RecordEmailBounceRequest>,
+    ) -> Result<Response<pb::RecordEmailBounceResponse>, Status> {
+        consents::record_email_bounce(self, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn reset_email_bounce_state(
+        &self,
+        request: Request<pb::ResetEmailBounceStateRequest>,
+    ) -> Result<Response<pb::ResetEmailBounceStateResponse>, Status> {
+        consents::reset_email_bounce_state(self, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn create_event_type(
+        &self,
+        request: Request<pb::CreateEventTypeRequest>,
+    ) -> Result<Response<pb::CreateEventTypeResponse>, Status> {
+        activity::create_event_type(self, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_event_type(
+        &self,
+        request: Request<pb::GetEventTypeRequest>,
+    ) -> Result<Response<pb::GetEventTypeResponse>, Status> {
+        activity::get_event_type(self, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_event_types(
+        &self,
+        request: Request<pb::ListEventTypesRequest>,
+    ) -> Result<Response<pb::ListEventTypesResponse>, Status> {
+        activity::list_event_types(self, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn update_event_type(
+        &self,
+        request: Request<pb::UpdateEventTypeRequest>,
+    ) -> Result<Response<pb::UpdateEventTypeResponse>, Status> {
+        activity::update_event_type(self, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn track_event(
+        &self,
+        request: Request<pb::TrackEventRequest>,
+    ) -> Result<Response<pb::TrackEventResponse>, Status> {
+        activity::track_event(self, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn track_events(
+        &self,
+        request: Request<tonic::Streaming<pb::TrackEventsRequest>>,
+    ) -> Result<Response<pb::TrackEventsResponse>, Status> {
+        activity::track_events(self, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_customer_events(
+        &self,
+        request: Request<pb::ListCustomerEventsRequest>,
+    ) -> Result<Response<pb::ListCustomerEventsResponse>, Status> {
+        activity::list_customer_events(self, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_partners(
+        &self,
+        request: Request<pb::ListPartnersRequest>,
+    ) -> Result<Response<pb::ListPartnersResponse>, Status> {
+        accounts::list_partners(self, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn update_partner(
+        &self,
+        request: Request<pb::UpdatePartnerRequest>,
+    ) -> Result<Response<pb::UpdatePartnerResponse>, Status> {
+        accounts::update_partner(self, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_customers(
+        &self,
+        request: Request<pb::ListCustomersRequest>,
+    ) -> Result<Response<pb::ListCustomersResponse>, Status> {
+        accounts::list_customers(self, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn search_customers(
+        &self,
+        request: Request<pb::SearchCustomersRequest>,
+    ) -> Result<Response<pb::SearchCustomersResponse>, Status> {
+        accounts::search_customers(self, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn block_customer(
+        &self,
+        request: Request<pb::BlockCustomerRequest>,
+    ) -> Result<Response<pb::BlockCustomerResponse>, Status> {
+        accounts::block_customer(self, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn unblock_customer(
+        &self,
+        request: Request<pb::UnblockCustomerRequest>,
+    ) -> Result<Response<pb::UnblockCustomerResponse>, Status> {
+        accounts::unblock_customer(self, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_account_history(
+        &self,
+        request: Request<pb::ListAccountHistoryRequest>,
+    ) -> Result<Response<pb::ListAccountHistoryResponse>, Status> {
+        accounts::list_account_history(self, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn merge_customers(
+        &self,
+        request: Request<pb::MergeCustomersRequest>,
+    ) -> Result<Response<pb::MergeCustomersResponse>, Status> {
+        accounts::merge_customers(self, request).await
+    }
+    type ExportCustomerStream = ExportCustomerStream;
+
+    #[tracing::instrument(skip_all)]
+    async fn export_customer(
+        &self,
+        request: Request<pb::ExportCustomerRequest>,
+    ) -> Result<Response<Self::ExportCustomerStream>, Status> {
+        accounts::export_customer(self, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn erase_customer(
+        &self,
+        request: Request<pb::EraseCustomerRequest>,
+    ) -> Result<Response<pb::EraseCustomerResponse>, Status> {
+        accounts::erase_customer(self, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn replace_card(
+        &self,
+        request: Request<pb::ReplaceCardRequest>,
+    ) -> Result<Response<pb::ReplaceCardResponse>, Status> {
+        cards::replace_card(self, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_card_number_format(
+        &self,
+        request: Request<pb::GetCardNumberFormatRequest>,
+    ) -> Result<Response<pb::GetCardNumberFormatResponse>, Status> {
+        cards::get_card_number_format(self, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn update_card_number_format(
+        &self,
+        request: Request<pb::UpdateCardNumberFormatRequest>,
+    ) -> Result<Response<pb::UpdateCardNumberFormatResponse>, Status> {
+        cards::update_card_number_format(self, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn import_customers(
+        &self,
+        request: Request<tonic::Streaming<pb::ImportCustomersRequest>>,
+    ) -> Result<Response<pb::ImportCustomersResponse>, Status> {
+        import::import_customers(self, request).await
     }
 }

@@ -1,5 +1,11 @@
 //! Identity rules: what a valid partner, customer and identifier are. No I/O here.
+pub mod accounts;
+pub mod activity;
 pub mod business_unit;
+pub mod cards;
+pub mod consents;
+pub mod customer_data;
+pub mod import;
 
 use std::collections::BTreeMap;
 

@@ -1,7 +1,22 @@
 //! Schema of the identity service.
 use sea_orm_migration::{prelude::*, schema::*};
 
-loyalty_platform::migrator![InitialSchema, IdentifierLifecycle, BusinessUnits];
+mod m0004_customer_data;
+mod m0005_consents_activity;
+mod m0006_accounts;
+mod m0007_cards;
+mod m0008_import;
+
+loyalty_platform::migrator![
+    InitialSchema,
+    IdentifierLifecycle,
+    BusinessUnits,
+    m0004_customer_data::CustomerData,
+    m0005_consents_activity::ConsentsActivity,
+    m0006_accounts::Accounts,
+    m0007_cards::Cards,
+    m0008_import::Import,
+];
 
 struct InitialSchema;
 

@@ -1,6 +1,12 @@
 //! Persistence of the identity service. Every query is scoped by partner.
+pub mod accounts;
+pub mod activity;
 pub mod business_units;
+pub mod cards;
+pub mod consents;
+pub mod customer_data;
 pub mod entities;
+pub mod import;
 
 use async_trait::async_trait;
 use loyalty_platform::{ApiError, Principal, Role, auth::KeyStore, db::is_unique_violation};

@@ -1,0 +1,1 @@
+//! See api::accounts.
