@@ -431,6 +431,41 @@ impl Suite {
         Ok(CheckoutServiceClient::new(self.channel("checkout").await?))
     }
 
+    /// Creates a partner named `name` and an API key of it with `roles`; returns the
+    /// partner's id and the key's secret. `name` also serves as the idempotency keys.
+    pub async fn partner_with_key(
+        &self,
+        name: &str,
+        roles: &[loyalty_proto::identity::v1::Role],
+    ) -> anyhow::Result<(String, String)> {
+        use loyalty_proto::identity::v1 as pb;
+        let mut identity = self.identity().await?;
+        let partner = identity
+            .create_partner(self.as_admin(pb::CreatePartnerRequest {
+                idempotency_key: format!("partner-{name}"),
+                partner: Some(pb::Partner {
+                    display_name: name.into(),
+                    default_currency_code: "EUR".into(),
+                    ..Default::default()
+                }),
+            }))
+            .await?
+            .into_inner()
+            .partner
+            .context("CreatePartner answered without a partner")?;
+        let key = identity
+            .create_api_key(self.as_admin(pb::CreateApiKeyRequest {
+                idempotency_key: format!("key-{name}"),
+                partner_id: partner.id.clone(),
+                display_name: format!("{name} test key"),
+                roles: roles.iter().map(|r| *r as i32).collect(),
+            }))
+            .await?
+            .into_inner()
+            .secret;
+        Ok((partner.id, key))
+    }
+
     /// Sends SIGTERM to every service and waits for them to exit.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         for r in self.running.values_mut() {
