@@ -239,11 +239,23 @@ fn customer_to_proto(c: &Customer) -> pb::Customer {
             CustomerState::Active => pb::CustomerState::Active,
             CustomerState::Blocked => pb::CustomerState::Blocked,
             CustomerState::Erased => pb::CustomerState::Erased,
+            CustomerState::Merged => pb::CustomerState::Merged,
         }) as i32,
         create_time: Some(to_timestamp(c.created_at)),
         update_time: Some(to_timestamp(c.updated_at)),
         etag: c.etag(),
-        ..Default::default()
+        street: p.street.clone(),
+        postal_code: p.postal_code.clone(),
+        home_business_unit_id: p
+            .home_business_unit_id
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
+        contact_source_ids: p.contact_source_ids.iter().map(Uuid::to_string).collect(),
+        interest_ids: p.interest_ids.iter().map(Uuid::to_string).collect(),
+        block_reason: c.block_reason.clone(),
+        block_time: c.blocked_at.map(to_timestamp),
+        erase_time: c.erased_at.map(to_timestamp),
+        merged_into_customer_id: c.merged_into.map(|id| id.to_string()).unwrap_or_default(),
     }
 }
 
@@ -264,7 +276,30 @@ fn identifier_to_proto(i: &Identifier) -> pb::Identifier {
     }
 }
 
-fn profile_from_proto(c: pb::Customer) -> CustomerProfile {
+/// The profile a request carries; malformed ids are reported under `prefix`.
+fn profile_from_proto(c: pb::Customer, v: &mut Violations, prefix: &str) -> CustomerProfile {
+    let mut ids = |field: &str, values: &[String]| -> Vec<Uuid> {
+        values
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                v.check(
+                    format!("{prefix}.{field}[{i}]"),
+                    Uuid::parse_str(s.trim()).map_err(|_| "must be a UUID"),
+                )
+            })
+            .collect()
+    };
+    let contact_source_ids = ids("contact_source_ids", &c.contact_source_ids);
+    let interest_ids = ids("interest_ids", &c.interest_ids);
+    let home_business_unit_id = if c.home_business_unit_id.trim().is_empty() {
+        None
+    } else {
+        v.check(
+            format!("{prefix}.home_business_unit_id"),
+            Uuid::parse_str(c.home_business_unit_id.trim()).map_err(|_| "must be a UUID"),
+        )
+    };
     CustomerProfile {
         first_name: c.first_name,
         last_name: c.last_name,
@@ -281,6 +316,11 @@ fn profile_from_proto(c: pb::Customer) -> CustomerProfile {
         city: c.city,
         country_code: c.country_code,
         properties: c.properties.into_iter().collect(),
+        street: c.street,
+        postal_code: c.postal_code,
+        home_business_unit_id,
+        contact_source_ids,
+        interest_ids,
     }
 }
 
@@ -459,7 +499,8 @@ impl IdentityService for IdentityApi {
         let Some(customer) = req.customer else {
             return Err(ApiError::invalid("customer", "is required").into());
         };
-        let profile = profile_from_proto(customer).normalise(&mut v, "customer");
+        let profile =
+            profile_from_proto(customer, &mut v, "customer").normalise(&mut v, "customer");
         if req.identifiers.len() > 20 {
             v.add("identifiers", "at most 20 identifiers");
         }
@@ -474,14 +515,7 @@ impl IdentityService for IdentityApi {
         let created: CustomerWithIdentifiers = idempotency::run(&self.db, scope, move |txn| {
             Box::pin(async move {
                 let now = now_micros();
-                let customer = Customer {
-                    id: Uuid::now_v7(),
-                    partner_id,
-                    profile,
-                    state: CustomerState::Active,
-                    created_at: now,
-                    updated_at: now,
-                };
+                let customer = Customer::new(partner_id, profile, now);
                 store.insert_customer(txn, &customer).await?;
                 events::enqueue(
                     txn,
@@ -830,9 +864,9 @@ impl IdentityService for IdentityApi {
             parse_uuid("customer.id", &incoming.id).map_err(|_| "must be a UUID"),
         );
         let paths = req.update_mask.map(|m| m.paths).unwrap_or_default();
+        let incoming = profile_from_proto(incoming, &mut v, "customer");
         v.into_result()?;
         let customer_id = customer_id.unwrap_or_default();
-        let incoming = profile_from_proto(incoming);
         let etag = req.etag;
         let store = self.store.clone();
         let updated: Customer = idempotency::run(&self.db, scope, move |txn| {

@@ -249,6 +249,8 @@ pub enum CustomerState {
     Active,
     Blocked,
     Erased,
+    /// Merged into another account (`Customer::merged_into`).
+    Merged,
 }
 
 impl CustomerState {
@@ -257,6 +259,7 @@ impl CustomerState {
             CustomerState::Active => "active",
             CustomerState::Blocked => "blocked",
             CustomerState::Erased => "erased",
+            CustomerState::Merged => "merged",
         }
     }
 
@@ -264,6 +267,7 @@ impl CustomerState {
         match s {
             "blocked" => CustomerState::Blocked,
             "erased" => CustomerState::Erased,
+            "merged" => CustomerState::Merged,
             _ => CustomerState::Active,
         }
     }
@@ -282,6 +286,14 @@ pub struct CustomerProfile {
     pub city: String,
     pub country_code: String,
     pub properties: BTreeMap<String, String>,
+    pub street: String,
+    pub postal_code: String,
+    /// The customer's home store or e-shop (a business unit of the partner).
+    pub home_business_unit_id: Option<Uuid>,
+    /// Contact sources (how the customer was acquired), as ids of the partner's catalogue.
+    pub contact_source_ids: Vec<Uuid>,
+    /// Interests, as ids of the partner's catalogue.
+    pub interest_ids: Vec<Uuid>,
 }
 
 impl CustomerProfile {
@@ -321,6 +333,20 @@ impl CustomerProfile {
             );
         }
         check_len(v, &f("city"), &self.city, 0, 100);
+        self.street = self.street.trim().to_owned();
+        self.postal_code = self.postal_code.trim().to_owned();
+        check_len(v, &f("street"), &self.street, 0, 200);
+        check_len(v, &f("postal_code"), &self.postal_code, 0, 20);
+        for (name, ids) in [
+            ("contact_source_ids", &mut self.contact_source_ids),
+            ("interest_ids", &mut self.interest_ids),
+        ] {
+            if ids.len() > 100 {
+                v.add(f(name), "at most 100 entries");
+            }
+            ids.sort();
+            ids.dedup();
+        }
         if self.properties.len() > 200 {
             v.add(f("properties"), "at most 200 properties");
         }
@@ -377,6 +403,30 @@ pub struct Customer {
     pub state: CustomerState,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Why the account is blocked; empty unless blocked.
+    pub block_reason: String,
+    pub blocked_at: Option<DateTime<Utc>>,
+    pub erased_at: Option<DateTime<Utc>>,
+    /// The surviving account, when this one was merged into it.
+    pub merged_into: Option<Uuid>,
+}
+
+impl Customer {
+    /// A new active account.
+    pub fn new(partner_id: Uuid, profile: CustomerProfile, now: DateTime<Utc>) -> Self {
+        Customer {
+            id: Uuid::now_v7(),
+            partner_id,
+            profile,
+            state: CustomerState::Active,
+            created_at: now,
+            updated_at: now,
+            block_reason: String::new(),
+            blocked_at: None,
+            erased_at: None,
+            merged_into: None,
+        }
+    }
 }
 
 /// Now, to the microsecond: what PostgreSQL keeps, so etags computed before and after storing
@@ -404,6 +454,11 @@ pub const UPDATABLE_PROFILE_FIELDS: &[&str] = &[
     "language_code",
     "city",
     "country_code",
+    "street",
+    "postal_code",
+    "home_business_unit_id",
+    "contact_source_ids",
+    "interest_ids",
     "properties",
 ];
 
@@ -431,6 +486,15 @@ impl CustomerProfile {
                 "language_code" => next.language_code = incoming.language_code.clone(),
                 "city" => next.city = incoming.city.clone(),
                 "country_code" => next.country_code = incoming.country_code.clone(),
+                "street" => next.street = incoming.street.clone(),
+                "postal_code" => next.postal_code = incoming.postal_code.clone(),
+                "home_business_unit_id" => {
+                    next.home_business_unit_id = incoming.home_business_unit_id
+                }
+                "contact_source_ids" => {
+                    next.contact_source_ids = incoming.contact_source_ids.clone()
+                }
+                "interest_ids" => next.interest_ids = incoming.interest_ids.clone(),
                 "properties" => next.properties = incoming.properties.clone(),
                 p => match p.strip_prefix("properties.") {
                     Some(key) => match incoming.properties.get(key) {

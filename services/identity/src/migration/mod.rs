@@ -11,6 +11,7 @@ loyalty_platform::migrator![
     InitialSchema,
     IdentifierLifecycle,
     BusinessUnits,
+    CustomerColumns,
     m0004_customer_data::CustomerData,
     m0005_consents_activity::ConsentsActivity,
     m0006_accounts::Accounts,
@@ -326,5 +327,59 @@ impl MigrationTrait for BusinessUnits {
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
         m.drop_table(Table::drop().table(BusinessUnitsTable::Table).to_owned())
             .await
+    }
+}
+
+/// Addresses, catalogue references and the lifecycle columns (block, erase, merge) of
+/// customers.
+struct CustomerColumns;
+
+impl MigrationName for CustomerColumns {
+    fn name(&self) -> &str {
+        "m0003b_customer_columns"
+    }
+}
+
+#[derive(DeriveIden)]
+enum CustomersTable {
+    #[sea_orm(iden = "customers")]
+    Table,
+    Street,
+    PostalCode,
+    HomeBusinessUnitId,
+    ContactSourceIds,
+    InterestIds,
+    BlockReason,
+    BlockedAt,
+    ErasedAt,
+    MergedInto,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CustomerColumns {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        use CustomersTable as C;
+        // SQLite alters one column per statement.
+        let columns = [
+            string(C::Street).default("").to_owned(),
+            string(C::PostalCode).default("").to_owned(),
+            uuid_null(C::HomeBusinessUnitId).to_owned(),
+            json(C::ContactSourceIds).default("[]").to_owned(),
+            json(C::InterestIds).default("[]").to_owned(),
+            string(C::BlockReason).default("").to_owned(),
+            timestamp_with_time_zone_null(C::BlockedAt).to_owned(),
+            timestamp_with_time_zone_null(C::ErasedAt).to_owned(),
+            uuid_null(C::MergedInto).to_owned(),
+        ];
+        for mut column in columns {
+            m.alter_table(
+                Table::alter()
+                    .table(C::Table)
+                    .add_column(&mut column)
+                    .to_owned(),
+            )
+            .await?;
+        }
+        Ok(())
     }
 }

@@ -66,6 +66,17 @@ pub mod customers {
         pub state: String,
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
+        pub street: String,
+        pub postal_code: String,
+        pub home_business_unit_id: Option<Uuid>,
+        /// JSON array of contact source UUIDs.
+        pub contact_source_ids: Json,
+        /// JSON array of interest UUIDs.
+        pub interest_ids: Json,
+        pub block_reason: String,
+        pub blocked_at: Option<DateTimeUtc>,
+        pub erased_at: Option<DateTimeUtc>,
+        pub merged_into: Option<Uuid>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -85,11 +85,52 @@ fn customer_from(m: customers::Model) -> Customer {
             city: m.city,
             country_code: m.country_code,
             properties: serde_json::from_value(m.properties).unwrap_or_default(),
+            street: m.street,
+            postal_code: m.postal_code,
+            home_business_unit_id: m.home_business_unit_id,
+            contact_source_ids: serde_json::from_value(m.contact_source_ids).unwrap_or_default(),
+            interest_ids: serde_json::from_value(m.interest_ids).unwrap_or_default(),
         },
         state: CustomerState::parse_str(&m.state),
         created_at: m.created_at,
         updated_at: m.updated_at,
+        block_reason: m.block_reason,
+        blocked_at: m.blocked_at,
+        erased_at: m.erased_at,
+        merged_into: m.merged_into,
     }
+}
+
+/// Every column of a customer, for inserts and whole-row updates.
+pub fn customer_model(c: &Customer) -> Result<customers::ActiveModel, ApiError> {
+    let p = &c.profile;
+    let json = |v: serde_json::Result<serde_json::Value>| v.map_err(anyhow::Error::from);
+    Ok(customers::ActiveModel {
+        id: Set(c.id),
+        partner_id: Set(c.partner_id),
+        first_name: Set(p.first_name.clone()),
+        last_name: Set(p.last_name.clone()),
+        email: Set(p.email.clone()),
+        phone: Set(p.phone.clone()),
+        birth_date: Set(p.birth_date.clone()),
+        gender: Set(p.gender.unwrap_or(Gender::Unspecified).as_str().to_owned()),
+        language_code: Set(p.language_code.clone()),
+        city: Set(p.city.clone()),
+        country_code: Set(p.country_code.clone()),
+        properties: Set(json(serde_json::to_value(&p.properties))?),
+        state: Set(c.state.as_str().to_owned()),
+        created_at: Set(c.created_at),
+        updated_at: Set(c.updated_at),
+        street: Set(p.street.clone()),
+        postal_code: Set(p.postal_code.clone()),
+        home_business_unit_id: Set(p.home_business_unit_id),
+        contact_source_ids: Set(json(serde_json::to_value(&p.contact_source_ids))?),
+        interest_ids: Set(json(serde_json::to_value(&p.interest_ids))?),
+        block_reason: Set(c.block_reason.clone()),
+        blocked_at: Set(c.blocked_at),
+        erased_at: Set(c.erased_at),
+        merged_into: Set(c.merged_into),
+    })
 }
 
 fn identifier_from(m: identifiers::Model) -> Option<Identifier> {
@@ -237,30 +278,13 @@ impl Store {
         conn: &impl ConnectionTrait,
         c: &Customer,
     ) -> Result<(), ApiError> {
-        let p = &c.profile;
-        customers::Entity::insert(customers::ActiveModel {
-            id: Set(c.id),
-            partner_id: Set(c.partner_id),
-            first_name: Set(p.first_name.clone()),
-            last_name: Set(p.last_name.clone()),
-            email: Set(p.email.clone()),
-            phone: Set(p.phone.clone()),
-            birth_date: Set(p.birth_date.clone()),
-            gender: Set(p.gender.unwrap_or(Gender::Unspecified).as_str().to_owned()),
-            language_code: Set(p.language_code.clone()),
-            city: Set(p.city.clone()),
-            country_code: Set(p.country_code.clone()),
-            properties: Set(serde_json::to_value(&p.properties).map_err(anyhow::Error::from)?),
-            state: Set(c.state.as_str().to_owned()),
-            created_at: Set(c.created_at),
-            updated_at: Set(c.updated_at),
-        })
-        .exec_without_returning(conn)
-        .await?;
+        customers::Entity::insert(customer_model(c)?)
+            .exec_without_returning(conn)
+            .await?;
         Ok(())
     }
 
-    /// Writes a customer's new profile if it was not changed since `expected_updated_at`;
+    /// Writes a customer's whole row if it was not changed since `expected_updated_at`;
     /// `false` if it was.
     pub async fn update_customer(
         &self,
@@ -268,40 +292,12 @@ impl Store {
         c: &Customer,
         expected_updated_at: chrono::DateTime<chrono::Utc>,
     ) -> Result<bool, ApiError> {
-        let p = &c.profile;
+        let mut row = customer_model(c)?;
+        row.id = sea_orm::ActiveValue::NotSet;
+        row.partner_id = sea_orm::ActiveValue::NotSet;
+        row.created_at = sea_orm::ActiveValue::NotSet;
         let res = customers::Entity::update_many()
-            .col_expr(
-                customers::Column::FirstName,
-                Expr::value(p.first_name.clone()),
-            )
-            .col_expr(
-                customers::Column::LastName,
-                Expr::value(p.last_name.clone()),
-            )
-            .col_expr(customers::Column::Email, Expr::value(p.email.clone()))
-            .col_expr(customers::Column::Phone, Expr::value(p.phone.clone()))
-            .col_expr(
-                customers::Column::BirthDate,
-                Expr::value(p.birth_date.clone()),
-            )
-            .col_expr(
-                customers::Column::Gender,
-                Expr::value(p.gender.unwrap_or(Gender::Unspecified).as_str()),
-            )
-            .col_expr(
-                customers::Column::LanguageCode,
-                Expr::value(p.language_code.clone()),
-            )
-            .col_expr(customers::Column::City, Expr::value(p.city.clone()))
-            .col_expr(
-                customers::Column::CountryCode,
-                Expr::value(p.country_code.clone()),
-            )
-            .col_expr(
-                customers::Column::Properties,
-                Expr::value(serde_json::to_value(&p.properties).map_err(anyhow::Error::from)?),
-            )
-            .col_expr(customers::Column::UpdatedAt, Expr::value(c.updated_at))
+            .set(row)
             .filter(customers::Column::PartnerId.eq(c.partner_id))
             .filter(customers::Column::Id.eq(c.id))
             .filter(customers::Column::UpdatedAt.eq(expected_updated_at))
