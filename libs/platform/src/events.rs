@@ -83,6 +83,35 @@ pub async fn enqueue<C: ConnectionTrait, E: DomainEvent>(
     Ok(event_id)
 }
 
+/// Appends many events of one type to the outbox inside the caller's transaction, in as few
+/// statements as the database's parameter limit allows (bulk writes such as imports).
+pub async fn enqueue_all<C: ConnectionTrait, E: DomainEvent>(
+    conn: &C,
+    partner_id: Option<Uuid>,
+    events: &[E],
+) -> Result<(), sea_orm::DbErr> {
+    // 7 bound columns per row; 1,000 rows stay far below PostgreSQL's and SQLite's limits.
+    const ROWS_PER_STATEMENT: usize = 1_000;
+    let traceparent = crate::telemetry::current_traceparent();
+    let now = chrono::Utc::now();
+    for chunk in events.chunks(ROWS_PER_STATEMENT) {
+        let rows = chunk.iter().map(|event| outbox::ActiveModel {
+            event_id: Set(Uuid::now_v7()),
+            event_type: Set(E::TYPE.to_owned()),
+            partner_id: Set(partner_id),
+            payload: Set(event.encode_to_vec()),
+            traceparent: Set(traceparent.clone()),
+            occurred_at: Set(now),
+            published_at: Set(None),
+            ..Default::default()
+        });
+        outbox::Entity::insert_many(rows)
+            .exec_without_returning(conn)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Decodes an envelope's payload as `E`, if it is one.
 pub fn decode<E: DomainEvent>(envelope: &EventEnvelope) -> Option<E> {
     (envelope.event_type == E::TYPE)
