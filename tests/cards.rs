@@ -142,9 +142,27 @@ async fn replace_card(
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_card_number_format_refuses_a_wrong_check_digit_naming_the_field_and_accepts_a_right_one()
+async fn a_card_number_format_refuses_a_wrong_check_digit_naming_the_field_and_accepts_a_right_one_on_postgres()
 -> anyhow::Result<()> {
-    let suite = Suite::start(Backend::Postgres).await?;
+    a_card_number_format_refuses_a_wrong_check_digit_naming_the_field_and_accepts_a_right_one(
+        Backend::Postgres,
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_card_number_format_refuses_a_wrong_check_digit_naming_the_field_and_accepts_a_right_one_on_sqlite()
+-> anyhow::Result<()> {
+    a_card_number_format_refuses_a_wrong_check_digit_naming_the_field_and_accepts_a_right_one(
+        Backend::Sqlite,
+    )
+    .await
+}
+
+async fn a_card_number_format_refuses_a_wrong_check_digit_naming_the_field_and_accepts_a_right_one(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let suite = Suite::start(backend).await?;
     let (partner_id, admin) = suite.partner_with_key("Shop", &[Role::Admin]).await?;
     let mut identity = suite.identity().await?;
     let till = identity
@@ -284,9 +302,21 @@ async fn a_card_number_format_refuses_a_wrong_check_digit_naming_the_field_and_a
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_card_replaced_as_lost_is_refused_at_once_and_its_number_stays_taken()
+async fn a_card_replaced_as_lost_is_refused_at_once_and_its_number_stays_taken_on_postgres()
 -> anyhow::Result<()> {
-    let suite = Suite::start(Backend::Postgres).await?;
+    a_card_replaced_as_lost_is_refused_at_once_and_its_number_stays_taken(Backend::Postgres).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_card_replaced_as_lost_is_refused_at_once_and_its_number_stays_taken_on_sqlite()
+-> anyhow::Result<()> {
+    a_card_replaced_as_lost_is_refused_at_once_and_its_number_stays_taken(Backend::Sqlite).await
+}
+
+async fn a_card_replaced_as_lost_is_refused_at_once_and_its_number_stays_taken(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let suite = Suite::start(backend).await?;
     let (_, key) = suite
         .partner_with_key("Shop", &[Role::Support, Role::Pos])
         .await?;
@@ -572,9 +602,22 @@ async fn concurrent_replacements_and_additions_of_one_new_number_have_exactly_on
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_key_revoked_in_identity_is_refused_by_wallet_and_checkout_shortly_after()
+async fn a_key_revoked_in_identity_is_refused_by_wallet_and_checkout_shortly_after_on_postgres()
 -> anyhow::Result<()> {
-    let suite = Suite::start(Backend::Postgres).await?;
+    a_key_revoked_in_identity_is_refused_by_wallet_and_checkout_shortly_after(Backend::Postgres)
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_revoked_in_identity_is_refused_by_wallet_and_checkout_shortly_after_on_sqlite()
+-> anyhow::Result<()> {
+    a_key_revoked_in_identity_is_refused_by_wallet_and_checkout_shortly_after(Backend::Sqlite).await
+}
+
+async fn a_key_revoked_in_identity_is_refused_by_wallet_and_checkout_shortly_after(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let suite = Suite::start(backend).await?;
     let (partner_id, admin) = suite.partner_with_key("Shop", &[Role::Admin]).await?;
     let mut identity = suite.identity().await?;
     let till = identity
