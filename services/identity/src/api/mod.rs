@@ -573,13 +573,8 @@ impl IdentityService for IdentityApi {
         let store = self.store.clone();
         let identifier: Identifier = idempotency::run(&self.db, scope, move |txn| {
             Box::pin(async move {
-                let value =
-                    cards::apply_card_number_format(card_format.as_ref(), vec![value], |_| {
-                        "identifier".to_owned()
-                    })?
-                    .into_iter()
-                    .next()
-                    .ok_or_else(|| ApiError::invalid("identifier", "is required"))?;
+                let value = crate::domain::cards::apply_card_format(card_format.as_ref(), value)
+                    .map_err(|e| ApiError::invalid("identifier.value", e))?;
                 if store
                     .customer(txn, partner_id, customer_id)
                     .await?
