@@ -18,6 +18,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let infra = Infra::start::<migration::Migrator>(settings).await?;
     let store = store::Store::new(infra.db.clone());
     let auth = infra.authenticator_with(Arc::new(store.clone()));
+    infra.consume(
+        "campaigns",
+        Arc::new(store::consents::DeliveryFeedback::new(store.clone())),
+    )?;
     let mut routes = tonic::service::RoutesBuilder::default();
     routes.add_service(IdentityServiceServer::new(api::IdentityApi::new(
         store,
