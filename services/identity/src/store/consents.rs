@@ -787,3 +787,431 @@ impl EventHandler for DeliveryFeedback {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Against a real PostgreSQL database, migrated with the identity Migrator.
+    use std::collections::BTreeMap;
+
+    use chrono::Duration;
+    use loyalty_platform::entities::outbox;
+    use loyalty_testkit::TestDb;
+    use sea_orm::{Database, DatabaseConnection, PaginatorTrait, TransactionTrait};
+    use sea_orm_migration::MigratorTrait;
+
+    use super::*;
+    use crate::{
+        domain::{CustomerProfile, CustomerState, activity::CustomerEvent, now_micros},
+        store::activity::{self, NewEvent},
+    };
+
+    async fn database() -> (TestDb, DatabaseConnection) {
+        let test_db = TestDb::postgres()
+            .await
+            .expect("PostgreSQL on 127.0.0.1:5432");
+        let db = Database::connect(test_db.url()).await.expect("connect");
+        crate::migration::Migrator::up(&db, None)
+            .await
+            .expect("migrate");
+        (test_db, db)
+    }
+
+    async fn customer(db: &DatabaseConnection, partner_id: Uuid, email: &str) -> Customer {
+        let now = now_micros();
+        let c = Customer {
+            id: Uuid::now_v7(),
+            partner_id,
+            profile: CustomerProfile {
+                email: email.into(),
+                ..Default::default()
+            },
+            state: CustomerState::Active,
+            created_at: now,
+            updated_at: now,
+        };
+        Store::new(db.clone())
+            .insert_customer(db, &c)
+            .await
+            .expect("customer");
+        c
+    }
+
+    fn envelope(partner_id: Uuid, event_type: &str, payload: Vec<u8>) -> EventEnvelope {
+        EventEnvelope {
+            event_id: Uuid::now_v7().to_string(),
+            event_type: event_type.into(),
+            producer: "campaigns".into(),
+            partner_id: partner_id.to_string(),
+            occur_time: Some(loyalty_platform::time::to_timestamp(Utc::now())),
+            sequence: 1,
+            payload,
+            traceparent: String::new(),
+        }
+    }
+
+    fn bounced(customer: &Customer, address: &str, hard: bool, channel: &str) -> Vec<u8> {
+        ev::MessageBounced {
+            message_id: Uuid::now_v7().to_string(),
+            customer_id: customer.id.to_string(),
+            channel: channel.into(),
+            campaign_id: String::new(),
+            hard,
+            address: address.into(),
+        }
+        .encode_to_vec()
+    }
+
+    async fn apply(db: &DatabaseConnection, handler: &DeliveryFeedback, e: &EventEnvelope) {
+        let txn = db.begin().await.expect("begin");
+        assert!(handler.handles(&e.event_type));
+        handler.apply(&txn, e).await.expect("apply");
+        txn.commit().await.expect("commit");
+    }
+
+    async fn state(db: &DatabaseConnection, partner_id: Uuid, c: &Customer) -> BounceState {
+        bounce_state(db, partner_id, c.id)
+            .await
+            .expect("read")
+            .unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn campaigns_bounces_count_once_per_event_and_a_delivery_ends_a_run_of_soft_bounces() {
+        let (_test_db, db) = database().await;
+        let partner_id = Uuid::now_v7();
+        let jana = customer(&db, partner_id, "jana@example.com").await;
+        let handler = DeliveryFeedback::new(Store::new(db.clone()));
+        assert!(!handler.handles("loyalty.events.v1.MessageOpened"));
+
+        let first = envelope(
+            partner_id,
+            MESSAGE_BOUNCED,
+            bounced(&jana, "JANA@example.com", false, "email"),
+        );
+        apply(&db, &handler, &first).await;
+        apply(&db, &handler, &first).await;
+        assert_eq!(state(&db, partner_id, &jana).await.soft_bounce_count, 1);
+        // The same bounce reported through RecordEmailBounce with the event id as key.
+        let txn = db.begin().await.unwrap();
+        let after = apply_bounce(
+            &txn,
+            partner_id,
+            &jana,
+            "jana@example.com",
+            BounceKind::Soft,
+            Utc::now(),
+            &[format!("key:{}", first.event_id)],
+        )
+        .await
+        .unwrap();
+        txn.commit().await.unwrap();
+        assert_eq!(
+            after.soft_bounce_count, 1,
+            "counted once whichever way it came"
+        );
+
+        // Other channels, other addresses and other partners change nothing.
+        for e in [
+            envelope(
+                partner_id,
+                MESSAGE_BOUNCED,
+                bounced(&jana, "jana@example.com", true, "sms"),
+            ),
+            envelope(
+                partner_id,
+                MESSAGE_BOUNCED,
+                bounced(&jana, "old@example.com", true, "email"),
+            ),
+            envelope(
+                Uuid::now_v7(),
+                MESSAGE_BOUNCED,
+                bounced(&jana, "jana@example.com", true, "email"),
+            ),
+            envelope(partner_id, MESSAGE_BOUNCED, b"\xff\xff".to_vec()),
+        ] {
+            apply(&db, &handler, &e).await;
+        }
+        assert!(!state(&db, partner_id, &jana).await.hard_bounced);
+
+        for _ in 0..4 {
+            let e = envelope(
+                partner_id,
+                MESSAGE_BOUNCED,
+                bounced(&jana, "jana@example.com", false, "EMAIL"),
+            );
+            apply(&db, &handler, &e).await;
+        }
+        let five = state(&db, partner_id, &jana).await;
+        assert_eq!(five.soft_bounce_count, 5);
+        assert!(five.excluded());
+
+        let delivered = ev::MessageDelivered {
+            message_id: Uuid::now_v7().to_string(),
+            customer_id: jana.id.to_string(),
+            channel: "email".into(),
+            campaign_id: String::new(),
+        };
+        apply(
+            &db,
+            &handler,
+            &envelope(partner_id, MESSAGE_DELIVERED, delivered.encode_to_vec()),
+        )
+        .await;
+        let after = state(&db, partner_id, &jana).await;
+        assert_eq!(after.soft_bounce_count, 0);
+        assert!(!after.excluded());
+
+        let published = outbox::Entity::find()
+            .filter(outbox::Column::EventType.eq("loyalty.events.v1.EmailBounceStateChanged"))
+            .count(&db)
+            .await
+            .unwrap();
+        assert_eq!(published, 6, "five counted bounces and one delivery");
+
+        let hard = envelope(
+            partner_id,
+            MESSAGE_BOUNCED,
+            bounced(&jana, "jana@example.com", true, ""),
+        );
+        apply(&db, &handler, &hard).await;
+        assert!(state(&db, partner_id, &jana).await.hard_bounced);
+    }
+
+    fn consent_type(code: &str) -> ConsentType {
+        let now = now_micros();
+        ConsentType {
+            id: Uuid::now_v7(),
+            code: code.into(),
+            display_name: code.into(),
+            purpose: Purpose::Marketing,
+            channels: vec![],
+            text: "text".into(),
+            version: 1,
+            validity_days: 0,
+            active: true,
+            revision: 1,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    async fn decide_at(
+        db: &DatabaseConnection,
+        partner_id: Uuid,
+        customer_id: Uuid,
+        t: &ConsentType,
+        decision: Decision,
+        at: DateTime<Utc>,
+    ) {
+        let c = Consent {
+            customer_id,
+            consent_type_id: t.id,
+            decision,
+            text_version: 1,
+            source: "eshop".into(),
+            changed_at: at,
+            expires_at: None,
+        };
+        put_consent(db, partner_id, &c).await.unwrap();
+        append_history(
+            db,
+            partner_id,
+            &HistoryEntry {
+                id: Uuid::now_v7(),
+                customer_id,
+                consent_type_id: t.id,
+                previous_state: ConsentState::NotGiven,
+                new_state: c.state_at(at),
+                text_version: 1,
+                source: "eshop".into(),
+                api_key_id: None,
+                note: "said so on the phone, +420 777 123 456".into(),
+                changed_at: at,
+            },
+        )
+        .await
+        .unwrap();
+    }
+
+    async fn track(db: &DatabaseConnection, partner_id: Uuid, customer_id: Uuid, key: &str) {
+        let now = now_micros();
+        activity::insert_events(
+            db,
+            partner_id,
+            &[NewEvent {
+                event: CustomerEvent {
+                    id: Uuid::now_v7(),
+                    customer_id,
+                    event_type_id: Uuid::now_v7(),
+                    event_type_code: "store_visit".into(),
+                    properties: BTreeMap::from([("phone".to_owned(), "777123456".to_owned())]),
+                    business_unit_id: None,
+                    occurred_at: now,
+                    created_at: now,
+                    payload: r#"{"note":"personal"}"#.into(),
+                    purchase_id: "R-1".into(),
+                },
+                idempotency_key: key.into(),
+                request_hash: "h".into(),
+            }],
+        )
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn moving_a_customer_keeps_the_newest_decision_and_moves_history_bounces_and_events() {
+        let (_test_db, db) = database().await;
+        let partner_id = Uuid::now_v7();
+        let survivor = customer(&db, partner_id, "jana@example.com").await;
+        let duplicate = customer(&db, partner_id, "jana.old@example.com").await;
+        let (a, b) = (consent_type("a"), consent_type("b"));
+        for t in [&a, &b] {
+            insert_type(&db, partner_id, t).await.unwrap();
+        }
+        let (older, newer) = (
+            now_micros() - Duration::days(2),
+            now_micros() - Duration::days(1),
+        );
+        decide_at(&db, partner_id, duplicate.id, &a, Decision::Granted, newer).await;
+        decide_at(&db, partner_id, duplicate.id, &b, Decision::Granted, older).await;
+        decide_at(&db, partner_id, survivor.id, &a, Decision::Withdrawn, older).await;
+        decide_at(&db, partner_id, survivor.id, &b, Decision::Withdrawn, newer).await;
+        let mut bounces = BounceState::clean(duplicate.id, "jana.old@example.com");
+        bounces.record(BounceKind::Soft, newer);
+        put_bounce_state(&db, partner_id, &bounces).await.unwrap();
+        track(&db, partner_id, duplicate.id, "t-1").await;
+        track(&db, partner_id, survivor.id, "t-2").await;
+
+        let txn = db.begin().await.unwrap();
+        move_customer(&txn, partner_id, duplicate.id, survivor.id)
+            .await
+            .unwrap();
+        activity::move_customer(&txn, partner_id, duplicate.id, survivor.id)
+            .await
+            .unwrap();
+        txn.commit().await.unwrap();
+
+        let consents = all_consents(&db, partner_id, survivor.id).await.unwrap();
+        let decisions: Vec<(Uuid, Decision)> = consents
+            .iter()
+            .map(|c| (c.consent_type_id, c.decision))
+            .collect();
+        assert_eq!(
+            decisions,
+            vec![(a.id, Decision::Granted), (b.id, Decision::Withdrawn)],
+            "the most recent decision of either account wins"
+        );
+        assert!(
+            all_consents(&db, partner_id, duplicate.id)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            all_history(&db, partner_id, survivor.id)
+                .await
+                .unwrap()
+                .len(),
+            4
+        );
+        assert!(
+            all_history(&db, partner_id, duplicate.id)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let moved = bounce_state(&db, partner_id, survivor.id).await.unwrap();
+        assert_eq!(moved.map(|s| s.soft_bounce_count), Some(1));
+        assert!(
+            bounce_state(&db, partner_id, duplicate.id)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(
+            activity::all_events(&db, partner_id, survivor.id)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+        assert!(
+            activity::all_events(&db, partner_id, duplicate.id)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn erasing_a_customer_keeps_consent_evidence_but_removes_notes_addresses_and_event_data()
+    {
+        let (_test_db, db) = database().await;
+        let partner_id = Uuid::now_v7();
+        let jana = customer(&db, partner_id, "jana@example.com").await;
+        let other = customer(&db, partner_id, "eva@example.com").await;
+        let t = consent_type("newsletter");
+        insert_type(&db, partner_id, &t).await.unwrap();
+        decide_at(
+            &db,
+            partner_id,
+            jana.id,
+            &t,
+            Decision::Granted,
+            now_micros(),
+        )
+        .await;
+        decide_at(
+            &db,
+            partner_id,
+            other.id,
+            &t,
+            Decision::Granted,
+            now_micros(),
+        )
+        .await;
+        let mut bounces = BounceState::clean(jana.id, "jana@example.com");
+        bounces.record(BounceKind::Hard, now_micros());
+        put_bounce_state(&db, partner_id, &bounces).await.unwrap();
+        track(&db, partner_id, jana.id, "t-1").await;
+        track(&db, partner_id, other.id, "t-2").await;
+
+        let txn = db.begin().await.unwrap();
+        erase_customer(&txn, partner_id, jana.id).await.unwrap();
+        activity::erase_customer(&txn, partner_id, jana.id)
+            .await
+            .unwrap();
+        txn.commit().await.unwrap();
+
+        let history = all_history(&db, partner_id, jana.id).await.unwrap();
+        assert_eq!(history.len(), 1, "the evidence stays");
+        assert_eq!(history[0].new_state, ConsentState::Granted);
+        assert_eq!(history[0].source, "eshop");
+        assert_eq!(history[0].note, "", "free text may hold personal data");
+        assert_eq!(
+            all_consents(&db, partner_id, jana.id).await.unwrap().len(),
+            1
+        );
+        let state = bounce_state(&db, partner_id, jana.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(state.email, "");
+        let events = activity::all_events(&db, partner_id, jana.id)
+            .await
+            .unwrap();
+        assert!(events[0].properties.is_empty() && events[0].payload.is_empty());
+        assert_eq!(events[0].purchase_id, "R-1");
+        // Nobody else's data is touched.
+        let others = activity::all_events(&db, partner_id, other.id)
+            .await
+            .unwrap();
+        assert_eq!(others[0].properties.len(), 1);
+        assert!(
+            !all_history(&db, partner_id, other.id).await.unwrap()[0]
+                .note
+                .is_empty()
+        );
+    }
+}
