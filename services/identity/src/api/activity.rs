@@ -7,12 +7,11 @@ use loyalty_platform::{
     auth::principal,
     db::{begin_write, is_unique_violation},
     error::{check_idempotency_key, parse_uuid},
-    events,
     idempotency::{self, IdempotencyScope, request_hash},
     paging::page_size,
     time::to_timestamp,
 };
-use loyalty_proto::{events::v1 as ev, identity::v1 as pb};
+use loyalty_proto::identity::v1 as pb;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
 use tonic::Streaming;
 use tonic::{Request, Response, Status};
@@ -105,20 +104,6 @@ pub(super) fn customer_event_to_proto(e: &CustomerEvent) -> pb::CustomerEvent {
         create_time: Some(to_timestamp(e.created_at)),
         payload_json: e.payload.clone(),
         purchase_id: e.purchase_id.clone(),
-    }
-}
-
-fn tracked(e: &CustomerEvent) -> ev::EventTracked {
-    ev::EventTracked {
-        customer_id: e.customer_id.to_string(),
-        customer_event_id: e.id.to_string(),
-        event_type_code: e.event_type_code.clone(),
-        properties: e.properties.clone().into_iter().collect(),
-        business_unit_id: e
-            .business_unit_id
-            .map(|i| i.to_string())
-            .unwrap_or_default(),
-        occur_time: Some(to_timestamp(e.occurred_at)),
     }
 }
 
@@ -462,6 +447,20 @@ impl TrackContext {
     }
 }
 
+/// The request hash of a TrackEvent request, the same for the same request: protobuf
+/// encodes a map in its (random) iteration order, so the properties are hashed sorted.
+fn track_hash(req: &pb::TrackEventRequest) -> String {
+    let mut rest = req.clone();
+    let properties: BTreeMap<String, String> =
+        std::mem::take(&mut rest.properties).into_iter().collect();
+    let canonical = format!(
+        "{}|{}",
+        hex::encode(prost::Message::encode_to_vec(&rest)),
+        serde_json::to_string(&properties).unwrap_or_default()
+    );
+    request_hash(&canonical)
+}
+
 fn key_reused(key: &str) -> ApiError {
     ApiError::precondition(
         "IDEMPOTENCY_KEY_REUSED",
@@ -477,9 +476,7 @@ async fn write_events(
 ) -> Result<(), DbErr> {
     let txn = begin_write(db).await?;
     store::insert_events(&txn, partner_id, new).await?;
-    for n in new {
-        events::enqueue(&txn, Some(partner_id), &tracked(&n.event)).await?;
-    }
+    store::enqueue_tracked(&txn, partner_id, new).await?;
     txn.commit().await
 }
 
@@ -513,7 +510,7 @@ pub(super) async fn track_event(
     let mut v = Violations::new();
     check_idempotency_key(&mut v, &req.idempotency_key);
     v.into_result()?;
-    let hash = request_hash(&req);
+    let hash = track_hash(&req);
     // A retry answers what was recorded, whatever changed since.
     let found =
         store::events_by_keys(&api.db, partner_id, vec![req.idempotency_key.clone()]).await?;
@@ -629,7 +626,7 @@ async fn track_batch(
             );
             continue;
         }
-        let hash = request_hash(&req);
+        let hash = track_hash(&req);
         if let Some((stored, _)) = ctx.recorded.get(&key) {
             if *stored == hash {
                 tally.accepted += 1;

@@ -255,7 +255,9 @@ pub(super) async fn create_consent_type(
         id: Uuid::now_v7(),
         code: p.code.trim().to_owned(),
         display_name: p.display_name.trim().to_owned(),
-        purpose: purpose.unwrap_or(Purpose::Other),
+        // A missing purpose is reported above; Marketing only keeps `validate` from also
+        // blaming the channels for it.
+        purpose: purpose.unwrap_or(Purpose::Marketing),
         channels: channels_from(&mut v, "consent_type.channels", &p.channels),
         text: p.text,
         version: 1,
@@ -266,9 +268,7 @@ pub(super) async fn create_consent_type(
         created_at: now,
         updated_at: now,
     };
-    if purpose.is_some() {
-        t.validate(&mut v);
-    }
+    t.validate(&mut v);
     v.into_result()?;
     let created: ConsentType = idempotency::run(&api.db, scope, move |txn| {
         Box::pin(async move {

@@ -3,7 +3,11 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
-use loyalty_platform::{ApiError, db::is_unique_violation};
+use loyalty_platform::{
+    ApiError, db::is_unique_violation, entities::outbox, events::DomainEvent, time::to_timestamp,
+};
+use loyalty_proto::events::v1 as ev;
+use prost::Message;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect, sea_query::Expr,
@@ -311,6 +315,49 @@ pub async fn insert_events(
         .map(|n| active_model(partner_id, n))
         .collect::<Result<Vec<_>, _>>()?;
     ce::Entity::insert_many(models)
+        .exec_without_returning(conn)
+        .await?;
+    Ok(())
+}
+
+/// The EventTracked event of a recorded event.
+pub fn tracked_event(e: &CustomerEvent) -> ev::EventTracked {
+    ev::EventTracked {
+        customer_id: e.customer_id.to_string(),
+        customer_event_id: e.id.to_string(),
+        event_type_code: e.event_type_code.clone(),
+        properties: e.properties.clone().into_iter().collect(),
+        business_unit_id: e
+            .business_unit_id
+            .map(|i| i.to_string())
+            .unwrap_or_default(),
+        occur_time: Some(to_timestamp(e.occurred_at)),
+    }
+}
+
+/// Publishes EventTracked for each event: appends them to the outbox in one statement, as
+/// `events::enqueue` would one by one (bulk tracking writes a batch in two statements).
+pub async fn enqueue_tracked(
+    conn: &impl ConnectionTrait,
+    partner_id: Uuid,
+    events: &[NewEvent],
+) -> Result<(), DbErr> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let traceparent = loyalty_platform::telemetry::current_traceparent();
+    let now = Utc::now();
+    let rows = events.iter().map(|n| outbox::ActiveModel {
+        event_id: Set(Uuid::now_v7()),
+        event_type: Set(ev::EventTracked::TYPE.to_owned()),
+        partner_id: Set(Some(partner_id)),
+        payload: Set(tracked_event(&n.event).encode_to_vec()),
+        traceparent: Set(traceparent.clone()),
+        occurred_at: Set(now),
+        published_at: Set(None),
+        ..Default::default()
+    });
+    outbox::Entity::insert_many(rows)
         .exec_without_returning(conn)
         .await?;
     Ok(())
