@@ -312,7 +312,6 @@ async fn grant_then_withdraw_is_kept_in_the_history_and_the_current_state_comes_
                 consent_type_id: "newsletter".into(),
                 page_size: 1,
                 page_token: first.next_page_token,
-                ..Default::default()
             },
             &key,
         ))

@@ -370,7 +370,7 @@ async fn a_stream_of_batches_records_the_good_events_and_reports_the_bad_ones_by
     store_visit_type(&suite, &key).await?;
 
     let good = |i: usize| {
-        let who = if i % 2 == 0 { &jana } else { &eva };
+        let who = if i.is_multiple_of(2) { &jana } else { &eva };
         visit(
             &format!("e-{i}"),
             who,
