@@ -445,6 +445,55 @@ async fn grant_then_withdraw_is_kept_in_the_history_and_the_current_state_comes_
         .await
         .expect_err("inactive");
     assert_eq!(reason(&inactive), "CONSENT_TYPE_INACTIVE");
+
+    // A grant older than the type's validity shows as expired.
+    identity
+        .create_consent_type(create(
+            &key,
+            "sms",
+            identity::ConsentType {
+                code: "sms_offers".into(),
+                display_name: "SMS offers".into(),
+                purpose: identity::ConsentPurpose::Marketing as i32,
+                channels: vec![types::CommunicationChannel::Sms as i32],
+                text: "We may text you.".into(),
+                validity_days: 1,
+                ..Default::default()
+            },
+        ))
+        .await?;
+    let mut old_grant = grant(&key, "grant-sms", &jana, "sms_offers", "pos");
+    old_grant.get_mut().grant_time = Some(prost_types::Timestamp {
+        seconds: chrono_now_secs() - 2 * 86_400,
+        nanos: 0,
+    });
+    let expired = identity
+        .grant_consent(old_grant)
+        .await?
+        .into_inner()
+        .consent
+        .expect("consent");
+    assert_eq!(expired.state, identity::ConsentState::Expired as i32);
+    let current = identity
+        .list_customer_consents(authed(
+            identity::ListCustomerConsentsRequest {
+                customer_id: jana.clone(),
+                ..Default::default()
+            },
+            &key,
+        ))
+        .await?
+        .into_inner()
+        .consents;
+    let sms = current
+        .iter()
+        .find(|c| c.consent_type_code == "sms_offers")
+        .expect("listed");
+    assert_eq!(sms.state, identity::ConsentState::Expired as i32);
+    assert!(
+        current.iter().all(|c| c.consent_type_code != "profiling"),
+        "inactive types are not listed"
+    );
     suite.stop().await
 }
 
