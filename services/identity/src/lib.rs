@@ -22,6 +22,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     if infra.redis.is_some() {
         infra.forget_revoked_keys(&auth)?;
     }
+    infra.consume(
+        "campaigns",
+        Arc::new(store::consents::DeliveryFeedback::new(store.clone())),
+    )?;
     let mut routes = tonic::service::RoutesBuilder::default();
     routes.add_service(IdentityServiceServer::new(api::IdentityApi::new(
         store,
