@@ -1038,7 +1038,60 @@ async fn relations_link_customers_both_ways_once_per_type_within_limits() -> any
         .await
         .unwrap_err();
     assert_eq!(fields(&immutable), ["relation_type.symmetric"]);
+
+    // Each change was published once, retries included.
+    let changes = relation_events(&suite).await?;
+    let of = |id: &str, deleted: bool| {
+        changes
+            .iter()
+            .filter(|e| e.relation_id == id && e.deleted == deleted)
+            .count()
+    };
+    assert_eq!((of(&ab.id, false), of(&ab.id, true)), (1, 0));
+    assert_eq!((of(&ref_ad.id, false), of(&ref_ad.id, true)), (1, 1));
+    let created = changes
+        .iter()
+        .find(|e| e.relation_id == ab.id)
+        .expect("event");
+    assert_eq!(
+        (
+            created.from_customer_id.as_str(),
+            created.to_customer_id.as_str()
+        ),
+        (a.id.as_str(), b.id.as_str())
+    );
     suite.stop().await
+}
+
+/// Every `CustomerRelationChanged` in identity's outbox, in order.
+async fn relation_events(
+    suite: &Suite,
+) -> anyhow::Result<Vec<loyalty_proto::events::v1::CustomerRelationChanged>> {
+    use loyalty_proto::events::v1 as ev;
+    let mut feed = ev::event_feed_service_client::EventFeedServiceClient::new(
+        suite.channel("identity").await?,
+    );
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let events = feed
+            .read_events(suite.as_admin(ev::ReadEventsRequest {
+                after_sequence: after,
+                page_size: 1000,
+            }))
+            .await?
+            .into_inner()
+            .events;
+        let Some(last) = events.last() else {
+            return Ok(out);
+        };
+        after = last.sequence;
+        out.extend(
+            events
+                .iter()
+                .filter_map(loyalty_platform::events::decode::<ev::CustomerRelationChanged>),
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
