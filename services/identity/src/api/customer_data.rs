@@ -155,6 +155,7 @@ pub(super) async fn check_customer_data(
         &profile.contact_source_ids,
         previous.map(|p| p.contact_source_ids.as_slice()),
     );
+    store::lock_contact_sources(txn, partner_id, &new_sources).await?;
     for id in store::unknown_contact_sources(txn, partner_id, &new_sources).await? {
         v.add(
             format!(
@@ -168,6 +169,7 @@ pub(super) async fn check_customer_data(
         &profile.interest_ids,
         previous.map(|p| p.interest_ids.as_slice()),
     );
+    store::lock_interests(txn, partner_id, &new_interests).await?;
     for id in store::unknown_interests(txn, partner_id, &new_interests).await? {
         v.add(
             format!(
@@ -347,6 +349,7 @@ pub(super) async fn delete_contact_source(
     v.into_result()?;
     idempotency::run(&api.db, scope, move |txn| {
         Box::pin(async move {
+            store::lock_contact_sources(txn, partner_id, &[id]).await?;
             store::contact_source(txn, partner_id, id)
                 .await?
                 .ok_or_else(|| ApiError::NotFound("contact source".into()))?;
@@ -520,6 +523,7 @@ pub(super) async fn delete_interest(
     let customers = api.store.clone();
     idempotency::run(&api.db, scope, move |txn| {
         Box::pin(async move {
+            store::lock_interests(txn, partner_id, &[id]).await?;
             store::interest(txn, partner_id, id)
                 .await?
                 .ok_or_else(|| ApiError::NotFound("interest".into()))?;
@@ -1091,6 +1095,7 @@ pub(super) async fn create_customer_relation(
             }
             let max = relation_type.max_relations_per_customer;
             if max > 0 {
+                store::lock_relation_type(txn, partner_id, relation_type.id).await?;
                 for side in [relation.from_customer_id, relation.to_customer_id] {
                     let n = store::count_relations(txn, partner_id, relation_type.id, side).await?;
                     if n >= max as u64 {

@@ -181,6 +181,58 @@ fn uuid_list(v: &serde_json::Value) -> Vec<Uuid> {
     serde_json::from_value(v.clone()).unwrap_or_default()
 }
 
+/// Row locks without a change (`SET version = version`): a customer write that lists an entry
+/// and a delete of that entry then run one after the other on PostgreSQL, so the delete's
+/// in-use check sees the account or the write sees the entry gone. (SQLite writes are
+/// serialised anyway.)
+macro_rules! touch {
+    ($conn:expr, $entity:ident, $partner_id:expr, $ids:expr) => {{
+        let ids: Vec<Uuid> = $ids;
+        if ids.is_empty() {
+            Ok::<(), ApiError>(())
+        } else {
+            $entity::Entity::update_many()
+                .col_expr(
+                    $entity::Column::Version,
+                    Expr::col($entity::Column::Version).into(),
+                )
+                .filter($entity::Column::PartnerId.eq($partner_id))
+                .filter($entity::Column::Id.is_in(ids))
+                .exec($conn)
+                .await?;
+            Ok(())
+        }
+    }};
+}
+
+/// Locks the partner's contact sources `ids` until the transaction ends.
+pub async fn lock_contact_sources(
+    conn: &impl ConnectionTrait,
+    partner_id: Uuid,
+    ids: &[Uuid],
+) -> Result<(), ApiError> {
+    touch!(conn, cs, partner_id, ids.to_vec())
+}
+
+/// Locks the partner's interests `ids` until the transaction ends.
+pub async fn lock_interests(
+    conn: &impl ConnectionTrait,
+    partner_id: Uuid,
+    ids: &[Uuid],
+) -> Result<(), ApiError> {
+    touch!(conn, it, partner_id, ids.to_vec())
+}
+
+/// Locks a relation type until the transaction ends, so relation limits hold under
+/// concurrent creates.
+pub async fn lock_relation_type(
+    conn: &impl ConnectionTrait,
+    partner_id: Uuid,
+    id: Uuid,
+) -> Result<(), ApiError> {
+    touch!(conn, rt, partner_id, vec![id])
+}
+
 // ---- contact sources ----
 
 fn source_from(m: cs::Model) -> ContactSource {
