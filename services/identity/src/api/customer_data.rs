@@ -112,18 +112,28 @@ fn unknown_path(v: &mut Violations, path: &str, allowed: &[&str]) {
 // ---- the checks of customer writes ----
 
 /// The catalogue ids as the request listed them, to name `customer.contact_source_ids[i]`
-/// by the caller's index.
+/// by the caller's index, and the field prefix violations are reported under.
 pub(super) struct RequestedRefs {
+    prefix: String,
     contact_source_ids: Vec<String>,
     interest_ids: Vec<String>,
 }
 
 impl RequestedRefs {
+    /// The references of a request's `customer`.
     pub(super) fn of(c: &pb::Customer) -> Self {
         RequestedRefs {
+            prefix: "customer".to_owned(),
             contact_source_ids: c.contact_source_ids.clone(),
             interest_ids: c.interest_ids.clone(),
         }
+    }
+
+    /// Reports under another prefix, e.g. `rows[3].customer` in a bulk import.
+    #[allow(dead_code)]
+    pub(super) fn under(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
     }
 }
 
@@ -159,7 +169,8 @@ pub(super) async fn check_customer_data(
     for id in store::unknown_contact_sources(txn, partner_id, &new_sources).await? {
         v.add(
             format!(
-                "customer.contact_source_ids[{}]",
+                "{}.contact_source_ids[{}]",
+                refs.prefix,
                 index_of(&refs.contact_source_ids, id)
             ),
             "no such contact source",
@@ -173,7 +184,8 @@ pub(super) async fn check_customer_data(
     for id in store::unknown_interests(txn, partner_id, &new_interests).await? {
         v.add(
             format!(
-                "customer.interest_ids[{}]",
+                "{}.interest_ids[{}]",
+                refs.prefix,
                 index_of(&refs.interest_ids, id)
             ),
             "no such interest",
@@ -182,12 +194,10 @@ pub(super) async fn check_customer_data(
     if let Some(unit) = profile.home_business_unit_id
         && previous.and_then(|p| p.home_business_unit_id) != Some(unit)
     {
+        let field = format!("{}.home_business_unit_id", refs.prefix);
         match business_units::get(txn, partner_id, &unit.to_string()).await? {
-            None => v.add("customer.home_business_unit_id", "no such business unit"),
-            Some(u) if u.state != UnitState::Active => v.add(
-                "customer.home_business_unit_id",
-                "the business unit is closed",
-            ),
+            None => v.add(field, "no such business unit"),
+            Some(u) if u.state != UnitState::Active => v.add(field, "the business unit is closed"),
             Some(_) => {}
         }
     }
@@ -196,7 +206,7 @@ pub(super) async fn check_customer_data(
         &definitions,
         &profile.properties,
         previous.map(|p| &p.properties),
-        "customer",
+        &refs.prefix,
         &mut v,
     );
     v.into_result()?;
