@@ -1,7 +1,7 @@
 //! End to end: all six services as processes, against PostgreSQL + Redis and once in embedded
 //! mode (SQLite, no Redis). A partner registers a customer with a card, targets gold customers
 //! with a segment and a 10 % reward, and the POS evaluates and commits a cart by card.
-use std::{collections::HashMap, time::Duration};
+use std::{collections::BTreeMap, time::Duration};
 
 use loyalty_proto::{
     checkout::v1 as checkout, identity::v1 as identity, rewards::v1 as rewards,
@@ -102,7 +102,7 @@ async fn set_up_program(suite: &Suite, p: &Partner) -> anyhow::Result<String> {
                 customer: Some(identity::Customer {
                     first_name: "Jana".into(),
                     city: "Praha".into(),
-                    properties: HashMap::from([("tier".to_owned(), "gold".to_owned())]),
+                    properties: BTreeMap::from([("tier".to_owned(), "gold".to_owned())]),
                     ..Default::default()
                 }),
                 identifiers: vec![card("2000 0000 0001")],

@@ -1,6 +1,6 @@
 //! Customer data: contact source and interest catalogues, typed customer properties, relation
 //! types and relations between customer accounts, all scoped to the partner.
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use loyalty_proto::identity::v1 as identity;
 use loyalty_testkit::{Backend, Suite, authed};
@@ -506,7 +506,7 @@ async fn customer_properties_are_checked_against_their_definitions() -> anyhow::
         &key,
         "legacy",
         identity::Customer {
-            properties: HashMap::from([("tier".to_owned(), "gold".to_owned())]),
+            properties: BTreeMap::from([("tier".to_owned(), "gold".to_owned())]),
             ..named("Old")
         },
     )
@@ -547,7 +547,7 @@ async fn customer_properties_are_checked_against_their_definitions() -> anyhow::
         .unwrap_err();
     assert_eq!(fields(&untyped), ["definition.data_type"]);
 
-    let props = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+    let props = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
         pairs
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -1341,7 +1341,7 @@ async fn another_partners_customer_data_is_not_found() -> anyhow::Result<()> {
         rk,
         "free",
         identity::Customer {
-            properties: HashMap::from([("vip".to_owned(), "maybe".to_owned())]),
+            properties: BTreeMap::from([("vip".to_owned(), "maybe".to_owned())]),
             ..named("Rita")
         },
     )
@@ -1377,7 +1377,7 @@ async fn customer_data_works_on_sqlite() -> anyhow::Result<()> {
         identity::Customer {
             contact_source_ids: vec![source.id.clone()],
             interest_ids: vec![wine.id.clone()],
-            properties: HashMap::from([("level".to_owned(), "silver".to_owned())]),
+            properties: BTreeMap::from([("level".to_owned(), "silver".to_owned())]),
             ..named("Jana")
         },
     )

@@ -1,6 +1,6 @@
 //! Updating a customer: masked fields only, etags against lost updates, and the change reaching
 //! segmentation through `CustomerUpdated`, so an online segment sees the new tier.
-use std::{collections::HashMap, time::Duration};
+use std::{collections::BTreeMap, time::Duration};
 
 use loyalty_proto::{identity::v1 as identity, segmentation::v1 as segmentation};
 use loyalty_testkit::{Backend, Suite, authed, eventually};
@@ -85,7 +85,7 @@ async fn an_update_changes_masked_fields_guards_with_etags_and_reaches_segments(
                 customer: Some(identity::Customer {
                     first_name: "Jana".into(),
                     city: "Praha".into(),
-                    properties: HashMap::from([("tier".to_owned(), "silver".to_owned())]),
+                    properties: BTreeMap::from([("tier".to_owned(), "silver".to_owned())]),
                     ..Default::default()
                 }),
                 identifiers: vec![],

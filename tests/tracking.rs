@@ -1,7 +1,7 @@
 //! Customer event tracking: event types with typed properties next to the built-in ones,
 //! TrackEvent checking every field and recording once per idempotency key, streams of batches
 //! reporting rejections by position, and ListCustomerEvents newest first.
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use loyalty_proto::identity::v1 as identity;
 use loyalty_testkit::{Backend, Suite, authed};
@@ -200,7 +200,7 @@ async fn tracked_events_are_type_checked_recorded_once_per_key_and_listed_newest
                 idempotency_key: "custom-1".into(),
                 customer_id: jana.clone(),
                 event_type_id: "custom".into(),
-                properties: HashMap::from([("name".to_owned(), "quiz_done".to_owned())]),
+                properties: BTreeMap::from([("name".to_owned(), "quiz_done".to_owned())]),
                 payload_json: r#"{"answers": [1, 2, 3]}"#.into(),
                 ..Default::default()
             },
@@ -503,7 +503,7 @@ async fn on_sqlite_a_consent_is_granted_and_an_event_tracked() -> anyhow::Result
                 idempotency_key: "open".into(),
                 customer_id: jana.clone(),
                 event_type_id: "app_open".into(),
-                properties: HashMap::from([("platform".to_owned(), "android".to_owned())]),
+                properties: BTreeMap::from([("platform".to_owned(), "android".to_owned())]),
                 ..Default::default()
             },
             &key,

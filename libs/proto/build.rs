@@ -33,7 +33,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         prost::Message::encode_to_vec(&fds),
     )?;
 
+    // Maps as BTreeMap: encoding is then deterministic, so the same request always hashes
+    // the same (idempotency keys compare request hashes) and events compare byte for byte.
     tonic_prost_build::configure()
+        .btree_map(".")
         .build_server(true)
         .build_client(true)
         .compile_fds(fds)?;

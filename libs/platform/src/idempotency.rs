@@ -124,6 +124,23 @@ mod tests {
         atomic::{AtomicUsize, Ordering},
     };
 
+    #[test]
+    fn a_request_with_map_fields_hashes_the_same_however_its_map_was_filled() {
+        use loyalty_proto::identity::v1::Customer;
+        let pairs: Vec<(String, String)> = (0..32)
+            .map(|i| (format!("k{i}"), format!("v{i}")))
+            .collect();
+        let forward = Customer {
+            properties: pairs.iter().cloned().collect(),
+            ..Default::default()
+        };
+        let backward = Customer {
+            properties: pairs.iter().rev().cloned().collect(),
+            ..Default::default()
+        };
+        assert_eq!(request_hash(&forward), request_hash(&backward));
+    }
+
     fn scope(key: &str, request: &str) -> IdempotencyScope {
         IdempotencyScope::new(Uuid::nil(), "Test", key, &request.to_owned())
     }
