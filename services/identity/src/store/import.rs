@@ -1,6 +1,6 @@
 //! Bulk writes of the customer import: set-based lookups and multi-row inserts, so a batch of
 //! thousands of rows costs a handful of statements.
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use loyalty_platform::{ApiError, db::is_unique_violation};
 use sea_orm::{
@@ -70,31 +70,35 @@ pub async fn imported_lines(
 }
 
 /// Which of `values` are assigned to a customer of the partner (in any state but removed).
+/// Queried per kind so that PostgreSQL walks the unique index on (partner_id, kind, value)
+/// instead of every identifier of the partner.
 pub async fn taken_identifiers(
     conn: &impl ConnectionTrait,
     partner_id: Uuid,
     values: &[&IdentifierValue],
 ) -> Result<HashSet<(IdentifierKind, String)>, ApiError> {
-    let wanted: HashSet<(IdentifierKind, &str)> =
-        values.iter().map(|v| (v.kind, v.value.as_str())).collect();
+    let mut by_kind: BTreeMap<&'static str, (IdentifierKind, Vec<String>)> = BTreeMap::new();
+    for v in values {
+        by_kind
+            .entry(v.kind.as_str())
+            .or_insert_with(|| (v.kind, Vec::new()))
+            .1
+            .push(v.value.clone());
+    }
     let mut taken = HashSet::new();
-    for chunk in values.chunks(VALUES_PER_LOOKUP) {
-        let rows: Vec<(String, String)> = identifiers::Entity::find()
-            .select_only()
-            .column(identifiers::Column::Kind)
-            .column(identifiers::Column::Value)
-            .filter(identifiers::Column::PartnerId.eq(partner_id))
-            .filter(identifiers::Column::State.ne(IdentifierState::Removed.as_str()))
-            .filter(identifiers::Column::Value.is_in(chunk.iter().map(|v| v.value.clone())))
-            .into_tuple()
-            .all(conn)
-            .await?;
-        for (kind, value) in rows {
-            if let Some(kind) = IdentifierKind::parse_str(&kind)
-                && wanted.contains(&(kind, value.as_str()))
-            {
-                taken.insert((kind, value));
-            }
+    for (kind_name, (kind, wanted)) in by_kind {
+        for chunk in wanted.chunks(VALUES_PER_LOOKUP) {
+            let rows: Vec<String> = identifiers::Entity::find()
+                .select_only()
+                .column(identifiers::Column::Value)
+                .filter(identifiers::Column::PartnerId.eq(partner_id))
+                .filter(identifiers::Column::Kind.eq(kind_name))
+                .filter(identifiers::Column::State.ne(IdentifierState::Removed.as_str()))
+                .filter(identifiers::Column::Value.is_in(chunk.iter().cloned()))
+                .into_tuple()
+                .all(conn)
+                .await?;
+            taken.extend(rows.into_iter().map(|value| (kind, value)));
         }
     }
     Ok(taken)
