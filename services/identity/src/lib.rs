@@ -18,6 +18,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let infra = Infra::start::<migration::Migrator>(settings).await?;
     let store = store::Store::new(infra.db.clone());
     let auth = infra.authenticator_with(Arc::new(store.clone()));
+    start_projections(&infra)?;
     let mut routes = tonic::service::RoutesBuilder::default();
     routes.add_service(IdentityServiceServer::new(api::IdentityApi::new(
         store,
@@ -28,4 +29,42 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     infra
         .serve(auth, routes, &["loyalty.identity.v1.IdentityService"])
         .await
+}
+
+/// Producers whose events feed the account history (Customer 360 timeline), identity's own
+/// first (it also maintains the customer search index).
+const HISTORY_PRODUCERS: &[&str] = &[
+    SERVICE,
+    "checkout",
+    "wallet",
+    "rewards",
+    "segmentation",
+    "campaigns",
+];
+
+/// Starts the account-history projection. With Redis every producer's stream is read; without
+/// it each producer's event feed is pulled from its configured peer URL, identity's own feed
+/// from its own address when no `peers.identity_url` is set. A producer that is neither
+/// configured nor reachable through Redis is skipped with a warning.
+fn start_projections(infra: &Infra) -> anyhow::Result<()> {
+    let mut infra = infra.clone();
+    if infra.redis.is_none() && infra.settings.peers.identity_url.is_none() {
+        let mut addr = infra.settings.server.listen_addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        infra.settings.peers.identity_url = Some(format!("http://{addr}"));
+    }
+    let projector = store::accounts::AccountProjector::new(infra.cache.clone());
+    for producer in HISTORY_PRODUCERS {
+        if infra.redis.is_none() && infra.settings.peers.url(producer).is_none() {
+            tracing::warn!(
+                %producer,
+                "no Redis and no peer URL: its events stay out of the account history"
+            );
+            continue;
+        }
+        infra.consume(producer, projector.clone())?;
+    }
+    Ok(())
 }

@@ -651,7 +651,25 @@ impl IdentityService for IdentityApi {
                     .find_identifier(partner_id, &value)
                     .await?
                     .ok_or_else(|| ApiError::NotFound("identifier".into()))?;
-                let r = Resolution::from(&identifier);
+                let mut r = Resolution::from(&identifier);
+                // Only resolutions of usable accounts are cached; blocking, merging and erasing
+                // drop the cached resolutions of the account's identifiers.
+                match crate::store::accounts::customer_state(&self.db, partner_id, r.customer_id)
+                    .await?
+                {
+                    None | Some((CustomerState::Erased, _)) => {
+                        return Err(ApiError::NotFound("identifier".into()).into());
+                    }
+                    Some((CustomerState::Blocked, _)) => {
+                        return Err(ApiError::precondition(
+                            "CUSTOMER_BLOCKED",
+                            "the customer account is blocked",
+                        )
+                        .into());
+                    }
+                    Some((CustomerState::Merged, Some(survivor))) => r.customer_id = survivor,
+                    Some(_) => {}
+                }
                 if let Ok(bytes) = serde_json::to_vec(&r) {
                     self.cache.set(&key, &bytes, RESOLUTION_TTL).await;
                 }
