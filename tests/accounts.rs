@@ -203,6 +203,33 @@ async fn search_finds_customers_by_name_prefix_email_phone_card_and_property() -
         .into_inner()
         .customers;
     assert_eq!(by_email.len(), 1);
+    let none = identity
+        .list_customers(authed(
+            identity::ListCustomersRequest {
+                contact_source_id: "0190c0de-0000-7000-8000-000000000001".into(),
+                interest_id: "0190c0de-0000-7000-8000-000000000002".into(),
+                ..Default::default()
+            },
+            &key,
+        ))
+        .await?
+        .into_inner()
+        .customers;
+    assert!(
+        none.is_empty(),
+        "nobody has that contact source and interest"
+    );
+    let bad = identity
+        .list_customers(authed(
+            identity::ListCustomersRequest {
+                property_filters: vec!["no-equals-sign".into()],
+                ..Default::default()
+            },
+            &key,
+        ))
+        .await
+        .expect_err("not key=value");
+    assert_eq!(bad.code(), Code::InvalidArgument);
     Ok(())
 }
 
@@ -380,6 +407,29 @@ async fn block_resolve_unblock(backend: Backend) -> anyhow::Result<()> {
         resolve(&mut identity).await?.into_inner().customer_id,
         jana.id
     );
+    // The account history (fed by identity's own event feed or stream) shows both.
+    eventually(Duration::from_secs(20), || {
+        let mut identity = identity.clone();
+        let (id, key) = (jana.id.clone(), key.clone());
+        async move {
+            let entries = identity
+                .list_account_history(authed(
+                    identity::ListAccountHistoryRequest {
+                        customer_id: id,
+                        ..Default::default()
+                    },
+                    &key,
+                ))
+                .await?
+                .into_inner()
+                .entries;
+            let summaries: Vec<&str> = entries.iter().map(|e| e.summary.as_str()).collect();
+            Ok(summaries
+                .starts_with(&["Account unblocked", "Account blocked"])
+                .then_some(()))
+        }
+    })
+    .await?;
     let missing = identity
         .unblock_customer(authed(
             identity::UnblockCustomerRequest {

@@ -7,8 +7,10 @@ use chrono::{DateTime, Utc};
 use loyalty_platform::{ApiError, cache::Cache, events::EventHandler};
 use loyalty_proto::events::v1::EventEnvelope;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, sea_query::Expr, sea_query::Query,
+    ActiveValue::Set,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
+    sea_query::{Alias, Expr, Func, Query},
 };
 use uuid::Uuid;
 
@@ -278,14 +280,12 @@ pub async fn list_customers(
     }
     // The id arrays are JSON; their text form holds each id quoted.
     for (column, id) in [
-        ("contact_source_ids", f.contact_source_id),
-        ("interest_ids", f.interest_id),
+        (customers::Column::ContactSourceIds, f.contact_source_id),
+        (customers::Column::InterestIds, f.interest_id),
     ] {
         if let Some(id) = id {
-            q = q.filter(Expr::cust_with_values(
-                format!("CAST({column} AS TEXT) LIKE ?"),
-                [format!("%\"{id}\"%")],
-            ));
+            let text = Func::cast_as(Expr::col(column), Alias::new("text"));
+            q = q.filter(Expr::expr(text).like(format!("%\"{id}\"%")));
         }
     }
     if let Some(t) = f.created_from {
