@@ -6,6 +6,8 @@ use std::{
     time::Duration,
 };
 
+mod import;
+
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use loyalty_platform::{Settings, client::with_key, db::connect_and_migrate, telemetry};
@@ -58,6 +60,37 @@ enum Cmd {
     ApiKey {
         #[command(subcommand)]
         command: ApiKeyCmd,
+    },
+    /// Import data in bulk.
+    Import {
+        #[command(subcommand)]
+        command: ImportCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportCmd {
+    /// Import customers from a CSV file with a header row (see the README for the columns).
+    /// Refused rows are listed by line number; the others are imported. Running the same
+    /// import again (same --import-id) skips the rows it already imported.
+    Customers {
+        /// The CSV file.
+        file: PathBuf,
+        /// The identity service.
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        endpoint: String,
+        /// An API key of the partner with the admin role.
+        #[arg(long, env = "LOYALTY_API_KEY", hide_env_values = true)]
+        api_key: String,
+        /// Names the import so that a re-run skips imported rows; default: file name and size.
+        #[arg(long)]
+        import_id: Option<String>,
+        /// Rows per message, 1..5000.
+        #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u16).range(1..=5000))]
+        batch_size: u16,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
     },
 }
 
@@ -266,6 +299,38 @@ async fn main() {
             .map(|(id, secret)| {
                 println!("API key {id} created; its secret (shown only now):\n{secret}");
             }),
+        Cmd::Import {
+            command:
+                ImportCmd::Customers {
+                    file,
+                    endpoint,
+                    api_key,
+                    import_id,
+                    batch_size,
+                    quiet,
+                },
+        } => import::customers(
+            &endpoint,
+            &api_key,
+            &file,
+            import_id,
+            batch_size.into(),
+            quiet,
+        )
+        .await
+        .and_then(|s| {
+            println!(
+                "imported {} customers ({:.0}/s), skipped {} already imported, refused {}",
+                s.imported, s.rows_per_second, s.skipped, s.failed
+            );
+            if s.failed > 0 {
+                bail!(
+                    "{} rows were refused (listed above by line number)",
+                    s.failed
+                );
+            }
+            Ok(())
+        }),
     };
     if let Err(e) = result {
         eprintln!("loyalty: {e:#}");

@@ -66,10 +66,52 @@ impl Infra {
         )
     }
 
-    /// The authenticator of every other service: asks identity, remembers for a while.
+    /// The authenticator of every other service: asks identity, remembers for a while, and
+    /// forgets a key as soon as identity publishes its `ApiKeyRevoked`.
     pub fn remote_authenticator(&self) -> anyhow::Result<KeyAuthenticator> {
         let channel = self.peer("identity")?;
-        Ok(self.authenticator_with(Arc::new(RemoteKeyStore::new(channel))))
+        let auth = self.authenticator_with(Arc::new(RemoteKeyStore::new(channel)));
+        self.forget_revoked_keys(&auth)?;
+        Ok(auth)
+    }
+
+    /// Follows identity's events in this process (every replica, not one per consumer group)
+    /// and drops the cached principal of each revoked key at once. Without Redis and without
+    /// the internal credential to read identity's feed, revoked keys expire with the cache TTL.
+    ///
+    /// Identity itself calls this too, so that its other replicas forget a key that one of
+    /// them revoked.
+    pub fn forget_revoked_keys(&self, auth: &KeyAuthenticator) -> anyhow::Result<()> {
+        let source = match &self.redis {
+            Some((client, _)) => EventSource::Redis {
+                client: client.clone(),
+                prefix: self.settings.redis.key_prefix.clone(),
+            },
+            None => match (&self.settings.auth.bootstrap_key, self.peer("identity")) {
+                (Some(credential), Ok(channel)) => EventSource::Feed {
+                    channel,
+                    credential: credential.clone(),
+                },
+                _ => {
+                    tracing::warn!(
+                        ttl_secs = self.settings.auth.cache_ttl_secs,
+                        "without redis, following identity's feed needs auth.bootstrap_key and \
+                         peers.identity_url: revoked API keys are refused only once their cached \
+                         principal expires"
+                    );
+                    return Ok(());
+                }
+            },
+        };
+        let auth = auth.clone();
+        crate::events::spawn_follower(
+            "identity",
+            source,
+            self.poll_interval(),
+            self.settings.events.batch_size.max(1) as usize,
+            Arc::new(move |event| auth.forget_revoked(event)),
+        );
+        Ok(())
     }
 
     /// A channel to another service, from `peers.<name>_url`.

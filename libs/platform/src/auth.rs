@@ -179,6 +179,21 @@ impl KeyAuthenticator {
         }
     }
 
+    /// Forgets the key an `ApiKeyRevoked` event names; other events are ignored.
+    pub fn forget_revoked(&self, event: &loyalty_proto::events::v1::EventEnvelope) {
+        if let Some(revoked) =
+            crate::events::decode::<loyalty_proto::events::v1::ApiKeyRevoked>(event)
+        {
+            match Uuid::parse_str(&revoked.api_key_id) {
+                Ok(id) => self.forget_key(id),
+                Err(_) => tracing::warn!(
+                    api_key_id = %revoked.api_key_id,
+                    "ApiKeyRevoked with a malformed key id"
+                ),
+            }
+        }
+    }
+
     pub async fn authenticate(&self, secret: &str) -> Result<Principal, ApiError> {
         if secret.is_empty() {
             return Err(ApiError::Unauthenticated("missing API key".to_owned()));
@@ -296,6 +311,64 @@ mod tests {
         ));
         assert!(matches!(
             auth.authenticate("").await,
+            Err(ApiError::Unauthenticated(_))
+        ));
+    }
+
+    /// Knows one key until it is revoked; counts lookups.
+    struct OneKey {
+        id: Uuid,
+        revoked: std::sync::atomic::AtomicBool,
+        lookups: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait]
+    impl KeyStore for OneKey {
+        async fn lookup(&self, secret: &SecretString) -> Result<Option<Principal>, ApiError> {
+            use std::sync::atomic::Ordering;
+            self.lookups.fetch_add(1, Ordering::SeqCst);
+            Ok((!self.revoked.load(Ordering::SeqCst)).then(|| Principal {
+                partner_id: Some(Uuid::nil()),
+                api_key_id: Some(self.id),
+                roles: vec![Role::Pos],
+                platform_admin: false,
+                credential: secret.clone(),
+            }))
+        }
+    }
+
+    #[tokio::test]
+    async fn an_api_key_revoked_event_drops_the_cached_principal() {
+        use loyalty_proto::events::v1::{ApiKeyRevoked, EventEnvelope};
+        use prost::Message;
+        use std::sync::atomic::Ordering;
+        let store = Arc::new(OneKey {
+            id: Uuid::now_v7(),
+            revoked: false.into(),
+            lookups: 0.into(),
+        });
+        let auth = KeyAuthenticator::new(None, store.clone(), Duration::from_secs(3600));
+        auth.authenticate("lk_till").await.expect("known key");
+        auth.authenticate("lk_till").await.expect("cached");
+        assert_eq!(
+            store.lookups.load(Ordering::SeqCst),
+            1,
+            "second answer cached"
+        );
+        store.revoked.store(true, Ordering::SeqCst);
+        let event = |id: String| EventEnvelope {
+            event_type: <ApiKeyRevoked as crate::events::DomainEvent>::TYPE.into(),
+            payload: ApiKeyRevoked { api_key_id: id }.encode_to_vec(),
+            ..Default::default()
+        };
+        auth.forget_revoked(&event(Uuid::now_v7().to_string()));
+        auth.forget_revoked(&event("not-a-uuid".into()));
+        auth.authenticate("lk_till")
+            .await
+            .expect("another key's revocation changes nothing");
+        auth.forget_revoked(&event(store.id.to_string()));
+        assert!(matches!(
+            auth.authenticate("lk_till").await,
             Err(ApiError::Unauthenticated(_))
         ));
     }

@@ -221,6 +221,11 @@ impl Violations {
         self.0.is_empty()
     }
 
+    /// The violations collected, in the order found.
+    pub fn into_vec(self) -> Vec<FieldViolation> {
+        self.0
+    }
+
     /// `Ok(value)` when nothing was wrong.
     pub fn finish<T>(self, value: impl FnOnce() -> T) -> Result<T, ApiError> {
         if self.0.is_empty() {

@@ -83,6 +83,35 @@ pub async fn enqueue<C: ConnectionTrait, E: DomainEvent>(
     Ok(event_id)
 }
 
+/// Appends many events of one type to the outbox inside the caller's transaction, in as few
+/// statements as the database's parameter limit allows (bulk writes such as imports).
+pub async fn enqueue_all<C: ConnectionTrait, E: DomainEvent>(
+    conn: &C,
+    partner_id: Option<Uuid>,
+    events: &[E],
+) -> Result<(), sea_orm::DbErr> {
+    // 7 bound columns per row; 1,000 rows stay far below PostgreSQL's and SQLite's limits.
+    const ROWS_PER_STATEMENT: usize = 1_000;
+    let traceparent = crate::telemetry::current_traceparent();
+    let now = chrono::Utc::now();
+    for chunk in events.chunks(ROWS_PER_STATEMENT) {
+        let rows = chunk.iter().map(|event| outbox::ActiveModel {
+            event_id: Set(Uuid::now_v7()),
+            event_type: Set(E::TYPE.to_owned()),
+            partner_id: Set(partner_id),
+            payload: Set(event.encode_to_vec()),
+            traceparent: Set(traceparent.clone()),
+            occurred_at: Set(now),
+            published_at: Set(None),
+            ..Default::default()
+        });
+        outbox::Entity::insert_many(rows)
+            .exec_without_returning(conn)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Decodes an envelope's payload as `E`, if it is one.
 pub fn decode<E: DomainEvent>(envelope: &EventEnvelope) -> Option<E> {
     (envelope.event_type == E::TYPE)
@@ -467,6 +496,145 @@ async fn consume_redis(
     }
 }
 
+/// What a follower does with each event it sees (see [`spawn_follower`]).
+pub type EventCallback = Arc<dyn Fn(&EventEnvelope) + Send + Sync>;
+
+/// Follows `producer`'s events in this process only, until it stops: no consumer group and
+/// nothing recorded, so every replica of a service sees every event (a consumer group would
+/// hand each event to one replica only). Meant for in-process effects such as dropping cached
+/// credentials; `on_event` must tolerate seeing an event twice.
+///
+/// From Redis it starts one minute (Redis clock) before the process started following, so a
+/// change made while the process was starting is not missed; from the feed it reads the whole
+/// outbox once, then what comes.
+pub fn spawn_follower(
+    producer: &str,
+    source: EventSource,
+    poll: Duration,
+    batch: usize,
+    on_event: EventCallback,
+) {
+    let producer = producer.to_owned();
+    tokio::spawn(async move {
+        let result = match source {
+            EventSource::Redis { client, prefix } => {
+                follow_redis(&producer, client, &prefix, poll, batch, on_event).await
+            }
+            EventSource::Feed {
+                channel,
+                credential,
+            } => follow_feed(&producer, channel, credential, poll, batch, on_event).await,
+        };
+        if let Err(e) = result {
+            tracing::error!(error = ?e, %producer, "event follower stopped");
+        }
+    });
+}
+
+async fn follow_redis(
+    producer: &str,
+    client: redis::Client,
+    prefix: &str,
+    poll: Duration,
+    batch: usize,
+    on_event: EventCallback,
+) -> anyhow::Result<()> {
+    use redis::streams::{StreamReadOptions, StreamReadReply};
+    let key = stream_key(prefix, producer);
+    let mut last_id: Option<String> = None;
+    loop {
+        // A connection of its own: the blocking reads must not hold up other commands.
+        let mut conn = match client.get_multiplexed_async_connection().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, %producer, "redis not reachable for following; retrying");
+                tokio::time::sleep(poll * 5).await;
+                continue;
+            }
+        };
+        let mut cursor = match &last_id {
+            Some(id) => id.clone(),
+            None => {
+                let (secs, micros): (u64, u64) =
+                    match redis::cmd("TIME").query_async(&mut conn).await {
+                        Ok(t) => t,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "reading the redis clock failed; retrying");
+                            tokio::time::sleep(poll * 5).await;
+                            continue;
+                        }
+                    };
+                let now_ms = secs * 1000 + micros / 1000;
+                format!("{}-0", now_ms.saturating_sub(60_000))
+            }
+        };
+        loop {
+            let opts = StreamReadOptions::default()
+                .count(batch)
+                .block(poll.as_millis().max(100) as usize * 5);
+            let reply: redis::RedisResult<StreamReadReply> =
+                conn.xread_options(&[&key], &[&cursor], &opts).await;
+            let reply = match reply {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(error = %e, %producer, "following events failed; reconnecting");
+                    tokio::time::sleep(poll * 5).await;
+                    break;
+                }
+            };
+            for entry in reply.keys.into_iter().flat_map(|k| k.ids) {
+                let bytes: Option<Vec<u8>> = entry
+                    .map
+                    .get("envelope")
+                    .and_then(|v| redis::from_redis_value(v).ok());
+                match bytes.and_then(|b| EventEnvelope::decode(b.as_slice()).ok()) {
+                    Some(event) => on_event(&event),
+                    None => tracing::warn!(id = %entry.id, "skipping undecodable stream entry"),
+                }
+                cursor = entry.id;
+            }
+            last_id = Some(cursor.clone());
+        }
+    }
+}
+
+async fn follow_feed(
+    producer: &str,
+    channel: tonic::transport::Channel,
+    credential: SecretString,
+    poll: Duration,
+    batch: usize,
+    on_event: EventCallback,
+) -> anyhow::Result<()> {
+    let mut client = EventFeedServiceClient::new(channel);
+    let bearer: tonic::metadata::MetadataValue<_> =
+        format!("Bearer {}", credential.expose_secret()).parse()?;
+    let mut after = 0;
+    loop {
+        let mut req = Request::new(ReadEventsRequest {
+            after_sequence: after,
+            page_size: batch.clamp(1, 1000) as i32,
+        });
+        req.metadata_mut().insert("authorization", bearer.clone());
+        let events = match client.read_events(req).await {
+            Ok(r) => r.into_inner().events,
+            Err(s) => {
+                tracing::debug!(status = %s, %producer, "event feed not readable yet");
+                tokio::time::sleep(poll).await;
+                continue;
+            }
+        };
+        let full = events.len() >= batch;
+        for event in events {
+            on_event(&event);
+            after = after.max(event.sequence);
+        }
+        if !full {
+            tokio::time::sleep(poll).await;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -538,6 +706,63 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(cursor.position, events[1].sequence);
+    }
+
+    #[tokio::test]
+    async fn every_follower_sees_every_event_including_those_of_the_last_minute() {
+        let (_dir, db) = sqlite().await;
+        let prefix = format!("test-{}", Uuid::now_v7());
+        let (client, mut conn) = crate::cache::connect_redis("redis://127.0.0.1:6379")
+            .await
+            .expect("redis on 127.0.0.1:6379 (scripts/test starts it)");
+        let key = stream_key(&prefix, "identity");
+        let revoke = |id: &str| ev::ApiKeyRevoked {
+            api_key_id: id.into(),
+        };
+        // Published just before the followers start: still seen.
+        enqueue(&db, None, &revoke("before")).await.unwrap();
+        relay_once("identity", &db, &mut conn, &key, 10)
+            .await
+            .unwrap();
+        let seen: Vec<Arc<std::sync::Mutex<Vec<String>>>> =
+            (0..2).map(|_| Default::default()).collect();
+        for s in &seen {
+            let s = s.clone();
+            spawn_follower(
+                "identity",
+                EventSource::Redis {
+                    client: client.clone(),
+                    prefix: prefix.clone(),
+                },
+                Duration::from_millis(20),
+                10,
+                Arc::new(move |e| {
+                    if let Some(r) = decode::<ev::ApiKeyRevoked>(e) {
+                        s.lock().unwrap().push(r.api_key_id);
+                    }
+                }),
+            );
+        }
+        enqueue(&db, None, &revoke("after")).await.unwrap();
+        relay_once("identity", &db, &mut conn, &key, 10)
+            .await
+            .unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while seen.iter().any(|s| s.lock().unwrap().len() < 2) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "followers saw {seen:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _: () = conn.del(&key).await.unwrap();
+        for s in seen {
+            assert_eq!(
+                *s.lock().unwrap(),
+                ["before", "after"],
+                "each follower, in order"
+            );
+        }
     }
 
     #[tokio::test]

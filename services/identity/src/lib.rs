@@ -18,6 +18,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let infra = Infra::start::<migration::Migrator>(settings).await?;
     let store = store::Store::new(infra.db.clone());
     let auth = infra.authenticator_with(Arc::new(store.clone()));
+    // Other replicas of identity forget a key one of them revoked (one process needs nothing).
+    if infra.redis.is_some() {
+        infra.forget_revoked_keys(&auth)?;
+    }
     start_projections(&infra)?;
     let mut routes = tonic::service::RoutesBuilder::default();
     routes.add_service(IdentityServiceServer::new(api::IdentityApi::new(

@@ -131,6 +131,15 @@ fn precondition(reason: &'static str) -> ApiError {
     ApiError::precondition(reason, message)
 }
 
+/// A customer's state and merge target, through the cache (ResolveIdentifier).
+pub(super) async fn customer_state(
+    api: &IdentityApi,
+    partner_id: Uuid,
+    customer_id: Uuid,
+) -> Result<Option<(CustomerState, Option<Uuid>)>, ApiError> {
+    store::cached_customer_state(&api.cache, &api.db, partner_id, customer_id).await
+}
+
 // ---- Partners ----
 
 pub(super) async fn list_partners(
@@ -378,6 +387,9 @@ struct Changed {
     forget: Vec<IdentifierValue>,
     #[serde(default)]
     moved: i32,
+    /// The merged account after a merge.
+    #[serde(default)]
+    merged: Option<Customer>,
 }
 
 pub(super) async fn block_customer(
@@ -492,11 +504,13 @@ where
                 customer: next,
                 forget,
                 moved: 0,
+                merged: None,
             })
         })
     })
     .await?;
     store::forget_resolutions(&api.cache, partner_id, &changed.forget).await;
+    store::remember_customer_state(&api.cache, partner_id, &changed.customer).await;
     Ok(changed.customer)
 }
 
@@ -627,11 +641,15 @@ pub(super) async fn merge_customers(
                 customer: survivor_after,
                 moved: moved.len() as i32,
                 forget: moved.into_iter().map(|i| i.value).collect(),
+                merged: Some(merged_after),
             })
         })
     })
     .await?;
     store::forget_resolutions(&api.cache, partner_id, &changed.forget).await;
+    if let Some(merged) = &changed.merged {
+        store::remember_customer_state(&api.cache, partner_id, merged).await;
+    }
     Ok(Response::new(pb::MergeCustomersResponse {
         customer: Some(customer_to_proto(&changed.customer)),
         moved_identifier_count: changed.moved,
@@ -717,6 +735,7 @@ pub(super) async fn erase_customer(
                     customer: current,
                     forget: vec![],
                     moved: 0,
+                    merged: None,
                 });
             }
             let now = now_micros();
@@ -751,11 +770,13 @@ pub(super) async fn erase_customer(
                 customer: erased,
                 forget,
                 moved: 0,
+                merged: None,
             })
         })
     })
     .await?;
     store::forget_resolutions(&api.cache, partner_id, &changed.forget).await;
+    store::remember_customer_state(&api.cache, partner_id, &changed.customer).await;
     Ok(Response::new(pb::EraseCustomerResponse {
         customer: Some(customer_to_proto(&changed.customer)),
     }))

@@ -1,16 +1,216 @@
-//! Bulk customer import.
-use loyalty_proto::identity::v1 as pb;
-use tonic::Streaming;
-use tonic::{Request, Response, Status};
+//! Bulk customer import: a client stream of row batches, each batch written in one
+//! transaction with set-based lookups, each row all or nothing.
+use loyalty_platform::{ApiError, Role, Violations, auth::principal, db::begin_write, events};
+use loyalty_proto::{events::v1 as ev, identity::v1 as pb};
+use tonic::{Request, Response, Status, Streaming};
+use uuid::Uuid;
 
-use super::IdentityApi;
+use super::{IdentityApi, identifier_event, new_identifier, parse_identifier, profile_from_proto};
+use crate::{
+    domain::{
+        Customer, IdentifierValue,
+        import::{
+            ALREADY_EXISTS, ImportTally, MAX_ROWS_PER_BATCH, RowDraft, RowError, check_import_id,
+            plan_batch,
+        },
+        now_micros,
+    },
+    store::import::{self as store, NewCustomer},
+};
+
+/// Most identifiers one imported customer may bring.
+const MAX_IDENTIFIERS_PER_ROW: usize = 20;
 
 pub(super) async fn import_customers(
     api: &IdentityApi,
     request: Request<Streaming<pb::ImportCustomersRequest>>,
 ) -> Result<Response<pb::ImportCustomersResponse>, Status> {
-    let _ = (api, request);
-    Err(Status::unimplemented(
-        "ImportCustomers is not available yet",
-    ))
+    let partner_id = principal(&request)?.partner_with_role(&[Role::Admin])?;
+    let mut stream = request.into_inner();
+    let mut import_id: Option<String> = None;
+    let mut tally = ImportTally::default();
+    while let Some(batch) = stream.message().await? {
+        let id = match &import_id {
+            None => {
+                check_import_id(&batch.import_id).map_err(|e| ApiError::invalid("import_id", e))?;
+                import_id.insert(batch.import_id.clone())
+            }
+            Some(id) if *id != batch.import_id => {
+                return Err(ApiError::invalid(
+                    "import_id",
+                    "must be the same in every message of the stream",
+                )
+                .into());
+            }
+            Some(id) => id,
+        };
+        if batch.rows.len() > MAX_ROWS_PER_BATCH {
+            return Err(ApiError::invalid(
+                "rows",
+                format!("at most {MAX_ROWS_PER_BATCH} rows per message"),
+            )
+            .into());
+        }
+        let drafts = validate_rows(batch.rows, &mut tally);
+        import_batch(api, partner_id, id, drafts, &mut tally).await?;
+    }
+    if import_id.is_none() {
+        return Err(
+            ApiError::invalid("import_id", "is required: the stream sent no message").into(),
+        );
+    }
+    let tally = tally.finish();
+    tracing::info!(
+        imported = tally.imported,
+        skipped = tally.skipped,
+        failed = tally.failed,
+        "customer import finished"
+    );
+    Ok(Response::new(pb::ImportCustomersResponse {
+        imported_count: tally.imported,
+        skipped_count: tally.skipped,
+        failed_count: tally.failed,
+        errors: tally
+            .errors
+            .into_iter()
+            .map(|e| pb::ImportRowError {
+                line_number: e.line_number,
+                field: e.field,
+                description: e.description,
+                reason: e.reason.to_owned(),
+            })
+            .collect(),
+    }))
+}
+
+/// Converts and checks each row on its own; refused rows are counted in `tally`.
+fn validate_rows(rows: Vec<pb::ImportCustomerRow>, tally: &mut ImportTally) -> Vec<RowDraft> {
+    let mut drafts = Vec::with_capacity(rows.len());
+    for row in rows {
+        let line = row.line_number;
+        let mut v = Violations::new();
+        if line < 1 {
+            v.add("line_number", "must be at least 1");
+        }
+        let profile = profile_from_proto(row.customer.unwrap_or_default(), &mut v, "customer")
+            .normalise(&mut v, "customer");
+        if row.identifiers.len() > MAX_IDENTIFIERS_PER_ROW {
+            v.add(
+                "identifiers",
+                format!("at most {MAX_IDENTIFIERS_PER_ROW} identifiers"),
+            );
+        }
+        let identifiers: Vec<IdentifierValue> = row
+            .identifiers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| parse_identifier(&mut v, &format!("identifiers[{i}]"), Some(r)))
+            .collect();
+        if v.is_empty() {
+            drafts.push(RowDraft {
+                line_number: line,
+                profile,
+                identifiers,
+            });
+        } else {
+            tally.refuse_row(
+                v.into_vec()
+                    .into_iter()
+                    .map(|f| RowError::invalid(line, f.field, f.description)),
+            );
+        }
+    }
+    drafts
+}
+
+/// Writes one batch in one transaction. When a concurrent writer beats it to an identifier
+/// between the lookup and the insert, the batch is retried row by row so that only the rows
+/// that lost are refused.
+async fn import_batch(
+    api: &IdentityApi,
+    partner_id: Uuid,
+    import_id: &str,
+    drafts: Vec<RowDraft>,
+    tally: &mut ImportTally,
+) -> Result<(), ApiError> {
+    if drafts.is_empty() {
+        return Ok(());
+    }
+    if write_batch(api, partner_id, import_id, drafts.clone(), tally).await? {
+        return Ok(());
+    }
+    for draft in drafts {
+        let line = draft.line_number;
+        if !write_batch(api, partner_id, import_id, vec![draft], tally).await? {
+            tally.refuse_row([RowError {
+                line_number: line,
+                field: "identifiers".into(),
+                description: "an identifier was assigned to another customer meanwhile".into(),
+                reason: ALREADY_EXISTS,
+            }]);
+        }
+    }
+    Ok(())
+}
+
+/// One attempt at a batch; `false` (nothing written, nothing counted) on a lost race.
+async fn write_batch(
+    api: &IdentityApi,
+    partner_id: Uuid,
+    import_id: &str,
+    drafts: Vec<RowDraft>,
+    tally: &mut ImportTally,
+) -> Result<bool, ApiError> {
+    let txn = begin_write(&api.db).await?;
+    let lines: Vec<i64> = drafts.iter().map(|d| d.line_number).collect();
+    let already = store::imported_lines(&txn, partner_id, import_id, &lines).await?;
+    let values: Vec<&IdentifierValue> = drafts.iter().flat_map(|d| &d.identifiers).collect();
+    let taken = store::taken_identifiers(&txn, partner_id, &values).await?;
+    let plan = plan_batch(drafts, &already, &taken);
+    let now = now_micros();
+    let rows: Vec<NewCustomer> = plan
+        .insert
+        .into_iter()
+        .map(|d| {
+            let customer = Customer::new(partner_id, d.profile, now);
+            let identifiers = d
+                .identifiers
+                .into_iter()
+                .map(|value| new_identifier(customer.id, value))
+                .collect();
+            NewCustomer {
+                line_number: d.line_number,
+                customer,
+                identifiers,
+            }
+        })
+        .collect();
+    if !store::insert_customers(&txn, partner_id, import_id, &rows).await? {
+        return Ok(false);
+    }
+    let created: Vec<ev::CustomerCreated> = rows
+        .iter()
+        .map(|r| ev::CustomerCreated {
+            customer_id: r.customer.id.to_string(),
+            attributes: r.customer.profile.attributes().into_iter().collect(),
+            properties: r.customer.profile.properties.clone().into_iter().collect(),
+        })
+        .collect();
+    events::enqueue_all(&txn, Some(partner_id), &created).await?;
+    let added: Vec<ev::IdentifierAdded> = rows
+        .iter()
+        .flat_map(|r| {
+            r.identifiers
+                .iter()
+                .map(|i| identifier_event(r.customer.id, i))
+        })
+        .collect();
+    events::enqueue_all(&txn, Some(partner_id), &added).await?;
+    txn.commit().await?;
+    tally.imported += rows.len() as i64;
+    tally.skipped += plan.skipped as i64;
+    for e in plan.errors {
+        tally.refuse_row([e]);
+    }
+    Ok(true)
 }

@@ -31,8 +31,8 @@ use crate::{
     domain::{
         ApiKey, ApiKeyDraft, CreatedApiKey, Customer, CustomerProfile, CustomerState,
         CustomerWithIdentifiers, Gender, Identifier, IdentifierChange, IdentifierKind,
-        IdentifierState, IdentifierValue, Partner, PartnerDraft, Resolution, now_micros,
-        resolution_key,
+        IdentifierState, IdentifierValue, Partner, PartnerDraft, identifier_refusal_message,
+        now_micros, resolution_key,
     },
     store::Store,
 };
@@ -92,7 +92,7 @@ impl IdentityApi {
                     .ok_or_else(|| ApiError::NotFound("identifier".into()))?;
                 let next = current
                     .change(change, &reason, chrono::Utc::now())
-                    .map_err(|r| ApiError::precondition(r, "the identifier was removed"))?;
+                    .map_err(|r| ApiError::precondition(r, identifier_refusal_message(r)))?;
                 store.update_identifier(txn, partner_id, &next).await?;
                 let customer_id = next.customer_id.to_string();
                 let identifier_id = next.id.to_string();
@@ -269,6 +269,8 @@ fn identifier_to_proto(i: &Identifier) -> pb::Identifier {
             IdentifierState::Active => pb::IdentifierState::Active,
             IdentifierState::Blocked => pb::IdentifierState::Blocked,
             IdentifierState::Removed => pb::IdentifierState::Removed,
+            IdentifierState::Lost => pb::IdentifierState::Lost,
+            IdentifierState::Replaced => pb::IdentifierState::Replaced,
         }) as i32,
         block_reason: i.block_reason.clone(),
         create_time: Some(to_timestamp(i.created_at)),
@@ -511,9 +513,13 @@ impl IdentityService for IdentityApi {
             .filter_map(|(i, r)| parse_identifier(&mut v, &format!("identifiers[{i}]"), Some(r)))
             .collect();
         v.into_result()?;
+        let card_format = cards::card_number_format_for(self, partner_id, &values).await?;
         let store = self.store.clone();
         let created: CustomerWithIdentifiers = idempotency::run(&self.db, scope, move |txn| {
             Box::pin(async move {
+                let values = cards::apply_card_number_format(card_format.as_ref(), values, |i| {
+                    format!("identifiers[{i}]")
+                })?;
                 let now = now_micros();
                 let customer = Customer::new(partner_id, profile, now);
                 store.insert_customer(txn, &customer).await?;
@@ -596,9 +602,13 @@ impl IdentityService for IdentityApi {
         let (Some(customer_id), Some(value)) = (customer_id, value) else {
             return Err(ApiError::invalid("identifier", "is invalid").into());
         };
+        let card_format =
+            cards::card_number_format_for(self, partner_id, std::slice::from_ref(&value)).await?;
         let store = self.store.clone();
         let identifier: Identifier = idempotency::run(&self.db, scope, move |txn| {
             Box::pin(async move {
+                let value = crate::domain::cards::apply_card_format(card_format.as_ref(), value)
+                    .map_err(|e| ApiError::invalid("identifier.value", e))?;
                 if store
                     .customer(txn, partner_id, customer_id)
                     .await?
@@ -637,45 +647,12 @@ impl IdentityService for IdentityApi {
         let Some(value) = value else {
             return Err(ApiError::invalid("identifier", "is invalid").into());
         };
-        let key = resolution_key(partner_id, &value);
-        let cached = self
-            .cache
-            .get(&key)
-            .await
-            .and_then(|b| serde_json::from_slice::<Resolution>(&b).ok());
-        let resolution = match cached {
-            Some(r) => r,
-            None => {
-                let identifier = self
-                    .store
-                    .find_identifier(partner_id, &value)
-                    .await?
-                    .ok_or_else(|| ApiError::NotFound("identifier".into()))?;
-                let mut r = Resolution::from(&identifier);
-                // Only resolutions of usable accounts are cached; blocking, merging and erasing
-                // drop the cached resolutions of the account's identifiers.
-                match crate::store::accounts::customer_state(&self.db, partner_id, r.customer_id)
-                    .await?
-                {
-                    None | Some((CustomerState::Erased, _)) => {
-                        return Err(ApiError::NotFound("identifier".into()).into());
-                    }
-                    Some((CustomerState::Blocked, _)) => {
-                        return Err(ApiError::precondition(
-                            "CUSTOMER_BLOCKED",
-                            "the customer account is blocked",
-                        )
-                        .into());
-                    }
-                    Some((CustomerState::Merged, Some(survivor))) => r.customer_id = survivor,
-                    Some(_) => {}
-                }
-                if let Ok(bytes) = serde_json::to_vec(&r) {
-                    self.cache.set(&key, &bytes, RESOLUTION_TTL).await;
-                }
-                r
-            }
-        };
+        let resolution = cards::resolution(self, partner_id, &value)
+            .await?
+            .ok_or_else(|| ApiError::NotFound("identifier".into()))?;
+        if let Some(retired) = &resolution.retired {
+            return Err(cards::retired_refusal(retired).into());
+        }
         if let Some(reason) = &resolution.blocked {
             return Err(ApiError::precondition(
                 "IDENTIFIER_BLOCKED",
@@ -686,6 +663,23 @@ impl IdentityService for IdentityApi {
                 },
             )
             .into());
+        }
+        // The account's own state: a blocked account's identifiers are refused, a merged one's
+        // lead to the survivor. Cached separately and rewritten by Block/Unblock/Merge/Erase.
+        let mut resolution = resolution;
+        match accounts::customer_state(self, partner_id, resolution.customer_id).await? {
+            None | Some((CustomerState::Erased, _)) => {
+                return Err(ApiError::NotFound("identifier".into()).into());
+            }
+            Some((CustomerState::Blocked, _)) => {
+                return Err(ApiError::precondition(
+                    "CUSTOMER_BLOCKED",
+                    "the customer account is blocked",
+                )
+                .into());
+            }
+            Some((CustomerState::Merged, Some(survivor))) => resolution.customer_id = survivor,
+            Some(_) => {}
         }
         Ok(Response::new(pb::ResolveIdentifierResponse {
             customer_id: resolution.customer_id.to_string(),

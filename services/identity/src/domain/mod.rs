@@ -526,6 +526,12 @@ pub enum IdentifierState {
     Blocked,
     /// Detached from its customer; kept for history, the value is free again.
     Removed,
+    /// A card reported lost and replaced (ReplaceCard): never resolves again, the value stays
+    /// taken.
+    Lost,
+    /// A card replaced by a new one (damaged, upgraded): never resolves again, the value stays
+    /// taken.
+    Replaced,
 }
 
 impl IdentifierState {
@@ -534,6 +540,8 @@ impl IdentifierState {
             IdentifierState::Active => "active",
             IdentifierState::Blocked => "blocked",
             IdentifierState::Removed => "removed",
+            IdentifierState::Lost => "lost",
+            IdentifierState::Replaced => "replaced",
         }
     }
 
@@ -541,8 +549,21 @@ impl IdentifierState {
         match s {
             "blocked" => IdentifierState::Blocked,
             "removed" => IdentifierState::Removed,
+            "lost" => IdentifierState::Lost,
+            "replaced" => IdentifierState::Replaced,
             _ => IdentifierState::Active,
         }
+    }
+}
+
+/// The message of an `ErrorInfo` reason an identifier change or replacement is refused with.
+pub fn identifier_refusal_message(reason: &str) -> &'static str {
+    match reason {
+        "IDENTIFIER_REMOVED" => "the identifier was removed",
+        "IDENTIFIER_LOST" => "the card was reported lost and replaced; it cannot change any more",
+        "IDENTIFIER_REPLACED" => "the card was replaced; it cannot change any more",
+        "IDENTIFIER_NOT_A_CARD" => "only a card identifier can be replaced by a card",
+        _ => "the identifier cannot change",
     }
 }
 
@@ -580,6 +601,8 @@ impl Identifier {
         next.updated_at = Some(now);
         match (change, self.state) {
             (_, IdentifierState::Removed) => return Err("IDENTIFIER_REMOVED"),
+            (_, IdentifierState::Lost) => return Err("IDENTIFIER_LOST"),
+            (_, IdentifierState::Replaced) => return Err("IDENTIFIER_REPLACED"),
             (IdentifierChange::Block, _) => {
                 next.state = IdentifierState::Blocked;
                 next.block_reason = reason.trim().to_owned();
@@ -603,6 +626,18 @@ pub struct Resolution {
     pub identifier_id: Uuid,
     /// Set when the identifier is blocked: resolving it fails with this reason.
     pub blocked: Option<String>,
+    /// Set when the card was replaced (LOST or REPLACED): it never resolves again.
+    #[serde(default)]
+    pub retired: Option<RetiredCard>,
+}
+
+/// Why a replaced card no longer resolves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetiredCard {
+    /// Reported lost or stolen (LOST), rather than REPLACED.
+    pub lost: bool,
+    /// The reason given on replacement ("" if none).
+    pub reason: String,
 }
 
 impl From<&Identifier> for Resolution {
@@ -611,6 +646,12 @@ impl From<&Identifier> for Resolution {
             customer_id: i.customer_id,
             identifier_id: i.id,
             blocked: (i.state == IdentifierState::Blocked).then(|| i.block_reason.clone()),
+            retired: matches!(i.state, IdentifierState::Lost | IdentifierState::Replaced).then(
+                || RetiredCard {
+                    lost: i.state == IdentifierState::Lost,
+                    reason: i.block_reason.clone(),
+                },
+            ),
         }
     }
 }

@@ -538,6 +538,46 @@ pub async fn customer_state(
         .map(|m| (CustomerState::parse_str(&m.state), m.merged_into)))
 }
 
+/// How long a customer's state is cached for ResolveIdentifier; every change rewrites it.
+const STATE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+fn state_key(partner_id: Uuid, customer_id: Uuid) -> String {
+    format!("identity:customer-state:{partner_id}:{customer_id}")
+}
+
+/// A customer's state through the cache (the checkout hot path).
+pub async fn cached_customer_state(
+    cache: &Cache,
+    conn: &impl ConnectionTrait,
+    partner_id: Uuid,
+    customer_id: Uuid,
+) -> Result<Option<(CustomerState, Option<Uuid>)>, ApiError> {
+    let key = state_key(partner_id, customer_id);
+    if let Some(s) = cache
+        .get(&key)
+        .await
+        .and_then(|b| serde_json::from_slice::<(CustomerState, Option<Uuid>)>(&b).ok())
+    {
+        return Ok(Some(s));
+    }
+    let found = customer_state(conn, partner_id, customer_id).await?;
+    if let Some(s) = &found
+        && let Ok(bytes) = serde_json::to_vec(s)
+    {
+        cache.set(&key, &bytes, STATE_TTL).await;
+    }
+    Ok(found)
+}
+
+/// Records a customer's new state in the cache after its change committed.
+pub async fn remember_customer_state(cache: &Cache, partner_id: Uuid, c: &Customer) {
+    if let Ok(bytes) = serde_json::to_vec(&(c.state, c.merged_into)) {
+        cache
+            .set(&state_key(partner_id, c.id), &bytes, STATE_TTL)
+            .await;
+    }
+}
+
 // ---- Account history ----
 
 fn history_from(m: ah::Model) -> Option<HistoryEntry> {

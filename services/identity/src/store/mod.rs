@@ -101,6 +101,21 @@ pub(crate) fn customer_from(m: customers::Model) -> Customer {
     }
 }
 
+/// Every column of an identifier.
+pub fn identifier_model(partner_id: Uuid, i: &Identifier) -> identifiers::ActiveModel {
+    identifiers::ActiveModel {
+        id: Set(i.id),
+        partner_id: Set(partner_id),
+        customer_id: Set(i.customer_id),
+        kind: Set(i.value.kind.as_str().to_owned()),
+        value: Set(i.value.value.clone()),
+        state: Set(i.state.as_str().to_owned()),
+        block_reason: Set(i.block_reason.clone()),
+        created_at: Set(i.created_at),
+        updated_at: Set(i.updated_at),
+    }
+}
+
 /// Every column of a customer, for inserts and whole-row updates.
 pub fn customer_model(c: &Customer) -> Result<customers::ActiveModel, ApiError> {
     let p = &c.profile;
@@ -327,19 +342,9 @@ impl Store {
         partner_id: Uuid,
         i: &Identifier,
     ) -> Result<(), ApiError> {
-        let res = identifiers::Entity::insert(identifiers::ActiveModel {
-            id: Set(i.id),
-            partner_id: Set(partner_id),
-            customer_id: Set(i.customer_id),
-            kind: Set(i.value.kind.as_str().to_owned()),
-            value: Set(i.value.value.clone()),
-            state: Set(i.state.as_str().to_owned()),
-            block_reason: Set(i.block_reason.clone()),
-            created_at: Set(i.created_at),
-            updated_at: Set(i.updated_at),
-        })
-        .exec_without_returning(conn)
-        .await;
+        let res = identifiers::Entity::insert(identifier_model(partner_id, i))
+            .exec_without_returning(conn)
+            .await;
         match res {
             Ok(_) => Ok(()),
             Err(e) if is_unique_violation(&e) => Err(ApiError::AlreadyExists(format!(
