@@ -59,7 +59,7 @@ fn start_projections(infra: &Infra) -> anyhow::Result<()> {
         }
         infra.settings.peers.identity_url = Some(format!("http://{addr}"));
     }
-    let projector = store::accounts::AccountProjector::new(infra.cache.clone());
+    let projector = store::accounts::AccountProjector::new();
     for producer in HISTORY_PRODUCERS {
         if infra.redis.is_none() && infra.settings.peers.url(producer).is_none() {
             tracing::warn!(

@@ -701,13 +701,11 @@ pub async fn scrub_history(
 
 /// Projects every producer's domain events into the account history, and identity's own
 /// account events into the search index.
-pub struct AccountProjector {
-    pub cache: Cache,
-}
+pub struct AccountProjector;
 
 impl AccountProjector {
-    pub fn new(cache: Cache) -> Arc<Self> {
-        Arc::new(AccountProjector { cache })
+    pub fn new() -> Arc<Self> {
+        Arc::new(AccountProjector)
     }
 }
 
