@@ -30,7 +30,7 @@ async fn export_streams_every_part_and_erase_removes_personal_data_and_frees_the
 -> anyhow::Result<()> {
     let suite = Suite::start(Backend::Postgres).await?;
     let (_, key) = suite
-        .partner_with_key("Shop", &[identity::Role::Support, identity::Role::Pos])
+        .partner_with_key("Shop", &[identity::Role::Admin])
         .await?;
     let (_, rival) = suite
         .partner_with_key("Rival", &[identity::Role::Support])
@@ -64,6 +64,53 @@ async fn export_streams_every_part_and_erase_removes_personal_data_and_frees_the
         .into_inner()
         .customer
         .expect("customer");
+
+    // A consent decision and a tracked event carrying personal data.
+    let newsletter = identity
+        .create_consent_type(authed(
+            identity::CreateConsentTypeRequest {
+                idempotency_key: "newsletter".into(),
+                consent_type: Some(identity::ConsentType {
+                    code: "newsletter".into(),
+                    display_name: "Newsletter".into(),
+                    purpose: identity::ConsentPurpose::Marketing as i32,
+                    channels: vec![types::CommunicationChannel::Email as i32],
+                    text: "We may send you offers by email.".into(),
+                    validity_days: 365,
+                    ..Default::default()
+                }),
+            },
+            &key,
+        ))
+        .await?
+        .into_inner()
+        .consent_type
+        .expect("consent type");
+    identity
+        .grant_consent(authed(
+            identity::GrantConsentRequest {
+                idempotency_key: "grant".into(),
+                customer_id: customer.id.clone(),
+                consent_type_id: newsletter.id.clone(),
+                source: "eshop".into(),
+                ..Default::default()
+            },
+            &key,
+        ))
+        .await?;
+    identity
+        .track_event(authed(
+            identity::TrackEventRequest {
+                idempotency_key: "quiz".into(),
+                customer_id: customer.id.clone(),
+                event_type_id: "custom".into(),
+                properties: HashMap::from([("name".to_owned(), "quiz_done".to_owned())]),
+                payload_json: r#"{"contact": "jana@example.cz"}"#.into(),
+                ..Default::default()
+            },
+            &key,
+        ))
+        .await?;
 
     // Wait for the account history to hold the creation and the identifiers.
     eventually(Duration::from_secs(20), || {
@@ -119,6 +166,9 @@ async fn export_streams_every_part_and_erase_removes_personal_data_and_frees_the
         "parts in order: {order:?}"
     );
     assert_eq!(order.iter().filter(|p| **p == 2).count(), 2);
+    for part in [4, 5, 7] {
+        assert!(order.contains(&part), "part {part} missing: {order:?}");
+    }
     assert!(order.iter().filter(|p| **p == 8).count() >= 3);
     match &parts[0] {
         Part::Customer(c) => assert_eq!(c.email, "jana@example.cz"),

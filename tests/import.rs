@@ -175,6 +175,35 @@ async fn stream_import(backend: Backend) -> anyhow::Result<()> {
         "another partner does not see imported customers"
     );
 
+    identity
+        .update_card_number_format(authed(
+            identity::UpdateCardNumberFormatRequest {
+                idempotency_key: "format".into(),
+                card_number_format: Some(identity::CardNumberFormat {
+                    digits_only: true,
+                    prefixes: vec!["5".into()],
+                    ..Default::default()
+                }),
+            },
+            &key,
+        ))
+        .await?;
+    let mut off_format = rows(7_000, 2);
+    off_format[1].identifiers = vec![card("4000123")];
+    let checked = identity
+        .import_customers(authed(
+            tokio_stream::iter(vec![ImportCustomersRequest {
+                import_id: "second".into(),
+                rows: off_format,
+            }]),
+            &key,
+        ))
+        .await?
+        .into_inner();
+    assert_eq!((checked.imported_count, checked.failed_count), (1, 1));
+    assert_eq!(checked.errors[0].field, "identifiers[0].value");
+    assert_eq!(checked.errors[0].line_number, 7_003);
+
     let mixed = vec![
         ImportCustomersRequest {
             import_id: "a".into(),

@@ -126,13 +126,22 @@ impl Infra {
     }
 
     /// Starts consuming `producer`'s events: from Redis Streams when Redis is configured,
-    /// otherwise from the producer's event feed.
+    /// otherwise from the producer's event feed. Without Redis and without the producer's
+    /// URL (a deployment without that service) nothing is consumed, and a warning says so.
     pub fn consume(&self, producer: &str, handler: Arc<dyn EventHandler>) -> anyhow::Result<()> {
         let source = match &self.redis {
             Some((client, _)) => EventSource::Redis {
                 client: client.clone(),
                 prefix: self.settings.redis.key_prefix.clone(),
             },
+            None if self.settings.peers.url(producer).is_none() => {
+                tracing::warn!(
+                    producer,
+                    "neither redis nor peers.{producer}_url is configured: {producer}'s events \
+                     are not consumed"
+                );
+                return Ok(());
+            }
             None => EventSource::Feed {
                 channel: self.peer(producer)?,
                 credential: self.settings.auth.bootstrap_key.clone().ok_or_else(|| {

@@ -22,7 +22,15 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     if infra.redis.is_some() {
         infra.forget_revoked_keys(&auth)?;
     }
-    start_projections(&infra)?;
+    // One consumer per producer (they share the consumer group and cursor): identity's other
+    // handlers of a producer's events ride along with the account-history projection.
+    start_projections(
+        &infra,
+        vec![(
+            "campaigns",
+            Arc::new(store::consents::DeliveryFeedback::new(store.clone())) as _,
+        )],
+    )?;
     let mut routes = tonic::service::RoutesBuilder::default();
     routes.add_service(IdentityServiceServer::new(api::IdentityApi::new(
         store,
@@ -50,7 +58,10 @@ const HISTORY_PRODUCERS: &[&str] = &[
 /// it each producer's event feed is pulled from its configured peer URL, identity's own feed
 /// from its own address when no `peers.identity_url` is set. A producer that is neither
 /// configured nor reachable through Redis is skipped with a warning.
-fn start_projections(infra: &Infra) -> anyhow::Result<()> {
+fn start_projections(
+    infra: &Infra,
+    mut others: Vec<(&str, Arc<dyn loyalty_platform::events::EventHandler>)>,
+) -> anyhow::Result<()> {
     let mut infra = infra.clone();
     if infra.redis.is_none() && infra.settings.peers.identity_url.is_none() {
         let mut addr = infra.settings.server.listen_addr;
@@ -59,8 +70,17 @@ fn start_projections(infra: &Infra) -> anyhow::Result<()> {
         }
         infra.settings.peers.identity_url = Some(format!("http://{addr}"));
     }
-    let projector = store::accounts::AccountProjector::new();
+    let projector: Arc<dyn loyalty_platform::events::EventHandler> =
+        store::accounts::AccountProjector::new();
     for producer in HISTORY_PRODUCERS {
+        let mut handlers = vec![projector.clone()];
+        others.retain(|(p, h)| {
+            let mine = p == producer;
+            if mine {
+                handlers.push(h.clone());
+            }
+            !mine
+        });
         if infra.redis.is_none() && infra.settings.peers.url(producer).is_none() {
             tracing::warn!(
                 %producer,
@@ -68,7 +88,10 @@ fn start_projections(infra: &Infra) -> anyhow::Result<()> {
             );
             continue;
         }
-        infra.consume(producer, projector.clone())?;
+        infra.consume(producer, store::accounts::Handlers::of(handlers))?;
+    }
+    for (producer, handler) in others {
+        infra.consume(producer, handler)?;
     }
     Ok(())
 }

@@ -24,7 +24,10 @@ use crate::{
         },
         now_micros,
     },
-    store::accounts::{self as store, CustomerFilter, HistoryFilter, Tier},
+    store::{
+        accounts::{self as store, CustomerFilter, HistoryFilter, Tier},
+        activity, consents, customer_data,
+    },
 };
 
 fn partner_to_proto(p: &PartnerSettings) -> pb::Partner {
@@ -626,6 +629,23 @@ pub(super) async fn merge_customers(
             }
             store::move_identifiers(txn, partner_id, merged_id, survivor_id).await?;
             store::move_history(txn, partner_id, merged_id, survivor_id).await?;
+            let relations =
+                customer_data::move_relations(txn, partner_id, merged_id, survivor_id).await?;
+            for (r, deleted) in relations
+                .moved
+                .iter()
+                .map(|r| (r, false))
+                .chain(relations.dropped.iter().map(|r| (r, true)))
+            {
+                events::enqueue(
+                    txn,
+                    Some(partner_id),
+                    &super::customer_data::relation_changed(r, deleted),
+                )
+                .await?;
+            }
+            consents::move_customer(txn, partner_id, merged_id, survivor_id).await?;
+            activity::move_customer(txn, partner_id, merged_id, survivor_id).await?;
             store::reindex(txn, partner_id, merged_id).await?;
             store::reindex(txn, partner_id, survivor_id).await?;
             events::enqueue(
@@ -675,6 +695,38 @@ pub(super) async fn export_customer(
     let mut parts = vec![Part::Customer(customer_to_proto(&customer))];
     for i in store::identifiers_of(&api.db, partner_id, id, true).await? {
         parts.push(Part::Identifier(identifier_to_proto(&i)));
+    }
+    for r in customer_data::relations_of(&api.db, partner_id, id).await? {
+        parts.push(Part::Relation(super::customer_data::relation_to_proto(&r)));
+    }
+    let current = consents::all_consents(&api.db, partner_id, id).await?;
+    let types = consents::types_by_id(
+        &api.db,
+        partner_id,
+        current.iter().map(|c| c.consent_type_id).collect(),
+    )
+    .await?;
+    let now = chrono::Utc::now();
+    for c in &current {
+        if let Some(t) = types.get(&c.consent_type_id) {
+            parts.push(Part::Consent(super::consents::consent_to_proto(
+                id,
+                t,
+                Some(c),
+                now,
+            )));
+        }
+    }
+    for e in consents::all_history(&api.db, partner_id, id).await? {
+        parts.push(Part::ConsentHistoryEntry(
+            super::consents::history_to_proto(&e),
+        ));
+    }
+    if let Some(b) = consents::bounce_state(&api.db, partner_id, id).await? {
+        parts.push(Part::EmailBounceState(super::consents::bounce_to_proto(&b)));
+    }
+    for e in activity::all_events(&api.db, partner_id, id).await? {
+        parts.push(Part::Event(super::activity::customer_event_to_proto(&e)));
     }
     let mut after = None;
     loop {
@@ -756,6 +808,16 @@ pub(super) async fn erase_customer(
             }
             store::erase_identifiers(txn, partner_id, id, now).await?;
             store::scrub_history(txn, partner_id, id).await?;
+            for r in customer_data::delete_relations(txn, partner_id, id).await? {
+                events::enqueue(
+                    txn,
+                    Some(partner_id),
+                    &super::customer_data::relation_changed(&r, true),
+                )
+                .await?;
+            }
+            consents::erase_customer(txn, partner_id, id).await?;
+            activity::erase_customer(txn, partner_id, id).await?;
             store::reindex(txn, partner_id, id).await?;
             store::insert_erasure(txn, partner_id, id, now, &reason).await?;
             events::enqueue(

@@ -9,6 +9,7 @@ use super::{IdentityApi, identifier_event, new_identifier, parse_identifier, pro
 use crate::{
     domain::{
         Customer, IdentifierValue,
+        cards::{CardNumberFormat, apply_card_format},
         import::{
             ALREADY_EXISTS, ImportTally, MAX_ROWS_PER_BATCH, RowDraft, RowError, check_import_id,
             plan_batch,
@@ -29,6 +30,8 @@ pub(super) async fn import_customers(
     let mut stream = request.into_inner();
     let mut import_id: Option<String> = None;
     let mut tally = ImportTally::default();
+    // The partner's rules are read once per import, not per row.
+    let card_format = super::cards::card_number_format(api, partner_id).await?;
     while let Some(batch) = stream.message().await? {
         let id = match &import_id {
             None => {
@@ -51,7 +54,7 @@ pub(super) async fn import_customers(
             )
             .into());
         }
-        let drafts = validate_rows(batch.rows, &mut tally);
+        let drafts = validate_rows(batch.rows, card_format.as_ref(), &mut tally);
         import_batch(api, partner_id, id, drafts, &mut tally).await?;
     }
     if import_id.is_none() {
@@ -84,7 +87,11 @@ pub(super) async fn import_customers(
 }
 
 /// Converts and checks each row on its own; refused rows are counted in `tally`.
-fn validate_rows(rows: Vec<pb::ImportCustomerRow>, tally: &mut ImportTally) -> Vec<RowDraft> {
+fn validate_rows(
+    rows: Vec<pb::ImportCustomerRow>,
+    card_format: Option<&CardNumberFormat>,
+    tally: &mut ImportTally,
+) -> Vec<RowDraft> {
     let mut drafts = Vec::with_capacity(rows.len());
     for row in rows {
         let line = row.line_number;
@@ -104,7 +111,14 @@ fn validate_rows(rows: Vec<pb::ImportCustomerRow>, tally: &mut ImportTally) -> V
             .identifiers
             .iter()
             .enumerate()
-            .filter_map(|(i, r)| parse_identifier(&mut v, &format!("identifiers[{i}]"), Some(r)))
+            .filter_map(|(i, r)| {
+                let field = format!("identifiers[{i}]");
+                let value = parse_identifier(&mut v, &field, Some(r))?;
+                v.check(
+                    format!("{field}.value"),
+                    apply_card_format(card_format, value),
+                )
+            })
             .collect();
         if v.is_empty() {
             drafts.push(RowDraft {

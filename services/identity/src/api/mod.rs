@@ -501,6 +501,7 @@ impl IdentityService for IdentityApi {
         let Some(customer) = req.customer else {
             return Err(ApiError::invalid("customer", "is required").into());
         };
+        let refs = customer_data::RequestedRefs::of(&customer);
         let profile =
             profile_from_proto(customer, &mut v, "customer").normalise(&mut v, "customer");
         if req.identifiers.len() > 20 {
@@ -520,6 +521,9 @@ impl IdentityService for IdentityApi {
                 let values = cards::apply_card_number_format(card_format.as_ref(), values, |i| {
                     format!("identifiers[{i}]")
                 })?;
+                let profile =
+                    customer_data::check_customer_data(txn, partner_id, profile, None, &refs)
+                        .await?;
                 let now = now_micros();
                 let customer = Customer::new(partner_id, profile, now);
                 store.insert_customer(txn, &customer).await?;
@@ -876,6 +880,7 @@ impl IdentityService for IdentityApi {
             parse_uuid("customer.id", &incoming.id).map_err(|_| "must be a UUID"),
         );
         let paths = req.update_mask.map(|m| m.paths).unwrap_or_default();
+        let refs = customer_data::RequestedRefs::of(&incoming);
         let incoming = profile_from_proto(incoming, &mut v, "customer");
         v.into_result()?;
         let customer_id = customer_id.unwrap_or_default();
@@ -905,6 +910,14 @@ impl IdentityService for IdentityApi {
                     .with_updates(&incoming, &paths, &mut v)
                     .normalise(&mut v, "customer");
                 v.into_result()?;
+                let profile = customer_data::check_customer_data(
+                    txn,
+                    partner_id,
+                    profile,
+                    Some(&current.profile),
+                    &refs,
+                )
+                .await?;
                 let mut next = current.clone();
                 next.profile = profile;
                 next.updated_at = now_micros();

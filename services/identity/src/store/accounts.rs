@@ -699,6 +699,44 @@ pub async fn scrub_history(
     Ok(())
 }
 
+/// Several handlers of one producer's events behind one consumer: each event is applied by
+/// every handler that handles it, in one transaction.
+pub struct Handlers(Vec<Arc<dyn EventHandler>>);
+
+impl Handlers {
+    /// The handlers as one; a single handler is returned as is.
+    pub fn of(mut handlers: Vec<Arc<dyn EventHandler>>) -> Arc<dyn EventHandler> {
+        if handlers.len() == 1 {
+            return handlers.remove(0);
+        }
+        Arc::new(Handlers(handlers))
+    }
+}
+
+#[async_trait]
+impl EventHandler for Handlers {
+    fn handles(&self, event_type: &str) -> bool {
+        self.0.iter().any(|h| h.handles(event_type))
+    }
+
+    async fn apply(&self, txn: &DatabaseTransaction, event: &EventEnvelope) -> anyhow::Result<()> {
+        for h in &self.0 {
+            if h.handles(&event.event_type) {
+                h.apply(txn, event).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn after_commit(&self, event: &EventEnvelope) {
+        for h in &self.0 {
+            if h.handles(&event.event_type) {
+                h.after_commit(event).await;
+            }
+        }
+    }
+}
+
 /// Projects every producer's domain events into the account history, and identity's own
 /// account events into the search index.
 pub struct AccountProjector;
