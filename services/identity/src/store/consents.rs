@@ -801,7 +801,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        domain::{CustomerProfile, CustomerState, activity::CustomerEvent, now_micros},
+        domain::{CustomerProfile, activity::CustomerEvent, now_micros},
         store::activity::{self, NewEvent},
     };
 
@@ -818,17 +818,14 @@ mod tests {
 
     async fn customer(db: &DatabaseConnection, partner_id: Uuid, email: &str) -> Customer {
         let now = now_micros();
-        let c = Customer {
-            id: Uuid::now_v7(),
+        let c = Customer::new(
             partner_id,
-            profile: CustomerProfile {
+            CustomerProfile {
                 email: email.into(),
                 ..Default::default()
             },
-            state: CustomerState::Active,
-            created_at: now,
-            updated_at: now,
-        };
+            now,
+        );
         Store::new(db.clone())
             .insert_customer(db, &c)
             .await
