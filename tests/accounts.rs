@@ -456,11 +456,11 @@ async fn a_blocked_customers_card_is_refused_at_once_in_embedded_mode() -> anyho
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn merging_moves_cards_to_the_survivor_and_marks_the_duplicate_merged() -> anyhow::Result<()>
-{
+async fn merging_moves_cards_consents_and_events_to_the_survivor_and_marks_the_duplicate_merged()
+-> anyhow::Result<()> {
     let suite = Suite::start(Backend::Postgres).await?;
     let (_, key) = suite
-        .partner_with_key("Shop", &[identity::Role::Support, identity::Role::Pos])
+        .partner_with_key("Shop", &[identity::Role::Admin])
         .await?;
     let (_, rival) = suite.partner_with_key("Rival", SUPPORT).await?;
     let mut identity = suite.identity().await?;
@@ -487,6 +487,50 @@ async fn merging_moves_cards_to_the_survivor_and_marks_the_duplicate_merged() ->
         &["4000 0002", "4000 0003"],
     )
     .await?;
+    // The duplicate's consent and tracked event follow it into the survivor.
+    let newsletter = identity
+        .create_consent_type(authed(
+            identity::CreateConsentTypeRequest {
+                idempotency_key: "newsletter".into(),
+                consent_type: Some(identity::ConsentType {
+                    code: "newsletter".into(),
+                    display_name: "Newsletter".into(),
+                    purpose: identity::ConsentPurpose::Marketing as i32,
+                    channels: vec![types::CommunicationChannel::Email as i32],
+                    text: "We may send you offers by email.".into(),
+                    ..Default::default()
+                }),
+            },
+            &key,
+        ))
+        .await?
+        .into_inner()
+        .consent_type
+        .expect("consent type");
+    identity
+        .grant_consent(authed(
+            identity::GrantConsentRequest {
+                idempotency_key: "grant".into(),
+                customer_id: duplicate.id.clone(),
+                consent_type_id: newsletter.id.clone(),
+                source: "eshop".into(),
+                ..Default::default()
+            },
+            &key,
+        ))
+        .await?;
+    identity
+        .track_event(authed(
+            identity::TrackEventRequest {
+                idempotency_key: "quiz".into(),
+                customer_id: duplicate.id.clone(),
+                event_type_id: "custom".into(),
+                properties: HashMap::from([("name".to_owned(), "quiz_done".to_owned())]),
+                ..Default::default()
+            },
+            &key,
+        ))
+        .await?;
     // Cache the duplicate's card resolution: the merge must drop it.
     let resolver = identity.clone();
     let resolve = |number: &'static str| {
@@ -563,6 +607,34 @@ async fn merging_moves_cards_to_the_survivor_and_marks_the_duplicate_merged() ->
         .expect("customer");
     assert_eq!(dup.state, identity::CustomerState::Merged as i32);
     assert_eq!(dup.merged_into_customer_id, survivor.id);
+    let consents = identity
+        .list_customer_consents(authed(
+            identity::ListCustomerConsentsRequest {
+                customer_id: survivor.id.clone(),
+                ..Default::default()
+            },
+            &key,
+        ))
+        .await?
+        .into_inner()
+        .consents;
+    assert!(
+        consents.iter().any(|c| c.consent_type_id == newsletter.id
+            && c.state == identity::ConsentState::Granted as i32),
+        "the duplicate's consent moved: {consents:?}"
+    );
+    let events = identity
+        .list_customer_events(authed(
+            identity::ListCustomerEventsRequest {
+                customer_id: survivor.id.clone(),
+                ..Default::default()
+            },
+            &key,
+        ))
+        .await?
+        .into_inner()
+        .events;
+    assert_eq!(events.len(), 1, "the duplicate's tracked event moved");
     let again = identity
         .merge_customers(merge("m2", &survivor.id, &duplicate.id, &key))
         .await
