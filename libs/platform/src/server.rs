@@ -1,6 +1,7 @@
 //! Server bootstrap shared by every service: one tower stack (trace context, load shedding,
 //! authentication), gRPC health and reflection, and graceful shutdown on SIGTERM/SIGINT.
 use std::{
+    collections::HashSet,
     future::Future,
     pin::Pin,
     sync::Arc,
@@ -25,22 +26,48 @@ fn is_public(path: &str) -> bool {
 struct GatewayState {
     auth: KeyAuthenticator,
     permits: Arc<Semaphore>,
+    timeout: Duration,
+    /// Client-streaming methods: they last as long as the client sends (an import of a
+    /// million rows), so only the client's own `grpc-timeout` bounds them.
+    untimed: HashSet<String>,
+}
+
+/// The paths of every client-streaming method of the product's contracts.
+fn client_streaming_paths() -> HashSet<String> {
+    use prost::Message;
+    let Ok(set) = prost_types::FileDescriptorSet::decode(loyalty_proto::FILE_DESCRIPTOR_SET) else {
+        return HashSet::new();
+    };
+    set.file
+        .iter()
+        .flat_map(|f| {
+            f.service.iter().flat_map(move |s| {
+                s.method
+                    .iter()
+                    .filter(|m| m.client_streaming())
+                    .map(move |m| format!("/{}.{}/{}", f.package(), s.name(), m.name()))
+            })
+        })
+        .collect()
 }
 
 /// The platform's request layer: continues the caller's trace, sheds load beyond the
-/// concurrency limit with RESOURCE_EXHAUSTED, and turns the bearer key into a `Principal`
-/// request extension (UNAUTHENTICATED without a valid key).
+/// concurrency limit with RESOURCE_EXHAUSTED, turns the bearer key into a `Principal`
+/// request extension (UNAUTHENTICATED without a valid key), and ends calls that outlast the
+/// server's request timeout with DEADLINE_EXCEEDED (client-streaming calls excepted).
 #[derive(Clone)]
 pub struct GatewayLayer {
     state: Arc<GatewayState>,
 }
 
 impl GatewayLayer {
-    pub fn new(auth: KeyAuthenticator, concurrency_limit: usize) -> Self {
+    pub fn new(auth: KeyAuthenticator, concurrency_limit: usize, timeout: Duration) -> Self {
         Self {
             state: Arc::new(GatewayState {
                 auth,
                 permits: Arc::new(Semaphore::new(concurrency_limit.max(1))),
+                timeout,
+                untimed: client_streaming_paths(),
             }),
         }
     }
@@ -108,7 +135,17 @@ where
                 match state.auth.authenticate(&key).await {
                     Ok(principal) => {
                         req.extensions_mut().insert(principal);
-                        let out = inner.call(req).await;
+                        let out = if state.untimed.contains(&path) {
+                            inner.call(req).await
+                        } else {
+                            match tokio::time::timeout(state.timeout, inner.call(req)).await {
+                                Ok(out) => out,
+                                Err(_) => Ok(Status::deadline_exceeded(
+                                    "the call outlasted the server's request timeout",
+                                )
+                                .into_http()),
+                            }
+                        };
                         drop(permit);
                         out
                     }
@@ -223,9 +260,14 @@ pub async fn serve(
     let grace = Duration::from_millis(settings.server.shutdown_grace_ms);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let drain_health = health.clone();
+    // No server-wide `timeout` here: it would also cut client-streaming calls; the gateway
+    // times the others, and tonic still honours each client's `grpc-timeout`.
     let server = tonic::transport::Server::builder()
-        .timeout(Duration::from_millis(settings.server.request_timeout_ms))
-        .layer(GatewayLayer::new(auth, settings.server.concurrency_limit))
+        .layer(GatewayLayer::new(
+            auth,
+            settings.server.concurrency_limit,
+            Duration::from_millis(settings.server.request_timeout_ms),
+        ))
         .add_routes(routes.routes())
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
             let _ = stop_rx.await;
@@ -275,7 +317,38 @@ mod tests {
 
     fn gateway(limit: usize) -> GatewayLayer {
         let auth = KeyAuthenticator::new(None, Arc::new(OneKey), Duration::from_secs(60));
-        GatewayLayer::new(auth, limit)
+        GatewayLayer::new(auth, limit, Duration::from_secs(5))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unary_calls_time_out_but_client_streams_last_as_long_as_the_client_sends() {
+        let release = Arc::new(tokio::sync::Notify::new());
+        let mut svc = gateway(10).layer(inner(release.clone()));
+        let slow = svc
+            .call(request("/loyalty.x.v1.X/Get", Some("good")))
+            .await
+            .unwrap();
+        assert_eq!(grpc_code(&slow), Code::DeadlineExceeded);
+
+        let import = tokio::spawn(svc.call(request(
+            "/loyalty.identity.v1.IdentityService/ImportCustomers",
+            Some("good"),
+        )));
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(
+            !import.is_finished(),
+            "a client stream is not cut by the timeout"
+        );
+        release.notify_waiters();
+        assert_eq!(grpc_code(&import.await.unwrap().unwrap()), Code::Ok);
+    }
+
+    #[test]
+    fn the_client_streaming_methods_are_found_in_the_contracts() {
+        let paths = client_streaming_paths();
+        assert!(paths.contains("/loyalty.identity.v1.IdentityService/ImportCustomers"));
+        assert!(paths.contains("/loyalty.identity.v1.IdentityService/TrackEvents"));
+        assert!(!paths.contains("/loyalty.identity.v1.IdentityService/GetCustomer"));
     }
 
     fn request(path: &str, key: Option<&str>) -> http::Request<Body> {

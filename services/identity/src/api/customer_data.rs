@@ -128,13 +128,6 @@ impl RequestedRefs {
             interest_ids: c.interest_ids.clone(),
         }
     }
-
-    /// Reports under another prefix, e.g. `rows[3].customer` in a bulk import.
-    #[allow(dead_code)]
-    pub(super) fn under(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
-        self
-    }
 }
 
 fn index_of(raw: &[String], id: Uuid) -> usize {

@@ -2,21 +2,29 @@
 //! transaction with set-based lookups, each row all or nothing.
 use loyalty_platform::{ApiError, Role, Violations, auth::principal, db::begin_write, events};
 use loyalty_proto::{events::v1 as ev, identity::v1 as pb};
+use std::collections::{BTreeSet, HashSet};
 use tonic::{Request, Response, Status, Streaming};
+
+use sea_orm::ConnectionTrait;
 use uuid::Uuid;
 
 use super::{IdentityApi, identifier_event, new_identifier, parse_identifier, profile_from_proto};
 use crate::{
     domain::{
         Customer, IdentifierValue,
+        business_unit::UnitState,
         cards::{CardNumberFormat, apply_card_format},
+        customer_data::{PropertyDefinition, validate_properties},
         import::{
             ALREADY_EXISTS, ImportTally, MAX_ROWS_PER_BATCH, RowDraft, RowError, check_import_id,
             plan_batch,
         },
         now_micros,
     },
-    store::import::{self as store, NewCustomer},
+    store::{
+        business_units, customer_data as customer_data_store,
+        import::{self as store, NewCustomer},
+    },
 };
 
 /// Most identifiers one imported customer may bring.
@@ -32,6 +40,7 @@ pub(super) async fn import_customers(
     let mut tally = ImportTally::default();
     // The partner's rules are read once per import, not per row.
     let card_format = super::cards::card_number_format(api, partner_id).await?;
+    let definitions = customer_data_store::property_definitions(&api.db, partner_id).await?;
     while let Some(batch) = stream.message().await? {
         let id = match &import_id {
             None => {
@@ -54,7 +63,11 @@ pub(super) async fn import_customers(
             )
             .into());
         }
-        let drafts = validate_rows(batch.rows, card_format.as_ref(), &mut tally);
+        let rules = RowRules {
+            card_format: card_format.as_ref(),
+            definitions: &definitions,
+        };
+        let drafts = validate_rows(batch.rows, &rules, &mut tally);
         import_batch(api, partner_id, id, drafts, &mut tally).await?;
     }
     if import_id.is_none() {
@@ -86,10 +99,16 @@ pub(super) async fn import_customers(
     }))
 }
 
+/// The partner's rules every row is checked against without a database round trip.
+struct RowRules<'a> {
+    card_format: Option<&'a CardNumberFormat>,
+    definitions: &'a [PropertyDefinition],
+}
+
 /// Converts and checks each row on its own; refused rows are counted in `tally`.
 fn validate_rows(
     rows: Vec<pb::ImportCustomerRow>,
-    card_format: Option<&CardNumberFormat>,
+    rules: &RowRules<'_>,
     tally: &mut ImportTally,
 ) -> Vec<RowDraft> {
     let mut drafts = Vec::with_capacity(rows.len());
@@ -99,8 +118,15 @@ fn validate_rows(
         if line < 1 {
             v.add("line_number", "must be at least 1");
         }
-        let profile = profile_from_proto(row.customer.unwrap_or_default(), &mut v, "customer")
+        let mut profile = profile_from_proto(row.customer.unwrap_or_default(), &mut v, "customer")
             .normalise(&mut v, "customer");
+        profile.properties = validate_properties(
+            rules.definitions,
+            &profile.properties,
+            None,
+            "customer",
+            &mut v,
+        );
         if row.identifiers.len() > MAX_IDENTIFIERS_PER_ROW {
             v.add(
                 "identifiers",
@@ -116,7 +142,7 @@ fn validate_rows(
                 let value = parse_identifier(&mut v, &field, Some(r))?;
                 v.check(
                     format!("{field}.value"),
-                    apply_card_format(card_format, value),
+                    apply_card_format(rules.card_format, value),
                 )
             })
             .collect();
@@ -167,6 +193,105 @@ async fn import_batch(
     Ok(())
 }
 
+/// Refuses rows naming contact sources or interests the partner does not have, or a home
+/// business unit that is not one of its open ones; the catalogue rows used stay locked until
+/// the batch commits, so they cannot be deleted under it. A handful of queries per batch.
+async fn check_catalogue_references(
+    txn: &impl ConnectionTrait,
+    partner_id: Uuid,
+    drafts: Vec<RowDraft>,
+    tally: &mut ImportTally,
+) -> Result<Vec<RowDraft>, ApiError> {
+    let distinct = |ids: &mut dyn Iterator<Item = Uuid>| -> Vec<Uuid> {
+        ids.collect::<BTreeSet<_>>().into_iter().collect()
+    };
+    let sources = distinct(
+        &mut drafts
+            .iter()
+            .flat_map(|d| d.profile.contact_source_ids.iter().copied()),
+    );
+    let interests = distinct(
+        &mut drafts
+            .iter()
+            .flat_map(|d| d.profile.interest_ids.iter().copied()),
+    );
+    let units = distinct(
+        &mut drafts
+            .iter()
+            .filter_map(|d| d.profile.home_business_unit_id),
+    );
+    customer_data_store::lock_contact_sources(txn, partner_id, &sources).await?;
+    customer_data_store::lock_interests(txn, partner_id, &interests).await?;
+    let bad_sources: HashSet<Uuid> =
+        customer_data_store::unknown_contact_sources(txn, partner_id, &sources)
+            .await?
+            .into_iter()
+            .collect();
+    let bad_interests: HashSet<Uuid> =
+        customer_data_store::unknown_interests(txn, partner_id, &interests)
+            .await?
+            .into_iter()
+            .collect();
+    let mut bad_units = HashSet::new();
+    for unit in units {
+        match business_units::get(txn, partner_id, &unit.to_string()).await? {
+            Some(u) if u.state == UnitState::Active => {}
+            _ => {
+                bad_units.insert(unit);
+            }
+        }
+    }
+    if bad_sources.is_empty() && bad_interests.is_empty() && bad_units.is_empty() {
+        return Ok(drafts);
+    }
+    let mut kept = Vec::with_capacity(drafts.len());
+    for d in drafts {
+        let line = d.line_number;
+        let p = &d.profile;
+        let mut errors: Vec<RowError> = p
+            .contact_source_ids
+            .iter()
+            .enumerate()
+            .filter(|(_, id)| bad_sources.contains(id))
+            .map(|(i, _)| {
+                RowError::invalid(
+                    line,
+                    format!("customer.contact_source_ids[{i}]"),
+                    "no such contact source",
+                )
+            })
+            .collect();
+        errors.extend(
+            p.interest_ids
+                .iter()
+                .enumerate()
+                .filter(|(_, id)| bad_interests.contains(id))
+                .map(|(i, _)| {
+                    RowError::invalid(
+                        line,
+                        format!("customer.interest_ids[{i}]"),
+                        "no such interest",
+                    )
+                }),
+        );
+        if p.home_business_unit_id
+            .is_some_and(|u| bad_units.contains(&u))
+        {
+            errors.push(RowError::invalid(
+                line,
+                "customer.home_business_unit_id",
+                "no such open business unit",
+            ));
+        }
+        if errors.is_empty() {
+            kept.push(d);
+        } else {
+            tally.refuse_row(errors);
+        }
+    }
+    Ok(kept)
+}
+
 /// One attempt at a batch; `false` (nothing written, nothing counted) on a lost race.
 async fn write_batch(
     api: &IdentityApi,
@@ -176,6 +301,7 @@ async fn write_batch(
     tally: &mut ImportTally,
 ) -> Result<bool, ApiError> {
     let txn = begin_write(&api.db).await?;
+    let drafts = check_catalogue_references(&txn, partner_id, drafts, tally).await?;
     let lines: Vec<i64> = drafts.iter().map(|d| d.line_number).collect();
     let already = store::imported_lines(&txn, partner_id, import_id, &lines).await?;
     let values: Vec<&IdentifierValue> = drafts.iter().flat_map(|d| &d.identifiers).collect();

@@ -801,7 +801,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        domain::{CustomerProfile, activity::CustomerEvent, now_micros},
+        domain::{Customer, CustomerProfile, activity::CustomerEvent, now_micros},
         store::activity::{self, NewEvent},
     };
 
