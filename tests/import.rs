@@ -188,8 +188,26 @@ async fn stream_import(backend: Backend) -> anyhow::Result<()> {
             &key,
         ))
         .await?;
-    let mut off_format = rows(7_000, 2);
+    identity
+        .create_customer_property_definition(authed(
+            identity::CreateCustomerPropertyDefinitionRequest {
+                idempotency_key: "tier".into(),
+                definition: Some(identity::CustomerPropertyDefinition {
+                    key: "tier".into(),
+                    display_name: "Tier".into(),
+                    data_type: identity::PropertyDataType::Enum as i32,
+                    allowed_values: vec!["gold".into(), "silver".into()],
+                    ..Default::default()
+                }),
+            },
+            &key,
+        ))
+        .await?;
+    let mut off_format = rows(7_000, 3);
     off_format[1].identifiers = vec![card("4000123")];
+    if let Some(c) = off_format[2].customer.as_mut() {
+        c.properties.insert("tier".into(), "platinum".into());
+    }
     let checked = identity
         .import_customers(authed(
             tokio_stream::iter(vec![ImportCustomersRequest {
@@ -200,9 +218,15 @@ async fn stream_import(backend: Backend) -> anyhow::Result<()> {
         ))
         .await?
         .into_inner();
-    assert_eq!((checked.imported_count, checked.failed_count), (1, 1));
+    assert_eq!((checked.imported_count, checked.failed_count), (1, 2));
     assert_eq!(checked.errors[0].field, "identifiers[0].value");
     assert_eq!(checked.errors[0].line_number, 7_003);
+    assert_eq!(checked.errors[1].line_number, 7_004);
+    assert!(
+        checked.errors[1].field.starts_with("customer.properties"),
+        "an enum value outside the definition: {:?}",
+        checked.errors[1]
+    );
 
     let mixed = vec![
         ImportCustomersRequest {
