@@ -1001,7 +1001,7 @@ pub(super) async fn delete_relation_type(
 
 // ---- customer relations ----
 
-fn relation_to_proto(r: &CustomerRelation) -> pb::CustomerRelation {
+pub(super) fn relation_to_proto(r: &CustomerRelation) -> pb::CustomerRelation {
     pb::CustomerRelation {
         id: r.id.to_string(),
         relation_type_id: r.relation_type_id.to_string(),
@@ -1012,7 +1012,7 @@ fn relation_to_proto(r: &CustomerRelation) -> pb::CustomerRelation {
     }
 }
 
-fn relation_changed(r: &CustomerRelation, deleted: bool) -> ev::CustomerRelationChanged {
+pub(super) fn relation_changed(r: &CustomerRelation, deleted: bool) -> ev::CustomerRelationChanged {
     ev::CustomerRelationChanged {
         relation_id: r.id.to_string(),
         relation_type_id: r.relation_type_id.to_string(),

@@ -668,6 +668,23 @@ impl IdentityService for IdentityApi {
             )
             .into());
         }
+        // The account's own state: a blocked account's identifiers are refused, a merged one's
+        // lead to the survivor. Cached separately and rewritten by Block/Unblock/Merge/Erase.
+        let mut resolution = resolution;
+        match accounts::customer_state(self, partner_id, resolution.customer_id).await? {
+            None | Some((CustomerState::Erased, _)) => {
+                return Err(ApiError::NotFound("identifier".into()).into());
+            }
+            Some((CustomerState::Blocked, _)) => {
+                return Err(ApiError::precondition(
+                    "CUSTOMER_BLOCKED",
+                    "the customer account is blocked",
+                )
+                .into());
+            }
+            Some((CustomerState::Merged, Some(survivor))) => resolution.customer_id = survivor,
+            Some(_) => {}
+        }
         Ok(Response::new(pb::ResolveIdentifierResponse {
             customer_id: resolution.customer_id.to_string(),
             identifier_id: resolution.identifier_id.to_string(),

@@ -70,7 +70,7 @@ fn api_key_from(m: api_keys::Model) -> ApiKey {
     }
 }
 
-fn customer_from(m: customers::Model) -> Customer {
+pub(crate) fn customer_from(m: customers::Model) -> Customer {
     Customer {
         id: m.id,
         partner_id: m.partner_id,
@@ -148,7 +148,7 @@ pub fn customer_model(c: &Customer) -> Result<customers::ActiveModel, ApiError> 
     })
 }
 
-fn identifier_from(m: identifiers::Model) -> Option<Identifier> {
+pub(crate) fn identifier_from(m: identifiers::Model) -> Option<Identifier> {
     Some(Identifier {
         id: m.id,
         customer_id: m.customer_id,
