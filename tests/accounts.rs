@@ -1,6 +1,6 @@
 //! Partners, customer listing and search, blocking and merging, end to end against the real
 //! services (PostgreSQL + Redis; one scenario in embedded mode).
-use std::{collections::HashMap, collections::HashSet, time::Duration};
+use std::{collections::BTreeMap, collections::HashSet, time::Duration};
 
 use loyalty_proto::{identity::v1 as identity, types::v1 as types};
 use loyalty_testkit::{Backend, Suite, authed, eventually};
@@ -112,7 +112,7 @@ async fn search_finds_customers_by_name_prefix_email_phone_card_and_property() -
             last_name: "Dvořáková".into(),
             email: "Jana.D@example.cz".into(),
             phone: "+420 601 234 567".into(),
-            properties: HashMap::from([("tier".to_owned(), "gold".to_owned())]),
+            properties: BTreeMap::from([("tier".to_owned(), "gold".to_owned())]),
             ..Default::default()
         },
         &["2000 0000 0001"],
@@ -125,7 +125,7 @@ async fn search_finds_customers_by_name_prefix_email_phone_card_and_property() -
         identity::Customer {
             first_name: "Petr".into(),
             last_name: "Dvořák".into(),
-            properties: HashMap::from([("tier".to_owned(), "silver".to_owned())]),
+            properties: BTreeMap::from([("tier".to_owned(), "silver".to_owned())]),
             ..Default::default()
         },
         &[],
@@ -525,7 +525,7 @@ async fn merging_moves_cards_consents_and_events_to_the_survivor_and_marks_the_d
                 idempotency_key: "quiz".into(),
                 customer_id: duplicate.id.clone(),
                 event_type_id: "custom".into(),
-                properties: HashMap::from([("name".to_owned(), "quiz_done".to_owned())]),
+                properties: BTreeMap::from([("name".to_owned(), "quiz_done".to_owned())]),
                 ..Default::default()
             },
             &key,

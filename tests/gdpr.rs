@@ -1,6 +1,6 @@
 //! GDPR: the right of access (ExportCustomer streams everything identity holds) and erasure
 //! (EraseCustomer removes personal data irreversibly, frees the cards and tells the others).
-use std::{collections::HashMap, time::Duration};
+use std::{collections::BTreeMap, time::Duration};
 
 use futures::StreamExt;
 use loyalty_proto::{
@@ -47,7 +47,7 @@ async fn export_streams_every_part_and_erase_removes_personal_data_and_frees_the
                     phone: "+420601234567".into(),
                     birth_date: "1990-05-01".into(),
                     street: "Dlouhá 1".into(),
-                    properties: HashMap::from([("shoe_size".to_owned(), "38".to_owned())]),
+                    properties: BTreeMap::from([("shoe_size".to_owned(), "38".to_owned())]),
                     ..Default::default()
                 }),
                 identifiers: vec![
@@ -104,7 +104,7 @@ async fn export_streams_every_part_and_erase_removes_personal_data_and_frees_the
                 idempotency_key: "quiz".into(),
                 customer_id: customer.id.clone(),
                 event_type_id: "custom".into(),
-                properties: HashMap::from([("name".to_owned(), "quiz_done".to_owned())]),
+                properties: BTreeMap::from([("name".to_owned(), "quiz_done".to_owned())]),
                 payload_json: r#"{"contact": "jana@example.cz"}"#.into(),
                 ..Default::default()
             },
