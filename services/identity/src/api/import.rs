@@ -41,6 +41,9 @@ pub(super) async fn import_customers(
     // The partner's rules are read once per import, not per row.
     let card_format = super::cards::card_number_format(api, partner_id).await?;
     let definitions = customer_data_store::property_definitions(&api.db, partner_id).await?;
+    // Statistics are refreshed after 5,000 rows and then each time the import has grown
+    // fourfold: a handful of ANALYZEs however large the import.
+    let mut analyze_at = 5_000;
     while let Some(batch) = stream.message().await? {
         let id = match &import_id {
             None => {
@@ -67,8 +70,21 @@ pub(super) async fn import_customers(
             card_format: card_format.as_ref(),
             definitions: &definitions,
         };
+        let started = std::time::Instant::now();
+        let rows = batch.rows.len();
         let drafts = validate_rows(batch.rows, &rules, &mut tally);
+        let validated = started.elapsed();
         import_batch(api, partner_id, id, drafts, &mut tally).await?;
+        if tally.imported >= analyze_at {
+            store::refresh_statistics(&api.db).await?;
+            analyze_at = tally.imported.saturating_mul(4);
+        }
+        tracing::debug!(
+            rows,
+            validate_ms = validated.as_millis() as u64,
+            write_ms = (started.elapsed() - validated).as_millis() as u64,
+            "import batch written"
+        );
     }
     if import_id.is_none() {
         return Err(
