@@ -36,9 +36,93 @@ pub fn next_page_token(len: usize, limit: u64, last: Option<Uuid>) -> String {
     }
 }
 
+/// The code to continue after, for lists ordered by a text code. Tokens are the hex of the
+/// last code, so they stay opaque to clients.
+pub fn parse_code_token(v: &mut Violations, token: &str) -> Option<String> {
+    if token.is_empty() {
+        return None;
+    }
+    let decoded = hex::decode(token)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok());
+    if decoded.is_none() {
+        v.add("page_token", "is not a token this service issued");
+    }
+    decoded
+}
+
+/// The token after `last` (a code): empty when this page was not full.
+pub fn next_code_token(len: usize, limit: u64, last: Option<&str>) -> String {
+    match last {
+        Some(code) if len as u64 == limit => hex::encode(code),
+        _ => String::new(),
+    }
+}
+
+/// The time and id to continue after, for lists ordered newest first.
+pub fn parse_time_token(
+    v: &mut Violations,
+    token: &str,
+) -> Option<(chrono::DateTime<chrono::Utc>, Uuid)> {
+    if token.is_empty() {
+        return None;
+    }
+    let parsed = hex::decode(token)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| {
+            let (micros, id) = s.split_once('_')?;
+            Some((
+                chrono::DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+                Uuid::try_parse(id).ok()?,
+            ))
+        });
+    if parsed.is_none() {
+        v.add("page_token", "is not a token this service issued");
+    }
+    parsed
+}
+
+/// The token after `last` (time and id): empty when this page was not full.
+pub fn next_time_token(
+    len: usize,
+    limit: u64,
+    last: Option<(chrono::DateTime<chrono::Utc>, Uuid)>,
+) -> String {
+    match last {
+        Some((at, id)) if len as u64 == limit => {
+            hex::encode(format!("{}_{}", at.timestamp_micros(), id))
+        }
+        _ => String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn code_and_time_tokens_round_trip_and_foreign_ones_are_refused() {
+        let mut v = Violations::new();
+        let code = next_code_token(2, 2, Some("newsletter"));
+        assert_eq!(
+            parse_code_token(&mut v, &code).as_deref(),
+            Some("newsletter")
+        );
+        assert_eq!(
+            next_code_token(1, 2, Some("x")),
+            "",
+            "a short page ends the list"
+        );
+        let at = chrono::DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap();
+        let id = Uuid::now_v7();
+        let time = next_time_token(3, 3, Some((at, id)));
+        assert_eq!(parse_time_token(&mut v, &time), Some((at, id)));
+        assert!(v.is_empty());
+        assert_eq!(parse_time_token(&mut v, "zz"), None);
+        assert_eq!(parse_code_token(&mut v, "zz"), None);
+        assert_eq!(v.into_vec().len(), 2);
+    }
 
     #[test]
     fn sizes_and_tokens_are_checked_and_a_short_page_ends_the_list() {

@@ -143,56 +143,10 @@ pub(super) fn bounce_to_proto(s: &BounceState) -> pb::EmailBounceState {
     }
 }
 
-/// Opaque page token of lists ordered by code: the hex of the last code.
-pub(super) fn parse_code_token(v: &mut Violations, token: &str) -> Option<String> {
-    if token.is_empty() {
-        return None;
-    }
-    let decoded = hex::decode(token)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok());
-    if decoded.is_none() {
-        v.add("page_token", "is not a token this service issued");
-    }
-    decoded
-}
-
-pub(super) fn code_token(len: usize, limit: u64, last: Option<&str>) -> String {
-    match last {
-        Some(code) if len as u64 == limit => hex::encode(code),
-        _ => String::new(),
-    }
-}
-
-/// Opaque page token of lists ordered newest first: the time and id of the last item.
-pub(super) fn parse_time_token(v: &mut Violations, token: &str) -> Option<(DateTime<Utc>, Uuid)> {
-    if token.is_empty() {
-        return None;
-    }
-    let parsed = hex::decode(token)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|s| {
-            let (micros, id) = s.split_once('_')?;
-            Some((
-                DateTime::from_timestamp_micros(micros.parse().ok()?)?,
-                Uuid::try_parse(id).ok()?,
-            ))
-        });
-    if parsed.is_none() {
-        v.add("page_token", "is not a token this service issued");
-    }
-    parsed
-}
-
-pub(super) fn time_token(len: usize, limit: u64, last: Option<(DateTime<Utc>, Uuid)>) -> String {
-    match last {
-        Some((at, id)) if len as u64 == limit => {
-            hex::encode(format!("{}_{}", at.timestamp_micros(), id))
-        }
-        _ => String::new(),
-    }
-}
+pub(super) use loyalty_platform::paging::{
+    next_code_token as code_token, next_time_token as time_token, parse_code_token,
+    parse_time_token,
+};
 
 /// An optional timestamp field; `None` when unset, a violation when out of range.
 pub(super) fn optional_time(

@@ -7,7 +7,7 @@ use loyalty_platform::{
     error::check_idempotency_key,
     events,
     idempotency::{self, IdempotencyScope},
-    paging::{next_page_token, page_size, parse_page_token},
+    paging::{next_code_token, next_page_token, page_size, parse_code_token, parse_page_token},
     time::to_timestamp,
 };
 use loyalty_proto::{events::v1 as ev, identity::v1 as pb};
@@ -30,27 +30,6 @@ const CATALOGUE_ROLES: &[Role] = &[Role::Marketing];
 const RELATION_ROLES: &[Role] = &[Role::Support, Role::Pos, Role::Marketing];
 
 // ---- shared helpers ----
-
-/// Tokens of code-ordered lists are the hex of the last code, so they stay opaque.
-fn parse_code_token(v: &mut Violations, token: &str) -> Option<String> {
-    if token.is_empty() {
-        return None;
-    }
-    let decoded = hex::decode(token)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok());
-    if decoded.is_none() {
-        v.add("page_token", "is not a token this service issued");
-    }
-    decoded
-}
-
-fn next_code_token(len: usize, limit: u64, last: Option<&str>) -> String {
-    match last {
-        Some(code) if len as u64 == limit => hex::encode(code),
-        _ => String::new(),
-    }
-}
 
 /// A required UUID field, reported under `field`.
 fn required_uuid(v: &mut Violations, field: &str, value: &str) -> Uuid {
