@@ -3,9 +3,8 @@
 use std::{collections::BTreeMap, collections::HashSet, time::Duration};
 
 use loyalty_proto::{identity::v1 as identity, types::v1 as types};
-use loyalty_testkit::{Backend, Suite, authed, eventually};
+use loyalty_testkit::{Backend, Suite, authed, error_reason as reason, eventually};
 use tonic::Code;
-use tonic_types::StatusExt;
 
 use identity::identity_service_client::IdentityServiceClient;
 type Client = IdentityServiceClient<tonic::transport::Channel>;
@@ -17,14 +16,6 @@ fn card(number: &str) -> types::IdentifierRef {
         r#type: types::IdentifierType::Card as i32,
         value: number.to_owned(),
     }
-}
-
-fn reason(status: &tonic::Status) -> String {
-    status
-        .get_error_details()
-        .error_info()
-        .map(|i| i.reason.clone())
-        .unwrap_or_default()
 }
 
 async fn create(

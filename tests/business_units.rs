@@ -1,7 +1,7 @@
 //! Business units: create, read by id or code, list by code, update with etags, a hierarchy
 //! without loops, delete — all scoped to the partner.
 use loyalty_proto::identity::v1 as identity;
-use loyalty_testkit::{Backend, Suite, authed};
+use loyalty_testkit::{Backend, Suite, authed, error_reason as reason};
 use tonic::Code;
 use tonic_types::StatusExt;
 
@@ -53,14 +53,6 @@ fn unit(code: &str, parent: &str) -> identity::BusinessUnit {
         time_zone: "Europe/Prague".into(),
         ..Default::default()
     }
-}
-
-fn reason(status: &tonic::Status) -> String {
-    status
-        .get_error_details()
-        .error_info()
-        .map(|i| i.reason.clone())
-        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread")]

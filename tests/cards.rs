@@ -6,7 +6,7 @@ use std::time::Duration;
 use loyalty_proto::{
     checkout::v1 as checkout, identity::v1 as identity, types::v1 as types, wallet::v1 as wallet,
 };
-use loyalty_testkit::{Backend, Suite, authed, eventually};
+use loyalty_testkit::{Backend, Suite, authed, error_reason as reason, eventually};
 use tonic::Code;
 use tonic_types::StatusExt;
 
@@ -24,14 +24,6 @@ fn email(address: &str) -> types::IdentifierRef {
         r#type: types::IdentifierType::Email as i32,
         value: address.to_owned(),
     }
-}
-
-fn reason(status: &tonic::Status) -> String {
-    status
-        .get_error_details()
-        .error_info()
-        .map(|i| i.reason.clone())
-        .unwrap_or_default()
 }
 
 /// The (field, description) pairs of an INVALID_ARGUMENT.

@@ -7,7 +7,7 @@ use loyalty_proto::{
     checkout::v1 as checkout, identity::v1 as identity, rewards::v1 as rewards,
     segmentation::v1 as segmentation, types::v1 as types, wallet::v1 as wallet,
 };
-use loyalty_testkit::{Backend, Suite, authed, eventually};
+use loyalty_testkit::{Backend, Suite, authed, eventually, violated_fields as field_violations};
 use tonic::Code;
 use tonic_types::StatusExt;
 
@@ -312,14 +312,6 @@ async fn gold_customer_saves_10_percent_and_earns_points_once_on_postgres() -> a
 #[tokio::test(flavor = "multi_thread")]
 async fn gold_customer_saves_10_percent_and_earns_points_once_on_sqlite() -> anyhow::Result<()> {
     gold_customer_checkout(Backend::Sqlite).await
-}
-
-fn field_violations(status: &tonic::Status) -> Vec<String> {
-    status
-        .get_error_details()
-        .bad_request()
-        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
-        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -2,25 +2,8 @@
 //! history, the current state of all consents in one call, partner scoping, idempotent retries;
 //! and the email bounce state of a customer's address.
 use loyalty_proto::{identity::v1 as identity, types::v1 as types};
-use loyalty_testkit::{Backend, Suite, authed};
+use loyalty_testkit::{Backend, Suite, authed, error_reason as reason, violated_fields as fields};
 use tonic::Code;
-use tonic_types::StatusExt;
-
-fn fields(status: &tonic::Status) -> Vec<String> {
-    status
-        .get_error_details()
-        .bad_request()
-        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
-        .unwrap_or_default()
-}
-
-fn reason(status: &tonic::Status) -> String {
-    status
-        .get_error_details()
-        .error_info()
-        .map(|i| i.reason.clone())
-        .unwrap_or_default()
-}
 
 async fn customer(suite: &Suite, key: &str, name: &str, email: &str) -> anyhow::Result<String> {
     let mut identity = suite.identity().await?;

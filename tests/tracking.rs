@@ -4,25 +4,8 @@
 use std::collections::BTreeMap;
 
 use loyalty_proto::identity::v1 as identity;
-use loyalty_testkit::{Backend, Suite, authed};
+use loyalty_testkit::{Backend, Suite, authed, error_reason as reason, violated_fields as fields};
 use tonic::Code;
-use tonic_types::StatusExt;
-
-fn fields(status: &tonic::Status) -> Vec<String> {
-    status
-        .get_error_details()
-        .bad_request()
-        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
-        .unwrap_or_default()
-}
-
-fn reason(status: &tonic::Status) -> String {
-    status
-        .get_error_details()
-        .error_info()
-        .map(|i| i.reason.clone())
-        .unwrap_or_default()
-}
 
 fn now_secs() -> i64 {
     std::time::SystemTime::now()
