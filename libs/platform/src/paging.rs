@@ -97,6 +97,17 @@ pub fn next_time_token(
     }
 }
 
+/// The rows after `(at, id)` in a newest-first keyset order on `(time, id)`.
+pub fn older_than(
+    time: impl sea_orm::ColumnTrait,
+    id: impl sea_orm::ColumnTrait,
+    (at, last): (chrono::DateTime<chrono::Utc>, Uuid),
+) -> sea_orm::Condition {
+    sea_orm::Condition::any()
+        .add(time.lt(at))
+        .add(sea_orm::Condition::all().add(time.eq(at)).add(id.lt(last)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

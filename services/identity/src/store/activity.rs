@@ -9,8 +9,8 @@ use loyalty_platform::{
 use loyalty_proto::events::v1 as ev;
 use prost::Message;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, sea_query::Expr,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, sea_query::Expr,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -435,14 +435,12 @@ pub async fn list_events(
     if let Some(e) = filter.end {
         q = q.filter(ce::Column::OccurredAt.lt(e));
     }
-    if let Some((at, id)) = after {
-        q = q.filter(
-            Condition::any().add(ce::Column::OccurredAt.lt(at)).add(
-                Condition::all()
-                    .add(ce::Column::OccurredAt.eq(at))
-                    .add(ce::Column::Id.lt(id)),
-            ),
-        );
+    if let Some(after) = after {
+        q = q.filter(loyalty_platform::paging::older_than(
+            ce::Column::OccurredAt,
+            ce::Column::Id,
+            after,
+        ));
     }
     Ok(q.order_by_desc(ce::Column::OccurredAt)
         .order_by_desc(ce::Column::Id)

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use loyalty_platform::{ApiError, db::is_unique_violation};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, sea_query::Expr,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -436,14 +436,12 @@ pub async fn history(
     if let Some(t) = consent_type_id {
         q = q.filter(ch::Column::ConsentTypeId.eq(t));
     }
-    if let Some((at, id)) = after {
-        q = q.filter(
-            Condition::any().add(ch::Column::ChangedAt.lt(at)).add(
-                Condition::all()
-                    .add(ch::Column::ChangedAt.eq(at))
-                    .add(ch::Column::Id.lt(id)),
-            ),
-        );
+    if let Some(after) = after {
+        q = q.filter(loyalty_platform::paging::older_than(
+            ch::Column::ChangedAt,
+            ch::Column::Id,
+            after,
+        ));
     }
     Ok(q.order_by_desc(ch::Column::ChangedAt)
         .order_by_desc(ch::Column::Id)
