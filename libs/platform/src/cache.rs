@@ -10,6 +10,8 @@ pub enum Cache {
     Redis {
         conn: redis::aio::ConnectionManager,
         prefix: String,
+        /// Keys whose deletion failed, deleted again until Redis takes it.
+        undeleted: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
     },
     Local(moka::future::Cache<String, Entry>),
 }
@@ -33,6 +35,23 @@ impl Expiry<String, Entry> for PerEntryTtl {
     }
 }
 
+/// How long one cache operation may take before the cache counts as down for it: the hot
+/// path then reads the database instead of waiting for Redis to come back.
+const OP_TIMEOUT: Duration = Duration::from_millis(200);
+
+async fn bounded<T>(
+    op: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(OP_TIMEOUT, op).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {OP_TIMEOUT:?}")),
+    }
+}
+
+/// How often failed invalidations are retried.
+const RETRY_INTERVAL: Duration = Duration::from_millis(500);
+
 impl Cache {
     pub fn local(max_entries: u64) -> Self {
         Cache::Local(
@@ -43,22 +62,52 @@ impl Cache {
         )
     }
 
+    /// A Redis-backed cache. Must be created inside a Tokio runtime: a background task
+    /// retries invalidations that failed while Redis was unreachable, so an entry made stale
+    /// by a change is removed as soon as Redis answers again instead of living out its TTL.
     pub fn redis(conn: redis::aio::ConnectionManager, prefix: &str) -> Self {
+        let undeleted: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>> = Arc::default();
+        let weak = Arc::downgrade(&undeleted);
+        let retry_conn = conn.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(RETRY_INTERVAL);
+            loop {
+                tick.tick().await;
+                let Some(undeleted) = weak.upgrade() else {
+                    return; // the cache is gone
+                };
+                let keys: Vec<String> = match undeleted.lock() {
+                    Ok(keys) if !keys.is_empty() => keys.iter().cloned().collect(),
+                    _ => continue,
+                };
+                let mut conn = retry_conn.clone();
+                if bounded(conn.del::<_, ()>(&keys)).await.is_ok() {
+                    tracing::info!(
+                        keys = keys.len(),
+                        "stale cache entries removed after redis recovered"
+                    );
+                    if let Ok(mut pending) = undeleted.lock() {
+                        for k in &keys {
+                            pending.remove(k);
+                        }
+                    }
+                }
+            }
+        });
         Cache::Redis {
             conn,
             prefix: format!("{prefix}:cache:"),
+            undeleted,
         }
     }
 
     pub async fn get(&self, key: &str) -> Option<Vec<u8>> {
         match self {
             Cache::Local(c) => c.get(key).await.map(|e| e.value.to_vec()),
-            Cache::Redis { conn, prefix } => {
+            Cache::Redis { conn, prefix, .. } => {
                 let mut conn = conn.clone();
-                match conn
-                    .get::<_, Option<Vec<u8>>>(format!("{prefix}{key}"))
-                    .await
-                {
+                let get = conn.get::<_, Option<Vec<u8>>>(format!("{prefix}{key}"));
+                match bounded(get).await {
                     Ok(v) => v,
                     Err(e) => {
                         tracing::warn!(error = %e, "cache get failed; falling back");
@@ -81,13 +130,11 @@ impl Cache {
                 )
                 .await
             }
-            Cache::Redis { conn, prefix } => {
+            Cache::Redis { conn, prefix, .. } => {
                 let mut conn = conn.clone();
                 let secs = ttl.as_secs().max(1);
-                if let Err(e) = conn
-                    .set_ex::<_, _, ()>(format!("{prefix}{key}"), value, secs)
-                    .await
-                {
+                let set = conn.set_ex::<_, _, ()>(format!("{prefix}{key}"), value, secs);
+                if let Err(e) = bounded(set).await {
                     tracing::warn!(error = %e, "cache set failed");
                 }
             }
@@ -97,10 +144,18 @@ impl Cache {
     pub async fn delete(&self, key: &str) {
         match self {
             Cache::Local(c) => c.invalidate(key).await,
-            Cache::Redis { conn, prefix } => {
+            Cache::Redis {
+                conn,
+                prefix,
+                undeleted,
+            } => {
                 let mut conn = conn.clone();
-                if let Err(e) = conn.del::<_, ()>(format!("{prefix}{key}")).await {
-                    tracing::warn!(error = %e, "cache delete failed");
+                let full = format!("{prefix}{key}");
+                if let Err(e) = bounded(conn.del::<_, ()>(&full)).await {
+                    tracing::warn!(error = %e, "cache delete failed; retrying until redis answers");
+                    if let Ok(mut pending) = undeleted.lock() {
+                        pending.insert(full);
+                    }
                 }
             }
         }
@@ -136,6 +191,92 @@ pub async fn connect_redis(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A TCP proxy in front of the test Redis that can cut every connection (a partition:
+    /// Redis keeps its data, clients cannot reach it) and let them through again.
+    struct Partition {
+        addr: std::net::SocketAddr,
+        open: Arc<std::sync::atomic::AtomicBool>,
+        links: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    }
+
+    impl Partition {
+        async fn start() -> Self {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let open = Arc::new(std::sync::atomic::AtomicBool::new(true));
+            let links: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+            let (o, l) = (open.clone(), links.clone());
+            tokio::spawn(async move {
+                while let Ok((mut client, _)) = listener.accept().await {
+                    if !o.load(std::sync::atomic::Ordering::SeqCst) {
+                        continue; // dropped: the connection is refused
+                    }
+                    let link = tokio::spawn(async move {
+                        if let Ok(mut redis) =
+                            tokio::net::TcpStream::connect("127.0.0.1:6379").await
+                        {
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut redis).await;
+                        }
+                    });
+                    l.lock().unwrap().push(link.abort_handle());
+                }
+            });
+            Partition { addr, open, links }
+        }
+
+        fn cut(&self) {
+            self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+            for link in self.links.lock().unwrap().drain(..) {
+                link.abort();
+            }
+        }
+
+        fn heal(&self) {
+            self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_invalidation_lost_in_a_redis_partition_is_applied_when_redis_answers_again() {
+        let proxy = Partition::start().await;
+        let prefix = format!("cache-test-{}", uuid::Uuid::now_v7());
+        let (_, conn) = connect_redis(&format!("redis://{}", proxy.addr))
+            .await
+            .unwrap();
+        let cache = Cache::redis(conn, &prefix);
+        cache.set("card", b"active", Duration::from_secs(300)).await;
+        assert_eq!(cache.get("card").await.as_deref(), Some(&b"active"[..]));
+
+        proxy.cut();
+        cache.delete("card").await; // the card was blocked meanwhile; Redis cannot hear it
+        assert_eq!(
+            cache.get("card").await,
+            None,
+            "unreachable: reads fall back to the database"
+        );
+        let direct = redis::Client::open("redis://127.0.0.1:6379").unwrap();
+        let mut direct = direct.get_multiplexed_async_connection().await.unwrap();
+        let key = format!("{prefix}:cache:card");
+        let stale: Option<Vec<u8>> = direct.get(&key).await.unwrap();
+        assert!(stale.is_some(), "Redis still holds the stale entry");
+
+        proxy.heal();
+        let mut gone = false;
+        for _ in 0..100 {
+            tokio::time::sleep(RETRY_INTERVAL).await;
+            let v: Option<Vec<u8>> = direct.get(&key).await.unwrap();
+            if v.is_none() {
+                gone = true;
+                break;
+            }
+        }
+        assert!(
+            gone,
+            "the failed invalidation was retried once Redis answered"
+        );
+        assert_eq!(cache.get("card").await, None);
+    }
 
     #[tokio::test]
     async fn local_cache_stores_and_deletes() {
