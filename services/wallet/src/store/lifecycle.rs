@@ -314,4 +314,38 @@ mod tests {
         }
         assert_eq!(store::resolve_customer(&db, p, a).await.unwrap(), a);
     }
+
+    #[tokio::test]
+    async fn merge_and_erasure_work_on_sqlite_too() {
+        let db = Database::connect("sqlite::memory:").await.expect("sqlite");
+        crate::migration::Migrator::up(&db, None)
+            .await
+            .expect("migrate");
+        let (p, a, b) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        award(&db, p, a, 80, Some(in_days(10)), None).await;
+        for _ in 0..2 {
+            let txn = loyalty_platform::db::begin_write(&db).await.expect("begin");
+            CustomerLifecycle
+                .apply(&txn, &merged(p, a, b))
+                .await
+                .expect("merge");
+            txn.commit().await.expect("commit");
+        }
+        assert_eq!(balance(&db, p, a).await.available, 0);
+        assert_eq!(balance(&db, p, b).await.available, 80);
+        assert_eq!(store::resolve_customer(&db, p, a).await.unwrap(), b);
+        let erased = envelope(
+            p,
+            &ev::CustomerErased {
+                customer_id: a.to_string(),
+            },
+        );
+        apply(&db, &erased).await;
+        let award_entry = entries(&db, p, a)
+            .await
+            .into_iter()
+            .find(|e| e.kind == EntryKind::Award)
+            .expect("award");
+        assert_eq!(award_entry.reference, "");
+    }
 }
