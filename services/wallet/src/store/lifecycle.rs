@@ -3,7 +3,10 @@
 use chrono::Utc;
 use loyalty_platform::events::{self, DomainEvent, EventHandler};
 use loyalty_proto::events::v1 as ev;
-use sea_orm::{ActiveValue::Set, DatabaseTransaction, EntityTrait, sea_query::OnConflict};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter,
+    sea_query::OnConflict,
+};
 use uuid::Uuid;
 
 use super::merged_customers;
@@ -43,13 +46,40 @@ impl EventHandler for CustomerLifecycle {
             let Ok(customer_id) = Uuid::parse_str(&x.customer_id) else {
                 return skip("customer_id is not a UUID");
             };
-            let scrubbed = super::scrub_text(txn, partner_id, customer_id).await?;
-            tracing::info!(%customer_id, scrubbed, "wallet text of an erased customer scrubbed");
-            Ok(())
+            erase(txn, partner_id, customer_id).await
         } else {
             skip("payload does not decode")
         }
     }
+}
+
+/// Scrubs the free text of the erased customer's entries and of the customers merged into it
+/// (duplicate accounts of the same person), in the caller's transaction.
+pub async fn erase(
+    txn: &DatabaseTransaction,
+    partner_id: Uuid,
+    customer_id: Uuid,
+) -> anyhow::Result<()> {
+    let mut pending = vec![customer_id];
+    let mut seen = std::collections::HashSet::new();
+    let mut scrubbed = 0;
+    while let Some(c) = pending.pop() {
+        if !seen.insert(c) {
+            continue;
+        }
+        scrubbed += super::scrub_text(txn, partner_id, c).await?;
+        pending.extend(
+            merged_customers::Entity::find()
+                .filter(merged_customers::Column::PartnerId.eq(partner_id))
+                .filter(merged_customers::Column::SurvivingCustomerId.eq(c))
+                .all(txn)
+                .await?
+                .into_iter()
+                .map(|m| m.merged_customer_id),
+        );
+    }
+    tracing::info!(%customer_id, wallets = seen.len(), scrubbed, "wallet text of an erased customer scrubbed");
+    Ok(())
 }
 
 /// Records that `merged` now lives on as `surviving` and moves its lots there, in the
@@ -288,6 +318,36 @@ mod tests {
         assert_eq!(scrubbed[0].points, 30);
         let untouched = entries(&db, p, other).await;
         assert_eq!(untouched[0].reference, "jane@example.com");
+    }
+
+    #[tokio::test]
+    async fn an_erasure_also_scrubs_the_wallets_merged_into_the_customer() {
+        let (_t, db) = database().await;
+        let (p, dup, survivor) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        award(&db, p, dup, 30, None, None).await;
+        apply(&db, &merged(p, dup, survivor)).await;
+        let e = envelope(
+            p,
+            &ev::CustomerErased {
+                customer_id: survivor.to_string(),
+            },
+        );
+        apply(&db, &e).await;
+        let dup_entries = entries(&db, p, dup).await;
+        let award_entry = dup_entries
+            .iter()
+            .find(|e| e.kind == EntryKind::Award)
+            .expect("award");
+        assert_eq!(award_entry.reason, crate::domain::ERASED_REASON);
+        assert_eq!(award_entry.reference, "");
+        // The merge entries keep their ids-only text and the balances stay.
+        assert!(
+            dup_entries
+                .iter()
+                .filter(|e| e.kind == EntryKind::Merge)
+                .all(|e| e.reference.starts_with("merge:"))
+        );
+        assert_eq!(balance(&db, p, survivor).await.available, 30);
     }
 
     #[tokio::test]
