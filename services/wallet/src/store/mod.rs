@@ -1,4 +1,5 @@
-//! The ledger table: entries are inserted, never updated or deleted.
+//! The ledger table: entries are inserted, never deleted; the only update is the scrubbing of
+//! client-written text when a customer is erased (see `scrub_text`).
 use loyalty_platform::ApiError;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
