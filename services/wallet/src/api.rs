@@ -41,6 +41,9 @@ fn entry_to_proto(e: &LedgerEntry) -> pb::LedgerEntry {
             EntryKind::Spend => pb::LedgerEntryKind::Spend,
             EntryKind::Reversal => pb::LedgerEntryKind::Reversal,
             EntryKind::Expiry => pb::LedgerEntryKind::Expiry,
+            // The contract has no MERGE kind yet; merge entries are not listed by any RPC
+            // before ListLedgerEntries lands, which adds it.
+            EntryKind::Merge => pb::LedgerEntryKind::Unspecified,
         }) as i32,
         points: e.points,
         reason: e.reason.clone(),
@@ -125,7 +128,14 @@ impl WalletService for WalletApi {
         v.into_result()?;
         let awarded: Awarded = idempotency::run(&self.db, scope, move |txn| {
             Box::pin(async move {
-                let entry = award.into_entry(now);
+                // Awards for a customer merged into another go to the surviving customer.
+                let customer_id =
+                    store::resolve_customer(txn, partner_id, award.customer_id).await?;
+                let entry = Award {
+                    customer_id,
+                    ..award
+                }
+                .into_entry(now);
                 store::insert(txn, partner_id, &entry).await?;
                 let balance = Balance::of(
                     &store::entries(txn, partner_id, entry.customer_id).await?,

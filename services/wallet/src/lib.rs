@@ -4,6 +4,8 @@ pub mod domain;
 pub mod migration;
 pub mod store;
 
+use std::sync::Arc;
+
 use loyalty_platform::{Infra, Settings};
 use loyalty_proto::wallet::v1::wallet_service_server::WalletServiceServer;
 
@@ -14,6 +16,7 @@ pub const DEFAULT_PORT: u16 = 50052;
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let infra = Infra::start::<migration::Migrator>(settings).await?;
     let auth = infra.remote_authenticator()?;
+    infra.consume("identity", Arc::new(store::lifecycle::CustomerLifecycle))?;
     let mut routes = tonic::service::RoutesBuilder::default();
     routes.add_service(WalletServiceServer::new(api::WalletApi::new(
         infra.db.clone(),

@@ -1,7 +1,7 @@
 //! Schema of the wallet service.
 use sea_orm_migration::{prelude::*, schema::*};
 
-loyalty_platform::migrator![InitialSchema];
+loyalty_platform::migrator![InitialSchema, MergedCustomers];
 
 struct InitialSchema;
 
@@ -58,6 +58,52 @@ impl MigrationTrait for InitialSchema {
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
         m.drop_table(Table::drop().table(LedgerEntries::Table).to_owned())
+            .await
+    }
+}
+
+/// Customers merged into another one: awards that still arrive for a merged customer go to
+/// the surviving one (see docs/wallet-customer-lifecycle.md).
+struct MergedCustomers;
+
+impl MigrationName for MergedCustomers {
+    fn name(&self) -> &str {
+        "m0002_wallet_merged_customers"
+    }
+}
+
+#[derive(DeriveIden)]
+enum MergedCustomersTable {
+    #[sea_orm(iden = "merged_customers")]
+    Table,
+    PartnerId,
+    MergedCustomerId,
+    SurvivingCustomerId,
+    MergedAt,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for MergedCustomers {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table(MergedCustomersTable::Table)
+                .col(uuid(MergedCustomersTable::PartnerId))
+                .col(uuid(MergedCustomersTable::MergedCustomerId))
+                .col(uuid(MergedCustomersTable::SurvivingCustomerId))
+                .col(timestamp_with_time_zone(MergedCustomersTable::MergedAt))
+                .primary_key(
+                    Index::create()
+                        .col(MergedCustomersTable::PartnerId)
+                        .col(MergedCustomersTable::MergedCustomerId),
+                )
+                .to_owned(),
+        )
+        .await
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.drop_table(Table::drop().table(MergedCustomersTable::Table).to_owned())
             .await
     }
 }
