@@ -11,7 +11,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::entities::customer_features;
+use super::{entities::customer_features, lifecycle};
 use crate::domain::{Features, Segment};
 
 /// Customers read per query when a segment is filled.
@@ -187,19 +187,35 @@ impl events::EventHandler for FeatureProjector {
             return skip("partner_id is not a UUID");
         };
         let customer = |id: &str| Uuid::parse_str(id).ok();
+        // The profile of an account merged away or erased is no longer projected.
+        let live = |id: Uuid| async move {
+            Ok::<_, anyhow::Error>(
+                lifecycle::current_account(txn, partner_id, id).await? == Some(id),
+            )
+        };
         if let Some(c) = events::decode::<ev::CustomerCreated>(e) {
             let Some(id) = customer(&c.customer_id) else {
                 return skip("customer_id is not a UUID");
             };
+            if !live(id).await? {
+                return skip("the customer was merged or erased");
+            }
             update(txn, partner_id, id, profile(c.attributes, c.properties)).await
         } else if let Some(c) = events::decode::<ev::CustomerUpdated>(e) {
             let Some(id) = customer(&c.customer_id) else {
                 return skip("customer_id is not a UUID");
             };
+            if !live(id).await? {
+                return skip("the customer was merged or erased");
+            }
             update(txn, partner_id, id, profile(c.attributes, c.properties)).await
         } else if let Some(p) = events::decode::<ev::PurchaseCompleted>(e) {
-            let Some(id) = customer(&p.customer_id) else {
+            let Some(buyer) = customer(&p.customer_id) else {
                 return skip("customer_id is not a UUID");
+            };
+            // A purchase of a merged account counts for the survivor.
+            let Some(id) = lifecycle::current_account(txn, partner_id, buyer).await? else {
+                return skip("the customer was erased");
             };
             let at = e
                 .occur_time
@@ -220,12 +236,12 @@ impl events::EventHandler for FeatureProjector {
             if survivor == merged {
                 return skip("a customer cannot be merged into itself");
             }
-            super::lifecycle::merge(txn, partner_id, survivor, merged).await
+            lifecycle::merge(txn, partner_id, survivor, merged).await
         } else if let Some(c) = events::decode::<ev::CustomerErased>(e) {
             let Some(id) = customer(&c.customer_id) else {
                 return skip("customer_id is not a UUID");
             };
-            super::lifecycle::erase(txn, partner_id, id).await
+            lifecycle::erase(txn, partner_id, id).await
         } else {
             skip("payload does not decode")
         }

@@ -12,8 +12,75 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::entities::{customer_features, membership_history, segment_members, segments};
+use super::entities::{
+    customer_features, customer_tombstones, membership_history, segment_members, segments,
+};
 use super::features::{features_from, write};
+
+/// Longest chain of merges followed to find where a customer's events now belong.
+const MAX_SUCCESSORS: usize = 16;
+
+/// Where events about `customer_id` now belong: the customer itself, the account it was
+/// (transitively) merged into, or `None` if it (or that account) was erased.
+pub(crate) async fn current_account(
+    txn: &DatabaseTransaction,
+    partner_id: Uuid,
+    customer_id: Uuid,
+) -> anyhow::Result<Option<Uuid>> {
+    let mut id = customer_id;
+    for _ in 0..MAX_SUCCESSORS {
+        match customer_tombstones::Entity::find_by_id((partner_id, id))
+            .one(txn)
+            .await?
+        {
+            None => return Ok(Some(id)),
+            Some(t) => match t.successor_id {
+                Some(next) => id = next,
+                None => return Ok(None),
+            },
+        }
+    }
+    tracing::warn!(%customer_id, "merge chain too long or circular; event dropped");
+    Ok(None)
+}
+
+/// Records that `customer_id` was merged into `successor` or (with `None`) erased; an
+/// erasure overrides a merge.
+async fn tombstone(
+    txn: &DatabaseTransaction,
+    partner_id: Uuid,
+    customer_id: Uuid,
+    successor: Option<Uuid>,
+) -> anyhow::Result<()> {
+    let existing = customer_tombstones::Entity::find_by_id((partner_id, customer_id))
+        .one(txn)
+        .await?;
+    match existing {
+        None => {
+            customer_tombstones::Entity::insert(customer_tombstones::ActiveModel {
+                partner_id: Set(partner_id),
+                customer_id: Set(customer_id),
+                successor_id: Set(successor),
+                at: Set(Utc::now()),
+            })
+            .exec_without_returning(txn)
+            .await?;
+        }
+        Some(t) if successor.is_none() && t.successor_id.is_some() => {
+            customer_tombstones::Entity::update_many()
+                .col_expr(
+                    customer_tombstones::Column::SuccessorId,
+                    Expr::value(Option::<Uuid>::None),
+                )
+                .filter(customer_tombstones::Column::PartnerId.eq(partner_id))
+                .filter(customer_tombstones::Column::CustomerId.eq(customer_id))
+                .exec(txn)
+                .await?;
+        }
+        Some(_) => {}
+    }
+    Ok(())
+}
 
 /// The stored memberships of a customer, by segment.
 async fn stored_memberships(
@@ -139,6 +206,7 @@ pub(crate) async fn merge(
     merged: Uuid,
 ) -> anyhow::Result<()> {
     let now = Utc::now();
+    tombstone(txn, partner_id, merged, Some(survivor)).await?;
     let survivor_row = customer_features::Entity::find_by_id((partner_id, survivor))
         .one(txn)
         .await?;
@@ -200,12 +268,14 @@ pub(crate) async fn merge(
 }
 
 /// Erases what segmentation holds of a customer: features (attributes, properties,
-/// purchases), memberships (segment counts follow) and membership history.
+/// purchases), memberships (segment counts follow) and membership history. Only the
+/// customer's id stays, as an anonymous key, so that late events about them are dropped.
 pub(crate) async fn erase(
     txn: &DatabaseTransaction,
     partner_id: Uuid,
     customer_id: Uuid,
 ) -> anyhow::Result<()> {
+    tombstone(txn, partner_id, customer_id, None).await?;
     customer_features::Entity::delete_many()
         .filter(customer_features::Column::PartnerId.eq(partner_id))
         .filter(customer_features::Column::CustomerId.eq(customer_id))

@@ -744,4 +744,74 @@ mod tests {
         assert_eq!(kept.purchase_count, 1);
         assert_eq!(kept.total_spent_minor, 1_000);
     }
+
+    #[tokio::test]
+    async fn late_events_of_a_merged_account_reach_the_survivor_and_of_an_erased_one_are_dropped() {
+        let (_db, db) = postgres().await;
+        let partner = Uuid::now_v7();
+        let jana = customer_in("Praha");
+        let duplicate = customer_in("Brno");
+        apply(&db, envelope(partner, &jana)).await;
+        apply(&db, envelope(partner, &duplicate)).await;
+        apply(
+            &db,
+            envelope(
+                partner,
+                &ev::CustomerMerged {
+                    surviving_customer_id: jana.customer_id.clone(),
+                    merged_customer_id: duplicate.customer_id.clone(),
+                },
+            ),
+        )
+        .await;
+        // Checkout's stream is not ordered with identity's: a purchase may arrive later.
+        apply(&db, envelope(partner, &purchase(&duplicate, 900))).await;
+        apply(
+            &db,
+            envelope(
+                partner,
+                &ev::CustomerUpdated {
+                    customer_id: duplicate.customer_id.clone(),
+                    attributes: [("city".to_owned(), "Ostrava".to_owned())].into(),
+                    properties: Default::default(),
+                },
+            ),
+        )
+        .await;
+        let survivor = features::features(&db, partner, id(&jana)).await.unwrap();
+        assert_eq!(survivor.purchase_count, 1);
+        assert_eq!(survivor.total_spent_minor, 900);
+        assert_eq!(
+            survivor.attributes.get("city").map(String::as_str),
+            Some("Praha")
+        );
+        assert_eq!(features_row(&db, partner, id(&duplicate)).await, None);
+
+        apply(
+            &db,
+            envelope(
+                partner,
+                &ev::CustomerErased {
+                    customer_id: jana.customer_id.clone(),
+                },
+            ),
+        )
+        .await;
+        apply(&db, envelope(partner, &purchase(&duplicate, 100))).await;
+        apply(&db, envelope(partner, &purchase(&jana, 100))).await;
+        apply(
+            &db,
+            envelope(
+                partner,
+                &ev::CustomerUpdated {
+                    customer_id: jana.customer_id.clone(),
+                    attributes: [("city".to_owned(), "Praha".to_owned())].into(),
+                    properties: Default::default(),
+                },
+            ),
+        )
+        .await;
+        assert_eq!(features_row(&db, partner, id(&jana)).await, None);
+        assert_eq!(features_row(&db, partner, id(&duplicate)).await, None);
+    }
 }
