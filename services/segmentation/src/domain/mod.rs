@@ -53,6 +53,20 @@ impl Features {
         self.total_spent_minor = self.total_spent_minor.saturating_add(amount_minor);
         self.last_purchase_at = Some(self.last_purchase_at.map_or(at, |l| l.max(at)));
     }
+
+    /// Folds the features of a duplicate account merged into this one: purchases add up,
+    /// the last purchase is the latest of both, and the profile (attributes, properties)
+    /// stays this customer's.
+    pub fn absorb(&mut self, merged: &Features) {
+        self.purchase_count = self.purchase_count.saturating_add(merged.purchase_count);
+        self.total_spent_minor = self
+            .total_spent_minor
+            .saturating_add(merged.total_spent_minor);
+        self.last_purchase_at = match (self.last_purchase_at, merged.last_purchase_at) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+    }
 }
 
 /// One cart line, as far as criteria care.
@@ -267,6 +281,27 @@ impl Segment {
     /// the cart never admits a stored member: it only holds online, at checkout.
     pub fn admits(&self, features: &Features, now: DateTime<Utc>) -> bool {
         !self.criterion.uses_cart() && self.criterion.evaluate(&features.facts(now))
+    }
+
+    /// Whether the survivor of a merge belongs to this segment as a stored member, given
+    /// whether the survivor and the merged account were members and the survivor's folded
+    /// `features`; `None` for a segment that stores no members (its criterion reads the
+    /// cart). A standard segment is fixed, so the survivor keeps the membership either
+    /// account had; a Flexi segment re-runs its criterion on the folded features.
+    pub fn holds_survivor(
+        &self,
+        survivor_member: bool,
+        merged_member: bool,
+        features: &Features,
+        now: DateTime<Utc>,
+    ) -> Option<bool> {
+        if self.criterion.uses_cart() {
+            return None;
+        }
+        Some(match self.kind {
+            SegmentKind::Standard => survivor_member || merged_member,
+            SegmentKind::Flexi => self.admits(features, now),
+        })
     }
 
     /// Records the members found by a (re)calculation at `now`.
@@ -618,5 +653,82 @@ mod tests {
         s.recalculated(7, now);
         assert_eq!(s.member_count, 7);
         assert_eq!(s.last_recalculated_at, Some(now));
+    }
+
+    #[test]
+    fn a_merge_adds_up_purchases_keeps_the_latest_and_the_survivors_profile() {
+        let early = Utc::now() - Duration::days(30);
+        let late = Utc::now() - Duration::days(2);
+        let mut survivor = Features {
+            attributes: [("city".to_owned(), "Praha".to_owned())].into(),
+            purchase_count: 2,
+            total_spent_minor: 1_000,
+            last_purchase_at: Some(early),
+            ..Default::default()
+        };
+        let merged = Features {
+            attributes: [("city".to_owned(), "Brno".to_owned())].into(),
+            properties: [("vip".to_owned(), "yes".to_owned())].into(),
+            purchase_count: 3,
+            total_spent_minor: 2_500,
+            last_purchase_at: Some(late),
+        };
+        survivor.absorb(&merged);
+        assert_eq!(survivor.purchase_count, 5);
+        assert_eq!(survivor.total_spent_minor, 3_500);
+        assert_eq!(survivor.last_purchase_at, Some(late));
+        assert_eq!(
+            survivor.attributes.get("city").map(String::as_str),
+            Some("Praha")
+        );
+        assert!(survivor.properties.is_empty());
+
+        let mut never_bought = Features::default();
+        never_bought.absorb(&Features {
+            last_purchase_at: Some(early),
+            purchase_count: i64::MAX,
+            ..Default::default()
+        });
+        assert_eq!(never_bought.last_purchase_at, Some(early));
+        never_bought.absorb(&Features {
+            purchase_count: 1,
+            ..Default::default()
+        });
+        assert_eq!(never_bought.purchase_count, i64::MAX);
+        assert_eq!(never_bought.last_purchase_at, Some(early));
+    }
+
+    #[test]
+    fn a_standard_segment_keeps_either_accounts_membership_and_flexi_reruns_its_criterion() {
+        let now = Utc::now();
+        let two_purchases = criterion(
+            "features.purchase_count",
+            Operator::GreaterOrEqual,
+            Value::Int(2),
+        );
+        let standard = segment(two_purchases.clone(), false);
+        let mut flexi = segment(two_purchases, false);
+        flexi.kind = SegmentKind::Flexi;
+        let one = Features {
+            purchase_count: 1,
+            ..Default::default()
+        };
+        let two = Features {
+            purchase_count: 2,
+            ..Default::default()
+        };
+        assert_eq!(standard.holds_survivor(false, true, &one, now), Some(true));
+        assert_eq!(standard.holds_survivor(true, false, &one, now), Some(true));
+        assert_eq!(
+            standard.holds_survivor(false, false, &two, now),
+            Some(false)
+        );
+        assert_eq!(flexi.holds_survivor(false, false, &two, now), Some(true));
+        assert_eq!(flexi.holds_survivor(true, true, &one, now), Some(false));
+        let cart = segment(
+            criterion("cart.total_minor", Operator::GreaterOrEqual, Value::Int(1)),
+            true,
+        );
+        assert_eq!(cart.holds_survivor(true, true, &two, now), None);
     }
 }

@@ -1,7 +1,7 @@
 //! Schema of the segmentation service.
 use sea_orm_migration::{prelude::*, schema::*};
 
-loyalty_platform::migrator![InitialSchema, SegmentVersions];
+loyalty_platform::migrator![InitialSchema, SegmentVersions, CustomerTombstones];
 
 struct InitialSchema;
 
@@ -215,5 +215,55 @@ impl MigrationTrait for SegmentVersions {
             .await?;
         }
         Ok(())
+    }
+}
+
+/// Customers merged away or erased, so that a late event about them (e.g. a purchase
+/// consumed from checkout after the merge) goes to the survivor or is dropped.
+struct CustomerTombstones;
+
+impl MigrationName for CustomerTombstones {
+    fn name(&self) -> &str {
+        "m0003_customer_tombstones"
+    }
+}
+
+#[derive(DeriveIden)]
+enum CustomerTombstonesTable {
+    #[sea_orm(iden = "customer_tombstones")]
+    Table,
+    PartnerId,
+    CustomerId,
+    SuccessorId,
+    At,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CustomerTombstones {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table(CustomerTombstonesTable::Table)
+                .col(uuid(CustomerTombstonesTable::PartnerId))
+                .col(uuid(CustomerTombstonesTable::CustomerId))
+                .col(uuid_null(CustomerTombstonesTable::SuccessorId))
+                .col(timestamp_with_time_zone(CustomerTombstonesTable::At))
+                .primary_key(
+                    Index::create()
+                        .col(CustomerTombstonesTable::PartnerId)
+                        .col(CustomerTombstonesTable::CustomerId),
+                )
+                .to_owned(),
+        )
+        .await
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.drop_table(
+            Table::drop()
+                .table(CustomerTombstonesTable::Table)
+                .to_owned(),
+        )
+        .await
     }
 }

@@ -91,3 +91,24 @@ pub mod membership_history {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// A customer merged into `successor_id`, or erased (`successor_id` is `None`).
+pub mod customer_tombstones {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "customer_tombstones")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub partner_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub customer_id: Uuid,
+        pub successor_id: Option<Uuid>,
+        pub at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

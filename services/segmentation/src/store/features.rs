@@ -1,5 +1,5 @@
-//! The customer feature store: a projection of identity's customer events and checkout's
-//! purchases, read by criteria.
+//! The customer feature store: a projection of identity's customer events (merges and
+//! erasures included, see [`super::lifecycle`]) and checkout's purchases, read by criteria.
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -11,13 +11,13 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::entities::customer_features;
+use super::{entities::customer_features, lifecycle};
 use crate::domain::{Features, Segment};
 
 /// Customers read per query when a segment is filled.
 const PAGE: u64 = 1_000;
 
-fn features_from(m: &customer_features::Model) -> Features {
+pub(super) fn features_from(m: &customer_features::Model) -> Features {
     Features {
         attributes: serde_json::from_value(m.attributes.clone()).unwrap_or_default(),
         properties: serde_json::from_value(m.properties.clone()).unwrap_or_default(),
@@ -76,7 +76,7 @@ pub async fn admitted(
     }
 }
 
-async fn write(
+pub(super) async fn write(
     txn: &DatabaseTransaction,
     partner_id: Uuid,
     customer_id: Uuid,
@@ -170,6 +170,8 @@ impl events::EventHandler for FeatureProjector {
             ev::CustomerCreated::TYPE,
             ev::CustomerUpdated::TYPE,
             ev::PurchaseCompleted::TYPE,
+            ev::CustomerMerged::TYPE,
+            ev::CustomerErased::TYPE,
         ]
         .contains(&event_type)
     }
@@ -185,19 +187,35 @@ impl events::EventHandler for FeatureProjector {
             return skip("partner_id is not a UUID");
         };
         let customer = |id: &str| Uuid::parse_str(id).ok();
+        // The profile of an account merged away or erased is no longer projected.
+        let live = |id: Uuid| async move {
+            Ok::<_, anyhow::Error>(
+                lifecycle::current_account(txn, partner_id, id).await? == Some(id),
+            )
+        };
         if let Some(c) = events::decode::<ev::CustomerCreated>(e) {
             let Some(id) = customer(&c.customer_id) else {
                 return skip("customer_id is not a UUID");
             };
+            if !live(id).await? {
+                return skip("the customer was merged or erased");
+            }
             update(txn, partner_id, id, profile(c.attributes, c.properties)).await
         } else if let Some(c) = events::decode::<ev::CustomerUpdated>(e) {
             let Some(id) = customer(&c.customer_id) else {
                 return skip("customer_id is not a UUID");
             };
+            if !live(id).await? {
+                return skip("the customer was merged or erased");
+            }
             update(txn, partner_id, id, profile(c.attributes, c.properties)).await
         } else if let Some(p) = events::decode::<ev::PurchaseCompleted>(e) {
-            let Some(id) = customer(&p.customer_id) else {
+            let Some(buyer) = customer(&p.customer_id) else {
                 return skip("customer_id is not a UUID");
+            };
+            // A purchase of a merged account counts for the survivor.
+            let Some(id) = lifecycle::current_account(txn, partner_id, buyer).await? else {
+                return skip("the customer was erased");
             };
             let at = e
                 .occur_time
@@ -208,6 +226,22 @@ impl events::EventHandler for FeatureProjector {
                 f.record_purchase(p.net_amount_minor, at)
             })
             .await
+        } else if let Some(m) = events::decode::<ev::CustomerMerged>(e) {
+            let (Some(survivor), Some(merged)) = (
+                customer(&m.surviving_customer_id),
+                customer(&m.merged_customer_id),
+            ) else {
+                return skip("surviving_customer_id or merged_customer_id is not a UUID");
+            };
+            if survivor == merged {
+                return skip("a customer cannot be merged into itself");
+            }
+            lifecycle::merge(txn, partner_id, survivor, merged).await
+        } else if let Some(c) = events::decode::<ev::CustomerErased>(e) {
+            let Some(id) = customer(&c.customer_id) else {
+                return skip("customer_id is not a UUID");
+            };
+            lifecycle::erase(txn, partner_id, id).await
         } else {
             skip("payload does not decode")
         }

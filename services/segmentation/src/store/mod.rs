@@ -2,6 +2,7 @@
 //! customer feature store in [`features`]. Every query is scoped by partner.
 pub mod entities;
 pub mod features;
+mod lifecycle;
 
 use std::collections::BTreeMap;
 
@@ -26,7 +27,7 @@ pub struct Store {
     db: DatabaseConnection,
 }
 
-fn segment_from(m: segments::Model) -> Result<Segment, ApiError> {
+pub(crate) fn segment_from(m: segments::Model) -> Result<Segment, ApiError> {
     let id = m.id;
     let bad = |what: String| ApiError::Internal(anyhow::anyhow!("segment {id}: {what}"));
     Ok(Segment {
@@ -213,6 +214,7 @@ mod tests {
     use loyalty_platform::events::EventHandler;
     use loyalty_proto::events::v1::EventEnvelope;
     use sea_orm::TransactionTrait;
+    use std::collections::BTreeSet;
 
     async fn sqlite() -> (tempfile::TempDir, DatabaseConnection) {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -223,6 +225,16 @@ mod tests {
             .await
             .expect("sqlite");
         (dir, db)
+    }
+
+    async fn postgres() -> (loyalty_testkit::TestDb, DatabaseConnection) {
+        let test_db = loyalty_testkit::TestDb::postgres().await.expect("postgres");
+        let mut settings = loyalty_platform::Settings::defaults("segmentation", 0);
+        settings.database.url = test_db.url().into();
+        let db = loyalty_platform::db::connect_and_migrate::<crate::migration::Migrator>(&settings)
+            .await
+            .expect("postgres");
+        (test_db, db)
     }
 
     fn envelope<E: events::DomainEvent>(partner_id: Uuid, event: &E) -> EventEnvelope {
@@ -393,5 +405,413 @@ mod tests {
         );
         e.payload = vec![0xff, 0xff];
         apply(&db, e).await;
+    }
+
+    fn purchase(customer: &ev::CustomerCreated, amount_minor: i64) -> ev::PurchaseCompleted {
+        ev::PurchaseCompleted {
+            customer_id: customer.customer_id.clone(),
+            net_amount_minor: amount_minor,
+            ..Default::default()
+        }
+    }
+
+    fn id(customer: &ev::CustomerCreated) -> Uuid {
+        customer.customer_id.parse().unwrap()
+    }
+
+    async fn create(store: &Store, partner: Uuid, s: Segment) -> Segment {
+        let txn = store.db().begin().await.unwrap();
+        let created = store.create_segment(&txn, partner, s).await.unwrap();
+        txn.commit().await.unwrap();
+        created
+    }
+
+    async fn member_count(store: &Store, partner: Uuid, segment: Uuid) -> i64 {
+        store
+            .segment(partner, segment)
+            .await
+            .unwrap()
+            .unwrap()
+            .member_count
+    }
+
+    async fn segment_ids(store: &Store, partner: Uuid, customer: Uuid) -> BTreeSet<Uuid> {
+        store
+            .memberships(partner, customer)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.segment_id)
+            .collect()
+    }
+
+    async fn features_row(
+        db: &DatabaseConnection,
+        partner: Uuid,
+        customer: Uuid,
+    ) -> Option<entities::customer_features::Model> {
+        entities::customer_features::Entity::find_by_id((partner, customer))
+            .one(db)
+            .await
+            .unwrap()
+    }
+
+    /// The kinds of membership changes recorded for a customer, sorted.
+    async fn history_of(db: &DatabaseConnection, partner: Uuid, customer: Uuid) -> Vec<String> {
+        let mut changes = membership_history::Entity::find()
+            .filter(membership_history::Column::PartnerId.eq(partner))
+            .filter(membership_history::Column::CustomerId.eq(customer))
+            .order_by_asc(membership_history::Column::Id)
+            .all(db)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|h| h.change)
+            .collect::<Vec<_>>();
+        // Order of changes made within one millisecond is not significant here.
+        changes.sort();
+        changes
+    }
+
+    /// `SegmentChanged` events published for the partner's segments.
+    async fn segment_changes(db: &DatabaseConnection, partner: Uuid) -> usize {
+        use loyalty_platform::entities::outbox;
+        outbox::Entity::find()
+            .filter(outbox::Column::PartnerId.eq(partner))
+            .filter(outbox::Column::EventType.eq(<ev::SegmentChanged as events::DomainEvent>::TYPE))
+            .all(db)
+            .await
+            .unwrap()
+            .len()
+    }
+
+    fn flexi(mut s: Segment) -> Segment {
+        s.kind = SegmentKind::Flexi;
+        s
+    }
+
+    /// Jana (Praha, one purchase) absorbs her duplicate account (Brno, two purchases).
+    async fn a_merge_folds_the_duplicate_into_the_survivor(db: DatabaseConnection) {
+        let store = Store::new(db.clone());
+        let (partner, other) = (Uuid::now_v7(), Uuid::now_v7());
+        let jana = customer_in("Praha");
+        let duplicate = customer_in("Brno");
+        apply(&db, envelope(partner, &jana)).await;
+        apply(&db, envelope(partner, &duplicate)).await;
+        apply(&db, envelope(partner, &purchase(&jana, 1_000))).await;
+        apply(&db, envelope(partner, &purchase(&duplicate, 2_000))).await;
+        apply(&db, envelope(partner, &purchase(&duplicate, 500))).await;
+        // The same customer id at another partner is a different customer.
+        apply(&db, envelope(other, &duplicate)).await;
+
+        let brno = || {
+            segment(
+                "customer.city",
+                Operator::Equal,
+                Value::String("brno".into()),
+                false,
+            )
+        };
+        // Standard: fixed, so the survivor keeps the duplicate's membership.
+        let standard_brno = create(&store, partner, brno()).await;
+        // Flexi: re-run on the folded features.
+        let flexi_brno = create(&store, partner, flexi(brno())).await;
+        let flexi_buyers = create(
+            &store,
+            partner,
+            flexi(segment(
+                "features.purchase_count",
+                Operator::GreaterOrEqual,
+                Value::Int(3),
+                false,
+            )),
+        )
+        .await;
+        let other_brno = create(&store, other, brno()).await;
+        assert_eq!(
+            segment_ids(&store, partner, id(&duplicate)).await,
+            [standard_brno.id, flexi_brno.id].into()
+        );
+        assert!(segment_ids(&store, partner, id(&jana)).await.is_empty());
+
+        let merge = envelope(
+            partner,
+            &ev::CustomerMerged {
+                surviving_customer_id: jana.customer_id.clone(),
+                merged_customer_id: duplicate.customer_id.clone(),
+            },
+        );
+        apply(&db, merge.clone()).await;
+
+        let check = || async {
+            let folded = features::features(&db, partner, id(&jana)).await.unwrap();
+            assert_eq!(folded.purchase_count, 3);
+            assert_eq!(folded.total_spent_minor, 3_500);
+            assert!(folded.last_purchase_at.is_some());
+            assert_eq!(
+                folded.attributes.get("city").map(String::as_str),
+                Some("Praha")
+            );
+            assert_eq!(features_row(&db, partner, id(&duplicate)).await, None);
+            assert!(
+                segment_ids(&store, partner, id(&duplicate))
+                    .await
+                    .is_empty()
+            );
+            assert_eq!(
+                segment_ids(&store, partner, id(&jana)).await,
+                [standard_brno.id, flexi_buyers.id].into()
+            );
+            assert_eq!(member_count(&store, partner, standard_brno.id).await, 1);
+            assert_eq!(member_count(&store, partner, flexi_brno.id).await, 0);
+            assert_eq!(member_count(&store, partner, flexi_buyers.id).await, 1);
+            assert_eq!(
+                history_of(&db, partner, id(&duplicate)).await,
+                ["entered", "entered", "left", "left"]
+            );
+            assert_eq!(
+                history_of(&db, partner, id(&jana)).await,
+                ["entered", "entered"]
+            );
+            // The other partner's customer with the same id is untouched.
+            assert_eq!(
+                segment_ids(&store, other, id(&duplicate)).await,
+                [other_brno.id].into()
+            );
+            assert!(features_row(&db, other, id(&duplicate)).await.is_some());
+            // Three creations, then one change per segment the merge touched.
+            assert_eq!(segment_changes(&db, partner).await, 6);
+        };
+        check().await;
+
+        // Redelivered (same event) or published again (new event id): nothing changes.
+        apply(&db, merge).await;
+        check().await;
+        apply(
+            &db,
+            envelope(
+                partner,
+                &ev::CustomerMerged {
+                    surviving_customer_id: jana.customer_id.clone(),
+                    merged_customer_id: duplicate.customer_id.clone(),
+                },
+            ),
+        )
+        .await;
+        check().await;
+    }
+
+    #[tokio::test]
+    async fn a_merge_folds_the_duplicate_into_the_survivor_on_postgres() {
+        let (_db, db) = postgres().await;
+        a_merge_folds_the_duplicate_into_the_survivor(db).await;
+    }
+
+    #[tokio::test]
+    async fn a_merge_folds_the_duplicate_into_the_survivor_on_sqlite() {
+        let (_dir, db) = sqlite().await;
+        a_merge_folds_the_duplicate_into_the_survivor(db).await;
+    }
+
+    #[tokio::test]
+    async fn a_merge_into_a_survivor_unknown_here_carries_the_duplicates_purchases() {
+        let (_db, db) = postgres().await;
+        let partner = Uuid::now_v7();
+        let duplicate = customer_in("Brno");
+        apply(&db, envelope(partner, &duplicate)).await;
+        apply(&db, envelope(partner, &purchase(&duplicate, 700))).await;
+        let survivor = Uuid::now_v7();
+        apply(
+            &db,
+            envelope(
+                partner,
+                &ev::CustomerMerged {
+                    surviving_customer_id: survivor.to_string(),
+                    merged_customer_id: duplicate.customer_id.clone(),
+                },
+            ),
+        )
+        .await;
+        let folded = features::features(&db, partner, survivor).await.unwrap();
+        assert_eq!(folded.purchase_count, 1);
+        assert_eq!(folded.total_spent_minor, 700);
+        assert!(
+            folded.attributes.is_empty(),
+            "the profile is the survivor's"
+        );
+        assert_eq!(features_row(&db, partner, id(&duplicate)).await, None);
+    }
+
+    async fn an_erased_customer_leaves_no_features_memberships_or_history(db: DatabaseConnection) {
+        let store = Store::new(db.clone());
+        let partner = Uuid::now_v7();
+        let jana = customer_in("Praha");
+        let petr = customer_in("Praha");
+        apply(&db, envelope(partner, &jana)).await;
+        apply(&db, envelope(partner, &petr)).await;
+        apply(&db, envelope(partner, &purchase(&jana, 1_000))).await;
+        let praha = create(
+            &store,
+            partner,
+            segment(
+                "customer.city",
+                Operator::Equal,
+                Value::String("praha".into()),
+                false,
+            ),
+        )
+        .await;
+        assert_eq!(praha.member_count, 2);
+
+        let erase = envelope(
+            partner,
+            &ev::CustomerErased {
+                customer_id: jana.customer_id.clone(),
+            },
+        );
+        apply(&db, erase.clone()).await;
+        let check = || async {
+            assert_eq!(features_row(&db, partner, id(&jana)).await, None);
+            assert!(segment_ids(&store, partner, id(&jana)).await.is_empty());
+            assert!(history_of(&db, partner, id(&jana)).await.is_empty());
+            assert_eq!(member_count(&store, partner, praha.id).await, 1);
+            assert_eq!(
+                segment_ids(&store, partner, id(&petr)).await,
+                [praha.id].into()
+            );
+            assert!(features_row(&db, partner, id(&petr)).await.is_some());
+            assert_eq!(segment_changes(&db, partner).await, 2);
+        };
+        check().await;
+        apply(&db, erase).await;
+        check().await;
+    }
+
+    #[tokio::test]
+    async fn an_erased_customer_leaves_no_features_memberships_or_history_on_postgres() {
+        let (_db, db) = postgres().await;
+        an_erased_customer_leaves_no_features_memberships_or_history(db).await;
+    }
+
+    #[tokio::test]
+    async fn an_erased_customer_leaves_no_features_memberships_or_history_on_sqlite() {
+        let (_dir, db) = sqlite().await;
+        an_erased_customer_leaves_no_features_memberships_or_history(db).await;
+    }
+
+    #[tokio::test]
+    async fn a_malformed_merge_or_erasure_is_skipped() {
+        let (_dir, db) = sqlite().await;
+        let partner = Uuid::now_v7();
+        let jana = customer_in("Praha");
+        apply(&db, envelope(partner, &jana)).await;
+        apply(&db, envelope(partner, &purchase(&jana, 1_000))).await;
+        for bad in [
+            ev::CustomerMerged {
+                surviving_customer_id: jana.customer_id.clone(),
+                merged_customer_id: jana.customer_id.clone(),
+            },
+            ev::CustomerMerged {
+                surviving_customer_id: "nope".into(),
+                merged_customer_id: jana.customer_id.clone(),
+            },
+            ev::CustomerMerged {
+                surviving_customer_id: Uuid::now_v7().to_string(),
+                merged_customer_id: String::new(),
+            },
+        ] {
+            apply(&db, envelope(partner, &bad)).await;
+        }
+        apply(
+            &db,
+            envelope(
+                partner,
+                &ev::CustomerErased {
+                    customer_id: "not-a-uuid".into(),
+                },
+            ),
+        )
+        .await;
+        let mut undecodable = envelope(
+            partner,
+            &ev::CustomerErased {
+                customer_id: jana.customer_id.clone(),
+            },
+        );
+        undecodable.payload = vec![0xff, 0xff];
+        apply(&db, undecodable).await;
+        let kept = features::features(&db, partner, id(&jana)).await.unwrap();
+        assert_eq!(kept.purchase_count, 1);
+        assert_eq!(kept.total_spent_minor, 1_000);
+    }
+
+    #[tokio::test]
+    async fn late_events_of_a_merged_account_reach_the_survivor_and_of_an_erased_one_are_dropped() {
+        let (_db, db) = postgres().await;
+        let partner = Uuid::now_v7();
+        let jana = customer_in("Praha");
+        let duplicate = customer_in("Brno");
+        apply(&db, envelope(partner, &jana)).await;
+        apply(&db, envelope(partner, &duplicate)).await;
+        apply(
+            &db,
+            envelope(
+                partner,
+                &ev::CustomerMerged {
+                    surviving_customer_id: jana.customer_id.clone(),
+                    merged_customer_id: duplicate.customer_id.clone(),
+                },
+            ),
+        )
+        .await;
+        // Checkout's stream is not ordered with identity's: a purchase may arrive later.
+        apply(&db, envelope(partner, &purchase(&duplicate, 900))).await;
+        apply(
+            &db,
+            envelope(
+                partner,
+                &ev::CustomerUpdated {
+                    customer_id: duplicate.customer_id.clone(),
+                    attributes: [("city".to_owned(), "Ostrava".to_owned())].into(),
+                    properties: Default::default(),
+                },
+            ),
+        )
+        .await;
+        let survivor = features::features(&db, partner, id(&jana)).await.unwrap();
+        assert_eq!(survivor.purchase_count, 1);
+        assert_eq!(survivor.total_spent_minor, 900);
+        assert_eq!(
+            survivor.attributes.get("city").map(String::as_str),
+            Some("Praha")
+        );
+        assert_eq!(features_row(&db, partner, id(&duplicate)).await, None);
+
+        apply(
+            &db,
+            envelope(
+                partner,
+                &ev::CustomerErased {
+                    customer_id: jana.customer_id.clone(),
+                },
+            ),
+        )
+        .await;
+        apply(&db, envelope(partner, &purchase(&duplicate, 100))).await;
+        apply(&db, envelope(partner, &purchase(&jana, 100))).await;
+        apply(
+            &db,
+            envelope(
+                partner,
+                &ev::CustomerUpdated {
+                    customer_id: jana.customer_id.clone(),
+                    attributes: [("city".to_owned(), "Praha".to_owned())].into(),
+                    properties: Default::default(),
+                },
+            ),
+        )
+        .await;
+        assert_eq!(features_row(&db, partner, id(&jana)).await, None);
+        assert_eq!(features_row(&db, partner, id(&duplicate)).await, None);
     }
 }
