@@ -57,6 +57,7 @@ fn channel_from_proto(v: i32) -> Option<Channel> {
         C::Email => Channel::Email,
         C::Sms => Channel::Sms,
         C::Push => Channel::Push,
+        C::Viber => Channel::Viber,
         C::Unspecified => return None,
     })
 }
@@ -67,6 +68,7 @@ fn channel_to_proto(c: Channel) -> i32 {
         Channel::Email => C::Email,
         Channel::Sms => C::Sms,
         Channel::Push => C::Push,
+        Channel::Viber => C::Viber,
     }) as i32
 }
 

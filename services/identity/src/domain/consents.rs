@@ -41,6 +41,7 @@ pub enum Channel {
     Email,
     Sms,
     Push,
+    Viber,
 }
 
 impl Channel {
@@ -49,6 +50,7 @@ impl Channel {
             Channel::Email => "email",
             Channel::Sms => "sms",
             Channel::Push => "push",
+            Channel::Viber => "viber",
         }
     }
 
@@ -57,6 +59,7 @@ impl Channel {
             "email" => Channel::Email,
             "sms" => Channel::Sms,
             "push" => Channel::Push,
+            "viber" => Channel::Viber,
             _ => return None,
         })
     }
@@ -456,6 +459,14 @@ impl BounceState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_channel_including_viber_is_stored_and_read_back() {
+        for c in [Channel::Email, Channel::Sms, Channel::Push, Channel::Viber] {
+            assert_eq!(Channel::parse_str(c.as_str()), Some(c));
+        }
+        assert_eq!(Channel::parse_str("fax"), None);
+    }
 
     fn consent_type() -> ConsentType {
         let now = Utc::now();
