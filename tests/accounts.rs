@@ -704,6 +704,22 @@ async fn partners_are_listed_for_the_platform_admin_and_updated_with_etags() -> 
     assert_eq!(updated.time_zone, "Europe/Prague");
     assert_eq!(updated.display_name, "Shop", "unmasked fields stay");
     assert_ne!(updated.etag, current.etag);
+    let read = identity
+        .get_partner(authed(
+            identity::GetPartnerRequest {
+                partner_id: shop_id.clone(),
+            },
+            &admin,
+        ))
+        .await?
+        .into_inner()
+        .partner
+        .expect("partner");
+    assert_eq!(
+        (read.time_zone.as_str(), read.etag.as_str()),
+        ("Europe/Prague", updated.etag.as_str()),
+        "GetPartner shows the settings UpdatePartner wrote"
+    );
     let stale = identity
         .update_partner(authed(
             update("u2", "Europe/Vienna", &current.etag, &shop_id),

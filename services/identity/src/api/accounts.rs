@@ -30,7 +30,7 @@ use crate::{
     },
 };
 
-fn partner_to_proto(p: &PartnerSettings) -> pb::Partner {
+pub(super) fn partner_to_proto(p: &PartnerSettings) -> pb::Partner {
     pb::Partner {
         id: p.id.to_string(),
         display_name: p.display_name.clone(),

@@ -393,13 +393,12 @@ impl IdentityService for IdentityApi {
         if !caller.platform_admin && caller.partner_id != Some(id) {
             return Err(ApiError::NotFound("partner".into()).into());
         }
-        let partner = self
-            .store
-            .partner(id)
+        // The settings view: time zone, etag and update time too.
+        let partner = crate::store::accounts::partner(&self.db, id)
             .await?
             .ok_or_else(|| ApiError::NotFound("partner".into()))?;
         Ok(Response::new(pb::GetPartnerResponse {
-            partner: Some(partner_to_proto(&partner)),
+            partner: Some(accounts::partner_to_proto(&partner)),
         }))
     }
 
