@@ -203,10 +203,13 @@ async fn stream_import(backend: Backend) -> anyhow::Result<()> {
             &key,
         ))
         .await?;
-    let mut off_format = rows(7_000, 3);
+    let mut off_format = rows(7_000, 4);
     off_format[1].identifiers = vec![card("4000123")];
     if let Some(c) = off_format[2].customer.as_mut() {
         c.properties.insert("tier".into(), "platinum".into());
+    }
+    if let Some(c) = off_format[3].customer.as_mut() {
+        c.contact_source_ids = vec![uuid::Uuid::now_v7().to_string()];
     }
     let checked = identity
         .import_customers(authed(
@@ -218,7 +221,7 @@ async fn stream_import(backend: Backend) -> anyhow::Result<()> {
         ))
         .await?
         .into_inner();
-    assert_eq!((checked.imported_count, checked.failed_count), (1, 2));
+    assert_eq!((checked.imported_count, checked.failed_count), (1, 3));
     assert_eq!(checked.errors[0].field, "identifiers[0].value");
     assert_eq!(checked.errors[0].line_number, 7_003);
     assert_eq!(checked.errors[1].line_number, 7_004);
@@ -226,6 +229,14 @@ async fn stream_import(backend: Backend) -> anyhow::Result<()> {
         checked.errors[1].field.starts_with("customer.properties"),
         "an enum value outside the definition: {:?}",
         checked.errors[1]
+    );
+    assert_eq!(
+        (
+            checked.errors[2].line_number,
+            checked.errors[2].field.as_str()
+        ),
+        (7_005, "customer.contact_source_ids[0]"),
+        "a contact source the partner does not have"
     );
 
     let mixed = vec![

@@ -216,7 +216,7 @@ async fn check_catalogue_references(
     txn: &impl ConnectionTrait,
     partner_id: Uuid,
     drafts: Vec<RowDraft>,
-    tally: &mut ImportTally,
+    refused: &mut Vec<Vec<RowError>>,
 ) -> Result<Vec<RowDraft>, ApiError> {
     let distinct = |ids: &mut dyn Iterator<Item = Uuid>| -> Vec<Uuid> {
         ids.collect::<BTreeSet<_>>().into_iter().collect()
@@ -302,7 +302,7 @@ async fn check_catalogue_references(
         if errors.is_empty() {
             kept.push(d);
         } else {
-            tally.refuse_row(errors);
+            refused.push(errors);
         }
     }
     Ok(kept)
@@ -317,7 +317,9 @@ async fn write_batch(
     tally: &mut ImportTally,
 ) -> Result<bool, ApiError> {
     let txn = begin_write(&api.db).await?;
-    let drafts = check_catalogue_references(&txn, partner_id, drafts, tally).await?;
+    // Refusals count only once the batch commits: a batch retried row by row is checked again.
+    let mut refused = Vec::new();
+    let drafts = check_catalogue_references(&txn, partner_id, drafts, &mut refused).await?;
     let lines: Vec<i64> = drafts.iter().map(|d| d.line_number).collect();
     let already = store::imported_lines(&txn, partner_id, import_id, &lines).await?;
     let values: Vec<&IdentifierValue> = drafts.iter().flat_map(|d| &d.identifiers).collect();
@@ -365,6 +367,9 @@ async fn write_batch(
     txn.commit().await?;
     tally.imported += rows.len() as i64;
     tally.skipped += plan.skipped as i64;
+    for errors in refused {
+        tally.refuse_row(errors);
+    }
     for e in plan.errors {
         tally.refuse_row([e]);
     }
