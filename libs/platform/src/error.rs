@@ -249,6 +249,43 @@ pub fn parse_uuid(field: &str, value: &str) -> Result<uuid::Uuid, ApiError> {
 }
 
 /// Checks a required idempotency key (1..128 characters).
+/// The paths of an update's field mask: at least one, each of `updatable` (reported under
+/// `update_mask`).
+pub fn mask_paths(
+    v: &mut Violations,
+    mask: Option<prost_types::FieldMask>,
+    updatable: &[&str],
+) -> Vec<String> {
+    let paths = mask.map(|m| m.paths).unwrap_or_default();
+    if paths.is_empty() {
+        v.add("update_mask", "name the fields to update");
+    }
+    for path in &paths {
+        if !updatable.contains(&path.as_str()) {
+            v.add(
+                "update_mask",
+                format!(
+                    "{path:?} cannot be updated (updatable: {})",
+                    updatable.join(", ")
+                ),
+            );
+        }
+    }
+    paths
+}
+
+/// Optimistic concurrency: a sent etag (empty = none) must be the current one, else
+/// FAILED_PRECONDITION `ETAG_MISMATCH` naming `what`.
+pub fn check_etag(sent: &str, current: &str, what: &str) -> Result<(), ApiError> {
+    if !sent.is_empty() && sent != current {
+        return Err(ApiError::precondition(
+            "ETAG_MISMATCH",
+            format!("the {what} changed since it was read"),
+        ));
+    }
+    Ok(())
+}
+
 pub fn check_idempotency_key(v: &mut Violations, key: &str) {
     if key.is_empty() {
         v.add("idempotency_key", "is required");

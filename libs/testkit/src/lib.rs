@@ -73,6 +73,18 @@ pub fn free_port() -> u16 {
         .expect("no free port on 127.0.0.1")
 }
 
+/// The gRPC service a service binary serves, e.g. `loyalty.identity.v1.IdentityService`.
+fn grpc_service_name(service: &str) -> String {
+    let mut chars = service.chars();
+    let capitalised: String = chars
+        .next()
+        .map(|c| c.to_ascii_uppercase())
+        .into_iter()
+        .chain(chars)
+        .collect();
+    format!("loyalty.{service}.v1.{capitalised}Service")
+}
+
 /// A PostgreSQL database created for one test and dropped with it.
 pub struct TestDb {
     name: String,
@@ -259,6 +271,20 @@ impl Drop for Suite {
 impl Suite {
     /// Starts all six services and waits until each answers SERVING.
     pub async fn start(backend: Backend) -> anyhow::Result<Suite> {
+        // A free port can be taken by a parallel test between choosing it and the service
+        // binding it; the service then exits and the suite starts again on new ports.
+        let mut attempt = 1;
+        loop {
+            match Self::start_once(backend).await {
+                Err(e) if attempt < 3 && format!("{e:#}").contains("Address already in use") => {
+                    attempt += 1;
+                }
+                started => return started,
+            }
+        }
+    }
+
+    async fn start_once(backend: Backend) -> anyhow::Result<Suite> {
         let dir = tempfile::tempdir()?;
         let (db, redis) = match backend {
             Backend::Postgres => (Some(TestDb::postgres().await?), Some(RedisPrefix::new())),
@@ -349,9 +375,11 @@ impl Suite {
                     .connect()
                     .await
             {
+                // Asked by the service's own name, so that another test's process on a
+                // reused port does not pass for this one.
                 let answer = HealthClient::new(channel)
                     .check(HealthCheckRequest {
-                        service: String::new(),
+                        service: grpc_service_name(service),
                     })
                     .await;
                 if answer.is_ok_and(|r| r.get_ref().status == ServingStatus::Serving as i32) {

@@ -193,12 +193,7 @@ pub(super) async fn update_partner(
             let current = store::partner(txn, id)
                 .await?
                 .ok_or_else(|| ApiError::NotFound("partner".into()))?;
-            if !etag.is_empty() && etag != current.etag() {
-                return Err(ApiError::precondition(
-                    "ETAG_MISMATCH",
-                    "the partner changed since it was read",
-                ));
-            }
+            loyalty_platform::error::check_etag(&etag, &current.etag(), "partner")?;
             let wanted = PartnerSettings {
                 display_name: incoming.display_name,
                 default_currency_code: incoming.default_currency_code,

@@ -226,15 +226,7 @@ pub(super) async fn update_event_type(
     let mut v = Violations::new();
     check_idempotency_key(&mut v, &req.idempotency_key);
     let p = req.event_type.unwrap_or_default();
-    let paths: Vec<String> = req.update_mask.map(|m| m.paths).unwrap_or_default();
-    if paths.is_empty() {
-        v.add("update_mask", "name the fields to update");
-    }
-    for path in &paths {
-        if !UPDATABLE.contains(&path.as_str()) {
-            v.add("update_mask", format!("{path:?} cannot be updated"));
-        }
-    }
+    let paths = loyalty_platform::error::mask_paths(&mut v, req.update_mask, UPDATABLE);
     if p.id.is_empty() {
         v.add("event_type.id", "is required");
     }
@@ -253,12 +245,7 @@ pub(super) async fn update_event_type(
             let current = store::get_type(txn, partner_id, &p.id)
                 .await?
                 .ok_or_else(|| ApiError::NotFound("event type".into()))?;
-            if !etag.is_empty() && etag != current.etag() {
-                return Err(ApiError::precondition(
-                    "ETAG_MISMATCH",
-                    "the event type changed since it was read",
-                ));
-            }
+            loyalty_platform::error::check_etag(&etag, &current.etag(), "event type")?;
             let mut next = current.clone();
             let mut v = Violations::new();
             for path in &paths {

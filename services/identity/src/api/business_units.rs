@@ -321,12 +321,7 @@ impl IdentityApi {
                 let current = store::get(txn, partner_id, &p.id)
                     .await?
                     .ok_or_else(|| ApiError::NotFound("business unit".into()))?;
-                if !etag.is_empty() && etag != current.etag() {
-                    return Err(ApiError::precondition(
-                        "ETAG_MISMATCH",
-                        "the business unit changed since it was read",
-                    ));
-                }
+                loyalty_platform::error::check_etag(&etag, &current.etag(), "business unit")?;
                 let mut next = current.clone();
                 let mut v = Violations::new();
                 let path_refs: Vec<&str> = paths.iter().map(String::as_str).collect();
@@ -367,12 +362,7 @@ impl IdentityApi {
                 let unit = store::get(txn, partner_id, &req.business_unit_id)
                     .await?
                     .ok_or_else(|| ApiError::NotFound("business unit".into()))?;
-                if !req.etag.is_empty() && req.etag != unit.etag() {
-                    return Err(ApiError::precondition(
-                        "ETAG_MISMATCH",
-                        "the business unit changed since it was read",
-                    ));
-                }
+                loyalty_platform::error::check_etag(&req.etag, &unit.etag(), "business unit")?;
                 if store::has_children(txn, partner_id, unit.id).await? {
                     return Err(ApiError::precondition(
                         "BUSINESS_UNIT_IN_USE",

@@ -272,15 +272,7 @@ pub(super) async fn update_consent_type(
     let mut v = Violations::new();
     check_idempotency_key(&mut v, &req.idempotency_key);
     let p = req.consent_type.unwrap_or_default();
-    let paths: Vec<String> = req.update_mask.map(|m| m.paths).unwrap_or_default();
-    if paths.is_empty() {
-        v.add("update_mask", "name the fields to update");
-    }
-    for path in &paths {
-        if !UPDATABLE.contains(&path.as_str()) {
-            v.add("update_mask", format!("{path:?} cannot be updated"));
-        }
-    }
+    let paths = loyalty_platform::error::mask_paths(&mut v, req.update_mask, UPDATABLE);
     if p.id.is_empty() {
         v.add("consent_type.id", "is required");
     }
@@ -292,12 +284,7 @@ pub(super) async fn update_consent_type(
             let current = store::get_type(txn, partner_id, &p.id)
                 .await?
                 .ok_or_else(|| ApiError::NotFound("consent type".into()))?;
-            if !etag.is_empty() && etag != current.etag() {
-                return Err(ApiError::precondition(
-                    "ETAG_MISMATCH",
-                    "the consent type changed since it was read",
-                ));
-            }
+            loyalty_platform::error::check_etag(&etag, &current.etag(), "consent type")?;
             let mut next = current.clone();
             for path in &paths {
                 match path.as_str() {

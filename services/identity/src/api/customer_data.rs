@@ -64,16 +64,6 @@ fn mask_paths(v: &mut Violations, mask: Option<prost_types::FieldMask>) -> Vec<S
     paths
 }
 
-fn check_etag(sent: &str, current: &str, what: &str) -> Result<(), ApiError> {
-    if !sent.is_empty() && sent != current {
-        return Err(ApiError::precondition(
-            "ETAG_MISMATCH",
-            format!("the {what} changed since it was read"),
-        ));
-    }
-    Ok(())
-}
-
 fn changed_concurrently(what: &str) -> ApiError {
     ApiError::precondition("ETAG_MISMATCH", format!("the {what} changed concurrently"))
 }
@@ -291,7 +281,7 @@ pub(super) async fn update_contact_source(
             let current = store::contact_source(txn, partner_id, id)
                 .await?
                 .ok_or_else(|| ApiError::NotFound("contact source".into()))?;
-            check_etag(&etag, &current.etag(), "contact source")?;
+            loyalty_platform::error::check_etag(&etag, &current.etag(), "contact source")?;
             let mut next = current.clone();
             let mut v = Violations::new();
             for path in &paths {
@@ -462,7 +452,7 @@ pub(super) async fn update_interest(
             let current = store::interest(txn, partner_id, id)
                 .await?
                 .ok_or_else(|| ApiError::NotFound("interest".into()))?;
-            check_etag(&etag, &current.etag(), "interest")?;
+            loyalty_platform::error::check_etag(&etag, &current.etag(), "interest")?;
             let mut next = current.clone();
             let mut v = Violations::new();
             for path in &paths {
@@ -729,7 +719,11 @@ pub(super) async fn update_customer_property_definition(
             let current = store::property_definition(txn, partner_id, id)
                 .await?
                 .ok_or_else(|| ApiError::NotFound("customer property definition".into()))?;
-            check_etag(&etag, &current.etag(), "customer property definition")?;
+            loyalty_platform::error::check_etag(
+                &etag,
+                &current.etag(),
+                "customer property definition",
+            )?;
             let mut next = current.clone();
             let mut v = Violations::new();
             for path in &paths {
@@ -910,7 +904,7 @@ pub(super) async fn update_relation_type(
             let current = store::relation_type(txn, partner_id, id)
                 .await?
                 .ok_or_else(|| ApiError::NotFound("relation type".into()))?;
-            check_etag(&etag, &current.etag(), "relation type")?;
+            loyalty_platform::error::check_etag(&etag, &current.etag(), "relation type")?;
             let mut next = current.clone();
             let mut v = Violations::new();
             for path in &paths {

@@ -897,12 +897,7 @@ impl IdentityService for IdentityApi {
                         "the customer's data was erased",
                     ));
                 }
-                if !etag.is_empty() && etag != current.etag() {
-                    return Err(ApiError::precondition(
-                        "ETAG_MISMATCH",
-                        "the customer changed since it was read",
-                    ));
-                }
+                loyalty_platform::error::check_etag(&etag, &current.etag(), "customer")?;
                 let mut v = Violations::new();
                 let profile = current
                     .profile
