@@ -637,7 +637,13 @@ async fn a_key_revoked_in_identity_is_refused_by_wallet_and_checkout_shortly_aft
                 .wallet()
                 .await
                 .map_err(|e| tonic::Status::unavailable(e.to_string()))?
-                .get_balance(authed(wallet::GetBalanceRequest { customer_id }, &secret))
+                .get_balance(authed(
+                    wallet::GetBalanceRequest {
+                        customer_id,
+                        ..Default::default()
+                    },
+                    &secret,
+                ))
                 .await
                 .map(|_| ())
         }

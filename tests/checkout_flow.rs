@@ -273,6 +273,7 @@ async fn gold_customer_checkout(backend: Backend) -> anyhow::Result<()> {
         .get_balance(authed(
             wallet::GetBalanceRequest {
                 customer_id: evaluation.customer_id.clone(),
+                ..Default::default()
             },
             &shop.key,
         ))
@@ -291,7 +292,7 @@ async fn gold_customer_checkout(backend: Backend) -> anyhow::Result<()> {
         ))
         .await
         .expect_err("same transaction id, different cart");
-    assert_eq!(reused.code(), Code::FailedPrecondition);
+    assert_eq!(reused.code(), Code::AlreadyExists);
     assert_eq!(
         reused
             .get_error_details()

@@ -79,7 +79,13 @@ async fn merging_customers_moves_the_merged_points_to_the_survivor() -> anyhow::
         let (mut points, key) = (reader.clone(), key.clone());
         async move {
             let b = points
-                .get_balance(authed(wallet::GetBalanceRequest { customer_id }, &key))
+                .get_balance(authed(
+                    wallet::GetBalanceRequest {
+                        customer_id,
+                        ..Default::default()
+                    },
+                    &key,
+                ))
                 .await?
                 .into_inner()
                 .balance
@@ -98,7 +104,7 @@ async fn merging_customers_moves_the_merged_points_to_the_survivor() -> anyhow::
         .award_points(authed(award("a3", &duplicate, 5), &key))
         .await?
         .into_inner();
-    assert_eq!(late.entry.expect("entry").customer_id, survivor);
+    assert_eq!(late.wallet.expect("wallet").customer_id, survivor);
     assert_eq!(available(survivor.clone()).await?, 145);
     assert_eq!(available(duplicate.clone()).await?, 0);
     Ok(())

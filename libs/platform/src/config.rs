@@ -21,6 +21,7 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     pub peers: PeerSettings,
     pub events: EventSettings,
+    pub jobs: JobSettings,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -106,6 +107,13 @@ pub struct EventSettings {
     pub batch_size: u32,
 }
 
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct JobSettings {
+    /// How often scheduled jobs (the wallet's points expiry) run, in seconds; 0 = never (an
+    /// operator runs them through their RPC instead).
+    pub expiry_interval_secs: u64,
+}
+
 fn serialize_secret<S: serde::Serializer>(_: &SecretString, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str("[redacted]")
 }
@@ -152,6 +160,9 @@ impl Settings {
             events: EventSettings {
                 poll_interval_ms: 200,
                 batch_size: 100,
+            },
+            jobs: JobSettings {
+                expiry_interval_secs: 60,
             },
         }
     }

@@ -27,6 +27,13 @@ pub enum ApiError {
     },
     #[error("{0} already exists")]
     AlreadyExists(String),
+    /// ALREADY_EXISTS with an ErrorInfo reason, e.g. an idempotency key reused for another
+    /// request.
+    #[error("{message}")]
+    Conflict {
+        reason: &'static str,
+        message: String,
+    },
     #[error("permission denied: {0}")]
     PermissionDenied(String),
     #[error("unauthenticated: {0}")]
@@ -89,7 +96,13 @@ impl ApiError {
             }
             Code::PermissionDenied => ApiError::PermissionDenied(status.message().to_owned()),
             Code::Unauthenticated => ApiError::Unauthenticated(status.message().to_owned()),
-            Code::AlreadyExists => ApiError::AlreadyExists(status.message().to_owned()),
+            Code::AlreadyExists => match status.get_error_details().error_info() {
+                Some(info) => ApiError::Conflict {
+                    reason: leak_reason(&info.reason),
+                    message: status.message().to_owned(),
+                },
+                None => ApiError::AlreadyExists(status.message().to_owned()),
+            },
             Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted => {
                 ApiError::Unavailable(format!("{service}: {}", status.message()))
             }
@@ -154,6 +167,15 @@ impl From<ApiError> for Status {
             ApiError::AlreadyExists(what) => {
                 Status::already_exists(format!("{what} already exists"))
             }
+            ApiError::Conflict { reason, message } => Status::with_error_details(
+                Code::AlreadyExists,
+                message,
+                ErrorDetails::with_error_info(
+                    reason,
+                    ERROR_DOMAIN,
+                    std::collections::HashMap::<String, String>::new(),
+                ),
+            ),
             ApiError::PermissionDenied(m) => Status::permission_denied(m),
             ApiError::Unauthenticated(m) => Status::unauthenticated(m),
             ApiError::Unavailable(m) => Status::unavailable(m),

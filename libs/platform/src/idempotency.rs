@@ -1,6 +1,6 @@
 //! Idempotent mutations: the first call with a key runs in one database transaction that also
 //! stores its answer; a retry with the same key gets the stored answer and changes nothing.
-//! The same key with a different request is refused (FAILED_PRECONDITION
+//! The same key with a different request is refused (ALREADY_EXISTS with ErrorInfo reason
 //! `IDEMPOTENCY_KEY_REUSED`).
 use futures::future::BoxFuture;
 use sea_orm::{ActiveValue::Set, DatabaseConnection, DatabaseTransaction, EntityTrait};
@@ -42,7 +42,8 @@ pub fn request_hash(request: &impl prost::Message) -> String {
     hex::encode(Sha256::digest(request.encode_to_vec()))
 }
 
-async fn stored<R: DeserializeOwned>(
+/// The answer stored for this call, if it ran before; refuses a reused key with another request.
+pub async fn stored<R: DeserializeOwned>(
     db: &impl sea_orm::ConnectionTrait,
     scope: &IdempotencyScope,
 ) -> Result<Option<R>, ApiError> {
@@ -55,13 +56,13 @@ async fn stored<R: DeserializeOwned>(
     .await?;
     match found {
         None => Ok(None),
-        Some(row) if row.request_hash != scope.request_hash => Err(ApiError::precondition(
-            "IDEMPOTENCY_KEY_REUSED",
-            format!(
+        Some(row) if row.request_hash != scope.request_hash => Err(ApiError::Conflict {
+            reason: "IDEMPOTENCY_KEY_REUSED",
+            message: format!(
                 "idempotency_key {:?} was already used for a different {} request",
                 scope.key, scope.operation
             ),
-        )),
+        }),
         Some(row) => serde_json::from_slice(&row.response)
             .map(Some)
             .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("stored response"))),
@@ -82,7 +83,19 @@ where
         return Ok(r);
     }
     let txn = crate::db::begin_write(db).await?;
-    let result = work(&txn).await?;
+    let result = match work(&txn).await {
+        Ok(r) => r,
+        Err(e) => {
+            drop(txn);
+            // A concurrent call with the same key may have committed while this one waited
+            // for a lock and then failed (e.g. the points were already spent by it): the
+            // retry's answer is the first call's.
+            return match stored(db, &scope).await? {
+                Some(r) => Ok(r),
+                None => Err(e),
+            };
+        }
+    };
     let response = serde_json::to_vec(&result)
         .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("encoding response")))?;
     let insert = keys::Entity::insert(keys::ActiveModel {
@@ -175,7 +188,7 @@ mod tests {
             .expect_err("reuse");
         assert!(matches!(
             err,
-            ApiError::FailedPrecondition {
+            ApiError::Conflict {
                 reason: "IDEMPOTENCY_KEY_REUSED",
                 ..
             }

@@ -361,10 +361,11 @@ impl CheckoutService for CheckoutApi {
         let existing = self.store.find(partner_id, &req.transaction_id).await?;
         let pending = match existing {
             Some(p) if p.request_hash != fingerprint => {
-                return Err(ApiError::precondition(
-                    "TRANSACTION_ID_REUSED",
-                    "this transaction_id was committed with a different request",
-                )
+                return Err(ApiError::Conflict {
+                    reason: "TRANSACTION_ID_REUSED",
+                    message: "this transaction_id was committed with a different request"
+                        .to_owned(),
+                }
                 .into());
             }
             Some(p) if p.status == PurchaseStatus::Committed => {
@@ -403,10 +404,12 @@ impl CheckoutService for CheckoutApi {
                     // A concurrent commit of the same transaction fixed the pricing first.
                     match self.store.find(partner_id, &req.transaction_id).await? {
                         Some(p) if p.request_hash != fingerprint => {
-                            return Err(ApiError::precondition(
-                                "TRANSACTION_ID_REUSED",
-                                "this transaction_id was committed with a different request",
-                            )
+                            return Err(ApiError::Conflict {
+                                reason: "TRANSACTION_ID_REUSED",
+                                message:
+                                    "this transaction_id was committed with a different request"
+                                        .to_owned(),
+                            }
                             .into());
                         }
                         Some(p) if p.status == PurchaseStatus::Committed => {

@@ -241,6 +241,7 @@ impl Peers {
             .get_balance(outgoing(
                 wallet::GetBalanceRequest {
                     customer_id: customer_id.to_string(),
+                    ..Default::default()
                 },
                 who,
             ))

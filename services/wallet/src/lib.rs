@@ -17,6 +17,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let infra = Infra::start::<migration::Migrator>(settings).await?;
     let auth = infra.remote_authenticator()?;
     infra.consume("identity", Arc::new(store::lifecycle::CustomerLifecycle))?;
+    if infra.settings.jobs.expiry_interval_secs > 0 {
+        store::jobs::spawn_scheduler(
+            infra.db.clone(),
+            std::time::Duration::from_secs(infra.settings.jobs.expiry_interval_secs),
+        );
+    }
     let mut routes = tonic::service::RoutesBuilder::default();
     routes.add_service(WalletServiceServer::new(api::WalletApi::new(
         infra.db.clone(),

@@ -449,10 +449,12 @@ fn track_hash(req: &pb::TrackEventRequest) -> String {
 }
 
 fn key_reused(key: &str) -> ApiError {
-    ApiError::precondition(
-        "IDEMPOTENCY_KEY_REUSED",
-        format!("idempotency_key {key:?} was already used for a different TrackEvent request"),
-    )
+    ApiError::Conflict {
+        reason: "IDEMPOTENCY_KEY_REUSED",
+        message: format!(
+            "idempotency_key {key:?} was already used for a different TrackEvent request"
+        ),
+    }
 }
 
 /// Records events and publishes EventTracked for each, in one transaction.

@@ -887,15 +887,24 @@ fn project_drafts(event_type: &str, payload: &[u8]) -> Vec<Draft> {
         "PointsPosted" => {
             let e = decode!(ev::PointsPosted);
             let verb = if e.points >= 0 { "credited" } else { "debited" };
+            let unit = if e.points_type_code.is_empty() {
+                "points".to_owned()
+            } else {
+                e.points_type_code.clone()
+            };
             one(draft(
                 &e.customer_id,
                 Loyalty,
-                format!("{} points {verb}", e.points.abs()),
+                format!("{} {unit} {verb}", e.points.abs()),
                 "ledger_entry",
                 &e.entry_id,
                 details([
                     ("points", e.points.to_string()),
                     ("available_points", e.available_points.to_string()),
+                    ("kind", e.kind.clone()),
+                    ("cause", e.cause.clone()),
+                    ("reference", e.reference.clone()),
+                    ("points_type_id", e.points_type_id.clone()),
                 ]),
             ))
         }
@@ -910,21 +919,7 @@ fn project_drafts(event_type: &str, payload: &[u8]) -> Vec<Draft> {
                 details([
                     ("points", e.points.to_string()),
                     ("available_points", e.available_points.to_string()),
-                ]),
-            ))
-        }
-        "PointsReversed" => {
-            let e = decode!(ev::PointsReversed);
-            one(draft(
-                &e.customer_id,
-                Loyalty,
-                format!("{} points reversed", e.points.abs()),
-                "ledger_entry",
-                e.entry_ids.first().map(String::as_str).unwrap_or(""),
-                details([
-                    ("points", e.points.to_string()),
-                    ("reference", e.reference.clone()),
-                    ("available_points", e.available_points.to_string()),
+                    ("points_type_id", e.points_type_id.clone()),
                 ]),
             ))
         }
@@ -936,7 +931,7 @@ fn project_drafts(event_type: &str, payload: &[u8]) -> Vec<Draft> {
                 "Wallet spending blocked",
                 "wallet",
                 "",
-                details([("reason", e.reason)]),
+                details([("reason", e.reason), ("points_type_id", e.points_type_id)]),
             ))
         }
         "SpendingUnblocked" => {
@@ -947,40 +942,7 @@ fn project_drafts(event_type: &str, payload: &[u8]) -> Vec<Draft> {
                 "Wallet spending unblocked",
                 "wallet",
                 "",
-                BTreeMap::new(),
-            ))
-        }
-        "CommerceCreditAwarded" => {
-            let e = decode!(ev::CommerceCreditAwarded);
-            one(draft(
-                &e.customer_id,
-                Loyalty,
-                format!("Commerce credit of {} awarded", money(&e.amount)),
-                "ledger_entry",
-                &e.entry_id,
-                details([("reward_offer_id", e.reward_offer_id.clone())]),
-            ))
-        }
-        "CommerceBalanceRedeemed" => {
-            let e = decode!(ev::CommerceBalanceRedeemed);
-            one(draft(
-                &e.customer_id,
-                Loyalty,
-                format!("Commerce balance of {} redeemed", money(&e.amount)),
-                "transfer",
-                &e.transfer_id,
-                details([("reference", e.reference.clone())]),
-            ))
-        }
-        "OpenBalanceSpent" => {
-            let e = decode!(ev::OpenBalanceSpent);
-            one(draft(
-                &e.customer_id,
-                Loyalty,
-                format!("Open balance of {} spent", money(&e.amount)),
-                "ledger_entry",
-                &e.entry_id,
-                details([("reference", e.reference.clone())]),
+                details([("points_type_id", e.points_type_id)]),
             ))
         }
         "PayoutCompleted" => {
@@ -991,7 +953,7 @@ fn project_drafts(event_type: &str, payload: &[u8]) -> Vec<Draft> {
                 format!("Payout of {} completed", money(&e.amount)),
                 "ledger_entry",
                 &e.entry_id,
-                BTreeMap::new(),
+                details([("payment_method_reference", e.payment_method_reference)]),
             ))
         }
         "VoucherIssued" => {
@@ -1326,12 +1288,8 @@ const PROJECTED: &[&str] = &[
     "PurchaseReturned",
     "PointsPosted",
     "PointsExpired",
-    "PointsReversed",
     "SpendingBlocked",
     "SpendingUnblocked",
-    "CommerceCreditAwarded",
-    "CommerceBalanceRedeemed",
-    "OpenBalanceSpent",
     "PayoutCompleted",
     "VoucherIssued",
     "VoucherRedeemed",

@@ -1,7 +1,11 @@
 //! Schema of the wallet service.
 use sea_orm_migration::{prelude::*, schema::*};
 
-loyalty_platform::migrator![InitialSchema, MergedCustomers];
+mod m0003_ledger;
+
+use m0003_ledger::Ledger;
+
+loyalty_platform::migrator![InitialSchema, MergedCustomers, Ledger];
 
 struct InitialSchema;
 
