@@ -66,6 +66,25 @@ enum Cmd {
         #[command(subcommand)]
         command: ImportCmd,
     },
+    /// Operate the wallet's ledger directly on its database (LOYALTY_DATABASE__URL etc.).
+    Wallet {
+        #[command(subcommand)]
+        command: WalletCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum WalletCmd {
+    /// Prove the ledger: stored balances equal the sum of their postings and lots, every lot
+    /// equals its award less what was taken, and each points type sums to zero. Exits 1 and
+    /// lists every discrepancy otherwise.
+    Check {
+        /// Only this partner (UUID); default every partner.
+        #[arg(long)]
+        partner: Option<uuid::Uuid>,
+    },
+    /// Run the expiry job once: expire lots and release reservations that are due now.
+    Expire,
 }
 
 #[derive(Subcommand)]
@@ -331,11 +350,60 @@ async fn main() {
             }
             Ok(())
         }),
+        Cmd::Wallet {
+            command: WalletCmd::Check { partner },
+        } => wallet_check(partner).await,
+        Cmd::Wallet {
+            command: WalletCmd::Expire,
+        } => wallet_expire().await,
     };
     if let Err(e) = result {
         eprintln!("loyalty: {e:#}");
         std::process::exit(1);
     }
+}
+
+async fn wallet_db() -> anyhow::Result<sea_orm::DatabaseConnection> {
+    let settings = Service::Wallet.settings()?;
+    loyalty_platform::db::connect(&settings).await
+}
+
+async fn wallet_check(partner: Option<uuid::Uuid>) -> anyhow::Result<()> {
+    let db = wallet_db().await?;
+    let report = loyalty_wallet::store::check::trial_balance(&db, partner, None, None)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    for t in &report.totals {
+        println!(
+            "{:<24} {:>10} postings  debits {:>14}  credits {:>14}  net {}",
+            t.code, t.postings, t.debits, t.credits, t.net
+        );
+    }
+    println!(
+        "{} customer accounts and {} lots checked",
+        report.checked_accounts, report.checked_lots
+    );
+    if report.balanced() {
+        println!("ledger balanced");
+        Ok(())
+    } else {
+        for d in &report.discrepancies {
+            eprintln!("discrepancy: {d}");
+        }
+        bail!("{} discrepancies", report.discrepancies.len())
+    }
+}
+
+async fn wallet_expire() -> anyhow::Result<()> {
+    let db = wallet_db().await?;
+    let run = loyalty_wallet::store::jobs::sweep(&db, chrono::Utc::now())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!(
+        "expired {} lots ({} in all) on {} wallets; released {} reservations",
+        run.lots, run.amount, run.wallets, run.reservations
+    );
+    Ok(())
 }
 
 async fn migrate(target: Target) -> anyhow::Result<()> {
