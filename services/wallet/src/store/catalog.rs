@@ -484,3 +484,143 @@ pub async fn delete_type(
         .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::catalog::TypeSpec;
+    use crate::store::{
+        ledger::Note,
+        ops::{self, AwardInput, Target},
+    };
+    use loyalty_platform::Violations;
+    use sea_orm::{DatabaseConnection, TransactionTrait};
+
+    async fn postgres() -> (loyalty_testkit::TestDb, DatabaseConnection) {
+        let test_db = loyalty_testkit::TestDb::postgres().await.expect("postgres");
+        let mut settings = loyalty_platform::Settings::defaults("wallet", 0);
+        settings.database.url = test_db.url().into();
+        let db = loyalty_platform::db::connect_and_migrate::<crate::migration::Migrator>(&settings)
+            .await
+            .expect("migrate");
+        (test_db, db)
+    }
+
+    fn definition(code: &str, is_default: bool) -> TypeDefinition {
+        let mut v = Violations::new();
+        let d = TypeSpec {
+            code: code.into(),
+            display_name: code.into(),
+            expiry_rule: "never".into(),
+            spendable: true,
+            active: true,
+            is_default,
+            ..TypeSpec::default()
+        }
+        .validate(&mut v);
+        assert!(v.is_empty(), "{:?}", v.into_vec());
+        d.expect("valid")
+    }
+
+    async fn create(
+        db: &DatabaseConnection,
+        partner_id: Uuid,
+        code: &str,
+        default: bool,
+    ) -> PointsType {
+        let txn = db.begin().await.unwrap();
+        lock_catalog(&txn, partner_id).await.unwrap();
+        let ty = insert_type(&txn, partner_id, &definition(code, default), Utc::now())
+            .await
+            .unwrap();
+        txn.commit().await.unwrap();
+        ty
+    }
+
+    async fn accounts_of(db: &DatabaseConnection, points_type_id: Uuid) -> u64 {
+        accounts::Entity::find()
+            .filter(accounts::Column::PointsTypeId.eq(points_type_id))
+            .count(db)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_first_type_or_a_requested_one_is_the_only_default() {
+        let (_guard, db) = postgres().await;
+        let partner = Uuid::now_v7();
+        let first = create(&db, partner, "first", false).await;
+        let second = create(&db, partner, "second", false).await;
+        assert!(first.definition.is_default);
+        assert!(!second.definition.is_default);
+        let third = create(&db, partner, "third", true).await;
+        assert!(third.definition.is_default);
+        let first = find_type(&db, partner, "first").await.unwrap().unwrap();
+        assert!(!first.definition.is_default);
+        assert_eq!(first.revision, 2, "losing the flag moves the etag on");
+        assert_eq!(
+            find_type(&db, partner, "second")
+                .await
+                .unwrap()
+                .unwrap()
+                .revision,
+            1
+        );
+        // Another partner's first type is its own default.
+        let other = create(&db, Uuid::now_v7(), "first", false).await;
+        assert!(other.definition.is_default);
+        assert!(
+            find_type(&db, partner, "third")
+                .await
+                .unwrap()
+                .unwrap()
+                .definition
+                .is_default
+        );
+    }
+
+    #[tokio::test]
+    async fn a_type_with_postings_is_in_use_and_an_unused_one_goes_with_its_accounts() {
+        let (_guard, db) = postgres().await;
+        let partner = Uuid::now_v7();
+        let stars = create(&db, partner, "stars", false).await;
+        let promo = create(&db, partner, "promo", false).await;
+        assert_eq!(accounts_of(&db, promo.id).await, 5, "system accounts");
+        assert!(!has_postings(&db, partner, promo.id).await.unwrap());
+
+        let txn = db.begin().await.unwrap();
+        let target = Target {
+            partner_id: partner,
+            customer_id: Uuid::now_v7(),
+            points_type: "promo".into(),
+            now: Utc::now(),
+        };
+        let input = AwardInput {
+            amount: 10,
+            note: Note {
+                reason: "purchase".into(),
+                ..Note::default()
+            },
+            expire_at: None,
+            release_at: None,
+            auto_redeem: false,
+        };
+        ops::award(&txn, &target, input).await.unwrap();
+        txn.commit().await.unwrap();
+        assert!(has_postings(&db, partner, promo.id).await.unwrap());
+        assert!(!has_postings(&db, partner, stars.id).await.unwrap());
+        assert!(!has_postings(&db, Uuid::now_v7(), promo.id).await.unwrap());
+
+        let unused = create(&db, partner, "unused", false).await;
+        let txn = db.begin().await.unwrap();
+        delete_type(&txn, partner, unused.id).await.unwrap();
+        txn.commit().await.unwrap();
+        assert_eq!(accounts_of(&db, unused.id).await, 0);
+        assert!(find_type(&db, partner, "unused").await.unwrap().is_none());
+        assert_eq!(
+            accounts_of(&db, promo.id).await,
+            6,
+            "promo keeps its accounts"
+        );
+    }
+}
