@@ -44,7 +44,8 @@ pub const TYPE_UPDATABLE: &[&str] = &[
 /// Fields fixed at creation: amounts already posted are in this unit and currency.
 pub const TYPE_IMMUTABLE: &[&str] = &["code", "unit", "currency_code"];
 
-/// Checks a code: 1..64 characters of `[a-z0-9_]`.
+/// Checks a code: 1..64 characters of `[a-z0-9_]`, and not a UUID (32 hex digits), since
+/// lookups take a UUID or a code.
 pub fn check_code(v: &mut Violations, field: &str, code: &str) {
     let ok = (1..=MAX_CODE_CHARS).contains(&code.len())
         && code
@@ -55,6 +56,8 @@ pub fn check_code(v: &mut Violations, field: &str, code: &str) {
             field,
             format!("must be 1..{MAX_CODE_CHARS} characters of a-z, 0-9 and _"),
         );
+    } else if Uuid::try_parse(code).is_ok() {
+        v.add(field, "must not be a UUID");
     }
 }
 
