@@ -1,5 +1,6 @@
 //! Wallet rules without storage or transport: the kinds of accounts and postings, points type
 //! rules (expiry, pending, rounding), how debits take from lots, and request validation.
+pub mod catalog;
 pub mod lots;
 pub mod rules;
 

@@ -6,6 +6,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+pub mod catalog;
 pub mod check;
 pub mod entities;
 pub mod jobs;
