@@ -2,10 +2,12 @@
 use sea_orm_migration::{prelude::*, schema::*};
 
 mod m0003_ledger;
+mod m0004_type_guards;
 
 use m0003_ledger::Ledger;
+use m0004_type_guards::TypeGuards;
 
-loyalty_platform::migrator![InitialSchema, MergedCustomers, Ledger];
+loyalty_platform::migrator![InitialSchema, MergedCustomers, Ledger, TypeGuards];
 
 struct InitialSchema;
 

@@ -114,16 +114,17 @@ async fn create_default_type(
         created_at: Set(now),
         updated_at: Set(now),
     };
-    // A concurrent first call may create it too; the code is unique per partner.
+    // A concurrent first call may create it too (the code is unique per partner), or an
+    // admin may create the partner's first type at the same moment (one default per partner):
+    // either way the default that won is used.
     types::Entity::insert(row)
-        .on_conflict(
-            OnConflict::columns([types::Column::PartnerId, types::Column::Code])
-                .do_nothing()
-                .to_owned(),
-        )
+        .on_conflict(OnConflict::new().do_nothing().to_owned())
         .exec_without_returning(conn)
         .await?;
-    let t = find_type(conn, partner_id, DEFAULT_TYPE_CODE)
+    let t = types::Entity::find()
+        .filter(types::Column::PartnerId.eq(partner_id))
+        .filter(types::Column::IsDefault.eq(true))
+        .one(conn)
         .await?
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("default points type vanished")))?;
     ensure_system_accounts(conn, partner_id, t.id, now).await?;
