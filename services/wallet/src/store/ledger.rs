@@ -1272,12 +1272,12 @@ impl Wallet {
     }
 }
 
-/// The allocations a posting made.
+/// The allocations a posting made, in the order it took them.
 pub async fn allocations_of(
     conn: &impl ConnectionTrait,
     posting_id: Uuid,
 ) -> Result<Vec<Take>, ApiError> {
-    Ok(allocations::Entity::find()
+    let takes = allocations::Entity::find()
         .filter(allocations::Column::PostingId.eq(posting_id))
         .all(conn)
         .await?
@@ -1286,7 +1286,35 @@ pub async fn allocations_of(
             lot_id: a.lot_id,
             amount: a.amount,
         })
-        .collect())
+        .collect();
+    in_fifo_order(conn, takes).await
+}
+
+/// Sorts takes by their lots' FIFO order, the order debits take lots in. The table keeps no
+/// order of its own (an index scan returns rows by lot id, i.e. by creation), and give-backs
+/// must return points to the latest-expiring lots first.
+pub async fn in_fifo_order(
+    conn: &impl ConnectionTrait,
+    mut takes: Vec<Take>,
+) -> Result<Vec<Take>, ApiError> {
+    if takes.len() < 2 {
+        return Ok(takes);
+    }
+    let mut ids: Vec<Uuid> = takes.iter().map(|t| t.lot_id).collect();
+    ids.sort();
+    ids.dedup();
+    let by_id: HashMap<Uuid, Lot> = lots::Entity::find()
+        .filter(lots::Column::Id.is_in(ids))
+        .all(conn)
+        .await?
+        .iter()
+        .map(|l| (l.id, lot_view(l)))
+        .collect();
+    takes.sort_by(|a, b| match (by_id.get(&a.lot_id), by_id.get(&b.lot_id)) {
+        (Some(x), Some(y)) => lot_rules::fifo(x, y),
+        _ => a.lot_id.cmp(&b.lot_id),
+    });
+    Ok(takes)
 }
 
 /// Negative takes returning `amount` to the lots of `taken`, latest-expiring first (so the

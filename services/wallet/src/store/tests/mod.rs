@@ -118,6 +118,12 @@ impl Fixture {
         }
     }
 
+    /// Another pool on the same PostgreSQL database.
+    pub async fn connect_again(&self) -> DatabaseConnection {
+        let url = self._pg.as_ref().expect("a PostgreSQL fixture").url();
+        Database::connect(url).await.expect("connect")
+    }
+
     /// The same database, another partner.
     pub fn other_partner(&self) -> Self {
         Self {
