@@ -1060,7 +1060,13 @@ impl Wallet {
         let covered_by_others = rest.min(in_others);
         let short = rest - covered_by_others;
         let rest_available = in_others - debt;
-        if rest > rest_available && rest - rest_available > self.rules.overdraft_limit {
+        // Only the WALLET may go into overdraft: a debt is kept on it alone.
+        let limit = if from == AccountKind::Wallet {
+            self.rules.overdraft_limit
+        } else {
+            0
+        };
+        if rest > rest_available && rest - rest_available > limit {
             return Err(insufficient((first + rest_available).max(0), amount));
         }
         if short > 0 {
