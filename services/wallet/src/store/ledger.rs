@@ -360,14 +360,24 @@ async fn upsert_account(
         created_at: Set(now),
         updated_at: Set(now),
     };
-    Ok(accounts::Entity::insert(row)
+    accounts::Entity::insert(row)
         .on_conflict(
             owner_conflict()
                 .update_column(accounts::Column::UpdatedAt)
                 .to_owned(),
         )
-        .exec_with_returning(conn)
-        .await?)
+        .exec_without_returning(conn)
+        .await?;
+    // Read back rather than RETURNING: without RETURNING (SQLite here) sea-orm finds the
+    // row by the new id, which an existing account does not have.
+    accounts::Entity::find()
+        .filter(accounts::Column::PartnerId.eq(partner_id))
+        .filter(accounts::Column::CustomerId.eq(customer_id))
+        .filter(accounts::Column::PointsTypeId.eq(points_type_id))
+        .filter(accounts::Column::Kind.eq(kind.as_str()))
+        .one(conn)
+        .await?
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("account {kind:?} vanished")))
 }
 
 fn lot_view(l: &lots::Model) -> Lot {
