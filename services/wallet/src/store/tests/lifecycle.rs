@@ -6,7 +6,6 @@ use loyalty_platform::{
     events::{DomainEvent, EventHandler},
 };
 use loyalty_proto::events::v1 as ev;
-use prost::Message;
 use uuid::Uuid;
 
 use super::{Fixture, TypeSpec, posting_of};

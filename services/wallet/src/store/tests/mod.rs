@@ -5,10 +5,7 @@
 use chrono::{DateTime, Duration, Utc};
 use loyalty_platform::{ApiError, db::begin_write};
 use loyalty_testkit::TestDb;
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Database, DatabaseConnection, EntityTrait, QueryFilter,
-    QueryOrder,
-};
+use sea_orm::{ColumnTrait, Database, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
 use sea_orm_migration::MigratorTrait;
 use uuid::Uuid;
 
