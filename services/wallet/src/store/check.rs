@@ -223,12 +223,10 @@ pub async fn trial_balance(
                         .push(format!("{who}: balance {stored} is below {floor}"));
                 }
             }
-            AccountKind::Reserved => {
-                if stored != held {
-                    report.discrepancies.push(format!(
-                        "{who}: balance {stored} but held reservations total {held}"
-                    ));
-                }
+            AccountKind::Reserved if stored != held => {
+                report.discrepancies.push(format!(
+                    "{who}: balance {stored} but held reservations total {held}"
+                ));
             }
             _ => {}
         }

@@ -515,6 +515,7 @@ impl Wallet {
 
     /// Writes a posting: the row, the lot it creates, its allocations (and the lots' new
     /// remaining amounts), and the customer accounts' balances in memory (see `flush`).
+    #[allow(clippy::too_many_arguments)]
     async fn post(
         &mut self,
         txn: &DatabaseTransaction,

@@ -554,12 +554,10 @@ pub async fn reverse(
         original.credit_customer_id.is_some() && original.debit_customer_id.is_none();
     let debits_customer =
         original.debit_customer_id.is_some() && original.credit_customer_id.is_none();
-    let reversible = match kind {
-        PostingKind::Award => true,
-        PostingKind::Spend | PostingKind::Capture => true,
-        PostingKind::Adjustment => true,
-        _ => false,
-    };
+    let reversible = matches!(
+        kind,
+        PostingKind::Award | PostingKind::Spend | PostingKind::Capture | PostingKind::Adjustment
+    );
     if !reversible {
         return Err(ApiError::precondition(
             "NOT_REVERSIBLE",
