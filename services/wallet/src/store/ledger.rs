@@ -769,22 +769,62 @@ impl Wallet {
         let mut p = self
             .post(txn, kind, from, to, amount, note, Some(lot), Vec::new())
             .await?;
-        let debt = self.wallet_account().debt;
-        if to.kind == AccountKind::Wallet && debt > 0 {
+        if to.kind == AccountKind::Wallet {
             let (lot_id, _) = p.lot.clone().expect("credit_lot creates a lot");
-            let pay = debt.min(amount);
-            let take = vec![Take {
-                lot_id,
-                amount: pay,
-            }];
-            self.take_from_lots(txn, p.id, &take).await?;
-            self.mark_debt(debt - pay);
-            p.allocations = take;
-            if let Some(last) = self.postings.last_mut() {
-                last.allocations = p.allocations.clone();
+            if let Some(paid) = self.pay_debt_from_lot(txn, p.id, lot_id, amount).await? {
+                p.allocations.push(paid);
+                if let Some(last) = self.postings.last_mut() {
+                    last.allocations = p.allocations.clone();
+                }
             }
         }
         Ok(p)
+    }
+
+    /// Pays the overdraft debt from a lot just credited to the WALLET account by posting
+    /// `posting_id`, as an award does: points arriving in an overdrawn wallet (awarded,
+    /// transferred, redeemed, merged) settle the debt before they could expire while it stays.
+    /// Returns the take, if any.
+    async fn pay_debt_from_lot(
+        &mut self,
+        txn: &DatabaseTransaction,
+        posting_id: Uuid,
+        lot_id: Uuid,
+        amount: i64,
+    ) -> Result<Option<Take>, ApiError> {
+        let debt = self.wallet_account().debt;
+        let pay = debt.min(amount);
+        if pay <= 0 {
+            return Ok(None);
+        }
+        let take = Take {
+            lot_id,
+            amount: pay,
+        };
+        self.take_from_lots(txn, posting_id, &[take]).await?;
+        self.mark_debt(debt - pay);
+        Ok(Some(take))
+    }
+
+    /// Pays the overdraft debt out of give-backs (negative takes) about to be credited to the
+    /// WALLET account, the points going back to the soonest-expiring lots first; returns the
+    /// give-backs left.
+    fn pay_debt_from_give_backs(&mut self, mut back: Vec<Take>) -> Vec<Take> {
+        let debt = self.wallet_account().debt;
+        let given = -back.iter().map(|t| t.amount).sum::<i64>();
+        let mut pay = debt.min(given);
+        if pay <= 0 {
+            return back;
+        }
+        self.mark_debt(debt - pay);
+        // Give-backs run latest-expiring first.
+        for t in back.iter_mut().rev() {
+            let a = (-t.amount).min(pay);
+            t.amount += a;
+            pay -= a;
+        }
+        back.retain(|t| t.amount != 0);
+        back
     }
 
     /// Debits `amount` from the WALLET (or COMMERCE) account to `to`, taking lots in FIFO
@@ -908,6 +948,7 @@ impl Wallet {
         if rest > 0 {
             let given_back = allocations_of(txn, r.reserve_posting_id).await?;
             let returned = give_back(&given_back, rest);
+            let returned = self.pay_debt_from_give_backs(returned);
             let release_note = Note {
                 cause: Some(if state == ReservationState::Expired {
                     Cause::Expiry
@@ -1108,6 +1149,11 @@ impl Wallet {
         back: Vec<Take>,
     ) -> Result<Posting, ApiError> {
         let to = self.ensure_account(txn, to).await?;
+        let back = if to.kind == AccountKind::Wallet {
+            self.pay_debt_from_give_backs(back)
+        } else {
+            back
+        };
         self.post(txn, kind, from, to, amount, note, None, back)
             .await
     }
@@ -1149,9 +1195,20 @@ impl Wallet {
                 expire_at: src.expire_at,
                 payable: src.payable,
             };
-            self.post(txn, kind, from, to, t.amount, note, Some(lot), vec![t])
+            let p = self
+                .post(txn, kind, from, to, t.amount, note, Some(lot), vec![t])
                 .await?;
             receiver.apply_balance(&to, t.amount);
+            if to.kind == AccountKind::Wallet {
+                let (lot_id, _) = p.lot.clone().expect("a moved lot");
+                if let Some(paid) = receiver
+                    .pay_debt_from_lot(txn, p.id, lot_id, t.amount)
+                    .await?
+                    && let Some(last) = self.postings.last_mut()
+                {
+                    last.allocations.push(paid);
+                }
+            }
         }
         Ok(())
     }
@@ -1185,8 +1242,17 @@ impl Wallet {
                 expire_at: src.expire_at,
                 payable: src.payable,
             };
-            self.post(txn, kind, from_ref, to, t.amount, note, Some(lot), vec![t])
+            let p = self
+                .post(txn, kind, from_ref, to, t.amount, note, Some(lot), vec![t])
                 .await?;
+            if to.kind == AccountKind::Wallet {
+                let (lot_id, _) = p.lot.clone().expect("a moved lot");
+                if let Some(paid) = self.pay_debt_from_lot(txn, p.id, lot_id, t.amount).await?
+                    && let Some(last) = self.postings.last_mut()
+                {
+                    last.allocations.push(paid);
+                }
+            }
         }
         Ok(())
     }
@@ -1244,18 +1310,25 @@ impl Wallet {
                     lot_id: l.id,
                     amount: l.remaining_amount,
                 }];
-                self.post(
-                    txn,
-                    PostingKind::Merge,
-                    from,
-                    to,
-                    l.remaining_amount,
-                    &note,
-                    Some(lot),
-                    take,
-                )
-                .await?;
+                let p = self
+                    .post(
+                        txn,
+                        PostingKind::Merge,
+                        from,
+                        to,
+                        l.remaining_amount,
+                        &note,
+                        Some(lot),
+                        take,
+                    )
+                    .await?;
                 receiver.apply_balance(&to, l.remaining_amount);
+                if kind == AccountKind::Wallet {
+                    let (lot_id, _) = p.lot.clone().expect("a moved lot");
+                    receiver
+                        .pay_debt_from_lot(txn, p.id, lot_id, l.remaining_amount)
+                        .await?;
+                }
                 moved += 1;
             }
         }
@@ -1268,20 +1341,21 @@ impl Wallet {
             let to = self
                 .account_ref(AccountKind::Wallet)
                 .expect("locked wallet");
-            self.post(
-                txn,
-                PostingKind::Merge,
-                from,
-                to,
+            // The survivor's available points pay the debt as they would pay its own; what
+            // they cannot cover stays a debt.
+            receiver.reload_lots(txn).await?;
+            let (takes, short) = lot_rules::take_fifo(
+                &receiver.lots_of(AccountKind::Wallet),
                 debt,
-                &note,
-                None,
-                Vec::new(),
-            )
-            .await?;
-            receiver.apply_balance(&from, -debt);
+                receiver.now,
+                false,
+            );
+            receiver
+                .post(txn, PostingKind::Merge, from, to, debt, &note, None, takes)
+                .await?;
+            self.apply_balance(&to, debt);
             let receiver_debt = receiver.wallet_account().debt;
-            receiver.mark_debt(receiver_debt + debt);
+            receiver.mark_debt(receiver_debt + short);
             self.mark_debt(0);
         }
         receiver.reload_lots(txn).await?;

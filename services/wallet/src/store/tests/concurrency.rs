@@ -163,3 +163,90 @@ async fn one_idempotency_key_from_sixteen_tasks_posts_once_and_answers_alike() {
     );
     f.assert_balanced().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_captures_and_releases_settle_a_reservation_once() {
+    let f = Fixture::postgres().await;
+    let now = at("2026-03-01T12:00:00Z");
+    let ty = f.points_type(TypeSpec::default(), now).await;
+    let c = Uuid::now_v7();
+    f.award(&f.target(c, &ty, now), 30, None, None)
+        .await
+        .unwrap();
+    let held = f.reserve(&f.target(c, &ty, now), 20, None).await.unwrap();
+    let pools = [f.db.clone(), f.connect_again().await];
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let db = pools[i % 2].clone();
+        let (partner, id) = (f.partner, held.reservation.id);
+        // Half capture all, half release.
+        let capture = (i % 2 == 0).then_some(0);
+        tasks.push(tokio::spawn(async move {
+            let txn = begin_write(&db).await?;
+            let r = ops::settle(&txn, partner, id, capture, note("settle"), now).await?;
+            txn.commit().await?;
+            Ok::<_, ApiError>(r)
+        }));
+    }
+    let mut settled = 0;
+    for task in tasks {
+        match task.await.expect("task") {
+            Ok(_) => settled += 1,
+            Err(e) => assert_eq!(reason(&e), "RESERVATION_NOT_HELD"),
+        }
+    }
+    assert_eq!(settled, 1);
+    let captures = f.postings_of_kind(PostingKind::Capture).await.len();
+    let releases = f.postings_of_kind(PostingKind::Release).await.len();
+    assert_eq!(captures + releases, 1);
+    let available = if captures == 1 { 10 } else { 30 };
+    assert_eq!(f.figures(c, &ty, now).await, [available, 0, 0]);
+    f.assert_balanced().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_reversals_never_reverse_more_than_the_posting() {
+    let f = Fixture::postgres().await;
+    let now = at("2026-03-01T12:00:00Z");
+    let ty = f.points_type(TypeSpec::default(), now).await;
+    let c = Uuid::now_v7();
+    f.award(&f.target(c, &ty, now), 10, None, None)
+        .await
+        .unwrap();
+    let award = f
+        .award(&f.target(c, &ty, now), 20, None, None)
+        .await
+        .unwrap();
+    let award = super::posting_of(&award, PostingKind::Award).id;
+    let pools = [f.db.clone(), f.connect_again().await];
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let db = pools[i % 2].clone();
+        let partner = f.partner;
+        tasks.push(tokio::spawn(async move {
+            let txn = begin_write(&db).await?;
+            let r = ops::reverse(&txn, partner, award, 3, note("return"), now).await?;
+            txn.commit().await?;
+            Ok::<_, ApiError>(r)
+        }));
+    }
+    let (mut ok, mut refused) = (0, 0);
+    for task in tasks {
+        match task.await.expect("task") {
+            Ok(_) => ok += 1,
+            // 6 × 3 leaves 2: a seventh asks too much, later ones too.
+            Err(ApiError::InvalidArgument(_)) => refused += 1,
+            Err(e) => panic!("unexpected error: {e:?}"),
+        }
+    }
+    assert_eq!((ok, refused), (6, 4));
+    let reversed: i64 = f
+        .postings_of_kind(PostingKind::Reversal)
+        .await
+        .iter()
+        .map(|p| p.amount)
+        .sum();
+    assert_eq!(reversed, 18);
+    assert_eq!(f.figures(c, &ty, now).await, [12, 0, 0]);
+    f.assert_balanced().await;
+}

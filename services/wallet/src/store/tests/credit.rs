@@ -257,3 +257,20 @@ async fn a_redeemed_credit_award_is_not_reversed_into_an_overdraft_of_commerce()
     assert_eq!((w.commerce, w.available), (0, 15));
     f.assert_balanced().await;
 }
+
+#[tokio::test]
+async fn money_redeemed_into_an_overdrawn_wallet_pays_the_debt() {
+    let f = Fixture::postgres().await;
+    let now = at("2026-01-01T00:00:00Z");
+    let ty = credit_type(&f, now, 50).await;
+    let c = Uuid::now_v7();
+    let t = f.target(c, &ty, now);
+    f.adjust(&t, -10, None).await.unwrap();
+    f.award(&t, 30, None, None).await.unwrap();
+    let (posted, moved) = f.redeem(&t, 30).await.unwrap();
+    assert_eq!(moved, 30);
+    assert_eq!((posted.wallet.available, posted.wallet.commerce), (20, 0));
+    let w = f.account(c, &ty, AccountKind::Wallet).await.unwrap();
+    assert_eq!((w.balance, w.debt), (20, 0));
+    f.assert_balanced().await;
+}

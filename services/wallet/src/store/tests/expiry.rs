@@ -312,7 +312,7 @@ async fn the_job_releases_lapsed_reservations_and_expires_lots_once() {
     f.assert_balanced().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_expiry_runs_post_each_expiry_once() {
     let f = Fixture::postgres().await;
     let t0 = at("2026-08-01T00:00:00Z");
@@ -351,5 +351,32 @@ async fn concurrent_expiry_runs_post_each_expiry_once() {
         assert_eq!(f.figures(*c, &ty, due).await, [1, 0, 0]);
     }
     assert_eq!(jobs::sweep(&f.db, due).await.unwrap(), Default::default());
+    f.assert_balanced().await;
+}
+
+#[tokio::test]
+async fn the_job_works_in_batches_and_says_when_more_is_due() {
+    let f = Fixture::postgres().await;
+    let t0 = at("2026-09-01T00:00:00Z");
+    let ty = f.points_type(TypeSpec::default(), t0).await;
+    let due = t0 + Duration::days(1);
+    for _ in 0..5 {
+        f.award(&f.target(Uuid::now_v7(), &ty, t0), 10, Some(due), None)
+            .await
+            .unwrap();
+    }
+    let first = jobs::expire_partner(&f.db, f.partner, None, due, 2)
+        .await
+        .unwrap();
+    assert_eq!((first.wallets, first.amount, first.more), (2, 20, true));
+    let second = jobs::expire_partner(&f.db, f.partner, None, due, 2)
+        .await
+        .unwrap();
+    assert_eq!((second.wallets, second.more), (2, true));
+    let last = jobs::expire_partner(&f.db, f.partner, None, due, 2)
+        .await
+        .unwrap();
+    assert_eq!((last.wallets, last.more), (1, false));
+    assert_eq!(f.postings_of_kind(PostingKind::Expiry).await.len(), 5);
     f.assert_balanced().await;
 }

@@ -156,11 +156,12 @@ async fn a_merge_moves_every_lot_reservation_and_debt_keeping_their_times() {
     let wc = f.wallet(b, &credit, t0).await;
     assert_eq!((wc.commerce, wc.available), (30, 0));
     assert_eq!(wc.next_expirations, [(credit_expiry, 30)]);
-    // The debt moved as a debt: the survivor's 20 less the merged customer's 15.
+    // The debt moved, and the survivor's points paid it: 20 less the merged customer's 15.
     let wl = f.wallet(b, &lenient, t0).await;
     assert_eq!(wl.available, 5);
     let wb = f.account(b, &lenient, AccountKind::Wallet).await.unwrap();
-    assert_eq!((wb.balance, wb.debt), (5, 15));
+    assert_eq!((wb.balance, wb.debt), (5, 0));
+    assert_eq!(f.open_lots(b, &lenient).await, [(5, None)]);
 
     // Appended only: one merge posting per lot, and one for the debt.
     let from_a = merge_postings(&f, a).await;
@@ -384,6 +385,90 @@ async fn merge_and_erasure_work_on_sqlite_too() {
     assert_eq!(
         (award.reason.as_str(), award.reference.as_str()),
         (ERASED_REASON, "")
+    );
+    f.assert_balanced().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn awards_racing_a_merge_all_end_with_the_survivor() {
+    let f = Fixture::postgres().await;
+    let t0 = now();
+    let ty = f.points_type(TypeSpec::default(), t0).await;
+    let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+    f.award(&f.target(a, &ty, t0), 5, None, None).await.unwrap();
+    let pools = [
+        f.db.clone(),
+        f.connect_again().await,
+        f.connect_again().await,
+    ];
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let db = pools[i % pools.len()].clone();
+        let t = f.target(a, &ty, t0);
+        let merge = (i == 5).then(|| merged(f.partner, a, b));
+        tasks.push(tokio::spawn(async move {
+            let txn = begin_write(&db).await.expect("begin");
+            match merge {
+                Some(e) => CustomerLifecycle.apply(&txn, &e).await.expect("merge"),
+                None => {
+                    let input = ops::AwardInput {
+                        amount: 1,
+                        note: super::note("race"),
+                        expire_at: None,
+                        release_at: None,
+                        auto_redeem: false,
+                    };
+                    ops::award(&txn, &t, input).await.expect("award");
+                }
+            }
+            txn.commit().await.expect("commit");
+        }));
+    }
+    for task in tasks {
+        task.await.expect("task");
+    }
+    assert_eq!(f.figures(a, &ty, t0).await, [0, 0, 0]);
+    assert_eq!(f.figures(b, &ty, t0).await, [20, 0, 0]);
+    f.assert_balanced().await;
+}
+
+#[tokio::test]
+async fn a_merged_debt_beyond_the_survivors_points_stays_a_debt_and_points_merged_in_pay_it() {
+    let f = Fixture::postgres().await;
+    let t0 = now();
+    let ty = f
+        .points_type(
+            TypeSpec {
+                overdraft_limit: 50,
+                ..TypeSpec::default()
+            },
+            t0,
+        )
+        .await;
+    let (a, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    f.award(&f.target(b, &ty, t0), 10, None, None)
+        .await
+        .unwrap();
+    f.adjust(&f.target(a, &ty, t0), -30, None).await.unwrap();
+    apply(&f, &merged(f.partner, a, b)).await;
+    let wb = f.account(b, &ty, AccountKind::Wallet).await.unwrap();
+    assert_eq!((wb.balance, wb.debt), (-20, 20));
+    assert_eq!(f.open_lots(b, &ty).await, []);
+    // Points merged into an overdrawn wallet pay its debt, as an award would.
+    f.award(
+        &f.target(c, &ty, t0),
+        25,
+        Some(t0 + Duration::days(5)),
+        None,
+    )
+    .await
+    .unwrap();
+    apply(&f, &merged(f.partner, c, b)).await;
+    let wb = f.account(b, &ty, AccountKind::Wallet).await.unwrap();
+    assert_eq!((wb.balance, wb.debt), (5, 0));
+    assert_eq!(
+        f.open_lots(b, &ty).await,
+        [(5, Some(t0 + Duration::days(5)))]
     );
     f.assert_balanced().await;
 }

@@ -462,3 +462,77 @@ async fn an_empty_ledger_and_one_award_balance() {
     assert_eq!(report.totals[0].postings, 1);
     assert_eq!(f.figures(c, &ty, now).await, [25, 0, 0]);
 }
+
+#[tokio::test]
+async fn the_trial_balance_finds_tampered_balances_lots_and_reservations() {
+    use sea_orm::ConnectionTrait;
+    let f = Fixture::postgres().await;
+    let now = at("2026-01-10T09:00:00Z");
+    let ty = f.points_type(TypeSpec::default(), now).await;
+    let c = Uuid::now_v7();
+    let t = f.target(c, &ty, now);
+    f.award(&t, 25, None, None).await.unwrap();
+    f.reserve(&t, 5, None).await.unwrap();
+    f.assert_balanced().await;
+    let tamper = |sql: String| {
+        let db = f.db.clone();
+        async move { db.execute_unprepared(&sql).await.expect("tamper") }
+    };
+    let discrepancies = || async {
+        check::trial_balance(&f.db, Some(f.partner), None, Some(c))
+            .await
+            .expect("trial balance")
+            .discrepancies
+    };
+    tamper(format!(
+        "UPDATE ledger_accounts SET balance = balance + 1 WHERE customer_id = '{c}' AND kind = 'wallet'"
+    ))
+    .await;
+    let found = discrepancies().await;
+    assert!(
+        found
+            .iter()
+            .any(|d| d.contains("stored balance 21 but postings sum to 20")),
+        "{found:?}"
+    );
+    tamper(format!(
+        "UPDATE ledger_accounts SET balance = balance - 1 WHERE customer_id = '{c}' AND kind = 'wallet'"
+    ))
+    .await;
+    tamper(format!(
+        "UPDATE points_lots SET remaining_amount = remaining_amount - 2 WHERE customer_id = '{c}'"
+    ))
+    .await;
+    let found = discrepancies().await;
+    assert!(
+        found
+            .iter()
+            .any(|d| d.contains("remaining 18 but 25 awarded less 5 taken")),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|d| d.contains("balance 20 but lots hold 18")),
+        "{found:?}"
+    );
+    tamper(format!(
+        "UPDATE reservations SET state = 'released' WHERE customer_id = '{c}'"
+    ))
+    .await;
+    let found = discrepancies().await;
+    assert!(
+        found
+            .iter()
+            .any(|d| d.contains("balance 5 but held reservations total 0")),
+        "{found:?}"
+    );
+    tamper("UPDATE ledger_postings SET amount = amount + 3 WHERE kind = 'award'".to_owned()).await;
+    let found = discrepancies().await;
+    assert!(
+        found
+            .iter()
+            .any(|d| d.contains("stored balance 20 but postings sum to 23")),
+        "{found:?}"
+    );
+}

@@ -17,7 +17,7 @@ use crate::domain::{AccountKind, PostingKind};
 use crate::store::{ledger::TypeRow, ops::Posted};
 
 const CUSTOMERS: usize = 3;
-const OVERDRAFT_LIMIT: i64 = 20;
+const OVERDRAFT_LIMIT: i64 = 40;
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -93,9 +93,9 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(c, amount, ttl_minutes)| Op::Reserve { c, amount, ttl_minutes }),
         5 => (any::<Index>(), any::<u8>()).prop_map(|(r, part)| Op::Capture { r, part }),
         2 => any::<Index>().prop_map(|r| Op::Release { r }),
-        3 => (any::<Index>(), prop_oneof![Just(0i64), 1..30i64])
+        4 => (any::<Index>(), prop_oneof![Just(0i64), 1..30i64])
             .prop_map(|(p, amount)| Op::Reverse { p, amount }),
-        2 => (c.clone(), prop_oneof![-40..0i64, 1..30i64], prop::option::of(1..24 * 10i64))
+        3 => (c.clone(), prop_oneof![2 => -50..0i64, 1 => 1..30i64], prop::option::of(1..24 * 10i64))
             .prop_map(|(c, amount, expire_hours)| Op::Adjust { c, amount, expire_hours }),
         2 => (c.clone(), 1..CUSTOMERS, 1..30i64)
             .prop_map(|(from, to_offset, amount)| Op::Transfer { from, to_offset, amount }),
@@ -273,12 +273,14 @@ impl Model {
         takes
     }
 
-    /// Returns up to `amount` to the lots of `taken`, latest-expiring first; returns what
-    /// went back.
-    fn give_back(&mut self, taken: &mut [(usize, i64)], amount: i64) -> i64 {
+    /// Returns up to `amount` to the owner's lots of `taken`, latest-expiring first, except
+    /// what pays the owner's debt (out of the soonest-expiring ones); returns what was given
+    /// (debt paid included).
+    fn give_back(&mut self, owner: usize, taken: &mut [(usize, i64)], amount: i64) -> i64 {
         taken.sort_by_key(|(i, _)| self.fifo_key(*i));
         let mut left = amount;
-        for (lot, t) in taken.iter_mut().rev() {
+        let mut plan = Vec::new();
+        for (k, (_, t)) in taken.iter().enumerate().rev() {
             if left == 0 {
                 break;
             }
@@ -286,11 +288,22 @@ impl Model {
                 continue;
             }
             let a = (*t).min(left);
-            *t -= a;
-            self.lots[*lot].remaining += a;
+            plan.push((k, a));
             left -= a;
         }
-        amount - left
+        let given = amount - left;
+        let mut pay = self.debt[owner].min(given);
+        self.debt[owner] -= pay;
+        for (_, a) in plan.iter_mut().rev() {
+            let p = (*a).min(pay);
+            *a -= p;
+            pay -= p;
+        }
+        for (k, a) in plan {
+            taken[k].1 -= a;
+            self.lots[taken[k].0].remaining += a;
+        }
+        given
     }
 
     /// A new lot, paying the owner's debt first; returns it and what it paid.
@@ -322,7 +335,7 @@ impl Model {
             if res.owner == owner && res.held && res.expire_at <= now {
                 let mut takes = res.takes.clone();
                 let amount = res.amount;
-                self.give_back(&mut takes, amount);
+                self.give_back(owner, &mut takes, amount);
                 self.reservations[r].held = false;
             }
         }
@@ -397,7 +410,7 @@ impl Model {
                 self.debit_with_overdraft(owner, amount, now)?;
             }
             Source::Taken(mut net) => {
-                let given = self.give_back(&mut net, amount);
+                let given = self.give_back(owner, &mut net, amount);
                 if amount > given {
                     let (lot, paid) = self.credit_lot(owner, amount - given, None, None);
                     if paid > 0 {
@@ -522,7 +535,7 @@ impl Case<'_> {
                         None => 0,
                     };
                     let mut takes = res.takes.clone();
-                    m.give_back(&mut takes, res.amount - captured);
+                    m.give_back(res.owner, &mut takes, res.amount - captured);
                     m.reservations[i].held = false;
                     Ok((captured, takes))
                 } else {
@@ -586,12 +599,7 @@ impl Case<'_> {
                 let expected = m.debit(*from, *amount, now).map(|takes| {
                     for (lot, a) in takes {
                         let expire = m.lots[lot].expire;
-                        m.lots.push(Lot {
-                            owner: to,
-                            remaining: a,
-                            release: None,
-                            expire,
-                        });
+                        m.credit_lot(to, a, None, expire);
                     }
                 });
                 let r = f

@@ -270,7 +270,7 @@ async fn overdraft_only_within_the_types_limit_and_the_next_award_pays_it() {
 }
 
 #[tokio::test]
-async fn a_reversed_debit_adjustment_in_overdraft_becomes_a_lot_paying_the_debt() {
+async fn a_reversed_debit_adjustment_in_overdraft_pays_the_debt_first() {
     let f = Fixture::postgres().await;
     let now = at("2026-01-10T10:00:00Z");
     let ty = f
@@ -288,11 +288,92 @@ async fn a_reversed_debit_adjustment_in_overdraft_becomes_a_lot_paying_the_debt(
     let debit = f.adjust(&t, -30, None).await.unwrap();
     assert_eq!(debit.wallet.available, -20);
     let debit = posting_of(&debit, PostingKind::Adjustment).id;
-    // 10 go back to February's lot; the 20 that were overdraft pay the debt.
+    // The 10 taken from February's lot come back first and pay half the debt; the 20 that
+    // were overdraft become a lot (with the type's validity) that pays the rest.
     let back = f.reverse(debit, 0, now).await.unwrap();
     assert_eq!(back.wallet.available, 10);
-    assert_eq!(f.open_lots(c, &ty).await, [(10, feb())]);
+    assert_eq!(back.postings.len(), 2);
+    assert_eq!(f.open_lots(c, &ty).await, [(10, None)]);
     let wallet = f.account(c, &ty, AccountKind::Wallet).await.unwrap();
     assert_eq!((wallet.balance, wallet.debt), (10, 0));
+    f.assert_balanced().await;
+}
+
+/// A wallet of a type allowing 50 of overdraft, 10 in debt.
+async fn overdrawn(f: &Fixture, now: DateTime<Utc>) -> (crate::store::ledger::TypeRow, Uuid) {
+    let ty = f
+        .points_type(
+            TypeSpec {
+                overdraft_limit: 50,
+                ..TypeSpec::default()
+            },
+            now,
+        )
+        .await;
+    let c = Uuid::now_v7();
+    f.adjust(&f.target(c, &ty, now), -10, None).await.unwrap();
+    let w = f.account(c, &ty, AccountKind::Wallet).await.unwrap();
+    assert_eq!((w.balance, w.debt), (-10, 10));
+    (ty, c)
+}
+
+#[tokio::test]
+async fn points_transferred_into_an_overdrawn_wallet_pay_the_debt_before_they_can_expire() {
+    let f = Fixture::postgres().await;
+    let now = at("2026-01-10T10:00:00Z");
+    let (ty, c) = overdrawn(&f, now).await;
+    let giver = Uuid::now_v7();
+    let tomorrow = now + Duration::days(1);
+    f.award(&f.target(giver, &ty, now), 15, Some(tomorrow), None)
+        .await
+        .unwrap();
+    let (posted, to) = f.transfer(&f.target(giver, &ty, now), c, 15).await.unwrap();
+    assert_eq!(to.available, 5);
+    assert_eq!(
+        posting_of(&posted, PostingKind::Transfer).allocations.len(),
+        2,
+        "the giver's lot, and the receiver's debt paid from the moved lot"
+    );
+    f.expire(tomorrow).await;
+    // Only the 5 left over expired; the debt stays paid.
+    assert_eq!(f.figures(c, &ty, tomorrow).await, [0, 0, 0]);
+    f.assert_balanced().await;
+}
+
+#[tokio::test]
+async fn returned_and_released_points_pay_the_debt_first() {
+    let f = Fixture::postgres().await;
+    let now = at("2026-01-10T10:00:00Z");
+    let ty = f
+        .points_type(
+            TypeSpec {
+                overdraft_limit: 50,
+                ..TypeSpec::default()
+            },
+            now,
+        )
+        .await;
+    let c = Uuid::now_v7();
+    let t = f.target(c, &ty, now);
+    f.award(&t, 20, feb(), None).await.unwrap();
+    f.award(&t, 20, mar(), None).await.unwrap();
+    let spent = f.spend(&t, 30).await.unwrap();
+    let held = f.reserve(&t, 10, None).await.unwrap();
+    f.adjust(&t, -15, None).await.unwrap();
+    let w = f.account(c, &ty, AccountKind::Wallet).await.unwrap();
+    assert_eq!((w.balance, w.debt), (-15, 15));
+    // The release returns 10: they pay 10 of the debt instead of going back to March.
+    f.settle(held.reservation.id, None, now).await.unwrap();
+    let w = f.account(c, &ty, AccountKind::Wallet).await.unwrap();
+    assert_eq!((w.balance, w.debt), (-5, 5));
+    assert_eq!(f.open_lots(c, &ty).await, []);
+    // The return of the spend pays the remaining 5 out of February's share, so the points
+    // left are the latest-expiring ones.
+    f.reverse(posting_of(&spent, PostingKind::Spend).id, 0, now)
+        .await
+        .unwrap();
+    let w = f.account(c, &ty, AccountKind::Wallet).await.unwrap();
+    assert_eq!((w.balance, w.debt), (25, 0));
+    assert_eq!(f.open_lots(c, &ty).await, [(15, feb()), (10, mar())]);
     f.assert_balanced().await;
 }
