@@ -125,7 +125,7 @@ mod tests {
             release_at: release_days.map(|d| t0 + Duration::days(d)),
             expire_at: expire_days.map(|d| t0 + Duration::days(d)),
             created_at: t0 + Duration::seconds(n as i64),
-            payable: n % 2 == 0,
+            payable: n.is_multiple_of(2),
         }
     }
 

@@ -113,8 +113,8 @@ pub async fn trial_balance(
             backend,
             &format!(
                 "SELECT t.id, t.code, t.overdraft_limit, \
-                 (SELECT COUNT(*) FROM ledger_postings p WHERE p.points_type_id = t.id) AS n, \
-                 (SELECT COALESCE(SUM(p.amount), 0) FROM ledger_postings p WHERE p.points_type_id = t.id) AS total, \
+                 CAST((SELECT COUNT(*) FROM ledger_postings p WHERE p.points_type_id = t.id) AS BIGINT) AS n, \
+                 CAST((SELECT COALESCE(SUM(p.amount), 0) FROM ledger_postings p WHERE p.points_type_id = t.id) AS BIGINT) AS total \
                  FROM points_types t WHERE {f} ORDER BY t.code"
             ),
             values,
@@ -155,11 +155,11 @@ pub async fn trial_balance(
             backend,
             &format!(
                 "SELECT a.id, a.points_type_id, a.customer_id, a.kind, a.balance, a.debt, \
-                 COALESCE((SELECT SUM(p.amount) FROM ledger_postings p WHERE p.credit_account_id = a.id), 0) \
-                 - COALESCE((SELECT SUM(p.amount) FROM ledger_postings p WHERE p.debit_account_id = a.id), 0) AS derived, \
-                 COALESCE((SELECT SUM(l.remaining_amount) FROM points_lots l WHERE l.account_id = a.id), 0) AS in_lots, \
-                 COALESCE((SELECT SUM(r.amount) FROM reservations r WHERE r.partner_id = a.partner_id \
-                   AND r.customer_id = a.customer_id AND r.points_type_id = a.points_type_id AND r.state = 'held'), 0) AS held \
+                 CAST(COALESCE((SELECT SUM(p.amount) FROM ledger_postings p WHERE p.credit_account_id = a.id), 0) \
+                 - COALESCE((SELECT SUM(p.amount) FROM ledger_postings p WHERE p.debit_account_id = a.id), 0) AS BIGINT) AS derived, \
+                 CAST(COALESCE((SELECT SUM(l.remaining_amount) FROM points_lots l WHERE l.account_id = a.id), 0) AS BIGINT) AS in_lots, \
+                 CAST(COALESCE((SELECT SUM(r.amount) FROM reservations r WHERE r.partner_id = a.partner_id \
+                   AND r.customer_id = a.customer_id AND r.points_type_id = a.points_type_id AND r.state = 'held'), 0) AS BIGINT) AS held \
                  FROM ledger_accounts a WHERE {f}{customer_clause}"
             ),
             values,
@@ -223,12 +223,10 @@ pub async fn trial_balance(
                         .push(format!("{who}: balance {stored} is below {floor}"));
                 }
             }
-            AccountKind::Reserved => {
-                if stored != held {
-                    report.discrepancies.push(format!(
-                        "{who}: balance {stored} but held reservations total {held}"
-                    ));
-                }
+            AccountKind::Reserved if stored != held => {
+                report.discrepancies.push(format!(
+                    "{who}: balance {stored} but held reservations total {held}"
+                ));
             }
             _ => {}
         }
@@ -253,7 +251,7 @@ pub async fn trial_balance(
         .query_one(stmt(
             backend,
             &format!(
-                "SELECT COUNT(*) AS n FROM ledger_postings p \
+                "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM ledger_postings p \
                  LEFT JOIN ledger_accounts d ON d.id = p.debit_account_id \
                  LEFT JOIN ledger_accounts c ON c.id = p.credit_account_id \
                  WHERE {f} AND (d.id IS NULL OR c.id IS NULL OR d.points_type_id <> p.points_type_id \
@@ -286,7 +284,7 @@ pub async fn trial_balance(
             backend,
             &format!(
                 "SELECT l.id, l.original_amount, l.remaining_amount, \
-                 COALESCE((SELECT SUM(x.amount) FROM lot_allocations x WHERE x.lot_id = l.id), 0) AS taken \
+                 CAST(COALESCE((SELECT SUM(x.amount) FROM lot_allocations x WHERE x.lot_id = l.id), 0) AS BIGINT) AS taken \
                  FROM points_lots l WHERE {f}"
             ),
             values,

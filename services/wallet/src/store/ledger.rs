@@ -361,14 +361,24 @@ async fn upsert_account(
         created_at: Set(now),
         updated_at: Set(now),
     };
-    Ok(accounts::Entity::insert(row)
+    accounts::Entity::insert(row)
         .on_conflict(
             owner_conflict()
                 .update_column(accounts::Column::UpdatedAt)
                 .to_owned(),
         )
-        .exec_with_returning(conn)
-        .await?)
+        .exec_without_returning(conn)
+        .await?;
+    // Read back rather than RETURNING: without RETURNING (SQLite here) sea-orm finds the
+    // row by the new id, which an existing account does not have.
+    accounts::Entity::find()
+        .filter(accounts::Column::PartnerId.eq(partner_id))
+        .filter(accounts::Column::CustomerId.eq(customer_id))
+        .filter(accounts::Column::PointsTypeId.eq(points_type_id))
+        .filter(accounts::Column::Kind.eq(kind.as_str()))
+        .one(conn)
+        .await?
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("account {kind:?} vanished")))
 }
 
 fn lot_view(l: &lots::Model) -> Lot {
@@ -506,6 +516,7 @@ impl Wallet {
 
     /// Writes a posting: the row, the lot it creates, its allocations (and the lots' new
     /// remaining amounts), and the customer accounts' balances in memory (see `flush`).
+    #[allow(clippy::too_many_arguments)]
     async fn post(
         &mut self,
         txn: &DatabaseTransaction,
@@ -759,22 +770,62 @@ impl Wallet {
         let mut p = self
             .post(txn, kind, from, to, amount, note, Some(lot), Vec::new())
             .await?;
-        let debt = self.wallet_account().debt;
-        if to.kind == AccountKind::Wallet && debt > 0 {
+        if to.kind == AccountKind::Wallet {
             let (lot_id, _) = p.lot.clone().expect("credit_lot creates a lot");
-            let pay = debt.min(amount);
-            let take = vec![Take {
-                lot_id,
-                amount: pay,
-            }];
-            self.take_from_lots(txn, p.id, &take).await?;
-            self.mark_debt(debt - pay);
-            p.allocations = take;
-            if let Some(last) = self.postings.last_mut() {
-                last.allocations = p.allocations.clone();
+            if let Some(paid) = self.pay_debt_from_lot(txn, p.id, lot_id, amount).await? {
+                p.allocations.push(paid);
+                if let Some(last) = self.postings.last_mut() {
+                    last.allocations = p.allocations.clone();
+                }
             }
         }
         Ok(p)
+    }
+
+    /// Pays the overdraft debt from a lot just credited to the WALLET account by posting
+    /// `posting_id`, as an award does: points arriving in an overdrawn wallet (awarded,
+    /// transferred, redeemed, merged) settle the debt before they could expire while it stays.
+    /// Returns the take, if any.
+    async fn pay_debt_from_lot(
+        &mut self,
+        txn: &DatabaseTransaction,
+        posting_id: Uuid,
+        lot_id: Uuid,
+        amount: i64,
+    ) -> Result<Option<Take>, ApiError> {
+        let debt = self.wallet_account().debt;
+        let pay = debt.min(amount);
+        if pay <= 0 {
+            return Ok(None);
+        }
+        let take = Take {
+            lot_id,
+            amount: pay,
+        };
+        self.take_from_lots(txn, posting_id, &[take]).await?;
+        self.mark_debt(debt - pay);
+        Ok(Some(take))
+    }
+
+    /// Pays the overdraft debt out of give-backs (negative takes) about to be credited to the
+    /// WALLET account, the points going back to the soonest-expiring lots first; returns the
+    /// give-backs left.
+    fn pay_debt_from_give_backs(&mut self, mut back: Vec<Take>) -> Vec<Take> {
+        let debt = self.wallet_account().debt;
+        let given = -back.iter().map(|t| t.amount).sum::<i64>();
+        let mut pay = debt.min(given);
+        if pay <= 0 {
+            return back;
+        }
+        self.mark_debt(debt - pay);
+        // Give-backs run latest-expiring first.
+        for t in back.iter_mut().rev() {
+            let a = (-t.amount).min(pay);
+            t.amount += a;
+            pay -= a;
+        }
+        back.retain(|t| t.amount != 0);
+        back
     }
 
     /// Debits `amount` from the WALLET (or COMMERCE) account to `to`, taking lots in FIFO
@@ -898,6 +949,7 @@ impl Wallet {
         if rest > 0 {
             let given_back = allocations_of(txn, r.reserve_posting_id).await?;
             let returned = give_back(&given_back, rest);
+            let returned = self.pay_debt_from_give_backs(returned);
             let release_note = Note {
                 cause: Some(if state == ReservationState::Expired {
                     Cause::Expiry
@@ -1061,7 +1113,13 @@ impl Wallet {
         let covered_by_others = rest.min(in_others);
         let short = rest - covered_by_others;
         let rest_available = in_others - debt;
-        if rest > rest_available && rest - rest_available > self.rules.overdraft_limit {
+        // Only the WALLET may go into overdraft: a debt is kept on it alone.
+        let limit = if from == AccountKind::Wallet {
+            self.rules.overdraft_limit
+        } else {
+            0
+        };
+        if rest > rest_available && rest - rest_available > limit {
             return Err(insufficient((first + rest_available).max(0), amount));
         }
         if short > 0 {
@@ -1092,6 +1150,11 @@ impl Wallet {
         back: Vec<Take>,
     ) -> Result<Posting, ApiError> {
         let to = self.ensure_account(txn, to).await?;
+        let back = if to.kind == AccountKind::Wallet {
+            self.pay_debt_from_give_backs(back)
+        } else {
+            back
+        };
         self.post(txn, kind, from, to, amount, note, None, back)
             .await
     }
@@ -1133,9 +1196,20 @@ impl Wallet {
                 expire_at: src.expire_at,
                 payable: src.payable,
             };
-            self.post(txn, kind, from, to, t.amount, note, Some(lot), vec![t])
+            let p = self
+                .post(txn, kind, from, to, t.amount, note, Some(lot), vec![t])
                 .await?;
             receiver.apply_balance(&to, t.amount);
+            if to.kind == AccountKind::Wallet {
+                let (lot_id, _) = p.lot.clone().expect("a moved lot");
+                if let Some(paid) = receiver
+                    .pay_debt_from_lot(txn, p.id, lot_id, t.amount)
+                    .await?
+                    && let Some(last) = self.postings.last_mut()
+                {
+                    last.allocations.push(paid);
+                }
+            }
         }
         Ok(())
     }
@@ -1169,8 +1243,17 @@ impl Wallet {
                 expire_at: src.expire_at,
                 payable: src.payable,
             };
-            self.post(txn, kind, from_ref, to, t.amount, note, Some(lot), vec![t])
+            let p = self
+                .post(txn, kind, from_ref, to, t.amount, note, Some(lot), vec![t])
                 .await?;
+            if to.kind == AccountKind::Wallet {
+                let (lot_id, _) = p.lot.clone().expect("a moved lot");
+                if let Some(paid) = self.pay_debt_from_lot(txn, p.id, lot_id, t.amount).await?
+                    && let Some(last) = self.postings.last_mut()
+                {
+                    last.allocations.push(paid);
+                }
+            }
         }
         Ok(())
     }
@@ -1228,18 +1311,25 @@ impl Wallet {
                     lot_id: l.id,
                     amount: l.remaining_amount,
                 }];
-                self.post(
-                    txn,
-                    PostingKind::Merge,
-                    from,
-                    to,
-                    l.remaining_amount,
-                    &note,
-                    Some(lot),
-                    take,
-                )
-                .await?;
+                let p = self
+                    .post(
+                        txn,
+                        PostingKind::Merge,
+                        from,
+                        to,
+                        l.remaining_amount,
+                        &note,
+                        Some(lot),
+                        take,
+                    )
+                    .await?;
                 receiver.apply_balance(&to, l.remaining_amount);
+                if kind == AccountKind::Wallet {
+                    let (lot_id, _) = p.lot.clone().expect("a moved lot");
+                    receiver
+                        .pay_debt_from_lot(txn, p.id, lot_id, l.remaining_amount)
+                        .await?;
+                }
                 moved += 1;
             }
         }
@@ -1252,20 +1342,21 @@ impl Wallet {
             let to = self
                 .account_ref(AccountKind::Wallet)
                 .expect("locked wallet");
-            self.post(
-                txn,
-                PostingKind::Merge,
-                from,
-                to,
+            // The survivor's available points pay the debt as they would pay its own; what
+            // they cannot cover stays a debt.
+            receiver.reload_lots(txn).await?;
+            let (takes, short) = lot_rules::take_fifo(
+                &receiver.lots_of(AccountKind::Wallet),
                 debt,
-                &note,
-                None,
-                Vec::new(),
-            )
-            .await?;
-            receiver.apply_balance(&from, -debt);
+                receiver.now,
+                false,
+            );
+            receiver
+                .post(txn, PostingKind::Merge, from, to, debt, &note, None, takes)
+                .await?;
+            self.apply_balance(&to, debt);
             let receiver_debt = receiver.wallet_account().debt;
-            receiver.mark_debt(receiver_debt + debt);
+            receiver.mark_debt(receiver_debt + short);
             self.mark_debt(0);
         }
         receiver.reload_lots(txn).await?;
@@ -1273,12 +1364,12 @@ impl Wallet {
     }
 }
 
-/// The allocations a posting made.
+/// The allocations a posting made, in the order it took them.
 pub async fn allocations_of(
     conn: &impl ConnectionTrait,
     posting_id: Uuid,
 ) -> Result<Vec<Take>, ApiError> {
-    Ok(allocations::Entity::find()
+    let takes = allocations::Entity::find()
         .filter(allocations::Column::PostingId.eq(posting_id))
         .all(conn)
         .await?
@@ -1287,7 +1378,35 @@ pub async fn allocations_of(
             lot_id: a.lot_id,
             amount: a.amount,
         })
-        .collect())
+        .collect();
+    in_fifo_order(conn, takes).await
+}
+
+/// Sorts takes by their lots' FIFO order, the order debits take lots in. The table keeps no
+/// order of its own (an index scan returns rows by lot id, i.e. by creation), and give-backs
+/// must return points to the latest-expiring lots first.
+pub async fn in_fifo_order(
+    conn: &impl ConnectionTrait,
+    mut takes: Vec<Take>,
+) -> Result<Vec<Take>, ApiError> {
+    if takes.len() < 2 {
+        return Ok(takes);
+    }
+    let mut ids: Vec<Uuid> = takes.iter().map(|t| t.lot_id).collect();
+    ids.sort();
+    ids.dedup();
+    let by_id: HashMap<Uuid, Lot> = lots::Entity::find()
+        .filter(lots::Column::Id.is_in(ids))
+        .all(conn)
+        .await?
+        .iter()
+        .map(|l| (l.id, lot_view(l)))
+        .collect();
+    takes.sort_by(|a, b| match (by_id.get(&a.lot_id), by_id.get(&b.lot_id)) {
+        (Some(x), Some(y)) => lot_rules::fifo(x, y),
+        _ => a.lot_id.cmp(&b.lot_id),
+    });
+    Ok(takes)
 }
 
 /// Negative takes returning `amount` to the lots of `taken`, latest-expiring first (so the

@@ -13,6 +13,8 @@ pub mod jobs;
 pub mod ledger;
 pub mod lifecycle;
 pub mod ops;
+#[cfg(test)]
+mod tests;
 
 pub mod merged_customers {
     use sea_orm::entity::prelude::*;

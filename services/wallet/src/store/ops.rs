@@ -489,8 +489,8 @@ pub async fn find_reservation(
         .ok_or_else(|| ApiError::NotFound(format!("reservation {id}")))
 }
 
-/// Net amount each lot gave to `posting_ids` (allocations summed per lot, in first-taken
-/// order).
+/// Net amount each lot gave to `posting_ids` (allocations summed per lot, in the order the
+/// lots were taken: FIFO).
 async fn net_taken(
     conn: &impl ConnectionTrait,
     posting_ids: &[Uuid],
@@ -515,14 +515,15 @@ async fn net_taken(
         }
         *sums.entry(a.lot_id).or_default() += a.amount;
     }
-    Ok(order
+    let net = order
         .into_iter()
         .map(|lot_id| Take {
             lot_id,
             amount: sums[&lot_id],
         })
         .filter(|t| t.amount > 0)
-        .collect())
+        .collect();
+    ledger::in_fifo_order(conn, net).await
 }
 
 fn posting_kind(p: &postings::Model) -> Result<PostingKind, ApiError> {
@@ -553,12 +554,10 @@ pub async fn reverse(
         original.credit_customer_id.is_some() && original.debit_customer_id.is_none();
     let debits_customer =
         original.debit_customer_id.is_some() && original.credit_customer_id.is_none();
-    let reversible = match kind {
-        PostingKind::Award => true,
-        PostingKind::Spend | PostingKind::Capture => true,
-        PostingKind::Adjustment => true,
-        _ => false,
-    };
+    let reversible = matches!(
+        kind,
+        PostingKind::Award | PostingKind::Spend | PostingKind::Capture | PostingKind::Adjustment
+    );
     if !reversible {
         return Err(ApiError::precondition(
             "NOT_REVERSIBLE",
