@@ -11,7 +11,8 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::{
-    driver::{self, Load, LoadArgs},
+    cpu::{Snapshot, Usage},
+    driver::{self, Load, LoadArgs, Workload},
     grpc::{GrpcArgs, authed},
     stats::Summary,
 };
@@ -52,6 +53,9 @@ pub struct Args {
     /// Skip the closing TrialBalance call that proves both phases left the ledger balanced.
     #[arg(long)]
     pub no_verify: bool,
+    /// Pid of the wallet service, to report its CPU time per operation (Linux).
+    #[arg(long)]
+    pub service_pid: Option<u32>,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
@@ -72,8 +76,10 @@ pub struct Report {
     pub customers: usize,
     pub grpc: Summary,
     pub grpc_delayed: u64,
+    pub grpc_cpu: Usage,
     pub sql: Option<Summary>,
     pub sql_shape: Option<String>,
+    pub sql_cpu: Option<Usage>,
     /// gRPC successful operations per second ÷ raw SQL ones.
     pub ratio: Option<f64>,
     pub ledger_balanced: Option<bool>,
@@ -128,16 +134,23 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
         args.fund_points
     );
     let points_type_id = wallet.prefund(args.fund_points, load.concurrency).await?;
-    checkpoint(pool.as_ref()).await;
-    eprintln!("{}", phase_banner("gRPC", &load));
-    let grpc_run = driver::run(wallet, &load, "gRPC", progress).await;
+    let (grpc_run, grpc_cpu) = phase(
+        "gRPC",
+        wallet,
+        &load,
+        progress,
+        pool.as_ref(),
+        args.service_pid,
+    )
+    .await;
     let grpc = grpc_run.stats.summary(
         "gRPC WalletService AwardPoints/SpendPoints",
         grpc_run.elapsed,
     );
-    println!("{grpc}");
+    println!("{grpc}{grpc_cpu}\n");
 
     let mut sql_summary = None;
+    let mut sql_cpu = None;
     let mut partner_id = None;
     if let Some(pool) = &pool {
         let ledger = sql::ledger(pool, points_type_id).await?;
@@ -155,9 +168,7 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
             baseline.customers().len()
         );
         baseline.prefund(args.fund_points, load.concurrency).await?;
-        checkpoint(Some(pool)).await;
-        eprintln!("{}", phase_banner("raw SQL", &load));
-        let sql_run = driver::run(baseline, &load, "raw SQL", progress).await;
+        let (sql_run, usage) = phase("raw SQL", baseline, &load, progress, Some(pool), None).await;
         let s = sql_run.stats.summary(
             &format!(
                 "raw SQL transactions ({:?} shape, pool of {})",
@@ -166,8 +177,9 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
             ),
             sql_run.elapsed,
         );
-        println!("{s}");
+        println!("{s}{usage}\n");
         sql_summary = Some(s);
+        sql_cpu = Some(usage);
     }
 
     let ratio = sql_summary
@@ -193,8 +205,10 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
         customers: args.customers,
         grpc,
         grpc_delayed: grpc_run.delayed,
+        grpc_cpu,
         sql: sql_summary,
         sql_shape: pool.as_ref().map(|_| format!("{:?}", args.sql_shape)),
+        sql_cpu,
         ratio,
         ledger_balanced,
     };
@@ -202,6 +216,41 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
     }
     Ok(report)
+}
+
+/// The PostgreSQL backends serving the benchmark's database (the service's and ours).
+async fn backends(pool: Option<&sqlx::PgPool>) -> Vec<u32> {
+    let Some(pool) = pool else {
+        return Vec::new();
+    };
+    sqlx::query_scalar::<_, i32>(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database()",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap_or_default()
+    .into_iter()
+    .filter_map(|p| u32::try_from(p).ok())
+    .collect()
+}
+
+/// Runs one measured phase and what it cost in CPU.
+async fn phase<W: Workload>(
+    name: &str,
+    workload: Arc<W>,
+    load: &Load,
+    progress: bool,
+    pool: Option<&sqlx::PgPool>,
+    service_pid: Option<u32>,
+) -> (driver::Run, Usage) {
+    checkpoint(pool).await;
+    eprintln!("{}", phase_banner(name, load));
+    let pids = backends(pool).await;
+    let before = Snapshot::take(service_pid, &pids);
+    let run = driver::run(workload, load, name, progress).await;
+    let after = Snapshot::take(service_pid, &pids);
+    let ops = run.stats.total().ok;
+    (run, before.usage(&after, ops))
 }
 
 fn phase_banner(name: &str, load: &Load) -> String {
