@@ -1,0 +1,7 @@
+//! The loyalty platform's load generator. `driver` runs a workload closed- or open-loop and
+//! `stats` summarises what it measured; each subcommand (`wallet`, ...) supplies workloads.
+pub mod cpu;
+pub mod driver;
+pub mod grpc;
+pub mod stats;
+pub mod wallet;

@@ -1,0 +1,30 @@
+//! `loadgen`: drives load at a service of the loyalty platform and reports throughput and
+//! latency percentiles. See `loadgen --help` and docs/benchmarks.md.
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "loadgen", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Award and Spend through WalletService, then the same writes as raw SQL transactions
+    /// on the same database; prints both rates and their ratio.
+    Wallet(loyalty_loadgen::wallet::Args),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Wallet(args) => {
+            let report = loyalty_loadgen::wallet::run(args).await?;
+            if report.ledger_balanced == Some(false) {
+                anyhow::bail!("the wallet's trial balance failed after the run");
+            }
+        }
+    }
+    Ok(())
+}
