@@ -337,8 +337,13 @@ impl WalletService for WalletApi {
             );
         }
         check_text(&mut v, "reason", &req.reason, 3, 200);
-        let mut note = note(&mut v, 0, &req.reason, true, &req.reference, "");
-        note.cause = Some(Cause::Adjustment);
+        check_text(&mut v, "reference", &req.reference, 0, 200);
+        let note = Note {
+            cause: Some(Cause::Adjustment),
+            reason: req.reason.trim().to_owned(),
+            reference: req.reference.clone(),
+            ..Note::default()
+        };
         let expire_at = convert::time(&mut v, "expire_time", req.expire_time.as_ref());
         if expire_at.is_some_and(|e| e <= now) {
             v.add("expire_time", "must be in the future");

@@ -296,6 +296,10 @@ pub async fn insert_type(
     };
     let d = &ty.definition;
     let (rule, days, months) = d.rules.expiry.to_parts();
+    // At most one default per partner (a unique index): the old one gives it up first.
+    if d.is_default {
+        clear_default_except(conn, partner_id, ty.id, now).await?;
+    }
     types::Entity::insert(types::ActiveModel {
         id: Set(ty.id),
         partner_id: Set(partner_id),
@@ -322,9 +326,6 @@ pub async fn insert_type(
     .exec_without_returning(conn)
     .await
     .map_err(|e| taken(e, "points type", &d.code))?;
-    if d.is_default {
-        clear_default_except(conn, partner_id, ty.id, now).await?;
-    }
     ledger::ensure_system_accounts(conn, partner_id, ty.id, now).await?;
     Ok(ty)
 }
@@ -373,6 +374,11 @@ pub async fn update_type(
     next: &TypeDefinition,
     now: DateTime<Utc>,
 ) -> Result<PointsType, ApiError> {
+    // At most one default per partner (a unique index): the old one gives it up first; a
+    // refused update rolls the whole transaction back.
+    if next.is_default && !current.definition.is_default {
+        clear_default_except(conn, partner_id, current.id, now).await?;
+    }
     let mut q = types::Entity::update_many();
     for (column, value) in columns(next) {
         q = q.col_expr(column, Expr::value(value));
@@ -387,9 +393,6 @@ pub async fn update_type(
         .await?;
     if done.rows_affected != 1 {
         return Err(moved_on("points type"));
-    }
-    if next.is_default && !current.definition.is_default {
-        clear_default_except(conn, partner_id, current.id, now).await?;
     }
     Ok(PointsType {
         id: current.id,
