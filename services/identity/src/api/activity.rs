@@ -565,7 +565,8 @@ impl Tally {
                 };
                 self.reject(index, key, field, format!("no such {what}"), "NOT_FOUND");
             }
-            ApiError::FailedPrecondition { reason, message } => {
+            ApiError::FailedPrecondition { reason, message }
+            | ApiError::Conflict { reason, message } => {
                 self.reject(index, key, "", message, reason);
             }
             other => return Err(other),
