@@ -284,6 +284,8 @@ pub async fn insert_type(
     def: &TypeDefinition,
     now: DateTime<Utc>,
 ) -> Result<PointsType, ApiError> {
+    // Other replicas notice by the revision (see `ledger::resolve_type_cached`).
+    ledger::forget_types(partner_id);
     let ty = PointsType {
         id: Uuid::now_v7(),
         definition: TypeDefinition {
@@ -374,6 +376,8 @@ pub async fn update_type(
     next: &TypeDefinition,
     now: DateTime<Utc>,
 ) -> Result<PointsType, ApiError> {
+    // Other replicas notice by the revision (see `ledger::resolve_type_cached`).
+    ledger::forget_types(partner_id);
     // At most one default per partner (a unique index): the old one gives it up first; a
     // refused update rolls the whole transaction back.
     if next.is_default && !current.definition.is_default {
@@ -470,6 +474,7 @@ pub async fn delete_type(
     partner_id: Uuid,
     points_type_id: Uuid,
 ) -> Result<(), ApiError> {
+    ledger::forget_types(partner_id);
     accounts::Entity::delete_many()
         .filter(accounts::Column::PartnerId.eq(partner_id))
         .filter(accounts::Column::PointsTypeId.eq(points_type_id))

@@ -5,12 +5,15 @@
 //! memory but the ids of system accounts (immutable once created).
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, OnceLock};
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use loyalty_platform::ApiError;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
-    QueryOrder, sea_query::OnConflict,
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, FromQueryResult,
+    JoinType, QueryFilter, QueryOrder, QueryResult, QuerySelect, RelationDef,
+    sea_query::{Expr, IntoCondition, OnConflict, Order, Query, SimpleExpr},
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -83,6 +86,63 @@ pub async fn resolve_type(
         return Ok(t);
     }
     create_default_type(conn, partner_id, now).await
+}
+
+/// Points types as last read, per (partner, UUID-or-code as asked). An entry is only a guess:
+/// `lock_wallet` checks the row's revision under the wallet lock, in the statement that loads
+/// the accounts, and the caller re-resolves when it moved (`Wallet::type_reloaded`), so the hot
+/// path reads `points_types` only when a type changed. Writes through the catalogue forget the
+/// partner's entries at once; the TTL bounds what a missed change could cost.
+type TypeCache = HashMap<(Uuid, String), (TypeRow, Instant)>;
+
+fn type_cache() -> &'static Mutex<TypeCache> {
+    static TYPES: OnceLock<Mutex<TypeCache>> = OnceLock::new();
+    TYPES.get_or_init(Default::default)
+}
+
+const TYPE_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Forgets the partner's cached points types (after a catalogue write or a stale read).
+pub fn forget_types(partner_id: Uuid) {
+    type_cache()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|(p, _), _| *p != partner_id);
+}
+
+/// [`resolve_type`] through the cache; the answer must be checked under the wallet lock.
+pub async fn resolve_type_cached(
+    conn: &impl ConnectionTrait,
+    partner_id: Uuid,
+    id_or_code: &str,
+    now: DateTime<Utc>,
+) -> Result<TypeRow, ApiError> {
+    let key = (partner_id, id_or_code.to_owned());
+    if let Some((t, at)) = type_cache()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&key)
+        && at.elapsed() < TYPE_CACHE_TTL
+    {
+        return Ok(t.clone());
+    }
+    let t = resolve_type(conn, partner_id, id_or_code, now).await?;
+    type_cache()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, (t.clone(), Instant::now()));
+    Ok(t)
+}
+
+/// Whether `t` is the type a call naming `id_or_code` (empty = the default) means.
+pub fn names_type(id_or_code: &str, t: &TypeRow) -> bool {
+    if id_or_code.is_empty() {
+        return t.is_default;
+    }
+    match Uuid::try_parse(id_or_code) {
+        Ok(id) => t.id == id,
+        Err(_) => t.code == id_or_code,
+    }
 }
 
 async fn create_default_type(
@@ -282,10 +342,15 @@ pub struct Wallet {
     pub operation_id: Uuid,
     /// Postings made through this wallet in this transaction, in order.
     pub postings: Vec<Posting>,
+    /// The spending block (its reason), once read.
+    block_reason: Option<Option<String>>,
+    /// Set when the type row given to `lock_wallet` was stale: `ty` and `rules` were reloaded.
+    pub type_reloaded: bool,
 }
 
 /// Locks (creating it on first use) the WALLET account of `customer_id` in `ty` and loads
-/// the wallet's accounts and open lots.
+/// the wallet's accounts, spending block and open lots. `ty` may come from a cache: its
+/// revision is checked in the same statement and the row reloaded when it moved.
 pub async fn lock_wallet(
     txn: &DatabaseTransaction,
     partner_id: Uuid,
@@ -294,7 +359,7 @@ pub async fn lock_wallet(
     now: DateTime<Utc>,
     operation_id: Uuid,
 ) -> Result<Wallet, ApiError> {
-    let wallet = upsert_account(
+    insert_account(
         txn,
         partner_id,
         ty.id,
@@ -303,32 +368,55 @@ pub async fn lock_wallet(
         now,
     )
     .await?;
-    let mut accounts_by_kind = BTreeMap::new();
-    for a in accounts::Entity::find()
+    // One round trip after the lock: the accounts with their open lots, the type's current
+    // revision and the spending block alongside (read after the lock, so no change made
+    // before it is missed).
+    let lot_to_account: RelationDef = lots::Entity::belongs_to(accounts::Entity)
+        .from(lots::Column::AccountId)
+        .to(accounts::Column::Id)
+        .into();
+    let open_lots_of_account = lot_to_account.rev().on_condition(|_, lot| {
+        Expr::col((lot, lots::Column::RemainingAmount))
+            .gt(0)
+            .into_condition()
+    });
+    let rows = accounts::Entity::find()
+        .select_also(lots::Entity)
+        .join(JoinType::LeftJoin, open_lots_of_account)
         .filter(accounts::Column::PartnerId.eq(partner_id))
         .filter(accounts::Column::CustomerId.eq(customer_id))
         .filter(accounts::Column::PointsTypeId.eq(ty.id))
-        .all(txn)
-        .await?
-    {
-        if let Some(k) = AccountKind::parse_str(&a.kind) {
-            accounts_by_kind.insert(k.as_str(), a);
-        }
-    }
-    accounts_by_kind.insert(AccountKind::Wallet.as_str(), wallet);
-    let account_ids: Vec<Uuid> = accounts_by_kind
-        .iter()
-        .filter(|(k, _)| **k != AccountKind::Reserved.as_str())
-        .map(|(_, a)| a.id)
-        .collect();
-    let open_lots = lots::Entity::find()
-        .filter(lots::Column::AccountId.is_in(account_ids))
-        .filter(lots::Column::RemainingAmount.gt(0))
+        .expr_as(type_revision_of(ty.id), "type_revision")
+        .expr_as(block_query(partner_id, customer_id, ty.id), "block_reason")
+        .into_model::<AccountInContext, lots::Model>()
         .all(txn)
         .await?;
+    let Some((first, _)) = rows.first() else {
+        return Err(ApiError::Internal(anyhow::anyhow!(
+            "wallet account vanished"
+        )));
+    };
+    let (type_revision, block_reason) = (first.type_revision, first.block_reason.clone());
+    let type_reloaded = type_revision != Some(ty.revision);
+    let ty = if type_reloaded {
+        find_type(txn, partner_id, &ty.id.to_string())
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("points type {}", ty.id)))?
+    } else {
+        ty.clone()
+    };
+    let mut accounts_by_kind = BTreeMap::new();
+    let mut open_lots = Vec::new();
+    for (a, lot) in rows {
+        // Lots live in WALLET and COMMERCE only; RESERVED holds none.
+        open_lots.extend(lot);
+        if let Some(k) = AccountKind::parse_str(&a.account.kind) {
+            accounts_by_kind.insert(k.as_str(), a.account);
+        }
+    }
     Ok(Wallet {
-        rules: rules_of(ty),
-        ty: ty.clone(),
+        rules: rules_of(&ty),
+        ty,
         customer_id,
         partner_id,
         accounts: accounts_by_kind,
@@ -337,18 +425,74 @@ pub async fn lock_wallet(
         now,
         operation_id,
         postings: Vec::new(),
+        block_reason: Some(block_reason),
+        type_reloaded,
     })
 }
 
+/// An account row with what `lock_wallet` reads alongside it.
+struct AccountInContext {
+    account: accounts::Model,
+    type_revision: Option<i64>,
+    block_reason: Option<String>,
+}
+
+impl FromQueryResult for AccountInContext {
+    fn from_query_result(res: &QueryResult, pre: &str) -> Result<Self, DbErr> {
+        Ok(Self {
+            account: accounts::Model::from_query_result(res, pre)?,
+            // Selected without the prefix `select_also` gives each entity's columns.
+            type_revision: res.try_get("", "type_revision")?,
+            block_reason: res.try_get("", "block_reason")?,
+        })
+    }
+}
+
+fn type_revision_of(points_type_id: Uuid) -> SimpleExpr {
+    SimpleExpr::SubQuery(
+        None,
+        Box::new(
+            Query::select()
+                .column((types::Entity, types::Column::Revision))
+                .from(types::Entity)
+                .and_where(Expr::col((types::Entity, types::Column::Id)).eq(points_type_id))
+                .to_owned()
+                .into_sub_query_statement(),
+        ),
+    )
+}
+
+/// The reason of the block on this type or on all types (the older first), as a subquery.
+fn block_query(partner_id: Uuid, customer_id: Uuid, points_type_id: Uuid) -> SimpleExpr {
+    SimpleExpr::SubQuery(
+        None,
+        Box::new(
+            Query::select()
+                .column((blocks::Entity, blocks::Column::Reason))
+                .from(blocks::Entity)
+                .and_where(Expr::col((blocks::Entity, blocks::Column::PartnerId)).eq(partner_id))
+                .and_where(Expr::col((blocks::Entity, blocks::Column::CustomerId)).eq(customer_id))
+                .and_where(
+                    Expr::col((blocks::Entity, blocks::Column::PointsTypeId))
+                        .is_in([points_type_id, Uuid::nil()]),
+                )
+                .order_by((blocks::Entity, blocks::Column::CreatedAt), Order::Asc)
+                .limit(1)
+                .to_owned()
+                .into_sub_query_statement(),
+        ),
+    )
+}
+
 /// Inserts the account if missing and takes its row lock (the upsert locks the row it finds).
-async fn upsert_account(
+async fn insert_account(
     conn: &impl ConnectionTrait,
     partner_id: Uuid,
     points_type_id: Uuid,
     customer_id: Uuid,
     kind: AccountKind,
     now: DateTime<Utc>,
-) -> Result<accounts::Model, ApiError> {
+) -> Result<(), ApiError> {
     let row = accounts::ActiveModel {
         id: Set(Uuid::now_v7()),
         partner_id: Set(partner_id),
@@ -369,6 +513,19 @@ async fn upsert_account(
         )
         .exec_without_returning(conn)
         .await?;
+    Ok(())
+}
+
+/// Inserts the account if missing, takes its row lock and reads it back.
+async fn upsert_account(
+    conn: &impl ConnectionTrait,
+    partner_id: Uuid,
+    points_type_id: Uuid,
+    customer_id: Uuid,
+    kind: AccountKind,
+    now: DateTime<Utc>,
+) -> Result<accounts::Model, ApiError> {
+    insert_account(conn, partner_id, points_type_id, customer_id, kind, now).await?;
     // Read back rather than RETURNING: without RETURNING (SQLite here) sea-orm finds the
     // row by the new id, which an existing account does not have.
     accounts::Entity::find()
@@ -879,7 +1036,10 @@ impl Wallet {
 
     /// Whether spending is blocked on this wallet, and why.
     pub async fn block(&self, conn: &impl ConnectionTrait) -> Result<Option<String>, ApiError> {
-        spending_block(conn, self.partner_id, self.customer_id, self.ty.id).await
+        match &self.block_reason {
+            Some(loaded) => Ok(loaded.clone()),
+            None => spending_block(conn, self.partner_id, self.customer_id, self.ty.id).await,
+        }
     }
 
     /// Refuses spending when blocked or when the type cannot be spent.
@@ -1053,6 +1213,8 @@ impl Wallet {
             now,
             operation_id: Uuid::nil(),
             postings: Vec::new(),
+            block_reason: None,
+            type_reloaded: false,
         };
         Ok(w)
     }

@@ -88,8 +88,35 @@ pub struct Target {
 }
 
 async fn open(txn: &DatabaseTransaction, t: &Target) -> Result<Wallet, ApiError> {
+    open_named(txn, t, t.customer_id).await
+}
+
+/// Locks `customer_id`'s wallet of the type `t` names. The name is resolved through the type
+/// cache; when the row proves stale under the lock and the name now means another type (a new
+/// default, a changed code), it is resolved again from the database.
+async fn open_named(
+    txn: &DatabaseTransaction,
+    t: &Target,
+    customer_id: Uuid,
+) -> Result<Wallet, ApiError> {
+    let ty = ledger::resolve_type_cached(txn, t.partner_id, &t.points_type, t.now).await?;
+    let w = match open_type(txn, t.partner_id, &ty, customer_id, t.now).await {
+        Ok(w) => w,
+        Err(e) => {
+            // E.g. the cached type was deleted meanwhile.
+            ledger::forget_types(t.partner_id);
+            return Err(e);
+        }
+    };
+    if !w.type_reloaded {
+        return Ok(w);
+    }
+    ledger::forget_types(t.partner_id);
+    if ledger::names_type(&t.points_type, &w.ty) {
+        return Ok(w);
+    }
     let ty = resolve_type(txn, t.partner_id, &t.points_type, t.now).await?;
-    open_type(txn, t.partner_id, &ty, t.customer_id, t.now).await
+    open_type(txn, t.partner_id, &ty, customer_id, t.now).await
 }
 
 async fn open_type(
@@ -219,7 +246,8 @@ pub async fn award(
 ) -> Result<Posted, ApiError> {
     // Points still addressed to a customer merged into another go to the surviving one.
     let customer_id = super::resolve_customer(txn, t.partner_id, t.customer_id).await?;
-    let ty = resolve_type(txn, t.partner_id, &t.points_type, t.now).await?;
+    let mut w = open_named(txn, t, customer_id).await?;
+    let ty = w.ty.clone();
     if !ty.active {
         return Err(inactive(&ty));
     }
@@ -230,7 +258,6 @@ pub async fn award(
             "applies to CREDIT points types only",
         ));
     }
-    let mut w = open_type(txn, t.partner_id, &ty, customer_id, t.now).await?;
     let from = w.postings.len();
     let issuance = AccountRef {
         id: ledger::system_account(txn, t.partner_id, ty.id, AccountKind::Issuance).await?,
