@@ -72,9 +72,22 @@ pub async fn resolve_type(
     id_or_code: &str,
     now: DateTime<Utc>,
 ) -> Result<TypeRow, ApiError> {
+    Ok(resolve_or_create_type(conn, partner_id, id_or_code, now)
+        .await?
+        .0)
+}
+
+/// [`resolve_type`], and whether this call created the default type (in its transaction).
+async fn resolve_or_create_type(
+    conn: &impl ConnectionTrait,
+    partner_id: Uuid,
+    id_or_code: &str,
+    now: DateTime<Utc>,
+) -> Result<(TypeRow, bool), ApiError> {
     if !id_or_code.is_empty() {
         return find_type(conn, partner_id, id_or_code)
             .await?
+            .map(|t| (t, false))
             .ok_or_else(|| ApiError::NotFound(format!("points type {id_or_code:?}")));
     }
     if let Some(t) = types::Entity::find()
@@ -83,9 +96,9 @@ pub async fn resolve_type(
         .one(conn)
         .await?
     {
-        return Ok(t);
+        return Ok((t, false));
     }
-    create_default_type(conn, partner_id, now).await
+    Ok((create_default_type(conn, partner_id, now).await?, true))
 }
 
 /// Points types as last read, per (partner, UUID-or-code as asked). An entry is only a guess:
@@ -126,11 +139,15 @@ pub async fn resolve_type_cached(
     {
         return Ok(t.clone());
     }
-    let t = resolve_type(conn, partner_id, id_or_code, now).await?;
-    type_cache()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(key, (t.clone(), Instant::now()));
+    let (t, created) = resolve_or_create_type(conn, partner_id, id_or_code, now).await?;
+    // A type this transaction created may still roll back (or lose to a concurrent first
+    // call's default); only committed rows are shared.
+    if !created {
+        type_cache()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, (t.clone(), Instant::now()));
+    }
     Ok(t)
 }
 
