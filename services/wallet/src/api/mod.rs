@@ -513,7 +513,7 @@ impl WalletService for WalletApi {
         let (reason, type_ref, now) = (req.reason.clone(), req.points_type_id.clone(), Utc::now());
         let wallets: Vec<ops::WalletView> = run(&self.db, scope, move |txn| {
             Box::pin(async move {
-                let ty = block_type(txn, partner_id, &type_ref, now).await?;
+                let ty = named_type(txn, partner_id, &type_ref).await?;
                 ops::set_block(
                     txn,
                     partner_id,
@@ -548,7 +548,7 @@ impl WalletService for WalletApi {
         let (type_ref, now) = (req.points_type_id.clone(), Utc::now());
         let wallets: Vec<ops::WalletView> = run(&self.db, scope, move |txn| {
             Box::pin(async move {
-                let ty = block_type(txn, partner_id, &type_ref, now).await?;
+                let ty = named_type(txn, partner_id, &type_ref).await?;
                 ops::set_block(
                     txn,
                     partner_id,
@@ -853,12 +853,12 @@ impl WalletService for WalletApi {
     }
 }
 
-/// The points type a block names (None = every type).
-async fn block_type(
+/// The points type a request names; empty = none (every type, or no filter); an unknown type
+/// answers NOT_FOUND.
+async fn named_type(
     conn: &impl sea_orm::ConnectionTrait,
     partner_id: Uuid,
     id_or_code: &str,
-    _now: chrono::DateTime<Utc>,
 ) -> Result<Option<ledger::TypeRow>, ApiError> {
     if id_or_code.is_empty() {
         return Ok(None);
@@ -876,14 +876,8 @@ impl WalletApi {
         partner_id: Uuid,
         id_or_code: &str,
     ) -> Result<Option<Uuid>, Status> {
-        if id_or_code.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(
-            ledger::find_type(&self.db, partner_id, id_or_code)
-                .await?
-                .ok_or_else(|| ApiError::NotFound(format!("points type {id_or_code:?}")))?
-                .id,
-        ))
+        Ok(named_type(&self.db, partner_id, id_or_code)
+            .await?
+            .map(|t| t.id))
     }
 }

@@ -212,15 +212,16 @@ pub async fn trial_balance(
                         "{who}: balance {stored} but lots hold {in_lots} less debt {debt}"
                     ));
                 }
-                let floor = if kind == AccountKind::Wallet {
-                    -limits.get(&type_id).copied().unwrap_or(0)
-                } else {
-                    0
-                };
-                if stored < floor {
+                // Only a WALLET of a type with an overdraft limit may go below zero. Not
+                // bounded by the limit itself: merging two overdrawn customers adds their
+                // debts, and a limit may be lowered after it was used; spending is refused
+                // until such a debt is paid off.
+                let overdraft = kind == AccountKind::Wallet
+                    && limits.get(&type_id).copied().unwrap_or(0) > 0;
+                if stored < 0 && !overdraft {
                     report
                         .discrepancies
-                        .push(format!("{who}: balance {stored} is below {floor}"));
+                        .push(format!("{who}: balance {stored} is below 0"));
                 }
             }
             AccountKind::Reserved if stored != held => {

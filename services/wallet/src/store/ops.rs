@@ -127,9 +127,15 @@ async fn open_type(
     now: DateTime<Utc>,
 ) -> Result<Wallet, ApiError> {
     let mut w = lock_wallet(txn, partner_id, ty, customer_id, now, Uuid::now_v7()).await?;
+    settle_due(txn, &mut w).await?;
+    Ok(w)
+}
+
+/// Posts what is due on a locked wallet and publishes PointsExpired for the lots it expired.
+async fn settle_due(txn: &DatabaseTransaction, w: &mut Wallet) -> Result<Expired, ApiError> {
     let settled_before = w.postings.len();
-    let (lots_expired, amount, _) = w.settle_due(txn).await?;
-    if lots_expired > 0 {
+    let (lots, amount, reservations) = w.settle_due(txn).await?;
+    if lots > 0 {
         let first = w.postings[settled_before..]
             .iter()
             .find(|p| p.kind == PostingKind::Expiry)
@@ -137,20 +143,24 @@ async fn open_type(
             .unwrap_or_default();
         events::enqueue(
             txn,
-            Some(partner_id),
+            Some(w.partner_id),
             &ev::PointsExpired {
-                customer_id: customer_id.to_string(),
+                customer_id: w.customer_id.to_string(),
                 entry_id: first.to_string(),
                 points: amount,
                 available_points: w.available(),
-                points_type_id: ty.id.to_string(),
-                points_type_code: ty.code.clone(),
-                lot_count: lots_expired as i32,
+                points_type_id: w.ty.id.to_string(),
+                points_type_code: w.ty.code.clone(),
+                lot_count: lots as i32,
             },
         )
         .await?;
     }
-    Ok(w)
+    Ok(Expired {
+        lots,
+        amount,
+        reservations,
+    })
 }
 
 /// Publishes one PointsPosted per customer whose spendable/pending points the postings
@@ -1074,35 +1084,9 @@ pub async fn expire_wallet(
         return Ok(Expired::default());
     };
     let mut w = lock_wallet(txn, partner_id, &ty, customer_id, as_of, Uuid::now_v7()).await?;
-    let (lots_expired, amount, reservations) = w.settle_due(txn).await?;
+    let expired = settle_due(txn, &mut w).await?;
     w.flush(txn).await?;
-    if lots_expired > 0 {
-        let first = w
-            .postings
-            .iter()
-            .find(|p| p.kind == PostingKind::Expiry)
-            .map(|p| p.id)
-            .unwrap_or_default();
-        events::enqueue(
-            txn,
-            Some(partner_id),
-            &ev::PointsExpired {
-                customer_id: customer_id.to_string(),
-                entry_id: first.to_string(),
-                points: amount,
-                available_points: w.available(),
-                points_type_id: ty.id.to_string(),
-                points_type_code: ty.code.clone(),
-                lot_count: lots_expired as i32,
-            },
-        )
-        .await?;
-    }
-    Ok(Expired {
-        lots: lots_expired,
-        amount,
-        reservations,
-    })
+    Ok(expired)
 }
 
 /// Partners with something due at `as_of` (for the scheduled job).

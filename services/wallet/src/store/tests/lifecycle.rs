@@ -8,7 +8,7 @@ use loyalty_platform::{
 use loyalty_proto::events::v1 as ev;
 use uuid::Uuid;
 
-use super::{Fixture, TypeSpec, posting_of};
+use super::{Fixture, TypeSpec, posting_of, reason};
 use crate::domain::{AccountKind, ERASED_REASON, PostingKind, ReservationState, Unit};
 use crate::store::{lifecycle::CustomerLifecycle, ops, resolve_customer};
 
@@ -470,5 +470,37 @@ async fn a_merged_debt_beyond_the_survivors_points_stays_a_debt_and_points_merge
         f.open_lots(b, &ty).await,
         [(5, Some(t0 + Duration::days(5)))]
     );
+    f.assert_balanced().await;
+}
+
+#[tokio::test]
+async fn two_overdrawn_customers_merge_into_one_debt_beyond_the_limit_and_cannot_spend() {
+    let f = Fixture::postgres().await;
+    let t0 = now();
+    let ty = f
+        .points_type(
+            TypeSpec {
+                overdraft_limit: 50,
+                ..TypeSpec::default()
+            },
+            t0,
+        )
+        .await;
+    let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+    f.adjust(&f.target(a, &ty, t0), -40, None).await.unwrap();
+    f.adjust(&f.target(b, &ty, t0), -30, None).await.unwrap();
+    apply(&f, &merged(f.partner, a, b)).await;
+    let wb = f.account(b, &ty, AccountKind::Wallet).await.unwrap();
+    assert_eq!((wb.balance, wb.debt), (-70, 70));
+    // The debt is kept whole, and the ledger still checks.
+    f.assert_balanced().await;
+    let refused = f.spend(&f.target(b, &ty, t0), 1).await.unwrap_err();
+    assert_eq!(reason(&refused), "INSUFFICIENT_POINTS");
+    // Points arriving pay it off first.
+    f.award(&f.target(b, &ty, t0), 100, None, None)
+        .await
+        .unwrap();
+    let wb = f.account(b, &ty, AccountKind::Wallet).await.unwrap();
+    assert_eq!((wb.balance, wb.debt), (30, 0));
     f.assert_balanced().await;
 }

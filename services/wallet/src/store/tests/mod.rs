@@ -28,6 +28,7 @@ mod lifecycle;
 mod model;
 mod reservations;
 mod reversal;
+mod type_cache;
 
 /// A UTC time from RFC 3339 text.
 pub fn at(s: &str) -> DateTime<Utc> {
