@@ -216,8 +216,8 @@ pub async fn trial_balance(
                 // bounded by the limit itself: merging two overdrawn customers adds their
                 // debts, and a limit may be lowered after it was used; spending is refused
                 // until such a debt is paid off.
-                let overdraft = kind == AccountKind::Wallet
-                    && limits.get(&type_id).copied().unwrap_or(0) > 0;
+                let overdraft =
+                    kind == AccountKind::Wallet && limits.get(&type_id).copied().unwrap_or(0) > 0;
                 if stored < 0 && !overdraft {
                     report
                         .discrepancies
