@@ -1,8 +1,9 @@
 //! The posting engine. Every change to a customer's accounts of one points type happens while
 //! holding the row lock of that customer's WALLET account (taken by an upsert, so the first
 //! posting creates the wallet), in the caller's transaction: concurrent operations on one
-//! wallet queue in PostgreSQL, several replicas are safe, and nothing is kept in process
-//! memory but the ids of system accounts (immutable once created).
+//! wallet queue in PostgreSQL, several replicas are safe, and process memory holds only the
+//! ids of system accounts (immutable once created) and points types checked by revision under
+//! the lock (see `resolve_type_cached`).
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;

@@ -115,6 +115,9 @@ async fn open_named(
     if ledger::names_type(&t.points_type, &w.ty) {
         return Ok(w);
     }
+    // Not the wallet asked for; keep what settling it posted, whole.
+    let mut w = w;
+    w.flush(txn).await?;
     let ty = resolve_type(txn, t.partner_id, &t.points_type, t.now).await?;
     open_type(txn, t.partner_id, &ty, customer_id, t.now).await
 }

@@ -54,6 +54,13 @@ async fn a_points_type_changed_by_another_replica_applies_to_the_next_operation(
     assert_eq!(reason(&refused), "POINTS_TYPE_INACTIVE");
     change_elsewhere(&f, first.id, types::Column::Active, true.into()).await;
 
+    // Points of the old default that expire before the next call: that call locks (and
+    // settles) the old default's wallet before it learns the default moved.
+    f.award(&by_default, 3, Some(now + Duration::days(1)), None)
+        .await
+        .unwrap();
+    let later = now + Duration::days(2);
+
     // Another type became the default: awards naming none go there.
     let second = f
         .points_type(
@@ -67,15 +74,25 @@ async fn a_points_type_changed_by_another_replica_applies_to_the_next_operation(
         .await;
     change_elsewhere(&f, first.id, types::Column::IsDefault, false.into()).await;
     change_elsewhere(&f, second.id, types::Column::IsDefault, true.into()).await;
+    let by_default = Target {
+        now: later,
+        ..by_default
+    };
     let posted = f.award(&by_default, 7, None, None).await.unwrap();
     assert_eq!(posted.wallet.points_type_id, second.id);
     assert_eq!(posted.wallet.available, 7);
+    f.assert_balanced().await;
 
     // A renamed code means the type that has it now.
     change_elsewhere(&f, first.id, types::Column::Code, "old-points".into()).await;
     change_elsewhere(&f, second.id, types::Column::Code, "points".into()).await;
+    let by_code = Target {
+        now: later,
+        ..by_code
+    };
     let posted = f.award(&by_code, 1, None, None).await.unwrap();
     assert_eq!(posted.wallet.points_type_id, second.id);
-    assert_eq!(f.figures(customer, &first, now).await[0], 25);
+    // 10 + 10 + 5 stay; the 3 expired.
+    assert_eq!(f.figures(customer, &first, later).await[0], 25);
     f.assert_balanced().await;
 }
