@@ -466,39 +466,34 @@ impl FromQueryResult for AccountInContext {
     }
 }
 
+/// A one-value subquery, for a column read alongside another table's rows.
+fn scalar(q: &mut sea_orm::sea_query::SelectStatement) -> SimpleExpr {
+    SimpleExpr::SubQuery(None, Box::new(q.to_owned().into_sub_query_statement()))
+}
+
 fn type_revision_of(points_type_id: Uuid) -> SimpleExpr {
-    SimpleExpr::SubQuery(
-        None,
-        Box::new(
-            Query::select()
-                .column((types::Entity, types::Column::Revision))
-                .from(types::Entity)
-                .and_where(Expr::col((types::Entity, types::Column::Id)).eq(points_type_id))
-                .to_owned()
-                .into_sub_query_statement(),
-        ),
+    scalar(
+        Query::select()
+            .column((types::Entity, types::Column::Revision))
+            .from(types::Entity)
+            .and_where(Expr::col((types::Entity, types::Column::Id)).eq(points_type_id)),
     )
 }
 
 /// The reason of the block on this type or on all types (the older first), as a subquery.
 fn block_query(partner_id: Uuid, customer_id: Uuid, points_type_id: Uuid) -> SimpleExpr {
-    SimpleExpr::SubQuery(
-        None,
-        Box::new(
-            Query::select()
-                .column((blocks::Entity, blocks::Column::Reason))
-                .from(blocks::Entity)
-                .and_where(Expr::col((blocks::Entity, blocks::Column::PartnerId)).eq(partner_id))
-                .and_where(Expr::col((blocks::Entity, blocks::Column::CustomerId)).eq(customer_id))
-                .and_where(
-                    Expr::col((blocks::Entity, blocks::Column::PointsTypeId))
-                        .is_in([points_type_id, Uuid::nil()]),
-                )
-                .order_by((blocks::Entity, blocks::Column::CreatedAt), Order::Asc)
-                .limit(1)
-                .to_owned()
-                .into_sub_query_statement(),
-        ),
+    scalar(
+        Query::select()
+            .column((blocks::Entity, blocks::Column::Reason))
+            .from(blocks::Entity)
+            .and_where(Expr::col((blocks::Entity, blocks::Column::PartnerId)).eq(partner_id))
+            .and_where(Expr::col((blocks::Entity, blocks::Column::CustomerId)).eq(customer_id))
+            .and_where(
+                Expr::col((blocks::Entity, blocks::Column::PointsTypeId))
+                    .is_in([points_type_id, Uuid::nil()]),
+            )
+            .order_by((blocks::Entity, blocks::Column::CreatedAt), Order::Asc)
+            .limit(1),
     )
 }
 
