@@ -65,6 +65,7 @@ domain_events!(
     PurchaseCompleted,
     SegmentChanged,
     RewardsChanged,
+    CatalogueChanged,
 );
 
 /// Appends an event to the outbox inside the caller's transaction.

@@ -1,4 +1,6 @@
 //! gRPC adapter of `RewardsService`.
+mod catalogue;
+
 use chrono::Utc;
 use loyalty_platform::{
     ApiError, Role, Violations,
@@ -369,24 +371,136 @@ impl RewardsService for RewardsApi {
         }))
     }
 
+    #[tracing::instrument(skip_all)]
+    async fn create_product(
+        &self,
+        request: Request<pb::CreateProductRequest>,
+    ) -> Result<Response<pb::CreateProductResponse>, Status> {
+        catalogue::create_product(&self.db, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_product(
+        &self,
+        request: Request<pb::GetProductRequest>,
+    ) -> Result<Response<pb::GetProductResponse>, Status> {
+        catalogue::get_product(&self.db, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_products(
+        &self,
+        request: Request<pb::ListProductsRequest>,
+    ) -> Result<Response<pb::ListProductsResponse>, Status> {
+        catalogue::list_products(&self.db, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn update_product(
+        &self,
+        request: Request<pb::UpdateProductRequest>,
+    ) -> Result<Response<pb::UpdateProductResponse>, Status> {
+        catalogue::update_product(&self.db, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn delete_product(
+        &self,
+        request: Request<pb::DeleteProductRequest>,
+    ) -> Result<Response<pb::DeleteProductResponse>, Status> {
+        catalogue::delete_product(&self.db, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn import_products(
+        &self,
+        request: Request<pb::ImportProductsRequest>,
+    ) -> Result<Response<pb::ImportProductsResponse>, Status> {
+        catalogue::import_products(&self.db, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn create_product_group(
+        &self,
+        request: Request<pb::CreateProductGroupRequest>,
+    ) -> Result<Response<pb::CreateProductGroupResponse>, Status> {
+        catalogue::create_product_group(&self.db, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_product_group(
+        &self,
+        request: Request<pb::GetProductGroupRequest>,
+    ) -> Result<Response<pb::GetProductGroupResponse>, Status> {
+        catalogue::get_product_group(&self.db, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_product_groups(
+        &self,
+        request: Request<pb::ListProductGroupsRequest>,
+    ) -> Result<Response<pb::ListProductGroupsResponse>, Status> {
+        catalogue::list_product_groups(&self.db, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn update_product_group(
+        &self,
+        request: Request<pb::UpdateProductGroupRequest>,
+    ) -> Result<Response<pb::UpdateProductGroupResponse>, Status> {
+        catalogue::update_product_group(&self.db, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn delete_product_group(
+        &self,
+        request: Request<pb::DeleteProductGroupRequest>,
+    ) -> Result<Response<pb::DeleteProductGroupResponse>, Status> {
+        catalogue::delete_product_group(&self.db, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn create_brand(
+        &self,
+        request: Request<pb::CreateBrandRequest>,
+    ) -> Result<Response<pb::CreateBrandResponse>, Status> {
+        catalogue::create_brand(&self.db, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_brand(
+        &self,
+        request: Request<pb::GetBrandRequest>,
+    ) -> Result<Response<pb::GetBrandResponse>, Status> {
+        catalogue::get_brand(&self.db, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_brands(
+        &self,
+        request: Request<pb::ListBrandsRequest>,
+    ) -> Result<Response<pb::ListBrandsResponse>, Status> {
+        catalogue::list_brands(&self.db, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn update_brand(
+        &self,
+        request: Request<pb::UpdateBrandRequest>,
+    ) -> Result<Response<pb::UpdateBrandResponse>, Status> {
+        catalogue::update_brand(&self.db, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn delete_brand(
+        &self,
+        request: Request<pb::DeleteBrandRequest>,
+    ) -> Result<Response<pb::DeleteBrandResponse>, Status> {
+        catalogue::delete_brand(&self.db, request).await
+    }
+
     loyalty_platform::rpcs_not_yet_implemented! {
         "lands with issue #6 (rewards engine)";
-        create_product(pb::CreateProductRequest) -> pb::CreateProductResponse;
-        get_product(pb::GetProductRequest) -> pb::GetProductResponse;
-        list_products(pb::ListProductsRequest) -> pb::ListProductsResponse;
-        update_product(pb::UpdateProductRequest) -> pb::UpdateProductResponse;
-        delete_product(pb::DeleteProductRequest) -> pb::DeleteProductResponse;
-        import_products(pb::ImportProductsRequest) -> pb::ImportProductsResponse;
-        create_product_group(pb::CreateProductGroupRequest) -> pb::CreateProductGroupResponse;
-        get_product_group(pb::GetProductGroupRequest) -> pb::GetProductGroupResponse;
-        list_product_groups(pb::ListProductGroupsRequest) -> pb::ListProductGroupsResponse;
-        update_product_group(pb::UpdateProductGroupRequest) -> pb::UpdateProductGroupResponse;
-        delete_product_group(pb::DeleteProductGroupRequest) -> pb::DeleteProductGroupResponse;
-        create_brand(pb::CreateBrandRequest) -> pb::CreateBrandResponse;
-        get_brand(pb::GetBrandRequest) -> pb::GetBrandResponse;
-        list_brands(pb::ListBrandsRequest) -> pb::ListBrandsResponse;
-        update_brand(pb::UpdateBrandRequest) -> pb::UpdateBrandResponse;
-        delete_brand(pb::DeleteBrandRequest) -> pb::DeleteBrandResponse;
         get_reward(pb::GetRewardRequest) -> pb::GetRewardResponse;
         list_rewards(pb::ListRewardsRequest) -> pb::ListRewardsResponse;
         update_reward(pb::UpdateRewardRequest) -> pb::UpdateRewardResponse;

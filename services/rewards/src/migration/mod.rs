@@ -1,7 +1,9 @@
 //! Schema of the rewards service.
 use sea_orm_migration::{prelude::*, schema::*};
 
-loyalty_platform::migrator![InitialSchema];
+mod m0002_catalogue;
+
+loyalty_platform::migrator![InitialSchema, m0002_catalogue::Catalogue];
 
 struct InitialSchema;
 

@@ -7,6 +7,8 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+pub mod catalogue;
+
 use crate::domain::{PurchaseBonus, Reward, RewardType, Validity};
 
 pub mod rewards {
