@@ -90,7 +90,7 @@ fn columns(headers: &csv::StringRecord) -> anyhow::Result<Vec<Column>> {
     Ok(out)
 }
 
-fn list(cell: &str) -> impl Iterator<Item = String> + '_ {
+pub(crate) fn list(cell: &str) -> impl Iterator<Item = String> + '_ {
     cell.split(';')
         .map(str::trim)
         .filter(|s| !s.is_empty())
@@ -164,6 +164,57 @@ pub struct Summary {
     pub rows_per_second: f64,
 }
 
+/// Opens a CSV file with a header row; also answers its size in bytes (for the progress bar).
+pub(crate) fn open_csv(file: &Path) -> anyhow::Result<(csv::Reader<std::fs::File>, u64)> {
+    let meta = std::fs::metadata(file).with_context(|| format!("reading {}", file.display()))?;
+    let reader = csv::ReaderBuilder::new()
+        .flexible(false)
+        .from_path(file)
+        .with_context(|| format!("opening {}", file.display()))?;
+    Ok((reader, meta.len()))
+}
+
+/// The import id when none is given: the file's name and size.
+pub(crate) fn default_import_id(file: &Path, size: u64) -> String {
+    format!(
+        "{}-{}",
+        file.file_name().unwrap_or_default().to_string_lossy(),
+        size
+    )
+}
+
+/// A progress bar over the file's bytes (hidden when `quiet`).
+pub(crate) fn progress_bar(total_bytes: u64, quiet: bool) -> anyhow::Result<ProgressBar> {
+    let progress = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(total_bytes)
+    };
+    progress.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] [{bar:40}] {bytes}/{total_bytes} {msg}",
+        )?
+        .progress_chars("=> "),
+    );
+    Ok(progress)
+}
+
+/// The line number of a CSV record (1 = the header row).
+pub(crate) fn record_line(record: &csv::StringRecord) -> i64 {
+    record
+        .position()
+        .map(|p| p.line() as i64)
+        .unwrap_or_default()
+}
+
+/// Prints refused lines (line number, field, why) in line order, on stderr.
+pub(crate) fn print_refusals(mut errors: Vec<(i64, String, String)>) {
+    errors.sort_by_key(|e| e.0);
+    for (line, field, description) in &errors {
+        eprintln!("line {line}: {field}: {description}");
+    }
+}
+
 /// Reads `file` and imports it through `endpoint` with a partner admin `api_key`.
 pub async fn customers(
     endpoint: &str,
@@ -173,30 +224,10 @@ pub async fn customers(
     batch_size: usize,
     quiet: bool,
 ) -> anyhow::Result<Summary> {
-    let meta = std::fs::metadata(file).with_context(|| format!("reading {}", file.display()))?;
-    let import_id = import_id.unwrap_or_else(|| {
-        format!(
-            "{}-{}",
-            file.file_name().unwrap_or_default().to_string_lossy(),
-            meta.len()
-        )
-    });
-    let mut reader = csv::ReaderBuilder::new()
-        .flexible(false)
-        .from_path(file)
-        .with_context(|| format!("opening {}", file.display()))?;
+    let (mut reader, size) = open_csv(file)?;
+    let import_id = import_id.unwrap_or_else(|| default_import_id(file, size));
     let columns = columns(reader.headers()?)?;
-    let progress = if quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(meta.len())
-    };
-    progress.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] [{bar:40}] {bytes}/{total_bytes} {msg}",
-        )?
-        .progress_chars("=> "),
-    );
+    let progress = progress_bar(size, quiet)?;
 
     let mut client = crate::identity_client(endpoint).await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<ImportCustomersRequest>(4);
@@ -214,7 +245,7 @@ pub async fn customers(
     for record in reader.records() {
         let (line, result) = match record {
             Ok(r) => {
-                let line = r.position().map(|p| p.line() as i64).unwrap_or_default();
+                let line = record_line(&r);
                 byte = r.position().map(|p| p.byte()).unwrap_or(byte);
                 (line, row(&columns, &r, line))
             }
@@ -270,10 +301,7 @@ pub async fn customers(
             format!("{} ({})", e.description, e.reason),
         )
     }));
-    errors.sort_by_key(|e| e.0);
-    for (line, field, description) in &errors {
-        eprintln!("line {line}: {field}: {description}");
-    }
+    print_refusals(errors);
     Ok(Summary {
         imported: response.imported_count,
         skipped: response.skipped_count,

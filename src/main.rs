@@ -7,6 +7,7 @@ use std::{
 };
 
 mod import;
+mod product_import;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -106,6 +107,29 @@ enum ImportCmd {
         import_id: Option<String>,
         /// Rows per message, 1..5000.
         #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u16).range(1..=5000))]
+        batch_size: u16,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Import the product catalogue from a CSV file with a header row (see docs/rewards.md for
+    /// the columns): products are created or replaced by code. Refused lines are listed by line
+    /// number and field; the others are imported. Running the same file again changes nothing.
+    Products {
+        /// The CSV file.
+        file: PathBuf,
+        /// The rewards service.
+        #[arg(long, default_value = "http://127.0.0.1:50053")]
+        endpoint: String,
+        /// An API key of the partner with the admin or marketing role.
+        #[arg(long, env = "LOYALTY_API_KEY", hide_env_values = true)]
+        api_key: String,
+        /// Names the import (part of each batch's idempotency key); default: file name and
+        /// size.
+        #[arg(long)]
+        import_id: Option<String>,
+        /// Products per call, 1..1000.
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u16).range(1..=1000))]
         batch_size: u16,
         /// No progress bar.
         #[arg(long)]
@@ -346,6 +370,38 @@ async fn main() {
                 bail!(
                     "{} rows were refused (listed above by line number)",
                     s.failed
+                );
+            }
+            Ok(())
+        }),
+        Cmd::Import {
+            command:
+                ImportCmd::Products {
+                    file,
+                    endpoint,
+                    api_key,
+                    import_id,
+                    batch_size,
+                    quiet,
+                },
+        } => product_import::products(
+            &endpoint,
+            &api_key,
+            &file,
+            import_id,
+            batch_size.into(),
+            quiet,
+        )
+        .await
+        .and_then(|s| {
+            println!(
+                "imported products: {} created, {} updated, {} unchanged, {} refused",
+                s.created, s.updated, s.unchanged, s.refused
+            );
+            if s.refused > 0 {
+                bail!(
+                    "{} lines were refused (listed above by line number)",
+                    s.refused
                 );
             }
             Ok(())
