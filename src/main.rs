@@ -124,10 +124,6 @@ enum ImportCmd {
         /// An API key of the partner with the admin or marketing role.
         #[arg(long, env = "LOYALTY_API_KEY", hide_env_values = true)]
         api_key: String,
-        /// Names the import (part of each batch's idempotency key); default: file name and
-        /// size.
-        #[arg(long)]
-        import_id: Option<String>,
         /// Products per call, 1..1000.
         #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u16).range(1..=1000))]
         batch_size: u16,
@@ -380,32 +376,24 @@ async fn main() {
                     file,
                     endpoint,
                     api_key,
-                    import_id,
                     batch_size,
                     quiet,
                 },
-        } => product_import::products(
-            &endpoint,
-            &api_key,
-            &file,
-            import_id,
-            batch_size.into(),
-            quiet,
-        )
-        .await
-        .and_then(|s| {
-            println!(
-                "imported products: {} created, {} updated, {} unchanged, {} refused",
-                s.created, s.updated, s.unchanged, s.refused
-            );
-            if s.refused > 0 {
-                bail!(
-                    "{} lines were refused (listed above by line number)",
-                    s.refused
+        } => product_import::products(&endpoint, &api_key, &file, batch_size.into(), quiet)
+            .await
+            .and_then(|s| {
+                println!(
+                    "imported products: {} created, {} updated, {} unchanged, {} refused",
+                    s.created, s.updated, s.unchanged, s.refused
                 );
-            }
-            Ok(())
-        }),
+                if s.refused > 0 {
+                    bail!(
+                        "{} lines were refused (listed above by line number)",
+                        s.refused
+                    );
+                }
+                Ok(())
+            }),
         Cmd::Wallet {
             command: WalletCmd::Check { partner },
         } => wallet_check(partner).await,

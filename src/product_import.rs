@@ -17,7 +17,7 @@ use loyalty_proto::{
 };
 use tonic_types::StatusExt;
 
-use crate::import::{default_import_id, list, open_csv, print_refusals, progress_bar, record_line};
+use crate::import::{list, open_csv, print_refusals, progress_bar, record_line};
 
 /// What a CSV column holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,20 +164,21 @@ pub struct Summary {
     pub refused: i64,
 }
 
-/// One batch's idempotency key: the import, the batch and a hash of what it sends, so that a
-/// retried batch answers the same and a batch sent again without refused lines is a new call.
-fn batch_key(import_id: &str, batch: usize, request: &pb::ImportProductsRequest) -> String {
+/// One batch's idempotency key: the run, the batch and a hash of what it sends, so that a
+/// batch sent again without refused lines is a new call. Each run has its own keys: running a
+/// file again is a new import, which the server answers by comparing products (unchanged ones
+/// are counted as such), not with the first run's stored answer.
+fn batch_key(run_id: &str, batch: usize, request: &pb::ImportProductsRequest) -> String {
     let mut h = DefaultHasher::new();
     format!("{:?}", request.products).hash(&mut h);
-    let id: String = import_id.chars().take(90).collect();
-    format!("{id}:{batch}:{:016x}", h.finish())
+    format!("{run_id}:{batch}:{:016x}", h.finish())
 }
 
 /// Sends one batch; lines the server refuses are recorded and the rest sent again.
 async fn send_batch(
     client: &mut RewardsServiceClient<tonic::transport::Channel>,
     api_key: &str,
-    import_id: &str,
+    run_id: &str,
     batch_number: usize,
     mut batch: Vec<(i64, pb::Product)>,
     refusals: &mut Vec<(i64, String, String)>,
@@ -188,7 +189,7 @@ async fn send_batch(
             idempotency_key: String::new(),
             products: batch.iter().map(|(_, p)| p.clone()).collect(),
         };
-        request.idempotency_key = batch_key(import_id, batch_number, &request);
+        request.idempotency_key = batch_key(run_id, batch_number, &request);
         match client.import_products(with_key(request, api_key)).await {
             Ok(r) => {
                 let r = r.into_inner();
@@ -237,12 +238,11 @@ pub async fn products(
     endpoint: &str,
     api_key: &str,
     file: &Path,
-    import_id: Option<String>,
     batch_size: usize,
     quiet: bool,
 ) -> anyhow::Result<Summary> {
     let (mut reader, size) = open_csv(file)?;
-    let import_id = import_id.unwrap_or_else(|| default_import_id(file, size));
+    let run_id = format!("products-{}", uuid::Uuid::now_v7().simple());
     let columns = columns(reader.headers()?)?;
     let progress = progress_bar(size, quiet)?;
     let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())?
@@ -282,7 +282,7 @@ pub async fn products(
             send_batch(
                 &mut client,
                 api_key,
-                &import_id,
+                &run_id,
                 batch_number,
                 full,
                 &mut refusals,
