@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::*;
 
 struct Fixture {
-    _pg: TestDb,
+    _pg: Option<TestDb>,
     db: DatabaseConnection,
     partner: Uuid,
 }
@@ -22,7 +22,19 @@ async fn fixture() -> Fixture {
         .await
         .expect("migrate");
     Fixture {
-        _pg: pg,
+        _pg: Some(pg),
+        db,
+        partner: Uuid::now_v7(),
+    }
+}
+
+async fn sqlite() -> Fixture {
+    let db = Database::connect("sqlite::memory:").await.expect("sqlite");
+    crate::migration::Migrator::up(&db, None)
+        .await
+        .expect("migrate");
+    Fixture {
+        _pg: None,
         db,
         partner: Uuid::now_v7(),
     }
@@ -353,4 +365,36 @@ async fn another_partners_catalogue_is_invisible_and_codes_are_per_partner() {
         .unwrap();
     txn.commit().await.unwrap();
     assert_eq!(counts.created, 1);
+}
+
+#[tokio::test]
+async fn the_catalogue_works_on_sqlite_too() {
+    let f = sqlite().await;
+    f.seed().await;
+    let file = vec![
+        spec("ESP-1", "Espresso", &["coffee"], "lavazza"),
+        spec("COLA", "Cola 100%", &["drinks"], "acme"),
+    ];
+    let first = f.import(file.clone()).await.unwrap();
+    assert_eq!(first.created, 2);
+    assert_eq!(f.import(file).await.unwrap().unchanged, 2);
+    let drinks = ProductFilter {
+        product_group_code: Some("drinks".into()),
+        ..Default::default()
+    };
+    assert_eq!(f.codes(drinks).await, ["COLA", "ESP-1"]);
+    let query = |q: &str| ProductFilter {
+        query: Some(q.into()),
+        ..Default::default()
+    };
+    assert_eq!(f.codes(query("cola 100%")).await, ["COLA"]);
+    assert!(f.codes(query("cola 1_")).await.is_empty());
+    let coffee = find_group(&f.db, f.partner, "coffee")
+        .await
+        .unwrap()
+        .unwrap();
+    let err = delete_group(&f.db, f.partner, &coffee, "")
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&err), "PRODUCT_GROUP_IN_USE");
 }
