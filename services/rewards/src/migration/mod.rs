@@ -1,7 +1,9 @@
 //! Schema of the rewards service.
 use sea_orm_migration::{prelude::*, schema::*};
 
-loyalty_platform::migrator![InitialSchema];
+mod m0003_vouchers;
+
+loyalty_platform::migrator![InitialSchema, m0003_vouchers::Vouchers];
 
 struct InitialSchema;
 

@@ -9,6 +9,8 @@ use uuid::Uuid;
 
 use crate::domain::{PurchaseBonus, Reward, RewardType, Validity};
 
+pub mod vouchers;
+
 pub mod rewards {
     use sea_orm::entity::prelude::*;
 
