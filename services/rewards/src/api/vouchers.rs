@@ -469,7 +469,6 @@ pub(super) async fn issue(
                     source_id: voucher.source_id.clone(),
                     valid_until_time: voucher.validity.until.map(to_timestamp),
                     gift_recipient_email: voucher.gift_recipient_email.clone(),
-                    ..Default::default()
                 },
             )
             .await?;

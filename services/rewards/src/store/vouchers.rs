@@ -42,7 +42,7 @@ pub mod rules {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-pub mod vouchers {
+pub mod voucher_rows {
     use sea_orm::entity::prelude::*;
 
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
@@ -239,16 +239,16 @@ pub async fn customer_voucher_count(
     customer_id: Uuid,
 ) -> Result<u64, ApiError> {
     use sea_orm::PaginatorTrait;
-    Ok(vouchers::Entity::find()
-        .filter(vouchers::Column::PartnerId.eq(partner_id))
-        .filter(vouchers::Column::RewardId.eq(reward_id))
-        .filter(vouchers::Column::CustomerId.eq(customer_id))
+    Ok(voucher_rows::Entity::find()
+        .filter(voucher_rows::Column::PartnerId.eq(partner_id))
+        .filter(voucher_rows::Column::RewardId.eq(reward_id))
+        .filter(voucher_rows::Column::CustomerId.eq(customer_id))
         .count(conn)
         .await?)
 }
 
-fn to_model(partner_id: Uuid, v: &Voucher) -> vouchers::ActiveModel {
-    vouchers::ActiveModel {
+fn to_model(partner_id: Uuid, v: &Voucher) -> voucher_rows::ActiveModel {
+    voucher_rows::ActiveModel {
         id: Set(v.id),
         partner_id: Set(partner_id),
         code: Set(v.code.clone()),
@@ -273,7 +273,7 @@ fn to_model(partner_id: Uuid, v: &Voucher) -> vouchers::ActiveModel {
     }
 }
 
-fn from_model(m: vouchers::Model) -> Result<Voucher, ApiError> {
+fn from_model(m: voucher_rows::Model) -> Result<Voucher, ApiError> {
     Ok(Voucher {
         id: m.id,
         state: VoucherState::parse_str(&m.state)
@@ -309,9 +309,9 @@ pub async fn insert_voucher(
     partner_id: Uuid,
     v: &Voucher,
 ) -> Result<bool, ApiError> {
-    let n = vouchers::Entity::insert(to_model(partner_id, v))
+    let n = voucher_rows::Entity::insert(to_model(partner_id, v))
         .on_conflict(
-            OnConflict::columns([vouchers::Column::PartnerId, vouchers::Column::Code])
+            OnConflict::columns([voucher_rows::Column::PartnerId, voucher_rows::Column::Code])
                 .do_nothing()
                 .to_owned(),
         )
@@ -326,8 +326,8 @@ pub async fn update_voucher(
     partner_id: Uuid,
     v: &Voucher,
 ) -> Result<(), ApiError> {
-    vouchers::Entity::update(to_model(partner_id, v))
-        .filter(vouchers::Column::PartnerId.eq(partner_id))
+    voucher_rows::Entity::update(to_model(partner_id, v))
+        .filter(voucher_rows::Column::PartnerId.eq(partner_id))
         .exec(conn)
         .await?;
     Ok(())
@@ -348,10 +348,10 @@ pub async fn voucher(
     key: &VoucherKey,
     lock: bool,
 ) -> Result<Option<Voucher>, ApiError> {
-    let mut q = vouchers::Entity::find().filter(vouchers::Column::PartnerId.eq(partner_id));
+    let mut q = voucher_rows::Entity::find().filter(voucher_rows::Column::PartnerId.eq(partner_id));
     q = match key {
-        VoucherKey::Id(id) => q.filter(vouchers::Column::Id.eq(*id)),
-        VoucherKey::Code(code) => q.filter(vouchers::Column::Code.eq(code.as_str())),
+        VoucherKey::Id(id) => q.filter(voucher_rows::Column::Id.eq(*id)),
+        VoucherKey::Code(code) => q.filter(voucher_rows::Column::Code.eq(code.as_str())),
     };
     if lock {
         q = q.lock_exclusive();
@@ -361,7 +361,7 @@ pub async fn voucher(
 
 /// The stored condition for a state as shown at `at`.
 fn shown_state_condition(s: ShownState, at: DateTime<Utc>) -> Condition {
-    use vouchers::Column as C;
+    use voucher_rows::Column as C;
     let unused = C::State.is_in([
         VoucherState::Active.as_str(),
         VoucherState::Reserved.as_str(),
@@ -400,12 +400,12 @@ pub async fn list_vouchers(
     before: Option<Uuid>,
     limit: u64,
 ) -> Result<Vec<Voucher>, ApiError> {
-    let mut q = vouchers::Entity::find().filter(vouchers::Column::PartnerId.eq(partner_id));
+    let mut q = voucher_rows::Entity::find().filter(voucher_rows::Column::PartnerId.eq(partner_id));
     if let Some(c) = customer_id {
-        q = q.filter(vouchers::Column::CustomerId.eq(c));
+        q = q.filter(voucher_rows::Column::CustomerId.eq(c));
     }
     if let Some(r) = reward_id {
-        q = q.filter(vouchers::Column::RewardId.eq(r));
+        q = q.filter(voucher_rows::Column::RewardId.eq(r));
     }
     if !states.is_empty() {
         let mut any = Condition::any();
@@ -415,9 +415,9 @@ pub async fn list_vouchers(
         q = q.filter(any);
     }
     if let Some(b) = before {
-        q = q.filter(vouchers::Column::Id.lt(b));
+        q = q.filter(voucher_rows::Column::Id.lt(b));
     }
-    q.order_by_desc(vouchers::Column::Id)
+    q.order_by_desc(voucher_rows::Column::Id)
         .limit(limit)
         .all(conn)
         .await?
@@ -475,7 +475,7 @@ pub async fn insert_generated(
     }
     let mut inserted = 0;
     for chunk in rows.chunks(500) {
-        let models = chunk.iter().map(|(id, code)| vouchers::ActiveModel {
+        let models = chunk.iter().map(|(id, code)| voucher_rows::ActiveModel {
             id: Set(*id),
             partner_id: Set(b.partner_id),
             code: Set((*code).to_owned()),
@@ -498,9 +498,9 @@ pub async fn insert_generated(
             cancelled_at: Set(None),
             cancel_reason: Set(None),
         });
-        inserted += vouchers::Entity::insert_many(models)
+        inserted += voucher_rows::Entity::insert_many(models)
             .on_conflict(
-                OnConflict::columns([vouchers::Column::PartnerId, vouchers::Column::Code])
+                OnConflict::columns([voucher_rows::Column::PartnerId, voucher_rows::Column::Code])
                     .do_nothing()
                     .to_owned(),
             )
@@ -518,11 +518,11 @@ pub async fn codes_in_id_range(
     to: Uuid,
     limit: u64,
 ) -> Result<Vec<String>, ApiError> {
-    Ok(vouchers::Entity::find()
-        .filter(vouchers::Column::PartnerId.eq(partner_id))
-        .filter(vouchers::Column::Id.gte(from))
-        .filter(vouchers::Column::Id.lt(to))
-        .order_by_asc(vouchers::Column::Id)
+    Ok(voucher_rows::Entity::find()
+        .filter(voucher_rows::Column::PartnerId.eq(partner_id))
+        .filter(voucher_rows::Column::Id.gte(from))
+        .filter(voucher_rows::Column::Id.lt(to))
+        .order_by_asc(voucher_rows::Column::Id)
         .limit(limit)
         .all(conn)
         .await?
