@@ -156,7 +156,10 @@ async fn a_voucher_is_issued_validated_reserved_redeemed_and_reinstated() -> any
         business_unit_id: shop_unit.clone(),
         ..Default::default()
     };
-    let held = fails(r.redeem_voucher(authed(redeem("redeem-T2", "T2"), &admin)).await);
+    let held = fails(
+        r.redeem_voucher(authed(redeem("redeem-T2", "T2"), &admin))
+            .await,
+    );
     assert_eq!(error_reason(&held), "VOUCHER_RESERVED");
     let wrong_release = fails(
         r.release_voucher(authed(
@@ -185,7 +188,10 @@ async fn a_voucher_is_issued_validated_reserved_redeemed_and_reinstated() -> any
         .await?
         .into_inner();
     assert_eq!(again.voucher.expect("voucher").id, voucher.id);
-    let twice = fails(r.redeem_voucher(authed(redeem("redeem-T3", "T3"), &admin)).await);
+    let twice = fails(
+        r.redeem_voucher(authed(redeem("redeem-T3", "T3"), &admin))
+            .await,
+    );
     assert_eq!(twice.code(), Code::FailedPrecondition);
     assert_eq!(error_reason(&twice), "VOUCHER_ALREADY_REDEEMED");
     let cancel_redeemed = fails(
@@ -243,7 +249,10 @@ async fn a_voucher_is_issued_validated_reserved_redeemed_and_reinstated() -> any
         .voucher
         .expect("voucher");
     assert_eq!(cancelled.state, pb::VoucherState::Cancelled as i32);
-    let gone = fails(r.redeem_voucher(authed(redeem("redeem-T4", "T4"), &admin)).await);
+    let gone = fails(
+        r.redeem_voucher(authed(redeem("redeem-T4", "T4"), &admin))
+            .await,
+    );
     assert_eq!(error_reason(&gone), "VOUCHER_CANCELLED");
 
     // Lists by customer and by state.

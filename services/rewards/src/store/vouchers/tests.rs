@@ -18,7 +18,7 @@ struct Fixture {
     api: RewardsApi,
     db: DatabaseConnection,
     partner: Uuid,
-    _test_db: TestDb,
+    _test_db: Option<TestDb>,
 }
 
 impl Fixture {
@@ -30,7 +30,22 @@ impl Fixture {
             api: RewardsApi::new(db.clone()),
             db,
             partner: Uuid::now_v7(),
-            _test_db: test_db,
+            _test_db: Some(test_db),
+        }
+    }
+
+    /// SQLite in memory on one connection (every connection would otherwise be its own
+    /// database).
+    async fn sqlite() -> Fixture {
+        let mut opts = sea_orm::ConnectOptions::new("sqlite::memory:");
+        opts.max_connections(1).min_connections(1);
+        let db = Database::connect(opts).await.expect("connect");
+        Migrator::up(&db, None).await.expect("migrate");
+        Fixture {
+            api: RewardsApi::new(db.clone()),
+            db,
+            partner: Uuid::now_v7(),
+            _test_db: None,
         }
     }
 
@@ -303,6 +318,64 @@ async fn generated_codes_are_unique_per_partner_and_follow_the_pattern() {
         .expect_err("too few combinations");
     assert_eq!(dense.code(), Code::InvalidArgument);
     let _ = Utc::now();
+}
+
+#[tokio::test]
+async fn vouchers_work_on_sqlite_too() {
+    let f = Fixture::sqlite().await;
+    let reward = f.reward(Default::default()).await;
+    let customer = Uuid::now_v7();
+    let v = f.issue(&reward, customer).await.expect("issued");
+    let redeem = |key: &str, tx: &str| pb::RedeemVoucherRequest {
+        idempotency_key: key.into(),
+        code: v.code.clone(),
+        customer_id: customer.to_string(),
+        transaction_id: tx.into(),
+        ..Default::default()
+    };
+    f.api
+        .redeem_voucher(f.req(f.partner, redeem("a", "T1")))
+        .await
+        .expect("redeemed");
+    let again = f
+        .api
+        .redeem_voucher(f.req(f.partner, redeem("b", "T2")))
+        .await
+        .expect_err("once");
+    assert_eq!(reason(&again), "VOUCHER_ALREADY_REDEEMED");
+    let generated = f
+        .api
+        .generate_voucher_codes(f.req(
+            f.partner,
+            pb::GenerateVoucherCodesRequest {
+                idempotency_key: "g".into(),
+                reward_id: reward.clone(),
+                count: 2_000,
+                pattern: "####-????".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("generated")
+        .into_inner();
+    assert_eq!(generated.generated_count, 2_000);
+    assert_eq!(generated.codes.len(), 1000);
+    let listed = f
+        .api
+        .list_vouchers(f.req(
+            f.partner,
+            pb::ListVouchersRequest {
+                reward_id: reward,
+                states: vec![pb::VoucherState::Active as i32],
+                page_size: 1000,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("listed")
+        .into_inner();
+    assert_eq!(listed.vouchers.len(), 1000);
+    assert!(!listed.next_page_token.is_empty());
 }
 
 /// Benchmark, not a test: `scripts/bench-voucher-codes` runs it in release mode.
