@@ -108,16 +108,13 @@ impl MigrationTrait for Vouchers {
                 .to_owned(),
         )
         .await?;
-        m.create_index(
-            Index::create()
-                .name("vouchers_partner_customer")
-                .table(VouchersTable::Table)
-                .col(VouchersTable::PartnerId)
-                .col(VouchersTable::CustomerId)
-                .col(VouchersTable::Id)
-                .to_owned(),
-        )
-        .await?;
+        // Only vouchers of a customer: bulk-generated bearer vouchers skip this index.
+        m.get_connection()
+            .execute_unprepared(
+                "CREATE INDEX vouchers_partner_customer ON vouchers (partner_id, customer_id, id) \
+                 WHERE customer_id IS NOT NULL",
+            )
+            .await?;
         m.create_index(
             Index::create()
                 .name("vouchers_partner_reward")

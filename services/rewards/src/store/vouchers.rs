@@ -567,9 +567,18 @@ pub async fn generate(
         codes.clear();
         ids.reserve(37 * n as usize);
         codes.reserve(width * n as usize);
+        // Drawn into fixed-width slots, then sorted: the unique index on (partner_id, code)
+        // is then filled in key order, which PostgreSQL does far faster than random inserts.
+        let len = spec.code_len();
+        let mut drawn = Vec::with_capacity(len * n as usize);
+        for _ in 0..n {
+            spec.draw(rng, &mut drawn);
+        }
+        let mut slots: Vec<&[u8]> = drawn.chunks_exact(len).collect();
+        slots.sort_unstable();
         let mut rows = Vec::with_capacity(n as usize);
         let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-        for i in 0..n {
+        for (i, code) in slots.iter().enumerate() {
             let id = Uuid::from_u128(next_id);
             next_id = next_id.wrapping_add(1);
             if i > 0 {
@@ -577,7 +586,7 @@ pub async fn generate(
                 codes.push(b',');
             }
             ids.push_str(id.hyphenated().encode_lower(&mut buf));
-            spec.draw(rng, &mut codes);
+            codes.extend_from_slice(code);
             rows.push(id);
         }
         let codes_text = std::str::from_utf8(&codes).map_err(internal)?;
