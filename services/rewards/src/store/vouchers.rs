@@ -492,7 +492,7 @@ pub async fn insert_generated(
         let r = conn
             .execute(Statement::from_sql_and_values(
                 DbBackend::Postgres,
-                &format!("{sql} ON CONFLICT (partner_id, code) DO NOTHING"),
+                format!("{sql} ON CONFLICT (partner_id, code) DO NOTHING"),
                 values(),
             ))
             .await?;
