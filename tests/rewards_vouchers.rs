@@ -50,7 +50,7 @@ async fn a_voucher_is_issued_validated_reserved_redeemed_and_reinstated() -> any
         .expect("reward");
     assert_eq!(reward.voucher_code_prefix, "TEN");
     assert_eq!(reward.max_vouchers_per_customer, 1);
-    assert_eq!(reward.business_unit_ids, [shop_unit.clone()]);
+    assert_eq!(reward.business_unit_ids, std::slice::from_ref(&shop_unit));
 
     let customer = Uuid::now_v7().to_string();
     let issue = |key: &str| pb::IssueVoucherRequest {
