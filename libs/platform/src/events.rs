@@ -68,6 +68,14 @@ domain_events!(
     CatalogueChanged,
 );
 
+// Vouchers (rewards service, issue #6).
+domain_events!(
+    VoucherIssued,
+    VoucherRedeemed,
+    VoucherCancelled,
+    VoucherReinstated
+);
+
 /// Appends an event to the outbox inside the caller's transaction.
 pub async fn enqueue<C: ConnectionTrait, E: DomainEvent>(
     conn: &C,

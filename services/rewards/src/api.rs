@@ -1,5 +1,6 @@
 //! gRPC adapter of `RewardsService`.
 mod catalogue;
+mod vouchers;
 
 use chrono::Utc;
 use loyalty_platform::{
@@ -22,7 +23,10 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::{
-    domain::{Benefit, PurchaseBonus, Reward, RewardType, Validity, parse_segment_ids},
+    domain::{
+        Benefit, PurchaseBonus, Reward, RewardType, Validity, parse_segment_ids,
+        vouchers::VoucherRules,
+    },
     store,
 };
 
@@ -124,32 +128,9 @@ fn reward_from_proto(v: &mut Violations, r: pb::Reward) -> Reward {
         }
     };
     not_yet(v, "reward.cart_condition", r.cart_condition.is_some());
-    not_yet(
-        v,
-        "reward.business_unit_ids",
-        !r.business_unit_ids.is_empty(),
-    );
-    not_yet(v, "reward.channels", !r.channels.is_empty());
     not_yet(v, "reward.tier_ids", !r.tier_ids.is_empty());
-    not_yet(v, "reward.points_price", r.points_price != 0);
     not_yet(v, "reward.image_url", !r.image_url.is_empty());
-    not_yet(
-        v,
-        "reward.voucher_validity_days",
-        r.voucher_validity_days != 0,
-    );
-    not_yet(
-        v,
-        "reward.max_vouchers_per_customer",
-        r.max_vouchers_per_customer != 0,
-    );
-    not_yet(v, "reward.max_vouchers_total", r.max_vouchers_total != 0);
     not_yet(v, "reward.priority", r.priority != 0);
-    not_yet(
-        v,
-        "reward.voucher_code_prefix",
-        !r.voucher_code_prefix.is_empty(),
-    );
     Reward {
         id: Uuid::now_v7(),
         display_name: r.display_name.trim().to_owned(),
@@ -276,26 +257,31 @@ impl RewardsService for RewardsApi {
         let Some(proto) = req.reward else {
             return Err(ApiError::invalid("reward", "is required").into());
         };
+        let rules = vouchers::rules_from_proto(&mut v, &proto);
         let reward = reward_from_proto(&mut v, proto);
         reward.validate(&mut v);
         v.into_result()?;
-        let reward: Reward = idempotency::run(&self.db, scope, move |txn| {
-            Box::pin(async move {
-                store::insert_reward(txn, partner_id, &reward).await?;
-                events::enqueue(
-                    txn,
-                    Some(partner_id),
-                    &ev::RewardsChanged {
-                        benefit_id: reward.id.to_string(),
-                    },
-                )
-                .await?;
-                Ok(reward)
+        let (reward, rules): (Reward, VoucherRules) =
+            idempotency::run(&self.db, scope, move |txn| {
+                Box::pin(async move {
+                    store::insert_reward(txn, partner_id, &reward).await?;
+                    store::vouchers::insert_rules(txn, partner_id, reward.id, &rules).await?;
+                    events::enqueue(
+                        txn,
+                        Some(partner_id),
+                        &ev::RewardsChanged {
+                            benefit_id: reward.id.to_string(),
+                        },
+                    )
+                    .await?;
+                    Ok((reward, rules))
+                })
             })
-        })
-        .await?;
+            .await?;
+        let mut reward = reward_to_proto(&reward);
+        vouchers::rules_into_proto(&rules, &mut reward);
         Ok(Response::new(pb::CreateRewardResponse {
-            reward: Some(reward_to_proto(&reward)),
+            reward: Some(reward),
         }))
     }
 
@@ -308,9 +294,24 @@ impl RewardsService for RewardsApi {
         let req = request.into_inner();
         let (at, limit, after) = page(req.active_time.as_ref(), req.page_size, &req.page_token)?;
         let rewards = store::active_rewards(&self.db, partner_id, at, after, limit).await?;
+        let ids: Vec<Uuid> = rewards.iter().map(|r| r.id).collect();
+        let rules: std::collections::HashMap<Uuid, VoucherRules> =
+            store::vouchers::rules_of(&self.db, partner_id, &ids)
+                .await?
+                .into_iter()
+                .collect();
         Ok(Response::new(pb::ListActiveRewardsResponse {
             next_page_token: next_page_token(rewards.len(), limit, rewards.last().map(|r| r.id)),
-            rewards: rewards.iter().map(reward_to_proto).collect(),
+            rewards: rewards
+                .iter()
+                .map(|r| {
+                    let mut p = reward_to_proto(r);
+                    if let Some(rules) = rules.get(&r.id) {
+                        vouchers::rules_into_proto(rules, &mut p);
+                    }
+                    p
+                })
+                .collect(),
         }))
     }
 
@@ -499,6 +500,76 @@ impl RewardsService for RewardsApi {
         catalogue::delete_brand(&self.db, request).await
     }
 
+    async fn issue_voucher(
+        &self,
+        request: Request<pb::IssueVoucherRequest>,
+    ) -> Result<Response<pb::IssueVoucherResponse>, Status> {
+        vouchers::issue(self, request).await
+    }
+
+    async fn get_voucher(
+        &self,
+        request: Request<pb::GetVoucherRequest>,
+    ) -> Result<Response<pb::GetVoucherResponse>, Status> {
+        vouchers::get(self, request).await
+    }
+
+    async fn list_vouchers(
+        &self,
+        request: Request<pb::ListVouchersRequest>,
+    ) -> Result<Response<pb::ListVouchersResponse>, Status> {
+        vouchers::list(self, request).await
+    }
+
+    async fn redeem_voucher(
+        &self,
+        request: Request<pb::RedeemVoucherRequest>,
+    ) -> Result<Response<pb::RedeemVoucherResponse>, Status> {
+        vouchers::redeem(self, request).await
+    }
+
+    async fn cancel_voucher(
+        &self,
+        request: Request<pb::CancelVoucherRequest>,
+    ) -> Result<Response<pb::CancelVoucherResponse>, Status> {
+        vouchers::cancel(self, request).await
+    }
+
+    async fn reinstate_voucher(
+        &self,
+        request: Request<pb::ReinstateVoucherRequest>,
+    ) -> Result<Response<pb::ReinstateVoucherResponse>, Status> {
+        vouchers::reinstate(self, request).await
+    }
+
+    async fn validate_voucher(
+        &self,
+        request: Request<pb::ValidateVoucherRequest>,
+    ) -> Result<Response<pb::ValidateVoucherResponse>, Status> {
+        vouchers::validate(self, request).await
+    }
+
+    async fn reserve_voucher(
+        &self,
+        request: Request<pb::ReserveVoucherRequest>,
+    ) -> Result<Response<pb::ReserveVoucherResponse>, Status> {
+        vouchers::reserve(self, request).await
+    }
+
+    async fn release_voucher(
+        &self,
+        request: Request<pb::ReleaseVoucherRequest>,
+    ) -> Result<Response<pb::ReleaseVoucherResponse>, Status> {
+        vouchers::release(self, request).await
+    }
+
+    async fn generate_voucher_codes(
+        &self,
+        request: Request<pb::GenerateVoucherCodesRequest>,
+    ) -> Result<Response<pb::GenerateVoucherCodesResponse>, Status> {
+        vouchers::generate(self, request).await
+    }
+
     loyalty_platform::rpcs_not_yet_implemented! {
         "lands with issue #6 (rewards engine)";
         get_reward(pb::GetRewardRequest) -> pb::GetRewardResponse;
@@ -506,12 +577,6 @@ impl RewardsService for RewardsApi {
         update_reward(pb::UpdateRewardRequest) -> pb::UpdateRewardResponse;
         archive_reward(pb::ArchiveRewardRequest) -> pb::ArchiveRewardResponse;
         list_available_rewards(pb::ListAvailableRewardsRequest) -> pb::ListAvailableRewardsResponse;
-        issue_voucher(pb::IssueVoucherRequest) -> pb::IssueVoucherResponse;
-        get_voucher(pb::GetVoucherRequest) -> pb::GetVoucherResponse;
-        list_vouchers(pb::ListVouchersRequest) -> pb::ListVouchersResponse;
-        redeem_voucher(pb::RedeemVoucherRequest) -> pb::RedeemVoucherResponse;
-        cancel_voucher(pb::CancelVoucherRequest) -> pb::CancelVoucherResponse;
-        reinstate_voucher(pb::ReinstateVoucherRequest) -> pb::ReinstateVoucherResponse;
         create_campaign_product(pb::CreateCampaignProductRequest) -> pb::CreateCampaignProductResponse;
         get_campaign_product(pb::GetCampaignProductRequest) -> pb::GetCampaignProductResponse;
         list_campaign_products(pb::ListCampaignProductsRequest) -> pb::ListCampaignProductsResponse;
@@ -574,7 +639,7 @@ mod tests {
     }
 
     #[test]
-    fn voucher_settings_are_refused_rather_than_ignored() {
+    fn voucher_settings_are_accepted_and_checked() {
         let mut v = Violations::new();
         reward_from_proto(
             &mut v,
@@ -589,8 +654,20 @@ mod tests {
                 ..Default::default()
             },
         );
+        assert!(v.is_empty());
+        let mut v = Violations::new();
+        vouchers::rules_from_proto(
+            &mut v,
+            &pb::Reward {
+                max_vouchers_total: -1,
+                voucher_code_prefix: "GOLD-XL".into(),
+                business_unit_ids: vec!["x".into()],
+                ..Default::default()
+            },
+        );
         let text = v.into_result().unwrap_err().to_string();
         assert!(text.contains("reward.max_vouchers_total"), "{text}");
         assert!(text.contains("reward.voucher_code_prefix"), "{text}");
+        assert!(text.contains("reward.business_unit_ids[0]"), "{text}");
     }
 }

@@ -2,8 +2,13 @@
 use sea_orm_migration::{prelude::*, schema::*};
 
 mod m0002_catalogue;
+mod m0003_vouchers;
 
-loyalty_platform::migrator![InitialSchema, m0002_catalogue::Catalogue];
+loyalty_platform::migrator![
+    InitialSchema,
+    m0002_catalogue::Catalogue,
+    m0003_vouchers::Vouchers
+];
 
 struct InitialSchema;
 

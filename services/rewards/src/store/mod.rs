@@ -11,6 +11,8 @@ pub mod catalogue;
 
 use crate::domain::{PurchaseBonus, Reward, RewardType, Validity};
 
+pub mod vouchers;
+
 pub mod rewards {
     use sea_orm::entity::prelude::*;
 

@@ -1,0 +1,972 @@
+//! gRPC adapter of the voucher RPCs: issue, get, list, validate, reserve, release, redeem,
+//! cancel, reinstate and bulk code generation; and the voucher settings of a reward.
+use chrono::{DateTime, Duration, Utc};
+use loyalty_platform::{
+    ApiError, Role, Violations,
+    auth::principal,
+    error::check_idempotency_key,
+    events,
+    idempotency::{self, IdempotencyScope},
+    paging::{next_page_token, page_size, parse_page_token},
+    time::to_timestamp,
+};
+use loyalty_proto::{events::v1 as ev, rewards::v1 as pb};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use serde::{Deserialize, Serialize};
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use super::{RewardsApi, parse_time};
+use crate::{
+    domain::{
+        RewardType,
+        vouchers::{
+            CodeRequest, CodeSpec, FastRng, ShownState, Usage, Voucher, VoucherRules,
+            VoucherSource, VoucherState, normalise_code, reason, valid_code, voucher_validity,
+        },
+    },
+    store::{
+        self,
+        vouchers::{self as vstore, GeneratedBatch, RewardForVouchers, VoucherKey},
+    },
+};
+
+/// Who may issue vouchers (the cash desk at checkout, campaigns, operators).
+const ISSUERS: &[Role] = &[Role::Pos, Role::Marketing, Role::Service, Role::Support];
+/// Who may use vouchers at a checkout (validate, reserve, release, redeem).
+const TILLS: &[Role] = &[Role::Pos, Role::Service, Role::Support];
+/// Who may read vouchers.
+const READERS: &[Role] = &[Role::Pos, Role::Marketing, Role::Service, Role::Support];
+/// Who may cancel and reinstate.
+const OPERATORS: &[Role] = &[Role::Pos, Role::Marketing, Role::Service, Role::Support];
+
+/// Default hold of a reservation.
+const DEFAULT_HOLD_SECONDS: i64 = 900;
+
+// ---- reward settings ----
+
+/// The voucher settings of a reward as sent in CreateReward.
+pub(super) fn rules_from_proto(v: &mut Violations, r: &pb::Reward) -> VoucherRules {
+    let mut business_unit_ids = Vec::new();
+    for (i, s) in r.business_unit_ids.iter().enumerate() {
+        match Uuid::parse_str(s) {
+            Ok(id) if !business_unit_ids.contains(&id) => business_unit_ids.push(id),
+            Ok(_) => {}
+            Err(_) => v.add(
+                format!("reward.business_unit_ids[{i}]"),
+                "must be a business unit UUID",
+            ),
+        }
+    }
+    let mut channels = Vec::new();
+    for (i, c) in r.channels.iter().enumerate() {
+        match loyalty_proto::types::v1::SalesChannel::try_from(*c) {
+            Ok(ch) if ch != loyalty_proto::types::v1::SalesChannel::Unspecified => {
+                if !channels.contains(c) {
+                    channels.push(*c);
+                }
+            }
+            _ => v.add(format!("reward.channels[{i}]"), "must be a sales channel"),
+        }
+    }
+    let rules = VoucherRules {
+        points_price: r.points_price,
+        validity_days: r.voucher_validity_days,
+        max_per_customer: r.max_vouchers_per_customer,
+        max_total: r.max_vouchers_total,
+        code_prefix: r.voucher_code_prefix.trim().to_ascii_uppercase(),
+        business_unit_ids,
+        channels,
+    };
+    rules.validate(v);
+    rules
+}
+
+/// Writes the voucher settings into a reward message.
+pub(super) fn rules_into_proto(r: &VoucherRules, out: &mut pb::Reward) {
+    out.points_price = r.points_price;
+    out.voucher_validity_days = r.validity_days;
+    out.max_vouchers_per_customer = r.max_per_customer;
+    out.max_vouchers_total = r.max_total;
+    out.voucher_code_prefix = r.code_prefix.clone();
+    out.business_unit_ids = r.business_unit_ids.iter().map(Uuid::to_string).collect();
+    out.channels = r.channels.clone();
+}
+
+// ---- conversions ----
+
+fn shown_state_to_proto(s: ShownState) -> pb::VoucherState {
+    match s {
+        ShownState::Active => pb::VoucherState::Active,
+        ShownState::Reserved => pb::VoucherState::Reserved,
+        ShownState::Redeemed => pb::VoucherState::Redeemed,
+        ShownState::Cancelled => pb::VoucherState::Cancelled,
+        ShownState::Expired => pb::VoucherState::Expired,
+    }
+}
+
+fn source_to_proto(s: VoucherSource) -> pb::VoucherSource {
+    match s {
+        VoucherSource::CashDesk => pb::VoucherSource::CashDesk,
+        VoucherSource::Campaign => pb::VoucherSource::Campaign,
+        VoucherSource::Workflow => pb::VoucherSource::Workflow,
+        VoucherSource::Catalogue => pb::VoucherSource::Catalogue,
+        VoucherSource::Gift => pb::VoucherSource::Gift,
+        VoucherSource::Manual => pb::VoucherSource::Manual,
+    }
+}
+
+fn source_from_proto(s: i32) -> Option<VoucherSource> {
+    Some(match pb::VoucherSource::try_from(s).ok()? {
+        pb::VoucherSource::CashDesk => VoucherSource::CashDesk,
+        pb::VoucherSource::Campaign => VoucherSource::Campaign,
+        pb::VoucherSource::Workflow => VoucherSource::Workflow,
+        pb::VoucherSource::Catalogue => VoucherSource::Catalogue,
+        pb::VoucherSource::Gift => VoucherSource::Gift,
+        pb::VoucherSource::Manual => VoucherSource::Manual,
+        pb::VoucherSource::Unspecified => return None,
+    })
+}
+
+/// A voucher with the name of its reward, as answered (and stored for idempotent retries).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Shown {
+    voucher: Voucher,
+    reward_name: String,
+}
+
+fn to_proto(v: &Voucher, reward_name: &str, at: DateTime<Utc>) -> pb::Voucher {
+    let reserved = v.reserved_at(at);
+    pb::Voucher {
+        id: v.id.to_string(),
+        code: v.code.clone(),
+        reward_id: v.reward_id.to_string(),
+        reward_display_name: reward_name.to_owned(),
+        customer_id: v.customer_id.map(|c| c.to_string()).unwrap_or_default(),
+        state: shown_state_to_proto(v.shown_state(at)) as i32,
+        source: source_to_proto(v.source) as i32,
+        source_id: v.source_id.clone(),
+        valid_from_time: v.validity.from.map(to_timestamp),
+        valid_until_time: v.validity.until.map(to_timestamp),
+        value: None,
+        points_paid: v.points_paid,
+        gift_recipient_email: v.gift_recipient_email.clone(),
+        gift_recipient_name: v.gift_recipient_name.clone(),
+        issue_time: Some(to_timestamp(v.issued_at)),
+        redeem_time: v.redeemed_at.map(to_timestamp),
+        redeem_transaction_id: v.redeem_transaction_id.clone().unwrap_or_default(),
+        redeem_business_unit_id: v
+            .redeem_business_unit_id
+            .map(|b| b.to_string())
+            .unwrap_or_default(),
+        cancel_time: v.cancelled_at.map(to_timestamp),
+        cancel_reason: v.cancel_reason.clone().unwrap_or_default(),
+        reserve_transaction_id: if reserved {
+            v.reserve_transaction_id.clone().unwrap_or_default()
+        } else {
+            String::new()
+        },
+        reserve_expire_time: if reserved {
+            v.reserve_until.map(to_timestamp)
+        } else {
+            None
+        },
+    }
+}
+
+fn shown_to_proto(s: &Shown) -> pb::Voucher {
+    to_proto(&s.voucher, &s.reward_name, Utc::now())
+}
+
+// ---- request parts ----
+
+fn optional_uuid(v: &mut Violations, field: &str, s: &str) -> Option<Uuid> {
+    if s.is_empty() {
+        return None;
+    }
+    let id = Uuid::parse_str(s).ok();
+    if id.is_none() {
+        v.add(field, "must be a UUID");
+    }
+    id
+}
+
+fn required_uuid(v: &mut Violations, field: &str, s: &str) -> Uuid {
+    if s.is_empty() {
+        v.add(field, "is required");
+        return Uuid::nil();
+    }
+    optional_uuid(v, field, s).unwrap_or_default()
+}
+
+fn code(v: &mut Violations, field: &str, s: &str) -> String {
+    let c = normalise_code(s);
+    if c.is_empty() {
+        v.add(field, "is required");
+    } else if !valid_code(&c) {
+        v.add(field, "must be 8..32 characters A-Z, 0-9 or -");
+    }
+    c
+}
+
+fn text(v: &mut Violations, field: &str, s: &str, max: usize) -> String {
+    let t = s.trim();
+    if !(1..=max).contains(&t.chars().count()) {
+        v.add(field, format!("must be 1..{max} characters"));
+    }
+    t.to_owned()
+}
+
+fn channel(v: &mut Violations, c: i32) -> Option<i32> {
+    if c == 0 {
+        return None;
+    }
+    if loyalty_proto::types::v1::SalesChannel::try_from(c).is_err() {
+        v.add("channel", "must be a sales channel");
+    }
+    Some(c)
+}
+
+fn usage(
+    v: &mut Violations,
+    customer_id: &str,
+    business_unit_id: &str,
+    ch: i32,
+    transaction_id: Option<String>,
+) -> Usage {
+    Usage {
+        customer_id: optional_uuid(v, "customer_id", customer_id),
+        business_unit_id: optional_uuid(v, "business_unit_id", business_unit_id),
+        channel: channel(v, ch),
+        transaction_id,
+    }
+}
+
+fn refuse(r: &'static str) -> ApiError {
+    let message = match r {
+        reason::ALREADY_REDEEMED => "the voucher was already redeemed",
+        reason::EXPIRED => "the voucher's validity has ended",
+        reason::NOT_YET_VALID => "the voucher is not valid yet",
+        reason::CANCELLED => "the voucher was cancelled",
+        reason::OTHER_CUSTOMER => "the voucher belongs to another customer",
+        reason::NOT_VALID_HERE => "the voucher is not valid in this business unit or channel",
+        reason::RESERVED => "the voucher is reserved by another checkout transaction",
+        reason::NOT_RESERVED => "the voucher is not reserved",
+        reason::NOT_REDEEMED => "the voucher is not redeemed",
+        reason::TRANSACTION_MISMATCH => "the transaction_id does not match the voucher's",
+        _ => "the voucher cannot be used",
+    };
+    ApiError::precondition(r, message)
+}
+
+/// The points price would have to move through the wallet, which this service does not call
+/// yet: refused rather than given away for free.
+fn points_unavailable() -> ApiError {
+    ApiError::precondition(
+        reason::POINTS_PAYMENT_UNAVAILABLE,
+        "paying vouchers with points is not available yet: the reward has a points price",
+    )
+}
+
+async fn reward(
+    conn: &impl ConnectionTrait,
+    partner_id: Uuid,
+    reward_id: Uuid,
+    lock: bool,
+) -> Result<RewardForVouchers, ApiError> {
+    vstore::reward_for_vouchers(conn, partner_id, reward_id, lock)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("reward {reward_id}")))
+}
+
+/// A voucher of the partner by key, locked for the transaction when `lock`.
+async fn find(
+    conn: &impl ConnectionTrait,
+    partner_id: Uuid,
+    key: &VoucherKey,
+    lock: bool,
+) -> Result<Voucher, ApiError> {
+    vstore::voucher(conn, partner_id, key, lock)
+        .await?
+        .ok_or_else(|| match key {
+            VoucherKey::Id(id) => ApiError::NotFound(format!("voucher {id}")),
+            VoucherKey::Code(c) => ApiError::NotFound(format!("voucher with code {c}")),
+        })
+}
+
+/// Display names of rewards by id.
+async fn reward_names(
+    conn: &impl ConnectionTrait,
+    partner_id: Uuid,
+    ids: impl IntoIterator<Item = Uuid>,
+) -> Result<std::collections::HashMap<Uuid, String>, ApiError> {
+    let ids: Vec<Uuid> = ids.into_iter().collect();
+    Ok(store::rewards::Entity::find()
+        .filter(store::rewards::Column::PartnerId.eq(partner_id))
+        .filter(store::rewards::Column::Id.is_in(ids))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|m| (m.id, m.display_name))
+        .collect())
+}
+
+// ---- RPCs ----
+
+pub(super) async fn issue(
+    api: &RewardsApi,
+    request: Request<pb::IssueVoucherRequest>,
+) -> Result<Response<pb::IssueVoucherResponse>, Status> {
+    let partner_id = principal(&request)?.partner_with_role(ISSUERS)?;
+    let req = request.into_inner();
+    let scope = IdempotencyScope::new(partner_id, "IssueVoucher", &req.idempotency_key, &req);
+    let mut v = Violations::new();
+    check_idempotency_key(&mut v, &req.idempotency_key);
+    let reward_id = required_uuid(&mut v, "reward_id", &req.reward_id);
+    let customer_id = optional_uuid(&mut v, "customer_id", &req.customer_id);
+    let source = source_from_proto(req.source);
+    if source.is_none() {
+        v.add("source", "is required");
+    }
+    if req.source_id.chars().count() > 128 {
+        v.add("source_id", "must be at most 128 characters");
+    }
+    let requested_until = parse_time(&mut v, "valid_until_time", req.valid_until_time.as_ref());
+    if req.value.is_some() {
+        v.add(
+            "value",
+            "is not supported yet: gift values land with gift rewards",
+        );
+    }
+    if req.gift_recipient_email.chars().count() > 254
+        || (!req.gift_recipient_email.is_empty() && !req.gift_recipient_email.contains('@'))
+    {
+        v.add(
+            "gift_recipient_email",
+            "must be an email address, up to 254 characters",
+        );
+    }
+    if req.gift_recipient_name.chars().count() > 200 {
+        v.add("gift_recipient_name", "must be at most 200 characters");
+    }
+    let fixed_code = (!req.code.is_empty()).then(|| code(&mut v, "code", &req.code));
+    v.into_result()?;
+    let source = source.unwrap_or(VoucherSource::Manual);
+    let now = Utc::now();
+    let shown: Shown = idempotency::run(&api.db, scope, move |txn| {
+        Box::pin(async move {
+            let reward = reward(txn, partner_id, reward_id, true).await?;
+            let gift = reward.reward_type == RewardType::Gift;
+            let mut v = Violations::new();
+            if customer_id.is_none() && !gift {
+                v.add(
+                    "customer_id",
+                    "is required (only gift vouchers may be bearer vouchers)",
+                );
+            }
+            if gift && req.gift_recipient_email.is_empty() {
+                v.add("gift_recipient_email", "is required for gift vouchers");
+            }
+            v.into_result()?;
+            if !reward.validity.contains(now) {
+                return Err(ApiError::precondition(
+                    reason::REWARD_NOT_ACTIVE,
+                    "the reward is not active now",
+                ));
+            }
+            if req.pay_with_points && reward.rules.points_price > 0 {
+                return Err(points_unavailable());
+            }
+            if reward.rules.max_total > 0 && reward.issued_count >= reward.rules.max_total {
+                return Err(ApiError::precondition(
+                    reason::LIMIT_REACHED,
+                    format!(
+                        "the reward's {} vouchers are all issued",
+                        reward.rules.max_total
+                    ),
+                ));
+            }
+            if let Some(c) = customer_id
+                && reward.rules.max_per_customer > 0
+                && vstore::customer_voucher_count(txn, partner_id, reward_id, c).await?
+                    >= u64::try_from(reward.rules.max_per_customer).unwrap_or(0)
+            {
+                return Err(ApiError::precondition(
+                    reason::LIMIT_REACHED,
+                    format!(
+                        "the customer already has the {} vouchers of this reward allowed",
+                        reward.rules.max_per_customer
+                    ),
+                ));
+            }
+            let mut voucher = Voucher {
+                id: Uuid::now_v7(),
+                code: String::new(),
+                reward_id,
+                customer_id,
+                state: VoucherState::Active,
+                source,
+                source_id: req.source_id.clone(),
+                validity: voucher_validity(&reward.validity, &reward.rules, requested_until, now),
+                points_paid: 0,
+                gift_recipient_email: req.gift_recipient_email.clone(),
+                gift_recipient_name: req.gift_recipient_name.trim().to_owned(),
+                issued_at: now,
+                reserve_transaction_id: None,
+                reserve_until: None,
+                redeemed_at: None,
+                redeem_transaction_id: None,
+                redeem_business_unit_id: None,
+                cancelled_at: None,
+                cancel_reason: None,
+            };
+            if let Some(c) = fixed_code {
+                voucher.code = c;
+                if !vstore::insert_voucher(txn, partner_id, &voucher).await? {
+                    return Err(ApiError::AlreadyExists(format!(
+                        "voucher code {}",
+                        voucher.code
+                    )));
+                }
+            } else {
+                let spec = CodeSpec::parse(
+                    &mut Violations::new(),
+                    &CodeRequest {
+                        prefix: reward.rules.code_prefix.clone(),
+                        ..Default::default()
+                    },
+                )
+                .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("bad stored code prefix")))?;
+                let mut rng = FastRng::from_os();
+                let mut inserted = false;
+                for _ in 0..5 {
+                    let mut buf = Vec::new();
+                    spec.draw(&mut rng, &mut buf);
+                    voucher.code =
+                        String::from_utf8(buf).map_err(|e| ApiError::Internal(e.into()))?;
+                    if vstore::insert_voucher(txn, partner_id, &voucher).await? {
+                        inserted = true;
+                        break;
+                    }
+                }
+                if !inserted {
+                    return Err(ApiError::precondition(
+                        reason::CODE_SPACE_EXHAUSTED,
+                        "no free voucher code could be drawn",
+                    ));
+                }
+            }
+            vstore::count_issued(txn, reward_id, 1).await?;
+            events::enqueue(
+                txn,
+                Some(partner_id),
+                &ev::VoucherIssued {
+                    voucher_id: voucher.id.to_string(),
+                    reward_id: reward_id.to_string(),
+                    customer_id: customer_id.map(|c| c.to_string()).unwrap_or_default(),
+                    code: voucher.code.clone(),
+                    source: source.as_str().to_owned(),
+                    source_id: voucher.source_id.clone(),
+                    valid_until_time: voucher.validity.until.map(to_timestamp),
+                    gift_recipient_email: voucher.gift_recipient_email.clone(),
+                },
+            )
+            .await?;
+            Ok(Shown {
+                voucher,
+                reward_name: reward.display_name,
+            })
+        })
+    })
+    .await?;
+    Ok(Response::new(pb::IssueVoucherResponse {
+        voucher: Some(shown_to_proto(&shown)),
+    }))
+}
+
+pub(super) async fn get(
+    api: &RewardsApi,
+    request: Request<pb::GetVoucherRequest>,
+) -> Result<Response<pb::GetVoucherResponse>, Status> {
+    let partner_id = principal(&request)?.partner_with_role(READERS)?;
+    let req = request.into_inner();
+    let key = match (req.voucher_id.is_empty(), req.code.is_empty()) {
+        (false, true) => VoucherKey::Id(
+            Uuid::parse_str(&req.voucher_id)
+                .map_err(|_| ApiError::invalid("voucher_id", "must be a UUID"))?,
+        ),
+        (true, false) => VoucherKey::Code(normalise_code(&req.code)),
+        _ => {
+            return Err(
+                ApiError::invalid("voucher_id", "give exactly one of voucher_id and code").into(),
+            );
+        }
+    };
+    let voucher = find(&api.db, partner_id, &key, false).await?;
+    let names = reward_names(&api.db, partner_id, [voucher.reward_id]).await?;
+    let name = names.get(&voucher.reward_id).cloned().unwrap_or_default();
+    Ok(Response::new(pb::GetVoucherResponse {
+        voucher: Some(to_proto(&voucher, &name, Utc::now())),
+    }))
+}
+
+pub(super) async fn list(
+    api: &RewardsApi,
+    request: Request<pb::ListVouchersRequest>,
+) -> Result<Response<pb::ListVouchersResponse>, Status> {
+    let partner_id = principal(&request)?.partner_with_role(READERS)?;
+    let req = request.into_inner();
+    let mut v = Violations::new();
+    let customer_id = optional_uuid(&mut v, "customer_id", &req.customer_id);
+    let reward_id = optional_uuid(&mut v, "reward_id", &req.reward_id);
+    if req.customer_id.is_empty() && req.reward_id.is_empty() {
+        v.add("customer_id", "give customer_id, reward_id or both");
+    }
+    let mut states = Vec::new();
+    for (i, s) in req.states.iter().enumerate() {
+        match pb::VoucherState::try_from(*s) {
+            Ok(pb::VoucherState::Active) => states.push(ShownState::Active),
+            Ok(pb::VoucherState::Reserved) => states.push(ShownState::Reserved),
+            Ok(pb::VoucherState::Redeemed) => states.push(ShownState::Redeemed),
+            Ok(pb::VoucherState::Cancelled) => states.push(ShownState::Cancelled),
+            Ok(pb::VoucherState::Expired) => states.push(ShownState::Expired),
+            _ => v.add(format!("states[{i}]"), "must be a voucher state"),
+        }
+    }
+    let limit = page_size(&mut v, req.page_size);
+    let before = parse_page_token(&mut v, &req.page_token);
+    v.into_result()?;
+    let now = Utc::now();
+    let vouchers = vstore::list_vouchers(
+        &api.db,
+        partner_id,
+        customer_id,
+        reward_id,
+        &states,
+        now,
+        before,
+        limit,
+    )
+    .await?;
+    let names = reward_names(&api.db, partner_id, vouchers.iter().map(|v| v.reward_id)).await?;
+    Ok(Response::new(pb::ListVouchersResponse {
+        next_page_token: next_page_token(vouchers.len(), limit, vouchers.last().map(|v| v.id)),
+        vouchers: vouchers
+            .iter()
+            .map(|v| {
+                to_proto(
+                    v,
+                    names
+                        .get(&v.reward_id)
+                        .map(String::as_str)
+                        .unwrap_or_default(),
+                    now,
+                )
+            })
+            .collect(),
+    }))
+}
+
+pub(super) async fn validate(
+    api: &RewardsApi,
+    request: Request<pb::ValidateVoucherRequest>,
+) -> Result<Response<pb::ValidateVoucherResponse>, Status> {
+    let partner_id = principal(&request)?.partner_with_role(TILLS)?;
+    let req = request.into_inner();
+    let mut v = Violations::new();
+    let code = code(&mut v, "code", &req.code);
+    let transaction = (!req.transaction_id.is_empty()).then(|| req.transaction_id.clone());
+    let usage = usage(
+        &mut v,
+        &req.customer_id,
+        &req.business_unit_id,
+        req.channel,
+        transaction,
+    );
+    let at =
+        parse_time(&mut v, "validate_time", req.validate_time.as_ref()).unwrap_or_else(Utc::now);
+    v.into_result()?;
+    let voucher = find(&api.db, partner_id, &VoucherKey::Code(code), false).await?;
+    let reward = reward(&api.db, partner_id, voucher.reward_id, false).await?;
+    let verdict = voucher.check_usable(&reward.rules, &usage, at);
+    Ok(Response::new(pb::ValidateVoucherResponse {
+        valid: verdict.is_ok(),
+        rejection_reason: verdict.err().unwrap_or_default().to_owned(),
+        voucher: Some(to_proto(&voucher, &reward.display_name, at)),
+    }))
+}
+
+pub(super) async fn reserve(
+    api: &RewardsApi,
+    request: Request<pb::ReserveVoucherRequest>,
+) -> Result<Response<pb::ReserveVoucherResponse>, Status> {
+    let partner_id = principal(&request)?.partner_with_role(TILLS)?;
+    let req = request.into_inner();
+    let scope = IdempotencyScope::new(partner_id, "ReserveVoucher", &req.idempotency_key, &req);
+    let mut v = Violations::new();
+    check_idempotency_key(&mut v, &req.idempotency_key);
+    let code = code(&mut v, "code", &req.code);
+    let transaction = text(&mut v, "transaction_id", &req.transaction_id, 128);
+    let usage = usage(
+        &mut v,
+        &req.customer_id,
+        &req.business_unit_id,
+        req.channel,
+        Some(transaction.clone()),
+    );
+    let hold = match req.hold_seconds {
+        0 => DEFAULT_HOLD_SECONDS,
+        s @ 1..=3600 => i64::from(s),
+        _ => {
+            v.add("hold_seconds", "must be 0 (900) or 1..3600");
+            DEFAULT_HOLD_SECONDS
+        }
+    };
+    v.into_result()?;
+    let shown: Shown = idempotency::run(&api.db, scope, move |txn| {
+        Box::pin(async move {
+            let now = Utc::now();
+            let mut voucher = find(txn, partner_id, &VoucherKey::Code(code), true).await?;
+            let reward = reward(txn, partner_id, voucher.reward_id, false).await?;
+            voucher
+                .check_usable(&reward.rules, &usage, now)
+                .map_err(refuse)?;
+            voucher.reserve(&transaction, now, Duration::seconds(hold));
+            vstore::update_voucher(txn, partner_id, &voucher).await?;
+            Ok(Shown {
+                voucher,
+                reward_name: reward.display_name,
+            })
+        })
+    })
+    .await?;
+    Ok(Response::new(pb::ReserveVoucherResponse {
+        voucher: Some(shown_to_proto(&shown)),
+    }))
+}
+
+pub(super) async fn release(
+    api: &RewardsApi,
+    request: Request<pb::ReleaseVoucherRequest>,
+) -> Result<Response<pb::ReleaseVoucherResponse>, Status> {
+    let partner_id = principal(&request)?.partner_with_role(TILLS)?;
+    let req = request.into_inner();
+    let scope = IdempotencyScope::new(partner_id, "ReleaseVoucher", &req.idempotency_key, &req);
+    let mut v = Violations::new();
+    check_idempotency_key(&mut v, &req.idempotency_key);
+    let code = code(&mut v, "code", &req.code);
+    let transaction = text(&mut v, "transaction_id", &req.transaction_id, 128);
+    v.into_result()?;
+    let shown: Shown = idempotency::run(&api.db, scope, move |txn| {
+        Box::pin(async move {
+            let mut voucher = find(txn, partner_id, &VoucherKey::Code(code), true).await?;
+            voucher.release(&transaction).map_err(refuse)?;
+            vstore::update_voucher(txn, partner_id, &voucher).await?;
+            let names = reward_names(txn, partner_id, [voucher.reward_id]).await?;
+            Ok(Shown {
+                reward_name: names.get(&voucher.reward_id).cloned().unwrap_or_default(),
+                voucher,
+            })
+        })
+    })
+    .await?;
+    Ok(Response::new(pb::ReleaseVoucherResponse {
+        voucher: Some(shown_to_proto(&shown)),
+    }))
+}
+
+pub(super) async fn redeem(
+    api: &RewardsApi,
+    request: Request<pb::RedeemVoucherRequest>,
+) -> Result<Response<pb::RedeemVoucherResponse>, Status> {
+    let partner_id = principal(&request)?.partner_with_role(TILLS)?;
+    let req = request.into_inner();
+    let scope = IdempotencyScope::new(partner_id, "RedeemVoucher", &req.idempotency_key, &req);
+    let mut v = Violations::new();
+    check_idempotency_key(&mut v, &req.idempotency_key);
+    let code = code(&mut v, "code", &req.code);
+    let transaction = text(&mut v, "transaction_id", &req.transaction_id, 128);
+    let usage = usage(
+        &mut v,
+        &req.customer_id,
+        &req.business_unit_id,
+        req.channel,
+        Some(transaction.clone()),
+    );
+    let at = parse_time(&mut v, "redeem_time", req.redeem_time.as_ref());
+    v.into_result()?;
+    let shown: Shown = idempotency::run(&api.db, scope, move |txn| {
+        Box::pin(async move {
+            let at = at.unwrap_or_else(Utc::now);
+            // The row lock makes concurrent redemptions of one voucher wait for each other:
+            // the first one commits REDEEMED, the others then read it and are refused.
+            let mut voucher = find(txn, partner_id, &VoucherKey::Code(code), true).await?;
+            let reward = reward(txn, partner_id, voucher.reward_id, false).await?;
+            voucher
+                .check_usable(&reward.rules, &usage, at)
+                .map_err(refuse)?;
+            if reward.rules.points_price > 0
+                && matches!(
+                    reward.reward_type,
+                    RewardType::CashDesk | RewardType::Campaign
+                )
+            {
+                return Err(points_unavailable());
+            }
+            voucher.redeem(&transaction, usage.business_unit_id, at);
+            vstore::update_voucher(txn, partner_id, &voucher).await?;
+            events::enqueue(
+                txn,
+                Some(partner_id),
+                &ev::VoucherRedeemed {
+                    voucher_id: voucher.id.to_string(),
+                    reward_id: voucher.reward_id.to_string(),
+                    customer_id: voucher
+                        .customer_id
+                        .map(|c| c.to_string())
+                        .unwrap_or_default(),
+                    transaction_id: transaction.clone(),
+                    business_unit_id: usage
+                        .business_unit_id
+                        .map(|b| b.to_string())
+                        .unwrap_or_default(),
+                    ..Default::default()
+                },
+            )
+            .await?;
+            Ok(Shown {
+                voucher,
+                reward_name: reward.display_name,
+            })
+        })
+    })
+    .await?;
+    Ok(Response::new(pb::RedeemVoucherResponse {
+        voucher: Some(shown_to_proto(&shown)),
+        points_spent: 0,
+    }))
+}
+
+pub(super) async fn cancel(
+    api: &RewardsApi,
+    request: Request<pb::CancelVoucherRequest>,
+) -> Result<Response<pb::CancelVoucherResponse>, Status> {
+    let partner_id = principal(&request)?.partner_with_role(OPERATORS)?;
+    let req = request.into_inner();
+    let scope = IdempotencyScope::new(partner_id, "CancelVoucher", &req.idempotency_key, &req);
+    let mut v = Violations::new();
+    check_idempotency_key(&mut v, &req.idempotency_key);
+    let id = required_uuid(&mut v, "voucher_id", &req.voucher_id);
+    let why = text(&mut v, "reason", &req.reason, 500);
+    v.into_result()?;
+    let shown: Shown = idempotency::run(&api.db, scope, move |txn| {
+        Box::pin(async move {
+            let now = Utc::now();
+            let mut voucher = find(txn, partner_id, &VoucherKey::Id(id), true).await?;
+            if voucher.state == VoucherState::Cancelled {
+                // Already cancelled: answered unchanged, nothing published again.
+                let names = reward_names(txn, partner_id, [voucher.reward_id]).await?;
+                return Ok(Shown {
+                    reward_name: names.get(&voucher.reward_id).cloned().unwrap_or_default(),
+                    voucher,
+                });
+            }
+            if req.refund_points && voucher.points_paid > 0 {
+                return Err(points_unavailable());
+            }
+            voucher.cancel(&why, now).map_err(refuse)?;
+            vstore::update_voucher(txn, partner_id, &voucher).await?;
+            events::enqueue(
+                txn,
+                Some(partner_id),
+                &ev::VoucherCancelled {
+                    voucher_id: voucher.id.to_string(),
+                    customer_id: voucher
+                        .customer_id
+                        .map(|c| c.to_string())
+                        .unwrap_or_default(),
+                    reason: why.clone(),
+                },
+            )
+            .await?;
+            let names = reward_names(txn, partner_id, [voucher.reward_id]).await?;
+            Ok(Shown {
+                reward_name: names.get(&voucher.reward_id).cloned().unwrap_or_default(),
+                voucher,
+            })
+        })
+    })
+    .await?;
+    Ok(Response::new(pb::CancelVoucherResponse {
+        voucher: Some(shown_to_proto(&shown)),
+    }))
+}
+
+pub(super) async fn reinstate(
+    api: &RewardsApi,
+    request: Request<pb::ReinstateVoucherRequest>,
+) -> Result<Response<pb::ReinstateVoucherResponse>, Status> {
+    let partner_id = principal(&request)?.partner_with_role(OPERATORS)?;
+    let req = request.into_inner();
+    let scope = IdempotencyScope::new(partner_id, "ReinstateVoucher", &req.idempotency_key, &req);
+    let mut v = Violations::new();
+    check_idempotency_key(&mut v, &req.idempotency_key);
+    let id = required_uuid(&mut v, "voucher_id", &req.voucher_id);
+    let transaction = text(&mut v, "transaction_id", &req.transaction_id, 128);
+    text(&mut v, "reason", &req.reason, 500);
+    v.into_result()?;
+    let shown: Shown = idempotency::run(&api.db, scope, move |txn| {
+        Box::pin(async move {
+            let mut voucher = find(txn, partner_id, &VoucherKey::Id(id), true).await?;
+            voucher.reinstate(&transaction).map_err(refuse)?;
+            vstore::update_voucher(txn, partner_id, &voucher).await?;
+            events::enqueue(
+                txn,
+                Some(partner_id),
+                &ev::VoucherReinstated {
+                    voucher_id: voucher.id.to_string(),
+                    customer_id: voucher
+                        .customer_id
+                        .map(|c| c.to_string())
+                        .unwrap_or_default(),
+                    transaction_id: transaction.clone(),
+                },
+            )
+            .await?;
+            let names = reward_names(txn, partner_id, [voucher.reward_id]).await?;
+            Ok(Shown {
+                reward_name: names.get(&voucher.reward_id).cloned().unwrap_or_default(),
+                voucher,
+            })
+        })
+    })
+    .await?;
+    Ok(Response::new(pb::ReinstateVoucherResponse {
+        voucher: Some(shown_to_proto(&shown)),
+    }))
+}
+
+/// The stored answer of GenerateVoucherCodes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct GeneratedAnswer {
+    count: u64,
+    codes: Vec<String>,
+    collisions: u64,
+}
+
+pub(super) async fn generate(
+    api: &RewardsApi,
+    request: Request<pb::GenerateVoucherCodesRequest>,
+) -> Result<Response<pb::GenerateVoucherCodesResponse>, Status> {
+    let partner_id = principal(&request)?.partner_with_role(&[Role::Marketing])?;
+    let req = request.into_inner();
+    let scope = IdempotencyScope::new(
+        partner_id,
+        "GenerateVoucherCodes",
+        &req.idempotency_key,
+        &req,
+    );
+    let mut v = Violations::new();
+    check_idempotency_key(&mut v, &req.idempotency_key);
+    let reward_id = required_uuid(&mut v, "reward_id", &req.reward_id);
+    if !(1..=1_000_000).contains(&req.count) {
+        v.add("count", "must be 1..1000000");
+    }
+    if req.source_id.chars().count() > 128 {
+        v.add("source_id", "must be at most 128 characters");
+    }
+    let source = if req.source == 0 {
+        Some(VoucherSource::Campaign)
+    } else {
+        source_from_proto(req.source)
+    };
+    if source.is_none() {
+        v.add("source", "must be a voucher source");
+    }
+    v.into_result()?;
+    let prefix_reward = reward(&api.db, partner_id, reward_id, false).await?;
+    let mut v = Violations::new();
+    let spec = CodeSpec::parse(
+        &mut v,
+        &CodeRequest {
+            prefix: if req.prefix.is_empty() {
+                prefix_reward.rules.code_prefix.clone()
+            } else {
+                req.prefix.clone()
+            },
+            pattern: req.pattern.clone(),
+            charset: req.charset.clone(),
+            length: req.length,
+        },
+    );
+    let count = u64::try_from(req.count).unwrap_or(0);
+    if let Some(spec) = &spec
+        && spec.combinations() < u128::from(count) * 2
+    {
+        v.add(
+            if req.pattern.is_empty() {
+                "length"
+            } else {
+                "pattern"
+            },
+            format!(
+                "has {} combinations: at least twice the count are needed",
+                spec.combinations()
+            ),
+        );
+    }
+    v.into_result()?;
+    let Some(spec) = spec else {
+        return Err(ApiError::invalid("pattern", "is invalid").into());
+    };
+    let source = source.unwrap_or(VoucherSource::Campaign);
+    let answer: GeneratedAnswer = idempotency::run(&api.db, scope, move |txn| {
+        Box::pin(async move {
+            let now = Utc::now();
+            let reward = reward(txn, partner_id, reward_id, true).await?;
+            if !reward.validity.contains(now) {
+                return Err(ApiError::precondition(
+                    reason::REWARD_NOT_ACTIVE,
+                    "the reward is not active now",
+                ));
+            }
+            if reward.rules.max_total > 0
+                && reward
+                    .issued_count
+                    .saturating_add(i64::try_from(count).unwrap_or(i64::MAX))
+                    > reward.rules.max_total
+            {
+                return Err(ApiError::precondition(
+                    reason::LIMIT_REACHED,
+                    format!(
+                        "only {} of the reward's {} vouchers are left",
+                        (reward.rules.max_total - reward.issued_count).max(0),
+                        reward.rules.max_total
+                    ),
+                ));
+            }
+            let batch = GeneratedBatch {
+                partner_id,
+                reward_id,
+                source,
+                source_id: req.source_id.clone(),
+                validity: voucher_validity(&reward.validity, &reward.rules, None, now),
+                issued_at: now,
+            };
+            let out = vstore::generate(txn, &batch, &spec, count, &mut FastRng::from_os()).await?;
+            vstore::count_issued(txn, reward_id, i64::try_from(out.count).unwrap_or(i64::MAX))
+                .await?;
+            Ok(GeneratedAnswer {
+                count: out.count,
+                codes: out.first_codes,
+                collisions: out.collisions,
+            })
+        })
+    })
+    .await?;
+    Ok(Response::new(pb::GenerateVoucherCodesResponse {
+        generated_count: i32::try_from(answer.count).unwrap_or(i32::MAX),
+        codes: answer.codes,
+        collisions: i64::try_from(answer.collisions).unwrap_or(i64::MAX),
+    }))
+}
