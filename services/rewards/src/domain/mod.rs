@@ -4,6 +4,8 @@ use loyalty_platform::Violations;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub mod engine;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RewardType {
     CashDesk,
