@@ -969,3 +969,116 @@ proptest! {
         prop_assert_eq!(&e1, &evaluate(&cart, &ctx(), &shuffled));
     }
 }
+
+/// The worked example of docs/rewards.md (`## Evaluation engine`).
+#[test]
+fn the_worked_example_of_the_documentation_holds() {
+    let coffee = branded(in_group(line("COFFEE-1KG", 2, 1200), "coffee"), "lavazza");
+    let mug = in_group(line("MUG", 3, 500), "kitchen");
+    let mut tobacco = line("TOBACCO", 1, 800);
+    tobacco.no_reward_application = true;
+    let mut toy = line("PLUSH-TOY", 1, 1000);
+    toy.pay_only_with_points = true;
+    let cart = [coffee, mug, tobacco, toy];
+
+    let mut coffee_week = rule(1, pct(2000, Target::Groups(vec!["coffee".into()])));
+    coffee_week.name = "Coffee week".into();
+    coffee_week.priority = 10;
+    let mut coffee_off = rule(
+        2,
+        Benefit::FixedDiscount {
+            amount_minor: 200,
+            target: Target::Groups(vec!["coffee".into()]),
+        },
+    );
+    coffee_off.name = "Coffee 2.00 off".into();
+    let mut mugs = rule(
+        3,
+        Benefit::BuyXGetY {
+            buy: 2,
+            get: 1,
+            discount_basis_points: 10_000,
+            target: Target::Products(vec!["MUG".into()]),
+        },
+    );
+    mugs.name = "Mugs 2+1".into();
+    let mut spend = rule(
+        4,
+        Benefit::SpendXSaveY {
+            spend_minor: 4000,
+            save_minor: 300,
+            repeat: false,
+            target: Target::Cart,
+        },
+    );
+    spend.name = "Spend 40 save 3".into();
+    let mut double = rule(
+        5,
+        Benefit::PointsMultiplier {
+            multiplier_basis_points: 20_000,
+            target: Target::Brands(vec!["lavazza".into()]),
+        },
+    );
+    double.name = "Double points on Lavazza".into();
+    double.kind = RuleKind::PurchaseBonus;
+    let mut welcome = rule(
+        6,
+        Benefit::FixedDiscount {
+            amount_minor: 500,
+            target: Target::Cart,
+        },
+    );
+    welcome.name = "Welcome 5.00".into();
+    welcome.eligibility.requires_voucher = true;
+    let rules = RuleSet {
+        rules: vec![welcome, double, spend, mugs, coffee_off, coffee_week],
+        policy: exclusive(&[1, 2]),
+    };
+    let mut c = ctx();
+    c.vouchers = vec![
+        PresentedVoucher {
+            code: "WELCOME5".into(),
+            reward_id: Some(id(6)),
+            rejection: None,
+        },
+        PresentedVoucher {
+            code: "BOGUS".into(),
+            reward_id: None,
+            rejection: None,
+        },
+    ];
+    let e = evaluate(&cart, &c, &rules);
+    let per_line: Vec<(i64, i64, i64)> = e
+        .lines
+        .iter()
+        .map(|l| {
+            (
+                l.discounts.iter().map(|d| d.amount_minor).sum(),
+                l.total_minor,
+                l.points,
+            )
+        })
+        .collect();
+    assert_eq!(
+        per_line,
+        vec![(726, 1674, 32), (627, 873, 8), (0, 800, 8), (127, 873, 0)]
+    );
+    assert_eq!(
+        (e.gross_minor, e.discount_minor, e.total_minor, e.points),
+        (5700, 1480, 4220, 48)
+    );
+    let applied: Vec<u128> = e.applied.iter().map(|a| a.rule_id.as_u128()).collect();
+    assert_eq!(applied, vec![1, 3, 5, 6]);
+    let skipped: Vec<(u128, &str)> = e
+        .not_applied
+        .iter()
+        .map(|n| (n.rule_id.as_u128(), n.reason.code()))
+        .collect();
+    assert_eq!(
+        skipped,
+        vec![(2, "LOST_EXCLUSIVE_GROUP"), (4, "THRESHOLD_NOT_REACHED")]
+    );
+    assert_eq!(e.vouchers_to_redeem, vec!["WELCOME5".to_owned()]);
+    assert_eq!(e.rejected_vouchers[0].reason, "VOUCHER_UNKNOWN");
+    assert_eq!(e.pay_only_with_points_lines, vec![3]);
+}
