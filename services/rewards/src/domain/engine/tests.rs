@@ -921,8 +921,13 @@ proptest! {
     fn totals_are_consistent_and_never_negative(
         cart in prop::collection::vec(arb_line(), 0..8),
         rules in arb_rule_set(),
+        budgets in prop::collection::vec(prop::option::of(-10i64..2_000), 40),
     ) {
-        let e = evaluate(&cart, &ctx(), &rules);
+        let mut c = ctx();
+        for (n, b) in budgets.iter().enumerate() {
+            c.usage.insert(id(n as u128), RuleUsage { budget_remaining: *b, ..RuleUsage::default() });
+        }
+        let e = evaluate(&cart, &c, &rules);
         prop_assert!(e.total_minor >= 0);
         prop_assert_eq!(e.lines.iter().map(|l| l.total_minor).sum::<i64>(), e.total_minor);
         prop_assert_eq!(e.gross_minor - e.discount_minor, e.total_minor);
@@ -944,6 +949,15 @@ proptest! {
                 let got: i64 = e.applied.iter().filter(|a| a.rule_id == r.id)
                     .map(|a| a.discount_minor).sum();
                 prop_assert!(got <= cap);
+            }
+            let a = e.applied.iter().find(|a| a.rule_id == r.id);
+            if let (Some(a), Some(budget)) = (a, budgets[r.id.as_u128() as usize]) {
+                let spent = if r.benefits.iter().any(|b| !b.is_points()) {
+                    a.discount_minor
+                } else {
+                    a.points
+                };
+                prop_assert!(spent <= budget, "budget {} spent {}", budget, spent);
             }
         }
         // Every rule is either applied or explained.
