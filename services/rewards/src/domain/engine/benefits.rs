@@ -42,6 +42,23 @@ fn get_positions(n: u64, x: u64, y: u64) -> u64 {
     (n / m) * y + (n % m).saturating_sub(x)
 }
 
+/// Whether the benefit targets any line at all (what `discount` and `points` check first).
+pub(super) fn targets_any(benefit: &Benefit, lines: &[CartLine]) -> bool {
+    match benefit {
+        Benefit::PercentageDiscount { target, .. }
+        | Benefit::FixedDiscount { target, .. }
+        | Benefit::FixedPrice { target, .. }
+        | Benefit::BuyXGetY { target, .. }
+        | Benefit::SpendXSaveY { target, .. } => lines.iter().any(|l| applies(target, l)),
+        Benefit::FreeItem { product_id, .. } => lines
+            .iter()
+            .any(|l| !l.no_reward_application && l.product_id == *product_id),
+        Benefit::BonusPoints { target, .. } | Benefit::PointsMultiplier { target, .. } => lines
+            .iter()
+            .any(|l| applies(target, l) && !l.pay_only_with_points),
+    }
+}
+
 /// The discount per line of a money benefit, or why it gives nothing.
 pub(super) fn discount(
     benefit: &Benefit,

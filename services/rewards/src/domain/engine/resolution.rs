@@ -53,7 +53,9 @@ fn min_opt(a: Option<i64>, b: Option<i64>) -> i64 {
     }
 }
 
-fn apply(rules: &[&Rule], cart: &[CartLine], ctx: &CustomerContext) -> Applied {
+/// Applies `rules` in order to a fresh cart; `explain` = false skips the sentences (for the
+/// trial runs that only need values).
+fn apply(rules: &[&Rule], cart: &[CartLine], ctx: &CustomerContext, explain: bool) -> Applied {
     let n = cart.len();
     let mut st = Applied {
         net: cart.iter().map(CartLine::gross_minor).collect(),
@@ -86,7 +88,11 @@ fn apply(rules: &[&Rule], cart: &[CartLine], ctx: &CustomerContext) -> Applied {
                         *a = (*a).clamp(0, (*net).max(0));
                     }
                     benefits::trim(&mut amounts, cap);
-                    let explanation = format!("{}: {}", rule.name, benefits::describe(b));
+                    let explanation = if explain {
+                        format!("{}: {}", rule.name, benefits::describe(b))
+                    } else {
+                        String::new()
+                    };
                     for (i, a) in amounts.into_iter().enumerate() {
                         if a > 0 {
                             st.net[i] -= a;
@@ -161,7 +167,11 @@ fn apply(rules: &[&Rule], cart: &[CartLine], ctx: &CustomerContext) -> Applied {
                         st.cart_points.push(CartPoints {
                             rule_id: rule.id,
                             points: flat,
-                            explanation: format!("{}: {}", rule.name, benefits::describe(b)),
+                            explanation: if explain {
+                                format!("{}: {}", rule.name, benefits::describe(b))
+                            } else {
+                                String::new()
+                            },
                         });
                     }
                 }
@@ -332,7 +342,12 @@ pub(super) fn evaluate(cart: &[CartLine], ctx: &CustomerContext, set: &RuleSet) 
             skip(&mut not_applied, rule, r, say(r).to_owned());
             continue;
         }
-        let alone = apply(&[rule], cart, ctx);
+        if !rule.benefits.iter().any(|b| benefits::targets_any(b, cart)) {
+            let r = SkipReason::NoMatchingItems;
+            skip(&mut not_applied, rule, r, say(r).to_owned());
+            continue;
+        }
+        let alone = apply(&[rule], cart, ctx, false);
         if let Some(r) = alone.empty.get(&rule.id) {
             skip(&mut not_applied, rule, *r, say(*r).to_owned());
             continue;
@@ -388,7 +403,7 @@ pub(super) fn evaluate(cart: &[CartLine], ctx: &CustomerContext, set: &RuleSet) 
     let mut chosen: Vec<(&Rule, Value)> = stackable.clone();
     if let Some(best) = lone.iter().copied().min_by(|a, b| rank(strategy, *a, *b)) {
         let stack_rules: Vec<&Rule> = stackable.iter().map(|c| c.0).collect();
-        let stack_value = apply(&stack_rules, cart, ctx).value();
+        let stack_value = apply(&stack_rules, cart, ctx, false).value();
         let stack_priority = stackable.iter().map(|c| c.0.priority).max();
         let lone_wins = match stack_priority {
             None => true,
@@ -439,7 +454,7 @@ pub(super) fn evaluate(cart: &[CartLine], ctx: &CustomerContext, set: &RuleSet) 
     let mut order: Vec<&Rule> = chosen.into_iter().map(|c| c.0).collect();
     order.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.id.cmp(&b.id)));
 
-    let st = apply(&order, cart, ctx);
+    let st = apply(&order, cart, ctx, true);
     for (id, r) in &st.empty {
         skip(&mut not_applied, by_id[id], *r, say(*r).to_owned());
     }
