@@ -401,9 +401,13 @@ pub(super) fn evaluate(cart: &[CartLine], ctx: &CustomerContext, set: &RuleSet) 
     };
     let (stackable, lone): (Vec<_>, Vec<_>) = survivors.into_iter().partition(|c| stacks(c.0));
     let mut chosen: Vec<(&Rule, Value)> = stackable.clone();
+    // The stack applied in full, kept when it is also the final answer.
+    let mut stack_applied: Option<(Vec<Uuid>, Applied)> = None;
     if let Some(best) = lone.iter().copied().min_by(|a, b| rank(strategy, *a, *b)) {
         let stack_rules: Vec<&Rule> = stackable.iter().map(|c| c.0).collect();
-        let stack_value = apply(&stack_rules, cart, ctx, false).value();
+        let applied = apply(&stack_rules, cart, ctx, true);
+        let stack_value = applied.value();
+        stack_applied = Some((stack_rules.iter().map(|r| r.id).collect(), applied));
         let stack_priority = stackable.iter().map(|c| c.0.priority).max();
         let lone_wins = match stack_priority {
             None => true,
@@ -454,7 +458,10 @@ pub(super) fn evaluate(cart: &[CartLine], ctx: &CustomerContext, set: &RuleSet) 
     let mut order: Vec<&Rule> = chosen.into_iter().map(|c| c.0).collect();
     order.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.id.cmp(&b.id)));
 
-    let st = apply(&order, cart, ctx, true);
+    let st = match stack_applied {
+        Some((ids, applied)) if ids.iter().eq(order.iter().map(|r| &r.id)) => applied,
+        _ => apply(&order, cart, ctx, true),
+    };
     for (id, r) in &st.empty {
         skip(&mut not_applied, by_id[id], *r, say(*r).to_owned());
     }
