@@ -42,6 +42,19 @@ fn get_positions(n: u64, x: u64, y: u64) -> u64 {
     (n / m) * y + (n % m).saturating_sub(x)
 }
 
+/// The lines a target reaches, without allocating.
+struct Mask<'a>(&'a Target, &'a [CartLine]);
+
+impl Mask<'_> {
+    fn at(&self, i: usize) -> bool {
+        applies(self.0, &self.1[i])
+    }
+
+    fn any(&self) -> bool {
+        self.1.iter().any(|l| applies(self.0, l))
+    }
+}
+
 /// Whether the benefit targets any line at all (what `discount` and `points` check first).
 pub(super) fn targets_any(benefit: &Benefit, lines: &[CartLine]) -> bool {
     match benefit {
@@ -67,10 +80,10 @@ pub(super) fn discount(
     max_applications: Option<u32>,
 ) -> Result<Vec<i64>, SkipReason> {
     let n = lines.len();
-    let targeted = |t: &Target| -> Vec<bool> { lines.iter().map(|l| applies(t, l)).collect() };
-    let masked = |mask: &[bool]| -> Vec<i64> {
+    let targeted = |t| Mask(t, lines);
+    let masked = |mask: &Mask| -> Vec<i64> {
         (0..n)
-            .map(|i| if mask[i] { net[i].max(0) } else { 0 })
+            .map(|i| if mask.at(i) { net[i].max(0) } else { 0 })
             .collect()
     };
     let out = match benefit {
@@ -79,13 +92,18 @@ pub(super) fn discount(
             target,
         } => {
             let mask = targeted(target);
-            if !mask.contains(&true) {
+            if !mask.any() {
                 return Err(SkipReason::NoMatchingItems);
             }
             let bp = i64::from((*basis_points).min(10_000));
-            masked(&mask)
-                .into_iter()
-                .map(|b| mul_div(b, bp, 10_000))
+            (0..n)
+                .map(|i| {
+                    if mask.at(i) {
+                        mul_div(net[i].max(0), bp, 10_000)
+                    } else {
+                        0
+                    }
+                })
                 .collect()
         }
         Benefit::FixedDiscount {
@@ -93,7 +111,7 @@ pub(super) fn discount(
             target,
         } => {
             let mask = targeted(target);
-            if !mask.contains(&true) {
+            if !mask.any() {
                 return Err(SkipReason::NoMatchingItems);
             }
             split(*amount_minor, &masked(&mask))
@@ -103,12 +121,12 @@ pub(super) fn discount(
             target,
         } => {
             let mask = targeted(target);
-            if !mask.contains(&true) {
+            if !mask.any() {
                 return Err(SkipReason::NoMatchingItems);
             }
             (0..n)
                 .map(|i| {
-                    if !mask[i] {
+                    if !mask.at(i) {
                         return 0;
                     }
                     let price = (*unit_price_minor)
@@ -124,7 +142,7 @@ pub(super) fn discount(
         } => {
             let target = Target::Products(vec![product_id.clone()]);
             let mask = targeted(&target);
-            if !mask.contains(&true) {
+            if !mask.any() {
                 return Err(SkipReason::NoMatchingItems);
             }
             let mut left = u64::from(*quantity);
@@ -133,7 +151,7 @@ pub(super) fn discount(
             }
             let mut out = vec![0; n];
             for i in 0..n {
-                if !mask[i] || lines[i].quantity == 0 || left == 0 {
+                if !mask.at(i) || lines[i].quantity == 0 || left == 0 {
                     continue;
                 }
                 let units = left.min(u64::from(lines[i].quantity));
@@ -150,7 +168,7 @@ pub(super) fn discount(
             target,
         } => {
             let mask = targeted(target);
-            if !mask.contains(&true) {
+            if !mask.any() {
                 return Err(SkipReason::NoMatchingItems);
             }
             let (x, y) = (u64::from(*buy), u64::from(*get));
@@ -159,7 +177,7 @@ pub(super) fn discount(
             }
             // Units dearest first (ties by line index); the last `get` of each `buy + get`.
             let mut order: Vec<usize> = (0..n)
-                .filter(|i| mask[*i] && lines[*i].quantity > 0)
+                .filter(|i| mask.at(*i) && lines[*i].quantity > 0)
                 .collect();
             let unit = |i: usize| net[i].max(0) / i64::from(lines[i].quantity.max(1));
             order.sort_by(|a, b| unit(*b).cmp(&unit(*a)).then(a.cmp(b)));
@@ -192,7 +210,7 @@ pub(super) fn discount(
             target,
         } => {
             let mask = targeted(target);
-            if !mask.contains(&true) {
+            if !mask.any() {
                 return Err(SkipReason::NoMatchingItems);
             }
             let base = masked(&mask);

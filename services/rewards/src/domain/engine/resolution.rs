@@ -270,7 +270,7 @@ fn rank(strategy: Strategy, a: (&Rule, Value), b: (&Rule, Value)) -> Ordering {
     .then(a.0.id.cmp(&b.0.id))
 }
 
-fn skip(out: &mut BTreeMap<Uuid, NotApplied>, rule: &Rule, reason: SkipReason, why: String) {
+fn skip(out: &mut BTreeMap<Uuid, NotApplied>, rule: &Rule, reason: SkipReason, why: &str) {
     out.entry(rule.id).or_insert(NotApplied {
         rule_id: rule.id,
         reason,
@@ -339,17 +339,17 @@ pub(super) fn evaluate(cart: &[CartLine], ctx: &CustomerContext, set: &RuleSet) 
     let mut candidates: Vec<(&Rule, Value)> = Vec::new();
     for rule in &rules {
         if let Some(r) = ineligible(rule, ctx, &voucher_for) {
-            skip(&mut not_applied, rule, r, say(r).to_owned());
+            skip(&mut not_applied, rule, r, say(r));
             continue;
         }
         if !rule.benefits.iter().any(|b| benefits::targets_any(b, cart)) {
             let r = SkipReason::NoMatchingItems;
-            skip(&mut not_applied, rule, r, say(r).to_owned());
+            skip(&mut not_applied, rule, r, say(r));
             continue;
         }
         let alone = apply(&[rule], cart, ctx, false);
         if let Some(r) = alone.empty.get(&rule.id) {
-            skip(&mut not_applied, rule, *r, say(*r).to_owned());
+            skip(&mut not_applied, rule, *r, say(*r));
             continue;
         }
         candidates.push((rule, alone.value()));
@@ -383,7 +383,7 @@ pub(super) fn evaluate(cart: &[CartLine], ctx: &CustomerContext, set: &RuleSet) 
                         "group {} applies {} instead",
                         set.policy.groups[*g].name, w.name
                     );
-                    skip(&mut not_applied, c.0, SkipReason::LostExclusiveGroup, why);
+                    skip(&mut not_applied, c.0, SkipReason::LostExclusiveGroup, &why);
                     continue;
                 }
             }
@@ -429,7 +429,7 @@ pub(super) fn evaluate(cart: &[CartLine], ctx: &CustomerContext, set: &RuleSet) 
                         &mut not_applied,
                         c.0,
                         SkipReason::NotStackable,
-                        loser_why(&best.0.name),
+                        &loser_why(&best.0.name),
                     );
                 }
             }
@@ -440,7 +440,7 @@ pub(super) fn evaluate(cart: &[CartLine], ctx: &CustomerContext, set: &RuleSet) 
                     &mut not_applied,
                     c.0,
                     SkipReason::NotStackable,
-                    loser_why("the stackable rules"),
+                    &loser_why("the stackable rules"),
                 );
             }
         }
@@ -451,7 +451,7 @@ pub(super) fn evaluate(cart: &[CartLine], ctx: &CustomerContext, set: &RuleSet) 
         chosen.sort_by(|a, b| rank(strategy, *a, *b));
         for c in chosen.iter().skip(max as usize) {
             let r = SkipReason::TransactionRuleLimit;
-            skip(&mut not_applied, c.0, r, say(r).to_owned());
+            skip(&mut not_applied, c.0, r, say(r));
         }
         chosen.truncate(max as usize);
     }
@@ -463,7 +463,7 @@ pub(super) fn evaluate(cart: &[CartLine], ctx: &CustomerContext, set: &RuleSet) 
         _ => apply(&order, cart, ctx, true),
     };
     for (id, r) in &st.empty {
-        skip(&mut not_applied, by_id[id], *r, say(*r).to_owned());
+        skip(&mut not_applied, by_id[id], *r, say(*r));
     }
 
     let mut out = Evaluation::default();
