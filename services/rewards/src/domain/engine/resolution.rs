@@ -53,8 +53,8 @@ fn min_opt(a: Option<i64>, b: Option<i64>) -> i64 {
     }
 }
 
-/// Applies `rules` in order to a fresh cart; `explain` = false skips the sentences (for the
-/// trial runs that only need values).
+/// Applies `rules` in order to a fresh cart; `explain` = false records only the totals per
+/// rule (for the trial runs that only need values), not the line details nor sentences.
 fn apply(rules: &[&Rule], cart: &[CartLine], ctx: &CustomerContext, explain: bool) -> Applied {
     let n = cart.len();
     let mut st = Applied {
@@ -98,12 +98,14 @@ fn apply(rules: &[&Rule], cart: &[CartLine], ctx: &CustomerContext, explain: boo
                             st.net[i] -= a;
                             cap -= a;
                             total = total.saturating_add(a);
-                            st.discounts[i].push(LineDiscount {
-                                rule_id: rule.id,
-                                amount_minor: a,
-                                reason: benefits::code(b),
-                                explanation: explanation.clone(),
-                            });
+                            if explain {
+                                st.discounts[i].push(LineDiscount {
+                                    rule_id: rule.id,
+                                    amount_minor: a,
+                                    reason: benefits::code(b),
+                                    explanation: explanation.clone(),
+                                });
+                            }
                         }
                     }
                 }
@@ -128,7 +130,7 @@ fn apply(rules: &[&Rule], cart: &[CartLine], ctx: &CustomerContext, explain: boo
         })
         .collect();
     for (i, b) in base.iter().enumerate() {
-        if *b > 0 {
+        if *b > 0 && explain {
             st.points[i].push(LinePoints {
                 rule_id: None,
                 points: *b,
@@ -153,11 +155,13 @@ fn apply(rules: &[&Rule], cart: &[CartLine], ctx: &CustomerContext, explain: boo
                         if p > 0 {
                             cap -= p;
                             total = total.saturating_add(p);
-                            st.points[i].push(LinePoints {
-                                rule_id: Some(rule.id),
-                                points: p,
-                                reason: benefits::code(b),
-                            });
+                            if explain {
+                                st.points[i].push(LinePoints {
+                                    rule_id: Some(rule.id),
+                                    points: p,
+                                    reason: benefits::code(b),
+                                });
+                            }
                         }
                     }
                     let flat = flat.clamp(0, cap.max(0));
