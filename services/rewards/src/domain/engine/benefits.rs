@@ -1,0 +1,413 @@
+//! What each benefit gives on a cart whose lines currently cost `net`. Every function returns
+//! per-line amounts that are never negative and never above the line's net amount.
+use super::{Benefit, CartLine, SkipReason, Target};
+
+/// A line may get a discount or a bonus from `target`.
+fn applies(target: &Target, line: &CartLine) -> bool {
+    !line.no_reward_application && target.matches(line)
+}
+
+fn mul_div(a: i64, b: i64, c: i64) -> i64 {
+    if c <= 0 {
+        return 0;
+    }
+    let r = i128::from(a) * i128::from(b) / i128::from(c);
+    r.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
+}
+
+/// Splits `amount` over the lines in proportion to `base` (floor), the remainder going to the
+/// lines in index order; no line gets more than its base.
+fn split(amount: i64, base: &[i64]) -> Vec<i64> {
+    let total: i64 = base.iter().fold(0i64, |s, b| s.saturating_add(*b));
+    let amount = amount.clamp(0, total);
+    if total == 0 {
+        return vec![0; base.len()];
+    }
+    let mut out: Vec<i64> = base.iter().map(|b| mul_div(*b, amount, total)).collect();
+    let mut left = amount - out.iter().sum::<i64>();
+    for (o, b) in out.iter_mut().zip(base) {
+        if left == 0 {
+            break;
+        }
+        let more = (b - *o).min(left);
+        *o += more;
+        left -= more;
+    }
+    out
+}
+
+/// Number of positions p in 0..n with p mod (x + y) ≥ x: the "get" units of buy-X-get-Y.
+fn get_positions(n: u64, x: u64, y: u64) -> u64 {
+    let m = x + y;
+    (n / m) * y + (n % m).saturating_sub(x)
+}
+
+/// The lines a target reaches, without allocating.
+struct Mask<'a>(&'a Target, &'a [CartLine]);
+
+impl Mask<'_> {
+    fn at(&self, i: usize) -> bool {
+        applies(self.0, &self.1[i])
+    }
+
+    fn any(&self) -> bool {
+        self.1.iter().any(|l| applies(self.0, l))
+    }
+}
+
+/// Whether the benefit targets any line at all (what `discount` and `points` check first).
+pub(super) fn targets_any(benefit: &Benefit, lines: &[CartLine]) -> bool {
+    match benefit {
+        Benefit::PercentageDiscount { target, .. }
+        | Benefit::FixedDiscount { target, .. }
+        | Benefit::FixedPrice { target, .. }
+        | Benefit::BuyXGetY { target, .. }
+        | Benefit::SpendXSaveY { target, .. } => lines.iter().any(|l| applies(target, l)),
+        Benefit::FreeItem { product_id, .. } => lines
+            .iter()
+            .any(|l| !l.no_reward_application && l.product_id == *product_id),
+        Benefit::BonusPoints { target, .. } | Benefit::PointsMultiplier { target, .. } => lines
+            .iter()
+            .any(|l| applies(target, l) && !l.pay_only_with_points),
+    }
+}
+
+/// The discount per line of a money benefit, or why it gives nothing.
+pub(super) fn discount(
+    benefit: &Benefit,
+    lines: &[CartLine],
+    net: &[i64],
+    max_applications: Option<u32>,
+) -> Result<Vec<i64>, SkipReason> {
+    let n = lines.len();
+    let targeted = |t| Mask(t, lines);
+    let masked = |mask: &Mask| -> Vec<i64> {
+        (0..n)
+            .map(|i| if mask.at(i) { net[i].max(0) } else { 0 })
+            .collect()
+    };
+    let out = match benefit {
+        Benefit::PercentageDiscount {
+            basis_points,
+            target,
+        } => {
+            let mask = targeted(target);
+            if !mask.any() {
+                return Err(SkipReason::NoMatchingItems);
+            }
+            let bp = i64::from((*basis_points).min(10_000));
+            (0..n)
+                .map(|i| {
+                    if mask.at(i) {
+                        mul_div(net[i].max(0), bp, 10_000)
+                    } else {
+                        0
+                    }
+                })
+                .collect()
+        }
+        Benefit::FixedDiscount {
+            amount_minor,
+            target,
+        } => {
+            let mask = targeted(target);
+            if !mask.any() {
+                return Err(SkipReason::NoMatchingItems);
+            }
+            split(*amount_minor, &masked(&mask))
+        }
+        Benefit::FixedPrice {
+            unit_price_minor,
+            target,
+        } => {
+            let mask = targeted(target);
+            if !mask.any() {
+                return Err(SkipReason::NoMatchingItems);
+            }
+            (0..n)
+                .map(|i| {
+                    if !mask.at(i) {
+                        return 0;
+                    }
+                    let price = (*unit_price_minor)
+                        .max(0)
+                        .saturating_mul(i64::from(lines[i].quantity));
+                    (net[i].max(0) - price).max(0)
+                })
+                .collect()
+        }
+        Benefit::FreeItem {
+            product_id,
+            quantity,
+        } => {
+            let target = Target::Products(vec![product_id.clone()]);
+            let mask = targeted(&target);
+            if !mask.any() {
+                return Err(SkipReason::NoMatchingItems);
+            }
+            let mut left = u64::from(*quantity);
+            if let Some(max) = max_applications {
+                left = left.min(u64::from(max));
+            }
+            let mut out = vec![0; n];
+            for i in 0..n {
+                if !mask.at(i) || lines[i].quantity == 0 || left == 0 {
+                    continue;
+                }
+                let units = left.min(u64::from(lines[i].quantity));
+                left -= units;
+                let q = i64::from(lines[i].quantity);
+                out[i] = mul_div(net[i].max(0), units as i64, q);
+            }
+            out
+        }
+        Benefit::BuyXGetY {
+            buy,
+            get,
+            discount_basis_points,
+            target,
+        } => {
+            let mask = targeted(target);
+            if !mask.any() {
+                return Err(SkipReason::NoMatchingItems);
+            }
+            let (x, y) = (u64::from(*buy), u64::from(*get));
+            if y == 0 {
+                return Err(SkipReason::ThresholdNotReached);
+            }
+            // Units dearest first (ties by line index); the last `get` of each `buy + get`.
+            let mut order: Vec<usize> = (0..n)
+                .filter(|i| mask.at(*i) && lines[*i].quantity > 0)
+                .collect();
+            let unit = |i: usize| net[i].max(0) / i64::from(lines[i].quantity.max(1));
+            order.sort_by(|a, b| unit(*b).cmp(&unit(*a)).then(a.cmp(b)));
+            let units: u64 = order.iter().map(|i| u64::from(lines[*i].quantity)).sum();
+            let mut sets = units / (x + y);
+            if let Some(max) = max_applications {
+                sets = sets.min(u64::from(max));
+            }
+            if sets == 0 {
+                return Err(SkipReason::ThresholdNotReached);
+            }
+            let limit = sets * (x + y);
+            let bp = i64::from((*discount_basis_points).min(10_000));
+            let mut out = vec![0; n];
+            let mut pos = 0u64;
+            for i in order {
+                let q = u64::from(lines[i].quantity);
+                let (a, b) = (pos.min(limit), (pos + q).min(limit));
+                let free = get_positions(b, x, y) - get_positions(a, x, y);
+                pos += q;
+                let value = mul_div(net[i].max(0), free as i64, q as i64);
+                out[i] = mul_div(value, bp, 10_000);
+            }
+            out
+        }
+        Benefit::SpendXSaveY {
+            spend_minor,
+            save_minor,
+            repeat,
+            target,
+        } => {
+            let mask = targeted(target);
+            if !mask.any() {
+                return Err(SkipReason::NoMatchingItems);
+            }
+            let base = masked(&mask);
+            let subtotal = base.iter().fold(0i64, |s, b| s.saturating_add(*b));
+            if *spend_minor <= 0 || subtotal < *spend_minor {
+                return Err(SkipReason::ThresholdNotReached);
+            }
+            let mut times = if *repeat { subtotal / spend_minor } else { 1 };
+            if let Some(max) = max_applications {
+                times = times.min(i64::from(max));
+            }
+            split((*save_minor).max(0).saturating_mul(times), &base)
+        }
+        Benefit::BonusPoints { .. } | Benefit::PointsMultiplier { .. } => vec![0; n],
+    };
+    Ok(out)
+}
+
+/// Points of a points benefit: (per line, not tied to a line). `base` is the base earn per line.
+pub(super) fn points(
+    benefit: &Benefit,
+    lines: &[CartLine],
+    net: &[i64],
+    base: &[i64],
+) -> Result<(Vec<i64>, i64), SkipReason> {
+    let n = lines.len();
+    let earns = |t: &Target, i: usize| applies(t, &lines[i]) && !lines[i].pay_only_with_points;
+    match benefit {
+        Benefit::BonusPoints {
+            points,
+            per_spend_minor,
+            target,
+        } => {
+            if !(0..n).any(|i| earns(target, i)) {
+                return Err(SkipReason::NoMatchingItems);
+            }
+            match per_spend_minor {
+                None => Ok((vec![0; n], (*points).max(0))),
+                Some(step) => Ok((
+                    (0..n)
+                        .map(|i| {
+                            if earns(target, i) {
+                                mul_div(net[i].max(0), (*points).max(0), *step)
+                            } else {
+                                0
+                            }
+                        })
+                        .collect(),
+                    0,
+                )),
+            }
+        }
+        Benefit::PointsMultiplier {
+            multiplier_basis_points,
+            target,
+        } => {
+            if !(0..n).any(|i| earns(target, i)) {
+                return Err(SkipReason::NoMatchingItems);
+            }
+            let extra = i64::from(*multiplier_basis_points)
+                .saturating_sub(10_000)
+                .max(0);
+            Ok((
+                (0..n)
+                    .map(|i| {
+                        if earns(target, i) {
+                            mul_div(base[i].max(0), extra, 10_000)
+                        } else {
+                            0
+                        }
+                    })
+                    .collect(),
+                0,
+            ))
+        }
+        _ => Ok((vec![0; n], 0)),
+    }
+}
+
+/// Lowers `amounts` (in index order) so that they sum to at most `cap`.
+pub(super) fn trim(amounts: &mut [i64], cap: i64) {
+    let mut left = cap.max(0);
+    for a in amounts.iter_mut() {
+        *a = (*a).min(left);
+        left -= *a;
+    }
+}
+
+/// A code for the benefit, used as the reason of a line discount.
+pub(super) fn code(benefit: &Benefit) -> &'static str {
+    match benefit {
+        Benefit::PercentageDiscount { .. } => "PERCENTAGE_DISCOUNT",
+        Benefit::FixedDiscount { .. } => "FIXED_DISCOUNT",
+        Benefit::FixedPrice { .. } => "FIXED_PRICE",
+        Benefit::FreeItem { .. } => "FREE_ITEM",
+        Benefit::BuyXGetY { .. } => "BUY_X_GET_Y",
+        Benefit::SpendXSaveY { .. } => "SPEND_X_SAVE_Y",
+        Benefit::BonusPoints { .. } => "BONUS_POINTS",
+        Benefit::PointsMultiplier { .. } => "POINTS_MULTIPLIER",
+    }
+}
+
+/// A sentence saying what the benefit gives.
+pub(super) fn describe(benefit: &Benefit) -> String {
+    let money = |m: i64| format!("{}.{:02}", m / 100, (m % 100).abs());
+    let pct = |bp: u32| {
+        if bp.is_multiple_of(100) {
+            format!("{} %", bp / 100)
+        } else {
+            format!("{}.{:02} %", bp / 100, bp % 100)
+        }
+    };
+    match benefit {
+        Benefit::PercentageDiscount {
+            basis_points,
+            target,
+        } => format!("{} off {}", pct(*basis_points), target.describe()),
+        Benefit::FixedDiscount {
+            amount_minor,
+            target,
+        } => format!("{} off {}", money(*amount_minor), target.describe()),
+        Benefit::FixedPrice {
+            unit_price_minor,
+            target,
+        } => format!(
+            "{} for each unit of {}",
+            money(*unit_price_minor),
+            target.describe()
+        ),
+        Benefit::FreeItem {
+            product_id,
+            quantity,
+        } => format!("{quantity} × {product_id} free"),
+        Benefit::BuyXGetY {
+            buy,
+            get,
+            discount_basis_points,
+            target,
+        } => format!(
+            "buy {buy} get {get} at {} off of {}",
+            pct(*discount_basis_points),
+            target.describe()
+        ),
+        Benefit::SpendXSaveY {
+            spend_minor,
+            save_minor,
+            repeat,
+            target,
+        } => format!(
+            "spend {} on {}, save {}{}",
+            money(*spend_minor),
+            target.describe(),
+            money(*save_minor),
+            if *repeat { " per step" } else { "" }
+        ),
+        Benefit::BonusPoints {
+            points,
+            per_spend_minor,
+            target,
+        } => match per_spend_minor {
+            None => format!("{points} bonus points for buying {}", target.describe()),
+            Some(s) => format!(
+                "{points} bonus points per {} spent on {}",
+                money(*s),
+                target.describe()
+            ),
+        },
+        Benefit::PointsMultiplier {
+            multiplier_basis_points,
+            target,
+        } => format!(
+            "points ×{}.{:02} on {}",
+            multiplier_basis_points / 10_000,
+            multiplier_basis_points % 10_000 / 100,
+            target.describe()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_split_gives_the_remainder_to_the_first_lines_and_never_more_than_a_line() {
+        assert_eq!(split(10, &[1, 1, 1]), vec![1, 1, 1]);
+        assert_eq!(split(2, &[1, 1, 1]), vec![1, 1, 0]);
+        assert_eq!(split(7, &[10, 10]), vec![4, 3]);
+        assert_eq!(split(5, &[0, 0]), vec![0, 0]);
+    }
+
+    #[test]
+    fn get_positions_counts_the_last_units_of_each_set() {
+        // buy 2 get 1: positions 2, 5, 8 …
+        assert_eq!(get_positions(3, 2, 1), 1);
+        assert_eq!(get_positions(5, 2, 1), 1);
+        assert_eq!(get_positions(6, 2, 1), 2);
+        assert_eq!(get_positions(0, 2, 1), 0);
+    }
+}

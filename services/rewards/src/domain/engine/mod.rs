@@ -1,0 +1,438 @@
+//! The pure evaluation engine: (cart, customer context, a partner's active rules) → effects
+//! (line discounts, points to earn, vouchers to redeem) with an explanation for every rule that
+//! applied and every rule that did not. No I/O; the same input always gives the same output.
+//!
+//! Money is in minor units (`i64`), percentages and multipliers in basis points
+//! (10000 = 100 % / ×1). Arithmetic saturates and clamps, so no input makes it panic.
+mod benefits;
+mod convert;
+mod resolution;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use super::Validity;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+pub use convert::{from_purchase_bonus, from_reward};
+pub use validate::{validate_policy, validate_rule};
+
+// ---------------------------------------------------------------------------------------------
+// Input
+// ---------------------------------------------------------------------------------------------
+
+/// One line of the cart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CartLine {
+    /// Product id or SKU.
+    pub product_id: String,
+    pub group: Option<String>,
+    pub brand: Option<String>,
+    pub quantity: u32,
+    /// Price of one unit in minor units; a negative price is treated as 0.
+    pub unit_price_minor: i64,
+    /// Item type that gets no reward application: never discounted, no bonus points.
+    pub no_reward_application: bool,
+    /// Item that may be paid only with points: reported as such and earns no points.
+    pub pay_only_with_points: bool,
+}
+
+impl CartLine {
+    pub fn gross_minor(&self) -> i64 {
+        self.unit_price_minor
+            .max(0)
+            .saturating_mul(i64::from(self.quantity))
+    }
+}
+
+/// A voucher the customer presented, already looked up by the caller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresentedVoucher {
+    pub code: String,
+    /// The reward the voucher was issued from; `None` when the code is unknown or not usable
+    /// (expired, redeemed, cancelled: the caller says so in `rejection`).
+    pub reward_id: Option<Uuid>,
+    /// Why the caller already knows the voucher is unusable (a reason code), if it does.
+    pub rejection: Option<String>,
+}
+
+/// What a rule has been used so far, as the store knows it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleUsage {
+    /// Times this customer has used the rule.
+    pub customer_uses: u32,
+    /// Times the rule has been used in its current limit period (all customers).
+    pub period_uses: u32,
+    /// Budget left in the rule's budget unit (minor units or points); `None` = no budget.
+    pub budget_remaining: Option<i64>,
+}
+
+/// Base earn rate: `points` per `per_spend_minor` of the net amount (floor, per line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EarnRate {
+    pub points: i64,
+    pub per_spend_minor: i64,
+}
+
+impl Default for EarnRate {
+    fn default() -> Self {
+        EarnRate {
+            points: 0,
+            per_spend_minor: 1,
+        }
+    }
+}
+
+/// Who buys, where and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerContext {
+    pub customer_id: Option<Uuid>,
+    pub segment_ids: Vec<Uuid>,
+    /// Membership level (tier) id.
+    pub level_id: Option<Uuid>,
+    pub vouchers: Vec<PresentedVoucher>,
+    pub at: DateTime<Utc>,
+    /// Offset of the store's local time from UTC, for days-of-week and hours windows.
+    pub utc_offset_minutes: i32,
+    pub business_unit: Option<String>,
+    pub channel: Option<String>,
+    pub earn_rate: EarnRate,
+    /// Usage so far per rule id; a missing rule has no usage and no budget limit.
+    pub usage: BTreeMap<Uuid, RuleUsage>,
+}
+
+/// What a benefit applies to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "ids", rename_all = "snake_case")]
+pub enum Target {
+    Cart,
+    Products(Vec<String>),
+    Groups(Vec<String>),
+    Brands(Vec<String>),
+}
+
+impl Target {
+    pub fn matches(&self, line: &CartLine) -> bool {
+        let has = |ids: &[String], v: &Option<String>| v.as_ref().is_some_and(|v| ids.contains(v));
+        match self {
+            Target::Cart => true,
+            Target::Products(ids) => ids.contains(&line.product_id),
+            Target::Groups(ids) => has(ids, &line.group),
+            Target::Brands(ids) => has(ids, &line.brand),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Target::Cart => "the cart".into(),
+            Target::Products(ids) => format!("products {}", ids.join(", ")),
+            Target::Groups(ids) => format!("groups {}", ids.join(", ")),
+            Target::Brands(ids) => format!("brands {}", ids.join(", ")),
+        }
+    }
+}
+
+/// What a rule gives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Benefit {
+    /// `basis_points` off each targeted line (1..=10000).
+    PercentageDiscount { basis_points: u32, target: Target },
+    /// `amount_minor` off the targeted lines together, split in proportion to their amounts.
+    FixedDiscount { amount_minor: i64, target: Target },
+    /// Each targeted unit costs `unit_price_minor` (never more than its own price).
+    FixedPrice {
+        unit_price_minor: i64,
+        target: Target,
+    },
+    /// Up to `quantity` units of `product_id` in the cart are free.
+    FreeItem { product_id: String, quantity: u32 },
+    /// Of each `buy + get` targeted units (dearest first), the `get` cheapest ones get
+    /// `discount_basis_points` off (10000 = free).
+    BuyXGetY {
+        buy: u32,
+        get: u32,
+        discount_basis_points: u32,
+        target: Target,
+    },
+    /// When the targeted lines reach `spend_minor`, `save_minor` off them; with `repeat`, once
+    /// per full `spend_minor`.
+    SpendXSaveY {
+        spend_minor: i64,
+        save_minor: i64,
+        repeat: bool,
+        target: Target,
+    },
+    /// `points` once when a targeted line is in the cart, or with `per_spend_minor`, `points`
+    /// per full `per_spend_minor` of each targeted line's net amount.
+    BonusPoints {
+        points: i64,
+        per_spend_minor: Option<i64>,
+        target: Target,
+    },
+    /// The base points of targeted lines × `multiplier_basis_points` / 10000 (≥ 10000).
+    PointsMultiplier {
+        multiplier_basis_points: u32,
+        target: Target,
+    },
+}
+
+impl Benefit {
+    pub fn is_points(&self) -> bool {
+        matches!(
+            self,
+            Benefit::BonusPoints { .. } | Benefit::PointsMultiplier { .. }
+        )
+    }
+}
+
+/// Days-of-week and hours window in the store's local time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Schedule {
+    /// Bit 0 = Monday … bit 6 = Sunday; 0 or 0x7f = every day.
+    pub days_of_week: u8,
+    /// Minutes after local midnight, `from` inclusive, `until` exclusive.
+    pub hours: Option<(u16, u16)>,
+}
+
+impl Default for Schedule {
+    fn default() -> Self {
+        Schedule {
+            days_of_week: 0x7f,
+            hours: None,
+        }
+    }
+}
+
+/// Who may get a rule.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Eligibility {
+    /// Any of these segments; empty = everyone.
+    pub segment_ids: Vec<Uuid>,
+    /// Any of these membership levels; empty = every level (and none).
+    pub level_ids: Vec<Uuid>,
+    /// Applies only when a voucher of this rule is presented.
+    pub requires_voucher: bool,
+}
+
+/// Caps and limits of one rule.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// At most this much discount (minor units) per transaction.
+    pub max_discount_per_transaction_minor: Option<i64>,
+    /// At most this many points per transaction.
+    pub max_points_per_transaction: Option<i64>,
+    /// At most this many applications (buy-X-get-Y sets, spend-X steps, free units).
+    pub max_applications_per_transaction: Option<u32>,
+    pub max_uses_per_customer: Option<u32>,
+    pub max_uses_per_period: Option<u32>,
+}
+
+/// Kind of a rule: a reward or a purchase bonus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum RuleKind {
+    Reward,
+    PurchaseBonus,
+}
+
+/// A partner's active rule as the engine sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rule {
+    pub id: Uuid,
+    pub kind: RuleKind,
+    pub name: String,
+    pub benefits: Vec<Benefit>,
+    /// Higher first; ties broken by id.
+    pub priority: i32,
+    /// `false`: the rule combines with no other rule (it applies alone or not at all).
+    pub stackable: bool,
+    pub eligibility: Eligibility,
+    pub validity: Validity,
+    pub schedule: Schedule,
+    /// Empty = every business unit.
+    pub business_units: Vec<String>,
+    /// Empty = every channel.
+    pub channels: Vec<String>,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GroupMode {
+    /// At most one member applies.
+    Exclusive,
+    /// All applicable members apply together.
+    Stackable,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleGroup {
+    pub name: String,
+    pub mode: GroupMode,
+    pub rule_ids: Vec<Uuid>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Strategy {
+    /// Conflicts go to the higher priority, then the better value, then the smaller id.
+    #[default]
+    Priority,
+    /// Conflicts go to the better value for the customer, then priority, then id.
+    BestForCustomer,
+}
+
+/// A partner's resolution settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    pub strategy: Strategy,
+    pub groups: Vec<RuleGroup>,
+    /// At most this many rules apply to one transaction (the first by the strategy).
+    pub max_rules_per_transaction: Option<u32>,
+}
+
+/// A partner's active rules and policy, held in memory.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleSet {
+    pub rules: Vec<Rule>,
+    pub policy: Policy,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output
+// ---------------------------------------------------------------------------------------------
+
+/// One discount on one line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LineDiscount {
+    pub rule_id: Uuid,
+    pub amount_minor: i64,
+    /// Benefit code, e.g. `PERCENTAGE_DISCOUNT`.
+    pub reason: &'static str,
+    pub explanation: String,
+}
+
+/// Points on one line (base earn or a bonus).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LinePoints {
+    /// `None` for the base earn rate.
+    pub rule_id: Option<Uuid>,
+    pub points: i64,
+    pub reason: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LineResult {
+    pub index: usize,
+    pub product_id: String,
+    pub gross_minor: i64,
+    pub discounts: Vec<LineDiscount>,
+    pub total_minor: i64,
+    pub points: i64,
+    pub points_detail: Vec<LinePoints>,
+    pub no_reward_application: bool,
+    pub pay_only_with_points: bool,
+}
+
+/// Points not tied to a line (flat bonus points).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CartPoints {
+    pub rule_id: Uuid,
+    pub points: i64,
+    pub explanation: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AppliedRule {
+    pub rule_id: Uuid,
+    pub discount_minor: i64,
+    pub points: i64,
+    pub voucher_code: Option<String>,
+    pub explanation: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RejectedVoucher {
+    pub code: String,
+    pub reason: String,
+}
+
+/// Why a rule did not apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum SkipReason {
+    OutsideValidity,
+    OutsideSchedule,
+    BusinessUnitNotIncluded,
+    ChannelNotIncluded,
+    SegmentNotMatched,
+    LevelNotMatched,
+    VoucherRequired,
+    CustomerLimitReached,
+    PeriodLimitReached,
+    BudgetExhausted,
+    NoMatchingItems,
+    ThresholdNotReached,
+    LostExclusiveGroup,
+    NotStackable,
+    TransactionRuleLimit,
+    NothingLeftToDiscount,
+}
+
+impl SkipReason {
+    pub fn code(self) -> &'static str {
+        match self {
+            SkipReason::OutsideValidity => "OUTSIDE_VALIDITY",
+            SkipReason::OutsideSchedule => "OUTSIDE_SCHEDULE",
+            SkipReason::BusinessUnitNotIncluded => "BUSINESS_UNIT_NOT_INCLUDED",
+            SkipReason::ChannelNotIncluded => "CHANNEL_NOT_INCLUDED",
+            SkipReason::SegmentNotMatched => "SEGMENT_NOT_MATCHED",
+            SkipReason::LevelNotMatched => "LEVEL_NOT_MATCHED",
+            SkipReason::VoucherRequired => "VOUCHER_REQUIRED",
+            SkipReason::CustomerLimitReached => "CUSTOMER_LIMIT_REACHED",
+            SkipReason::PeriodLimitReached => "PERIOD_LIMIT_REACHED",
+            SkipReason::BudgetExhausted => "BUDGET_EXHAUSTED",
+            SkipReason::NoMatchingItems => "NO_MATCHING_ITEMS",
+            SkipReason::ThresholdNotReached => "THRESHOLD_NOT_REACHED",
+            SkipReason::LostExclusiveGroup => "LOST_EXCLUSIVE_GROUP",
+            SkipReason::NotStackable => "NOT_STACKABLE",
+            SkipReason::TransactionRuleLimit => "TRANSACTION_RULE_LIMIT",
+            SkipReason::NothingLeftToDiscount => "NOTHING_LEFT_TO_DISCOUNT",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NotApplied {
+    pub rule_id: Uuid,
+    pub reason: SkipReason,
+    pub explanation: String,
+}
+
+/// Everything the evaluation decided.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Evaluation {
+    pub lines: Vec<LineResult>,
+    pub gross_minor: i64,
+    pub discount_minor: i64,
+    /// Sum of the lines' totals; never negative.
+    pub total_minor: i64,
+    /// Points of all lines plus `cart_points`.
+    pub points: i64,
+    pub cart_points: Vec<CartPoints>,
+    /// Applied rules in the order they were applied.
+    pub applied: Vec<AppliedRule>,
+    pub vouchers_to_redeem: Vec<String>,
+    pub rejected_vouchers: Vec<RejectedVoucher>,
+    /// Sorted by rule id.
+    pub not_applied: Vec<NotApplied>,
+    /// Indexes of the lines payable only with points.
+    pub pay_only_with_points_lines: Vec<usize>,
+}
+
+/// Evaluates `cart` for `ctx` against `rules`. Pure and deterministic: the order of
+/// `rules.rules` does not matter (ties are broken by rule id).
+pub fn evaluate(cart: &[CartLine], ctx: &CustomerContext, rules: &RuleSet) -> Evaluation {
+    resolution::evaluate(cart, ctx, rules)
+}

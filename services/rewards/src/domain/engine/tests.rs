@@ -1,0 +1,1098 @@
+use super::Strategy as Resolve;
+use super::*;
+use crate::domain::{self, RewardType};
+use chrono::TimeZone;
+use loyalty_platform::Violations;
+use proptest::prelude::*;
+use proptest::strategy::Strategy;
+
+fn id(n: u128) -> Uuid {
+    Uuid::from_u128(n)
+}
+
+fn line(sku: &str, qty: u32, price: i64) -> CartLine {
+    CartLine {
+        product_id: sku.into(),
+        group: None,
+        brand: None,
+        quantity: qty,
+        unit_price_minor: price,
+        no_reward_application: false,
+        pay_only_with_points: false,
+    }
+}
+
+fn in_group(mut l: CartLine, g: &str) -> CartLine {
+    l.group = Some(g.into());
+    l
+}
+
+fn branded(mut l: CartLine, b: &str) -> CartLine {
+    l.brand = Some(b.into());
+    l
+}
+
+/// Wednesday 2026-11-25 12:00 UTC.
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap()
+}
+
+fn ctx() -> CustomerContext {
+    CustomerContext {
+        customer_id: Some(id(999)),
+        segment_ids: vec![],
+        level_id: None,
+        vouchers: vec![],
+        at: now(),
+        utc_offset_minutes: 0,
+        business_unit: Some("store-1".into()),
+        channel: Some("pos".into()),
+        earn_rate: EarnRate {
+            points: 1,
+            per_spend_minor: 100,
+        },
+        usage: BTreeMap::new(),
+    }
+}
+
+fn rule(n: u128, benefit: Benefit) -> Rule {
+    Rule {
+        id: id(n),
+        kind: RuleKind::Reward,
+        name: format!("rule {n}"),
+        benefits: vec![benefit],
+        priority: 0,
+        stackable: true,
+        eligibility: Eligibility::default(),
+        validity: Validity::default(),
+        schedule: Schedule::default(),
+        business_units: vec![],
+        channels: vec![],
+        limits: Limits::default(),
+    }
+}
+
+fn set(rules: Vec<Rule>) -> RuleSet {
+    RuleSet {
+        rules,
+        policy: Policy::default(),
+    }
+}
+
+fn pct(bp: u32, target: Target) -> Benefit {
+    Benefit::PercentageDiscount {
+        basis_points: bp,
+        target,
+    }
+}
+
+fn discounts(e: &Evaluation) -> Vec<i64> {
+    e.lines
+        .iter()
+        .map(|l| l.discounts.iter().map(|d| d.amount_minor).sum())
+        .collect()
+}
+
+// --- benefits ---------------------------------------------------------------------------------
+
+#[test]
+fn a_percentage_discount_takes_its_share_of_each_targeted_line() {
+    let cart = [
+        in_group(line("A", 2, 1000), "shoes"),
+        in_group(line("B", 1, 500), "hats"),
+    ];
+    let e = evaluate(
+        &cart,
+        &ctx(),
+        &set(vec![rule(
+            1,
+            pct(1000, Target::Groups(vec!["shoes".into()])),
+        )]),
+    );
+    assert_eq!(discounts(&e), vec![200, 0]);
+    assert_eq!(e.total_minor, 2300);
+    assert_eq!(e.lines[0].discounts[0].reason, "PERCENTAGE_DISCOUNT");
+    assert!(
+        e.lines[0].discounts[0]
+            .explanation
+            .contains("10 % off groups shoes")
+    );
+}
+
+#[test]
+fn a_fixed_discount_is_split_over_the_targeted_lines_in_proportion() {
+    let cart = [line("A", 1, 3000), line("B", 1, 1000)];
+    let e = evaluate(
+        &cart,
+        &ctx(),
+        &set(vec![rule(
+            1,
+            Benefit::FixedDiscount {
+                amount_minor: 1000,
+                target: Target::Cart,
+            },
+        )]),
+    );
+    assert_eq!(discounts(&e), vec![750, 250]);
+}
+
+#[test]
+fn a_fixed_discount_larger_than_the_cart_stops_at_zero() {
+    let cart = [line("A", 1, 300)];
+    let e = evaluate(
+        &cart,
+        &ctx(),
+        &set(vec![rule(
+            1,
+            Benefit::FixedDiscount {
+                amount_minor: 1000,
+                target: Target::Cart,
+            },
+        )]),
+    );
+    assert_eq!(e.total_minor, 0);
+    assert_eq!(e.discount_minor, 300);
+}
+
+#[test]
+fn a_fixed_price_lowers_each_unit_and_never_raises_it() {
+    let cart = [
+        branded(line("A", 3, 1000), "acme"),
+        branded(line("B", 1, 500), "acme"),
+    ];
+    let e = evaluate(
+        &cart,
+        &ctx(),
+        &set(vec![rule(
+            1,
+            Benefit::FixedPrice {
+                unit_price_minor: 799,
+                target: Target::Brands(vec!["acme".into()]),
+            },
+        )]),
+    );
+    assert_eq!(discounts(&e), vec![3 * 201, 0]);
+}
+
+#[test]
+fn a_free_item_makes_that_many_units_free() {
+    let cart = [line("COFFEE", 3, 250), line("CAKE", 1, 400)];
+    let e = evaluate(
+        &cart,
+        &ctx(),
+        &set(vec![rule(
+            1,
+            Benefit::FreeItem {
+                product_id: "COFFEE".into(),
+                quantity: 1,
+            },
+        )]),
+    );
+    assert_eq!(discounts(&e), vec![250, 0]);
+}
+
+#[test]
+fn buy_two_get_one_frees_the_cheapest_unit_of_each_set() {
+    let cart = [line("A", 2, 1000), line("B", 2, 600), line("C", 1, 300)];
+    let b = Benefit::BuyXGetY {
+        buy: 2,
+        get: 1,
+        discount_basis_points: 10_000,
+        target: Target::Cart,
+    };
+    // Units dearest first: A A B | B C — one full set; its third unit is a B.
+    let e = evaluate(&cart, &ctx(), &set(vec![rule(1, b.clone())]));
+    assert_eq!(discounts(&e), vec![0, 600, 0]);
+    // Six units: A A B | B C C → a B and a C.
+    let cart = [line("A", 2, 1000), line("B", 2, 600), line("C", 2, 300)];
+    let e = evaluate(&cart, &ctx(), &set(vec![rule(1, b)]));
+    assert_eq!(discounts(&e), vec![0, 600, 300]);
+}
+
+#[test]
+fn buy_x_get_y_without_a_full_set_does_not_apply_and_says_so() {
+    let cart = [line("A", 2, 1000)];
+    let b = Benefit::BuyXGetY {
+        buy: 2,
+        get: 1,
+        discount_basis_points: 5000,
+        target: Target::Cart,
+    };
+    let e = evaluate(&cart, &ctx(), &set(vec![rule(1, b)]));
+    assert_eq!(e.discount_minor, 0);
+    assert_eq!(e.not_applied[0].reason, SkipReason::ThresholdNotReached);
+}
+
+#[test]
+fn spend_x_save_y_applies_once_or_per_step_up_to_the_application_cap() {
+    let cart = [line("A", 1, 2500)];
+    let b = |repeat| Benefit::SpendXSaveY {
+        spend_minor: 1000,
+        save_minor: 100,
+        repeat,
+        target: Target::Cart,
+    };
+    assert_eq!(
+        evaluate(&cart, &ctx(), &set(vec![rule(1, b(false))])).discount_minor,
+        100
+    );
+    assert_eq!(
+        evaluate(&cart, &ctx(), &set(vec![rule(1, b(true))])).discount_minor,
+        200
+    );
+    let mut r = rule(1, b(true));
+    r.limits.max_applications_per_transaction = Some(1);
+    assert_eq!(evaluate(&cart, &ctx(), &set(vec![r])).discount_minor, 100);
+    let e = evaluate(&[line("A", 1, 999)], &ctx(), &set(vec![rule(1, b(false))]));
+    assert_eq!(e.not_applied[0].reason, SkipReason::ThresholdNotReached);
+}
+
+#[test]
+fn bonus_points_are_flat_or_per_spend() {
+    let cart = [line("A", 1, 1000), line("B", 1, 500)];
+    let flat = Benefit::BonusPoints {
+        points: 50,
+        per_spend_minor: None,
+        target: Target::Products(vec!["B".into()]),
+    };
+    let e = evaluate(&cart, &ctx(), &set(vec![rule(1, flat)]));
+    // base: 10 + 5; flat 50 on the cart.
+    assert_eq!(e.points, 65);
+    assert_eq!(e.cart_points[0].points, 50);
+    let per = Benefit::BonusPoints {
+        points: 2,
+        per_spend_minor: Some(100),
+        target: Target::Products(vec!["A".into()]),
+    };
+    let e = evaluate(&cart, &ctx(), &set(vec![rule(1, per)]));
+    assert_eq!(e.lines[0].points, 10 + 20);
+    assert_eq!(e.lines[1].points, 5);
+}
+
+#[test]
+fn a_points_multiplier_multiplies_the_base_earn_of_targeted_lines_after_discounts() {
+    let cart = [in_group(line("A", 1, 1000), "wine"), line("B", 1, 1000)];
+    let mut r = rule(
+        1,
+        Benefit::PointsMultiplier {
+            multiplier_basis_points: 30_000,
+            target: Target::Groups(vec!["wine".into()]),
+        },
+    );
+    r.kind = RuleKind::PurchaseBonus;
+    let d = rule(2, pct(5000, Target::Cart));
+    let e = evaluate(&cart, &ctx(), &set(vec![r, d]));
+    // A: 500 left → base 5, ×3 → +10.
+    assert_eq!(e.lines[0].points, 15);
+    assert_eq!(e.lines[1].points, 5);
+}
+
+#[test]
+fn points_caps_limit_the_bonus_per_transaction() {
+    let cart = [line("A", 10, 1000)];
+    let mut r = rule(
+        1,
+        Benefit::PointsMultiplier {
+            multiplier_basis_points: 50_000,
+            target: Target::Cart,
+        },
+    );
+    r.limits.max_points_per_transaction = Some(100);
+    let e = evaluate(&cart, &ctx(), &set(vec![r]));
+    assert_eq!(e.points, 100 + 100);
+}
+
+// --- items and targeting -----------------------------------------------------------------------
+
+#[test]
+fn items_with_no_reward_application_are_never_discounted_nor_bonused() {
+    let mut tobacco = line("T", 1, 1000);
+    tobacco.no_reward_application = true;
+    let cart = [tobacco, line("A", 1, 1000)];
+    let e = evaluate(
+        &cart,
+        &ctx(),
+        &set(vec![
+            rule(1, pct(5000, Target::Cart)),
+            rule(
+                2,
+                Benefit::PointsMultiplier {
+                    multiplier_basis_points: 20_000,
+                    target: Target::Cart,
+                },
+            ),
+        ]),
+    );
+    assert_eq!(discounts(&e), vec![0, 500]);
+    assert_eq!(e.lines[0].points, 10, "base earn only");
+    assert!(e.lines[0].no_reward_application);
+}
+
+#[test]
+fn items_payable_only_with_points_are_reported_and_earn_no_points() {
+    let mut gift = line("G", 1, 1000);
+    gift.pay_only_with_points = true;
+    let e = evaluate(&[gift, line("A", 1, 1000)], &ctx(), &set(vec![]));
+    assert_eq!(e.pay_only_with_points_lines, vec![0]);
+    assert!(e.lines[0].pay_only_with_points);
+    assert_eq!(e.lines[0].points, 0);
+    assert_eq!(e.lines[1].points, 10);
+}
+
+#[test]
+fn a_rule_targeting_nothing_in_the_cart_says_so() {
+    let e = evaluate(
+        &[line("A", 1, 100)],
+        &ctx(),
+        &set(vec![rule(1, pct(1000, Target::Products(vec!["Z".into()])))]),
+    );
+    assert_eq!(e.not_applied[0].reason, SkipReason::NoMatchingItems);
+    assert!(e.not_applied[0].explanation.contains("no item"));
+}
+
+// --- eligibility -------------------------------------------------------------------------------
+
+#[test]
+fn eligibility_is_checked_and_explained() {
+    let cart = [line("A", 1, 1000)];
+    type Change = Box<dyn Fn(&mut Rule)>;
+    let cases: Vec<(Change, SkipReason)> = vec![
+        (
+            Box::new(|r| r.validity.from = Some(now() + chrono::Duration::days(1))),
+            SkipReason::OutsideValidity,
+        ),
+        (
+            Box::new(|r| r.schedule.days_of_week = 1), // Mondays only
+            SkipReason::OutsideSchedule,
+        ),
+        (
+            Box::new(|r| r.schedule.hours = Some((13 * 60, 18 * 60))),
+            SkipReason::OutsideSchedule,
+        ),
+        (
+            Box::new(|r| r.business_units = vec!["store-2".into()]),
+            SkipReason::BusinessUnitNotIncluded,
+        ),
+        (
+            Box::new(|r| r.channels = vec!["web".into()]),
+            SkipReason::ChannelNotIncluded,
+        ),
+        (
+            Box::new(|r| r.eligibility.segment_ids = vec![id(50)]),
+            SkipReason::SegmentNotMatched,
+        ),
+        (
+            Box::new(|r| r.eligibility.level_ids = vec![id(60)]),
+            SkipReason::LevelNotMatched,
+        ),
+        (
+            Box::new(|r| r.eligibility.requires_voucher = true),
+            SkipReason::VoucherRequired,
+        ),
+        (
+            Box::new(|r| r.limits.max_uses_per_customer = Some(1)),
+            SkipReason::CustomerLimitReached,
+        ),
+    ];
+    for (change, reason) in cases {
+        let mut r = rule(1, pct(1000, Target::Cart));
+        change(&mut r);
+        let mut c = ctx();
+        c.usage.insert(
+            id(1),
+            RuleUsage {
+                customer_uses: 1,
+                ..RuleUsage::default()
+            },
+        );
+        let e = evaluate(&cart, &c, &set(vec![r]));
+        assert_eq!(e.discount_minor, 0, "{reason:?}");
+        assert_eq!(e.not_applied[0].reason, reason);
+    }
+}
+
+#[test]
+fn overnight_hours_and_local_time_are_honoured() {
+    let mut r = rule(1, pct(1000, Target::Cart));
+    r.schedule.hours = Some((22 * 60, 2 * 60));
+    let mut c = ctx();
+    c.utc_offset_minutes = 11 * 60; // 12:00 UTC = 23:00 local
+    let e = evaluate(&[line("A", 1, 1000)], &c, &set(vec![r]));
+    assert_eq!(e.discount_minor, 100);
+}
+
+#[test]
+fn segments_and_levels_admit_their_customers() {
+    let mut r = rule(1, pct(1000, Target::Cart));
+    r.eligibility.segment_ids = vec![id(50), id(51)];
+    r.eligibility.level_ids = vec![id(60)];
+    let mut c = ctx();
+    c.segment_ids = vec![id(51)];
+    c.level_id = Some(id(60));
+    assert_eq!(
+        evaluate(&[line("A", 1, 1000)], &c, &set(vec![r])).discount_minor,
+        100
+    );
+}
+
+// --- budgets and caps -----------------------------------------------------------------------------
+
+#[test]
+fn an_exhausted_budget_stops_the_reward_and_a_small_one_caps_it() {
+    let cart = [line("A", 1, 1000)];
+    let r = rule(1, pct(5000, Target::Cart));
+    let mut c = ctx();
+    c.usage.insert(
+        id(1),
+        RuleUsage {
+            budget_remaining: Some(0),
+            ..RuleUsage::default()
+        },
+    );
+    let e = evaluate(&cart, &c, &set(vec![r.clone()]));
+    assert_eq!(e.not_applied[0].reason, SkipReason::BudgetExhausted);
+    c.usage.get_mut(&id(1)).unwrap().budget_remaining = Some(120);
+    assert_eq!(evaluate(&cart, &c, &set(vec![r])).discount_minor, 120);
+}
+
+#[test]
+fn a_discount_cap_per_transaction_limits_the_rule() {
+    let mut r = rule(1, pct(5000, Target::Cart));
+    r.limits.max_discount_per_transaction_minor = Some(300);
+    let e = evaluate(&[line("A", 1, 1000)], &ctx(), &set(vec![r]));
+    assert_eq!(e.discount_minor, 300);
+}
+
+#[test]
+fn the_period_limit_stops_a_rule_for_everyone() {
+    let mut r = rule(1, pct(5000, Target::Cart));
+    r.limits.max_uses_per_period = Some(100);
+    let mut c = ctx();
+    c.usage.insert(
+        id(1),
+        RuleUsage {
+            period_uses: 100,
+            ..RuleUsage::default()
+        },
+    );
+    let e = evaluate(&[line("A", 1, 1000)], &c, &set(vec![r]));
+    assert_eq!(e.not_applied[0].reason, SkipReason::PeriodLimitReached);
+}
+
+// --- resolution ----------------------------------------------------------------------------------
+
+fn exclusive(rules: &[u128]) -> Policy {
+    Policy {
+        strategy: Resolve::Priority,
+        groups: vec![RuleGroup {
+            name: "weekly".into(),
+            mode: GroupMode::Exclusive,
+            rule_ids: rules.iter().map(|n| id(*n)).collect(),
+        }],
+        max_rules_per_transaction: None,
+    }
+}
+
+#[test]
+fn in_an_exclusive_group_priority_wins_under_the_priority_strategy() {
+    let mut small = rule(1, pct(1000, Target::Cart));
+    small.priority = 10;
+    let big = rule(2, pct(3000, Target::Cart));
+    let rules = RuleSet {
+        rules: vec![small, big],
+        policy: exclusive(&[1, 2]),
+    };
+    let e = evaluate(&[line("A", 1, 1000)], &ctx(), &rules);
+    assert_eq!(e.discount_minor, 100);
+    assert_eq!(e.not_applied[0].rule_id, id(2));
+    assert_eq!(e.not_applied[0].reason, SkipReason::LostExclusiveGroup);
+}
+
+#[test]
+fn in_an_exclusive_group_the_best_for_the_customer_wins_under_that_strategy() {
+    let mut small = rule(1, pct(1000, Target::Cart));
+    small.priority = 10;
+    let big = rule(2, pct(3000, Target::Cart));
+    let mut policy = exclusive(&[1, 2]);
+    policy.strategy = Resolve::BestForCustomer;
+    let rules = RuleSet {
+        rules: vec![small, big],
+        policy,
+    };
+    let e = evaluate(&[line("A", 1, 1000)], &ctx(), &rules);
+    assert_eq!(e.discount_minor, 300);
+}
+
+#[test]
+fn stackable_rules_apply_one_after_the_other_on_what_is_left() {
+    let mut first = rule(1, pct(5000, Target::Cart));
+    first.priority = 5;
+    let second = rule(
+        2,
+        Benefit::FixedDiscount {
+            amount_minor: 100,
+            target: Target::Cart,
+        },
+    );
+    let e = evaluate(&[line("A", 1, 1000)], &ctx(), &set(vec![second, first]));
+    assert_eq!(e.discount_minor, 600);
+    assert_eq!(e.applied[0].rule_id, id(1));
+    assert_eq!(e.applied[1].rule_id, id(2));
+}
+
+#[test]
+fn a_non_stackable_rule_applies_alone_or_not_at_all() {
+    let a = rule(1, pct(1000, Target::Cart));
+    let b = rule(2, pct(1000, Target::Cart));
+    let mut lone = rule(3, pct(2500, Target::Cart));
+    lone.stackable = false;
+    let mut rules = set(vec![a.clone(), b.clone(), lone.clone()]);
+    rules.policy.strategy = Resolve::BestForCustomer;
+    // 10 % then 10 % of the rest = 190 < 250.
+    let e = evaluate(&[line("A", 1, 1000)], &ctx(), &rules);
+    assert_eq!(e.discount_minor, 250);
+    assert_eq!(e.not_applied.len(), 2);
+    assert!(
+        e.not_applied
+            .iter()
+            .all(|n| n.reason == SkipReason::NotStackable)
+    );
+    // Under priority with equal priorities the better value wins: make the stack better.
+    lone.benefits = vec![pct(1500, Target::Cart)];
+    let e = evaluate(
+        &[line("A", 1, 1000)],
+        &ctx(),
+        &set(vec![a, b, lone.clone()]),
+    );
+    assert_eq!(e.discount_minor, 190);
+    assert_eq!(e.not_applied[0].rule_id, lone.id);
+}
+
+#[test]
+fn a_stackable_group_lets_its_members_combine() {
+    let mut a = rule(1, pct(1000, Target::Cart));
+    a.stackable = false;
+    let mut b = rule(2, pct(1000, Target::Cart));
+    b.stackable = false;
+    let rules = RuleSet {
+        rules: vec![a, b],
+        policy: Policy {
+            groups: vec![RuleGroup {
+                name: "together".into(),
+                mode: GroupMode::Stackable,
+                rule_ids: vec![id(1), id(2)],
+            }],
+            ..Policy::default()
+        },
+    };
+    assert_eq!(
+        evaluate(&[line("A", 1, 1000)], &ctx(), &rules).discount_minor,
+        190
+    );
+}
+
+#[test]
+fn the_transaction_rule_limit_keeps_the_first_rules_by_the_strategy() {
+    let mut a = rule(1, pct(1000, Target::Cart));
+    a.priority = 1;
+    let b = rule(2, pct(2000, Target::Cart));
+    let mut rules = set(vec![a, b]);
+    rules.policy.max_rules_per_transaction = Some(1);
+    let e = evaluate(&[line("A", 1, 1000)], &ctx(), &rules);
+    assert_eq!(e.discount_minor, 100);
+    assert_eq!(e.not_applied[0].reason, SkipReason::TransactionRuleLimit);
+}
+
+// --- vouchers -----------------------------------------------------------------------------------
+
+#[test]
+fn a_presented_voucher_unlocks_its_reward_and_is_to_be_redeemed() {
+    let mut r = rule(1, pct(1000, Target::Cart));
+    r.eligibility.requires_voucher = true;
+    let mut c = ctx();
+    c.vouchers = vec![
+        PresentedVoucher {
+            code: "SAVE10".into(),
+            reward_id: Some(id(1)),
+            rejection: None,
+        },
+        PresentedVoucher {
+            code: "AGAIN".into(),
+            reward_id: Some(id(1)),
+            rejection: None,
+        },
+        PresentedVoucher {
+            code: "NOPE".into(),
+            reward_id: None,
+            rejection: None,
+        },
+        PresentedVoucher {
+            code: "OLD".into(),
+            reward_id: Some(id(1)),
+            rejection: Some("VOUCHER_EXPIRED".into()),
+        },
+        PresentedVoucher {
+            code: "GONE".into(),
+            reward_id: Some(id(77)),
+            rejection: None,
+        },
+    ];
+    let e = evaluate(&[line("A", 1, 1000)], &c, &set(vec![r]));
+    assert_eq!(e.discount_minor, 100);
+    assert_eq!(e.vouchers_to_redeem, vec!["SAVE10".to_owned()]);
+    assert_eq!(e.applied[0].voucher_code.as_deref(), Some("SAVE10"));
+    let rejected: Vec<(&str, &str)> = e
+        .rejected_vouchers
+        .iter()
+        .map(|r| (r.code.as_str(), r.reason.as_str()))
+        .collect();
+    assert_eq!(
+        rejected,
+        vec![
+            ("AGAIN", "VOUCHER_REWARD_ALREADY_PRESENTED"),
+            ("NOPE", "VOUCHER_UNKNOWN"),
+            ("OLD", "VOUCHER_EXPIRED"),
+            ("GONE", "VOUCHER_REWARD_NOT_ACTIVE"),
+        ]
+    );
+}
+
+#[test]
+fn a_voucher_whose_reward_does_not_apply_is_rejected_with_the_rules_reason() {
+    let mut r = rule(1, pct(1000, Target::Products(vec!["Z".into()])));
+    r.eligibility.requires_voucher = true;
+    let mut c = ctx();
+    c.vouchers = vec![PresentedVoucher {
+        code: "Z10".into(),
+        reward_id: Some(id(1)),
+        rejection: None,
+    }];
+    let e = evaluate(&[line("A", 1, 1000)], &c, &set(vec![r]));
+    assert!(e.vouchers_to_redeem.is_empty());
+    assert_eq!(e.rejected_vouchers[0].reason, "NO_MATCHING_ITEMS");
+}
+
+// --- conversions and validation ---------------------------------------------------------------
+
+#[test]
+fn stored_rewards_and_purchase_bonuses_convert_into_rules() {
+    let reward = domain::Reward {
+        id: id(1),
+        display_name: "Gold 10 %".into(),
+        description: String::new(),
+        reward_type: RewardType::CashDesk,
+        benefit: domain::Benefit::CartPercentageDiscount { basis_points: 1000 },
+        segment_ids: vec![],
+        validity: Validity::default(),
+        created_at: now(),
+    };
+    let bonus = domain::PurchaseBonus {
+        id: id(2),
+        display_name: "Double points".into(),
+        points: 1,
+        spend_amount_minor: 100,
+        currency_code: "EUR".into(),
+        multiplier_basis_points: 20_000,
+        segment_ids: vec![],
+        validity: Validity::default(),
+        created_at: now(),
+    };
+    let rules = set(vec![from_reward(&reward), from_purchase_bonus(&bonus)]);
+    for r in &rules.rules {
+        let mut v = Violations::new();
+        validate_rule(&mut v, "rule", r);
+        assert!(v.is_empty(), "{:?}", v.into_vec());
+    }
+    let mut c = ctx();
+    c.earn_rate.points = 0;
+    let e = evaluate(&[line("A", 1, 1000)], &c, &set(rules.rules.clone()));
+    assert_eq!(e.discount_minor, 100);
+    // 900 left: 9 bonus points per 1.00; no base earn to multiply.
+    assert_eq!(e.points, 9);
+    let coupon = domain::Reward {
+        reward_type: RewardType::Coupon,
+        ..reward
+    };
+    assert!(from_reward(&coupon).eligibility.requires_voucher);
+}
+
+fn fields(v: Violations) -> Vec<String> {
+    v.into_vec().into_iter().map(|f| f.field).collect()
+}
+
+#[test]
+fn invalid_rule_definitions_name_their_fields() {
+    let mut r = rule(1, pct(10_001, Target::Products(vec![])));
+    r.benefits.push(Benefit::BuyXGetY {
+        buy: 0,
+        get: 0,
+        discount_basis_points: 10_000,
+        target: Target::Cart,
+    });
+    r.validity = Validity {
+        from: Some(now()),
+        until: Some(now()),
+    };
+    r.schedule.hours = Some((600, 600));
+    let mut v = Violations::new();
+    validate_rule(&mut v, "reward", &r);
+    let f = fields(v);
+    for want in [
+        "reward.benefits[0].basis_points",
+        "reward.benefits[0].target",
+        "reward.benefits[1].buy",
+        "reward.benefits[1].get",
+        "reward.valid_until_time",
+        "reward.schedule.hours",
+    ] {
+        assert!(f.iter().any(|x| x == want), "{want} in {f:?}");
+    }
+}
+
+#[test]
+fn overlapping_and_empty_groups_are_rejected() {
+    let rules = vec![
+        rule(1, pct(100, Target::Cart)),
+        rule(2, pct(100, Target::Cart)),
+    ];
+    let policy = Policy {
+        groups: vec![
+            RuleGroup {
+                name: "a".into(),
+                mode: GroupMode::Exclusive,
+                rule_ids: vec![id(1), id(2)],
+            },
+            RuleGroup {
+                name: "b".into(),
+                mode: GroupMode::Exclusive,
+                rule_ids: vec![id(2), id(3)],
+            },
+            RuleGroup {
+                name: "c".into(),
+                mode: GroupMode::Stackable,
+                rule_ids: vec![],
+            },
+        ],
+        ..Policy::default()
+    };
+    let mut v = Violations::new();
+    validate_policy(&mut v, &policy, &rules);
+    assert_eq!(
+        fields(v),
+        vec![
+            "policy.groups[1].rule_ids[0]",
+            "policy.groups[1].rule_ids[1]",
+            "policy.groups[2].rule_ids",
+        ]
+    );
+}
+
+// --- properties ---------------------------------------------------------------------------------
+
+fn arb_target() -> impl Strategy<Value = Target> {
+    prop_oneof![
+        Just(Target::Cart),
+        prop::collection::vec("[ABC]", 1..3).prop_map(Target::Products),
+        prop::collection::vec("[gh]", 1..2).prop_map(Target::Groups),
+        prop::collection::vec("[xy]", 1..2).prop_map(Target::Brands),
+    ]
+}
+
+fn arb_benefit() -> impl Strategy<Value = Benefit> {
+    prop_oneof![
+        (0u32..12_000, arb_target()).prop_map(|(b, t)| pct(b, t)),
+        (-100i64..5_000, arb_target()).prop_map(|(a, t)| Benefit::FixedDiscount {
+            amount_minor: a,
+            target: t
+        }),
+        (-10i64..2_000, arb_target()).prop_map(|(p, t)| Benefit::FixedPrice {
+            unit_price_minor: p,
+            target: t
+        }),
+        ("[ABC]", 0u32..4).prop_map(|(p, q)| Benefit::FreeItem {
+            product_id: p,
+            quantity: q
+        }),
+        (0u32..4, 0u32..3, 0u32..12_000, arb_target()).prop_map(|(b, g, d, t)| {
+            Benefit::BuyXGetY {
+                buy: b,
+                get: g,
+                discount_basis_points: d,
+                target: t,
+            }
+        }),
+        (0i64..5_000, 0i64..3_000, any::<bool>(), arb_target()).prop_map(|(s, v, r, t)| {
+            Benefit::SpendXSaveY {
+                spend_minor: s,
+                save_minor: v,
+                repeat: r,
+                target: t,
+            }
+        }),
+        (0i64..100, prop::option::of(0i64..500), arb_target()).prop_map(|(p, s, t)| {
+            Benefit::BonusPoints {
+                points: p,
+                per_spend_minor: s,
+                target: t,
+            }
+        }),
+        (0u32..50_000, arb_target()).prop_map(|(m, t)| Benefit::PointsMultiplier {
+            multiplier_basis_points: m,
+            target: t
+        }),
+    ]
+}
+
+fn arb_rule() -> impl Strategy<Value = Rule> {
+    (
+        0u128..40,
+        prop::collection::vec(arb_benefit(), 1..3),
+        -2i32..3,
+        any::<bool>(),
+        prop::option::of(1i64..3_000),
+        prop::option::of(1u32..3),
+    )
+        .prop_map(|(n, benefits, priority, stackable, cap, apps)| {
+            let mut r = rule(n, pct(1, Target::Cart));
+            r.benefits = benefits;
+            r.priority = priority;
+            r.stackable = stackable;
+            r.limits.max_discount_per_transaction_minor = cap;
+            r.limits.max_applications_per_transaction = apps;
+            r
+        })
+}
+
+fn arb_line() -> impl Strategy<Value = CartLine> {
+    (
+        "[ABCD]",
+        prop::option::of("[gh]"),
+        prop::option::of("[xy]"),
+        0u32..6,
+        -100i64..5_000,
+        prop::bool::weighted(0.2),
+        prop::bool::weighted(0.1),
+    )
+        .prop_map(|(p, g, b, q, price, no_reward, points_only)| CartLine {
+            product_id: p,
+            group: g,
+            brand: b,
+            quantity: q,
+            unit_price_minor: price,
+            no_reward_application: no_reward,
+            pay_only_with_points: points_only,
+        })
+}
+
+fn arb_rule_set() -> impl Strategy<Value = RuleSet> {
+    (
+        prop::collection::vec(arb_rule(), 0..8),
+        any::<bool>(),
+        prop::collection::vec(0u128..40, 0..4),
+        prop::option::of(1u32..4),
+    )
+        .prop_map(|(mut rules, best, group, max)| {
+            // Unique ids, as stored rules have.
+            rules.sort_by_key(|r| r.id);
+            rules.dedup_by_key(|r| r.id);
+            RuleSet {
+                rules,
+                policy: Policy {
+                    strategy: if best {
+                        Resolve::BestForCustomer
+                    } else {
+                        Resolve::Priority
+                    },
+                    groups: vec![RuleGroup {
+                        name: "g".into(),
+                        mode: GroupMode::Exclusive,
+                        rule_ids: group.into_iter().map(id).collect(),
+                    }],
+                    max_rules_per_transaction: max,
+                },
+            }
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn totals_are_consistent_and_never_negative(
+        cart in prop::collection::vec(arb_line(), 0..8),
+        rules in arb_rule_set(),
+        budgets in prop::collection::vec(prop::option::of(-10i64..2_000), 40),
+    ) {
+        let mut c = ctx();
+        for (n, b) in budgets.iter().enumerate() {
+            c.usage.insert(id(n as u128), RuleUsage { budget_remaining: *b, ..RuleUsage::default() });
+        }
+        let e = evaluate(&cart, &c, &rules);
+        prop_assert!(e.total_minor >= 0);
+        prop_assert_eq!(e.lines.iter().map(|l| l.total_minor).sum::<i64>(), e.total_minor);
+        prop_assert_eq!(e.gross_minor - e.discount_minor, e.total_minor);
+        for (l, c) in e.lines.iter().zip(&cart) {
+            let d: i64 = l.discounts.iter().map(|d| d.amount_minor).sum();
+            prop_assert!(l.discounts.iter().all(|d| d.amount_minor > 0));
+            prop_assert!(d <= l.gross_minor, "discount {} > price {}", d, l.gross_minor);
+            prop_assert_eq!(l.gross_minor - d, l.total_minor);
+            prop_assert!(l.total_minor >= 0);
+            prop_assert!(l.points >= 0);
+            if c.no_reward_application {
+                prop_assert!(l.discounts.is_empty());
+            }
+        }
+        let applied: i64 = e.applied.iter().map(|a| a.discount_minor).sum();
+        prop_assert_eq!(applied, e.discount_minor);
+        for r in &rules.rules {
+            if let Some(cap) = r.limits.max_discount_per_transaction_minor {
+                let got: i64 = e.applied.iter().filter(|a| a.rule_id == r.id)
+                    .map(|a| a.discount_minor).sum();
+                prop_assert!(got <= cap);
+            }
+            let a = e.applied.iter().find(|a| a.rule_id == r.id);
+            if let (Some(a), Some(budget)) = (a, budgets[r.id.as_u128() as usize]) {
+                let spent = if r.benefits.iter().any(|b| !b.is_points()) {
+                    a.discount_minor
+                } else {
+                    a.points
+                };
+                prop_assert!(spent <= budget, "budget {} spent {}", budget, spent);
+            }
+        }
+        // Every rule is either applied or explained.
+        prop_assert_eq!(e.applied.len() + e.not_applied.len(), rules.rules.len());
+    }
+
+    #[test]
+    fn evaluation_is_deterministic_whatever_the_rule_order(
+        cart in prop::collection::vec(arb_line(), 0..8),
+        rules in arb_rule_set(),
+        seed in any::<u64>(),
+    ) {
+        let e1 = evaluate(&cart, &ctx(), &rules);
+        prop_assert_eq!(&e1, &evaluate(&cart, &ctx(), &rules));
+        let mut shuffled = rules.clone();
+        // A deterministic permutation from the seed.
+        let n = shuffled.rules.len();
+        let mut s = seed;
+        for i in (1..n).rev() {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            shuffled.rules.swap(i, (s >> 33) as usize % (i + 1));
+        }
+        prop_assert_eq!(&e1, &evaluate(&cart, &ctx(), &shuffled));
+    }
+}
+
+/// The worked example of docs/rewards.md (`## Evaluation engine`).
+#[test]
+fn the_worked_example_of_the_documentation_holds() {
+    let coffee = branded(in_group(line("COFFEE-1KG", 2, 1200), "coffee"), "lavazza");
+    let mug = in_group(line("MUG", 3, 500), "kitchen");
+    let mut tobacco = line("TOBACCO", 1, 800);
+    tobacco.no_reward_application = true;
+    let mut toy = line("PLUSH-TOY", 1, 1000);
+    toy.pay_only_with_points = true;
+    let cart = [coffee, mug, tobacco, toy];
+
+    let mut coffee_week = rule(1, pct(2000, Target::Groups(vec!["coffee".into()])));
+    coffee_week.name = "Coffee week".into();
+    coffee_week.priority = 10;
+    let mut coffee_off = rule(
+        2,
+        Benefit::FixedDiscount {
+            amount_minor: 200,
+            target: Target::Groups(vec!["coffee".into()]),
+        },
+    );
+    coffee_off.name = "Coffee 2.00 off".into();
+    let mut mugs = rule(
+        3,
+        Benefit::BuyXGetY {
+            buy: 2,
+            get: 1,
+            discount_basis_points: 10_000,
+            target: Target::Products(vec!["MUG".into()]),
+        },
+    );
+    mugs.name = "Mugs 2+1".into();
+    let mut spend = rule(
+        4,
+        Benefit::SpendXSaveY {
+            spend_minor: 4000,
+            save_minor: 300,
+            repeat: false,
+            target: Target::Cart,
+        },
+    );
+    spend.name = "Spend 40 save 3".into();
+    let mut double = rule(
+        5,
+        Benefit::PointsMultiplier {
+            multiplier_basis_points: 20_000,
+            target: Target::Brands(vec!["lavazza".into()]),
+        },
+    );
+    double.name = "Double points on Lavazza".into();
+    double.kind = RuleKind::PurchaseBonus;
+    let mut welcome = rule(
+        6,
+        Benefit::FixedDiscount {
+            amount_minor: 500,
+            target: Target::Cart,
+        },
+    );
+    welcome.name = "Welcome 5.00".into();
+    welcome.eligibility.requires_voucher = true;
+    let rules = RuleSet {
+        rules: vec![welcome, double, spend, mugs, coffee_off, coffee_week],
+        policy: exclusive(&[1, 2]),
+    };
+    let mut c = ctx();
+    c.vouchers = vec![
+        PresentedVoucher {
+            code: "WELCOME5".into(),
+            reward_id: Some(id(6)),
+            rejection: None,
+        },
+        PresentedVoucher {
+            code: "BOGUS".into(),
+            reward_id: None,
+            rejection: None,
+        },
+    ];
+    let e = evaluate(&cart, &c, &rules);
+    let per_line: Vec<(i64, i64, i64)> = e
+        .lines
+        .iter()
+        .map(|l| {
+            (
+                l.discounts.iter().map(|d| d.amount_minor).sum(),
+                l.total_minor,
+                l.points,
+            )
+        })
+        .collect();
+    assert_eq!(
+        per_line,
+        vec![(726, 1674, 32), (627, 873, 8), (0, 800, 8), (127, 873, 0)]
+    );
+    assert_eq!(
+        (e.gross_minor, e.discount_minor, e.total_minor, e.points),
+        (5700, 1480, 4220, 48)
+    );
+    let applied: Vec<u128> = e.applied.iter().map(|a| a.rule_id.as_u128()).collect();
+    assert_eq!(applied, vec![1, 3, 5, 6]);
+    let skipped: Vec<(u128, &str)> = e
+        .not_applied
+        .iter()
+        .map(|n| (n.rule_id.as_u128(), n.reason.code()))
+        .collect();
+    assert_eq!(
+        skipped,
+        vec![(2, "LOST_EXCLUSIVE_GROUP"), (4, "THRESHOLD_NOT_REACHED")]
+    );
+    assert_eq!(e.vouchers_to_redeem, vec!["WELCOME5".to_owned()]);
+    assert_eq!(e.rejected_vouchers[0].reason, "VOUCHER_UNKNOWN");
+    assert_eq!(e.pay_only_with_points_lines, vec![3]);
+}
