@@ -115,6 +115,33 @@ pub fn is_unique_violation(e: &sea_orm::DbErr) -> bool {
     )
 }
 
+/// A unique-constraint violation as ALREADY_EXISTS naming what was taken (e.g. `brand with
+/// code "acme"`); any other error as it is.
+pub fn taken(e: sea_orm::DbErr, what: impl FnOnce() -> String) -> crate::ApiError {
+    if is_unique_violation(&e) {
+        crate::ApiError::AlreadyExists(what())
+    } else {
+        e.into()
+    }
+}
+
+/// Takes a PostgreSQL advisory lock on `key` until the transaction ends; SQLite serialises
+/// write transactions already, so there it does nothing.
+pub async fn advisory_xact_lock(
+    conn: &impl ConnectionTrait,
+    key: &str,
+) -> Result<(), sea_orm::DbErr> {
+    if conn.get_database_backend() == DbBackend::Postgres {
+        conn.execute(sea_orm::Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            [key.into()],
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
 /// Declares a service's `Migrator`: the platform's common tables first, then the service's
 /// own migrations in order.
 #[macro_export]

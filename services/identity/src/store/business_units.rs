@@ -1,7 +1,7 @@
 //! Business units, scoped by partner; deletion is soft so history keeps its references.
 use std::collections::HashMap;
 
-use loyalty_platform::{ApiError, db::is_unique_violation};
+use loyalty_platform::ApiError;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, sea_query::Expr,
@@ -45,11 +45,7 @@ fn state_str(s: UnitState) -> &'static str {
 }
 
 fn taken(e: sea_orm::DbErr, code: &str) -> ApiError {
-    if is_unique_violation(&e) {
-        ApiError::AlreadyExists(format!("business unit with code {code:?}"))
-    } else {
-        e.into()
-    }
+    loyalty_platform::db::taken(e, || format!("business unit with code {code:?}"))
 }
 
 pub async fn insert(

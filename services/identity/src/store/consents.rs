@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use loyalty_platform::{ApiError, db::is_unique_violation};
+use loyalty_platform::ApiError;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, sea_query::Expr,
@@ -188,11 +188,7 @@ fn channel_names(t: &ConsentType) -> Vec<&'static str> {
 }
 
 fn taken(e: sea_orm::DbErr, code: &str) -> ApiError {
-    if is_unique_violation(&e) {
-        ApiError::AlreadyExists(format!("consent type with code {code:?}"))
-    } else {
-        e.into()
-    }
+    loyalty_platform::db::taken(e, || format!("consent type with code {code:?}"))
 }
 
 pub async fn insert_type(

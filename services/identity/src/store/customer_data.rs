@@ -3,7 +3,7 @@
 //! account lists it, an interest after it was taken off every account.
 use std::collections::{BTreeMap, HashMap};
 
-use loyalty_platform::{ApiError, db::is_unique_violation};
+use loyalty_platform::ApiError;
 use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
@@ -153,11 +153,7 @@ use entities::{
 };
 
 fn taken(e: sea_orm::DbErr, what: &str) -> ApiError {
-    if is_unique_violation(&e) {
-        ApiError::AlreadyExists(what.to_owned())
-    } else {
-        e.into()
-    }
+    loyalty_platform::db::taken(e, || what.to_owned())
 }
 
 fn json_err(e: serde_json::Error) -> ApiError {

@@ -3,11 +3,11 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use loyalty_platform::{ApiError, Violations, db::is_unique_violation, error::check_etag};
+use loyalty_platform::{ApiError, Violations, error::check_etag};
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Statement,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect,
     sea_query::{Expr, Func, Query},
 };
 use uuid::Uuid;
@@ -117,25 +117,16 @@ fn internal(e: impl std::error::Error + Send + Sync + 'static) -> ApiError {
 }
 
 fn taken(e: sea_orm::DbErr, what: &str, code: &str) -> ApiError {
-    if is_unique_violation(&e) {
-        ApiError::AlreadyExists(format!("{what} with code {code:?}"))
-    } else {
-        e.into()
-    }
+    loyalty_platform::db::taken(e, || format!("{what} with code {code:?}"))
 }
 
 /// Serialises catalogue writes of one partner on PostgreSQL (group trees and references are
 /// checked by reading; SQLite serialises write transactions already).
 pub async fn lock(conn: &impl ConnectionTrait, partner_id: Uuid) -> Result<(), ApiError> {
-    if conn.get_database_backend() == DbBackend::Postgres {
-        conn.execute(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-            [format!("rewards-catalogue:{partner_id}").into()],
-        ))
-        .await?;
-    }
-    Ok(())
+    Ok(
+        loyalty_platform::db::advisory_xact_lock(conn, &format!("rewards-catalogue:{partner_id}"))
+            .await?,
+    )
 }
 
 // ---- Products ----

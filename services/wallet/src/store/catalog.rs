@@ -2,10 +2,10 @@
 //! under one per-partner lock, so exactly one type stays the default and a group is never
 //! deleted while a type joins it.
 use chrono::{DateTime, Utc};
-use loyalty_platform::{ApiError, db::is_unique_violation};
+use loyalty_platform::ApiError;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Statement, sea_query::Expr,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -19,23 +19,14 @@ use crate::domain::catalog::{GroupSpec, PointsGroup, PointsType, TypeDefinition,
 /// Serialises changes to one partner's groups and types until the transaction ends (SQLite
 /// serialises write transactions already).
 pub async fn lock_catalog(conn: &impl ConnectionTrait, partner_id: Uuid) -> Result<(), ApiError> {
-    if conn.get_database_backend() == DbBackend::Postgres {
-        conn.execute(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-            [format!("wallet-catalog:{partner_id}").into()],
-        ))
-        .await?;
-    }
-    Ok(())
+    Ok(
+        loyalty_platform::db::advisory_xact_lock(conn, &format!("wallet-catalog:{partner_id}"))
+            .await?,
+    )
 }
 
 fn taken(e: sea_orm::DbErr, what: &str, code: &str) -> ApiError {
-    if is_unique_violation(&e) {
-        ApiError::AlreadyExists(format!("{what} with code {code:?}"))
-    } else {
-        e.into()
-    }
+    loyalty_platform::db::taken(e, || format!("{what} with code {code:?}"))
 }
 
 // ---- Points groups ----

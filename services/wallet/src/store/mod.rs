@@ -1,9 +1,7 @@
 //! Storage of the wallet service: the ledger tables (entities), the posting engine (ledger),
 //! the operations (ops), and identity's lifecycle events applied to wallets.
 use loyalty_platform::ApiError;
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Statement, sea_query::Expr,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, sea_query::Expr};
 use uuid::Uuid;
 
 pub mod catalog;
@@ -43,15 +41,11 @@ pub async fn lock_customer(
     partner_id: Uuid,
     customer_id: Uuid,
 ) -> Result<(), ApiError> {
-    if conn.get_database_backend() == DbBackend::Postgres {
-        conn.execute(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-            [format!("wallet:{partner_id}:{customer_id}").into()],
-        ))
-        .await?;
-    }
-    Ok(())
+    Ok(loyalty_platform::db::advisory_xact_lock(
+        conn,
+        &format!("wallet:{partner_id}:{customer_id}"),
+    )
+    .await?)
 }
 
 /// Longest chain of merges followed (A into B, B into C, ...); a longer one means bad data.
