@@ -311,6 +311,22 @@ async fn reward_names(
         .collect())
 }
 
+/// A voucher with its reward's name, as the RPCs answer it.
+async fn shown(
+    conn: &impl ConnectionTrait,
+    partner_id: Uuid,
+    voucher: Voucher,
+) -> Result<Shown, ApiError> {
+    let reward_name = reward_names(conn, partner_id, [voucher.reward_id])
+        .await?
+        .remove(&voucher.reward_id)
+        .unwrap_or_default();
+    Ok(Shown {
+        voucher,
+        reward_name,
+    })
+}
+
 // ---- RPCs ----
 
 pub(super) async fn issue(
@@ -662,11 +678,7 @@ pub(super) async fn release(
             let mut voucher = find(txn, partner_id, &VoucherKey::Code(code), true).await?;
             voucher.release(&transaction).map_err(refuse)?;
             vstore::update_voucher(txn, partner_id, &voucher).await?;
-            let names = reward_names(txn, partner_id, [voucher.reward_id]).await?;
-            Ok(Shown {
-                reward_name: names.get(&voucher.reward_id).cloned().unwrap_or_default(),
-                voucher,
-            })
+            shown(txn, partner_id, voucher).await
         })
     })
     .await?;
@@ -765,11 +777,7 @@ pub(super) async fn cancel(
             let mut voucher = find(txn, partner_id, &VoucherKey::Id(id), true).await?;
             if voucher.state == VoucherState::Cancelled {
                 // Already cancelled: answered unchanged, nothing published again.
-                let names = reward_names(txn, partner_id, [voucher.reward_id]).await?;
-                return Ok(Shown {
-                    reward_name: names.get(&voucher.reward_id).cloned().unwrap_or_default(),
-                    voucher,
-                });
+                return shown(txn, partner_id, voucher).await;
             }
             if req.refund_points && voucher.points_paid > 0 {
                 return Err(points_unavailable());
@@ -789,11 +797,7 @@ pub(super) async fn cancel(
                 },
             )
             .await?;
-            let names = reward_names(txn, partner_id, [voucher.reward_id]).await?;
-            Ok(Shown {
-                reward_name: names.get(&voucher.reward_id).cloned().unwrap_or_default(),
-                voucher,
-            })
+            shown(txn, partner_id, voucher).await
         })
     })
     .await?;
@@ -833,11 +837,7 @@ pub(super) async fn reinstate(
                 },
             )
             .await?;
-            let names = reward_names(txn, partner_id, [voucher.reward_id]).await?;
-            Ok(Shown {
-                reward_name: names.get(&voucher.reward_id).cloned().unwrap_or_default(),
-                voucher,
-            })
+            shown(txn, partner_id, voucher).await
         })
     })
     .await?;

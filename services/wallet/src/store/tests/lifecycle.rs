@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::{Fixture, TypeSpec, posting_of, reason};
 use crate::domain::{AccountKind, ERASED_REASON, PostingKind, ReservationState, Unit};
-use crate::store::{ledger::TypeRow, lifecycle::CustomerLifecycle, ops, resolve_customer};
+use crate::store::{lifecycle::CustomerLifecycle, ops, resolve_customer};
 
 /// The real time at the precision the databases store: merges post at the time they run.
 fn now() -> DateTime<Utc> {
@@ -432,25 +432,11 @@ async fn awards_racing_a_merge_all_end_with_the_survivor() {
     f.assert_balanced().await;
 }
 
-/// A ledger whose default type allows an overdraft of 50.
-async fn overdraft_ledger() -> (Fixture, DateTime<Utc>, TypeRow) {
-    let f = Fixture::postgres().await;
-    let t0 = now();
-    let ty = f
-        .points_type(
-            TypeSpec {
-                overdraft_limit: 50,
-                ..TypeSpec::default()
-            },
-            t0,
-        )
-        .await;
-    (f, t0, ty)
-}
-
 #[tokio::test]
 async fn a_merged_debt_beyond_the_survivors_points_stays_a_debt_and_points_merged_in_pay_it() {
-    let (f, t0, ty) = overdraft_ledger().await;
+    let f = Fixture::postgres().await;
+    let t0 = now();
+    let ty = f.overdraft_type(50, t0).await;
     let (a, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
     f.award(&f.target(b, &ty, t0), 10, None, None)
         .await
@@ -481,7 +467,9 @@ async fn a_merged_debt_beyond_the_survivors_points_stays_a_debt_and_points_merge
 
 #[tokio::test]
 async fn two_overdrawn_customers_merge_into_one_debt_beyond_the_limit_and_cannot_spend() {
-    let (f, t0, ty) = overdraft_ledger().await;
+    let f = Fixture::postgres().await;
+    let t0 = now();
+    let ty = f.overdraft_type(50, t0).await;
     let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
     f.adjust(&f.target(a, &ty, t0), -40, None).await.unwrap();
     f.adjust(&f.target(b, &ty, t0), -30, None).await.unwrap();

@@ -170,6 +170,18 @@ impl Fixture {
         row
     }
 
+    /// The default points type, allowing an overdraft of `limit`.
+    pub async fn overdraft_type(&self, limit: i64, now: DateTime<Utc>) -> TypeRow {
+        self.points_type(
+            TypeSpec {
+                overdraft_limit: limit,
+                ..TypeSpec::default()
+            },
+            now,
+        )
+        .await
+    }
+
     pub fn target(&self, customer: Uuid, ty: &TypeRow, now: DateTime<Utc>) -> Target {
         Target {
             partner_id: self.partner,

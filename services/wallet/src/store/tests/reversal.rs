@@ -273,15 +273,7 @@ async fn overdraft_only_within_the_types_limit_and_the_next_award_pays_it() {
 async fn a_reversed_debit_adjustment_in_overdraft_pays_the_debt_first() {
     let f = Fixture::postgres().await;
     let now = at("2026-01-10T10:00:00Z");
-    let ty = f
-        .points_type(
-            TypeSpec {
-                overdraft_limit: 100,
-                ..TypeSpec::default()
-            },
-            now,
-        )
-        .await;
+    let ty = f.overdraft_type(100, now).await;
     let c = Uuid::now_v7();
     let t = f.target(c, &ty, now);
     f.award(&t, 10, feb(), None).await.unwrap();
@@ -301,15 +293,7 @@ async fn a_reversed_debit_adjustment_in_overdraft_pays_the_debt_first() {
 
 /// A wallet of a type allowing 50 of overdraft, 10 in debt.
 async fn overdrawn(f: &Fixture, now: DateTime<Utc>) -> (crate::store::ledger::TypeRow, Uuid) {
-    let ty = f
-        .points_type(
-            TypeSpec {
-                overdraft_limit: 50,
-                ..TypeSpec::default()
-            },
-            now,
-        )
-        .await;
+    let ty = f.overdraft_type(50, now).await;
     let c = Uuid::now_v7();
     f.adjust(&f.target(c, &ty, now), -10, None).await.unwrap();
     let w = f.account(c, &ty, AccountKind::Wallet).await.unwrap();
@@ -344,15 +328,7 @@ async fn points_transferred_into_an_overdrawn_wallet_pay_the_debt_before_they_ca
 async fn returned_and_released_points_pay_the_debt_first() {
     let f = Fixture::postgres().await;
     let now = at("2026-01-10T10:00:00Z");
-    let ty = f
-        .points_type(
-            TypeSpec {
-                overdraft_limit: 50,
-                ..TypeSpec::default()
-            },
-            now,
-        )
-        .await;
+    let ty = f.overdraft_type(50, now).await;
     let c = Uuid::now_v7();
     let t = f.target(c, &ty, now);
     f.award(&t, 20, feb(), None).await.unwrap();
