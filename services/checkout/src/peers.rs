@@ -73,7 +73,24 @@ fn reward_from(r: rewards::Reward) -> Option<Reward> {
     })
 }
 
+/// Whether the bonus is restricted in a way this pricing does not evaluate (products, places,
+/// channels, days, hours, tiers, a cap, a points type). Such bonuses are left out rather than awarded on
+/// every purchase; the rewards engine applies them.
+fn restricted(b: &rewards::PurchaseBonus) -> bool {
+    b.products.is_some()
+        || !b.business_unit_ids.is_empty()
+        || !b.channels.is_empty()
+        || !b.days_of_week.is_empty()
+        || !b.hour_ranges.is_empty()
+        || !b.tier_ids.is_empty()
+        || b.max_points_per_purchase > 0
+        || !b.points_type_id.is_empty()
+}
+
 fn bonus_from(b: rewards::PurchaseBonus) -> Option<PurchaseBonus> {
+    if restricted(&b) {
+        return None;
+    }
     Some(PurchaseBonus {
         id: b.id.parse().ok()?,
         validity: validity(b.valid_from_time.as_ref(), b.valid_until_time.as_ref()),
@@ -280,5 +297,33 @@ impl Peers {
             .map_err(upstream("wallet"))?
             .into_inner();
         Ok(resp.balance.map(|b| b.available_points).unwrap_or(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restricted_bonuses_are_left_out_and_plain_ones_kept() {
+        let plain = rewards::PurchaseBonus {
+            id: Uuid::now_v7().to_string(),
+            display_name: "1 point per EUR".into(),
+            points: 1,
+            spend_amount_minor: 100,
+            currency_code: "EUR".into(),
+            ..Default::default()
+        };
+        assert!(bonus_from(plain.clone()).is_some());
+        let fridays = rewards::PurchaseBonus {
+            days_of_week: vec![types::DayOfWeek::Friday as i32],
+            ..plain.clone()
+        };
+        assert!(bonus_from(fridays).is_none());
+        let capped = rewards::PurchaseBonus {
+            max_points_per_purchase: 10,
+            ..plain
+        };
+        assert!(bonus_from(capped).is_none());
     }
 }

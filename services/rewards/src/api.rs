@@ -1,5 +1,7 @@
 //! gRPC adapter of `RewardsService`.
+mod campaign_products;
 mod catalogue;
+mod purchase_bonuses;
 mod vouchers;
 
 use chrono::Utc;
@@ -24,8 +26,7 @@ use uuid::Uuid;
 
 use crate::{
     domain::{
-        Benefit, PurchaseBonus, Reward, RewardType, Validity, parse_segment_ids,
-        vouchers::VoucherRules,
+        Benefit, Reward, RewardType, Validity, parse_segment_ids, vouchers::VoucherRules,
     },
     store,
 };
@@ -168,67 +169,6 @@ fn reward_to_proto(r: &Reward) -> pb::Reward {
     }
 }
 
-fn bonus_from_proto(v: &mut Violations, b: pb::PurchaseBonus) -> PurchaseBonus {
-    not_yet(v, "purchase_bonus.products", b.products.is_some());
-    not_yet(
-        v,
-        "purchase_bonus.business_unit_ids",
-        !b.business_unit_ids.is_empty(),
-    );
-    not_yet(v, "purchase_bonus.channels", !b.channels.is_empty());
-    not_yet(v, "purchase_bonus.days_of_week", !b.days_of_week.is_empty());
-    not_yet(v, "purchase_bonus.hour_ranges", !b.hour_ranges.is_empty());
-    not_yet(v, "purchase_bonus.tier_ids", !b.tier_ids.is_empty());
-    not_yet(
-        v,
-        "purchase_bonus.points_type_id",
-        !b.points_type_id.is_empty(),
-    );
-    PurchaseBonus {
-        id: Uuid::now_v7(),
-        display_name: b.display_name.trim().to_owned(),
-        points: b.points,
-        spend_amount_minor: b.spend_amount_minor,
-        currency_code: b.currency_code,
-        multiplier_basis_points: if b.multiplier_basis_points == 0 {
-            10_000
-        } else {
-            b.multiplier_basis_points
-        },
-        segment_ids: parse_segment_ids(v, "purchase_bonus.segment_ids", &b.segment_ids),
-        validity: Validity {
-            from: parse_time(
-                v,
-                "purchase_bonus.valid_from_time",
-                b.valid_from_time.as_ref(),
-            ),
-            until: parse_time(
-                v,
-                "purchase_bonus.valid_until_time",
-                b.valid_until_time.as_ref(),
-            ),
-        },
-        created_at: Utc::now(),
-    }
-}
-
-fn bonus_to_proto(b: &PurchaseBonus) -> pb::PurchaseBonus {
-    pb::PurchaseBonus {
-        id: b.id.to_string(),
-        display_name: b.display_name.clone(),
-        points: b.points,
-        spend_amount_minor: b.spend_amount_minor,
-        currency_code: b.currency_code.clone(),
-        multiplier_basis_points: b.multiplier_basis_points,
-        segment_ids: b.segment_ids.iter().map(Uuid::to_string).collect(),
-        valid_from_time: b.validity.from.map(to_timestamp),
-        valid_until_time: b.validity.until.map(to_timestamp),
-        create_time: Some(to_timestamp(b.created_at)),
-        state: pb::PurchaseBonusState::Active as i32,
-        ..Default::default()
-    }
-}
-
 /// Page parameters shared by the List calls.
 fn page(
     active_time: Option<&prost_types::Timestamp>,
@@ -320,40 +260,7 @@ impl RewardsService for RewardsApi {
         &self,
         request: Request<pb::CreatePurchaseBonusRequest>,
     ) -> Result<Response<pb::CreatePurchaseBonusResponse>, Status> {
-        let partner_id = principal(&request)?.partner_with_role(&[Role::Marketing])?;
-        let req = request.into_inner();
-        let scope = IdempotencyScope::new(
-            partner_id,
-            "CreatePurchaseBonus",
-            &req.idempotency_key,
-            &req,
-        );
-        let mut v = Violations::new();
-        check_idempotency_key(&mut v, &req.idempotency_key);
-        let Some(proto) = req.purchase_bonus else {
-            return Err(ApiError::invalid("purchase_bonus", "is required").into());
-        };
-        let bonus = bonus_from_proto(&mut v, proto);
-        bonus.validate(&mut v);
-        v.into_result()?;
-        let bonus: PurchaseBonus = idempotency::run(&self.db, scope, move |txn| {
-            Box::pin(async move {
-                store::insert_purchase_bonus(txn, partner_id, &bonus).await?;
-                events::enqueue(
-                    txn,
-                    Some(partner_id),
-                    &ev::RewardsChanged {
-                        benefit_id: bonus.id.to_string(),
-                    },
-                )
-                .await?;
-                Ok(bonus)
-            })
-        })
-        .await?;
-        Ok(Response::new(pb::CreatePurchaseBonusResponse {
-            purchase_bonus: Some(bonus_to_proto(&bonus)),
-        }))
+        purchase_bonuses::create(&self.db, request).await
     }
 
     #[tracing::instrument(skip_all)]
@@ -361,15 +268,7 @@ impl RewardsService for RewardsApi {
         &self,
         request: Request<pb::ListActivePurchaseBonusesRequest>,
     ) -> Result<Response<pb::ListActivePurchaseBonusesResponse>, Status> {
-        let partner_id = principal(&request)?.partner_with_role(READERS)?;
-        let req = request.into_inner();
-        let (at, limit, after) = page(req.active_time.as_ref(), req.page_size, &req.page_token)?;
-        let bonuses =
-            store::active_purchase_bonuses(&self.db, partner_id, at, after, limit).await?;
-        Ok(Response::new(pb::ListActivePurchaseBonusesResponse {
-            next_page_token: next_page_token(bonuses.len(), limit, bonuses.last().map(|b| b.id)),
-            purchase_bonuses: bonuses.iter().map(bonus_to_proto).collect(),
-        }))
+        purchase_bonuses::list_active(&self.db, request).await
     }
 
     #[tracing::instrument(skip_all)]
@@ -570,6 +469,69 @@ impl RewardsService for RewardsApi {
         vouchers::generate(self, request).await
     }
 
+    async fn create_campaign_product(
+        &self,
+        request: Request<pb::CreateCampaignProductRequest>,
+    ) -> Result<Response<pb::CreateCampaignProductResponse>, Status> {
+        campaign_products::create(&self.db, request).await
+    }
+
+    async fn get_campaign_product(
+        &self,
+        request: Request<pb::GetCampaignProductRequest>,
+    ) -> Result<Response<pb::GetCampaignProductResponse>, Status> {
+        campaign_products::get(&self.db, request).await
+    }
+
+    async fn list_campaign_products(
+        &self,
+        request: Request<pb::ListCampaignProductsRequest>,
+    ) -> Result<Response<pb::ListCampaignProductsResponse>, Status> {
+        campaign_products::list(&self.db, request).await
+    }
+
+    async fn update_campaign_product(
+        &self,
+        request: Request<pb::UpdateCampaignProductRequest>,
+    ) -> Result<Response<pb::UpdateCampaignProductResponse>, Status> {
+        campaign_products::update(&self.db, request).await
+    }
+
+    async fn delete_campaign_product(
+        &self,
+        request: Request<pb::DeleteCampaignProductRequest>,
+    ) -> Result<Response<pb::DeleteCampaignProductResponse>, Status> {
+        campaign_products::delete(&self.db, request).await
+    }
+
+    async fn get_purchase_bonus(
+        &self,
+        request: Request<pb::GetPurchaseBonusRequest>,
+    ) -> Result<Response<pb::GetPurchaseBonusResponse>, Status> {
+        purchase_bonuses::get(&self.db, request).await
+    }
+
+    async fn list_purchase_bonuses(
+        &self,
+        request: Request<pb::ListPurchaseBonusesRequest>,
+    ) -> Result<Response<pb::ListPurchaseBonusesResponse>, Status> {
+        purchase_bonuses::list(&self.db, request).await
+    }
+
+    async fn update_purchase_bonus(
+        &self,
+        request: Request<pb::UpdatePurchaseBonusRequest>,
+    ) -> Result<Response<pb::UpdatePurchaseBonusResponse>, Status> {
+        purchase_bonuses::update(&self.db, request).await
+    }
+
+    async fn delete_purchase_bonus(
+        &self,
+        request: Request<pb::DeletePurchaseBonusRequest>,
+    ) -> Result<Response<pb::DeletePurchaseBonusResponse>, Status> {
+        purchase_bonuses::delete(&self.db, request).await
+    }
+
     loyalty_platform::rpcs_not_yet_implemented! {
         "lands with issue #6 (rewards engine)";
         get_reward(pb::GetRewardRequest) -> pb::GetRewardResponse;
@@ -577,15 +539,6 @@ impl RewardsService for RewardsApi {
         update_reward(pb::UpdateRewardRequest) -> pb::UpdateRewardResponse;
         archive_reward(pb::ArchiveRewardRequest) -> pb::ArchiveRewardResponse;
         list_available_rewards(pb::ListAvailableRewardsRequest) -> pb::ListAvailableRewardsResponse;
-        create_campaign_product(pb::CreateCampaignProductRequest) -> pb::CreateCampaignProductResponse;
-        get_campaign_product(pb::GetCampaignProductRequest) -> pb::GetCampaignProductResponse;
-        list_campaign_products(pb::ListCampaignProductsRequest) -> pb::ListCampaignProductsResponse;
-        update_campaign_product(pb::UpdateCampaignProductRequest) -> pb::UpdateCampaignProductResponse;
-        delete_campaign_product(pb::DeleteCampaignProductRequest) -> pb::DeleteCampaignProductResponse;
-        get_purchase_bonus(pb::GetPurchaseBonusRequest) -> pb::GetPurchaseBonusResponse;
-        list_purchase_bonuses(pb::ListPurchaseBonusesRequest) -> pb::ListPurchaseBonusesResponse;
-        update_purchase_bonus(pb::UpdatePurchaseBonusRequest) -> pb::UpdatePurchaseBonusResponse;
-        delete_purchase_bonus(pb::DeletePurchaseBonusRequest) -> pb::DeletePurchaseBonusResponse;
         create_tier(pb::CreateTierRequest) -> pb::CreateTierResponse;
         get_tier(pb::GetTierRequest) -> pb::GetTierResponse;
         list_tiers(pb::ListTiersRequest) -> pb::ListTiersResponse;

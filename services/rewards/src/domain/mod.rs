@@ -4,8 +4,10 @@ use loyalty_platform::Violations;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub mod campaign_products;
 pub mod catalogue;
 pub mod engine;
+pub mod purchase_bonuses;
 pub mod vouchers;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,7 +128,7 @@ impl Reward {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PurchaseBonus {
     pub id: Uuid,
     pub display_name: String,
@@ -139,6 +141,20 @@ pub struct PurchaseBonus {
     pub segment_ids: Vec<Uuid>,
     pub validity: Validity,
     pub created_at: DateTime<Utc>,
+    /// Only spend on these products counts; empty = the whole cart.
+    pub products: purchase_bonuses::ProductScope,
+    pub business_unit_ids: Vec<Uuid>,
+    pub channels: Vec<purchase_bonuses::Channel>,
+    /// 1 = Monday ..= 7 = Sunday; empty = every day.
+    pub days_of_week: Vec<u8>,
+    pub hour_ranges: Vec<purchase_bonuses::HourRange>,
+    pub tier_ids: Vec<Uuid>,
+    pub points_type_id: String,
+    /// 0 = unlimited.
+    pub max_points_per_purchase: i64,
+    pub state: purchase_bonuses::BonusState,
+    pub revision: i64,
+    pub updated_at: DateTime<Utc>,
 }
 
 impl PurchaseBonus {
@@ -165,6 +181,7 @@ impl PurchaseBonus {
             );
         }
         self.validity.validate(v, "purchase_bonus");
+        purchase_bonuses::validate(self, v);
     }
 }
 
@@ -232,6 +249,7 @@ mod tests {
             segment_ids: vec![],
             validity: Validity::default(),
             created_at: Utc::now(),
+            ..PurchaseBonus::default()
         }
         .validate(&mut v);
         let text = v.into_result().unwrap_err().to_string();

@@ -38,31 +38,8 @@ pub mod rewards {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-pub mod purchase_bonuses {
-    use sea_orm::entity::prelude::*;
-
-    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
-    #[sea_orm(table_name = "purchase_bonuses")]
-    pub struct Model {
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub id: Uuid,
-        pub partner_id: Uuid,
-        pub display_name: String,
-        pub points: i64,
-        pub spend_amount_minor: i64,
-        pub currency_code: String,
-        pub multiplier_basis_points: i32,
-        pub segment_ids: Json,
-        pub valid_from: Option<DateTimeUtc>,
-        pub valid_until: Option<DateTimeUtc>,
-        pub created_at: DateTimeUtc,
-    }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
-}
+pub mod campaign_products;
+pub mod purchase_bonuses;
 
 fn json<T: serde::Serialize>(v: &T) -> Result<serde_json::Value, ApiError> {
     serde_json::to_value(v).map_err(|e| ApiError::Internal(e.into()))
@@ -95,22 +72,7 @@ pub async fn insert_purchase_bonus(
     partner_id: Uuid,
     b: &PurchaseBonus,
 ) -> Result<(), ApiError> {
-    purchase_bonuses::Entity::insert(purchase_bonuses::ActiveModel {
-        id: Set(b.id),
-        partner_id: Set(partner_id),
-        display_name: Set(b.display_name.clone()),
-        points: Set(b.points),
-        spend_amount_minor: Set(b.spend_amount_minor),
-        currency_code: Set(b.currency_code.clone()),
-        multiplier_basis_points: Set(b.multiplier_basis_points),
-        segment_ids: Set(json(&b.segment_ids)?),
-        valid_from: Set(b.validity.from),
-        valid_until: Set(b.validity.until),
-        created_at: Set(b.created_at),
-    })
-    .exec_without_returning(conn)
-    .await?;
-    Ok(())
+    purchase_bonuses::insert(conn, partner_id, b).await
 }
 
 /// `from <= at < until`, with open ends where unset.
@@ -166,7 +128,7 @@ pub async fn active_rewards(
         .collect()
 }
 
-/// A page of the purchase bonuses active at `at`, by id, after `after`.
+/// A page of the ACTIVE purchase bonuses valid at `at`, by id, after `after`.
 pub async fn active_purchase_bonuses(
     conn: &impl ConnectionTrait,
     partner_id: Uuid,
@@ -174,38 +136,5 @@ pub async fn active_purchase_bonuses(
     after: Option<Uuid>,
     limit: u64,
 ) -> Result<Vec<PurchaseBonus>, ApiError> {
-    let mut q = purchase_bonuses::Entity::find()
-        .filter(purchase_bonuses::Column::PartnerId.eq(partner_id))
-        .filter(active_at(
-            purchase_bonuses::Column::ValidFrom,
-            purchase_bonuses::Column::ValidUntil,
-            at,
-        ));
-    if let Some(after) = after {
-        q = q.filter(purchase_bonuses::Column::Id.gt(after));
-    }
-    let rows = q
-        .order_by_asc(purchase_bonuses::Column::Id)
-        .limit(limit)
-        .all(conn)
-        .await?;
-    rows.into_iter()
-        .map(|m| {
-            Ok(PurchaseBonus {
-                id: m.id,
-                display_name: m.display_name,
-                points: m.points,
-                spend_amount_minor: m.spend_amount_minor,
-                currency_code: m.currency_code,
-                multiplier_basis_points: m.multiplier_basis_points,
-                segment_ids: serde_json::from_value(m.segment_ids)
-                    .map_err(|e| ApiError::Internal(e.into()))?,
-                validity: Validity {
-                    from: m.valid_from,
-                    until: m.valid_until,
-                },
-                created_at: m.created_at,
-            })
-        })
-        .collect()
+    purchase_bonuses::active(conn, partner_id, at, after, limit).await
 }

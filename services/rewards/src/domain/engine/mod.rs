@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
-pub use convert::{from_purchase_bonus, from_reward};
+pub use convert::{from_campaign_product, from_purchase_bonus, from_reward};
 pub use validate::{validate_policy, validate_rule};
 
 // ---------------------------------------------------------------------------------------------

@@ -696,6 +696,7 @@ fn stored_rewards_and_purchase_bonuses_convert_into_rules() {
         segment_ids: vec![],
         validity: Validity::default(),
         created_at: now(),
+        ..domain::PurchaseBonus::default()
     };
     let rules = set(vec![from_reward(&reward), from_purchase_bonus(&bonus)]);
     for r in &rules.rules {
@@ -707,8 +708,8 @@ fn stored_rewards_and_purchase_bonuses_convert_into_rules() {
     c.earn_rate.points = 0;
     let e = evaluate(&[line("A", 1, 1000)], &c, &set(rules.rules.clone()));
     assert_eq!(e.discount_minor, 100);
-    // 900 left: 9 bonus points per 1.00; no base earn to multiply.
-    assert_eq!(e.points, 9);
+    // 900 left: 1 point per 1.00, doubled by the bonus's multiplier.
+    assert_eq!(e.points, 18);
     let coupon = domain::Reward {
         reward_type: RewardType::Coupon,
         ..reward
