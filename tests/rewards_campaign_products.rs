@@ -176,7 +176,10 @@ async fn campaign_products_and_purchase_bonuses_are_managed_per_partner() -> any
         .into_inner()
         .campaign_product
         .expect("entry");
-    assert_eq!(updated.discount, Some(Discount::PercentageBasisPoints(2000)));
+    assert_eq!(
+        updated.discount,
+        Some(Discount::PercentageBasisPoints(2000))
+    );
     assert_eq!(updated.etag, "r2");
     assert_eq!(updated.image_url, created.image_url);
     let january = r
@@ -281,9 +284,7 @@ async fn campaign_products_and_purchase_bonuses_are_managed_per_partner() -> any
     assert_eq!(created.days_of_week, bonus.days_of_week);
     assert_eq!(created.hour_ranges, bonus.hour_ranges);
     assert_eq!(created.max_points_per_purchase, 200);
-    let active = |who: &str| {
-        authed(pb::ListActivePurchaseBonusesRequest::default(), who)
-    };
+    let active = |who: &str| authed(pb::ListActivePurchaseBonusesRequest::default(), who);
     let listed = r
         .list_active_purchase_bonuses(active(&key))
         .await?

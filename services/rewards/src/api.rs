@@ -25,9 +25,7 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::{
-    domain::{
-        Benefit, Reward, RewardType, Validity, parse_segment_ids, vouchers::VoucherRules,
-    },
+    domain::{Benefit, Reward, RewardType, Validity, parse_segment_ids, vouchers::VoucherRules},
     store,
 };
 

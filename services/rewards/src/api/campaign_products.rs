@@ -95,7 +95,11 @@ pub fn from_proto(v: &mut Violations, c: pb::CampaignProduct) -> CampaignProduct
         products: scope_from_proto(c.products),
         discount,
         validity: Validity {
-            from: parse_time(v, &format!("{F}.valid_from_time"), c.valid_from_time.as_ref()),
+            from: parse_time(
+                v,
+                &format!("{F}.valid_from_time"),
+                c.valid_from_time.as_ref(),
+            ),
             until: parse_time(
                 v,
                 &format!("{F}.valid_until_time"),
@@ -164,8 +168,9 @@ fn merge(into: &mut pb::CampaignProduct, from: pb::CampaignProduct, paths: &[Str
             "display_name" => into.display_name = from.display_name.clone(),
             "description" => into.description = from.description.clone(),
             "products" => into.products = from.products.clone(),
-            "percentage_basis_points" | "amount_off_per_unit" | "fixed_unit_price"
-            | "discount" => into.discount = from.discount.clone(),
+            "percentage_basis_points" | "amount_off_per_unit" | "fixed_unit_price" | "discount" => {
+                into.discount = from.discount.clone()
+            }
             "valid_from_time" => into.valid_from_time = from.valid_from_time.clone(),
             "valid_until_time" => into.valid_until_time = from.valid_until_time.clone(),
             "business_unit_ids" => into.business_unit_ids = from.business_unit_ids.clone(),
@@ -312,9 +317,8 @@ pub async fn list(
     };
     let keep = |c: &CampaignProduct| {
         active_at.is_none_or(|t| c.active_at(t))
-            && business_unit.is_none_or(|b| {
-                c.business_unit_ids.is_empty() || c.business_unit_ids.contains(&b)
-            })
+            && business_unit
+                .is_none_or(|b| c.business_unit_ids.is_empty() || c.business_unit_ids.contains(&b))
             && channel.is_none_or(|ch| c.channels.is_empty() || c.channels.contains(&ch))
             && product
                 .as_ref()

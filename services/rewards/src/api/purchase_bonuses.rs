@@ -157,9 +157,7 @@ pub fn from_proto(v: &mut Violations, b: pb::PurchaseBonus) -> PurchaseBonus {
     const F: &str = "purchase_bonus";
     let state = match pb::PurchaseBonusState::try_from(b.state).unwrap_or_default() {
         pb::PurchaseBonusState::Inactive => BonusState::Inactive,
-        pb::PurchaseBonusState::Active | pb::PurchaseBonusState::Unspecified => {
-            BonusState::Active
-        }
+        pb::PurchaseBonusState::Active | pb::PurchaseBonusState::Unspecified => BonusState::Active,
     };
     PurchaseBonus {
         id: Uuid::now_v7(),
@@ -174,7 +172,11 @@ pub fn from_proto(v: &mut Violations, b: pb::PurchaseBonus) -> PurchaseBonus {
         },
         segment_ids: parse_segment_ids(v, &format!("{F}.segment_ids"), &b.segment_ids),
         validity: Validity {
-            from: parse_time(v, &format!("{F}.valid_from_time"), b.valid_from_time.as_ref()),
+            from: parse_time(
+                v,
+                &format!("{F}.valid_from_time"),
+                b.valid_from_time.as_ref(),
+            ),
             until: parse_time(
                 v,
                 &format!("{F}.valid_until_time"),
@@ -302,8 +304,7 @@ pub async fn create(
     v.into_result()?;
     let bonus: PurchaseBonus = idempotency::run(db, scope, move |txn| {
         Box::pin(async move {
-            check_scope_known(txn, partner_id, "purchase_bonus.products", &bonus.products)
-                .await?;
+            check_scope_known(txn, partner_id, "purchase_bonus.products", &bonus.products).await?;
             bonuses::insert(txn, partner_id, &bonus).await?;
             events::enqueue(txn, Some(partner_id), &rewards_changed(bonus.id)).await?;
             Ok(bonus)

@@ -53,7 +53,10 @@ impl CampaignProduct {
     pub fn validate(&self, v: &mut Violations) {
         check_name(v, &format!("{P}.display_name"), &self.display_name);
         if self.description.chars().count() > 2000 {
-            v.add(format!("{P}.description"), "must be at most 2000 characters");
+            v.add(
+                format!("{P}.description"),
+                "must be at most 2000 characters",
+            );
         }
         if self.products.product_codes.is_empty()
             && self.products.group_codes.is_empty()
@@ -229,7 +232,10 @@ mod tests {
         none.validate(&mut v);
         let f = fields(v);
         assert!(f.contains(&"campaign_product.discount".to_owned()), "{f:?}");
-        assert!(f.contains(&"campaign_product.valid_from_time".to_owned()), "{f:?}");
+        assert!(
+            f.contains(&"campaign_product.valid_from_time".to_owned()),
+            "{f:?}"
+        );
     }
 
     #[test]
@@ -246,7 +252,10 @@ mod tests {
         prices.insert("ESP".to_owned(), Some((199, "EUR".to_owned())));
         let mut v = Violations::new();
         cp.check_catalogue(&mut v, &prices, &groups, &brands);
-        assert_eq!(fields(v), vec!["campaign_product.fixed_unit_price.amount_minor"]);
+        assert_eq!(
+            fields(v),
+            vec!["campaign_product.fixed_unit_price.amount_minor"]
+        );
 
         // Another currency's list price says nothing about this one.
         prices.insert("ESP".to_owned(), Some((100, "CZK".to_owned())));
@@ -256,7 +265,10 @@ mod tests {
 
         let mut v = Violations::new();
         cp.check_catalogue(&mut v, &HashMap::new(), &groups, &brands);
-        assert_eq!(fields(v), vec!["campaign_product.products.product_codes[0]"]);
+        assert_eq!(
+            fields(v),
+            vec!["campaign_product.products.product_codes[0]"]
+        );
     }
 
     #[test]

@@ -296,7 +296,10 @@ mod tests {
 
     #[test]
     fn touching_hour_ranges_make_one_window_and_separate_ones_are_refused() {
-        assert_eq!(merge_hours(&hours(&[(17, 20), (14, 17)])), hours(&[(14, 20)]));
+        assert_eq!(
+            merge_hours(&hours(&[(17, 20), (14, 17)])),
+            hours(&[(14, 20)])
+        );
         let mut v = Violations::new();
         check_schedule(&mut v, "b", &[5], &hours(&[(8, 10), (18, 20)]));
         assert_eq!(fields(v), vec!["b.hour_ranges"]);
@@ -510,7 +513,11 @@ mod tests {
             c.channel = None;
             c.business_unit = None;
             // 25.00 + 9.00: 2 points per 5.00 of each line: 10 + 3.
-            let e = evaluate(&[coffee("lavazza", 2, 1250), coffee("illy", 1, 900)], &c, &set);
+            let e = evaluate(
+                &[coffee("lavazza", 2, 1250), coffee("illy", 1, 900)],
+                &c,
+                &set,
+            );
             assert_eq!(e.points, 13);
         }
     }

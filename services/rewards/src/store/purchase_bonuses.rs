@@ -123,9 +123,7 @@ fn row(partner_id: Uuid, b: &PurchaseBonus) -> Result<ActiveModel, ApiError> {
         valid_from: Set(b.validity.from),
         valid_until: Set(b.validity.until),
         created_at: Set(b.created_at),
-        restrictions: Set(Some(
-            serde_json::to_value(&restrictions).map_err(internal)?,
-        )),
+        restrictions: Set(Some(serde_json::to_value(&restrictions).map_err(internal)?)),
         state: Set(b.state.as_str().to_owned()),
         revision: Set(b.revision),
         updated_at: Set(Some(b.updated_at)),

@@ -133,7 +133,11 @@ impl Fixture {
             .collect()
     }
 
-    async fn create_bonus(&self, key: &str, b: pb::PurchaseBonus) -> Result<pb::PurchaseBonus, Status> {
+    async fn create_bonus(
+        &self,
+        key: &str,
+        b: pb::PurchaseBonus,
+    ) -> Result<pb::PurchaseBonus, Status> {
         Ok(self
             .api
             .create_purchase_bonus(self.req(pb::CreatePurchaseBonusRequest {
@@ -188,10 +192,16 @@ fn espresso_deal(name: &str) -> pb::CampaignProduct {
 async fn campaign_products_are_created_listed_updated_and_deleted() {
     let f = Fixture::postgres().await;
     let before = f.rewards_changed().await;
-    let created = f.create_entry("c1", espresso_deal("Espresso 1.99")).await.expect("create");
+    let created = f
+        .create_entry("c1", espresso_deal("Espresso 1.99"))
+        .await
+        .expect("create");
     assert_eq!(created.etag, "r1");
     // A retry answers the same entry and writes nothing more.
-    let again = f.create_entry("c1", espresso_deal("Espresso 1.99")).await.expect("retry");
+    let again = f
+        .create_entry("c1", espresso_deal("Espresso 1.99"))
+        .await
+        .expect("retry");
     assert_eq!(again.id, created.id);
     let lavazza = pb::CampaignProduct {
         products: Some(ProductScope {
@@ -204,7 +214,9 @@ async fn campaign_products_are_created_listed_updated_and_deleted() {
         valid_until_time: None,
         ..espresso_deal("Lavazza 10 %")
     };
-    f.create_entry("c2", lavazza).await.expect("create brand entry");
+    f.create_entry("c2", lavazza)
+        .await
+        .expect("create brand entry");
     assert_eq!(f.rewards_changed().await, before + 2);
 
     let got = f
@@ -270,19 +282,22 @@ async fn campaign_products_are_created_listed_updated_and_deleted() {
 
     // Update: a price not below the list price is refused, a stale etag too.
     let update = |key: &str, etag: &str, c: pb::CampaignProduct, paths: &[&str]| {
-        f.api.update_campaign_product(f.req(pb::UpdateCampaignProductRequest {
-            idempotency_key: key.into(),
-            campaign_product: Some(c),
-            update_mask: mask(paths),
-            etag: etag.into(),
-        }))
+        f.api
+            .update_campaign_product(f.req(pb::UpdateCampaignProductRequest {
+                idempotency_key: key.into(),
+                campaign_product: Some(c),
+                update_mask: mask(paths),
+                etag: etag.into(),
+            }))
     };
     let dear = pb::CampaignProduct {
         id: created.id.clone(),
         discount: Some(Discount::FixedUnitPrice(eur(260))),
         ..Default::default()
     };
-    let err = update("u0", "r1", dear, &["fixed_unit_price"]).await.unwrap_err();
+    let err = update("u0", "r1", dear, &["fixed_unit_price"])
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert_eq!(
         violated_fields(&err),
@@ -313,7 +328,9 @@ async fn campaign_products_are_created_listed_updated_and_deleted() {
     // Unmasked fields keep their values.
     assert_eq!(updated.channels, created.channels);
     assert_eq!(updated.valid_from_time, created.valid_from_time);
-    let stale = update("u2", "r1", renamed, &["display_name"]).await.unwrap_err();
+    let stale = update("u2", "r1", renamed, &["display_name"])
+        .await
+        .unwrap_err();
     assert_eq!(error_reason(&stale), "ETAG_MISMATCH");
     // Paused: not listed as active any more.
     let in_december = f
@@ -325,11 +342,12 @@ async fn campaign_products_are_created_listed_updated_and_deleted() {
     assert!(in_december.is_empty());
 
     let delete = |key: &str, etag: &str| {
-        f.api.delete_campaign_product(f.req(pb::DeleteCampaignProductRequest {
-            idempotency_key: key.into(),
-            campaign_product_id: created.id.clone(),
-            etag: etag.into(),
-        }))
+        f.api
+            .delete_campaign_product(f.req(pb::DeleteCampaignProductRequest {
+                idempotency_key: key.into(),
+                campaign_product_id: created.id.clone(),
+                etag: etag.into(),
+            }))
     };
     let stale = delete("d0", "r1").await.unwrap_err();
     assert_eq!(error_reason(&stale), "ETAG_MISMATCH");
@@ -389,7 +407,10 @@ async fn bad_campaign_products_are_refused_naming_the_field_and_other_partners_s
         vec!["campaign_product.fixed_unit_price.amount_minor"]
     );
 
-    let mine = f.create_entry("ok", espresso_deal("Mine")).await.expect("create");
+    let mine = f
+        .create_entry("ok", espresso_deal("Mine"))
+        .await
+        .expect("create");
     let rival = Uuid::now_v7();
     let err = f
         .api
@@ -482,12 +503,13 @@ async fn purchase_bonus_lifecycle(f: &Fixture) {
     let everyday = f.create_bonus("b2", plain).await.expect("create plain");
 
     let update = |key: &str, etag: &str, b: pb::PurchaseBonus, paths: &[&str]| {
-        f.api.update_purchase_bonus(f.req(pb::UpdatePurchaseBonusRequest {
-            idempotency_key: key.into(),
-            purchase_bonus: Some(b),
-            update_mask: mask(paths),
-            etag: etag.into(),
-        }))
+        f.api
+            .update_purchase_bonus(f.req(pb::UpdatePurchaseBonusRequest {
+                idempotency_key: key.into(),
+                purchase_bonus: Some(b),
+                update_mask: mask(paths),
+                etag: etag.into(),
+            }))
     };
     let paused = update(
         "u1",
@@ -538,17 +560,28 @@ async fn purchase_bonus_lifecycle(f: &Fixture) {
 
     // Newest first; the state filter; the active list leaves the paused one out.
     let list = |state: pb::PurchaseBonusState| {
-        f.api.list_purchase_bonuses(f.req(pb::ListPurchaseBonusesRequest {
-            state: state as i32,
-            ..Default::default()
-        }))
+        f.api
+            .list_purchase_bonuses(f.req(pb::ListPurchaseBonusesRequest {
+                state: state as i32,
+                ..Default::default()
+            }))
     };
     let names = |r: pb::ListPurchaseBonusesResponse| -> Vec<String> {
         r.purchase_bonuses.into_iter().map(|b| b.id).collect()
     };
-    let all = names(list(pb::PurchaseBonusState::Unspecified).await.expect("list").into_inner());
+    let all = names(
+        list(pb::PurchaseBonusState::Unspecified)
+            .await
+            .expect("list")
+            .into_inner(),
+    );
     assert_eq!(all, vec![everyday.id.clone(), created.id.clone()]);
-    let inactive = names(list(pb::PurchaseBonusState::Inactive).await.expect("list").into_inner());
+    let inactive = names(
+        list(pb::PurchaseBonusState::Inactive)
+            .await
+            .expect("list")
+            .into_inner(),
+    );
     assert_eq!(inactive, vec![created.id.clone()]);
     let active = f
         .api
@@ -560,13 +593,16 @@ async fn purchase_bonus_lifecycle(f: &Fixture) {
     assert_eq!(ids, vec![everyday.id.clone()]);
 
     let delete = |key: &str, id: &str| {
-        f.api.delete_purchase_bonus(f.req(pb::DeletePurchaseBonusRequest {
-            idempotency_key: key.into(),
-            purchase_bonus_id: id.into(),
-        }))
+        f.api
+            .delete_purchase_bonus(f.req(pb::DeletePurchaseBonusRequest {
+                idempotency_key: key.into(),
+                purchase_bonus_id: id.into(),
+            }))
     };
     delete("d1", &created.id).await.expect("delete");
-    delete("d1", &created.id).await.expect("a retry answers the same");
+    delete("d1", &created.id)
+        .await
+        .expect("a retry answers the same");
     let err = delete("d2", &created.id).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
     let err = f
@@ -603,7 +639,10 @@ async fn bad_purchase_bonuses_are_refused_naming_the_field() {
         ..friday_bonus()
     };
     let err = f.create_bonus("bad1", bad).await.unwrap_err();
-    assert_eq!(violated_fields(&err), vec!["purchase_bonus.products.brand_codes[0]"]);
+    assert_eq!(
+        violated_fields(&err),
+        vec!["purchase_bonus.products.brand_codes[0]"]
+    );
     let bad = pb::PurchaseBonus {
         channels: vec![0],
         days_of_week: vec![9],
@@ -637,7 +676,10 @@ async fn bad_purchase_bonuses_are_refused_naming_the_field() {
 #[tokio::test]
 async fn campaign_products_work_on_sqlite_too() {
     let f = Fixture::sqlite().await;
-    let c = f.create_entry("c1", espresso_deal("Espresso 1.99")).await.expect("create");
+    let c = f
+        .create_entry("c1", espresso_deal("Espresso 1.99"))
+        .await
+        .expect("create");
     let listed = f
         .list_entries(pb::ListCampaignProductsRequest {
             active_time: ts("2026-12-02T00:00:00Z"),
