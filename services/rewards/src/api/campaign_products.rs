@@ -171,8 +171,8 @@ fn merge(into: &mut pb::CampaignProduct, from: pb::CampaignProduct, paths: &[Str
             "percentage_basis_points" | "amount_off_per_unit" | "fixed_unit_price" | "discount" => {
                 into.discount = from.discount.clone()
             }
-            "valid_from_time" => into.valid_from_time = from.valid_from_time.clone(),
-            "valid_until_time" => into.valid_until_time = from.valid_until_time.clone(),
+            "valid_from_time" => into.valid_from_time = from.valid_from_time,
+            "valid_until_time" => into.valid_until_time = from.valid_until_time,
             "business_unit_ids" => into.business_unit_ids = from.business_unit_ids.clone(),
             "channels" => into.channels = from.channels.clone(),
             "segment_ids" => into.segment_ids = from.segment_ids.clone(),
