@@ -370,7 +370,17 @@ pub async fn update(
             };
             next.validate(&mut v);
             v.into_result()?;
-            check_catalogue(txn, partner_id, &next).await?;
+            // Only what the update touches is checked again: pausing an entry whose product
+            // left the catalogue since must still work.
+            let touches_catalogue = paths.iter().any(|p| {
+                matches!(
+                    p.as_str(),
+                    "products" | "fixed_unit_price" | "percentage_basis_points" | "discount"
+                )
+            });
+            if touches_catalogue {
+                check_catalogue(txn, partner_id, &next).await?;
+            }
             entries::update(txn, partner_id, &next, current.revision).await?;
             events::enqueue(txn, Some(partner_id), &rewards_changed(next.id)).await?;
             Ok(next)
