@@ -698,3 +698,42 @@ async fn campaign_products_work_on_sqlite_too() {
         .expect("delete");
     assert!(f.list_entries(Default::default()).await.is_empty());
 }
+
+#[tokio::test]
+async fn a_bonus_stored_before_restrictions_existed_reads_as_active_and_unrestricted() {
+    let f = Fixture::postgres().await;
+    let id = Uuid::now_v7();
+    // The columns of m0001 only, as rows written before m0005 look.
+    f.db.execute(Statement::from_sql_and_values(
+        sea_orm::DatabaseBackend::Postgres,
+        "INSERT INTO purchase_bonuses (id, partner_id, display_name, points, spend_amount_minor, \
+         currency_code, multiplier_basis_points, segment_ids, valid_from, valid_until, created_at) \
+         VALUES ($1, $2, 'Old', 1, 100, 'EUR', 10000, '[]', NULL, NULL, now())",
+        [id.into(), f.partner.into()],
+    ))
+    .await
+    .expect("insert");
+    let old = f
+        .api
+        .get_purchase_bonus(f.req(pb::GetPurchaseBonusRequest {
+            purchase_bonus_id: id.to_string(),
+        }))
+        .await
+        .expect("get")
+        .into_inner()
+        .purchase_bonus
+        .expect("bonus");
+    assert_eq!(old.state, pb::PurchaseBonusState::Active as i32);
+    assert_eq!(old.etag, "r1");
+    assert_eq!(old.products, None);
+    assert!(old.channels.is_empty() && old.days_of_week.is_empty());
+    assert_eq!(old.update_time, old.create_time);
+    let active = f
+        .api
+        .list_active_purchase_bonuses(f.req(Default::default()))
+        .await
+        .expect("active")
+        .into_inner()
+        .purchase_bonuses;
+    assert_eq!(active.len(), 1);
+}
