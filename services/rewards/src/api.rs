@@ -15,19 +15,14 @@ use loyalty_platform::{
 };
 use loyalty_proto::{
     events::v1 as ev,
-    rewards::v1::{
-        self as pb, reward::Benefit as PbBenefit, rewards_service_server::RewardsService,
-    },
+    rewards::v1::{self as pb, rewards_service_server::RewardsService},
 };
 use sea_orm::DatabaseConnection;
 use tonic::{Request, Response, Status, transport::Channel};
 use uuid::Uuid;
 
 use crate::{
-    domain::{
-        Benefit, PurchaseBonus, Reward, RewardType, Validity, parse_segment_ids,
-        vouchers::VoucherRules,
-    },
+    domain::{PurchaseBonus, RewardType, Validity, parse_segment_ids},
     store,
 };
 

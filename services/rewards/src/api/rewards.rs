@@ -170,7 +170,7 @@ fn benefit_from_proto(v: &mut Violations, b: Option<PbBenefit>) -> Benefit {
     match b {
         None => {
             v.add("reward.benefit", "is required");
-            fallback
+            fallback.clone()
         }
         Some(PbBenefit::CartPercentageDiscount(d)) => Benefit::CartPercentageDiscount {
             basis_points: count(d.basis_points),
@@ -380,13 +380,13 @@ fn caps_to_proto(c: &Caps) -> Option<pb::RewardCaps> {
         max_applications_per_transaction: c.max_applications_per_transaction,
         max_uses_per_customer: c.max_uses_per_customer,
         max_uses_per_period: c.max_uses_per_period,
-        period: match c.period {
+        period: (match c.period {
             None => pb::UsagePeriod::Unspecified,
             Some(UsagePeriod::Day) => pb::UsagePeriod::Day,
             Some(UsagePeriod::Week) => pb::UsagePeriod::Week,
             Some(UsagePeriod::Month) => pb::UsagePeriod::Month,
             Some(UsagePeriod::Year) => pb::UsagePeriod::Year,
-        } as i32,
+        }) as i32,
     })
 }
 
@@ -411,10 +411,10 @@ fn budget_from_proto(v: &mut Violations, b: Option<pb::RewardBudget>) -> Option<
 
 fn budget_to_proto(b: &Budget) -> pb::RewardBudget {
     pb::RewardBudget {
-        kind: match b.kind {
+        kind: (match b.kind {
             BudgetKind::Points => pb::BudgetKind::Points,
             BudgetKind::Money => pb::BudgetKind::Money,
-        } as i32,
+        }) as i32,
         total: b.total,
         currency_code: b.currency.clone(),
         remaining: b.remaining,
@@ -877,21 +877,14 @@ pub(super) async fn archive(
     let cancel_vouchers = req.cancel_vouchers;
     let shown: Shown = idempotency::run(&api.db, scope, move |txn| {
         Box::pin(async move {
-            let mut reward = store::find_reward(txn, partner_id, id, true)
-                .await?
-                .ok_or_else(|| not_found(id))?;
-            let now = Utc::now();
-            let mut changes = false;
-            if reward.state != RewardState::Archived {
-                reward.state = RewardState::Archived;
-                reward.archived_at = Some(now);
-                reward.revision += 1;
-                reward.updated_at = now;
-                store::update_reward(txn, partner_id, &reward).await?;
-                changes = true;
+            if store::find_reward(txn, partner_id, id, false).await?.is_none() {
+                return Err(not_found(id));
             }
-            if cancel_vouchers
-                && store::cancel_unredeemed_vouchers(
+            let now = Utc::now();
+            // Vouchers before the reward's row: redemptions lock in the same order (voucher,
+            // then the reward's budget), so the two cannot deadlock.
+            let cancelled = if cancel_vouchers {
+                store::cancel_unredeemed_vouchers(
                     txn,
                     partner_id,
                     id,
@@ -899,8 +892,19 @@ pub(super) async fn archive(
                     "the reward was archived",
                 )
                 .await?
-                    > 0
-            {
+            } else {
+                0
+            };
+            let mut changes = cancelled > 0;
+            let mut reward = store::find_reward(txn, partner_id, id, true)
+                .await?
+                .ok_or_else(|| not_found(id))?;
+            if reward.state != RewardState::Archived {
+                reward.state = RewardState::Archived;
+                reward.archived_at = Some(now);
+                reward.revision += 1;
+                reward.updated_at = now;
+                store::update_reward(txn, partner_id, &reward).await?;
                 changes = true;
             }
             if changes {
