@@ -60,7 +60,7 @@ async fn rewards_of_every_type_are_created_read_listed_updated_and_archived() ->
                     }),
                     buy_quantity: 2,
                     get_quantity: 1,
-                    discount_basis_points: 0,
+                    discount_basis_points: 10_000,
                 }),
             )
         },

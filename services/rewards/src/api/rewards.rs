@@ -40,6 +40,7 @@ use crate::{
         vouchers::VoucherRules,
     },
     store::{
+        catalogue::now,
         rewards::{self as store, RewardFilter},
         vouchers as vstore,
     },
@@ -442,7 +443,7 @@ pub(super) fn reward_from_proto(v: &mut Violations, r: pb::Reward) -> Reward {
             "is not supported yet: use spend_x_save_y for a spend threshold",
         );
     }
-    let now = Utc::now();
+    let now = now();
     let state = state_from_proto(v, r.state).unwrap_or(RewardState::Active);
     Reward {
         id: Uuid::now_v7(),
@@ -848,7 +849,7 @@ pub(super) async fn update(
             rules.validate(&mut v);
             v.into_result()?;
             reward.revision += 1;
-            reward.updated_at = Utc::now();
+            reward.updated_at = now();
             store::update_reward(txn, partner_id, &reward).await?;
             if paths.iter().any(|p| VOUCHER_PATHS.contains(&p.as_str())) {
                 store::update_voucher_rules(txn, partner_id, id, &rules).await?;
@@ -880,7 +881,7 @@ pub(super) async fn archive(
             if store::find_reward(txn, partner_id, id, false).await?.is_none() {
                 return Err(not_found(id));
             }
-            let now = Utc::now();
+            let now = now();
             // Vouchers before the reward's row: redemptions lock in the same order (voucher,
             // then the reward's budget), so the two cannot deadlock.
             let cancelled = if cancel_vouchers {
@@ -1246,6 +1247,34 @@ mod tests {
             assert!(v.is_empty(), "{b:?}: {:?}", v.into_vec());
             assert_eq!(reward_to_proto(&r).benefit, Some(b));
         }
+    }
+
+    #[test]
+    fn buy_x_get_y_without_a_discount_gives_the_units_free() {
+        let mut v = Violations::new();
+        let r = reward_from_proto(
+            &mut v,
+            proto(
+                PbBenefit::BuyXGetY(pb::BuyXGetY {
+                    products: Some(ProductScope {
+                        product_codes: vec!["A".into()],
+                        ..Default::default()
+                    }),
+                    buy_quantity: 2,
+                    get_quantity: 1,
+                    discount_basis_points: 0,
+                }),
+                pb::RewardType::CashDesk,
+            ),
+        );
+        assert!(v.is_empty());
+        assert!(matches!(
+            r.benefit,
+            Benefit::BuyXGetY {
+                discount_basis_points: 10_000,
+                ..
+            }
+        ));
     }
 
     #[test]

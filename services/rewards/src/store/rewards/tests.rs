@@ -217,7 +217,7 @@ fn one_of_each_type() -> Vec<pb::Reward> {
                     }),
                     buy_quantity: 2,
                     get_quantity: 1,
-                    discount_basis_points: 0,
+                    discount_basis_points: 10_000,
                 }),
             )
         },
