@@ -291,7 +291,10 @@ async fn rewards_of_every_type_are_created_read_listed_updated_and_archived() ->
         .iter()
         .map(|a| {
             (
-                a.reward.as_ref().map(|r| r.display_name.as_str()).unwrap_or(""),
+                a.reward
+                    .as_ref()
+                    .map(|r| r.display_name.as_str())
+                    .unwrap_or(""),
                 a.affordable,
                 a.remaining_for_customer,
             )

@@ -17,13 +17,15 @@ use loyalty_platform::{
 use loyalty_proto::{
     events::v1 as ev,
     rewards::v1::{self as pb, reward::Benefit as PbBenefit},
-    segmentation::v1::{self as segmentation, segmentation_service_client::SegmentationServiceClient},
+    segmentation::v1::{
+        self as segmentation, segmentation_service_client::SegmentationServiceClient,
+    },
     types::v1::{Money, ProductScope},
     wallet::v1::{self as wallet, wallet_service_client::WalletServiceClient},
 };
 use sea_orm::ConnectionTrait;
-use tonic::transport::Channel;
 use serde::{Deserialize, Serialize};
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -165,7 +167,10 @@ fn count(n: i32) -> u32 {
 fn benefit_from_proto(v: &mut Violations, b: Option<PbBenefit>) -> Benefit {
     let fallback = Benefit::CartPercentageDiscount { basis_points: 1 };
     let not_applied = |v: &mut Violations, field: &str, why: &str| {
-        v.add(format!("reward.{field}"), format!("is not supported yet: {why}"));
+        v.add(
+            format!("reward.{field}"),
+            format!("is not supported yet: {why}"),
+        );
         fallback.clone()
     };
     match b {
@@ -363,9 +368,10 @@ fn caps_from_proto(v: &mut Violations, c: Option<pb::RewardCaps>) -> Caps {
         }
     };
     Caps {
-        max_discount_per_transaction: c.max_discount_per_transaction.as_ref().map(|m| {
-            amount(v, "reward.caps.max_discount_per_transaction", Some(m))
-        }),
+        max_discount_per_transaction: c
+            .max_discount_per_transaction
+            .as_ref()
+            .map(|m| amount(v, "reward.caps.max_discount_per_transaction", Some(m))),
         max_points_per_transaction: c.max_points_per_transaction,
         max_applications_per_transaction: c.max_applications_per_transaction,
         max_uses_per_customer: c.max_uses_per_customer,
@@ -729,9 +735,7 @@ fn apply_mask(
             "max_vouchers_per_customer" => rules.max_per_customer = new_rules.max_per_customer,
             "max_vouchers_total" => rules.max_total = new_rules.max_total,
             "voucher_code_prefix" => rules.code_prefix = new_rules.code_prefix.clone(),
-            "business_unit_ids" => {
-                rules.business_unit_ids = new_rules.business_unit_ids.clone()
-            }
+            "business_unit_ids" => rules.business_unit_ids = new_rules.business_unit_ids.clone(),
             "channels" => rules.channels = new_rules.channels.clone(),
             benefit => {
                 if new.benefit.field() == benefit {
@@ -878,7 +882,10 @@ pub(super) async fn archive(
     let cancel_vouchers = req.cancel_vouchers;
     let shown: Shown = idempotency::run(&api.db, scope, move |txn| {
         Box::pin(async move {
-            if store::find_reward(txn, partner_id, id, false).await?.is_none() {
+            if store::find_reward(txn, partner_id, id, false)
+                .await?
+                .is_none()
+            {
                 return Err(not_found(id));
             }
             let now = now();
@@ -1087,7 +1094,8 @@ pub(super) async fn available(
     let segments = peers.segments(&who, customer_id).await?;
     let points = peers.points(&who, customer_id).await?;
     let now = Utc::now();
-    let catalogue = store::catalogue_rewards(&api.db, partner_id, now, None, CATALOGUE_SCAN).await?;
+    let catalogue =
+        store::catalogue_rewards(&api.db, partner_id, now, None, CATALOGUE_SCAN).await?;
     let mut offers = Vec::new();
     for s in shown_all(&api.db, partner_id, catalogue).await? {
         let held = i64::try_from(
@@ -1170,7 +1178,9 @@ mod tests {
         };
         let cases = [
             (
-                PbBenefit::CartPercentageDiscount(pb::CartPercentageDiscount { basis_points: 1000 }),
+                PbBenefit::CartPercentageDiscount(pb::CartPercentageDiscount {
+                    basis_points: 1000,
+                }),
                 pb::RewardType::CashDesk,
             ),
             (

@@ -73,14 +73,10 @@ impl Scope {
             }
             return;
         }
-        let kinds = [
-            &self.product_codes,
-            &self.group_codes,
-            &self.brand_codes,
-        ]
-        .iter()
-        .filter(|l| !l.is_empty())
-        .count();
+        let kinds = [&self.product_codes, &self.group_codes, &self.brand_codes]
+            .iter()
+            .filter(|l| !l.is_empty())
+            .count();
         if kinds > 1 {
             v.add(
                 field,
@@ -213,7 +209,9 @@ impl Benefit {
             }
         };
         match self {
-            Benefit::CartPercentageDiscount { basis_points } => bp(v, *basis_points, "basis_points"),
+            Benefit::CartPercentageDiscount { basis_points } => {
+                bp(v, *basis_points, "basis_points")
+            }
             Benefit::CartFixedDiscount { amount } => amount.validate(v, &format!("{f}.amount"), 1),
             Benefit::ProductPercentageDiscount {
                 products,
@@ -383,7 +381,10 @@ impl Caps {
                 "max_applications_per_transaction",
                 i64::from(self.max_applications_per_transaction),
             ),
-            ("max_uses_per_customer", i64::from(self.max_uses_per_customer)),
+            (
+                "max_uses_per_customer",
+                i64::from(self.max_uses_per_customer),
+            ),
             ("max_uses_per_period", i64::from(self.max_uses_per_period)),
         ] {
             if n < 0 {
@@ -500,8 +501,10 @@ impl Reward {
             );
         }
         self.caps.validate(v);
-        if let (Some(cap), Some(c)) = (&self.caps.max_discount_per_transaction, self.benefit.currency())
-            && cap.currency != c
+        if let (Some(cap), Some(c)) = (
+            &self.caps.max_discount_per_transaction,
+            self.benefit.currency(),
+        ) && cap.currency != c
         {
             v.add(
                 "reward.caps.max_discount_per_transaction.currency_code",
@@ -639,7 +642,10 @@ mod tests {
     fn errors(r: &Reward) -> String {
         let mut v = Violations::new();
         r.validate(&mut v);
-        v.into_result().err().map(|e| e.to_string()).unwrap_or_default()
+        v.into_result()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
     }
 
     #[test]
@@ -681,7 +687,11 @@ mod tests {
             },
         ];
         for b in ok {
-            assert_eq!(errors(&reward(RewardType::CashDesk, b.clone())), "", "{b:?}");
+            assert_eq!(
+                errors(&reward(RewardType::CashDesk, b.clone())),
+                "",
+                "{b:?}"
+            );
         }
         let gift = reward(
             RewardType::Gift,
@@ -696,7 +706,9 @@ mod tests {
     fn out_of_range_benefits_are_named() {
         let cases = [
             (
-                Benefit::CartPercentageDiscount { basis_points: 10_001 },
+                Benefit::CartPercentageDiscount {
+                    basis_points: 10_001,
+                },
                 "reward.cart_percentage_discount.basis_points",
             ),
             (
@@ -774,7 +786,10 @@ mod tests {
                 basis_points: 100,
             },
         ));
-        assert!(text.contains("reward.product_percentage_discount.products"), "{text}");
+        assert!(
+            text.contains("reward.product_percentage_discount.products"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -281,7 +281,10 @@ async fn lifecycle(f: &Fixture) {
     assert_eq!(coupons[0].points_price, 500);
 
     // Another partner sees none of them.
-    let other = f.get(Uuid::now_v7(), &created[0].id).await.expect_err("hidden");
+    let other = f
+        .get(Uuid::now_v7(), &created[0].id)
+        .await
+        .expect_err("hidden");
     assert_eq!(other.code(), Code::NotFound);
 
     // Update: masked fields only, etag checked, type immutable.
@@ -484,10 +487,7 @@ async fn a_draft_issues_nothing_until_activated() {
         .await
         .expect("draft");
     assert_eq!(draft.state, pb::RewardState::Draft as i32);
-    let refused = f
-        .issue(&draft.id, Uuid::now_v7())
-        .await
-        .expect_err("draft");
+    let refused = f.issue(&draft.id, Uuid::now_v7()).await.expect_err("draft");
     assert_eq!(reason(&refused), "REWARD_NOT_ACTIVE");
     let active = f
         .update(
@@ -566,7 +566,9 @@ async fn invalid_definitions_name_their_field() {
         "reward.budget.total",
     ] {
         assert!(
-            loyalty_testkit::violated_fields(&err).iter().any(|f| f == field),
+            loyalty_testkit::violated_fields(&err)
+                .iter()
+                .any(|f| f == field),
             "{field}: {err:?}"
         );
     }
