@@ -1288,6 +1288,64 @@ mod tests {
     }
 
     #[test]
+    fn the_catalogue_offers_by_segment_channel_stock_and_customer_limit() {
+        let mut v = Violations::new();
+        let mut reward = reward_from_proto(
+            &mut v,
+            proto(
+                PbBenefit::FreeProduct(pb::FreeProduct {
+                    product_code: "ESPRESSO".into(),
+                    quantity: 1,
+                }),
+                pb::RewardType::Simple,
+            ),
+        );
+        let gold = Uuid::now_v7();
+        reward.segment_ids = vec![gold];
+        let shown = |rules: VoucherRules, stock| Shown {
+            reward: reward.clone(),
+            rules: Some(rules),
+            stock,
+        };
+        let eshop = loyalty_proto::types::v1::SalesChannel::Eshop as i32;
+        let pos = loyalty_proto::types::v1::SalesChannel::Pos as i32;
+        let open = VoucherRules::default();
+        assert_eq!(
+            offered(&shown(open.clone(), None), &[gold], None, 0),
+            Some(-1)
+        );
+        assert_eq!(offered(&shown(open.clone(), None), &[], None, 0), None);
+        let eshop_only = VoucherRules {
+            channels: vec![eshop],
+            ..VoucherRules::default()
+        };
+        assert_eq!(
+            offered(&shown(eshop_only.clone(), None), &[gold], Some(eshop), 0),
+            Some(-1)
+        );
+        assert_eq!(
+            offered(&shown(eshop_only, None), &[gold], Some(pos), 0),
+            None
+        );
+        assert_eq!(
+            offered(&shown(open.clone(), Some((5, 5))), &[gold], None, 0),
+            None
+        );
+        let two_each = VoucherRules {
+            max_per_customer: 2,
+            ..VoucherRules::default()
+        };
+        assert_eq!(
+            offered(&shown(two_each.clone(), Some((5, 1))), &[gold], None, 1),
+            Some(1)
+        );
+        assert_eq!(
+            offered(&shown(two_each, Some((5, 2))), &[gold], None, 2),
+            None
+        );
+    }
+
+    #[test]
     fn voucher_settings_are_accepted_and_checked() {
         let mut v = Violations::new();
         reward_from_proto(
