@@ -503,6 +503,28 @@ async fn a_draft_issues_nothing_until_activated() {
         .expect("activated");
     assert_eq!(active.state, pb::RewardState::Active as i32);
     f.issue(&draft.id, Uuid::now_v7()).await.expect("issued");
+    // The stock shown with the reward follows the vouchers issued.
+    let limited = f
+        .update(
+            pb::Reward {
+                id: draft.id.clone(),
+                max_vouchers_total: 2,
+                ..Default::default()
+            },
+            &["max_vouchers_total"],
+            &active.etag,
+        )
+        .await
+        .expect("limited");
+    assert_eq!(
+        (limited.vouchers_issued, limited.vouchers_remaining),
+        (1, 1)
+    );
+    f.issue(&draft.id, Uuid::now_v7()).await.expect("issued");
+    let full = f.issue(&draft.id, Uuid::now_v7()).await.expect_err("stock");
+    assert_eq!(reason(&full), "VOUCHER_LIMIT_REACHED");
+    let got = f.get(f.partner, &draft.id).await.expect("get");
+    assert_eq!((got.vouchers_issued, got.vouchers_remaining), (2, 0));
 }
 
 #[tokio::test]
