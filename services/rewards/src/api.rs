@@ -2,43 +2,43 @@
 mod campaign_products;
 mod catalogue;
 mod purchase_bonuses;
+mod rewards;
 mod vouchers;
 
 use chrono::Utc;
 use loyalty_platform::{
     ApiError, Role, Violations,
     auth::principal,
-    error::check_idempotency_key,
-    events,
-    idempotency::{self, IdempotencyScope},
     paging::{next_page_token, page_size, parse_page_token},
-    time::{from_timestamp, to_timestamp},
+    time::from_timestamp,
 };
-use loyalty_proto::{
-    events::v1 as ev,
-    rewards::v1::{
-        self as pb, reward::Benefit as PbBenefit, rewards_service_server::RewardsService,
-    },
-};
+use loyalty_proto::rewards::v1::{self as pb, rewards_service_server::RewardsService};
 use sea_orm::DatabaseConnection;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, transport::Channel};
 use uuid::Uuid;
 
-use crate::{
-    domain::{Benefit, Reward, RewardType, Validity, parse_segment_ids, vouchers::VoucherRules},
-    store,
-};
+use crate::{domain::RewardType, store};
 
 /// Who may read the active benefits (checkout reads them with the POS's key).
 const READERS: &[Role] = &[Role::Pos, Role::Marketing, Role::Service, Role::Support];
 
 pub struct RewardsApi {
     db: DatabaseConnection,
+    customer_peers: Option<rewards::CustomerPeers>,
 }
 
 impl RewardsApi {
     pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+        Self {
+            db,
+            customer_peers: None,
+        }
+    }
+
+    /// Segmentation and wallet, asked by ListAvailableRewards (UNAVAILABLE without them).
+    pub fn with_customer_peers(mut self, segmentation: Channel, wallet: Channel) -> Self {
+        self.customer_peers = Some(rewards::CustomerPeers::new(segmentation, wallet));
+        self
     }
 }
 
@@ -79,94 +79,6 @@ fn reward_type_to_proto(t: RewardType) -> pb::RewardType {
     }
 }
 
-/// Refuses settings whose behaviour lands with issue #6 rather than silently ignoring them.
-fn not_yet(v: &mut Violations, field: &str, set: bool) {
-    if set {
-        v.add(field, "is not supported yet (lands with issue #6)");
-    }
-}
-
-/// The proto field name of a benefit variant (`CartFixedDiscount(..)` → `cart_fixed_discount`),
-/// derived from the variant so that variants the contract gains are named too.
-fn benefit_field(b: &PbBenefit) -> String {
-    let debug = format!("{b:?}");
-    let variant = debug.split(['(', ' ', '{']).next().unwrap_or_default();
-    let mut field = String::new();
-    for c in variant.chars() {
-        if c.is_ascii_uppercase() {
-            if !field.is_empty() {
-                field.push('_');
-            }
-            field.push(c.to_ascii_lowercase());
-        } else {
-            field.push(c);
-        }
-    }
-    if field.is_empty() {
-        "benefit".to_owned()
-    } else {
-        field
-    }
-}
-
-fn reward_from_proto(v: &mut Violations, r: pb::Reward) -> Reward {
-    let benefit = match r.benefit {
-        Some(PbBenefit::CartPercentageDiscount(d)) => Benefit::CartPercentageDiscount {
-            basis_points: u32::try_from(d.basis_points).unwrap_or(0),
-        },
-        Some(other) => {
-            v.add(
-                format!("reward.{}", benefit_field(&other)),
-                "is not supported yet: only cart_percentage_discount is (others land with issue #6)",
-            );
-            Benefit::CartPercentageDiscount { basis_points: 1 }
-        }
-        None => {
-            v.add("reward.benefit", "is required");
-            Benefit::CartPercentageDiscount { basis_points: 1 }
-        }
-    };
-    not_yet(v, "reward.cart_condition", r.cart_condition.is_some());
-    not_yet(v, "reward.tier_ids", !r.tier_ids.is_empty());
-    not_yet(v, "reward.image_url", !r.image_url.is_empty());
-    not_yet(v, "reward.priority", r.priority != 0);
-    Reward {
-        id: Uuid::now_v7(),
-        display_name: r.display_name.trim().to_owned(),
-        description: r.description,
-        reward_type: reward_type(v, r.r#type),
-        benefit,
-        segment_ids: parse_segment_ids(v, "reward.segment_ids", &r.segment_ids),
-        validity: Validity {
-            from: parse_time(v, "reward.valid_from_time", r.valid_from_time.as_ref()),
-            until: parse_time(v, "reward.valid_until_time", r.valid_until_time.as_ref()),
-        },
-        created_at: Utc::now(),
-    }
-}
-
-fn reward_to_proto(r: &Reward) -> pb::Reward {
-    pb::Reward {
-        id: r.id.to_string(),
-        display_name: r.display_name.clone(),
-        description: r.description.clone(),
-        r#type: reward_type_to_proto(r.reward_type) as i32,
-        benefit: Some(match r.benefit {
-            Benefit::CartPercentageDiscount { basis_points } => {
-                PbBenefit::CartPercentageDiscount(pb::CartPercentageDiscount {
-                    basis_points: basis_points as i32,
-                })
-            }
-        }),
-        segment_ids: r.segment_ids.iter().map(Uuid::to_string).collect(),
-        valid_from_time: r.validity.from.map(to_timestamp),
-        valid_until_time: r.validity.until.map(to_timestamp),
-        create_time: Some(to_timestamp(r.created_at)),
-        state: pb::RewardState::Active as i32,
-        ..Default::default()
-    }
-}
-
 /// Page parameters shared by the List calls.
 fn page(
     active_time: Option<&prost_types::Timestamp>,
@@ -187,40 +99,7 @@ impl RewardsService for RewardsApi {
         &self,
         request: Request<pb::CreateRewardRequest>,
     ) -> Result<Response<pb::CreateRewardResponse>, Status> {
-        let partner_id = principal(&request)?.partner_with_role(&[Role::Marketing])?;
-        let req = request.into_inner();
-        let scope = IdempotencyScope::new(partner_id, "CreateReward", &req.idempotency_key, &req);
-        let mut v = Violations::new();
-        check_idempotency_key(&mut v, &req.idempotency_key);
-        let Some(proto) = req.reward else {
-            return Err(ApiError::invalid("reward", "is required").into());
-        };
-        let rules = vouchers::rules_from_proto(&mut v, &proto);
-        let reward = reward_from_proto(&mut v, proto);
-        reward.validate(&mut v);
-        v.into_result()?;
-        let (reward, rules): (Reward, VoucherRules) =
-            idempotency::run(&self.db, scope, move |txn| {
-                Box::pin(async move {
-                    store::insert_reward(txn, partner_id, &reward).await?;
-                    store::vouchers::insert_rules(txn, partner_id, reward.id, &rules).await?;
-                    events::enqueue(
-                        txn,
-                        Some(partner_id),
-                        &ev::RewardsChanged {
-                            benefit_id: reward.id.to_string(),
-                        },
-                    )
-                    .await?;
-                    Ok((reward, rules))
-                })
-            })
-            .await?;
-        let mut reward = reward_to_proto(&reward);
-        vouchers::rules_into_proto(&rules, &mut reward);
-        Ok(Response::new(pb::CreateRewardResponse {
-            reward: Some(reward),
-        }))
+        rewards::create(self, request).await
     }
 
     #[tracing::instrument(skip_all)]
@@ -231,25 +110,10 @@ impl RewardsService for RewardsApi {
         let partner_id = principal(&request)?.partner_with_role(READERS)?;
         let req = request.into_inner();
         let (at, limit, after) = page(req.active_time.as_ref(), req.page_size, &req.page_token)?;
-        let rewards = store::active_rewards(&self.db, partner_id, at, after, limit).await?;
-        let ids: Vec<Uuid> = rewards.iter().map(|r| r.id).collect();
-        let rules: std::collections::HashMap<Uuid, VoucherRules> =
-            store::vouchers::rules_of(&self.db, partner_id, &ids)
-                .await?
-                .into_iter()
-                .collect();
+        let found = store::active_rewards(&self.db, partner_id, at, after, limit).await?;
         Ok(Response::new(pb::ListActiveRewardsResponse {
-            next_page_token: next_page_token(rewards.len(), limit, rewards.last().map(|r| r.id)),
-            rewards: rewards
-                .iter()
-                .map(|r| {
-                    let mut p = reward_to_proto(r);
-                    if let Some(rules) = rules.get(&r.id) {
-                        vouchers::rules_into_proto(rules, &mut p);
-                    }
-                    p
-                })
-                .collect(),
+            next_page_token: next_page_token(found.len(), limit, found.last().map(|r| r.id)),
+            rewards: rewards::shown_protos(&self.db, partner_id, found).await?,
         }))
     }
 
@@ -530,13 +394,43 @@ impl RewardsService for RewardsApi {
         purchase_bonuses::delete(&self.db, request).await
     }
 
+    async fn get_reward(
+        &self,
+        request: Request<pb::GetRewardRequest>,
+    ) -> Result<Response<pb::GetRewardResponse>, Status> {
+        rewards::get(self, request).await
+    }
+
+    async fn list_rewards(
+        &self,
+        request: Request<pb::ListRewardsRequest>,
+    ) -> Result<Response<pb::ListRewardsResponse>, Status> {
+        rewards::list(self, request).await
+    }
+
+    async fn update_reward(
+        &self,
+        request: Request<pb::UpdateRewardRequest>,
+    ) -> Result<Response<pb::UpdateRewardResponse>, Status> {
+        rewards::update(self, request).await
+    }
+
+    async fn archive_reward(
+        &self,
+        request: Request<pb::ArchiveRewardRequest>,
+    ) -> Result<Response<pb::ArchiveRewardResponse>, Status> {
+        rewards::archive(self, request).await
+    }
+
+    async fn list_available_rewards(
+        &self,
+        request: Request<pb::ListAvailableRewardsRequest>,
+    ) -> Result<Response<pb::ListAvailableRewardsResponse>, Status> {
+        rewards::available(self, request).await
+    }
+
     loyalty_platform::rpcs_not_yet_implemented! {
         "lands with issue #6 (rewards engine)";
-        get_reward(pb::GetRewardRequest) -> pb::GetRewardResponse;
-        list_rewards(pb::ListRewardsRequest) -> pb::ListRewardsResponse;
-        update_reward(pb::UpdateRewardRequest) -> pb::UpdateRewardResponse;
-        archive_reward(pb::ArchiveRewardRequest) -> pb::ArchiveRewardResponse;
-        list_available_rewards(pb::ListAvailableRewardsRequest) -> pb::ListAvailableRewardsResponse;
         create_tier(pb::CreateTierRequest) -> pb::CreateTierResponse;
         get_tier(pb::GetTierRequest) -> pb::GetTierResponse;
         list_tiers(pb::ListTiersRequest) -> pb::ListTiersResponse;
@@ -565,60 +459,5 @@ impl RewardsService for RewardsApi {
         list_commercial_terms(pb::ListCommercialTermsRequest) -> pb::ListCommercialTermsResponse;
         update_commercial_terms(pb::UpdateCommercialTermsRequest) -> pb::UpdateCommercialTermsResponse;
         delete_commercial_terms(pb::DeleteCommercialTermsRequest) -> pb::DeleteCommercialTermsResponse;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_unsupported_benefit_is_reported_under_its_own_field() {
-        let mut v = Violations::new();
-        reward_from_proto(
-            &mut v,
-            pb::Reward {
-                display_name: "Five off".into(),
-                r#type: pb::RewardType::CashDesk as i32,
-                benefit: Some(PbBenefit::CartFixedDiscount(Default::default())),
-                ..Default::default()
-            },
-        );
-        let text = v.into_result().unwrap_err().to_string();
-        assert!(text.contains("reward.cart_fixed_discount"), "{text}");
-        assert!(text.contains("not supported yet"), "{text}");
-    }
-
-    #[test]
-    fn voucher_settings_are_accepted_and_checked() {
-        let mut v = Violations::new();
-        reward_from_proto(
-            &mut v,
-            pb::Reward {
-                display_name: "Ten percent".into(),
-                r#type: pb::RewardType::CashDesk as i32,
-                benefit: Some(PbBenefit::CartPercentageDiscount(
-                    pb::CartPercentageDiscount { basis_points: 1000 },
-                )),
-                max_vouchers_total: 5,
-                voucher_code_prefix: "GOLD".into(),
-                ..Default::default()
-            },
-        );
-        assert!(v.is_empty());
-        let mut v = Violations::new();
-        vouchers::rules_from_proto(
-            &mut v,
-            &pb::Reward {
-                max_vouchers_total: -1,
-                voucher_code_prefix: "GOLD-XL".into(),
-                business_unit_ids: vec!["x".into()],
-                ..Default::default()
-            },
-        );
-        let text = v.into_result().unwrap_err().to_string();
-        assert!(text.contains("reward.max_vouchers_total"), "{text}");
-        assert!(text.contains("reward.voucher_code_prefix"), "{text}");
-        assert!(text.contains("reward.business_unit_ids[0]"), "{text}");
     }
 }

@@ -16,9 +16,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let infra = Infra::start::<migration::Migrator>(settings).await?;
     let auth = infra.remote_authenticator()?;
     let mut routes = tonic::service::RoutesBuilder::default();
-    routes.add_service(RewardsServiceServer::new(api::RewardsApi::new(
-        infra.db.clone(),
-    )));
+    let mut api = api::RewardsApi::new(infra.db.clone());
+    // Without them only ListAvailableRewards is unavailable.
+    if let (Ok(segmentation), Ok(wallet)) = (infra.peer("segmentation"), infra.peer("wallet")) {
+        api = api.with_customer_peers(segmentation, wallet);
+    }
+    routes.add_service(RewardsServiceServer::new(api));
     infra
         .serve(auth, routes, &["loyalty.rewards.v1.RewardsService"])
         .await

@@ -384,7 +384,9 @@ pub(super) async fn issue(
                 v.add("gift_recipient_email", "is required for gift vouchers");
             }
             v.into_result()?;
-            if !reward.validity.contains(now) {
+            if !reward.validity.contains(now)
+                || !super::rewards::issuable(txn, partner_id, reward_id).await?
+            {
                 return Err(ApiError::precondition(
                     reason::REWARD_NOT_ACTIVE,
                     "the reward is not active now",
@@ -706,6 +708,10 @@ pub(super) async fn redeem(
         Some(transaction.clone()),
     );
     let at = parse_time(&mut v, "redeem_time", req.redeem_time.as_ref());
+    if req.granted_value < 0 {
+        v.add("granted_value", "must not be negative");
+    }
+    let granted_value = req.granted_value;
     v.into_result()?;
     let shown: Shown = idempotency::run(&api.db, scope, move |txn| {
         Box::pin(async move {
@@ -725,6 +731,14 @@ pub(super) async fn redeem(
             {
                 return Err(points_unavailable());
             }
+            super::rewards::consume_budget(
+                txn,
+                partner_id,
+                voucher.reward_id,
+                voucher.id,
+                granted_value,
+            )
+            .await?;
             voucher.redeem(&transaction, usage.business_unit_id, at);
             vstore::update_voucher(txn, partner_id, &voucher).await?;
             events::enqueue(
@@ -823,6 +837,7 @@ pub(super) async fn reinstate(
         Box::pin(async move {
             let mut voucher = find(txn, partner_id, &VoucherKey::Id(id), true).await?;
             voucher.reinstate(&transaction).map_err(refuse)?;
+            super::rewards::refund_budget(txn, partner_id, voucher.id).await?;
             vstore::update_voucher(txn, partner_id, &voucher).await?;
             events::enqueue(
                 txn,
@@ -924,7 +939,9 @@ pub(super) async fn generate(
         Box::pin(async move {
             let now = Utc::now();
             let reward = reward(txn, partner_id, reward_id, true).await?;
-            if !reward.validity.contains(now) {
+            if !reward.validity.contains(now)
+                || !super::rewards::issuable(txn, partner_id, reward_id).await?
+            {
                 return Err(ApiError::precondition(
                     reason::REWARD_NOT_ACTIVE,
                     "the reward is not active now",

@@ -8,7 +8,10 @@ pub mod campaign_products;
 pub mod catalogue;
 pub mod engine;
 pub mod purchase_bonuses;
+pub mod rewards;
 pub mod vouchers;
+
+pub use rewards::{Benefit, Reward, RewardState};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RewardType {
@@ -40,14 +43,6 @@ impl RewardType {
             _ => return None,
         })
     }
-}
-
-/// What a reward gives.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Benefit {
-    /// A percentage off the whole cart, in basis points (1..=10000).
-    CartPercentageDiscount { basis_points: u32 },
 }
 
 /// Validity window: `from` inclusive, `until` exclusive; open where unset.
@@ -94,38 +89,6 @@ pub fn parse_segment_ids(v: &mut Violations, field: &str, ids: &[String]) -> Vec
         }
     }
     out
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Reward {
-    pub id: Uuid,
-    pub display_name: String,
-    pub description: String,
-    pub reward_type: RewardType,
-    pub benefit: Benefit,
-    pub segment_ids: Vec<Uuid>,
-    pub validity: Validity,
-    pub created_at: DateTime<Utc>,
-}
-
-impl Reward {
-    pub fn validate(&self, v: &mut Violations) {
-        check_name(v, "reward.display_name", &self.display_name);
-        if self.description.chars().count() > 2000 {
-            v.add("reward.description", "must be at most 2000 characters");
-        }
-        match self.benefit {
-            Benefit::CartPercentageDiscount { basis_points } => {
-                if !(1..=10_000).contains(&basis_points) {
-                    v.add(
-                        "reward.cart_percentage_discount.basis_points",
-                        "must be 1..10000",
-                    );
-                }
-            }
-        }
-        self.validity.validate(v, "reward");
-    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -189,28 +152,6 @@ impl PurchaseBonus {
 mod tests {
     use super::*;
     use chrono::Duration;
-
-    fn reward(bp: u32) -> Reward {
-        Reward {
-            id: Uuid::now_v7(),
-            display_name: "Gold members 10 %".into(),
-            description: String::new(),
-            reward_type: RewardType::CashDesk,
-            benefit: Benefit::CartPercentageDiscount { basis_points: bp },
-            segment_ids: vec![],
-            validity: Validity::default(),
-            created_at: Utc::now(),
-        }
-    }
-
-    #[test]
-    fn a_discount_must_be_between_one_basis_point_and_everything() {
-        for (bp, ok) in [(0, false), (1, true), (10_000, true), (10_001, false)] {
-            let mut v = Violations::new();
-            reward(bp).validate(&mut v);
-            assert_eq!(v.is_empty(), ok, "{bp}");
-        }
-    }
 
     #[test]
     fn validity_is_inclusive_at_the_start_and_exclusive_at_the_end() {

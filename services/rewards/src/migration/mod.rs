@@ -3,12 +3,14 @@ use sea_orm_migration::{prelude::*, schema::*};
 
 mod m0002_catalogue;
 mod m0003_vouchers;
+mod m0004_reward_definitions;
 mod m0005_campaign_products_bonuses;
 
 loyalty_platform::migrator![
     InitialSchema,
     m0002_catalogue::Catalogue,
     m0003_vouchers::Vouchers,
+    m0004_reward_definitions::RewardDefinitions,
     m0005_campaign_products_bonuses::CampaignProductsBonuses
 ];
 

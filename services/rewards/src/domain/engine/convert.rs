@@ -7,34 +7,129 @@ use crate::domain::{
 };
 use uuid::Uuid;
 
+/// The engine's target of a reward's product scope; an empty scope is the whole cart.
+/// Validation keeps scopes to one kind of code (the engine targets one kind).
+fn target(s: &domain::rewards::Scope) -> Target {
+    if !s.product_codes.is_empty() {
+        Target::Products(s.product_codes.clone())
+    } else if !s.group_codes.is_empty() {
+        Target::Groups(s.group_codes.clone())
+    } else if !s.brand_codes.is_empty() {
+        Target::Brands(s.brand_codes.clone())
+    } else {
+        Target::Cart
+    }
+}
+
+fn positive<T: TryFrom<i64>>(n: i64) -> Option<T> {
+    (n > 0).then(|| T::try_from(n).ok()).flatten()
+}
+
 /// A reward as an engine rule. Cash desk rewards apply on the cart by themselves; every other
-/// type needs its voucher presented.
+/// type needs its voucher presented. The state is not looked at: only ACTIVE rewards belong
+/// in a rule set (`store::active_rewards` returns only those).
 pub fn from_reward(r: &domain::Reward) -> Rule {
-    let benefits = match r.benefit {
-        domain::Benefit::CartPercentageDiscount { basis_points } => {
-            vec![Benefit::PercentageDiscount {
-                basis_points,
-                target: Target::Cart,
-            }]
-        }
+    use domain::Benefit as B;
+    let benefit = match &r.benefit {
+        B::CartPercentageDiscount { basis_points } => Benefit::PercentageDiscount {
+            basis_points: *basis_points,
+            target: Target::Cart,
+        },
+        B::CartFixedDiscount { amount } => Benefit::FixedDiscount {
+            amount_minor: amount.minor,
+            target: Target::Cart,
+        },
+        B::ProductPercentageDiscount {
+            products,
+            basis_points,
+        } => Benefit::PercentageDiscount {
+            basis_points: *basis_points,
+            target: target(products),
+        },
+        B::FixedPrice {
+            products,
+            unit_price,
+        } => Benefit::FixedPrice {
+            unit_price_minor: unit_price.minor,
+            target: target(products),
+        },
+        B::FreeProduct {
+            product_code,
+            quantity,
+        } => Benefit::FreeItem {
+            product_id: product_code.clone(),
+            quantity: *quantity,
+        },
+        B::BuyXGetY {
+            products,
+            buy,
+            get,
+            discount_basis_points,
+        } => Benefit::BuyXGetY {
+            buy: *buy,
+            get: *get,
+            discount_basis_points: *discount_basis_points,
+            target: target(products),
+        },
+        B::SpendXSaveY {
+            products,
+            spend,
+            save,
+            repeat,
+        } => Benefit::SpendXSaveY {
+            spend_minor: spend.minor,
+            save_minor: save.minor,
+            repeat: *repeat,
+            target: target(products),
+        },
+        B::BonusPoints { points, .. } => Benefit::BonusPoints {
+            points: *points,
+            per_spend_minor: None,
+            target: Target::Cart,
+        },
+        B::PointsMultiplier {
+            products,
+            multiplier_basis_points,
+        } => Benefit::PointsMultiplier {
+            multiplier_basis_points: *multiplier_basis_points,
+            target: target(products),
+        },
+        // The value is chosen per voucher; the rule carries the smallest allowed one, which
+        // every voucher of the reward is worth at least.
+        B::GiftValue { allowed_values } => Benefit::FixedDiscount {
+            amount_minor: allowed_values.iter().map(|a| a.minor).min().unwrap_or(0),
+            target: Target::Cart,
+        },
     };
+    let caps = &r.caps;
     Rule {
         id: r.id,
         kind: RuleKind::Reward,
         name: r.display_name.clone(),
-        benefits,
-        priority: 0,
-        stackable: true,
+        benefits: vec![benefit],
+        priority: r.priority,
+        stackable: r.combinable || r.reward_type == RewardType::Gift,
         eligibility: Eligibility {
             segment_ids: r.segment_ids.clone(),
-            level_ids: Vec::new(),
+            level_ids: r.tier_ids.clone(),
             requires_voucher: r.reward_type != RewardType::CashDesk,
         },
         validity: r.validity,
         schedule: Schedule::default(),
         business_units: Vec::new(),
         channels: Vec::new(),
-        limits: Limits::default(),
+        limits: Limits {
+            max_discount_per_transaction_minor: caps
+                .max_discount_per_transaction
+                .as_ref()
+                .and_then(|a| positive(a.minor)),
+            max_points_per_transaction: positive(caps.max_points_per_transaction),
+            max_applications_per_transaction: positive(i64::from(
+                caps.max_applications_per_transaction,
+            )),
+            max_uses_per_customer: positive(i64::from(caps.max_uses_per_customer)),
+            max_uses_per_period: positive(i64::from(caps.max_uses_per_period)),
+        },
     }
 }
 

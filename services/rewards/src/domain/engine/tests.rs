@@ -685,6 +685,17 @@ fn stored_rewards_and_purchase_bonuses_convert_into_rules() {
         segment_ids: vec![],
         validity: Validity::default(),
         created_at: now(),
+        state: domain::RewardState::Active,
+        image_url: String::new(),
+        tier_ids: vec![],
+        priority: 0,
+        combinable: true,
+        stacking_group: String::new(),
+        caps: domain::rewards::Caps::default(),
+        budget: None,
+        revision: 1,
+        updated_at: now(),
+        archived_at: None,
     };
     let bonus = domain::PurchaseBonus {
         id: id(2),
