@@ -363,7 +363,7 @@ pub async fn list_tiers(
         None => None,
     };
     v.into_result()?;
-    let tiers = store::list_tiers(db, partner_id, after, limit).await?;
+    let tiers = store::list_tiers(db, partner_id, after, Some(limit)).await?;
     let last = tiers.last().map(|t| t.rank.to_string());
     Ok(Response::new(pb::ListTiersResponse {
         next_page_token: next_code_token(tiers.len(), limit, last.as_deref()),

@@ -397,6 +397,21 @@ impl CustomerState {
         }
     }
 
+    /// The tier in force when the state was saved: a stored manual tier was active then
+    /// (an expired one is removed when the customer is re-qualified).
+    pub fn saved_effective(&self) -> Effective {
+        match &self.manual {
+            Some(m) => Effective {
+                tier_id: Some(m.tier_id),
+                manual: true,
+            },
+            None => Effective {
+                tier_id: self.qualified.map(|h| h.tier_id),
+                manual: false,
+            },
+        }
+    }
+
     /// When the periodic job must look at the customer again: the qualified tier's review or
     /// the manual tier's expiry, whichever is first.
     pub fn review_at(&self) -> Option<DateTime<Utc>> {
@@ -484,7 +499,7 @@ pub fn apply(
     let mut ladder: Vec<&Tier> = ladder.iter().collect();
     ladder.sort_by_key(|t| t.rank);
     let by_id = |id: Uuid| ladder.iter().copied().find(|t| t.id == id);
-    let before = state.effective(now);
+    let before = state.saved_effective();
     let mut next = state.clone();
     let mut reason = String::new();
     let mut cause = None;
@@ -573,7 +588,7 @@ pub fn apply(
         }
     };
 
-    let after = next.effective(now);
+    let after = next.saved_effective();
     if before == after {
         if before.tier_id.is_none() {
             next.since = None;

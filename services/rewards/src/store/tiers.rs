@@ -260,15 +260,15 @@ pub async fn find_tier(
 
 /// The partner's whole ladder, by rank.
 pub async fn ladder(conn: &impl ConnectionTrait, partner_id: Uuid) -> Result<Vec<Tier>, ApiError> {
-    list_tiers(conn, partner_id, None, u64::MAX).await
+    list_tiers(conn, partner_id, None, None).await
 }
 
-/// A page of tiers by increasing rank, after the rank `after`.
+/// Tiers by increasing rank, after the rank `after`, at most `limit` (`None` = all).
 pub async fn list_tiers(
     conn: &impl ConnectionTrait,
     partner_id: Uuid,
     after: Option<i32>,
-    limit: u64,
+    limit: Option<u64>,
 ) -> Result<Vec<Tier>, ApiError> {
     let mut q = tiers::Entity::find().filter(tiers::Column::PartnerId.eq(partner_id));
     if let Some(after) = after {

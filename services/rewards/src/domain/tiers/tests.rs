@@ -544,11 +544,10 @@ proptest! {
         buys.sort();
         let mut activity = Vec::new();
         let mut state = CustomerState::default();
-        let mut moments: Vec<DateTime<Utc>> = Vec::new();
-        for (day, amount) in &buys {
-            moments.push(start + chrono::Duration::days(*day));
-            let _ = amount;
-        }
+        let moments: Vec<DateTime<Utc>> = buys
+            .iter()
+            .map(|(day, _)| start + chrono::Duration::days(*day))
+            .collect();
         let mut i = 0;
         let mut now = start;
         for _ in 0..40 {
@@ -567,7 +566,7 @@ proptest! {
                 i += 1;
             }
             let held_before = state.qualified;
-            let rank_before = rank_of(&ladder.iter().collect::<Vec<_>>(), state.effective(now).tier_id);
+            let rank_before = rank_of(&ladder.iter().collect::<Vec<_>>(), state.saved_effective().tier_id);
             let (after, change) = requalify(&ladder, &activity, &state, now);
             let ranks: Vec<&Tier> = ladder.iter().collect();
             let earned = ladder
