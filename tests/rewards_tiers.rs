@@ -214,7 +214,10 @@ async fn tiers_are_managed_set_manually_and_kept_per_partner() -> anyhow::Result
         .into_inner()
         .customer_tier
         .expect("customer tier");
-    assert_eq!((manual.tier_id.as_str(), manual.manual), (gold.id.as_str(), true));
+    assert_eq!(
+        (manual.tier_id.as_str(), manual.manual),
+        (gold.id.as_str(), true)
+    );
     assert_eq!(manual.next_tier_id, "", "gold is the top");
     let retry = r
         .set_customer_tier(authed(set("set-gold", "gold"), &key))

@@ -93,7 +93,10 @@ fn period_from_proto(v: &mut Violations, q: &pb::TierQualification, thresholds: 
                 (m, 0) => Period::RollingMonths(u32::try_from(m).unwrap_or(0)),
                 (0, d) => Period::RollingDays(u32::try_from(d).unwrap_or(0)),
                 _ => {
-                    v.add(field("period_days"), "set either period_months or period_days");
+                    v.add(
+                        field("period_days"),
+                        "set either period_months or period_days",
+                    );
                     Period::RollingMonths(12)
                 }
             }
@@ -122,7 +125,8 @@ fn tier_from_proto(v: &mut Violations, p: pb::Tier) -> Tier {
         .as_ref()
         .filter(|m| m.amount_minor != 0)
         .map(|m| (m.amount_minor, m.currency_code.clone()));
-    let thresholds = minimum_spend.is_some() || q.minimum_purchase_count > 0 || q.minimum_points > 0;
+    let thresholds =
+        minimum_spend.is_some() || q.minimum_purchase_count > 0 || q.minimum_points > 0;
     let period = period_from_proto(v, &q, thresholds);
     if u32::try_from(p.retention_months).is_err() {
         v.add("tier.retention_months", "must be 0..120");
@@ -221,7 +225,14 @@ fn cause_to_proto(c: Cause) -> pb::TierChangeCause {
 fn customer(v: &mut Violations, id: &str) -> Option<Uuid> {
     let parsed = Uuid::parse_str(id).ok();
     if parsed.is_none() {
-        v.add("customer_id", if id.is_empty() { "is required" } else { "must be a UUID" });
+        v.add(
+            "customer_id",
+            if id.is_empty() {
+                "is required"
+            } else {
+                "must be a UUID"
+            },
+        );
     }
     parsed
 }
@@ -243,14 +254,16 @@ pub(crate) async fn customer_tier(
         store::activity_since(conn, partner_id, customer_id, lookback_start(&ladder, now)).await?;
     let state = match store::customer_state(conn, partner_id, customer_id).await? {
         Some((s, _)) => s,
-        None => apply(
-            &ladder,
-            &activity,
-            &CustomerState::default(),
-            Action::Requalify,
-            now,
-        )
-        .0,
+        None => {
+            apply(
+                &ladder,
+                &activity,
+                &CustomerState::default(),
+                Action::Requalify,
+                now,
+            )
+            .0
+        }
     };
     let effective = state.effective(now);
     let tier = effective
@@ -495,7 +508,10 @@ pub async fn set_customer_tier(
     if reason.is_empty() {
         v.add("reason", "is required");
     } else if reason.chars().count() > MAX_REASON_CHARS {
-        v.add("reason", format!("must be at most {MAX_REASON_CHARS} characters"));
+        v.add(
+            "reason",
+            format!("must be at most {MAX_REASON_CHARS} characters"),
+        );
     }
     let until = match req.valid_until_time.as_ref() {
         None => None,

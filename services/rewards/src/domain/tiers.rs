@@ -246,9 +246,8 @@ impl Tier {
         }
         check_url(v, &f("icon_url"), &self.icon_url);
         let c = self.color.as_bytes();
-        if !self.color.is_empty()
-            && !(c.len() == 7 && c[0] == b'#' && c[1..].iter().all(u8::is_ascii_hexdigit))
-        {
+        let rgb = c.len() == 7 && c[0] == b'#' && c[1..].iter().all(u8::is_ascii_hexdigit);
+        if !(self.color.is_empty() || rgb) {
             v.add(f("color"), "must be \"#RRGGBB\"");
         }
     }
@@ -313,10 +312,10 @@ pub fn totals(
         if a.at < from || a.at > to || (!inclusive && a.at == to) {
             continue;
         }
-        if let Some((_, currency)) = &q.minimum_spend {
-            if a.currency_code == *currency {
-                t.spend_minor = t.spend_minor.saturating_add(a.spend_minor);
-            }
+        if let Some((_, currency)) = &q.minimum_spend
+            && a.currency_code == *currency
+        {
+            t.spend_minor = t.spend_minor.saturating_add(a.spend_minor);
         }
         t.purchases = t.purchases.saturating_add(a.purchases);
         if q.points_type.is_empty()
@@ -531,7 +530,9 @@ pub fn apply(
         .iter()
         .rev()
         .find_map(|t| t.standing(activity, now).map(|until| (*t, until)));
-    let held = state.qualified.and_then(|h| by_id(h.tier_id).map(|t| (t, h.until)));
+    let held = state
+        .qualified
+        .and_then(|h| by_id(h.tier_id).map(|t| (t, h.until)));
     let mut qualified_cause = None;
     next.qualified = match (held, earned) {
         (None, earned) => {
@@ -540,7 +541,10 @@ pub fn apply(
             } else if earned.is_some() {
                 qualified_cause = Some(Cause::Upgrade);
             }
-            earned.map(|(t, until)| Held { tier_id: t.id, until })
+            earned.map(|(t, until)| Held {
+                tier_id: t.id,
+                until,
+            })
         }
         (Some((cur, held_until)), Some((t, until))) if t.rank >= cur.rank => {
             if t.rank > cur.rank {
@@ -568,14 +572,20 @@ pub fn apply(
                 }),
                 DowngradeMode::ToQualified => {
                     qualified_cause = Some(Cause::Downgrade);
-                    earned.map(|(t, until)| Held { tier_id: t.id, until })
+                    earned.map(|(t, until)| Held {
+                        tier_id: t.id,
+                        until,
+                    })
                 }
                 DowngradeMode::OneLevel => {
                     qualified_cause = Some(Cause::Downgrade);
                     let below = ladder.iter().rev().find(|t| t.rank < cur.rank);
                     match (below, earned) {
                         (_, Some((t, until))) if below.is_none_or(|b| t.rank >= b.rank) => {
-                            Some(Held { tier_id: t.id, until })
+                            Some(Held {
+                                tier_id: t.id,
+                                until,
+                            })
                         }
                         (Some(b), _) => Some(Held {
                             tier_id: b.id,
@@ -601,11 +611,13 @@ pub fn apply(
         rank_of(&ladder, after.tier_id),
     );
     // A manual tier expiring or being cleared names its own cause; otherwise the direction.
-    let cause = cause.or(qualified_cause).unwrap_or(if rank >= previous_rank {
-        Cause::Upgrade
-    } else {
-        Cause::Downgrade
-    });
+    let cause = cause
+        .or(qualified_cause)
+        .unwrap_or(if rank >= previous_rank {
+            Cause::Upgrade
+        } else {
+            Cause::Downgrade
+        });
     let change = Change {
         previous_tier_id: before.tier_id,
         previous_rank,

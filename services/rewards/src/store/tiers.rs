@@ -12,8 +12,9 @@ use loyalty_platform::{
 };
 use loyalty_proto::events::v1 as ev;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection,
-    DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ActiveValue::Set,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect,
     sea_query::{Expr, OnConflict},
 };
 use uuid::Uuid;
@@ -23,7 +24,7 @@ use crate::domain::tiers::{
     Period, Qualification, Tier,
 };
 
-pub mod tiers {
+pub mod tier_rows {
     use sea_orm::entity::prelude::*;
 
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
@@ -169,7 +170,7 @@ fn period_columns(p: Period) -> (&'static str, i32) {
     }
 }
 
-fn tier_from(m: tiers::Model) -> Result<Tier, ApiError> {
+fn tier_from(m: tier_rows::Model) -> Result<Tier, ApiError> {
     let length = u32::try_from(m.period_length).unwrap_or(0);
     let period = match m.period_kind.as_str() {
         "rolling_months" => Period::RollingMonths(length),
@@ -205,14 +206,14 @@ fn tier_from(m: tiers::Model) -> Result<Tier, ApiError> {
     })
 }
 
-fn tier_row(partner_id: Uuid, t: &Tier) -> tiers::ActiveModel {
+fn tier_row(partner_id: Uuid, t: &Tier) -> tier_rows::ActiveModel {
     let q = &t.qualification;
     let (kind, length) = period_columns(q.period);
     let (min_spend, currency) = match &q.minimum_spend {
         Some((a, c)) => (Some(*a), c.clone()),
         None => (None, String::new()),
     };
-    tiers::ActiveModel {
+    tier_rows::ActiveModel {
         id: Set(t.id),
         partner_id: Set(partner_id),
         code: Set(t.code.clone()),
@@ -245,12 +246,12 @@ pub async fn find_tier(
 ) -> Result<Option<Tier>, ApiError> {
     let by = match Uuid::parse_str(key) {
         Ok(id) => Condition::any()
-            .add(tiers::Column::Id.eq(id))
-            .add(tiers::Column::Code.eq(key)),
-        Err(_) => Condition::all().add(tiers::Column::Code.eq(key)),
+            .add(tier_rows::Column::Id.eq(id))
+            .add(tier_rows::Column::Code.eq(key)),
+        Err(_) => Condition::all().add(tier_rows::Column::Code.eq(key)),
     };
-    tiers::Entity::find()
-        .filter(tiers::Column::PartnerId.eq(partner_id))
+    tier_rows::Entity::find()
+        .filter(tier_rows::Column::PartnerId.eq(partner_id))
         .filter(by)
         .one(conn)
         .await?
@@ -270,11 +271,11 @@ pub async fn list_tiers(
     after: Option<i32>,
     limit: Option<u64>,
 ) -> Result<Vec<Tier>, ApiError> {
-    let mut q = tiers::Entity::find().filter(tiers::Column::PartnerId.eq(partner_id));
+    let mut q = tier_rows::Entity::find().filter(tier_rows::Column::PartnerId.eq(partner_id));
     if let Some(after) = after {
-        q = q.filter(tiers::Column::Rank.gt(after));
+        q = q.filter(tier_rows::Column::Rank.gt(after));
     }
-    q.order_by_asc(tiers::Column::Rank)
+    q.order_by_asc(tier_rows::Column::Rank)
         .limit(limit)
         .all(conn)
         .await?
@@ -289,13 +290,13 @@ async fn check_free(
     partner_id: Uuid,
     t: &Tier,
 ) -> Result<(), ApiError> {
-    let clash = tiers::Entity::find()
-        .filter(tiers::Column::PartnerId.eq(partner_id))
-        .filter(tiers::Column::Id.ne(t.id))
+    let clash = tier_rows::Entity::find()
+        .filter(tier_rows::Column::PartnerId.eq(partner_id))
+        .filter(tier_rows::Column::Id.ne(t.id))
         .filter(
             Condition::any()
-                .add(tiers::Column::Code.eq(&t.code))
-                .add(tiers::Column::Rank.eq(t.rank)),
+                .add(tier_rows::Column::Code.eq(&t.code))
+                .add(tier_rows::Column::Rank.eq(t.rank)),
         )
         .one(conn)
         .await?;
@@ -325,7 +326,7 @@ pub async fn insert_tier(
     t: &Tier,
 ) -> Result<(), ApiError> {
     check_free(conn, partner_id, t).await?;
-    tiers::Entity::insert(tier_row(partner_id, t))
+    tier_rows::Entity::insert(tier_row(partner_id, t))
         .exec_without_returning(conn)
         .await
         .map_err(|e| taken(e, t))?;
@@ -340,8 +341,8 @@ pub async fn update_tier(
     t: &Tier,
 ) -> Result<(), ApiError> {
     check_free(conn, partner_id, t).await?;
-    tiers::Entity::update(tier_row(partner_id, t))
-        .filter(tiers::Column::PartnerId.eq(partner_id))
+    tier_rows::Entity::update(tier_row(partner_id, t))
+        .filter(tier_rows::Column::PartnerId.eq(partner_id))
         .exec(conn)
         .await
         .map_err(|e| taken(e, t))?;
@@ -355,9 +356,9 @@ pub async fn delete_tier(
     t: &Tier,
     now: DateTime<Utc>,
 ) -> Result<(), ApiError> {
-    tiers::Entity::delete_many()
-        .filter(tiers::Column::PartnerId.eq(partner_id))
-        .filter(tiers::Column::Id.eq(t.id))
+    tier_rows::Entity::delete_many()
+        .filter(tier_rows::Column::PartnerId.eq(partner_id))
+        .filter(tier_rows::Column::Id.eq(t.id))
         .exec(conn)
         .await?;
     review_soon(conn, partner_id, Some(t.id), now).await
@@ -412,12 +413,9 @@ pub async fn add_activity(
         points_type_code: Set(a.points_type_code.clone()),
     })
     .on_conflict(
-        OnConflict::columns([
-            activities::Column::PartnerId,
-            activities::Column::SourceKey,
-        ])
-        .do_nothing()
-        .to_owned(),
+        OnConflict::columns([activities::Column::PartnerId, activities::Column::SourceKey])
+            .do_nothing()
+            .to_owned(),
     )
     .exec_without_returning(conn)
     .await?;
@@ -796,7 +794,10 @@ pub struct ReviewRun {
 
 /// Re-qualifies every customer whose review (period end, manual expiry, ladder change) is
 /// due at `as_of`, one customer per transaction.
-pub async fn review_due(db: &DatabaseConnection, as_of: DateTime<Utc>) -> Result<ReviewRun, ApiError> {
+pub async fn review_due(
+    db: &DatabaseConnection,
+    as_of: DateTime<Utc>,
+) -> Result<ReviewRun, ApiError> {
     const BATCH: u64 = 500;
     let mut run = ReviewRun::default();
     loop {
@@ -836,10 +837,16 @@ pub fn spawn_scheduler(db: DatabaseConnection, interval: Duration) {
             tick.tick().await;
             match review_due(&db, Utc::now()).await {
                 Ok(run) if run.customers > 0 => {
-                    tracing::info!(customers = run.customers, changed = run.changed, "tier review ran");
+                    tracing::info!(
+                        customers = run.customers,
+                        changed = run.changed,
+                        "tier review ran"
+                    );
                 }
                 Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "tier review failed; retrying at the next tick"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "tier review failed; retrying at the next tick")
+                }
             }
         }
     });

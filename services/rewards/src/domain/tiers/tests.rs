@@ -192,7 +192,10 @@ fn one_level_drops_a_single_tier_per_review() {
     }
     let activity = vec![purchase(at(2026, 1, 10), 900_000)];
     let (s, _) = requalify(&l, &activity, &CustomerState::default(), at(2026, 1, 10));
-    assert_eq!(effective(&l, &s, at(2026, 1, 10)).as_deref(), Some("platinum"));
+    assert_eq!(
+        effective(&l, &s, at(2026, 1, 10)).as_deref(),
+        Some("platinum")
+    );
     // Earned in Q1: held to the end of Q2.
     let review = s.review_at().unwrap();
     assert_eq!(review, Utc.with_ymd_and_hms(2026, 7, 1, 0, 0, 0).unwrap());
@@ -324,12 +327,13 @@ fn every_threshold_must_be_met() {
     l[0].qualification.minimum_purchase_count = 3;
     let now = at(2026, 6, 1);
     let two = vec![purchase(now, 10_000), purchase(now, 1)];
-    assert_eq!(
-        requalify(&l, &two, &CustomerState::default(), now).1,
-        None
-    );
+    assert_eq!(requalify(&l, &two, &CustomerState::default(), now).1, None);
     let three = vec![purchase(now, 10_000), purchase(now, 1), purchase(now, 1)];
-    assert!(requalify(&l, &three, &CustomerState::default(), now).1.is_some());
+    assert!(
+        requalify(&l, &three, &CustomerState::default(), now)
+            .1
+            .is_some()
+    );
 }
 
 #[test]
@@ -365,7 +369,11 @@ fn a_manual_tier_overrides_until_cleared_or_expired() {
     assert!(change.manual);
     assert_eq!(change.reason, "complaint goodwill");
     assert_eq!((change.previous_rank, change.rank), (1, 2));
-    assert_eq!(s.review_at(), Some(at(2026, 8, 1)), "the expiry comes first");
+    assert_eq!(
+        s.review_at(),
+        Some(at(2026, 8, 1)),
+        "the expiry comes first"
+    );
 
     // Qualifying activity does not move a manual tier.
     let more = vec![
@@ -374,7 +382,11 @@ fn a_manual_tier_overrides_until_cleared_or_expired() {
     ];
     let (s2, change) = requalify(&l, &more, &s, at(2026, 7, 1));
     assert_eq!(change, None);
-    assert_eq!(s2.qualified.unwrap().tier_id, l[1].id, "qualified underneath");
+    assert_eq!(
+        s2.qualified.unwrap().tier_id,
+        l[1].id,
+        "qualified underneath"
+    );
 
     // It expires: back to the qualified tier.
     let (s3, change) = requalify(&l, &activity, &s, at(2026, 8, 1));
@@ -387,7 +399,10 @@ fn a_manual_tier_overrides_until_cleared_or_expired() {
     // Or it is cleared earlier.
     let (s4, change) = apply(&l, &activity, &s, Action::ClearManual, at(2026, 7, 1));
     assert_eq!(change.unwrap().cause, Cause::ManualCleared);
-    assert_eq!(effective(&l, &s4, at(2026, 7, 1)).as_deref(), Some("silver"));
+    assert_eq!(
+        effective(&l, &s4, at(2026, 7, 1)).as_deref(),
+        Some("silver")
+    );
 }
 
 #[test]
@@ -577,10 +592,10 @@ proptest! {
                 .unwrap_or(0);
             let rank_after = rank_of(&ranks, after.effective(now).tier_id);
             prop_assert!(rank_after >= earned, "never below the earned tier");
-            if let Some(h) = held_before {
-                if now < h.until {
-                    prop_assert!(rank_after >= rank_before, "no drop before the review");
-                }
+            if let Some(h) = held_before
+                && now < h.until
+            {
+                prop_assert!(rank_after >= rank_before, "no drop before the review");
             }
             if let Some(c) = change {
                 prop_assert_ne!(c.rank, c.previous_rank);

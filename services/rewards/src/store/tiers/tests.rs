@@ -126,7 +126,10 @@ impl Fixture {
             traceparent: String::new(),
         };
         let txn = self.db.begin().await.unwrap();
-        TierActivityFeed.apply(&txn, &envelope).await.expect("applied");
+        TierActivityFeed
+            .apply(&txn, &envelope)
+            .await
+            .expect("applied");
         txn.commit().await.unwrap();
     }
 
@@ -194,7 +197,10 @@ async fn purchases_upgrade_once_and_publish_tier_changed(f: Fixture) {
     let (silver, gold) = f.ladder().await;
     let customer = Uuid::now_v7();
     f.buy(customer, "p1", at(2026, 3, 1), 60_000).await;
-    assert!(f.tier_changes().await.is_empty(), "600.00 EUR earns nothing");
+    assert!(
+        f.tier_changes().await.is_empty(),
+        "600.00 EUR earns nothing"
+    );
 
     // The same purchase delivered twice (a redelivery, and a re-publication under another
     // event id) counts once.
@@ -232,11 +238,15 @@ async fn purchases_upgrade_once_and_publish_tier_changed(f: Fixture) {
     assert_eq!(t.spend_to_next_tier.as_ref().unwrap().amount_minor, 390_000);
     assert_eq!(
         t.period_end_time,
-        Some(to_timestamp(Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap()))
+        Some(to_timestamp(
+            Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap()
+        ))
     );
     assert_eq!(
         t.valid_until_time,
-        Some(to_timestamp(Utc.with_ymd_and_hms(2028, 1, 1, 0, 0, 0).unwrap())),
+        Some(to_timestamp(
+            Utc.with_ymd_and_hms(2028, 1, 1, 0, 0, 0).unwrap()
+        )),
         "earned in 2026, held through 2027"
     );
 
@@ -351,15 +361,35 @@ async fn returns_and_status_points_count() {
         kind: kind.into(),
         ..Default::default()
     };
-    f.feed(Uuid::now_v7(), at(2026, 3, 9), &posted(900, "AWARD", "status"))
-        .await;
-    f.feed(Uuid::now_v7(), at(2026, 3, 9), &posted(5_000, "AWARD", "regular"))
-        .await;
-    f.feed(Uuid::now_v7(), at(2026, 3, 9), &posted(-400, "SPEND", "status"))
-        .await;
-    assert_eq!(f.tier_changes().await.len(), 1, "900 status points of 1,000");
-    f.feed(Uuid::now_v7(), at(2026, 3, 10), &posted(100, "AWARD", "status"))
-        .await;
+    f.feed(
+        Uuid::now_v7(),
+        at(2026, 3, 9),
+        &posted(900, "AWARD", "status"),
+    )
+    .await;
+    f.feed(
+        Uuid::now_v7(),
+        at(2026, 3, 9),
+        &posted(5_000, "AWARD", "regular"),
+    )
+    .await;
+    f.feed(
+        Uuid::now_v7(),
+        at(2026, 3, 9),
+        &posted(-400, "SPEND", "status"),
+    )
+    .await;
+    assert_eq!(
+        f.tier_changes().await.len(),
+        1,
+        "900 status points of 1,000"
+    );
+    f.feed(
+        Uuid::now_v7(),
+        at(2026, 3, 10),
+        &posted(100, "AWARD", "status"),
+    )
+    .await;
     let changes = f.tier_changes().await;
     assert_eq!(changes.len(), 2);
     assert_eq!(changes[1].tier_id, platinum.id);
