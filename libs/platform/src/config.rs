@@ -109,8 +109,8 @@ pub struct EventSettings {
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct JobSettings {
-    /// How often scheduled jobs (the wallet's points expiry) run, in seconds; 0 = never (an
-    /// operator runs them through their RPC instead).
+    /// How often scheduled jobs (the wallet's points expiry, the rewards tier review) run, in
+    /// seconds; 0 = never (an operator runs them through their RPC instead).
     pub expiry_interval_secs: u64,
 }
 

@@ -76,6 +76,9 @@ domain_events!(
     VoucherReinstated
 );
 
+// Membership levels (rewards service, issue #6): tier changes, and the returns they count.
+domain_events!(TierChanged, PurchaseReturned);
+
 /// Appends an event to the outbox inside the caller's transaction.
 pub async fn enqueue<C: ConnectionTrait, E: DomainEvent>(
     conn: &C,

@@ -3,6 +3,7 @@ mod campaign_products;
 mod catalogue;
 mod purchase_bonuses;
 mod rewards;
+pub(crate) mod tiers;
 mod vouchers;
 
 use chrono::Utc;
@@ -429,15 +430,64 @@ impl RewardsService for RewardsApi {
         rewards::available(self, request).await
     }
 
+    async fn create_tier(
+        &self,
+        request: Request<pb::CreateTierRequest>,
+    ) -> Result<Response<pb::CreateTierResponse>, Status> {
+        tiers::create_tier(&self.db, request).await
+    }
+
+    async fn get_tier(
+        &self,
+        request: Request<pb::GetTierRequest>,
+    ) -> Result<Response<pb::GetTierResponse>, Status> {
+        tiers::get_tier(&self.db, request).await
+    }
+
+    async fn list_tiers(
+        &self,
+        request: Request<pb::ListTiersRequest>,
+    ) -> Result<Response<pb::ListTiersResponse>, Status> {
+        tiers::list_tiers(&self.db, request).await
+    }
+
+    async fn update_tier(
+        &self,
+        request: Request<pb::UpdateTierRequest>,
+    ) -> Result<Response<pb::UpdateTierResponse>, Status> {
+        tiers::update_tier(&self.db, request).await
+    }
+
+    async fn delete_tier(
+        &self,
+        request: Request<pb::DeleteTierRequest>,
+    ) -> Result<Response<pb::DeleteTierResponse>, Status> {
+        tiers::delete_tier(&self.db, request).await
+    }
+
+    async fn get_customer_tier(
+        &self,
+        request: Request<pb::GetCustomerTierRequest>,
+    ) -> Result<Response<pb::GetCustomerTierResponse>, Status> {
+        tiers::get_customer_tier(&self.db, request).await
+    }
+
+    async fn set_customer_tier(
+        &self,
+        request: Request<pb::SetCustomerTierRequest>,
+    ) -> Result<Response<pb::SetCustomerTierResponse>, Status> {
+        tiers::set_customer_tier(&self.db, request).await
+    }
+
+    async fn list_customer_tier_history(
+        &self,
+        request: Request<pb::ListCustomerTierHistoryRequest>,
+    ) -> Result<Response<pb::ListCustomerTierHistoryResponse>, Status> {
+        tiers::list_customer_tier_history(&self.db, request).await
+    }
+
     loyalty_platform::rpcs_not_yet_implemented! {
         "lands with issue #6 (rewards engine)";
-        create_tier(pb::CreateTierRequest) -> pb::CreateTierResponse;
-        get_tier(pb::GetTierRequest) -> pb::GetTierResponse;
-        list_tiers(pb::ListTiersRequest) -> pb::ListTiersResponse;
-        update_tier(pb::UpdateTierRequest) -> pb::UpdateTierResponse;
-        delete_tier(pb::DeleteTierRequest) -> pb::DeleteTierResponse;
-        get_customer_tier(pb::GetCustomerTierRequest) -> pb::GetCustomerTierResponse;
-        set_customer_tier(pb::SetCustomerTierRequest) -> pb::SetCustomerTierResponse;
         create_reward_scheme(pb::CreateRewardSchemeRequest) -> pb::CreateRewardSchemeResponse;
         get_reward_scheme(pb::GetRewardSchemeRequest) -> pb::GetRewardSchemeResponse;
         list_reward_schemes(pb::ListRewardSchemesRequest) -> pb::ListRewardSchemesResponse;

@@ -15,6 +15,16 @@ pub const DEFAULT_PORT: u16 = 50053;
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let infra = Infra::start::<migration::Migrator>(settings).await?;
     let auth = infra.remote_authenticator()?;
+    // Qualifying activity for membership levels.
+    let tier_feed = std::sync::Arc::new(store::tiers::TierActivityFeed);
+    infra.consume("checkout", tier_feed.clone())?;
+    infra.consume("wallet", tier_feed)?;
+    if infra.settings.jobs.expiry_interval_secs > 0 {
+        store::tiers::spawn_scheduler(
+            infra.db.clone(),
+            std::time::Duration::from_secs(infra.settings.jobs.expiry_interval_secs),
+        );
+    }
     let mut routes = tonic::service::RoutesBuilder::default();
     let mut api = api::RewardsApi::new(infra.db.clone());
     // Without them only ListAvailableRewards is unavailable.

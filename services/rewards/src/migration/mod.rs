@@ -5,13 +5,15 @@ mod m0002_catalogue;
 mod m0003_vouchers;
 mod m0004_reward_definitions;
 mod m0005_campaign_products_bonuses;
+mod m0006_tiers;
 
 loyalty_platform::migrator![
     InitialSchema,
     m0002_catalogue::Catalogue,
     m0003_vouchers::Vouchers,
     m0004_reward_definitions::RewardDefinitions,
-    m0005_campaign_products_bonuses::CampaignProductsBonuses
+    m0005_campaign_products_bonuses::CampaignProductsBonuses,
+    m0006_tiers::Tiers,
 ];
 
 struct InitialSchema;
