@@ -76,6 +76,9 @@ domain_events!(
     VoucherReinstated
 );
 
+// Reward schemes and offers (rewards service, issue #6).
+domain_events!(SchemeJoined, SchemeLeft, OfferAwarded);
+
 /// Appends an event to the outbox inside the caller's transaction.
 pub async fn enqueue<C: ConnectionTrait, E: DomainEvent>(
     conn: &C,

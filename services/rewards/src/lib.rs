@@ -1,9 +1,12 @@
 //! The rewards service: reward definitions and purchase bonuses (and, with later issues,
 //! vouchers, the product catalogue, campaign products, tiers, schemes and offers).
+pub mod activity;
 pub mod api;
 pub mod domain;
 pub mod migration;
 pub mod store;
+
+use std::sync::Arc;
 
 use loyalty_platform::{Infra, Settings};
 use loyalty_proto::rewards::v1::rewards_service_server::RewardsServiceServer;
@@ -15,6 +18,9 @@ pub const DEFAULT_PORT: u16 = 50053;
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let infra = Infra::start::<migration::Migrator>(settings).await?;
     let auth = infra.remote_authenticator()?;
+    // Reward offers advance on purchases and customer events.
+    infra.consume("checkout", Arc::new(activity::OfferActivity))?;
+    infra.consume("identity", Arc::new(activity::OfferActivity))?;
     let mut routes = tonic::service::RoutesBuilder::default();
     routes.add_service(RewardsServiceServer::new(api::RewardsApi::new(
         infra.db.clone(),

@@ -11,6 +11,7 @@ pub mod catalogue;
 
 use crate::domain::{PurchaseBonus, Reward, RewardType, Validity};
 
+pub mod schemes;
 pub mod vouchers;
 
 pub mod rewards {
