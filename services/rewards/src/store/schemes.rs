@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::domain::{
     Validity,
     schemes::{
-        Activity, Advance, AwardValue, Membership, Offer, OfferSpec, OfferState, Progress, Scheme,
+        Activity, Advance, AwardValue, Membership, Offer, OfferState, Progress, Scheme,
         SignUpOption, Standing, Terms, TermsSpec, advance, is_member,
     },
 };
