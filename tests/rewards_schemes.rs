@@ -383,7 +383,11 @@ async fn purchases_at_checkout_win_an_offer_credited_to_the_wallet_once() -> any
     let (_, key) = suite
         .partner_with_key(
             "Cafe",
-            &[identity::Role::Admin, identity::Role::Pos, identity::Role::Marketing],
+            &[
+                identity::Role::Admin,
+                identity::Role::Pos,
+                identity::Role::Marketing,
+            ],
         )
         .await?;
     let customer_id = suite
@@ -492,7 +496,10 @@ async fn purchases_at_checkout_win_an_offer_credited_to_the_wallet_once() -> any
     })
     .await?;
     assert_eq!(progress.offer_id, offer.id);
-    assert_eq!(progress.goals[0].current_value, 0, "goals restart after the award");
+    assert_eq!(
+        progress.goals[0].current_value, 0,
+        "goals restart after the award"
+    );
     assert_eq!(progress.goals[0].target_value, 10_000);
 
     let credit = eventually(Duration::from_secs(30), || {
@@ -527,7 +534,8 @@ async fn purchases_at_checkout_win_an_offer_credited_to_the_wallet_once() -> any
         "the award's validity carries to the wallet"
     );
     // More purchases win nothing more (one award per customer), and nothing is credited twice.
-    pos.commit(authed(purchase("till-1/9", 12_000), &key)).await?;
+    pos.commit(authed(purchase("till-1/9", 12_000), &key))
+        .await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let balance = w
         .get_balance(authed(

@@ -45,11 +45,20 @@ impl OfferActivity {
                     brand_codes: p.brand_ids,
                 }),
             };
-            return Some((partner_id, customer_id, format!("purchase:{}", p.purchase_id), activity));
+            return Some((
+                partner_id,
+                customer_id,
+                format!("purchase:{}", p.purchase_id),
+                activity,
+            ));
         }
         if let Some(e) = decode::<ev::EventTracked>(event) {
             let customer_id = Uuid::parse_str(&e.customer_id).ok()?;
-            let at = e.occur_time.as_ref().and_then(from_timestamp).or(occurred)?;
+            let at = e
+                .occur_time
+                .as_ref()
+                .and_then(from_timestamp)
+                .or(occurred)?;
             let activity = Activity {
                 at,
                 business_unit_id: Uuid::parse_str(&e.business_unit_id).ok(),

@@ -92,7 +92,11 @@ fn required(v: &mut Violations, field: &str, value: &str) {
     }
 }
 
-fn time(v: &mut Violations, field: &str, t: Option<&prost_types::Timestamp>) -> Option<DateTime<Utc>> {
+fn time(
+    v: &mut Violations,
+    field: &str,
+    t: Option<&prost_types::Timestamp>,
+) -> Option<DateTime<Utc>> {
     let t = t?;
     let parsed = from_timestamp(t);
     if parsed.is_none() {
@@ -134,7 +138,8 @@ fn uuids(v: &mut Violations, field: &str, list: &[String]) -> Vec<Uuid> {
 }
 
 fn money(m: &Option<Money>) -> Option<(i64, String)> {
-    m.as_ref().map(|m| (m.amount_minor, m.currency_code.clone()))
+    m.as_ref()
+        .map(|m| (m.amount_minor, m.currency_code.clone()))
 }
 
 fn to_money((amount_minor, currency_code): &(i64, String)) -> Money {
@@ -196,9 +201,12 @@ fn membership_to_proto(m: &Membership) -> pb::SchemeMembership {
 /// Sign-up codes are secrets of the scheme's owners: `pos` keys never see them.
 fn shows_codes<T>(request: &Request<T>) -> Result<bool, Status> {
     let p = principal(request)?;
-    Ok(p.roles
-        .iter()
-        .any(|r| matches!(r, Role::Admin | Role::Marketing | Role::Support | Role::Service)))
+    Ok(p.roles.iter().any(|r| {
+        matches!(
+            r,
+            Role::Admin | Role::Marketing | Role::Support | Role::Service
+        )
+    }))
 }
 
 fn scheme_page(size: i32, token: &str) -> Result<(u64, Option<String>), ApiError> {
@@ -407,9 +415,7 @@ pub async fn sign_up(
             let mut scheme = store::find_scheme(txn, partner_id, &key)
                 .await?
                 .ok_or_else(|| not_found("reward scheme", &key))?;
-            if store::standing(txn, partner_id, scheme.id, customer_id).await?
-                == Standing::Member
-            {
+            if store::standing(txn, partner_id, scheme.id, customer_id).await? == Standing::Member {
                 return Err(ApiError::AlreadyExists(format!(
                     "membership of customer {customer_id} in reward scheme {:?}",
                     scheme.code
@@ -747,14 +753,26 @@ fn spec_from(v: &mut Violations, o: &pb::RewardOffer) -> OfferSpec {
             &format!("{p}.merchant_business_unit_id"),
             &o.merchant_business_unit_id,
         ),
-        commercial_terms_id: opt_uuid(v, &format!("{p}.commercial_terms_id"), &o.commercial_terms_id),
+        commercial_terms_id: opt_uuid(
+            v,
+            &format!("{p}.commercial_terms_id"),
+            &o.commercial_terms_id,
+        ),
         priority: o.priority,
         business_unit_ids: uuids(v, &format!("{p}.business_unit_ids"), &o.business_unit_ids),
         max_awards_per_customer: o.max_awards_per_customer,
         period_days: o.period_days,
         validity: Validity {
-            from: time(v, &format!("{p}.valid_from_time"), o.valid_from_time.as_ref()),
-            until: time(v, &format!("{p}.valid_until_time"), o.valid_until_time.as_ref()),
+            from: time(
+                v,
+                &format!("{p}.valid_from_time"),
+                o.valid_from_time.as_ref(),
+            ),
+            until: time(
+                v,
+                &format!("{p}.valid_until_time"),
+                o.valid_until_time.as_ref(),
+            ),
         },
     }
 }
@@ -778,7 +796,10 @@ fn offer_to_proto(o: &Offer) -> pb::RewardOffer {
             .merchant_business_unit_id
             .map(|i| i.to_string())
             .unwrap_or_default(),
-        commercial_terms_id: s.commercial_terms_id.map(|i| i.to_string()).unwrap_or_default(),
+        commercial_terms_id: s
+            .commercial_terms_id
+            .map(|i| i.to_string())
+            .unwrap_or_default(),
         priority: s.priority,
         business_unit_ids: s.business_unit_ids.iter().map(Uuid::to_string).collect(),
         segment_ids: Vec::new(),
@@ -801,7 +822,8 @@ async fn check_merchant(
     spec: &OfferSpec,
     at: DateTime<Utc>,
 ) -> Result<(), ApiError> {
-    let (Some(merchant), Some(terms_id)) = (spec.merchant_business_unit_id, spec.commercial_terms_id)
+    let (Some(merchant), Some(terms_id)) =
+        (spec.merchant_business_unit_id, spec.commercial_terms_id)
     else {
         return Ok(());
     };
@@ -888,14 +910,22 @@ pub async fn list_offers(
     let req = request.into_inner();
     let (limit, after) = id_page(req.page_size, &req.page_token)?;
     let mut v = Violations::new();
-    let merchant = opt_uuid(&mut v, "merchant_business_unit_id", &req.merchant_business_unit_id);
+    let merchant = opt_uuid(
+        &mut v,
+        "merchant_business_unit_id",
+        &req.merchant_business_unit_id,
+    );
     let state = match pb::OfferState::try_from(req.state) {
         Ok(pb::OfferState::Unspecified) => None,
         _ => Some(offer_state(&mut v, "state", req.state, OfferState::Active)),
     };
     let group = match pb::GoalGroup::try_from(req.goal_group) {
         Ok(pb::GoalGroup::Unspecified) => None,
-        Ok(_) => Some(goal_group(&mut v, "goal_group", req.goal_group).as_str().to_owned()),
+        Ok(_) => Some(
+            goal_group(&mut v, "goal_group", req.goal_group)
+                .as_str()
+                .to_owned(),
+        ),
         Err(_) => {
             v.add("goal_group", "is not a known goal group");
             None
@@ -1110,8 +1140,16 @@ fn terms_from(v: &mut Violations, t: &pb::CommercialTerms) -> TermsSpec {
         network_spend: t.network_spend,
         settlement_period_days: t.settlement_period_days,
         validity: Validity {
-            from: time(v, &format!("{p}.valid_from_time"), t.valid_from_time.as_ref()),
-            until: time(v, &format!("{p}.valid_until_time"), t.valid_until_time.as_ref()),
+            from: time(
+                v,
+                &format!("{p}.valid_from_time"),
+                t.valid_from_time.as_ref(),
+            ),
+            until: time(
+                v,
+                &format!("{p}.valid_until_time"),
+                t.valid_until_time.as_ref(),
+            ),
         },
     }
 }
@@ -1168,8 +1206,12 @@ pub async fn create_terms(
 ) -> Result<Response<pb::CreateCommercialTermsResponse>, Status> {
     let partner_id = principal(&request)?.partner_with_role(&[Role::Admin])?;
     let req = request.into_inner();
-    let scope =
-        IdempotencyScope::new(partner_id, "CreateCommercialTerms", &req.idempotency_key, &req);
+    let scope = IdempotencyScope::new(
+        partner_id,
+        "CreateCommercialTerms",
+        &req.idempotency_key,
+        &req,
+    );
     let mut v = Violations::new();
     check_idempotency_key(&mut v, &req.idempotency_key);
     let Some(p) = req.commercial_terms else {
@@ -1223,7 +1265,11 @@ pub async fn list_terms(
     let req = request.into_inner();
     let (limit, after) = id_page(req.page_size, &req.page_token)?;
     let mut v = Violations::new();
-    let merchant = opt_uuid(&mut v, "merchant_business_unit_id", &req.merchant_business_unit_id);
+    let merchant = opt_uuid(
+        &mut v,
+        "merchant_business_unit_id",
+        &req.merchant_business_unit_id,
+    );
     v.into_result()?;
     let terms = store::list_terms(&api.db, partner_id, merchant, after, limit).await?;
     Ok(Response::new(pb::ListCommercialTermsResponse {
@@ -1238,8 +1284,12 @@ pub async fn update_terms(
 ) -> Result<Response<pb::UpdateCommercialTermsResponse>, Status> {
     let partner_id = principal(&request)?.partner_with_role(&[Role::Admin])?;
     let req = request.into_inner();
-    let scope =
-        IdempotencyScope::new(partner_id, "UpdateCommercialTerms", &req.idempotency_key, &req);
+    let scope = IdempotencyScope::new(
+        partner_id,
+        "UpdateCommercialTerms",
+        &req.idempotency_key,
+        &req,
+    );
     let mut v = Violations::new();
     check_idempotency_key(&mut v, &req.idempotency_key);
     let p = req.commercial_terms.unwrap_or_default();
@@ -1316,8 +1366,12 @@ pub async fn delete_terms(
 ) -> Result<Response<pb::DeleteCommercialTermsResponse>, Status> {
     let partner_id = principal(&request)?.partner_with_role(&[Role::Admin])?;
     let req = request.into_inner();
-    let scope =
-        IdempotencyScope::new(partner_id, "DeleteCommercialTerms", &req.idempotency_key, &req);
+    let scope = IdempotencyScope::new(
+        partner_id,
+        "DeleteCommercialTerms",
+        &req.idempotency_key,
+        &req,
+    );
     let mut v = Violations::new();
     check_idempotency_key(&mut v, &req.idempotency_key);
     required(&mut v, "commercial_terms_id", &req.commercial_terms_id);

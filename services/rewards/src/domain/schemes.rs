@@ -128,7 +128,10 @@ impl Scheme {
             );
         }
         if self.max_members < 0 {
-            v.add(format!("{prefix}.max_members"), "must be >= 0 (0 = unlimited)");
+            v.add(
+                format!("{prefix}.max_members"),
+                "must be >= 0 (0 = unlimited)",
+            );
         }
     }
 }
@@ -427,7 +430,11 @@ impl Goal {
                 event_type_code,
                 occurrence_count,
             } => {
-                check_code(v, &format!("{prefix}.event.event_type_code"), event_type_code);
+                check_code(
+                    v,
+                    &format!("{prefix}.event.event_type_code"),
+                    event_type_code,
+                );
                 count(v, "event.occurrence_count", *occurrence_count);
             }
         }
@@ -639,7 +646,10 @@ impl OfferSpec {
         check_name(v, &format!("{prefix}.display_name"), &self.display_name);
         check_description(v, &format!("{prefix}.description"), &self.description);
         if self.goals.is_empty() || self.goals.len() > MAX_GOALS {
-            v.add(format!("{prefix}.goals"), format!("must have 1..{MAX_GOALS} goals"));
+            v.add(
+                format!("{prefix}.goals"),
+                format!("must have 1..{MAX_GOALS} goals"),
+            );
         }
         for (i, g) in self.goals.iter().enumerate() {
             let field = format!("{prefix}.goals[{i}]");
@@ -800,8 +810,9 @@ pub fn advance(offer: &OfferSpec, progress: &Progress, activity: &Activity) -> A
             .zip(&contributions)
             .any(|(g, c)| c.is_some() && matches!(g, Goal::Purchase { .. }));
         if spend_counted {
-            next.qualifying_spend_minor =
-                next.qualifying_spend_minor.saturating_add(p.net_amount_minor);
+            next.qualifying_spend_minor = next
+                .qualifying_spend_minor
+                .saturating_add(p.net_amount_minor);
         }
         currency = p.currency_code.clone();
     }

@@ -365,8 +365,8 @@ pub async fn list_schemes(
     after: Option<String>,
     limit: u64,
 ) -> Result<Vec<Scheme>, ApiError> {
-    let mut q = reward_schemes::Entity::find()
-        .filter(reward_schemes::Column::PartnerId.eq(partner_id));
+    let mut q =
+        reward_schemes::Entity::find().filter(reward_schemes::Column::PartnerId.eq(partner_id));
     if !include_inactive {
         q = q.filter(reward_schemes::Column::Active.eq(true));
     }
@@ -802,7 +802,9 @@ pub async fn overlapping_terms(
 ) -> Result<Option<Terms>, ApiError> {
     let mut q = commercial_terms::Entity::find()
         .filter(commercial_terms::Column::PartnerId.eq(partner_id))
-        .filter(commercial_terms::Column::MerchantBusinessUnitId.eq(spec.merchant_business_unit_id));
+        .filter(
+            commercial_terms::Column::MerchantBusinessUnitId.eq(spec.merchant_business_unit_id),
+        );
     if let Some(id) = except {
         q = q.filter(commercial_terms::Column::Id.ne(id));
     }
@@ -1109,7 +1111,10 @@ fn award_event(a: &AwardRecord) -> ev::OfferAwarded {
         purchase_id: a.purchase_id.clone(),
         expire_time: a.expire_at.map(loyalty_platform::time::to_timestamp),
         points_type_id,
-        business_unit_id: a.business_unit_id.map(|b| b.to_string()).unwrap_or_default(),
+        business_unit_id: a
+            .business_unit_id
+            .map(|b| b.to_string())
+            .unwrap_or_default(),
     }
 }
 

@@ -233,7 +233,11 @@ fn every_goal_must_be_achieved() {
     assert_eq!(p.values, vec![1, 1]);
     let (_, awards) = run(
         &o,
-        &[at(1, ev("review")), at(2, ev("app_install")), at(3, ev("review"))],
+        &[
+            at(1, ev("review")),
+            at(2, ev("app_install")),
+            at(3, ev("review")),
+        ],
     );
     assert_eq!(awards.len(), 1);
 }
@@ -244,7 +248,11 @@ fn max_awards_per_customer_stops_progress() {
     o.max_awards_per_customer = 2;
     let (p, awards) = run(
         &o,
-        &[at(1, purchase(1_000)), at(2, purchase(1_000)), at(3, purchase(1_000))],
+        &[
+            at(1, purchase(1_000)),
+            at(2, purchase(1_000)),
+            at(3, purchase(1_000)),
+        ],
     );
     assert_eq!(awards.len(), 2);
     assert_eq!(p.award_count, 2);
@@ -331,11 +339,15 @@ fn goals_must_match_the_goal_group() {
 
 #[test]
 fn offer_validation_names_each_bad_field() {
-    let mut o = offer(GoalGroup::Purchase, Vec::new(), AwardKind::SpendShare {
-        basis_points: 0,
-        max_amount_minor: None,
-        currency_code: None,
-    });
+    let mut o = offer(
+        GoalGroup::Purchase,
+        Vec::new(),
+        AwardKind::SpendShare {
+            basis_points: 0,
+            max_amount_minor: None,
+            currency_code: None,
+        },
+    );
     o.priority = 1001;
     o.merchant_business_unit_id = Some(Uuid::now_v7());
     let mut v = Violations::new();
@@ -357,7 +369,10 @@ fn sign_up_rules() {
     assert_eq!(check_sign_up(&open, ""), Ok(()));
     let closed = scheme(SignUpOption::Closed);
     assert_eq!(check_sign_up(&closed, ""), Err(SignUpRefusal::CodeInvalid));
-    assert_eq!(check_sign_up(&closed, "nope"), Err(SignUpRefusal::CodeInvalid));
+    assert_eq!(
+        check_sign_up(&closed, "nope"),
+        Err(SignUpRefusal::CodeInvalid)
+    );
     assert_eq!(check_sign_up(&closed, "uni-2026"), Ok(()));
     let mut full = scheme(SignUpOption::OptIn);
     full.max_members = 2;
@@ -390,7 +405,12 @@ fn a_closed_scheme_needs_codes_and_codes_are_checked() {
     s.sign_up_codes.clear();
     let mut v = Violations::new();
     s.validate(&mut v, "reward_scheme");
-    assert!(v.into_result().unwrap_err().to_string().contains("at least one sign-up code"));
+    assert!(
+        v.into_result()
+            .unwrap_err()
+            .to_string()
+            .contains("at least one sign-up code")
+    );
 }
 
 #[test]

@@ -1,7 +1,9 @@
 //! Schemes, offers, terms and offer progress against PostgreSQL (a fresh database per test) and
 //! SQLite, through the service's own API object where rules and transactions matter.
 use chrono::Duration;
-use loyalty_platform::{Role, auth::Principal, db::begin_write, entities::outbox, events::DomainEvent};
+use loyalty_platform::{
+    Role, auth::Principal, db::begin_write, entities::outbox, events::DomainEvent,
+};
 use loyalty_proto::{
     events::v1 as ev,
     rewards::v1::{self as pb, rewards_service_server::RewardsService},
@@ -28,7 +30,9 @@ struct Fixture {
 
 impl Fixture {
     async fn postgres() -> Fixture {
-        let test_db = TestDb::postgres().await.expect("PostgreSQL on 127.0.0.1:5432");
+        let test_db = TestDb::postgres()
+            .await
+            .expect("PostgreSQL on 127.0.0.1:5432");
         let db = Database::connect(test_db.url()).await.expect("connect");
         Migrator::up(&db, None).await.expect("migrate");
         Fixture {
@@ -139,7 +143,7 @@ impl Fixture {
         )
         .await
         .expect("apply");
-        sea_orm::TransactionTrait::commit(txn).await.expect("commit");
+        txn.commit().await.expect("commit");
         awards
     }
 
@@ -230,12 +234,12 @@ async fn a_redelivered_purchase_advances_progress_once_and_awards_once() {
     );
     assert!(award.auto_redeem);
     assert_eq!(award.purchase_id, "p2");
-    assert_eq!(
-        award.expire_at,
-        Some(award.awarded_at + Duration::days(30))
-    );
+    assert_eq!(award.expire_at, Some(award.awarded_at + Duration::days(30)));
     assert!(f.apply(customer, "p2", 4_000).await.is_empty(), "duplicate");
-    assert_eq!(awards_of(&f.db, f.partner, customer).await.unwrap().len(), 1);
+    assert_eq!(
+        awards_of(&f.db, f.partner, customer).await.unwrap().len(),
+        1
+    );
     assert_eq!(f.outbox_count(ev::OfferAwarded::TYPE).await, 1);
     let p = f.progress(customer).await;
     assert_eq!(p[0].award_count, 1);
@@ -259,8 +263,12 @@ async fn scheme_offers_count_only_for_members() {
     let f = Fixture::postgres().await;
     let students = f.scheme("students", pb::SignUpOption::OptIn, 0).await;
     let everyone = f.scheme("everyone", pb::SignUpOption::Auto, 0).await;
-    f.offer(spend_offer(1_000, &students.id)).await.expect("offer");
-    f.offer(spend_offer(1_000, "everyone")).await.expect("offer by code");
+    f.offer(spend_offer(1_000, &students.id))
+        .await
+        .expect("offer");
+    f.offer(spend_offer(1_000, "everyone"))
+        .await
+        .expect("offer by code");
     let (member, other) = (Uuid::now_v7(), Uuid::now_v7());
     f.sign_up("students", member, "").await.expect("sign up");
     assert_eq!(f.apply(member, "m1", 1_000).await.len(), 2);
@@ -316,11 +324,12 @@ async fn sign_up_rules_and_member_counts() {
         .expect("leave");
     f.sign_up("club", b, "").await.expect("room again");
     let list = |include_left| {
-        f.api.list_scheme_memberships(f.req(pb::ListSchemeMembershipsRequest {
-            scheme_id: "club".into(),
-            include_left,
-            ..Default::default()
-        }))
+        f.api
+            .list_scheme_memberships(f.req(pb::ListSchemeMembershipsRequest {
+                scheme_id: "club".into(),
+                include_left,
+                ..Default::default()
+            }))
     };
     assert_eq!(list(false).await.unwrap().into_inner().memberships.len(), 1);
     assert_eq!(list(true).await.unwrap().into_inner().memberships.len(), 2);
@@ -375,24 +384,26 @@ async fn merchant_offers_follow_commercial_terms() {
     let merchant = Uuid::now_v7();
     let create_terms = |from: i64, until: Option<i64>, allow: bool| {
         let now = Utc::now();
-        f.api.create_commercial_terms(f.req(pb::CreateCommercialTermsRequest {
-            idempotency_key: key(),
-            commercial_terms: Some(pb::CommercialTerms {
-                merchant_business_unit_id: merchant.to_string(),
-                display_name: "Cafe Aroma".into(),
-                allow_merchant_offers: allow,
-                max_active_offers: 1,
-                merchant_funding_basis_points: 10_000,
-                settlement_period_days: 30,
-                valid_from_time: Some(loyalty_platform::time::to_timestamp(
-                    now + Duration::days(from),
-                )),
-                valid_until_time: until.map(|u| {
-                    loyalty_platform::time::to_timestamp(now + Duration::days(u))
+        f.api
+            .create_commercial_terms(
+                f.req(pb::CreateCommercialTermsRequest {
+                    idempotency_key: key(),
+                    commercial_terms: Some(pb::CommercialTerms {
+                        merchant_business_unit_id: merchant.to_string(),
+                        display_name: "Cafe Aroma".into(),
+                        allow_merchant_offers: allow,
+                        max_active_offers: 1,
+                        merchant_funding_basis_points: 10_000,
+                        settlement_period_days: 30,
+                        valid_from_time: Some(loyalty_platform::time::to_timestamp(
+                            now + Duration::days(from),
+                        )),
+                        valid_until_time: until
+                            .map(|u| loyalty_platform::time::to_timestamp(now + Duration::days(u))),
+                        ..Default::default()
+                    }),
                 }),
-                ..Default::default()
-            }),
-        }))
+            )
     };
     let terms = create_terms(-1, Some(30), true)
         .await
@@ -408,7 +419,10 @@ async fn merchant_offers_follow_commercial_terms() {
         commercial_terms_id: terms.id.clone(),
         ..spend_offer(1_000, "")
     };
-    let first = f.offer(merchant_offer()).await.expect("first merchant offer");
+    let first = f
+        .offer(merchant_offer())
+        .await
+        .expect("first merchant offer");
     let err = f.offer(merchant_offer()).await.unwrap_err();
     assert_eq!(reason(&err), "MERCHANT_OFFER_LIMIT_REACHED");
     // An inactive one does not count against the limit.
@@ -437,7 +451,11 @@ async fn merchant_offers_follow_commercial_terms() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
-    assert!(err.message().contains("reward_offer.goals[0]"), "{}", err.message());
+    assert!(
+        err.message().contains("reward_offer.goals[0]"),
+        "{}",
+        err.message()
+    );
     let listed = f
         .api
         .list_reward_offers(f.req(pb::ListRewardOffersRequest {
@@ -459,7 +477,10 @@ async fn sqlite_runs_schemes_offers_and_progress() {
     f.scheme("club", pb::SignUpOption::OptIn, 0).await;
     f.offer(spend_offer(1_000, "club")).await.expect("offer");
     let customer = Uuid::now_v7();
-    assert!(f.apply(customer, "p1", 1_000).await.is_empty(), "not a member");
+    assert!(
+        f.apply(customer, "p1", 1_000).await.is_empty(),
+        "not a member"
+    );
     f.sign_up("club", customer, "").await.expect("sign up");
     assert_eq!(f.apply(customer, "p2", 1_000).await.len(), 1);
     assert!(f.apply(customer, "p2", 1_000).await.is_empty());
