@@ -418,6 +418,7 @@ async fn purchases_at_checkout_win_an_offer_credited_to_the_wallet_once() -> any
                 display_name: "Cafe credit".into(),
                 unit: wallet::PointsUnit::Credit as i32,
                 currency_code: "EUR".into(),
+                expiry_rule: wallet::ExpiryRule::Never as i32,
                 spendable: true,
                 active: true,
                 ..Default::default()

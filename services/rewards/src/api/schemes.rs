@@ -484,7 +484,7 @@ pub async fn list_memberships(
     let scheme_id = if req.scheme_id.is_empty() {
         None
     } else {
-        // A scheme of another partner, or none, answers an empty list rather than leaking.
+        // Another partner's scheme is unknown here: NOT_FOUND, like any Get.
         match store::find_scheme(&api.db, partner_id, &req.scheme_id).await? {
             Some(s) => Some(s.id),
             None => return Err(not_found("reward scheme", &req.scheme_id).into()),
