@@ -3,6 +3,8 @@
 //! The platform's consumer applies each event once (its id is recorded in the same
 //! transaction), and the store applies each purchase or customer event once per customer too,
 //! so a redelivery, or the same purchase seen twice, never advances progress twice.
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use loyalty_platform::{
     events::{EventHandler, decode},
@@ -16,6 +18,34 @@ use crate::{
     domain::schemes::{Activity, ActivityKind, Purchase},
     store::{catalogue::now, schemes as store},
 };
+
+/// Several handlers of one producer's events behind one consumer. The platform keeps one
+/// consumer group, cursor and consumed-event record per (service, producer), so two
+/// `infra.consume` calls for the same producer in this service would split its events between
+/// them: every handler of a producer goes in here instead (e.g. tiers' activity next to
+/// [`OfferActivity`] for "checkout"), and each event is applied by every handler that handles
+/// it, in one transaction.
+pub struct Handlers(pub Vec<Arc<dyn EventHandler>>);
+
+#[async_trait]
+impl EventHandler for Handlers {
+    fn handles(&self, event_type: &str) -> bool {
+        self.0.iter().any(|h| h.handles(event_type))
+    }
+
+    async fn apply(&self, txn: &DatabaseTransaction, event: &EventEnvelope) -> anyhow::Result<()> {
+        for h in self.0.iter().filter(|h| h.handles(&event.event_type)) {
+            h.apply(txn, event).await?;
+        }
+        Ok(())
+    }
+
+    async fn after_commit(&self, event: &EventEnvelope) {
+        for h in self.0.iter().filter(|h| h.handles(&event.event_type)) {
+            h.after_commit(event).await;
+        }
+    }
+}
 
 /// Applies purchases and customer events to reward offers.
 pub struct OfferActivity;
@@ -93,5 +123,54 @@ impl EventHandler for OfferActivity {
             .await
             .map_err(|e| anyhow::anyhow!("applying {activity_id} to reward offers: {e}"))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    struct Counting {
+        event_type: &'static str,
+        applied: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl EventHandler for Counting {
+        fn handles(&self, event_type: &str) -> bool {
+            event_type == self.event_type
+        }
+
+        async fn apply(&self, _: &DatabaseTransaction, _: &EventEnvelope) -> anyhow::Result<()> {
+            self.applied.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn every_handler_of_an_event_applies_it_in_one_transaction() {
+        let db = sea_orm::Database::connect("sqlite::memory:")
+            .await
+            .expect("sqlite");
+        let counting = |event_type| {
+            Arc::new(Counting {
+                event_type,
+                applied: AtomicUsize::new(0),
+            })
+        };
+        let (a, b, c) = (counting("x"), counting("x"), counting("y"));
+        let all = Handlers(vec![a.clone(), b.clone(), c.clone()]);
+        assert!(all.handles("x") && all.handles("y") && !all.handles("z"));
+        let txn = sea_orm::TransactionTrait::begin(&db).await.expect("txn");
+        let event = EventEnvelope {
+            event_type: "x".into(),
+            ..Default::default()
+        };
+        all.apply(&txn, &event).await.expect("apply");
+        txn.commit().await.expect("commit");
+        let applied = |h: &Counting| h.applied.load(Ordering::SeqCst);
+        assert_eq!((applied(&a), applied(&b), applied(&c)), (1, 1, 0));
     }
 }

@@ -18,9 +18,16 @@ pub const DEFAULT_PORT: u16 = 50053;
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let infra = Infra::start::<migration::Migrator>(settings).await?;
     let auth = infra.remote_authenticator()?;
-    // Reward offers advance on purchases and customer events.
-    infra.consume("checkout", Arc::new(activity::OfferActivity))?;
-    infra.consume("identity", Arc::new(activity::OfferActivity))?;
+    // Reward offers advance on purchases and customer events. One consumer per producer:
+    // further handlers of the same producer join the `Handlers` list.
+    infra.consume(
+        "checkout",
+        Arc::new(activity::Handlers(vec![Arc::new(activity::OfferActivity)])),
+    )?;
+    infra.consume(
+        "identity",
+        Arc::new(activity::Handlers(vec![Arc::new(activity::OfferActivity)])),
+    )?;
     let mut routes = tonic::service::RoutesBuilder::default();
     routes.add_service(RewardsServiceServer::new(api::RewardsApi::new(
         infra.db.clone(),
