@@ -79,6 +79,9 @@ domain_events!(
 // Membership levels (rewards service, issue #6): tier changes, and the returns they count.
 domain_events!(TierChanged, PurchaseReturned);
 
+// Reward schemes and offers (rewards service, issue #6).
+domain_events!(SchemeJoined, SchemeLeft, OfferAwarded);
+
 /// Appends an event to the outbox inside the caller's transaction.
 pub async fn enqueue<C: ConnectionTrait, E: DomainEvent>(
     conn: &C,

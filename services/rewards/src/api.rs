@@ -3,6 +3,7 @@ mod campaign_products;
 mod catalogue;
 mod purchase_bonuses;
 mod rewards;
+mod schemes;
 pub(crate) mod tiers;
 mod vouchers;
 
@@ -486,28 +487,142 @@ impl RewardsService for RewardsApi {
         tiers::list_customer_tier_history(&self.db, request).await
     }
 
+    async fn create_reward_scheme(
+        &self,
+        request: Request<pb::CreateRewardSchemeRequest>,
+    ) -> Result<Response<pb::CreateRewardSchemeResponse>, Status> {
+        schemes::create_scheme(self, request).await
+    }
+
+    async fn get_reward_scheme(
+        &self,
+        request: Request<pb::GetRewardSchemeRequest>,
+    ) -> Result<Response<pb::GetRewardSchemeResponse>, Status> {
+        schemes::get_scheme(self, request).await
+    }
+
+    async fn list_reward_schemes(
+        &self,
+        request: Request<pb::ListRewardSchemesRequest>,
+    ) -> Result<Response<pb::ListRewardSchemesResponse>, Status> {
+        schemes::list_schemes(self, request).await
+    }
+
+    async fn update_reward_scheme(
+        &self,
+        request: Request<pb::UpdateRewardSchemeRequest>,
+    ) -> Result<Response<pb::UpdateRewardSchemeResponse>, Status> {
+        schemes::update_scheme(self, request).await
+    }
+
+    async fn delete_reward_scheme(
+        &self,
+        request: Request<pb::DeleteRewardSchemeRequest>,
+    ) -> Result<Response<pb::DeleteRewardSchemeResponse>, Status> {
+        schemes::delete_scheme(self, request).await
+    }
+
+    async fn sign_up(
+        &self,
+        request: Request<pb::SignUpRequest>,
+    ) -> Result<Response<pb::SignUpResponse>, Status> {
+        schemes::sign_up(self, request).await
+    }
+
+    async fn leave_scheme(
+        &self,
+        request: Request<pb::LeaveSchemeRequest>,
+    ) -> Result<Response<pb::LeaveSchemeResponse>, Status> {
+        schemes::leave_scheme(self, request).await
+    }
+
+    async fn list_scheme_memberships(
+        &self,
+        request: Request<pb::ListSchemeMembershipsRequest>,
+    ) -> Result<Response<pb::ListSchemeMembershipsResponse>, Status> {
+        schemes::list_memberships(self, request).await
+    }
+
+    async fn create_reward_offer(
+        &self,
+        request: Request<pb::CreateRewardOfferRequest>,
+    ) -> Result<Response<pb::CreateRewardOfferResponse>, Status> {
+        schemes::create_offer(self, request).await
+    }
+
+    async fn get_reward_offer(
+        &self,
+        request: Request<pb::GetRewardOfferRequest>,
+    ) -> Result<Response<pb::GetRewardOfferResponse>, Status> {
+        schemes::get_offer(self, request).await
+    }
+
+    async fn list_reward_offers(
+        &self,
+        request: Request<pb::ListRewardOffersRequest>,
+    ) -> Result<Response<pb::ListRewardOffersResponse>, Status> {
+        schemes::list_offers(self, request).await
+    }
+
+    async fn update_reward_offer(
+        &self,
+        request: Request<pb::UpdateRewardOfferRequest>,
+    ) -> Result<Response<pb::UpdateRewardOfferResponse>, Status> {
+        schemes::update_offer(self, request).await
+    }
+
+    async fn delete_reward_offer(
+        &self,
+        request: Request<pb::DeleteRewardOfferRequest>,
+    ) -> Result<Response<pb::DeleteRewardOfferResponse>, Status> {
+        schemes::delete_offer(self, request).await
+    }
+
+    async fn list_offer_progress(
+        &self,
+        request: Request<pb::ListOfferProgressRequest>,
+    ) -> Result<Response<pb::ListOfferProgressResponse>, Status> {
+        schemes::list_progress(self, request).await
+    }
+
+    async fn create_commercial_terms(
+        &self,
+        request: Request<pb::CreateCommercialTermsRequest>,
+    ) -> Result<Response<pb::CreateCommercialTermsResponse>, Status> {
+        schemes::create_terms(self, request).await
+    }
+
+    async fn get_commercial_terms(
+        &self,
+        request: Request<pb::GetCommercialTermsRequest>,
+    ) -> Result<Response<pb::GetCommercialTermsResponse>, Status> {
+        schemes::get_terms(self, request).await
+    }
+
+    async fn list_commercial_terms(
+        &self,
+        request: Request<pb::ListCommercialTermsRequest>,
+    ) -> Result<Response<pb::ListCommercialTermsResponse>, Status> {
+        schemes::list_terms(self, request).await
+    }
+
+    async fn update_commercial_terms(
+        &self,
+        request: Request<pb::UpdateCommercialTermsRequest>,
+    ) -> Result<Response<pb::UpdateCommercialTermsResponse>, Status> {
+        schemes::update_terms(self, request).await
+    }
+
+    async fn delete_commercial_terms(
+        &self,
+        request: Request<pb::DeleteCommercialTermsRequest>,
+    ) -> Result<Response<pb::DeleteCommercialTermsResponse>, Status> {
+        schemes::delete_terms(self, request).await
+    }
+
     loyalty_platform::rpcs_not_yet_implemented! {
         "lands with issue #6 (rewards engine)";
-        create_reward_scheme(pb::CreateRewardSchemeRequest) -> pb::CreateRewardSchemeResponse;
-        get_reward_scheme(pb::GetRewardSchemeRequest) -> pb::GetRewardSchemeResponse;
-        list_reward_schemes(pb::ListRewardSchemesRequest) -> pb::ListRewardSchemesResponse;
-        update_reward_scheme(pb::UpdateRewardSchemeRequest) -> pb::UpdateRewardSchemeResponse;
-        delete_reward_scheme(pb::DeleteRewardSchemeRequest) -> pb::DeleteRewardSchemeResponse;
-        sign_up(pb::SignUpRequest) -> pb::SignUpResponse;
-        leave_scheme(pb::LeaveSchemeRequest) -> pb::LeaveSchemeResponse;
-        list_scheme_memberships(pb::ListSchemeMembershipsRequest) -> pb::ListSchemeMembershipsResponse;
-        create_reward_offer(pb::CreateRewardOfferRequest) -> pb::CreateRewardOfferResponse;
-        get_reward_offer(pb::GetRewardOfferRequest) -> pb::GetRewardOfferResponse;
-        list_reward_offers(pb::ListRewardOffersRequest) -> pb::ListRewardOffersResponse;
-        update_reward_offer(pb::UpdateRewardOfferRequest) -> pb::UpdateRewardOfferResponse;
-        delete_reward_offer(pb::DeleteRewardOfferRequest) -> pb::DeleteRewardOfferResponse;
-        list_offer_progress(pb::ListOfferProgressRequest) -> pb::ListOfferProgressResponse;
         get_resolution_settings(pb::GetResolutionSettingsRequest) -> pb::GetResolutionSettingsResponse;
         update_resolution_settings(pb::UpdateResolutionSettingsRequest) -> pb::UpdateResolutionSettingsResponse;
-        create_commercial_terms(pb::CreateCommercialTermsRequest) -> pb::CreateCommercialTermsResponse;
-        get_commercial_terms(pb::GetCommercialTermsRequest) -> pb::GetCommercialTermsResponse;
-        list_commercial_terms(pb::ListCommercialTermsRequest) -> pb::ListCommercialTermsResponse;
-        update_commercial_terms(pb::UpdateCommercialTermsRequest) -> pb::UpdateCommercialTermsResponse;
-        delete_commercial_terms(pb::DeleteCommercialTermsRequest) -> pb::DeleteCommercialTermsResponse;
     }
 }

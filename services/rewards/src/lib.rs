@@ -1,9 +1,12 @@
 //! The rewards service: reward definitions and purchase bonuses (and, with later issues,
 //! vouchers, the product catalogue, campaign products, tiers, schemes and offers).
+pub mod activity;
 pub mod api;
 pub mod domain;
 pub mod migration;
 pub mod store;
+
+use std::sync::Arc;
 
 use loyalty_platform::{Infra, Settings};
 use loyalty_proto::rewards::v1::rewards_service_server::RewardsServiceServer;
@@ -15,9 +18,21 @@ pub const DEFAULT_PORT: u16 = 50053;
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let infra = Infra::start::<migration::Migrator>(settings).await?;
     let auth = infra.remote_authenticator()?;
-    // Qualifying activity for membership levels.
-    let tier_feed = std::sync::Arc::new(store::tiers::TierActivityFeed);
-    infra.consume("checkout", tier_feed.clone())?;
+    // One consumer per producer (a second one would split the stream's events between them):
+    // checkout's purchases advance reward offers and qualify membership levels, identity's
+    // tracked events advance offers, the wallet's postings qualify levels.
+    let tier_feed = Arc::new(store::tiers::TierActivityFeed);
+    infra.consume(
+        "checkout",
+        Arc::new(activity::Handlers(vec![
+            Arc::new(activity::OfferActivity),
+            tier_feed.clone(),
+        ])),
+    )?;
+    infra.consume(
+        "identity",
+        Arc::new(activity::Handlers(vec![Arc::new(activity::OfferActivity)])),
+    )?;
     infra.consume("wallet", tier_feed)?;
     if infra.settings.jobs.expiry_interval_secs > 0 {
         store::tiers::spawn_scheduler(

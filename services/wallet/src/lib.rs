@@ -17,6 +17,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let infra = Infra::start::<migration::Migrator>(settings).await?;
     let auth = infra.remote_authenticator()?;
     infra.consume("identity", Arc::new(store::lifecycle::CustomerLifecycle))?;
+    infra.consume("rewards", Arc::new(store::offer_awards::OfferAwards))?;
     if infra.settings.jobs.expiry_interval_secs > 0 {
         store::jobs::spawn_scheduler(
             infra.db.clone(),

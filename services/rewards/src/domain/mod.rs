@@ -9,6 +9,7 @@ pub mod catalogue;
 pub mod engine;
 pub mod purchase_bonuses;
 pub mod rewards;
+pub mod schemes;
 pub mod tiers;
 pub mod vouchers;
 

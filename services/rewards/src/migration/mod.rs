@@ -6,6 +6,7 @@ mod m0003_vouchers;
 mod m0004_reward_definitions;
 mod m0005_campaign_products_bonuses;
 mod m0006_tiers;
+mod m0007_schemes;
 
 loyalty_platform::migrator![
     InitialSchema,
@@ -14,6 +15,7 @@ loyalty_platform::migrator![
     m0004_reward_definitions::RewardDefinitions,
     m0005_campaign_products_bonuses::CampaignProductsBonuses,
     m0006_tiers::Tiers,
+    m0007_schemes::Schemes,
 ];
 
 struct InitialSchema;

@@ -8,6 +8,7 @@ pub mod catalogue;
 
 use crate::domain::PurchaseBonus;
 
+pub mod schemes;
 pub mod tiers;
 pub mod vouchers;
 

@@ -10,6 +10,7 @@ pub mod entities;
 pub mod jobs;
 pub mod ledger;
 pub mod lifecycle;
+pub mod offer_awards;
 pub mod ops;
 #[cfg(test)]
 mod tests;

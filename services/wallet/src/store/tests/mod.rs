@@ -26,6 +26,7 @@ mod credit;
 mod expiry;
 mod lifecycle;
 mod model;
+mod offer_awards;
 mod reservations;
 mod reversal;
 mod type_cache;

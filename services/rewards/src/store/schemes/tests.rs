@@ -1,0 +1,488 @@
+//! Schemes, offers, terms and offer progress against PostgreSQL (a fresh database per test) and
+//! SQLite, through the service's own API object where rules and transactions matter.
+use chrono::Duration;
+use loyalty_platform::{
+    Role, auth::Principal, db::begin_write, entities::outbox, events::DomainEvent,
+};
+use loyalty_proto::{
+    events::v1 as ev,
+    rewards::v1::{self as pb, rewards_service_server::RewardsService},
+    types::v1::Money,
+};
+use loyalty_testkit::TestDb;
+use sea_orm::{Database, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter};
+use sea_orm_migration::MigratorTrait;
+use tonic::{Code, Request, Status};
+
+use super::*;
+use crate::{
+    api::RewardsApi,
+    domain::schemes::{ActivityKind, Purchase},
+    migration::Migrator,
+};
+
+struct Fixture {
+    api: RewardsApi,
+    db: DatabaseConnection,
+    partner: Uuid,
+    _test_db: Option<TestDb>,
+}
+
+impl Fixture {
+    async fn postgres() -> Fixture {
+        let test_db = TestDb::postgres()
+            .await
+            .expect("PostgreSQL on 127.0.0.1:5432");
+        let db = Database::connect(test_db.url()).await.expect("connect");
+        Migrator::up(&db, None).await.expect("migrate");
+        Fixture {
+            api: RewardsApi::new(db.clone()),
+            db,
+            partner: Uuid::now_v7(),
+            _test_db: Some(test_db),
+        }
+    }
+
+    async fn sqlite() -> Fixture {
+        let mut opts = sea_orm::ConnectOptions::new("sqlite::memory:");
+        opts.max_connections(1).min_connections(1);
+        let db = Database::connect(opts).await.expect("connect");
+        Migrator::up(&db, None).await.expect("migrate");
+        Fixture {
+            api: RewardsApi::new(db.clone()),
+            db,
+            partner: Uuid::now_v7(),
+            _test_db: None,
+        }
+    }
+
+    fn req<T>(&self, message: T) -> Request<T> {
+        self.req_as(self.partner, message)
+    }
+
+    fn req_as<T>(&self, partner: Uuid, message: T) -> Request<T> {
+        let mut r = Request::new(message);
+        r.extensions_mut().insert(Principal {
+            partner_id: Some(partner),
+            api_key_id: None,
+            roles: vec![Role::Admin],
+            platform_admin: false,
+            credential: secrecy::SecretString::from("test".to_owned()),
+        });
+        r
+    }
+
+    async fn scheme(&self, code: &str, option: pb::SignUpOption, max: i64) -> pb::RewardScheme {
+        self.api
+            .create_reward_scheme(self.req(pb::CreateRewardSchemeRequest {
+                idempotency_key: key(),
+                reward_scheme: Some(pb::RewardScheme {
+                    code: code.into(),
+                    display_name: code.into(),
+                    sign_up_option: option as i32,
+                    sign_up_codes: if option == pb::SignUpOption::Closed {
+                        vec!["UNI-2026".into()]
+                    } else {
+                        Vec::new()
+                    },
+                    max_members: max,
+                    active: true,
+                    ..Default::default()
+                }),
+            }))
+            .await
+            .expect("scheme")
+            .into_inner()
+            .reward_scheme
+            .expect("scheme")
+    }
+
+    async fn sign_up(&self, scheme: &str, customer: Uuid, code: &str) -> Result<(), Status> {
+        self.api
+            .sign_up(self.req(pb::SignUpRequest {
+                idempotency_key: key(),
+                scheme_id: scheme.into(),
+                customer_id: customer.to_string(),
+                sign_up_code: code.into(),
+            }))
+            .await
+            .map(|_| ())
+    }
+
+    async fn offer(&self, o: pb::RewardOffer) -> Result<pb::RewardOffer, Status> {
+        Ok(self
+            .api
+            .create_reward_offer(self.req(pb::CreateRewardOfferRequest {
+                idempotency_key: key(),
+                reward_offer: Some(o),
+            }))
+            .await?
+            .into_inner()
+            .reward_offer
+            .expect("offer"))
+    }
+
+    async fn apply(&self, customer: Uuid, id: &str, amount: i64) -> Vec<AwardRecord> {
+        let txn = begin_write(&self.db).await.expect("txn");
+        let awards = apply_activity(
+            &txn,
+            self.partner,
+            customer,
+            id,
+            &Activity {
+                kind: ActivityKind::Purchase(Purchase {
+                    purchase_id: id.into(),
+                    currency_code: "EUR".into(),
+                    net_amount_minor: amount,
+                    ..Default::default()
+                }),
+                at: Utc::now(),
+                business_unit_id: None,
+            },
+            Utc::now(),
+        )
+        .await
+        .expect("apply");
+        txn.commit().await.expect("commit");
+        awards
+    }
+
+    async fn outbox_count(&self, event_type: &str) -> u64 {
+        outbox::Entity::find()
+            .filter(outbox::Column::EventType.eq(event_type))
+            .filter(outbox::Column::PartnerId.eq(self.partner))
+            .count(&self.db)
+            .await
+            .expect("outbox")
+    }
+
+    async fn progress(&self, customer: Uuid) -> Vec<pb::OfferProgress> {
+        self.api
+            .list_offer_progress(self.req(pb::ListOfferProgressRequest {
+                customer_id: customer.to_string(),
+                ..Default::default()
+            }))
+            .await
+            .expect("progress")
+            .into_inner()
+            .progress
+    }
+}
+
+fn key() -> String {
+    Uuid::now_v7().to_string()
+}
+
+fn eur(amount_minor: i64) -> Option<Money> {
+    Some(Money {
+        currency_code: "EUR".into(),
+        amount_minor,
+    })
+}
+
+fn reason(s: &Status) -> String {
+    loyalty_testkit::error_reason(s)
+}
+
+/// Spend `minimum` EUR (accumulated) → 5 EUR.
+fn spend_offer(minimum: i64, scheme_id: &str) -> pb::RewardOffer {
+    pb::RewardOffer {
+        display_name: "Spend and win".into(),
+        scheme_id: scheme_id.into(),
+        goal_group: pb::GoalGroup::Purchase as i32,
+        goals: vec![pb::OfferGoal {
+            kind: Some(pb::offer_goal::Kind::Purchase(pb::PurchaseGoal {
+                minimum_spend: eur(minimum),
+                ..Default::default()
+            })),
+        }],
+        award: Some(pb::OfferAward {
+            kind: Some(pb::offer_award::Kind::FixedAmount(Money {
+                currency_code: "EUR".into(),
+                amount_minor: 500,
+            })),
+            validity_days: 30,
+            ..Default::default()
+        }),
+        auto_redeem: true,
+        period_days: 30,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_redelivered_purchase_advances_progress_once_and_awards_once() {
+    let f = Fixture::postgres().await;
+    let offer = f.offer(spend_offer(10_000, "")).await.expect("offer");
+    let customer = Uuid::now_v7();
+    assert!(f.apply(customer, "p1", 6_000).await.is_empty());
+    assert!(f.apply(customer, "p1", 6_000).await.is_empty(), "duplicate");
+    let p = f.progress(customer).await;
+    assert_eq!(p.len(), 1);
+    assert_eq!(p[0].goals[0].current_value, 6_000);
+    assert_eq!(p[0].goals[0].target_value, 10_000);
+    let awards = f.apply(customer, "p2", 4_000).await;
+    assert_eq!(awards.len(), 1);
+    let award = &awards[0];
+    assert_eq!(award.offer_id.to_string(), offer.id);
+    assert_eq!(
+        award.value,
+        AwardValue::Money {
+            amount_minor: 500,
+            currency_code: "EUR".into()
+        }
+    );
+    assert!(award.auto_redeem);
+    assert_eq!(award.purchase_id, "p2");
+    assert_eq!(award.expire_at, Some(award.awarded_at + Duration::days(30)));
+    assert!(f.apply(customer, "p2", 4_000).await.is_empty(), "duplicate");
+    assert_eq!(
+        awards_of(&f.db, f.partner, customer).await.unwrap().len(),
+        1
+    );
+    assert_eq!(f.outbox_count(ev::OfferAwarded::TYPE).await, 1);
+    let p = f.progress(customer).await;
+    assert_eq!(p[0].award_count, 1);
+    assert_eq!(p[0].goals[0].current_value, 0);
+    // An offer that awarded cannot be deleted, only made inactive.
+    let err = f
+        .api
+        .delete_reward_offer(f.req(pb::DeleteRewardOfferRequest {
+            idempotency_key: key(),
+            reward_offer_id: offer.id.clone(),
+            etag: String::new(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert_eq!(reason(&err), "OFFER_HAS_AWARDS");
+}
+
+#[tokio::test]
+async fn scheme_offers_count_only_for_members() {
+    let f = Fixture::postgres().await;
+    let students = f.scheme("students", pb::SignUpOption::OptIn, 0).await;
+    let everyone = f.scheme("everyone", pb::SignUpOption::Auto, 0).await;
+    f.offer(spend_offer(1_000, &students.id))
+        .await
+        .expect("offer");
+    f.offer(spend_offer(1_000, "everyone"))
+        .await
+        .expect("offer by code");
+    let (member, other) = (Uuid::now_v7(), Uuid::now_v7());
+    f.sign_up("students", member, "").await.expect("sign up");
+    assert_eq!(f.apply(member, "m1", 1_000).await.len(), 2);
+    // Not a student, but AUTO enrols everyone.
+    assert_eq!(f.apply(other, "o1", 1_000).await.len(), 1);
+    f.api
+        .leave_scheme(f.req(pb::LeaveSchemeRequest {
+            idempotency_key: key(),
+            scheme_id: everyone.id.clone(),
+            customer_id: other.to_string(),
+        }))
+        .await
+        .expect("leave auto");
+    assert!(f.apply(other, "o2", 1_000).await.is_empty());
+    assert!(f.progress(other).await.is_empty());
+    assert_eq!(f.outbox_count(ev::SchemeJoined::TYPE).await, 1);
+    assert_eq!(f.outbox_count(ev::SchemeLeft::TYPE).await, 1);
+}
+
+#[tokio::test]
+async fn sign_up_rules_and_member_counts() {
+    let f = Fixture::postgres().await;
+    f.scheme("club", pb::SignUpOption::OptIn, 1).await;
+    f.scheme("uni", pb::SignUpOption::Closed, 0).await;
+    let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+    f.sign_up("club", a, "").await.expect("first");
+    let err = f.sign_up("club", a, "").await.unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists);
+    let err = f.sign_up("club", b, "").await.unwrap_err();
+    assert_eq!(reason(&err), "SCHEME_FULL");
+    let err = f.sign_up("uni", b, "WRONG").await.unwrap_err();
+    assert_eq!(reason(&err), "SIGN_UP_CODE_INVALID");
+    f.sign_up("uni", b, "uni-2026").await.expect("with code");
+    let club = f
+        .api
+        .get_reward_scheme(f.req(pb::GetRewardSchemeRequest {
+            reward_scheme_id: "club".into(),
+        }))
+        .await
+        .expect("get")
+        .into_inner()
+        .reward_scheme
+        .expect("scheme");
+    assert_eq!(club.member_count, 1);
+    // Leaving frees the place; the past membership stays listed.
+    f.api
+        .leave_scheme(f.req(pb::LeaveSchemeRequest {
+            idempotency_key: key(),
+            scheme_id: "club".into(),
+            customer_id: a.to_string(),
+        }))
+        .await
+        .expect("leave");
+    f.sign_up("club", b, "").await.expect("room again");
+    let list = |include_left| {
+        f.api
+            .list_scheme_memberships(f.req(pb::ListSchemeMembershipsRequest {
+                scheme_id: "club".into(),
+                include_left,
+                ..Default::default()
+            }))
+    };
+    assert_eq!(list(false).await.unwrap().into_inner().memberships.len(), 1);
+    assert_eq!(list(true).await.unwrap().into_inner().memberships.len(), 2);
+    // Another partner sees none of it.
+    let err = f
+        .api
+        .get_reward_scheme(f.req_as(
+            Uuid::now_v7(),
+            pb::GetRewardSchemeRequest {
+                reward_scheme_id: "club".into(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let err = f
+        .api
+        .delete_reward_scheme(f.req(pb::DeleteRewardSchemeRequest {
+            idempotency_key: key(),
+            reward_scheme_id: "club".into(),
+            etag: "r999".into(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&err), "ETAG_MISMATCH");
+}
+
+#[tokio::test]
+async fn concurrent_sign_ups_never_exceed_max_members() {
+    let f = std::sync::Arc::new(Fixture::postgres().await);
+    f.scheme("limited", pb::SignUpOption::OptIn, 5).await;
+    let mut calls = Vec::new();
+    for _ in 0..20 {
+        let f = f.clone();
+        calls.push(tokio::spawn(async move {
+            f.sign_up("limited", Uuid::now_v7(), "").await
+        }));
+    }
+    let mut ok = 0;
+    for c in calls {
+        match c.await.expect("join") {
+            Ok(()) => ok += 1,
+            Err(e) => assert_eq!(reason(&e), "SCHEME_FULL"),
+        }
+    }
+    assert_eq!(ok, 5);
+}
+
+#[tokio::test]
+async fn merchant_offers_follow_commercial_terms() {
+    let f = Fixture::postgres().await;
+    let merchant = Uuid::now_v7();
+    let create_terms = |from: i64, until: Option<i64>, allow: bool| {
+        let now = Utc::now();
+        f.api
+            .create_commercial_terms(
+                f.req(pb::CreateCommercialTermsRequest {
+                    idempotency_key: key(),
+                    commercial_terms: Some(pb::CommercialTerms {
+                        merchant_business_unit_id: merchant.to_string(),
+                        display_name: "Cafe Aroma".into(),
+                        allow_merchant_offers: allow,
+                        max_active_offers: 1,
+                        merchant_funding_basis_points: 10_000,
+                        settlement_period_days: 30,
+                        valid_from_time: Some(loyalty_platform::time::to_timestamp(
+                            now + Duration::days(from),
+                        )),
+                        valid_until_time: until
+                            .map(|u| loyalty_platform::time::to_timestamp(now + Duration::days(u))),
+                        ..Default::default()
+                    }),
+                }),
+            )
+    };
+    let terms = create_terms(-1, Some(30), true)
+        .await
+        .expect("terms")
+        .into_inner()
+        .commercial_terms
+        .expect("terms");
+    let err = create_terms(10, None, true).await.unwrap_err();
+    assert_eq!(reason(&err), "TERMS_OVERLAP");
+    create_terms(30, None, false).await.expect("adjacent terms");
+    let merchant_offer = || pb::RewardOffer {
+        merchant_business_unit_id: merchant.to_string(),
+        commercial_terms_id: terms.id.clone(),
+        ..spend_offer(1_000, "")
+    };
+    let first = f
+        .offer(merchant_offer())
+        .await
+        .expect("first merchant offer");
+    let err = f.offer(merchant_offer()).await.unwrap_err();
+    assert_eq!(reason(&err), "MERCHANT_OFFER_LIMIT_REACHED");
+    // An inactive one does not count against the limit.
+    f.offer(pb::RewardOffer {
+        state: pb::OfferState::Inactive as i32,
+        ..merchant_offer()
+    })
+    .await
+    .expect("inactive");
+    let err = f
+        .api
+        .delete_commercial_terms(f.req(pb::DeleteCommercialTermsRequest {
+            idempotency_key: key(),
+            commercial_terms_id: terms.id.clone(),
+            etag: String::new(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&err), "TERMS_IN_USE");
+    // A goal of another group than the offer's is refused, naming the goal.
+    let err = f
+        .offer(pb::RewardOffer {
+            goal_group: pb::GoalGroup::Frequency as i32,
+            ..spend_offer(1_000, "")
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().contains("reward_offer.goals[0]"),
+        "{}",
+        err.message()
+    );
+    let listed = f
+        .api
+        .list_reward_offers(f.req(pb::ListRewardOffersRequest {
+            merchant_business_unit_id: merchant.to_string(),
+            state: pb::OfferState::Active as i32,
+            ..Default::default()
+        }))
+        .await
+        .expect("list")
+        .into_inner()
+        .reward_offers;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, first.id);
+}
+
+#[tokio::test]
+async fn sqlite_runs_schemes_offers_and_progress() {
+    let f = Fixture::sqlite().await;
+    f.scheme("club", pb::SignUpOption::OptIn, 0).await;
+    f.offer(spend_offer(1_000, "club")).await.expect("offer");
+    let customer = Uuid::now_v7();
+    assert!(
+        f.apply(customer, "p1", 1_000).await.is_empty(),
+        "not a member"
+    );
+    f.sign_up("club", customer, "").await.expect("sign up");
+    assert_eq!(f.apply(customer, "p2", 1_000).await.len(), 1);
+    assert!(f.apply(customer, "p2", 1_000).await.is_empty());
+    assert_eq!(f.progress(customer).await[0].award_count, 1);
+}
