@@ -1,5 +1,7 @@
 //! gRPC adapter of `RewardsService`.
 mod catalogue;
+mod payments;
+mod product_stream;
 mod vouchers;
 
 use chrono::Utc;
@@ -35,11 +37,22 @@ const READERS: &[Role] = &[Role::Pos, Role::Marketing, Role::Service, Role::Supp
 
 pub struct RewardsApi {
     db: DatabaseConnection,
+    wallet: payments::PointsWallet,
 }
 
 impl RewardsApi {
+    /// Without a wallet: vouchers with a points price are refused POINTS_PAYMENT_UNAVAILABLE.
     pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+        Self {
+            db,
+            wallet: payments::PointsWallet::default(),
+        }
+    }
+
+    /// Pays vouchers with points through the wallet service behind `channel`.
+    pub fn with_wallet(mut self, channel: Option<tonic::transport::Channel>) -> Self {
+        self.wallet = payments::PointsWallet::new(channel);
+        self
     }
 }
 
@@ -418,6 +431,14 @@ impl RewardsService for RewardsApi {
         request: Request<pb::ImportProductsRequest>,
     ) -> Result<Response<pb::ImportProductsResponse>, Status> {
         catalogue::import_products(&self.db, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn stream_import_products(
+        &self,
+        request: Request<tonic::Streaming<pb::StreamImportProductsRequest>>,
+    ) -> Result<Response<pb::StreamImportProductsResponse>, Status> {
+        product_stream::stream_import_products(&self.db, request).await
     }
 
     #[tracing::instrument(skip_all)]

@@ -16,9 +16,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let infra = Infra::start::<migration::Migrator>(settings).await?;
     let auth = infra.remote_authenticator()?;
     let mut routes = tonic::service::RoutesBuilder::default();
-    routes.add_service(RewardsServiceServer::new(api::RewardsApi::new(
-        infra.db.clone(),
-    )));
+    // Optional: without a wallet, vouchers with a points price are refused, not given away.
+    let wallet = infra.peer("wallet").ok();
+    routes.add_service(RewardsServiceServer::new(
+        api::RewardsApi::new(infra.db.clone()).with_wallet(wallet),
+    ));
     infra
         .serve(auth, routes, &["loyalty.rewards.v1.RewardsService"])
         .await

@@ -3,11 +3,13 @@ use sea_orm_migration::{prelude::*, schema::*};
 
 mod m0002_catalogue;
 mod m0003_vouchers;
+mod m0009_voucher_codes;
 
 loyalty_platform::migrator![
     InitialSchema,
     m0002_catalogue::Catalogue,
-    m0003_vouchers::Vouchers
+    m0003_vouchers::Vouchers,
+    m0009_voucher_codes::VoucherCodes,
 ];
 
 struct InitialSchema;
