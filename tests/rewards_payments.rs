@@ -275,10 +275,7 @@ async fn vouchers_are_paid_with_points_and_refunded_exactly_once() -> anyhow::Re
         Some((pb::VoucherState::Redeemed as i32, 200))
     );
     assert_eq!(available(&mut w, &admin, &jana).await?, 700);
-    let again = r
-        .redeem_voucher(authed(redeem, &admin))
-        .await?
-        .into_inner();
+    let again = r.redeem_voucher(authed(redeem, &admin)).await?.into_inner();
     assert_eq!(again.points_spent, 200);
     assert_eq!(available(&mut w, &admin, &jana).await?, 700);
     // Another redemption of the redeemed voucher is refused and its hold released.

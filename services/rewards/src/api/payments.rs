@@ -31,7 +31,8 @@ pub(super) fn not_held(e: &ApiError) -> bool {
 }
 
 fn uuid_of(s: &str, what: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(s).map_err(|_| ApiError::Internal(anyhow::anyhow!("wallet answered a bad {what}")))
+    Uuid::parse_str(s)
+        .map_err(|_| ApiError::Internal(anyhow::anyhow!("wallet answered a bad {what}")))
 }
 
 impl PointsWallet {

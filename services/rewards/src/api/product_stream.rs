@@ -10,6 +10,7 @@ use loyalty_platform::{
 };
 use loyalty_proto::rewards::v1 as pb;
 use sea_orm::DatabaseConnection;
+use serde::{Deserialize, Serialize};
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
@@ -40,24 +41,53 @@ fn refused_products(violations: &[FieldViolation]) -> Option<Vec<(usize, String,
         .collect()
 }
 
-/// The idempotency key of the `round`-th attempt of a batch: the client's key for the first,
-/// then a key derived from it (the request, now without the refused products, differs).
+/// The idempotency key of the `round`-th import attempt of a batch, derived from the
+/// client's key (each round sends fewer products, so each is its own request).
 fn round_key(key: &str, round: usize) -> String {
-    if round == 0 {
-        key.to_owned()
-    } else {
-        format!("{}:{round}", &request_hash(&key.to_owned())[..32])
-    }
+    format!("{}:{round}", &request_hash(&key.to_owned())[..32])
 }
 
-/// Imports one batch, leaving out refused products; returns the counts and the refusals
-/// `(index in the batch, field, description)`.
+/// What one batch did: its counts and the refused products `(index in the batch, field,
+/// description)`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct BatchAnswer {
+    counts: store::ImportCounts,
+    refusals: Vec<(usize, String, String)>,
+}
+
+/// Imports one batch once per client key: a batch sent again answers what it did the first
+/// time (the same key with other products is refused as a reused key).
 async fn import_batch(
     db: &DatabaseConnection,
     partner_id: Uuid,
     key: &str,
     products: Vec<pb::Product>,
-) -> Result<(store::ImportCounts, Vec<(usize, String, String)>), ApiError> {
+) -> Result<BatchAnswer, ApiError> {
+    let scope = IdempotencyScope::new(
+        partner_id,
+        "StreamImportProducts",
+        key,
+        &pb::ImportProductsRequest {
+            idempotency_key: key.to_owned(),
+            products: products.clone(),
+        },
+    );
+    if let Some(done) = idempotency::stored(db, &scope).await? {
+        return Ok(done);
+    }
+    // The rounds are idempotent themselves, so a batch whose answer was not stored (the
+    // process died in between) replays them and stores the same answer.
+    let answer = import_rounds(db, partner_id, key, products).await?;
+    idempotency::run(db, scope, move |_| Box::pin(async move { Ok(answer) })).await
+}
+
+/// Imports a batch, leaving out refused products round by round.
+async fn import_rounds(
+    db: &DatabaseConnection,
+    partner_id: Uuid,
+    key: &str,
+    products: Vec<pb::Product>,
+) -> Result<BatchAnswer, ApiError> {
     // Original index of each product still in the batch.
     let mut kept: Vec<(usize, pb::Product)> = products.into_iter().enumerate().collect();
     let mut refusals: Vec<(usize, String, String)> = Vec::new();
@@ -71,7 +101,7 @@ async fn import_batch(
         };
         let scope = IdempotencyScope::new(
             partner_id,
-            "StreamImportProducts",
+            "StreamImportProductsRound",
             &request.idempotency_key,
             &request,
         );
@@ -83,7 +113,7 @@ async fn import_batch(
         match done {
             Ok(counts) => {
                 refusals.sort_by_key(|r| r.0);
-                return Ok((counts, refusals));
+                return Ok(BatchAnswer { counts, refusals });
             }
             Err(ApiError::InvalidArgument(violations)) => {
                 let Some(refused) = refused_products(&violations) else {
@@ -112,7 +142,10 @@ async fn import_batch(
     }
     if kept.is_empty() {
         refusals.sort_by_key(|r| r.0);
-        return Ok((store::ImportCounts::default(), refusals));
+        return Ok(BatchAnswer {
+            counts: store::ImportCounts::default(),
+            refusals,
+        });
     }
     Err(ApiError::Internal(anyhow::anyhow!(
         "a product batch was still refused after {ROUNDS} rounds"
@@ -141,7 +174,7 @@ pub async fn stream_import_products(
             );
         }
         v.into_result()?;
-        let (counts, refusals) =
+        let BatchAnswer { counts, refusals } =
             import_batch(db, partner_id, &batch.idempotency_key, batch.products).await?;
         out.created_count += i64::from(counts.created);
         out.updated_count += i64::from(counts.updated);
@@ -191,7 +224,8 @@ mod tests {
     #[test]
     fn later_rounds_have_their_own_short_keys() {
         let long = "k".repeat(128);
-        assert_eq!(round_key("batch-1", 0), "batch-1");
+        assert_eq!(round_key("batch-1", 0), round_key("batch-1", 0));
+        assert_ne!(round_key("batch-1", 0), "batch-1");
         assert_ne!(round_key("batch-1", 1), round_key("batch-1", 2));
         assert_ne!(round_key("batch-1", 1), round_key("batch-2", 1));
         assert!(round_key(&long, 2).len() <= 128);
