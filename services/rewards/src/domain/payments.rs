@@ -128,6 +128,39 @@ mod tests {
     }
 
     #[test]
+    fn only_a_paid_voucher_has_a_payment_to_give_back() {
+        let now = chrono::Utc::now();
+        let mut v = Voucher {
+            id: Uuid::now_v7(),
+            code: "COFFEE-1234".into(),
+            reward_id: Uuid::now_v7(),
+            customer_id: Some(Uuid::now_v7()),
+            state: super::super::vouchers::VoucherState::Active,
+            source: super::super::vouchers::VoucherSource::Catalogue,
+            source_id: String::new(),
+            validity: Default::default(),
+            points_paid: 0,
+            gift_recipient_email: String::new(),
+            gift_recipient_name: String::new(),
+            issued_at: now,
+            reserve_transaction_id: None,
+            reserve_until: None,
+            redeemed_at: None,
+            redeem_transaction_id: None,
+            redeem_business_unit_id: None,
+            cancelled_at: None,
+            cancel_reason: None,
+            points_reservation_id: None,
+        };
+        assert_eq!(v.payment(), None);
+        let hold = Uuid::now_v7();
+        v.paid_with(300, hold);
+        assert_eq!((v.points_paid, v.payment()), (300, Some(hold)));
+        v.refunded();
+        assert_eq!((v.points_paid, v.payment()), (0, None));
+    }
+
+    #[test]
     fn keys_are_stable_distinct_per_step_and_fit_the_wallet() {
         let v = Uuid::now_v7();
         let r = Uuid::now_v7();
