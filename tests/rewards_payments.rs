@@ -360,3 +360,87 @@ async fn vouchers_are_paid_with_points_and_refunded_exactly_once() -> anyhow::Re
     balanced(&mut w, &admin).await?;
     Ok(())
 }
+
+/// The saga's compensation: when the hold paying for a voucher is no longer held at capture
+/// time, the issued voucher is cancelled and the call refused, and no points move. The hold
+/// is made (and released) beforehand under the key the rewards service derives from the
+/// IssueVoucher request, as if an earlier attempt had been given up.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_voucher_whose_hold_was_given_back_is_cancelled_not_given_away() -> anyhow::Result<()> {
+    use loyalty_rewards::domain::payments::{HOLD_SECONDS, keys};
+    let suite = Suite::start(Backend::Postgres).await?;
+    let (_, admin) = suite
+        .partner_with_key("Lapsing shop", &[identity::Role::Admin])
+        .await?;
+    let mut w = suite.wallet().await?;
+    let mut r = suite.rewards().await?;
+    let jana = customer(&suite, &admin, "jana").await?;
+    w.award_points(authed(
+        wallet::AwardPointsRequest {
+            idempotency_key: "earn".into(),
+            customer_id: jana.clone(),
+            points: 500,
+            reason: "purchase".into(),
+            ..Default::default()
+        },
+        &admin,
+    ))
+    .await?;
+    let coupon = priced_reward(&mut r, &admin, "Tea", pb::RewardType::Coupon, 200).await?;
+    let held = w
+        .reserve_points(authed(
+            wallet::ReservePointsRequest {
+                idempotency_key: keys::issue_hold("late-1"),
+                customer_id: jana.clone(),
+                points: 200,
+                reference: format!("reward:{coupon}"),
+                ttl_seconds: HOLD_SECONDS,
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await?
+        .into_inner()
+        .reservation
+        .expect("reservation");
+    w.release_points(authed(
+        wallet::ReleasePointsRequest {
+            idempotency_key: "give-up".into(),
+            reservation_id: held.id.clone(),
+        },
+        &admin,
+    ))
+    .await?;
+    assert_eq!(available(&mut w, &admin, &jana).await?, 500);
+
+    let refused = r
+        .issue_voucher(authed(issue("late-1", &coupon, &jana, true), &admin))
+        .await
+        .expect_err("the hold is gone");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert_eq!(error_reason(&refused), "POINTS_PAYMENT_UNAVAILABLE");
+    let vouchers = r
+        .list_vouchers(authed(
+            pb::ListVouchersRequest {
+                customer_id: jana.clone(),
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await?
+        .into_inner()
+        .vouchers;
+    assert_eq!(vouchers.len(), 1, "{vouchers:?}");
+    assert_eq!(vouchers[0].state, pb::VoucherState::Cancelled as i32);
+    assert_eq!(vouchers[0].points_paid, 0);
+    assert_eq!(available(&mut w, &admin, &jana).await?, 500);
+    // A retry is refused the same way and changes nothing more.
+    let again = r
+        .issue_voucher(authed(issue("late-1", &coupon, &jana, true), &admin))
+        .await
+        .expect_err("still gone");
+    assert_eq!(error_reason(&again), "POINTS_PAYMENT_UNAVAILABLE");
+    assert_eq!(available(&mut w, &admin, &jana).await?, 500);
+    balanced(&mut w, &admin).await?;
+    Ok(())
+}
