@@ -124,7 +124,7 @@ enum ImportCmd {
         /// An API key of the partner with the admin or marketing role.
         #[arg(long, env = "LOYALTY_API_KEY", hide_env_values = true)]
         api_key: String,
-        /// Products per call, 1..1000.
+        /// Products per streamed batch, 1..1000.
         #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u16).range(1..=1000))]
         batch_size: u16,
         /// No progress bar.

@@ -1,7 +1,7 @@
 //! `loyalty import products FILE.csv`: reads a product catalogue CSV file and sends it to the
-//! rewards service's `ImportProducts` in batches (each all or nothing on the server) with a
-//! progress bar. A line the server refuses is reported by line number and field and left out
-//! of its batch, which is sent again without it; the other lines are imported. Products equal
+//! rewards service over one client-streaming `StreamImportProducts` call, a batch per
+//! message, with a progress bar. A line the server refuses is reported by line number and
+//! field and left out of its batch; the other lines are imported. Products equal
 //! to the stored ones are left alone, so running the same file again changes nothing.
 use std::{
     collections::BTreeMap,
@@ -15,7 +15,6 @@ use loyalty_proto::{
     rewards::v1::{self as pb, rewards_service_client::RewardsServiceClient},
     types::v1::Money,
 };
-use tonic_types::StatusExt;
 
 use crate::import::{list, open_csv, print_refusals, progress_bar, record_line};
 
@@ -148,13 +147,6 @@ fn product(
     Ok(p)
 }
 
-/// `products[12].brand_code` → (12, `product.brand_code`).
-fn violation_index(field: &str) -> Option<(usize, String)> {
-    let rest = field.strip_prefix("products[")?;
-    let (index, tail) = rest.split_once(']')?;
-    Some((index.parse().ok()?, format!("product{tail}")))
-}
-
 /// Totals printed at the end.
 #[derive(Debug, Default)]
 pub struct Summary {
@@ -164,76 +156,22 @@ pub struct Summary {
     pub refused: i64,
 }
 
-/// One batch's idempotency key: the run, the batch and a hash of what it sends, so that a
-/// batch sent again without refused lines is a new call. Each run has its own keys: running a
-/// file again is a new import, which the server answers by comparing products (unchanged ones
-/// are counted as such), not with the first run's stored answer.
-fn batch_key(run_id: &str, batch: usize, request: &pb::ImportProductsRequest) -> String {
+/// One batch's idempotency key: the run, the batch and a hash of what it sends. Each run has
+/// its own keys: running a file again is a new import, which the server answers by comparing
+/// products (unchanged ones are counted as such), not with the first run's stored answer.
+fn batch_key(run_id: &str, batch: usize, products: &[pb::Product]) -> String {
     let mut h = DefaultHasher::new();
-    format!("{:?}", request.products).hash(&mut h);
+    format!("{products:?}").hash(&mut h);
     format!("{run_id}:{batch}:{:016x}", h.finish())
 }
 
-/// Sends one batch; lines the server refuses are recorded and the rest sent again.
-async fn send_batch(
-    client: &mut RewardsServiceClient<tonic::transport::Channel>,
-    api_key: &str,
-    run_id: &str,
-    batch_number: usize,
-    mut batch: Vec<(i64, pb::Product)>,
-    refusals: &mut Vec<(i64, String, String)>,
-    summary: &mut Summary,
-) -> anyhow::Result<()> {
-    while !batch.is_empty() {
-        let mut request = pb::ImportProductsRequest {
-            idempotency_key: String::new(),
-            products: batch.iter().map(|(_, p)| p.clone()).collect(),
-        };
-        request.idempotency_key = batch_key(run_id, batch_number, &request);
-        match client.import_products(with_key(request, api_key)).await {
-            Ok(r) => {
-                let r = r.into_inner();
-                summary.created += i64::from(r.created_count);
-                summary.updated += i64::from(r.updated_count);
-                summary.unchanged += i64::from(r.unchanged_count);
-                return Ok(());
-            }
-            Err(status) if status.code() == tonic::Code::InvalidArgument => {
-                let violations = status
-                    .get_error_details()
-                    .bad_request()
-                    .map(|b| b.field_violations.clone())
-                    .unwrap_or_default();
-                let mut bad = std::collections::BTreeSet::new();
-                for v in &violations {
-                    let Some((index, field)) = violation_index(&v.field) else {
-                        return Err(crate::status(status));
-                    };
-                    let Some((line, _)) = batch.get(index) else {
-                        return Err(crate::status(status));
-                    };
-                    refusals.push((*line, field, v.description.clone()));
-                    bad.insert(index);
-                }
-                if bad.is_empty() {
-                    return Err(crate::status(status));
-                }
-                summary.refused += bad.len() as i64;
-                batch = batch
-                    .into_iter()
-                    .enumerate()
-                    .filter(|(i, _)| !bad.contains(i))
-                    .map(|(_, p)| p)
-                    .collect();
-            }
-            Err(status) => return Err(crate::status(status)),
-        }
-    }
-    Ok(())
-}
+/// Batches read ahead of the server: reading stops while this many wait to be sent, so memory
+/// stays bounded whatever the file's size.
+const BATCHES_IN_FLIGHT: usize = 4;
 
 /// Reads `file` and imports it through the rewards service at `endpoint` with an API key of
-/// the partner (admin or marketing role).
+/// the partner (admin or marketing role), streaming it in batches over one
+/// `StreamImportProducts` call.
 pub async fn products(
     endpoint: &str,
     api_key: &str,
@@ -250,11 +188,18 @@ pub async fn products(
         .await
         .with_context(|| format!("connecting to rewards at {endpoint}"))?;
     let mut client = RewardsServiceClient::new(channel);
+    let (tx, rx) = tokio::sync::mpsc::channel::<pb::StreamImportProductsRequest>(BATCHES_IN_FLIGHT);
+    let call = tokio::spawn({
+        let request = with_key(tokio_stream::wrappers::ReceiverStream::new(rx), api_key);
+        async move { client.stream_import_products(request).await }
+    });
 
     let mut summary = Summary::default();
     let mut refusals: Vec<(i64, String, String)> = Vec::new();
-    let mut batch: Vec<(i64, pb::Product)> = Vec::with_capacity(batch_size);
-    let mut batch_number = 0;
+    // The CSV line of each product sent, by batch: the server names refusals by position.
+    let mut lines: Vec<Vec<i64>> = Vec::new();
+    let mut batch: Vec<pb::Product> = Vec::with_capacity(batch_size);
+    let mut batch_lines: Vec<i64> = Vec::with_capacity(batch_size);
     let mut records = reader.records().peekable();
     while let Some(record) = records.next() {
         match record {
@@ -264,7 +209,10 @@ pub async fn products(
                     progress.set_position(position.byte());
                 }
                 match product(&columns, &r) {
-                    Ok(p) => batch.push((line, p)),
+                    Ok(p) => {
+                        batch.push(p);
+                        batch_lines.push(line);
+                    }
                     Err((field, description)) => {
                         summary.refused += 1;
                         refusals.push((line, field, description));
@@ -278,25 +226,45 @@ pub async fn products(
             }
         }
         if batch.len() >= batch_size || (records.peek().is_none() && !batch.is_empty()) {
-            let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
-            send_batch(
-                &mut client,
-                api_key,
-                &run_id,
-                batch_number,
-                full,
-                &mut refusals,
-                &mut summary,
-            )
-            .await?;
-            batch_number += 1;
-            progress.set_message(format!(
-                "{} created, {} updated",
-                summary.created, summary.updated
+            let products = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
+            lines.push(std::mem::replace(
+                &mut batch_lines,
+                Vec::with_capacity(batch_size),
             ));
+            let request = pb::StreamImportProductsRequest {
+                idempotency_key: batch_key(&run_id, lines.len() - 1, &products),
+                products,
+            };
+            if tx.send(request).await.is_err() {
+                // The server ended the call early; its answer below says why.
+                break;
+            }
+            progress.set_message(format!("{} batches sent", lines.len()));
         }
     }
+    drop(tx);
+    let answer = call
+        .await
+        .context("the import call stopped")?
+        .map_err(crate::status)?
+        .into_inner();
     progress.finish_and_clear();
+    summary.created = answer.created_count;
+    summary.updated = answer.updated_count;
+    summary.unchanged = answer.unchanged_count;
+    let mut refused_products = std::collections::BTreeSet::new();
+    for r in answer.refusals {
+        let line = usize::try_from(r.batch_index)
+            .ok()
+            .zip(usize::try_from(r.product_index).ok())
+            .and_then(|(b, p)| lines.get(b)?.get(p).copied());
+        let Some(line) = line else {
+            bail!("the server refused a product the import did not send: {r:?}");
+        };
+        refused_products.insert(line);
+        refusals.push((line, r.field, r.description));
+    }
+    summary.refused += refused_products.len() as i64;
     print_refusals(refusals);
     Ok(summary)
 }
@@ -351,14 +319,5 @@ mod tests {
         assert_eq!(field, "product.list_price.currency_code");
         assert!(columns(&record(&["name"])).is_err(), "code is required");
         assert!(columns(&record(&["code", "colour"])).is_err());
-    }
-
-    #[test]
-    fn server_violations_map_to_batch_indexes() {
-        assert_eq!(
-            violation_index("products[12].brand_code"),
-            Some((12, "product.brand_code".into()))
-        );
-        assert_eq!(violation_index("idempotency_key"), None);
     }
 }

@@ -1,6 +1,8 @@
 //! gRPC adapter of `RewardsService`.
 mod campaign_products;
 mod catalogue;
+mod payments;
+mod product_stream;
 mod purchase_bonuses;
 mod rewards;
 mod schemes;
@@ -27,19 +29,28 @@ const READERS: &[Role] = &[Role::Pos, Role::Marketing, Role::Service, Role::Supp
 pub struct RewardsApi {
     db: DatabaseConnection,
     customer_peers: Option<rewards::CustomerPeers>,
+    wallet: payments::PointsWallet,
 }
 
 impl RewardsApi {
+    /// Without a wallet: vouchers with a points price are refused POINTS_PAYMENT_UNAVAILABLE.
     pub fn new(db: DatabaseConnection) -> Self {
         Self {
             db,
             customer_peers: None,
+            wallet: payments::PointsWallet::default(),
         }
     }
 
     /// Segmentation and wallet, asked by ListAvailableRewards (UNAVAILABLE without them).
     pub fn with_customer_peers(mut self, segmentation: Channel, wallet: Channel) -> Self {
         self.customer_peers = Some(rewards::CustomerPeers::new(segmentation, wallet));
+        self
+    }
+
+    /// Pays vouchers with points through the wallet service behind `channel`.
+    pub fn with_wallet(mut self, channel: Option<Channel>) -> Self {
+        self.wallet = payments::PointsWallet::new(channel);
         self
     }
 }
@@ -181,6 +192,14 @@ impl RewardsService for RewardsApi {
         request: Request<pb::ImportProductsRequest>,
     ) -> Result<Response<pb::ImportProductsResponse>, Status> {
         catalogue::import_products(&self.db, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn stream_import_products(
+        &self,
+        request: Request<tonic::Streaming<pb::StreamImportProductsRequest>>,
+    ) -> Result<Response<pb::StreamImportProductsResponse>, Status> {
+        product_stream::stream_import_products(&self.db, request).await
     }
 
     #[tracing::instrument(skip_all)]

@@ -41,9 +41,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         );
     }
     let mut routes = tonic::service::RoutesBuilder::default();
-    let mut api = api::RewardsApi::new(infra.db.clone());
-    // Without them only ListAvailableRewards is unavailable.
-    if let (Ok(segmentation), Ok(wallet)) = (infra.peer("segmentation"), infra.peer("wallet")) {
+    // Optional: without a wallet, vouchers with a points price are refused, not given away;
+    // without segmentation and wallet, ListAvailableRewards answers UNAVAILABLE.
+    let wallet = infra.peer("wallet").ok();
+    let mut api = api::RewardsApi::new(infra.db.clone()).with_wallet(wallet.clone());
+    if let (Ok(segmentation), Some(wallet)) = (infra.peer("segmentation"), wallet) {
         api = api.with_customer_peers(segmentation, wallet);
     }
     routes.add_service(RewardsServiceServer::new(api));

@@ -83,7 +83,7 @@ async fn changed(
 
 // ---- Conversions ----
 
-fn spec_from_proto(p: pb::Product) -> ProductSpec {
+pub(super) fn spec_from_proto(p: pb::Product) -> ProductSpec {
     ProductSpec {
         code: p.code,
         display_name: p.display_name.trim().to_owned(),

@@ -20,6 +20,7 @@ use super::{RewardsApi, parse_time};
 use crate::{
     domain::{
         RewardType,
+        payments::{PriceDue, keys, points_at_issue, points_at_redemption, price_due},
         vouchers::{
             CodeRequest, CodeSpec, FastRng, ShownState, Usage, Voucher, VoucherRules,
             VoucherSource, VoucherState, normalise_code, reason, valid_code, voucher_validity,
@@ -259,13 +260,105 @@ fn refuse(r: &'static str) -> ApiError {
     ApiError::precondition(r, message)
 }
 
-/// The points price would have to move through the wallet, which this service does not call
-/// yet: refused rather than given away for free.
-fn points_unavailable() -> ApiError {
-    ApiError::precondition(
-        reason::POINTS_PAYMENT_UNAVAILABLE,
-        "paying vouchers with points is not available yet: the reward has a points price",
-    )
+/// Where in a voucher's life a payment is taken, to undo the right change when it fails.
+#[derive(Debug, Clone, Copy)]
+enum PaidAt {
+    Issue,
+    Redemption,
+}
+
+/// Settles the payment of a committed voucher change: captures the hold. A hold that is no
+/// longer held (it lapsed before a retry captured it, or it was released) took nothing, so the
+/// voucher change is compensated (issue → cancelled, redemption → undone) and refused. Other
+/// failures leave the change and its hold in place: a retry with the same idempotency key
+/// captures it.
+async fn settle(
+    api: &RewardsApi,
+    who: &loyalty_platform::Principal,
+    partner_id: Uuid,
+    shown: &Shown,
+    hold: Option<Uuid>,
+    at: PaidAt,
+) -> Result<(), ApiError> {
+    let Some(reservation) = hold else {
+        return Ok(());
+    };
+    let voucher = &shown.voucher;
+    if voucher.payment() != Some(reservation) {
+        // The answer is another attempt's (stored before this one's hold was used): this hold
+        // pays for nothing.
+        api.wallet.release(who, reservation).await;
+        return Ok(());
+    }
+    match api.wallet.capture(who, voucher.id, reservation).await {
+        Ok(_) => Ok(()),
+        Err(e) if super::payments::not_held(&e) => {
+            compensate(api, partner_id, voucher.id, reservation, at).await?;
+            Err(ApiError::precondition(
+                reason::POINTS_PAYMENT_UNAVAILABLE,
+                "the points held for this voucher were given back before they were taken; \
+                 the voucher change was undone: retry with a new idempotency_key",
+            ))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Undoes a voucher change whose points were never taken (one transaction, with its event).
+async fn compensate(
+    api: &RewardsApi,
+    partner_id: Uuid,
+    voucher_id: Uuid,
+    reservation: Uuid,
+    at: PaidAt,
+) -> Result<(), ApiError> {
+    let txn = loyalty_platform::db::begin_write(&api.db).await?;
+    let mut voucher = find(&txn, partner_id, &VoucherKey::Id(voucher_id), true).await?;
+    if voucher.payment() != Some(reservation) {
+        // Already compensated by an earlier retry.
+        return Ok(());
+    }
+    let customer_id = voucher
+        .customer_id
+        .map(|c| c.to_string())
+        .unwrap_or_default();
+    match at {
+        PaidAt::Issue => {
+            voucher
+                .cancel("points payment failed", Utc::now())
+                .map_err(refuse)?;
+            voucher.refunded();
+            vstore::update_voucher(&txn, partner_id, &voucher).await?;
+            events::enqueue(
+                &txn,
+                Some(partner_id),
+                &ev::VoucherCancelled {
+                    voucher_id: voucher_id.to_string(),
+                    customer_id,
+                    reason: "points payment failed".to_owned(),
+                },
+            )
+            .await?;
+        }
+        PaidAt::Redemption => {
+            let transaction = voucher.redeem_transaction_id.clone().unwrap_or_default();
+            voucher.reinstate(&transaction).map_err(refuse)?;
+            voucher.refunded();
+            vstore::update_voucher(&txn, partner_id, &voucher).await?;
+            events::enqueue(
+                &txn,
+                Some(partner_id),
+                &ev::VoucherReinstated {
+                    voucher_id: voucher_id.to_string(),
+                    customer_id,
+                    transaction_id: transaction,
+                },
+            )
+            .await?;
+        }
+    }
+    txn.commit().await?;
+    Ok(())
 }
 
 async fn reward(
@@ -333,7 +426,8 @@ pub(super) async fn issue(
     api: &RewardsApi,
     request: Request<pb::IssueVoucherRequest>,
 ) -> Result<Response<pb::IssueVoucherResponse>, Status> {
-    let partner_id = principal(&request)?.partner_with_role(ISSUERS)?;
+    let who = principal(&request)?;
+    let partner_id = who.partner_with_role(ISSUERS)?;
     let req = request.into_inner();
     let scope = IdempotencyScope::new(partner_id, "IssueVoucher", &req.idempotency_key, &req);
     let mut v = Violations::new();
@@ -368,8 +462,36 @@ pub(super) async fn issue(
     let fixed_code = (!req.code.is_empty()).then(|| code(&mut v, "code", &req.code));
     v.into_result()?;
     let source = source.unwrap_or(VoucherSource::Manual);
+    // Saga: hold the price in the wallet (before any lock is taken here), issue the voucher
+    // in one transaction, then capture the hold; a refused issue releases it.
+    let price = if req.pay_with_points {
+        let r = reward(&api.db, partner_id, reward_id, false).await?;
+        points_at_issue(r.reward_type, r.rules.points_price, true)
+    } else {
+        0
+    };
+    let hold = match (price, customer_id) {
+        (0, _) => None,
+        (_, None) => {
+            return Err(ApiError::invalid("customer_id", "is required to pay with points").into());
+        }
+        (_, Some(customer)) => {
+            api.wallet.available()?;
+            Some(
+                api.wallet
+                    .hold(
+                        &who,
+                        keys::issue_hold(&req.idempotency_key),
+                        customer,
+                        price,
+                        format!("reward:{reward_id}"),
+                    )
+                    .await?,
+            )
+        }
+    };
     let now = Utc::now();
-    let shown: Shown = idempotency::run(&api.db, scope, move |txn| {
+    let issued: Result<Shown, ApiError> = idempotency::run(&api.db, scope, move |txn| {
         Box::pin(async move {
             let reward = reward(txn, partner_id, reward_id, true).await?;
             let gift = reward.reward_type == RewardType::Gift;
@@ -392,8 +514,16 @@ pub(super) async fn issue(
                     "the reward is not active now",
                 ));
             }
-            if req.pay_with_points && reward.rules.points_price > 0 {
-                return Err(points_unavailable());
+            let due = points_at_issue(
+                reward.reward_type,
+                reward.rules.points_price,
+                req.pay_with_points,
+            );
+            if due != price {
+                return Err(ApiError::precondition(
+                    reason::POINTS_PAYMENT_UNAVAILABLE,
+                    "the reward's points price changed while the points were held; retry",
+                ));
             }
             if reward.rules.max_total > 0 && reward.issued_count >= reward.rules.max_total {
                 return Err(ApiError::precondition(
@@ -437,7 +567,11 @@ pub(super) async fn issue(
                 redeem_business_unit_id: None,
                 cancelled_at: None,
                 cancel_reason: None,
+                points_reservation_id: None,
             };
+            if let Some(h) = hold {
+                voucher.paid_with(price, h);
+            }
             if let Some(c) = fixed_code {
                 voucher.code = c;
                 if !vstore::insert_voucher(txn, partner_id, &voucher).await? {
@@ -496,7 +630,17 @@ pub(super) async fn issue(
             })
         })
     })
-    .await?;
+    .await;
+    let shown = match issued {
+        Ok(shown) => shown,
+        Err(e) => {
+            if let Some(h) = hold {
+                api.wallet.release(&who, h).await;
+            }
+            return Err(e.into());
+        }
+    };
+    settle(api, &who, partner_id, &shown, hold, PaidAt::Issue).await?;
     Ok(Response::new(pb::IssueVoucherResponse {
         voucher: Some(shown_to_proto(&shown)),
     }))
@@ -693,7 +837,8 @@ pub(super) async fn redeem(
     api: &RewardsApi,
     request: Request<pb::RedeemVoucherRequest>,
 ) -> Result<Response<pb::RedeemVoucherResponse>, Status> {
-    let partner_id = principal(&request)?.partner_with_role(TILLS)?;
+    let who = principal(&request)?;
+    let partner_id = who.partner_with_role(TILLS)?;
     let req = request.into_inner();
     let scope = IdempotencyScope::new(partner_id, "RedeemVoucher", &req.idempotency_key, &req);
     let mut v = Violations::new();
@@ -713,7 +858,32 @@ pub(super) async fn redeem(
     }
     let granted_value = req.granted_value;
     v.into_result()?;
-    let shown: Shown = idempotency::run(&api.db, scope, move |txn| {
+    // Saga, as at issue: hold the price of a cash desk or campaign reward, redeem in one
+    // transaction, capture; a refused redemption releases the hold.
+    let before = find(&api.db, partner_id, &VoucherKey::Code(code.clone()), false).await?;
+    let priced = reward(&api.db, partner_id, before.reward_id, false).await?;
+    let price = points_at_redemption(priced.reward_type, priced.rules.points_price);
+    let hold = match (price, before.customer_id.or(usage.customer_id)) {
+        (0, _) => None,
+        (_, None) => {
+            return Err(ApiError::invalid("customer_id", "is required to pay with points").into());
+        }
+        (_, Some(payer)) => {
+            api.wallet.available()?;
+            Some(
+                api.wallet
+                    .hold(
+                        &who,
+                        keys::redeem_hold(before.id, &req.idempotency_key),
+                        payer,
+                        price,
+                        format!("voucher:{}", before.id),
+                    )
+                    .await?,
+            )
+        }
+    };
+    let redeemed: Result<Shown, ApiError> = idempotency::run(&api.db, scope, move |txn| {
         Box::pin(async move {
             let at = at.unwrap_or_else(Utc::now);
             // The row lock makes concurrent redemptions of one voucher wait for each other:
@@ -723,13 +893,11 @@ pub(super) async fn redeem(
             voucher
                 .check_usable(&reward.rules, &usage, at)
                 .map_err(refuse)?;
-            if reward.rules.points_price > 0
-                && matches!(
-                    reward.reward_type,
-                    RewardType::CashDesk | RewardType::Campaign
-                )
-            {
-                return Err(points_unavailable());
+            if points_at_redemption(reward.reward_type, reward.rules.points_price) != price {
+                return Err(ApiError::precondition(
+                    reason::POINTS_PAYMENT_UNAVAILABLE,
+                    "the reward's points price changed while the points were held; retry",
+                ));
             }
             super::rewards::consume_budget(
                 txn,
@@ -740,6 +908,9 @@ pub(super) async fn redeem(
             )
             .await?;
             voucher.redeem(&transaction, usage.business_unit_id, at);
+            if let Some(h) = hold {
+                voucher.paid_with(price, h);
+            }
             vstore::update_voucher(txn, partner_id, &voucher).await?;
             events::enqueue(
                 txn,
@@ -766,10 +937,20 @@ pub(super) async fn redeem(
             })
         })
     })
-    .await?;
+    .await;
+    let shown = match redeemed {
+        Ok(shown) => shown,
+        Err(e) => {
+            if let Some(h) = hold {
+                api.wallet.release(&who, h).await;
+            }
+            return Err(e.into());
+        }
+    };
+    settle(api, &who, partner_id, &shown, hold, PaidAt::Redemption).await?;
     Ok(Response::new(pb::RedeemVoucherResponse {
+        points_spent: if hold.is_some() { price } else { 0 },
         voucher: Some(shown_to_proto(&shown)),
-        points_spent: 0,
     }))
 }
 
@@ -777,7 +958,8 @@ pub(super) async fn cancel(
     api: &RewardsApi,
     request: Request<pb::CancelVoucherRequest>,
 ) -> Result<Response<pb::CancelVoucherResponse>, Status> {
-    let partner_id = principal(&request)?.partner_with_role(OPERATORS)?;
+    let who = principal(&request)?;
+    let partner_id = who.partner_with_role(OPERATORS)?;
     let req = request.into_inner();
     let scope = IdempotencyScope::new(partner_id, "CancelVoucher", &req.idempotency_key, &req);
     let mut v = Violations::new();
@@ -785,6 +967,7 @@ pub(super) async fn cancel(
     let id = required_uuid(&mut v, "voucher_id", &req.voucher_id);
     let why = text(&mut v, "reason", &req.reason, 500);
     v.into_result()?;
+    let wallet = api.wallet.clone();
     let shown: Shown = idempotency::run(&api.db, scope, move |txn| {
         Box::pin(async move {
             let now = Utc::now();
@@ -793,10 +976,15 @@ pub(super) async fn cancel(
                 // Already cancelled: answered unchanged, nothing published again.
                 return shown(txn, partner_id, voucher).await;
             }
-            if req.refund_points && voucher.points_paid > 0 {
-                return Err(points_unavailable());
-            }
             voucher.cancel(&why, now).map_err(refuse)?;
+            if req.refund_points
+                && let Some(paid) = voucher.payment()
+            {
+                // Inside the transaction, last: a failed refund leaves the voucher as it was,
+                // and a retry after a lost commit repeats the same (idempotent) refund.
+                wallet.refund(&who, voucher.id, paid, &why).await?;
+                voucher.refunded();
+            }
             vstore::update_voucher(txn, partner_id, &voucher).await?;
             events::enqueue(
                 txn,
@@ -824,7 +1012,8 @@ pub(super) async fn reinstate(
     api: &RewardsApi,
     request: Request<pb::ReinstateVoucherRequest>,
 ) -> Result<Response<pb::ReinstateVoucherResponse>, Status> {
-    let partner_id = principal(&request)?.partner_with_role(OPERATORS)?;
+    let who = principal(&request)?;
+    let partner_id = who.partner_with_role(OPERATORS)?;
     let req = request.into_inner();
     let scope = IdempotencyScope::new(partner_id, "ReinstateVoucher", &req.idempotency_key, &req);
     let mut v = Violations::new();
@@ -833,11 +1022,24 @@ pub(super) async fn reinstate(
     let transaction = text(&mut v, "transaction_id", &req.transaction_id, 128);
     text(&mut v, "reason", &req.reason, 500);
     v.into_result()?;
+    let wallet = api.wallet.clone();
     let shown: Shown = idempotency::run(&api.db, scope, move |txn| {
         Box::pin(async move {
             let mut voucher = find(txn, partner_id, &VoucherKey::Id(id), true).await?;
             voucher.reinstate(&transaction).map_err(refuse)?;
             super::rewards::refund_budget(txn, partner_id, voucher.id).await?;
+            let paid_type = reward(txn, partner_id, voucher.reward_id, false)
+                .await?
+                .reward_type;
+            // Only points spent at redemption go back; a catalogue voucher stays paid for.
+            if price_due(paid_type) == PriceDue::AtRedemption
+                && let Some(paid) = voucher.payment()
+            {
+                wallet
+                    .refund(&who, voucher.id, paid, "voucher reinstated")
+                    .await?;
+                voucher.refunded();
+            }
             vstore::update_voucher(txn, partner_id, &voucher).await?;
             events::enqueue(
                 txn,

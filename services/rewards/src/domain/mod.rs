@@ -7,6 +7,7 @@ use uuid::Uuid;
 pub mod campaign_products;
 pub mod catalogue;
 pub mod engine;
+pub mod payments;
 pub mod purchase_bonuses;
 pub mod rewards;
 pub mod schemes;

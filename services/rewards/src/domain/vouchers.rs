@@ -186,6 +186,9 @@ pub struct Voucher {
     pub redeem_business_unit_id: Option<Uuid>,
     pub cancelled_at: Option<DateTime<Utc>>,
     pub cancel_reason: Option<String>,
+    /// The wallet hold that paid `points_paid` (captured once the voucher change committed).
+    #[serde(default)]
+    pub points_reservation_id: Option<Uuid>,
 }
 
 /// Who wants to use a voucher, where and when.
@@ -577,6 +580,7 @@ mod tests {
             redeem_business_unit_id: None,
             cancelled_at: None,
             cancel_reason: None,
+            points_reservation_id: None,
         }
     }
 

@@ -70,6 +70,7 @@ pub mod voucher_rows {
         pub redeem_business_unit_id: Option<Uuid>,
         pub cancelled_at: Option<DateTimeUtc>,
         pub cancel_reason: Option<String>,
+        pub points_reservation_id: Option<Uuid>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -270,6 +271,7 @@ fn to_model(partner_id: Uuid, v: &Voucher) -> voucher_rows::ActiveModel {
         redeem_business_unit_id: Set(v.redeem_business_unit_id),
         cancelled_at: Set(v.cancelled_at),
         cancel_reason: Set(v.cancel_reason.clone()),
+        points_reservation_id: Set(v.points_reservation_id),
     }
 }
 
@@ -299,6 +301,7 @@ fn from_model(m: voucher_rows::Model) -> Result<Voucher, ApiError> {
         redeem_business_unit_id: m.redeem_business_unit_id,
         cancelled_at: m.cancelled_at,
         cancel_reason: m.cancel_reason,
+        points_reservation_id: m.points_reservation_id,
     })
 }
 
@@ -522,6 +525,7 @@ pub async fn insert_generated(
             redeem_business_unit_id: Set(None),
             cancelled_at: Set(None),
             cancel_reason: Set(None),
+            points_reservation_id: Set(None),
         });
         inserted += voucher_rows::Entity::insert_many(models)
             .on_conflict(
