@@ -1,5 +1,6 @@
 //! gRPC adapter of `RewardsService`.
 mod catalogue;
+mod evaluate;
 mod vouchers;
 
 use chrono::Utc;
@@ -35,11 +36,20 @@ const READERS: &[Role] = &[Role::Pos, Role::Marketing, Role::Service, Role::Supp
 
 pub struct RewardsApi {
     db: DatabaseConnection,
+    /// Each partner's active rules for EvaluateCart; writes here drop the partner's entry.
+    rules: std::sync::Arc<store::rules_cache::RulesCache>,
 }
 
 impl RewardsApi {
     pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+        let rules =
+            store::rules_cache::RulesCache::new(db.clone(), store::rules_cache::DEFAULT_TTL);
+        Self { db, rules }
+    }
+
+    /// The cache of active rules (its invalidator consumes the service's own events).
+    pub fn rules_cache(&self) -> std::sync::Arc<store::rules_cache::RulesCache> {
+        self.rules.clone()
     }
 }
 
@@ -278,6 +288,7 @@ impl RewardsService for RewardsApi {
                 })
             })
             .await?;
+        self.rules.invalidate(partner_id);
         let mut reward = reward_to_proto(&reward);
         vouchers::rules_into_proto(&rules, &mut reward);
         Ok(Response::new(pb::CreateRewardResponse {
@@ -351,6 +362,7 @@ impl RewardsService for RewardsApi {
             })
         })
         .await?;
+        self.rules.invalidate(partner_id);
         Ok(Response::new(pb::CreatePurchaseBonusResponse {
             purchase_bonus: Some(bonus_to_proto(&bonus)),
         }))
@@ -570,6 +582,27 @@ impl RewardsService for RewardsApi {
         vouchers::generate(self, request).await
     }
 
+    async fn get_resolution_settings(
+        &self,
+        request: Request<pb::GetResolutionSettingsRequest>,
+    ) -> Result<Response<pb::GetResolutionSettingsResponse>, Status> {
+        evaluate::get_settings(self, request).await
+    }
+
+    async fn update_resolution_settings(
+        &self,
+        request: Request<pb::UpdateResolutionSettingsRequest>,
+    ) -> Result<Response<pb::UpdateResolutionSettingsResponse>, Status> {
+        evaluate::update_settings(self, request).await
+    }
+
+    async fn evaluate_cart(
+        &self,
+        request: Request<pb::EvaluateCartRequest>,
+    ) -> Result<Response<pb::EvaluateCartResponse>, Status> {
+        evaluate::evaluate_cart(self, request).await
+    }
+
     loyalty_platform::rpcs_not_yet_implemented! {
         "lands with issue #6 (rewards engine)";
         get_reward(pb::GetRewardRequest) -> pb::GetRewardResponse;
@@ -607,8 +640,6 @@ impl RewardsService for RewardsApi {
         update_reward_offer(pb::UpdateRewardOfferRequest) -> pb::UpdateRewardOfferResponse;
         delete_reward_offer(pb::DeleteRewardOfferRequest) -> pb::DeleteRewardOfferResponse;
         list_offer_progress(pb::ListOfferProgressRequest) -> pb::ListOfferProgressResponse;
-        get_resolution_settings(pb::GetResolutionSettingsRequest) -> pb::GetResolutionSettingsResponse;
-        update_resolution_settings(pb::UpdateResolutionSettingsRequest) -> pb::UpdateResolutionSettingsResponse;
         create_commercial_terms(pb::CreateCommercialTermsRequest) -> pb::CreateCommercialTermsResponse;
         get_commercial_terms(pb::GetCommercialTermsRequest) -> pb::GetCommercialTermsResponse;
         list_commercial_terms(pb::ListCommercialTermsRequest) -> pb::ListCommercialTermsResponse;

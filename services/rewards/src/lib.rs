@@ -15,10 +15,11 @@ pub const DEFAULT_PORT: u16 = 50053;
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let infra = Infra::start::<migration::Migrator>(settings).await?;
     let auth = infra.remote_authenticator()?;
+    let api = api::RewardsApi::new(infra.db.clone());
+    // Every instance drops a partner's cached rules when any instance changes them.
+    infra.consume("rewards", api.rules_cache().invalidator())?;
     let mut routes = tonic::service::RoutesBuilder::default();
-    routes.add_service(RewardsServiceServer::new(api::RewardsApi::new(
-        infra.db.clone(),
-    )));
+    routes.add_service(RewardsServiceServer::new(api));
     infra
         .serve(auth, routes, &["loyalty.rewards.v1.RewardsService"])
         .await

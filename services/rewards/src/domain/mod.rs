@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 pub mod catalogue;
 pub mod engine;
+pub mod resolution;
 pub mod vouchers;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,11 +3,13 @@ use sea_orm_migration::{prelude::*, schema::*};
 
 mod m0002_catalogue;
 mod m0003_vouchers;
+mod m0008_resolution_settings;
 
 loyalty_platform::migrator![
     InitialSchema,
     m0002_catalogue::Catalogue,
-    m0003_vouchers::Vouchers
+    m0003_vouchers::Vouchers,
+    m0008_resolution_settings::ResolutionSettings
 ];
 
 struct InitialSchema;

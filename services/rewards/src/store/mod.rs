@@ -11,6 +11,8 @@ pub mod catalogue;
 
 use crate::domain::{PurchaseBonus, Reward, RewardType, Validity};
 
+pub mod resolution;
+pub mod rules_cache;
 pub mod vouchers;
 
 pub mod rewards {
