@@ -212,7 +212,8 @@ pub(super) async fn update_settings(
         ..ResolutionSettings::default()
     };
     v.into_result()?;
-    let (sent_etag, at) = (req.etag, Utc::now());
+    // Microseconds, as the database keeps it: the answer equals what Get reads later.
+    let (sent_etag, at) = (req.etag, store::catalogue::now());
     let settings: ResolutionSettings = idempotency::run(&api.db, scope, move |txn| {
         Box::pin(async move {
             store::resolution::lock(txn, partner_id).await?;

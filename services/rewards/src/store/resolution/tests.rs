@@ -3,7 +3,7 @@
 //! groups; a cart with a cash desk reward, a purchase bonus and a presented voucher; an
 //! exclusive group seen by the next evaluation; another partner's rules invisible; the
 //! cache dropped by the RewardsChanged consumer of another instance.
-use loyalty_platform::{Role, auth::Principal, events::EventHandler};
+use loyalty_platform::{Role, auth::Principal};
 use loyalty_proto::{
     events::v1 as ev,
     rewards::v1::{self as pb, rewards_service_server::RewardsService},
