@@ -136,7 +136,7 @@ async fn a_cart_is_priced_by_rewards_bonus_and_voucher_and_by_the_resolution_set
         applied,
         [cash_desk.as_str(), campaign.as_str(), bonus.as_str()]
     );
-    assert_eq!(e.vouchers_to_redeem, [code.clone()]);
+    assert_eq!(e.vouchers_to_redeem, std::slice::from_ref(&code));
     assert_eq!(e.rejected_vouchers.len(), 1);
     assert_eq!(e.rejected_vouchers[0].reason, "VOUCHER_UNKNOWN");
     assert!(e.lines[0].discounts[1].explanation.contains("Twenty off"));

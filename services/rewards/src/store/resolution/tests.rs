@@ -425,7 +425,7 @@ async fn a_cart_gets_the_cash_desk_reward_the_bonus_and_the_voucher(f: Fixture) 
             .iter()
             .any(|p| p.rule_id == bonus && p.points == 144 && p.reason == "BONUS_POINTS")
     );
-    assert_eq!(e.vouchers_to_redeem, [code.clone()]);
+    assert_eq!(e.vouchers_to_redeem, std::slice::from_ref(&code));
     let rejected: Vec<(&str, &str)> = e
         .rejected_vouchers
         .iter()
