@@ -47,7 +47,7 @@ impl RewardsApi {
         Self { db, rules }
     }
 
-    /// The cache of active rules (its invalidator consumes the service's own events).
+    /// The cache of active rules (every replica follows its own events into it).
     pub fn rules_cache(&self) -> std::sync::Arc<store::rules_cache::RulesCache> {
         self.rules.clone()
     }

@@ -1,8 +1,8 @@
 //! Each partner's active rules in memory, prepared for evaluation (`CompiledRuleSet`), so an
 //! EvaluateCart reads no rule from the database. An entry is dropped when the partner's
 //! rules change — right after a write in this process (`invalidate`) and when a
-//! `RewardsChanged` event arrives from any instance (`Invalidator`) — and is reloaded after
-//! a TTL in any case.
+//! `RewardsChanged` event of any instance arrives (`on_event`) — and is reloaded after a TTL
+//! in any case.
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use loyalty_platform::{
     ApiError,
-    events::{self, EventHandler},
+    events::{self, EventCallback},
 };
 use loyalty_proto::events::v1 as ev;
 use sea_orm::DatabaseConnection;
@@ -98,31 +98,17 @@ impl RulesCache {
         entry.rules = None;
     }
 
-    /// The consumer of the service's own `RewardsChanged` events (from every instance).
-    pub fn invalidator(self: &Arc<Self>) -> Arc<dyn EventHandler> {
-        Arc::new(Invalidator(self.clone()))
-    }
-}
-
-struct Invalidator(Arc<RulesCache>);
-
-#[async_trait::async_trait]
-impl EventHandler for Invalidator {
-    fn handles(&self, event_type: &str) -> bool {
-        event_type == <ev::RewardsChanged as events::DomainEvent>::TYPE
-    }
-
-    async fn apply(
-        &self,
-        _txn: &sea_orm::DatabaseTransaction,
-        _event: &ev::EventEnvelope,
-    ) -> anyhow::Result<()> {
-        Ok(())
-    }
-
-    async fn after_commit(&self, event: &ev::EventEnvelope) {
-        if let Ok(partner_id) = event.partner_id.parse() {
-            self.0.invalidate(partner_id);
-        }
+    /// What to do with each of the service's own events, followed by every replica (a
+    /// consumer group would hand each event to one replica only): a `RewardsChanged` drops
+    /// the partner's rules.
+    pub fn on_event(self: &Arc<Self>) -> EventCallback {
+        let cache = self.clone();
+        Arc::new(move |event: &ev::EventEnvelope| {
+            if event.event_type == <ev::RewardsChanged as events::DomainEvent>::TYPE
+                && let Ok(partner_id) = event.partner_id.parse()
+            {
+                cache.invalidate(partner_id);
+            }
+        })
     }
 }

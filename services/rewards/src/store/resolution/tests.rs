@@ -528,17 +528,19 @@ async fn another_instances_change_reaches_the_cache_through_the_event() {
     let ten = f.reward("Ten off", pb::RewardType::CashDesk, 1000).await;
     let stale = evaluate(&other, f.partner, cart(customer, &[])).await;
     assert!(stale.applied_rules.is_empty(), "served from memory");
-    let handler = other.rules_cache().invalidator();
-    assert!(handler.handles("loyalty.events.v1.RewardsChanged"));
-    assert!(!handler.handles("loyalty.events.v1.VoucherIssued"));
-    handler
-        .after_commit(&ev::EventEnvelope {
-            event_type: "loyalty.events.v1.RewardsChanged".into(),
-            producer: "rewards".into(),
-            partner_id: f.partner.to_string(),
-            ..Default::default()
-        })
-        .await;
+    let on_event = other.rules_cache().on_event();
+    let event = |event_type: &str, partner: Uuid| ev::EventEnvelope {
+        event_type: event_type.into(),
+        producer: "rewards".into(),
+        partner_id: partner.to_string(),
+        ..Default::default()
+    };
+    // Other events and other partners' changes leave the entry alone.
+    on_event(&event("loyalty.events.v1.VoucherIssued", f.partner));
+    on_event(&event("loyalty.events.v1.RewardsChanged", Uuid::now_v7()));
+    let still = evaluate(&other, f.partner, cart(customer, &[])).await;
+    assert!(still.applied_rules.is_empty());
+    on_event(&event("loyalty.events.v1.RewardsChanged", f.partner));
     let fresh = evaluate(&other, f.partner, cart(customer, &[])).await;
     assert_eq!(fresh.applied_rules[0].rule_id, ten);
 }
