@@ -128,9 +128,13 @@ fn apply(rules: &[&Rule], cart: &[CartLine], ctx: &CustomerContext, explain: boo
         }
         discount_of[k] = total;
     }
-    // Base earn on what the customer pays in money.
+    // Base earn on what the customer pays in money; a trial of money benefits only needs none.
     let rate = ctx.earn_rate;
-    let base: Vec<i64> = (0..n)
+    let needs_base = explain
+        || rules
+            .iter()
+            .any(|r| r.benefits.iter().any(|b| b.is_points()));
+    let base: Vec<i64> = (0..if needs_base { n } else { 0 })
         .map(|i| {
             if cart[i].pay_only_with_points || rate.per_spend_minor <= 0 {
                 0
