@@ -603,3 +603,39 @@ async fn bad_carts_are_refused_by_field() {
         .expect_err("refused");
     assert_eq!(violated_fields(&empty), ["lines"]);
 }
+
+#[tokio::test]
+async fn an_evaluation_at_another_moment_uses_the_rules_active_then() {
+    let f = Fixture::postgres().await;
+    let customer = Uuid::now_v7();
+    let later = chrono::Utc::now() + chrono::Duration::hours(2);
+    let reward = f
+        .api
+        .create_reward(f.req(pb::CreateRewardRequest {
+            idempotency_key: "later".into(),
+            reward: Some(pb::Reward {
+                display_name: "From tonight".into(),
+                r#type: pb::RewardType::CashDesk as i32,
+                benefit: Some(pb::reward::Benefit::CartPercentageDiscount(
+                    pb::CartPercentageDiscount { basis_points: 1000 },
+                )),
+                valid_from_time: Some(loyalty_platform::time::to_timestamp(later)),
+                ..Default::default()
+            }),
+        }))
+        .await
+        .expect("reward")
+        .into_inner()
+        .reward
+        .expect("reward")
+        .id;
+    let now = evaluate(&f.api, f.partner, cart(customer, &[])).await;
+    assert!(now.applied_rules.is_empty() && now.rules_not_applied.is_empty());
+    let mut tonight = cart(customer, &[]);
+    tonight.evaluate_time = Some(loyalty_platform::time::to_timestamp(
+        later + chrono::Duration::hours(1),
+    ));
+    let e = evaluate(&f.api, f.partner, tonight).await;
+    assert_eq!(e.applied_rules[0].rule_id, reward);
+    assert_eq!(e.total_minor, 1800);
+}
