@@ -211,22 +211,40 @@ fn apply(rules: &[&Rule], cart: &[CartLine], ctx: &CustomerContext, explain: boo
     st
 }
 
+/// The store's local day of the week (0 = Monday) and minute of the day, computed once per
+/// evaluation rather than per rule.
+#[derive(Clone, Copy)]
+struct LocalTime {
+    weekday: u32,
+    minute: u16,
+}
+
+impl LocalTime {
+    fn of(ctx: &CustomerContext) -> LocalTime {
+        let local = ctx.at + Duration::minutes(i64::from(ctx.utc_offset_minutes));
+        LocalTime {
+            weekday: local.weekday().num_days_from_monday(),
+            minute: (local.hour() * 60 + local.minute()) as u16,
+        }
+    }
+}
+
 /// Why the rule cannot apply to this customer, place and time, if it cannot.
 fn ineligible(
     rule: &Rule,
     ctx: &CustomerContext,
+    local: LocalTime,
     vouchers: &BTreeMap<Uuid, String>,
 ) -> Option<SkipReason> {
     if !rule.validity.contains(ctx.at) {
         return Some(SkipReason::OutsideValidity);
     }
-    let local = ctx.at + Duration::minutes(i64::from(ctx.utc_offset_minutes));
     let days = rule.schedule.days_of_week & 0x7f;
-    if days != 0 && days & (1 << local.weekday().num_days_from_monday()) == 0 {
+    if days != 0 && days & (1 << local.weekday) == 0 {
         return Some(SkipReason::OutsideSchedule);
     }
     if let Some((from, until)) = rule.schedule.hours {
-        let m = (local.hour() * 60 + local.minute()) as u16;
+        let m = local.minute;
         let inside = if from <= until {
             from <= m && m < until
         } else {
@@ -339,6 +357,7 @@ pub(super) fn evaluate(
     let strategy = set.policy.strategy;
     let rules = rs.ordered();
     let reachable = rs.reachable(cart);
+    let local = LocalTime::of(ctx);
 
     // Vouchers presented: which rule each one unlocks.
     let mut rejected: BTreeMap<String, String> = BTreeMap::new();
@@ -377,7 +396,7 @@ pub(super) fn evaluate(
                 explanation: rs.said_at(pos, rule, reason),
             });
         };
-        if let Some(r) = ineligible(rule, ctx, &voucher_for) {
+        if let Some(r) = ineligible(rule, ctx, local, &voucher_for) {
             skip_at(r);
             continue;
         }
