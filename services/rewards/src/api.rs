@@ -1,6 +1,7 @@
 //! gRPC adapter of `RewardsService`.
 mod campaign_products;
 mod catalogue;
+mod evaluate;
 mod payments;
 mod product_stream;
 mod purchase_bonuses;
@@ -30,15 +31,20 @@ pub struct RewardsApi {
     db: DatabaseConnection,
     customer_peers: Option<rewards::CustomerPeers>,
     wallet: payments::PointsWallet,
+    /// Each partner's active rules for EvaluateCart; writes here drop the partner's entry.
+    rules: std::sync::Arc<store::rules_cache::RulesCache>,
 }
 
 impl RewardsApi {
     /// Without a wallet: vouchers with a points price are refused POINTS_PAYMENT_UNAVAILABLE.
     pub fn new(db: DatabaseConnection) -> Self {
+        let rules =
+            store::rules_cache::RulesCache::new(db.clone(), store::rules_cache::DEFAULT_TTL);
         Self {
             db,
             customer_peers: None,
             wallet: payments::PointsWallet::default(),
+            rules,
         }
     }
 
@@ -53,6 +59,25 @@ impl RewardsApi {
         self.wallet = payments::PointsWallet::new(channel);
         self
     }
+
+    /// The cache of active rules (every replica follows its own events into it).
+    pub fn rules_cache(&self) -> std::sync::Arc<store::rules_cache::RulesCache> {
+        self.rules.clone()
+    }
+
+    /// Drops the partner's cached rules once a write that changes them succeeded, so the next
+    /// EvaluateCart of this replica sees it at once (the others follow RewardsChanged).
+    fn refreshed<T>(&self, partner: Option<Uuid>, answer: Result<T, Status>) -> Result<T, Status> {
+        if let (Ok(_), Some(partner)) = (&answer, partner) {
+            self.rules.invalidate(partner);
+        }
+        answer
+    }
+}
+
+/// The caller's partner, for dropping its cached rules after a write.
+fn partner_of<T>(request: &Request<T>) -> Option<Uuid> {
+    principal(request).ok().and_then(|p| p.partner_id)
 }
 
 fn parse_time(
@@ -112,7 +137,8 @@ impl RewardsService for RewardsApi {
         &self,
         request: Request<pb::CreateRewardRequest>,
     ) -> Result<Response<pb::CreateRewardResponse>, Status> {
-        rewards::create(self, request).await
+        let partner = partner_of(&request);
+        self.refreshed(partner, rewards::create(self, request).await)
     }
 
     #[tracing::instrument(skip_all)]
@@ -135,7 +161,8 @@ impl RewardsService for RewardsApi {
         &self,
         request: Request<pb::CreatePurchaseBonusRequest>,
     ) -> Result<Response<pb::CreatePurchaseBonusResponse>, Status> {
-        purchase_bonuses::create(&self.db, request).await
+        let partner = partner_of(&request);
+        self.refreshed(partner, purchase_bonuses::create(&self.db, request).await)
     }
 
     #[tracing::instrument(skip_all)]
@@ -356,7 +383,8 @@ impl RewardsService for RewardsApi {
         &self,
         request: Request<pb::CreateCampaignProductRequest>,
     ) -> Result<Response<pb::CreateCampaignProductResponse>, Status> {
-        campaign_products::create(&self.db, request).await
+        let partner = partner_of(&request);
+        self.refreshed(partner, campaign_products::create(&self.db, request).await)
     }
 
     async fn get_campaign_product(
@@ -377,14 +405,16 @@ impl RewardsService for RewardsApi {
         &self,
         request: Request<pb::UpdateCampaignProductRequest>,
     ) -> Result<Response<pb::UpdateCampaignProductResponse>, Status> {
-        campaign_products::update(&self.db, request).await
+        let partner = partner_of(&request);
+        self.refreshed(partner, campaign_products::update(&self.db, request).await)
     }
 
     async fn delete_campaign_product(
         &self,
         request: Request<pb::DeleteCampaignProductRequest>,
     ) -> Result<Response<pb::DeleteCampaignProductResponse>, Status> {
-        campaign_products::delete(&self.db, request).await
+        let partner = partner_of(&request);
+        self.refreshed(partner, campaign_products::delete(&self.db, request).await)
     }
 
     async fn get_purchase_bonus(
@@ -405,14 +435,16 @@ impl RewardsService for RewardsApi {
         &self,
         request: Request<pb::UpdatePurchaseBonusRequest>,
     ) -> Result<Response<pb::UpdatePurchaseBonusResponse>, Status> {
-        purchase_bonuses::update(&self.db, request).await
+        let partner = partner_of(&request);
+        self.refreshed(partner, purchase_bonuses::update(&self.db, request).await)
     }
 
     async fn delete_purchase_bonus(
         &self,
         request: Request<pb::DeletePurchaseBonusRequest>,
     ) -> Result<Response<pb::DeletePurchaseBonusResponse>, Status> {
-        purchase_bonuses::delete(&self.db, request).await
+        let partner = partner_of(&request);
+        self.refreshed(partner, purchase_bonuses::delete(&self.db, request).await)
     }
 
     async fn get_reward(
@@ -433,14 +465,16 @@ impl RewardsService for RewardsApi {
         &self,
         request: Request<pb::UpdateRewardRequest>,
     ) -> Result<Response<pb::UpdateRewardResponse>, Status> {
-        rewards::update(self, request).await
+        let partner = partner_of(&request);
+        self.refreshed(partner, rewards::update(self, request).await)
     }
 
     async fn archive_reward(
         &self,
         request: Request<pb::ArchiveRewardRequest>,
     ) -> Result<Response<pb::ArchiveRewardResponse>, Status> {
-        rewards::archive(self, request).await
+        let partner = partner_of(&request);
+        self.refreshed(partner, rewards::archive(self, request).await)
     }
 
     async fn list_available_rewards(
@@ -639,9 +673,24 @@ impl RewardsService for RewardsApi {
         schemes::delete_terms(self, request).await
     }
 
-    loyalty_platform::rpcs_not_yet_implemented! {
-        "lands with issue #6 (rewards engine)";
-        get_resolution_settings(pb::GetResolutionSettingsRequest) -> pb::GetResolutionSettingsResponse;
-        update_resolution_settings(pb::UpdateResolutionSettingsRequest) -> pb::UpdateResolutionSettingsResponse;
+    async fn get_resolution_settings(
+        &self,
+        request: Request<pb::GetResolutionSettingsRequest>,
+    ) -> Result<Response<pb::GetResolutionSettingsResponse>, Status> {
+        evaluate::get_settings(self, request).await
+    }
+
+    async fn update_resolution_settings(
+        &self,
+        request: Request<pb::UpdateResolutionSettingsRequest>,
+    ) -> Result<Response<pb::UpdateResolutionSettingsResponse>, Status> {
+        evaluate::update_settings(self, request).await
+    }
+
+    async fn evaluate_cart(
+        &self,
+        request: Request<pb::EvaluateCartRequest>,
+    ) -> Result<Response<pb::EvaluateCartResponse>, Status> {
+        evaluate::evaluate_cart(self, request).await
     }
 }

@@ -6,9 +6,12 @@ pub mod domain;
 pub mod migration;
 pub mod store;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
-use loyalty_platform::{Infra, Settings};
+use loyalty_platform::{
+    Infra, Settings,
+    events::{self, EventCallback, EventSource},
+};
 use loyalty_proto::rewards::v1::rewards_service_server::RewardsServiceServer;
 
 pub const SERVICE: &str = "rewards";
@@ -37,10 +40,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     if infra.settings.jobs.expiry_interval_secs > 0 {
         store::tiers::spawn_scheduler(
             infra.db.clone(),
-            std::time::Duration::from_secs(infra.settings.jobs.expiry_interval_secs),
+            Duration::from_secs(infra.settings.jobs.expiry_interval_secs),
         );
     }
-    let mut routes = tonic::service::RoutesBuilder::default();
     // Optional: without a wallet, vouchers with a points price are refused, not given away;
     // without segmentation and wallet, ListAvailableRewards answers UNAVAILABLE.
     let wallet = infra.peer("wallet").ok();
@@ -48,8 +50,43 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     if let (Ok(segmentation), Some(wallet)) = (infra.peer("segmentation"), wallet) {
         api = api.with_customer_peers(segmentation, wallet);
     }
+    follow_own_events(&infra, api.rules_cache().on_event());
+    let mut routes = tonic::service::RoutesBuilder::default();
     routes.add_service(RewardsServiceServer::new(api));
     infra
         .serve(auth, routes, &["loyalty.rewards.v1.RewardsService"])
         .await
+}
+
+/// Every replica follows the service's own events, so that each drops a partner's cached
+/// rules when any replica changed them. Without Redis it reads its own event feed, which needs
+/// the internal credential and `peers.rewards_url`; without those the cache TTL is the bound.
+fn follow_own_events(infra: &Infra, on_event: EventCallback) {
+    let source = match &infra.redis {
+        Some((client, _)) => EventSource::Redis {
+            client: client.clone(),
+            prefix: infra.settings.redis.key_prefix.clone(),
+        },
+        None => match (&infra.settings.auth.bootstrap_key, infra.peer(SERVICE)) {
+            (Some(credential), Ok(channel)) => EventSource::Feed {
+                channel,
+                credential: credential.clone(),
+            },
+            _ => {
+                tracing::warn!(
+                    "without redis, following the rewards feed needs auth.bootstrap_key and \
+                     peers.rewards_url: other replicas' rule changes are seen when the rules \
+                     cache expires"
+                );
+                return;
+            }
+        },
+    };
+    events::spawn_follower(
+        SERVICE,
+        source,
+        Duration::from_millis(infra.settings.events.poll_interval_ms.max(10)),
+        infra.settings.events.batch_size.max(1) as usize,
+        on_event,
+    );
 }

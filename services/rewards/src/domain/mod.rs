@@ -9,6 +9,7 @@ pub mod catalogue;
 pub mod engine;
 pub mod payments;
 pub mod purchase_bonuses;
+pub mod resolution;
 pub mod rewards;
 pub mod schemes;
 pub mod tiers;

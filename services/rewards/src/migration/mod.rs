@@ -7,6 +7,7 @@ mod m0004_reward_definitions;
 mod m0005_campaign_products_bonuses;
 mod m0006_tiers;
 mod m0007_schemes;
+mod m0008_resolution_settings;
 mod m0009_voucher_codes;
 
 loyalty_platform::migrator![
@@ -17,6 +18,7 @@ loyalty_platform::migrator![
     m0005_campaign_products_bonuses::CampaignProductsBonuses,
     m0006_tiers::Tiers,
     m0007_schemes::Schemes,
+    m0008_resolution_settings::ResolutionSettings,
     m0009_voucher_codes::VoucherCodes,
 ];
 

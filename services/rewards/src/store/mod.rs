@@ -8,6 +8,8 @@ pub mod catalogue;
 
 use crate::domain::PurchaseBonus;
 
+pub mod resolution;
+pub mod rules_cache;
 pub mod schemes;
 pub mod tiers;
 pub mod vouchers;

@@ -6,6 +6,7 @@
 //! (10000 = 100 % / ×1). Arithmetic saturates and clamps, so no input makes it panic.
 mod benefits;
 mod convert;
+mod index;
 mod resolution;
 mod validate;
 
@@ -16,9 +17,11 @@ use super::Validity;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use uuid::Uuid;
 
 pub use convert::{from_campaign_product, from_purchase_bonus, from_reward};
+pub use index::CompiledRuleSet;
 pub use validate::{validate_policy, validate_rule};
 
 // ---------------------------------------------------------------------------------------------
@@ -407,7 +410,13 @@ impl SkipReason {
 pub struct NotApplied {
     pub rule_id: Uuid,
     pub reason: SkipReason,
-    pub explanation: String,
+    /// Shared: most sentences are the same for every evaluation of a prepared rule set.
+    #[serde(serialize_with = "shared_str")]
+    pub explanation: Arc<str>,
+}
+
+fn shared_str<S: serde::Serializer>(s: &Arc<str>, ser: S) -> Result<S::Ok, S::Error> {
+    ser.serialize_str(s)
 }
 
 /// Everything the evaluation decided.
@@ -434,5 +443,15 @@ pub struct Evaluation {
 /// Evaluates `cart` for `ctx` against `rules`. Pure and deterministic: the order of
 /// `rules.rules` does not matter (ties are broken by rule id).
 pub fn evaluate(cart: &[CartLine], ctx: &CustomerContext, rules: &RuleSet) -> Evaluation {
+    resolution::evaluate(cart, ctx, &CompiledRuleSet::naive(rules))
+}
+
+/// `evaluate` against a rule set prepared once (`CompiledRuleSet::new`): the same answer,
+/// without visiting the rules no line of the cart can reach.
+pub fn evaluate_compiled(
+    cart: &[CartLine],
+    ctx: &CustomerContext,
+    rules: &CompiledRuleSet,
+) -> Evaluation {
     resolution::evaluate(cart, ctx, rules)
 }

@@ -2,13 +2,15 @@
 //! strategy (priority or best for the customer), caps and budgets; then the rules chosen are
 //! applied in priority order (ties by id), discounts first, points on the discounted amounts.
 use super::benefits;
+use super::index::CompiledRuleSet;
 use super::{
     AppliedRule, CartLine, CartPoints, CustomerContext, Evaluation, GroupMode, LineDiscount,
-    LinePoints, LineResult, NotApplied, RejectedVoucher, Rule, RuleSet, SkipReason, Strategy,
+    LinePoints, LineResult, NotApplied, RejectedVoucher, Rule, SkipReason, Strategy,
 };
 use chrono::{Datelike, Duration, Timelike};
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// Value of a rule for the customer: (discount in minor units, points).
@@ -59,16 +61,26 @@ fn apply(rules: &[&Rule], cart: &[CartLine], ctx: &CustomerContext, explain: boo
     let n = cart.len();
     let mut st = Applied {
         net: cart.iter().map(CartLine::gross_minor).collect(),
-        discounts: vec![Vec::new(); n],
-        points: vec![Vec::new(); n],
+        // Line details only when explaining (trial runs need only the totals).
+        discounts: if explain {
+            vec![Vec::new(); n]
+        } else {
+            Vec::new()
+        },
+        points: if explain {
+            vec![Vec::new(); n]
+        } else {
+            Vec::new()
+        },
         cart_points: Vec::new(),
-        totals: Vec::new(),
+        totals: Vec::with_capacity(rules.len()),
         empty: BTreeMap::new(),
     };
-    let mut first_skip: BTreeMap<Uuid, SkipReason> = BTreeMap::new();
-    let mut discount_of: BTreeMap<Uuid, i64> = BTreeMap::new();
+    // Per rule (by position in `rules`): why a benefit gave nothing, and its discount.
+    let mut first_skip: Vec<Option<SkipReason>> = vec![None; rules.len()];
+    let mut discount_of: Vec<i64> = vec![0; rules.len()];
     // Money benefits.
-    for rule in rules {
+    for (k, rule) in rules.iter().enumerate() {
         let budget = if money_budget(rule) {
             budget(rule, ctx)
         } else {
@@ -110,15 +122,19 @@ fn apply(rules: &[&Rule], cart: &[CartLine], ctx: &CustomerContext, explain: boo
                     }
                 }
                 Err(r) => {
-                    first_skip.entry(rule.id).or_insert(r);
+                    first_skip[k].get_or_insert(r);
                 }
             }
         }
-        discount_of.insert(rule.id, total);
+        discount_of[k] = total;
     }
-    // Base earn on what the customer pays in money.
+    // Base earn on what the customer pays in money; a trial of money benefits only needs none.
     let rate = ctx.earn_rate;
-    let base: Vec<i64> = (0..n)
+    let needs_base = explain
+        || rules
+            .iter()
+            .any(|r| r.benefits.iter().any(|b| b.is_points()));
+    let base: Vec<i64> = (0..if needs_base { n } else { 0 })
         .map(|i| {
             if cart[i].pay_only_with_points || rate.per_spend_minor <= 0 {
                 0
@@ -139,7 +155,7 @@ fn apply(rules: &[&Rule], cart: &[CartLine], ctx: &CustomerContext, explain: boo
         }
     }
     // Points benefits.
-    for rule in rules {
+    for (k, rule) in rules.iter().enumerate() {
         let budget = if money_budget(rule) {
             None
         } else {
@@ -180,16 +196,13 @@ fn apply(rules: &[&Rule], cart: &[CartLine], ctx: &CustomerContext, explain: boo
                     }
                 }
                 Err(r) => {
-                    first_skip.entry(rule.id).or_insert(r);
+                    first_skip[k].get_or_insert(r);
                 }
             }
         }
-        let discount = discount_of.get(&rule.id).copied().unwrap_or(0);
+        let discount = discount_of[k];
         if discount == 0 && total == 0 {
-            let reason = first_skip
-                .get(&rule.id)
-                .copied()
-                .unwrap_or(SkipReason::NothingLeftToDiscount);
+            let reason = first_skip[k].unwrap_or(SkipReason::NothingLeftToDiscount);
             st.empty.insert(rule.id, reason);
         } else {
             st.totals.push((rule.id, discount, total));
@@ -198,22 +211,40 @@ fn apply(rules: &[&Rule], cart: &[CartLine], ctx: &CustomerContext, explain: boo
     st
 }
 
+/// The store's local day of the week (0 = Monday) and minute of the day, computed once per
+/// evaluation rather than per rule.
+#[derive(Clone, Copy)]
+struct LocalTime {
+    weekday: u32,
+    minute: u16,
+}
+
+impl LocalTime {
+    fn of(ctx: &CustomerContext) -> LocalTime {
+        let local = ctx.at + Duration::minutes(i64::from(ctx.utc_offset_minutes));
+        LocalTime {
+            weekday: local.weekday().num_days_from_monday(),
+            minute: (local.hour() * 60 + local.minute()) as u16,
+        }
+    }
+}
+
 /// Why the rule cannot apply to this customer, place and time, if it cannot.
 fn ineligible(
     rule: &Rule,
     ctx: &CustomerContext,
+    local: LocalTime,
     vouchers: &BTreeMap<Uuid, String>,
 ) -> Option<SkipReason> {
     if !rule.validity.contains(ctx.at) {
         return Some(SkipReason::OutsideValidity);
     }
-    let local = ctx.at + Duration::minutes(i64::from(ctx.utc_offset_minutes));
     let days = rule.schedule.days_of_week & 0x7f;
-    if days != 0 && days & (1 << local.weekday().num_days_from_monday()) == 0 {
+    if days != 0 && days & (1 << local.weekday) == 0 {
         return Some(SkipReason::OutsideSchedule);
     }
     if let Some((from, until)) = rule.schedule.hours {
-        let m = (local.hour() * 60 + local.minute()) as u16;
+        let m = local.minute;
         let inside = if from <= until {
             from <= m && m < until
         } else {
@@ -275,14 +306,28 @@ fn rank(strategy: Strategy, a: (&Rule, Value), b: (&Rule, Value)) -> Ordering {
 }
 
 fn skip(out: &mut BTreeMap<Uuid, NotApplied>, rule: &Rule, reason: SkipReason, why: &str) {
-    out.entry(rule.id).or_insert(NotApplied {
+    out.entry(rule.id).or_insert_with(|| NotApplied {
         rule_id: rule.id,
         reason,
-        explanation: format!("{}: {why}", rule.name),
+        explanation: Arc::from(super::index::sentence(rule, why)),
     });
 }
 
-fn say(reason: SkipReason) -> &'static str {
+/// `skip` with the static sentence of `reason` (shared when the rule set is prepared).
+fn skip_said(
+    out: &mut BTreeMap<Uuid, NotApplied>,
+    c: &CompiledRuleSet,
+    rule: &Rule,
+    reason: SkipReason,
+) {
+    out.entry(rule.id).or_insert_with(|| NotApplied {
+        rule_id: rule.id,
+        reason,
+        explanation: c.said(rule, reason),
+    });
+}
+
+pub(super) fn say(reason: SkipReason) -> &'static str {
     match reason {
         SkipReason::OutsideValidity => "not valid at this time",
         SkipReason::OutsideSchedule => "not on this day or at this hour",
@@ -303,14 +348,16 @@ fn say(reason: SkipReason) -> &'static str {
     }
 }
 
-pub(super) fn evaluate(cart: &[CartLine], ctx: &CustomerContext, set: &RuleSet) -> Evaluation {
+pub(super) fn evaluate(
+    cart: &[CartLine],
+    ctx: &CustomerContext,
+    rs: &CompiledRuleSet,
+) -> Evaluation {
+    let set = rs.rule_set();
     let strategy = set.policy.strategy;
-    let mut rules: Vec<&Rule> = set.rules.iter().collect();
-    // Ids are unique in a valid rule set (validate_policy); a repeated id keeps one rule.
-    rules.sort_by_key(|r| r.id);
-    rules.dedup_by_key(|r| r.id);
-    rules.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.id.cmp(&b.id)));
-    let by_id: BTreeMap<Uuid, &Rule> = rules.iter().map(|r| (r.id, *r)).collect();
+    let rules = rs.ordered();
+    let reachable = rs.reachable(cart);
+    let local = LocalTime::of(ctx);
 
     // Vouchers presented: which rule each one unlocks.
     let mut rejected: BTreeMap<String, String> = BTreeMap::new();
@@ -323,7 +370,7 @@ pub(super) fn evaluate(cart: &[CartLine], ctx: &CustomerContext, set: &RuleSet) 
         let reason = match (&v.rejection, v.reward_id) {
             (Some(r), _) => Some(r.clone()),
             (None, None) => Some("VOUCHER_UNKNOWN".to_owned()),
-            (None, Some(id)) if !by_id.contains_key(&id) => {
+            (None, Some(id)) if rs.get(&id).is_none() => {
                 Some("VOUCHER_REWARD_NOT_ACTIVE".to_owned())
             }
             (None, Some(id)) if voucher_for.contains_key(&id) => {
@@ -341,37 +388,39 @@ pub(super) fn evaluate(cart: &[CartLine], ctx: &CustomerContext, set: &RuleSet) 
 
     let mut not_applied: BTreeMap<Uuid, NotApplied> = BTreeMap::new();
     let mut candidates: Vec<(&Rule, Value)> = Vec::new();
-    for rule in &rules {
-        if let Some(r) = ineligible(rule, ctx, &voucher_for) {
-            skip(&mut not_applied, rule, r, say(r));
+    for (pos, rule) in rules.iter().enumerate() {
+        let mut skip_at = |reason: SkipReason| {
+            not_applied.entry(rule.id).or_insert_with(|| NotApplied {
+                rule_id: rule.id,
+                reason,
+                explanation: rs.said_at(pos, rule, reason),
+            });
+        };
+        if let Some(r) = ineligible(rule, ctx, local, &voucher_for) {
+            skip_at(r);
             continue;
         }
-        if !rule.benefits.iter().any(|b| benefits::targets_any(b, cart)) {
-            let r = SkipReason::NoMatchingItems;
-            skip(&mut not_applied, rule, r, say(r));
+        // Rules the index says reach no line skip the exact (string-comparing) check.
+        if !reachable[pos] || !rule.benefits.iter().any(|b| benefits::targets_any(b, cart)) {
+            skip_at(SkipReason::NoMatchingItems);
             continue;
         }
         let alone = apply(&[rule], cart, ctx, false);
         if let Some(r) = alone.empty.get(&rule.id) {
-            skip(&mut not_applied, rule, *r, say(*r));
+            skip_at(*r);
             continue;
         }
         candidates.push((rule, alone.value()));
     }
 
     // Exclusive groups: one winner each. A rule listed in several groups counts in the first.
-    let mut group_of: BTreeMap<Uuid, usize> = BTreeMap::new();
-    for (g, group) in set.policy.groups.iter().enumerate() {
-        for id in &group.rule_ids {
-            group_of.entry(*id).or_insert(g);
-        }
-    }
+    let group_of = |id: &Uuid| rs.group_of(id);
     let mut winners: BTreeMap<usize, (&Rule, Value)> = BTreeMap::new();
     for c in &candidates {
-        if let Some(g) = group_of.get(&c.0.id)
-            && set.policy.groups[*g].mode == GroupMode::Exclusive
+        if let Some(g) = group_of(&c.0.id)
+            && set.policy.groups[g].mode == GroupMode::Exclusive
         {
-            let w = winners.entry(*g).or_insert(*c);
+            let w = winners.entry(g).or_insert(*c);
             if rank(strategy, *c, *w) == Ordering::Less {
                 *w = *c;
             }
@@ -379,13 +428,13 @@ pub(super) fn evaluate(cart: &[CartLine], ctx: &CustomerContext, set: &RuleSet) 
     }
     let mut survivors = Vec::new();
     for c in candidates {
-        match group_of.get(&c.0.id) {
-            Some(g) if set.policy.groups[*g].mode == GroupMode::Exclusive => {
-                let w = winners[g].0;
+        match group_of(&c.0.id) {
+            Some(g) if set.policy.groups[g].mode == GroupMode::Exclusive => {
+                let w = winners[&g].0;
                 if w.id != c.0.id {
                     let why = format!(
                         "group {} applies {} instead",
-                        set.policy.groups[*g].name, w.name
+                        set.policy.groups[g].name, w.name
                     );
                     skip(&mut not_applied, c.0, SkipReason::LostExclusiveGroup, &why);
                     continue;
@@ -399,9 +448,7 @@ pub(super) fn evaluate(cart: &[CartLine], ctx: &CustomerContext, set: &RuleSet) 
     // Non-stackable rules apply alone: the best of them against everything stackable together.
     let stacks = |r: &Rule| {
         r.stackable
-            || group_of
-                .get(&r.id)
-                .is_some_and(|g| set.policy.groups[*g].mode == GroupMode::Stackable)
+            || group_of(&r.id).is_some_and(|g| set.policy.groups[g].mode == GroupMode::Stackable)
     };
     let (stackable, lone): (Vec<_>, Vec<_>) = survivors.into_iter().partition(|c| stacks(c.0));
     let mut chosen: Vec<(&Rule, Value)> = stackable.clone();
@@ -453,9 +500,8 @@ pub(super) fn evaluate(cart: &[CartLine], ctx: &CustomerContext, set: &RuleSet) 
     // At most N rules per transaction, the best by the strategy.
     if let Some(max) = set.policy.max_rules_per_transaction {
         chosen.sort_by(|a, b| rank(strategy, *a, *b));
-        for c in chosen.iter().skip(max as usize) {
-            let r = SkipReason::TransactionRuleLimit;
-            skip(&mut not_applied, c.0, r, say(r));
+        for x in chosen.iter().skip(max as usize) {
+            skip_said(&mut not_applied, rs, x.0, SkipReason::TransactionRuleLimit);
         }
         chosen.truncate(max as usize);
     }
@@ -467,12 +513,14 @@ pub(super) fn evaluate(cart: &[CartLine], ctx: &CustomerContext, set: &RuleSet) 
         _ => apply(&order, cart, ctx, true),
     };
     for (id, r) in &st.empty {
-        skip(&mut not_applied, by_id[id], *r, say(*r));
+        if let Some(rule) = rs.get(id) {
+            skip_said(&mut not_applied, rs, rule, *r);
+        }
     }
 
     let mut out = Evaluation::default();
     for (rid, discount, points) in &st.totals {
-        let rule = by_id[rid];
+        let Some(rule) = rs.get(rid) else { continue };
         let voucher = voucher_for.get(rid).cloned();
         let what: Vec<String> = rule.benefits.iter().map(benefits::describe).collect();
         out.applied.push(AppliedRule {
