@@ -14,6 +14,8 @@ fn reward(name: &str, kind: pb::RewardType, basis_points: i32) -> pb::Reward {
         benefit: Some(pb::reward::Benefit::CartPercentageDiscount(
             pb::CartPercentageDiscount { basis_points },
         )),
+        // Stacking is what these carts exercise; a reward combines only when it says so.
+        combinable: true,
         ..Default::default()
     }
 }

@@ -75,6 +75,8 @@ impl Fixture {
                     benefit: Some(pb::reward::Benefit::CartPercentageDiscount(
                         pb::CartPercentageDiscount { basis_points },
                     )),
+                    // Stacking is what these carts exercise; a reward combines only when it says so.
+                    combinable: true,
                     ..Default::default()
                 }),
             }))
