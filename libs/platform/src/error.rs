@@ -300,12 +300,30 @@ pub fn mask_paths(
 /// FAILED_PRECONDITION `ETAG_MISMATCH` naming `what`.
 pub fn check_etag(sent: &str, current: &str, what: &str) -> Result<(), ApiError> {
     if !sent.is_empty() && sent != current {
-        return Err(ApiError::precondition(
-            "ETAG_MISMATCH",
-            format!("the {what} changed since it was read"),
-        ));
+        return Err(etag_mismatch(what));
     }
     Ok(())
+}
+
+/// A write guarded by the revision it read (`… WHERE revision = read`) that touched no row lost
+/// to another write: the same `ETAG_MISMATCH` as `check_etag`.
+pub fn check_guarded_write(rows_affected: u64, what: &str) -> Result<(), ApiError> {
+    if rows_affected == 0 {
+        return Err(etag_mismatch(what));
+    }
+    Ok(())
+}
+
+fn etag_mismatch(what: &str) -> ApiError {
+    ApiError::precondition(
+        "ETAG_MISMATCH",
+        format!("the {what} changed since it was read"),
+    )
+}
+
+/// The etag of an item versioned by a revision counter.
+pub fn revision_etag(revision: i64) -> String {
+    format!("r{revision}")
 }
 
 pub fn check_idempotency_key(v: &mut Violations, key: &str) {

@@ -75,6 +75,33 @@ impl RewardsApi {
     }
 }
 
+/// Announces in the write's transaction that a partner's rules changed (`RewardsChanged`),
+/// so that every replica drops its cached rules; `None` for partner-wide settings.
+async fn rules_changed(
+    conn: &impl sea_orm::ConnectionTrait,
+    partner_id: Uuid,
+    benefit_id: Option<Uuid>,
+) -> Result<(), ApiError> {
+    loyalty_platform::events::enqueue(
+        conn,
+        Some(partner_id),
+        &loyalty_proto::events::v1::RewardsChanged {
+            benefit_id: benefit_id.map(|id| id.to_string()).unwrap_or_default(),
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// A required UUID naming a stored item: empty → INVALID_ARGUMENT on `field`; malformed →
+/// `not_found`, like another partner's id (it cannot name a stored item).
+fn stored_id(field: &str, id: &str, not_found: fn(&str) -> ApiError) -> Result<Uuid, ApiError> {
+    if id.is_empty() {
+        return Err(ApiError::invalid(field, "is required"));
+    }
+    Uuid::parse_str(id).map_err(|_| not_found(id))
+}
+
 /// The caller's partner, for dropping its cached rules after a write.
 fn partner_of<T>(request: &Request<T>) -> Option<Uuid> {
     principal(request).ok().and_then(|p| p.partner_id)

@@ -6,13 +6,11 @@ use loyalty_platform::{
     ApiError, Role, Violations,
     auth::principal,
     error::{check_etag, check_idempotency_key, mask_paths},
-    events,
     idempotency::{self, IdempotencyScope},
     paging::{next_page_token, page_size, parse_page_token},
     time::to_timestamp,
 };
 use loyalty_proto::{
-    events::v1 as ev,
     rewards::v1::{self as pb, campaign_product::Discount as PbDiscount},
     types::v1::{Money, SalesChannel},
 };
@@ -61,17 +59,7 @@ fn not_found(id: &str) -> ApiError {
 }
 
 fn parse_id(field: &str, id: &str) -> Result<Uuid, ApiError> {
-    if id.is_empty() {
-        return Err(ApiError::invalid(field, "is required"));
-    }
-    // A malformed id cannot name a stored entry: NOT_FOUND like another partner's id.
-    Uuid::parse_str(id).map_err(|_| not_found(id))
-}
-
-fn rewards_changed(id: Uuid) -> ev::RewardsChanged {
-    ev::RewardsChanged {
-        benefit_id: id.to_string(),
-    }
+    super::stored_id(field, id, not_found)
 }
 
 /// A new entry from the proto (id and times assigned); parse problems are named in `v`.
@@ -231,7 +219,7 @@ pub async fn create(
         Box::pin(async move {
             check_catalogue(txn, partner_id, &entry).await?;
             entries::insert(txn, partner_id, &entry).await?;
-            events::enqueue(txn, Some(partner_id), &rewards_changed(entry.id)).await?;
+            super::rules_changed(txn, partner_id, Some(entry.id)).await?;
             Ok(entry)
         })
     })
@@ -382,7 +370,7 @@ pub async fn update(
                 check_catalogue(txn, partner_id, &next).await?;
             }
             entries::update(txn, partner_id, &next, current.revision).await?;
-            events::enqueue(txn, Some(partner_id), &rewards_changed(next.id)).await?;
+            super::rules_changed(txn, partner_id, Some(next.id)).await?;
             Ok(next)
         })
     })
@@ -417,7 +405,7 @@ pub async fn delete(
                 .ok_or_else(|| not_found(&key))?;
             check_etag(&sent_etag, &etag(current.revision), "campaign product")?;
             entries::delete(txn, partner_id, id, current.revision).await?;
-            events::enqueue(txn, Some(partner_id), &rewards_changed(id)).await?;
+            super::rules_changed(txn, partner_id, Some(id)).await?;
             Ok(())
         })
     })

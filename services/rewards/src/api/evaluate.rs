@@ -7,11 +7,10 @@ use loyalty_platform::{
     ApiError, Role, Violations,
     auth::principal,
     error::{check_etag, check_idempotency_key, mask_paths},
-    events,
     idempotency::{self, IdempotencyScope},
     time::to_timestamp,
 };
-use loyalty_proto::{events::v1 as ev, rewards::v1 as pb, types::v1::SalesChannel};
+use loyalty_proto::{rewards::v1 as pb, types::v1::SalesChannel};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -245,14 +244,7 @@ pub(super) async fn update_settings(
             s.updated_at = Some(at);
             store::resolution::save(txn, partner_id, &s, at).await?;
             // The rules' policy changed: every instance drops its cached rules.
-            events::enqueue(
-                txn,
-                Some(partner_id),
-                &ev::RewardsChanged {
-                    benefit_id: String::new(),
-                },
-            )
-            .await?;
+            super::rules_changed(txn, partner_id, None).await?;
             Ok(s)
         })
     })

@@ -5,13 +5,11 @@ use loyalty_platform::{
     ApiError, Role, Violations,
     auth::principal,
     error::{check_etag, check_idempotency_key, mask_paths},
-    events,
     idempotency::{self, IdempotencyScope},
     paging::{next_page_token, page_size, parse_page_token},
     time::to_timestamp,
 };
 use loyalty_proto::{
-    events::v1 as ev,
     rewards::v1 as pb,
     types::v1::{self as types, SalesChannel},
 };
@@ -131,22 +129,12 @@ pub(super) async fn check_scope_known(
     v.into_result()
 }
 
-fn rewards_changed(id: Uuid) -> ev::RewardsChanged {
-    ev::RewardsChanged {
-        benefit_id: id.to_string(),
-    }
-}
-
 fn not_found(id: &str) -> ApiError {
     ApiError::NotFound(format!("purchase bonus {id:?}"))
 }
 
 fn parse_id(field: &str, id: &str) -> Result<Uuid, ApiError> {
-    if id.is_empty() {
-        return Err(ApiError::invalid(field, "is required"));
-    }
-    // A malformed id cannot name a stored bonus: NOT_FOUND like another partner's id.
-    Uuid::parse_str(id).map_err(|_| not_found(id))
+    super::stored_id(field, id, not_found)
 }
 
 // ---- Purchase bonus ↔ proto ----
@@ -306,7 +294,7 @@ pub async fn create(
         Box::pin(async move {
             check_scope_known(txn, partner_id, "purchase_bonus.products", &bonus.products).await?;
             bonuses::insert(txn, partner_id, &bonus).await?;
-            events::enqueue(txn, Some(partner_id), &rewards_changed(bonus.id)).await?;
+            super::rules_changed(txn, partner_id, Some(bonus.id)).await?;
             Ok(bonus)
         })
     })
@@ -418,7 +406,7 @@ pub async fn update(
                     .await?;
             }
             bonuses::update(txn, partner_id, &next, current.revision).await?;
-            events::enqueue(txn, Some(partner_id), &rewards_changed(next.id)).await?;
+            super::rules_changed(txn, partner_id, Some(next.id)).await?;
             Ok(next)
         })
     })
@@ -450,7 +438,7 @@ pub async fn delete(
             if !bonuses::delete(txn, partner_id, id).await? {
                 return Err(not_found(&key));
             }
-            events::enqueue(txn, Some(partner_id), &rewards_changed(id)).await?;
+            super::rules_changed(txn, partner_id, Some(id)).await?;
             Ok(())
         })
     })

@@ -9,13 +9,11 @@ use loyalty_platform::{
     auth::principal,
     client::outgoing,
     error::{check_etag, check_idempotency_key, mask_paths},
-    events,
     idempotency::{self, IdempotencyScope},
     paging::{next_page_token, page_size, parse_page_token},
     time::to_timestamp,
 };
 use loyalty_proto::{
-    events::v1 as ev,
     rewards::v1::{self as pb, reward::Benefit as PbBenefit},
     segmentation::v1::{
         self as segmentation, segmentation_service_client::SegmentationServiceClient,
@@ -573,22 +571,6 @@ pub(super) async fn shown_protos(
         .collect())
 }
 
-async fn changed(
-    conn: &impl ConnectionTrait,
-    partner_id: Uuid,
-    reward_id: Uuid,
-) -> Result<(), ApiError> {
-    events::enqueue(
-        conn,
-        Some(partner_id),
-        &ev::RewardsChanged {
-            benefit_id: reward_id.to_string(),
-        },
-    )
-    .await?;
-    Ok(())
-}
-
 fn not_found(id: Uuid) -> ApiError {
     ApiError::NotFound(format!("reward {id}"))
 }
@@ -629,7 +611,7 @@ pub(super) async fn create(
         Box::pin(async move {
             store::insert_reward(txn, partner_id, &reward).await?;
             vstore::insert_rules(txn, partner_id, reward.id, &rules).await?;
-            changed(txn, partner_id, reward.id).await?;
+            super::rules_changed(txn, partner_id, Some(reward.id)).await?;
             Ok(Shown {
                 stock: Some((rules.max_total, 0)),
                 rules: Some(rules),
@@ -858,7 +840,7 @@ pub(super) async fn update(
             if paths.iter().any(|p| VOUCHER_PATHS.contains(&p.as_str())) {
                 store::update_voucher_rules(txn, partner_id, id, &rules).await?;
             }
-            changed(txn, partner_id, id).await?;
+            super::rules_changed(txn, partner_id, Some(id)).await?;
             shown_one(txn, partner_id, reward).await
         })
     })
@@ -916,7 +898,7 @@ pub(super) async fn archive(
                 changes = true;
             }
             if changes {
-                changed(txn, partner_id, id).await?;
+                super::rules_changed(txn, partner_id, Some(id)).await?;
             }
             shown_one(txn, partner_id, reward).await
         })

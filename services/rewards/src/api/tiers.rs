@@ -6,12 +6,11 @@ use loyalty_platform::{
     ApiError, Role, Violations,
     auth::principal,
     error::{check_etag, check_idempotency_key, mask_paths, parse_uuid},
-    events,
     idempotency::{self, IdempotencyScope},
     paging::{next_code_token, next_page_token, page_size, parse_code_token, parse_page_token},
     time::{from_timestamp, to_timestamp},
 };
-use loyalty_proto::{events::v1 as ev, rewards::v1 as pb, types::v1::Money};
+use loyalty_proto::{rewards::v1 as pb, types::v1::Money};
 use prost::Message;
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 use tonic::{Request, Response, Status};
@@ -57,22 +56,6 @@ fn partner<T>(request: &Request<T>, roles: &[Role]) -> Result<Uuid, Status> {
 
 fn not_found(key: &str) -> ApiError {
     ApiError::NotFound(format!("tier {key:?}"))
-}
-
-async fn changed(
-    conn: &impl ConnectionTrait,
-    partner_id: Uuid,
-    tier_id: Uuid,
-) -> Result<(), ApiError> {
-    events::enqueue(
-        conn,
-        Some(partner_id),
-        &ev::RewardsChanged {
-            benefit_id: tier_id.to_string(),
-        },
-    )
-    .await?;
-    Ok(())
 }
 
 // ---- Conversions ----
@@ -331,7 +314,7 @@ pub async fn create_tier(
         Box::pin(async move {
             store::lock_ladder(txn, partner_id).await?;
             store::insert_tier(txn, partner_id, &tier).await?;
-            changed(txn, partner_id, tier.id).await?;
+            super::rules_changed(txn, partner_id, Some(tier.id)).await?;
             Ok(tier)
         })
     })
@@ -440,7 +423,7 @@ pub async fn update_tier(
                 ..new
             };
             store::update_tier(txn, partner_id, &tier).await?;
-            changed(txn, partner_id, tier.id).await?;
+            super::rules_changed(txn, partner_id, Some(tier.id)).await?;
             Ok(tier)
         })
     })
@@ -472,7 +455,7 @@ pub async fn delete_tier(
                 .ok_or_else(|| not_found(&key))?;
             check_etag(&sent_etag, &etag(current.revision), "tier")?;
             store::delete_tier(txn, partner_id, &current, Utc::now()).await?;
-            changed(txn, partner_id, current.id).await
+            super::rules_changed(txn, partner_id, Some(current.id)).await
         })
     })
     .await?;

@@ -60,9 +60,7 @@ pub struct Brand {
 }
 
 /// The concurrency token of a catalogue item: its revision.
-pub fn etag(revision: i64) -> String {
-    format!("r{revision}")
-}
+pub use loyalty_platform::error::revision_etag as etag;
 
 /// A code: 1..64 characters, no whitespace or control characters.
 pub fn check_code(v: &mut Violations, field: &str, code: &str) {

@@ -15,9 +15,7 @@ pub const MAX_GOALS: usize = 10;
 pub const MAX_SCOPE_CODES: usize = 1000;
 
 /// The concurrency token of a scheme, offer or terms: its revision.
-pub fn etag(revision: i64) -> String {
-    format!("r{revision}")
-}
+pub use loyalty_platform::error::revision_etag as etag;
 
 fn check_description(v: &mut Violations, field: &str, text: &str) {
     if text.chars().count() > 2000 {

@@ -1,7 +1,7 @@
 //! Campaign products, scoped by partner. Lists, places and the discount are JSON; a write
 //! checks the revision it read in its WHERE clause (a concurrent change → ETAG_MISMATCH).
 use chrono::{DateTime, Utc};
-use loyalty_platform::ApiError;
+use loyalty_platform::{ApiError, error::check_guarded_write};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect,
@@ -140,13 +140,7 @@ pub async fn update(
         .filter(Column::Revision.eq(read_revision))
         .exec(conn)
         .await?;
-    if done.rows_affected == 0 {
-        return Err(ApiError::precondition(
-            "ETAG_MISMATCH",
-            "the campaign product changed since it was read",
-        ));
-    }
-    Ok(())
+    check_guarded_write(done.rows_affected, "campaign product")
 }
 
 /// Deletes the entry if it is still at `read_revision` (ETAG_MISMATCH otherwise).
@@ -162,13 +156,7 @@ pub async fn delete(
         .filter(Column::Revision.eq(read_revision))
         .exec(conn)
         .await?;
-    if done.rows_affected == 0 {
-        return Err(ApiError::precondition(
-            "ETAG_MISMATCH",
-            "the campaign product changed since it was read",
-        ));
-    }
-    Ok(())
+    check_guarded_write(done.rows_affected, "campaign product")
 }
 
 /// Rows read per round while filtering a page in memory.

@@ -3,7 +3,7 @@
 //! columns. A write checks the revision it read in its WHERE clause, so of two concurrent
 //! updates the second answers ETAG_MISMATCH instead of overwriting the first.
 use chrono::{DateTime, Utc};
-use loyalty_platform::ApiError;
+use loyalty_platform::{ApiError, error::check_guarded_write};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect,
@@ -170,13 +170,7 @@ pub async fn update(
         .filter(Column::Revision.eq(read_revision))
         .exec(conn)
         .await?;
-    if done.rows_affected == 0 {
-        return Err(ApiError::precondition(
-            "ETAG_MISMATCH",
-            "the purchase bonus changed since it was read",
-        ));
-    }
-    Ok(())
+    check_guarded_write(done.rows_affected, "purchase bonus")
 }
 
 /// Deletes the partner's bonus; false when there was none.
