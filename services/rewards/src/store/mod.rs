@@ -21,6 +21,9 @@ pub use rewards::{active_rewards, insert_reward};
 pub mod campaign_products;
 pub mod purchase_bonuses;
 
+#[cfg(test)]
+pub(crate) mod test_support;
+
 pub(crate) fn json<T: serde::Serialize>(v: &T) -> Result<serde_json::Value, ApiError> {
     serde_json::to_value(v).map_err(|e| ApiError::Internal(e.into()))
 }

@@ -1,53 +1,28 @@
 //! Campaign products and purchase bonuses against PostgreSQL (a fresh database per test) and
 //! SQLite, through the service's own API object so that transactions, idempotency and the
 //! catalogue checks are the real ones.
-use loyalty_platform::{Role, auth::Principal};
+use loyalty_platform::{Role, events::DomainEvent, time::to_timestamp};
 use loyalty_proto::{
+    events::v1 as ev,
     rewards::v1::{self as pb, campaign_product::Discount, rewards_service_server::RewardsService},
     types::v1::{DayOfWeek, HourRange, Money, ProductScope, SalesChannel},
 };
-use loyalty_testkit::{TestDb, error_reason, violated_fields};
+use loyalty_testkit::{error_reason, violated_fields};
 use prost_types::FieldMask;
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
-use sea_orm_migration::MigratorTrait;
+use sea_orm::{ConnectionTrait, Statement};
 use tonic::{Code, Request, Status};
 use uuid::Uuid;
 
-use crate::{api::RewardsApi, migration::Migrator};
-use loyalty_platform::time::to_timestamp;
+use crate::store::test_support::{TestApi, request};
 
-struct Fixture {
-    api: RewardsApi,
-    db: DatabaseConnection,
-    partner: Uuid,
-    _test_db: Option<TestDb>,
-}
+enum CampaignProducts {}
+type Fixture = TestApi<CampaignProducts>;
 
 impl Fixture {
-    async fn postgres() -> Fixture {
-        let test_db = TestDb::postgres().await.expect("PostgreSQL");
-        let db = Database::connect(test_db.url()).await.expect("connect");
-        Migrator::up(&db, None).await.expect("migrate");
-        Fixture::with(db, Some(test_db)).await
-    }
-
-    async fn sqlite() -> Fixture {
-        let mut opts = sea_orm::ConnectOptions::new("sqlite::memory:");
-        opts.max_connections(1).min_connections(1);
-        let db = Database::connect(opts).await.expect("connect");
-        Migrator::up(&db, None).await.expect("migrate");
-        Fixture::with(db, None).await
-    }
-
-    async fn with(db: DatabaseConnection, test_db: Option<TestDb>) -> Fixture {
-        let f = Fixture {
-            api: RewardsApi::new(db.clone()),
-            db,
-            partner: Uuid::now_v7(),
-            _test_db: test_db,
-        };
-        f.api
-            .create_brand(f.req(pb::CreateBrandRequest {
+    /// The partner with the brand `lavazza` and its product `ESP` at 2.50 EUR.
+    async fn with_espresso(self) -> Fixture {
+        self.api
+            .create_brand(self.req(pb::CreateBrandRequest {
                 idempotency_key: "brand".into(),
                 brand: Some(pb::Brand {
                     code: "lavazza".into(),
@@ -57,8 +32,8 @@ impl Fixture {
             }))
             .await
             .expect("brand");
-        f.api
-            .create_product(f.req(pb::CreateProductRequest {
+        self.api
+            .create_product(self.req(pb::CreateProductRequest {
                 idempotency_key: "product".into(),
                 product: Some(pb::Product {
                     code: "ESP".into(),
@@ -71,7 +46,7 @@ impl Fixture {
             }))
             .await
             .expect("product");
-        f
+        self
     }
 
     fn req<T>(&self, message: T) -> Request<T> {
@@ -79,29 +54,11 @@ impl Fixture {
     }
 
     fn req_as<T>(&self, partner: Uuid, message: T) -> Request<T> {
-        let mut r = Request::new(message);
-        r.extensions_mut().insert(Principal {
-            partner_id: Some(partner),
-            api_key_id: None,
-            roles: vec![Role::Marketing],
-            platform_admin: false,
-            credential: secrecy::SecretString::from("test".to_owned()),
-        });
-        r
+        request(partner, Role::Marketing, message)
     }
 
     async fn rewards_changed(&self) -> i64 {
-        let row = self
-            .db
-            .query_one(Statement::from_string(
-                self.db.get_database_backend(),
-                "SELECT count(*) AS n FROM outbox \
-                 WHERE event_type = 'loyalty.events.v1.RewardsChanged'",
-            ))
-            .await
-            .expect("count")
-            .expect("row");
-        row.try_get::<i64>("", "n").expect("n")
+        self.events(ev::RewardsChanged::TYPE).await
     }
 
     async fn create_entry(
@@ -190,7 +147,7 @@ fn espresso_deal(name: &str) -> pb::CampaignProduct {
 
 #[tokio::test]
 async fn campaign_products_are_created_listed_updated_and_deleted() {
-    let f = Fixture::postgres().await;
+    let f = Fixture::postgres().await.with_espresso().await;
     let before = f.rewards_changed().await;
     let created = f
         .create_entry("c1", espresso_deal("Espresso 1.99"))
@@ -366,7 +323,7 @@ async fn campaign_products_are_created_listed_updated_and_deleted() {
 
 #[tokio::test]
 async fn bad_campaign_products_are_refused_naming_the_field_and_other_partners_see_nothing() {
-    let f = Fixture::postgres().await;
+    let f = Fixture::postgres().await.with_espresso().await;
     let unknown = pb::CampaignProduct {
         products: Some(ProductScope {
             product_codes: vec!["ESP".into(), "NOPE".into()],
@@ -620,17 +577,17 @@ async fn purchase_bonus_lifecycle(f: &Fixture) {
 
 #[tokio::test]
 async fn purchase_bonuses_keep_their_restrictions_and_are_updated_listed_and_deleted() {
-    purchase_bonus_lifecycle(&Fixture::postgres().await).await;
+    purchase_bonus_lifecycle(&Fixture::postgres().await.with_espresso().await).await;
 }
 
 #[tokio::test]
 async fn purchase_bonuses_work_on_sqlite_too() {
-    purchase_bonus_lifecycle(&Fixture::sqlite().await).await;
+    purchase_bonus_lifecycle(&Fixture::sqlite().await.with_espresso().await).await;
 }
 
 #[tokio::test]
 async fn bad_purchase_bonuses_are_refused_naming_the_field() {
-    let f = Fixture::postgres().await;
+    let f = Fixture::postgres().await.with_espresso().await;
     let bad = pb::PurchaseBonus {
         products: Some(ProductScope {
             brand_codes: vec!["illy".into()],
@@ -675,7 +632,7 @@ async fn bad_purchase_bonuses_are_refused_naming_the_field() {
 
 #[tokio::test]
 async fn campaign_products_work_on_sqlite_too() {
-    let f = Fixture::sqlite().await;
+    let f = Fixture::sqlite().await.with_espresso().await;
     let c = f
         .create_entry("c1", espresso_deal("Espresso 1.99"))
         .await
@@ -701,7 +658,7 @@ async fn campaign_products_work_on_sqlite_too() {
 
 #[tokio::test]
 async fn a_bonus_stored_before_restrictions_existed_reads_as_active_and_unrestricted() {
-    let f = Fixture::postgres().await;
+    let f = Fixture::postgres().await.with_espresso().await;
     let id = Uuid::now_v7();
     // The columns of m0001 only, as rows written before m0005 look.
     f.db.execute(Statement::from_sql_and_values(

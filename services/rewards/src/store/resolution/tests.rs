@@ -3,62 +3,26 @@
 //! groups; a cart with a cash desk reward, a purchase bonus and a presented voucher; an
 //! exclusive group seen by the next evaluation; another partner's rules invisible; the
 //! cache dropped by the RewardsChanged consumer of another instance.
-use loyalty_platform::{Role, auth::Principal};
+use loyalty_platform::Role;
 use loyalty_proto::{
     events::v1 as ev,
     rewards::v1::{self as pb, rewards_service_server::RewardsService},
 };
-use loyalty_testkit::{TestDb, error_reason, violated_fields};
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
-use sea_orm_migration::MigratorTrait;
+use loyalty_testkit::{error_reason, violated_fields};
 use tonic::{Code, Request};
 use uuid::Uuid;
 
-use crate::{api::RewardsApi, migration::Migrator};
+use crate::{
+    api::RewardsApi,
+    store::test_support::{TestApi, request},
+};
 
-struct Fixture {
-    api: RewardsApi,
-    db: DatabaseConnection,
-    partner: Uuid,
-    _test_db: Option<TestDb>,
-}
+enum Resolution {}
+type Fixture = TestApi<Resolution>;
 
 impl Fixture {
-    async fn postgres() -> Fixture {
-        let test_db = TestDb::postgres().await.expect("PostgreSQL");
-        let db = Database::connect(test_db.url()).await.expect("connect");
-        Migrator::up(&db, None).await.expect("migrate");
-        Fixture {
-            api: RewardsApi::new(db.clone()),
-            db,
-            partner: Uuid::now_v7(),
-            _test_db: Some(test_db),
-        }
-    }
-
-    async fn sqlite() -> Fixture {
-        let mut opts = sea_orm::ConnectOptions::new("sqlite::memory:");
-        opts.max_connections(1).min_connections(1);
-        let db = Database::connect(opts).await.expect("connect");
-        Migrator::up(&db, None).await.expect("migrate");
-        Fixture {
-            api: RewardsApi::new(db.clone()),
-            db,
-            partner: Uuid::now_v7(),
-            _test_db: None,
-        }
-    }
-
     fn req_as<T>(partner: Uuid, role: Role, message: T) -> Request<T> {
-        let mut r = Request::new(message);
-        r.extensions_mut().insert(Principal {
-            partner_id: Some(partner),
-            api_key_id: None,
-            roles: vec![role],
-            platform_admin: false,
-            credential: secrecy::SecretString::from("test".to_owned()),
-        });
-        r
+        request(partner, role, message)
     }
 
     fn req<T>(&self, message: T) -> Request<T> {
@@ -66,26 +30,19 @@ impl Fixture {
     }
 
     async fn reward(&self, name: &str, kind: pb::RewardType, basis_points: i32) -> String {
-        self.api
-            .create_reward(self.req(pb::CreateRewardRequest {
-                idempotency_key: Uuid::now_v7().to_string(),
-                reward: Some(pb::Reward {
-                    display_name: name.into(),
-                    r#type: kind as i32,
-                    benefit: Some(pb::reward::Benefit::CartPercentageDiscount(
-                        pb::CartPercentageDiscount { basis_points },
-                    )),
-                    // Stacking is what these carts exercise; a reward combines only when it says so.
-                    combinable: true,
-                    ..Default::default()
-                }),
-            }))
-            .await
-            .expect("reward")
-            .into_inner()
-            .reward
-            .expect("reward")
-            .id
+        self.create_reward(pb::Reward {
+            display_name: name.into(),
+            r#type: kind as i32,
+            benefit: Some(pb::reward::Benefit::CartPercentageDiscount(
+                pb::CartPercentageDiscount { basis_points },
+            )),
+            // Stacking is what these carts exercise; a reward combines only when it says so.
+            combinable: true,
+            ..Default::default()
+        })
+        .await
+        .expect("reward")
+        .id
     }
 
     async fn bonus(&self, points: i64, per_spend_minor: i64) -> String {
@@ -109,20 +66,7 @@ impl Fixture {
     }
 
     async fn voucher(&self, reward_id: &str, customer: Uuid) -> String {
-        self.api
-            .issue_voucher(self.req(pb::IssueVoucherRequest {
-                idempotency_key: Uuid::now_v7().to_string(),
-                reward_id: reward_id.into(),
-                customer_id: customer.to_string(),
-                source: pb::VoucherSource::Campaign as i32,
-                ..Default::default()
-            }))
-            .await
-            .expect("voucher")
-            .into_inner()
-            .voucher
-            .expect("voucher")
-            .code
+        self.issue(reward_id, customer).await.expect("voucher").code
     }
 
     async fn update(
@@ -160,19 +104,6 @@ impl Fixture {
             .into_inner()
             .settings
             .expect("settings")
-    }
-
-    async fn events(&self, event_type: &str) -> i64 {
-        let row = self
-            .db
-            .query_one(Statement::from_string(
-                self.db.get_database_backend(),
-                format!("SELECT count(*) AS n FROM outbox WHERE event_type = '{event_type}'"),
-            ))
-            .await
-            .expect("count")
-            .expect("row");
-        row.try_get::<i64>("", "n").expect("n")
     }
 }
 
@@ -315,12 +246,7 @@ async fn overlapping_empty_unknown_and_foreign_groups_are_refused_by_field() {
     let r1 = f.reward("Ten off", pb::RewardType::CashDesk, 1000).await;
     let r2 = f.reward("Five off", pb::RewardType::CashDesk, 500).await;
     // A reward of another partner is no rule of this one.
-    let other = Fixture {
-        api: RewardsApi::new(f.db.clone()),
-        db: f.db.clone(),
-        partner: Uuid::now_v7(),
-        _test_db: None,
-    };
+    let other = f.another_partner();
     let foreign = other.reward("Theirs", pb::RewardType::CashDesk, 1000).await;
     let refused = f
         .update(

@@ -3,26 +3,21 @@
 //! the lifecycle existed, and a budget consumed by concurrent redemptions.
 use std::sync::Arc;
 
-use loyalty_platform::{Role, auth::Principal};
+use loyalty_platform::Role;
 use loyalty_proto::{
     rewards::v1::{self as pb, reward::Benefit as B, rewards_service_server::RewardsService},
     types::v1::{Money, ProductScope},
 };
-use loyalty_testkit::TestDb;
+use loyalty_testkit::error_reason as reason;
 use prost_types::FieldMask;
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
-use sea_orm_migration::MigratorTrait;
+use sea_orm::ConnectionTrait;
 use tonic::{Code, Request, Status};
 use uuid::Uuid;
 
-use crate::{api::RewardsApi, migration::Migrator};
+use crate::store::test_support::{TestApi, key, request};
 
-struct Fixture {
-    api: RewardsApi,
-    db: DatabaseConnection,
-    partner: Uuid,
-    _test_db: Option<TestDb>,
-}
+enum Rewards {}
+type Fixture = TestApi<Rewards>;
 
 fn eur(m: i64) -> Option<Money> {
     Some(Money {
@@ -31,66 +26,13 @@ fn eur(m: i64) -> Option<Money> {
     })
 }
 
-fn reason(s: &Status) -> String {
-    loyalty_testkit::error_reason(s)
-}
-
-fn key() -> String {
-    Uuid::now_v7().to_string()
-}
-
 impl Fixture {
-    async fn postgres() -> Fixture {
-        let test_db = TestDb::postgres().await.expect("PostgreSQL");
-        let db = Database::connect(test_db.url()).await.expect("connect");
-        Migrator::up(&db, None).await.expect("migrate");
-        Fixture {
-            api: RewardsApi::new(db.clone()),
-            db,
-            partner: Uuid::now_v7(),
-            _test_db: Some(test_db),
-        }
-    }
-
-    async fn sqlite() -> Fixture {
-        let mut opts = sea_orm::ConnectOptions::new("sqlite::memory:");
-        opts.max_connections(1).min_connections(1);
-        let db = Database::connect(opts).await.expect("connect");
-        Migrator::up(&db, None).await.expect("migrate");
-        Fixture {
-            api: RewardsApi::new(db.clone()),
-            db,
-            partner: Uuid::now_v7(),
-            _test_db: None,
-        }
-    }
-
     fn req<T>(&self, partner: Uuid, message: T) -> Request<T> {
-        let mut r = Request::new(message);
-        r.extensions_mut().insert(Principal {
-            partner_id: Some(partner),
-            api_key_id: None,
-            roles: vec![Role::Admin],
-            platform_admin: false,
-            credential: secrecy::SecretString::from("test".to_owned()),
-        });
-        r
+        request(partner, Role::Admin, message)
     }
 
     async fn create(&self, reward: pb::Reward) -> Result<pb::Reward, Status> {
-        Ok(self
-            .api
-            .create_reward(self.req(
-                self.partner,
-                pb::CreateRewardRequest {
-                    idempotency_key: key(),
-                    reward: Some(reward),
-                },
-            ))
-            .await?
-            .into_inner()
-            .reward
-            .expect("reward"))
+        self.create_reward(reward).await
     }
 
     async fn get(&self, partner: Uuid, id: &str) -> Result<pb::Reward, Status> {
@@ -164,35 +106,6 @@ impl Fixture {
             .into_inner()
             .reward
             .expect("reward"))
-    }
-
-    async fn issue(&self, reward_id: &str, customer: Uuid) -> Result<pb::Voucher, Status> {
-        Ok(self
-            .api
-            .issue_voucher(self.req(
-                self.partner,
-                pb::IssueVoucherRequest {
-                    idempotency_key: key(),
-                    reward_id: reward_id.into(),
-                    customer_id: customer.to_string(),
-                    source: pb::VoucherSource::Campaign as i32,
-                    ..Default::default()
-                },
-            ))
-            .await?
-            .into_inner()
-            .voucher
-            .expect("voucher"))
-    }
-
-    async fn count(&self, sql: &str) -> i64 {
-        self.db
-            .query_one(Statement::from_string(self.db.get_database_backend(), sql))
-            .await
-            .expect("query")
-            .expect("row")
-            .try_get::<i64>("", "n")
-            .expect("n")
     }
 }
 

@@ -1,75 +1,32 @@
 //! Schemes, offers, terms and offer progress against PostgreSQL (a fresh database per test) and
 //! SQLite, through the service's own API object where rules and transactions matter.
 use chrono::Duration;
-use loyalty_platform::{
-    Role, auth::Principal, db::begin_write, entities::outbox, events::DomainEvent,
-};
+use loyalty_platform::{Role, db::begin_write, entities::outbox, events::DomainEvent};
 use loyalty_proto::{
     events::v1 as ev,
     rewards::v1::{self as pb, rewards_service_server::RewardsService},
     types::v1::Money,
 };
-use loyalty_testkit::TestDb;
-use sea_orm::{Database, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter};
-use sea_orm_migration::MigratorTrait;
+use loyalty_testkit::error_reason as reason;
+use sea_orm::{EntityTrait, PaginatorTrait, QueryFilter};
 use tonic::{Code, Request, Status};
 
 use super::*;
 use crate::{
-    api::RewardsApi,
     domain::schemes::{ActivityKind, Purchase},
-    migration::Migrator,
+    store::test_support::{TestApi, key, request},
 };
 
-struct Fixture {
-    api: RewardsApi,
-    db: DatabaseConnection,
-    partner: Uuid,
-    _test_db: Option<TestDb>,
-}
+enum Schemes {}
+type Fixture = TestApi<Schemes>;
 
 impl Fixture {
-    async fn postgres() -> Fixture {
-        let test_db = TestDb::postgres()
-            .await
-            .expect("PostgreSQL on 127.0.0.1:5432");
-        let db = Database::connect(test_db.url()).await.expect("connect");
-        Migrator::up(&db, None).await.expect("migrate");
-        Fixture {
-            api: RewardsApi::new(db.clone()),
-            db,
-            partner: Uuid::now_v7(),
-            _test_db: Some(test_db),
-        }
-    }
-
-    async fn sqlite() -> Fixture {
-        let mut opts = sea_orm::ConnectOptions::new("sqlite::memory:");
-        opts.max_connections(1).min_connections(1);
-        let db = Database::connect(opts).await.expect("connect");
-        Migrator::up(&db, None).await.expect("migrate");
-        Fixture {
-            api: RewardsApi::new(db.clone()),
-            db,
-            partner: Uuid::now_v7(),
-            _test_db: None,
-        }
-    }
-
     fn req<T>(&self, message: T) -> Request<T> {
         self.req_as(self.partner, message)
     }
 
     fn req_as<T>(&self, partner: Uuid, message: T) -> Request<T> {
-        let mut r = Request::new(message);
-        r.extensions_mut().insert(Principal {
-            partner_id: Some(partner),
-            api_key_id: None,
-            roles: vec![Role::Admin],
-            platform_admin: false,
-            credential: secrecy::SecretString::from("test".to_owned()),
-        });
-        r
+        request(partner, Role::Admin, message)
     }
 
     async fn scheme(&self, code: &str, option: pb::SignUpOption, max: i64) -> pb::RewardScheme {
@@ -169,19 +126,11 @@ impl Fixture {
     }
 }
 
-fn key() -> String {
-    Uuid::now_v7().to_string()
-}
-
 fn eur(amount_minor: i64) -> Option<Money> {
     Some(Money {
         currency_code: "EUR".into(),
         amount_minor,
     })
-}
-
-fn reason(s: &Status) -> String {
-    loyalty_testkit::error_reason(s)
 }
 
 /// Spend `minimum` EUR (accumulated) → 5 EUR.

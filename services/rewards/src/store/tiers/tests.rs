@@ -4,7 +4,6 @@
 use chrono::{DateTime, TimeZone, Utc};
 use loyalty_platform::{
     Role,
-    auth::Principal,
     entities::outbox,
     events::{DomainEvent, EventHandler},
     time::to_timestamp,
@@ -14,66 +13,24 @@ use loyalty_proto::{
     rewards::v1::{self as pb, rewards_service_server::RewardsService},
     types::v1::Money,
 };
-use loyalty_testkit::TestDb;
 use prost::Message;
-use sea_orm::{
-    ColumnTrait, Database, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-    TransactionTrait,
-};
-use sea_orm_migration::MigratorTrait;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, TransactionTrait};
 use tonic::{Code, Request};
 use uuid::Uuid;
 
 use super::{TierActivityFeed, review_due};
-use crate::{api::RewardsApi, migration::Migrator};
+use crate::store::test_support::{TestApi, request};
 
-struct Fixture {
-    api: RewardsApi,
-    db: DatabaseConnection,
-    partner: Uuid,
-    _test_db: Option<TestDb>,
-}
+enum Tiers {}
+type Fixture = TestApi<Tiers>;
 
 fn at(y: i32, m: u32, d: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(y, m, d, 12, 0, 0).unwrap()
 }
 
 impl Fixture {
-    async fn postgres() -> Fixture {
-        let test_db = TestDb::postgres().await.expect("PostgreSQL");
-        let db = Database::connect(test_db.url()).await.expect("connect");
-        Migrator::up(&db, None).await.expect("migrate");
-        Fixture {
-            api: RewardsApi::new(db.clone()),
-            db,
-            partner: Uuid::now_v7(),
-            _test_db: Some(test_db),
-        }
-    }
-
-    async fn sqlite() -> Fixture {
-        let mut opts = sea_orm::ConnectOptions::new("sqlite::memory:");
-        opts.max_connections(1).min_connections(1);
-        let db = Database::connect(opts).await.expect("connect");
-        Migrator::up(&db, None).await.expect("migrate");
-        Fixture {
-            api: RewardsApi::new(db.clone()),
-            db,
-            partner: Uuid::now_v7(),
-            _test_db: None,
-        }
-    }
-
     fn req<T>(&self, partner: Uuid, message: T) -> Request<T> {
-        let mut r = Request::new(message);
-        r.extensions_mut().insert(Principal {
-            partner_id: Some(partner),
-            api_key_id: None,
-            roles: vec![Role::Admin],
-            platform_admin: false,
-            credential: secrecy::SecretString::from("test".to_owned()),
-        });
-        r
+        request(partner, Role::Admin, message)
     }
 
     async fn tier(&self, code: &str, rank: i32, min_spend: i64) -> pb::Tier {

@@ -4,109 +4,36 @@
 use std::collections::HashSet;
 
 use chrono::Utc;
-use loyalty_platform::{Role, auth::Principal};
+use loyalty_platform::Role;
 use loyalty_proto::rewards::v1::{self as pb, rewards_service_server::RewardsService};
-use loyalty_testkit::TestDb;
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
-use sea_orm_migration::MigratorTrait;
-use tonic::{Code, Request, Status};
+use loyalty_testkit::error_reason as reason;
+use sea_orm::{ConnectionTrait, Statement};
+use tonic::{Code, Request};
 use uuid::Uuid;
 
-use crate::{api::RewardsApi, migration::Migrator};
+use crate::store::test_support::{TestApi, request};
 
-struct Fixture {
-    api: RewardsApi,
-    db: DatabaseConnection,
-    partner: Uuid,
-    _test_db: Option<TestDb>,
-}
+enum Vouchers {}
+type Fixture = TestApi<Vouchers>;
 
 impl Fixture {
-    async fn postgres() -> Fixture {
-        let test_db = TestDb::postgres().await.expect("PostgreSQL");
-        let db = Database::connect(test_db.url()).await.expect("connect");
-        Migrator::up(&db, None).await.expect("migrate");
-        Fixture {
-            api: RewardsApi::new(db.clone()),
-            db,
-            partner: Uuid::now_v7(),
-            _test_db: Some(test_db),
-        }
-    }
-
-    /// SQLite in memory on one connection (every connection would otherwise be its own
-    /// database).
-    async fn sqlite() -> Fixture {
-        let mut opts = sea_orm::ConnectOptions::new("sqlite::memory:");
-        opts.max_connections(1).min_connections(1);
-        let db = Database::connect(opts).await.expect("connect");
-        Migrator::up(&db, None).await.expect("migrate");
-        Fixture {
-            api: RewardsApi::new(db.clone()),
-            db,
-            partner: Uuid::now_v7(),
-            _test_db: None,
-        }
-    }
-
     fn req<T>(&self, partner: Uuid, message: T) -> Request<T> {
-        let mut r = Request::new(message);
-        r.extensions_mut().insert(Principal {
-            partner_id: Some(partner),
-            api_key_id: None,
-            roles: vec![Role::Admin],
-            platform_admin: false,
-            credential: secrecy::SecretString::from("test".to_owned()),
-        });
-        r
+        request(partner, Role::Admin, message)
     }
 
     async fn reward(&self, settings: pb::Reward) -> String {
-        self.api
-            .create_reward(self.req(
-                self.partner,
-                pb::CreateRewardRequest {
-                    idempotency_key: Uuid::now_v7().to_string(),
-                    reward: Some(pb::Reward {
-                        display_name: "Ten percent".into(),
-                        r#type: pb::RewardType::Campaign as i32,
-                        benefit: Some(pb::reward::Benefit::CartPercentageDiscount(
-                            pb::CartPercentageDiscount { basis_points: 1000 },
-                        )),
-                        ..settings
-                    }),
-                },
-            ))
-            .await
-            .expect("reward")
-            .into_inner()
-            .reward
-            .expect("reward")
-            .id
+        self.create_reward(pb::Reward {
+            display_name: "Ten percent".into(),
+            r#type: pb::RewardType::Campaign as i32,
+            benefit: Some(pb::reward::Benefit::CartPercentageDiscount(
+                pb::CartPercentageDiscount { basis_points: 1000 },
+            )),
+            ..settings
+        })
+        .await
+        .expect("reward")
+        .id
     }
-
-    async fn issue(&self, reward_id: &str, customer: Uuid) -> Result<pb::Voucher, Status> {
-        Ok(self
-            .api
-            .issue_voucher(self.req(
-                self.partner,
-                pb::IssueVoucherRequest {
-                    idempotency_key: Uuid::now_v7().to_string(),
-                    reward_id: reward_id.into(),
-                    customer_id: customer.to_string(),
-                    source: pb::VoucherSource::Campaign as i32,
-                    ..Default::default()
-                },
-            ))
-            .await?
-            .into_inner()
-            .voucher
-            .expect("voucher"))
-    }
-}
-
-fn reason(s: &Status) -> String {
-    loyalty_testkit::error_reason(s)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
