@@ -11,7 +11,7 @@ use loyalty_platform::{
     time::to_timestamp,
 };
 use loyalty_proto::{events::v1 as ev, rewards::v1 as pb, types::v1::Money};
-use sea_orm::{ConnectionTrait, DatabaseConnection};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -20,7 +20,7 @@ use crate::{
         Brand, Product, ProductGroup, ProductSpec, check_code, check_name, check_references,
         check_url, etag, would_cycle,
     },
-    store::catalogue::{self as store, ProductFilter, now},
+    store::catalogue::{self as store, Item, ProductFilter, now},
 };
 
 const WRITERS: &[Role] = &[Role::Admin, Role::Marketing];
@@ -61,24 +61,90 @@ fn required(v: &mut Violations, field: &str, value: &str) {
     }
 }
 
-async fn changed(
+/// `CatalogueChanged` for `item`, through the outbox.
+async fn changed<T: Item>(
     conn: &impl ConnectionTrait,
     partner_id: Uuid,
-    kind: &str,
-    code: &str,
+    item: &T,
     deleted: bool,
 ) -> Result<(), ApiError> {
     events::enqueue(
         conn,
         Some(partner_id),
         &ev::CatalogueChanged {
-            item_kind: kind.to_owned(),
-            code: code.to_owned(),
+            item_kind: T::KIND.to_owned(),
+            code: item.code().to_owned(),
             deleted,
         },
     )
     .await?;
     Ok(())
+}
+
+/// The partner's item with this UUID or code; NOT_FOUND naming it otherwise.
+async fn existing<T: Item>(
+    conn: &impl ConnectionTrait,
+    partner_id: Uuid,
+    key: &str,
+) -> Result<T, ApiError> {
+    T::find(conn, partner_id, key)
+        .await?
+        .ok_or_else(|| not_found(T::NAME, key))
+}
+
+/// The partner's item about to change, with the partner's catalogue writes locked.
+async fn locked<T: Item>(
+    txn: &DatabaseTransaction,
+    partner_id: Uuid,
+    key: &str,
+) -> Result<T, ApiError> {
+    store::lock(txn, partner_id).await?;
+    existing(txn, partner_id, key).await
+}
+
+/// Get{Product,ProductGroup,Brand}: the item whose UUID or code is the request's `field`.
+async fn get<T: Item, R>(
+    db: &DatabaseConnection,
+    request: Request<R>,
+    field: &str,
+    key: impl FnOnce(R) -> String,
+) -> Result<T, Status> {
+    let partner_id = partner(&request, READERS)?;
+    let key = key(request.into_inner());
+    if key.is_empty() {
+        return Err(ApiError::invalid(field, "is required").into());
+    }
+    Ok(existing(db, partner_id, &key).await?)
+}
+
+/// Delete{Product,ProductGroup,Brand}: one idempotent transaction that deletes the item whose
+/// UUID or code is `key` (the request's `field`) and announces it.
+async fn delete<T: Item + 'static>(
+    db: &DatabaseConnection,
+    scope: IdempotencyScope,
+    field: &str,
+    key: String,
+    sent_etag: String,
+) -> Result<(), Status> {
+    let mut v = Violations::new();
+    check_idempotency_key(&mut v, &scope.key);
+    required(&mut v, field, &key);
+    v.into_result()?;
+    let partner_id = scope.partner_id;
+    let (): () = idempotency::run(db, scope, move |txn| {
+        Box::pin(async move {
+            let current: T = locked(txn, partner_id, &key).await?;
+            current.delete(txn, partner_id, &sent_etag).await?;
+            changed(txn, partner_id, &current, true).await
+        })
+    })
+    .await?;
+    Ok(())
+}
+
+/// The token of the page after `items`, a page of `limit` by code (empty after the last).
+fn next_token<T: Item>(items: &[T], limit: u64) -> String {
+    next_code_token(items.len(), limit, items.last().map(Item::code))
 }
 
 // ---- Conversions ----
@@ -185,7 +251,7 @@ pub async fn create_product(
             store::lock(txn, partner_id).await?;
             checked_references(txn, partner_id, "product", &product.spec).await?;
             store::insert_product(txn, partner_id, &product).await?;
-            changed(txn, partner_id, "product", &product.spec.code, false).await?;
+            changed(txn, partner_id, &product, false).await?;
             Ok(product)
         })
     })
@@ -199,14 +265,7 @@ pub async fn get_product(
     db: &DatabaseConnection,
     request: Request<pb::GetProductRequest>,
 ) -> Result<Response<pb::GetProductResponse>, Status> {
-    let partner_id = partner(&request, READERS)?;
-    let key = request.into_inner().product_id;
-    if key.is_empty() {
-        return Err(ApiError::invalid("product_id", "is required").into());
-    }
-    let product = store::find_product(db, partner_id, &key)
-        .await?
-        .ok_or_else(|| not_found("product", &key))?;
+    let product: Product = get(db, request, "product_id", |r| r.product_id).await?;
     Ok(Response::new(pb::GetProductResponse {
         product: Some(product_to_proto(&product)),
     }))
@@ -231,11 +290,7 @@ pub async fn list_products(
     };
     let products = store::list_products(db, partner_id, &filter, after, limit).await?;
     Ok(Response::new(pb::ListProductsResponse {
-        next_page_token: next_code_token(
-            products.len(),
-            limit,
-            products.last().map(|p| p.spec.code.as_str()),
-        ),
+        next_page_token: next_token(&products, limit),
         products: products.iter().map(product_to_proto).collect(),
     }))
 }
@@ -256,11 +311,8 @@ pub async fn update_product(
     let (sent_etag, at) = (req.etag, now());
     let product: Product = idempotency::run(db, scope, move |txn| {
         Box::pin(async move {
-            store::lock(txn, partner_id).await?;
-            let current = store::find_product(txn, partner_id, &p.id)
-                .await?
-                .ok_or_else(|| not_found("product", &p.id))?;
-            check_etag(&sent_etag, &etag(current.revision), "product")?;
+            let current: Product = locked(txn, partner_id, &p.id).await?;
+            check_etag(&sent_etag, &etag(current.revision), Product::NAME)?;
             let new = spec_from_proto(p);
             let mut spec = current.spec.clone();
             for path in &paths {
@@ -289,7 +341,7 @@ pub async fn update_product(
                 ..current
             };
             store::update_product(txn, partner_id, &product).await?;
-            changed(txn, partner_id, "product", &product.spec.code, false).await?;
+            changed(txn, partner_id, &product, false).await?;
             Ok(product)
         })
     })
@@ -306,23 +358,7 @@ pub async fn delete_product(
     let partner_id = partner(&request, WRITERS)?;
     let req = request.into_inner();
     let scope = IdempotencyScope::new(partner_id, "DeleteProduct", &req.idempotency_key, &req);
-    let mut v = Violations::new();
-    check_idempotency_key(&mut v, &req.idempotency_key);
-    required(&mut v, "product_id", &req.product_id);
-    v.into_result()?;
-    let (key, sent_etag) = (req.product_id, req.etag);
-    let (): () = idempotency::run(db, scope, move |txn| {
-        Box::pin(async move {
-            store::lock(txn, partner_id).await?;
-            let current = store::find_product(txn, partner_id, &key)
-                .await?
-                .ok_or_else(|| not_found("product", &key))?;
-            check_etag(&sent_etag, &etag(current.revision), "product")?;
-            store::delete_product(txn, partner_id, &current).await?;
-            changed(txn, partner_id, "product", &current.spec.code, true).await
-        })
-    })
-    .await?;
+    delete::<Product>(db, scope, "product_id", req.product_id, req.etag).await?;
     Ok(Response::new(pb::DeleteProductResponse {}))
 }
 
@@ -391,14 +427,14 @@ pub async fn create_product_group(
         Box::pin(async move {
             store::lock(txn, partner_id).await?;
             if !group.parent_group_code.is_empty()
-                && store::find_group(txn, partner_id, &group.parent_group_code)
+                && ProductGroup::find(txn, partner_id, &group.parent_group_code)
                     .await?
                     .is_none_or(|p| p.code != group.parent_group_code)
             {
                 return Err(not_found("parent product group", &group.parent_group_code));
             }
             store::insert_group(txn, partner_id, &group).await?;
-            changed(txn, partner_id, "product_group", &group.code, false).await?;
+            changed(txn, partner_id, &group, false).await?;
             Ok(group)
         })
     })
@@ -412,14 +448,7 @@ pub async fn get_product_group(
     db: &DatabaseConnection,
     request: Request<pb::GetProductGroupRequest>,
 ) -> Result<Response<pb::GetProductGroupResponse>, Status> {
-    let partner_id = partner(&request, READERS)?;
-    let key = request.into_inner().product_group_id;
-    if key.is_empty() {
-        return Err(ApiError::invalid("product_group_id", "is required").into());
-    }
-    let group = store::find_group(db, partner_id, &key)
-        .await?
-        .ok_or_else(|| not_found("product group", &key))?;
+    let group: ProductGroup = get(db, request, "product_group_id", |r| r.product_group_id).await?;
     Ok(Response::new(pb::GetProductGroupResponse {
         product_group: Some(group_to_proto(&group)),
     }))
@@ -438,11 +467,7 @@ pub async fn list_product_groups(
     let parent = (!req.parent_group_code.is_empty()).then_some(req.parent_group_code);
     let groups = store::list_groups(db, partner_id, parent, after, limit).await?;
     Ok(Response::new(pb::ListProductGroupsResponse {
-        next_page_token: next_code_token(
-            groups.len(),
-            limit,
-            groups.last().map(|g| g.code.as_str()),
-        ),
+        next_page_token: next_token(&groups, limit),
         product_groups: groups.iter().map(group_to_proto).collect(),
     }))
 }
@@ -463,11 +488,8 @@ pub async fn update_product_group(
     let (sent_etag, at) = (req.etag, now());
     let group: ProductGroup = idempotency::run(db, scope, move |txn| {
         Box::pin(async move {
-            store::lock(txn, partner_id).await?;
-            let current = store::find_group(txn, partner_id, &p.id)
-                .await?
-                .ok_or_else(|| not_found("product group", &p.id))?;
-            check_etag(&sent_etag, &etag(current.revision), "product group")?;
+            let current: ProductGroup = locked(txn, partner_id, &p.id).await?;
+            check_etag(&sent_etag, &etag(current.revision), ProductGroup::NAME)?;
             let mut group = current.clone();
             for path in &paths {
                 match path.as_str() {
@@ -499,7 +521,7 @@ pub async fn update_product_group(
             group.revision += 1;
             group.updated_at = at;
             store::update_group(txn, partner_id, &group).await?;
-            changed(txn, partner_id, "product_group", &group.code, false).await?;
+            changed(txn, partner_id, &group, false).await?;
             Ok(group)
         })
     })
@@ -516,21 +538,13 @@ pub async fn delete_product_group(
     let partner_id = partner(&request, WRITERS)?;
     let req = request.into_inner();
     let scope = IdempotencyScope::new(partner_id, "DeleteProductGroup", &req.idempotency_key, &req);
-    let mut v = Violations::new();
-    check_idempotency_key(&mut v, &req.idempotency_key);
-    required(&mut v, "product_group_id", &req.product_group_id);
-    v.into_result()?;
-    let (key, sent_etag) = (req.product_group_id, req.etag);
-    let (): () = idempotency::run(db, scope, move |txn| {
-        Box::pin(async move {
-            store::lock(txn, partner_id).await?;
-            let current = store::find_group(txn, partner_id, &key)
-                .await?
-                .ok_or_else(|| not_found("product group", &key))?;
-            store::delete_group(txn, partner_id, &current, &sent_etag).await?;
-            changed(txn, partner_id, "product_group", &current.code, true).await
-        })
-    })
+    delete::<ProductGroup>(
+        db,
+        scope,
+        "product_group_id",
+        req.product_group_id,
+        req.etag,
+    )
     .await?;
     Ok(Response::new(pb::DeleteProductGroupResponse {}))
 }
@@ -566,7 +580,7 @@ pub async fn create_brand(
     let brand: Brand = idempotency::run(db, scope, move |txn| {
         Box::pin(async move {
             store::insert_brand(txn, partner_id, &brand).await?;
-            changed(txn, partner_id, "brand", &brand.code, false).await?;
+            changed(txn, partner_id, &brand, false).await?;
             Ok(brand)
         })
     })
@@ -580,14 +594,7 @@ pub async fn get_brand(
     db: &DatabaseConnection,
     request: Request<pb::GetBrandRequest>,
 ) -> Result<Response<pb::GetBrandResponse>, Status> {
-    let partner_id = partner(&request, READERS)?;
-    let key = request.into_inner().brand_id;
-    if key.is_empty() {
-        return Err(ApiError::invalid("brand_id", "is required").into());
-    }
-    let brand = store::find_brand(db, partner_id, &key)
-        .await?
-        .ok_or_else(|| not_found("brand", &key))?;
+    let brand: Brand = get(db, request, "brand_id", |r| r.brand_id).await?;
     Ok(Response::new(pb::GetBrandResponse {
         brand: Some(brand_to_proto(&brand)),
     }))
@@ -605,11 +612,7 @@ pub async fn list_brands(
     v.into_result()?;
     let brands = store::list_brands(db, partner_id, after, limit).await?;
     Ok(Response::new(pb::ListBrandsResponse {
-        next_page_token: next_code_token(
-            brands.len(),
-            limit,
-            brands.last().map(|b| b.code.as_str()),
-        ),
+        next_page_token: next_token(&brands, limit),
         brands: brands.iter().map(brand_to_proto).collect(),
     }))
 }
@@ -630,10 +633,8 @@ pub async fn update_brand(
     let (sent_etag, at) = (req.etag, now());
     let brand: Brand = idempotency::run(db, scope, move |txn| {
         Box::pin(async move {
-            let current = store::find_brand(txn, partner_id, &b.id)
-                .await?
-                .ok_or_else(|| not_found("brand", &b.id))?;
-            check_etag(&sent_etag, &etag(current.revision), "brand")?;
+            let current: Brand = locked(txn, partner_id, &b.id).await?;
+            check_etag(&sent_etag, &etag(current.revision), Brand::NAME)?;
             let mut brand = current;
             for path in &paths {
                 match path.as_str() {
@@ -649,7 +650,7 @@ pub async fn update_brand(
             brand.revision += 1;
             brand.updated_at = at;
             store::update_brand(txn, partner_id, &brand).await?;
-            changed(txn, partner_id, "brand", &brand.code, false).await?;
+            changed(txn, partner_id, &brand, false).await?;
             Ok(brand)
         })
     })
@@ -666,21 +667,6 @@ pub async fn delete_brand(
     let partner_id = partner(&request, WRITERS)?;
     let req = request.into_inner();
     let scope = IdempotencyScope::new(partner_id, "DeleteBrand", &req.idempotency_key, &req);
-    let mut v = Violations::new();
-    check_idempotency_key(&mut v, &req.idempotency_key);
-    required(&mut v, "brand_id", &req.brand_id);
-    v.into_result()?;
-    let (key, sent_etag) = (req.brand_id, req.etag);
-    let (): () = idempotency::run(db, scope, move |txn| {
-        Box::pin(async move {
-            store::lock(txn, partner_id).await?;
-            let current = store::find_brand(txn, partner_id, &key)
-                .await?
-                .ok_or_else(|| not_found("brand", &key))?;
-            store::delete_brand(txn, partner_id, &current, &sent_etag).await?;
-            changed(txn, partner_id, "brand", &current.code, true).await
-        })
-    })
-    .await?;
+    delete::<Brand>(db, scope, "brand_id", req.brand_id, req.etag).await?;
     Ok(Response::new(pb::DeleteBrandResponse {}))
 }

@@ -129,6 +129,36 @@ pub async fn lock(conn: &impl ConnectionTrait, partner_id: Uuid) -> Result<(), A
     )
 }
 
+/// What products, product groups and brands share: a partner's item is found by UUID or code,
+/// deleted under its etag once nothing refers to it, and announced by code in
+/// `CatalogueChanged`.
+pub trait Item: Sized + Send + Sync {
+    /// `CatalogueChanged.item_kind`.
+    const KIND: &'static str;
+    /// What messages call it ("product group").
+    const NAME: &'static str;
+
+    fn code(&self) -> &str;
+
+    fn revision(&self) -> i64;
+
+    /// The partner's item with this UUID or code; `None` when it has none.
+    fn find(
+        conn: &impl ConnectionTrait,
+        partner_id: Uuid,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<Self>, ApiError>> + Send;
+
+    /// Deletes it when `sent_etag` (empty = any) is its current one (ETAG_MISMATCH otherwise)
+    /// and nothing refers to it (FAILED_PRECONDITION otherwise).
+    fn delete(
+        &self,
+        conn: &impl ConnectionTrait,
+        partner_id: Uuid,
+        sent_etag: &str,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send;
+}
+
 // ---- Products ----
 
 fn product_from(m: products::Model, groups: Vec<String>) -> Result<Product, ApiError> {
@@ -203,24 +233,57 @@ fn id_or_code<C: ColumnTrait>(id: C, code: C, key: &str) -> Condition {
     }
 }
 
-/// A product by UUID or code; `None` when the partner has none.
-pub async fn find_product(
-    conn: &impl ConnectionTrait,
-    partner_id: Uuid,
-    key: &str,
-) -> Result<Option<Product>, ApiError> {
-    let row = products::Entity::find()
-        .filter(products::Column::PartnerId.eq(partner_id))
-        .filter(id_or_code(
-            products::Column::Id,
-            products::Column::Code,
-            key,
-        ))
-        .one(conn)
-        .await?;
-    match row {
-        None => Ok(None),
-        Some(m) => Ok(with_links(conn, partner_id, vec![m]).await?.pop()),
+impl Item for Product {
+    const KIND: &'static str = "product";
+    const NAME: &'static str = "product";
+
+    fn code(&self) -> &str {
+        &self.spec.code
+    }
+
+    fn revision(&self) -> i64 {
+        self.revision
+    }
+
+    async fn find(
+        conn: &impl ConnectionTrait,
+        partner_id: Uuid,
+        key: &str,
+    ) -> Result<Option<Product>, ApiError> {
+        let row = products::Entity::find()
+            .filter(products::Column::PartnerId.eq(partner_id))
+            .filter(id_or_code(
+                products::Column::Id,
+                products::Column::Code,
+                key,
+            ))
+            .one(conn)
+            .await?;
+        match row {
+            None => Ok(None),
+            Some(m) => Ok(with_links(conn, partner_id, vec![m]).await?.pop()),
+        }
+    }
+
+    /// Deletes the product and its group links (nothing refers to a product).
+    async fn delete(
+        &self,
+        conn: &impl ConnectionTrait,
+        partner_id: Uuid,
+        sent_etag: &str,
+    ) -> Result<(), ApiError> {
+        check_etag(sent_etag, &etag(self.revision), Self::NAME)?;
+        group_links::Entity::delete_many()
+            .filter(group_links::Column::PartnerId.eq(partner_id))
+            .filter(group_links::Column::ProductCode.eq(&self.spec.code))
+            .exec(conn)
+            .await?;
+        products::Entity::delete_many()
+            .filter(products::Column::PartnerId.eq(partner_id))
+            .filter(products::Column::Id.eq(self.id))
+            .exec(conn)
+            .await?;
+        Ok(())
     }
 }
 
@@ -318,24 +381,6 @@ pub async fn update_product(
         .exec(conn)
         .await?;
     replace_links(conn, partner_id, &p.spec).await
-}
-
-pub async fn delete_product(
-    conn: &impl ConnectionTrait,
-    partner_id: Uuid,
-    p: &Product,
-) -> Result<(), ApiError> {
-    group_links::Entity::delete_many()
-        .filter(group_links::Column::PartnerId.eq(partner_id))
-        .filter(group_links::Column::ProductCode.eq(&p.spec.code))
-        .exec(conn)
-        .await?;
-    products::Entity::delete_many()
-        .filter(products::Column::PartnerId.eq(partner_id))
-        .filter(products::Column::Id.eq(p.id))
-        .exec(conn)
-        .await?;
-    Ok(())
 }
 
 /// What ListProducts filters by.
@@ -471,17 +516,71 @@ pub async fn group_parents(
         .collect())
 }
 
-pub async fn find_group(
-    conn: &impl ConnectionTrait,
-    partner_id: Uuid,
-    key: &str,
-) -> Result<Option<ProductGroup>, ApiError> {
-    Ok(groups::Entity::find()
-        .filter(groups::Column::PartnerId.eq(partner_id))
-        .filter(id_or_code(groups::Column::Id, groups::Column::Code, key))
-        .one(conn)
-        .await?
-        .map(group_from))
+impl Item for ProductGroup {
+    const KIND: &'static str = "product_group";
+    const NAME: &'static str = "product group";
+
+    fn code(&self) -> &str {
+        &self.code
+    }
+
+    fn revision(&self) -> i64 {
+        self.revision
+    }
+
+    async fn find(
+        conn: &impl ConnectionTrait,
+        partner_id: Uuid,
+        key: &str,
+    ) -> Result<Option<ProductGroup>, ApiError> {
+        Ok(groups::Entity::find()
+            .filter(groups::Column::PartnerId.eq(partner_id))
+            .filter(id_or_code(groups::Column::Id, groups::Column::Code, key))
+            .one(conn)
+            .await?
+            .map(group_from))
+    }
+
+    /// A group with children or products is kept: FAILED_PRECONDITION
+    /// `PRODUCT_GROUP_HAS_CHILDREN` or `PRODUCT_GROUP_IN_USE`.
+    async fn delete(
+        &self,
+        conn: &impl ConnectionTrait,
+        partner_id: Uuid,
+        sent_etag: &str,
+    ) -> Result<(), ApiError> {
+        check_etag(sent_etag, &etag(self.revision), Self::NAME)?;
+        let children = groups::Entity::find()
+            .filter(groups::Column::PartnerId.eq(partner_id))
+            .filter(groups::Column::ParentGroupCode.eq(&self.code))
+            .count(conn)
+            .await?;
+        if children > 0 {
+            return Err(ApiError::precondition(
+                "PRODUCT_GROUP_HAS_CHILDREN",
+                format!(
+                    "product group {:?} has {children} child group(s)",
+                    self.code
+                ),
+            ));
+        }
+        let products = group_links::Entity::find()
+            .filter(group_links::Column::PartnerId.eq(partner_id))
+            .filter(group_links::Column::GroupCode.eq(&self.code))
+            .count(conn)
+            .await?;
+        if products > 0 {
+            return Err(ApiError::precondition(
+                "PRODUCT_GROUP_IN_USE",
+                format!(
+                    "{products} product(s) belong to product group {:?}",
+                    self.code
+                ),
+            ));
+        }
+        groups::Entity::delete_by_id(self.id).exec(conn).await?;
+        Ok(())
+    }
 }
 
 pub async fn insert_group(
@@ -505,41 +604,6 @@ pub async fn update_group(
         .filter(groups::Column::PartnerId.eq(partner_id))
         .exec(conn)
         .await?;
-    Ok(())
-}
-
-/// Deletes a group without children that no product belongs to; FAILED_PRECONDITION
-/// `PRODUCT_GROUP_HAS_CHILDREN` or `PRODUCT_GROUP_IN_USE` otherwise.
-pub async fn delete_group(
-    conn: &impl ConnectionTrait,
-    partner_id: Uuid,
-    g: &ProductGroup,
-    sent_etag: &str,
-) -> Result<(), ApiError> {
-    check_etag(sent_etag, &etag(g.revision), "product group")?;
-    let children = groups::Entity::find()
-        .filter(groups::Column::PartnerId.eq(partner_id))
-        .filter(groups::Column::ParentGroupCode.eq(&g.code))
-        .count(conn)
-        .await?;
-    if children > 0 {
-        return Err(ApiError::precondition(
-            "PRODUCT_GROUP_HAS_CHILDREN",
-            format!("product group {:?} has {children} child group(s)", g.code),
-        ));
-    }
-    let products = group_links::Entity::find()
-        .filter(group_links::Column::PartnerId.eq(partner_id))
-        .filter(group_links::Column::GroupCode.eq(&g.code))
-        .count(conn)
-        .await?;
-    if products > 0 {
-        return Err(ApiError::precondition(
-            "PRODUCT_GROUP_IN_USE",
-            format!("{products} product(s) belong to product group {:?}", g.code),
-        ));
-    }
-    groups::Entity::delete_by_id(g.id).exec(conn).await?;
     Ok(())
 }
 
@@ -594,17 +658,53 @@ fn brand_row(partner_id: Uuid, b: &Brand) -> brands::ActiveModel {
     }
 }
 
-pub async fn find_brand(
-    conn: &impl ConnectionTrait,
-    partner_id: Uuid,
-    key: &str,
-) -> Result<Option<Brand>, ApiError> {
-    Ok(brands::Entity::find()
-        .filter(brands::Column::PartnerId.eq(partner_id))
-        .filter(id_or_code(brands::Column::Id, brands::Column::Code, key))
-        .one(conn)
-        .await?
-        .map(brand_from))
+impl Item for Brand {
+    const KIND: &'static str = "brand";
+    const NAME: &'static str = "brand";
+
+    fn code(&self) -> &str {
+        &self.code
+    }
+
+    fn revision(&self) -> i64 {
+        self.revision
+    }
+
+    async fn find(
+        conn: &impl ConnectionTrait,
+        partner_id: Uuid,
+        key: &str,
+    ) -> Result<Option<Brand>, ApiError> {
+        Ok(brands::Entity::find()
+            .filter(brands::Column::PartnerId.eq(partner_id))
+            .filter(id_or_code(brands::Column::Id, brands::Column::Code, key))
+            .one(conn)
+            .await?
+            .map(brand_from))
+    }
+
+    /// A brand of any product is kept: FAILED_PRECONDITION `BRAND_IN_USE`.
+    async fn delete(
+        &self,
+        conn: &impl ConnectionTrait,
+        partner_id: Uuid,
+        sent_etag: &str,
+    ) -> Result<(), ApiError> {
+        check_etag(sent_etag, &etag(self.revision), Self::NAME)?;
+        let products = products::Entity::find()
+            .filter(products::Column::PartnerId.eq(partner_id))
+            .filter(products::Column::BrandCode.eq(&self.code))
+            .count(conn)
+            .await?;
+        if products > 0 {
+            return Err(ApiError::precondition(
+                "BRAND_IN_USE",
+                format!("{products} product(s) are of brand {:?}", self.code),
+            ));
+        }
+        brands::Entity::delete_by_id(self.id).exec(conn).await?;
+        Ok(())
+    }
 }
 
 pub async fn insert_brand(
@@ -628,29 +728,6 @@ pub async fn update_brand(
         .filter(brands::Column::PartnerId.eq(partner_id))
         .exec(conn)
         .await?;
-    Ok(())
-}
-
-/// Deletes a brand no product refers to; FAILED_PRECONDITION `BRAND_IN_USE` otherwise.
-pub async fn delete_brand(
-    conn: &impl ConnectionTrait,
-    partner_id: Uuid,
-    b: &Brand,
-    sent_etag: &str,
-) -> Result<(), ApiError> {
-    check_etag(sent_etag, &etag(b.revision), "brand")?;
-    let products = products::Entity::find()
-        .filter(products::Column::PartnerId.eq(partner_id))
-        .filter(products::Column::BrandCode.eq(&b.code))
-        .count(conn)
-        .await?;
-    if products > 0 {
-        return Err(ApiError::precondition(
-            "BRAND_IN_USE",
-            format!("{products} product(s) are of brand {:?}", b.code),
-        ));
-    }
-    brands::Entity::delete_by_id(b.id).exec(conn).await?;
     Ok(())
 }
 
@@ -747,7 +824,7 @@ pub async fn import_products(
     let events: Vec<loyalty_proto::events::v1::CatalogueChanged> = events
         .into_iter()
         .map(|code| loyalty_proto::events::v1::CatalogueChanged {
-            item_kind: "product".to_owned(),
+            item_kind: Product::KIND.to_owned(),
             code,
             deleted: false,
         })

@@ -1,44 +1,13 @@
 //! The catalogue's storage against PostgreSQL, a fresh database per test.
 use loyalty_platform::{ApiError, db::begin_write};
-use loyalty_testkit::TestDb;
-use sea_orm::{Database, DatabaseConnection, EntityTrait, PaginatorTrait};
-use sea_orm_migration::MigratorTrait;
+use sea_orm::{EntityTrait, PaginatorTrait};
 use uuid::Uuid;
 
 use super::*;
+use crate::store::test_support::TestApi;
 
-struct Fixture {
-    _pg: Option<TestDb>,
-    db: DatabaseConnection,
-    partner: Uuid,
-}
-
-async fn fixture() -> Fixture {
-    let pg = TestDb::postgres()
-        .await
-        .expect("PostgreSQL on 127.0.0.1:5432");
-    let db = Database::connect(pg.url()).await.expect("connect");
-    crate::migration::Migrator::up(&db, None)
-        .await
-        .expect("migrate");
-    Fixture {
-        _pg: Some(pg),
-        db,
-        partner: Uuid::now_v7(),
-    }
-}
-
-async fn sqlite() -> Fixture {
-    let db = Database::connect("sqlite::memory:").await.expect("sqlite");
-    crate::migration::Migrator::up(&db, None)
-        .await
-        .expect("migrate");
-    Fixture {
-        _pg: None,
-        db,
-        partner: Uuid::now_v7(),
-    }
-}
+enum Catalogue {}
+type Fixture = TestApi<Catalogue>;
 
 fn group(code: &str, parent: &str) -> ProductGroup {
     let at = now();
@@ -130,7 +99,7 @@ impl Fixture {
 
 #[tokio::test]
 async fn import_creates_then_a_rerun_changes_nothing_and_a_change_replaces() {
-    let f = fixture().await;
+    let f = Fixture::postgres().await;
     f.seed().await;
     let file = vec![
         spec("ESP-1", "Espresso", &["coffee"], "lavazza"),
@@ -157,7 +126,7 @@ async fn import_creates_then_a_rerun_changes_nothing_and_a_change_replaces() {
     changed[0].product_group_codes = vec!["drinks".into(), "coffee".into()];
     let third = f.import(changed).await.unwrap();
     assert_eq!((third.created, third.updated, third.unchanged), (0, 1, 1));
-    let p = find_product(&f.db, f.partner, "ESP-1")
+    let p = Product::find(&f.db, f.partner, "ESP-1")
         .await
         .unwrap()
         .unwrap();
@@ -168,7 +137,7 @@ async fn import_creates_then_a_rerun_changes_nothing_and_a_change_replaces() {
         "order kept"
     );
     assert_eq!(p.revision, 2);
-    let by_id = find_product(&f.db, f.partner, &p.id.to_string())
+    let by_id = Product::find(&f.db, f.partner, &p.id.to_string())
         .await
         .unwrap()
         .unwrap();
@@ -177,7 +146,7 @@ async fn import_creates_then_a_rerun_changes_nothing_and_a_change_replaces() {
 
 #[tokio::test]
 async fn import_is_all_or_nothing_and_names_each_bad_line() {
-    let f = fixture().await;
+    let f = Fixture::postgres().await;
     f.seed().await;
     let err = f
         .import(vec![
@@ -217,7 +186,7 @@ async fn import_is_all_or_nothing_and_names_each_bad_line() {
 
 #[tokio::test]
 async fn list_filters_by_group_subtree_brand_text_and_activity_and_pages_by_code() {
-    let f = fixture().await;
+    let f = Fixture::postgres().await;
     f.seed().await;
     let mut inactive = spec("OLD", "Old coffee", &["coffee"], "lavazza");
     inactive.active = false;
@@ -277,55 +246,47 @@ async fn list_filters_by_group_subtree_brand_text_and_activity_and_pages_by_code
 
 #[tokio::test]
 async fn groups_and_brands_in_use_are_not_deleted() {
-    let f = fixture().await;
+    let f = Fixture::postgres().await;
     f.seed().await;
     f.import(vec![spec("ESP-1", "Espresso", &["coffee"], "lavazza")])
         .await
         .unwrap();
-    let drinks = find_group(&f.db, f.partner, "drinks")
+    let drinks = ProductGroup::find(&f.db, f.partner, "drinks")
         .await
         .unwrap()
         .unwrap();
-    let err = delete_group(&f.db, f.partner, &drinks, "")
-        .await
-        .unwrap_err();
+    let err = drinks.delete(&f.db, f.partner, "").await.unwrap_err();
     assert_eq!(reason(&err), "PRODUCT_GROUP_HAS_CHILDREN");
-    let coffee = find_group(&f.db, f.partner, "coffee")
+    let coffee = ProductGroup::find(&f.db, f.partner, "coffee")
         .await
         .unwrap()
         .unwrap();
-    let err = delete_group(&f.db, f.partner, &coffee, "")
-        .await
-        .unwrap_err();
+    let err = coffee.delete(&f.db, f.partner, "").await.unwrap_err();
     assert_eq!(reason(&err), "PRODUCT_GROUP_IN_USE");
-    let err = delete_group(&f.db, f.partner, &coffee, "r9")
-        .await
-        .unwrap_err();
+    let err = coffee.delete(&f.db, f.partner, "r9").await.unwrap_err();
     assert_eq!(reason(&err), "ETAG_MISMATCH");
-    let lavazza = find_brand(&f.db, f.partner, "lavazza")
+    let lavazza = Brand::find(&f.db, f.partner, "lavazza")
         .await
         .unwrap()
         .unwrap();
-    let err = delete_brand(&f.db, f.partner, &lavazza, "")
-        .await
-        .unwrap_err();
+    let err = lavazza.delete(&f.db, f.partner, "").await.unwrap_err();
     assert_eq!(reason(&err), "BRAND_IN_USE");
 
-    let p = find_product(&f.db, f.partner, "ESP-1")
+    let p = Product::find(&f.db, f.partner, "ESP-1")
         .await
         .unwrap()
         .unwrap();
-    delete_product(&f.db, f.partner, &p).await.unwrap();
-    delete_group(&f.db, f.partner, &coffee, "r1").await.unwrap();
-    delete_brand(&f.db, f.partner, &lavazza, "").await.unwrap();
+    p.delete(&f.db, f.partner, "").await.unwrap();
+    coffee.delete(&f.db, f.partner, "r1").await.unwrap();
+    lavazza.delete(&f.db, f.partner, "").await.unwrap();
     assert!(
-        find_group(&f.db, f.partner, "coffee")
+        ProductGroup::find(&f.db, f.partner, "coffee")
             .await
             .unwrap()
             .is_none()
     );
     assert!(
-        find_brand(&f.db, f.partner, "lavazza")
+        Brand::find(&f.db, f.partner, "lavazza")
             .await
             .unwrap()
             .is_none()
@@ -334,25 +295,35 @@ async fn groups_and_brands_in_use_are_not_deleted() {
 
 #[tokio::test]
 async fn another_partners_catalogue_is_invisible_and_codes_are_per_partner() {
-    let f = fixture().await;
+    let f = Fixture::postgres().await;
     f.seed().await;
     f.import(vec![spec("ESP-1", "Espresso", &[], "")])
         .await
         .unwrap();
-    let p = find_product(&f.db, f.partner, "ESP-1")
+    let p = Product::find(&f.db, f.partner, "ESP-1")
         .await
         .unwrap()
         .unwrap();
     let other = Uuid::now_v7();
-    assert!(find_product(&f.db, other, "ESP-1").await.unwrap().is_none());
     assert!(
-        find_product(&f.db, other, &p.id.to_string())
+        Product::find(&f.db, other, "ESP-1")
             .await
             .unwrap()
             .is_none()
     );
-    assert!(find_group(&f.db, other, "food").await.unwrap().is_none());
-    assert!(find_brand(&f.db, other, "acme").await.unwrap().is_none());
+    assert!(
+        Product::find(&f.db, other, &p.id.to_string())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        ProductGroup::find(&f.db, other, "food")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(Brand::find(&f.db, other, "acme").await.unwrap().is_none());
     // The same code is free in another partner, taken in the same one.
     insert_brand(&f.db, other, &brand("acme")).await.unwrap();
     let err = insert_brand(&f.db, f.partner, &brand("acme"))
@@ -369,7 +340,7 @@ async fn another_partners_catalogue_is_invisible_and_codes_are_per_partner() {
 
 #[tokio::test]
 async fn the_catalogue_works_on_sqlite_too() {
-    let f = sqlite().await;
+    let f = Fixture::sqlite().await;
     f.seed().await;
     let file = vec![
         spec("ESP-1", "Espresso", &["coffee"], "lavazza"),
@@ -389,12 +360,10 @@ async fn the_catalogue_works_on_sqlite_too() {
     };
     assert_eq!(f.codes(query("cola 100%")).await, ["COLA"]);
     assert!(f.codes(query("cola 1_")).await.is_empty());
-    let coffee = find_group(&f.db, f.partner, "coffee")
+    let coffee = ProductGroup::find(&f.db, f.partner, "coffee")
         .await
         .unwrap()
         .unwrap();
-    let err = delete_group(&f.db, f.partner, &coffee, "")
-        .await
-        .unwrap_err();
+    let err = coffee.delete(&f.db, f.partner, "").await.unwrap_err();
     assert_eq!(reason(&err), "PRODUCT_GROUP_IN_USE");
 }
