@@ -2,7 +2,7 @@
 //! a token is the id of the last item of the previous page.
 use uuid::Uuid;
 
-use crate::error::Violations;
+use crate::error::{ApiError, Violations};
 
 /// The page size asked for: 0 = 100, otherwise 1..=1000 (reported under `page_size`).
 pub fn page_size(v: &mut Violations, size: i32) -> u64 {
@@ -49,6 +49,15 @@ pub fn parse_code_token(v: &mut Violations, token: &str) -> Option<String> {
         v.add("page_token", "is not a token this service issued");
     }
     decoded
+}
+
+/// The page size and the code to continue after of a List call ordered by code, the only
+/// parameters it checks: INVALID_ARGUMENT naming `page_size` and/or `page_token` otherwise.
+pub fn code_page(size: i32, token: &str) -> Result<(u64, Option<String>), ApiError> {
+    let mut v = Violations::new();
+    let limit = page_size(&mut v, size);
+    let after = parse_code_token(&mut v, token);
+    v.finish(|| (limit, after))
 }
 
 /// The token after `last` (a code): empty when this page was not full.
@@ -133,6 +142,20 @@ mod tests {
         assert_eq!(parse_time_token(&mut v, "zz"), None);
         assert_eq!(parse_code_token(&mut v, "zz"), None);
         assert_eq!(v.into_vec().len(), 2);
+    }
+
+    #[test]
+    fn a_code_page_is_its_size_and_code_or_names_both_bad_fields() {
+        let token = next_code_token(1, 1, Some("gold"));
+        assert_eq!(code_page(0, "").unwrap(), (100, None));
+        assert_eq!(code_page(5, &token).unwrap(), (5, Some("gold".to_owned())));
+        match code_page(5000, "zz") {
+            Err(ApiError::InvalidArgument(v)) => assert_eq!(
+                v.iter().map(|f| f.field.as_str()).collect::<Vec<_>>(),
+                ["page_size", "page_token"]
+            ),
+            other => panic!("not an invalid argument: {other:?}"),
+        }
     }
 
     #[test]

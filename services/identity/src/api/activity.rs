@@ -8,7 +8,7 @@ use loyalty_platform::{
     db::{begin_write, is_unique_violation},
     error::{check_idempotency_key, parse_uuid},
     idempotency::{self, IdempotencyScope, request_hash},
-    paging::page_size,
+    paging::{code_page, page_size},
     time::to_timestamp,
 };
 use loyalty_proto::identity::v1 as pb;
@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::{
     IdentityApi,
-    consents::{code_token, optional_time, parse_code_token, parse_time_token, time_token},
+    consents::{code_token, optional_time, parse_time_token, time_token},
 };
 use crate::{
     domain::{
@@ -196,10 +196,7 @@ pub(super) async fn list_event_types(
 ) -> Result<Response<pb::ListEventTypesResponse>, Status> {
     let partner_id = principal(&request)?.partner()?;
     let req = request.into_inner();
-    let mut v = Violations::new();
-    let limit = page_size(&mut v, req.page_size);
-    let after = parse_code_token(&mut v, &req.page_token);
-    v.into_result()?;
+    let (limit, after) = code_page(req.page_size, &req.page_token)?;
     let group = (!req.group.is_empty()).then_some(req.group.as_str());
     let found = store::list_types(
         &api.db,

@@ -146,7 +146,7 @@ pub(super) fn bounce_to_proto(s: &BounceState) -> pb::EmailBounceState {
 }
 
 pub(super) use loyalty_platform::paging::{
-    next_code_token as code_token, next_time_token as time_token, parse_code_token,
+    code_page, next_code_token as code_token, next_time_token as time_token, parse_code_token,
     parse_time_token,
 };
 
@@ -244,10 +244,7 @@ pub(super) async fn list_consent_types(
 ) -> Result<Response<pb::ListConsentTypesResponse>, Status> {
     let partner_id = principal(&request)?.partner()?;
     let req = request.into_inner();
-    let mut v = Violations::new();
-    let limit = page_size(&mut v, req.page_size);
-    let after = parse_code_token(&mut v, &req.page_token);
-    v.into_result()?;
+    let (limit, after) = code_page(req.page_size, &req.page_token)?;
     let found = store::list_types(
         &api.db,
         partner_id,

@@ -7,7 +7,9 @@ use loyalty_platform::{
     error::check_idempotency_key,
     events,
     idempotency::{self, IdempotencyScope},
-    paging::{next_code_token, next_page_token, page_size, parse_code_token, parse_page_token},
+    paging::{
+        code_page, next_code_token, next_page_token, page_size, parse_code_token, parse_page_token,
+    },
     time::to_timestamp,
 };
 use loyalty_proto::{events::v1 as ev, identity::v1 as pb};
@@ -242,10 +244,7 @@ pub(super) async fn list_contact_sources(
 ) -> Result<Response<pb::ListContactSourcesResponse>, Status> {
     let partner_id = principal(&request)?.partner()?;
     let req = request.into_inner();
-    let mut v = Violations::new();
-    let limit = page_size(&mut v, req.page_size);
-    let after = parse_code_token(&mut v, &req.page_token);
-    v.into_result()?;
+    let (limit, after) = code_page(req.page_size, &req.page_token)?;
     let sources = store::contact_sources(&api.db, partner_id, after.as_deref(), limit).await?;
     Ok(Response::new(pb::ListContactSourcesResponse {
         next_page_token: next_code_token(
@@ -679,10 +678,7 @@ pub(super) async fn list_customer_property_definitions(
 ) -> Result<Response<pb::ListCustomerPropertyDefinitionsResponse>, Status> {
     let partner_id = principal(&request)?.partner()?;
     let req = request.into_inner();
-    let mut v = Violations::new();
-    let limit = page_size(&mut v, req.page_size);
-    let after = parse_code_token(&mut v, &req.page_token);
-    v.into_result()?;
+    let (limit, after) = code_page(req.page_size, &req.page_token)?;
     let definitions =
         store::page_of_property_definitions(&api.db, partner_id, after.as_deref(), limit).await?;
     Ok(Response::new(pb::ListCustomerPropertyDefinitionsResponse {
@@ -874,10 +870,7 @@ pub(super) async fn list_relation_types(
 ) -> Result<Response<pb::ListRelationTypesResponse>, Status> {
     let partner_id = principal(&request)?.partner()?;
     let req = request.into_inner();
-    let mut v = Violations::new();
-    let limit = page_size(&mut v, req.page_size);
-    let after = parse_code_token(&mut v, &req.page_token);
-    v.into_result()?;
+    let (limit, after) = code_page(req.page_size, &req.page_token)?;
     let types = store::relation_types(&api.db, partner_id, after.as_deref(), limit).await?;
     Ok(Response::new(pb::ListRelationTypesResponse {
         next_page_token: next_code_token(types.len(), limit, types.last().map(|t| t.code.as_str())),

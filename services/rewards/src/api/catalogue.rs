@@ -7,7 +7,7 @@ use loyalty_platform::{
     error::{check_etag, check_idempotency_key, mask_paths},
     events,
     idempotency::{self, IdempotencyScope},
-    paging::{next_code_token, page_size, parse_code_token},
+    paging::{code_page, next_code_token},
     time::to_timestamp,
 };
 use loyalty_proto::{events::v1 as ev, rewards::v1 as pb, types::v1::Money};
@@ -277,10 +277,7 @@ pub async fn list_products(
 ) -> Result<Response<pb::ListProductsResponse>, Status> {
     let partner_id = partner(&request, READERS)?;
     let req = request.into_inner();
-    let mut v = Violations::new();
-    let limit = page_size(&mut v, req.page_size);
-    let after = parse_code_token(&mut v, &req.page_token);
-    v.into_result()?;
+    let (limit, after) = code_page(req.page_size, &req.page_token)?;
     let some = |s: String| (!s.is_empty()).then_some(s);
     let filter = ProductFilter {
         product_group_code: some(req.product_group_code),
@@ -460,10 +457,7 @@ pub async fn list_product_groups(
 ) -> Result<Response<pb::ListProductGroupsResponse>, Status> {
     let partner_id = partner(&request, READERS)?;
     let req = request.into_inner();
-    let mut v = Violations::new();
-    let limit = page_size(&mut v, req.page_size);
-    let after = parse_code_token(&mut v, &req.page_token);
-    v.into_result()?;
+    let (limit, after) = code_page(req.page_size, &req.page_token)?;
     let parent = (!req.parent_group_code.is_empty()).then_some(req.parent_group_code);
     let groups = store::list_groups(db, partner_id, parent, after, limit).await?;
     Ok(Response::new(pb::ListProductGroupsResponse {
@@ -606,10 +600,7 @@ pub async fn list_brands(
 ) -> Result<Response<pb::ListBrandsResponse>, Status> {
     let partner_id = partner(&request, READERS)?;
     let req = request.into_inner();
-    let mut v = Violations::new();
-    let limit = page_size(&mut v, req.page_size);
-    let after = parse_code_token(&mut v, &req.page_token);
-    v.into_result()?;
+    let (limit, after) = code_page(req.page_size, &req.page_token)?;
     let brands = store::list_brands(db, partner_id, after, limit).await?;
     Ok(Response::new(pb::ListBrandsResponse {
         next_page_token: next_token(&brands, limit),

@@ -300,10 +300,7 @@ pub async fn list_points_groups(
 ) -> Result<Response<pb::ListPointsGroupsResponse>, Status> {
     let partner_id = partner(&request, READ)?;
     let req = request.into_inner();
-    let mut v = Violations::new();
-    let limit = paging::page_size(&mut v, req.page_size);
-    let after = paging::parse_code_token(&mut v, &req.page_token);
-    v.into_result()?;
+    let (limit, after) = paging::code_page(req.page_size, &req.page_token)?;
     let groups = store::list_groups(db, partner_id, after.as_deref(), limit).await?;
     Ok(Response::new(pb::ListPointsGroupsResponse {
         next_page_token: paging::next_code_token(
@@ -448,10 +445,7 @@ pub async fn list_points_types(
 ) -> Result<Response<pb::ListPointsTypesResponse>, Status> {
     let partner_id = partner(&request, READ)?;
     let req = request.into_inner();
-    let mut v = Violations::new();
-    let limit = paging::page_size(&mut v, req.page_size);
-    let after = paging::parse_code_token(&mut v, &req.page_token);
-    v.into_result()?;
+    let (limit, after) = paging::code_page(req.page_size, &req.page_token)?;
     let filter = TypeFilter {
         points_group_id: resolve_group(db, partner_id, &req.points_group_id).await?,
         include_inactive: req.include_inactive,
