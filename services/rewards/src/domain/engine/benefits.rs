@@ -129,10 +129,17 @@ pub(super) fn discount(
                 return Err(SkipReason::ThresholdNotReached);
             }
             // Units dearest first (ties by line index); the last `get` of each `buy + get`.
-            let mut order: Vec<usize> = mask.iter().filter(|i| lines[*i].quantity > 0).collect();
-            let unit = |i: usize| net[i].max(0) / i64::from(lines[i].quantity.max(1));
-            order.sort_by(|a, b| unit(*b).cmp(&unit(*a)).then(a.cmp(b)));
-            let units: u64 = order.iter().map(|i| u64::from(lines[*i].quantity)).sum();
+            // (unit price, line) pairs are distinct: the unstable sort gives the stable order.
+            let mut order: Vec<(i64, usize)> = mask
+                .iter()
+                .filter(|i| lines[*i].quantity > 0)
+                .map(|i| (net[i].max(0) / i64::from(lines[i].quantity), i))
+                .collect();
+            order.sort_unstable_by(|(ua, a), (ub, b)| ub.cmp(ua).then(a.cmp(b)));
+            let units: u64 = order
+                .iter()
+                .map(|(_, i)| u64::from(lines[*i].quantity))
+                .sum();
             let mut sets = units / (x + y);
             if let Some(max) = max_applications {
                 sets = sets.min(u64::from(max));
@@ -143,7 +150,7 @@ pub(super) fn discount(
             let limit = sets * (x + y);
             let bp = i64::from((*discount_basis_points).min(10_000));
             let mut pos = 0u64;
-            for i in order {
+            for (_, i) in order {
                 let q = u64::from(lines[i].quantity);
                 let (a, b) = (pos.min(limit), (pos + q).min(limit));
                 let free = get_positions(b, x, y) - get_positions(a, x, y);
