@@ -1,5 +1,6 @@
 //! What each benefit gives on a cart whose lines currently cost `net`. Every function returns
 //! per-line amounts that are never negative and never above the line's net amount.
+use super::lines::Lines;
 use super::{Benefit, CartLine, SkipReason, Target};
 
 /// A line may get a discount or a bonus from `target`.
@@ -11,29 +12,36 @@ fn mul_div(a: i64, b: i64, c: i64) -> i64 {
     if c <= 0 {
         return 0;
     }
+    // The common case without the (much slower) 128-bit division; the same result.
+    if let Some(p) = a.checked_mul(b) {
+        return p / c;
+    }
     let r = i128::from(a) * i128::from(b) / i128::from(c);
     r.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
 }
 
-/// Splits `amount` over the lines in proportion to `base` (floor), the remainder going to the
-/// lines in index order; no line gets more than its base.
-fn split(amount: i64, base: &[i64]) -> Vec<i64> {
-    let total: i64 = base.iter().fold(0i64, |s, b| s.saturating_add(*b));
+/// Splits `amount` over the lines of `mask` in proportion to `base(i)` (floor), the remainder
+/// going to the lines in index order; no line gets more than its base. Writes `out[i]` for the
+/// lines of `mask` only.
+fn split(amount: i64, mask: Lines, base: impl Fn(usize) -> i64, out: &mut [i64]) {
+    let total: i64 = mask.iter().fold(0i64, |s, i| s.saturating_add(base(i)));
     let amount = amount.clamp(0, total);
     if total == 0 {
-        return vec![0; base.len()];
+        return;
     }
-    let mut out: Vec<i64> = base.iter().map(|b| mul_div(*b, amount, total)).collect();
-    let mut left = amount - out.iter().sum::<i64>();
-    for (o, b) in out.iter_mut().zip(base) {
+    let mut left = amount;
+    for i in mask.iter() {
+        out[i] = mul_div(base(i), amount, total);
+        left -= out[i];
+    }
+    for i in mask.iter() {
         if left == 0 {
             break;
         }
-        let more = (b - *o).min(left);
-        *o += more;
+        let more = (base(i) - out[i]).min(left);
+        out[i] += more;
         left -= more;
     }
-    out
 }
 
 /// Number of positions p in 0..n with p mod (x + y) ≥ x: the "get" units of buy-X-get-Y.
@@ -42,116 +50,66 @@ fn get_positions(n: u64, x: u64, y: u64) -> u64 {
     (n / m) * y + (n % m).saturating_sub(x)
 }
 
-/// The lines a target reaches, without allocating.
-struct Mask<'a>(&'a Target, &'a [CartLine]);
-
-impl Mask<'_> {
-    fn at(&self, i: usize) -> bool {
-        applies(self.0, &self.1[i])
-    }
-
-    fn any(&self) -> bool {
-        self.1.iter().any(|l| applies(self.0, l))
-    }
-}
-
-/// Whether the benefit targets any line at all (what `discount` and `points` check first).
-pub(super) fn targets_any(benefit: &Benefit, lines: &[CartLine]) -> bool {
+/// Whether the benefit reaches the line: a discount or a bonus may fall on it. The lines of a
+/// benefit (`Lines`) are computed with this once per evaluation.
+pub(super) fn reaches(benefit: &Benefit, line: &CartLine) -> bool {
     match benefit {
         Benefit::PercentageDiscount { target, .. }
         | Benefit::FixedDiscount { target, .. }
         | Benefit::FixedPrice { target, .. }
         | Benefit::BuyXGetY { target, .. }
-        | Benefit::SpendXSaveY { target, .. } => lines.iter().any(|l| applies(target, l)),
-        Benefit::FreeItem { product_id, .. } => lines
-            .iter()
-            .any(|l| !l.no_reward_application && l.product_id == *product_id),
-        Benefit::BonusPoints { target, .. } | Benefit::PointsMultiplier { target, .. } => lines
-            .iter()
-            .any(|l| applies(target, l) && !l.pay_only_with_points),
+        | Benefit::SpendXSaveY { target, .. } => applies(target, line),
+        Benefit::FreeItem { product_id, .. } => {
+            !line.no_reward_application && line.product_id == *product_id
+        }
+        Benefit::BonusPoints { target, .. } | Benefit::PointsMultiplier { target, .. } => {
+            applies(target, line) && !line.pay_only_with_points
+        }
     }
 }
 
-/// The discount per line of a money benefit, or why it gives nothing.
+/// The discount per line of a money benefit reaching the lines of `mask`, or why it gives
+/// nothing. `out` comes zeroed (one entry per line); only the lines of `mask` are written.
 pub(super) fn discount(
     benefit: &Benefit,
     lines: &[CartLine],
+    mask: Lines,
     net: &[i64],
     max_applications: Option<u32>,
-) -> Result<Vec<i64>, SkipReason> {
-    let n = lines.len();
-    let targeted = |t| Mask(t, lines);
-    let masked = |mask: &Mask| -> Vec<i64> {
-        (0..n)
-            .map(|i| if mask.at(i) { net[i].max(0) } else { 0 })
-            .collect()
-    };
-    let out = match benefit {
-        Benefit::PercentageDiscount {
-            basis_points,
-            target,
-        } => {
-            let mask = targeted(target);
-            if !mask.any() {
-                return Err(SkipReason::NoMatchingItems);
-            }
+    out: &mut [i64],
+) -> Result<(), SkipReason> {
+    if benefit.is_points() {
+        return Ok(());
+    }
+    if !mask.any() {
+        return Err(SkipReason::NoMatchingItems);
+    }
+    let masked = |i: usize| net[i].max(0);
+    match benefit {
+        Benefit::PercentageDiscount { basis_points, .. } => {
             let bp = i64::from((*basis_points).min(10_000));
-            (0..n)
-                .map(|i| {
-                    if mask.at(i) {
-                        mul_div(net[i].max(0), bp, 10_000)
-                    } else {
-                        0
-                    }
-                })
-                .collect()
-        }
-        Benefit::FixedDiscount {
-            amount_minor,
-            target,
-        } => {
-            let mask = targeted(target);
-            if !mask.any() {
-                return Err(SkipReason::NoMatchingItems);
+            for i in mask.iter() {
+                out[i] = mul_div(net[i].max(0), bp, 10_000);
             }
-            split(*amount_minor, &masked(&mask))
         }
+        Benefit::FixedDiscount { amount_minor, .. } => split(*amount_minor, mask, masked, out),
         Benefit::FixedPrice {
-            unit_price_minor,
-            target,
+            unit_price_minor, ..
         } => {
-            let mask = targeted(target);
-            if !mask.any() {
-                return Err(SkipReason::NoMatchingItems);
+            for i in mask.iter() {
+                let price = (*unit_price_minor)
+                    .max(0)
+                    .saturating_mul(i64::from(lines[i].quantity));
+                out[i] = (net[i].max(0) - price).max(0);
             }
-            (0..n)
-                .map(|i| {
-                    if !mask.at(i) {
-                        return 0;
-                    }
-                    let price = (*unit_price_minor)
-                        .max(0)
-                        .saturating_mul(i64::from(lines[i].quantity));
-                    (net[i].max(0) - price).max(0)
-                })
-                .collect()
         }
-        Benefit::FreeItem {
-            product_id,
-            quantity,
-        } => {
-            let target = Target::Products(vec![product_id.clone()]);
-            let mask = targeted(&target);
-            if !mask.any() {
-                return Err(SkipReason::NoMatchingItems);
-            }
+        Benefit::FreeItem { quantity, .. } => {
             let mut left = u64::from(*quantity);
             if let Some(max) = max_applications {
                 left = left.min(u64::from(max));
             }
-            let mut out = vec![0; n];
-            for i in 0..n {
-                if !mask.at(i) || lines[i].quantity == 0 || left == 0 {
+            for i in mask.iter() {
+                if lines[i].quantity == 0 || left == 0 {
                     continue;
                 }
                 let units = left.min(u64::from(lines[i].quantity));
@@ -159,29 +117,29 @@ pub(super) fn discount(
                 let q = i64::from(lines[i].quantity);
                 out[i] = mul_div(net[i].max(0), units as i64, q);
             }
-            out
         }
         Benefit::BuyXGetY {
             buy,
             get,
             discount_basis_points,
-            target,
+            ..
         } => {
-            let mask = targeted(target);
-            if !mask.any() {
-                return Err(SkipReason::NoMatchingItems);
-            }
             let (x, y) = (u64::from(*buy), u64::from(*get));
             if y == 0 {
                 return Err(SkipReason::ThresholdNotReached);
             }
             // Units dearest first (ties by line index); the last `get` of each `buy + get`.
-            let mut order: Vec<usize> = (0..n)
-                .filter(|i| mask.at(*i) && lines[*i].quantity > 0)
+            // (unit price, line) pairs are distinct: the unstable sort gives the stable order.
+            let mut order: Vec<(i64, usize)> = mask
+                .iter()
+                .filter(|i| lines[*i].quantity > 0)
+                .map(|i| (net[i].max(0) / i64::from(lines[i].quantity), i))
                 .collect();
-            let unit = |i: usize| net[i].max(0) / i64::from(lines[i].quantity.max(1));
-            order.sort_by(|a, b| unit(*b).cmp(&unit(*a)).then(a.cmp(b)));
-            let units: u64 = order.iter().map(|i| u64::from(lines[*i].quantity)).sum();
+            order.sort_unstable_by(|(ua, a), (ub, b)| ub.cmp(ua).then(a.cmp(b)));
+            let units: u64 = order
+                .iter()
+                .map(|(_, i)| u64::from(lines[*i].quantity))
+                .sum();
             let mut sets = units / (x + y);
             if let Some(max) = max_applications {
                 sets = sets.min(u64::from(max));
@@ -191,9 +149,8 @@ pub(super) fn discount(
             }
             let limit = sets * (x + y);
             let bp = i64::from((*discount_basis_points).min(10_000));
-            let mut out = vec![0; n];
             let mut pos = 0u64;
-            for i in order {
+            for (_, i) in order {
                 let q = u64::from(lines[i].quantity);
                 let (a, b) = (pos.min(limit), (pos + q).min(limit));
                 let free = get_positions(b, x, y) - get_positions(a, x, y);
@@ -201,20 +158,14 @@ pub(super) fn discount(
                 let value = mul_div(net[i].max(0), free as i64, q as i64);
                 out[i] = mul_div(value, bp, 10_000);
             }
-            out
         }
         Benefit::SpendXSaveY {
             spend_minor,
             save_minor,
             repeat,
-            target,
+            ..
         } => {
-            let mask = targeted(target);
-            if !mask.any() {
-                return Err(SkipReason::NoMatchingItems);
-            }
-            let base = masked(&mask);
-            let subtotal = base.iter().fold(0i64, |s, b| s.saturating_add(*b));
+            let subtotal = mask.iter().fold(0i64, |s, i| s.saturating_add(masked(i)));
             if *spend_minor <= 0 || subtotal < *spend_minor {
                 return Err(SkipReason::ThresholdNotReached);
             }
@@ -222,80 +173,61 @@ pub(super) fn discount(
             if let Some(max) = max_applications {
                 times = times.min(i64::from(max));
             }
-            split((*save_minor).max(0).saturating_mul(times), &base)
+            split(
+                (*save_minor).max(0).saturating_mul(times),
+                mask,
+                masked,
+                out,
+            )
         }
-        Benefit::BonusPoints { .. } | Benefit::PointsMultiplier { .. } => vec![0; n],
-    };
-    Ok(out)
+        Benefit::BonusPoints { .. } | Benefit::PointsMultiplier { .. } => {}
+    }
+    Ok(())
 }
 
-/// Points of a points benefit: (per line, not tied to a line). `base` is the base earn per line.
+/// Points of a points benefit reaching the lines of `mask` (lines that earn): per line into
+/// `out` (zeroed, only the lines of `mask` written), and the points not tied to a line as the
+/// result. `base` is the base earn per line.
 pub(super) fn points(
     benefit: &Benefit,
-    lines: &[CartLine],
+    mask: Lines,
     net: &[i64],
     base: &[i64],
-) -> Result<(Vec<i64>, i64), SkipReason> {
-    let n = lines.len();
-    let earns = |t: &Target, i: usize| applies(t, &lines[i]) && !lines[i].pay_only_with_points;
+    out: &mut [i64],
+) -> Result<i64, SkipReason> {
+    if !benefit.is_points() {
+        return Ok(0);
+    }
+    if !mask.any() {
+        return Err(SkipReason::NoMatchingItems);
+    }
     match benefit {
         Benefit::BonusPoints {
             points,
             per_spend_minor,
-            target,
-        } => {
-            if !(0..n).any(|i| earns(target, i)) {
-                return Err(SkipReason::NoMatchingItems);
+            ..
+        } => match per_spend_minor {
+            None => Ok((*points).max(0)),
+            Some(step) => {
+                for i in mask.iter() {
+                    out[i] = mul_div(net[i].max(0), (*points).max(0), *step);
+                }
+                Ok(0)
             }
-            match per_spend_minor {
-                None => Ok((vec![0; n], (*points).max(0))),
-                Some(step) => Ok((
-                    (0..n)
-                        .map(|i| {
-                            if earns(target, i) {
-                                mul_div(net[i].max(0), (*points).max(0), *step)
-                            } else {
-                                0
-                            }
-                        })
-                        .collect(),
-                    0,
-                )),
-            }
-        }
+        },
         Benefit::PointsMultiplier {
             multiplier_basis_points,
-            target,
+            ..
         } => {
-            if !(0..n).any(|i| earns(target, i)) {
-                return Err(SkipReason::NoMatchingItems);
-            }
             let extra = i64::from(*multiplier_basis_points)
                 .saturating_sub(10_000)
                 .max(0);
-            Ok((
-                (0..n)
-                    .map(|i| {
-                        if earns(target, i) {
-                            mul_div(base[i].max(0), extra, 10_000)
-                        } else {
-                            0
-                        }
-                    })
-                    .collect(),
-                0,
-            ))
+            for i in mask.iter() {
+                out[i] = mul_div(base[i].max(0), extra, 10_000);
+            }
+            Ok(0)
         }
-        _ => Ok((vec![0; n], 0)),
-    }
-}
-
-/// Lowers `amounts` (in index order) so that they sum to at most `cap`.
-pub(super) fn trim(amounts: &mut [i64], cap: i64) {
-    let mut left = cap.max(0);
-    for a in amounts.iter_mut() {
-        *a = (*a).min(left);
-        left -= *a;
+        _ => Ok(0),
     }
 }
 
@@ -396,10 +328,20 @@ mod tests {
 
     #[test]
     fn a_split_gives_the_remainder_to_the_first_lines_and_never_more_than_a_line() {
-        assert_eq!(split(10, &[1, 1, 1]), vec![1, 1, 1]);
-        assert_eq!(split(2, &[1, 1, 1]), vec![1, 1, 0]);
-        assert_eq!(split(7, &[10, 10]), vec![4, 3]);
-        assert_eq!(split(5, &[0, 0]), vec![0, 0]);
+        let split_all = |amount: i64, base: &[i64]| {
+            let all = [(1u64 << base.len()) - 1];
+            let mut out = vec![0; base.len()];
+            split(amount, Lines(&all), |i| base[i], &mut out);
+            out
+        };
+        assert_eq!(split_all(10, &[1, 1, 1]), vec![1, 1, 1]);
+        assert_eq!(split_all(2, &[1, 1, 1]), vec![1, 1, 0]);
+        assert_eq!(split_all(7, &[10, 10]), vec![4, 3]);
+        assert_eq!(split_all(5, &[0, 0]), vec![0, 0]);
+        // Lines outside the set get nothing and are not written.
+        let mut out = vec![-1; 3];
+        split(6, Lines(&[0b101]), |_| 10, &mut out);
+        assert_eq!(out, vec![3, -1, 3]);
     }
 
     #[test]

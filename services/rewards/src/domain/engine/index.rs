@@ -1,7 +1,8 @@
 //! A rule set prepared once for many evaluations: rules deduplicated and in application order,
 //! lookups by id and group, the rules each product, group and brand can reach, and the
 //! sentences of the static "not applied" reasons. The cache of a partner's rules holds one.
-use super::{Benefit, Rule, RuleSet, SkipReason, Target};
+use super::lines;
+use super::{Benefit, CartLine, Rule, RuleSet, SkipReason, Target, benefits};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -87,12 +88,17 @@ pub struct CompiledRuleSet<'a> {
     order: Vec<usize>,
     /// Rule id → position in `order`.
     by_id: HashMap<Uuid, usize>,
-    /// Rule id → its group (the first listing it).
-    group_of: HashMap<Uuid, usize>,
+    /// Per position in `order`: the rule's group (the first listing it).
+    group_at: Vec<Option<usize>>,
+    /// Positions in `order` sorted by rule id (the order of the "not applied" list).
+    by_id_order: Vec<usize>,
     index: Option<TargetIndex>,
     /// Per position in `order`, "<name>: <reason sentence>" for every reason, shared by the
     /// evaluations instead of formatted each time.
     sentences: Option<Vec<Vec<Arc<str>>>>,
+    /// Per position in `order`, the explanations of an applied rule: of the rule
+    /// ("<name>: <benefit>; <benefit>") and of each benefit ("<name>: <benefit>").
+    applied: Option<Vec<(String, Vec<String>)>>,
 }
 
 impl CompiledRuleSet<'static> {
@@ -128,7 +134,13 @@ impl<'a> CompiledRuleSet<'a> {
                 group_of.entry(*id).or_insert(g);
             }
         }
-        let (index, sentences) = if indexed {
+        let group_at = order
+            .iter()
+            .map(|i| group_of.get(&set.rules[*i].id).copied())
+            .collect();
+        let mut by_id_order: Vec<usize> = (0..order.len()).collect();
+        by_id_order.sort_by_key(|pos| set.rules[order[*pos]].id);
+        let (index, sentences, applied) = if indexed {
             let rules: Vec<&Rule> = order.iter().map(|i| &set.rules[*i]).collect();
             let sentences = rules
                 .iter()
@@ -139,17 +151,27 @@ impl<'a> CompiledRuleSet<'a> {
                         .collect()
                 })
                 .collect();
-            (Some(TargetIndex::build(&rules)), Some(sentences))
+            let applied = rules
+                .iter()
+                .map(|r| (applied_sentence(r), benefit_sentences(r).collect()))
+                .collect();
+            (
+                Some(TargetIndex::build(&rules)),
+                Some(sentences),
+                Some(applied),
+            )
         } else {
-            (None, None)
+            (None, None, None)
         };
         CompiledRuleSet {
             set,
             order,
             by_id,
-            group_of,
+            group_at,
+            by_id_order,
             index,
             sentences,
+            applied,
         }
     }
 
@@ -157,56 +179,78 @@ impl<'a> CompiledRuleSet<'a> {
         &self.set
     }
 
-    /// The rules in application order.
-    pub(super) fn ordered(&self) -> Vec<&Rule> {
-        self.order.iter().map(|i| &self.set.rules[*i]).collect()
+    /// Number of rules (one per id).
+    pub(super) fn len(&self) -> usize {
+        self.order.len()
     }
 
-    pub(super) fn get(&self, id: &Uuid) -> Option<&Rule> {
-        self.by_id
-            .get(id)
-            .map(|pos| &self.set.rules[self.order[*pos]])
+    /// The rule at `pos` in application order (priority, then id).
+    pub(super) fn rule_at(&self, pos: usize) -> &Rule {
+        &self.set.rules[self.order[pos]]
     }
 
-    pub(super) fn group_of(&self, id: &Uuid) -> Option<usize> {
-        self.group_of.get(id).copied()
+    /// Position in application order of the rule with this id.
+    pub(super) fn pos_of(&self, id: &Uuid) -> Option<usize> {
+        self.by_id.get(id).copied()
     }
 
-    /// Per position in application order, whether the rule may target a line of `cart`
-    /// (`false` = it certainly targets none); everything when not indexed.
-    pub(super) fn reachable(&self, cart: &[super::CartLine]) -> Vec<bool> {
+    pub(super) fn group_at(&self, pos: usize) -> Option<usize> {
+        self.group_at[pos]
+    }
+
+    /// Positions in application order, sorted by rule id.
+    pub(super) fn by_id_order(&self) -> &[usize] {
+        &self.by_id_order
+    }
+
+    /// Per position in application order, the lines of `cart` the rule may reach, as a line
+    /// set of `lines::words(cart.len())` words (empty = it certainly reaches none); every line
+    /// when not indexed.
+    pub(super) fn candidate_lines(&self, cart: &[CartLine]) -> Vec<u64> {
+        let w = lines::words(cart.len());
+        let mut out = vec![0u64; self.order.len() * w];
         let Some(ix) = &self.index else {
-            return vec![true; self.order.len()];
-        };
-        let mut out = vec![false; self.order.len()];
-        if cart.iter().all(|l| l.no_reward_application) {
+            for pos in 0..self.order.len() {
+                for i in 0..cart.len() {
+                    lines::set(&mut out[pos * w..], i);
+                }
+            }
             return out;
-        }
-        for p in &ix.cart_wide {
-            out[*p as usize] = true;
-        }
-        let mut mark = |list: Option<&Vec<u32>>| {
+        };
+        let mut mark = |list: Option<&Vec<u32>>, i: usize| {
             for p in list.into_iter().flatten() {
-                out[*p as usize] = true;
+                lines::set(&mut out[*p as usize * w..], i);
             }
         };
-        for line in cart.iter().filter(|l| !l.no_reward_application) {
-            mark(ix.by_product.get(&line.product_id));
+        for (i, line) in cart.iter().enumerate() {
+            if line.no_reward_application {
+                continue;
+            }
+            mark(Some(&ix.cart_wide), i);
+            mark(ix.by_product.get(&line.product_id), i);
             if let Some(g) = &line.group {
-                mark(ix.by_group.get(g));
+                mark(ix.by_group.get(g), i);
             }
             if let Some(b) = &line.brand {
-                mark(ix.by_brand.get(b));
+                mark(ix.by_brand.get(b), i);
             }
         }
         out
     }
 
-    /// "<name>: <why>" of the rule for a static reason, shared when prepared.
-    pub(super) fn said(&self, rule: &Rule, reason: SkipReason) -> Arc<str> {
-        match self.by_id.get(&rule.id) {
-            Some(pos) => self.said_at(*pos, rule, reason),
-            None => Arc::from(sentence(rule, super::resolution::say(reason))),
+    /// The explanation of the rule at `pos` when it applies.
+    pub(super) fn applied_said(&self, pos: usize, rule: &Rule) -> String {
+        match &self.applied {
+            Some(a) => a[pos].0.clone(),
+            None => applied_sentence(rule),
+        }
+    }
+
+    /// The explanation of the discounts and points of benefit `k` of the rule at `pos`.
+    pub(super) fn benefit_said(&self, pos: usize, k: usize, rule: &Rule) -> String {
+        match &self.applied {
+            Some(a) => a[pos].1[k].clone(),
+            None => benefit_sentences(rule).nth(k).unwrap_or_default(),
         }
     }
 
@@ -221,6 +265,17 @@ impl<'a> CompiledRuleSet<'a> {
 
 pub(super) fn sentence(rule: &Rule, why: &str) -> String {
     format!("{}: {why}", rule.name)
+}
+
+fn applied_sentence(rule: &Rule) -> String {
+    let what: Vec<String> = rule.benefits.iter().map(benefits::describe).collect();
+    sentence(rule, &what.join("; "))
+}
+
+fn benefit_sentences(rule: &Rule) -> impl Iterator<Item = String> + '_ {
+    rule.benefits
+        .iter()
+        .map(|b| sentence(rule, &benefits::describe(b)))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 mod benefits;
 mod convert;
 mod index;
+mod lines;
 mod resolution;
 mod validate;
 

@@ -1,11 +1,17 @@
 //! Which rules apply: eligibility, exclusive and stackable groups, non-stackable rules, the
 //! strategy (priority or best for the customer), caps and budgets; then the rules chosen are
 //! applied in priority order (ties by id), discounts first, points on the discounted amounts.
+//!
+//! Speed: the lines each benefit of a rule reaches are found once per evaluation (`CartView`,
+//! from the prepared index), so the trial run of a rule alone (to learn its value) and the final
+//! application visit only those lines, on buffers reused from one run to the next, and the
+//! sentences of the answer are prepared with the rule set.
 use super::benefits;
 use super::index::CompiledRuleSet;
+use super::lines::{self, Lines};
 use super::{
-    AppliedRule, CartLine, CartPoints, CustomerContext, Evaluation, GroupMode, LineDiscount,
-    LinePoints, LineResult, NotApplied, RejectedVoucher, Rule, SkipReason, Strategy,
+    AppliedRule, CartLine, CartPoints, CustomerContext, EarnRate, Evaluation, GroupMode,
+    LineDiscount, LinePoints, LineResult, NotApplied, RejectedVoucher, Rule, SkipReason, Strategy,
 };
 use chrono::{Datelike, Duration, Timelike};
 use std::cmp::Ordering;
@@ -16,16 +22,99 @@ use uuid::Uuid;
 /// Value of a rule for the customer: (discount in minor units, points).
 type Value = (i64, i64);
 
-/// The outcome of applying rules in order to a fresh cart.
+/// A rule by its position in application order.
+type Placed<'r> = (usize, &'r Rule);
+
+/// What one evaluation knows of its cart: the amounts per line and, for the rules that may
+/// apply, the lines each of their benefits reaches (`benefits::reaches`).
+struct CartView<'c> {
+    cart: &'c [CartLine],
+    words: usize,
+    gross: Vec<i64>,
+    /// Base earn per line of the undiscounted cart.
+    base_gross: Vec<i64>,
+    /// Per rule position, the index (in line sets) of the set of its first benefit.
+    first: Vec<u32>,
+    /// Line sets of `words` words each.
+    sets: Vec<u64>,
+}
+
+impl<'c> CartView<'c> {
+    fn new(cart: &'c [CartLine], rate: EarnRate, rules: usize) -> Self {
+        let gross: Vec<i64> = cart.iter().map(CartLine::gross_minor).collect();
+        let base_gross = cart
+            .iter()
+            .zip(&gross)
+            .map(|(l, g)| base_earn(l, *g, rate))
+            .collect();
+        CartView {
+            cart,
+            words: lines::words(cart.len()),
+            gross,
+            base_gross,
+            first: vec![u32::MAX; rules],
+            sets: Vec::new(),
+        }
+    }
+
+    /// Finds the lines each benefit of the rule at `pos` reaches among `candidates`; `false`
+    /// when no benefit reaches any line.
+    fn prepare(&mut self, pos: usize, rule: &Rule, candidates: Lines) -> bool {
+        let w = self.words;
+        self.first[pos] = (self.sets.len() / w.max(1)) as u32;
+        let mut any = false;
+        for b in &rule.benefits {
+            let at = self.sets.len();
+            self.sets.resize(at + w, 0);
+            for i in candidates.iter() {
+                if benefits::reaches(b, &self.cart[i]) {
+                    lines::set(&mut self.sets[at..], i);
+                }
+            }
+            any |= Lines(&self.sets[at..]).any();
+        }
+        any
+    }
+
+    /// The lines benefit `k` of the rule at `pos` reaches (after `prepare`).
+    fn lines(&self, pos: usize, k: usize) -> Lines<'_> {
+        let at = (self.first[pos] as usize + k) * self.words;
+        Lines(&self.sets[at..at + self.words])
+    }
+}
+
+/// Base earn of a line whose net amount is `net`: on what the customer pays in money.
+fn base_earn(line: &CartLine, net: i64, rate: EarnRate) -> i64 {
+    if line.pay_only_with_points || rate.per_spend_minor <= 0 {
+        return 0;
+    }
+    let (net, points) = (net.max(0), rate.points.max(0));
+    match net.checked_mul(points) {
+        Some(p) => p / rate.per_spend_minor,
+        None => {
+            let p = i128::from(net) * i128::from(points) / i128::from(rate.per_spend_minor);
+            p.min(i128::from(i64::MAX)) as i64
+        }
+    }
+}
+
+/// The outcome of applying rules in order to a fresh cart, and the buffers that produce it
+/// (reused by the trial runs).
+#[derive(Default)]
 struct Applied {
     net: Vec<i64>,
     discounts: Vec<Vec<LineDiscount>>,
     points: Vec<Vec<LinePoints>>,
     cart_points: Vec<CartPoints>,
-    /// Per rule, in application order: (rule id, discount, points).
-    totals: Vec<(Uuid, i64, i64)>,
-    /// Why a rule gave nothing.
-    empty: BTreeMap<Uuid, SkipReason>,
+    /// Per rule that gave something, in application order: (position, discount, points).
+    totals: Vec<(usize, i64, i64)>,
+    /// Rules that gave nothing, and why.
+    empty: Vec<(usize, SkipReason)>,
+    /// Scratch: base earn per line, amounts of one benefit, and per rule (by index in the
+    /// rules applied) why a benefit gave nothing and its discount.
+    base: Vec<i64>,
+    amounts: Vec<i64>,
+    per_rule: Vec<(Option<SkipReason>, i64)>,
 }
 
 impl Applied {
@@ -55,32 +144,37 @@ fn min_opt(a: Option<i64>, b: Option<i64>) -> i64 {
     }
 }
 
-/// Applies `rules` in order to a fresh cart; `explain` = false records only the totals per
-/// rule (for the trial runs that only need values), not the line details nor sentences.
-fn apply(rules: &[&Rule], cart: &[CartLine], ctx: &CustomerContext, explain: bool) -> Applied {
+/// Applies `rules` in order to a fresh cart into `st`; `explain` = false records only the
+/// totals per rule (for the trial runs that only need values), not the line details nor
+/// sentences. Every rule must have been `prepare`d in `view`.
+fn apply(
+    rules: &[Placed],
+    view: &CartView,
+    ctx: &CustomerContext,
+    rs: &CompiledRuleSet,
+    explain: bool,
+    st: &mut Applied,
+) {
+    let cart = view.cart;
     let n = cart.len();
-    let mut st = Applied {
-        net: cart.iter().map(CartLine::gross_minor).collect(),
-        // Line details only when explaining (trial runs need only the totals).
-        discounts: if explain {
-            vec![Vec::new(); n]
-        } else {
-            Vec::new()
-        },
-        points: if explain {
-            vec![Vec::new(); n]
-        } else {
-            Vec::new()
-        },
-        cart_points: Vec::new(),
-        totals: Vec::with_capacity(rules.len()),
-        empty: BTreeMap::new(),
-    };
-    // Per rule (by position in `rules`): why a benefit gave nothing, and its discount.
-    let mut first_skip: Vec<Option<SkipReason>> = vec![None; rules.len()];
-    let mut discount_of: Vec<i64> = vec![0; rules.len()];
+    st.net.clear();
+    st.net.extend_from_slice(&view.gross);
+    st.discounts.clear();
+    st.points.clear();
+    if explain {
+        st.discounts.resize(n, Vec::new());
+        st.points.resize(n, Vec::new());
+    }
+    st.cart_points.clear();
+    st.totals.clear();
+    st.empty.clear();
+    st.per_rule.clear();
+    st.per_rule.resize(rules.len(), (None, 0));
+    st.amounts.resize(n, 0);
+    // Whether a money benefit lowered a line (else the base earn is that of the fresh cart).
+    let mut lowered = false;
     // Money benefits.
-    for (k, rule) in rules.iter().enumerate() {
+    for (k, (pos, rule)) in rules.iter().enumerate() {
         let budget = if money_budget(rule) {
             budget(rule, ctx)
         } else {
@@ -88,29 +182,31 @@ fn apply(rules: &[&Rule], cart: &[CartLine], ctx: &CustomerContext, explain: boo
         };
         let mut cap = min_opt(rule.limits.max_discount_per_transaction_minor, budget);
         let mut total = 0i64;
-        for b in rule.benefits.iter().filter(|b| !b.is_points()) {
-            match benefits::discount(
-                b,
-                cart,
-                &st.net,
-                rule.limits.max_applications_per_transaction,
-            ) {
-                Ok(mut amounts) => {
-                    for (a, net) in amounts.iter_mut().zip(&st.net) {
-                        *a = (*a).clamp(0, (*net).max(0));
-                    }
-                    benefits::trim(&mut amounts, cap);
-                    let explanation = if explain {
-                        format!("{}: {}", rule.name, benefits::describe(b))
-                    } else {
-                        String::new()
-                    };
-                    for (i, a) in amounts.into_iter().enumerate() {
+        for (j, b) in rule.benefits.iter().enumerate() {
+            if b.is_points() {
+                continue;
+            }
+            let mask = view.lines(*pos, j);
+            for i in mask.iter() {
+                st.amounts[i] = 0;
+            }
+            let max_apps = rule.limits.max_applications_per_transaction;
+            match benefits::discount(b, cart, mask, &st.net, max_apps, &mut st.amounts) {
+                Ok(()) => {
+                    let mut explanation: Option<String> = None;
+                    // Clamped to the line, then at most the cap, in line order.
+                    let mut left = cap.max(0);
+                    for i in mask.iter() {
+                        let a = st.amounts[i].clamp(0, st.net[i].max(0)).min(left);
+                        left -= a;
                         if a > 0 {
                             st.net[i] -= a;
                             cap -= a;
                             total = total.saturating_add(a);
+                            lowered = true;
                             if explain {
+                                let explanation = explanation
+                                    .get_or_insert_with(|| rs.benefit_said(*pos, j, rule));
                                 st.discounts[i].push(LineDiscount {
                                     rule_id: rule.id,
                                     amount_minor: a,
@@ -122,40 +218,43 @@ fn apply(rules: &[&Rule], cart: &[CartLine], ctx: &CustomerContext, explain: boo
                     }
                 }
                 Err(r) => {
-                    first_skip[k].get_or_insert(r);
+                    st.per_rule[k].0.get_or_insert(r);
                 }
             }
         }
-        discount_of[k] = total;
+        st.per_rule[k].1 = total;
     }
     // Base earn on what the customer pays in money; a trial of money benefits only needs none.
     let rate = ctx.earn_rate;
     let needs_base = explain
         || rules
             .iter()
-            .any(|r| r.benefits.iter().any(|b| b.is_points()));
-    let base: Vec<i64> = (0..if needs_base { n } else { 0 })
-        .map(|i| {
-            if cart[i].pay_only_with_points || rate.per_spend_minor <= 0 {
-                0
-            } else {
-                let p = i128::from(st.net[i].max(0)) * i128::from(rate.points.max(0))
-                    / i128::from(rate.per_spend_minor);
-                p.min(i128::from(i64::MAX)) as i64
+            .any(|(_, r)| r.benefits.iter().any(|b| b.is_points()));
+    st.base.clear();
+    if needs_base {
+        if lowered {
+            st.base.extend(
+                cart.iter()
+                    .zip(&st.net)
+                    .map(|(l, net)| base_earn(l, *net, rate)),
+            );
+        } else {
+            st.base.extend_from_slice(&view.base_gross);
+        }
+    }
+    if explain {
+        for (i, b) in st.base.iter().enumerate() {
+            if *b > 0 {
+                st.points[i].push(LinePoints {
+                    rule_id: None,
+                    points: *b,
+                    reason: "BASE_EARN",
+                });
             }
-        })
-        .collect();
-    for (i, b) in base.iter().enumerate() {
-        if *b > 0 && explain {
-            st.points[i].push(LinePoints {
-                rule_id: None,
-                points: *b,
-                reason: "BASE_EARN",
-            });
         }
     }
     // Points benefits.
-    for (k, rule) in rules.iter().enumerate() {
+    for (k, (pos, rule)) in rules.iter().enumerate() {
         let budget = if money_budget(rule) {
             None
         } else {
@@ -163,11 +262,20 @@ fn apply(rules: &[&Rule], cart: &[CartLine], ctx: &CustomerContext, explain: boo
         };
         let mut cap = min_opt(rule.limits.max_points_per_transaction, budget);
         let mut total = 0i64;
-        for b in rule.benefits.iter().filter(|b| b.is_points()) {
-            match benefits::points(b, cart, &st.net, &base) {
-                Ok((mut lines, flat)) => {
-                    benefits::trim(&mut lines, cap);
-                    for (i, p) in lines.into_iter().enumerate() {
+        for (j, b) in rule.benefits.iter().enumerate() {
+            if !b.is_points() {
+                continue;
+            }
+            let mask = view.lines(*pos, j);
+            for i in mask.iter() {
+                st.amounts[i] = 0;
+            }
+            match benefits::points(b, mask, &st.net, &st.base, &mut st.amounts) {
+                Ok(flat) => {
+                    let mut left = cap.max(0);
+                    for i in mask.iter() {
+                        let p = st.amounts[i].min(left);
+                        left -= p;
                         if p > 0 {
                             cap -= p;
                             total = total.saturating_add(p);
@@ -184,31 +292,28 @@ fn apply(rules: &[&Rule], cart: &[CartLine], ctx: &CustomerContext, explain: boo
                     if flat > 0 {
                         cap -= flat;
                         total = total.saturating_add(flat);
-                        st.cart_points.push(CartPoints {
-                            rule_id: rule.id,
-                            points: flat,
-                            explanation: if explain {
-                                format!("{}: {}", rule.name, benefits::describe(b))
-                            } else {
-                                String::new()
-                            },
-                        });
+                        if explain {
+                            st.cart_points.push(CartPoints {
+                                rule_id: rule.id,
+                                points: flat,
+                                explanation: rs.benefit_said(*pos, j, rule),
+                            });
+                        }
                     }
                 }
                 Err(r) => {
-                    first_skip[k].get_or_insert(r);
+                    st.per_rule[k].0.get_or_insert(r);
                 }
             }
         }
-        let discount = discount_of[k];
+        let (first_skip, discount) = st.per_rule[k];
         if discount == 0 && total == 0 {
-            let reason = first_skip[k].unwrap_or(SkipReason::NothingLeftToDiscount);
-            st.empty.insert(rule.id, reason);
+            let reason = first_skip.unwrap_or(SkipReason::NothingLeftToDiscount);
+            st.empty.push((*pos, reason));
         } else {
-            st.totals.push((rule.id, discount, total));
+            st.totals.push((*pos, discount, total));
         }
     }
-    st
 }
 
 /// The store's local day of the week (0 = Monday) and minute of the day, computed once per
@@ -294,6 +399,11 @@ fn ineligible(
     None
 }
 
+/// A candidate as `rank` compares it.
+fn ranked<'r>(c: &(Placed<'r>, Value)) -> (&'r Rule, Value) {
+    (c.0.1, c.1)
+}
+
 /// `Less` when `a` should win over `b`.
 fn rank(strategy: Strategy, a: (&Rule, Value), b: (&Rule, Value)) -> Ordering {
     let by_priority = b.0.priority.cmp(&a.0.priority);
@@ -305,26 +415,50 @@ fn rank(strategy: Strategy, a: (&Rule, Value), b: (&Rule, Value)) -> Ordering {
     .then(a.0.id.cmp(&b.0.id))
 }
 
-fn skip(out: &mut BTreeMap<Uuid, NotApplied>, rule: &Rule, reason: SkipReason, why: &str) {
-    out.entry(rule.id).or_insert_with(|| NotApplied {
-        rule_id: rule.id,
-        reason,
-        explanation: Arc::from(super::index::sentence(rule, why)),
-    });
+/// The "not applied" entries, one slot per rule position; the first reason recorded stays.
+struct NotAppliedSlots(Vec<Option<NotApplied>>);
+
+impl NotAppliedSlots {
+    fn get(&self, pos: usize) -> Option<&NotApplied> {
+        self.0[pos].as_ref()
+    }
+
+    fn skip(
+        &mut self,
+        pos: usize,
+        rule: &Rule,
+        reason: SkipReason,
+        why: impl FnOnce() -> Arc<str>,
+    ) {
+        self.0[pos].get_or_insert_with(|| NotApplied {
+            rule_id: rule.id,
+            reason,
+            explanation: why(),
+        });
+    }
+
+    /// `skip` with the static sentence of `reason` (shared when the rule set is prepared).
+    fn skip_said(&mut self, rs: &CompiledRuleSet, pos: usize, rule: &Rule, reason: SkipReason) {
+        self.skip(pos, rule, reason, || rs.said_at(pos, rule, reason));
+    }
+
+    /// The entries sorted by rule id.
+    fn into_sorted(mut self, rs: &CompiledRuleSet) -> Vec<NotApplied> {
+        rs.by_id_order()
+            .iter()
+            .filter_map(|pos| self.0[*pos].take())
+            .collect()
+    }
 }
 
-/// `skip` with the static sentence of `reason` (shared when the rule set is prepared).
-fn skip_said(
-    out: &mut BTreeMap<Uuid, NotApplied>,
-    c: &CompiledRuleSet,
-    rule: &Rule,
-    reason: SkipReason,
-) {
-    out.entry(rule.id).or_insert_with(|| NotApplied {
-        rule_id: rule.id,
-        reason,
-        explanation: c.said(rule, reason),
-    });
+/// "<name>: <parts…>", formatted once.
+fn sentence(rule: &Rule, parts: &[&str]) -> Arc<str> {
+    let mut s =
+        String::with_capacity(rule.name.len() + 2 + parts.iter().map(|p| p.len()).sum::<usize>());
+    s.push_str(&rule.name);
+    s.push_str(": ");
+    parts.iter().for_each(|p| s.push_str(p));
+    Arc::from(s)
 }
 
 pub(super) fn say(reason: SkipReason) -> &'static str {
@@ -355,8 +489,6 @@ pub(super) fn evaluate(
 ) -> Evaluation {
     let set = rs.rule_set();
     let strategy = set.policy.strategy;
-    let rules = rs.ordered();
-    let reachable = rs.reachable(cart);
     let local = LocalTime::of(ctx);
 
     // Vouchers presented: which rule each one unlocks.
@@ -370,7 +502,7 @@ pub(super) fn evaluate(
         let reason = match (&v.rejection, v.reward_id) {
             (Some(r), _) => Some(r.clone()),
             (None, None) => Some("VOUCHER_UNKNOWN".to_owned()),
-            (None, Some(id)) if rs.get(&id).is_none() => {
+            (None, Some(id)) if rs.pos_of(&id).is_none() => {
                 Some("VOUCHER_REWARD_NOT_ACTIVE".to_owned())
             }
             (None, Some(id)) if voucher_for.contains_key(&id) => {
@@ -386,84 +518,87 @@ pub(super) fn evaluate(
         }
     }
 
-    let mut not_applied: BTreeMap<Uuid, NotApplied> = BTreeMap::new();
-    let mut candidates: Vec<(&Rule, Value)> = Vec::new();
-    for (pos, rule) in rules.iter().enumerate() {
-        let mut skip_at = |reason: SkipReason| {
-            not_applied.entry(rule.id).or_insert_with(|| NotApplied {
-                rule_id: rule.id,
-                reason,
-                explanation: rs.said_at(pos, rule, reason),
-            });
-        };
+    // Each eligible rule that reaches a line is tried alone on the cart to learn its value.
+    let candidate_lines = rs.candidate_lines(cart);
+    let mut view = CartView::new(cart, ctx.earn_rate, rs.len());
+    let words = view.words;
+    let mut not_applied = NotAppliedSlots((0..rs.len()).map(|_| None).collect());
+    let mut trial = Applied::default();
+    let mut candidates: Vec<(Placed, Value)> = Vec::new();
+    for pos in 0..rs.len() {
+        let rule = rs.rule_at(pos);
         if let Some(r) = ineligible(rule, ctx, local, &voucher_for) {
-            skip_at(r);
+            not_applied.skip_said(rs, pos, rule, r);
             continue;
         }
-        // Rules the index says reach no line skip the exact (string-comparing) check.
-        if !reachable[pos] || !rule.benefits.iter().any(|b| benefits::targets_any(b, cart)) {
-            skip_at(SkipReason::NoMatchingItems);
+        let reach = Lines(&candidate_lines[pos * words..(pos + 1) * words]);
+        if !reach.any() || !view.prepare(pos, rule, reach) {
+            not_applied.skip_said(rs, pos, rule, SkipReason::NoMatchingItems);
             continue;
         }
-        let alone = apply(&[rule], cart, ctx, false);
-        if let Some(r) = alone.empty.get(&rule.id) {
-            skip_at(*r);
+        apply(&[(pos, rule)], &view, ctx, rs, false, &mut trial);
+        if let Some((_, r)) = trial.empty.first() {
+            not_applied.skip_said(rs, pos, rule, *r);
             continue;
         }
-        candidates.push((rule, alone.value()));
+        candidates.push(((pos, rule), trial.value()));
     }
 
     // Exclusive groups: one winner each. A rule listed in several groups counts in the first.
-    let group_of = |id: &Uuid| rs.group_of(id);
-    let mut winners: BTreeMap<usize, (&Rule, Value)> = BTreeMap::new();
+    let exclusive = |pos: usize| {
+        rs.group_at(pos)
+            .filter(|g| set.policy.groups[*g].mode == GroupMode::Exclusive)
+    };
+    let mut winners: Vec<Option<(Placed, Value)>> = vec![None; set.policy.groups.len()];
     for c in &candidates {
-        if let Some(g) = group_of(&c.0.id)
-            && set.policy.groups[g].mode == GroupMode::Exclusive
-        {
-            let w = winners.entry(g).or_insert(*c);
-            if rank(strategy, *c, *w) == Ordering::Less {
+        if let Some(g) = exclusive(c.0.0) {
+            let w = winners[g].get_or_insert(*c);
+            if rank(strategy, ranked(c), ranked(w)) == Ordering::Less {
                 *w = *c;
             }
         }
     }
-    let mut survivors = Vec::new();
+    let mut survivors = Vec::with_capacity(candidates.len());
     for c in candidates {
-        match group_of(&c.0.id) {
-            Some(g) if set.policy.groups[g].mode == GroupMode::Exclusive => {
-                let w = winners[&g].0;
-                if w.id != c.0.id {
-                    let why = format!(
-                        "group {} applies {} instead",
-                        set.policy.groups[g].name, w.name
-                    );
-                    skip(&mut not_applied, c.0, SkipReason::LostExclusiveGroup, &why);
-                    continue;
-                }
-            }
-            _ => {}
+        if let Some(g) = exclusive(c.0.0)
+            && let Some(((_, w), _)) = winners[g]
+            && w.id != c.0.1.id
+        {
+            let group = set.policy.groups[g].name.as_str();
+            not_applied.skip(c.0.0, c.0.1, SkipReason::LostExclusiveGroup, || {
+                sentence(c.0.1, &["group ", group, " applies ", &w.name, " instead"])
+            });
+            continue;
         }
         survivors.push(c);
     }
 
     // Non-stackable rules apply alone: the best of them against everything stackable together.
-    let stacks = |r: &Rule| {
+    let stacks = |(pos, r): Placed| {
         r.stackable
-            || group_of(&r.id).is_some_and(|g| set.policy.groups[g].mode == GroupMode::Stackable)
+            || rs
+                .group_at(pos)
+                .is_some_and(|g| set.policy.groups[g].mode == GroupMode::Stackable)
     };
     let (stackable, lone): (Vec<_>, Vec<_>) = survivors.into_iter().partition(|c| stacks(c.0));
-    let mut chosen: Vec<(&Rule, Value)> = stackable.clone();
+    let mut chosen: Vec<(Placed, Value)> = stackable.clone();
     // The stack applied in full, kept when it is also the final answer.
-    let mut stack_applied: Option<(Vec<Uuid>, Applied)> = None;
-    if let Some(best) = lone.iter().copied().min_by(|a, b| rank(strategy, *a, *b)) {
-        let stack_rules: Vec<&Rule> = stackable.iter().map(|c| c.0).collect();
-        let applied = apply(&stack_rules, cart, ctx, true);
+    let mut stack_applied: Option<(Vec<usize>, Applied)> = None;
+    if let Some(best) = lone
+        .iter()
+        .copied()
+        .min_by(|a, b| rank(strategy, ranked(a), ranked(b)))
+    {
+        let stack_rules: Vec<Placed> = stackable.iter().map(|c| c.0).collect();
+        let mut applied = Applied::default();
+        apply(&stack_rules, &view, ctx, rs, true, &mut applied);
         let stack_value = applied.value();
-        stack_applied = Some((stack_rules.iter().map(|r| r.id).collect(), applied));
-        let stack_priority = stackable.iter().map(|c| c.0.priority).max();
+        stack_applied = Some((stack_rules.iter().map(|r| r.0).collect(), applied));
+        let stack_priority = stackable.iter().map(|c| c.0.1.priority).max();
         let lone_wins = match stack_priority {
             None => true,
             Some(p) => {
-                let by_priority = best.0.priority.cmp(&p);
+                let by_priority = best.0.1.priority.cmp(&p);
                 let by_value = best.1.cmp(&stack_value);
                 match strategy {
                     Strategy::Priority => by_priority.then(by_value),
@@ -472,65 +607,64 @@ pub(super) fn evaluate(
                 .is_gt()
             }
         };
-        let loser_why = |winner: &str| format!("applies alone; {winner} applies instead");
+        let mut lose = |(pos, rule): Placed, winner: &str| {
+            not_applied.skip(pos, rule, SkipReason::NotStackable, || {
+                sentence(rule, &["applies alone; ", winner, " applies instead"])
+            });
+        };
         if lone_wins {
             for c in lone.iter().chain(&stackable) {
-                if c.0.id != best.0.id {
-                    skip(
-                        &mut not_applied,
-                        c.0,
-                        SkipReason::NotStackable,
-                        &loser_why(&best.0.name),
-                    );
+                if c.0.1.id != best.0.1.id {
+                    lose(c.0, &best.0.1.name);
                 }
             }
             chosen = vec![best];
         } else {
             for c in &lone {
-                skip(
-                    &mut not_applied,
-                    c.0,
-                    SkipReason::NotStackable,
-                    &loser_why("the stackable rules"),
-                );
+                lose(c.0, "the stackable rules");
             }
         }
     }
 
     // At most N rules per transaction, the best by the strategy.
     if let Some(max) = set.policy.max_rules_per_transaction {
-        chosen.sort_by(|a, b| rank(strategy, *a, *b));
-        for x in chosen.iter().skip(max as usize) {
-            skip_said(&mut not_applied, rs, x.0, SkipReason::TransactionRuleLimit);
+        chosen.sort_by(|a, b| rank(strategy, ranked(a), ranked(b)));
+        for ((pos, rule), _) in chosen.iter().skip(max as usize) {
+            not_applied.skip_said(rs, *pos, rule, SkipReason::TransactionRuleLimit);
         }
         chosen.truncate(max as usize);
     }
-    let mut order: Vec<&Rule> = chosen.into_iter().map(|c| c.0).collect();
-    order.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.id.cmp(&b.id)));
+    // Application order: priority, then id, which is the order of the positions.
+    let mut order: Vec<Placed> = chosen.into_iter().map(|c| c.0).collect();
+    order.sort_by_key(|(pos, _)| *pos);
 
     let st = match stack_applied {
-        Some((ids, applied)) if ids.iter().eq(order.iter().map(|r| &r.id)) => applied,
-        _ => apply(&order, cart, ctx, true),
-    };
-    for (id, r) in &st.empty {
-        if let Some(rule) = rs.get(id) {
-            skip_said(&mut not_applied, rs, rule, *r);
+        Some((positions, applied)) if positions.iter().eq(order.iter().map(|r| &r.0)) => applied,
+        _ => {
+            let mut applied = Applied::default();
+            apply(&order, &view, ctx, rs, true, &mut applied);
+            applied
         }
+    };
+    for (pos, r) in &st.empty {
+        not_applied.skip_said(rs, *pos, rs.rule_at(*pos), *r);
     }
 
     let mut out = Evaluation::default();
-    for (rid, discount, points) in &st.totals {
-        let Some(rule) = rs.get(rid) else { continue };
-        let voucher = voucher_for.get(rid).cloned();
-        let what: Vec<String> = rule.benefits.iter().map(benefits::describe).collect();
+    for (pos, discount, points) in &st.totals {
+        let rule = rs.rule_at(*pos);
+        let voucher = voucher_for.get(&rule.id).cloned();
+        let mut explanation = rs.applied_said(*pos, rule);
+        if let Some(code) = &voucher {
+            explanation.push_str(" (voucher ");
+            explanation.push_str(code);
+            explanation.push(')');
+        }
         out.applied.push(AppliedRule {
-            rule_id: *rid,
+            rule_id: rule.id,
             discount_minor: *discount,
             points: *points,
-            explanation: match &voucher {
-                Some(code) => format!("{}: {} (voucher {code})", rule.name, what.join("; ")),
-                None => format!("{}: {}", rule.name, what.join("; ")),
-            },
+            explanation,
             voucher_code: voucher,
         });
     }
@@ -543,13 +677,13 @@ pub(super) fn evaluate(
             Some(r) => Some(r.clone()),
             None => {
                 let rid = v.reward_id.unwrap_or_default();
-                if st.totals.iter().any(|t| t.0 == rid) {
+                if st.totals.iter().any(|t| rs.rule_at(t.0).id == rid) {
                     out.vouchers_to_redeem.push(v.code.clone());
                     None
                 } else {
                     Some(
-                        not_applied
-                            .get(&rid)
+                        rs.pos_of(&rid)
+                            .and_then(|pos| not_applied.get(pos))
                             .map_or("VOUCHER_NOT_APPLICABLE", |n| n.reason.code())
                             .to_owned(),
                     )
@@ -599,6 +733,6 @@ pub(super) fn evaluate(
         .iter()
         .fold(out.points, |s, c| s.saturating_add(c.points));
     out.cart_points = cart_points;
-    out.not_applied = not_applied.into_values().collect();
+    out.not_applied = not_applied.into_sorted(rs);
     out
 }

@@ -1173,3 +1173,25 @@ fn the_index_skips_rules_no_line_reaches_with_the_same_reason() {
         "rule 2: no item in the cart is targeted"
     );
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(100))]
+
+    /// Carts longer than one word of the line sets (64 lines): the prepared and the plain
+    /// evaluation still agree, and discounts stay within each line.
+    #[test]
+    fn long_carts_evaluate_the_same_prepared_or_plain(
+        cart in prop::collection::vec(arb_line(), 60..140),
+        rules in arb_rule_set(),
+    ) {
+        let naive = evaluate(&cart, &ctx(), &rules);
+        let compiled = CompiledRuleSet::new(rules.clone());
+        prop_assert_eq!(&naive, &evaluate_compiled(&cart, &ctx(), &compiled));
+        prop_assert_eq!(naive.lines.len(), cart.len());
+        for l in &naive.lines {
+            let d: i64 = l.discounts.iter().map(|d| d.amount_minor).sum();
+            prop_assert!(d <= l.gross_minor && l.total_minor >= 0);
+        }
+        prop_assert!(naive.total_minor >= 0);
+    }
+}
