@@ -1,11 +1,14 @@
 //! Customers' activity feeding reward offers: `PurchaseCompleted` (producer "checkout") and
-//! `EventTracked` (producer "identity") advance the progress of every eligible active offer.
+//! `EventTracked` (producer "identity") advance the progress of every eligible active offer;
+//! `CustomerCreated` with a referrer (producer "identity") and the referred customer's first
+//! `PurchaseCompleted` advance the referrer's referral goals.
 //! The platform's consumer applies each event once (its id is recorded in the same
 //! transaction), and the store applies each purchase or customer event once per customer too,
 //! so a redelivery, or the same purchase seen twice, never advances progress twice.
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use loyalty_platform::{
     events::{EventHandler, decode},
     time::from_timestamp,
@@ -105,16 +108,49 @@ impl OfferActivity {
         }
         None
     }
+
+    /// The referral a `CustomerCreated` announces: partner, referrer, referred customer and
+    /// when; `None` for customers nobody referred (or malformed ids).
+    pub fn referral_of(event: &EventEnvelope) -> Option<(Uuid, Uuid, Uuid, DateTime<Utc>)> {
+        let c = decode::<ev::CustomerCreated>(event)?;
+        if c.referrer_customer_id.is_empty() {
+            return None;
+        }
+        let referrer = Uuid::parse_str(&c.referrer_customer_id).ok()?;
+        let referred = Uuid::parse_str(&c.customer_id).ok()?;
+        if referrer == referred {
+            return None;
+        }
+        let at = event
+            .occur_time
+            .as_ref()
+            .and_then(from_timestamp)
+            .unwrap_or_else(now);
+        Some((
+            Uuid::parse_str(&event.partner_id).ok()?,
+            referrer,
+            referred,
+            at,
+        ))
+    }
 }
 
 #[async_trait]
 impl EventHandler for OfferActivity {
     fn handles(&self, event_type: &str) -> bool {
         use loyalty_platform::events::DomainEvent;
-        event_type == ev::PurchaseCompleted::TYPE || event_type == ev::EventTracked::TYPE
+        event_type == ev::PurchaseCompleted::TYPE
+            || event_type == ev::EventTracked::TYPE
+            || event_type == ev::CustomerCreated::TYPE
     }
 
     async fn apply(&self, txn: &DatabaseTransaction, event: &EventEnvelope) -> anyhow::Result<()> {
+        if let Some((partner_id, referrer, referred, at)) = Self::referral_of(event) {
+            store::apply_referral(txn, partner_id, referrer, referred, at, now())
+                .await
+                .map_err(|e| anyhow::anyhow!("applying the referral of {referred}: {e}"))?;
+            return Ok(());
+        }
         let Some((partner_id, customer_id, activity_id, activity)) = Self::activity_of(event)
         else {
             return Ok(());
@@ -122,6 +158,18 @@ impl EventHandler for OfferActivity {
         store::apply_activity(txn, partner_id, customer_id, &activity_id, &activity, now())
             .await
             .map_err(|e| anyhow::anyhow!("applying {activity_id} to reward offers: {e}"))?;
+        if let ActivityKind::Purchase(p) = &activity.kind {
+            store::apply_first_purchase(
+                txn,
+                partner_id,
+                customer_id,
+                &p.purchase_id,
+                activity.at,
+                now(),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("applying {activity_id} to referrals: {e}"))?;
+        }
         Ok(())
     }
 }

@@ -47,6 +47,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     // without segmentation and wallet, ListAvailableRewards answers UNAVAILABLE.
     let wallet = infra.peer("wallet").ok();
     let mut api = api::RewardsApi::new(infra.db.clone()).with_wallet(wallet.clone());
+    if let Ok(identity) = infra.peer("identity") {
+        api = api.with_identity(identity);
+    }
     if let (Ok(segmentation), Some(wallet)) = (infra.peer("segmentation"), wallet) {
         api = api.with_customer_peers(segmentation, wallet);
     }

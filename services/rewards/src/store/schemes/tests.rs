@@ -486,3 +486,129 @@ async fn sqlite_runs_schemes_offers_and_progress() {
     assert!(f.apply(customer, "p2", 1_000).await.is_empty());
     assert_eq!(f.progress(customer).await[0].award_count, 1);
 }
+
+impl Fixture {
+    async fn reward(&self, partner: Uuid, t: pb::RewardType, per_customer: i32) -> String {
+        self.api
+            .create_reward(self.req_as(
+                partner,
+                pb::CreateRewardRequest {
+                    idempotency_key: key(),
+                    reward: Some(pb::Reward {
+                        display_name: "Free coffee".into(),
+                        r#type: t as i32,
+                        benefit: Some(pb::reward::Benefit::CartPercentageDiscount(
+                            pb::CartPercentageDiscount { basis_points: 1000 },
+                        )),
+                        max_vouchers_per_customer: per_customer,
+                        ..Default::default()
+                    }),
+                },
+            ))
+            .await
+            .expect("reward")
+            .into_inner()
+            .reward
+            .expect("reward")
+            .id
+    }
+
+    async fn vouchers_of(&self, customer: Uuid) -> Vec<pb::Voucher> {
+        self.api
+            .list_vouchers(self.req(pb::ListVouchersRequest {
+                customer_id: customer.to_string(),
+                ..Default::default()
+            }))
+            .await
+            .expect("vouchers")
+            .into_inner()
+            .vouchers
+    }
+
+    async fn last_award_event(&self) -> ev::OfferAwarded {
+        let row = outbox::Entity::find()
+            .filter(outbox::Column::EventType.eq(ev::OfferAwarded::TYPE))
+            .filter(outbox::Column::PartnerId.eq(self.partner))
+            .order_by_desc(outbox::Column::Sequence)
+            .one(&self.db)
+            .await
+            .expect("outbox")
+            .expect("an OfferAwarded");
+        prost::Message::decode(row.payload.as_slice()).expect("decode")
+    }
+}
+
+fn voucher_offer(reward_id: &str, minimum: i64) -> pb::RewardOffer {
+    pb::RewardOffer {
+        award: Some(pb::OfferAward {
+            kind: Some(pb::offer_award::Kind::RewardId(reward_id.into())),
+            validity_days: 14,
+            ..Default::default()
+        }),
+        auto_redeem: false,
+        ..spend_offer(minimum, "")
+    }
+}
+
+#[tokio::test]
+async fn a_voucher_award_issues_one_voucher_of_the_reward_per_award() {
+    let f = Fixture::postgres().await;
+    let reward = f.reward(f.partner, pb::RewardType::Coupon, 1).await;
+    let offer = f.offer(voucher_offer(&reward, 1_000)).await.expect("offer");
+    let award = offer.award.as_ref().and_then(|a| a.kind.clone());
+    assert_eq!(award, Some(pb::offer_award::Kind::RewardId(reward.clone())));
+    let customer = Uuid::now_v7();
+
+    let awards = f.apply(customer, "p1", 1_000).await;
+    assert_eq!(awards.len(), 1);
+    let voucher = awards[0].voucher.clone().expect("a voucher was issued");
+    assert!(!voucher.code.is_empty());
+    assert!(f.apply(customer, "p1", 1_000).await.is_empty(), "duplicate");
+    let vouchers = f.vouchers_of(customer).await;
+    assert_eq!(vouchers.len(), 1, "exactly one voucher");
+    assert_eq!(vouchers[0].id, voucher.id.to_string());
+    assert_eq!(vouchers[0].reward_id, reward);
+    assert_eq!(vouchers[0].source, pb::VoucherSource::Offer as i32);
+    assert_eq!(vouchers[0].source_id, awards[0].id.to_string());
+    let event = f.last_award_event().await;
+    assert_eq!(
+        (event.voucher_id, event.voucher_code, event.reward_id),
+        (voucher.id.to_string(), voucher.code.clone(), reward.clone())
+    );
+    assert!(event.amount.is_none() && event.points == 0);
+    let stored = awards_of(&f.db, f.partner, customer).await.unwrap();
+    assert_eq!(stored[0].voucher, Some(voucher));
+
+    // The reward allows one voucher per customer: the second award is recorded with the
+    // refusal (and says so), rather than retried forever or issued beyond the limit.
+    let awards = f.apply(customer, "p2", 1_000).await;
+    assert_eq!(awards.len(), 1);
+    assert_eq!(awards[0].voucher, None);
+    assert_eq!(awards[0].voucher_refusal, "VOUCHER_LIMIT_REACHED");
+    assert_eq!(f.vouchers_of(customer).await.len(), 1);
+    assert_eq!(
+        f.last_award_event().await.voucher_refusal,
+        "VOUCHER_LIMIT_REACHED"
+    );
+}
+
+#[tokio::test]
+async fn a_voucher_award_needs_a_reward_of_the_partner_that_can_be_issued() {
+    let f = Fixture::postgres().await;
+    let cash_desk = f.reward(f.partner, pb::RewardType::CashDesk, 0).await;
+    let err = f.offer(voucher_offer(&cash_desk, 1_000)).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(
+        loyalty_testkit::violated_fields(&err),
+        ["reward_offer.award.reward_id"]
+    );
+    let others = f.reward(Uuid::now_v7(), pb::RewardType::Campaign, 0).await;
+    let err = f.offer(voucher_offer(&others, 1_000)).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let err = f.offer(voucher_offer("nope", 1_000)).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let simple = f.reward(f.partner, pb::RewardType::Simple, 0).await;
+    f.offer(voucher_offer(&simple, 1_000))
+        .await
+        .expect("simple");
+}
