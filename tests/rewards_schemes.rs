@@ -553,3 +553,220 @@ async fn purchases_at_checkout_win_an_offer_credited_to_the_wallet_once() -> any
     assert_eq!(balance.wallets[0].available, 500);
     suite.stop().await
 }
+
+fn create_customer(
+    key: &str,
+    email: &str,
+    card_number: Option<&str>,
+    referrer: &str,
+) -> identity::CreateCustomerRequest {
+    identity::CreateCustomerRequest {
+        idempotency_key: key.into(),
+        customer: Some(identity::Customer {
+            first_name: key.into(),
+            email: email.into(),
+            ..Default::default()
+        }),
+        identifiers: card_number.map(card).into_iter().collect(),
+        referrer_customer_id: referrer.into(),
+    }
+}
+
+fn referral_offer(
+    name: &str,
+    reward_id: &str,
+    count: i32,
+    require_purchase: bool,
+) -> pb::RewardOffer {
+    pb::RewardOffer {
+        display_name: name.into(),
+        goal_group: pb::GoalGroup::Referral as i32,
+        goals: vec![pb::OfferGoal {
+            kind: Some(pb::offer_goal::Kind::Referral(pb::ReferralGoal {
+                referral_count: count,
+                require_purchase,
+            })),
+        }],
+        award: Some(pb::OfferAward {
+            kind: Some(pb::offer_award::Kind::RewardId(reward_id.into())),
+            validity_days: 30,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Referral programme across identity → rewards: customers created with a referrer count for
+/// the referrer (on sign-up, or on their first purchase at checkout), each once, and the
+/// awards are vouchers issued to the referrer; a CLOSED scheme admits students by the domain of
+/// the email identity holds.
+#[tokio::test(flavor = "multi_thread")]
+async fn referrals_win_vouchers_and_students_join_by_email_domain() -> anyhow::Result<()> {
+    let suite = Suite::start(Backend::Postgres).await?;
+    let (_, key) = suite
+        .partner_with_key(
+            "Cafe",
+            &[
+                identity::Role::Admin,
+                identity::Role::Pos,
+                identity::Role::Marketing,
+            ],
+        )
+        .await?;
+    let mut id = suite.identity().await?;
+    let mut customer = |req: identity::CreateCustomerRequest| {
+        let mut id = id.clone();
+        let key = key.clone();
+        async move {
+            Ok::<_, Status>(
+                id.create_customer(authed(req, &key))
+                    .await?
+                    .into_inner()
+                    .customer
+                    .expect("customer")
+                    .id,
+            )
+        }
+    };
+    let jana = customer(create_customer("jana", "Jana@Students.UNI.cz", None, "")).await?;
+    let mut r = suite.rewards().await?;
+    let reward = |key_: &str, name: &str| pb::CreateRewardRequest {
+        idempotency_key: key_.into(),
+        reward: Some(pb::Reward {
+            display_name: name.into(),
+            r#type: pb::RewardType::Coupon as i32,
+            benefit: Some(pb::reward::Benefit::CartPercentageDiscount(
+                pb::CartPercentageDiscount { basis_points: 1000 },
+            )),
+            ..Default::default()
+        }),
+    };
+    let mut rewards = Vec::new();
+    for (k, name) in [("coffee", "Free coffee"), ("cake", "Free cake")] {
+        rewards.push(
+            r.create_reward(authed(reward(k, name), &key))
+                .await?
+                .into_inner()
+                .reward
+                .expect("reward")
+                .id,
+        );
+    }
+    for (k, offer) in [
+        (
+            "two-friends",
+            referral_offer("Bring two friends", &rewards[0], 2, false),
+        ),
+        (
+            "buying-friend",
+            referral_offer("A friend who buys", &rewards[1], 1, true),
+        ),
+    ] {
+        r.create_reward_offer(authed(
+            pb::CreateRewardOfferRequest {
+                idempotency_key: k.into(),
+                reward_offer: Some(offer),
+            },
+            &key,
+        ))
+        .await?;
+    }
+
+    // The referrer must be an existing customer of the partner.
+    let err = fails(
+        id.create_customer(authed(
+            create_customer("ghost", "", None, &Uuid::now_v7().to_string()),
+            &key,
+        ))
+        .await,
+    );
+    assert_eq!(err.code(), Code::NotFound);
+    let err = fails(
+        id.create_customer(authed(create_customer("bad", "", None, "jana"), &key))
+            .await,
+    );
+    assert_eq!(violated_fields(&err), ["referrer_customer_id"]);
+
+    let petr = customer(create_customer(
+        "petr",
+        "petr@gmail.com",
+        Some("3000 0000 0007"),
+        &jana,
+    ))
+    .await?;
+    customer(create_customer("eva", "", None, &jana)).await?;
+    // Petr buys twice: only his first purchase counts for Jana.
+    let mut pos = suite.checkout().await?;
+    pos.commit(authed(purchase("till-1/1", 1_000), &key))
+        .await?;
+    pos.commit(authed(purchase("till-1/2", 2_000), &key))
+        .await?;
+
+    let vouchers = |r: &pb::rewards_service_client::RewardsServiceClient<_>| {
+        let (mut r, jana, key) = (r.clone(), jana.clone(), key.clone());
+        async move {
+            anyhow::Ok(
+                r.list_vouchers(authed(
+                    pb::ListVouchersRequest {
+                        customer_id: jana,
+                        ..Default::default()
+                    },
+                    &key,
+                ))
+                .await?
+                .into_inner()
+                .vouchers,
+            )
+        }
+    };
+    let won = eventually(Duration::from_secs(30), || {
+        let f = vouchers(&r);
+        async move { Ok(Some(f.await?).filter(|v| v.len() == 2)) }
+    })
+    .await?;
+    let mut won_rewards: Vec<&str> = won.iter().map(|v| v.reward_id.as_str()).collect();
+    won_rewards.sort();
+    let mut expected: Vec<&str> = rewards.iter().map(String::as_str).collect();
+    expected.sort();
+    assert_eq!(won_rewards, expected, "one voucher of each offer's reward");
+    assert!(
+        won.iter()
+            .all(|v| v.source == pb::VoucherSource::Offer as i32)
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(vouchers(&r).await?.len(), 2, "nothing counted twice");
+
+    // Students join by the domain of their email in identity; others need a code.
+    r.create_reward_scheme(authed(
+        pb::CreateRewardSchemeRequest {
+            idempotency_key: "students".into(),
+            reward_scheme: Some(pb::RewardScheme {
+                email_domains: vec!["uni.cz".into()],
+                ..scheme("students", pb::SignUpOption::Closed)
+            }),
+        },
+        &key,
+    ))
+    .await?;
+    let sign_up = |k: &str, customer: &str| {
+        authed(
+            pb::SignUpRequest {
+                idempotency_key: k.into(),
+                scheme_id: "students".into(),
+                customer_id: customer.into(),
+                sign_up_code: String::new(),
+            },
+            &key,
+        )
+    };
+    r.sign_up(sign_up("jana-joins", &jana)).await?;
+    let err = fails(r.sign_up(sign_up("petr-joins", &petr)).await);
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert_eq!(error_reason(&err), "EMAIL_DOMAIN_NOT_ALLOWED");
+    let err = fails(
+        r.sign_up(sign_up("stranger-joins", &Uuid::now_v7().to_string()))
+            .await,
+    );
+    assert_eq!(err.code(), Code::NotFound, "not a customer of the partner");
+    suite.stop().await
+}

@@ -66,6 +66,7 @@ const OFFER_UPDATABLE: &[&str] = &[
     "commercial_terms_id",
     "priority",
     "business_unit_ids",
+    "segment_ids",
     "max_awards_per_customer",
     "period_days",
     "valid_from_time",
@@ -797,12 +798,6 @@ async fn scheme_ref(
 
 fn spec_from(v: &mut Violations, o: &pb::RewardOffer) -> OfferSpec {
     let p = "reward_offer";
-    if !o.segment_ids.is_empty() {
-        v.add(
-            format!("{p}.segment_ids"),
-            "is not supported yet: restrict the offer with a reward scheme",
-        );
-    }
     OfferSpec {
         display_name: o.display_name.trim().to_owned(),
         description: o.description.clone(),
@@ -825,6 +820,7 @@ fn spec_from(v: &mut Violations, o: &pb::RewardOffer) -> OfferSpec {
         ),
         priority: o.priority,
         business_unit_ids: uuids(v, &format!("{p}.business_unit_ids"), &o.business_unit_ids),
+        segment_ids: uuids(v, &format!("{p}.segment_ids"), &o.segment_ids),
         max_awards_per_customer: o.max_awards_per_customer,
         period_days: o.period_days,
         validity: Validity {
@@ -867,7 +863,7 @@ fn offer_to_proto(o: &Offer) -> pb::RewardOffer {
             .unwrap_or_default(),
         priority: s.priority,
         business_unit_ids: s.business_unit_ids.iter().map(Uuid::to_string).collect(),
-        segment_ids: Vec::new(),
+        segment_ids: s.segment_ids.iter().map(Uuid::to_string).collect(),
         max_awards_per_customer: s.max_awards_per_customer,
         period_days: s.period_days,
         valid_from_time: s.validity.from.map(to_timestamp),
@@ -1104,6 +1100,7 @@ pub async fn update_offer(
                     "commercial_terms_id" => s.commercial_terms_id = new.commercial_terms_id,
                     "priority" => s.priority = new.priority,
                     "business_unit_ids" => s.business_unit_ids = new.business_unit_ids.clone(),
+                    "segment_ids" => s.segment_ids = new.segment_ids.clone(),
                     "max_awards_per_customer" => {
                         s.max_awards_per_customer = new.max_awards_per_customer
                     }
@@ -1191,19 +1188,30 @@ pub async fn list_progress(
     api: &RewardsApi,
     request: Request<pb::ListOfferProgressRequest>,
 ) -> Result<Response<pb::ListOfferProgressResponse>, Status> {
-    let partner_id = principal(&request)?.partner_with_role(READERS)?;
+    let who = principal(&request)?;
+    let partner_id = who.partner_with_role(READERS)?;
     let req = request.into_inner();
     let mut v = Violations::new();
     let customer_id = uuid(&mut v, "customer_id", &req.customer_id);
     let limit = page_size(&mut v, req.page_size);
     let after = parse_page_token(&mut v, &req.page_token);
     v.into_result()?;
-    let offers =
+    let mut offers =
         store::eligible_offers(&api.db, partner_id, customer_id, after, Some(limit)).await?;
+    let next = next_page_token(offers.len(), limit, offers.last().map(|o| o.id));
+    // Offers restricted to segments are listed for their members only (segmentation asked
+    // with the caller's key; without segmentation, for nobody, as the consumer counts them).
+    if offers.iter().any(|o| !o.spec.segment_ids.is_empty()) {
+        let member_of = match &api.customer_peers {
+            Some(peers) => Some(peers.segments(&who, customer_id).await?),
+            None => None,
+        };
+        offers.retain(|o| o.spec.admits(member_of.as_deref()));
+    }
     let ids: Vec<Uuid> = offers.iter().map(|o| o.id).collect();
     let progress = store::progress_of(&api.db, partner_id, customer_id, &ids).await?;
     Ok(Response::new(pb::ListOfferProgressResponse {
-        next_page_token: next_page_token(offers.len(), limit, offers.last().map(|o| o.id)),
+        next_page_token: next,
         progress: offers
             .iter()
             .map(|o| {

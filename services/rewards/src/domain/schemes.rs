@@ -13,6 +13,7 @@ pub const MAX_SIGN_UP_CODES: usize = 1000;
 pub const MAX_EMAIL_DOMAINS: usize = 100;
 pub const MAX_GOALS: usize = 10;
 pub const MAX_SCOPE_CODES: usize = 1000;
+pub const MAX_OFFER_SEGMENTS: usize = 100;
 
 /// The concurrency token of a scheme, offer or terms: its revision.
 pub use loyalty_platform::error::revision_etag as etag;
@@ -716,6 +717,9 @@ pub struct OfferSpec {
     pub commercial_terms_id: Option<Uuid>,
     pub priority: i32,
     pub business_unit_ids: Vec<Uuid>,
+    /// Only customers in one of these segments progress and win; empty = every customer.
+    #[serde(default)]
+    pub segment_ids: Vec<Uuid>,
     /// 0 = unlimited.
     pub max_awards_per_customer: i32,
     /// 0 = progress accumulates over the whole validity.
@@ -764,6 +768,12 @@ impl OfferSpec {
         if !(0..=1000).contains(&self.priority) {
             v.add(format!("{prefix}.priority"), "must be 0..1000");
         }
+        if self.segment_ids.len() > MAX_OFFER_SEGMENTS {
+            v.add(
+                format!("{prefix}.segment_ids"),
+                format!("at most {MAX_OFFER_SEGMENTS} segments"),
+            );
+        }
         if self.max_awards_per_customer < 0 {
             v.add(
                 format!("{prefix}.max_awards_per_customer"),
@@ -774,6 +784,14 @@ impl OfferSpec {
             v.add(format!("{prefix}.period_days"), "must be 0..3660");
         }
         self.validity.validate(v, prefix);
+    }
+
+    /// Whether a customer in `segments` (their segment memberships; `None` = unknown) may
+    /// progress: an offer without segments admits everyone, one with segments only members
+    /// of one of them (never a customer whose segments are unknown).
+    pub fn admits(&self, segments: Option<&[Uuid]>) -> bool {
+        self.segment_ids.is_empty()
+            || segments.is_some_and(|s| self.segment_ids.iter().any(|id| s.contains(id)))
     }
 
     /// Whether activity at `at` in `business_unit` can count towards this offer.

@@ -1214,9 +1214,31 @@ fn award_event(a: &AwardRecord) -> ev::OfferAwarded {
     }
 }
 
+/// A customer's segment memberships, asked when an offer restricted to segments could count
+/// their activity.
+#[async_trait::async_trait]
+pub trait CustomerSegments: Send + Sync {
+    /// The customer's segments; `Ok(None)` when no segmentation service is configured (then
+    /// segment offers count for nobody). An error (segmentation unreachable) fails the
+    /// application, so that the event is retried rather than skipped.
+    async fn of(&self, partner_id: Uuid, customer_id: Uuid) -> Result<Option<Vec<Uuid>>, ApiError>;
+}
+
+/// No segmentation: offers restricted to segments count for nobody.
+pub struct NoSegmentation;
+
+#[async_trait::async_trait]
+impl CustomerSegments for NoSegmentation {
+    async fn of(&self, _: Uuid, _: Uuid) -> Result<Option<Vec<Uuid>>, ApiError> {
+        Ok(None)
+    }
+}
+
 /// Applies one activity of a customer to every eligible active offer, once per `activity_id`
 /// (a redelivered event changes nothing): advances progress, records each award won and
-/// publishes OfferAwarded for it, all in the caller's transaction. Returns the awards won.
+/// publishes OfferAwarded for it, all in the caller's transaction. Offers restricted to
+/// segments count only for a member of one of them (`segments` is asked once, only then).
+/// Returns the awards won.
 pub async fn apply_activity(
     conn: &impl ConnectionTrait,
     partner_id: Uuid,
@@ -1224,16 +1246,21 @@ pub async fn apply_activity(
     activity_id: &str,
     activity: &Activity,
     now: DateTime<Utc>,
+    segments: &dyn CustomerSegments,
 ) -> Result<Vec<AwardRecord>, ApiError> {
     lock_customer(conn, partner_id, customer_id).await?;
     if !first_application(conn, partner_id, customer_id, activity_id, now).await? {
         return Ok(Vec::new());
     }
     let offers = eligible_offers(conn, partner_id, customer_id, None, None).await?;
-    let offers: Vec<Offer> = offers
+    let mut offers: Vec<Offer> = offers
         .into_iter()
         .filter(|o| o.spec.counts(activity.at, activity.business_unit_id))
         .collect();
+    if offers.iter().any(|o| !o.spec.segment_ids.is_empty()) {
+        let member_of = segments.of(partner_id, customer_id).await?;
+        offers.retain(|o| o.spec.admits(member_of.as_deref()));
+    }
     let ids: Vec<Uuid> = offers.iter().map(|o| o.id).collect();
     let mut progress = progress_of(conn, partner_id, customer_id, &ids).await?;
     let mut awards = Vec::new();
@@ -1291,6 +1318,7 @@ pub async fn apply_referral(
     referred: Uuid,
     at: DateTime<Utc>,
     now: DateTime<Utc>,
+    segments: &dyn CustomerSegments,
 ) -> Result<Vec<AwardRecord>, ApiError> {
     offer_referrals::Entity::insert(offer_referrals::ActiveModel {
         partner_id: Set(partner_id),
@@ -1316,6 +1344,7 @@ pub async fn apply_referral(
         &format!("referral:{referred}"),
         &referral(referred, false, at),
         now,
+        segments,
     )
     .await?;
     let earlier_purchase = offer_activities::Entity::find()
@@ -1327,8 +1356,10 @@ pub async fn apply_referral(
         .await?;
     if let Some(p) = earlier_purchase {
         let purchase_id = p.activity_id.trim_start_matches("purchase:");
-        awards
-            .extend(apply_first_purchase(conn, partner_id, referred, purchase_id, at, now).await?);
+        awards.extend(
+            apply_first_purchase(conn, partner_id, referred, purchase_id, at, now, segments)
+                .await?,
+        );
     }
     Ok(awards)
 }
@@ -1342,6 +1373,7 @@ pub async fn apply_first_purchase(
     purchase_id: &str,
     at: DateTime<Utc>,
     now: DateTime<Utc>,
+    segments: &dyn CustomerSegments,
 ) -> Result<Vec<AwardRecord>, ApiError> {
     let Some(r) = offer_referrals::Entity::find()
         .filter(offer_referrals::Column::PartnerId.eq(partner_id))
@@ -1370,6 +1402,7 @@ pub async fn apply_first_purchase(
         &format!("referral-purchase:{customer_id}"),
         &referral(customer_id, true, at),
         now,
+        segments,
     )
     .await
 }

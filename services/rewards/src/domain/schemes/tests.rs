@@ -64,6 +64,7 @@ fn offer(group: GoalGroup, goals: Vec<Goal>, award: AwardKind) -> OfferSpec {
         commercial_terms_id: None,
         priority: 0,
         business_unit_ids: Vec::new(),
+        segment_ids: Vec::new(),
         max_awards_per_customer: 0,
         period_days: 0,
         validity: Validity::default(),
@@ -567,4 +568,64 @@ fn a_closed_scheme_admits_a_code_or_without_one_an_email_of_its_domains() {
     assert_eq!(check_sign_up(&s, "uni-2026", &other), Ok(()));
     // Open schemes never read emails.
     assert!(!needs_emails(&scheme(SignUpOption::OptIn), ""));
+}
+
+fn referred(purchased: bool) -> ActivityKind {
+    ActivityKind::Referral {
+        referred_customer_id: Uuid::now_v7(),
+        purchased,
+    }
+}
+
+#[test]
+fn referral_goals_count_sign_ups_or_with_require_purchase_first_purchases() {
+    let goal = |require_purchase| Goal::Referral {
+        referral_count: 2,
+        require_purchase,
+    };
+    let sign_ups = offer(GoalGroup::Referral, vec![goal(false)], five_eur());
+    let mut v = Violations::new();
+    sign_ups.validate(&mut v, "reward_offer");
+    assert!(v.is_empty(), "referral goals are supported");
+    let (p, awards) = run(
+        &sign_ups,
+        &[
+            at(2, referred(false)),
+            at(3, referred(true)),
+            at(4, purchase(5_000)),
+        ],
+    );
+    assert_eq!((p.values.clone(), awards.len()), (vec![1], 0));
+    let (_, awards) = run(&sign_ups, &[at(2, referred(false)), at(5, referred(false))]);
+    assert_eq!(awards, vec![eur(500)]);
+
+    let buyers = offer(GoalGroup::Referral, vec![goal(true)], five_eur());
+    let (p, awards) = run(
+        &buyers,
+        &[
+            at(2, referred(false)),
+            at(3, referred(true)),
+            at(4, referred(false)),
+        ],
+    );
+    assert_eq!((p.values, awards.len()), (vec![1], 0));
+    let (_, awards) = run(&buyers, &[at(3, referred(true)), at(9, referred(true))]);
+    assert_eq!(awards, vec![eur(500)]);
+}
+
+#[test]
+fn segment_offers_admit_only_members_of_one_of_their_segments() {
+    let mut o = offer(GoalGroup::Purchase, vec![spend(1_000, false)], five_eur());
+    let (students, seniors, other) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    assert!(o.admits(None), "no segments: everyone");
+    o.segment_ids = vec![students, seniors];
+    assert!(o.admits(Some(&[other, seniors])));
+    assert!(!o.admits(Some(&[other])));
+    assert!(!o.admits(Some(&[])));
+    assert!(!o.admits(None), "unknown segments never qualify");
+    o.segment_ids = (0..=MAX_OFFER_SEGMENTS).map(|_| Uuid::now_v7()).collect();
+    let mut v = Violations::new();
+    o.validate(&mut v, "reward_offer");
+    let fields: Vec<String> = v.into_vec().into_iter().map(|f| f.field).collect();
+    assert_eq!(fields, ["reward_offer.segment_ids"]);
 }

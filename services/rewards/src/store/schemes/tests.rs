@@ -25,7 +25,26 @@ struct Fixture {
     api: RewardsApi,
     db: DatabaseConnection,
     partner: Uuid,
+    segments: FakeSegments,
     _test_db: Option<TestDb>,
+}
+
+/// Segmentation as the consumer sees it: each customer's segments, or unreachable.
+#[derive(Default)]
+struct FakeSegments {
+    members: std::sync::Mutex<HashMap<Uuid, Vec<Uuid>>>,
+    down: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl CustomerSegments for FakeSegments {
+    async fn of(&self, _: Uuid, customer: Uuid) -> Result<Option<Vec<Uuid>>, ApiError> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(ApiError::Unavailable("segmentation: unreachable".into()));
+        }
+        let members = self.members.lock().unwrap();
+        Ok(Some(members.get(&customer).cloned().unwrap_or_default()))
+    }
 }
 
 impl Fixture {
@@ -39,6 +58,7 @@ impl Fixture {
             api: RewardsApi::new(db.clone()),
             db,
             partner: Uuid::now_v7(),
+            segments: FakeSegments::default(),
             _test_db: Some(test_db),
         }
     }
@@ -52,6 +72,7 @@ impl Fixture {
             api: RewardsApi::new(db.clone()),
             db,
             partner: Uuid::now_v7(),
+            segments: FakeSegments::default(),
             _test_db: None,
         }
     }
@@ -123,6 +144,16 @@ impl Fixture {
     }
 
     async fn apply(&self, customer: Uuid, id: &str, amount: i64) -> Vec<AwardRecord> {
+        self.try_apply(customer, id, amount).await.expect("apply")
+    }
+
+    /// Applies a purchase in its own transaction, committed only when it applied.
+    async fn try_apply(
+        &self,
+        customer: Uuid,
+        id: &str,
+        amount: i64,
+    ) -> Result<Vec<AwardRecord>, ApiError> {
         let txn = begin_write(&self.db).await.expect("txn");
         let awards = apply_activity(
             &txn,
@@ -140,11 +171,11 @@ impl Fixture {
                 business_unit_id: None,
             },
             Utc::now(),
+            &self.segments,
         )
-        .await
-        .expect("apply");
+        .await?;
         txn.commit().await.expect("commit");
-        awards
+        Ok(awards)
     }
 
     async fn outbox_count(&self, event_type: &str) -> u64 {
@@ -611,4 +642,162 @@ async fn a_voucher_award_needs_a_reward_of_the_partner_that_can_be_issued() {
     f.offer(voucher_offer(&simple, 1_000))
         .await
         .expect("simple");
+}
+
+fn referral_offer(count: i32, require_purchase: bool) -> pb::RewardOffer {
+    pb::RewardOffer {
+        display_name: "Refer a friend".into(),
+        goal_group: pb::GoalGroup::Referral as i32,
+        goals: vec![pb::OfferGoal {
+            kind: Some(pb::offer_goal::Kind::Referral(pb::ReferralGoal {
+                referral_count: count,
+                require_purchase,
+            })),
+        }],
+        award: Some(pb::OfferAward {
+            kind: Some(pb::offer_award::Kind::Points(100)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+impl Fixture {
+    async fn referral(&self, referrer: Uuid, referred: Uuid) -> Vec<AwardRecord> {
+        let txn = begin_write(&self.db).await.expect("txn");
+        let awards = apply_referral(
+            &txn,
+            self.partner,
+            referrer,
+            referred,
+            Utc::now(),
+            Utc::now(),
+            &NoSegmentation,
+        )
+        .await
+        .expect("referral");
+        txn.commit().await.expect("commit");
+        awards
+    }
+
+    /// A purchase of `customer` as the activity consumer applies it (offers under the
+    /// activity id `purchase:<id>`, then referrals).
+    async fn purchase_of(&self, customer: Uuid, id: &str) -> Vec<AwardRecord> {
+        let mut awards = self.apply(customer, &format!("purchase:{id}"), 1_000).await;
+        let txn = begin_write(&self.db).await.expect("txn");
+        awards.extend(
+            apply_first_purchase(
+                &txn,
+                self.partner,
+                customer,
+                id,
+                Utc::now(),
+                Utc::now(),
+                &NoSegmentation,
+            )
+            .await
+            .expect("first purchase"),
+        );
+        txn.commit().await.expect("commit");
+        awards
+    }
+}
+
+#[tokio::test]
+async fn each_referred_customer_counts_once_for_the_referrer() {
+    let f = Fixture::postgres().await;
+    let sign_ups = f.offer(referral_offer(2, false)).await.expect("offer");
+    let buyers = f.offer(referral_offer(2, true)).await.expect("offer");
+    let (jana, petr, eva) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+
+    assert!(f.referral(jana, petr).await.is_empty());
+    assert!(f.referral(jana, petr).await.is_empty(), "redelivered");
+    let awards = f.referral(jana, eva).await;
+    assert_eq!(awards.len(), 1, "two sign-ups");
+    assert_eq!(awards[0].offer_id.to_string(), sign_ups.id);
+    assert_eq!(awards[0].customer_id, jana, "the referrer wins");
+
+    // Purchases: only each referred customer's first counts, for the referrer.
+    assert!(f.purchase_of(petr, "p1").await.is_empty());
+    assert!(f.purchase_of(petr, "p2").await.is_empty());
+    let progress = f.progress(jana).await;
+    let buyers_progress = progress.iter().find(|p| p.offer_id == buyers.id).unwrap();
+    assert_eq!(buyers_progress.goals[0].current_value, 1);
+    assert!(f.progress(petr).await.iter().all(|p| p.award_count == 0));
+    let awards = f.purchase_of(eva, "e1").await;
+    assert_eq!(awards.len(), 1);
+    assert_eq!(
+        (awards[0].offer_id.to_string(), awards[0].customer_id),
+        (buyers.id.clone(), jana)
+    );
+    // A customer nobody referred counts for nobody.
+    assert!(f.purchase_of(Uuid::now_v7(), "x1").await.is_empty());
+    assert_eq!(awards_of(&f.db, f.partner, jana).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_first_purchase_seen_before_the_referral_still_counts() {
+    let f = Fixture::postgres().await;
+    f.offer(referral_offer(1, true)).await.expect("offer");
+    let (jana, petr) = (Uuid::now_v7(), Uuid::now_v7());
+    // The checkout feed ran ahead of identity's: the purchase comes first.
+    assert!(f.purchase_of(petr, "p1").await.is_empty());
+    let awards = f.referral(jana, petr).await;
+    assert_eq!(awards.len(), 1);
+    assert_eq!(awards[0].customer_id, jana);
+    assert!(f.referral(jana, petr).await.is_empty(), "redelivered");
+    assert!(f.purchase_of(petr, "p2").await.is_empty());
+}
+
+#[tokio::test]
+async fn segment_offers_count_only_for_members_and_wait_for_an_unreachable_segmentation() {
+    let f = Fixture::postgres().await;
+    let students = Uuid::now_v7();
+    let offer = f
+        .offer(pb::RewardOffer {
+            segment_ids: vec![students.to_string()],
+            ..spend_offer(1_000, "")
+        })
+        .await
+        .expect("offer");
+    assert_eq!(offer.segment_ids, [students.to_string()]);
+    f.offer(spend_offer(1_000, ""))
+        .await
+        .expect("everyone's offer");
+    let (jana, petr) = (Uuid::now_v7(), Uuid::now_v7());
+    f.segments
+        .members
+        .lock()
+        .unwrap()
+        .insert(jana, vec![Uuid::now_v7(), students]);
+    assert_eq!(f.apply(jana, "j1", 1_000).await.len(), 2);
+    let petr_won = f.apply(petr, "p1", 1_000).await;
+    assert_eq!(petr_won.len(), 1);
+    assert_ne!(petr_won[0].offer_id.to_string(), offer.id);
+
+    // Segmentation down: the activity fails (the consumer retries the event) and nothing of
+    // it is kept; once segmentation answers, the retry applies it.
+    f.segments
+        .down
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let err = f.try_apply(jana, "j2", 1_000).await.unwrap_err();
+    assert!(matches!(err, ApiError::Unavailable(_)), "{err:?}");
+    f.segments
+        .down
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(f.apply(jana, "j2", 1_000).await.len(), 2);
+    assert!(f.apply(jana, "j2", 1_000).await.is_empty(), "once");
+
+    // An invalid segment id names the field.
+    let err = f
+        .offer(pb::RewardOffer {
+            segment_ids: vec!["nope".into()],
+            ..spend_offer(1_000, "")
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        loyalty_testkit::violated_fields(&err),
+        ["reward_offer.segment_ids[0]"]
+    );
 }
