@@ -401,6 +401,7 @@ async fn purchases_at_checkout_win_an_offer_credited_to_the_wallet_once() -> any
                     ..Default::default()
                 }),
                 identifiers: vec![card("3000 0000 0007")],
+                ..Default::default()
             },
             &key,
         ))
@@ -614,9 +615,9 @@ async fn referrals_win_vouchers_and_students_join_by_email_domain() -> anyhow::R
         )
         .await?;
     let mut id = suite.identity().await?;
-    let mut customer = |req: identity::CreateCustomerRequest| {
-        let mut id = id.clone();
-        let key = key.clone();
+    let (ids, k) = (id.clone(), key.clone());
+    let customer = move |req: identity::CreateCustomerRequest| {
+        let (mut id, key) = (ids.clone(), k.clone());
         async move {
             Ok::<_, Status>(
                 id.create_customer(authed(req, &key))
