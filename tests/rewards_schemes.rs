@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use loyalty_proto::{
-    checkout::v1 as checkout, identity::v1 as identity, rewards::v1 as pb, types::v1 as types,
-    wallet::v1 as wallet,
+    checkout::v1 as checkout, identity::v1 as identity, rewards::v1 as pb,
+    segmentation::v1 as segmentation, types::v1 as types, wallet::v1 as wallet,
 };
 use loyalty_testkit::{Backend, Suite, authed, error_reason, eventually, violated_fields};
 use prost_types::FieldMask;
@@ -769,5 +769,194 @@ async fn referrals_win_vouchers_and_students_join_by_email_domain() -> anyhow::R
             .await,
     );
     assert_eq!(err.code(), Code::NotFound, "not a customer of the partner");
+    suite.stop().await
+}
+
+/// An offer restricted to a segment: the rewards consumer asks segmentation (the platform key
+/// acting for the partner) about each purchaser; only the segment's member progresses, while an
+/// offer for everyone counts both purchases.
+#[tokio::test(flavor = "multi_thread")]
+async fn segment_offers_count_only_for_the_segments_members() -> anyhow::Result<()> {
+    let suite = Suite::start(Backend::Postgres).await?;
+    let (_, key) = suite
+        .partner_with_key(
+            "Cafe",
+            &[
+                identity::Role::Admin,
+                identity::Role::Pos,
+                identity::Role::Marketing,
+            ],
+        )
+        .await?;
+    let mut id = suite.identity().await?;
+    let mut customers = Vec::new();
+    for (name, number, tier) in [
+        ("jana", "3000 0000 0007", "gold"),
+        ("petr", "3000 0000 0015", ""),
+    ] {
+        let req = identity::CreateCustomerRequest {
+            idempotency_key: name.into(),
+            customer: Some(identity::Customer {
+                first_name: name.into(),
+                properties: if tier.is_empty() {
+                    Default::default()
+                } else {
+                    [("tier".to_owned(), tier.to_owned())].into()
+                },
+                ..Default::default()
+            }),
+            identifiers: vec![card(number)],
+            ..Default::default()
+        };
+        customers.push(
+            id.create_customer(authed(req, &key))
+                .await?
+                .into_inner()
+                .customer
+                .expect("customer")
+                .id,
+        );
+    }
+    let mut seg = suite.segmentation().await?;
+    let gold = seg
+        .create_segment(authed(
+            segmentation::CreateSegmentRequest {
+                idempotency_key: "gold".into(),
+                segment: Some(segmentation::Segment {
+                    display_name: "Gold customers".into(),
+                    kind: segmentation::SegmentKind::Standard as i32,
+                    online_recalculation: true,
+                    criterion: Some(segmentation::Criterion {
+                        kind: Some(segmentation::criterion::Kind::Condition(
+                            segmentation::Condition {
+                                field: "customer.properties.tier".into(),
+                                operator: segmentation::ComparisonOperator::Equal as i32,
+                                values: vec![segmentation::Value {
+                                    kind: Some(segmentation::value::Kind::StringValue(
+                                        "gold".into(),
+                                    )),
+                                }],
+                            },
+                        )),
+                    }),
+                    ..Default::default()
+                }),
+            },
+            &key,
+        ))
+        .await?
+        .into_inner()
+        .segment
+        .expect("segment");
+    eventually(Duration::from_secs(20), || {
+        let (mut seg, customer_id, gold, key) = (
+            seg.clone(),
+            customers[0].clone(),
+            gold.id.clone(),
+            key.clone(),
+        );
+        async move {
+            let m = seg
+                .get_customer_memberships(authed(
+                    segmentation::GetCustomerMembershipsRequest {
+                        customer_id,
+                        cart: None,
+                    },
+                    &key,
+                ))
+                .await?
+                .into_inner();
+            Ok(m.memberships
+                .iter()
+                .any(|m| m.segment_id == gold)
+                .then_some(()))
+        }
+    })
+    .await?;
+
+    let mut r = suite.rewards().await?;
+    let offer = |name: &str, segment_ids: Vec<String>| pb::RewardOffer {
+        display_name: name.into(),
+        goal_group: pb::GoalGroup::Frequency as i32,
+        goals: vec![pb::OfferGoal {
+            kind: Some(pb::offer_goal::Kind::Frequency(pb::FrequencyGoal {
+                purchase_count: 1,
+                ..Default::default()
+            })),
+        }],
+        award: Some(pb::OfferAward {
+            kind: Some(pb::offer_award::Kind::Points(100)),
+            ..Default::default()
+        }),
+        segment_ids,
+        max_awards_per_customer: 1,
+        ..Default::default()
+    };
+    let mut ids = Vec::new();
+    for (k, o) in [
+        ("gold-visit", offer("Gold visit", vec![gold.id.clone()])),
+        ("any-visit", offer("Any visit", Vec::new())),
+    ] {
+        ids.push(
+            r.create_reward_offer(authed(
+                pb::CreateRewardOfferRequest {
+                    idempotency_key: k.into(),
+                    reward_offer: Some(o),
+                },
+                &key,
+            ))
+            .await?
+            .into_inner()
+            .reward_offer
+            .expect("offer")
+            .id,
+        );
+    }
+    let mut pos = suite.checkout().await?;
+    for (i, number) in ["3000 0000 0007", "3000 0000 0015"].into_iter().enumerate() {
+        pos.commit(authed(
+            checkout::CommitRequest {
+                identifier: Some(card(number)),
+                ..purchase(&format!("till-1/{i}"), 1_000)
+            },
+            &key,
+        ))
+        .await?;
+    }
+    let awarded = |customer_id: String| {
+        let (mut r, key) = (r.clone(), key.clone());
+        async move {
+            let p = r
+                .list_offer_progress(authed(
+                    pb::ListOfferProgressRequest {
+                        customer_id,
+                        ..Default::default()
+                    },
+                    &key,
+                ))
+                .await?
+                .into_inner()
+                .progress;
+            anyhow::Ok(
+                p.into_iter()
+                    .filter(|p| p.award_count == 1)
+                    .map(|p| p.offer_id)
+                    .collect::<Vec<_>>(),
+            )
+        }
+    };
+    for (customer, expected) in [(&customers[0], 2), (&customers[1], 1)] {
+        let won = eventually(Duration::from_secs(30), || {
+            let f = awarded(customer.clone());
+            async move { Ok(Some(f.await?).filter(|w| w.len() == expected)) }
+        })
+        .await?;
+        assert_eq!(
+            won.contains(&ids[0]),
+            expected == 2,
+            "only gold wins the gold offer"
+        );
+        assert!(won.contains(&ids[1]));
+    }
     suite.stop().await
 }
