@@ -1011,7 +1011,14 @@ async fn issue_award_voucher(
                 "the offer award's reward no longer exists");
             record.voucher_refusal = "REWARD_NOT_FOUND".to_owned();
         }
-        Err(e) => return Err(e),
+        // Failures that may pass (the database, a peer) fail the event, which is retried.
+        Err(e @ (ApiError::Internal(_) | ApiError::Unavailable(_))) => return Err(e),
+        // Anything else the reward answers will be answered again on every retry.
+        Err(e) => {
+            tracing::warn!(award_id = %record.id, %reward_id, error = %e,
+                "the offer award's voucher cannot be issued");
+            record.voucher_refusal = "VOUCHER_NOT_ISSUABLE".to_owned();
+        }
     }
     Ok(())
 }
