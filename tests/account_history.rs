@@ -73,6 +73,7 @@ async fn the_history_shows_profile_changes_cards_purchases_and_points_newest_fir
                     ..Default::default()
                 }),
                 identifiers: vec![],
+                ..Default::default()
             },
             &key,
         ))

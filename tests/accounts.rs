@@ -31,6 +31,7 @@ async fn create(
                 idempotency_key: idem.into(),
                 customer: Some(customer),
                 identifiers: cards.iter().map(|c| card(c)).collect(),
+                ..Default::default()
             },
             key,
         ))

@@ -58,6 +58,7 @@ async fn register(
                     ..Default::default()
                 }),
                 identifiers,
+                ..Default::default()
             },
             key,
         ))

@@ -106,6 +106,7 @@ async fn set_up_program(suite: &Suite, p: &Partner) -> anyhow::Result<String> {
                     ..Default::default()
                 }),
                 identifiers: vec![card("2000 0000 0001")],
+                ..Default::default()
             },
             &p.key,
         ))
@@ -388,6 +389,7 @@ async fn bad_calls_are_refused_with_the_right_code() -> anyhow::Result<()> {
                 idempotency_key: "x".into(),
                 customer: Some(identity::Customer::default()),
                 identifiers: vec![],
+                ..Default::default()
             },
             suite.admin_key(),
         ))
@@ -401,6 +403,7 @@ async fn bad_calls_are_refused_with_the_right_code() -> anyhow::Result<()> {
                 idempotency_key: "register-another".into(),
                 customer: Some(identity::Customer::default()),
                 identifiers: vec![card("200000000001")],
+                ..Default::default()
             },
             &shop.key,
         ))

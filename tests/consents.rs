@@ -17,6 +17,7 @@ async fn customer(suite: &Suite, key: &str, name: &str, email: &str) -> anyhow::
                     ..Default::default()
                 }),
                 identifiers: vec![],
+                ..Default::default()
             },
             key,
         ))

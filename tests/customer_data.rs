@@ -98,6 +98,7 @@ async fn customer(
             idempotency_key: idem.into(),
             customer: Some(customer),
             identifiers: vec![],
+            ..Default::default()
         },
         key,
     ))

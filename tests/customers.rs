@@ -89,6 +89,7 @@ async fn an_update_changes_masked_fields_guards_with_etags_and_reaches_segments(
                     ..Default::default()
                 }),
                 identifiers: vec![],
+                ..Default::default()
             },
             &key,
         ))

@@ -57,6 +57,7 @@ async fn export_streams_every_part_and_erase_removes_personal_data_and_frees_the
                         value: "jana@example.cz".into(),
                     },
                 ],
+                ..Default::default()
             },
             &key,
         ))
@@ -245,6 +246,7 @@ async fn export_streams_every_part_and_erase_removes_personal_data_and_frees_the
                     ..Default::default()
                 }),
                 identifiers: vec![card("6000 0001")],
+                ..Default::default()
             },
             &key,
         ))

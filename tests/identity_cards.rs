@@ -62,6 +62,7 @@ async fn customer(
                     ..Default::default()
                 }),
                 identifiers: cards.iter().map(|c| card(c)).collect(),
+                ..Default::default()
             },
             key,
         ))

@@ -68,6 +68,7 @@ async fn the_cli_imports_good_rows_reports_bad_ones_by_line_and_skips_them_on_a_
                     ..Default::default()
                 }),
                 identifiers: vec![card("9000")],
+                ..Default::default()
             },
             &key,
         ))

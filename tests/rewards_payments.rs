@@ -38,6 +38,7 @@ async fn customer(suite: &Suite, key: &str, name: &str) -> anyhow::Result<String
                     ..Default::default()
                 }),
                 identifiers: vec![],
+                ..Default::default()
             },
             key,
         ))

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use loyalty_proto::{
-    checkout::v1 as checkout, identity::v1 as identity, rewards::v1 as pb, types::v1 as types,
-    wallet::v1 as wallet,
+    checkout::v1 as checkout, identity::v1 as identity, rewards::v1 as pb,
+    segmentation::v1 as segmentation, types::v1 as types, wallet::v1 as wallet,
 };
 use loyalty_testkit::{Backend, Suite, authed, error_reason, eventually, violated_fields};
 use prost_types::FieldMask;
@@ -401,6 +401,7 @@ async fn purchases_at_checkout_win_an_offer_credited_to_the_wallet_once() -> any
                     ..Default::default()
                 }),
                 identifiers: vec![card("3000 0000 0007")],
+                ..Default::default()
             },
             &key,
         ))
@@ -551,5 +552,411 @@ async fn purchases_at_checkout_win_an_offer_credited_to_the_wallet_once() -> any
         .balance
         .expect("balance");
     assert_eq!(balance.wallets[0].available, 500);
+    suite.stop().await
+}
+
+fn create_customer(
+    key: &str,
+    email: &str,
+    card_number: Option<&str>,
+    referrer: &str,
+) -> identity::CreateCustomerRequest {
+    identity::CreateCustomerRequest {
+        idempotency_key: key.into(),
+        customer: Some(identity::Customer {
+            first_name: key.into(),
+            email: email.into(),
+            ..Default::default()
+        }),
+        identifiers: card_number.map(card).into_iter().collect(),
+        referrer_customer_id: referrer.into(),
+    }
+}
+
+fn referral_offer(
+    name: &str,
+    reward_id: &str,
+    count: i32,
+    require_purchase: bool,
+) -> pb::RewardOffer {
+    pb::RewardOffer {
+        display_name: name.into(),
+        goal_group: pb::GoalGroup::Referral as i32,
+        goals: vec![pb::OfferGoal {
+            kind: Some(pb::offer_goal::Kind::Referral(pb::ReferralGoal {
+                referral_count: count,
+                require_purchase,
+            })),
+        }],
+        award: Some(pb::OfferAward {
+            kind: Some(pb::offer_award::Kind::RewardId(reward_id.into())),
+            validity_days: 30,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Referral programme across identity → rewards: customers created with a referrer count for
+/// the referrer (on sign-up, or on their first purchase at checkout), each once, and the
+/// awards are vouchers issued to the referrer; a CLOSED scheme admits students by the domain of
+/// the email identity holds.
+#[tokio::test(flavor = "multi_thread")]
+async fn referrals_win_vouchers_and_students_join_by_email_domain() -> anyhow::Result<()> {
+    let suite = Suite::start(Backend::Postgres).await?;
+    let (_, key) = suite
+        .partner_with_key(
+            "Cafe",
+            &[
+                identity::Role::Admin,
+                identity::Role::Pos,
+                identity::Role::Marketing,
+            ],
+        )
+        .await?;
+    let mut id = suite.identity().await?;
+    let (ids, k) = (id.clone(), key.clone());
+    let customer = move |req: identity::CreateCustomerRequest| {
+        let (mut id, key) = (ids.clone(), k.clone());
+        async move {
+            Ok::<_, Status>(
+                id.create_customer(authed(req, &key))
+                    .await?
+                    .into_inner()
+                    .customer
+                    .expect("customer")
+                    .id,
+            )
+        }
+    };
+    let jana = customer(create_customer("jana", "Jana@Students.UNI.cz", None, "")).await?;
+    let mut r = suite.rewards().await?;
+    let reward = |key_: &str, name: &str| pb::CreateRewardRequest {
+        idempotency_key: key_.into(),
+        reward: Some(pb::Reward {
+            display_name: name.into(),
+            r#type: pb::RewardType::Coupon as i32,
+            benefit: Some(pb::reward::Benefit::CartPercentageDiscount(
+                pb::CartPercentageDiscount { basis_points: 1000 },
+            )),
+            ..Default::default()
+        }),
+    };
+    let mut rewards = Vec::new();
+    for (k, name) in [("coffee", "Free coffee"), ("cake", "Free cake")] {
+        rewards.push(
+            r.create_reward(authed(reward(k, name), &key))
+                .await?
+                .into_inner()
+                .reward
+                .expect("reward")
+                .id,
+        );
+    }
+    for (k, offer) in [
+        (
+            "two-friends",
+            referral_offer("Bring two friends", &rewards[0], 2, false),
+        ),
+        (
+            "buying-friend",
+            referral_offer("A friend who buys", &rewards[1], 1, true),
+        ),
+    ] {
+        r.create_reward_offer(authed(
+            pb::CreateRewardOfferRequest {
+                idempotency_key: k.into(),
+                reward_offer: Some(offer),
+            },
+            &key,
+        ))
+        .await?;
+    }
+
+    // The referrer must be an existing customer of the partner.
+    let err = fails(
+        id.create_customer(authed(
+            create_customer("ghost", "", None, &Uuid::now_v7().to_string()),
+            &key,
+        ))
+        .await,
+    );
+    assert_eq!(err.code(), Code::NotFound);
+    let err = fails(
+        id.create_customer(authed(create_customer("bad", "", None, "jana"), &key))
+            .await,
+    );
+    assert_eq!(violated_fields(&err), ["referrer_customer_id"]);
+
+    let petr = customer(create_customer(
+        "petr",
+        "petr@gmail.com",
+        Some("3000 0000 0007"),
+        &jana,
+    ))
+    .await?;
+    customer(create_customer("eva", "", None, &jana)).await?;
+    // Petr buys twice: only his first purchase counts for Jana.
+    let mut pos = suite.checkout().await?;
+    pos.commit(authed(purchase("till-1/1", 1_000), &key))
+        .await?;
+    pos.commit(authed(purchase("till-1/2", 2_000), &key))
+        .await?;
+
+    let vouchers = |r: &pb::rewards_service_client::RewardsServiceClient<_>| {
+        let (mut r, jana, key) = (r.clone(), jana.clone(), key.clone());
+        async move {
+            anyhow::Ok(
+                r.list_vouchers(authed(
+                    pb::ListVouchersRequest {
+                        customer_id: jana,
+                        ..Default::default()
+                    },
+                    &key,
+                ))
+                .await?
+                .into_inner()
+                .vouchers,
+            )
+        }
+    };
+    let won = eventually(Duration::from_secs(30), || {
+        let f = vouchers(&r);
+        async move { Ok(Some(f.await?).filter(|v| v.len() == 2)) }
+    })
+    .await?;
+    let mut won_rewards: Vec<&str> = won.iter().map(|v| v.reward_id.as_str()).collect();
+    won_rewards.sort();
+    let mut expected: Vec<&str> = rewards.iter().map(String::as_str).collect();
+    expected.sort();
+    assert_eq!(won_rewards, expected, "one voucher of each offer's reward");
+    assert!(
+        won.iter()
+            .all(|v| v.source == pb::VoucherSource::Offer as i32)
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(vouchers(&r).await?.len(), 2, "nothing counted twice");
+
+    // Students join by the domain of their email in identity; others need a code.
+    r.create_reward_scheme(authed(
+        pb::CreateRewardSchemeRequest {
+            idempotency_key: "students".into(),
+            reward_scheme: Some(pb::RewardScheme {
+                email_domains: vec!["uni.cz".into()],
+                ..scheme("students", pb::SignUpOption::Closed)
+            }),
+        },
+        &key,
+    ))
+    .await?;
+    let sign_up = |k: &str, customer: &str| {
+        authed(
+            pb::SignUpRequest {
+                idempotency_key: k.into(),
+                scheme_id: "students".into(),
+                customer_id: customer.into(),
+                sign_up_code: String::new(),
+            },
+            &key,
+        )
+    };
+    r.sign_up(sign_up("jana-joins", &jana)).await?;
+    let err = fails(r.sign_up(sign_up("petr-joins", &petr)).await);
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert_eq!(error_reason(&err), "EMAIL_DOMAIN_NOT_ALLOWED");
+    let err = fails(
+        r.sign_up(sign_up("stranger-joins", &Uuid::now_v7().to_string()))
+            .await,
+    );
+    assert_eq!(err.code(), Code::NotFound, "not a customer of the partner");
+    suite.stop().await
+}
+
+/// An offer restricted to a segment: the rewards consumer asks segmentation (the platform key
+/// acting for the partner) about each purchaser; only the segment's member progresses, while an
+/// offer for everyone counts both purchases.
+#[tokio::test(flavor = "multi_thread")]
+async fn segment_offers_count_only_for_the_segments_members() -> anyhow::Result<()> {
+    let suite = Suite::start(Backend::Postgres).await?;
+    let (_, key) = suite
+        .partner_with_key(
+            "Cafe",
+            &[
+                identity::Role::Admin,
+                identity::Role::Pos,
+                identity::Role::Marketing,
+            ],
+        )
+        .await?;
+    let mut id = suite.identity().await?;
+    let mut customers = Vec::new();
+    for (name, number, tier) in [
+        ("jana", "3000 0000 0007", "gold"),
+        ("petr", "3000 0000 0015", ""),
+    ] {
+        let req = identity::CreateCustomerRequest {
+            idempotency_key: name.into(),
+            customer: Some(identity::Customer {
+                first_name: name.into(),
+                properties: if tier.is_empty() {
+                    Default::default()
+                } else {
+                    [("tier".to_owned(), tier.to_owned())].into()
+                },
+                ..Default::default()
+            }),
+            identifiers: vec![card(number)],
+            ..Default::default()
+        };
+        customers.push(
+            id.create_customer(authed(req, &key))
+                .await?
+                .into_inner()
+                .customer
+                .expect("customer")
+                .id,
+        );
+    }
+    let mut seg = suite.segmentation().await?;
+    let gold = seg
+        .create_segment(authed(
+            segmentation::CreateSegmentRequest {
+                idempotency_key: "gold".into(),
+                segment: Some(segmentation::Segment {
+                    display_name: "Gold customers".into(),
+                    kind: segmentation::SegmentKind::Standard as i32,
+                    online_recalculation: true,
+                    criterion: Some(segmentation::Criterion {
+                        kind: Some(segmentation::criterion::Kind::Condition(
+                            segmentation::Condition {
+                                field: "customer.properties.tier".into(),
+                                operator: segmentation::ComparisonOperator::Equal as i32,
+                                values: vec![segmentation::Value {
+                                    kind: Some(segmentation::value::Kind::StringValue(
+                                        "gold".into(),
+                                    )),
+                                }],
+                            },
+                        )),
+                    }),
+                    ..Default::default()
+                }),
+            },
+            &key,
+        ))
+        .await?
+        .into_inner()
+        .segment
+        .expect("segment");
+    eventually(Duration::from_secs(20), || {
+        let (mut seg, customer_id, gold, key) = (
+            seg.clone(),
+            customers[0].clone(),
+            gold.id.clone(),
+            key.clone(),
+        );
+        async move {
+            let m = seg
+                .get_customer_memberships(authed(
+                    segmentation::GetCustomerMembershipsRequest {
+                        customer_id,
+                        cart: None,
+                    },
+                    &key,
+                ))
+                .await?
+                .into_inner();
+            Ok(m.memberships
+                .iter()
+                .any(|m| m.segment_id == gold)
+                .then_some(()))
+        }
+    })
+    .await?;
+
+    let mut r = suite.rewards().await?;
+    let offer = |name: &str, segment_ids: Vec<String>| pb::RewardOffer {
+        display_name: name.into(),
+        goal_group: pb::GoalGroup::Frequency as i32,
+        goals: vec![pb::OfferGoal {
+            kind: Some(pb::offer_goal::Kind::Frequency(pb::FrequencyGoal {
+                purchase_count: 1,
+                ..Default::default()
+            })),
+        }],
+        award: Some(pb::OfferAward {
+            kind: Some(pb::offer_award::Kind::Points(100)),
+            ..Default::default()
+        }),
+        segment_ids,
+        max_awards_per_customer: 1,
+        ..Default::default()
+    };
+    let mut ids = Vec::new();
+    for (k, o) in [
+        ("gold-visit", offer("Gold visit", vec![gold.id.clone()])),
+        ("any-visit", offer("Any visit", Vec::new())),
+    ] {
+        ids.push(
+            r.create_reward_offer(authed(
+                pb::CreateRewardOfferRequest {
+                    idempotency_key: k.into(),
+                    reward_offer: Some(o),
+                },
+                &key,
+            ))
+            .await?
+            .into_inner()
+            .reward_offer
+            .expect("offer")
+            .id,
+        );
+    }
+    let mut pos = suite.checkout().await?;
+    for (i, number) in ["3000 0000 0007", "3000 0000 0015"].into_iter().enumerate() {
+        pos.commit(authed(
+            checkout::CommitRequest {
+                identifier: Some(card(number)),
+                ..purchase(&format!("till-1/{i}"), 1_000)
+            },
+            &key,
+        ))
+        .await?;
+    }
+    let awarded = |customer_id: String| {
+        let (mut r, key) = (r.clone(), key.clone());
+        async move {
+            let p = r
+                .list_offer_progress(authed(
+                    pb::ListOfferProgressRequest {
+                        customer_id,
+                        ..Default::default()
+                    },
+                    &key,
+                ))
+                .await?
+                .into_inner()
+                .progress;
+            anyhow::Ok(
+                p.into_iter()
+                    .filter(|p| p.award_count == 1)
+                    .map(|p| p.offer_id)
+                    .collect::<Vec<_>>(),
+            )
+        }
+    };
+    for (customer, expected) in [(&customers[0], 2), (&customers[1], 1)] {
+        let won = eventually(Duration::from_secs(30), || {
+            let f = awarded(customer.clone());
+            async move { Ok(Some(f.await?).filter(|w| w.len() == expected)) }
+        })
+        .await?;
+        assert_eq!(
+            won.contains(&ids[0]),
+            expected == 2,
+            "only gold wins the gold offer"
+        );
+        assert!(won.contains(&ids[1]));
+    }
     suite.stop().await
 }

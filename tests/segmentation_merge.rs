@@ -67,6 +67,7 @@ async fn create_customer(
                     ..Default::default()
                 }),
                 identifiers: vec![],
+                ..Default::default()
             },
             key,
         ))

@@ -54,6 +54,7 @@ async fn set_up(
                             ..Default::default()
                         }),
                         identifiers: vec![card(number)],
+                        ..Default::default()
                     },
                     key,
                 ))

@@ -22,6 +22,7 @@ async fn customer(
                     ..Default::default()
                 }),
                 identifiers: vec![],
+                ..Default::default()
             },
             key,
         ))

@@ -112,6 +112,36 @@ impl Principal {
     }
 }
 
+/// Metadata naming the partner a platform-internal call acts for: a service working outside any
+/// request (an event consumer) calls another with the platform (bootstrap) key and this header,
+/// and is served as that partner's `service` key. Any other key's header is ignored (it acts
+/// for its own partner only); the platform key can create partner keys anyway, so this gives
+/// it nothing new.
+pub const ACT_FOR_PARTNER: &str = "x-loyalty-partner-id";
+
+impl Principal {
+    /// The principal a request with [`ACT_FOR_PARTNER`] set to `partner` runs as: for the
+    /// platform admin, that partner's `service` role (same credential); anyone else unchanged.
+    pub fn acting_for(self, partner: Option<&str>) -> Result<Principal, ApiError> {
+        let Some(partner) = partner.filter(|_| self.platform_admin) else {
+            return Ok(self);
+        };
+        let partner_id = Uuid::parse_str(partner).map_err(|_| {
+            ApiError::invalid(
+                ACT_FOR_PARTNER,
+                "must be the UUID of the partner to act for",
+            )
+        })?;
+        Ok(Principal {
+            partner_id: Some(partner_id),
+            api_key_id: None,
+            roles: vec![Role::Service],
+            platform_admin: false,
+            credential: self.credential,
+        })
+    }
+}
+
 /// Pulls the principal the auth layer attached to a request.
 pub fn principal<T>(req: &tonic::Request<T>) -> Result<Principal, tonic::Status> {
     req.extensions()
@@ -285,6 +315,42 @@ impl KeyStore for RemoteKeyStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_platform_key_acts_for_a_partner_and_only_as_its_service() {
+        let partner = Uuid::now_v7();
+        let admin = Principal {
+            partner_id: None,
+            api_key_id: None,
+            roles: vec![Role::Admin, Role::Service],
+            platform_admin: true,
+            credential: SecretString::from("boot".to_owned()),
+        };
+        let acting = admin
+            .clone()
+            .acting_for(Some(&partner.to_string()))
+            .unwrap();
+        assert_eq!(acting.partner_id, Some(partner));
+        assert_eq!(acting.roles, vec![Role::Service]);
+        assert!(!acting.platform_admin);
+        assert!(acting.partner_with_role(&[Role::Marketing]).is_err());
+        assert!(admin.clone().acting_for(None).unwrap().platform_admin);
+        assert!(admin.acting_for(Some("nope")).is_err());
+        let own = Uuid::now_v7();
+        let key = Principal {
+            partner_id: Some(own),
+            api_key_id: Some(Uuid::now_v7()),
+            roles: vec![Role::Admin],
+            platform_admin: false,
+            credential: SecretString::from("lk_x".to_owned()),
+        };
+        let still = key.acting_for(Some(&partner.to_string())).unwrap();
+        assert_eq!(
+            still.partner_id,
+            Some(own),
+            "a partner key never acts for another"
+        );
+    }
 
     struct NoKeys;
 

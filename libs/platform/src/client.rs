@@ -18,9 +18,27 @@ pub fn channel(url: &str) -> anyhow::Result<Channel> {
         .connect_lazy())
 }
 
-/// A request on behalf of `principal`: forwards its key and the current trace context.
+/// A request on behalf of `principal`: forwards its key, its partner (so that a principal
+/// acting for a partner with the platform key still does downstream) and the trace context.
 pub fn outgoing<T>(message: T, principal: &Principal) -> tonic::Request<T> {
-    with_key(message, principal.credential.expose_secret())
+    let req = with_key(message, principal.credential.expose_secret());
+    match principal.partner_id {
+        Some(partner) => acting_for(req, partner),
+        None => req,
+    }
+}
+
+/// A platform-internal request for `partner`, with the platform (bootstrap) key: served as
+/// the partner's `service` key (see [`crate::auth::ACT_FOR_PARTNER`]).
+pub fn for_partner<T>(message: T, platform_key: &str, partner: uuid::Uuid) -> tonic::Request<T> {
+    acting_for(with_key(message, platform_key), partner)
+}
+
+fn acting_for<T>(mut req: tonic::Request<T>, partner: uuid::Uuid) -> tonic::Request<T> {
+    if let Ok(v) = partner.to_string().parse() {
+        req.metadata_mut().insert(crate::auth::ACT_FOR_PARTNER, v);
+    }
+    req
 }
 
 /// A request authenticated with `key`.

@@ -131,7 +131,16 @@ where
                 let key = crate::auth::bearer(req.headers())
                     .unwrap_or_default()
                     .to_owned();
-                match state.auth.authenticate(&key).await {
+                let act_for = req
+                    .headers()
+                    .get(crate::auth::ACT_FOR_PARTNER)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                let authenticated = match state.auth.authenticate(&key).await {
+                    Ok(p) => p.acting_for(act_for.as_deref()),
+                    Err(e) => Err(e),
+                };
+                match authenticated {
                     Ok(principal) => {
                         req.extensions_mut().insert(principal);
                         let out = if state.untimed.contains(&path) {

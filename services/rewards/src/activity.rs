@@ -1,17 +1,29 @@
 //! Customers' activity feeding reward offers: `PurchaseCompleted` (producer "checkout") and
-//! `EventTracked` (producer "identity") advance the progress of every eligible active offer.
+//! `EventTracked` (producer "identity") advance the progress of every eligible active offer;
+//! `CustomerCreated` with a referrer (producer "identity") and the referred customer's first
+//! `PurchaseCompleted` advance the referrer's referral goals.
 //! The platform's consumer applies each event once (its id is recorded in the same
 //! transaction), and the store applies each purchase or customer event once per customer too,
 //! so a redelivery, or the same purchase seen twice, never advances progress twice.
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use loyalty_platform::{
+    ApiError,
+    client::for_partner,
     events::{EventHandler, decode},
     time::from_timestamp,
 };
-use loyalty_proto::events::v1::{self as ev, EventEnvelope};
+use loyalty_proto::{
+    events::v1::{self as ev, EventEnvelope},
+    segmentation::v1::{
+        self as segmentation, segmentation_service_client::SegmentationServiceClient,
+    },
+};
 use sea_orm::DatabaseTransaction;
+use secrecy::{ExposeSecret, SecretString};
+use tonic::transport::Channel;
 use uuid::Uuid;
 
 use crate::{
@@ -48,9 +60,69 @@ impl EventHandler for Handlers {
 }
 
 /// Applies purchases and customer events to reward offers.
-pub struct OfferActivity;
+pub struct OfferActivity {
+    segments: Arc<dyn store::CustomerSegments>,
+}
+
+impl Default for OfferActivity {
+    /// Without segmentation: offers restricted to segments count for nobody.
+    fn default() -> Self {
+        OfferActivity {
+            segments: Arc::new(store::NoSegmentation),
+        }
+    }
+}
+
+/// Segmentation asked by the consumer, outside any request: the platform key acting for the
+/// event's partner (`loyalty_platform::client::for_partner`). Any failure fails the event's
+/// application, which the consumer retries: a customer's activity waits for segmentation
+/// rather than being counted without (or skipped by) the segment offers.
+pub struct SegmentationPeer {
+    client: SegmentationServiceClient<Channel>,
+    platform_key: SecretString,
+}
+
+impl SegmentationPeer {
+    pub fn new(channel: Channel, platform_key: SecretString) -> Self {
+        SegmentationPeer {
+            client: SegmentationServiceClient::new(channel),
+            platform_key,
+        }
+    }
+}
+
+#[async_trait]
+impl store::CustomerSegments for SegmentationPeer {
+    async fn of(&self, partner_id: Uuid, customer_id: Uuid) -> Result<Option<Vec<Uuid>>, ApiError> {
+        let resp = self
+            .client
+            .clone()
+            .get_customer_memberships(for_partner(
+                segmentation::GetCustomerMembershipsRequest {
+                    customer_id: customer_id.to_string(),
+                    cart: None,
+                },
+                self.platform_key.expose_secret(),
+                partner_id,
+            ))
+            .await
+            .map_err(|s| ApiError::from_upstream("segmentation", s))?
+            .into_inner();
+        Ok(Some(
+            resp.memberships
+                .iter()
+                .filter_map(|m| m.segment_id.parse().ok())
+                .collect(),
+        ))
+    }
+}
 
 impl OfferActivity {
+    /// Offers restricted to segments ask `segments` about each customer.
+    pub fn with_segments(segments: Arc<dyn store::CustomerSegments>) -> Self {
+        OfferActivity { segments }
+    }
+
     /// The activity an event describes, with its partner, customer and activity id; `None` for
     /// events that carry no customer (anonymous purchases) or malformed ids.
     pub fn activity_of(event: &EventEnvelope) -> Option<(Uuid, Uuid, String, Activity)> {
@@ -105,23 +177,85 @@ impl OfferActivity {
         }
         None
     }
+
+    /// The referral a `CustomerCreated` announces: partner, referrer, referred customer and
+    /// when; `None` for customers nobody referred (or malformed ids).
+    pub fn referral_of(event: &EventEnvelope) -> Option<(Uuid, Uuid, Uuid, DateTime<Utc>)> {
+        let c = decode::<ev::CustomerCreated>(event)?;
+        if c.referrer_customer_id.is_empty() {
+            return None;
+        }
+        let referrer = Uuid::parse_str(&c.referrer_customer_id).ok()?;
+        let referred = Uuid::parse_str(&c.customer_id).ok()?;
+        if referrer == referred {
+            return None;
+        }
+        let at = event
+            .occur_time
+            .as_ref()
+            .and_then(from_timestamp)
+            .unwrap_or_else(now);
+        Some((
+            Uuid::parse_str(&event.partner_id).ok()?,
+            referrer,
+            referred,
+            at,
+        ))
+    }
 }
 
 #[async_trait]
 impl EventHandler for OfferActivity {
     fn handles(&self, event_type: &str) -> bool {
         use loyalty_platform::events::DomainEvent;
-        event_type == ev::PurchaseCompleted::TYPE || event_type == ev::EventTracked::TYPE
+        event_type == ev::PurchaseCompleted::TYPE
+            || event_type == ev::EventTracked::TYPE
+            || event_type == ev::CustomerCreated::TYPE
     }
 
     async fn apply(&self, txn: &DatabaseTransaction, event: &EventEnvelope) -> anyhow::Result<()> {
+        if let Some((partner_id, referrer, referred, at)) = Self::referral_of(event) {
+            store::apply_referral(
+                txn,
+                partner_id,
+                referrer,
+                referred,
+                at,
+                now(),
+                self.segments.as_ref(),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("applying the referral of {referred}: {e}"))?;
+            return Ok(());
+        }
         let Some((partner_id, customer_id, activity_id, activity)) = Self::activity_of(event)
         else {
             return Ok(());
         };
-        store::apply_activity(txn, partner_id, customer_id, &activity_id, &activity, now())
+        store::apply_activity(
+            txn,
+            partner_id,
+            customer_id,
+            &activity_id,
+            &activity,
+            now(),
+            self.segments.as_ref(),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("applying {activity_id} to reward offers: {e}"))?;
+        if let ActivityKind::Purchase(p) = &activity.kind {
+            store::apply_first_purchase(
+                txn,
+                partner_id,
+                customer_id,
+                &p.purchase_id,
+                activity.at,
+                now(),
+                self.segments.as_ref(),
+            )
             .await
-            .map_err(|e| anyhow::anyhow!("applying {activity_id} to reward offers: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("applying {activity_id} to referrals: {e}"))?;
+        }
         Ok(())
     }
 }
@@ -172,5 +306,30 @@ mod tests {
         txn.commit().await.expect("commit");
         let applied = |h: &Counting| h.applied.load(Ordering::SeqCst);
         assert_eq!((applied(&a), applied(&b), applied(&c)), (1, 1, 0));
+    }
+
+    #[test]
+    fn a_customer_created_with_a_referrer_is_a_referral() {
+        use loyalty_platform::events::DomainEvent;
+        use prost::Message;
+        let (partner, referrer, referred) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let envelope = |referrer: &str| EventEnvelope {
+            event_type: ev::CustomerCreated::TYPE.into(),
+            partner_id: partner.to_string(),
+            payload: ev::CustomerCreated {
+                customer_id: referred.to_string(),
+                referrer_customer_id: referrer.into(),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+            ..Default::default()
+        };
+        let (p, from, to, _) =
+            OfferActivity::referral_of(&envelope(&referrer.to_string())).expect("a referral");
+        assert_eq!((p, from, to), (partner, referrer, referred));
+        assert!(OfferActivity::referral_of(&envelope("")).is_none());
+        assert!(OfferActivity::referral_of(&envelope("nope")).is_none());
+        assert!(OfferActivity::referral_of(&envelope(&referred.to_string())).is_none());
+        assert!(OfferActivity::default().handles(ev::CustomerCreated::TYPE));
     }
 }

@@ -30,6 +30,8 @@ const READERS: &[Role] = &[Role::Pos, Role::Marketing, Role::Service, Role::Supp
 pub struct RewardsApi {
     db: DatabaseConnection,
     customer_peers: Option<rewards::CustomerPeers>,
+    /// Identity, for sign-ups to CLOSED schemes by email domain.
+    identity: Option<schemes::IdentityPeer>,
     wallet: payments::PointsWallet,
     /// Each partner's active rules for EvaluateCart; writes here drop the partner's entry.
     rules: std::sync::Arc<store::rules_cache::RulesCache>,
@@ -43,6 +45,7 @@ impl RewardsApi {
         Self {
             db,
             customer_peers: None,
+            identity: None,
             wallet: payments::PointsWallet::default(),
             rules,
         }
@@ -51,6 +54,13 @@ impl RewardsApi {
     /// Segmentation and wallet, asked by ListAvailableRewards (UNAVAILABLE without them).
     pub fn with_customer_peers(mut self, segmentation: Channel, wallet: Channel) -> Self {
         self.customer_peers = Some(rewards::CustomerPeers::new(segmentation, wallet));
+        self
+    }
+
+    /// Identity, asked for a customer's emails when they sign up to a scheme by email domain
+    /// (UNAVAILABLE without it).
+    pub fn with_identity(mut self, channel: Channel) -> Self {
+        self.identity = Some(schemes::IdentityPeer::new(channel));
         self
     }
 

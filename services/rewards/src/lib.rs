@@ -25,17 +25,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     // checkout's purchases advance reward offers and qualify membership levels, identity's
     // tracked events advance offers, the wallet's postings qualify levels.
     let tier_feed = Arc::new(store::tiers::TierActivityFeed);
+    let offers = Arc::new(offer_activity(&infra));
     infra.consume(
         "checkout",
-        Arc::new(activity::Handlers(vec![
-            Arc::new(activity::OfferActivity),
-            tier_feed.clone(),
-        ])),
+        Arc::new(activity::Handlers(vec![offers.clone(), tier_feed.clone()])),
     )?;
-    infra.consume(
-        "identity",
-        Arc::new(activity::Handlers(vec![Arc::new(activity::OfferActivity)])),
-    )?;
+    infra.consume("identity", Arc::new(activity::Handlers(vec![offers])))?;
     infra.consume("wallet", tier_feed)?;
     if infra.settings.jobs.expiry_interval_secs > 0 {
         store::tiers::spawn_scheduler(
@@ -47,6 +42,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     // without segmentation and wallet, ListAvailableRewards answers UNAVAILABLE.
     let wallet = infra.peer("wallet").ok();
     let mut api = api::RewardsApi::new(infra.db.clone()).with_wallet(wallet.clone());
+    if let Ok(identity) = infra.peer("identity") {
+        api = api.with_identity(identity);
+    }
     if let (Ok(segmentation), Some(wallet)) = (infra.peer("segmentation"), wallet) {
         api = api.with_customer_peers(segmentation, wallet);
     }
@@ -56,6 +54,27 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     infra
         .serve(auth, routes, &["loyalty.rewards.v1.RewardsService"])
         .await
+}
+
+/// The consumer of customers' activity for reward offers. Offers restricted to segments ask
+/// segmentation with the platform key (`auth.bootstrap_key`) acting for each event's partner;
+/// without segmentation or that key they count for nobody (and a warning says so).
+fn offer_activity(infra: &Infra) -> activity::OfferActivity {
+    match (
+        infra.peer("segmentation"),
+        &infra.settings.auth.bootstrap_key,
+    ) {
+        (Ok(channel), Some(key)) => activity::OfferActivity::with_segments(Arc::new(
+            activity::SegmentationPeer::new(channel, key.clone()),
+        )),
+        _ => {
+            tracing::warn!(
+                "reward offers restricted to segments need peers.segmentation_url and \
+                 auth.bootstrap_key: without them such offers count for nobody"
+            );
+            activity::OfferActivity::default()
+        }
+    }
 }
 
 /// Every replica follows the service's own events, so that each drops a partner's cached

@@ -989,7 +989,7 @@ pub(super) fn relation_changed(r: &CustomerRelation, deleted: bool) -> ev::Custo
 }
 
 /// A customer of the partner that can take part in a new relation.
-async fn relatable_customer(
+pub(super) async fn relatable_customer(
     txn: &impl ConnectionTrait,
     customers: &Store,
     partner_id: Uuid,

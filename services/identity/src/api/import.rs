@@ -352,6 +352,7 @@ async fn write_batch(
             customer_id: r.customer.id.to_string(),
             attributes: r.customer.profile.attributes().into_iter().collect(),
             properties: r.customer.profile.properties.clone().into_iter().collect(),
+            referrer_customer_id: String::new(),
         })
         .collect();
     events::enqueue_all(&txn, Some(partner_id), &created).await?;

@@ -500,6 +500,13 @@ impl IdentityService for IdentityApi {
         let Some(customer) = req.customer else {
             return Err(ApiError::invalid("customer", "is required").into());
         };
+        let referrer = match req.referrer_customer_id.as_str() {
+            "" => None,
+            s => v.check(
+                "referrer_customer_id",
+                Uuid::parse_str(s).map_err(|_| "must be a customer UUID"),
+            ),
+        };
         let refs = customer_data::RequestedRefs::of(&customer);
         let profile =
             profile_from_proto(customer, &mut v, "customer").normalise(&mut v, "customer");
@@ -523,6 +530,17 @@ impl IdentityService for IdentityApi {
                 let profile =
                     customer_data::check_customer_data(txn, partner_id, profile, None, &refs)
                         .await?;
+                if let Some(referrer) = referrer {
+                    // The new customer's id is assigned below, so it never refers itself.
+                    customer_data::relatable_customer(txn, &store, partner_id, referrer)
+                        .await
+                        .map_err(|e| match e {
+                            ApiError::NotFound(_) => {
+                                ApiError::NotFound(format!("referrer customer {referrer}"))
+                            }
+                            e => e,
+                        })?;
+                }
                 let now = now_micros();
                 let customer = Customer::new(partner_id, profile, now);
                 store.insert_customer(txn, &customer).await?;
@@ -533,6 +551,7 @@ impl IdentityService for IdentityApi {
                         customer_id: customer.id.to_string(),
                         attributes: customer.profile.attributes().into_iter().collect(),
                         properties: customer.profile.properties.clone().into_iter().collect(),
+                        referrer_customer_id: referrer.map(|r| r.to_string()).unwrap_or_default(),
                     },
                 )
                 .await?;

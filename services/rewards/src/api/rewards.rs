@@ -975,7 +975,11 @@ impl CustomerPeers {
         }
     }
 
-    async fn segments(&self, who: &Principal, customer_id: Uuid) -> Result<Vec<Uuid>, ApiError> {
+    pub(super) async fn segments(
+        &self,
+        who: &Principal,
+        customer_id: Uuid,
+    ) -> Result<Vec<Uuid>, ApiError> {
         let resp = self
             .segmentation
             .clone()

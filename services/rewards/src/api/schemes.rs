@@ -4,18 +4,20 @@
 //! Every change is one idempotent transaction; events go through the outbox.
 use chrono::{DateTime, Utc};
 use loyalty_platform::{
-    ApiError, Role, Violations,
+    ApiError, Principal, Role, Violations,
     auth::principal,
+    client::outgoing,
     error::{check_etag, check_idempotency_key, mask_paths},
     idempotency::{self, IdempotencyScope},
     paging::{next_code_token, next_page_token, page_size, parse_code_token, parse_page_token},
     time::{from_timestamp, to_timestamp},
 };
 use loyalty_proto::{
+    identity::v1::{self as identity, identity_service_client::IdentityServiceClient},
     rewards::v1::{self as pb, offer_award::Kind as PbAwardKind, offer_goal::Kind as PbGoalKind},
-    types::v1::{Money, ProductScope as PbScope},
+    types::v1::{IdentifierType, Money, ProductScope as PbScope},
 };
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, transport::Channel};
 use uuid::Uuid;
 
 use super::RewardsApi;
@@ -25,10 +27,10 @@ use crate::{
         schemes::{
             Award, AwardKind, Goal, GoalGroup, Membership, Offer, OfferSpec, OfferState,
             ProductScope, Progress, Scheme, SignUpOption, Standing, Terms, TermsSpec,
-            check_merchant_offer, check_sign_up, etag,
+            check_merchant_offer, check_sign_up, etag, needs_emails, voucher_award_allowed,
         },
     },
-    store::{catalogue::now, schemes as store},
+    store::{catalogue::now, schemes as store, vouchers as vstore},
 };
 
 const WRITERS: &[Role] = &[Role::Admin, Role::Marketing];
@@ -64,6 +66,7 @@ const OFFER_UPDATABLE: &[&str] = &[
     "commercial_terms_id",
     "priority",
     "business_unit_ids",
+    "segment_ids",
     "max_awards_per_customer",
     "period_days",
     "valid_from_time",
@@ -221,6 +224,50 @@ fn id_page(size: i32, token: &str) -> Result<(u64, Option<Uuid>), ApiError> {
     let limit = page_size(&mut v, size);
     let after = parse_page_token(&mut v, token);
     v.finish(|| (limit, after))
+}
+
+/// Identity, asked for a customer's emails when they sign up to a CLOSED scheme by email
+/// domain.
+#[derive(Clone)]
+pub struct IdentityPeer(IdentityServiceClient<Channel>);
+
+impl IdentityPeer {
+    pub fn new(channel: Channel) -> Self {
+        IdentityPeer(IdentityServiceClient::new(channel))
+    }
+
+    /// The customer's contact email and active email identifiers, with the caller's key
+    /// (another partner's customer is `NOT_FOUND` there, and so here).
+    async fn emails(&self, who: &Principal, customer_id: Uuid) -> Result<Vec<String>, ApiError> {
+        let resp = self
+            .0
+            .clone()
+            .get_customer(outgoing(
+                identity::GetCustomerRequest {
+                    customer_id: customer_id.to_string(),
+                },
+                who,
+            ))
+            .await
+            .map_err(|s| ApiError::from_upstream("identity", s))?
+            .into_inner();
+        let mut emails: Vec<String> = resp
+            .customer
+            .map(|c| c.email)
+            .filter(|e| !e.is_empty())
+            .into_iter()
+            .collect();
+        emails.extend(
+            resp.identifiers
+                .into_iter()
+                .filter(|i| {
+                    i.r#type == IdentifierType::Email as i32
+                        && i.state == identity::IdentifierState::Active as i32
+                })
+                .map(|i| i.value),
+        );
+        Ok(emails)
+    }
 }
 
 // ---- Schemes: handlers ----
@@ -400,7 +447,8 @@ pub async fn sign_up(
     api: &RewardsApi,
     request: Request<pb::SignUpRequest>,
 ) -> Result<Response<pb::SignUpResponse>, Status> {
-    let partner_id = principal(&request)?.partner_with_role(ENROLLERS)?;
+    let who = principal(&request)?;
+    let partner_id = who.partner_with_role(ENROLLERS)?;
     let req = request.into_inner();
     let scope = IdempotencyScope::new(partner_id, "SignUp", &req.idempotency_key, &req);
     let mut v = Violations::new();
@@ -409,6 +457,22 @@ pub async fn sign_up(
     let customer_id = uuid(&mut v, "customer_id", &req.customer_id);
     v.into_result()?;
     let (key, code, at) = (req.scheme_id, req.sign_up_code, now());
+    // A CLOSED scheme with email domains asks identity for the customer's emails (with the
+    // caller's key) when no valid code was given; read before the transaction, not under the
+    // partner's lock.
+    let emails = match store::find_scheme(&api.db, partner_id, &key).await? {
+        Some(scheme) if needs_emails(&scheme, code.trim()) => match &api.identity {
+            Some(identity) => identity.emails(&who, customer_id).await?,
+            None => {
+                return Err(ApiError::Unavailable(
+                    "signing up by email domain needs the identity service (peers.identity_url)"
+                        .to_owned(),
+                )
+                .into());
+            }
+        },
+        _ => Vec::new(),
+    };
     let membership: Membership = idempotency::run(&api.db, scope, move |txn| {
         Box::pin(async move {
             store::lock(txn, partner_id).await?;
@@ -421,7 +485,7 @@ pub async fn sign_up(
                     scheme.code
                 )));
             }
-            check_sign_up(&scheme, code.trim())
+            check_sign_up(&scheme, code.trim(), &emails)
                 .map_err(|r| ApiError::precondition(r.reason(), r.message(&scheme)))?;
             store::join(txn, partner_id, &mut scheme, customer_id, at).await
         })
@@ -646,15 +710,14 @@ fn award_from(v: &mut Violations, field: &str, a: Option<&pb::OfferAward>) -> Aw
             points: *p,
             points_type_id: a.points_type_id.clone(),
         },
-        Some(PbAwardKind::RewardId(_)) => {
-            v.add(
-                format!("{field}.reward_id"),
-                "voucher awards are not supported yet: award money or points",
-            );
-            return fallback;
-        }
+        Some(PbAwardKind::RewardId(id)) => AwardKind::Voucher {
+            reward_id: uuid(v, &format!("{field}.reward_id"), id),
+        },
         None => {
-            v.add(field, "set one of fixed_amount, spend_basis_points, points");
+            v.add(
+                field,
+                "set one of fixed_amount, spend_basis_points, points, reward_id",
+            );
             return fallback;
         }
     };
@@ -697,6 +760,9 @@ fn award_to_proto(a: &Award) -> pb::OfferAward {
             out.kind = Some(PbAwardKind::Points(*points));
             out.points_type_id = points_type_id.clone();
         }
+        AwardKind::Voucher { reward_id } => {
+            out.kind = Some(PbAwardKind::RewardId(reward_id.to_string()))
+        }
     }
     out
 }
@@ -732,12 +798,6 @@ async fn scheme_ref(
 
 fn spec_from(v: &mut Violations, o: &pb::RewardOffer) -> OfferSpec {
     let p = "reward_offer";
-    if !o.segment_ids.is_empty() {
-        v.add(
-            format!("{p}.segment_ids"),
-            "is not supported yet: restrict the offer with a reward scheme",
-        );
-    }
     OfferSpec {
         display_name: o.display_name.trim().to_owned(),
         description: o.description.clone(),
@@ -760,6 +820,7 @@ fn spec_from(v: &mut Violations, o: &pb::RewardOffer) -> OfferSpec {
         ),
         priority: o.priority,
         business_unit_ids: uuids(v, &format!("{p}.business_unit_ids"), &o.business_unit_ids),
+        segment_ids: uuids(v, &format!("{p}.segment_ids"), &o.segment_ids),
         max_awards_per_customer: o.max_awards_per_customer,
         period_days: o.period_days,
         validity: Validity {
@@ -802,7 +863,7 @@ fn offer_to_proto(o: &Offer) -> pb::RewardOffer {
             .unwrap_or_default(),
         priority: s.priority,
         business_unit_ids: s.business_unit_ids.iter().map(Uuid::to_string).collect(),
-        segment_ids: Vec::new(),
+        segment_ids: s.segment_ids.iter().map(Uuid::to_string).collect(),
         max_awards_per_customer: s.max_awards_per_customer,
         period_days: s.period_days,
         valid_from_time: s.validity.from.map(to_timestamp),
@@ -839,6 +900,32 @@ async fn check_merchant(
         .map_err(|(reason, message)| ApiError::precondition(reason, message))
 }
 
+/// A voucher award names a reward of the partner (another partner's is `NOT_FOUND`) whose
+/// vouchers can be issued to a customer.
+async fn check_voucher_award(
+    conn: &impl sea_orm::ConnectionTrait,
+    partner_id: Uuid,
+    spec: &OfferSpec,
+) -> Result<(), ApiError> {
+    let AwardKind::Voucher { reward_id } = spec.award.kind else {
+        return Ok(());
+    };
+    let reward = vstore::reward_for_vouchers(conn, partner_id, reward_id, false)
+        .await?
+        .ok_or_else(|| not_found("reward", &reward_id.to_string()))?;
+    if !voucher_award_allowed(reward.reward_type) {
+        return Err(ApiError::invalid(
+            "reward_offer.award.reward_id",
+            format!(
+                "is a {} reward: only campaign, coupon and simple rewards can be issued to a \
+                 customer as an award",
+                reward.reward_type.as_str()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 // ---- Offers: handlers ----
 
 pub async fn create_offer(
@@ -868,6 +955,7 @@ pub async fn create_offer(
         Box::pin(async move {
             store::lock(txn, partner_id).await?;
             offer.spec.scheme_id = scheme_ref(txn, partner_id, &p.scheme_id).await?;
+            check_voucher_award(txn, partner_id, &offer.spec).await?;
             check_merchant(txn, partner_id, offer.id, &offer.spec, at).await?;
             store::insert_offer(txn, partner_id, &offer).await?;
             Ok(offer)
@@ -1012,6 +1100,7 @@ pub async fn update_offer(
                     "commercial_terms_id" => s.commercial_terms_id = new.commercial_terms_id,
                     "priority" => s.priority = new.priority,
                     "business_unit_ids" => s.business_unit_ids = new.business_unit_ids.clone(),
+                    "segment_ids" => s.segment_ids = new.segment_ids.clone(),
                     "max_awards_per_customer" => {
                         s.max_awards_per_customer = new.max_awards_per_customer
                     }
@@ -1023,6 +1112,7 @@ pub async fn update_offer(
             }
             s.validate(&mut v, "reward_offer");
             v.into_result()?;
+            check_voucher_award(txn, partner_id, &s).await?;
             check_merchant(txn, partner_id, id, &s, at).await?;
             let offer = Offer {
                 spec: s,
@@ -1098,19 +1188,30 @@ pub async fn list_progress(
     api: &RewardsApi,
     request: Request<pb::ListOfferProgressRequest>,
 ) -> Result<Response<pb::ListOfferProgressResponse>, Status> {
-    let partner_id = principal(&request)?.partner_with_role(READERS)?;
+    let who = principal(&request)?;
+    let partner_id = who.partner_with_role(READERS)?;
     let req = request.into_inner();
     let mut v = Violations::new();
     let customer_id = uuid(&mut v, "customer_id", &req.customer_id);
     let limit = page_size(&mut v, req.page_size);
     let after = parse_page_token(&mut v, &req.page_token);
     v.into_result()?;
-    let offers =
+    let mut offers =
         store::eligible_offers(&api.db, partner_id, customer_id, after, Some(limit)).await?;
+    let next = next_page_token(offers.len(), limit, offers.last().map(|o| o.id));
+    // Offers restricted to segments are listed for their members only (segmentation asked
+    // with the caller's key; without segmentation, for nobody, as the consumer counts them).
+    if offers.iter().any(|o| !o.spec.segment_ids.is_empty()) {
+        let member_of = match &api.customer_peers {
+            Some(peers) => Some(peers.segments(&who, customer_id).await?),
+            None => None,
+        };
+        offers.retain(|o| o.spec.admits(member_of.as_deref()));
+    }
     let ids: Vec<Uuid> = offers.iter().map(|o| o.id).collect();
     let progress = store::progress_of(&api.db, partner_id, customer_id, &ids).await?;
     Ok(Response::new(pb::ListOfferProgressResponse {
-        next_page_token: next_page_token(offers.len(), limit, offers.last().map(|o| o.id)),
+        next_page_token: next,
         progress: offers
             .iter()
             .map(|o| {

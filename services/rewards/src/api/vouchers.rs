@@ -19,7 +19,6 @@ use uuid::Uuid;
 use super::{RewardsApi, parse_time};
 use crate::{
     domain::{
-        RewardType,
         payments::{PriceDue, keys, points_at_issue, points_at_redemption, price_due},
         vouchers::{
             CodeRequest, CodeSpec, FastRng, ShownState, Usage, Voucher, VoucherRules,
@@ -28,7 +27,7 @@ use crate::{
     },
     store::{
         self,
-        vouchers::{self as vstore, GeneratedBatch, RewardForVouchers, VoucherKey},
+        vouchers::{self as vstore, GeneratedBatch, IssueOrder, RewardForVouchers, VoucherKey},
     },
 };
 
@@ -114,6 +113,7 @@ fn source_to_proto(s: VoucherSource) -> pb::VoucherSource {
         VoucherSource::Catalogue => pb::VoucherSource::Catalogue,
         VoucherSource::Gift => pb::VoucherSource::Gift,
         VoucherSource::Manual => pb::VoucherSource::Manual,
+        VoucherSource::Offer => pb::VoucherSource::Offer,
     }
 }
 
@@ -125,6 +125,7 @@ fn source_from_proto(s: i32) -> Option<VoucherSource> {
         pb::VoucherSource::Catalogue => VoucherSource::Catalogue,
         pb::VoucherSource::Gift => VoucherSource::Gift,
         pb::VoucherSource::Manual => VoucherSource::Manual,
+        pb::VoucherSource::Offer => VoucherSource::Offer,
         pb::VoucherSource::Unspecified => return None,
     })
 }
@@ -491,142 +492,25 @@ pub(super) async fn issue(
         }
     };
     let now = Utc::now();
+    let order = IssueOrder {
+        reward_id,
+        customer_id,
+        source,
+        source_id: req.source_id.clone(),
+        requested_until,
+        gift_recipient_email: req.gift_recipient_email.clone(),
+        gift_recipient_name: req.gift_recipient_name.trim().to_owned(),
+        code: fixed_code,
+        pay_with_points: req.pay_with_points,
+        price,
+        hold,
+    };
     let issued: Result<Shown, ApiError> = idempotency::run(&api.db, scope, move |txn| {
         Box::pin(async move {
-            let reward = reward(txn, partner_id, reward_id, true).await?;
-            let gift = reward.reward_type == RewardType::Gift;
-            let mut v = Violations::new();
-            if customer_id.is_none() && !gift {
-                v.add(
-                    "customer_id",
-                    "is required (only gift vouchers may be bearer vouchers)",
-                );
-            }
-            if gift && req.gift_recipient_email.is_empty() {
-                v.add("gift_recipient_email", "is required for gift vouchers");
-            }
-            v.into_result()?;
-            if !reward.validity.contains(now)
-                || !super::rewards::issuable(txn, partner_id, reward_id).await?
-            {
-                return Err(ApiError::precondition(
-                    reason::REWARD_NOT_ACTIVE,
-                    "the reward is not active now",
-                ));
-            }
-            let due = points_at_issue(
-                reward.reward_type,
-                reward.rules.points_price,
-                req.pay_with_points,
-            );
-            if due != price {
-                return Err(ApiError::precondition(
-                    reason::POINTS_PAYMENT_UNAVAILABLE,
-                    "the reward's points price changed while the points were held; retry",
-                ));
-            }
-            if reward.rules.max_total > 0 && reward.issued_count >= reward.rules.max_total {
-                return Err(ApiError::precondition(
-                    reason::LIMIT_REACHED,
-                    format!(
-                        "the reward's {} vouchers are all issued",
-                        reward.rules.max_total
-                    ),
-                ));
-            }
-            if let Some(c) = customer_id
-                && reward.rules.max_per_customer > 0
-                && vstore::customer_voucher_count(txn, partner_id, reward_id, c).await?
-                    >= u64::try_from(reward.rules.max_per_customer).unwrap_or(0)
-            {
-                return Err(ApiError::precondition(
-                    reason::LIMIT_REACHED,
-                    format!(
-                        "the customer already has the {} vouchers of this reward allowed",
-                        reward.rules.max_per_customer
-                    ),
-                ));
-            }
-            let mut voucher = Voucher {
-                id: Uuid::now_v7(),
-                code: String::new(),
-                reward_id,
-                customer_id,
-                state: VoucherState::Active,
-                source,
-                source_id: req.source_id.clone(),
-                validity: voucher_validity(&reward.validity, &reward.rules, requested_until, now),
-                points_paid: 0,
-                gift_recipient_email: req.gift_recipient_email.clone(),
-                gift_recipient_name: req.gift_recipient_name.trim().to_owned(),
-                issued_at: now,
-                reserve_transaction_id: None,
-                reserve_until: None,
-                redeemed_at: None,
-                redeem_transaction_id: None,
-                redeem_business_unit_id: None,
-                cancelled_at: None,
-                cancel_reason: None,
-                points_reservation_id: None,
-            };
-            if let Some(h) = hold {
-                voucher.paid_with(price, h);
-            }
-            if let Some(c) = fixed_code {
-                voucher.code = c;
-                if !vstore::insert_voucher(txn, partner_id, &voucher).await? {
-                    return Err(ApiError::AlreadyExists(format!(
-                        "voucher code {}",
-                        voucher.code
-                    )));
-                }
-            } else {
-                let spec = CodeSpec::parse(
-                    &mut Violations::new(),
-                    &CodeRequest {
-                        prefix: reward.rules.code_prefix.clone(),
-                        ..Default::default()
-                    },
-                )
-                .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("bad stored code prefix")))?;
-                let mut rng = FastRng::from_os();
-                let mut inserted = false;
-                for _ in 0..5 {
-                    let mut buf = Vec::new();
-                    spec.draw(&mut rng, &mut buf);
-                    voucher.code =
-                        String::from_utf8(buf).map_err(|e| ApiError::Internal(e.into()))?;
-                    if vstore::insert_voucher(txn, partner_id, &voucher).await? {
-                        inserted = true;
-                        break;
-                    }
-                }
-                if !inserted {
-                    return Err(ApiError::precondition(
-                        reason::CODE_SPACE_EXHAUSTED,
-                        "no free voucher code could be drawn",
-                    ));
-                }
-            }
-            vstore::count_issued(txn, reward_id, 1).await?;
-            events::enqueue(
-                txn,
-                Some(partner_id),
-                &ev::VoucherIssued {
-                    voucher_id: voucher.id.to_string(),
-                    reward_id: reward_id.to_string(),
-                    customer_id: customer_id.map(|c| c.to_string()).unwrap_or_default(),
-                    code: voucher.code.clone(),
-                    source: source.as_str().to_owned(),
-                    source_id: voucher.source_id.clone(),
-                    valid_until_time: voucher.validity.until.map(to_timestamp),
-                    gift_recipient_email: voucher.gift_recipient_email.clone(),
-                },
-            )
-            .await?;
+            let (voucher, reward_name) = vstore::issue(txn, partner_id, &order, now).await?;
             Ok(Shown {
                 voucher,
-                reward_name: reward.display_name,
+                reward_name,
             })
         })
     })

@@ -13,6 +13,7 @@ pub const MAX_SIGN_UP_CODES: usize = 1000;
 pub const MAX_EMAIL_DOMAINS: usize = 100;
 pub const MAX_GOALS: usize = 10;
 pub const MAX_SCOPE_CODES: usize = 1000;
+pub const MAX_OFFER_SEGMENTS: usize = 100;
 
 /// The concurrency token of a scheme, offer or terms: its revision.
 pub use loyalty_platform::error::revision_etag as etag;
@@ -119,10 +120,13 @@ impl Scheme {
                 );
             }
         }
-        if self.sign_up_option == SignUpOption::Closed && self.sign_up_codes.is_empty() {
+        if self.sign_up_option == SignUpOption::Closed
+            && self.sign_up_codes.is_empty()
+            && self.email_domains.is_empty()
+        {
             v.add(
                 format!("{prefix}.sign_up_codes"),
-                "a CLOSED scheme needs at least one sign-up code",
+                "a CLOSED scheme needs at least one sign-up code or email domain",
             );
         }
         if self.max_members < 0 {
@@ -139,6 +143,8 @@ impl Scheme {
 pub enum SignUpRefusal {
     Inactive,
     CodeInvalid,
+    /// No code was given and none of the customer's emails is of the scheme's domains.
+    EmailDomainNotAllowed,
     Full,
 }
 
@@ -147,6 +153,7 @@ impl SignUpRefusal {
         match self {
             SignUpRefusal::Inactive => "SCHEME_INACTIVE",
             SignUpRefusal::CodeInvalid => "SIGN_UP_CODE_INVALID",
+            SignUpRefusal::EmailDomainNotAllowed => "EMAIL_DOMAIN_NOT_ALLOWED",
             SignUpRefusal::Full => "SCHEME_FULL",
         }
     }
@@ -158,6 +165,11 @@ impl SignUpRefusal {
                 "reward scheme {:?} is closed: the sign-up code is missing or not one of its codes",
                 scheme.code
             ),
+            SignUpRefusal::EmailDomainNotAllowed => format!(
+                "reward scheme {:?} is closed: none of the customer's emails is of its domains \
+                 and no sign-up code was given",
+                scheme.code
+            ),
             SignUpRefusal::Full => format!(
                 "reward scheme {:?} has its maximum of {} members",
                 scheme.code, scheme.max_members
@@ -166,18 +178,61 @@ impl SignUpRefusal {
     }
 }
 
-/// Whether a customer may sign up with `code` (empty = none). Codes compare case-insensitively.
-pub fn check_sign_up(scheme: &Scheme, code: &str) -> Result<(), SignUpRefusal> {
+/// Whether an email address is of one of `domains`: its domain (after the last `@`) equals one
+/// of them or is a subdomain of one (`jana@mail.uni.cz` is of `uni.cz`; `jana@notuni.cz` is
+/// not), case-insensitively, ignoring a trailing dot.
+pub fn email_in_domains(email: &str, domains: &[String]) -> bool {
+    let Some((local, domain)) = email.trim().rsplit_once('@') else {
+        return false;
+    };
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    if local.is_empty() || domain.is_empty() {
+        return false;
+    }
+    domains.iter().any(|d| {
+        let d = d.trim_end_matches('.').to_ascii_lowercase();
+        domain == d
+            || domain
+                .strip_suffix(&d)
+                .is_some_and(|rest| rest.ends_with('.'))
+    })
+}
+
+/// Whether a CLOSED scheme needs the customer's emails to decide a sign-up with `code`: it has
+/// email domains and the code is not one of its codes.
+pub fn needs_emails(scheme: &Scheme, code: &str) -> bool {
+    scheme.sign_up_option == SignUpOption::Closed
+        && !scheme.email_domains.is_empty()
+        && !code_matches(scheme, code)
+}
+
+fn code_matches(scheme: &Scheme, code: &str) -> bool {
+    !code.is_empty()
+        && scheme
+            .sign_up_codes
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case(code))
+}
+
+/// Whether a customer may sign up with `code` (empty = none) and `emails` (the customer's
+/// email addresses; only read for a CLOSED scheme with email domains). A CLOSED scheme admits
+/// one of its codes (case-insensitive) or, without a code, an email of one of its domains.
+pub fn check_sign_up(scheme: &Scheme, code: &str, emails: &[String]) -> Result<(), SignUpRefusal> {
     if !scheme.active {
         return Err(SignUpRefusal::Inactive);
     }
-    if scheme.sign_up_option == SignUpOption::Closed
-        && !scheme
-            .sign_up_codes
-            .iter()
-            .any(|c| !code.is_empty() && c.eq_ignore_ascii_case(code))
-    {
-        return Err(SignUpRefusal::CodeInvalid);
+    if scheme.sign_up_option == SignUpOption::Closed && !code_matches(scheme, code) {
+        let by_email = code.is_empty()
+            && emails
+                .iter()
+                .any(|e| email_in_domains(e, &scheme.email_domains));
+        if !by_email {
+            return Err(if code.is_empty() && !scheme.email_domains.is_empty() {
+                SignUpRefusal::EmailDomainNotAllowed
+            } else {
+                SignUpRefusal::CodeInvalid
+            });
+        }
     }
     if scheme.max_members > 0 && scheme.member_count >= scheme.max_members {
         return Err(SignUpRefusal::Full);
@@ -418,11 +473,6 @@ impl Goal {
             }
             Goal::Referral { referral_count, .. } => {
                 count(v, "referral.referral_count", *referral_count);
-                // Nothing publishes referrals yet, so such a goal could never be achieved.
-                v.add(
-                    format!("{prefix}.referral"),
-                    "referral goals are not supported yet: no service publishes referrals",
-                );
             }
             Goal::Event {
                 event_type_code,
@@ -483,6 +533,14 @@ impl Goal {
                 },
                 ActivityKind::Event { event_type_code: c },
             ) if c == event_type_code => Some(Contribution::Add(1)),
+            // A referred customer counts once they signed up, or (require_purchase) once they
+            // made their first purchase.
+            (
+                Goal::Referral {
+                    require_purchase, ..
+                },
+                ActivityKind::Referral { purchased, .. },
+            ) if require_purchase == purchased => Some(Contribution::Add(1)),
             _ => None,
         }
     }
@@ -509,12 +567,27 @@ pub enum AwardKind {
     },
     /// Reward points of a points type (empty = default).
     Points { points: i64, points_type_id: String },
+    /// A voucher of a reward, issued to the customer (the reward must be one that can be
+    /// issued to a customer: see [`voucher_award_allowed`]).
+    Voucher { reward_id: Uuid },
+}
+
+/// Whether vouchers of a reward type may be an offer's award: campaign, coupon / catalogue
+/// and simple rewards are issued to a customer; a cash desk reward's voucher is created at
+/// checkout after payment and a gift voucher is bought for someone else, so neither can be won.
+pub fn voucher_award_allowed(t: super::RewardType) -> bool {
+    use super::RewardType as T;
+    match t {
+        T::Campaign | T::Coupon | T::Simple => true,
+        T::CashDesk | T::Gift => false,
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Award {
     pub kind: AwardKind,
-    /// Days the awarded money (or points) stays valid; 0 = no end.
+    /// Days the awarded money, points or voucher stays valid; 0 = no end (a voucher still ends
+    /// with its reward's own voucher validity).
     pub validity_days: i32,
 }
 
@@ -560,6 +633,11 @@ impl Award {
                     v.add(format!("{prefix}.points"), "must be 1..1000000000");
                 }
             }
+            AwardKind::Voucher { reward_id } => {
+                if reward_id.is_nil() {
+                    v.add(format!("{prefix}.reward_id"), "must be a reward UUID");
+                }
+            }
         }
         if !(0..=3650).contains(&self.validity_days) {
             v.add(format!("{prefix}.validity_days"), "must be 0..3650");
@@ -596,6 +674,9 @@ impl Award {
                 points: *points,
                 points_type_id: points_type_id.clone(),
             },
+            AwardKind::Voucher { reward_id } => AwardValue::Voucher {
+                reward_id: *reward_id,
+            },
         }
     }
 
@@ -615,6 +696,10 @@ pub enum AwardValue {
         points: i64,
         points_type_id: String,
     },
+    /// A voucher of this reward is issued to the customer.
+    Voucher {
+        reward_id: Uuid,
+    },
 }
 
 /// An offer as the partner describes it.
@@ -632,6 +717,9 @@ pub struct OfferSpec {
     pub commercial_terms_id: Option<Uuid>,
     pub priority: i32,
     pub business_unit_ids: Vec<Uuid>,
+    /// Only customers in one of these segments progress and win; empty = every customer.
+    #[serde(default)]
+    pub segment_ids: Vec<Uuid>,
     /// 0 = unlimited.
     pub max_awards_per_customer: i32,
     /// 0 = progress accumulates over the whole validity.
@@ -680,6 +768,12 @@ impl OfferSpec {
         if !(0..=1000).contains(&self.priority) {
             v.add(format!("{prefix}.priority"), "must be 0..1000");
         }
+        if self.segment_ids.len() > MAX_OFFER_SEGMENTS {
+            v.add(
+                format!("{prefix}.segment_ids"),
+                format!("at most {MAX_OFFER_SEGMENTS} segments"),
+            );
+        }
         if self.max_awards_per_customer < 0 {
             v.add(
                 format!("{prefix}.max_awards_per_customer"),
@@ -690,6 +784,14 @@ impl OfferSpec {
             v.add(format!("{prefix}.period_days"), "must be 0..3660");
         }
         self.validity.validate(v, prefix);
+    }
+
+    /// Whether a customer in `segments` (their segment memberships; `None` = unknown) may
+    /// progress: an offer without segments admits everyone, one with segments only members
+    /// of one of them (never a customer whose segments are unknown).
+    pub fn admits(&self, segments: Option<&[Uuid]>) -> bool {
+        self.segment_ids.is_empty()
+            || segments.is_some_and(|s| self.segment_ids.iter().any(|id| s.contains(id)))
     }
 
     /// Whether activity at `at` in `business_unit` can count towards this offer.
@@ -725,7 +827,15 @@ pub struct Purchase {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ActivityKind {
     Purchase(Purchase),
-    Event { event_type_code: String },
+    Event {
+        event_type_code: String,
+    },
+    /// A customer the activity's customer referred signed up (`purchased: false`) or made
+    /// their first purchase (`purchased: true`); the activity is the referrer's.
+    Referral {
+        referred_customer_id: Uuid,
+        purchased: bool,
+    },
 }
 
 /// Something a customer did that may advance offers.

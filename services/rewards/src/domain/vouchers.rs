@@ -75,6 +75,8 @@ pub enum VoucherSource {
     Catalogue,
     Gift,
     Manual,
+    /// Won as the award of a reward offer (`source_id` = the offer award's UUID).
+    Offer,
 }
 
 impl VoucherSource {
@@ -86,6 +88,7 @@ impl VoucherSource {
             VoucherSource::Catalogue => "catalogue",
             VoucherSource::Gift => "gift",
             VoucherSource::Manual => "manual",
+            VoucherSource::Offer => "offer",
         }
     }
 
@@ -97,6 +100,7 @@ impl VoucherSource {
             "catalogue" => VoucherSource::Catalogue,
             "gift" => VoucherSource::Gift,
             "manual" => VoucherSource::Manual,
+            "offer" => VoucherSource::Offer,
             _ => return None,
         })
     }

@@ -186,6 +186,32 @@ pub mod offer_awards {
         pub business_unit_id: Option<Uuid>,
         pub expire_at: Option<DateTimeUtc>,
         pub awarded_at: DateTimeUtc,
+        pub reward_id: Option<Uuid>,
+        pub voucher_id: Option<Uuid>,
+        pub voucher_code: String,
+        pub voucher_refusal: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod offer_referrals {
+    use sea_orm::entity::prelude::*;
+
+    /// Who referred a customer, and the referred customer's first purchase once seen.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "offer_referrals")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub partner_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub referred_customer_id: Uuid,
+        pub referrer_customer_id: Uuid,
+        pub referred_at: DateTimeUtc,
+        pub first_purchase_id: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -931,6 +957,70 @@ pub struct AwardRecord {
     pub business_unit_id: Option<Uuid>,
     pub expire_at: Option<DateTime<Utc>>,
     pub awarded_at: DateTime<Utc>,
+    /// The voucher a voucher award issued; `None` otherwise, or when the reward refused it.
+    pub voucher: Option<AwardedVoucher>,
+    /// Why a voucher award issued nothing (the ErrorInfo reason the reward gave, e.g.
+    /// `REWARD_NOT_ACTIVE`, `VOUCHER_LIMIT_REACHED`); empty otherwise.
+    pub voucher_refusal: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwardedVoucher {
+    pub id: Uuid,
+    pub code: String,
+}
+
+/// Issues the voucher of a voucher award through the vouchers' one issue path, in the
+/// caller's transaction (so with the award record: exactly once per award). A reward that
+/// refuses (no longer active, all its vouchers issued, the customer's limit reached) refuses
+/// every retry too: the award is then recorded with the refusal instead of retrying forever.
+async fn issue_award_voucher(
+    conn: &impl ConnectionTrait,
+    partner_id: Uuid,
+    record: &mut AwardRecord,
+    reward_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    let order = super::vouchers::IssueOrder {
+        reward_id,
+        customer_id: Some(record.customer_id),
+        source: crate::domain::vouchers::VoucherSource::Offer,
+        source_id: record.id.to_string(),
+        requested_until: record.expire_at,
+        gift_recipient_email: String::new(),
+        gift_recipient_name: String::new(),
+        code: None,
+        pay_with_points: false,
+        price: 0,
+        hold: None,
+    };
+    match super::vouchers::issue(conn, partner_id, &order, now).await {
+        Ok((v, _)) => {
+            record.voucher = Some(AwardedVoucher {
+                id: v.id,
+                code: v.code,
+            })
+        }
+        Err(ApiError::FailedPrecondition { reason, message }) => {
+            tracing::warn!(award_id = %record.id, %reward_id, %reason, %message,
+                "the offer award's voucher was refused by its reward");
+            record.voucher_refusal = reason.to_owned();
+        }
+        Err(ApiError::NotFound(_)) => {
+            tracing::warn!(award_id = %record.id, %reward_id,
+                "the offer award's reward no longer exists");
+            record.voucher_refusal = "REWARD_NOT_FOUND".to_owned();
+        }
+        // Failures that may pass (the database, a peer) fail the event, which is retried.
+        Err(e @ (ApiError::Internal(_) | ApiError::Unavailable(_))) => return Err(e),
+        // Anything else the reward answers will be answered again on every retry.
+        Err(e) => {
+            tracing::warn!(award_id = %record.id, %reward_id, error = %e,
+                "the offer award's voucher cannot be issued");
+            record.voucher_refusal = "VOUCHER_NOT_ISSUABLE".to_owned();
+        }
+    }
+    Ok(())
 }
 
 /// Whether the customer counts as a member of each scheme (by id) their offers need.
@@ -1083,7 +1173,7 @@ async fn first_application(
 }
 
 fn award_event(a: &AwardRecord) -> ev::OfferAwarded {
-    let (amount, points, points_type_id) = match &a.value {
+    let (amount, points, points_type_id, reward_id) = match &a.value {
         AwardValue::Money {
             amount_minor,
             currency_code,
@@ -1094,18 +1184,31 @@ fn award_event(a: &AwardRecord) -> ev::OfferAwarded {
             }),
             0,
             String::new(),
+            String::new(),
         ),
         AwardValue::Points {
             points,
             points_type_id,
-        } => (None, *points, points_type_id.clone()),
+        } => (None, *points, points_type_id.clone(), String::new()),
+        AwardValue::Voucher { reward_id } => (None, 0, String::new(), reward_id.to_string()),
     };
     ev::OfferAwarded {
         offer_id: a.offer_id.to_string(),
         customer_id: a.customer_id.to_string(),
         amount,
         points,
-        voucher_id: String::new(),
+        voucher_id: a
+            .voucher
+            .as_ref()
+            .map(|v| v.id.to_string())
+            .unwrap_or_default(),
+        voucher_code: a
+            .voucher
+            .as_ref()
+            .map(|v| v.code.clone())
+            .unwrap_or_default(),
+        reward_id,
+        voucher_refusal: a.voucher_refusal.clone(),
         award_id: a.id.to_string(),
         auto_redeem: a.auto_redeem,
         purchase_id: a.purchase_id.clone(),
@@ -1118,9 +1221,31 @@ fn award_event(a: &AwardRecord) -> ev::OfferAwarded {
     }
 }
 
+/// A customer's segment memberships, asked when an offer restricted to segments could count
+/// their activity.
+#[async_trait::async_trait]
+pub trait CustomerSegments: Send + Sync {
+    /// The customer's segments; `Ok(None)` when no segmentation service is configured (then
+    /// segment offers count for nobody). An error (segmentation unreachable) fails the
+    /// application, so that the event is retried rather than skipped.
+    async fn of(&self, partner_id: Uuid, customer_id: Uuid) -> Result<Option<Vec<Uuid>>, ApiError>;
+}
+
+/// No segmentation: offers restricted to segments count for nobody.
+pub struct NoSegmentation;
+
+#[async_trait::async_trait]
+impl CustomerSegments for NoSegmentation {
+    async fn of(&self, _: Uuid, _: Uuid) -> Result<Option<Vec<Uuid>>, ApiError> {
+        Ok(None)
+    }
+}
+
 /// Applies one activity of a customer to every eligible active offer, once per `activity_id`
 /// (a redelivered event changes nothing): advances progress, records each award won and
-/// publishes OfferAwarded for it, all in the caller's transaction. Returns the awards won.
+/// publishes OfferAwarded for it, all in the caller's transaction. Offers restricted to
+/// segments count only for a member of one of them (`segments` is asked once, only then).
+/// Returns the awards won.
 pub async fn apply_activity(
     conn: &impl ConnectionTrait,
     partner_id: Uuid,
@@ -1128,16 +1253,21 @@ pub async fn apply_activity(
     activity_id: &str,
     activity: &Activity,
     now: DateTime<Utc>,
+    segments: &dyn CustomerSegments,
 ) -> Result<Vec<AwardRecord>, ApiError> {
     lock_customer(conn, partner_id, customer_id).await?;
     if !first_application(conn, partner_id, customer_id, activity_id, now).await? {
         return Ok(Vec::new());
     }
     let offers = eligible_offers(conn, partner_id, customer_id, None, None).await?;
-    let offers: Vec<Offer> = offers
+    let mut offers: Vec<Offer> = offers
         .into_iter()
         .filter(|o| o.spec.counts(activity.at, activity.business_unit_id))
         .collect();
+    if offers.iter().any(|o| !o.spec.segment_ids.is_empty()) {
+        let member_of = segments.of(partner_id, customer_id).await?;
+        offers.retain(|o| o.spec.admits(member_of.as_deref()));
+    }
     let ids: Vec<Uuid> = offers.iter().map(|o| o.id).collect();
     let mut progress = progress_of(conn, partner_id, customer_id, &ids).await?;
     let mut awards = Vec::new();
@@ -1153,7 +1283,7 @@ pub async fn apply_activity(
         }
         save_progress(conn, partner_id, customer_id, offer.id, &next, now).await?;
         if let Some(value) = award {
-            let record = AwardRecord {
+            let mut record = AwardRecord {
                 id: Uuid::now_v7(),
                 offer_id: offer.id,
                 customer_id,
@@ -1161,13 +1291,19 @@ pub async fn apply_activity(
                 auto_redeem: offer.spec.auto_redeem,
                 purchase_id: match &activity.kind {
                     crate::domain::schemes::ActivityKind::Purchase(p) => p.purchase_id.clone(),
-                    crate::domain::schemes::ActivityKind::Event { .. } => String::new(),
+                    crate::domain::schemes::ActivityKind::Event { .. }
+                    | crate::domain::schemes::ActivityKind::Referral { .. } => String::new(),
                 },
                 business_unit_id: activity.business_unit_id,
                 expire_at: offer.spec.award.expires_at(activity.at),
                 awarded_at: activity.at,
+                voucher: None,
+                voucher_refusal: String::new(),
                 value,
             };
+            if let AwardValue::Voucher { reward_id } = record.value {
+                issue_award_voucher(conn, partner_id, &mut record, reward_id, now).await?;
+            }
             insert_award(conn, partner_id, &record).await?;
             events::enqueue(conn, Some(partner_id), &award_event(&record)).await?;
             awards.push(record);
@@ -1176,20 +1312,134 @@ pub async fn apply_activity(
     Ok(awards)
 }
 
+// ---- Referrals ----
+
+/// Records that `referrer` referred `referred` (from identity's `CustomerCreated`) and counts
+/// the sign-up towards the referrer's referral goals; when the referred customer's first
+/// purchase was already seen (the checkout feed ran ahead of identity's), it counts that too.
+/// Each referred customer counts once per kind, however often the event is delivered.
+pub async fn apply_referral(
+    conn: &impl ConnectionTrait,
+    partner_id: Uuid,
+    referrer: Uuid,
+    referred: Uuid,
+    at: DateTime<Utc>,
+    now: DateTime<Utc>,
+    segments: &dyn CustomerSegments,
+) -> Result<Vec<AwardRecord>, ApiError> {
+    offer_referrals::Entity::insert(offer_referrals::ActiveModel {
+        partner_id: Set(partner_id),
+        referred_customer_id: Set(referred),
+        referrer_customer_id: Set(referrer),
+        referred_at: Set(at),
+        first_purchase_id: Set(None),
+    })
+    .on_conflict(
+        OnConflict::columns([
+            offer_referrals::Column::PartnerId,
+            offer_referrals::Column::ReferredCustomerId,
+        ])
+        .do_nothing()
+        .to_owned(),
+    )
+    .exec_without_returning(conn)
+    .await?;
+    let mut awards = apply_activity(
+        conn,
+        partner_id,
+        referrer,
+        &format!("referral:{referred}"),
+        &referral(referred, false, at),
+        now,
+        segments,
+    )
+    .await?;
+    let earlier_purchase = offer_activities::Entity::find()
+        .filter(offer_activities::Column::PartnerId.eq(partner_id))
+        .filter(offer_activities::Column::CustomerId.eq(referred))
+        .filter(offer_activities::Column::ActivityId.starts_with("purchase:"))
+        .order_by_asc(offer_activities::Column::AppliedAt)
+        .one(conn)
+        .await?;
+    if let Some(p) = earlier_purchase {
+        let purchase_id = p.activity_id.trim_start_matches("purchase:");
+        awards.extend(
+            apply_first_purchase(conn, partner_id, referred, purchase_id, at, now, segments)
+                .await?,
+        );
+    }
+    Ok(awards)
+}
+
+/// Counts a referred customer's first purchase towards their referrer's referral goals that
+/// require a purchase; nothing for customers nobody referred or for later purchases.
+pub async fn apply_first_purchase(
+    conn: &impl ConnectionTrait,
+    partner_id: Uuid,
+    customer_id: Uuid,
+    purchase_id: &str,
+    at: DateTime<Utc>,
+    now: DateTime<Utc>,
+    segments: &dyn CustomerSegments,
+) -> Result<Vec<AwardRecord>, ApiError> {
+    let Some(r) = offer_referrals::Entity::find()
+        .filter(offer_referrals::Column::PartnerId.eq(partner_id))
+        .filter(offer_referrals::Column::ReferredCustomerId.eq(customer_id))
+        .one(conn)
+        .await?
+    else {
+        return Ok(Vec::new());
+    };
+    if r.first_purchase_id.is_some() {
+        return Ok(Vec::new());
+    }
+    offer_referrals::Entity::update_many()
+        .col_expr(
+            offer_referrals::Column::FirstPurchaseId,
+            Expr::value(purchase_id.to_owned()),
+        )
+        .filter(offer_referrals::Column::PartnerId.eq(partner_id))
+        .filter(offer_referrals::Column::ReferredCustomerId.eq(customer_id))
+        .exec(conn)
+        .await?;
+    apply_activity(
+        conn,
+        partner_id,
+        r.referrer_customer_id,
+        &format!("referral-purchase:{customer_id}"),
+        &referral(customer_id, true, at),
+        now,
+        segments,
+    )
+    .await
+}
+
+fn referral(referred: Uuid, purchased: bool, at: DateTime<Utc>) -> Activity {
+    Activity {
+        kind: crate::domain::schemes::ActivityKind::Referral {
+            referred_customer_id: referred,
+            purchased,
+        },
+        at,
+        business_unit_id: None,
+    }
+}
+
 async fn insert_award(
     conn: &impl ConnectionTrait,
     partner_id: Uuid,
     a: &AwardRecord,
 ) -> Result<(), ApiError> {
-    let (amount_minor, currency_code, points, points_type_id) = match &a.value {
+    let (amount_minor, currency_code, points, points_type_id, reward_id) = match &a.value {
         AwardValue::Money {
             amount_minor,
             currency_code,
-        } => (*amount_minor, currency_code.clone(), 0, String::new()),
+        } => (*amount_minor, currency_code.clone(), 0, String::new(), None),
         AwardValue::Points {
             points,
             points_type_id,
-        } => (0, String::new(), *points, points_type_id.clone()),
+        } => (0, String::new(), *points, points_type_id.clone(), None),
+        AwardValue::Voucher { reward_id } => (0, String::new(), 0, String::new(), Some(*reward_id)),
     };
     offer_awards::Entity::insert(offer_awards::ActiveModel {
         id: Set(a.id),
@@ -1206,6 +1456,14 @@ async fn insert_award(
         business_unit_id: Set(a.business_unit_id),
         expire_at: Set(a.expire_at),
         awarded_at: Set(a.awarded_at),
+        reward_id: Set(reward_id),
+        voucher_id: Set(a.voucher.as_ref().map(|v| v.id)),
+        voucher_code: Set(a
+            .voucher
+            .as_ref()
+            .map(|v| v.code.clone())
+            .unwrap_or_default()),
+        voucher_refusal: Set(a.voucher_refusal.clone()),
     })
     .exec_without_returning(conn)
     .await?;
@@ -1231,7 +1489,9 @@ pub async fn awards_of(
                 offer_id: m.offer_id,
                 customer_id: m.customer_id,
                 sequence: m.sequence,
-                value: if m.currency_code.is_empty() {
+                value: if let Some(reward_id) = m.reward_id {
+                    AwardValue::Voucher { reward_id }
+                } else if m.currency_code.is_empty() {
                     AwardValue::Points {
                         points: m.points,
                         points_type_id: m.points_type_id,
@@ -1247,6 +1507,11 @@ pub async fn awards_of(
                 business_unit_id: m.business_unit_id,
                 expire_at: m.expire_at,
                 awarded_at: m.awarded_at,
+                voucher: m.voucher_id.map(|id| AwardedVoucher {
+                    id,
+                    code: m.voucher_code,
+                }),
+                voucher_refusal: m.voucher_refusal,
             })
         })
         .collect()

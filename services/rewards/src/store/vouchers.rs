@@ -650,5 +650,182 @@ pub async fn generate(
     Ok(out)
 }
 
+/// A voucher to issue to a customer (or, for gift rewards, to a recipient): what IssueVoucher
+/// asks, and what a reward offer's voucher award issues.
+#[derive(Debug, Clone)]
+pub struct IssueOrder {
+    pub reward_id: Uuid,
+    pub customer_id: Option<Uuid>,
+    pub source: VoucherSource,
+    pub source_id: String,
+    /// The latest end of validity asked for (the reward's own limits still apply).
+    pub requested_until: Option<DateTime<Utc>>,
+    pub gift_recipient_email: String,
+    pub gift_recipient_name: String,
+    /// A code chosen by the caller; `None` = drawn with the reward's prefix.
+    pub code: Option<String>,
+    pub pay_with_points: bool,
+    /// Points the caller holds in the wallet for the voucher (0 = none) and that hold.
+    pub price: i64,
+    pub hold: Option<Uuid>,
+}
+
+/// Issues one voucher in the caller's transaction: checks the reward (exists in the partner,
+/// active now, limits in total and per customer counted under its locked settings row), draws
+/// or takes the code, stores the voucher, counts it and enqueues `VoucherIssued`. The one
+/// issue path of the service (IssueVoucher and offer awards). Returns the voucher and the
+/// reward's display name.
+pub async fn issue(
+    conn: &impl ConnectionTrait,
+    partner_id: Uuid,
+    order: &IssueOrder,
+    now: DateTime<Utc>,
+) -> Result<(Voucher, String), ApiError> {
+    use loyalty_platform::{Violations, events, time::to_timestamp};
+    use loyalty_proto::events::v1 as ev;
+
+    use crate::domain::{
+        payments::points_at_issue,
+        vouchers::{CodeRequest, voucher_validity},
+    };
+
+    let reward_id = order.reward_id;
+    let customer_id = order.customer_id;
+    let reward = reward_for_vouchers(conn, partner_id, reward_id, true)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("reward {reward_id}")))?;
+    let gift = reward.reward_type == RewardType::Gift;
+    let mut v = Violations::new();
+    if customer_id.is_none() && !gift {
+        v.add(
+            "customer_id",
+            "is required (only gift vouchers may be bearer vouchers)",
+        );
+    }
+    if gift && order.gift_recipient_email.is_empty() {
+        v.add("gift_recipient_email", "is required for gift vouchers");
+    }
+    v.into_result()?;
+    let active = rewards::find_reward(conn, partner_id, reward_id, false)
+        .await?
+        .is_some_and(|r| r.issuable_at(now));
+    if !reward.validity.contains(now) || !active {
+        return Err(ApiError::precondition(
+            reason::REWARD_NOT_ACTIVE,
+            "the reward is not active now",
+        ));
+    }
+    let due = points_at_issue(
+        reward.reward_type,
+        reward.rules.points_price,
+        order.pay_with_points,
+    );
+    if due != order.price {
+        return Err(ApiError::precondition(
+            reason::POINTS_PAYMENT_UNAVAILABLE,
+            "the reward's points price changed while the points were held; retry",
+        ));
+    }
+    if reward.rules.max_total > 0 && reward.issued_count >= reward.rules.max_total {
+        return Err(ApiError::precondition(
+            reason::LIMIT_REACHED,
+            format!(
+                "the reward's {} vouchers are all issued",
+                reward.rules.max_total
+            ),
+        ));
+    }
+    if let Some(c) = customer_id
+        && reward.rules.max_per_customer > 0
+        && customer_voucher_count(conn, partner_id, reward_id, c).await?
+            >= u64::try_from(reward.rules.max_per_customer).unwrap_or(0)
+    {
+        return Err(ApiError::precondition(
+            reason::LIMIT_REACHED,
+            format!(
+                "the customer already has the {} vouchers of this reward allowed",
+                reward.rules.max_per_customer
+            ),
+        ));
+    }
+    let mut voucher = Voucher {
+        id: Uuid::now_v7(),
+        code: String::new(),
+        reward_id,
+        customer_id,
+        state: VoucherState::Active,
+        source: order.source,
+        source_id: order.source_id.clone(),
+        validity: voucher_validity(&reward.validity, &reward.rules, order.requested_until, now),
+        points_paid: 0,
+        gift_recipient_email: order.gift_recipient_email.clone(),
+        gift_recipient_name: order.gift_recipient_name.clone(),
+        issued_at: now,
+        reserve_transaction_id: None,
+        reserve_until: None,
+        redeemed_at: None,
+        redeem_transaction_id: None,
+        redeem_business_unit_id: None,
+        cancelled_at: None,
+        cancel_reason: None,
+        points_reservation_id: None,
+    };
+    if let Some(h) = order.hold {
+        voucher.paid_with(order.price, h);
+    }
+    if let Some(c) = &order.code {
+        voucher.code = c.clone();
+        if !insert_voucher(conn, partner_id, &voucher).await? {
+            return Err(ApiError::AlreadyExists(format!(
+                "voucher code {}",
+                voucher.code
+            )));
+        }
+    } else {
+        let spec = CodeSpec::parse(
+            &mut Violations::new(),
+            &CodeRequest {
+                prefix: reward.rules.code_prefix.clone(),
+                ..Default::default()
+            },
+        )
+        .ok_or_else(|| internal("bad stored code prefix"))?;
+        let mut rng = FastRng::from_os();
+        let mut inserted = false;
+        for _ in 0..5 {
+            let mut buf = Vec::new();
+            spec.draw(&mut rng, &mut buf);
+            voucher.code = String::from_utf8(buf).map_err(internal)?;
+            if insert_voucher(conn, partner_id, &voucher).await? {
+                inserted = true;
+                break;
+            }
+        }
+        if !inserted {
+            return Err(ApiError::precondition(
+                reason::CODE_SPACE_EXHAUSTED,
+                "no free voucher code could be drawn",
+            ));
+        }
+    }
+    count_issued(conn, reward_id, 1).await?;
+    events::enqueue(
+        conn,
+        Some(partner_id),
+        &ev::VoucherIssued {
+            voucher_id: voucher.id.to_string(),
+            reward_id: reward_id.to_string(),
+            customer_id: customer_id.map(|c| c.to_string()).unwrap_or_default(),
+            code: voucher.code.clone(),
+            source: order.source.as_str().to_owned(),
+            source_id: voucher.source_id.clone(),
+            valid_until_time: voucher.validity.until.map(to_timestamp),
+            gift_recipient_email: voucher.gift_recipient_email.clone(),
+        },
+    )
+    .await?;
+    Ok((voucher, reward.display_name))
+}
+
 #[cfg(test)]
 mod tests;

@@ -258,7 +258,7 @@ mod tests {
         ev::CustomerCreated {
             customer_id: Uuid::now_v7().to_string(),
             attributes: [("city".to_owned(), city.to_owned())].into(),
-            properties: Default::default(),
+            ..Default::default()
         }
     }
 

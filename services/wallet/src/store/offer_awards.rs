@@ -69,6 +69,8 @@ impl EventHandler for OfferAwards {
             Some(_) => return skip("award amount is not positive"),
             // Points never go to a commerce balance.
             None if award.points > 0 => (award.points, award.points_type_id.clone(), false),
+            // A voucher award is the rewards service's (it issued the voucher): nothing to post.
+            None if !award.reward_id.is_empty() => return Ok(()),
             None => return skip("award has neither money nor points"),
         };
         let now = Utc::now();

@@ -64,6 +64,7 @@ fn offer(group: GoalGroup, goals: Vec<Goal>, award: AwardKind) -> OfferSpec {
         commercial_terms_id: None,
         priority: 0,
         business_unit_ids: Vec::new(),
+        segment_ids: Vec::new(),
         max_awards_per_customer: 0,
         period_days: 0,
         validity: Validity::default(),
@@ -366,21 +367,27 @@ fn offer_validation_names_each_bad_field() {
 #[test]
 fn sign_up_rules() {
     let open = scheme(SignUpOption::OptIn);
-    assert_eq!(check_sign_up(&open, ""), Ok(()));
+    assert_eq!(check_sign_up(&open, "", &[]), Ok(()));
     let closed = scheme(SignUpOption::Closed);
-    assert_eq!(check_sign_up(&closed, ""), Err(SignUpRefusal::CodeInvalid));
     assert_eq!(
-        check_sign_up(&closed, "nope"),
+        check_sign_up(&closed, "", &[]),
         Err(SignUpRefusal::CodeInvalid)
     );
-    assert_eq!(check_sign_up(&closed, "uni-2026"), Ok(()));
+    assert_eq!(
+        check_sign_up(&closed, "nope", &[]),
+        Err(SignUpRefusal::CodeInvalid)
+    );
+    assert_eq!(check_sign_up(&closed, "uni-2026", &[]), Ok(()));
     let mut full = scheme(SignUpOption::OptIn);
     full.max_members = 2;
     full.member_count = 2;
-    assert_eq!(check_sign_up(&full, ""), Err(SignUpRefusal::Full));
+    assert_eq!(check_sign_up(&full, "", &[]), Err(SignUpRefusal::Full));
     let mut inactive = scheme(SignUpOption::OptIn);
     inactive.active = false;
-    assert_eq!(check_sign_up(&inactive, ""), Err(SignUpRefusal::Inactive));
+    assert_eq!(
+        check_sign_up(&inactive, "", &[]),
+        Err(SignUpRefusal::Inactive)
+    );
     assert_eq!(SignUpRefusal::Full.reason(), "SCHEME_FULL");
 }
 
@@ -476,4 +483,149 @@ fn terms_overlap_when_their_validities_share_an_instant() {
         ..terms
     };
     assert!(open_ended.overlaps(&w(Some(t(25)), Some(t(26)))));
+}
+
+#[test]
+fn a_voucher_award_wins_a_voucher_of_its_reward() {
+    let reward_id = Uuid::now_v7();
+    let o = offer(
+        GoalGroup::Purchase,
+        vec![spend(1_000, false)],
+        AwardKind::Voucher { reward_id },
+    );
+    let mut v = Violations::new();
+    o.validate(&mut v, "reward_offer");
+    assert!(v.is_empty());
+    let (_, awards) = run(&o, &[at(2, purchase(600)), at(3, purchase(600))]);
+    assert_eq!(awards, vec![AwardValue::Voucher { reward_id }]);
+
+    let nil = offer(
+        GoalGroup::Purchase,
+        vec![spend(1_000, false)],
+        AwardKind::Voucher {
+            reward_id: Uuid::nil(),
+        },
+    );
+    let mut v = Violations::new();
+    nil.validate(&mut v, "reward_offer");
+    let fields: Vec<String> = v.into_vec().into_iter().map(|f| f.field).collect();
+    assert_eq!(fields, ["reward_offer.award.reward_id"]);
+}
+
+#[test]
+fn only_rewards_issued_to_a_customer_can_be_voucher_awards() {
+    use crate::domain::RewardType as T;
+    assert!(voucher_award_allowed(T::Campaign));
+    assert!(voucher_award_allowed(T::Coupon));
+    assert!(voucher_award_allowed(T::Simple));
+    assert!(!voucher_award_allowed(T::CashDesk));
+    assert!(!voucher_award_allowed(T::Gift));
+}
+
+#[test]
+fn email_domains_match_exactly_or_as_a_parent_domain_case_insensitively() {
+    let domains = vec!["uni.cz".to_owned()];
+    assert!(email_in_domains("jana@uni.cz", &domains));
+    assert!(email_in_domains("Jana@Mail.UNI.cz", &domains));
+    assert!(email_in_domains(" jana@fel.cvut.uni.cz. ", &domains));
+    assert!(!email_in_domains("jana@notuni.cz", &domains));
+    assert!(!email_in_domains("jana@uni.cz.evil.com", &domains));
+    assert!(!email_in_domains("uni.cz", &domains));
+    assert!(!email_in_domains("@uni.cz", &domains));
+    assert!(!email_in_domains("jana@uni.cz", &[]));
+}
+
+#[test]
+fn a_closed_scheme_admits_a_code_or_without_one_an_email_of_its_domains() {
+    let mut s = scheme(SignUpOption::Closed);
+    s.sign_up_codes.clear();
+    s.email_domains = vec!["uni.cz".into()];
+    let mut v = Violations::new();
+    s.validate(&mut v, "reward_scheme");
+    assert!(v.is_empty(), "domains alone make a valid CLOSED scheme");
+    let student = [
+        "jana@gmail.com".to_owned(),
+        "jana@students.uni.cz".to_owned(),
+    ];
+    let other = ["petr@gmail.com".to_owned()];
+    assert!(needs_emails(&s, ""));
+    assert_eq!(check_sign_up(&s, "", &student), Ok(()));
+    assert_eq!(
+        check_sign_up(&s, "", &other),
+        Err(SignUpRefusal::EmailDomainNotAllowed)
+    );
+    assert_eq!(
+        check_sign_up(&s, "", &[]),
+        Err(SignUpRefusal::EmailDomainNotAllowed)
+    );
+    // A wrong code is refused as such, even for a student.
+    assert_eq!(
+        check_sign_up(&s, "nope", &student),
+        Err(SignUpRefusal::CodeInvalid)
+    );
+    s.sign_up_codes = vec!["UNI-2026".into()];
+    assert!(!needs_emails(&s, "uni-2026"));
+    assert_eq!(check_sign_up(&s, "uni-2026", &other), Ok(()));
+    // Open schemes never read emails.
+    assert!(!needs_emails(&scheme(SignUpOption::OptIn), ""));
+}
+
+fn referred(purchased: bool) -> ActivityKind {
+    ActivityKind::Referral {
+        referred_customer_id: Uuid::now_v7(),
+        purchased,
+    }
+}
+
+#[test]
+fn referral_goals_count_sign_ups_or_with_require_purchase_first_purchases() {
+    let goal = |require_purchase| Goal::Referral {
+        referral_count: 2,
+        require_purchase,
+    };
+    let sign_ups = offer(GoalGroup::Referral, vec![goal(false)], five_eur());
+    let mut v = Violations::new();
+    sign_ups.validate(&mut v, "reward_offer");
+    assert!(v.is_empty(), "referral goals are supported");
+    let (p, awards) = run(
+        &sign_ups,
+        &[
+            at(2, referred(false)),
+            at(3, referred(true)),
+            at(4, purchase(5_000)),
+        ],
+    );
+    assert_eq!((p.values.clone(), awards.len()), (vec![1], 0));
+    let (_, awards) = run(&sign_ups, &[at(2, referred(false)), at(5, referred(false))]);
+    assert_eq!(awards, vec![eur(500)]);
+
+    let buyers = offer(GoalGroup::Referral, vec![goal(true)], five_eur());
+    let (p, awards) = run(
+        &buyers,
+        &[
+            at(2, referred(false)),
+            at(3, referred(true)),
+            at(4, referred(false)),
+        ],
+    );
+    assert_eq!((p.values, awards.len()), (vec![1], 0));
+    let (_, awards) = run(&buyers, &[at(3, referred(true)), at(9, referred(true))]);
+    assert_eq!(awards, vec![eur(500)]);
+}
+
+#[test]
+fn segment_offers_admit_only_members_of_one_of_their_segments() {
+    let mut o = offer(GoalGroup::Purchase, vec![spend(1_000, false)], five_eur());
+    let (students, seniors, other) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    assert!(o.admits(None), "no segments: everyone");
+    o.segment_ids = vec![students, seniors];
+    assert!(o.admits(Some(&[other, seniors])));
+    assert!(!o.admits(Some(&[other])));
+    assert!(!o.admits(Some(&[])));
+    assert!(!o.admits(None), "unknown segments never qualify");
+    o.segment_ids = (0..=MAX_OFFER_SEGMENTS).map(|_| Uuid::now_v7()).collect();
+    let mut v = Violations::new();
+    o.validate(&mut v, "reward_offer");
+    let fields: Vec<String> = v.into_vec().into_iter().map(|f| f.field).collect();
+    assert_eq!(fields, ["reward_offer.segment_ids"]);
 }

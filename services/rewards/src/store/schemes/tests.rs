@@ -18,9 +18,53 @@ use crate::{
 };
 
 enum Schemes {}
-type Fixture = TestApi<Schemes>;
+
+/// The shared fixture plus the segmentation the scheme consumer asks.
+struct Fixture {
+    base: TestApi<Schemes>,
+    segments: FakeSegments,
+}
+
+impl std::ops::Deref for Fixture {
+    type Target = TestApi<Schemes>;
+    fn deref(&self) -> &Self::Target {
+        &self.base
+    }
+}
+
+/// Segmentation as the consumer sees it: each customer's segments, or unreachable.
+#[derive(Default)]
+struct FakeSegments {
+    members: std::sync::Mutex<HashMap<Uuid, Vec<Uuid>>>,
+    down: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl CustomerSegments for FakeSegments {
+    async fn of(&self, _: Uuid, customer: Uuid) -> Result<Option<Vec<Uuid>>, ApiError> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(ApiError::Unavailable("segmentation: unreachable".into()));
+        }
+        let members = self.members.lock().unwrap();
+        Ok(Some(members.get(&customer).cloned().unwrap_or_default()))
+    }
+}
 
 impl Fixture {
+    async fn postgres() -> Fixture {
+        Fixture {
+            base: TestApi::postgres().await,
+            segments: FakeSegments::default(),
+        }
+    }
+
+    async fn sqlite() -> Fixture {
+        Fixture {
+            base: TestApi::sqlite().await,
+            segments: FakeSegments::default(),
+        }
+    }
+
     fn req<T>(&self, message: T) -> Request<T> {
         self.req_as(self.partner, message)
     }
@@ -80,6 +124,16 @@ impl Fixture {
     }
 
     async fn apply(&self, customer: Uuid, id: &str, amount: i64) -> Vec<AwardRecord> {
+        self.try_apply(customer, id, amount).await.expect("apply")
+    }
+
+    /// Applies a purchase in its own transaction, committed only when it applied.
+    async fn try_apply(
+        &self,
+        customer: Uuid,
+        id: &str,
+        amount: i64,
+    ) -> Result<Vec<AwardRecord>, ApiError> {
         let txn = begin_write(&self.db).await.expect("txn");
         let awards = apply_activity(
             &txn,
@@ -97,11 +151,11 @@ impl Fixture {
                 business_unit_id: None,
             },
             Utc::now(),
+            &self.segments,
         )
-        .await
-        .expect("apply");
+        .await?;
         txn.commit().await.expect("commit");
-        awards
+        Ok(awards)
     }
 
     async fn outbox_count(&self, event_type: &str) -> u64 {
@@ -434,4 +488,288 @@ async fn sqlite_runs_schemes_offers_and_progress() {
     assert_eq!(f.apply(customer, "p2", 1_000).await.len(), 1);
     assert!(f.apply(customer, "p2", 1_000).await.is_empty());
     assert_eq!(f.progress(customer).await[0].award_count, 1);
+}
+
+impl Fixture {
+    async fn reward(&self, partner: Uuid, t: pb::RewardType, per_customer: i32) -> String {
+        self.api
+            .create_reward(self.req_as(
+                partner,
+                pb::CreateRewardRequest {
+                    idempotency_key: key(),
+                    reward: Some(pb::Reward {
+                        display_name: "Free coffee".into(),
+                        r#type: t as i32,
+                        benefit: Some(pb::reward::Benefit::CartPercentageDiscount(
+                            pb::CartPercentageDiscount { basis_points: 1000 },
+                        )),
+                        max_vouchers_per_customer: per_customer,
+                        ..Default::default()
+                    }),
+                },
+            ))
+            .await
+            .expect("reward")
+            .into_inner()
+            .reward
+            .expect("reward")
+            .id
+    }
+
+    async fn vouchers_of(&self, customer: Uuid) -> Vec<pb::Voucher> {
+        self.api
+            .list_vouchers(self.req(pb::ListVouchersRequest {
+                customer_id: customer.to_string(),
+                ..Default::default()
+            }))
+            .await
+            .expect("vouchers")
+            .into_inner()
+            .vouchers
+    }
+
+    async fn last_award_event(&self) -> ev::OfferAwarded {
+        let row = outbox::Entity::find()
+            .filter(outbox::Column::EventType.eq(ev::OfferAwarded::TYPE))
+            .filter(outbox::Column::PartnerId.eq(self.partner))
+            .order_by_desc(outbox::Column::Sequence)
+            .one(&self.db)
+            .await
+            .expect("outbox")
+            .expect("an OfferAwarded");
+        prost::Message::decode(row.payload.as_slice()).expect("decode")
+    }
+}
+
+fn voucher_offer(reward_id: &str, minimum: i64) -> pb::RewardOffer {
+    pb::RewardOffer {
+        award: Some(pb::OfferAward {
+            kind: Some(pb::offer_award::Kind::RewardId(reward_id.into())),
+            validity_days: 14,
+            ..Default::default()
+        }),
+        auto_redeem: false,
+        ..spend_offer(minimum, "")
+    }
+}
+
+#[tokio::test]
+async fn a_voucher_award_issues_one_voucher_of_the_reward_per_award() {
+    let f = Fixture::postgres().await;
+    let reward = f.reward(f.partner, pb::RewardType::Coupon, 1).await;
+    let offer = f.offer(voucher_offer(&reward, 1_000)).await.expect("offer");
+    let award = offer.award.as_ref().and_then(|a| a.kind.clone());
+    assert_eq!(award, Some(pb::offer_award::Kind::RewardId(reward.clone())));
+    let customer = Uuid::now_v7();
+
+    let awards = f.apply(customer, "p1", 1_000).await;
+    assert_eq!(awards.len(), 1);
+    let voucher = awards[0].voucher.clone().expect("a voucher was issued");
+    assert!(!voucher.code.is_empty());
+    assert!(f.apply(customer, "p1", 1_000).await.is_empty(), "duplicate");
+    let vouchers = f.vouchers_of(customer).await;
+    assert_eq!(vouchers.len(), 1, "exactly one voucher");
+    assert_eq!(vouchers[0].id, voucher.id.to_string());
+    assert_eq!(vouchers[0].reward_id, reward);
+    assert_eq!(vouchers[0].source, pb::VoucherSource::Offer as i32);
+    assert_eq!(vouchers[0].source_id, awards[0].id.to_string());
+    let event = f.last_award_event().await;
+    assert_eq!(
+        (event.voucher_id, event.voucher_code, event.reward_id),
+        (voucher.id.to_string(), voucher.code.clone(), reward.clone())
+    );
+    assert!(event.amount.is_none() && event.points == 0);
+    let stored = awards_of(&f.db, f.partner, customer).await.unwrap();
+    assert_eq!(stored[0].voucher, Some(voucher));
+
+    // The reward allows one voucher per customer: the second award is recorded with the
+    // refusal (and says so), rather than retried forever or issued beyond the limit.
+    let awards = f.apply(customer, "p2", 1_000).await;
+    assert_eq!(awards.len(), 1);
+    assert_eq!(awards[0].voucher, None);
+    assert_eq!(awards[0].voucher_refusal, "VOUCHER_LIMIT_REACHED");
+    assert_eq!(f.vouchers_of(customer).await.len(), 1);
+    assert_eq!(
+        f.last_award_event().await.voucher_refusal,
+        "VOUCHER_LIMIT_REACHED"
+    );
+}
+
+#[tokio::test]
+async fn a_voucher_award_needs_a_reward_of_the_partner_that_can_be_issued() {
+    let f = Fixture::postgres().await;
+    let cash_desk = f.reward(f.partner, pb::RewardType::CashDesk, 0).await;
+    let err = f.offer(voucher_offer(&cash_desk, 1_000)).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(
+        loyalty_testkit::violated_fields(&err),
+        ["reward_offer.award.reward_id"]
+    );
+    let others = f.reward(Uuid::now_v7(), pb::RewardType::Campaign, 0).await;
+    let err = f.offer(voucher_offer(&others, 1_000)).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let err = f.offer(voucher_offer("nope", 1_000)).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let simple = f.reward(f.partner, pb::RewardType::Simple, 0).await;
+    f.offer(voucher_offer(&simple, 1_000))
+        .await
+        .expect("simple");
+}
+
+fn referral_offer(count: i32, require_purchase: bool) -> pb::RewardOffer {
+    pb::RewardOffer {
+        display_name: "Refer a friend".into(),
+        goal_group: pb::GoalGroup::Referral as i32,
+        goals: vec![pb::OfferGoal {
+            kind: Some(pb::offer_goal::Kind::Referral(pb::ReferralGoal {
+                referral_count: count,
+                require_purchase,
+            })),
+        }],
+        award: Some(pb::OfferAward {
+            kind: Some(pb::offer_award::Kind::Points(100)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+impl Fixture {
+    async fn referral(&self, referrer: Uuid, referred: Uuid) -> Vec<AwardRecord> {
+        let txn = begin_write(&self.db).await.expect("txn");
+        let awards = apply_referral(
+            &txn,
+            self.partner,
+            referrer,
+            referred,
+            Utc::now(),
+            Utc::now(),
+            &NoSegmentation,
+        )
+        .await
+        .expect("referral");
+        txn.commit().await.expect("commit");
+        awards
+    }
+
+    /// A purchase of `customer` as the activity consumer applies it (offers under the
+    /// activity id `purchase:<id>`, then referrals).
+    async fn purchase_of(&self, customer: Uuid, id: &str) -> Vec<AwardRecord> {
+        let mut awards = self.apply(customer, &format!("purchase:{id}"), 1_000).await;
+        let txn = begin_write(&self.db).await.expect("txn");
+        awards.extend(
+            apply_first_purchase(
+                &txn,
+                self.partner,
+                customer,
+                id,
+                Utc::now(),
+                Utc::now(),
+                &NoSegmentation,
+            )
+            .await
+            .expect("first purchase"),
+        );
+        txn.commit().await.expect("commit");
+        awards
+    }
+}
+
+#[tokio::test]
+async fn each_referred_customer_counts_once_for_the_referrer() {
+    let f = Fixture::postgres().await;
+    let sign_ups = f.offer(referral_offer(2, false)).await.expect("offer");
+    let buyers = f.offer(referral_offer(2, true)).await.expect("offer");
+    let (jana, petr, eva) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+
+    assert!(f.referral(jana, petr).await.is_empty());
+    assert!(f.referral(jana, petr).await.is_empty(), "redelivered");
+    let awards = f.referral(jana, eva).await;
+    assert_eq!(awards.len(), 1, "two sign-ups");
+    assert_eq!(awards[0].offer_id.to_string(), sign_ups.id);
+    assert_eq!(awards[0].customer_id, jana, "the referrer wins");
+
+    // Purchases: only each referred customer's first counts, for the referrer.
+    assert!(f.purchase_of(petr, "p1").await.is_empty());
+    assert!(f.purchase_of(petr, "p2").await.is_empty());
+    let progress = f.progress(jana).await;
+    let buyers_progress = progress.iter().find(|p| p.offer_id == buyers.id).unwrap();
+    assert_eq!(buyers_progress.goals[0].current_value, 1);
+    assert!(f.progress(petr).await.iter().all(|p| p.award_count == 0));
+    let awards = f.purchase_of(eva, "e1").await;
+    assert_eq!(awards.len(), 1);
+    assert_eq!(
+        (awards[0].offer_id.to_string(), awards[0].customer_id),
+        (buyers.id.clone(), jana)
+    );
+    // A customer nobody referred counts for nobody.
+    assert!(f.purchase_of(Uuid::now_v7(), "x1").await.is_empty());
+    assert_eq!(awards_of(&f.db, f.partner, jana).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_first_purchase_seen_before_the_referral_still_counts() {
+    let f = Fixture::postgres().await;
+    f.offer(referral_offer(1, true)).await.expect("offer");
+    let (jana, petr) = (Uuid::now_v7(), Uuid::now_v7());
+    // The checkout feed ran ahead of identity's: the purchase comes first.
+    assert!(f.purchase_of(petr, "p1").await.is_empty());
+    let awards = f.referral(jana, petr).await;
+    assert_eq!(awards.len(), 1);
+    assert_eq!(awards[0].customer_id, jana);
+    assert!(f.referral(jana, petr).await.is_empty(), "redelivered");
+    assert!(f.purchase_of(petr, "p2").await.is_empty());
+}
+
+#[tokio::test]
+async fn segment_offers_count_only_for_members_and_wait_for_an_unreachable_segmentation() {
+    let f = Fixture::postgres().await;
+    let students = Uuid::now_v7();
+    let offer = f
+        .offer(pb::RewardOffer {
+            segment_ids: vec![students.to_string()],
+            ..spend_offer(1_000, "")
+        })
+        .await
+        .expect("offer");
+    assert_eq!(offer.segment_ids, [students.to_string()]);
+    f.offer(spend_offer(1_000, ""))
+        .await
+        .expect("everyone's offer");
+    let (jana, petr) = (Uuid::now_v7(), Uuid::now_v7());
+    f.segments
+        .members
+        .lock()
+        .unwrap()
+        .insert(jana, vec![Uuid::now_v7(), students]);
+    assert_eq!(f.apply(jana, "j1", 1_000).await.len(), 2);
+    let petr_won = f.apply(petr, "p1", 1_000).await;
+    assert_eq!(petr_won.len(), 1);
+    assert_ne!(petr_won[0].offer_id.to_string(), offer.id);
+
+    // Segmentation down: the activity fails (the consumer retries the event) and nothing of
+    // it is kept; once segmentation answers, the retry applies it.
+    f.segments
+        .down
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let err = f.try_apply(jana, "j2", 1_000).await.unwrap_err();
+    assert!(matches!(err, ApiError::Unavailable(_)), "{err:?}");
+    f.segments
+        .down
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(f.apply(jana, "j2", 1_000).await.len(), 2);
+    assert!(f.apply(jana, "j2", 1_000).await.is_empty(), "once");
+
+    // An invalid segment id names the field.
+    let err = f
+        .offer(pb::RewardOffer {
+            segment_ids: vec!["nope".into()],
+            ..spend_offer(1_000, "")
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        loyalty_testkit::violated_fields(&err),
+        ["reward_offer.segment_ids[0]"]
+    );
 }
