@@ -9,6 +9,7 @@ mod m0006_tiers;
 mod m0007_schemes;
 mod m0008_resolution_settings;
 mod m0009_voucher_codes;
+mod m0010_voucher_codes_narrow;
 
 loyalty_platform::migrator![
     InitialSchema,
@@ -20,6 +21,7 @@ loyalty_platform::migrator![
     m0007_schemes::Schemes,
     m0008_resolution_settings::ResolutionSettings,
     m0009_voucher_codes::VoucherCodes,
+    m0010_voucher_codes_narrow::VoucherCodesNarrow,
 ];
 
 struct InitialSchema;

@@ -385,6 +385,30 @@ pub(super) fn evaluate(
             rejected.insert(v.code.clone(), r);
         }
     }
+    // A voucher with its own value (a gift voucher's chosen value) sets the amount of the
+    // fixed discounts of the rule it unlocks.
+    let valued: Vec<Rule> = ctx
+        .vouchers
+        .iter()
+        .filter_map(|v| {
+            let (value, id) = (v.value_minor?, v.reward_id?);
+            if voucher_for.get(&id) != Some(&v.code) {
+                return None;
+            }
+            let mut rule = rs.get(&id)?.clone();
+            for b in &mut rule.benefits {
+                if let super::Benefit::FixedDiscount { amount_minor, .. } = b {
+                    *amount_minor = value;
+                }
+            }
+            Some(rule)
+        })
+        .collect();
+    let rule_of = |id: &Uuid| valued.iter().find(|r| r.id == *id).or_else(|| rs.get(id));
+    let rules: Vec<&Rule> = rules
+        .into_iter()
+        .map(|r| valued.iter().find(|v| v.id == r.id).unwrap_or(r))
+        .collect();
 
     let mut not_applied: BTreeMap<Uuid, NotApplied> = BTreeMap::new();
     let mut candidates: Vec<(&Rule, Value)> = Vec::new();
@@ -520,7 +544,7 @@ pub(super) fn evaluate(
 
     let mut out = Evaluation::default();
     for (rid, discount, points) in &st.totals {
-        let Some(rule) = rs.get(rid) else { continue };
+        let Some(rule) = rule_of(rid) else { continue };
         let voucher = voucher_for.get(rid).cloned();
         let what: Vec<String> = rule.benefits.iter().map(benefits::describe).collect();
         out.applied.push(AppliedRule {
