@@ -102,7 +102,12 @@ pub fn draw_unique(
                 keep.push((bucket_of(c), i));
             }
         }
-        keep.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| at(a.1).cmp(at(b.1))));
+        // Equal codes sort oldest first, so the dedup keeps the code already kept.
+        keep.sort_unstable_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then_with(|| at(a.1).cmp(at(b.1)))
+                .then(a.1.cmp(&b.1))
+        });
         let before = keep.len();
         keep.dedup_by(|a, b| a.0 == b.0 && at(a.1) == at(b.1));
         collisions += (before - keep.len()) as u64;
@@ -117,7 +122,7 @@ pub fn draw_unique(
             let last = new[want - 1];
             keep.retain(|k| (k.1 as usize) < start || k.1 <= last);
         }
-        if keep.len() == have {
+        if keep.len() <= have {
             barren += 1;
             if barren >= BARREN_ROUNDS {
                 return None;
@@ -225,6 +230,21 @@ mod tests {
         let got: HashSet<Vec<u8>> = (0..12).map(|i| d.code(i).to_vec()).collect();
         assert_eq!(got.len(), 12);
         assert!(got.is_disjoint(&taken));
+    }
+
+    #[test]
+    fn a_dense_space_with_many_taken_codes_still_gives_the_exact_count() {
+        // 8^4 × 24 = 98,304 codes; 10,000 taken, 10,000 more drawn: duplicates of codes kept
+        // earlier must never displace them.
+        let s = spec("####-?", "");
+        let first = draw_unique(&s, 10_000, &mut FastRng::seeded(5), |_| false).unwrap();
+        let taken: HashSet<Vec<u8>> = (0..first.len()).map(|i| first.code(i).to_vec()).collect();
+        let second =
+            draw_unique(&s, 10_000, &mut FastRng::seeded(6), |c| taken.contains(c)).unwrap();
+        let got: HashSet<Vec<u8>> = (0..second.len()).map(|i| second.code(i).to_vec()).collect();
+        assert_eq!(got.len(), 10_000);
+        assert!(got.is_disjoint(&taken));
+        assert!(second.collisions > 0);
     }
 
     #[test]
