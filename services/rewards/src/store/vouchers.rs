@@ -466,7 +466,7 @@ pub async fn list_vouchers(
     // Generated codes without a row yet are bearer vouchers of their reward.
     if let (None, Some(r)) = (customer_id, reward_id) {
         out.extend(generated::list(conn, partner_id, r, states, at, before, limit).await?);
-        out.sort_unstable_by(|a, b| b.id.cmp(&a.id));
+        out.sort_unstable_by_key(|v| std::cmp::Reverse(v.id));
         out.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
     }
     Ok(out)
