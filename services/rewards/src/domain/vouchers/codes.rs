@@ -236,7 +236,7 @@ mod tests {
     fn a_dense_space_with_many_taken_codes_still_gives_the_exact_count() {
         // 8^4 × 24 = 98,304 codes; 10,000 taken, 10,000 more drawn: duplicates of codes kept
         // earlier must never displace them.
-        let s = spec("####-?", "");
+        let s = spec("GOLD-####-?", "");
         let first = draw_unique(&s, 10_000, &mut FastRng::seeded(5), |_| false).unwrap();
         let taken: HashSet<Vec<u8>> = (0..first.len()).map(|i| first.code(i).to_vec()).collect();
         let second =
