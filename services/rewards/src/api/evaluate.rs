@@ -479,6 +479,7 @@ async fn presented_vouchers(
                 code: code.clone(),
                 reward_id: None,
                 rejection: None,
+                value_minor: None,
             });
             continue;
         };
@@ -495,6 +496,7 @@ async fn presented_vouchers(
             code: code.clone(),
             reward_id: Some(voucher.reward_id),
             rejection,
+            value_minor: voucher.value.as_ref().map(|a| a.minor),
         });
     }
     let over = input.voucher_codes[take..]

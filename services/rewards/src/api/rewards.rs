@@ -112,7 +112,7 @@ const VOUCHER_PATHS: &[&str] = &[
 
 // ---- proto → domain ----
 
-fn amount(v: &mut Violations, field: &str, m: Option<&Money>) -> Amount {
+pub(super) fn amount(v: &mut Violations, field: &str, m: Option<&Money>) -> Amount {
     match m {
         Some(m) => Amount {
             currency: m.currency_code.trim().to_ascii_uppercase(),
@@ -128,7 +128,7 @@ fn amount(v: &mut Violations, field: &str, m: Option<&Money>) -> Amount {
     }
 }
 
-fn money(a: &Amount) -> Money {
+pub(super) fn money(a: &Amount) -> Money {
     Money {
         currency_code: a.currency.clone(),
         amount_minor: a.minor,

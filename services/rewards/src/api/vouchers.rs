@@ -21,13 +21,15 @@ use crate::{
     domain::{
         payments::{PriceDue, keys, points_at_issue, points_at_redemption, price_due},
         vouchers::{
-            CodeRequest, CodeSpec, FastRng, ShownState, Usage, Voucher, VoucherRules,
-            VoucherSource, VoucherState, normalise_code, reason, valid_code, voucher_validity,
+            CodeRequest, CodeSpec, ShownState, Usage, Voucher, VoucherRules, VoucherSource,
+            VoucherState, normalise_code, reason, valid_code, voucher_validity,
         },
     },
     store::{
         self,
-        vouchers::{self as vstore, GeneratedBatch, IssueOrder, RewardForVouchers, VoucherKey},
+        vouchers::{
+            self as vstore, GeneratedBatch, IssueOrder, RewardForVouchers, VoucherKey, generated,
+        },
     },
 };
 
@@ -150,7 +152,7 @@ fn to_proto(v: &Voucher, reward_name: &str, at: DateTime<Utc>) -> pb::Voucher {
         source_id: v.source_id.clone(),
         valid_from_time: v.validity.from.map(to_timestamp),
         valid_until_time: v.validity.until.map(to_timestamp),
-        value: None,
+        value: v.value.as_ref().map(super::rewards::money),
         points_paid: v.points_paid,
         gift_recipient_email: v.gift_recipient_email.clone(),
         gift_recipient_name: v.gift_recipient_name.clone(),
@@ -443,12 +445,10 @@ pub(super) async fn issue(
         v.add("source_id", "must be at most 128 characters");
     }
     let requested_until = parse_time(&mut v, "valid_until_time", req.valid_until_time.as_ref());
-    if req.value.is_some() {
-        v.add(
-            "value",
-            "is not supported yet: gift values land with gift rewards",
-        );
-    }
+    let value = req
+        .value
+        .as_ref()
+        .map(|m| super::rewards::amount(&mut v, "value", Some(m)));
     if req.gift_recipient_email.chars().count() > 254
         || (!req.gift_recipient_email.is_empty() && !req.gift_recipient_email.contains('@'))
     {
@@ -504,6 +504,7 @@ pub(super) async fn issue(
         pay_with_points: req.pay_with_points,
         price,
         hold,
+        value,
     };
     let issued: Result<Shown, ApiError> = idempotency::run(&api.db, scope, move |txn| {
         Box::pin(async move {
@@ -1021,42 +1022,92 @@ pub(super) async fn generate(
         return Err(ApiError::invalid("pattern", "is invalid").into());
     };
     let source = source.unwrap_or(VoucherSource::Campaign);
-    let answer: GeneratedAnswer = idempotency::run(&api.db, scope, move |txn| {
+    if let Some(answer) = idempotency::stored::<GeneratedAnswer>(&api.db, &scope).await? {
+        return Ok(generated_to_proto(answer));
+    }
+    check_generation_allowed(&api.db, partner_id, &prefix_reward, count, Utc::now()).await?;
+    let now = Utc::now();
+    let batch = GeneratedBatch {
+        partner_id,
+        reward_id,
+        source,
+        source_id: req.source_id.clone(),
+        validity: voucher_validity(&prefix_reward.validity, &prefix_reward.rules, None, now),
+        issued_at: now,
+    };
+    // The codes are drawn and written (PostgreSQL: COPY, pending) under the partner's
+    // generation lock, before the transaction that checks the limits again, completes the
+    // generation and stores the answer.
+    let mut lock = generated::GenerationLock::acquire(&api.db, partner_id).await?;
+    let result = generate_locked(api, &mut lock, scope, batch, spec, count).await;
+    lock.release().await?;
+    Ok(generated_to_proto(result?))
+}
+
+fn generated_to_proto(answer: GeneratedAnswer) -> Response<pb::GenerateVoucherCodesResponse> {
+    Response::new(pb::GenerateVoucherCodesResponse {
+        generated_count: i32::try_from(answer.count).unwrap_or(i32::MAX),
+        codes: answer.codes,
+        collisions: i64::try_from(answer.collisions).unwrap_or(i64::MAX),
+    })
+}
+
+/// Refuses a generation for a reward that is not active or whose voucher limit it would pass.
+async fn check_generation_allowed(
+    conn: &impl ConnectionTrait,
+    partner_id: Uuid,
+    reward: &RewardForVouchers,
+    count: u64,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    if !reward.validity.contains(now)
+        || !super::rewards::issuable(conn, partner_id, reward.id).await?
+    {
+        return Err(ApiError::precondition(
+            reason::REWARD_NOT_ACTIVE,
+            "the reward is not active now",
+        ));
+    }
+    if reward.rules.max_total > 0
+        && reward
+            .issued_count
+            .saturating_add(i64::try_from(count).unwrap_or(i64::MAX))
+            > reward.rules.max_total
+    {
+        return Err(ApiError::precondition(
+            reason::LIMIT_REACHED,
+            format!(
+                "only {} of the reward's {} vouchers are left",
+                (reward.rules.max_total - reward.issued_count).max(0),
+                reward.rules.max_total
+            ),
+        ));
+    }
+    Ok(())
+}
+
+async fn generate_locked(
+    api: &RewardsApi,
+    lock: &mut generated::GenerationLock,
+    scope: IdempotencyScope,
+    batch: GeneratedBatch,
+    spec: CodeSpec,
+    count: u64,
+) -> Result<GeneratedAnswer, ApiError> {
+    // A retry that waited for the first call's lock gets its answer.
+    if let Some(answer) = idempotency::stored::<GeneratedAnswer>(&api.db, &scope).await? {
+        return Ok(answer);
+    }
+    let staged = generated::stage(&api.db, lock, &batch, &spec, count).await?;
+    let partner_id = batch.partner_id;
+    let reward_id = batch.reward_id;
+    let staged_in = staged.clone();
+    let answer = idempotency::run(&api.db, scope, move |txn| {
         Box::pin(async move {
-            let now = Utc::now();
+            let staged = &staged_in;
             let reward = reward(txn, partner_id, reward_id, true).await?;
-            if !reward.validity.contains(now)
-                || !super::rewards::issuable(txn, partner_id, reward_id).await?
-            {
-                return Err(ApiError::precondition(
-                    reason::REWARD_NOT_ACTIVE,
-                    "the reward is not active now",
-                ));
-            }
-            if reward.rules.max_total > 0
-                && reward
-                    .issued_count
-                    .saturating_add(i64::try_from(count).unwrap_or(i64::MAX))
-                    > reward.rules.max_total
-            {
-                return Err(ApiError::precondition(
-                    reason::LIMIT_REACHED,
-                    format!(
-                        "only {} of the reward's {} vouchers are left",
-                        (reward.rules.max_total - reward.issued_count).max(0),
-                        reward.rules.max_total
-                    ),
-                ));
-            }
-            let batch = GeneratedBatch {
-                partner_id,
-                reward_id,
-                source,
-                source_id: req.source_id.clone(),
-                validity: voucher_validity(&reward.validity, &reward.rules, None, now),
-                issued_at: now,
-            };
-            let out = vstore::generate(txn, &batch, &spec, count, &mut FastRng::from_os()).await?;
+            check_generation_allowed(txn, partner_id, &reward, count, Utc::now()).await?;
+            let out = generated::complete(txn, staged, &batch, &spec, count).await?;
             vstore::count_issued(txn, reward_id, i64::try_from(out.count).unwrap_or(i64::MAX))
                 .await?;
             Ok(GeneratedAnswer {
@@ -1066,10 +1117,13 @@ pub(super) async fn generate(
             })
         })
     })
-    .await?;
-    Ok(Response::new(pb::GenerateVoucherCodesResponse {
-        generated_count: i32::try_from(answer.count).unwrap_or(i32::MAX),
-        codes: answer.codes,
-        collisions: i64::try_from(answer.collisions).unwrap_or(i64::MAX),
-    }))
+    .await;
+    let completed = match (&answer, &staged) {
+        (Ok(a), generated::Staged::Pending(g)) => a.codes == g.first_codes && a.count == g.count,
+        _ => false,
+    };
+    if !completed {
+        generated::abandon(&api.db, &staged).await?;
+    }
+    answer
 }

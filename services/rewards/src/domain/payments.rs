@@ -151,6 +151,7 @@ mod tests {
             cancelled_at: None,
             cancel_reason: None,
             points_reservation_id: None,
+            value: None,
         };
         assert_eq!(v.payment(), None);
         let hold = Uuid::now_v7();

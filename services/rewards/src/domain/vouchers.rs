@@ -8,6 +8,8 @@ use uuid::Uuid;
 
 use super::Validity;
 
+pub mod codes;
+
 /// Reasons (ErrorInfo) of a refused voucher use.
 pub mod reason {
     pub const ALREADY_REDEEMED: &str = "VOUCHER_ALREADY_REDEEMED";
@@ -193,6 +195,10 @@ pub struct Voucher {
     /// The wallet hold that paid `points_paid` (captured once the voucher change committed).
     #[serde(default)]
     pub points_reservation_id: Option<Uuid>,
+    /// The value chosen for a gift voucher (one of its reward's allowed values); redeeming it
+    /// takes this value off the cart instead of the reward's smallest allowed value.
+    #[serde(default)]
+    pub value: Option<super::rewards::Amount>,
 }
 
 /// Who wants to use a voucher, where and when.
@@ -342,6 +348,36 @@ pub fn voucher_validity(
     Validity {
         from: Some(from),
         until,
+    }
+}
+
+/// The value of a new voucher of a reward with `benefit`: a gift-value reward needs one of its
+/// allowed values (same currency and amount); other rewards take none. The refusal is the
+/// description of the `value` field's violation.
+pub fn chosen_value(
+    benefit: &super::Benefit,
+    value: Option<&super::rewards::Amount>,
+) -> Result<Option<super::rewards::Amount>, String> {
+    match (benefit, value) {
+        (super::Benefit::GiftValue { allowed_values }, Some(v)) => {
+            if allowed_values.contains(v) {
+                Ok(Some(v.clone()))
+            } else {
+                let allowed: Vec<String> = allowed_values
+                    .iter()
+                    .map(|a| format!("{} {}", a.minor, a.currency))
+                    .collect();
+                Err(format!(
+                    "must be one of the reward's allowed values (minor units): {}",
+                    allowed.join(", ")
+                ))
+            }
+        }
+        (super::Benefit::GiftValue { .. }, None) => {
+            Err("is required for a gift value reward: one of its allowed values".to_owned())
+        }
+        (_, Some(_)) => Err("is only for rewards whose benefit is a gift value".to_owned()),
+        (_, None) => Ok(None),
     }
 }
 
@@ -585,6 +621,7 @@ mod tests {
             cancelled_at: None,
             cancel_reason: None,
             points_reservation_id: None,
+            value: None,
         }
     }
 
@@ -593,6 +630,29 @@ mod tests {
             customer_id: Some(Uuid::from_u128(7)),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_gift_value_must_be_one_of_the_allowed_values_and_only_for_gift_rewards() {
+        use crate::domain::{Benefit, rewards::Amount};
+        let eur = |minor| Amount {
+            currency: "EUR".into(),
+            minor,
+        };
+        let gift = Benefit::GiftValue {
+            allowed_values: vec![eur(2500), eur(5000)],
+        };
+        assert_eq!(chosen_value(&gift, Some(&eur(5000))), Ok(Some(eur(5000))));
+        assert!(chosen_value(&gift, Some(&eur(4000))).is_err());
+        let usd = Amount {
+            currency: "USD".into(),
+            minor: 5000,
+        };
+        assert!(chosen_value(&gift, Some(&usd)).is_err());
+        assert!(chosen_value(&gift, None).is_err());
+        let fixed = Benefit::CartFixedDiscount { amount: eur(500) };
+        assert!(chosen_value(&fixed, Some(&eur(500))).is_err());
+        assert_eq!(chosen_value(&fixed, None), Ok(None));
     }
 
     #[test]

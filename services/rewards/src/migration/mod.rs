@@ -9,6 +9,7 @@ mod m0006_tiers;
 mod m0007_schemes;
 mod m0008_resolution_settings;
 mod m0009_voucher_codes;
+mod m0010_voucher_codes_narrow;
 mod m0012_offer_vouchers_referrals;
 
 loyalty_platform::migrator![
@@ -21,6 +22,7 @@ loyalty_platform::migrator![
     m0007_schemes::Schemes,
     m0008_resolution_settings::ResolutionSettings,
     m0009_voucher_codes::VoucherCodes,
+    m0010_voucher_codes_narrow::VoucherCodesNarrow,
     m0012_offer_vouchers_referrals::OfferVouchersReferrals,
 ];
 

@@ -398,7 +398,10 @@ pub async fn cancel_unredeemed_vouchers(
         ]))
         .exec(conn)
         .await?;
-    Ok(r.rows_affected)
+    let generated =
+        super::vouchers::generated::cancel_generations(conn, partner_id, reward_id, at, reason)
+            .await?;
+    Ok(r.rows_affected + generated)
 }
 
 /// Takes `amount` from the reward's budget for the redemption of `voucher_id`: one

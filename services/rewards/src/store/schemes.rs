@@ -993,6 +993,7 @@ async fn issue_award_voucher(
         pay_with_points: false,
         price: 0,
         hold: None,
+        value: None,
     };
     match super::vouchers::issue(conn, partner_id, &order, now).await {
         Ok((v, _)) => {

@@ -4,17 +4,16 @@
 use chrono::{DateTime, Utc};
 use loyalty_platform::ApiError;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Statement, sea_query::OnConflict,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, sea_query::OnConflict,
 };
 use uuid::Uuid;
 
 use super::rewards;
 use crate::domain::{
-    RewardType, Validity,
-    vouchers::{
-        CodeSpec, FastRng, ShownState, Voucher, VoucherRules, VoucherSource, VoucherState, reason,
-    },
+    Benefit, RewardType, Validity,
+    rewards::Amount,
+    vouchers::{ShownState, Voucher, VoucherRules, VoucherSource, VoucherState},
 };
 
 pub mod rules {
@@ -71,6 +70,8 @@ pub mod voucher_rows {
         pub cancelled_at: Option<DateTimeUtc>,
         pub cancel_reason: Option<String>,
         pub points_reservation_id: Option<Uuid>,
+        pub value_minor: Option<i64>,
+        pub value_currency: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -93,6 +94,8 @@ pub struct RewardForVouchers {
     pub id: Uuid,
     pub display_name: String,
     pub reward_type: RewardType,
+    /// What the reward grants (a gift value reward's vouchers carry their chosen value).
+    pub benefit: Benefit,
     pub validity: Validity,
     pub rules: VoucherRules,
     /// Vouchers issued so far (for `max_total`).
@@ -206,6 +209,7 @@ pub async fn reward_for_vouchers(
         display_name: reward.display_name,
         reward_type: RewardType::parse_str(&reward.reward_type)
             .ok_or_else(|| internal(format!("unknown reward type {}", reward.reward_type)))?,
+        benefit: serde_json::from_value(reward.benefit).map_err(internal)?,
         validity: Validity {
             from: reward.valid_from,
             until: reward.valid_until,
@@ -272,6 +276,8 @@ fn to_model(partner_id: Uuid, v: &Voucher) -> voucher_rows::ActiveModel {
         cancelled_at: Set(v.cancelled_at),
         cancel_reason: Set(v.cancel_reason.clone()),
         points_reservation_id: Set(v.points_reservation_id),
+        value_minor: Set(v.value.as_ref().map(|a| a.minor)),
+        value_currency: Set(v.value.as_ref().map(|a| a.currency.clone())),
     }
 }
 
@@ -302,6 +308,10 @@ fn from_model(m: voucher_rows::Model) -> Result<Voucher, ApiError> {
         cancelled_at: m.cancelled_at,
         cancel_reason: m.cancel_reason,
         points_reservation_id: m.points_reservation_id,
+        value: match (m.value_minor, m.value_currency) {
+            (Some(minor), Some(currency)) => Some(Amount { currency, minor }),
+            _ => None,
+        },
     })
 }
 
@@ -345,7 +355,32 @@ pub enum VoucherKey {
 }
 
 /// One voucher of the partner; with `lock`, its row is locked until the transaction ends.
+/// A generated code without a row yet is found in its generation; locking materialises its
+/// row first (concurrent callers insert it once and then queue on its lock).
 pub async fn voucher(
+    conn: &impl ConnectionTrait,
+    partner_id: Uuid,
+    key: &VoucherKey,
+    lock: bool,
+) -> Result<Option<Voucher>, ApiError> {
+    if let Some(v) = stored_voucher(conn, partner_id, key, lock).await? {
+        return Ok(Some(v));
+    }
+    let found = match key {
+        VoucherKey::Id(id) => generated::by_id(conn, partner_id, *id).await?,
+        VoucherKey::Code(code) => generated::by_code(conn, partner_id, code).await?,
+    };
+    let Some(v) = found else {
+        return Ok(None);
+    };
+    if !lock {
+        return Ok(Some(v));
+    }
+    insert_voucher(conn, partner_id, &v).await?;
+    stored_voucher(conn, partner_id, &VoucherKey::Id(v.id), true).await
+}
+
+async fn stored_voucher(
     conn: &impl ConnectionTrait,
     partner_id: Uuid,
     key: &VoucherKey,
@@ -420,13 +455,21 @@ pub async fn list_vouchers(
     if let Some(b) = before {
         q = q.filter(voucher_rows::Column::Id.lt(b));
     }
-    q.order_by_desc(voucher_rows::Column::Id)
+    let mut out: Vec<Voucher> = q
+        .order_by_desc(voucher_rows::Column::Id)
         .limit(limit)
         .all(conn)
         .await?
         .into_iter()
         .map(from_model)
-        .collect()
+        .collect::<Result<_, _>>()?;
+    // Generated codes without a row yet are bearer vouchers of their reward.
+    if let (None, Some(r)) = (customer_id, reward_id) {
+        out.extend(generated::list(conn, partner_id, r, states, at, before, limit).await?);
+        out.sort_unstable_by_key(|v| std::cmp::Reverse(v.id));
+        out.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    }
+    Ok(out)
 }
 
 /// What every generated voucher of one call shares.
@@ -440,215 +483,7 @@ pub struct GeneratedBatch {
     pub issued_at: DateTime<Utc>,
 }
 
-/// Inserts generated bearer vouchers `(id, code)`, skipping codes already taken; returns how
-/// many were inserted. PostgreSQL gets all rows in one statement (two text parameters
-/// unnested), SQLite multi-row inserts.
-pub async fn insert_generated(
-    conn: &impl ConnectionTrait,
-    b: &GeneratedBatch,
-    ids: &str,
-    codes: &str,
-    rows: &[(Uuid, &str)],
-) -> Result<u64, ApiError> {
-    if conn.get_database_backend() == DbBackend::Postgres {
-        let sql = "INSERT INTO vouchers (id, partner_id, code, reward_id, customer_id, state, \
-                   source, source_id, valid_from, valid_until, points_paid, \
-                   gift_recipient_email, gift_recipient_name, issued_at) \
-                   SELECT t.id::uuid, $1, t.code, $2, NULL, 'active', $3, $4, $5, $6, 0, '', '', $7 \
-                   FROM unnest(string_to_array($8, ','), string_to_array($9, ',')) AS t(id, code)";
-        let values = || -> Vec<sea_orm::Value> {
-            vec![
-                b.partner_id.into(),
-                b.reward_id.into(),
-                b.source.as_str().into(),
-                b.source_id.clone().into(),
-                b.validity.from.into(),
-                b.validity.until.into(),
-                b.issued_at.into(),
-                ids.into(),
-                codes.into(),
-            ]
-        };
-        // A plain INSERT is ~40 % faster than one with ON CONFLICT, and a code taken by an
-        // earlier call is rare in a code space at least twice the count: try it under a
-        // savepoint and fall back to skipping taken codes when it hits one.
-        conn.execute_unprepared("SAVEPOINT voucher_codes").await?;
-        match conn
-            .execute(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                sql,
-                values(),
-            ))
-            .await
-        {
-            Ok(r) => {
-                conn.execute_unprepared("RELEASE SAVEPOINT voucher_codes")
-                    .await?;
-                return Ok(r.rows_affected());
-            }
-            Err(e) if loyalty_platform::db::is_unique_violation(&e) => {
-                conn.execute_unprepared("ROLLBACK TO SAVEPOINT voucher_codes")
-                    .await?;
-            }
-            Err(e) => return Err(e.into()),
-        }
-        let r = conn
-            .execute(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                format!("{sql} ON CONFLICT (partner_id, code) DO NOTHING"),
-                values(),
-            ))
-            .await?;
-        return Ok(r.rows_affected());
-    }
-    let mut inserted = 0;
-    for chunk in rows.chunks(500) {
-        let models = chunk.iter().map(|(id, code)| voucher_rows::ActiveModel {
-            id: Set(*id),
-            partner_id: Set(b.partner_id),
-            code: Set((*code).to_owned()),
-            reward_id: Set(b.reward_id),
-            customer_id: Set(None),
-            state: Set(VoucherState::Active.as_str().to_owned()),
-            source: Set(b.source.as_str().to_owned()),
-            source_id: Set(b.source_id.clone()),
-            valid_from: Set(b.validity.from),
-            valid_until: Set(b.validity.until),
-            points_paid: Set(0),
-            gift_recipient_email: Set(String::new()),
-            gift_recipient_name: Set(String::new()),
-            issued_at: Set(b.issued_at),
-            reserve_transaction_id: Set(None),
-            reserve_until: Set(None),
-            redeemed_at: Set(None),
-            redeem_transaction_id: Set(None),
-            redeem_business_unit_id: Set(None),
-            cancelled_at: Set(None),
-            cancel_reason: Set(None),
-            points_reservation_id: Set(None),
-        });
-        inserted += voucher_rows::Entity::insert_many(models)
-            .on_conflict(
-                OnConflict::columns([voucher_rows::Column::PartnerId, voucher_rows::Column::Code])
-                    .do_nothing()
-                    .to_owned(),
-            )
-            .exec_without_returning(conn)
-            .await?;
-    }
-    Ok(inserted)
-}
-
-/// The first `limit` codes (by id) of the vouchers with ids in `from..to`.
-pub async fn codes_in_id_range(
-    conn: &impl ConnectionTrait,
-    partner_id: Uuid,
-    from: Uuid,
-    to: Uuid,
-    limit: u64,
-) -> Result<Vec<String>, ApiError> {
-    Ok(voucher_rows::Entity::find()
-        .filter(voucher_rows::Column::PartnerId.eq(partner_id))
-        .filter(voucher_rows::Column::Id.gte(from))
-        .filter(voucher_rows::Column::Id.lt(to))
-        .order_by_asc(voucher_rows::Column::Id)
-        .limit(limit)
-        .all(conn)
-        .await?
-        .into_iter()
-        .map(|m| m.code)
-        .collect())
-}
-
-/// What a bulk generation produced.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Generated {
-    pub count: u64,
-    /// The first up to 1,000 codes.
-    pub first_codes: Vec<String>,
-    /// Codes drawn again because they were taken.
-    pub collisions: u64,
-}
-
-/// Rows per statement of a bulk generation.
-const GENERATE_BATCH: u64 = 100_000;
-
-/// Draws `count` codes in memory and inserts them as bearer vouchers in batches, drawing
-/// again as many codes as collided, until all are in. Ids are consecutive after one UUIDv7,
-/// so the batch lists newest first like other vouchers.
-pub async fn generate(
-    conn: &impl ConnectionTrait,
-    b: &GeneratedBatch,
-    spec: &CodeSpec,
-    count: u64,
-    rng: &mut FastRng,
-) -> Result<Generated, ApiError> {
-    let first_id = Uuid::now_v7().as_u128();
-    let mut next_id = first_id;
-    let mut out = Generated::default();
-    let mut barren_rounds = 0;
-    let width = spec.code_len() + 1;
-    let mut ids = String::new();
-    let mut codes = Vec::new();
-    while out.count < count {
-        let n = (count - out.count).min(GENERATE_BATCH);
-        ids.clear();
-        codes.clear();
-        ids.reserve(37 * n as usize);
-        codes.reserve(width * n as usize);
-        // Drawn into fixed-width slots, then sorted: the unique index on (partner_id, code)
-        // is then filled in key order, which PostgreSQL does far faster than random inserts.
-        let len = spec.code_len();
-        let mut drawn = Vec::with_capacity(len * n as usize);
-        for _ in 0..n {
-            spec.draw(rng, &mut drawn);
-        }
-        let mut slots: Vec<&[u8]> = drawn.chunks_exact(len).collect();
-        slots.sort_unstable();
-        // Duplicates within the batch are dropped here (and drawn again in the next round),
-        // so only a code taken by an earlier call can still collide.
-        slots.dedup();
-        let n = slots.len() as u64;
-        let mut rows = Vec::with_capacity(n as usize);
-        let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-        for (i, code) in slots.iter().enumerate() {
-            let id = Uuid::from_u128(next_id);
-            next_id = next_id.wrapping_add(1);
-            if i > 0 {
-                ids.push(',');
-                codes.push(b',');
-            }
-            ids.push_str(id.hyphenated().encode_lower(&mut buf));
-            codes.extend_from_slice(code);
-            rows.push(id);
-        }
-        let codes_text = std::str::from_utf8(&codes).map_err(internal)?;
-        let pairs: Vec<(Uuid, &str)> = if conn.get_database_backend() == DbBackend::Postgres {
-            Vec::new()
-        } else {
-            rows.iter().copied().zip(codes_text.split(',')).collect()
-        };
-        let inserted = insert_generated(conn, b, &ids, codes_text, &pairs).await?;
-        out.count += inserted;
-        out.collisions += drawn.len() as u64 / len as u64 - inserted;
-        barren_rounds = if inserted == 0 { barren_rounds + 1 } else { 0 };
-        if barren_rounds >= 5 {
-            return Err(ApiError::precondition(
-                reason::CODE_SPACE_EXHAUSTED,
-                "no new code could be drawn: the pattern's codes are (nearly) all taken",
-            ));
-        }
-    }
-    out.first_codes = codes_in_id_range(
-        conn,
-        b.partner_id,
-        Uuid::from_u128(first_id),
-        Uuid::from_u128(next_id),
-        1000,
-    )
-    .await?;
-    Ok(out)
-}
+pub mod generated;
 
 /// A voucher to issue to a customer (or, for gift rewards, to a recipient): what IssueVoucher
 /// asks, and what a reward offer's voucher award issues.
@@ -668,6 +503,8 @@ pub struct IssueOrder {
     /// Points the caller holds in the wallet for the voucher (0 = none) and that hold.
     pub price: i64,
     pub hold: Option<Uuid>,
+    /// The value chosen by the buyer of a gift value reward's voucher; `None` otherwise.
+    pub value: Option<Amount>,
 }
 
 /// Issues one voucher in the caller's transaction: checks the reward (exists in the partner,
@@ -686,11 +523,13 @@ pub async fn issue(
 
     use crate::domain::{
         payments::points_at_issue,
-        vouchers::{CodeRequest, voucher_validity},
+        vouchers::{CodeRequest, CodeSpec, FastRng, chosen_value, reason, voucher_validity},
     };
 
     let reward_id = order.reward_id;
     let customer_id = order.customer_id;
+    // First: a code generation of the partner being written finishes before.
+    generated::lock_for_issue(conn, partner_id).await?;
     let reward = reward_for_vouchers(conn, partner_id, reward_id, true)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("reward {reward_id}")))?;
@@ -705,6 +544,9 @@ pub async fn issue(
     if gift && order.gift_recipient_email.is_empty() {
         v.add("gift_recipient_email", "is required for gift vouchers");
     }
+    let value = chosen_value(&reward.benefit, order.value.as_ref())
+        .map_err(|why| v.add("value", why))
+        .unwrap_or_default();
     v.into_result()?;
     let active = rewards::find_reward(conn, partner_id, reward_id, false)
         .await?
@@ -769,13 +611,16 @@ pub async fn issue(
         cancelled_at: None,
         cancel_reason: None,
         points_reservation_id: None,
+        value,
     };
     if let Some(h) = order.hold {
         voucher.paid_with(order.price, h);
     }
     if let Some(c) = &order.code {
         voucher.code = c.clone();
-        if !insert_voucher(conn, partner_id, &voucher).await? {
+        if generated::code_taken(conn, partner_id, &voucher.code).await?
+            || !insert_voucher(conn, partner_id, &voucher).await?
+        {
             return Err(ApiError::AlreadyExists(format!(
                 "voucher code {}",
                 voucher.code
@@ -796,7 +641,9 @@ pub async fn issue(
             let mut buf = Vec::new();
             spec.draw(&mut rng, &mut buf);
             voucher.code = String::from_utf8(buf).map_err(internal)?;
-            if insert_voucher(conn, partner_id, &voucher).await? {
+            if !generated::code_taken(conn, partner_id, &voucher.code).await?
+                && insert_voucher(conn, partner_id, &voucher).await?
+            {
                 inserted = true;
                 break;
             }

@@ -241,16 +241,17 @@ impl<'a> CompiledRuleSet<'a> {
     /// The explanation of the rule at `pos` when it applies.
     pub(super) fn applied_said(&self, pos: usize, rule: &Rule) -> String {
         match &self.applied {
-            Some(a) => a[pos].0.clone(),
-            None => applied_sentence(rule),
+            // A rule changed for this cart (a gift voucher's own value) is said afresh.
+            Some(a) if std::ptr::eq(rule, self.rule_at(pos)) => a[pos].0.clone(),
+            _ => applied_sentence(rule),
         }
     }
 
     /// The explanation of the discounts and points of benefit `k` of the rule at `pos`.
     pub(super) fn benefit_said(&self, pos: usize, k: usize, rule: &Rule) -> String {
         match &self.applied {
-            Some(a) => a[pos].1[k].clone(),
-            None => benefit_sentences(rule).nth(k).unwrap_or_default(),
+            Some(a) if std::ptr::eq(rule, self.rule_at(pos)) => a[pos].1[k].clone(),
+            _ => benefit_sentences(rule).nth(k).unwrap_or_default(),
         }
     }
 

@@ -62,6 +62,10 @@ pub struct PresentedVoucher {
     pub reward_id: Option<Uuid>,
     /// Why the caller already knows the voucher is unusable (a reason code), if it does.
     pub rejection: Option<String>,
+    /// The voucher's own value in minor units (a gift voucher's chosen value): it replaces
+    /// the amount of the fixed discounts of the rule the voucher unlocks.
+    #[serde(default)]
+    pub value_minor: Option<i64>,
 }
 
 /// What a rule has been used so far, as the store knows it.

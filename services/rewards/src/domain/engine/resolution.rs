@@ -517,6 +517,29 @@ pub(super) fn evaluate(
             rejected.insert(v.code.clone(), r);
         }
     }
+    // A voucher with its own value (a gift voucher's chosen value) sets the amount of the
+    // fixed discounts of the rule it unlocks.
+    let valued: Vec<Rule> = ctx
+        .vouchers
+        .iter()
+        .filter_map(|v| {
+            let (value, id) = (v.value_minor?, v.reward_id?);
+            if voucher_for.get(&id) != Some(&v.code) {
+                return None;
+            }
+            let mut rule = rs.rule_at(rs.pos_of(&id)?).clone();
+            for b in &mut rule.benefits {
+                if let super::Benefit::FixedDiscount { amount_minor, .. } = b {
+                    *amount_minor = value;
+                }
+            }
+            Some(rule)
+        })
+        .collect();
+    let rule_at = |pos: usize| {
+        let r = rs.rule_at(pos);
+        valued.iter().find(|v| v.id == r.id).unwrap_or(r)
+    };
 
     // Each eligible rule that reaches a line is tried alone on the cart to learn its value.
     let candidate_lines = rs.candidate_lines(cart);
@@ -526,7 +549,7 @@ pub(super) fn evaluate(
     let mut trial = Applied::default();
     let mut candidates: Vec<(Placed, Value)> = Vec::new();
     for pos in 0..rs.len() {
-        let rule = rs.rule_at(pos);
+        let rule = rule_at(pos);
         if let Some(r) = ineligible(rule, ctx, local, &voucher_for) {
             not_applied.skip_said(rs, pos, rule, r);
             continue;
@@ -652,7 +675,7 @@ pub(super) fn evaluate(
 
     let mut out = Evaluation::default();
     for (pos, discount, points) in &st.totals {
-        let rule = rs.rule_at(*pos);
+        let rule = rule_at(*pos);
         let voucher = voucher_for.get(&rule.id).cloned();
         let mut explanation = rs.applied_said(*pos, rule);
         if let Some(code) = &voucher {

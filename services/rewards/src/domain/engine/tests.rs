@@ -615,26 +615,31 @@ fn a_presented_voucher_unlocks_its_reward_and_is_to_be_redeemed() {
             code: "SAVE10".into(),
             reward_id: Some(id(1)),
             rejection: None,
+            value_minor: None,
         },
         PresentedVoucher {
             code: "AGAIN".into(),
             reward_id: Some(id(1)),
             rejection: None,
+            value_minor: None,
         },
         PresentedVoucher {
             code: "NOPE".into(),
             reward_id: None,
             rejection: None,
+            value_minor: None,
         },
         PresentedVoucher {
             code: "OLD".into(),
             reward_id: Some(id(1)),
             rejection: Some("VOUCHER_EXPIRED".into()),
+            value_minor: None,
         },
         PresentedVoucher {
             code: "GONE".into(),
             reward_id: Some(id(77)),
             rejection: None,
+            value_minor: None,
         },
     ];
     let e = evaluate(&[line("A", 1, 1000)], &c, &set(vec![r]));
@@ -666,10 +671,41 @@ fn a_voucher_whose_reward_does_not_apply_is_rejected_with_the_rules_reason() {
         code: "Z10".into(),
         reward_id: Some(id(1)),
         rejection: None,
+        value_minor: None,
     }];
     let e = evaluate(&[line("A", 1, 1000)], &c, &set(vec![r]));
     assert!(e.vouchers_to_redeem.is_empty());
     assert_eq!(e.rejected_vouchers[0].reason, "NO_MATCHING_ITEMS");
+}
+
+#[test]
+fn a_gift_voucher_takes_its_own_value_off_the_cart() {
+    // The gift rule carries the smallest allowed value (20.00); the voucher was bought at 50.00.
+    let mut r = rule(
+        1,
+        Benefit::FixedDiscount {
+            amount_minor: 2000,
+            target: Target::Cart,
+        },
+    );
+    r.eligibility.requires_voucher = true;
+    let mut c = ctx();
+    c.vouchers = vec![PresentedVoucher {
+        code: "GIFT50".into(),
+        reward_id: Some(id(1)),
+        rejection: None,
+        value_minor: Some(5000),
+    }];
+    let e = evaluate(&[line("A", 1, 8000)], &c, &set(vec![r.clone()]));
+    assert_eq!(e.applied[0].discount_minor, 5000);
+    assert_eq!(e.vouchers_to_redeem, vec!["GIFT50".to_owned()]);
+    // Never more than the cart: a 50.00 voucher on a 30.00 cart takes 30.00.
+    let e = evaluate(&[line("A", 1, 3000)], &c, &set(vec![r.clone()]));
+    assert_eq!(e.applied[0].discount_minor, 3000);
+    // Without a value of its own the rule's amount applies.
+    c.vouchers[0].value_minor = None;
+    let e = evaluate(&[line("A", 1, 8000)], &c, &set(vec![r]));
+    assert_eq!(e.applied[0].discount_minor, 2000);
 }
 
 // --- conversions and validation ---------------------------------------------------------------
@@ -1066,11 +1102,13 @@ fn the_worked_example_of_the_documentation_holds() {
             code: "WELCOME5".into(),
             reward_id: Some(id(6)),
             rejection: None,
+            value_minor: None,
         },
         PresentedVoucher {
             code: "BOGUS".into(),
             reward_id: None,
             rejection: None,
+            value_minor: None,
         },
     ];
     let e = evaluate(&cart, &c, &rules);
@@ -1126,7 +1164,7 @@ proptest! {
             c.usage.insert(id(n as u128), RuleUsage { budget_remaining: *b, ..RuleUsage::default() });
         }
         if let Some(n) = voucher_rule {
-            c.vouchers.push(PresentedVoucher { code: "V1".into(), reward_id: Some(id(n)), rejection: None });
+            c.vouchers.push(PresentedVoucher { code: "V1".into(), reward_id: Some(id(n)), rejection: None, value_minor: None });
         }
         let naive = evaluate(&cart, &c, &rules);
         let compiled = CompiledRuleSet::new(rules.clone());

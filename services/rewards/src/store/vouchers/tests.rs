@@ -8,7 +8,7 @@ use loyalty_platform::Role;
 use loyalty_proto::rewards::v1::{self as pb, rewards_service_server::RewardsService};
 use loyalty_testkit::error_reason as reason;
 use sea_orm::{ConnectionTrait, Statement};
-use tonic::{Code, Request};
+use tonic::{Code, Request, Status};
 use uuid::Uuid;
 
 use crate::store::test_support::{TestApi, request};
@@ -33,6 +33,101 @@ impl Fixture {
         .await
         .expect("reward")
         .id
+    }
+}
+
+impl Fixture {
+    /// Every generated code of the partner (complete and pending generations), of length `len`.
+    async fn generated_codes(&self, len: usize) -> Vec<String> {
+        let rows = self
+            .db
+            .query_all(Statement::from_string(
+                self.db.get_database_backend(),
+                format!(
+                    "SELECT codes FROM voucher_code_buckets WHERE partner_id = '{}'",
+                    self.partner
+                ),
+            ))
+            .await
+            .expect("codes");
+        rows.iter()
+            .flat_map(|r| {
+                let codes: String = r.try_get("", "codes").expect("codes");
+                codes
+                    .as_bytes()
+                    .chunks(len)
+                    .map(|c| String::from_utf8(c.to_vec()).expect("ascii"))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    async fn generate(
+        &self,
+        key: &str,
+        reward_id: &str,
+        count: i32,
+        pattern: &str,
+        charset: &str,
+    ) -> Result<pb::GenerateVoucherCodesResponse, Status> {
+        Ok(self
+            .api
+            .generate_voucher_codes(self.req(
+                self.partner,
+                pb::GenerateVoucherCodesRequest {
+                    idempotency_key: key.into(),
+                    reward_id: reward_id.into(),
+                    count,
+                    pattern: pattern.into(),
+                    charset: charset.into(),
+                    ..Default::default()
+                },
+            ))
+            .await?
+            .into_inner())
+    }
+
+    async fn get_code(&self, code: &str) -> Result<pb::Voucher, Status> {
+        Ok(self
+            .api
+            .get_voucher(self.req(
+                self.partner,
+                pb::GetVoucherRequest {
+                    code: code.into(),
+                    ..Default::default()
+                },
+            ))
+            .await?
+            .into_inner()
+            .voucher
+            .expect("voucher"))
+    }
+
+    async fn list_reward(&self, reward_id: &str, states: Vec<i32>) -> Vec<pb::Voucher> {
+        let mut out = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = self
+                .api
+                .list_vouchers(self.req(
+                    self.partner,
+                    pb::ListVouchersRequest {
+                        reward_id: reward_id.into(),
+                        states: states.clone(),
+                        page_size: 100,
+                        page_token: token.clone(),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .expect("list")
+                .into_inner();
+            out.extend(page.vouchers);
+            if page.next_page_token.is_empty() {
+                return out;
+            }
+            token = page.next_page_token;
+        }
     }
 }
 
@@ -195,20 +290,9 @@ async fn generated_codes_are_unique_per_partner_and_follow_the_pattern() {
     for c in &first.codes {
         assert!(c.starts_with("GOLD-") && c.len() == 11, "{c}");
     }
-    let row = f
-        .db
-        .query_one(Statement::from_string(
-            f.db.get_database_backend(),
-            format!(
-                "SELECT count(*) AS n, count(DISTINCT code) AS d FROM vouchers WHERE partner_id = '{}'",
-                f.partner
-            ),
-        ))
-        .await
-        .expect("count")
-        .expect("row");
-    assert_eq!(row.try_get::<i64>("", "n").expect("n"), 20_000);
-    assert_eq!(row.try_get::<i64>("", "d").expect("d"), 20_000);
+    let codes = f.generated_codes(11).await;
+    assert_eq!(codes.len(), 20_000);
+    assert_eq!(codes.iter().collect::<HashSet<_>>().len(), 20_000);
     // A retry of the same call generates nothing more.
     let again = f
         .api
@@ -303,6 +387,339 @@ async fn vouchers_work_on_sqlite_too() {
         .into_inner();
     assert_eq!(listed.vouchers.len(), 1000);
     assert!(!listed.next_page_token.is_empty());
+}
+
+/// Generated codes have no `vouchers` row until used: lookups, validation, listing,
+/// redemption (exactly once under concurrency) and cancellation find them in their generation.
+async fn generated_codes_behave_as_vouchers(f: std::sync::Arc<Fixture>, concurrent: usize) {
+    let reward = f.reward(Default::default()).await;
+    let generated = f
+        .generate("gen-1", &reward, 300, "GEN-######", "")
+        .await
+        .expect("generated");
+    assert_eq!(generated.generated_count, 300);
+    let code = generated.codes[7].clone();
+    let found = f
+        .get_code(&code.to_lowercase())
+        .await
+        .expect("found by code");
+    assert_eq!(found.code, code);
+    assert_eq!(found.state, pb::VoucherState::Active as i32);
+    assert_eq!(found.reward_id, reward);
+    assert!(found.customer_id.is_empty());
+    let by_id = f
+        .api
+        .get_voucher(f.req(
+            f.partner,
+            pb::GetVoucherRequest {
+                voucher_id: found.id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("found by id")
+        .into_inner()
+        .voucher
+        .expect("voucher");
+    assert_eq!(by_id, found);
+    let valid = f
+        .api
+        .validate_voucher(f.req(
+            f.partner,
+            pb::ValidateVoucherRequest {
+                code: code.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("validate")
+        .into_inner();
+    assert!(valid.valid, "{valid:?}");
+    // Listed as the reward's vouchers, each once, newest (highest id) first.
+    let listed = f.list_reward(&reward, vec![]).await;
+    assert_eq!(listed.len(), 300);
+    let ids: HashSet<&str> = listed.iter().map(|v| v.id.as_str()).collect();
+    assert_eq!(ids.len(), 300);
+    assert!(listed.windows(2).all(|w| w[0].id > w[1].id));
+    let codes: HashSet<&str> = listed.iter().map(|v| v.code.as_str()).collect();
+    assert!(generated.codes.iter().all(|c| codes.contains(c.as_str())));
+    // Concurrent redemptions of the generated code: exactly one wins.
+    let mut calls = Vec::new();
+    for i in 0..concurrent {
+        let f = f.clone();
+        let code = code.clone();
+        calls.push(tokio::spawn(async move {
+            f.api
+                .redeem_voucher(f.req(
+                    f.partner,
+                    pb::RedeemVoucherRequest {
+                        idempotency_key: format!("redeem-gen-{i}"),
+                        code,
+                        transaction_id: format!("T{i}"),
+                        ..Default::default()
+                    },
+                ))
+                .await
+        }));
+    }
+    let mut won = 0;
+    for c in calls {
+        match c.await.expect("task") {
+            Ok(_) => won += 1,
+            Err(s) => assert_eq!(reason(&s), "VOUCHER_ALREADY_REDEEMED", "{s:?}"),
+        }
+    }
+    assert_eq!(won, 1, "exactly one redemption");
+    let redeemed = f.get_code(&code).await.expect("redeemed");
+    assert_eq!(redeemed.id, found.id, "the materialised row keeps the id");
+    assert_eq!(redeemed.state, pb::VoucherState::Redeemed as i32);
+    let listed = f.list_reward(&reward, vec![]).await;
+    assert_eq!(listed.len(), 300, "the materialised voucher is listed once");
+    let only_redeemed = f
+        .list_reward(&reward, vec![pb::VoucherState::Redeemed as i32])
+        .await;
+    assert_eq!(only_redeemed.len(), 1);
+    assert_eq!(only_redeemed[0].code, code);
+    // A generated code cannot be issued again.
+    let taken = f
+        .api
+        .issue_voucher(f.req(
+            f.partner,
+            pb::IssueVoucherRequest {
+                idempotency_key: "issue-taken".into(),
+                reward_id: reward.clone(),
+                customer_id: Uuid::now_v7().to_string(),
+                source: pb::VoucherSource::Manual as i32,
+                code: generated.codes[3].clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect_err("taken");
+    assert_eq!(taken.code(), Code::AlreadyExists);
+    // Cancelling the reward's vouchers cancels the generated ones too.
+    let archived = f
+        .api
+        .archive_reward(f.req(
+            f.partner,
+            pb::ArchiveRewardRequest {
+                idempotency_key: "archive".into(),
+                reward_id: reward.clone(),
+                cancel_vouchers: true,
+            },
+        ))
+        .await;
+    archived.expect("archived");
+    let other = f.get_code(&generated.codes[8]).await.expect("cancelled");
+    assert_eq!(other.state, pb::VoucherState::Cancelled as i32);
+    let still = f.get_code(&code).await.expect("redeemed");
+    assert_eq!(still.state, pb::VoucherState::Redeemed as i32);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn generated_codes_behave_as_vouchers_on_postgres() {
+    generated_codes_behave_as_vouchers(std::sync::Arc::new(Fixture::postgres().await), 32).await;
+}
+
+#[tokio::test]
+async fn generated_codes_behave_as_vouchers_on_sqlite() {
+    generated_codes_behave_as_vouchers(std::sync::Arc::new(Fixture::sqlite().await), 4).await;
+}
+
+#[tokio::test]
+async fn generation_avoids_taken_codes_and_refuses_an_exhausted_pattern() {
+    let f = Fixture::postgres().await;
+    let reward = f.reward(Default::default()).await;
+    // "AAAA-****" over X and Y: 16 codes. Four are issued, then 8 + 4 generated: all 16.
+    let mut issued = HashSet::new();
+    for c in ["AAAA-XXXX", "AAAA-XYXY", "AAAA-YYYY", "AAAA-YXXY"] {
+        f.api
+            .issue_voucher(f.req(
+                f.partner,
+                pb::IssueVoucherRequest {
+                    idempotency_key: format!("issue-{c}"),
+                    reward_id: reward.clone(),
+                    customer_id: Uuid::now_v7().to_string(),
+                    source: pb::VoucherSource::Manual as i32,
+                    code: c.into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("issued");
+        issued.insert(c.to_owned());
+    }
+    let first = f
+        .generate("g1", &reward, 8, "AAAA-****", "XY")
+        .await
+        .expect("first");
+    let second = f
+        .generate("g2", &reward, 4, "AAAA-****", "XY")
+        .await
+        .expect("second");
+    assert_eq!((first.generated_count, second.generated_count), (8, 4));
+    assert!(second.collisions > 0, "taken codes are drawn again");
+    let all: HashSet<String> = first.codes.iter().chain(&second.codes).cloned().collect();
+    assert_eq!(all.len(), 12);
+    assert!(all.is_disjoint(&issued));
+    // A retry answers the same and adds nothing.
+    let again = f
+        .generate("g2", &reward, 4, "AAAA-****", "XY")
+        .await
+        .expect("retry");
+    assert_eq!(again.codes, second.codes);
+    assert_eq!(f.generated_codes(9).await.len(), 12);
+    // Nothing left: refused, and nothing stays behind.
+    let exhausted = f
+        .generate("g3", &reward, 1, "AAAA-****", "XY")
+        .await
+        .expect_err("exhausted");
+    assert_eq!(exhausted.code(), Code::FailedPrecondition);
+    assert_eq!(reason(&exhausted), "CODE_SPACE_EXHAUSTED");
+    assert_eq!(f.generated_codes(9).await.len(), 12);
+}
+
+#[tokio::test]
+async fn a_pending_generation_is_invisible_and_cleaned_up_by_the_next_one() {
+    use crate::domain::{
+        Validity,
+        vouchers::{CodeRequest, CodeSpec, VoucherSource},
+    };
+    use crate::store::vouchers::{GeneratedBatch, generated};
+    let f = Fixture::postgres().await;
+    let reward = f.reward(Default::default()).await;
+    let spec = CodeSpec::parse(
+        &mut loyalty_platform::Violations::new(),
+        &CodeRequest {
+            pattern: "PEND-######".into(),
+            ..Default::default()
+        },
+    )
+    .expect("spec");
+    // What a call that crashed between COPY and commit leaves behind.
+    let batch = GeneratedBatch {
+        partner_id: f.partner,
+        reward_id: Uuid::parse_str(&reward).expect("id"),
+        source: VoucherSource::Campaign,
+        source_id: String::new(),
+        validity: Validity::default(),
+        issued_at: Utc::now(),
+    };
+    let crashed = generated::insert_for_test(&f.db, &batch, &spec, 50, generated::PENDING)
+        .await
+        .expect("pending rows");
+    let code = crashed.first_codes[0].clone();
+    assert_eq!(
+        f.get_code(&code).await.expect_err("invisible").code(),
+        Code::NotFound
+    );
+    assert_eq!(f.list_reward(&reward, vec![]).await.len(), 0);
+    // The next generation of the partner deletes it.
+    let next = f
+        .generate("after-crash", &reward, 10, "PEND-######", "")
+        .await
+        .expect("generated");
+    assert_eq!(next.generated_count, 10);
+    let left = f.generated_codes(11).await;
+    assert_eq!(left.len(), 10);
+    assert!(!left.contains(&code));
+    assert_eq!(f.list_reward(&reward, vec![]).await.len(), 10);
+}
+
+#[tokio::test]
+async fn a_gift_voucher_carries_its_chosen_value_into_evaluation() {
+    let f = Fixture::postgres().await;
+    let eur = |minor| loyalty_proto::types::v1::Money {
+        currency_code: "EUR".into(),
+        amount_minor: minor,
+    };
+    let gift = f
+        .api
+        .create_reward(f.req(
+            f.partner,
+            pb::CreateRewardRequest {
+                idempotency_key: "gift".into(),
+                reward: Some(pb::Reward {
+                    display_name: "Gift card".into(),
+                    r#type: pb::RewardType::Gift as i32,
+                    benefit: Some(pb::reward::Benefit::GiftValue(pb::GiftValue {
+                        allowed_values: vec![eur(2000), eur(5000)],
+                    })),
+                    ..Default::default()
+                }),
+            },
+        ))
+        .await
+        .expect("gift reward")
+        .into_inner()
+        .reward
+        .expect("reward")
+        .id;
+    let plain = f.reward(Default::default()).await;
+    let issue = |key: &str, reward: &str, value: Option<i64>| pb::IssueVoucherRequest {
+        idempotency_key: key.into(),
+        reward_id: reward.into(),
+        source: pb::VoucherSource::Gift as i32,
+        customer_id: Uuid::now_v7().to_string(),
+        gift_recipient_email: "friend@example.com".into(),
+        value: value.map(eur),
+        ..Default::default()
+    };
+    for (key, reward, value) in [
+        ("bad-value", gift.as_str(), Some(4000)),
+        ("no-value", gift.as_str(), None),
+        ("not-gift", plain.as_str(), Some(5000)),
+    ] {
+        let refused = f
+            .api
+            .issue_voucher(f.req(f.partner, issue(key, reward, value)))
+            .await
+            .expect_err("refused");
+        assert_eq!(refused.code(), Code::InvalidArgument, "{key}");
+        assert_eq!(
+            loyalty_testkit::violated_fields(&refused),
+            ["value"],
+            "{key}"
+        );
+    }
+    let voucher = f
+        .api
+        .issue_voucher(f.req(f.partner, issue("fifty", &gift, Some(5000))))
+        .await
+        .expect("issued")
+        .into_inner()
+        .voucher
+        .expect("voucher");
+    assert_eq!(voucher.value, Some(eur(5000)));
+    assert_eq!(
+        f.get_code(&voucher.code).await.expect("get").value,
+        Some(eur(5000))
+    );
+    let evaluated = f
+        .api
+        .evaluate_cart(f.req(
+            f.partner,
+            pb::EvaluateCartRequest {
+                lines: vec![pb::EvaluationLine {
+                    product_code: "SHIRT".into(),
+                    quantity: 1,
+                    unit_price_minor: 8000,
+                    ..Default::default()
+                }],
+                customer_id: voucher.customer_id.clone(),
+                voucher_codes: vec![voucher.code.clone()],
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("evaluated")
+        .into_inner();
+    let off: i64 = evaluated.lines[0]
+        .discounts
+        .iter()
+        .map(|d| d.amount_minor)
+        .sum();
+    assert_eq!(off, 5000, "{evaluated:?}");
 }
 
 /// Benchmark, not a test: `scripts/bench-voucher-codes` runs it in release mode.
