@@ -475,7 +475,7 @@ mod tests {
         }
 
         #[test]
-        fn a_multiplier_that_does_not_divide_out_scales_the_step() {
+        fn a_multiplier_that_does_not_divide_out_applies_after_counting_steps() {
             let b = PurchaseBonus {
                 points: 1,
                 spend_amount_minor: 100,
@@ -492,6 +492,48 @@ mod tests {
             // 10.00 × 1 point per 1.00 × 1.5 = 15.
             let e = evaluate(&[coffee("lavazza", 1, 1000)], &gold, &set);
             assert_eq!(e.points, 15);
+            // 3.50: 3 full steps × 1 × 1.5 = 4.5 → 4 (the fraction of a step earns nothing).
+            let e = evaluate(&[coffee("lavazza", 1, 350)], &gold, &set);
+            assert_eq!(e.points, 4);
+        }
+
+        #[test]
+        fn steps_are_counted_on_the_in_scope_total_not_per_line() {
+            let b = PurchaseBonus {
+                id: Uuid::from_u128(6),
+                display_name: "A point per 5.00".into(),
+                points: 1,
+                spend_amount_minor: 500,
+                currency_code: "EUR".into(),
+                multiplier_basis_points: 10_000,
+                products: ProductScope {
+                    brand_codes: vec!["lavazza".into()],
+                    ..Default::default()
+                },
+                ..PurchaseBonus::default()
+            };
+            let set = RuleSet {
+                rules: vec![from_purchase_bonus(&b)],
+                ..Default::default()
+            };
+            let mut c = ctx(friday_evening());
+            c.channel = None;
+            c.business_unit = None;
+            // Three Lavazza lines at 1.99 (5.97 together) reach one step; none does alone.
+            // The Illy is out of scope and does not count towards the step.
+            let cart = [
+                coffee("lavazza", 1, 199),
+                coffee("lavazza", 1, 199),
+                coffee("lavazza", 1, 199),
+                coffee("illy", 1, 900),
+            ];
+            let e = evaluate(&cart, &c, &set);
+            assert_eq!(e.points, 1);
+            assert_eq!(e.lines[3].points, 0);
+            // Two lines at 1.99: 3.98 is below the step.
+            let e = evaluate(&cart[..2], &c, &set);
+            assert_eq!(e.points, 0);
+            assert_eq!(e.not_applied[0].reason, SkipReason::ThresholdNotReached);
         }
 
         #[test]
@@ -512,13 +554,17 @@ mod tests {
             let mut c = ctx(friday_evening() + chrono::Duration::days(1));
             c.channel = None;
             c.business_unit = None;
-            // 25.00 + 9.00: 2 points per 5.00 of each line: 10 + 3.
+            // 25.00 + 9.00 = 34.00: 6 full steps of 5.00 × 2 points = 12, shared by the lines
+            // in proportion to their amounts (25/34 and 9/34 of 12: 8 + 3, the remainder of 1 to
+            // the first line).
             let e = evaluate(
                 &[coffee("lavazza", 2, 1250), coffee("illy", 1, 900)],
                 &c,
                 &set,
             );
-            assert_eq!(e.points, 13);
+            assert_eq!(e.points, 12);
+            assert_eq!(e.lines[0].points, 9);
+            assert_eq!(e.lines[1].points, 3);
         }
     }
 

@@ -66,7 +66,9 @@ pub(super) fn targets_any(benefit: &Benefit, lines: &[CartLine]) -> bool {
         Benefit::FreeItem { product_id, .. } => lines
             .iter()
             .any(|l| !l.no_reward_application && l.product_id == *product_id),
-        Benefit::BonusPoints { target, .. } | Benefit::PointsMultiplier { target, .. } => lines
+        Benefit::BonusPoints { target, .. }
+        | Benefit::SpendPoints { target, .. }
+        | Benefit::PointsMultiplier { target, .. } => lines
             .iter()
             .any(|l| applies(target, l) && !l.pay_only_with_points),
     }
@@ -224,7 +226,9 @@ pub(super) fn discount(
             }
             split((*save_minor).max(0).saturating_mul(times), &base)
         }
-        Benefit::BonusPoints { .. } | Benefit::PointsMultiplier { .. } => vec![0; n],
+        Benefit::BonusPoints { .. }
+        | Benefit::SpendPoints { .. }
+        | Benefit::PointsMultiplier { .. } => vec![0; n],
     };
     Ok(out)
 }
@@ -238,6 +242,10 @@ pub(super) fn points(
 ) -> Result<(Vec<i64>, i64), SkipReason> {
     let n = lines.len();
     let earns = |t: &Target, i: usize| applies(t, &lines[i]) && !lines[i].pay_only_with_points;
+    // Per line, its net amount when it earns from the target.
+    let earning = |t: &Target| -> Vec<Option<i64>> {
+        (0..n).map(|i| earns(t, i).then(|| net[i].max(0))).collect()
+    };
     match benefit {
         Benefit::BonusPoints {
             points,
@@ -249,19 +257,32 @@ pub(super) fn points(
             }
             match per_spend_minor {
                 None => Ok((vec![0; n], (*points).max(0))),
-                Some(step) => Ok((
-                    (0..n)
-                        .map(|i| {
-                            if earns(target, i) {
-                                mul_div(net[i].max(0), (*points).max(0), *step)
-                            } else {
-                                0
-                            }
-                        })
-                        .collect(),
-                    0,
-                )),
+                Some(step) => {
+                    let weights = earning(target);
+                    Ok((per_spend(&weights, *points, *step, 10_000), 0))
+                }
             }
+        }
+        Benefit::SpendPoints {
+            points,
+            per_spend_minor,
+            multiplier_basis_points,
+            target,
+        } => {
+            let weights = earning(target);
+            if weights.iter().all(|w| w.is_none()) {
+                return Err(SkipReason::NoMatchingItems);
+            }
+            let lines = per_spend(
+                &weights,
+                *points,
+                *per_spend_minor,
+                *multiplier_basis_points,
+            );
+            if lines.iter().all(|p| *p == 0) {
+                return Err(SkipReason::ThresholdNotReached);
+            }
+            Ok((lines, 0))
         }
         Benefit::PointsMultiplier {
             multiplier_basis_points,
@@ -290,6 +311,38 @@ pub(super) fn points(
     }
 }
 
+/// Points per full `step` of the earning lines' total (`Some(net)`), times `multiplier_bp`
+/// / 10000 (floor), shared over the earning lines in proportion to their net amounts (floor,
+/// the remainder one point at a time to the earning lines in index order).
+fn per_spend(weights: &[Option<i64>], points: i64, step: i64, multiplier_bp: u32) -> Vec<i64> {
+    let total = weights
+        .iter()
+        .flatten()
+        .fold(0i64, |s, w| s.saturating_add(*w));
+    if step <= 0 || points <= 0 {
+        return vec![0; weights.len()];
+    }
+    let steps = i128::from(total / step);
+    let earned = (steps * i128::from(points) * i128::from(multiplier_bp) / 10_000)
+        .clamp(0, i128::from(i64::MAX)) as i64;
+    let mut out: Vec<i64> = weights
+        .iter()
+        .map(|w| w.map_or(0, |w| mul_div(w, earned, total)))
+        .collect();
+    let mut left = earned - out.iter().sum::<i64>();
+    // Fewer than one point per earning line is left; lines with a zero net get none.
+    for (o, w) in out.iter_mut().zip(weights) {
+        if left <= 0 {
+            break;
+        }
+        if w.is_some_and(|w| w > 0) {
+            *o += 1;
+            left -= 1;
+        }
+    }
+    out
+}
+
 /// Lowers `amounts` (in index order) so that they sum to at most `cap`.
 pub(super) fn trim(amounts: &mut [i64], cap: i64) {
     let mut left = cap.max(0);
@@ -308,7 +361,7 @@ pub(super) fn code(benefit: &Benefit) -> &'static str {
         Benefit::FreeItem { .. } => "FREE_ITEM",
         Benefit::BuyXGetY { .. } => "BUY_X_GET_Y",
         Benefit::SpendXSaveY { .. } => "SPEND_X_SAVE_Y",
-        Benefit::BonusPoints { .. } => "BONUS_POINTS",
+        Benefit::BonusPoints { .. } | Benefit::SpendPoints { .. } => "BONUS_POINTS",
         Benefit::PointsMultiplier { .. } => "POINTS_MULTIPLIER",
     }
 }
@@ -378,6 +431,27 @@ pub(super) fn describe(benefit: &Benefit) -> String {
                 target.describe()
             ),
         },
+        Benefit::SpendPoints {
+            points,
+            per_spend_minor,
+            multiplier_basis_points,
+            target,
+        } => {
+            let times = if *multiplier_basis_points == 10_000 {
+                String::new()
+            } else {
+                format!(
+                    " ×{}.{:02}",
+                    multiplier_basis_points / 10_000,
+                    multiplier_basis_points % 10_000 / 100
+                )
+            };
+            format!(
+                "{points} bonus points per {} spent on {}{times}",
+                money(*per_spend_minor),
+                target.describe()
+            )
+        }
         Benefit::PointsMultiplier {
             multiplier_basis_points,
             target,

@@ -133,25 +133,18 @@ pub fn from_reward(r: &domain::Reward) -> Rule {
     }
 }
 
-/// A purchase bonus as an engine rule: `points × multiplier` per `spend_amount_minor` of the
-/// in-scope lines' net amounts, on its schedule, places, channels and tiers, capped per purchase.
+/// A purchase bonus as an engine rule: floor(in-scope net total / `spend_amount_minor`) ×
+/// `points` × multiplier / 10000, as the proto says, on its schedule, places, channels and
+/// tiers, capped per purchase.
 pub fn from_purchase_bonus(b: &domain::PurchaseBonus) -> Rule {
-    let multiplier = i64::from(b.multiplier_basis_points.max(1));
-    let scaled = b.points.saturating_mul(multiplier);
-    // Exact points per step when the multiplier divides out (×2 of 1 → 2 per step); otherwise
-    // the step is scaled instead, so that ×1.5 of 1 point per 1.00 gives 3 points per 2.00.
-    let (points, per_spend) = if scaled % 10_000 == 0 {
-        (scaled / 10_000, b.spend_amount_minor)
-    } else {
-        (scaled, b.spend_amount_minor.saturating_mul(10_000))
-    };
     Rule {
         id: b.id,
         kind: RuleKind::PurchaseBonus,
         name: b.display_name.clone(),
-        benefits: vec![Benefit::BonusPoints {
-            points,
-            per_spend_minor: Some(per_spend),
+        benefits: vec![Benefit::SpendPoints {
+            points: b.points,
+            per_spend_minor: b.spend_amount_minor,
+            multiplier_basis_points: b.multiplier_basis_points.max(1).unsigned_abs(),
             target: b.products.target(),
         }],
         priority: 0,

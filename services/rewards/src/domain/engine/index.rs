@@ -57,6 +57,7 @@ impl TargetIndex {
                     | Benefit::BuyXGetY { target, .. }
                     | Benefit::SpendXSaveY { target, .. }
                     | Benefit::BonusPoints { target, .. }
+                    | Benefit::SpendPoints { target, .. }
                     | Benefit::PointsMultiplier { target, .. } => target,
                     Benefit::FreeItem { product_id, .. } => {
                         add(&mut ix.by_product, product_id);

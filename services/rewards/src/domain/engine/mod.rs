@@ -171,10 +171,19 @@ pub enum Benefit {
         target: Target,
     },
     /// `points` once when a targeted line is in the cart, or with `per_spend_minor`, `points`
-    /// per full `per_spend_minor` of each targeted line's net amount.
+    /// per full `per_spend_minor` of the targeted lines' net total (as `SpendPoints` ×1).
     BonusPoints {
         points: i64,
         per_spend_minor: Option<i64>,
+        target: Target,
+    },
+    /// A purchase bonus: floor(targeted net total / `per_spend_minor`) × `points` ×
+    /// `multiplier_basis_points` / 10000 (floor), shared over the targeted lines in
+    /// proportion to their net amounts (the remainder to the first lines).
+    SpendPoints {
+        points: i64,
+        per_spend_minor: i64,
+        multiplier_basis_points: u32,
         target: Target,
     },
     /// The base points of targeted lines × `multiplier_basis_points` / 10000 (≥ 10000).
@@ -188,7 +197,9 @@ impl Benefit {
     pub fn is_points(&self) -> bool {
         matches!(
             self,
-            Benefit::BonusPoints { .. } | Benefit::PointsMultiplier { .. }
+            Benefit::BonusPoints { .. }
+                | Benefit::SpendPoints { .. }
+                | Benefit::PointsMultiplier { .. }
         )
     }
 }

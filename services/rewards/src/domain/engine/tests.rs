@@ -848,6 +848,14 @@ fn arb_benefit() -> impl Strategy<Value = Benefit> {
                 target: t,
             }
         }),
+        (0i64..100, 0i64..500, 0u32..30_000, arb_target()).prop_map(|(p, s, m, t)| {
+            Benefit::SpendPoints {
+                points: p,
+                per_spend_minor: s,
+                multiplier_basis_points: m,
+                target: t,
+            }
+        }),
         (0u32..50_000, arb_target()).prop_map(|(m, t)| Benefit::PointsMultiplier {
             multiplier_basis_points: m,
             target: t

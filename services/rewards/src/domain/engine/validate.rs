@@ -113,6 +113,26 @@ fn benefit(v: &mut Violations, f: &str, b: &Benefit) {
             }
             target(v, &format!("{f}.target"), t);
         }
+        Benefit::SpendPoints {
+            points,
+            per_spend_minor,
+            multiplier_basis_points,
+            target: t,
+        } => {
+            if *points < 1 {
+                v.add(format!("{f}.points"), "must be at least 1");
+            }
+            if *per_spend_minor < 1 {
+                v.add(format!("{f}.per_spend_minor"), "must be at least 1");
+            }
+            if !(1..=1_000_000).contains(multiplier_basis_points) {
+                v.add(
+                    format!("{f}.multiplier_basis_points"),
+                    "must be 1..1000000 (at most ×100)",
+                );
+            }
+            target(v, &format!("{f}.target"), t);
+        }
         Benefit::PointsMultiplier {
             multiplier_basis_points,
             target: t,
