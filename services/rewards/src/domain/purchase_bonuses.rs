@@ -31,9 +31,8 @@ impl ProductScope {
             && self.excluded_product_codes.is_empty()
     }
 
-    /// Checks the codes, naming them under `field` (e.g. `purchase_bonus.products`). The engine
-    /// matches a rule's lines by one kind of code, so a scope names products, groups or brands,
-    /// not a mix, and exclusions are refused rather than ignored.
+    /// Checks the codes, naming them under `field` (e.g. `purchase_bonus.products`). Products,
+    /// groups and brands may be mixed (a line matches any of them) and exclusions win.
     pub fn validate(&self, v: &mut Violations, field: &str) {
         let lists = [
             ("product_codes", &self.product_codes),
@@ -52,31 +51,16 @@ impl ProductScope {
                 check_code(v, &format!("{field}.{name}[{i}]"), code);
             }
         }
-        let kinds = lists[..3].iter().filter(|(_, l)| !l.is_empty()).count();
-        if kinds > 1 {
-            v.add(
-                field,
-                "name product_codes, product_group_codes or brand_codes, not several of them",
-            );
-        }
-        if !self.excluded_product_codes.is_empty() {
-            v.add(
-                format!("{field}.excluded_product_codes"),
-                "is not supported yet: list the products to include instead",
-            );
-        }
     }
 
-    /// The engine target: the whole cart when the scope is empty.
+    /// The engine target: any listed product, group or brand minus the excluded products; the
+    /// whole cart (minus exclusions) when nothing is listed.
     pub fn target(&self) -> Target {
-        if !self.product_codes.is_empty() {
-            Target::Products(self.product_codes.clone())
-        } else if !self.group_codes.is_empty() {
-            Target::Groups(self.group_codes.clone())
-        } else if !self.brand_codes.is_empty() {
-            Target::Brands(self.brand_codes.clone())
-        } else {
-            Target::Cart
+        Target {
+            products: self.product_codes.clone(),
+            groups: self.group_codes.clone(),
+            brands: self.brand_codes.clone(),
+            excluded_products: self.excluded_product_codes.clone(),
         }
     }
 
@@ -326,7 +310,7 @@ mod tests {
     }
 
     #[test]
-    fn a_scope_names_one_kind_of_code_and_maps_to_its_target() {
+    fn a_scope_mixes_products_groups_and_brands_minus_exclusions() {
         let scope = ProductScope {
             brand_codes: vec!["lavazza".into()],
             ..Default::default()
@@ -334,8 +318,8 @@ mod tests {
         let mut v = Violations::new();
         scope.validate(&mut v, "p");
         assert!(v.is_empty());
-        assert_eq!(scope.target(), Target::Brands(vec!["lavazza".into()]));
-        assert_eq!(ProductScope::default().target(), Target::Cart);
+        assert_eq!(scope.target(), Target::brands(vec!["lavazza".into()]));
+        assert_eq!(ProductScope::default().target(), Target::cart());
         assert!(scope.covers("ESP", &[], "lavazza"));
         assert!(!scope.covers("ESP", &[], "illy"));
 
@@ -347,11 +331,23 @@ mod tests {
         };
         let mut v = Violations::new();
         mixed.validate(&mut v, "p");
-        let f = fields(v);
-        for want in ["p", "p.product_codes[1]", "p.excluded_product_codes"] {
-            assert!(f.iter().any(|x| x == want), "{want} in {f:?}");
-        }
+        assert_eq!(fields(v), vec!["p.product_codes[1]"]);
         assert!(!mixed.covers("B", &[], "lavazza"));
+        // The engine matches the same lines: a listed product, or the brand, never B.
+        let t = mixed.target();
+        let line = |code: &str, brand: Option<&str>| crate::domain::engine::CartLine {
+            product_id: code.into(),
+            group: None,
+            brand: brand.map(Into::into),
+            quantity: 1,
+            unit_price_minor: 100,
+            no_reward_application: false,
+            pay_only_with_points: false,
+        };
+        assert!(t.matches(&line("A", None)));
+        assert!(t.matches(&line("C", Some("lavazza"))));
+        assert!(!t.matches(&line("B", Some("lavazza"))));
+        assert!(!t.matches(&line("C", Some("illy"))));
     }
 
     mod engine_rules {

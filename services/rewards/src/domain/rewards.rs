@@ -60,39 +60,26 @@ impl Scope {
             && self.excluded_product_codes.is_empty()
     }
 
-    /// `required`: an empty scope is refused (it would mean "every product", which the cart
-    /// benefits express instead). The engine targets one kind of code per benefit, so a scope
-    /// names products, groups or brands, not a mix, and no exclusions.
+    /// Whether nothing is included (the scope then means every product but the excluded).
+    pub fn includes_nothing(&self) -> bool {
+        self.product_codes.is_empty() && self.group_codes.is_empty() && self.brand_codes.is_empty()
+    }
+
+    /// A line is in scope when its product, group or brand is listed (kinds may be mixed) and
+    /// its product is not excluded. `required`: the scope must include something (an empty one
+    /// would mean "every product", which the cart benefits express instead).
     pub fn validate(&self, v: &mut Violations, field: &str, required: bool) {
-        if self.is_empty() {
-            if required {
-                v.add(
-                    field,
-                    "must name at least one product, product group or brand",
-                );
-            }
-            return;
-        }
-        let kinds = [&self.product_codes, &self.group_codes, &self.brand_codes]
-            .iter()
-            .filter(|l| !l.is_empty())
-            .count();
-        if kinds > 1 {
+        if required && self.includes_nothing() {
             v.add(
                 field,
-                "must name products, product groups or brands: one kind per reward",
-            );
-        }
-        if !self.excluded_product_codes.is_empty() {
-            v.add(
-                format!("{field}.excluded_product_codes"),
-                "is not supported for rewards: list the products to include instead",
+                "must name at least one product, product group or brand",
             );
         }
         for (name, list) in [
             ("product_codes", &self.product_codes),
             ("product_group_codes", &self.group_codes),
             ("brand_codes", &self.brand_codes),
+            ("excluded_product_codes", &self.excluded_product_codes),
         ] {
             if list.len() > 1000 {
                 v.add(format!("{field}.{name}"), "at most 1000 codes");
@@ -776,18 +763,63 @@ mod tests {
     }
 
     #[test]
-    fn a_scope_names_one_kind_of_code() {
+    fn a_scope_mixes_kinds_and_excludes_products_but_must_include_something() {
         let mut mixed = products(&["A"]);
         mixed.brand_codes.push("ACME".into());
-        let text = errors(&reward(
+        mixed.excluded_product_codes.push("ACME-GIFTCARD".into());
+        let r = reward(
             RewardType::Coupon,
             Benefit::ProductPercentageDiscount {
                 products: mixed,
                 basis_points: 100,
             },
+        );
+        assert_eq!(errors(&r), "");
+        let rule = crate::domain::engine::from_reward(&r);
+        let target = match &rule.benefits[0] {
+            crate::domain::engine::Benefit::PercentageDiscount { target, .. } => target.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(target.products, vec!["A"]);
+        assert_eq!(target.brands, vec!["ACME"]);
+        assert_eq!(target.excluded_products, vec!["ACME-GIFTCARD"]);
+        // Only exclusions: nothing included, refused where a scope is required.
+        let only_excluded = Scope {
+            excluded_product_codes: vec!["B".into()],
+            ..Scope::default()
+        };
+        let text = errors(&reward(
+            RewardType::Coupon,
+            Benefit::ProductPercentageDiscount {
+                products: only_excluded.clone(),
+                basis_points: 100,
+            },
         ));
         assert!(
             text.contains("reward.product_percentage_discount.products"),
+            "{text}"
+        );
+        // Where the scope is optional, exclusions alone mean the cart minus those products.
+        let r = reward(
+            RewardType::CashDesk,
+            Benefit::PointsMultiplier {
+                products: only_excluded,
+                multiplier_basis_points: 20_000,
+            },
+        );
+        assert_eq!(errors(&r), "");
+        let text = errors(&reward(
+            RewardType::Coupon,
+            Benefit::ProductPercentageDiscount {
+                products: Scope {
+                    excluded_product_codes: vec![" ".into()],
+                    ..products(&["A"])
+                },
+                basis_points: 100,
+            },
+        ));
+        assert!(
+            text.contains("reward.product_percentage_discount.products.excluded_product_codes[0]"),
             "{text}"
         );
     }

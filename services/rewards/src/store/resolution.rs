@@ -175,3 +175,8 @@ pub async fn rule_set(
 
 #[cfg(test)]
 mod tests;
+
+/// EvaluateCart with the engine's mechanics (scopes, cart conditions, per-unit discounts,
+/// points payment) defined through the API.
+#[cfg(test)]
+mod mechanics_tests;

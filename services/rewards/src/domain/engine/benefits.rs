@@ -142,7 +142,7 @@ pub(super) fn discount(
             product_id,
             quantity,
         } => {
-            let target = Target::Products(vec![product_id.clone()]);
+            let target = Target::products(vec![product_id.clone()]);
             let mask = targeted(&target);
             if !mask.any() {
                 return Err(SkipReason::NoMatchingItems);

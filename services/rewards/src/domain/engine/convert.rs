@@ -7,17 +7,14 @@ use crate::domain::{
 };
 use uuid::Uuid;
 
-/// The engine's target of a reward's product scope; an empty scope is the whole cart.
-/// Validation keeps scopes to one kind of code (the engine targets one kind).
+/// The engine's target of a reward's product scope: any listed product, group or brand, minus
+/// the excluded products; nothing listed is the whole cart (minus exclusions).
 fn target(s: &domain::rewards::Scope) -> Target {
-    if !s.product_codes.is_empty() {
-        Target::Products(s.product_codes.clone())
-    } else if !s.group_codes.is_empty() {
-        Target::Groups(s.group_codes.clone())
-    } else if !s.brand_codes.is_empty() {
-        Target::Brands(s.brand_codes.clone())
-    } else {
-        Target::Cart
+    Target {
+        products: s.product_codes.clone(),
+        groups: s.group_codes.clone(),
+        brands: s.brand_codes.clone(),
+        excluded_products: s.excluded_product_codes.clone(),
     }
 }
 
@@ -33,11 +30,11 @@ pub fn from_reward(r: &domain::Reward) -> Rule {
     let benefit = match &r.benefit {
         B::CartPercentageDiscount { basis_points } => Benefit::PercentageDiscount {
             basis_points: *basis_points,
-            target: Target::Cart,
+            target: Target::cart(),
         },
         B::CartFixedDiscount { amount } => Benefit::FixedDiscount {
             amount_minor: amount.minor,
-            target: Target::Cart,
+            target: Target::cart(),
         },
         B::ProductPercentageDiscount {
             products,
@@ -85,7 +82,7 @@ pub fn from_reward(r: &domain::Reward) -> Rule {
         B::BonusPoints { points, .. } => Benefit::BonusPoints {
             points: *points,
             per_spend_minor: None,
-            target: Target::Cart,
+            target: Target::cart(),
         },
         B::PointsMultiplier {
             products,
@@ -98,7 +95,7 @@ pub fn from_reward(r: &domain::Reward) -> Rule {
         // every voucher of the reward is worth at least.
         B::GiftValue { allowed_values } => Benefit::FixedDiscount {
             amount_minor: allowed_values.iter().map(|a| a.minor).min().unwrap_or(0),
-            target: Target::Cart,
+            target: Target::cart(),
         },
     };
     let caps = &r.caps;

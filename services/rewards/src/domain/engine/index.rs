@@ -1,7 +1,7 @@
 //! A rule set prepared once for many evaluations: rules deduplicated and in application order,
 //! lookups by id and group, the rules each product, group and brand can reach, and the
 //! sentences of the static "not applied" reasons. The cache of a partner's rules holds one.
-use super::{Benefit, Rule, RuleSet, SkipReason, Target};
+use super::{Benefit, Rule, RuleSet, SkipReason};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -64,12 +64,17 @@ impl TargetIndex {
                         continue;
                     }
                 };
-                match target {
-                    Target::Cart => cart_wide = true,
-                    Target::Products(ids) => ids.iter().for_each(|k| add(&mut ix.by_product, k)),
-                    Target::Groups(ids) => ids.iter().for_each(|k| add(&mut ix.by_group, k)),
-                    Target::Brands(ids) => ids.iter().for_each(|k| add(&mut ix.by_brand, k)),
+                // Indexed by every included code; exclusions only narrow what the exact check
+                // (`targets_any`) then finds.
+                if target.is_cart_wide() {
+                    cart_wide = true;
                 }
+                target
+                    .products
+                    .iter()
+                    .for_each(|k| add(&mut ix.by_product, k));
+                target.groups.iter().for_each(|k| add(&mut ix.by_group, k));
+                target.brands.iter().for_each(|k| add(&mut ix.by_brand, k));
             }
             if cart_wide {
                 ix.cart_wide.push(pos);

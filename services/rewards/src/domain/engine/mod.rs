@@ -108,34 +108,91 @@ pub struct CustomerContext {
     pub usage: BTreeMap<Uuid, RuleUsage>,
 }
 
-/// What a benefit applies to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", content = "ids", rename_all = "snake_case")]
-pub enum Target {
-    Cart,
-    Products(Vec<String>),
-    Groups(Vec<String>),
-    Brands(Vec<String>),
+/// What a benefit applies to: a product scope. A line matches when its product, its group or
+/// its brand is listed, and its product is not excluded; with nothing listed, every line of
+/// the cart matches except the excluded products.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Target {
+    pub products: Vec<String>,
+    pub groups: Vec<String>,
+    pub brands: Vec<String>,
+    /// Never matched, even when listed through a group or brand.
+    pub excluded_products: Vec<String>,
 }
 
 impl Target {
-    pub fn matches(&self, line: &CartLine) -> bool {
-        let has = |ids: &[String], v: &Option<String>| v.as_ref().is_some_and(|v| ids.contains(v));
-        match self {
-            Target::Cart => true,
-            Target::Products(ids) => ids.contains(&line.product_id),
-            Target::Groups(ids) => has(ids, &line.group),
-            Target::Brands(ids) => has(ids, &line.brand),
+    /// The whole cart.
+    pub fn cart() -> Target {
+        Target::default()
+    }
+
+    pub fn products(ids: Vec<String>) -> Target {
+        Target {
+            products: ids,
+            ..Target::default()
         }
     }
 
-    fn describe(&self) -> String {
-        match self {
-            Target::Cart => "the cart".into(),
-            Target::Products(ids) => format!("products {}", ids.join(", ")),
-            Target::Groups(ids) => format!("groups {}", ids.join(", ")),
-            Target::Brands(ids) => format!("brands {}", ids.join(", ")),
+    pub fn groups(ids: Vec<String>) -> Target {
+        Target {
+            groups: ids,
+            ..Target::default()
         }
+    }
+
+    pub fn brands(ids: Vec<String>) -> Target {
+        Target {
+            brands: ids,
+            ..Target::default()
+        }
+    }
+
+    /// The same scope without these products.
+    pub fn excluding(mut self, ids: Vec<String>) -> Target {
+        self.excluded_products = ids;
+        self
+    }
+
+    /// Nothing listed: every line but the excluded products.
+    pub fn is_cart_wide(&self) -> bool {
+        self.products.is_empty() && self.groups.is_empty() && self.brands.is_empty()
+    }
+
+    pub fn matches(&self, line: &CartLine) -> bool {
+        if self.excluded_products.contains(&line.product_id) {
+            return false;
+        }
+        let has = |ids: &[String], v: &Option<String>| v.as_ref().is_some_and(|v| ids.contains(v));
+        self.is_cart_wide()
+            || self.products.contains(&line.product_id)
+            || has(&self.groups, &line.group)
+            || has(&self.brands, &line.brand)
+    }
+
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        for (what, ids) in [
+            ("products", &self.products),
+            ("groups", &self.groups),
+            ("brands", &self.brands),
+        ] {
+            if !ids.is_empty() {
+                parts.push(format!("{what} {}", ids.join(", ")));
+            }
+        }
+        let mut out = if parts.is_empty() {
+            "the cart".to_owned()
+        } else {
+            parts.join("; ")
+        };
+        if !self.excluded_products.is_empty() {
+            out.push_str(&format!(
+                " except products {}",
+                self.excluded_products.join(", ")
+            ));
+        }
+        out
     }
 }
 

@@ -96,6 +96,65 @@ fn discounts(e: &Evaluation) -> Vec<i64> {
 // --- benefits ---------------------------------------------------------------------------------
 
 #[test]
+fn a_mixed_scope_reaches_listed_products_groups_and_brands_but_never_excluded_products() {
+    let cart = [
+        line("A", 1, 1000),
+        in_group(line("B", 1, 1000), "wine"),
+        branded(line("C", 1, 1000), "acme"),
+        branded(line("GIFT", 1, 1000), "acme"),
+        line("D", 1, 1000),
+    ];
+    let target = Target {
+        products: vec!["A".into()],
+        groups: vec!["wine".into()],
+        brands: vec!["acme".into()],
+        excluded_products: vec!["GIFT".into()],
+    };
+    let rules = set(vec![rule(1, pct(1000, target.clone()))]);
+    let e = evaluate(&cart, &ctx(), &rules);
+    assert_eq!(discounts(&e), vec![100, 100, 100, 0, 0]);
+    assert!(
+        e.lines[0].discounts[0]
+            .explanation
+            .contains("10 % off products A; groups wine; brands acme except products GIFT"),
+        "{}",
+        e.lines[0].discounts[0].explanation
+    );
+    // The index finds the rule through any of its codes.
+    let compiled = CompiledRuleSet::new(rules.clone());
+    for l in &cart[..3] {
+        let one = [l.clone()];
+        assert_eq!(
+            evaluate_compiled(&one, &ctx(), &compiled).discount_minor,
+            100
+        );
+    }
+    let gift_only = [cart[3].clone()];
+    let e = evaluate_compiled(&gift_only, &ctx(), &compiled);
+    assert_eq!(e.not_applied[0].reason, SkipReason::NoMatchingItems);
+    // Nothing included: the whole cart minus the exclusions.
+    let all_but_gift = Target::cart().excluding(vec!["GIFT".into()]);
+    let e = evaluate(&cart, &ctx(), &set(vec![rule(1, pct(1000, all_but_gift))]));
+    assert_eq!(discounts(&e), vec![100, 100, 100, 0, 100]);
+    let e = evaluate(
+        &cart,
+        &ctx(),
+        &set(vec![rule(
+            1,
+            Benefit::SpendXSaveY {
+                spend_minor: 4000,
+                save_minor: 500,
+                repeat: false,
+                target: Target::cart().excluding(vec!["GIFT".into()]),
+            },
+        )]),
+    );
+    // 40.00 without the gift card reaches the threshold; the gift card gets no share.
+    assert_eq!(e.discount_minor, 500);
+    assert_eq!(discounts(&e)[3], 0);
+}
+
+#[test]
 fn a_percentage_discount_takes_its_share_of_each_targeted_line() {
     let cart = [
         in_group(line("A", 2, 1000), "shoes"),
@@ -106,7 +165,7 @@ fn a_percentage_discount_takes_its_share_of_each_targeted_line() {
         &ctx(),
         &set(vec![rule(
             1,
-            pct(1000, Target::Groups(vec!["shoes".into()])),
+            pct(1000, Target::groups(vec!["shoes".into()])),
         )]),
     );
     assert_eq!(discounts(&e), vec![200, 0]);
@@ -129,7 +188,7 @@ fn a_fixed_discount_is_split_over_the_targeted_lines_in_proportion() {
             1,
             Benefit::FixedDiscount {
                 amount_minor: 1000,
-                target: Target::Cart,
+                target: Target::cart(),
             },
         )]),
     );
@@ -146,7 +205,7 @@ fn a_fixed_discount_larger_than_the_cart_stops_at_zero() {
             1,
             Benefit::FixedDiscount {
                 amount_minor: 1000,
-                target: Target::Cart,
+                target: Target::cart(),
             },
         )]),
     );
@@ -167,7 +226,7 @@ fn a_fixed_price_lowers_each_unit_and_never_raises_it() {
             1,
             Benefit::FixedPrice {
                 unit_price_minor: 799,
-                target: Target::Brands(vec!["acme".into()]),
+                target: Target::brands(vec!["acme".into()]),
             },
         )]),
     );
@@ -198,7 +257,7 @@ fn buy_two_get_one_frees_the_cheapest_unit_of_each_set() {
         buy: 2,
         get: 1,
         discount_basis_points: 10_000,
-        target: Target::Cart,
+        target: Target::cart(),
     };
     // Units dearest first: A A B | B C — one full set; its third unit is a B.
     let e = evaluate(&cart, &ctx(), &set(vec![rule(1, b.clone())]));
@@ -216,7 +275,7 @@ fn buy_x_get_y_without_a_full_set_does_not_apply_and_says_so() {
         buy: 2,
         get: 1,
         discount_basis_points: 5000,
-        target: Target::Cart,
+        target: Target::cart(),
     };
     let e = evaluate(&cart, &ctx(), &set(vec![rule(1, b)]));
     assert_eq!(e.discount_minor, 0);
@@ -230,7 +289,7 @@ fn spend_x_save_y_applies_once_or_per_step_up_to_the_application_cap() {
         spend_minor: 1000,
         save_minor: 100,
         repeat,
-        target: Target::Cart,
+        target: Target::cart(),
     };
     assert_eq!(
         evaluate(&cart, &ctx(), &set(vec![rule(1, b(false))])).discount_minor,
@@ -253,7 +312,7 @@ fn bonus_points_are_flat_or_per_spend() {
     let flat = Benefit::BonusPoints {
         points: 50,
         per_spend_minor: None,
-        target: Target::Products(vec!["B".into()]),
+        target: Target::products(vec!["B".into()]),
     };
     let e = evaluate(&cart, &ctx(), &set(vec![rule(1, flat)]));
     // base: 10 + 5; flat 50 on the cart.
@@ -262,7 +321,7 @@ fn bonus_points_are_flat_or_per_spend() {
     let per = Benefit::BonusPoints {
         points: 2,
         per_spend_minor: Some(100),
-        target: Target::Products(vec!["A".into()]),
+        target: Target::products(vec!["A".into()]),
     };
     let e = evaluate(&cart, &ctx(), &set(vec![rule(1, per)]));
     assert_eq!(e.lines[0].points, 10 + 20);
@@ -276,11 +335,11 @@ fn a_points_multiplier_multiplies_the_base_earn_of_targeted_lines_after_discount
         1,
         Benefit::PointsMultiplier {
             multiplier_basis_points: 30_000,
-            target: Target::Groups(vec!["wine".into()]),
+            target: Target::groups(vec!["wine".into()]),
         },
     );
     r.kind = RuleKind::PurchaseBonus;
-    let d = rule(2, pct(5000, Target::Cart));
+    let d = rule(2, pct(5000, Target::cart()));
     let e = evaluate(&cart, &ctx(), &set(vec![r, d]));
     // A: 500 left → base 5, ×3 → +10.
     assert_eq!(e.lines[0].points, 15);
@@ -294,7 +353,7 @@ fn points_caps_limit_the_bonus_per_transaction() {
         1,
         Benefit::PointsMultiplier {
             multiplier_basis_points: 50_000,
-            target: Target::Cart,
+            target: Target::cart(),
         },
     );
     r.limits.max_points_per_transaction = Some(100);
@@ -313,12 +372,12 @@ fn items_with_no_reward_application_are_never_discounted_nor_bonused() {
         &cart,
         &ctx(),
         &set(vec![
-            rule(1, pct(5000, Target::Cart)),
+            rule(1, pct(5000, Target::cart())),
             rule(
                 2,
                 Benefit::PointsMultiplier {
                     multiplier_basis_points: 20_000,
-                    target: Target::Cart,
+                    target: Target::cart(),
                 },
             ),
         ]),
@@ -344,7 +403,7 @@ fn a_rule_targeting_nothing_in_the_cart_says_so() {
     let e = evaluate(
         &[line("A", 1, 100)],
         &ctx(),
-        &set(vec![rule(1, pct(1000, Target::Products(vec!["Z".into()])))]),
+        &set(vec![rule(1, pct(1000, Target::products(vec!["Z".into()])))]),
     );
     assert_eq!(e.not_applied[0].reason, SkipReason::NoMatchingItems);
     assert!(e.not_applied[0].explanation.contains("no item"));
@@ -395,7 +454,7 @@ fn eligibility_is_checked_and_explained() {
         ),
     ];
     for (change, reason) in cases {
-        let mut r = rule(1, pct(1000, Target::Cart));
+        let mut r = rule(1, pct(1000, Target::cart()));
         change(&mut r);
         let mut c = ctx();
         c.usage.insert(
@@ -413,7 +472,7 @@ fn eligibility_is_checked_and_explained() {
 
 #[test]
 fn overnight_hours_and_local_time_are_honoured() {
-    let mut r = rule(1, pct(1000, Target::Cart));
+    let mut r = rule(1, pct(1000, Target::cart()));
     r.schedule.hours = Some((22 * 60, 2 * 60));
     let mut c = ctx();
     c.utc_offset_minutes = 11 * 60; // 12:00 UTC = 23:00 local
@@ -423,7 +482,7 @@ fn overnight_hours_and_local_time_are_honoured() {
 
 #[test]
 fn segments_and_levels_admit_their_customers() {
-    let mut r = rule(1, pct(1000, Target::Cart));
+    let mut r = rule(1, pct(1000, Target::cart()));
     r.eligibility.segment_ids = vec![id(50), id(51)];
     r.eligibility.level_ids = vec![id(60)];
     let mut c = ctx();
@@ -440,7 +499,7 @@ fn segments_and_levels_admit_their_customers() {
 #[test]
 fn an_exhausted_budget_stops_the_reward_and_a_small_one_caps_it() {
     let cart = [line("A", 1, 1000)];
-    let r = rule(1, pct(5000, Target::Cart));
+    let r = rule(1, pct(5000, Target::cart()));
     let mut c = ctx();
     c.usage.insert(
         id(1),
@@ -457,7 +516,7 @@ fn an_exhausted_budget_stops_the_reward_and_a_small_one_caps_it() {
 
 #[test]
 fn a_discount_cap_per_transaction_limits_the_rule() {
-    let mut r = rule(1, pct(5000, Target::Cart));
+    let mut r = rule(1, pct(5000, Target::cart()));
     r.limits.max_discount_per_transaction_minor = Some(300);
     let e = evaluate(&[line("A", 1, 1000)], &ctx(), &set(vec![r]));
     assert_eq!(e.discount_minor, 300);
@@ -465,7 +524,7 @@ fn a_discount_cap_per_transaction_limits_the_rule() {
 
 #[test]
 fn the_period_limit_stops_a_rule_for_everyone() {
-    let mut r = rule(1, pct(5000, Target::Cart));
+    let mut r = rule(1, pct(5000, Target::cart()));
     r.limits.max_uses_per_period = Some(100);
     let mut c = ctx();
     c.usage.insert(
@@ -495,9 +554,9 @@ fn exclusive(rules: &[u128]) -> Policy {
 
 #[test]
 fn in_an_exclusive_group_priority_wins_under_the_priority_strategy() {
-    let mut small = rule(1, pct(1000, Target::Cart));
+    let mut small = rule(1, pct(1000, Target::cart()));
     small.priority = 10;
-    let big = rule(2, pct(3000, Target::Cart));
+    let big = rule(2, pct(3000, Target::cart()));
     let rules = RuleSet {
         rules: vec![small, big],
         policy: exclusive(&[1, 2]),
@@ -510,9 +569,9 @@ fn in_an_exclusive_group_priority_wins_under_the_priority_strategy() {
 
 #[test]
 fn in_an_exclusive_group_the_best_for_the_customer_wins_under_that_strategy() {
-    let mut small = rule(1, pct(1000, Target::Cart));
+    let mut small = rule(1, pct(1000, Target::cart()));
     small.priority = 10;
-    let big = rule(2, pct(3000, Target::Cart));
+    let big = rule(2, pct(3000, Target::cart()));
     let mut policy = exclusive(&[1, 2]);
     policy.strategy = Resolve::BestForCustomer;
     let rules = RuleSet {
@@ -525,13 +584,13 @@ fn in_an_exclusive_group_the_best_for_the_customer_wins_under_that_strategy() {
 
 #[test]
 fn stackable_rules_apply_one_after_the_other_on_what_is_left() {
-    let mut first = rule(1, pct(5000, Target::Cart));
+    let mut first = rule(1, pct(5000, Target::cart()));
     first.priority = 5;
     let second = rule(
         2,
         Benefit::FixedDiscount {
             amount_minor: 100,
-            target: Target::Cart,
+            target: Target::cart(),
         },
     );
     let e = evaluate(&[line("A", 1, 1000)], &ctx(), &set(vec![second, first]));
@@ -542,9 +601,9 @@ fn stackable_rules_apply_one_after_the_other_on_what_is_left() {
 
 #[test]
 fn a_non_stackable_rule_applies_alone_or_not_at_all() {
-    let a = rule(1, pct(1000, Target::Cart));
-    let b = rule(2, pct(1000, Target::Cart));
-    let mut lone = rule(3, pct(2500, Target::Cart));
+    let a = rule(1, pct(1000, Target::cart()));
+    let b = rule(2, pct(1000, Target::cart()));
+    let mut lone = rule(3, pct(2500, Target::cart()));
     lone.stackable = false;
     let mut rules = set(vec![a.clone(), b.clone(), lone.clone()]);
     rules.policy.strategy = Resolve::BestForCustomer;
@@ -558,7 +617,7 @@ fn a_non_stackable_rule_applies_alone_or_not_at_all() {
             .all(|n| n.reason == SkipReason::NotStackable)
     );
     // Under priority with equal priorities the better value wins: make the stack better.
-    lone.benefits = vec![pct(1500, Target::Cart)];
+    lone.benefits = vec![pct(1500, Target::cart())];
     let e = evaluate(
         &[line("A", 1, 1000)],
         &ctx(),
@@ -570,9 +629,9 @@ fn a_non_stackable_rule_applies_alone_or_not_at_all() {
 
 #[test]
 fn a_stackable_group_lets_its_members_combine() {
-    let mut a = rule(1, pct(1000, Target::Cart));
+    let mut a = rule(1, pct(1000, Target::cart()));
     a.stackable = false;
-    let mut b = rule(2, pct(1000, Target::Cart));
+    let mut b = rule(2, pct(1000, Target::cart()));
     b.stackable = false;
     let rules = RuleSet {
         rules: vec![a, b],
@@ -593,9 +652,9 @@ fn a_stackable_group_lets_its_members_combine() {
 
 #[test]
 fn the_transaction_rule_limit_keeps_the_first_rules_by_the_strategy() {
-    let mut a = rule(1, pct(1000, Target::Cart));
+    let mut a = rule(1, pct(1000, Target::cart()));
     a.priority = 1;
-    let b = rule(2, pct(2000, Target::Cart));
+    let b = rule(2, pct(2000, Target::cart()));
     let mut rules = set(vec![a, b]);
     rules.policy.max_rules_per_transaction = Some(1);
     let e = evaluate(&[line("A", 1, 1000)], &ctx(), &rules);
@@ -607,7 +666,7 @@ fn the_transaction_rule_limit_keeps_the_first_rules_by_the_strategy() {
 
 #[test]
 fn a_presented_voucher_unlocks_its_reward_and_is_to_be_redeemed() {
-    let mut r = rule(1, pct(1000, Target::Cart));
+    let mut r = rule(1, pct(1000, Target::cart()));
     r.eligibility.requires_voucher = true;
     let mut c = ctx();
     c.vouchers = vec![
@@ -659,7 +718,7 @@ fn a_presented_voucher_unlocks_its_reward_and_is_to_be_redeemed() {
 
 #[test]
 fn a_voucher_whose_reward_does_not_apply_is_rejected_with_the_rules_reason() {
-    let mut r = rule(1, pct(1000, Target::Products(vec!["Z".into()])));
+    let mut r = rule(1, pct(1000, Target::products(vec!["Z".into()])));
     r.eligibility.requires_voucher = true;
     let mut c = ctx();
     c.vouchers = vec![PresentedVoucher {
@@ -734,12 +793,18 @@ fn fields(v: Violations) -> Vec<String> {
 
 #[test]
 fn invalid_rule_definitions_name_their_fields() {
-    let mut r = rule(1, pct(10_001, Target::Products(vec![])));
+    let mut r = rule(
+        1,
+        pct(
+            10_001,
+            Target::brands(vec!["acme".into()]).excluding(vec![" ".into()]),
+        ),
+    );
     r.benefits.push(Benefit::BuyXGetY {
         buy: 0,
         get: 0,
         discount_basis_points: 10_000,
-        target: Target::Cart,
+        target: Target::cart(),
     });
     r.validity = Validity {
         from: Some(now()),
@@ -751,7 +816,7 @@ fn invalid_rule_definitions_name_their_fields() {
     let f = fields(v);
     for want in [
         "reward.benefits[0].basis_points",
-        "reward.benefits[0].target",
+        "reward.benefits[0].target.excluded_products[0]",
         "reward.benefits[1].buy",
         "reward.benefits[1].get",
         "reward.valid_until_time",
@@ -764,8 +829,8 @@ fn invalid_rule_definitions_name_their_fields() {
 #[test]
 fn overlapping_and_empty_groups_are_rejected() {
     let rules = vec![
-        rule(1, pct(100, Target::Cart)),
-        rule(2, pct(100, Target::Cart)),
+        rule(1, pct(100, Target::cart())),
+        rule(2, pct(100, Target::cart())),
     ];
     let policy = Policy {
         groups: vec![
@@ -802,12 +867,26 @@ fn overlapping_and_empty_groups_are_rejected() {
 // --- properties ---------------------------------------------------------------------------------
 
 fn arb_target() -> impl Strategy<Value = Target> {
-    prop_oneof![
-        Just(Target::Cart),
-        prop::collection::vec("[ABC]", 1..3).prop_map(Target::Products),
-        prop::collection::vec("[gh]", 1..2).prop_map(Target::Groups),
-        prop::collection::vec("[xy]", 1..2).prop_map(Target::Brands),
-    ]
+    let single = prop_oneof![
+        Just(Target::cart()),
+        prop::collection::vec("[ABC]", 1..3).prop_map(Target::products),
+        prop::collection::vec("[gh]", 1..2).prop_map(Target::groups),
+        prop::collection::vec("[xy]", 1..2).prop_map(Target::brands),
+    ];
+    // Mixed scopes and exclusions too.
+    let mixed = (
+        prop::collection::vec("[ABC]", 0..2),
+        prop::collection::vec("[gh]", 0..2),
+        prop::collection::vec("[xy]", 0..2),
+        prop::collection::vec("[ABCD]", 0..2),
+    )
+        .prop_map(|(products, groups, brands, excluded_products)| Target {
+            products,
+            groups,
+            brands,
+            excluded_products,
+        });
+    prop_oneof![single, mixed]
 }
 
 fn arb_benefit() -> impl Strategy<Value = Benefit> {
@@ -873,7 +952,7 @@ fn arb_rule() -> impl Strategy<Value = Rule> {
         prop::option::of(1u32..3),
     )
         .prop_map(|(n, benefits, priority, stackable, cap, apps)| {
-            let mut r = rule(n, pct(1, Target::Cart));
+            let mut r = rule(n, pct(1, Target::cart()));
             r.benefits = benefits;
             r.priority = priority;
             r.stackable = stackable;
@@ -1015,14 +1094,14 @@ fn the_worked_example_of_the_documentation_holds() {
     toy.pay_only_with_points = true;
     let cart = [coffee, mug, tobacco, toy];
 
-    let mut coffee_week = rule(1, pct(2000, Target::Groups(vec!["coffee".into()])));
+    let mut coffee_week = rule(1, pct(2000, Target::groups(vec!["coffee".into()])));
     coffee_week.name = "Coffee week".into();
     coffee_week.priority = 10;
     let mut coffee_off = rule(
         2,
         Benefit::FixedDiscount {
             amount_minor: 200,
-            target: Target::Groups(vec!["coffee".into()]),
+            target: Target::groups(vec!["coffee".into()]),
         },
     );
     coffee_off.name = "Coffee 2.00 off".into();
@@ -1032,7 +1111,7 @@ fn the_worked_example_of_the_documentation_holds() {
             buy: 2,
             get: 1,
             discount_basis_points: 10_000,
-            target: Target::Products(vec!["MUG".into()]),
+            target: Target::products(vec!["MUG".into()]),
         },
     );
     mugs.name = "Mugs 2+1".into();
@@ -1042,7 +1121,7 @@ fn the_worked_example_of_the_documentation_holds() {
             spend_minor: 4000,
             save_minor: 300,
             repeat: false,
-            target: Target::Cart,
+            target: Target::cart(),
         },
     );
     spend.name = "Spend 40 save 3".into();
@@ -1050,7 +1129,7 @@ fn the_worked_example_of_the_documentation_holds() {
         5,
         Benefit::PointsMultiplier {
             multiplier_basis_points: 20_000,
-            target: Target::Brands(vec!["lavazza".into()]),
+            target: Target::brands(vec!["lavazza".into()]),
         },
     );
     double.name = "Double points on Lavazza".into();
@@ -1059,7 +1138,7 @@ fn the_worked_example_of_the_documentation_holds() {
         6,
         Benefit::FixedDiscount {
             amount_minor: 500,
-            target: Target::Cart,
+            target: Target::cart(),
         },
     );
     welcome.name = "Welcome 5.00".into();
@@ -1154,12 +1233,12 @@ fn the_index_skips_rules_no_line_reaches_with_the_same_reason() {
     tobacco.no_reward_application = true;
     let cart = [cart[0].clone(), cart[1].clone(), tobacco];
     let rules = set(vec![
-        rule(1, pct(1000, Target::Products(vec!["A".into()]))),
-        rule(2, pct(1000, Target::Products(vec!["Z".into()]))),
-        rule(3, pct(1000, Target::Groups(vec!["h".into()]))),
-        rule(4, pct(1000, Target::Brands(vec!["y".into()]))),
-        rule(5, pct(1000, Target::Products(vec!["C".into()]))),
-        rule(6, pct(1000, Target::Cart)),
+        rule(1, pct(1000, Target::products(vec!["A".into()]))),
+        rule(2, pct(1000, Target::products(vec!["Z".into()]))),
+        rule(3, pct(1000, Target::groups(vec!["h".into()]))),
+        rule(4, pct(1000, Target::brands(vec!["y".into()]))),
+        rule(5, pct(1000, Target::products(vec!["C".into()]))),
+        rule(6, pct(1000, Target::cart())),
     ]);
     let e = evaluate_compiled(&cart, &ctx(), &CompiledRuleSet::new(rules.clone()));
     assert_eq!(e, evaluate(&cart, &ctx(), &rules));

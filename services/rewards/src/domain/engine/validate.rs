@@ -5,18 +5,16 @@ use std::collections::BTreeMap;
 use uuid::Uuid;
 
 fn target(v: &mut Violations, field: &str, t: &Target) {
-    let ids = match t {
-        Target::Cart => return,
-        Target::Products(ids) => ids,
-        Target::Groups(ids) => ids,
-        Target::Brands(ids) => ids,
-    };
-    if ids.is_empty() {
-        v.add(field, "must name at least one product, group or brand");
-    }
-    for (i, id) in ids.iter().enumerate() {
-        if id.trim().is_empty() {
-            v.add(format!("{field}[{i}]"), "must not be empty");
+    for (name, ids) in [
+        ("products", &t.products),
+        ("groups", &t.groups),
+        ("brands", &t.brands),
+        ("excluded_products", &t.excluded_products),
+    ] {
+        for (i, id) in ids.iter().enumerate() {
+            if id.trim().is_empty() {
+                v.add(format!("{field}.{name}[{i}]"), "must not be empty");
+            }
         }
     }
 }

@@ -16,15 +16,15 @@ use uuid::Uuid;
 
 use crate::{api::RewardsApi, migration::Migrator};
 
-struct Fixture {
-    api: RewardsApi,
+pub(super) struct Fixture {
+    pub(super) api: RewardsApi,
     db: DatabaseConnection,
-    partner: Uuid,
+    pub(super) partner: Uuid,
     _test_db: Option<TestDb>,
 }
 
 impl Fixture {
-    async fn postgres() -> Fixture {
+    pub(super) async fn postgres() -> Fixture {
         let test_db = TestDb::postgres().await.expect("PostgreSQL");
         let db = Database::connect(test_db.url()).await.expect("connect");
         Migrator::up(&db, None).await.expect("migrate");
@@ -36,7 +36,7 @@ impl Fixture {
         }
     }
 
-    async fn sqlite() -> Fixture {
+    pub(super) async fn sqlite() -> Fixture {
         let mut opts = sea_orm::ConnectOptions::new("sqlite::memory:");
         opts.max_connections(1).min_connections(1);
         let db = Database::connect(opts).await.expect("connect");
@@ -49,7 +49,7 @@ impl Fixture {
         }
     }
 
-    fn req_as<T>(partner: Uuid, role: Role, message: T) -> Request<T> {
+    pub(super) fn req_as<T>(partner: Uuid, role: Role, message: T) -> Request<T> {
         let mut r = Request::new(message);
         r.extensions_mut().insert(Principal {
             partner_id: Some(partner),
@@ -61,7 +61,7 @@ impl Fixture {
         r
     }
 
-    fn req<T>(&self, message: T) -> Request<T> {
+    pub(super) fn req<T>(&self, message: T) -> Request<T> {
         Self::req_as(self.partner, Role::Admin, message)
     }
 
@@ -201,7 +201,7 @@ fn cart(customer: Uuid, codes: &[&str]) -> pb::EvaluateCartRequest {
     }
 }
 
-async fn evaluate(
+pub(super) async fn evaluate(
     api: &RewardsApi,
     partner: Uuid,
     request: pb::EvaluateCartRequest,
@@ -212,7 +212,7 @@ async fn evaluate(
         .into_inner()
 }
 
-fn not_applied(r: &pb::EvaluateCartResponse, rule_id: &str) -> String {
+pub(super) fn not_applied(r: &pb::EvaluateCartResponse, rule_id: &str) -> String {
     r.rules_not_applied
         .iter()
         .find(|n| n.rule_id == rule_id)
