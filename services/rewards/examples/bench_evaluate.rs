@@ -126,6 +126,7 @@ fn rules(n: usize, r: &mut Lcg, segment: Uuid) -> RuleSet {
                     max_discount_per_transaction_minor: (r.next(3) == 0).then_some(2_000),
                     ..Limits::default()
                 },
+                condition: None,
             }
         })
         .collect();

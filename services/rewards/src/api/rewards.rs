@@ -34,8 +34,8 @@ use crate::{
         catalogue::etag,
         parse_segment_ids,
         rewards::{
-            Amount, Benefit, Budget, BudgetKind, Caps, Reward, RewardState, Scope, UsagePeriod,
-            check_state_change, reason,
+            Amount, Benefit, Budget, BudgetKind, Caps, CartCondition, RequiredProducts, Reward,
+            RewardState, Scope, UsagePeriod, check_state_change, reason,
         },
         vouchers::VoucherRules,
     },
@@ -64,6 +64,7 @@ const UPDATABLE: &[&str] = &[
     "tier_ids",
     "caps",
     "budget",
+    "cart_condition",
     "points_price",
     "voucher_validity_days",
     "max_vouchers_per_customer",
@@ -329,6 +330,41 @@ fn benefit_to_proto(b: &Benefit) -> PbBenefit {
     }
 }
 
+fn condition_from_proto(v: &mut Violations, c: pb::CartCondition) -> CartCondition {
+    CartCondition {
+        minimum_spend: c
+            .minimum_spend
+            .as_ref()
+            .map(|m| amount(v, "reward.cart_condition.minimum_spend", Some(m))),
+        minimum_quantity: c.minimum_quantity,
+        required_products: c
+            .required_products
+            .iter()
+            .map(|r| RequiredProducts {
+                products: scope(r.products.as_ref()),
+                minimum_quantity: r.minimum_quantity,
+            })
+            .collect(),
+        spend_products: scope(c.spend_products.as_ref()),
+    }
+}
+
+fn condition_to_proto(c: &CartCondition) -> pb::CartCondition {
+    pb::CartCondition {
+        minimum_spend: c.minimum_spend.as_ref().map(money),
+        minimum_quantity: c.minimum_quantity,
+        required_products: c
+            .required_products
+            .iter()
+            .map(|r| pb::RequiredProducts {
+                products: scope_to_proto(&r.products),
+                minimum_quantity: r.minimum_quantity,
+            })
+            .collect(),
+        spend_products: scope_to_proto(&c.spend_products),
+    }
+}
+
 fn state_from_proto(v: &mut Violations, s: i32) -> Option<RewardState> {
     match pb::RewardState::try_from(s) {
         Ok(pb::RewardState::Unspecified) => None,
@@ -441,12 +477,7 @@ fn uuids(v: &mut Violations, field: &str, ids: &[String]) -> Vec<Uuid> {
 /// A reward as sent in CreateReward (or the new values of an UpdateReward). Server-assigned
 /// fields are ignored; the state defaults to ACTIVE.
 pub(super) fn reward_from_proto(v: &mut Violations, r: pb::Reward) -> Reward {
-    if r.cart_condition.is_some() {
-        v.add(
-            "reward.cart_condition",
-            "is not supported yet: use spend_x_save_y for a spend threshold",
-        );
-    }
+    let cart_condition = r.cart_condition.map(|c| condition_from_proto(v, c));
     let now = now();
     let state = state_from_proto(v, r.state).unwrap_or(RewardState::Active);
     Reward {
@@ -469,6 +500,7 @@ pub(super) fn reward_from_proto(v: &mut Violations, r: pb::Reward) -> Reward {
         stacking_group: r.stacking_group.trim().to_owned(),
         caps: caps_from_proto(v, r.caps),
         budget: budget_from_proto(v, r.budget),
+        cart_condition: cart_condition.filter(|c| !c.is_empty()),
         revision: 1,
         updated_at: now,
         archived_at: None,
@@ -505,6 +537,7 @@ pub(super) fn reward_to_proto(r: &Reward) -> pb::Reward {
         archive_time: r.archived_at.map(to_timestamp),
         caps: caps_to_proto(&r.caps),
         budget: r.budget.as_ref().map(budget_to_proto),
+        cart_condition: r.cart_condition.as_ref().map(condition_to_proto),
         stacking_group: r.stacking_group.clone(),
         vouchers_remaining: -1,
         ..Default::default()
@@ -705,6 +738,7 @@ fn apply_mask(
             "stacking_group" => current.stacking_group = new.stacking_group.clone(),
             "tier_ids" => current.tier_ids = new.tier_ids.clone(),
             "caps" => current.caps = new.caps.clone(),
+            "cart_condition" => current.cart_condition = new.cart_condition.clone(),
             "state" => {
                 if let Err(why) = check_state_change(current.state, new.state) {
                     v.add("reward.state", why);
@@ -1139,11 +1173,47 @@ mod tests {
             PbBenefit::ProductFixedDiscount(Default::default()),
             pb::RewardType::CashDesk,
         );
+        // An empty condition is no condition.
         p.cart_condition = Some(Default::default());
-        reward_from_proto(&mut v, p);
+        let r = reward_from_proto(&mut v, p);
+        assert_eq!(r.cart_condition, None);
         let text = v.into_result().unwrap_err().to_string();
         assert!(text.contains("reward.product_fixed_discount"), "{text}");
-        assert!(text.contains("reward.cart_condition"), "{text}");
+        assert!(!text.contains("reward.cart_condition"), "{text}");
+    }
+
+    #[test]
+    fn a_cart_condition_round_trips_through_the_contract() {
+        let condition = pb::CartCondition {
+            minimum_spend: Some(Money {
+                currency_code: "EUR".into(),
+                amount_minor: 2000,
+            }),
+            minimum_quantity: 3,
+            required_products: vec![pb::RequiredProducts {
+                products: Some(ProductScope {
+                    product_codes: vec!["A".into()],
+                    brand_codes: vec!["acme".into()],
+                    excluded_product_codes: vec!["B".into()],
+                    ..Default::default()
+                }),
+                minimum_quantity: 2,
+            }],
+            spend_products: Some(ProductScope {
+                product_group_codes: vec!["coffee".into()],
+                ..Default::default()
+            }),
+        };
+        let mut p = proto(
+            PbBenefit::CartPercentageDiscount(pb::CartPercentageDiscount { basis_points: 500 }),
+            pb::RewardType::CashDesk,
+        );
+        p.cart_condition = Some(condition.clone());
+        let mut v = Violations::new();
+        let r = reward_from_proto(&mut v, p);
+        r.validate(&mut v);
+        assert!(v.is_empty(), "{:?}", v.into_vec());
+        assert_eq!(reward_to_proto(&r).cart_condition, Some(condition));
     }
 
     #[test]

@@ -93,6 +93,71 @@ impl Scope {
     }
 }
 
+/// Products that must be in the cart: at least `minimum_quantity` units of `products`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RequiredProducts {
+    pub products: Scope,
+    pub minimum_quantity: i64,
+}
+
+/// Conditions a cart must fulfil for a reward to apply (`CartCondition`); every part set must
+/// hold. Lines with no reward application count towards none of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CartCondition {
+    /// Minimum gross (before discounts) of the `spend_products` lines (all lines when empty).
+    pub minimum_spend: Option<Amount>,
+    /// Minimum units in the cart; 0 = none.
+    pub minimum_quantity: i64,
+    pub required_products: Vec<RequiredProducts>,
+    /// Only these products count towards `minimum_spend`; empty = all.
+    pub spend_products: Scope,
+}
+
+impl CartCondition {
+    /// Nothing set: no condition at all.
+    pub fn is_empty(&self) -> bool {
+        *self == CartCondition::default()
+    }
+
+    /// Checks the parts; `currency` is the benefit's, which a minimum spend must match.
+    pub fn validate(&self, v: &mut Violations, currency: Option<&str>) {
+        let f = "reward.cart_condition";
+        if let Some(m) = &self.minimum_spend {
+            m.validate(v, &format!("{f}.minimum_spend"), 1);
+            if let Some(c) = currency
+                && c != m.currency
+            {
+                v.add(
+                    format!("{f}.minimum_spend.currency_code"),
+                    "must be the currency of the benefit",
+                );
+            }
+        } else if !self.spend_products.is_empty() {
+            v.add(
+                format!("{f}.spend_products"),
+                "is only allowed with minimum_spend",
+            );
+        }
+        self.spend_products
+            .validate(v, &format!("{f}.spend_products"), false);
+        if !(0..=1_000_000).contains(&self.minimum_quantity) {
+            v.add(format!("{f}.minimum_quantity"), "must be 0..1000000");
+        }
+        if self.required_products.len() > 20 {
+            v.add(format!("{f}.required_products"), "at most 20 entries");
+        }
+        for (i, r) in self.required_products.iter().enumerate() {
+            let rf = format!("{f}.required_products[{i}]");
+            r.products.validate(v, &format!("{rf}.products"), true);
+            if !(1..=1_000_000).contains(&r.minimum_quantity) {
+                v.add(format!("{rf}.minimum_quantity"), "must be 1..1000000");
+            }
+        }
+    }
+}
+
 /// What a reward gives. Serialised with a `kind` tag; the first variant's stored form predates
 /// the others and must keep deserialising.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -443,6 +508,8 @@ pub struct Reward {
     pub stacking_group: String,
     pub caps: Caps,
     pub budget: Option<Budget>,
+    /// What the cart must contain for the reward to apply; `None` = nothing.
+    pub cart_condition: Option<CartCondition>,
     /// Incremented by every change; the etag.
     pub revision: i64,
     pub updated_at: DateTime<Utc>,
@@ -500,6 +567,9 @@ impl Reward {
         }
         if let Some(b) = &self.budget {
             self.validate_budget(v, b);
+        }
+        if let Some(c) = &self.cart_condition {
+            c.validate(v, self.benefit.currency());
         }
         self.validity.validate(v, "reward");
         if v.is_empty() {
@@ -620,6 +690,7 @@ mod tests {
             stacking_group: String::new(),
             caps: Caps::default(),
             budget: None,
+            cart_condition: None,
             revision: 1,
             updated_at: now,
             archived_at: None,
@@ -822,6 +893,64 @@ mod tests {
             text.contains("reward.product_percentage_discount.products.excluded_product_codes[0]"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_cart_condition_is_checked_part_by_part() {
+        let mut r = reward(
+            RewardType::CashDesk,
+            Benefit::CartFixedDiscount { amount: eur(500) },
+        );
+        r.cart_condition = Some(CartCondition {
+            minimum_spend: Some(eur(2000)),
+            minimum_quantity: 2,
+            required_products: vec![RequiredProducts {
+                products: products(&["COFFEE"]),
+                minimum_quantity: 1,
+            }],
+            spend_products: Scope {
+                group_codes: vec!["coffee".into()],
+                ..Scope::default()
+            },
+        });
+        assert_eq!(errors(&r), "");
+        // The engine gets the same condition.
+        let c = crate::domain::engine::from_reward(&r)
+            .condition
+            .expect("condition");
+        assert_eq!(c.minimum_spend_minor, Some(2000));
+        assert_eq!(c.spend_target.groups, vec!["coffee"]);
+        assert_eq!(c.minimum_quantity, 2);
+        assert_eq!(c.required[0].0.products, vec!["COFFEE"]);
+        assert_eq!(c.required[0].1, 1);
+
+        r.cart_condition = Some(CartCondition {
+            minimum_spend: Some(Amount {
+                currency: "USD".into(),
+                minor: 0,
+            }),
+            minimum_quantity: -1,
+            required_products: vec![RequiredProducts {
+                products: Scope::default(),
+                minimum_quantity: 0,
+            }],
+            spend_products: Scope::default(),
+        });
+        let text = errors(&r);
+        for f in [
+            "reward.cart_condition.minimum_spend.amount_minor",
+            "reward.cart_condition.minimum_spend.currency_code",
+            "reward.cart_condition.minimum_quantity",
+            "reward.cart_condition.required_products[0].products",
+            "reward.cart_condition.required_products[0].minimum_quantity",
+        ] {
+            assert!(text.contains(f), "{f}: {text}");
+        }
+        r.cart_condition = Some(CartCondition {
+            spend_products: products(&["A"]),
+            ..CartCondition::default()
+        });
+        assert!(errors(&r).contains("reward.cart_condition.spend_products"));
     }
 
     #[test]

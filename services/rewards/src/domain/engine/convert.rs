@@ -1,5 +1,5 @@
 //! The engine's rules from the stored definitions (`domain::Reward`, `domain::PurchaseBonus`).
-use super::{Benefit, Eligibility, Limits, Rule, RuleKind, Schedule, Target};
+use super::{Benefit, CartCondition, Eligibility, Limits, Rule, RuleKind, Schedule, Target};
 use crate::domain::{
     self, RewardType,
     campaign_products::{CampaignProduct, Discount},
@@ -127,6 +127,26 @@ pub fn from_reward(r: &domain::Reward) -> Rule {
             max_uses_per_customer: positive(i64::from(caps.max_uses_per_customer)),
             max_uses_per_period: positive(i64::from(caps.max_uses_per_period)),
         },
+        condition: r.cart_condition.as_ref().map(condition),
+    }
+}
+
+/// A reward's cart condition for the engine.
+fn condition(c: &domain::rewards::CartCondition) -> CartCondition {
+    CartCondition {
+        minimum_spend_minor: c.minimum_spend.as_ref().map(|a| a.minor),
+        spend_target: target(&c.spend_products),
+        minimum_quantity: u64::try_from(c.minimum_quantity).unwrap_or(0),
+        required: c
+            .required_products
+            .iter()
+            .map(|r| {
+                (
+                    target(&r.products),
+                    u64::try_from(r.minimum_quantity).unwrap_or(0),
+                )
+            })
+            .collect(),
     }
 }
 
@@ -160,6 +180,7 @@ pub fn from_purchase_bonus(b: &domain::PurchaseBonus) -> Rule {
                 .then_some(b.max_points_per_purchase),
             ..Limits::default()
         },
+        condition: None,
     }
 }
 
@@ -200,5 +221,6 @@ pub fn from_campaign_product(c: &CampaignProduct) -> Rule {
         business_units: c.business_unit_ids.iter().map(Uuid::to_string).collect(),
         channels: c.channels.iter().map(|ch| ch.as_str().to_owned()).collect(),
         limits: Limits::default(),
+        condition: None,
     }
 }

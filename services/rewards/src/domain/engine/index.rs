@@ -8,7 +8,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 /// Every `SkipReason`, in declaration order: `reason as usize` indexes the sentence table.
-pub(super) const REASONS: [SkipReason; 16] = [
+pub(super) const REASONS: [SkipReason; 17] = [
     SkipReason::OutsideValidity,
     SkipReason::OutsideSchedule,
     SkipReason::BusinessUnitNotIncluded,
@@ -25,6 +25,7 @@ pub(super) const REASONS: [SkipReason; 16] = [
     SkipReason::NotStackable,
     SkipReason::TransactionRuleLimit,
     SkipReason::NothingLeftToDiscount,
+    SkipReason::CartConditionNotMet,
 ];
 
 /// The rules a cart line can reach by its product, group or brand; rules with a cart-wide
@@ -238,9 +239,6 @@ mod tests {
         for (i, r) in REASONS.iter().enumerate() {
             assert_eq!(*r as usize, i, "{r:?}");
         }
-        assert_eq!(
-            REASONS.len(),
-            SkipReason::NothingLeftToDiscount as usize + 1
-        );
+        assert_eq!(REASONS.len(), SkipReason::CartConditionNotMet as usize + 1);
     }
 }

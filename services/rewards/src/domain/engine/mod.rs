@@ -303,6 +303,88 @@ pub struct Limits {
     pub max_uses_per_period: Option<u32>,
 }
 
+/// What a cart must contain for a rule to apply; every part set must hold. Lines flagged
+/// no-reward-application count towards none of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CartCondition {
+    /// The gross amount (before discounts) of the `spend_target` lines must reach this.
+    pub minimum_spend_minor: Option<i64>,
+    /// The lines whose amounts count towards `minimum_spend_minor` (the cart by default).
+    pub spend_target: Target,
+    /// At least this many units in the cart; 0 = no minimum.
+    pub minimum_quantity: u64,
+    /// Each: at least this many units of the lines in the target.
+    pub required: Vec<(Target, u64)>,
+}
+
+impl CartCondition {
+    /// `None` when `cart` fulfils the condition, else a sentence saying which part failed.
+    pub fn unmet(&self, cart: &[CartLine]) -> Option<String> {
+        let counted = || cart.iter().filter(|l| !l.no_reward_application);
+        let units = |t: &Target| -> u64 {
+            counted()
+                .filter(|l| t.matches(l))
+                .map(|l| u64::from(l.quantity))
+                .sum()
+        };
+        if let Some(min) = self.minimum_spend_minor {
+            let spend = counted()
+                .filter(|l| self.spend_target.matches(l))
+                .fold(0i64, |s, l| s.saturating_add(l.gross_minor()));
+            if spend < min {
+                let what = if self.spend_target.is_cart_wide()
+                    && self.spend_target.excluded_products.is_empty()
+                {
+                    "cart value".to_owned()
+                } else {
+                    format!("spend on {}", self.spend_target.describe())
+                };
+                return Some(format!(
+                    "{what} {} is below the minimum {}",
+                    money(spend),
+                    money(min)
+                ));
+            }
+        }
+        if self.minimum_quantity > 0 {
+            let n = units(&Target::cart());
+            if n < self.minimum_quantity {
+                return Some(format!(
+                    "the cart has {}, fewer than the minimum {}",
+                    plural(n, "unit"),
+                    self.minimum_quantity
+                ));
+            }
+        }
+        for (target, min) in &self.required {
+            let n = units(target);
+            if n < *min {
+                return Some(format!(
+                    "the cart has {} of {}, fewer than the required {min}",
+                    plural(n, "unit"),
+                    target.describe()
+                ));
+            }
+        }
+        None
+    }
+}
+
+fn plural(n: u64, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
+/// Minor units as `12.34`.
+pub(crate) fn money(m: i64) -> String {
+    let sign = if m < 0 { "-" } else { "" };
+    format!("{sign}{}.{:02}", (m / 100).abs(), (m % 100).abs())
+}
+
 /// Kind of a rule: a reward or a purchase bonus.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum RuleKind {
@@ -329,6 +411,8 @@ pub struct Rule {
     /// Empty = every channel.
     pub channels: Vec<String>,
     pub limits: Limits,
+    /// What the cart must contain for the rule to apply; `None` = nothing.
+    pub condition: Option<CartCondition>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -449,6 +533,7 @@ pub enum SkipReason {
     NotStackable,
     TransactionRuleLimit,
     NothingLeftToDiscount,
+    CartConditionNotMet,
 }
 
 impl SkipReason {
@@ -470,6 +555,7 @@ impl SkipReason {
             SkipReason::NotStackable => "NOT_STACKABLE",
             SkipReason::TransactionRuleLimit => "TRANSACTION_RULE_LIMIT",
             SkipReason::NothingLeftToDiscount => "NOTHING_LEFT_TO_DISCOUNT",
+            SkipReason::CartConditionNotMet => "CART_CONDITION_NOT_MET",
         }
     }
 }

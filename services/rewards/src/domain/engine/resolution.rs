@@ -345,6 +345,7 @@ pub(super) fn say(reason: SkipReason) -> &'static str {
         SkipReason::NotStackable => "does not combine with the rules that apply",
         SkipReason::TransactionRuleLimit => "the transaction has as many rules as allowed",
         SkipReason::NothingLeftToDiscount => "nothing left to discount or reward",
+        SkipReason::CartConditionNotMet => "the cart does not meet its condition",
     }
 }
 
@@ -405,9 +406,23 @@ pub(super) fn evaluate(
             skip_at(SkipReason::NoMatchingItems);
             continue;
         }
+        // A cart condition says which part failed (a sentence of this cart).
+        if let Some(why) = rule.condition.as_ref().and_then(|c| c.unmet(cart)) {
+            skip(
+                &mut not_applied,
+                rule,
+                SkipReason::CartConditionNotMet,
+                &why,
+            );
+            continue;
+        }
         let alone = apply(&[rule], cart, ctx, false);
         if let Some(r) = alone.empty.get(&rule.id) {
-            skip_at(*r);
+            not_applied.entry(rule.id).or_insert_with(|| NotApplied {
+                rule_id: rule.id,
+                reason: *r,
+                explanation: rs.said_at(pos, rule, *r),
+            });
             continue;
         }
         candidates.push((rule, alone.value()));

@@ -69,6 +69,7 @@ fn rule(n: u128, benefit: Benefit) -> Rule {
         business_units: vec![],
         channels: vec![],
         limits: Limits::default(),
+        condition: None,
     }
 }
 
@@ -94,6 +95,68 @@ fn discounts(e: &Evaluation) -> Vec<i64> {
 }
 
 // --- benefits ---------------------------------------------------------------------------------
+
+#[test]
+fn a_cart_condition_keeps_a_rule_off_until_the_cart_meets_it_and_says_which_part_failed() {
+    let mut r = rule(1, pct(1000, Target::cart()));
+    r.condition = Some(CartCondition {
+        minimum_spend_minor: Some(2000),
+        ..CartCondition::default()
+    });
+    let rules = set(vec![r.clone()]);
+    let e = evaluate(&[line("A", 1, 1200)], &ctx(), &rules);
+    assert_eq!(e.discount_minor, 0);
+    assert_eq!(e.not_applied[0].reason, SkipReason::CartConditionNotMet);
+    assert_eq!(
+        &*e.not_applied[0].explanation,
+        "rule 1: cart value 12.00 is below the minimum 20.00"
+    );
+    // Gross, before discounts, counts; a no-reward line does not.
+    let mut tobacco = line("T", 1, 5000);
+    tobacco.no_reward_application = true;
+    let e = evaluate(&[line("A", 1, 1200), tobacco.clone()], &ctx(), &rules);
+    assert_eq!(e.not_applied[0].reason, SkipReason::CartConditionNotMet);
+    let e = evaluate(&[line("A", 2, 1000)], &ctx(), &rules);
+    assert_eq!(e.discount_minor, 200);
+
+    // Only spend on wine counts.
+    r.condition = Some(CartCondition {
+        minimum_spend_minor: Some(2000),
+        spend_target: Target::groups(vec!["wine".into()]),
+        ..CartCondition::default()
+    });
+    let cart = [in_group(line("W", 1, 1500), "wine"), line("A", 1, 1000)];
+    let e = evaluate(&cart, &ctx(), &set(vec![r.clone()]));
+    assert_eq!(
+        &*e.not_applied[0].explanation,
+        "rule 1: spend on groups wine 15.00 is below the minimum 20.00"
+    );
+
+    // At least 3 units, and 2 of product B.
+    r.condition = Some(CartCondition {
+        minimum_quantity: 3,
+        required: vec![(Target::products(vec!["B".into()]), 2)],
+        ..CartCondition::default()
+    });
+    let rules = set(vec![r]);
+    let e = evaluate(&[line("A", 2, 100)], &ctx(), &rules);
+    assert_eq!(
+        &*e.not_applied[0].explanation,
+        "rule 1: the cart has 2 units, fewer than the minimum 3"
+    );
+    let e = evaluate(&[line("A", 2, 100), line("B", 1, 100)], &ctx(), &rules);
+    assert_eq!(
+        &*e.not_applied[0].explanation,
+        "rule 1: the cart has 1 unit of products B, fewer than the required 2"
+    );
+    let e = evaluate(&[line("A", 2, 100), line("B", 2, 100)], &ctx(), &rules);
+    assert_eq!(e.discount_minor, 40);
+    assert!(e.not_applied.is_empty());
+    // The prepared rule set says the same.
+    let compiled = CompiledRuleSet::new(rules.clone());
+    let e = evaluate_compiled(&[line("A", 2, 100)], &ctx(), &compiled);
+    assert_eq!(e.not_applied[0].reason, SkipReason::CartConditionNotMet);
+}
 
 #[test]
 fn a_mixed_scope_reaches_listed_products_groups_and_brands_but_never_excluded_products() {
@@ -752,6 +815,7 @@ fn stored_rewards_and_purchase_bonuses_convert_into_rules() {
         stacking_group: String::new(),
         caps: domain::rewards::Caps::default(),
         budget: None,
+        cart_condition: None,
         revision: 1,
         updated_at: now(),
         archived_at: None,
@@ -942,24 +1006,47 @@ fn arb_benefit() -> impl Strategy<Value = Benefit> {
     ]
 }
 
+fn arb_condition() -> impl Strategy<Value = CartCondition> {
+    (
+        prop::option::of(0i64..6_000),
+        arb_target(),
+        0u64..6,
+        prop::collection::vec((arb_target(), 0u64..4), 0..2),
+    )
+        .prop_map(
+            |(minimum_spend_minor, spend_target, minimum_quantity, required)| CartCondition {
+                minimum_spend_minor,
+                spend_target,
+                minimum_quantity,
+                required,
+            },
+        )
+}
+
 fn arb_rule() -> impl Strategy<Value = Rule> {
     (
-        0u128..40,
-        prop::collection::vec(arb_benefit(), 1..3),
-        -2i32..3,
-        any::<bool>(),
+        (
+            0u128..40,
+            prop::collection::vec(arb_benefit(), 1..3),
+            -2i32..3,
+            any::<bool>(),
+        ),
         prop::option::of(1i64..3_000),
         prop::option::of(1u32..3),
+        prop::option::weighted(0.3, arb_condition()),
     )
-        .prop_map(|(n, benefits, priority, stackable, cap, apps)| {
-            let mut r = rule(n, pct(1, Target::cart()));
-            r.benefits = benefits;
-            r.priority = priority;
-            r.stackable = stackable;
-            r.limits.max_discount_per_transaction_minor = cap;
-            r.limits.max_applications_per_transaction = apps;
-            r
-        })
+        .prop_map(
+            |((n, benefits, priority, stackable), cap, apps, condition)| {
+                let mut r = rule(n, pct(1, Target::cart()));
+                r.benefits = benefits;
+                r.priority = priority;
+                r.stackable = stackable;
+                r.limits.max_discount_per_transaction_minor = cap;
+                r.limits.max_applications_per_transaction = apps;
+                r.condition = condition;
+                r
+            },
+        )
 }
 
 fn arb_line() -> impl Strategy<Value = CartLine> {

@@ -187,6 +187,31 @@ pub fn validate_rule(v: &mut Violations, prefix: &str, rule: &Rule) {
             }
         }
     }
+    if let Some(c) = &rule.condition {
+        let f = format!("{prefix}.condition");
+        if c.minimum_spend_minor.is_some_and(|m| m < 1) {
+            v.add(
+                format!("{f}.minimum_spend_minor"),
+                "must be at least 1 when set",
+            );
+        }
+        target(v, &format!("{f}.spend_target"), &c.spend_target);
+        for (i, (t, min)) in c.required.iter().enumerate() {
+            if t.is_cart_wide() {
+                v.add(
+                    format!("{f}.required[{i}]"),
+                    "must name at least one product, group or brand",
+                );
+            }
+            target(v, &format!("{f}.required[{i}]"), t);
+            if *min < 1 {
+                v.add(
+                    format!("{f}.required[{i}].minimum_quantity"),
+                    "must be at least 1",
+                );
+            }
+        }
+    }
     let l = &rule.limits;
     for (f, cap) in [
         (

@@ -1,13 +1,21 @@
 //! EvaluateCart against PostgreSQL and SQLite with rewards and purchase bonuses defined through
 //! the API: product scopes mixing products, groups and brands with exclusions (and their
-//! round trip through GetReward).
+//! round trip through GetReward); cart conditions (minimum spend, required products, update
+//! and refusal by field).
 use loyalty_proto::{
     rewards::v1::{self as pb, rewards_service_server::RewardsService},
-    types::v1::ProductScope,
+    types::v1::{Money, ProductScope},
 };
 use uuid::Uuid;
 
 use super::tests::{Fixture, evaluate, not_applied};
+
+fn eur(amount_minor: i64) -> Money {
+    Money {
+        currency_code: "EUR".into(),
+        amount_minor,
+    }
+}
 
 fn line(code: &str, group: &str, brand: &str, quantity: i64, price: i64) -> pb::EvaluationLine {
     pb::EvaluationLine {
@@ -170,4 +178,181 @@ async fn mixed_scopes_with_exclusions_price_the_right_lines_on_postgres() {
 #[tokio::test]
 async fn mixed_scopes_with_exclusions_price_the_right_lines_on_sqlite() {
     mixed_scopes_with_exclusions_price_the_right_lines(Fixture::sqlite().await).await;
+}
+
+// --- cart conditions -----------------------------------------------------------------------------
+
+async fn a_cart_condition_keeps_a_reward_off_until_the_cart_meets_it(f: Fixture) {
+    let condition = pb::CartCondition {
+        minimum_spend: Some(eur(2000)),
+        minimum_quantity: 0,
+        required_products: vec![pb::RequiredProducts {
+            products: Some(ProductScope {
+                product_group_codes: vec!["coffee".into()],
+                ..Default::default()
+            }),
+            minimum_quantity: 1,
+        }],
+        spend_products: None,
+    };
+    let reward = create_reward(
+        &f,
+        "Five off from 20.00 with coffee",
+        pb::reward::Benefit::CartFixedDiscount(pb::CartFixedDiscount {
+            amount: Some(eur(500)),
+        }),
+        Some(condition.clone()),
+    )
+    .await
+    .expect("reward with a condition");
+    assert_eq!(reward.cart_condition, Some(condition.clone()));
+    assert_eq!(
+        get_reward(&f, &reward.id).await.cart_condition,
+        Some(condition)
+    );
+
+    let why = |e: &pb::EvaluateCartResponse| {
+        e.rules_not_applied
+            .iter()
+            .find(|n| n.rule_id == reward.id)
+            .map(|n| (n.reason.clone(), n.explanation.clone()))
+            .unwrap_or_default()
+    };
+    let small = evaluate(
+        &f.api,
+        f.partner,
+        cart(vec![line("ESP", "coffee", "", 1, 1200)]),
+    )
+    .await;
+    assert_eq!(small.discount_minor, 0);
+    let (reason, explanation) = why(&small);
+    assert_eq!(reason, "CART_CONDITION_NOT_MET");
+    assert!(
+        explanation.ends_with("cart value 12.00 is below the minimum 20.00"),
+        "{explanation}"
+    );
+    let no_coffee = evaluate(
+        &f.api,
+        f.partner,
+        cart(vec![line("TEA", "tea", "", 5, 500)]),
+    )
+    .await;
+    let (reason, explanation) = why(&no_coffee);
+    assert_eq!(reason, "CART_CONDITION_NOT_MET");
+    assert!(
+        explanation.ends_with("the cart has 0 units of groups coffee, fewer than the required 1"),
+        "{explanation}"
+    );
+    let met = evaluate(
+        &f.api,
+        f.partner,
+        cart(vec![
+            line("ESP", "coffee", "", 1, 1200),
+            line("TEA", "tea", "", 2, 500),
+        ]),
+    )
+    .await;
+    assert_eq!(met.discount_minor, 500);
+
+    // The condition is changed through the update mask, and removed by masking it unset.
+    let updated = f
+        .api
+        .update_reward(f.req(pb::UpdateRewardRequest {
+            idempotency_key: Uuid::now_v7().to_string(),
+            reward: Some(pb::Reward {
+                id: reward.id.clone(),
+                cart_condition: Some(pb::CartCondition {
+                    minimum_quantity: 4,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["cart_condition".into()],
+            }),
+            ..Default::default()
+        }))
+        .await
+        .expect("update")
+        .into_inner()
+        .reward
+        .expect("reward");
+    assert_eq!(
+        updated.cart_condition.as_ref().map(|c| c.minimum_quantity),
+        Some(4)
+    );
+    let three = evaluate(
+        &f.api,
+        f.partner,
+        cart(vec![line("TEA", "tea", "", 3, 500)]),
+    )
+    .await;
+    assert_eq!(why(&three).0, "CART_CONDITION_NOT_MET");
+    let cleared = f
+        .api
+        .update_reward(f.req(pb::UpdateRewardRequest {
+            idempotency_key: Uuid::now_v7().to_string(),
+            reward: Some(pb::Reward {
+                id: reward.id.clone(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["cart_condition".into()],
+            }),
+            ..Default::default()
+        }))
+        .await
+        .expect("clear")
+        .into_inner()
+        .reward
+        .expect("reward");
+    assert_eq!(cleared.cart_condition, None);
+    let three = evaluate(
+        &f.api,
+        f.partner,
+        cart(vec![line("TEA", "tea", "", 3, 500)]),
+    )
+    .await;
+    assert_eq!(three.discount_minor, 500);
+
+    // Bad conditions are refused naming the field.
+    let refused = create_reward(
+        &f,
+        "Bad condition",
+        pb::reward::Benefit::CartFixedDiscount(pb::CartFixedDiscount {
+            amount: Some(eur(500)),
+        }),
+        Some(pb::CartCondition {
+            minimum_spend: Some(Money {
+                currency_code: "USD".into(),
+                amount_minor: 0,
+            }),
+            required_products: vec![pb::RequiredProducts {
+                products: None,
+                minimum_quantity: 1,
+            }],
+            ..Default::default()
+        }),
+    )
+    .await
+    .expect_err("refused");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    let fields = loyalty_testkit::violated_fields(&refused);
+    for f in [
+        "reward.cart_condition.minimum_spend.amount_minor",
+        "reward.cart_condition.minimum_spend.currency_code",
+        "reward.cart_condition.required_products[0].products",
+    ] {
+        assert!(fields.iter().any(|x| x == f), "{f} in {fields:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_cart_condition_keeps_a_reward_off_until_the_cart_meets_it_on_postgres() {
+    a_cart_condition_keeps_a_reward_off_until_the_cart_meets_it(Fixture::postgres().await).await;
+}
+
+#[tokio::test]
+async fn a_cart_condition_keeps_a_reward_off_until_the_cart_meets_it_on_sqlite() {
+    a_cart_condition_keeps_a_reward_off_until_the_cart_meets_it(Fixture::sqlite().await).await;
 }
