@@ -163,6 +163,20 @@ fn count(n: i32) -> u32 {
     u32::try_from(n).unwrap_or(0)
 }
 
+/// A `max_quantity` (units per purchase, 0 = every unit).
+fn max_units(v: &mut Violations, member: &str, n: i64) -> u32 {
+    match u32::try_from(n) {
+        Ok(n) if n <= 1_000_000 => n,
+        _ => {
+            v.add(
+                format!("reward.{member}.max_quantity"),
+                "must be 0 (every unit)..1000000",
+            );
+            0
+        }
+    }
+}
+
 fn benefit_from_proto(v: &mut Violations, b: Option<PbBenefit>) -> Benefit {
     let fallback = Benefit::CartPercentageDiscount { basis_points: 1 };
     let not_applied = |v: &mut Violations, field: &str, why: &str| {
@@ -183,23 +197,20 @@ fn benefit_from_proto(v: &mut Violations, b: Option<PbBenefit>) -> Benefit {
         Some(PbBenefit::CartFixedDiscount(d)) => Benefit::CartFixedDiscount {
             amount: amount(v, "reward.cart_fixed_discount.amount", d.amount.as_ref()),
         },
-        Some(PbBenefit::ProductPercentageDiscount(d)) => {
-            if d.max_quantity != 0 {
-                v.add(
-                    "reward.product_percentage_discount.max_quantity",
-                    "is not supported yet: must be 0 (every unit)",
-                );
-            }
-            Benefit::ProductPercentageDiscount {
-                products: scope(d.products.as_ref()),
-                basis_points: count(d.basis_points),
-            }
-        }
-        Some(PbBenefit::ProductFixedDiscount(_)) => not_applied(
-            v,
-            "product_fixed_discount",
-            "use fixed_price or cart_fixed_discount (the engine has no per-unit amount off)",
-        ),
+        Some(PbBenefit::ProductPercentageDiscount(d)) => Benefit::ProductPercentageDiscount {
+            products: scope(d.products.as_ref()),
+            basis_points: count(d.basis_points),
+            max_quantity: max_units(v, "product_percentage_discount", d.max_quantity),
+        },
+        Some(PbBenefit::ProductFixedDiscount(d)) => Benefit::ProductFixedDiscount {
+            products: scope(d.products.as_ref()),
+            amount_per_unit: amount(
+                v,
+                "reward.product_fixed_discount.amount_per_unit",
+                d.amount_per_unit.as_ref(),
+            ),
+            max_quantity: max_units(v, "product_fixed_discount", d.max_quantity),
+        },
         Some(PbBenefit::PointsPayment(_)) => not_applied(
             v,
             "points_payment",
@@ -269,10 +280,20 @@ fn benefit_to_proto(b: &Benefit) -> PbBenefit {
         Benefit::ProductPercentageDiscount {
             products,
             basis_points,
+            max_quantity,
         } => PbBenefit::ProductPercentageDiscount(pb::ProductPercentageDiscount {
             products: scope_to_proto(products),
             basis_points: *basis_points as i32,
-            max_quantity: 0,
+            max_quantity: i64::from(*max_quantity),
+        }),
+        Benefit::ProductFixedDiscount {
+            products,
+            amount_per_unit,
+            max_quantity,
+        } => PbBenefit::ProductFixedDiscount(pb::ProductFixedDiscount {
+            products: scope_to_proto(products),
+            amount_per_unit: Some(money(amount_per_unit)),
+            max_quantity: i64::from(*max_quantity),
         }),
         Benefit::FixedPrice {
             products,
@@ -1170,7 +1191,7 @@ mod tests {
     fn unsupported_settings_are_reported_under_their_own_field() {
         let mut v = Violations::new();
         let mut p = proto(
-            PbBenefit::ProductFixedDiscount(Default::default()),
+            PbBenefit::PointsPayment(Default::default()),
             pb::RewardType::CashDesk,
         );
         // An empty condition is no condition.
@@ -1178,7 +1199,7 @@ mod tests {
         let r = reward_from_proto(&mut v, p);
         assert_eq!(r.cart_condition, None);
         let text = v.into_result().unwrap_err().to_string();
-        assert!(text.contains("reward.product_fixed_discount"), "{text}");
+        assert!(text.contains("reward.points_payment"), "{text}");
         assert!(!text.contains("reward.cart_condition"), "{text}");
     }
 
@@ -1253,6 +1274,22 @@ mod tests {
                 PbBenefit::FixedPrice(pb::FixedPrice {
                     products: skus(),
                     unit_price: Some(eur(99)),
+                }),
+                pb::RewardType::CashDesk,
+            ),
+            (
+                PbBenefit::ProductPercentageDiscount(pb::ProductPercentageDiscount {
+                    products: skus(),
+                    basis_points: 5000,
+                    max_quantity: 2,
+                }),
+                pb::RewardType::CashDesk,
+            ),
+            (
+                PbBenefit::ProductFixedDiscount(pb::ProductFixedDiscount {
+                    products: skus(),
+                    amount_per_unit: Some(eur(150)),
+                    max_quantity: 0,
                 }),
                 pb::RewardType::CashDesk,
             ),

@@ -167,8 +167,22 @@ pub enum Benefit {
     CartPercentageDiscount { basis_points: u32 },
     /// A fixed amount off the whole cart.
     CartFixedDiscount { amount: Amount },
-    /// A percentage off the selected products.
-    ProductPercentageDiscount { products: Scope, basis_points: u32 },
+    /// A percentage off each unit of the selected products; with `max_quantity` > 0, only that
+    /// many units per purchase, the dearest first.
+    ProductPercentageDiscount {
+        products: Scope,
+        basis_points: u32,
+        #[serde(default)]
+        max_quantity: u32,
+    },
+    /// An amount off each unit of the selected products (never more than the unit's price);
+    /// with `max_quantity` > 0, only that many units per purchase, the dearest first.
+    ProductFixedDiscount {
+        products: Scope,
+        amount_per_unit: Amount,
+        #[serde(default)]
+        max_quantity: u32,
+    },
     /// The selected products at a fixed unit price.
     FixedPrice { products: Scope, unit_price: Amount },
     /// `quantity` units of a product in the cart for free.
@@ -205,6 +219,7 @@ impl Benefit {
             Benefit::CartPercentageDiscount { .. } => "cart_percentage_discount",
             Benefit::CartFixedDiscount { .. } => "cart_fixed_discount",
             Benefit::ProductPercentageDiscount { .. } => "product_percentage_discount",
+            Benefit::ProductFixedDiscount { .. } => "product_fixed_discount",
             Benefit::FixedPrice { .. } => "fixed_price",
             Benefit::FreeProduct { .. } => "free_product",
             Benefit::BuyXGetY { .. } => "buy_x_get_y",
@@ -227,6 +242,9 @@ impl Benefit {
         match self {
             Benefit::CartFixedDiscount { amount } => Some(&amount.currency),
             Benefit::FixedPrice { unit_price, .. } => Some(&unit_price.currency),
+            Benefit::ProductFixedDiscount {
+                amount_per_unit, ..
+            } => Some(&amount_per_unit.currency),
             Benefit::SpendXSaveY { spend, .. } => Some(&spend.currency),
             Benefit::GiftValue { allowed_values } => {
                 allowed_values.first().map(|a| a.currency.as_str())
@@ -260,6 +278,14 @@ impl Benefit {
                 v.add(format!("{f}.{name}"), "must be 1..10000");
             }
         };
+        let max_units = |v: &mut Violations, n: u32| {
+            if n > 1_000_000 {
+                v.add(
+                    format!("{f}.max_quantity"),
+                    "must be 0 (every unit)..1000000",
+                );
+            }
+        };
         match self {
             Benefit::CartPercentageDiscount { basis_points } => {
                 bp(v, *basis_points, "basis_points")
@@ -268,9 +294,20 @@ impl Benefit {
             Benefit::ProductPercentageDiscount {
                 products,
                 basis_points,
+                max_quantity,
             } => {
                 products.validate(v, &format!("{f}.products"), true);
                 bp(v, *basis_points, "basis_points");
+                max_units(v, *max_quantity);
+            }
+            Benefit::ProductFixedDiscount {
+                products,
+                amount_per_unit,
+                max_quantity,
+            } => {
+                products.validate(v, &format!("{f}.products"), true);
+                amount_per_unit.validate(v, &format!("{f}.amount_per_unit"), 1);
+                max_units(v, *max_quantity);
             }
             Benefit::FixedPrice {
                 products,
@@ -714,10 +751,16 @@ mod tests {
             Benefit::ProductPercentageDiscount {
                 products: products(&["SKU-1"]),
                 basis_points: 2000,
+                max_quantity: 0,
             },
             Benefit::FixedPrice {
                 products: products(&["SKU-1"]),
                 unit_price: eur(0),
+            },
+            Benefit::ProductFixedDiscount {
+                products: products(&["SKU-1"]),
+                amount_per_unit: eur(100),
+                max_quantity: 2,
             },
             Benefit::FreeProduct {
                 product_code: "COFFEE".into(),
@@ -777,6 +820,7 @@ mod tests {
                 Benefit::ProductPercentageDiscount {
                     products: Scope::default(),
                     basis_points: 100,
+                    max_quantity: 0,
                 },
                 "reward.product_percentage_discount.products",
             ),
@@ -786,6 +830,22 @@ mod tests {
                     unit_price: eur(-1),
                 },
                 "reward.fixed_price.unit_price.amount_minor",
+            ),
+            (
+                Benefit::ProductFixedDiscount {
+                    products: products(&["A"]),
+                    amount_per_unit: eur(0),
+                    max_quantity: 0,
+                },
+                "reward.product_fixed_discount.amount_per_unit.amount_minor",
+            ),
+            (
+                Benefit::ProductPercentageDiscount {
+                    products: products(&["A"]),
+                    basis_points: 100,
+                    max_quantity: 1_000_001,
+                },
+                "reward.product_percentage_discount.max_quantity",
             ),
             (
                 Benefit::FreeProduct {
@@ -843,6 +903,7 @@ mod tests {
             Benefit::ProductPercentageDiscount {
                 products: mixed,
                 basis_points: 100,
+                max_quantity: 0,
             },
         );
         assert_eq!(errors(&r), "");
@@ -864,6 +925,7 @@ mod tests {
             Benefit::ProductPercentageDiscount {
                 products: only_excluded.clone(),
                 basis_points: 100,
+                max_quantity: 0,
             },
         ));
         assert!(
@@ -887,6 +949,7 @@ mod tests {
                     ..products(&["A"])
                 },
                 basis_points: 100,
+                max_quantity: 0,
             },
         ));
         assert!(

@@ -1,6 +1,6 @@
 //! What each benefit gives on a cart whose lines currently cost `net`. Every function returns
 //! per-line amounts that are never negative and never above the line's net amount.
-use super::{Benefit, CartLine, SkipReason, Target};
+use super::{Benefit, CartLine, SkipReason, Target, UnitOff};
 
 /// A line may get a discount or a bonus from `target`.
 fn applies(target: &Target, line: &CartLine) -> bool {
@@ -61,6 +61,7 @@ pub(super) fn targets_any(benefit: &Benefit, lines: &[CartLine]) -> bool {
         Benefit::PercentageDiscount { target, .. }
         | Benefit::FixedDiscount { target, .. }
         | Benefit::FixedPrice { target, .. }
+        | Benefit::UnitDiscount { target, .. }
         | Benefit::BuyXGetY { target, .. }
         | Benefit::SpendXSaveY { target, .. } => lines.iter().any(|l| applies(target, l)),
         Benefit::FreeItem { product_id, .. } => lines
@@ -137,6 +138,43 @@ pub(super) fn discount(
                     (net[i].max(0) - price).max(0)
                 })
                 .collect()
+        }
+        Benefit::UnitDiscount {
+            off,
+            max_units,
+            target,
+        } => {
+            let mask = targeted(target);
+            if !mask.any() {
+                return Err(SkipReason::NoMatchingItems);
+            }
+            // Units dearest first (ties by line index), up to `max_units`.
+            let mut order: Vec<usize> = (0..n)
+                .filter(|i| mask.at(*i) && lines[*i].quantity > 0)
+                .collect();
+            let unit = |i: usize| net[i].max(0) / i64::from(lines[i].quantity.max(1));
+            order.sort_by(|a, b| unit(*b).cmp(&unit(*a)).then(a.cmp(b)));
+            let mut left = max_units.map_or(u64::MAX, u64::from);
+            let mut out = vec![0; n];
+            for i in order {
+                if left == 0 {
+                    break;
+                }
+                let q = u64::from(lines[i].quantity);
+                let units = left.min(q);
+                left -= units;
+                // The net value of the units taken (their share of the line).
+                let value = mul_div(net[i].max(0), units as i64, q as i64);
+                let units = units as i64;
+                out[i] = match off {
+                    UnitOff::BasisPoints(bp) => {
+                        mul_div(value, i64::from((*bp).min(10_000)), 10_000)
+                    }
+                    UnitOff::AmountMinor(a) => (*a).max(0).saturating_mul(units).min(value),
+                    UnitOff::PriceMinor(p) => (value - (*p).max(0).saturating_mul(units)).max(0),
+                };
+            }
+            out
         }
         Benefit::FreeItem {
             product_id,
@@ -358,6 +396,11 @@ pub(super) fn code(benefit: &Benefit) -> &'static str {
         Benefit::PercentageDiscount { .. } => "PERCENTAGE_DISCOUNT",
         Benefit::FixedDiscount { .. } => "FIXED_DISCOUNT",
         Benefit::FixedPrice { .. } => "FIXED_PRICE",
+        Benefit::UnitDiscount { off, .. } => match off {
+            UnitOff::BasisPoints(_) => "PERCENTAGE_DISCOUNT",
+            UnitOff::AmountMinor(_) => "UNIT_AMOUNT_DISCOUNT",
+            UnitOff::PriceMinor(_) => "FIXED_PRICE",
+        },
         Benefit::FreeItem { .. } => "FREE_ITEM",
         Benefit::BuyXGetY { .. } => "BUY_X_GET_Y",
         Benefit::SpendXSaveY { .. } => "SPEND_X_SAVE_Y",
@@ -393,6 +436,24 @@ pub(super) fn describe(benefit: &Benefit) -> String {
             money(*unit_price_minor),
             target.describe()
         ),
+        Benefit::UnitDiscount {
+            off,
+            max_units,
+            target,
+        } => {
+            let what = match off {
+                UnitOff::BasisPoints(bp) => format!("{} off each unit of", pct(*bp)),
+                UnitOff::AmountMinor(a) => format!("{} off each unit of", money(*a)),
+                UnitOff::PriceMinor(p) => format!("{} for each unit of", money(*p)),
+            };
+            match max_units {
+                None => format!("{what} {}", target.describe()),
+                Some(m) => format!(
+                    "{what} {}, at most {m} units (the dearest first)",
+                    target.describe()
+                ),
+            }
+        }
         Benefit::FreeItem {
             product_id,
             quantity,

@@ -1,5 +1,7 @@
 //! The engine's rules from the stored definitions (`domain::Reward`, `domain::PurchaseBonus`).
-use super::{Benefit, CartCondition, Eligibility, Limits, Rule, RuleKind, Schedule, Target};
+use super::{
+    Benefit, CartCondition, Eligibility, Limits, Rule, RuleKind, Schedule, Target, UnitOff,
+};
 use crate::domain::{
     self, RewardType,
     campaign_products::{CampaignProduct, Discount},
@@ -39,8 +41,27 @@ pub fn from_reward(r: &domain::Reward) -> Rule {
         B::ProductPercentageDiscount {
             products,
             basis_points,
+            max_quantity: 0,
         } => Benefit::PercentageDiscount {
             basis_points: *basis_points,
+            target: target(products),
+        },
+        B::ProductPercentageDiscount {
+            products,
+            basis_points,
+            max_quantity,
+        } => Benefit::UnitDiscount {
+            off: UnitOff::BasisPoints(*basis_points),
+            max_units: Some(*max_quantity),
+            target: target(products),
+        },
+        B::ProductFixedDiscount {
+            products,
+            amount_per_unit,
+            max_quantity,
+        } => Benefit::UnitDiscount {
+            off: UnitOff::AmountMinor(amount_per_unit.minor),
+            max_units: (*max_quantity > 0).then_some(*max_quantity),
             target: target(products),
         },
         B::FixedPrice {
@@ -189,18 +210,33 @@ pub fn from_purchase_bonus(b: &domain::PurchaseBonus) -> Rule {
 /// segments and validity. Callers convert active entries only.
 pub fn from_campaign_product(c: &CampaignProduct) -> Rule {
     let target = c.products.target();
-    let benefit = match &c.discount {
-        Some(Discount::Percentage { basis_points }) => Benefit::PercentageDiscount {
-            basis_points: basis_points.unsigned_abs(),
+    let max_units = u32::try_from(c.max_quantity_per_purchase)
+        .ok()
+        .filter(|m| *m > 0);
+    let off = match &c.discount {
+        Some(Discount::Percentage { basis_points }) => {
+            UnitOff::BasisPoints(basis_points.unsigned_abs())
+        }
+        Some(Discount::AmountOffPerUnit { amount_minor, .. }) => {
+            UnitOff::AmountMinor(*amount_minor)
+        }
+        Some(Discount::FixedUnitPrice { amount_minor, .. }) => UnitOff::PriceMinor(*amount_minor),
+        // Refused by validation; a stored one gives nothing rather than a wrong price.
+        None => UnitOff::BasisPoints(0),
+    };
+    // Every unit: the plain benefits (the same prices, their own reason codes).
+    let benefit = match (off, max_units) {
+        (UnitOff::BasisPoints(basis_points), None) => Benefit::PercentageDiscount {
+            basis_points,
             target,
         },
-        Some(Discount::FixedUnitPrice { amount_minor, .. }) => Benefit::FixedPrice {
-            unit_price_minor: *amount_minor,
+        (UnitOff::PriceMinor(unit_price_minor), None) => Benefit::FixedPrice {
+            unit_price_minor,
             target,
         },
-        // Refused by validation; a stored one would give nothing rather than a wrong price.
-        Some(Discount::AmountOffPerUnit { .. }) | None => Benefit::PercentageDiscount {
-            basis_points: 0,
+        (off, max_units) => Benefit::UnitDiscount {
+            off,
+            max_units,
             target,
         },
     };

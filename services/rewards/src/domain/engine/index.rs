@@ -55,6 +55,7 @@ impl TargetIndex {
                     Benefit::PercentageDiscount { target, .. }
                     | Benefit::FixedDiscount { target, .. }
                     | Benefit::FixedPrice { target, .. }
+                    | Benefit::UnitDiscount { target, .. }
                     | Benefit::BuyXGetY { target, .. }
                     | Benefit::SpendXSaveY { target, .. }
                     | Benefit::BonusPoints { target, .. }

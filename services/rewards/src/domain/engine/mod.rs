@@ -209,6 +209,13 @@ pub enum Benefit {
         unit_price_minor: i64,
         target: Target,
     },
+    /// Each targeted unit gets `off`; with `max_units`, only that many units per transaction,
+    /// the dearest first (by net unit price, ties by line index).
+    UnitDiscount {
+        off: UnitOff,
+        max_units: Option<u32>,
+        target: Target,
+    },
     /// Up to `quantity` units of `product_id` in the cart are free.
     FreeItem { product_id: String, quantity: u32 },
     /// Of each `buy + get` targeted units (dearest first), the `get` cheapest ones get
@@ -259,6 +266,18 @@ impl Benefit {
                 | Benefit::PointsMultiplier { .. }
         )
     }
+}
+
+/// What one unit gets off in a `UnitDiscount`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum UnitOff {
+    /// Basis points of the unit's price (1..=10000).
+    BasisPoints(u32),
+    /// An amount in minor units, never more than the unit's price.
+    AmountMinor(i64),
+    /// The unit costs this (never more than its own price).
+    PriceMinor(i64),
 }
 
 /// Days-of-week and hours window in the store's local time.

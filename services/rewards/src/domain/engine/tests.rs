@@ -97,6 +97,45 @@ fn discounts(e: &Evaluation) -> Vec<i64> {
 // --- benefits ---------------------------------------------------------------------------------
 
 #[test]
+fn a_per_unit_discount_takes_its_amount_off_each_unit_and_never_more_than_the_unit() {
+    let cart = [line("A", 3, 500), line("B", 1, 80), line("C", 2, 1000)];
+    let off = |off, max_units| {
+        set(vec![rule(
+            1,
+            Benefit::UnitDiscount {
+                off,
+                max_units,
+                target: Target::products(vec!["A".into(), "B".into(), "C".into()]),
+            },
+        )])
+    };
+    // 1.00 off every unit; B costs 0.80, so it gets 0.80 off, not more.
+    let e = evaluate(&cart, &ctx(), &off(UnitOff::AmountMinor(100), None));
+    assert_eq!(discounts(&e), vec![300, 80, 200]);
+    assert_eq!(e.lines[0].discounts[0].reason, "UNIT_AMOUNT_DISCOUNT");
+    assert!(
+        e.lines[0].discounts[0]
+            .explanation
+            .contains("1.00 off each unit of products A, B, C"),
+        "{}",
+        e.lines[0].discounts[0].explanation
+    );
+    // At most 3 units: the dearest first — both C (10.00), then one A (5.00).
+    let e = evaluate(&cart, &ctx(), &off(UnitOff::AmountMinor(100), Some(3)));
+    assert_eq!(discounts(&e), vec![100, 0, 200]);
+    // 50 % of the 3 dearest units: 5.00 + 5.00 off C, 2.50 off one A.
+    let e = evaluate(&cart, &ctx(), &off(UnitOff::BasisPoints(5000), Some(3)));
+    assert_eq!(discounts(&e), vec![250, 0, 1000]);
+    // At 2.00 each, at most 4 units: C ×2 (8.00 off each), A ×2 (3.00 off each).
+    let e = evaluate(&cart, &ctx(), &off(UnitOff::PriceMinor(200), Some(4)));
+    assert_eq!(discounts(&e), vec![600, 0, 1600]);
+    // Ties between equally dear units go to the earlier line.
+    let twins = [line("A", 2, 500), line("B", 2, 500)];
+    let e = evaluate(&twins, &ctx(), &off(UnitOff::AmountMinor(100), Some(3)));
+    assert_eq!(discounts(&e), vec![200, 100]);
+}
+
+#[test]
 fn a_cart_condition_keeps_a_rule_off_until_the_cart_meets_it_and_says_which_part_failed() {
     let mut r = rule(1, pct(1000, Target::cart()));
     r.condition = Some(CartCondition {
@@ -964,6 +1003,20 @@ fn arb_benefit() -> impl Strategy<Value = Benefit> {
             unit_price_minor: p,
             target: t
         }),
+        (
+            prop_oneof![
+                (0u32..12_000).prop_map(UnitOff::BasisPoints),
+                (-10i64..2_000).prop_map(UnitOff::AmountMinor),
+                (-10i64..2_000).prop_map(UnitOff::PriceMinor),
+            ],
+            prop::option::of(0u32..5),
+            arb_target()
+        )
+            .prop_map(|(off, max_units, target)| Benefit::UnitDiscount {
+                off,
+                max_units,
+                target
+            }),
         ("[ABC]", 0u32..4).prop_map(|(p, q)| Benefit::FreeItem {
             product_id: p,
             quantity: q

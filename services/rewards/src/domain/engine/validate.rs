@@ -1,5 +1,5 @@
 //! Rule definitions the engine refuses, as (field path, message) violations.
-use super::{Benefit, Policy, Rule, Target};
+use super::{Benefit, Policy, Rule, Target, UnitOff};
 use loyalty_platform::Violations;
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -48,6 +48,28 @@ fn benefit(v: &mut Violations, f: &str, b: &Benefit) {
         } => {
             if *unit_price_minor < 0 {
                 v.add(format!("{f}.unit_price_minor"), "must not be negative");
+            }
+            target(v, &format!("{f}.target"), t);
+        }
+        Benefit::UnitDiscount {
+            off,
+            max_units,
+            target: t,
+        } => {
+            match off {
+                UnitOff::BasisPoints(bp) if !(1..=10_000).contains(bp) => {
+                    v.add(format!("{f}.off"), "basis points must be 1..10000")
+                }
+                UnitOff::AmountMinor(a) if *a < 1 => {
+                    v.add(format!("{f}.off"), "amount must be at least 1")
+                }
+                UnitOff::PriceMinor(p) if *p < 0 => {
+                    v.add(format!("{f}.off"), "price must not be negative")
+                }
+                _ => {}
+            }
+            if *max_units == Some(0) {
+                v.add(format!("{f}.max_units"), "must be at least 1 when set");
             }
             target(v, &format!("{f}.target"), t);
         }

@@ -881,3 +881,45 @@ async fn evaluate_cart_prices_active_campaign_products_on_postgres() {
 async fn evaluate_cart_prices_active_campaign_products_on_sqlite() {
     evaluate_cart_prices_active_campaign_products(Fixture::sqlite().await).await;
 }
+
+#[tokio::test]
+async fn an_amount_off_per_unit_for_at_most_two_units_prices_the_cart() {
+    let f = Fixture::postgres().await;
+    let entry = f
+        .create_entry(
+            "c1",
+            pb::CampaignProduct {
+                discount: Some(Discount::AmountOffPerUnit(eur(50))),
+                max_quantity_per_purchase: 2,
+                ..espresso_deal("0.50 off up to two espressos")
+            },
+        )
+        .await
+        .expect("amount off per unit with a unit cap");
+    assert_eq!(entry.discount, Some(Discount::AmountOffPerUnit(eur(50))));
+    assert_eq!(entry.max_quantity_per_purchase, 2);
+    let e = evaluate_as(&f, f.partner, december_cart(SalesChannel::Pos, None)).await;
+    // 3 espressos: 2 × 0.50 off; the tea untouched.
+    assert_eq!(e.discount_minor, 100);
+    assert_eq!(e.lines[0].discounts[0].reason, "UNIT_AMOUNT_DISCOUNT");
+    assert_eq!(e.lines[0].discounts[0].rule_id, entry.id);
+
+    let refused = f
+        .create_entry(
+            "c2",
+            pb::CampaignProduct {
+                discount: Some(Discount::AmountOffPerUnit(eur(0))),
+                max_quantity_per_purchase: -1,
+                ..espresso_deal("Bad")
+            },
+        )
+        .await
+        .expect_err("refused");
+    let fields = violated_fields(&refused);
+    for want in [
+        "campaign_product.amount_off_per_unit.amount_minor",
+        "campaign_product.max_quantity_per_purchase",
+    ] {
+        assert!(fields.iter().any(|x| x == want), "{want} in {fields:?}");
+    }
+}

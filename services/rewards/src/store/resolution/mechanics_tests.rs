@@ -356,3 +356,95 @@ async fn a_cart_condition_keeps_a_reward_off_until_the_cart_meets_it_on_postgres
 async fn a_cart_condition_keeps_a_reward_off_until_the_cart_meets_it_on_sqlite() {
     a_cart_condition_keeps_a_reward_off_until_the_cart_meets_it(Fixture::sqlite().await).await;
 }
+
+// --- per-unit discounts --------------------------------------------------------------------------
+
+async fn per_unit_discounts_take_the_dearest_units_first(f: Fixture) {
+    let wine = || {
+        Some(ProductScope {
+            product_group_codes: vec!["wine".into()],
+            ..Default::default()
+        })
+    };
+    // 2.00 off each bottle of wine, at most 3 bottles a purchase.
+    let fixed = create_reward(
+        &f,
+        "2.00 off up to 3 bottles",
+        pb::reward::Benefit::ProductFixedDiscount(pb::ProductFixedDiscount {
+            products: wine(),
+            amount_per_unit: Some(eur(200)),
+            max_quantity: 3,
+        }),
+        None,
+    )
+    .await
+    .expect("product_fixed_discount");
+    match get_reward(&f, &fixed.id).await.benefit {
+        Some(pb::reward::Benefit::ProductFixedDiscount(d)) => {
+            assert_eq!(d.amount_per_unit, Some(eur(200)));
+            assert_eq!(d.max_quantity, 3);
+        }
+        other => panic!("{other:?}"),
+    }
+    let wines = cart(vec![
+        line("RIOJA", "wine", "", 2, 1000),
+        line("BAROLO", "wine", "", 2, 3000),
+        line("BREAD", "deli", "", 1, 300),
+    ]);
+    // Both Barolos and one Rioja: 3 × 2.00.
+    let e = evaluate(&f.api, f.partner, wines.clone()).await;
+    assert_eq!(discounts(&e), vec![200, 400, 0]);
+    assert_eq!(e.lines[1].discounts[0].reason, "UNIT_AMOUNT_DISCOUNT");
+
+    // A percentage limited to the first unit: 50 % off the dearest bottle only.
+    let refused = create_reward(
+        &f,
+        "Bad cap",
+        pb::reward::Benefit::ProductPercentageDiscount(pb::ProductPercentageDiscount {
+            products: wine(),
+            basis_points: 5000,
+            max_quantity: -1,
+        }),
+        None,
+    )
+    .await
+    .expect_err("negative cap");
+    assert_eq!(
+        loyalty_testkit::violated_fields(&refused),
+        ["reward.product_percentage_discount.max_quantity"]
+    );
+    let half = create_reward(
+        &f,
+        "Half price on one bottle",
+        pb::reward::Benefit::ProductPercentageDiscount(pb::ProductPercentageDiscount {
+            products: wine(),
+            basis_points: 5000,
+            max_quantity: 1,
+        }),
+        None,
+    )
+    .await
+    .expect("capped percentage");
+    let e = evaluate(&f.api, f.partner, wines).await;
+    let on_barolo: Vec<(String, i64)> = e.lines[1]
+        .discounts
+        .iter()
+        .map(|d| (d.rule_id.clone(), d.amount_minor))
+        .collect();
+    // Rules apply in id order at equal priority: the 2.00 first, then half of one Barolo's 28.00.
+    assert_eq!(
+        on_barolo,
+        [(fixed.id.clone(), 400), (half.id.clone(), 1400)]
+    );
+    assert_eq!(discounts(&e), vec![200, 1800, 0]);
+}
+
+#[tokio::test]
+async fn per_unit_discounts_take_the_dearest_units_first_on_postgres() {
+    per_unit_discounts_take_the_dearest_units_first(Fixture::postgres().await).await;
+}
+
+#[tokio::test]
+async fn per_unit_discounts_take_the_dearest_units_first_on_sqlite() {
+    per_unit_discounts_take_the_dearest_units_first(Fixture::sqlite().await).await;
+}
