@@ -178,18 +178,10 @@ fn max_units(v: &mut Violations, member: &str, n: i64) -> u32 {
 }
 
 fn benefit_from_proto(v: &mut Violations, b: Option<PbBenefit>) -> Benefit {
-    let fallback = Benefit::CartPercentageDiscount { basis_points: 1 };
-    let not_applied = |v: &mut Violations, field: &str, why: &str| {
-        v.add(
-            format!("reward.{field}"),
-            format!("is not supported yet: {why}"),
-        );
-        fallback.clone()
-    };
     match b {
         None => {
             v.add("reward.benefit", "is required");
-            fallback.clone()
+            Benefit::CartPercentageDiscount { basis_points: 1 }
         }
         Some(PbBenefit::CartPercentageDiscount(d)) => Benefit::CartPercentageDiscount {
             basis_points: count(d.basis_points),
@@ -211,11 +203,16 @@ fn benefit_from_proto(v: &mut Violations, b: Option<PbBenefit>) -> Benefit {
             ),
             max_quantity: max_units(v, "product_fixed_discount", d.max_quantity),
         },
-        Some(PbBenefit::PointsPayment(_)) => not_applied(
-            v,
-            "points_payment",
-            "paying with points is checkout's points_to_spend, not a reward",
-        ),
+        Some(PbBenefit::PointsPayment(d)) => Benefit::PointsPayment {
+            points_per_step: d.points_per_step,
+            value_per_step: amount(
+                v,
+                "reward.points_payment.value_per_step",
+                d.value_per_step.as_ref(),
+            ),
+            max_points: d.max_points,
+            max_cart_basis_points: u32::try_from(d.max_cart_basis_points).unwrap_or(u32::MAX),
+        },
         Some(PbBenefit::FreeProduct(d)) => Benefit::FreeProduct {
             product_code: d.product_code.trim().to_owned(),
             quantity: u32::try_from(d.quantity).unwrap_or(0),
@@ -347,6 +344,17 @@ fn benefit_to_proto(b: &Benefit) -> PbBenefit {
         }),
         Benefit::GiftValue { allowed_values } => PbBenefit::GiftValue(pb::GiftValue {
             allowed_values: allowed_values.iter().map(money).collect(),
+        }),
+        Benefit::PointsPayment {
+            points_per_step,
+            value_per_step,
+            max_points,
+            max_cart_basis_points,
+        } => PbBenefit::PointsPayment(pb::PointsPayment {
+            points_per_step: *points_per_step,
+            value_per_step: Some(money(value_per_step)),
+            max_points: *max_points,
+            max_cart_basis_points: *max_cart_basis_points as i32,
         }),
     }
 }
@@ -1188,7 +1196,7 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_settings_are_reported_under_their_own_field() {
+    fn an_empty_condition_is_none_and_a_missing_step_value_is_named() {
         let mut v = Violations::new();
         let mut p = proto(
             PbBenefit::PointsPayment(Default::default()),
@@ -1199,7 +1207,10 @@ mod tests {
         let r = reward_from_proto(&mut v, p);
         assert_eq!(r.cart_condition, None);
         let text = v.into_result().unwrap_err().to_string();
-        assert!(text.contains("reward.points_payment"), "{text}");
+        assert!(
+            text.contains("reward.points_payment.value_per_step"),
+            "{text}"
+        );
         assert!(!text.contains("reward.cart_condition"), "{text}");
     }
 
@@ -1337,6 +1348,15 @@ mod tests {
                     allowed_values: vec![eur(2000), eur(5000)],
                 }),
                 pb::RewardType::Gift,
+            ),
+            (
+                PbBenefit::PointsPayment(pb::PointsPayment {
+                    points_per_step: 100,
+                    value_per_step: Some(eur(100)),
+                    max_points: 5000,
+                    max_cart_basis_points: 5000,
+                }),
+                pb::RewardType::CashDesk,
             ),
         ];
         for (b, t) in cases {

@@ -210,6 +210,15 @@ pub enum Benefit {
     },
     /// A gift voucher whose value the buyer chooses from these.
     GiftValue { allowed_values: Vec<Amount> },
+    /// Part of the cart may be paid with points: `points_per_step` points pay
+    /// `value_per_step`; at most `max_points` (0 = unlimited) and at most
+    /// `max_cart_basis_points` of the lines not payable only with points (0 = all).
+    PointsPayment {
+        points_per_step: i64,
+        value_per_step: Amount,
+        max_points: i64,
+        max_cart_basis_points: u32,
+    },
 }
 
 impl Benefit {
@@ -227,6 +236,7 @@ impl Benefit {
             Benefit::BonusPoints { .. } => "bonus_points",
             Benefit::PointsMultiplier { .. } => "points_multiplier",
             Benefit::GiftValue { .. } => "gift_value",
+            Benefit::PointsPayment { .. } => "points_payment",
         }
     }
 
@@ -249,6 +259,7 @@ impl Benefit {
             Benefit::GiftValue { allowed_values } => {
                 allowed_values.first().map(|a| a.currency.as_str())
             }
+            Benefit::PointsPayment { value_per_step, .. } => Some(&value_per_step.currency),
             _ => None,
         }
     }
@@ -384,6 +395,26 @@ impl Benefit {
                     v.add(
                         format!("{f}.multiplier_basis_points"),
                         "must be 10001..1000000 (above ×1, at most ×100)",
+                    );
+                }
+            }
+            Benefit::PointsPayment {
+                points_per_step,
+                value_per_step,
+                max_points,
+                max_cart_basis_points,
+            } => {
+                if !(1..=1_000_000).contains(points_per_step) {
+                    v.add(format!("{f}.points_per_step"), "must be 1..1000000");
+                }
+                value_per_step.validate(v, &format!("{f}.value_per_step"), 1);
+                if *max_points < 0 {
+                    v.add(format!("{f}.max_points"), "must be 0 (unlimited) or more");
+                }
+                if *max_cart_basis_points > 10_000 {
+                    v.add(
+                        format!("{f}.max_cart_basis_points"),
+                        "must be 0 (the whole cart)..10000",
                     );
                 }
             }
@@ -786,6 +817,12 @@ mod tests {
                 products: Scope::default(),
                 multiplier_basis_points: 20_000,
             },
+            Benefit::PointsPayment {
+                points_per_step: 100,
+                value_per_step: eur(100),
+                max_points: 0,
+                max_cart_basis_points: 5000,
+            },
         ];
         for b in ok {
             assert_eq!(
@@ -885,6 +922,24 @@ mod tests {
                     points_type_id: String::new(),
                 },
                 "reward.bonus_points.points",
+            ),
+            (
+                Benefit::PointsPayment {
+                    points_per_step: 0,
+                    value_per_step: eur(100),
+                    max_points: 0,
+                    max_cart_basis_points: 0,
+                },
+                "reward.points_payment.points_per_step",
+            ),
+            (
+                Benefit::PointsPayment {
+                    points_per_step: 100,
+                    value_per_step: eur(0),
+                    max_points: -1,
+                    max_cart_basis_points: 10_001,
+                },
+                "reward.points_payment.max_cart_basis_points",
             ),
         ];
         for (b, field) in cases {

@@ -67,6 +67,7 @@ pub(super) fn targets_any(benefit: &Benefit, lines: &[CartLine]) -> bool {
         Benefit::FreeItem { product_id, .. } => lines
             .iter()
             .any(|l| !l.no_reward_application && l.product_id == *product_id),
+        Benefit::PointsPayment { .. } => lines.iter().any(|l| !l.no_reward_application),
         Benefit::BonusPoints { target, .. }
         | Benefit::SpendPoints { target, .. }
         | Benefit::PointsMultiplier { target, .. } => lines
@@ -266,7 +267,8 @@ pub(super) fn discount(
         }
         Benefit::BonusPoints { .. }
         | Benefit::SpendPoints { .. }
-        | Benefit::PointsMultiplier { .. } => vec![0; n],
+        | Benefit::PointsMultiplier { .. }
+        | Benefit::PointsPayment { .. } => vec![0; n],
     };
     Ok(out)
 }
@@ -381,6 +383,54 @@ fn per_spend(weights: &[Option<i64>], points: i64, step: i64, multiplier_bp: u32
     out
 }
 
+/// What a points payment benefit lets the customer pay on lines costing `net`:
+/// (max points, their value, the points of the lines payable only with points); `None` for
+/// another benefit or when not even one step is payable.
+pub(super) fn points_payable(
+    benefit: &Benefit,
+    lines: &[CartLine],
+    net: &[i64],
+) -> Option<(i64, i64, i64)> {
+    let Benefit::PointsPayment {
+        points_per_step: p,
+        value_per_step_minor: v,
+        max_points,
+        max_cart_basis_points,
+    } = benefit
+    else {
+        return None;
+    };
+    let (p, v) = (*p, *v);
+    if p <= 0 || v <= 0 {
+        return None;
+    }
+    let sum = |only: bool| {
+        lines
+            .iter()
+            .zip(net)
+            .filter(|(l, _)| !l.no_reward_application && l.pay_only_with_points == only)
+            .fold(0i64, |s, (_, n)| s.saturating_add((*n).max(0)))
+    };
+    let (only, others) = (sum(true), sum(false));
+    let bp = match *max_cart_basis_points {
+        0 => 10_000,
+        b => i64::from(b.min(10_000)),
+    };
+    let others_cap = mul_div(others, bp, 10_000);
+    // Points-only lines are paid in full: their last step is rounded up.
+    let only_steps = only / v + i64::from(only % v != 0);
+    let mut steps = only_steps.saturating_add(others_cap / v);
+    if let Some(m) = max_points {
+        steps = steps.min((*m).max(0) / p);
+    }
+    if steps <= 0 {
+        return None;
+    }
+    let points = steps.saturating_mul(p);
+    let value = steps.saturating_mul(v).min(only.saturating_add(others_cap));
+    Some((points, value, only_steps.min(steps).saturating_mul(p)))
+}
+
 /// Lowers `amounts` (in index order) so that they sum to at most `cap`.
 pub(super) fn trim(amounts: &mut [i64], cap: i64) {
     let mut left = cap.max(0);
@@ -406,6 +456,7 @@ pub(super) fn code(benefit: &Benefit) -> &'static str {
         Benefit::SpendXSaveY { .. } => "SPEND_X_SAVE_Y",
         Benefit::BonusPoints { .. } | Benefit::SpendPoints { .. } => "BONUS_POINTS",
         Benefit::PointsMultiplier { .. } => "POINTS_MULTIPLIER",
+        Benefit::PointsPayment { .. } => "POINTS_PAYMENT",
     }
 }
 
@@ -512,6 +563,27 @@ pub(super) fn describe(benefit: &Benefit) -> String {
                 money(*per_spend_minor),
                 target.describe()
             )
+        }
+        Benefit::PointsPayment {
+            points_per_step,
+            value_per_step_minor,
+            max_points,
+            max_cart_basis_points,
+        } => {
+            let mut out = format!(
+                "pay with points: {points_per_step} points = {}",
+                money(*value_per_step_minor)
+            );
+            if *max_cart_basis_points > 0 && *max_cart_basis_points < 10_000 {
+                out.push_str(&format!(
+                    ", up to {} of the cart",
+                    pct(*max_cart_basis_points)
+                ));
+            }
+            if let Some(m) = max_points {
+                out.push_str(&format!(", at most {m} points"));
+            }
+            out
         }
         Benefit::PointsMultiplier {
             multiplier_basis_points,

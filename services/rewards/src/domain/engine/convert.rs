@@ -112,6 +112,17 @@ pub fn from_reward(r: &domain::Reward) -> Rule {
             multiplier_basis_points: *multiplier_basis_points,
             target: target(products),
         },
+        B::PointsPayment {
+            points_per_step,
+            value_per_step,
+            max_points,
+            max_cart_basis_points,
+        } => Benefit::PointsPayment {
+            points_per_step: *points_per_step,
+            value_per_step_minor: value_per_step.minor,
+            max_points: positive(*max_points),
+            max_cart_basis_points: *max_cart_basis_points,
+        },
         // The value is chosen per voucher; the rule carries the smallest allowed one, which
         // every voucher of the reward is worth at least.
         B::GiftValue { allowed_values } => Benefit::FixedDiscount {

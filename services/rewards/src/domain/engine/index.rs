@@ -8,7 +8,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 /// Every `SkipReason`, in declaration order: `reason as usize` indexes the sentence table.
-pub(super) const REASONS: [SkipReason; 17] = [
+pub(super) const REASONS: [SkipReason; 18] = [
     SkipReason::OutsideValidity,
     SkipReason::OutsideSchedule,
     SkipReason::BusinessUnitNotIncluded,
@@ -26,6 +26,7 @@ pub(super) const REASONS: [SkipReason; 17] = [
     SkipReason::TransactionRuleLimit,
     SkipReason::NothingLeftToDiscount,
     SkipReason::CartConditionNotMet,
+    SkipReason::PointsPaymentNotChosen,
 ];
 
 /// The rules a cart line can reach by its product, group or brand; rules with a cart-wide
@@ -63,6 +64,10 @@ impl TargetIndex {
                     | Benefit::PointsMultiplier { target, .. } => target,
                     Benefit::FreeItem { product_id, .. } => {
                         add(&mut ix.by_product, product_id);
+                        continue;
+                    }
+                    Benefit::PointsPayment { .. } => {
+                        cart_wide = true;
                         continue;
                     }
                 };
@@ -240,6 +245,9 @@ mod tests {
         for (i, r) in REASONS.iter().enumerate() {
             assert_eq!(*r as usize, i, "{r:?}");
         }
-        assert_eq!(REASONS.len(), SkipReason::CartConditionNotMet as usize + 1);
+        assert_eq!(
+            REASONS.len(),
+            SkipReason::PointsPaymentNotChosen as usize + 1
+        );
     }
 }

@@ -255,9 +255,25 @@ pub enum Benefit {
         multiplier_basis_points: u32,
         target: Target,
     },
+    /// Part of the cart may be paid with points, in whole steps of `points_per_step` points =
+    /// `value_per_step_minor`: lines payable only with points in full (the last step rounded
+    /// up), the other lines up to `max_cart_basis_points` of their net amount (0 = all), at
+    /// most `max_points`. Lines with no reward application are not payable with points. Not a
+    /// discount: the engine reports it in `Evaluation::points_payable`; a rule with it has no
+    /// other benefit.
+    PointsPayment {
+        points_per_step: i64,
+        value_per_step_minor: i64,
+        max_points: Option<i64>,
+        max_cart_basis_points: u32,
+    },
 }
 
 impl Benefit {
+    pub fn is_points_payment(&self) -> bool {
+        matches!(self, Benefit::PointsPayment { .. })
+    }
+
     pub fn is_points(&self) -> bool {
         matches!(
             self,
@@ -553,6 +569,7 @@ pub enum SkipReason {
     TransactionRuleLimit,
     NothingLeftToDiscount,
     CartConditionNotMet,
+    PointsPaymentNotChosen,
 }
 
 impl SkipReason {
@@ -575,6 +592,7 @@ impl SkipReason {
             SkipReason::TransactionRuleLimit => "TRANSACTION_RULE_LIMIT",
             SkipReason::NothingLeftToDiscount => "NOTHING_LEFT_TO_DISCOUNT",
             SkipReason::CartConditionNotMet => "CART_CONDITION_NOT_MET",
+            SkipReason::PointsPaymentNotChosen => "POINTS_PAYMENT_NOT_CHOSEN",
         }
     }
 }
@@ -590,6 +608,21 @@ pub struct NotApplied {
 
 fn shared_str<S: serde::Serializer>(s: &Arc<str>, ser: S) -> Result<S::Ok, S::Error> {
     ser.serialize_str(s)
+}
+
+/// How much of the cart the customer may pay with points (the points payment rule chosen).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PointsPayable {
+    pub rule_id: Uuid,
+    pub points_per_step: i64,
+    pub value_per_step_minor: i64,
+    /// Most points payable on this cart, a multiple of `points_per_step`.
+    pub max_points: i64,
+    /// What `max_points` pay (minor units); never more than the payable lines' total.
+    pub max_value_minor: i64,
+    /// Of `max_points`, what the lines payable only with points need.
+    pub pay_only_with_points_points: i64,
+    pub explanation: String,
 }
 
 /// Everything the evaluation decided.
@@ -611,6 +644,9 @@ pub struct Evaluation {
     pub not_applied: Vec<NotApplied>,
     /// Indexes of the lines payable only with points.
     pub pay_only_with_points_lines: Vec<usize>,
+    /// What may be paid with points, when a points payment rule applies (the one paying the
+    /// most; ties by priority, then id).
+    pub points_payable: Option<PointsPayable>,
 }
 
 /// Evaluates `cart` for `ctx` against `rules`. Pure and deterministic: the order of

@@ -346,6 +346,7 @@ pub(super) fn say(reason: SkipReason) -> &'static str {
         SkipReason::TransactionRuleLimit => "the transaction has as many rules as allowed",
         SkipReason::NothingLeftToDiscount => "nothing left to discount or reward",
         SkipReason::CartConditionNotMet => "the cart does not meet its condition",
+        SkipReason::PointsPaymentNotChosen => "another points payment lets the customer pay more",
     }
 }
 
@@ -389,6 +390,8 @@ pub(super) fn evaluate(
 
     let mut not_applied: BTreeMap<Uuid, NotApplied> = BTreeMap::new();
     let mut candidates: Vec<(&Rule, Value)> = Vec::new();
+    // Points payment rules: not discounts; decided on the cart after the discounts.
+    let mut payments: Vec<&Rule> = Vec::new();
     for (pos, rule) in rules.iter().enumerate() {
         let mut skip_at = |reason: SkipReason| {
             not_applied.entry(rule.id).or_insert_with(|| NotApplied {
@@ -414,6 +417,10 @@ pub(super) fn evaluate(
                 SkipReason::CartConditionNotMet,
                 &why,
             );
+            continue;
+        }
+        if rule.benefits.iter().any(|b| b.is_points_payment()) {
+            payments.push(rule);
             continue;
         }
         let alone = apply(&[rule], cart, ctx, false);
@@ -533,6 +540,49 @@ pub(super) fn evaluate(
         }
     }
 
+    // Points payment: what is left to pay after the discounts; the rule paying the most (then
+    // the higher priority, then the smaller id) is offered, the others say why not.
+    // (rule, (max points, their value, points of the points-only lines), (points, value) a step)
+    type Payable<'r> = (&'r Rule, (i64, i64, i64), (i64, i64));
+    let mut best: Option<Payable> = None;
+    for rule in &payments {
+        let payable = rule.benefits.iter().find_map(|b| match b {
+            super::Benefit::PointsPayment {
+                points_per_step,
+                value_per_step_minor,
+                ..
+            } => benefits::points_payable(b, cart, &st.net)
+                .map(|p| (p, (*points_per_step, *value_per_step_minor))),
+            _ => None,
+        });
+        match payable {
+            None => skip_said(&mut not_applied, rs, rule, SkipReason::ThresholdNotReached),
+            Some((p, step)) => {
+                let better = best.is_none_or(|(b, bp, _)| {
+                    (p.1, rule.priority, std::cmp::Reverse(rule.id))
+                        > (bp.1, b.priority, std::cmp::Reverse(b.id))
+                });
+                if better {
+                    best = Some((rule, p, step));
+                }
+            }
+        }
+    }
+    let chosen_payment = best.map(|(r, _, _)| r.id);
+    if let Some((winner, _, _)) = best {
+        for rule in &payments {
+            if rule.id != winner.id && !not_applied.contains_key(&rule.id) {
+                let why = format!("{} lets the customer pay more with points", winner.name);
+                skip(
+                    &mut not_applied,
+                    rule,
+                    SkipReason::PointsPaymentNotChosen,
+                    &why,
+                );
+            }
+        }
+    }
+
     let mut out = Evaluation::default();
     for (rid, discount, points) in &st.totals {
         let Some(rule) = rs.get(rid) else { continue };
@@ -549,6 +599,32 @@ pub(super) fn evaluate(
             voucher_code: voucher,
         });
     }
+    if let Some((rule, (max_points, max_value, only_points), (points_per_step, value_per_step))) =
+        best
+    {
+        let explanation = format!(
+            "{}: up to {max_points} points pay {}",
+            rule.name,
+            super::money(max_value)
+        );
+        let voucher = voucher_for.get(&rule.id).cloned();
+        out.applied.push(AppliedRule {
+            rule_id: rule.id,
+            discount_minor: 0,
+            points: 0,
+            voucher_code: voucher,
+            explanation: explanation.clone(),
+        });
+        out.points_payable = Some(super::PointsPayable {
+            rule_id: rule.id,
+            points_per_step,
+            value_per_step_minor: value_per_step,
+            max_points,
+            max_value_minor: max_value,
+            pay_only_with_points_points: only_points,
+            explanation,
+        });
+    }
     let mut seen = BTreeSet::new();
     for v in &ctx.vouchers {
         if !seen.insert(v.code.clone()) {
@@ -558,7 +634,7 @@ pub(super) fn evaluate(
             Some(r) => Some(r.clone()),
             None => {
                 let rid = v.reward_id.unwrap_or_default();
-                if st.totals.iter().any(|t| t.0 == rid) {
+                if st.totals.iter().any(|t| t.0 == rid) || chosen_payment == Some(rid) {
                     out.vouchers_to_redeem.push(v.code.clone());
                     None
                 } else {

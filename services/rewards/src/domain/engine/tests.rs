@@ -135,6 +135,74 @@ fn a_per_unit_discount_takes_its_amount_off_each_unit_and_never_more_than_the_un
     assert_eq!(discounts(&e), vec![200, 100]);
 }
 
+fn pay_with_points(max_points: Option<i64>, max_cart_basis_points: u32) -> Benefit {
+    Benefit::PointsPayment {
+        points_per_step: 100,
+        value_per_step_minor: 100,
+        max_points,
+        max_cart_basis_points,
+    }
+}
+
+#[test]
+fn a_points_payment_offers_whole_steps_of_what_is_left_to_pay() {
+    let mut gift = line("GIFT", 1, 1250);
+    gift.pay_only_with_points = true;
+    let mut tobacco = line("T", 1, 900);
+    tobacco.no_reward_application = true;
+    let cart = [line("A", 2, 1000), gift, tobacco];
+    // Half of A (20.00 − 10 % = 18.00 → 9.00) and all of the gift card (12.50 → 13 steps).
+    let rules = set(vec![
+        rule(1, pay_with_points(None, 5000)),
+        rule(2, pct(1000, Target::products(vec!["A".into()]))),
+    ]);
+    let e = evaluate(&cart, &ctx(), &rules);
+    let p = e.points_payable.clone().expect("payable");
+    assert_eq!(p.rule_id, id(1));
+    assert_eq!(p.max_points, 2200);
+    assert_eq!(p.max_value_minor, 1250 + 900);
+    assert_eq!(p.pay_only_with_points_points, 1300);
+    assert!(
+        p.explanation.ends_with("up to 2200 points pay 21.50"),
+        "{}",
+        p.explanation
+    );
+    // It is no discount: the totals are the discount rule's alone.
+    assert_eq!(e.discount_minor, 200);
+    assert!(
+        e.applied
+            .iter()
+            .any(|a| a.rule_id == id(1) && a.discount_minor == 0)
+    );
+    // Capped by max_points; the better of two payment rules is offered, the other says why.
+    let rules = set(vec![
+        rule(1, pay_with_points(Some(1000), 0)),
+        rule(3, pay_with_points(None, 0)),
+    ]);
+    let e = evaluate(&cart, &ctx(), &rules);
+    let p = e.points_payable.expect("payable");
+    assert_eq!(p.rule_id, id(3));
+    // 20.00 + 12.50 (tobacco is not payable with points).
+    assert_eq!((p.max_points, p.max_value_minor), (3300, 3250));
+    assert_eq!(e.not_applied[0].rule_id, id(1));
+    assert_eq!(e.not_applied[0].reason, SkipReason::PointsPaymentNotChosen);
+    // Less than one step payable: not applied.
+    let e = evaluate(
+        &[line("A", 1, 150)],
+        &ctx(),
+        &set(vec![rule(1, pay_with_points(None, 5000))]),
+    );
+    assert_eq!(e.points_payable, None);
+    assert_eq!(e.not_applied[0].reason, SkipReason::ThresholdNotReached);
+    // Only the tobacco: nothing payable with points reaches the rule.
+    let e = evaluate(
+        &cart[2..],
+        &ctx(),
+        &set(vec![rule(1, pay_with_points(None, 0))]),
+    );
+    assert_eq!(e.not_applied[0].reason, SkipReason::NoMatchingItems);
+}
+
 #[test]
 fn a_cart_condition_keeps_a_rule_off_until_the_cart_meets_it_and_says_which_part_failed() {
     let mut r = rule(1, pct(1000, Target::cart()));
@@ -1052,6 +1120,18 @@ fn arb_benefit() -> impl Strategy<Value = Benefit> {
                 target: t,
             }
         }),
+        (
+            0i64..300,
+            0i64..500,
+            prop::option::of(0i64..5_000),
+            0u32..12_000
+        )
+            .prop_map(|(p, v, m, bp)| Benefit::PointsPayment {
+                points_per_step: p,
+                value_per_step_minor: v,
+                max_points: m,
+                max_cart_basis_points: bp,
+            }),
         (0u32..50_000, arb_target()).prop_map(|(m, t)| Benefit::PointsMultiplier {
             multiplier_basis_points: m,
             target: t
@@ -1201,6 +1281,12 @@ proptest! {
         }
         // Every rule is either applied or explained.
         prop_assert_eq!(e.applied.len() + e.not_applied.len(), rules.rules.len());
+        // Points pay at most what is left to pay, in whole steps.
+        if let Some(p) = &e.points_payable {
+            prop_assert!(p.max_value_minor > 0 && p.max_value_minor <= e.total_minor);
+            prop_assert!(p.max_points > 0 && p.max_points % p.points_per_step == 0);
+            prop_assert!(p.pay_only_with_points_points <= p.max_points);
+        }
     }
 
     #[test]

@@ -153,6 +153,28 @@ fn benefit(v: &mut Violations, f: &str, b: &Benefit) {
             }
             target(v, &format!("{f}.target"), t);
         }
+        Benefit::PointsPayment {
+            points_per_step,
+            value_per_step_minor,
+            max_points,
+            max_cart_basis_points,
+        } => {
+            if *points_per_step < 1 {
+                v.add(format!("{f}.points_per_step"), "must be at least 1");
+            }
+            if *value_per_step_minor < 1 {
+                v.add(format!("{f}.value_per_step_minor"), "must be at least 1");
+            }
+            if max_points.is_some_and(|m| m < 1) {
+                v.add(format!("{f}.max_points"), "must be at least 1 when set");
+            }
+            if *max_cart_basis_points > 10_000 {
+                v.add(
+                    format!("{f}.max_cart_basis_points"),
+                    "must be 0 (all)..10000",
+                );
+            }
+        }
         Benefit::PointsMultiplier {
             multiplier_basis_points,
             target: t,
@@ -181,6 +203,12 @@ pub fn validate_rule(v: &mut Violations, prefix: &str, rule: &Rule) {
     }
     for (i, b) in rule.benefits.iter().enumerate() {
         benefit(v, &format!("{prefix}.benefits[{i}]"), b);
+        if b.is_points_payment() && rule.benefits.len() > 1 {
+            v.add(
+                format!("{prefix}.benefits[{i}]"),
+                "a points payment must be the rule's only benefit",
+            );
+        }
     }
     rule.validity.validate(v, prefix);
     if rule.schedule.days_of_week > 0x7f {

@@ -448,3 +448,77 @@ async fn per_unit_discounts_take_the_dearest_units_first_on_postgres() {
 async fn per_unit_discounts_take_the_dearest_units_first_on_sqlite() {
     per_unit_discounts_take_the_dearest_units_first(Fixture::sqlite().await).await;
 }
+
+// --- points payment ------------------------------------------------------------------------------
+
+async fn evaluate_cart_says_how_much_may_be_paid_with_points(f: Fixture) {
+    let payment = pb::PointsPayment {
+        points_per_step: 100,
+        value_per_step: Some(eur(100)),
+        max_points: 5000,
+        max_cart_basis_points: 5000,
+    };
+    let reward = create_reward(
+        &f,
+        "Pay with points",
+        pb::reward::Benefit::PointsPayment(payment.clone()),
+        None,
+    )
+    .await
+    .expect("points payment");
+    match get_reward(&f, &reward.id).await.benefit {
+        Some(pb::reward::Benefit::PointsPayment(p)) => assert_eq!(p, payment),
+        other => panic!("{other:?}"),
+    }
+    let mut gift = line("GIFT-CARD", "gifts", "", 1, 1250);
+    gift.pay_only_with_points = true;
+    let e = evaluate(
+        &f.api,
+        f.partner,
+        cart(vec![line("RIOJA", "wine", "", 2, 1000), gift]),
+    )
+    .await;
+    // Half of the wine (10.00) and the whole gift card (12.50 → 13 steps): 2300 points pay 22.50.
+    let p = e.points_payable.expect("points payable");
+    assert_eq!(p.rule_id, reward.id);
+    assert_eq!(p.points_per_step, 100);
+    assert_eq!(p.value_per_step_minor, 100);
+    assert_eq!(p.max_points, 2300);
+    assert_eq!(p.max_value_minor, 2250);
+    assert_eq!(p.pay_only_with_points_points, 1300);
+    assert_eq!(e.discount_minor, 0);
+    assert!(e.applied_rules.iter().any(|a| a.rule_id == reward.id));
+
+    let refused = create_reward(
+        &f,
+        "Bad payment",
+        pb::reward::Benefit::PointsPayment(pb::PointsPayment {
+            points_per_step: 0,
+            value_per_step: None,
+            max_points: -1,
+            max_cart_basis_points: 20_000,
+        }),
+        None,
+    )
+    .await
+    .expect_err("refused");
+    let fields = loyalty_testkit::violated_fields(&refused);
+    for want in [
+        "reward.points_payment.points_per_step",
+        "reward.points_payment.value_per_step",
+        "reward.points_payment.max_points",
+        "reward.points_payment.max_cart_basis_points",
+    ] {
+        assert!(fields.iter().any(|x| x == want), "{want} in {fields:?}");
+    }
+}
+
+#[tokio::test]
+async fn evaluate_cart_says_how_much_may_be_paid_with_points_on_postgres() {
+    evaluate_cart_says_how_much_may_be_paid_with_points(Fixture::postgres().await).await;
+}
+
+#[tokio::test]
+async fn evaluate_cart_says_how_much_may_be_paid_with_points_on_sqlite() {
+    evaluate_cart_says_how_much_may_be_paid_with_points(Fixture::sqlite().await).await;
+}
