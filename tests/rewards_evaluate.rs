@@ -129,10 +129,10 @@ async fn a_cart_is_priced_by_rewards_bonus_and_voucher_and_by_the_resolution_set
     assert_eq!(e.lines[0].total_minor, 1440);
     assert_eq!(e.lines[1].total_minor, 800);
     assert!(e.lines[1].discounts.is_empty());
-    // Points: base 14 + bonus 144 on the coffee, base 8 on the tobacco.
-    assert_eq!(e.lines[0].points, 158);
+    // Points: base 14 + bonus 140 (14 full steps of 1.00) on the coffee, base 8 on the tobacco.
+    assert_eq!(e.lines[0].points, 154);
     assert_eq!(e.lines[1].points, 8);
-    assert_eq!(e.points, 166);
+    assert_eq!(e.points, 162);
     let applied: Vec<&str> = e.applied_rules.iter().map(|a| a.rule_id.as_str()).collect();
     assert_eq!(
         applied,

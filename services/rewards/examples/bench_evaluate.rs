@@ -37,14 +37,14 @@ impl Lcg {
 
 fn target(r: &mut Lcg) -> Target {
     match r.next(10) {
-        0 | 1 => Target::Cart,
-        2..=5 => Target::Products(
+        0 | 1 => Target::cart(),
+        2..=5 => Target::products(
             (0..1 + r.next(5))
                 .map(|_| format!("SKU-{:05}", r.next(PRODUCTS)))
                 .collect(),
         ),
-        6..=8 => Target::Groups(vec![format!("group-{}", r.next(GROUPS))]),
-        _ => Target::Brands(vec![format!("brand-{}", r.next(BRANDS))]),
+        6..=8 => Target::groups(vec![format!("group-{}", r.next(GROUPS))]),
+        _ => Target::brands(vec![format!("brand-{}", r.next(BRANDS))]),
     }
 }
 
@@ -127,6 +127,7 @@ fn rules(n: usize, r: &mut Lcg, segment: Uuid) -> RuleSet {
                     max_discount_per_transaction_minor: (r.next(3) == 0).then_some(2_000),
                     ..Limits::default()
                 },
+                condition: None,
             }
         })
         .collect();

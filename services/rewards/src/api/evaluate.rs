@@ -585,6 +585,15 @@ fn evaluation_to_proto(e: Evaluation) -> pb::EvaluateCartResponse {
                 explanation: n.explanation.to_string(),
             })
             .collect(),
+        points_payable: e.points_payable.map(|p| pb::PointsPayable {
+            rule_id: p.rule_id.to_string(),
+            points_per_step: p.points_per_step,
+            value_per_step_minor: p.value_per_step_minor,
+            max_points: p.max_points,
+            max_value_minor: p.max_value_minor,
+            pay_only_with_points_points: p.pay_only_with_points_points,
+            explanation: p.explanation,
+        }),
     }
 }
 

@@ -34,8 +34,8 @@ use crate::{
         catalogue::etag,
         parse_segment_ids,
         rewards::{
-            Amount, Benefit, Budget, BudgetKind, Caps, Reward, RewardState, Scope, UsagePeriod,
-            check_state_change, reason,
+            Amount, Benefit, Budget, BudgetKind, Caps, CartCondition, RequiredProducts, Reward,
+            RewardState, Scope, UsagePeriod, check_state_change, reason,
         },
         vouchers::VoucherRules,
     },
@@ -64,6 +64,7 @@ const UPDATABLE: &[&str] = &[
     "tier_ids",
     "caps",
     "budget",
+    "cart_condition",
     "points_price",
     "voucher_validity_days",
     "max_vouchers_per_customer",
@@ -162,19 +163,25 @@ fn count(n: i32) -> u32 {
     u32::try_from(n).unwrap_or(0)
 }
 
+/// A `max_quantity` (units per purchase, 0 = every unit).
+fn max_units(v: &mut Violations, member: &str, n: i64) -> u32 {
+    match u32::try_from(n) {
+        Ok(n) if n <= 1_000_000 => n,
+        _ => {
+            v.add(
+                format!("reward.{member}.max_quantity"),
+                "must be 0 (every unit)..1000000",
+            );
+            0
+        }
+    }
+}
+
 fn benefit_from_proto(v: &mut Violations, b: Option<PbBenefit>) -> Benefit {
-    let fallback = Benefit::CartPercentageDiscount { basis_points: 1 };
-    let not_applied = |v: &mut Violations, field: &str, why: &str| {
-        v.add(
-            format!("reward.{field}"),
-            format!("is not supported yet: {why}"),
-        );
-        fallback.clone()
-    };
     match b {
         None => {
             v.add("reward.benefit", "is required");
-            fallback.clone()
+            Benefit::CartPercentageDiscount { basis_points: 1 }
         }
         Some(PbBenefit::CartPercentageDiscount(d)) => Benefit::CartPercentageDiscount {
             basis_points: count(d.basis_points),
@@ -182,28 +189,30 @@ fn benefit_from_proto(v: &mut Violations, b: Option<PbBenefit>) -> Benefit {
         Some(PbBenefit::CartFixedDiscount(d)) => Benefit::CartFixedDiscount {
             amount: amount(v, "reward.cart_fixed_discount.amount", d.amount.as_ref()),
         },
-        Some(PbBenefit::ProductPercentageDiscount(d)) => {
-            if d.max_quantity != 0 {
-                v.add(
-                    "reward.product_percentage_discount.max_quantity",
-                    "is not supported yet: must be 0 (every unit)",
-                );
-            }
-            Benefit::ProductPercentageDiscount {
-                products: scope(d.products.as_ref()),
-                basis_points: count(d.basis_points),
-            }
-        }
-        Some(PbBenefit::ProductFixedDiscount(_)) => not_applied(
-            v,
-            "product_fixed_discount",
-            "use fixed_price or cart_fixed_discount (the engine has no per-unit amount off)",
-        ),
-        Some(PbBenefit::PointsPayment(_)) => not_applied(
-            v,
-            "points_payment",
-            "paying with points is checkout's points_to_spend, not a reward",
-        ),
+        Some(PbBenefit::ProductPercentageDiscount(d)) => Benefit::ProductPercentageDiscount {
+            products: scope(d.products.as_ref()),
+            basis_points: count(d.basis_points),
+            max_quantity: max_units(v, "product_percentage_discount", d.max_quantity),
+        },
+        Some(PbBenefit::ProductFixedDiscount(d)) => Benefit::ProductFixedDiscount {
+            products: scope(d.products.as_ref()),
+            amount_per_unit: amount(
+                v,
+                "reward.product_fixed_discount.amount_per_unit",
+                d.amount_per_unit.as_ref(),
+            ),
+            max_quantity: max_units(v, "product_fixed_discount", d.max_quantity),
+        },
+        Some(PbBenefit::PointsPayment(d)) => Benefit::PointsPayment {
+            points_per_step: d.points_per_step,
+            value_per_step: amount(
+                v,
+                "reward.points_payment.value_per_step",
+                d.value_per_step.as_ref(),
+            ),
+            max_points: d.max_points,
+            max_cart_basis_points: u32::try_from(d.max_cart_basis_points).unwrap_or(u32::MAX),
+        },
         Some(PbBenefit::FreeProduct(d)) => Benefit::FreeProduct {
             product_code: d.product_code.trim().to_owned(),
             quantity: u32::try_from(d.quantity).unwrap_or(0),
@@ -268,10 +277,20 @@ fn benefit_to_proto(b: &Benefit) -> PbBenefit {
         Benefit::ProductPercentageDiscount {
             products,
             basis_points,
+            max_quantity,
         } => PbBenefit::ProductPercentageDiscount(pb::ProductPercentageDiscount {
             products: scope_to_proto(products),
             basis_points: *basis_points as i32,
-            max_quantity: 0,
+            max_quantity: i64::from(*max_quantity),
+        }),
+        Benefit::ProductFixedDiscount {
+            products,
+            amount_per_unit,
+            max_quantity,
+        } => PbBenefit::ProductFixedDiscount(pb::ProductFixedDiscount {
+            products: scope_to_proto(products),
+            amount_per_unit: Some(money(amount_per_unit)),
+            max_quantity: i64::from(*max_quantity),
         }),
         Benefit::FixedPrice {
             products,
@@ -326,6 +345,52 @@ fn benefit_to_proto(b: &Benefit) -> PbBenefit {
         Benefit::GiftValue { allowed_values } => PbBenefit::GiftValue(pb::GiftValue {
             allowed_values: allowed_values.iter().map(money).collect(),
         }),
+        Benefit::PointsPayment {
+            points_per_step,
+            value_per_step,
+            max_points,
+            max_cart_basis_points,
+        } => PbBenefit::PointsPayment(pb::PointsPayment {
+            points_per_step: *points_per_step,
+            value_per_step: Some(money(value_per_step)),
+            max_points: *max_points,
+            max_cart_basis_points: *max_cart_basis_points as i32,
+        }),
+    }
+}
+
+fn condition_from_proto(v: &mut Violations, c: pb::CartCondition) -> CartCondition {
+    CartCondition {
+        minimum_spend: c
+            .minimum_spend
+            .as_ref()
+            .map(|m| amount(v, "reward.cart_condition.minimum_spend", Some(m))),
+        minimum_quantity: c.minimum_quantity,
+        required_products: c
+            .required_products
+            .iter()
+            .map(|r| RequiredProducts {
+                products: scope(r.products.as_ref()),
+                minimum_quantity: r.minimum_quantity,
+            })
+            .collect(),
+        spend_products: scope(c.spend_products.as_ref()),
+    }
+}
+
+fn condition_to_proto(c: &CartCondition) -> pb::CartCondition {
+    pb::CartCondition {
+        minimum_spend: c.minimum_spend.as_ref().map(money),
+        minimum_quantity: c.minimum_quantity,
+        required_products: c
+            .required_products
+            .iter()
+            .map(|r| pb::RequiredProducts {
+                products: scope_to_proto(&r.products),
+                minimum_quantity: r.minimum_quantity,
+            })
+            .collect(),
+        spend_products: scope_to_proto(&c.spend_products),
     }
 }
 
@@ -441,12 +506,7 @@ fn uuids(v: &mut Violations, field: &str, ids: &[String]) -> Vec<Uuid> {
 /// A reward as sent in CreateReward (or the new values of an UpdateReward). Server-assigned
 /// fields are ignored; the state defaults to ACTIVE.
 pub(super) fn reward_from_proto(v: &mut Violations, r: pb::Reward) -> Reward {
-    if r.cart_condition.is_some() {
-        v.add(
-            "reward.cart_condition",
-            "is not supported yet: use spend_x_save_y for a spend threshold",
-        );
-    }
+    let cart_condition = r.cart_condition.map(|c| condition_from_proto(v, c));
     let now = now();
     let state = state_from_proto(v, r.state).unwrap_or(RewardState::Active);
     Reward {
@@ -469,6 +529,7 @@ pub(super) fn reward_from_proto(v: &mut Violations, r: pb::Reward) -> Reward {
         stacking_group: r.stacking_group.trim().to_owned(),
         caps: caps_from_proto(v, r.caps),
         budget: budget_from_proto(v, r.budget),
+        cart_condition: cart_condition.filter(|c| !c.is_empty()),
         revision: 1,
         updated_at: now,
         archived_at: None,
@@ -505,6 +566,7 @@ pub(super) fn reward_to_proto(r: &Reward) -> pb::Reward {
         archive_time: r.archived_at.map(to_timestamp),
         caps: caps_to_proto(&r.caps),
         budget: r.budget.as_ref().map(budget_to_proto),
+        cart_condition: r.cart_condition.as_ref().map(condition_to_proto),
         stacking_group: r.stacking_group.clone(),
         vouchers_remaining: -1,
         ..Default::default()
@@ -705,6 +767,7 @@ fn apply_mask(
             "stacking_group" => current.stacking_group = new.stacking_group.clone(),
             "tier_ids" => current.tier_ids = new.tier_ids.clone(),
             "caps" => current.caps = new.caps.clone(),
+            "cart_condition" => current.cart_condition = new.cart_condition.clone(),
             "state" => {
                 if let Err(why) = check_state_change(current.state, new.state) {
                     v.add("reward.state", why);
@@ -1137,17 +1200,56 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_settings_are_reported_under_their_own_field() {
+    fn an_empty_condition_is_none_and_a_missing_step_value_is_named() {
         let mut v = Violations::new();
         let mut p = proto(
-            PbBenefit::ProductFixedDiscount(Default::default()),
+            PbBenefit::PointsPayment(Default::default()),
             pb::RewardType::CashDesk,
         );
+        // An empty condition is no condition.
         p.cart_condition = Some(Default::default());
-        reward_from_proto(&mut v, p);
+        let r = reward_from_proto(&mut v, p);
+        assert_eq!(r.cart_condition, None);
         let text = v.into_result().unwrap_err().to_string();
-        assert!(text.contains("reward.product_fixed_discount"), "{text}");
-        assert!(text.contains("reward.cart_condition"), "{text}");
+        assert!(
+            text.contains("reward.points_payment.value_per_step"),
+            "{text}"
+        );
+        assert!(!text.contains("reward.cart_condition"), "{text}");
+    }
+
+    #[test]
+    fn a_cart_condition_round_trips_through_the_contract() {
+        let condition = pb::CartCondition {
+            minimum_spend: Some(Money {
+                currency_code: "EUR".into(),
+                amount_minor: 2000,
+            }),
+            minimum_quantity: 3,
+            required_products: vec![pb::RequiredProducts {
+                products: Some(ProductScope {
+                    product_codes: vec!["A".into()],
+                    brand_codes: vec!["acme".into()],
+                    excluded_product_codes: vec!["B".into()],
+                    ..Default::default()
+                }),
+                minimum_quantity: 2,
+            }],
+            spend_products: Some(ProductScope {
+                product_group_codes: vec!["coffee".into()],
+                ..Default::default()
+            }),
+        };
+        let mut p = proto(
+            PbBenefit::CartPercentageDiscount(pb::CartPercentageDiscount { basis_points: 500 }),
+            pb::RewardType::CashDesk,
+        );
+        p.cart_condition = Some(condition.clone());
+        let mut v = Violations::new();
+        let r = reward_from_proto(&mut v, p);
+        r.validate(&mut v);
+        assert!(v.is_empty(), "{:?}", v.into_vec());
+        assert_eq!(reward_to_proto(&r).cart_condition, Some(condition));
     }
 
     #[test]
@@ -1187,6 +1289,22 @@ mod tests {
                 PbBenefit::FixedPrice(pb::FixedPrice {
                     products: skus(),
                     unit_price: Some(eur(99)),
+                }),
+                pb::RewardType::CashDesk,
+            ),
+            (
+                PbBenefit::ProductPercentageDiscount(pb::ProductPercentageDiscount {
+                    products: skus(),
+                    basis_points: 5000,
+                    max_quantity: 2,
+                }),
+                pb::RewardType::CashDesk,
+            ),
+            (
+                PbBenefit::ProductFixedDiscount(pb::ProductFixedDiscount {
+                    products: skus(),
+                    amount_per_unit: Some(eur(150)),
+                    max_quantity: 0,
                 }),
                 pb::RewardType::CashDesk,
             ),
@@ -1234,6 +1352,15 @@ mod tests {
                     allowed_values: vec![eur(2000), eur(5000)],
                 }),
                 pb::RewardType::Gift,
+            ),
+            (
+                PbBenefit::PointsPayment(pb::PointsPayment {
+                    points_per_step: 100,
+                    value_per_step: Some(eur(100)),
+                    max_points: 5000,
+                    max_cart_basis_points: 5000,
+                }),
+                pb::RewardType::CashDesk,
             ),
         ];
         for (b, t) in cases {

@@ -71,18 +71,29 @@ impl CampaignProduct {
         match &self.discount {
             None => v.add(
                 format!("{P}.discount"),
-                "is required: percentage_basis_points or fixed_unit_price",
+                "is required: percentage_basis_points, amount_off_per_unit or fixed_unit_price",
             ),
             Some(Discount::Percentage { basis_points }) => {
                 if !(1..=10_000).contains(basis_points) {
                     v.add(format!("{P}.percentage_basis_points"), "must be 1..10000");
                 }
             }
-            // The engine has no per-unit amount off; refused rather than priced wrongly.
-            Some(Discount::AmountOffPerUnit { .. }) => v.add(
-                format!("{P}.amount_off_per_unit"),
-                "is not supported yet: use fixed_unit_price or percentage_basis_points",
-            ),
+            Some(Discount::AmountOffPerUnit {
+                amount_minor,
+                currency,
+            }) => {
+                if *amount_minor < 1 {
+                    v.add(
+                        format!("{P}.amount_off_per_unit.amount_minor"),
+                        "must be at least 1",
+                    );
+                }
+                check_currency(
+                    v,
+                    &format!("{P}.amount_off_per_unit.currency_code"),
+                    currency,
+                );
+            }
             Some(Discount::FixedUnitPrice {
                 amount_minor,
                 currency,
@@ -101,16 +112,10 @@ impl CampaignProduct {
         }
         self.validity.validate(v, P);
         check_url(v, &format!("{P}.image_url"), &self.image_url);
-        if self.max_quantity_per_purchase < 0 {
+        if !(0..=1_000_000).contains(&self.max_quantity_per_purchase) {
             v.add(
                 format!("{P}.max_quantity_per_purchase"),
-                "must be 0 (unlimited) or more",
-            );
-        } else if self.max_quantity_per_purchase > 0 {
-            // The engine prices every targeted unit; a cap it would ignore is refused.
-            v.add(
-                format!("{P}.max_quantity_per_purchase"),
-                "is not supported yet: leave 0 (every unit)",
+                "must be 0 (unlimited)..1000000",
             );
         }
     }
@@ -331,6 +336,83 @@ mod tests {
         };
         ctx.at = cp.validity.from.unwrap();
         assert_eq!(evaluate(&cart, &ctx, &set).discount_minor, 150);
+    }
+
+    #[test]
+    fn an_amount_off_per_unit_and_a_unit_cap_reach_the_cart_through_the_engine() {
+        use crate::domain::engine::{
+            CartLine, CustomerContext, EarnRate, RuleSet, evaluate, from_campaign_product,
+            validate_rule,
+        };
+        let mut cp = espresso_at_199();
+        cp.discount = Some(Discount::AmountOffPerUnit {
+            amount_minor: 50,
+            currency: "EUR".into(),
+        });
+        cp.max_quantity_per_purchase = 2;
+        let mut v = Violations::new();
+        cp.validate(&mut v);
+        assert!(v.is_empty(), "{:?}", fields(v));
+        let rule = from_campaign_product(&cp);
+        let mut v = Violations::new();
+        validate_rule(&mut v, "campaign_product", &rule);
+        assert!(v.is_empty(), "{:?}", v.into_vec());
+        let esp = |qty: u32, price: i64| CartLine {
+            product_id: "ESP".into(),
+            group: None,
+            brand: None,
+            quantity: qty,
+            unit_price_minor: price,
+            no_reward_application: false,
+            pay_only_with_points: false,
+        };
+        let ctx = CustomerContext {
+            customer_id: None,
+            segment_ids: vec![],
+            level_id: None,
+            vouchers: vec![],
+            at: cp.validity.from.unwrap(),
+            utc_offset_minutes: 0,
+            business_unit: None,
+            channel: None,
+            earn_rate: EarnRate::default(),
+            usage: Default::default(),
+        };
+        let set = RuleSet {
+            rules: vec![rule],
+            ..Default::default()
+        };
+        // 0.50 off each of at most 2 units: 3 espressos at 2.50 → 1.00 off.
+        let e = evaluate(&[esp(3, 250)], &ctx, &set);
+        assert_eq!(e.discount_minor, 100);
+        assert_eq!(e.lines[0].discounts[0].reason, "UNIT_AMOUNT_DISCOUNT");
+        // The cap applies to a fixed price too: 2 of 3 at 1.99.
+        cp.discount = Some(Discount::FixedUnitPrice {
+            amount_minor: 199,
+            currency: "EUR".into(),
+        });
+        let set = RuleSet {
+            rules: vec![from_campaign_product(&cp)],
+            ..Default::default()
+        };
+        assert_eq!(evaluate(&[esp(3, 250)], &ctx, &set).discount_minor, 102);
+
+        let mut bad = espresso_at_199();
+        bad.discount = Some(Discount::AmountOffPerUnit {
+            amount_minor: 0,
+            currency: "eur".into(),
+        });
+        bad.max_quantity_per_purchase = 1_000_001;
+        let mut v = Violations::new();
+        bad.validate(&mut v);
+        let f = fields(v);
+        for want in [
+            "campaign_product.amount_off_per_unit.amount_minor",
+            "campaign_product.amount_off_per_unit.currency_code",
+            "campaign_product.max_quantity_per_purchase",
+        ] {
+            assert!(f.iter().any(|x| x == want), "{want} in {f:?}");
+        }
     }
 
     #[test]

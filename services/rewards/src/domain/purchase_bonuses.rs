@@ -31,9 +31,8 @@ impl ProductScope {
             && self.excluded_product_codes.is_empty()
     }
 
-    /// Checks the codes, naming them under `field` (e.g. `purchase_bonus.products`). The engine
-    /// matches a rule's lines by one kind of code, so a scope names products, groups or brands,
-    /// not a mix, and exclusions are refused rather than ignored.
+    /// Checks the codes, naming them under `field` (e.g. `purchase_bonus.products`). Products,
+    /// groups and brands may be mixed (a line matches any of them) and exclusions win.
     pub fn validate(&self, v: &mut Violations, field: &str) {
         let lists = [
             ("product_codes", &self.product_codes),
@@ -52,31 +51,16 @@ impl ProductScope {
                 check_code(v, &format!("{field}.{name}[{i}]"), code);
             }
         }
-        let kinds = lists[..3].iter().filter(|(_, l)| !l.is_empty()).count();
-        if kinds > 1 {
-            v.add(
-                field,
-                "name product_codes, product_group_codes or brand_codes, not several of them",
-            );
-        }
-        if !self.excluded_product_codes.is_empty() {
-            v.add(
-                format!("{field}.excluded_product_codes"),
-                "is not supported yet: list the products to include instead",
-            );
-        }
     }
 
-    /// The engine target: the whole cart when the scope is empty.
+    /// The engine target: any listed product, group or brand minus the excluded products; the
+    /// whole cart (minus exclusions) when nothing is listed.
     pub fn target(&self) -> Target {
-        if !self.product_codes.is_empty() {
-            Target::Products(self.product_codes.clone())
-        } else if !self.group_codes.is_empty() {
-            Target::Groups(self.group_codes.clone())
-        } else if !self.brand_codes.is_empty() {
-            Target::Brands(self.brand_codes.clone())
-        } else {
-            Target::Cart
+        Target {
+            products: self.product_codes.clone(),
+            groups: self.group_codes.clone(),
+            brands: self.brand_codes.clone(),
+            excluded_products: self.excluded_product_codes.clone(),
         }
     }
 
@@ -326,7 +310,7 @@ mod tests {
     }
 
     #[test]
-    fn a_scope_names_one_kind_of_code_and_maps_to_its_target() {
+    fn a_scope_mixes_products_groups_and_brands_minus_exclusions() {
         let scope = ProductScope {
             brand_codes: vec!["lavazza".into()],
             ..Default::default()
@@ -334,8 +318,8 @@ mod tests {
         let mut v = Violations::new();
         scope.validate(&mut v, "p");
         assert!(v.is_empty());
-        assert_eq!(scope.target(), Target::Brands(vec!["lavazza".into()]));
-        assert_eq!(ProductScope::default().target(), Target::Cart);
+        assert_eq!(scope.target(), Target::brands(vec!["lavazza".into()]));
+        assert_eq!(ProductScope::default().target(), Target::cart());
         assert!(scope.covers("ESP", &[], "lavazza"));
         assert!(!scope.covers("ESP", &[], "illy"));
 
@@ -347,11 +331,23 @@ mod tests {
         };
         let mut v = Violations::new();
         mixed.validate(&mut v, "p");
-        let f = fields(v);
-        for want in ["p", "p.product_codes[1]", "p.excluded_product_codes"] {
-            assert!(f.iter().any(|x| x == want), "{want} in {f:?}");
-        }
+        assert_eq!(fields(v), vec!["p.product_codes[1]"]);
         assert!(!mixed.covers("B", &[], "lavazza"));
+        // The engine matches the same lines: a listed product, or the brand, never B.
+        let t = mixed.target();
+        let line = |code: &str, brand: Option<&str>| crate::domain::engine::CartLine {
+            product_id: code.into(),
+            group: None,
+            brand: brand.map(Into::into),
+            quantity: 1,
+            unit_price_minor: 100,
+            no_reward_application: false,
+            pay_only_with_points: false,
+        };
+        assert!(t.matches(&line("A", None)));
+        assert!(t.matches(&line("C", Some("lavazza"))));
+        assert!(!t.matches(&line("B", Some("lavazza"))));
+        assert!(!t.matches(&line("C", Some("illy"))));
     }
 
     mod engine_rules {
@@ -475,7 +471,7 @@ mod tests {
         }
 
         #[test]
-        fn a_multiplier_that_does_not_divide_out_scales_the_step() {
+        fn a_multiplier_that_does_not_divide_out_applies_after_counting_steps() {
             let b = PurchaseBonus {
                 points: 1,
                 spend_amount_minor: 100,
@@ -492,6 +488,48 @@ mod tests {
             // 10.00 × 1 point per 1.00 × 1.5 = 15.
             let e = evaluate(&[coffee("lavazza", 1, 1000)], &gold, &set);
             assert_eq!(e.points, 15);
+            // 3.50: 3 full steps × 1 × 1.5 = 4.5 → 4 (the fraction of a step earns nothing).
+            let e = evaluate(&[coffee("lavazza", 1, 350)], &gold, &set);
+            assert_eq!(e.points, 4);
+        }
+
+        #[test]
+        fn steps_are_counted_on_the_in_scope_total_not_per_line() {
+            let b = PurchaseBonus {
+                id: Uuid::from_u128(6),
+                display_name: "A point per 5.00".into(),
+                points: 1,
+                spend_amount_minor: 500,
+                currency_code: "EUR".into(),
+                multiplier_basis_points: 10_000,
+                products: ProductScope {
+                    brand_codes: vec!["lavazza".into()],
+                    ..Default::default()
+                },
+                ..PurchaseBonus::default()
+            };
+            let set = RuleSet {
+                rules: vec![from_purchase_bonus(&b)],
+                ..Default::default()
+            };
+            let mut c = ctx(friday_evening());
+            c.channel = None;
+            c.business_unit = None;
+            // Three Lavazza lines at 1.99 (5.97 together) reach one step; none does alone.
+            // The Illy is out of scope and does not count towards the step.
+            let cart = [
+                coffee("lavazza", 1, 199),
+                coffee("lavazza", 1, 199),
+                coffee("lavazza", 1, 199),
+                coffee("illy", 1, 900),
+            ];
+            let e = evaluate(&cart, &c, &set);
+            assert_eq!(e.points, 1);
+            assert_eq!(e.lines[3].points, 0);
+            // Two lines at 1.99: 3.98 is below the step.
+            let e = evaluate(&cart[..2], &c, &set);
+            assert_eq!(e.points, 0);
+            assert_eq!(e.not_applied[0].reason, SkipReason::ThresholdNotReached);
         }
 
         #[test]
@@ -512,13 +550,17 @@ mod tests {
             let mut c = ctx(friday_evening() + chrono::Duration::days(1));
             c.channel = None;
             c.business_unit = None;
-            // 25.00 + 9.00: 2 points per 5.00 of each line: 10 + 3.
+            // 25.00 + 9.00 = 34.00: 6 full steps of 5.00 × 2 points = 12, shared by the lines
+            // in proportion to their amounts (25/34 and 9/34 of 12: 8 + 3, the remainder of 1 to
+            // the first line).
             let e = evaluate(
                 &[coffee("lavazza", 2, 1250), coffee("illy", 1, 900)],
                 &c,
                 &set,
             );
-            assert_eq!(e.points, 13);
+            assert_eq!(e.points, 12);
+            assert_eq!(e.lines[0].points, 9);
+            assert_eq!(e.lines[1].points, 3);
         }
     }
 

@@ -169,6 +169,7 @@ fn id_only(id: Uuid) -> engine::Rule {
         business_units: Vec::new(),
         channels: Vec::new(),
         limits: engine::Limits::default(),
+        condition: None,
     }
 }
 

@@ -60,39 +60,26 @@ impl Scope {
             && self.excluded_product_codes.is_empty()
     }
 
-    /// `required`: an empty scope is refused (it would mean "every product", which the cart
-    /// benefits express instead). The engine targets one kind of code per benefit, so a scope
-    /// names products, groups or brands, not a mix, and no exclusions.
+    /// Whether nothing is included (the scope then means every product but the excluded).
+    pub fn includes_nothing(&self) -> bool {
+        self.product_codes.is_empty() && self.group_codes.is_empty() && self.brand_codes.is_empty()
+    }
+
+    /// A line is in scope when its product, group or brand is listed (kinds may be mixed) and
+    /// its product is not excluded. `required`: the scope must include something (an empty one
+    /// would mean "every product", which the cart benefits express instead).
     pub fn validate(&self, v: &mut Violations, field: &str, required: bool) {
-        if self.is_empty() {
-            if required {
-                v.add(
-                    field,
-                    "must name at least one product, product group or brand",
-                );
-            }
-            return;
-        }
-        let kinds = [&self.product_codes, &self.group_codes, &self.brand_codes]
-            .iter()
-            .filter(|l| !l.is_empty())
-            .count();
-        if kinds > 1 {
+        if required && self.includes_nothing() {
             v.add(
                 field,
-                "must name products, product groups or brands: one kind per reward",
-            );
-        }
-        if !self.excluded_product_codes.is_empty() {
-            v.add(
-                format!("{field}.excluded_product_codes"),
-                "is not supported for rewards: list the products to include instead",
+                "must name at least one product, product group or brand",
             );
         }
         for (name, list) in [
             ("product_codes", &self.product_codes),
             ("product_group_codes", &self.group_codes),
             ("brand_codes", &self.brand_codes),
+            ("excluded_product_codes", &self.excluded_product_codes),
         ] {
             if list.len() > 1000 {
                 v.add(format!("{field}.{name}"), "at most 1000 codes");
@@ -101,6 +88,71 @@ impl Scope {
                 if !(1..=64).contains(&c.trim().chars().count()) {
                     v.add(format!("{field}.{name}[{i}]"), "must be 1..64 characters");
                 }
+            }
+        }
+    }
+}
+
+/// Products that must be in the cart: at least `minimum_quantity` units of `products`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RequiredProducts {
+    pub products: Scope,
+    pub minimum_quantity: i64,
+}
+
+/// Conditions a cart must fulfil for a reward to apply (`CartCondition`); every part set must
+/// hold. Lines with no reward application count towards none of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CartCondition {
+    /// Minimum gross (before discounts) of the `spend_products` lines (all lines when empty).
+    pub minimum_spend: Option<Amount>,
+    /// Minimum units in the cart; 0 = none.
+    pub minimum_quantity: i64,
+    pub required_products: Vec<RequiredProducts>,
+    /// Only these products count towards `minimum_spend`; empty = all.
+    pub spend_products: Scope,
+}
+
+impl CartCondition {
+    /// Nothing set: no condition at all.
+    pub fn is_empty(&self) -> bool {
+        *self == CartCondition::default()
+    }
+
+    /// Checks the parts; `currency` is the benefit's, which a minimum spend must match.
+    pub fn validate(&self, v: &mut Violations, currency: Option<&str>) {
+        let f = "reward.cart_condition";
+        if let Some(m) = &self.minimum_spend {
+            m.validate(v, &format!("{f}.minimum_spend"), 1);
+            if let Some(c) = currency
+                && c != m.currency
+            {
+                v.add(
+                    format!("{f}.minimum_spend.currency_code"),
+                    "must be the currency of the benefit",
+                );
+            }
+        } else if !self.spend_products.is_empty() {
+            v.add(
+                format!("{f}.spend_products"),
+                "is only allowed with minimum_spend",
+            );
+        }
+        self.spend_products
+            .validate(v, &format!("{f}.spend_products"), false);
+        if !(0..=1_000_000).contains(&self.minimum_quantity) {
+            v.add(format!("{f}.minimum_quantity"), "must be 0..1000000");
+        }
+        if self.required_products.len() > 20 {
+            v.add(format!("{f}.required_products"), "at most 20 entries");
+        }
+        for (i, r) in self.required_products.iter().enumerate() {
+            let rf = format!("{f}.required_products[{i}]");
+            r.products.validate(v, &format!("{rf}.products"), true);
+            if !(1..=1_000_000).contains(&r.minimum_quantity) {
+                v.add(format!("{rf}.minimum_quantity"), "must be 1..1000000");
             }
         }
     }
@@ -115,8 +167,22 @@ pub enum Benefit {
     CartPercentageDiscount { basis_points: u32 },
     /// A fixed amount off the whole cart.
     CartFixedDiscount { amount: Amount },
-    /// A percentage off the selected products.
-    ProductPercentageDiscount { products: Scope, basis_points: u32 },
+    /// A percentage off each unit of the selected products; with `max_quantity` > 0, only that
+    /// many units per purchase, the dearest first.
+    ProductPercentageDiscount {
+        products: Scope,
+        basis_points: u32,
+        #[serde(default)]
+        max_quantity: u32,
+    },
+    /// An amount off each unit of the selected products (never more than the unit's price);
+    /// with `max_quantity` > 0, only that many units per purchase, the dearest first.
+    ProductFixedDiscount {
+        products: Scope,
+        amount_per_unit: Amount,
+        #[serde(default)]
+        max_quantity: u32,
+    },
     /// The selected products at a fixed unit price.
     FixedPrice { products: Scope, unit_price: Amount },
     /// `quantity` units of a product in the cart for free.
@@ -144,6 +210,15 @@ pub enum Benefit {
     },
     /// A gift voucher whose value the buyer chooses from these.
     GiftValue { allowed_values: Vec<Amount> },
+    /// Part of the cart may be paid with points: `points_per_step` points pay
+    /// `value_per_step`; at most `max_points` (0 = unlimited) and at most
+    /// `max_cart_basis_points` of the lines not payable only with points (0 = all).
+    PointsPayment {
+        points_per_step: i64,
+        value_per_step: Amount,
+        max_points: i64,
+        max_cart_basis_points: u32,
+    },
 }
 
 impl Benefit {
@@ -153,6 +228,7 @@ impl Benefit {
             Benefit::CartPercentageDiscount { .. } => "cart_percentage_discount",
             Benefit::CartFixedDiscount { .. } => "cart_fixed_discount",
             Benefit::ProductPercentageDiscount { .. } => "product_percentage_discount",
+            Benefit::ProductFixedDiscount { .. } => "product_fixed_discount",
             Benefit::FixedPrice { .. } => "fixed_price",
             Benefit::FreeProduct { .. } => "free_product",
             Benefit::BuyXGetY { .. } => "buy_x_get_y",
@@ -160,6 +236,7 @@ impl Benefit {
             Benefit::BonusPoints { .. } => "bonus_points",
             Benefit::PointsMultiplier { .. } => "points_multiplier",
             Benefit::GiftValue { .. } => "gift_value",
+            Benefit::PointsPayment { .. } => "points_payment",
         }
     }
 
@@ -175,10 +252,14 @@ impl Benefit {
         match self {
             Benefit::CartFixedDiscount { amount } => Some(&amount.currency),
             Benefit::FixedPrice { unit_price, .. } => Some(&unit_price.currency),
+            Benefit::ProductFixedDiscount {
+                amount_per_unit, ..
+            } => Some(&amount_per_unit.currency),
             Benefit::SpendXSaveY { spend, .. } => Some(&spend.currency),
             Benefit::GiftValue { allowed_values } => {
                 allowed_values.first().map(|a| a.currency.as_str())
             }
+            Benefit::PointsPayment { value_per_step, .. } => Some(&value_per_step.currency),
             _ => None,
         }
     }
@@ -208,6 +289,14 @@ impl Benefit {
                 v.add(format!("{f}.{name}"), "must be 1..10000");
             }
         };
+        let max_units = |v: &mut Violations, n: u32| {
+            if n > 1_000_000 {
+                v.add(
+                    format!("{f}.max_quantity"),
+                    "must be 0 (every unit)..1000000",
+                );
+            }
+        };
         match self {
             Benefit::CartPercentageDiscount { basis_points } => {
                 bp(v, *basis_points, "basis_points")
@@ -216,9 +305,20 @@ impl Benefit {
             Benefit::ProductPercentageDiscount {
                 products,
                 basis_points,
+                max_quantity,
             } => {
                 products.validate(v, &format!("{f}.products"), true);
                 bp(v, *basis_points, "basis_points");
+                max_units(v, *max_quantity);
+            }
+            Benefit::ProductFixedDiscount {
+                products,
+                amount_per_unit,
+                max_quantity,
+            } => {
+                products.validate(v, &format!("{f}.products"), true);
+                amount_per_unit.validate(v, &format!("{f}.amount_per_unit"), 1);
+                max_units(v, *max_quantity);
             }
             Benefit::FixedPrice {
                 products,
@@ -295,6 +395,26 @@ impl Benefit {
                     v.add(
                         format!("{f}.multiplier_basis_points"),
                         "must be 10001..1000000 (above ×1, at most ×100)",
+                    );
+                }
+            }
+            Benefit::PointsPayment {
+                points_per_step,
+                value_per_step,
+                max_points,
+                max_cart_basis_points,
+            } => {
+                if !(1..=1_000_000).contains(points_per_step) {
+                    v.add(format!("{f}.points_per_step"), "must be 1..1000000");
+                }
+                value_per_step.validate(v, &format!("{f}.value_per_step"), 1);
+                if *max_points < 0 {
+                    v.add(format!("{f}.max_points"), "must be 0 (unlimited) or more");
+                }
+                if *max_cart_basis_points > 10_000 {
+                    v.add(
+                        format!("{f}.max_cart_basis_points"),
+                        "must be 0 (the whole cart)..10000",
                     );
                 }
             }
@@ -456,6 +576,8 @@ pub struct Reward {
     pub stacking_group: String,
     pub caps: Caps,
     pub budget: Option<Budget>,
+    /// What the cart must contain for the reward to apply; `None` = nothing.
+    pub cart_condition: Option<CartCondition>,
     /// Incremented by every change; the etag.
     pub revision: i64,
     pub updated_at: DateTime<Utc>,
@@ -513,6 +635,9 @@ impl Reward {
         }
         if let Some(b) = &self.budget {
             self.validate_budget(v, b);
+        }
+        if let Some(c) = &self.cart_condition {
+            c.validate(v, self.benefit.currency());
         }
         self.validity.validate(v, "reward");
         if v.is_empty() {
@@ -633,6 +758,7 @@ mod tests {
             stacking_group: String::new(),
             caps: Caps::default(),
             budget: None,
+            cart_condition: None,
             revision: 1,
             updated_at: now,
             archived_at: None,
@@ -656,10 +782,16 @@ mod tests {
             Benefit::ProductPercentageDiscount {
                 products: products(&["SKU-1"]),
                 basis_points: 2000,
+                max_quantity: 0,
             },
             Benefit::FixedPrice {
                 products: products(&["SKU-1"]),
                 unit_price: eur(0),
+            },
+            Benefit::ProductFixedDiscount {
+                products: products(&["SKU-1"]),
+                amount_per_unit: eur(100),
+                max_quantity: 2,
             },
             Benefit::FreeProduct {
                 product_code: "COFFEE".into(),
@@ -684,6 +816,12 @@ mod tests {
             Benefit::PointsMultiplier {
                 products: Scope::default(),
                 multiplier_basis_points: 20_000,
+            },
+            Benefit::PointsPayment {
+                points_per_step: 100,
+                value_per_step: eur(100),
+                max_points: 0,
+                max_cart_basis_points: 5000,
             },
         ];
         for b in ok {
@@ -719,6 +857,7 @@ mod tests {
                 Benefit::ProductPercentageDiscount {
                     products: Scope::default(),
                     basis_points: 100,
+                    max_quantity: 0,
                 },
                 "reward.product_percentage_discount.products",
             ),
@@ -728,6 +867,22 @@ mod tests {
                     unit_price: eur(-1),
                 },
                 "reward.fixed_price.unit_price.amount_minor",
+            ),
+            (
+                Benefit::ProductFixedDiscount {
+                    products: products(&["A"]),
+                    amount_per_unit: eur(0),
+                    max_quantity: 0,
+                },
+                "reward.product_fixed_discount.amount_per_unit.amount_minor",
+            ),
+            (
+                Benefit::ProductPercentageDiscount {
+                    products: products(&["A"]),
+                    basis_points: 100,
+                    max_quantity: 1_000_001,
+                },
+                "reward.product_percentage_discount.max_quantity",
             ),
             (
                 Benefit::FreeProduct {
@@ -768,6 +923,24 @@ mod tests {
                 },
                 "reward.bonus_points.points",
             ),
+            (
+                Benefit::PointsPayment {
+                    points_per_step: 0,
+                    value_per_step: eur(100),
+                    max_points: 0,
+                    max_cart_basis_points: 0,
+                },
+                "reward.points_payment.points_per_step",
+            ),
+            (
+                Benefit::PointsPayment {
+                    points_per_step: 100,
+                    value_per_step: eur(0),
+                    max_points: -1,
+                    max_cart_basis_points: 10_001,
+                },
+                "reward.points_payment.max_cart_basis_points",
+            ),
         ];
         for (b, field) in cases {
             let text = errors(&reward(RewardType::CashDesk, b));
@@ -776,20 +949,126 @@ mod tests {
     }
 
     #[test]
-    fn a_scope_names_one_kind_of_code() {
+    fn a_scope_mixes_kinds_and_excludes_products_but_must_include_something() {
         let mut mixed = products(&["A"]);
         mixed.brand_codes.push("ACME".into());
-        let text = errors(&reward(
+        mixed.excluded_product_codes.push("ACME-GIFTCARD".into());
+        let r = reward(
             RewardType::Coupon,
             Benefit::ProductPercentageDiscount {
                 products: mixed,
                 basis_points: 100,
+                max_quantity: 0,
+            },
+        );
+        assert_eq!(errors(&r), "");
+        let rule = crate::domain::engine::from_reward(&r);
+        let target = match &rule.benefits[0] {
+            crate::domain::engine::Benefit::PercentageDiscount { target, .. } => target.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(target.products, vec!["A"]);
+        assert_eq!(target.brands, vec!["ACME"]);
+        assert_eq!(target.excluded_products, vec!["ACME-GIFTCARD"]);
+        // Only exclusions: nothing included, refused where a scope is required.
+        let only_excluded = Scope {
+            excluded_product_codes: vec!["B".into()],
+            ..Scope::default()
+        };
+        let text = errors(&reward(
+            RewardType::Coupon,
+            Benefit::ProductPercentageDiscount {
+                products: only_excluded.clone(),
+                basis_points: 100,
+                max_quantity: 0,
             },
         ));
         assert!(
             text.contains("reward.product_percentage_discount.products"),
             "{text}"
         );
+        // Where the scope is optional, exclusions alone mean the cart minus those products.
+        let r = reward(
+            RewardType::CashDesk,
+            Benefit::PointsMultiplier {
+                products: only_excluded,
+                multiplier_basis_points: 20_000,
+            },
+        );
+        assert_eq!(errors(&r), "");
+        let text = errors(&reward(
+            RewardType::Coupon,
+            Benefit::ProductPercentageDiscount {
+                products: Scope {
+                    excluded_product_codes: vec![" ".into()],
+                    ..products(&["A"])
+                },
+                basis_points: 100,
+                max_quantity: 0,
+            },
+        ));
+        assert!(
+            text.contains("reward.product_percentage_discount.products.excluded_product_codes[0]"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_cart_condition_is_checked_part_by_part() {
+        let mut r = reward(
+            RewardType::CashDesk,
+            Benefit::CartFixedDiscount { amount: eur(500) },
+        );
+        r.cart_condition = Some(CartCondition {
+            minimum_spend: Some(eur(2000)),
+            minimum_quantity: 2,
+            required_products: vec![RequiredProducts {
+                products: products(&["COFFEE"]),
+                minimum_quantity: 1,
+            }],
+            spend_products: Scope {
+                group_codes: vec!["coffee".into()],
+                ..Scope::default()
+            },
+        });
+        assert_eq!(errors(&r), "");
+        // The engine gets the same condition.
+        let c = crate::domain::engine::from_reward(&r)
+            .condition
+            .expect("condition");
+        assert_eq!(c.minimum_spend_minor, Some(2000));
+        assert_eq!(c.spend_target.groups, vec!["coffee"]);
+        assert_eq!(c.minimum_quantity, 2);
+        assert_eq!(c.required[0].0.products, vec!["COFFEE"]);
+        assert_eq!(c.required[0].1, 1);
+
+        r.cart_condition = Some(CartCondition {
+            minimum_spend: Some(Amount {
+                currency: "USD".into(),
+                minor: 0,
+            }),
+            minimum_quantity: -1,
+            required_products: vec![RequiredProducts {
+                products: Scope::default(),
+                minimum_quantity: 0,
+            }],
+            spend_products: Scope::default(),
+        });
+        let text = errors(&r);
+        for f in [
+            "reward.cart_condition.minimum_spend.amount_minor",
+            "reward.cart_condition.minimum_spend.currency_code",
+            "reward.cart_condition.minimum_quantity",
+            "reward.cart_condition.required_products[0].products",
+            "reward.cart_condition.required_products[0].minimum_quantity",
+        ] {
+            assert!(text.contains(f), "{f}: {text}");
+        }
+        r.cart_condition = Some(CartCondition {
+            spend_products: products(&["A"]),
+            ..CartCondition::default()
+        });
+        assert!(errors(&r).contains("reward.cart_condition.spend_products"));
     }
 
     #[test]

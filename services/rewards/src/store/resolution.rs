@@ -133,8 +133,8 @@ pub async fn rule_ids(
 /// Page size of the loads of active rules.
 const PAGE: u64 = 1000;
 
-/// The partner's rules active at `at` (rewards and purchase bonuses) and the policy of its
-/// settings: what one evaluation needs from storage.
+/// The partner's rules active at `at` (rewards, purchase bonuses and campaign products) and
+/// the policy of its settings: what one evaluation needs from storage.
 pub async fn rule_set(
     conn: &impl ConnectionTrait,
     partner_id: Uuid,
@@ -159,8 +159,10 @@ pub async fn rule_set(
             break;
         }
     }
-    // Campaign products join here (engine::from_campaign_product) once their store exists on
-    // this branch.
+    // Campaign products: active, valid at `at`; their business units, channels and segments
+    // are the rule's, checked by the engine per cart.
+    let campaign = super::campaign_products::active(conn, partner_id, at).await?;
+    rules.extend(campaign.iter().map(engine::from_campaign_product));
     let settings = settings(conn, partner_id).await?;
     Ok((
         RuleSet {
@@ -173,3 +175,8 @@ pub async fn rule_set(
 
 #[cfg(test)]
 mod tests;
+
+/// EvaluateCart with the engine's mechanics (scopes, cart conditions, per-unit discounts,
+/// points payment) defined through the API.
+#[cfg(test)]
+mod mechanics_tests;

@@ -16,7 +16,7 @@ use super::json;
 use super::vouchers::{rules as vrules, voucher_rows};
 use crate::domain::{
     RewardType, Validity,
-    rewards::{Benefit, Budget, BudgetKind, Caps, Reward, RewardState},
+    rewards::{Benefit, Budget, BudgetKind, Caps, CartCondition, Reward, RewardState},
     vouchers::{VoucherRules, VoucherState},
 };
 
@@ -99,6 +99,8 @@ struct Definition {
     stacking_group: String,
     #[serde(default)]
     caps: Caps,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cart_condition: Option<CartCondition>,
 }
 
 fn to_model(partner_id: Uuid, r: &Reward) -> Result<ActiveModel, ApiError> {
@@ -109,6 +111,7 @@ fn to_model(partner_id: Uuid, r: &Reward) -> Result<ActiveModel, ApiError> {
         combinable: r.combinable,
         stacking_group: r.stacking_group.clone(),
         caps: r.caps.clone(),
+        cart_condition: r.cart_condition.clone(),
     };
     let b = r.budget.as_ref();
     Ok(ActiveModel {
@@ -171,6 +174,7 @@ fn from_model(m: Model) -> Result<Reward, ApiError> {
         stacking_group: d.stacking_group,
         caps: d.caps,
         budget,
+        cart_condition: d.cart_condition,
         revision: m.revision,
         updated_at: m.updated_at.unwrap_or(m.created_at),
         archived_at: m.archived_at,

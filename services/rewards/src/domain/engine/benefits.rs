@@ -1,7 +1,7 @@
 //! What each benefit gives on a cart whose lines currently cost `net`. Every function returns
 //! per-line amounts that are never negative and never above the line's net amount.
 use super::lines::Lines;
-use super::{Benefit, CartLine, SkipReason, Target};
+use super::{Benefit, CartLine, SkipReason, Target, UnitOff};
 
 /// A line may get a discount or a bonus from `target`.
 fn applies(target: &Target, line: &CartLine) -> bool {
@@ -57,12 +57,16 @@ pub(super) fn reaches(benefit: &Benefit, line: &CartLine) -> bool {
         Benefit::PercentageDiscount { target, .. }
         | Benefit::FixedDiscount { target, .. }
         | Benefit::FixedPrice { target, .. }
+        | Benefit::UnitDiscount { target, .. }
         | Benefit::BuyXGetY { target, .. }
         | Benefit::SpendXSaveY { target, .. } => applies(target, line),
         Benefit::FreeItem { product_id, .. } => {
             !line.no_reward_application && line.product_id == *product_id
         }
-        Benefit::BonusPoints { target, .. } | Benefit::PointsMultiplier { target, .. } => {
+        Benefit::PointsPayment { .. } => !line.no_reward_application,
+        Benefit::BonusPoints { target, .. }
+        | Benefit::SpendPoints { target, .. }
+        | Benefit::PointsMultiplier { target, .. } => {
             applies(target, line) && !line.pay_only_with_points
         }
     }
@@ -101,6 +105,35 @@ pub(super) fn discount(
                     .max(0)
                     .saturating_mul(i64::from(lines[i].quantity));
                 out[i] = (net[i].max(0) - price).max(0);
+            }
+        }
+        Benefit::UnitDiscount { off, max_units, .. } => {
+            // Units dearest first (ties by line index), up to `max_units`.
+            // (unit price, line) pairs are distinct: the unstable sort gives the stable order.
+            let mut order: Vec<(i64, usize)> = mask
+                .iter()
+                .filter(|i| lines[*i].quantity > 0)
+                .map(|i| (net[i].max(0) / i64::from(lines[i].quantity), i))
+                .collect();
+            order.sort_unstable_by(|(ua, a), (ub, b)| ub.cmp(ua).then(a.cmp(b)));
+            let mut left = max_units.map_or(u64::MAX, u64::from);
+            for (_, i) in order {
+                if left == 0 {
+                    break;
+                }
+                let q = u64::from(lines[i].quantity);
+                let units = left.min(q);
+                left -= units;
+                // The net value of the units taken (their share of the line).
+                let value = mul_div(net[i].max(0), units as i64, q as i64);
+                let units = units as i64;
+                out[i] = match off {
+                    UnitOff::BasisPoints(bp) => {
+                        mul_div(value, i64::from((*bp).min(10_000)), 10_000)
+                    }
+                    UnitOff::AmountMinor(a) => (*a).max(0).saturating_mul(units).min(value),
+                    UnitOff::PriceMinor(p) => (value - (*p).max(0).saturating_mul(units)).max(0),
+                };
             }
         }
         Benefit::FreeItem { quantity, .. } => {
@@ -180,7 +213,10 @@ pub(super) fn discount(
                 out,
             )
         }
-        Benefit::BonusPoints { .. } | Benefit::PointsMultiplier { .. } => {}
+        Benefit::BonusPoints { .. }
+        | Benefit::SpendPoints { .. }
+        | Benefit::PointsMultiplier { .. }
+        | Benefit::PointsPayment { .. } => {}
     }
     Ok(())
 }
@@ -209,12 +245,29 @@ pub(super) fn points(
         } => match per_spend_minor {
             None => Ok((*points).max(0)),
             Some(step) => {
-                for i in mask.iter() {
-                    out[i] = mul_div(net[i].max(0), (*points).max(0), *step);
-                }
+                per_spend(mask, net, *points, *step, 10_000, out);
                 Ok(0)
             }
         },
+        Benefit::SpendPoints {
+            points,
+            per_spend_minor,
+            multiplier_basis_points,
+            ..
+        } => {
+            if per_spend(
+                mask,
+                net,
+                *points,
+                *per_spend_minor,
+                *multiplier_basis_points,
+                out,
+            ) == 0
+            {
+                return Err(SkipReason::ThresholdNotReached);
+            }
+            Ok(0)
+        }
         Benefit::PointsMultiplier {
             multiplier_basis_points,
             ..
@@ -231,17 +284,110 @@ pub(super) fn points(
     }
 }
 
+/// Points per full `step` of the total net amount of the lines of `mask`, times
+/// `multiplier_bp` / 10000 (floor), shared over those lines in proportion to their net amounts
+/// (floor, the remainder one point at a time to the lines in index order). Writes `out[i]` for
+/// the lines of `mask`; returns the points earned.
+fn per_spend(
+    mask: Lines,
+    net: &[i64],
+    points: i64,
+    step: i64,
+    multiplier_bp: u32,
+    out: &mut [i64],
+) -> i64 {
+    if step <= 0 || points <= 0 {
+        return 0;
+    }
+    let total = mask
+        .iter()
+        .fold(0i64, |s, i| s.saturating_add(net[i].max(0)));
+    let steps = i128::from(total / step);
+    let earned = (steps * i128::from(points) * i128::from(multiplier_bp) / 10_000)
+        .clamp(0, i128::from(i64::MAX)) as i64;
+    let mut left = earned;
+    for i in mask.iter() {
+        out[i] = mul_div(net[i].max(0), earned, total);
+        left -= out[i];
+    }
+    // Fewer than one point per line is left; lines with a zero net get none.
+    for i in mask.iter() {
+        if left <= 0 {
+            break;
+        }
+        if net[i] > 0 {
+            out[i] += 1;
+            left -= 1;
+        }
+    }
+    earned
+}
+
+/// What a points payment benefit lets the customer pay on lines costing `net`:
+/// (max points, their value, the points of the lines payable only with points); `None` for
+/// another benefit or when not even one step is payable.
+pub(super) fn points_payable(
+    benefit: &Benefit,
+    lines: &[CartLine],
+    net: &[i64],
+) -> Option<(i64, i64, i64)> {
+    let Benefit::PointsPayment {
+        points_per_step: p,
+        value_per_step_minor: v,
+        max_points,
+        max_cart_basis_points,
+    } = benefit
+    else {
+        return None;
+    };
+    let (p, v) = (*p, *v);
+    if p <= 0 || v <= 0 {
+        return None;
+    }
+    let sum = |only: bool| {
+        lines
+            .iter()
+            .zip(net)
+            .filter(|(l, _)| !l.no_reward_application && l.pay_only_with_points == only)
+            .fold(0i64, |s, (_, n)| s.saturating_add((*n).max(0)))
+    };
+    let (only, others) = (sum(true), sum(false));
+    let bp = match *max_cart_basis_points {
+        0 => 10_000,
+        b => i64::from(b.min(10_000)),
+    };
+    let others_cap = mul_div(others, bp, 10_000);
+    // Points-only lines are paid in full: their last step is rounded up.
+    let only_steps = only / v + i64::from(only % v != 0);
+    let mut steps = only_steps.saturating_add(others_cap / v);
+    if let Some(m) = max_points {
+        steps = steps.min((*m).max(0) / p);
+    }
+    if steps <= 0 {
+        return None;
+    }
+    let points = steps.saturating_mul(p);
+    let value = steps.saturating_mul(v).min(only.saturating_add(others_cap));
+    Some((points, value, only_steps.min(steps).saturating_mul(p)))
+}
+
 /// A code for the benefit, used as the reason of a line discount.
 pub(super) fn code(benefit: &Benefit) -> &'static str {
     match benefit {
         Benefit::PercentageDiscount { .. } => "PERCENTAGE_DISCOUNT",
         Benefit::FixedDiscount { .. } => "FIXED_DISCOUNT",
         Benefit::FixedPrice { .. } => "FIXED_PRICE",
+        Benefit::UnitDiscount { off, .. } => match off {
+            UnitOff::BasisPoints(_) => "PERCENTAGE_DISCOUNT",
+            UnitOff::AmountMinor(_) => "UNIT_AMOUNT_DISCOUNT",
+            UnitOff::PriceMinor(_) => "FIXED_PRICE",
+        },
         Benefit::FreeItem { .. } => "FREE_ITEM",
         Benefit::BuyXGetY { .. } => "BUY_X_GET_Y",
         Benefit::SpendXSaveY { .. } => "SPEND_X_SAVE_Y",
-        Benefit::BonusPoints { .. } => "BONUS_POINTS",
+        Benefit::BonusPoints { .. } | Benefit::SpendPoints { .. } => "BONUS_POINTS",
         Benefit::PointsMultiplier { .. } => "POINTS_MULTIPLIER",
+        Benefit::PointsPayment { .. } => "POINTS_PAYMENT",
     }
 }
 
@@ -272,6 +418,24 @@ pub(super) fn describe(benefit: &Benefit) -> String {
             money(*unit_price_minor),
             target.describe()
         ),
+        Benefit::UnitDiscount {
+            off,
+            max_units,
+            target,
+        } => {
+            let what = match off {
+                UnitOff::BasisPoints(bp) => format!("{} off each unit of", pct(*bp)),
+                UnitOff::AmountMinor(a) => format!("{} off each unit of", money(*a)),
+                UnitOff::PriceMinor(p) => format!("{} for each unit of", money(*p)),
+            };
+            match max_units {
+                None => format!("{what} {}", target.describe()),
+                Some(m) => format!(
+                    "{what} {}, at most {m} units (the dearest first)",
+                    target.describe()
+                ),
+            }
+        }
         Benefit::FreeItem {
             product_id,
             quantity,
@@ -310,6 +474,48 @@ pub(super) fn describe(benefit: &Benefit) -> String {
                 target.describe()
             ),
         },
+        Benefit::SpendPoints {
+            points,
+            per_spend_minor,
+            multiplier_basis_points,
+            target,
+        } => {
+            let times = if *multiplier_basis_points == 10_000 {
+                String::new()
+            } else {
+                format!(
+                    " ×{}.{:02}",
+                    multiplier_basis_points / 10_000,
+                    multiplier_basis_points % 10_000 / 100
+                )
+            };
+            format!(
+                "{points} bonus points per {} spent on {}{times}",
+                money(*per_spend_minor),
+                target.describe()
+            )
+        }
+        Benefit::PointsPayment {
+            points_per_step,
+            value_per_step_minor,
+            max_points,
+            max_cart_basis_points,
+        } => {
+            let mut out = format!(
+                "pay with points: {points_per_step} points = {}",
+                money(*value_per_step_minor)
+            );
+            if *max_cart_basis_points > 0 && *max_cart_basis_points < 10_000 {
+                out.push_str(&format!(
+                    ", up to {} of the cart",
+                    pct(*max_cart_basis_points)
+                ));
+            }
+            if let Some(m) = max_points {
+                out.push_str(&format!(", at most {m} points"));
+            }
+            out
+        }
         Benefit::PointsMultiplier {
             multiplier_basis_points,
             target,

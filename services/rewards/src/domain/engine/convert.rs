@@ -1,5 +1,7 @@
 //! The engine's rules from the stored definitions (`domain::Reward`, `domain::PurchaseBonus`).
-use super::{Benefit, Eligibility, Limits, Rule, RuleKind, Schedule, Target};
+use super::{
+    Benefit, CartCondition, Eligibility, Limits, Rule, RuleKind, Schedule, Target, UnitOff,
+};
 use crate::domain::{
     self, RewardType,
     campaign_products::{CampaignProduct, Discount},
@@ -7,17 +9,14 @@ use crate::domain::{
 };
 use uuid::Uuid;
 
-/// The engine's target of a reward's product scope; an empty scope is the whole cart.
-/// Validation keeps scopes to one kind of code (the engine targets one kind).
+/// The engine's target of a reward's product scope: any listed product, group or brand, minus
+/// the excluded products; nothing listed is the whole cart (minus exclusions).
 fn target(s: &domain::rewards::Scope) -> Target {
-    if !s.product_codes.is_empty() {
-        Target::Products(s.product_codes.clone())
-    } else if !s.group_codes.is_empty() {
-        Target::Groups(s.group_codes.clone())
-    } else if !s.brand_codes.is_empty() {
-        Target::Brands(s.brand_codes.clone())
-    } else {
-        Target::Cart
+    Target {
+        products: s.product_codes.clone(),
+        groups: s.group_codes.clone(),
+        brands: s.brand_codes.clone(),
+        excluded_products: s.excluded_product_codes.clone(),
     }
 }
 
@@ -33,17 +32,36 @@ pub fn from_reward(r: &domain::Reward) -> Rule {
     let benefit = match &r.benefit {
         B::CartPercentageDiscount { basis_points } => Benefit::PercentageDiscount {
             basis_points: *basis_points,
-            target: Target::Cart,
+            target: Target::cart(),
         },
         B::CartFixedDiscount { amount } => Benefit::FixedDiscount {
             amount_minor: amount.minor,
-            target: Target::Cart,
+            target: Target::cart(),
         },
         B::ProductPercentageDiscount {
             products,
             basis_points,
+            max_quantity: 0,
         } => Benefit::PercentageDiscount {
             basis_points: *basis_points,
+            target: target(products),
+        },
+        B::ProductPercentageDiscount {
+            products,
+            basis_points,
+            max_quantity,
+        } => Benefit::UnitDiscount {
+            off: UnitOff::BasisPoints(*basis_points),
+            max_units: Some(*max_quantity),
+            target: target(products),
+        },
+        B::ProductFixedDiscount {
+            products,
+            amount_per_unit,
+            max_quantity,
+        } => Benefit::UnitDiscount {
+            off: UnitOff::AmountMinor(amount_per_unit.minor),
+            max_units: (*max_quantity > 0).then_some(*max_quantity),
             target: target(products),
         },
         B::FixedPrice {
@@ -85,7 +103,7 @@ pub fn from_reward(r: &domain::Reward) -> Rule {
         B::BonusPoints { points, .. } => Benefit::BonusPoints {
             points: *points,
             per_spend_minor: None,
-            target: Target::Cart,
+            target: Target::cart(),
         },
         B::PointsMultiplier {
             products,
@@ -94,11 +112,22 @@ pub fn from_reward(r: &domain::Reward) -> Rule {
             multiplier_basis_points: *multiplier_basis_points,
             target: target(products),
         },
+        B::PointsPayment {
+            points_per_step,
+            value_per_step,
+            max_points,
+            max_cart_basis_points,
+        } => Benefit::PointsPayment {
+            points_per_step: *points_per_step,
+            value_per_step_minor: value_per_step.minor,
+            max_points: positive(*max_points),
+            max_cart_basis_points: *max_cart_basis_points,
+        },
         // The value is chosen per voucher; the rule carries the smallest allowed one, which
         // every voucher of the reward is worth at least.
         B::GiftValue { allowed_values } => Benefit::FixedDiscount {
             amount_minor: allowed_values.iter().map(|a| a.minor).min().unwrap_or(0),
-            target: Target::Cart,
+            target: Target::cart(),
         },
     };
     let caps = &r.caps;
@@ -130,28 +159,41 @@ pub fn from_reward(r: &domain::Reward) -> Rule {
             max_uses_per_customer: positive(i64::from(caps.max_uses_per_customer)),
             max_uses_per_period: positive(i64::from(caps.max_uses_per_period)),
         },
+        condition: r.cart_condition.as_ref().map(condition),
     }
 }
 
-/// A purchase bonus as an engine rule: `points × multiplier` per `spend_amount_minor` of the
-/// in-scope lines' net amounts, on its schedule, places, channels and tiers, capped per purchase.
+/// A reward's cart condition for the engine.
+fn condition(c: &domain::rewards::CartCondition) -> CartCondition {
+    CartCondition {
+        minimum_spend_minor: c.minimum_spend.as_ref().map(|a| a.minor),
+        spend_target: target(&c.spend_products),
+        minimum_quantity: u64::try_from(c.minimum_quantity).unwrap_or(0),
+        required: c
+            .required_products
+            .iter()
+            .map(|r| {
+                (
+                    target(&r.products),
+                    u64::try_from(r.minimum_quantity).unwrap_or(0),
+                )
+            })
+            .collect(),
+    }
+}
+
+/// A purchase bonus as an engine rule: floor(in-scope net total / `spend_amount_minor`) ×
+/// `points` × multiplier / 10000, as the proto says, on its schedule, places, channels and
+/// tiers, capped per purchase.
 pub fn from_purchase_bonus(b: &domain::PurchaseBonus) -> Rule {
-    let multiplier = i64::from(b.multiplier_basis_points.max(1));
-    let scaled = b.points.saturating_mul(multiplier);
-    // Exact points per step when the multiplier divides out (×2 of 1 → 2 per step); otherwise
-    // the step is scaled instead, so that ×1.5 of 1 point per 1.00 gives 3 points per 2.00.
-    let (points, per_spend) = if scaled % 10_000 == 0 {
-        (scaled / 10_000, b.spend_amount_minor)
-    } else {
-        (scaled, b.spend_amount_minor.saturating_mul(10_000))
-    };
     Rule {
         id: b.id,
         kind: RuleKind::PurchaseBonus,
         name: b.display_name.clone(),
-        benefits: vec![Benefit::BonusPoints {
-            points,
-            per_spend_minor: Some(per_spend),
+        benefits: vec![Benefit::SpendPoints {
+            points: b.points,
+            per_spend_minor: b.spend_amount_minor,
+            multiplier_basis_points: b.multiplier_basis_points.max(1).unsigned_abs(),
             target: b.products.target(),
         }],
         priority: 0,
@@ -170,6 +212,7 @@ pub fn from_purchase_bonus(b: &domain::PurchaseBonus) -> Rule {
                 .then_some(b.max_points_per_purchase),
             ..Limits::default()
         },
+        condition: None,
     }
 }
 
@@ -178,18 +221,33 @@ pub fn from_purchase_bonus(b: &domain::PurchaseBonus) -> Rule {
 /// segments and validity. Callers convert active entries only.
 pub fn from_campaign_product(c: &CampaignProduct) -> Rule {
     let target = c.products.target();
-    let benefit = match &c.discount {
-        Some(Discount::Percentage { basis_points }) => Benefit::PercentageDiscount {
-            basis_points: basis_points.unsigned_abs(),
+    let max_units = u32::try_from(c.max_quantity_per_purchase)
+        .ok()
+        .filter(|m| *m > 0);
+    let off = match &c.discount {
+        Some(Discount::Percentage { basis_points }) => {
+            UnitOff::BasisPoints(basis_points.unsigned_abs())
+        }
+        Some(Discount::AmountOffPerUnit { amount_minor, .. }) => {
+            UnitOff::AmountMinor(*amount_minor)
+        }
+        Some(Discount::FixedUnitPrice { amount_minor, .. }) => UnitOff::PriceMinor(*amount_minor),
+        // Refused by validation; a stored one gives nothing rather than a wrong price.
+        None => UnitOff::BasisPoints(0),
+    };
+    // Every unit: the plain benefits (the same prices, their own reason codes).
+    let benefit = match (off, max_units) {
+        (UnitOff::BasisPoints(basis_points), None) => Benefit::PercentageDiscount {
+            basis_points,
             target,
         },
-        Some(Discount::FixedUnitPrice { amount_minor, .. }) => Benefit::FixedPrice {
-            unit_price_minor: *amount_minor,
+        (UnitOff::PriceMinor(unit_price_minor), None) => Benefit::FixedPrice {
+            unit_price_minor,
             target,
         },
-        // Refused by validation; a stored one would give nothing rather than a wrong price.
-        Some(Discount::AmountOffPerUnit { .. }) | None => Benefit::PercentageDiscount {
-            basis_points: 0,
+        (off, max_units) => Benefit::UnitDiscount {
+            off,
+            max_units,
             target,
         },
     };
@@ -210,5 +268,6 @@ pub fn from_campaign_product(c: &CampaignProduct) -> Rule {
         business_units: c.business_unit_ids.iter().map(Uuid::to_string).collect(),
         channels: c.channels.iter().map(|ch| ch.as_str().to_owned()).collect(),
         limits: Limits::default(),
+        condition: None,
     }
 }

@@ -2,14 +2,14 @@
 //! lookups by id and group, the rules each product, group and brand can reach, and the
 //! sentences of the static "not applied" reasons. The cache of a partner's rules holds one.
 use super::lines;
-use super::{Benefit, CartLine, Rule, RuleSet, SkipReason, Target, benefits};
+use super::{Benefit, CartLine, Rule, RuleSet, SkipReason, benefits};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use uuid::Uuid;
 
 /// Every `SkipReason`, in declaration order: `reason as usize` indexes the sentence table.
-pub(super) const REASONS: [SkipReason; 16] = [
+pub(super) const REASONS: [SkipReason; 18] = [
     SkipReason::OutsideValidity,
     SkipReason::OutsideSchedule,
     SkipReason::BusinessUnitNotIncluded,
@@ -26,6 +26,8 @@ pub(super) const REASONS: [SkipReason; 16] = [
     SkipReason::NotStackable,
     SkipReason::TransactionRuleLimit,
     SkipReason::NothingLeftToDiscount,
+    SkipReason::CartConditionNotMet,
+    SkipReason::PointsPaymentNotChosen,
 ];
 
 /// The rules a cart line can reach by its product, group or brand; rules with a cart-wide
@@ -55,21 +57,32 @@ impl TargetIndex {
                     Benefit::PercentageDiscount { target, .. }
                     | Benefit::FixedDiscount { target, .. }
                     | Benefit::FixedPrice { target, .. }
+                    | Benefit::UnitDiscount { target, .. }
                     | Benefit::BuyXGetY { target, .. }
                     | Benefit::SpendXSaveY { target, .. }
                     | Benefit::BonusPoints { target, .. }
+                    | Benefit::SpendPoints { target, .. }
                     | Benefit::PointsMultiplier { target, .. } => target,
                     Benefit::FreeItem { product_id, .. } => {
                         add(&mut ix.by_product, product_id);
                         continue;
                     }
+                    Benefit::PointsPayment { .. } => {
+                        cart_wide = true;
+                        continue;
+                    }
                 };
-                match target {
-                    Target::Cart => cart_wide = true,
-                    Target::Products(ids) => ids.iter().for_each(|k| add(&mut ix.by_product, k)),
-                    Target::Groups(ids) => ids.iter().for_each(|k| add(&mut ix.by_group, k)),
-                    Target::Brands(ids) => ids.iter().for_each(|k| add(&mut ix.by_brand, k)),
+                // Indexed by every included code; exclusions only narrow what the exact check
+                // (`benefits::reaches`) then finds.
+                if target.is_cart_wide() {
+                    cart_wide = true;
                 }
+                target
+                    .products
+                    .iter()
+                    .for_each(|k| add(&mut ix.by_product, k));
+                target.groups.iter().for_each(|k| add(&mut ix.by_group, k));
+                target.brands.iter().for_each(|k| add(&mut ix.by_brand, k));
             }
             if cart_wide {
                 ix.cart_wide.push(pos);
@@ -290,7 +303,7 @@ mod tests {
         }
         assert_eq!(
             REASONS.len(),
-            SkipReason::NothingLeftToDiscount as usize + 1
+            SkipReason::PointsPaymentNotChosen as usize + 1
         );
     }
 }

@@ -113,34 +113,91 @@ pub struct CustomerContext {
     pub usage: BTreeMap<Uuid, RuleUsage>,
 }
 
-/// What a benefit applies to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", content = "ids", rename_all = "snake_case")]
-pub enum Target {
-    Cart,
-    Products(Vec<String>),
-    Groups(Vec<String>),
-    Brands(Vec<String>),
+/// What a benefit applies to: a product scope. A line matches when its product, its group or
+/// its brand is listed, and its product is not excluded; with nothing listed, every line of
+/// the cart matches except the excluded products.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Target {
+    pub products: Vec<String>,
+    pub groups: Vec<String>,
+    pub brands: Vec<String>,
+    /// Never matched, even when listed through a group or brand.
+    pub excluded_products: Vec<String>,
 }
 
 impl Target {
-    pub fn matches(&self, line: &CartLine) -> bool {
-        let has = |ids: &[String], v: &Option<String>| v.as_ref().is_some_and(|v| ids.contains(v));
-        match self {
-            Target::Cart => true,
-            Target::Products(ids) => ids.contains(&line.product_id),
-            Target::Groups(ids) => has(ids, &line.group),
-            Target::Brands(ids) => has(ids, &line.brand),
+    /// The whole cart.
+    pub fn cart() -> Target {
+        Target::default()
+    }
+
+    pub fn products(ids: Vec<String>) -> Target {
+        Target {
+            products: ids,
+            ..Target::default()
         }
     }
 
-    fn describe(&self) -> String {
-        match self {
-            Target::Cart => "the cart".into(),
-            Target::Products(ids) => format!("products {}", ids.join(", ")),
-            Target::Groups(ids) => format!("groups {}", ids.join(", ")),
-            Target::Brands(ids) => format!("brands {}", ids.join(", ")),
+    pub fn groups(ids: Vec<String>) -> Target {
+        Target {
+            groups: ids,
+            ..Target::default()
         }
+    }
+
+    pub fn brands(ids: Vec<String>) -> Target {
+        Target {
+            brands: ids,
+            ..Target::default()
+        }
+    }
+
+    /// The same scope without these products.
+    pub fn excluding(mut self, ids: Vec<String>) -> Target {
+        self.excluded_products = ids;
+        self
+    }
+
+    /// Nothing listed: every line but the excluded products.
+    pub fn is_cart_wide(&self) -> bool {
+        self.products.is_empty() && self.groups.is_empty() && self.brands.is_empty()
+    }
+
+    pub fn matches(&self, line: &CartLine) -> bool {
+        if self.excluded_products.contains(&line.product_id) {
+            return false;
+        }
+        let has = |ids: &[String], v: &Option<String>| v.as_ref().is_some_and(|v| ids.contains(v));
+        self.is_cart_wide()
+            || self.products.contains(&line.product_id)
+            || has(&self.groups, &line.group)
+            || has(&self.brands, &line.brand)
+    }
+
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        for (what, ids) in [
+            ("products", &self.products),
+            ("groups", &self.groups),
+            ("brands", &self.brands),
+        ] {
+            if !ids.is_empty() {
+                parts.push(format!("{what} {}", ids.join(", ")));
+            }
+        }
+        let mut out = if parts.is_empty() {
+            "the cart".to_owned()
+        } else {
+            parts.join("; ")
+        };
+        if !self.excluded_products.is_empty() {
+            out.push_str(&format!(
+                " except products {}",
+                self.excluded_products.join(", ")
+            ));
+        }
+        out
     }
 }
 
@@ -155,6 +212,13 @@ pub enum Benefit {
     /// Each targeted unit costs `unit_price_minor` (never more than its own price).
     FixedPrice {
         unit_price_minor: i64,
+        target: Target,
+    },
+    /// Each targeted unit gets `off`; with `max_units`, only that many units per transaction,
+    /// the dearest first (by net unit price, ties by line index).
+    UnitDiscount {
+        off: UnitOff,
+        max_units: Option<u32>,
         target: Target,
     },
     /// Up to `quantity` units of `product_id` in the cart are free.
@@ -176,10 +240,19 @@ pub enum Benefit {
         target: Target,
     },
     /// `points` once when a targeted line is in the cart, or with `per_spend_minor`, `points`
-    /// per full `per_spend_minor` of each targeted line's net amount.
+    /// per full `per_spend_minor` of the targeted lines' net total (as `SpendPoints` ×1).
     BonusPoints {
         points: i64,
         per_spend_minor: Option<i64>,
+        target: Target,
+    },
+    /// A purchase bonus: floor(targeted net total / `per_spend_minor`) × `points` ×
+    /// `multiplier_basis_points` / 10000 (floor), shared over the targeted lines in
+    /// proportion to their net amounts (the remainder to the first lines).
+    SpendPoints {
+        points: i64,
+        per_spend_minor: i64,
+        multiplier_basis_points: u32,
         target: Target,
     },
     /// The base points of targeted lines × `multiplier_basis_points` / 10000 (≥ 10000).
@@ -187,15 +260,45 @@ pub enum Benefit {
         multiplier_basis_points: u32,
         target: Target,
     },
+    /// Part of the cart may be paid with points, in whole steps of `points_per_step` points =
+    /// `value_per_step_minor`: lines payable only with points in full (the last step rounded
+    /// up), the other lines up to `max_cart_basis_points` of their net amount (0 = all), at
+    /// most `max_points`. Lines with no reward application are not payable with points. Not a
+    /// discount: the engine reports it in `Evaluation::points_payable`; a rule with it has no
+    /// other benefit.
+    PointsPayment {
+        points_per_step: i64,
+        value_per_step_minor: i64,
+        max_points: Option<i64>,
+        max_cart_basis_points: u32,
+    },
 }
 
 impl Benefit {
+    pub fn is_points_payment(&self) -> bool {
+        matches!(self, Benefit::PointsPayment { .. })
+    }
+
     pub fn is_points(&self) -> bool {
         matches!(
             self,
-            Benefit::BonusPoints { .. } | Benefit::PointsMultiplier { .. }
+            Benefit::BonusPoints { .. }
+                | Benefit::SpendPoints { .. }
+                | Benefit::PointsMultiplier { .. }
         )
     }
+}
+
+/// What one unit gets off in a `UnitDiscount`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum UnitOff {
+    /// Basis points of the unit's price (1..=10000).
+    BasisPoints(u32),
+    /// An amount in minor units, never more than the unit's price.
+    AmountMinor(i64),
+    /// The unit costs this (never more than its own price).
+    PriceMinor(i64),
 }
 
 /// Days-of-week and hours window in the store's local time.
@@ -240,6 +343,88 @@ pub struct Limits {
     pub max_uses_per_period: Option<u32>,
 }
 
+/// What a cart must contain for a rule to apply; every part set must hold. Lines flagged
+/// no-reward-application count towards none of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CartCondition {
+    /// The gross amount (before discounts) of the `spend_target` lines must reach this.
+    pub minimum_spend_minor: Option<i64>,
+    /// The lines whose amounts count towards `minimum_spend_minor` (the cart by default).
+    pub spend_target: Target,
+    /// At least this many units in the cart; 0 = no minimum.
+    pub minimum_quantity: u64,
+    /// Each: at least this many units of the lines in the target.
+    pub required: Vec<(Target, u64)>,
+}
+
+impl CartCondition {
+    /// `None` when `cart` fulfils the condition, else a sentence saying which part failed.
+    pub fn unmet(&self, cart: &[CartLine]) -> Option<String> {
+        let counted = || cart.iter().filter(|l| !l.no_reward_application);
+        let units = |t: &Target| -> u64 {
+            counted()
+                .filter(|l| t.matches(l))
+                .map(|l| u64::from(l.quantity))
+                .sum()
+        };
+        if let Some(min) = self.minimum_spend_minor {
+            let spend = counted()
+                .filter(|l| self.spend_target.matches(l))
+                .fold(0i64, |s, l| s.saturating_add(l.gross_minor()));
+            if spend < min {
+                let what = if self.spend_target.is_cart_wide()
+                    && self.spend_target.excluded_products.is_empty()
+                {
+                    "cart value".to_owned()
+                } else {
+                    format!("spend on {}", self.spend_target.describe())
+                };
+                return Some(format!(
+                    "{what} {} is below the minimum {}",
+                    money(spend),
+                    money(min)
+                ));
+            }
+        }
+        if self.minimum_quantity > 0 {
+            let n = units(&Target::cart());
+            if n < self.minimum_quantity {
+                return Some(format!(
+                    "the cart has {}, fewer than the minimum {}",
+                    plural(n, "unit"),
+                    self.minimum_quantity
+                ));
+            }
+        }
+        for (target, min) in &self.required {
+            let n = units(target);
+            if n < *min {
+                return Some(format!(
+                    "the cart has {} of {}, fewer than the required {min}",
+                    plural(n, "unit"),
+                    target.describe()
+                ));
+            }
+        }
+        None
+    }
+}
+
+fn plural(n: u64, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
+/// Minor units as `12.34`.
+pub(crate) fn money(m: i64) -> String {
+    let sign = if m < 0 { "-" } else { "" };
+    format!("{sign}{}.{:02}", (m / 100).abs(), (m % 100).abs())
+}
+
 /// Kind of a rule: a reward or a purchase bonus.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum RuleKind {
@@ -266,6 +451,8 @@ pub struct Rule {
     /// Empty = every channel.
     pub channels: Vec<String>,
     pub limits: Limits,
+    /// What the cart must contain for the rule to apply; `None` = nothing.
+    pub condition: Option<CartCondition>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -386,6 +573,8 @@ pub enum SkipReason {
     NotStackable,
     TransactionRuleLimit,
     NothingLeftToDiscount,
+    CartConditionNotMet,
+    PointsPaymentNotChosen,
 }
 
 impl SkipReason {
@@ -407,6 +596,8 @@ impl SkipReason {
             SkipReason::NotStackable => "NOT_STACKABLE",
             SkipReason::TransactionRuleLimit => "TRANSACTION_RULE_LIMIT",
             SkipReason::NothingLeftToDiscount => "NOTHING_LEFT_TO_DISCOUNT",
+            SkipReason::CartConditionNotMet => "CART_CONDITION_NOT_MET",
+            SkipReason::PointsPaymentNotChosen => "POINTS_PAYMENT_NOT_CHOSEN",
         }
     }
 }
@@ -422,6 +613,21 @@ pub struct NotApplied {
 
 fn shared_str<S: serde::Serializer>(s: &Arc<str>, ser: S) -> Result<S::Ok, S::Error> {
     ser.serialize_str(s)
+}
+
+/// How much of the cart the customer may pay with points (the points payment rule chosen).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PointsPayable {
+    pub rule_id: Uuid,
+    pub points_per_step: i64,
+    pub value_per_step_minor: i64,
+    /// Most points payable on this cart, a multiple of `points_per_step`.
+    pub max_points: i64,
+    /// What `max_points` pay (minor units); never more than the payable lines' total.
+    pub max_value_minor: i64,
+    /// Of `max_points`, what the lines payable only with points need.
+    pub pay_only_with_points_points: i64,
+    pub explanation: String,
 }
 
 /// Everything the evaluation decided.
@@ -443,6 +649,9 @@ pub struct Evaluation {
     pub not_applied: Vec<NotApplied>,
     /// Indexes of the lines payable only with points.
     pub pay_only_with_points_lines: Vec<usize>,
+    /// What may be paid with points, when a points payment rule applies (the one paying the
+    /// most; ties by priority, then id).
+    pub points_payable: Option<PointsPayable>,
 }
 
 /// Evaluates `cart` for `ctx` against `rules`. Pure and deterministic: the order of

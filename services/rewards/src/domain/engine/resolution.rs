@@ -479,6 +479,8 @@ pub(super) fn say(reason: SkipReason) -> &'static str {
         SkipReason::NotStackable => "does not combine with the rules that apply",
         SkipReason::TransactionRuleLimit => "the transaction has as many rules as allowed",
         SkipReason::NothingLeftToDiscount => "nothing left to discount or reward",
+        SkipReason::CartConditionNotMet => "the cart does not meet its condition",
+        SkipReason::PointsPaymentNotChosen => "another points payment lets the customer pay more",
     }
 }
 
@@ -548,6 +550,8 @@ pub(super) fn evaluate(
     let mut not_applied = NotAppliedSlots((0..rs.len()).map(|_| None).collect());
     let mut trial = Applied::default();
     let mut candidates: Vec<(Placed, Value)> = Vec::new();
+    // Points payment rules: not discounts; decided on the cart after the discounts.
+    let mut payments: Vec<Placed> = Vec::new();
     for pos in 0..rs.len() {
         let rule = rule_at(pos);
         if let Some(r) = ineligible(rule, ctx, local, &voucher_for) {
@@ -557,6 +561,17 @@ pub(super) fn evaluate(
         let reach = Lines(&candidate_lines[pos * words..(pos + 1) * words]);
         if !reach.any() || !view.prepare(pos, rule, reach) {
             not_applied.skip_said(rs, pos, rule, SkipReason::NoMatchingItems);
+            continue;
+        }
+        // A cart condition says which part failed (a sentence of this cart).
+        if let Some(why) = rule.condition.as_ref().and_then(|c| c.unmet(cart)) {
+            not_applied.skip(pos, rule, SkipReason::CartConditionNotMet, || {
+                sentence(rule, &[&why])
+            });
+            continue;
+        }
+        if rule.benefits.iter().any(|b| b.is_points_payment()) {
+            payments.push((pos, rule));
             continue;
         }
         apply(&[(pos, rule)], &view, ctx, rs, false, &mut trial);
@@ -673,6 +688,48 @@ pub(super) fn evaluate(
         not_applied.skip_said(rs, *pos, rs.rule_at(*pos), *r);
     }
 
+    // Points payment: what is left to pay after the discounts; the rule paying the most (then
+    // the higher priority, then the smaller id) is offered, the others say why not.
+    // (rule, (max points, their value, points of the points-only lines), (points, value) a step)
+    type Payable<'r> = (Placed<'r>, (i64, i64, i64), (i64, i64));
+    let mut best: Option<Payable> = None;
+    for &(pos, rule) in &payments {
+        let payable = rule.benefits.iter().find_map(|b| match b {
+            super::Benefit::PointsPayment {
+                points_per_step,
+                value_per_step_minor,
+                ..
+            } => benefits::points_payable(b, cart, &st.net)
+                .map(|p| (p, (*points_per_step, *value_per_step_minor))),
+            _ => None,
+        });
+        match payable {
+            None => not_applied.skip_said(rs, pos, rule, SkipReason::ThresholdNotReached),
+            Some((p, step)) => {
+                let better = best.is_none_or(|((_, b), bp, _)| {
+                    (p.1, rule.priority, std::cmp::Reverse(rule.id))
+                        > (bp.1, b.priority, std::cmp::Reverse(b.id))
+                });
+                if better {
+                    best = Some(((pos, rule), p, step));
+                }
+            }
+        }
+    }
+    let chosen_payment = best.map(|((_, r), _, _)| r.id);
+    if let Some(((_, winner), _, _)) = best {
+        for &(pos, rule) in &payments {
+            if rule.id != winner.id && not_applied.get(pos).is_none() {
+                not_applied.skip(pos, rule, SkipReason::PointsPaymentNotChosen, || {
+                    sentence(
+                        rule,
+                        &[&winner.name, " lets the customer pay more with points"],
+                    )
+                });
+            }
+        }
+    }
+
     let mut out = Evaluation::default();
     for (pos, discount, points) in &st.totals {
         let rule = rule_at(*pos);
@@ -691,6 +748,35 @@ pub(super) fn evaluate(
             voucher_code: voucher,
         });
     }
+    if let Some((
+        (_, rule),
+        (max_points, max_value, only_points),
+        (points_per_step, value_per_step),
+    )) = best
+    {
+        let explanation = format!(
+            "{}: up to {max_points} points pay {}",
+            rule.name,
+            super::money(max_value)
+        );
+        let voucher = voucher_for.get(&rule.id).cloned();
+        out.applied.push(AppliedRule {
+            rule_id: rule.id,
+            discount_minor: 0,
+            points: 0,
+            voucher_code: voucher,
+            explanation: explanation.clone(),
+        });
+        out.points_payable = Some(super::PointsPayable {
+            rule_id: rule.id,
+            points_per_step,
+            value_per_step_minor: value_per_step,
+            max_points,
+            max_value_minor: max_value,
+            pay_only_with_points_points: only_points,
+            explanation,
+        });
+    }
     let mut seen = BTreeSet::new();
     for v in &ctx.vouchers {
         if !seen.insert(v.code.clone()) {
@@ -700,7 +786,9 @@ pub(super) fn evaluate(
             Some(r) => Some(r.clone()),
             None => {
                 let rid = v.reward_id.unwrap_or_default();
-                if st.totals.iter().any(|t| rs.rule_at(t.0).id == rid) {
+                if st.totals.iter().any(|t| rs.rule_at(t.0).id == rid)
+                    || chosen_payment == Some(rid)
+                {
                     out.vouchers_to_redeem.push(v.code.clone());
                     None
                 } else {

@@ -69,6 +69,7 @@ fn rule(n: u128, benefit: Benefit) -> Rule {
         business_units: vec![],
         channels: vec![],
         limits: Limits::default(),
+        condition: None,
     }
 }
 
@@ -96,6 +97,234 @@ fn discounts(e: &Evaluation) -> Vec<i64> {
 // --- benefits ---------------------------------------------------------------------------------
 
 #[test]
+fn a_per_unit_discount_takes_its_amount_off_each_unit_and_never_more_than_the_unit() {
+    let cart = [line("A", 3, 500), line("B", 1, 80), line("C", 2, 1000)];
+    let off = |off, max_units| {
+        set(vec![rule(
+            1,
+            Benefit::UnitDiscount {
+                off,
+                max_units,
+                target: Target::products(vec!["A".into(), "B".into(), "C".into()]),
+            },
+        )])
+    };
+    // 1.00 off every unit; B costs 0.80, so it gets 0.80 off, not more.
+    let e = evaluate(&cart, &ctx(), &off(UnitOff::AmountMinor(100), None));
+    assert_eq!(discounts(&e), vec![300, 80, 200]);
+    assert_eq!(e.lines[0].discounts[0].reason, "UNIT_AMOUNT_DISCOUNT");
+    assert!(
+        e.lines[0].discounts[0]
+            .explanation
+            .contains("1.00 off each unit of products A, B, C"),
+        "{}",
+        e.lines[0].discounts[0].explanation
+    );
+    // At most 3 units: the dearest first — both C (10.00), then one A (5.00).
+    let e = evaluate(&cart, &ctx(), &off(UnitOff::AmountMinor(100), Some(3)));
+    assert_eq!(discounts(&e), vec![100, 0, 200]);
+    // 50 % of the 3 dearest units: 5.00 + 5.00 off C, 2.50 off one A.
+    let e = evaluate(&cart, &ctx(), &off(UnitOff::BasisPoints(5000), Some(3)));
+    assert_eq!(discounts(&e), vec![250, 0, 1000]);
+    // At 2.00 each, at most 4 units: C ×2 (8.00 off each), A ×2 (3.00 off each).
+    let e = evaluate(&cart, &ctx(), &off(UnitOff::PriceMinor(200), Some(4)));
+    assert_eq!(discounts(&e), vec![600, 0, 1600]);
+    // Ties between equally dear units go to the earlier line.
+    let twins = [line("A", 2, 500), line("B", 2, 500)];
+    let e = evaluate(&twins, &ctx(), &off(UnitOff::AmountMinor(100), Some(3)));
+    assert_eq!(discounts(&e), vec![200, 100]);
+}
+
+fn pay_with_points(max_points: Option<i64>, max_cart_basis_points: u32) -> Benefit {
+    Benefit::PointsPayment {
+        points_per_step: 100,
+        value_per_step_minor: 100,
+        max_points,
+        max_cart_basis_points,
+    }
+}
+
+#[test]
+fn a_points_payment_offers_whole_steps_of_what_is_left_to_pay() {
+    let mut gift = line("GIFT", 1, 1250);
+    gift.pay_only_with_points = true;
+    let mut tobacco = line("T", 1, 900);
+    tobacco.no_reward_application = true;
+    let cart = [line("A", 2, 1000), gift, tobacco];
+    // Half of A (20.00 − 10 % = 18.00 → 9.00) and all of the gift card (12.50 → 13 steps).
+    let rules = set(vec![
+        rule(1, pay_with_points(None, 5000)),
+        rule(2, pct(1000, Target::products(vec!["A".into()]))),
+    ]);
+    let e = evaluate(&cart, &ctx(), &rules);
+    let p = e.points_payable.clone().expect("payable");
+    assert_eq!(p.rule_id, id(1));
+    assert_eq!(p.max_points, 2200);
+    assert_eq!(p.max_value_minor, 1250 + 900);
+    assert_eq!(p.pay_only_with_points_points, 1300);
+    assert!(
+        p.explanation.ends_with("up to 2200 points pay 21.50"),
+        "{}",
+        p.explanation
+    );
+    // It is no discount: the totals are the discount rule's alone.
+    assert_eq!(e.discount_minor, 200);
+    assert!(
+        e.applied
+            .iter()
+            .any(|a| a.rule_id == id(1) && a.discount_minor == 0)
+    );
+    // Capped by max_points; the better of two payment rules is offered, the other says why.
+    let rules = set(vec![
+        rule(1, pay_with_points(Some(1000), 0)),
+        rule(3, pay_with_points(None, 0)),
+    ]);
+    let e = evaluate(&cart, &ctx(), &rules);
+    let p = e.points_payable.expect("payable");
+    assert_eq!(p.rule_id, id(3));
+    // 20.00 + 12.50 (tobacco is not payable with points).
+    assert_eq!((p.max_points, p.max_value_minor), (3300, 3250));
+    assert_eq!(e.not_applied[0].rule_id, id(1));
+    assert_eq!(e.not_applied[0].reason, SkipReason::PointsPaymentNotChosen);
+    // Less than one step payable: not applied.
+    let e = evaluate(
+        &[line("A", 1, 150)],
+        &ctx(),
+        &set(vec![rule(1, pay_with_points(None, 5000))]),
+    );
+    assert_eq!(e.points_payable, None);
+    assert_eq!(e.not_applied[0].reason, SkipReason::ThresholdNotReached);
+    // Only the tobacco: nothing payable with points reaches the rule.
+    let e = evaluate(
+        &cart[2..],
+        &ctx(),
+        &set(vec![rule(1, pay_with_points(None, 0))]),
+    );
+    assert_eq!(e.not_applied[0].reason, SkipReason::NoMatchingItems);
+}
+
+#[test]
+fn a_cart_condition_keeps_a_rule_off_until_the_cart_meets_it_and_says_which_part_failed() {
+    let mut r = rule(1, pct(1000, Target::cart()));
+    r.condition = Some(CartCondition {
+        minimum_spend_minor: Some(2000),
+        ..CartCondition::default()
+    });
+    let rules = set(vec![r.clone()]);
+    let e = evaluate(&[line("A", 1, 1200)], &ctx(), &rules);
+    assert_eq!(e.discount_minor, 0);
+    assert_eq!(e.not_applied[0].reason, SkipReason::CartConditionNotMet);
+    assert_eq!(
+        &*e.not_applied[0].explanation,
+        "rule 1: cart value 12.00 is below the minimum 20.00"
+    );
+    // Gross, before discounts, counts; a no-reward line does not.
+    let mut tobacco = line("T", 1, 5000);
+    tobacco.no_reward_application = true;
+    let e = evaluate(&[line("A", 1, 1200), tobacco.clone()], &ctx(), &rules);
+    assert_eq!(e.not_applied[0].reason, SkipReason::CartConditionNotMet);
+    let e = evaluate(&[line("A", 2, 1000)], &ctx(), &rules);
+    assert_eq!(e.discount_minor, 200);
+
+    // Only spend on wine counts.
+    r.condition = Some(CartCondition {
+        minimum_spend_minor: Some(2000),
+        spend_target: Target::groups(vec!["wine".into()]),
+        ..CartCondition::default()
+    });
+    let cart = [in_group(line("W", 1, 1500), "wine"), line("A", 1, 1000)];
+    let e = evaluate(&cart, &ctx(), &set(vec![r.clone()]));
+    assert_eq!(
+        &*e.not_applied[0].explanation,
+        "rule 1: spend on groups wine 15.00 is below the minimum 20.00"
+    );
+
+    // At least 3 units, and 2 of product B.
+    r.condition = Some(CartCondition {
+        minimum_quantity: 3,
+        required: vec![(Target::products(vec!["B".into()]), 2)],
+        ..CartCondition::default()
+    });
+    let rules = set(vec![r]);
+    let e = evaluate(&[line("A", 2, 100)], &ctx(), &rules);
+    assert_eq!(
+        &*e.not_applied[0].explanation,
+        "rule 1: the cart has 2 units, fewer than the minimum 3"
+    );
+    let e = evaluate(&[line("A", 2, 100), line("B", 1, 100)], &ctx(), &rules);
+    assert_eq!(
+        &*e.not_applied[0].explanation,
+        "rule 1: the cart has 1 unit of products B, fewer than the required 2"
+    );
+    let e = evaluate(&[line("A", 2, 100), line("B", 2, 100)], &ctx(), &rules);
+    assert_eq!(e.discount_minor, 40);
+    assert!(e.not_applied.is_empty());
+    // The prepared rule set says the same.
+    let compiled = CompiledRuleSet::new(rules.clone());
+    let e = evaluate_compiled(&[line("A", 2, 100)], &ctx(), &compiled);
+    assert_eq!(e.not_applied[0].reason, SkipReason::CartConditionNotMet);
+}
+
+#[test]
+fn a_mixed_scope_reaches_listed_products_groups_and_brands_but_never_excluded_products() {
+    let cart = [
+        line("A", 1, 1000),
+        in_group(line("B", 1, 1000), "wine"),
+        branded(line("C", 1, 1000), "acme"),
+        branded(line("GIFT", 1, 1000), "acme"),
+        line("D", 1, 1000),
+    ];
+    let target = Target {
+        products: vec!["A".into()],
+        groups: vec!["wine".into()],
+        brands: vec!["acme".into()],
+        excluded_products: vec!["GIFT".into()],
+    };
+    let rules = set(vec![rule(1, pct(1000, target.clone()))]);
+    let e = evaluate(&cart, &ctx(), &rules);
+    assert_eq!(discounts(&e), vec![100, 100, 100, 0, 0]);
+    assert!(
+        e.lines[0].discounts[0]
+            .explanation
+            .contains("10 % off products A; groups wine; brands acme except products GIFT"),
+        "{}",
+        e.lines[0].discounts[0].explanation
+    );
+    // The index finds the rule through any of its codes.
+    let compiled = CompiledRuleSet::new(rules.clone());
+    for l in &cart[..3] {
+        let one = [l.clone()];
+        assert_eq!(
+            evaluate_compiled(&one, &ctx(), &compiled).discount_minor,
+            100
+        );
+    }
+    let gift_only = [cart[3].clone()];
+    let e = evaluate_compiled(&gift_only, &ctx(), &compiled);
+    assert_eq!(e.not_applied[0].reason, SkipReason::NoMatchingItems);
+    // Nothing included: the whole cart minus the exclusions.
+    let all_but_gift = Target::cart().excluding(vec!["GIFT".into()]);
+    let e = evaluate(&cart, &ctx(), &set(vec![rule(1, pct(1000, all_but_gift))]));
+    assert_eq!(discounts(&e), vec![100, 100, 100, 0, 100]);
+    let e = evaluate(
+        &cart,
+        &ctx(),
+        &set(vec![rule(
+            1,
+            Benefit::SpendXSaveY {
+                spend_minor: 4000,
+                save_minor: 500,
+                repeat: false,
+                target: Target::cart().excluding(vec!["GIFT".into()]),
+            },
+        )]),
+    );
+    // 40.00 without the gift card reaches the threshold; the gift card gets no share.
+    assert_eq!(e.discount_minor, 500);
+    assert_eq!(discounts(&e)[3], 0);
+}
+
+#[test]
 fn a_percentage_discount_takes_its_share_of_each_targeted_line() {
     let cart = [
         in_group(line("A", 2, 1000), "shoes"),
@@ -106,7 +335,7 @@ fn a_percentage_discount_takes_its_share_of_each_targeted_line() {
         &ctx(),
         &set(vec![rule(
             1,
-            pct(1000, Target::Groups(vec!["shoes".into()])),
+            pct(1000, Target::groups(vec!["shoes".into()])),
         )]),
     );
     assert_eq!(discounts(&e), vec![200, 0]);
@@ -129,7 +358,7 @@ fn a_fixed_discount_is_split_over_the_targeted_lines_in_proportion() {
             1,
             Benefit::FixedDiscount {
                 amount_minor: 1000,
-                target: Target::Cart,
+                target: Target::cart(),
             },
         )]),
     );
@@ -146,7 +375,7 @@ fn a_fixed_discount_larger_than_the_cart_stops_at_zero() {
             1,
             Benefit::FixedDiscount {
                 amount_minor: 1000,
-                target: Target::Cart,
+                target: Target::cart(),
             },
         )]),
     );
@@ -167,7 +396,7 @@ fn a_fixed_price_lowers_each_unit_and_never_raises_it() {
             1,
             Benefit::FixedPrice {
                 unit_price_minor: 799,
-                target: Target::Brands(vec!["acme".into()]),
+                target: Target::brands(vec!["acme".into()]),
             },
         )]),
     );
@@ -198,7 +427,7 @@ fn buy_two_get_one_frees_the_cheapest_unit_of_each_set() {
         buy: 2,
         get: 1,
         discount_basis_points: 10_000,
-        target: Target::Cart,
+        target: Target::cart(),
     };
     // Units dearest first: A A B | B C — one full set; its third unit is a B.
     let e = evaluate(&cart, &ctx(), &set(vec![rule(1, b.clone())]));
@@ -216,7 +445,7 @@ fn buy_x_get_y_without_a_full_set_does_not_apply_and_says_so() {
         buy: 2,
         get: 1,
         discount_basis_points: 5000,
-        target: Target::Cart,
+        target: Target::cart(),
     };
     let e = evaluate(&cart, &ctx(), &set(vec![rule(1, b)]));
     assert_eq!(e.discount_minor, 0);
@@ -230,7 +459,7 @@ fn spend_x_save_y_applies_once_or_per_step_up_to_the_application_cap() {
         spend_minor: 1000,
         save_minor: 100,
         repeat,
-        target: Target::Cart,
+        target: Target::cart(),
     };
     assert_eq!(
         evaluate(&cart, &ctx(), &set(vec![rule(1, b(false))])).discount_minor,
@@ -253,7 +482,7 @@ fn bonus_points_are_flat_or_per_spend() {
     let flat = Benefit::BonusPoints {
         points: 50,
         per_spend_minor: None,
-        target: Target::Products(vec!["B".into()]),
+        target: Target::products(vec!["B".into()]),
     };
     let e = evaluate(&cart, &ctx(), &set(vec![rule(1, flat)]));
     // base: 10 + 5; flat 50 on the cart.
@@ -262,7 +491,7 @@ fn bonus_points_are_flat_or_per_spend() {
     let per = Benefit::BonusPoints {
         points: 2,
         per_spend_minor: Some(100),
-        target: Target::Products(vec!["A".into()]),
+        target: Target::products(vec!["A".into()]),
     };
     let e = evaluate(&cart, &ctx(), &set(vec![rule(1, per)]));
     assert_eq!(e.lines[0].points, 10 + 20);
@@ -276,11 +505,11 @@ fn a_points_multiplier_multiplies_the_base_earn_of_targeted_lines_after_discount
         1,
         Benefit::PointsMultiplier {
             multiplier_basis_points: 30_000,
-            target: Target::Groups(vec!["wine".into()]),
+            target: Target::groups(vec!["wine".into()]),
         },
     );
     r.kind = RuleKind::PurchaseBonus;
-    let d = rule(2, pct(5000, Target::Cart));
+    let d = rule(2, pct(5000, Target::cart()));
     let e = evaluate(&cart, &ctx(), &set(vec![r, d]));
     // A: 500 left → base 5, ×3 → +10.
     assert_eq!(e.lines[0].points, 15);
@@ -294,7 +523,7 @@ fn points_caps_limit_the_bonus_per_transaction() {
         1,
         Benefit::PointsMultiplier {
             multiplier_basis_points: 50_000,
-            target: Target::Cart,
+            target: Target::cart(),
         },
     );
     r.limits.max_points_per_transaction = Some(100);
@@ -313,12 +542,12 @@ fn items_with_no_reward_application_are_never_discounted_nor_bonused() {
         &cart,
         &ctx(),
         &set(vec![
-            rule(1, pct(5000, Target::Cart)),
+            rule(1, pct(5000, Target::cart())),
             rule(
                 2,
                 Benefit::PointsMultiplier {
                     multiplier_basis_points: 20_000,
-                    target: Target::Cart,
+                    target: Target::cart(),
                 },
             ),
         ]),
@@ -344,7 +573,7 @@ fn a_rule_targeting_nothing_in_the_cart_says_so() {
     let e = evaluate(
         &[line("A", 1, 100)],
         &ctx(),
-        &set(vec![rule(1, pct(1000, Target::Products(vec!["Z".into()])))]),
+        &set(vec![rule(1, pct(1000, Target::products(vec!["Z".into()])))]),
     );
     assert_eq!(e.not_applied[0].reason, SkipReason::NoMatchingItems);
     assert!(e.not_applied[0].explanation.contains("no item"));
@@ -395,7 +624,7 @@ fn eligibility_is_checked_and_explained() {
         ),
     ];
     for (change, reason) in cases {
-        let mut r = rule(1, pct(1000, Target::Cart));
+        let mut r = rule(1, pct(1000, Target::cart()));
         change(&mut r);
         let mut c = ctx();
         c.usage.insert(
@@ -413,7 +642,7 @@ fn eligibility_is_checked_and_explained() {
 
 #[test]
 fn overnight_hours_and_local_time_are_honoured() {
-    let mut r = rule(1, pct(1000, Target::Cart));
+    let mut r = rule(1, pct(1000, Target::cart()));
     r.schedule.hours = Some((22 * 60, 2 * 60));
     let mut c = ctx();
     c.utc_offset_minutes = 11 * 60; // 12:00 UTC = 23:00 local
@@ -423,7 +652,7 @@ fn overnight_hours_and_local_time_are_honoured() {
 
 #[test]
 fn segments_and_levels_admit_their_customers() {
-    let mut r = rule(1, pct(1000, Target::Cart));
+    let mut r = rule(1, pct(1000, Target::cart()));
     r.eligibility.segment_ids = vec![id(50), id(51)];
     r.eligibility.level_ids = vec![id(60)];
     let mut c = ctx();
@@ -440,7 +669,7 @@ fn segments_and_levels_admit_their_customers() {
 #[test]
 fn an_exhausted_budget_stops_the_reward_and_a_small_one_caps_it() {
     let cart = [line("A", 1, 1000)];
-    let r = rule(1, pct(5000, Target::Cart));
+    let r = rule(1, pct(5000, Target::cart()));
     let mut c = ctx();
     c.usage.insert(
         id(1),
@@ -457,7 +686,7 @@ fn an_exhausted_budget_stops_the_reward_and_a_small_one_caps_it() {
 
 #[test]
 fn a_discount_cap_per_transaction_limits_the_rule() {
-    let mut r = rule(1, pct(5000, Target::Cart));
+    let mut r = rule(1, pct(5000, Target::cart()));
     r.limits.max_discount_per_transaction_minor = Some(300);
     let e = evaluate(&[line("A", 1, 1000)], &ctx(), &set(vec![r]));
     assert_eq!(e.discount_minor, 300);
@@ -465,7 +694,7 @@ fn a_discount_cap_per_transaction_limits_the_rule() {
 
 #[test]
 fn the_period_limit_stops_a_rule_for_everyone() {
-    let mut r = rule(1, pct(5000, Target::Cart));
+    let mut r = rule(1, pct(5000, Target::cart()));
     r.limits.max_uses_per_period = Some(100);
     let mut c = ctx();
     c.usage.insert(
@@ -495,9 +724,9 @@ fn exclusive(rules: &[u128]) -> Policy {
 
 #[test]
 fn in_an_exclusive_group_priority_wins_under_the_priority_strategy() {
-    let mut small = rule(1, pct(1000, Target::Cart));
+    let mut small = rule(1, pct(1000, Target::cart()));
     small.priority = 10;
-    let big = rule(2, pct(3000, Target::Cart));
+    let big = rule(2, pct(3000, Target::cart()));
     let rules = RuleSet {
         rules: vec![small, big],
         policy: exclusive(&[1, 2]),
@@ -510,9 +739,9 @@ fn in_an_exclusive_group_priority_wins_under_the_priority_strategy() {
 
 #[test]
 fn in_an_exclusive_group_the_best_for_the_customer_wins_under_that_strategy() {
-    let mut small = rule(1, pct(1000, Target::Cart));
+    let mut small = rule(1, pct(1000, Target::cart()));
     small.priority = 10;
-    let big = rule(2, pct(3000, Target::Cart));
+    let big = rule(2, pct(3000, Target::cart()));
     let mut policy = exclusive(&[1, 2]);
     policy.strategy = Resolve::BestForCustomer;
     let rules = RuleSet {
@@ -525,13 +754,13 @@ fn in_an_exclusive_group_the_best_for_the_customer_wins_under_that_strategy() {
 
 #[test]
 fn stackable_rules_apply_one_after_the_other_on_what_is_left() {
-    let mut first = rule(1, pct(5000, Target::Cart));
+    let mut first = rule(1, pct(5000, Target::cart()));
     first.priority = 5;
     let second = rule(
         2,
         Benefit::FixedDiscount {
             amount_minor: 100,
-            target: Target::Cart,
+            target: Target::cart(),
         },
     );
     let e = evaluate(&[line("A", 1, 1000)], &ctx(), &set(vec![second, first]));
@@ -542,9 +771,9 @@ fn stackable_rules_apply_one_after_the_other_on_what_is_left() {
 
 #[test]
 fn a_non_stackable_rule_applies_alone_or_not_at_all() {
-    let a = rule(1, pct(1000, Target::Cart));
-    let b = rule(2, pct(1000, Target::Cart));
-    let mut lone = rule(3, pct(2500, Target::Cart));
+    let a = rule(1, pct(1000, Target::cart()));
+    let b = rule(2, pct(1000, Target::cart()));
+    let mut lone = rule(3, pct(2500, Target::cart()));
     lone.stackable = false;
     let mut rules = set(vec![a.clone(), b.clone(), lone.clone()]);
     rules.policy.strategy = Resolve::BestForCustomer;
@@ -558,7 +787,7 @@ fn a_non_stackable_rule_applies_alone_or_not_at_all() {
             .all(|n| n.reason == SkipReason::NotStackable)
     );
     // Under priority with equal priorities the better value wins: make the stack better.
-    lone.benefits = vec![pct(1500, Target::Cart)];
+    lone.benefits = vec![pct(1500, Target::cart())];
     let e = evaluate(
         &[line("A", 1, 1000)],
         &ctx(),
@@ -570,9 +799,9 @@ fn a_non_stackable_rule_applies_alone_or_not_at_all() {
 
 #[test]
 fn a_stackable_group_lets_its_members_combine() {
-    let mut a = rule(1, pct(1000, Target::Cart));
+    let mut a = rule(1, pct(1000, Target::cart()));
     a.stackable = false;
-    let mut b = rule(2, pct(1000, Target::Cart));
+    let mut b = rule(2, pct(1000, Target::cart()));
     b.stackable = false;
     let rules = RuleSet {
         rules: vec![a, b],
@@ -593,9 +822,9 @@ fn a_stackable_group_lets_its_members_combine() {
 
 #[test]
 fn the_transaction_rule_limit_keeps_the_first_rules_by_the_strategy() {
-    let mut a = rule(1, pct(1000, Target::Cart));
+    let mut a = rule(1, pct(1000, Target::cart()));
     a.priority = 1;
-    let b = rule(2, pct(2000, Target::Cart));
+    let b = rule(2, pct(2000, Target::cart()));
     let mut rules = set(vec![a, b]);
     rules.policy.max_rules_per_transaction = Some(1);
     let e = evaluate(&[line("A", 1, 1000)], &ctx(), &rules);
@@ -607,7 +836,7 @@ fn the_transaction_rule_limit_keeps_the_first_rules_by_the_strategy() {
 
 #[test]
 fn a_presented_voucher_unlocks_its_reward_and_is_to_be_redeemed() {
-    let mut r = rule(1, pct(1000, Target::Cart));
+    let mut r = rule(1, pct(1000, Target::cart()));
     r.eligibility.requires_voucher = true;
     let mut c = ctx();
     c.vouchers = vec![
@@ -664,7 +893,7 @@ fn a_presented_voucher_unlocks_its_reward_and_is_to_be_redeemed() {
 
 #[test]
 fn a_voucher_whose_reward_does_not_apply_is_rejected_with_the_rules_reason() {
-    let mut r = rule(1, pct(1000, Target::Products(vec!["Z".into()])));
+    let mut r = rule(1, pct(1000, Target::products(vec!["Z".into()])));
     r.eligibility.requires_voucher = true;
     let mut c = ctx();
     c.vouchers = vec![PresentedVoucher {
@@ -685,7 +914,7 @@ fn a_gift_voucher_takes_its_own_value_off_the_cart() {
         1,
         Benefit::FixedDiscount {
             amount_minor: 2000,
-            target: Target::Cart,
+            target: Target::cart(),
         },
     );
     r.eligibility.requires_voucher = true;
@@ -729,6 +958,7 @@ fn stored_rewards_and_purchase_bonuses_convert_into_rules() {
         stacking_group: String::new(),
         caps: domain::rewards::Caps::default(),
         budget: None,
+        cart_condition: None,
         revision: 1,
         updated_at: now(),
         archived_at: None,
@@ -770,12 +1000,18 @@ fn fields(v: Violations) -> Vec<String> {
 
 #[test]
 fn invalid_rule_definitions_name_their_fields() {
-    let mut r = rule(1, pct(10_001, Target::Products(vec![])));
+    let mut r = rule(
+        1,
+        pct(
+            10_001,
+            Target::brands(vec!["acme".into()]).excluding(vec![" ".into()]),
+        ),
+    );
     r.benefits.push(Benefit::BuyXGetY {
         buy: 0,
         get: 0,
         discount_basis_points: 10_000,
-        target: Target::Cart,
+        target: Target::cart(),
     });
     r.validity = Validity {
         from: Some(now()),
@@ -787,7 +1023,7 @@ fn invalid_rule_definitions_name_their_fields() {
     let f = fields(v);
     for want in [
         "reward.benefits[0].basis_points",
-        "reward.benefits[0].target",
+        "reward.benefits[0].target.excluded_products[0]",
         "reward.benefits[1].buy",
         "reward.benefits[1].get",
         "reward.valid_until_time",
@@ -800,8 +1036,8 @@ fn invalid_rule_definitions_name_their_fields() {
 #[test]
 fn overlapping_and_empty_groups_are_rejected() {
     let rules = vec![
-        rule(1, pct(100, Target::Cart)),
-        rule(2, pct(100, Target::Cart)),
+        rule(1, pct(100, Target::cart())),
+        rule(2, pct(100, Target::cart())),
     ];
     let policy = Policy {
         groups: vec![
@@ -838,12 +1074,26 @@ fn overlapping_and_empty_groups_are_rejected() {
 // --- properties ---------------------------------------------------------------------------------
 
 fn arb_target() -> impl Strategy<Value = Target> {
-    prop_oneof![
-        Just(Target::Cart),
-        prop::collection::vec("[ABC]", 1..3).prop_map(Target::Products),
-        prop::collection::vec("[gh]", 1..2).prop_map(Target::Groups),
-        prop::collection::vec("[xy]", 1..2).prop_map(Target::Brands),
-    ]
+    let single = prop_oneof![
+        Just(Target::cart()),
+        prop::collection::vec("[ABC]", 1..3).prop_map(Target::products),
+        prop::collection::vec("[gh]", 1..2).prop_map(Target::groups),
+        prop::collection::vec("[xy]", 1..2).prop_map(Target::brands),
+    ];
+    // Mixed scopes and exclusions too.
+    let mixed = (
+        prop::collection::vec("[ABC]", 0..2),
+        prop::collection::vec("[gh]", 0..2),
+        prop::collection::vec("[xy]", 0..2),
+        prop::collection::vec("[ABCD]", 0..2),
+    )
+        .prop_map(|(products, groups, brands, excluded_products)| Target {
+            products,
+            groups,
+            brands,
+            excluded_products,
+        });
+    prop_oneof![single, mixed]
 }
 
 fn arb_benefit() -> impl Strategy<Value = Benefit> {
@@ -857,6 +1107,20 @@ fn arb_benefit() -> impl Strategy<Value = Benefit> {
             unit_price_minor: p,
             target: t
         }),
+        (
+            prop_oneof![
+                (0u32..12_000).prop_map(UnitOff::BasisPoints),
+                (-10i64..2_000).prop_map(UnitOff::AmountMinor),
+                (-10i64..2_000).prop_map(UnitOff::PriceMinor),
+            ],
+            prop::option::of(0u32..5),
+            arb_target()
+        )
+            .prop_map(|(off, max_units, target)| Benefit::UnitDiscount {
+                off,
+                max_units,
+                target
+            }),
         ("[ABC]", 0u32..4).prop_map(|(p, q)| Benefit::FreeItem {
             product_id: p,
             quantity: q
@@ -884,6 +1148,26 @@ fn arb_benefit() -> impl Strategy<Value = Benefit> {
                 target: t,
             }
         }),
+        (0i64..100, 0i64..500, 0u32..30_000, arb_target()).prop_map(|(p, s, m, t)| {
+            Benefit::SpendPoints {
+                points: p,
+                per_spend_minor: s,
+                multiplier_basis_points: m,
+                target: t,
+            }
+        }),
+        (
+            0i64..300,
+            0i64..500,
+            prop::option::of(0i64..5_000),
+            0u32..12_000
+        )
+            .prop_map(|(p, v, m, bp)| Benefit::PointsPayment {
+                points_per_step: p,
+                value_per_step_minor: v,
+                max_points: m,
+                max_cart_basis_points: bp,
+            }),
         (0u32..50_000, arb_target()).prop_map(|(m, t)| Benefit::PointsMultiplier {
             multiplier_basis_points: m,
             target: t
@@ -891,24 +1175,47 @@ fn arb_benefit() -> impl Strategy<Value = Benefit> {
     ]
 }
 
+fn arb_condition() -> impl Strategy<Value = CartCondition> {
+    (
+        prop::option::of(0i64..6_000),
+        arb_target(),
+        0u64..6,
+        prop::collection::vec((arb_target(), 0u64..4), 0..2),
+    )
+        .prop_map(
+            |(minimum_spend_minor, spend_target, minimum_quantity, required)| CartCondition {
+                minimum_spend_minor,
+                spend_target,
+                minimum_quantity,
+                required,
+            },
+        )
+}
+
 fn arb_rule() -> impl Strategy<Value = Rule> {
     (
-        0u128..40,
-        prop::collection::vec(arb_benefit(), 1..3),
-        -2i32..3,
-        any::<bool>(),
+        (
+            0u128..40,
+            prop::collection::vec(arb_benefit(), 1..3),
+            -2i32..3,
+            any::<bool>(),
+        ),
         prop::option::of(1i64..3_000),
         prop::option::of(1u32..3),
+        prop::option::weighted(0.3, arb_condition()),
     )
-        .prop_map(|(n, benefits, priority, stackable, cap, apps)| {
-            let mut r = rule(n, pct(1, Target::Cart));
-            r.benefits = benefits;
-            r.priority = priority;
-            r.stackable = stackable;
-            r.limits.max_discount_per_transaction_minor = cap;
-            r.limits.max_applications_per_transaction = apps;
-            r
-        })
+        .prop_map(
+            |((n, benefits, priority, stackable), cap, apps, condition)| {
+                let mut r = rule(n, pct(1, Target::cart()));
+                r.benefits = benefits;
+                r.priority = priority;
+                r.stackable = stackable;
+                r.limits.max_discount_per_transaction_minor = cap;
+                r.limits.max_applications_per_transaction = apps;
+                r.condition = condition;
+                r
+            },
+        )
 }
 
 fn arb_line() -> impl Strategy<Value = CartLine> {
@@ -1010,6 +1317,12 @@ proptest! {
         }
         // Every rule is either applied or explained.
         prop_assert_eq!(e.applied.len() + e.not_applied.len(), rules.rules.len());
+        // Points pay at most what is left to pay, in whole steps.
+        if let Some(p) = &e.points_payable {
+            prop_assert!(p.max_value_minor > 0 && p.max_value_minor <= e.total_minor);
+            prop_assert!(p.max_points > 0 && p.max_points % p.points_per_step == 0);
+            prop_assert!(p.pay_only_with_points_points <= p.max_points);
+        }
     }
 
     #[test]
@@ -1043,14 +1356,14 @@ fn the_worked_example_of_the_documentation_holds() {
     toy.pay_only_with_points = true;
     let cart = [coffee, mug, tobacco, toy];
 
-    let mut coffee_week = rule(1, pct(2000, Target::Groups(vec!["coffee".into()])));
+    let mut coffee_week = rule(1, pct(2000, Target::groups(vec!["coffee".into()])));
     coffee_week.name = "Coffee week".into();
     coffee_week.priority = 10;
     let mut coffee_off = rule(
         2,
         Benefit::FixedDiscount {
             amount_minor: 200,
-            target: Target::Groups(vec!["coffee".into()]),
+            target: Target::groups(vec!["coffee".into()]),
         },
     );
     coffee_off.name = "Coffee 2.00 off".into();
@@ -1060,7 +1373,7 @@ fn the_worked_example_of_the_documentation_holds() {
             buy: 2,
             get: 1,
             discount_basis_points: 10_000,
-            target: Target::Products(vec!["MUG".into()]),
+            target: Target::products(vec!["MUG".into()]),
         },
     );
     mugs.name = "Mugs 2+1".into();
@@ -1070,7 +1383,7 @@ fn the_worked_example_of_the_documentation_holds() {
             spend_minor: 4000,
             save_minor: 300,
             repeat: false,
-            target: Target::Cart,
+            target: Target::cart(),
         },
     );
     spend.name = "Spend 40 save 3".into();
@@ -1078,7 +1391,7 @@ fn the_worked_example_of_the_documentation_holds() {
         5,
         Benefit::PointsMultiplier {
             multiplier_basis_points: 20_000,
-            target: Target::Brands(vec!["lavazza".into()]),
+            target: Target::brands(vec!["lavazza".into()]),
         },
     );
     double.name = "Double points on Lavazza".into();
@@ -1087,7 +1400,7 @@ fn the_worked_example_of_the_documentation_holds() {
         6,
         Benefit::FixedDiscount {
             amount_minor: 500,
-            target: Target::Cart,
+            target: Target::cart(),
         },
     );
     welcome.name = "Welcome 5.00".into();
@@ -1184,12 +1497,12 @@ fn the_index_skips_rules_no_line_reaches_with_the_same_reason() {
     tobacco.no_reward_application = true;
     let cart = [cart[0].clone(), cart[1].clone(), tobacco];
     let rules = set(vec![
-        rule(1, pct(1000, Target::Products(vec!["A".into()]))),
-        rule(2, pct(1000, Target::Products(vec!["Z".into()]))),
-        rule(3, pct(1000, Target::Groups(vec!["h".into()]))),
-        rule(4, pct(1000, Target::Brands(vec!["y".into()]))),
-        rule(5, pct(1000, Target::Products(vec!["C".into()]))),
-        rule(6, pct(1000, Target::Cart)),
+        rule(1, pct(1000, Target::products(vec!["A".into()]))),
+        rule(2, pct(1000, Target::products(vec!["Z".into()]))),
+        rule(3, pct(1000, Target::groups(vec!["h".into()]))),
+        rule(4, pct(1000, Target::brands(vec!["y".into()]))),
+        rule(5, pct(1000, Target::products(vec!["C".into()]))),
+        rule(6, pct(1000, Target::cart())),
     ]);
     let e = evaluate_compiled(&cart, &ctx(), &CompiledRuleSet::new(rules.clone()));
     assert_eq!(e, evaluate(&cart, &ctx(), &rules));

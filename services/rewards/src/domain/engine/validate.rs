@@ -1,22 +1,20 @@
 //! Rule definitions the engine refuses, as (field path, message) violations.
-use super::{Benefit, Policy, Rule, Target};
+use super::{Benefit, Policy, Rule, Target, UnitOff};
 use loyalty_platform::Violations;
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
 fn target(v: &mut Violations, field: &str, t: &Target) {
-    let ids = match t {
-        Target::Cart => return,
-        Target::Products(ids) => ids,
-        Target::Groups(ids) => ids,
-        Target::Brands(ids) => ids,
-    };
-    if ids.is_empty() {
-        v.add(field, "must name at least one product, group or brand");
-    }
-    for (i, id) in ids.iter().enumerate() {
-        if id.trim().is_empty() {
-            v.add(format!("{field}[{i}]"), "must not be empty");
+    for (name, ids) in [
+        ("products", &t.products),
+        ("groups", &t.groups),
+        ("brands", &t.brands),
+        ("excluded_products", &t.excluded_products),
+    ] {
+        for (i, id) in ids.iter().enumerate() {
+            if id.trim().is_empty() {
+                v.add(format!("{field}.{name}[{i}]"), "must not be empty");
+            }
         }
     }
 }
@@ -50,6 +48,28 @@ fn benefit(v: &mut Violations, f: &str, b: &Benefit) {
         } => {
             if *unit_price_minor < 0 {
                 v.add(format!("{f}.unit_price_minor"), "must not be negative");
+            }
+            target(v, &format!("{f}.target"), t);
+        }
+        Benefit::UnitDiscount {
+            off,
+            max_units,
+            target: t,
+        } => {
+            match off {
+                UnitOff::BasisPoints(bp) if !(1..=10_000).contains(bp) => {
+                    v.add(format!("{f}.off"), "basis points must be 1..10000")
+                }
+                UnitOff::AmountMinor(a) if *a < 1 => {
+                    v.add(format!("{f}.off"), "amount must be at least 1")
+                }
+                UnitOff::PriceMinor(p) if *p < 0 => {
+                    v.add(format!("{f}.off"), "price must not be negative")
+                }
+                _ => {}
+            }
+            if *max_units == Some(0) {
+                v.add(format!("{f}.max_units"), "must be at least 1 when set");
             }
             target(v, &format!("{f}.target"), t);
         }
@@ -113,6 +133,48 @@ fn benefit(v: &mut Violations, f: &str, b: &Benefit) {
             }
             target(v, &format!("{f}.target"), t);
         }
+        Benefit::SpendPoints {
+            points,
+            per_spend_minor,
+            multiplier_basis_points,
+            target: t,
+        } => {
+            if *points < 1 {
+                v.add(format!("{f}.points"), "must be at least 1");
+            }
+            if *per_spend_minor < 1 {
+                v.add(format!("{f}.per_spend_minor"), "must be at least 1");
+            }
+            if !(1..=1_000_000).contains(multiplier_basis_points) {
+                v.add(
+                    format!("{f}.multiplier_basis_points"),
+                    "must be 1..1000000 (at most ×100)",
+                );
+            }
+            target(v, &format!("{f}.target"), t);
+        }
+        Benefit::PointsPayment {
+            points_per_step,
+            value_per_step_minor,
+            max_points,
+            max_cart_basis_points,
+        } => {
+            if *points_per_step < 1 {
+                v.add(format!("{f}.points_per_step"), "must be at least 1");
+            }
+            if *value_per_step_minor < 1 {
+                v.add(format!("{f}.value_per_step_minor"), "must be at least 1");
+            }
+            if max_points.is_some_and(|m| m < 1) {
+                v.add(format!("{f}.max_points"), "must be at least 1 when set");
+            }
+            if *max_cart_basis_points > 10_000 {
+                v.add(
+                    format!("{f}.max_cart_basis_points"),
+                    "must be 0 (all)..10000",
+                );
+            }
+        }
         Benefit::PointsMultiplier {
             multiplier_basis_points,
             target: t,
@@ -141,6 +203,12 @@ pub fn validate_rule(v: &mut Violations, prefix: &str, rule: &Rule) {
     }
     for (i, b) in rule.benefits.iter().enumerate() {
         benefit(v, &format!("{prefix}.benefits[{i}]"), b);
+        if b.is_points_payment() && rule.benefits.len() > 1 {
+            v.add(
+                format!("{prefix}.benefits[{i}]"),
+                "a points payment must be the rule's only benefit",
+            );
+        }
     }
     rule.validity.validate(v, prefix);
     if rule.schedule.days_of_week > 0x7f {
@@ -166,6 +234,31 @@ pub fn validate_rule(v: &mut Violations, prefix: &str, rule: &Rule) {
         for (i, s) in list.iter().enumerate() {
             if s.trim().is_empty() {
                 v.add(format!("{prefix}.{f}[{i}]"), "must not be empty");
+            }
+        }
+    }
+    if let Some(c) = &rule.condition {
+        let f = format!("{prefix}.condition");
+        if c.minimum_spend_minor.is_some_and(|m| m < 1) {
+            v.add(
+                format!("{f}.minimum_spend_minor"),
+                "must be at least 1 when set",
+            );
+        }
+        target(v, &format!("{f}.spend_target"), &c.spend_target);
+        for (i, (t, min)) in c.required.iter().enumerate() {
+            if t.is_cart_wide() {
+                v.add(
+                    format!("{f}.required[{i}]"),
+                    "must name at least one product, group or brand",
+                );
+            }
+            target(v, &format!("{f}.required[{i}]"), t);
+            if *min < 1 {
+                v.add(
+                    format!("{f}.required[{i}].minimum_quantity"),
+                    "must be at least 1",
+                );
             }
         }
     }

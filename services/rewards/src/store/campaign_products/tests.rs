@@ -694,3 +694,191 @@ async fn a_bonus_stored_before_restrictions_existed_reads_as_active_and_unrestri
         .purchase_bonuses;
     assert_eq!(active.len(), 1);
 }
+
+/// 3 espressos at 2.50 and a tea at 3.00 on 24 December, in `channel` and `business_unit`.
+fn december_cart(channel: SalesChannel, business_unit: Option<Uuid>) -> pb::EvaluateCartRequest {
+    let line = |code: &str, quantity, unit_price_minor| pb::EvaluationLine {
+        product_code: code.into(),
+        quantity,
+        unit_price_minor,
+        ..Default::default()
+    };
+    pb::EvaluateCartRequest {
+        lines: vec![line("ESP", 3, 250), line("TEA", 1, 300)],
+        channel: channel as i32,
+        business_unit_id: business_unit.map(|b| b.to_string()).unwrap_or_default(),
+        evaluate_time: ts("2026-12-24T12:00:00Z"),
+        ..Default::default()
+    }
+}
+
+async fn evaluate_as(
+    f: &Fixture,
+    partner: Uuid,
+    r: pb::EvaluateCartRequest,
+) -> pb::EvaluateCartResponse {
+    f.api
+        .evaluate_cart(f.req_as(partner, r))
+        .await
+        .expect("evaluate")
+        .into_inner()
+}
+
+async fn evaluate_cart_prices_active_campaign_products(f: Fixture) {
+    let prague = Uuid::now_v7();
+    let entry = f
+        .create_entry(
+            "c1",
+            pb::CampaignProduct {
+                business_unit_ids: vec![prague.to_string()],
+                ..espresso_deal("Espresso 1.99")
+            },
+        )
+        .await
+        .expect("create");
+    // A paused entry prices nothing.
+    let paused = f
+        .create_entry(
+            "c2",
+            pb::CampaignProduct {
+                discount: Some(Discount::PercentageBasisPoints(5000)),
+                active: false,
+                ..espresso_deal("Half price espresso (paused)")
+            },
+        )
+        .await
+        .expect("create paused");
+
+    // In Prague at the till: each espresso at 1.99 (1.53 off), the tea untouched.
+    let at_till = evaluate_as(
+        &f,
+        f.partner,
+        december_cart(SalesChannel::Pos, Some(prague)),
+    )
+    .await;
+    assert_eq!(at_till.discount_minor, 153);
+    assert_eq!(at_till.total_minor, 597 + 300);
+    let esp = &at_till.lines[0];
+    assert_eq!(esp.discounts.len(), 1);
+    assert_eq!(esp.discounts[0].rule_id, entry.id);
+    assert_eq!(esp.discounts[0].reason, "FIXED_PRICE");
+    assert!(at_till.lines[1].discounts.is_empty());
+    assert!(at_till.applied_rules.iter().any(|a| a.rule_id == entry.id));
+    assert!(!at_till.applied_rules.iter().any(|a| a.rule_id == paused.id));
+
+    // In the e-shop, in another business unit, or in January: no campaign price, and why.
+    let reason_of = |r: &pb::EvaluateCartResponse| {
+        r.rules_not_applied
+            .iter()
+            .find(|n| n.rule_id == entry.id)
+            .map(|n| n.reason.clone())
+            .unwrap_or_default()
+    };
+    let eshop = evaluate_as(
+        &f,
+        f.partner,
+        december_cart(SalesChannel::Eshop, Some(prague)),
+    )
+    .await;
+    assert_eq!(eshop.discount_minor, 0);
+    assert_eq!(reason_of(&eshop), "CHANNEL_NOT_INCLUDED");
+    let brno = evaluate_as(
+        &f,
+        f.partner,
+        december_cart(SalesChannel::Pos, Some(Uuid::now_v7())),
+    )
+    .await;
+    assert_eq!(brno.discount_minor, 0);
+    assert_eq!(reason_of(&brno), "BUSINESS_UNIT_NOT_INCLUDED");
+    let january = evaluate_as(
+        &f,
+        f.partner,
+        pb::EvaluateCartRequest {
+            evaluate_time: ts("2027-01-02T12:00:00Z"),
+            ..december_cart(SalesChannel::Pos, Some(prague))
+        },
+    )
+    .await;
+    assert_eq!(january.discount_minor, 0);
+
+    // Another partner's carts never get this partner's campaign prices.
+    let other = evaluate_as(
+        &f,
+        Uuid::now_v7(),
+        december_cart(SalesChannel::Pos, Some(prague)),
+    )
+    .await;
+    assert_eq!(other.discount_minor, 0);
+    assert!(other.rules_not_applied.is_empty());
+
+    // Deleting the entry takes the price off the next evaluation.
+    f.api
+        .delete_campaign_product(f.req(pb::DeleteCampaignProductRequest {
+            idempotency_key: "d".into(),
+            campaign_product_id: entry.id.clone(),
+            etag: "r1".into(),
+        }))
+        .await
+        .expect("delete");
+    let after = evaluate_as(
+        &f,
+        f.partner,
+        december_cart(SalesChannel::Pos, Some(prague)),
+    )
+    .await;
+    assert_eq!(after.discount_minor, 0);
+}
+
+#[tokio::test]
+async fn evaluate_cart_prices_active_campaign_products_on_postgres() {
+    evaluate_cart_prices_active_campaign_products(Fixture::postgres().await.with_espresso().await)
+        .await;
+}
+
+#[tokio::test]
+async fn evaluate_cart_prices_active_campaign_products_on_sqlite() {
+    evaluate_cart_prices_active_campaign_products(Fixture::sqlite().await.with_espresso().await)
+        .await;
+}
+
+#[tokio::test]
+async fn an_amount_off_per_unit_for_at_most_two_units_prices_the_cart() {
+    let f = Fixture::postgres().await.with_espresso().await;
+    let entry = f
+        .create_entry(
+            "c1",
+            pb::CampaignProduct {
+                discount: Some(Discount::AmountOffPerUnit(eur(50))),
+                max_quantity_per_purchase: 2,
+                ..espresso_deal("0.50 off up to two espressos")
+            },
+        )
+        .await
+        .expect("amount off per unit with a unit cap");
+    assert_eq!(entry.discount, Some(Discount::AmountOffPerUnit(eur(50))));
+    assert_eq!(entry.max_quantity_per_purchase, 2);
+    let e = evaluate_as(&f, f.partner, december_cart(SalesChannel::Pos, None)).await;
+    // 3 espressos: 2 × 0.50 off; the tea untouched.
+    assert_eq!(e.discount_minor, 100);
+    assert_eq!(e.lines[0].discounts[0].reason, "UNIT_AMOUNT_DISCOUNT");
+    assert_eq!(e.lines[0].discounts[0].rule_id, entry.id);
+
+    let refused = f
+        .create_entry(
+            "c2",
+            pb::CampaignProduct {
+                discount: Some(Discount::AmountOffPerUnit(eur(0))),
+                max_quantity_per_purchase: -1,
+                ..espresso_deal("Bad")
+            },
+        )
+        .await
+        .expect_err("refused");
+    let fields = violated_fields(&refused);
+    for want in [
+        "campaign_product.amount_off_per_unit.amount_minor",
+        "campaign_product.max_quantity_per_purchase",
+    ] {
+        assert!(fields.iter().any(|x| x == want), "{want} in {fields:?}");
+    }
+}

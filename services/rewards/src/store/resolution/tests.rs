@@ -17,15 +17,15 @@ use crate::{
     store::test_support::{TestApi, request},
 };
 
-enum Resolution {}
-type Fixture = TestApi<Resolution>;
+pub(super) enum Resolution {}
+pub(super) type Fixture = TestApi<Resolution>;
 
 impl Fixture {
-    fn req_as<T>(partner: Uuid, role: Role, message: T) -> Request<T> {
+    pub(super) fn req_as<T>(partner: Uuid, role: Role, message: T) -> Request<T> {
         request(partner, role, message)
     }
 
-    fn req<T>(&self, message: T) -> Request<T> {
+    pub(super) fn req<T>(&self, message: T) -> Request<T> {
         Self::req_as(self.partner, Role::Admin, message)
     }
 
@@ -132,7 +132,7 @@ fn cart(customer: Uuid, codes: &[&str]) -> pb::EvaluateCartRequest {
     }
 }
 
-async fn evaluate(
+pub(super) async fn evaluate(
     api: &RewardsApi,
     partner: Uuid,
     request: pb::EvaluateCartRequest,
@@ -143,7 +143,7 @@ async fn evaluate(
         .into_inner()
 }
 
-fn not_applied(r: &pb::EvaluateCartResponse, rule_id: &str) -> String {
+pub(super) fn not_applied(r: &pb::EvaluateCartResponse, rule_id: &str) -> String {
     r.rules_not_applied
         .iter()
         .find(|n| n.rule_id == rule_id)
@@ -345,13 +345,13 @@ async fn a_cart_gets_the_cash_desk_reward_the_bonus_and_the_voucher(f: Fixture) 
         "{}",
         line.discounts[0].explanation
     );
-    // Base earn 14 on 14.40, the bonus 10 per 1.00: 144.
-    assert_eq!(line.points, 158);
-    assert_eq!(e.points, 158);
+    // Base earn 14 on 14.40, the bonus 10 per full 1.00 of 14.40: 14 steps = 140.
+    assert_eq!(line.points, 154);
+    assert_eq!(e.points, 154);
     assert!(
         line.points_detail
             .iter()
-            .any(|p| p.rule_id == bonus && p.points == 144 && p.reason == "BONUS_POINTS")
+            .any(|p| p.rule_id == bonus && p.points == 140 && p.reason == "BONUS_POINTS")
     );
     assert_eq!(e.vouchers_to_redeem, std::slice::from_ref(&code));
     let rejected: Vec<(&str, &str)> = e
