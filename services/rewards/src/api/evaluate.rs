@@ -525,7 +525,7 @@ fn evaluation_to_proto(e: Evaluation) -> pb::EvaluateCartResponse {
                         rule_id: d.rule_id.to_string(),
                         amount_minor: d.amount_minor,
                         reason: d.reason.to_owned(),
-                        explanation: d.explanation,
+                        explanation: d.explanation.to_string(),
                     })
                     .collect(),
                 total_minor: l.total_minor,

@@ -315,19 +315,17 @@ fn from_model(m: voucher_rows::Model) -> Result<Voucher, ApiError> {
     })
 }
 
-/// Inserts a voucher unless its code is taken; `false` when taken (the transaction stays
-/// usable: ON CONFLICT DO NOTHING).
+/// Inserts a voucher unless its code (or id) is taken; `false` when taken (the transaction
+/// stays usable: ON CONFLICT DO NOTHING). Without a conflict target, so that concurrent
+/// materialisations of one generated code (same id and code) meet on whichever unique index
+/// PostgreSQL checks first instead of failing on the one that is not the arbiter.
 pub async fn insert_voucher(
     conn: &impl ConnectionTrait,
     partner_id: Uuid,
     v: &Voucher,
 ) -> Result<bool, ApiError> {
     let n = voucher_rows::Entity::insert(to_model(partner_id, v))
-        .on_conflict(
-            OnConflict::columns([voucher_rows::Column::PartnerId, voucher_rows::Column::Code])
-                .do_nothing()
-                .to_owned(),
-        )
+        .on_conflict(OnConflict::new().do_nothing().to_owned())
         .exec_without_returning(conn)
         .await?;
     Ok(n == 1)

@@ -111,7 +111,7 @@ pub struct CompiledRuleSet<'a> {
     sentences: Option<Vec<Vec<Arc<str>>>>,
     /// Per position in `order`, the explanations of an applied rule: of the rule
     /// ("<name>: <benefit>; <benefit>") and of each benefit ("<name>: <benefit>").
-    applied: Option<Vec<(String, Vec<String>)>>,
+    applied: Option<Vec<(String, Vec<Arc<str>>)>>,
 }
 
 impl CompiledRuleSet<'static> {
@@ -166,7 +166,12 @@ impl<'a> CompiledRuleSet<'a> {
                 .collect();
             let applied = rules
                 .iter()
-                .map(|r| (applied_sentence(r), benefit_sentences(r).collect()))
+                .map(|r| {
+                    (
+                        applied_sentence(r),
+                        benefit_sentences(r).map(Arc::from).collect(),
+                    )
+                })
                 .collect();
             (
                 Some(TargetIndex::build(&rules)),
@@ -261,10 +266,10 @@ impl<'a> CompiledRuleSet<'a> {
     }
 
     /// The explanation of the discounts and points of benefit `k` of the rule at `pos`.
-    pub(super) fn benefit_said(&self, pos: usize, k: usize, rule: &Rule) -> String {
+    pub(super) fn benefit_said(&self, pos: usize, k: usize, rule: &Rule) -> Arc<str> {
         match &self.applied {
             Some(a) if std::ptr::eq(rule, self.rule_at(pos)) => a[pos].1[k].clone(),
-            _ => benefit_sentences(rule).nth(k).unwrap_or_default(),
+            _ => Arc::from(benefit_sentences(rule).nth(k).unwrap_or_default()),
         }
     }
 

@@ -506,7 +506,9 @@ pub struct LineDiscount {
     pub amount_minor: i64,
     /// Benefit code, e.g. `PERCENTAGE_DISCOUNT`.
     pub reason: &'static str,
-    pub explanation: String,
+    /// Shared by every line the benefit discounts, and across evaluations of a prepared rule set.
+    #[serde(serialize_with = "shared_str")]
+    pub explanation: Arc<str>,
 }
 
 /// Points on one line (base earn or a bonus).
@@ -657,7 +659,7 @@ pub struct Evaluation {
 /// Evaluates `cart` for `ctx` against `rules`. Pure and deterministic: the order of
 /// `rules.rules` does not matter (ties are broken by rule id).
 pub fn evaluate(cart: &[CartLine], ctx: &CustomerContext, rules: &RuleSet) -> Evaluation {
-    resolution::evaluate(cart, ctx, &CompiledRuleSet::naive(rules))
+    resolution::evaluate(cart, ctx, &CompiledRuleSet::naive(rules), true)
 }
 
 /// `evaluate` against a rule set prepared once (`CompiledRuleSet::new`): the same answer,
@@ -667,5 +669,5 @@ pub fn evaluate_compiled(
     ctx: &CustomerContext,
     rules: &CompiledRuleSet,
 ) -> Evaluation {
-    resolution::evaluate(cart, ctx, rules)
+    resolution::evaluate(cart, ctx, rules, true)
 }

@@ -193,7 +193,7 @@ fn apply(
             let max_apps = rule.limits.max_applications_per_transaction;
             match benefits::discount(b, cart, mask, &st.net, max_apps, &mut st.amounts) {
                 Ok(()) => {
-                    let mut explanation: Option<String> = None;
+                    let mut explanation: Option<Arc<str>> = None;
                     // Clamped to the line, then at most the cap, in line order.
                     let mut left = cap.max(0);
                     for i in mask.iter() {
@@ -296,7 +296,7 @@ fn apply(
                             st.cart_points.push(CartPoints {
                                 rule_id: rule.id,
                                 points: flat,
-                                explanation: rs.benefit_said(*pos, j, rule),
+                                explanation: rs.benefit_said(*pos, j, rule).to_string(),
                             });
                         }
                     }
@@ -484,10 +484,13 @@ pub(super) fn say(reason: SkipReason) -> &'static str {
     }
 }
 
+/// `prune`: skip the lone trial run of the rules whose value decides nothing (see below);
+/// `false` only to prove by test that pruning changes no answer.
 pub(super) fn evaluate(
     cart: &[CartLine],
     ctx: &CustomerContext,
     rs: &CompiledRuleSet,
+    prune: bool,
 ) -> Evaluation {
     let set = rs.rule_set();
     let strategy = set.policy.strategy;
@@ -543,6 +546,29 @@ pub(super) fn evaluate(
         valued.iter().find(|v| v.id == r.id).unwrap_or(r)
     };
 
+    // Exclusive groups and rules that combine with the others (stackable, or in a stackable
+    // group).
+    let exclusive = |pos: usize| {
+        rs.group_at(pos)
+            .filter(|g| set.policy.groups[*g].mode == GroupMode::Exclusive)
+    };
+    let stacks = |(pos, r): Placed| {
+        r.stackable
+            || rs
+                .group_at(pos)
+                .is_some_and(|g| set.policy.groups[g].mode == GroupMode::Stackable)
+    };
+    // The value of a rule alone decides only between the members of an exclusive group, between
+    // non-stackable rules and the stack, and under a rule limit per transaction. A rule in no
+    // exclusive group that stacks needs no lone trial when there is no rule limit: it goes
+    // straight into the stack (deferred), and only if it gives nothing there is it tried alone,
+    // to learn whether it would give nothing alone too (and why) — a benefit gives no more on
+    // the lower amounts left by other rules, so a rule that gives something in the stack gives
+    // something alone, and a rule that gives nothing alone gives nothing in the stack and
+    // changes nothing for the others (proved by `pruned_and_unpruned_evaluation_agree`).
+    let prune = prune && set.policy.max_rules_per_transaction.is_none();
+    let mut deferred: Vec<Placed> = Vec::new();
+
     // Each eligible rule that reaches a line is tried alone on the cart to learn its value.
     let candidate_lines = rs.candidate_lines(cart);
     let mut view = CartView::new(cart, ctx.earn_rate, rs.len());
@@ -574,6 +600,10 @@ pub(super) fn evaluate(
             payments.push((pos, rule));
             continue;
         }
+        if prune && exclusive(pos).is_none() && stacks((pos, rule)) {
+            deferred.push((pos, rule));
+            continue;
+        }
         apply(&[(pos, rule)], &view, ctx, rs, false, &mut trial);
         if let Some((_, r)) = trial.empty.first() {
             not_applied.skip_said(rs, pos, rule, *r);
@@ -583,10 +613,6 @@ pub(super) fn evaluate(
     }
 
     // Exclusive groups: one winner each. A rule listed in several groups counts in the first.
-    let exclusive = |pos: usize| {
-        rs.group_at(pos)
-            .filter(|g| set.policy.groups[*g].mode == GroupMode::Exclusive)
-    };
     let mut winners: Vec<Option<(Placed, Value)>> = vec![None; set.policy.groups.len()];
     for c in &candidates {
         if let Some(g) = exclusive(c.0.0) {
@@ -612,26 +638,58 @@ pub(super) fn evaluate(
     }
 
     // Non-stackable rules apply alone: the best of them against everything stackable together.
-    let stacks = |(pos, r): Placed| {
-        r.stackable
-            || rs
-                .group_at(pos)
-                .is_some_and(|g| set.policy.groups[g].mode == GroupMode::Stackable)
-    };
-    let (stackable, lone): (Vec<_>, Vec<_>) = survivors.into_iter().partition(|c| stacks(c.0));
-    let mut chosen: Vec<(Placed, Value)> = stackable.clone();
+    let (mut stackable, lone): (Vec<_>, Vec<_>) = survivors.into_iter().partition(|c| stacks(c.0));
     // The stack applied in full, kept when it is also the final answer.
     let mut stack_applied: Option<(Vec<usize>, Applied)> = None;
+    if !deferred.is_empty() {
+        let mut rules: Vec<Placed> = stackable.iter().map(|c| c.0).collect();
+        rules.extend_from_slice(&deferred);
+        rules.sort_unstable_by_key(|r| r.0);
+        let mut applied = Applied::default();
+        apply(&rules, &view, ctx, rs, true, &mut applied);
+        // `applied.empty` and `deferred` are both in position order.
+        let mut empty = applied.empty.iter().map(|e| e.0).peekable();
+        let mut dropped: Vec<usize> = Vec::new();
+        for &(pos, rule) in &deferred {
+            while empty.next_if(|p| *p < pos).is_some() {}
+            if empty.next_if_eq(&pos).is_none() {
+                // Gave something in the stack; its lone value decides nothing.
+                stackable.push(((pos, rule), (0, 0)));
+                continue;
+            }
+            apply(&[(pos, rule)], &view, ctx, rs, false, &mut trial);
+            if let Some((_, r)) = trial.empty.first() {
+                not_applied.skip_said(rs, pos, rule, *r);
+                dropped.push(pos);
+            } else {
+                stackable.push(((pos, rule), trial.value()));
+            }
+        }
+        if !dropped.is_empty() {
+            applied
+                .empty
+                .retain(|(p, _)| dropped.binary_search(p).is_err());
+        }
+        stackable.sort_unstable_by_key(|c| c.0.0);
+        stack_applied = Some((stackable.iter().map(|c| c.0.0).collect(), applied));
+    }
+    let mut chosen: Vec<(Placed, Value)> = stackable.clone();
     if let Some(best) = lone
         .iter()
         .copied()
         .min_by(|a, b| rank(strategy, ranked(a), ranked(b)))
     {
-        let stack_rules: Vec<Placed> = stackable.iter().map(|c| c.0).collect();
-        let mut applied = Applied::default();
-        apply(&stack_rules, &view, ctx, rs, true, &mut applied);
-        let stack_value = applied.value();
-        stack_applied = Some((stack_rules.iter().map(|r| r.0).collect(), applied));
+        let stack_value = match &stack_applied {
+            Some((_, applied)) => applied.value(),
+            None => {
+                let stack_rules: Vec<Placed> = stackable.iter().map(|c| c.0).collect();
+                let mut applied = Applied::default();
+                apply(&stack_rules, &view, ctx, rs, true, &mut applied);
+                let value = applied.value();
+                stack_applied = Some((stack_rules.iter().map(|r| r.0).collect(), applied));
+                value
+            }
+        };
         let stack_priority = stackable.iter().map(|c| c.0.1.priority).max();
         let lone_wins = match stack_priority {
             None => true,

@@ -1546,3 +1546,53 @@ proptest! {
         prop_assert!(naive.total_minor >= 0);
     }
 }
+
+/// Rule sets where pruning is on: no rule limit per transaction, groups exclusive or stackable.
+fn arb_prunable_rule_set() -> impl Strategy<Value = RuleSet> {
+    (
+        arb_rule_set(),
+        prop::collection::vec(0u128..40, 0..6),
+        any::<bool>(),
+    )
+        .prop_map(|(mut rules, stacking, exclusive_first)| {
+            rules.policy.max_rules_per_transaction = None;
+            let stacked = RuleGroup {
+                name: "s".into(),
+                mode: GroupMode::Stackable,
+                rule_ids: stacking.into_iter().map(id).collect(),
+            };
+            // A rule listed in both groups counts in the first.
+            if exclusive_first {
+                rules.policy.groups.push(stacked);
+            } else {
+                rules.policy.groups.insert(0, stacked);
+            }
+            rules
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1500))]
+
+    /// Skipping the lone trial of the rules whose value decides nothing gives exactly the
+    /// answer of trying every rule alone first, reasons and explanations included.
+    #[test]
+    fn pruned_and_unpruned_evaluation_agree(
+        cart in prop::collection::vec(arb_line(), 0..8),
+        rules in prop_oneof![arb_prunable_rule_set(), arb_rule_set()],
+        voucher_rule in prop::option::of(0u128..40),
+        budgets in prop::collection::vec(prop::option::of(-10i64..2_000), 40),
+    ) {
+        let mut c = ctx();
+        for (n, b) in budgets.iter().enumerate() {
+            c.usage.insert(id(n as u128), RuleUsage { budget_remaining: *b, ..RuleUsage::default() });
+        }
+        if let Some(n) = voucher_rule {
+            c.vouchers.push(PresentedVoucher { code: "V1".into(), reward_id: Some(id(n)), rejection: None, value_minor: None });
+        }
+        let compiled = CompiledRuleSet::new(rules.clone());
+        let unpruned = super::resolution::evaluate(&cart, &c, &compiled, false);
+        prop_assert_eq!(&unpruned, &super::resolution::evaluate(&cart, &c, &compiled, true));
+        prop_assert_eq!(&unpruned, &evaluate(&cart, &c, &rules));
+    }
+}
