@@ -1056,5 +1056,62 @@ pub fn check_merchant_offer(
     Ok(())
 }
 
+/// An offer whose goals one activity reaches, competing for its award.
+#[derive(Debug, Clone, Copy)]
+pub struct Achieved<'a> {
+    pub offer_id: Uuid,
+    pub priority: i32,
+    pub value: &'a AwardValue,
+}
+
+impl AwardValue {
+    /// The size HIGHEST_AWARD and LOWEST_AWARD compare, in the award's own unit: minor units of
+    /// money, points; a voucher's worth is not known before it is used, so it counts as 0.
+    pub fn size(&self) -> i64 {
+        match self {
+            AwardValue::Money { amount_minor, .. } => *amount_minor,
+            AwardValue::Points { points, .. } => *points,
+            AwardValue::Voucher { .. } => 0,
+        }
+    }
+}
+
+/// The CRM.COM rewards resolution of the offers one activity achieves: the ids of those that
+/// award. `All` and `Priority` keep every offer by decreasing priority (ties: smaller id) up to
+/// `max_awards` (0 = no cap); `HighestAward` / `LowestAward` keep the one offer with the
+/// largest / smallest award (ties: higher priority, then smaller id).
+pub fn resolve_awards(
+    mode: super::resolution::ResolutionMode,
+    max_awards: u32,
+    achieved: &[Achieved],
+) -> Vec<Uuid> {
+    use super::resolution::ResolutionMode as M;
+    let mut order: Vec<&Achieved> = achieved.iter().collect();
+    let by_priority = |a: &&Achieved, b: &&Achieved| {
+        b.priority
+            .cmp(&a.priority)
+            .then(a.offer_id.cmp(&b.offer_id))
+    };
+    let keep = match mode {
+        M::All | M::Priority => {
+            order.sort_by(by_priority);
+            if max_awards == 0 {
+                order.len()
+            } else {
+                max_awards as usize
+            }
+        }
+        M::HighestAward => {
+            order.sort_by(|a, b| b.value.size().cmp(&a.value.size()).then(by_priority(a, b)));
+            1
+        }
+        M::LowestAward => {
+            order.sort_by(|a, b| a.value.size().cmp(&b.value.size()).then(by_priority(a, b)));
+            1
+        }
+    };
+    order.into_iter().take(keep).map(|a| a.offer_id).collect()
+}
+
 #[cfg(test)]
 mod tests;

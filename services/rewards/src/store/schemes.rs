@@ -16,8 +16,8 @@ use uuid::Uuid;
 use crate::domain::{
     Validity,
     schemes::{
-        Activity, Advance, AwardValue, Membership, Offer, OfferState, Progress, Scheme,
-        SignUpOption, Standing, Terms, TermsSpec, advance, is_member,
+        Achieved, Activity, Advance, AwardValue, Membership, Offer, OfferState, Progress, Scheme,
+        SignUpOption, Standing, Terms, TermsSpec, advance, is_member, resolve_awards,
     },
 };
 
@@ -1271,17 +1271,46 @@ pub async fn apply_activity(
     }
     let ids: Vec<Uuid> = offers.iter().map(|o| o.id).collect();
     let mut progress = progress_of(conn, partner_id, customer_id, &ids).await?;
+    let advances: Vec<(&Offer, Advance)> = offers
+        .iter()
+        .map(|o| {
+            let current = progress.remove(&o.id).unwrap_or_default();
+            (o, advance(&o.spec, &current, activity))
+        })
+        .filter(|(_, a)| a.counted)
+        .collect();
+    // Several offers achieved at once: the partner's rewards resolution picks the awards; the
+    // others are left as if the activity had not counted for them.
+    let achieved: Vec<Achieved> = advances
+        .iter()
+        .filter_map(|(o, a)| {
+            a.award.as_ref().map(|value| Achieved {
+                offer_id: o.id,
+                priority: o.spec.priority,
+                value,
+            })
+        })
+        .collect();
+    let winners = if achieved.len() > 1 {
+        let settings = super::resolution::settings(conn, partner_id).await?;
+        resolve_awards(
+            settings.offer_mode,
+            settings.max_awards_per_event,
+            &achieved,
+        )
+    } else {
+        achieved.iter().map(|a| a.offer_id).collect()
+    };
     let mut awards = Vec::new();
-    for offer in &offers {
-        let current = progress.remove(&offer.id).unwrap_or_default();
-        let Advance {
-            progress: next,
-            counted,
-            award,
-        } = advance(&offer.spec, &current, activity);
-        if !counted {
+    for (offer, adv) in advances {
+        if adv.award.is_some() && !winners.contains(&offer.id) {
             continue;
         }
+        let Advance {
+            progress: next,
+            award,
+            ..
+        } = adv;
         save_progress(conn, partner_id, customer_id, offer.id, &next, now).await?;
         if let Some(value) = award {
             let mut record = AwardRecord {

@@ -629,3 +629,38 @@ fn segment_offers_admit_only_members_of_one_of_their_segments() {
     let fields: Vec<String> = v.into_vec().into_iter().map(|f| f.field).collect();
     assert_eq!(fields, ["reward_offer.segment_ids"]);
 }
+
+#[test]
+fn competing_offers_resolve_by_mode_with_ties_by_priority_then_id() {
+    use crate::domain::resolution::ResolutionMode as M;
+    let money = |amount_minor| AwardValue::Money {
+        amount_minor,
+        currency_code: "EUR".into(),
+    };
+    let (a, b, c) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+    let (va, vb, vc) = (money(500), money(500), AwardValue::Voucher { reward_id: a });
+    let achieved = [
+        Achieved {
+            offer_id: b,
+            priority: 1,
+            value: &vb,
+        },
+        Achieved {
+            offer_id: a,
+            priority: 1,
+            value: &va,
+        },
+        Achieved {
+            offer_id: c,
+            priority: 9,
+            value: &vc,
+        },
+    ];
+    assert_eq!(resolve_awards(M::All, 0, &achieved), vec![c, a, b]);
+    assert_eq!(resolve_awards(M::Priority, 2, &achieved), vec![c, a]);
+    // Equal sizes: the higher priority, then the smaller id.
+    assert_eq!(resolve_awards(M::HighestAward, 0, &achieved), vec![a]);
+    // A voucher has no size known in advance: it counts as 0.
+    assert_eq!(resolve_awards(M::LowestAward, 5, &achieved), vec![c]);
+    assert!(resolve_awards(M::All, 3, &[]).is_empty());
+}

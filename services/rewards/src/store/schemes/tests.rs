@@ -773,3 +773,104 @@ async fn segment_offers_count_only_for_members_and_wait_for_an_unreachable_segme
         ["reward_offer.segment_ids[0]"]
     );
 }
+
+/// One purchase of 50 EUR reaching three offers at once: 5 EUR (priority 10), 8 EUR
+/// (priority 0) and 300 points (priority 5).
+async fn three_competing_offers(f: &Fixture) -> [String; 3] {
+    let money = |amount_minor: i64, priority: i32| pb::RewardOffer {
+        display_name: format!("{amount_minor} off"),
+        priority,
+        award: Some(pb::OfferAward {
+            kind: Some(pb::offer_award::Kind::FixedAmount(Money {
+                currency_code: "EUR".into(),
+                amount_minor,
+            })),
+            ..Default::default()
+        }),
+        ..spend_offer(5_000, "")
+    };
+    let five = f.offer(money(500, 10)).await.expect("5 EUR").id;
+    let eight = f.offer(money(800, 0)).await.expect("8 EUR").id;
+    let points = f
+        .offer(pb::RewardOffer {
+            award: Some(pb::OfferAward {
+                kind: Some(pb::offer_award::Kind::Points(300)),
+                ..Default::default()
+            }),
+            ..money(0, 5)
+        })
+        .await
+        .expect("300 points")
+        .id;
+    [five, eight, points]
+}
+
+async fn set_offer_resolution(f: &Fixture, mode: pb::ResolutionMode, max: i32) {
+    f.api
+        .update_resolution_settings(f.req(pb::UpdateResolutionSettingsRequest {
+            idempotency_key: key(),
+            settings: Some(pb::ResolutionSettings {
+                offer_mode: mode as i32,
+                max_awards_per_event: max,
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["offer_mode".into(), "max_awards_per_event".into()],
+            }),
+            etag: String::new(),
+        }))
+        .await
+        .expect("settings");
+}
+
+async fn awarded_offers(f: &Fixture, purchase: &str) -> Vec<String> {
+    let mut ids: Vec<String> = f
+        .apply(Uuid::now_v7(), purchase, 5_000)
+        .await
+        .iter()
+        .map(|a| a.offer_id.to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn competing_offers_award_by_the_partners_offer_resolution() {
+    let f = Fixture::postgres().await;
+    let [five, eight, points] = three_competing_offers(&f).await;
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    // Default: every offer awards.
+    assert_eq!(
+        awarded_offers(&f, "all").await,
+        sorted(vec![five.clone(), eight.clone(), points.clone()])
+    );
+    // ALL capped at two: the two highest priorities.
+    set_offer_resolution(&f, pb::ResolutionMode::All, 2).await;
+    assert_eq!(
+        awarded_offers(&f, "capped").await,
+        sorted(vec![five.clone(), points.clone()])
+    );
+    set_offer_resolution(&f, pb::ResolutionMode::Priority, 1).await;
+    assert_eq!(awarded_offers(&f, "priority").await, vec![five.clone()]);
+    // By size in the award's own unit: 8.00 EUR (800) > 5.00 EUR (500) > 300 points.
+    set_offer_resolution(&f, pb::ResolutionMode::HighestAward, 0).await;
+    assert_eq!(awarded_offers(&f, "highest").await, vec![eight.clone()]);
+    set_offer_resolution(&f, pb::ResolutionMode::LowestAward, 0).await;
+    assert_eq!(awarded_offers(&f, "lowest").await, vec![points.clone()]);
+
+    // An offer that lost keeps its progress as it was: the activity did not count for it.
+    let customer = Uuid::now_v7();
+    set_offer_resolution(&f, pb::ResolutionMode::Priority, 1).await;
+    let won = f.apply(customer, "p1", 5_000).await;
+    assert_eq!(won.len(), 1);
+    let progress = f.progress(customer).await;
+    let of = |id: &str| progress.iter().find(|p| p.offer_id == id);
+    assert_eq!(of(&five).map(|p| p.award_count), Some(1));
+    assert!(
+        of(&eight).is_none_or(|p| p.award_count == 0 && p.goals[0].current_value == 0),
+        "{progress:?}"
+    );
+}
