@@ -131,27 +131,15 @@ mod tests {
     fn only_a_paid_voucher_has_a_payment_to_give_back() {
         let now = chrono::Utc::now();
         let mut v = Voucher {
-            id: Uuid::now_v7(),
-            code: "COFFEE-1234".into(),
-            reward_id: Uuid::now_v7(),
             customer_id: Some(Uuid::now_v7()),
-            state: super::super::vouchers::VoucherState::Active,
-            source: super::super::vouchers::VoucherSource::Catalogue,
-            source_id: String::new(),
-            validity: Default::default(),
-            points_paid: 0,
-            gift_recipient_email: String::new(),
-            gift_recipient_name: String::new(),
-            issued_at: now,
-            reserve_transaction_id: None,
-            reserve_until: None,
-            redeemed_at: None,
-            redeem_transaction_id: None,
-            redeem_business_unit_id: None,
-            cancelled_at: None,
-            cancel_reason: None,
-            points_reservation_id: None,
-            value: None,
+            ..Voucher::issued(
+                Uuid::now_v7(),
+                "COFFEE-1234".into(),
+                Uuid::now_v7(),
+                super::super::vouchers::VoucherSource::Catalogue,
+                Default::default(),
+                now,
+            )
         };
         assert_eq!(v.payment(), None);
         let hold = Uuid::now_v7();

@@ -212,6 +212,41 @@ pub struct Usage {
 }
 
 impl Voucher {
+    /// A voucher as issued: ACTIVE, no customer, never reserved, redeemed, cancelled or paid
+    /// for; callers set what else they know with struct update syntax.
+    pub fn issued(
+        id: Uuid,
+        code: String,
+        reward_id: Uuid,
+        source: VoucherSource,
+        validity: Validity,
+        issued_at: DateTime<Utc>,
+    ) -> Voucher {
+        Voucher {
+            id,
+            code,
+            reward_id,
+            customer_id: None,
+            state: VoucherState::Active,
+            source,
+            source_id: String::new(),
+            validity,
+            points_paid: 0,
+            gift_recipient_email: String::new(),
+            gift_recipient_name: String::new(),
+            issued_at,
+            reserve_transaction_id: None,
+            reserve_until: None,
+            redeemed_at: None,
+            redeem_transaction_id: None,
+            redeem_business_unit_id: None,
+            cancelled_at: None,
+            cancel_reason: None,
+            points_reservation_id: None,
+            value: None,
+        }
+    }
+
     /// Whether a reservation is in force at `at`.
     pub fn reserved_at(&self, at: DateTime<Utc>) -> bool {
         self.state == VoucherState::Reserved && self.reserve_until.is_some_and(|u| at < u)
@@ -598,30 +633,18 @@ mod tests {
 
     fn voucher(now: DateTime<Utc>) -> Voucher {
         Voucher {
-            id: Uuid::now_v7(),
-            code: "GOLD-1234-ABCD".into(),
-            reward_id: Uuid::now_v7(),
             customer_id: Some(Uuid::from_u128(7)),
-            state: VoucherState::Active,
-            source: VoucherSource::Campaign,
-            source_id: String::new(),
-            validity: Validity {
-                from: Some(now - Duration::days(1)),
-                until: Some(now + Duration::days(1)),
-            },
-            points_paid: 0,
-            gift_recipient_email: String::new(),
-            gift_recipient_name: String::new(),
-            issued_at: now,
-            reserve_transaction_id: None,
-            reserve_until: None,
-            redeemed_at: None,
-            redeem_transaction_id: None,
-            redeem_business_unit_id: None,
-            cancelled_at: None,
-            cancel_reason: None,
-            points_reservation_id: None,
-            value: None,
+            ..Voucher::issued(
+                Uuid::now_v7(),
+                "GOLD-1234-ABCD".into(),
+                Uuid::now_v7(),
+                VoucherSource::Campaign,
+                Validity {
+                    from: Some(now - Duration::days(1)),
+                    until: Some(now + Duration::days(1)),
+                },
+                now,
+            )
         }
     }
 

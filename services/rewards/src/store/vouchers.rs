@@ -589,27 +589,19 @@ pub async fn issue(
         ));
     }
     let mut voucher = Voucher {
-        id: Uuid::now_v7(),
-        code: String::new(),
-        reward_id,
         customer_id,
-        state: VoucherState::Active,
-        source: order.source,
         source_id: order.source_id.clone(),
-        validity: voucher_validity(&reward.validity, &reward.rules, order.requested_until, now),
-        points_paid: 0,
         gift_recipient_email: order.gift_recipient_email.clone(),
         gift_recipient_name: order.gift_recipient_name.clone(),
-        issued_at: now,
-        reserve_transaction_id: None,
-        reserve_until: None,
-        redeemed_at: None,
-        redeem_transaction_id: None,
-        redeem_business_unit_id: None,
-        cancelled_at: None,
-        cancel_reason: None,
-        points_reservation_id: None,
         value,
+        ..Voucher::issued(
+            Uuid::now_v7(),
+            String::new(),
+            reward_id,
+            order.source,
+            voucher_validity(&reward.validity, &reward.rules, order.requested_until, now),
+            now,
+        )
     };
     if let Some(h) = order.hold {
         voucher.paid_with(order.price, h);

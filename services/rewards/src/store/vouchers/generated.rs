@@ -90,36 +90,28 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
 
 fn voucher_of(g: &generations::Model, index: u64, code: String) -> Result<Voucher, ApiError> {
     let cancelled = g.cancelled_at.is_some();
+    let source = VoucherSource::parse_str(&g.source)
+        .ok_or_else(|| internal(format!("unknown voucher source {}", g.source)))?;
     Ok(Voucher {
-        id: Uuid::from_u128(g.first_voucher_id.as_u128().wrapping_add(u128::from(index))),
-        code,
-        reward_id: g.reward_id,
-        customer_id: None,
         state: if cancelled {
             VoucherState::Cancelled
         } else {
             VoucherState::Active
         },
-        source: VoucherSource::parse_str(&g.source)
-            .ok_or_else(|| internal(format!("unknown voucher source {}", g.source)))?,
         source_id: g.source_id.clone(),
-        validity: Validity {
-            from: g.valid_from,
-            until: g.valid_until,
-        },
-        points_paid: 0,
-        gift_recipient_email: String::new(),
-        gift_recipient_name: String::new(),
-        issued_at: g.issued_at,
-        reserve_transaction_id: None,
-        reserve_until: None,
-        redeemed_at: None,
-        redeem_transaction_id: None,
-        redeem_business_unit_id: None,
         cancelled_at: g.cancelled_at,
         cancel_reason: g.cancel_reason.clone(),
-        points_reservation_id: None,
-        value: None,
+        ..Voucher::issued(
+            Uuid::from_u128(g.first_voucher_id.as_u128().wrapping_add(u128::from(index))),
+            code,
+            g.reward_id,
+            source,
+            Validity {
+                from: g.valid_from,
+                until: g.valid_until,
+            },
+            g.issued_at,
+        )
     })
 }
 
