@@ -199,15 +199,22 @@ fn fmt_field(f: &Option<Field>) -> String {
     f.as_ref().map(Field::path).unwrap_or_default()
 }
 
-fn str_eq(a: &str, b: &str) -> bool {
-    a.eq_ignore_ascii_case(b) || a.to_lowercase() == b.to_lowercase()
+/// The case-insensitive form of a string: Unicode lower case.
+pub(crate) fn fold(s: &str) -> String {
+    s.to_lowercase()
 }
 
-fn parse_int(s: &str) -> Option<i64> {
+fn str_eq(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b) || fold(a) == fold(b)
+}
+
+/// A string read as an integer: trimmed, optional sign, decimal digits, within `i64`.
+pub(crate) fn parse_int(s: &str) -> Option<i64> {
     s.trim().parse().ok()
 }
 
-fn parse_bool(s: &str) -> Option<bool> {
+/// A string read as a boolean: trimmed `true` or `false`, any case.
+pub(crate) fn parse_bool(s: &str) -> Option<bool> {
     let s = s.trim();
     if s.eq_ignore_ascii_case("true") {
         Some(true)
@@ -264,9 +271,7 @@ impl Condition {
             Operator::NotEqual => first.is_some_and(|v| !scalar_equals(fact, v)),
             Operator::In => self.values.iter().any(|v| scalar_equals(fact, v)),
             Operator::Contains => match (fact, first) {
-                (Fact::String(s), Some(Value::String(v))) => {
-                    s.to_lowercase().contains(&v.to_lowercase())
-                }
+                (Fact::String(s), Some(Value::String(v))) => fold(s).contains(&fold(v)),
                 (Fact::List(_), Some(v)) => scalar_equals(fact, v),
                 _ => false,
             },

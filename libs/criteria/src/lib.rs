@@ -66,6 +66,7 @@ mod condition;
 mod facts;
 mod field;
 mod raw;
+pub mod sql;
 
 use serde::{Deserialize, Serialize};
 
