@@ -24,7 +24,7 @@
 //! Every condition compiles to `COALESCE(<comparison>, FALSE)`, so SQL's three-valued logic
 //! never leaks: `NOT` and the groups then behave exactly like their Rust counterparts, and a
 //! missing fact (SQL `NULL`) is false except for `NOT_EQUAL`, which compiles to
-//! `NOT <present> OR NOT COALESCE(<equal>, FALSE)`. Every literal, JSON key and timestamp is
+//! `NOT COALESCE(<equal>, FALSE)` ("missing or different" is "not present-and-equal"). Every literal, JSON key and timestamp is
 //! a bind parameter; only the caller's table and column names (checked to be
 //! `[a-z_][a-z0-9_]*`) are written into the text.
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
@@ -136,7 +136,7 @@ impl SqlParams {
 /// ```
 /// use loyalty_criteria::sql::search_form;
 /// assert_eq!(search_form(" 7 "), serde_json::json!({"t": " 7 ", "i": 7}));
-/// assert_eq!(search_form("ŽLUŤÁ"), serde_json::json!({"t": "žlutá"}));
+/// assert_eq!(search_form("ŽLUŤÁ"), serde_json::json!({"t": "žluťá"}));
 /// assert_eq!(search_form("TRUE"), serde_json::json!({"t": "true", "b": true}));
 /// ```
 pub fn search_form(s: &str) -> serde_json::Value {
@@ -281,16 +281,18 @@ impl Compiler<'_, '_, '_> {
                 Some(v) => self.equals(&source, v),
                 None => FALSE.to_owned(),
             },
-            Operator::NotEqual => {
-                let present = self.present(&source);
-                match first {
-                    Some(v) => {
-                        let eq = self.equals(&source, v);
-                        format!("NOT ({present}) OR NOT COALESCE({eq}, {FALSE})")
-                    }
-                    None => format!("NOT ({present})"),
+            // "Missing or different" is exactly "not equal-and-present", and a comparison
+            // with a missing fact is NULL (or FALSE), so the COALESCE covers the missing fact.
+            Operator::NotEqual => match first {
+                Some(v) => {
+                    let eq = self.equals(&source, v);
+                    format!("NOT COALESCE({eq}, {FALSE})")
                 }
-            }
+                None => {
+                    let present = self.present(&source);
+                    format!("NOT ({present})")
+                }
+            },
             Operator::In => {
                 if c.values.is_empty() {
                     FALSE.to_owned()
@@ -615,8 +617,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             s,
-            "COALESCE(NOT ((\"facts\" -> $1 ->> 't') IS NOT NULL) OR \
-             NOT COALESCE((\"facts\" -> $2 ->> 't') = $3, FALSE), FALSE)"
+            "COALESCE(NOT COALESCE((\"facts\" -> $1 ->> 't') = $2, FALSE), FALSE)"
         );
     }
 

@@ -52,7 +52,10 @@ impl Features {
     /// [`loyalty_criteria::sql`]). Later keys win, as in [`Features::facts`].
     pub fn search_facts(&self) -> serde_json::Value {
         let mut out = serde_json::Map::new();
-        let attributes = self.attributes.iter().map(|(k, v)| (format!("customer.{k}"), v));
+        let attributes = self
+            .attributes
+            .iter()
+            .map(|(k, v)| (format!("customer.{k}"), v));
         let properties = self
             .properties
             .iter()

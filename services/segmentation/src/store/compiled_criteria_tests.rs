@@ -16,12 +16,11 @@ use super::entities::customer_features;
 use super::features::{self, features_from, write};
 use crate::domain::Features;
 
-const ATTRIBUTES: &[&str] = &["city", "email", "first_name"];
+const ATTRIBUTES: &[&str] = &["city", "email"];
 const PROPERTIES: &[&str] = &["tier", "visits", "vip"];
 const FIELDS: &[&str] = &[
     "customer.city",
     "customer.email",
-    "customer.first_name",
     "customer.properties.tier",
     "customer.properties.visits",
     "customer.properties.vip",
@@ -29,42 +28,32 @@ const FIELDS: &[&str] = &[
     "features.total_spent_minor",
     "features.last_purchase_days_ago",
 ];
-/// Mixed case, Unicode (final sigma, ß, dotted İ), numbers with spaces and signs, numbers
-/// too large for i64, booleans, SQL wildcards and quotes.
+/// Few enough that conditions often hit: mixed case, Unicode (final sigma, ß, dotted İ),
+/// numbers with spaces and signs, numbers beyond 64 bits, booleans, SQL wildcards, quotes.
 const WORDS: &[&str] = &[
     "Praha",
     "PRAHA",
     "praha ",
     "rah",
-    "Brno",
-    "žluťoučký",
-    "ŽLUŤOUČKÝ",
-    "luť",
+    "ŽLUŤ",
+    "žluť",
     "Straße",
     "STRASSE",
-    "ß",
     "ΟΔΟΣ",
     "οδος",
-    "İstanbul",
-    "i̇st",
+    "İ",
     "7",
     " 7 ",
     "+7",
-    "007",
     "-2",
     "x7",
-    "1e3",
     "99999999999999999999",
-    "9223372036854775807",
-    "true",
+    "-9223372036854775808",
     "TRUE",
-    " False ",
-    "yes",
+    " false ",
     "",
     "%",
-    "_",
     "a'b",
-    "\"q\"",
 ];
 
 fn word() -> impl Strategy<Value = String> {
@@ -73,7 +62,7 @@ fn word() -> impl Strategy<Value = String> {
 
 fn int() -> impl Strategy<Value = i64> {
     prop_oneof![
-        8 => -3i64..45,
+        12 => -2i64..9,
         1 => prop::sample::select(vec![i64::MIN, i64::MAX, 10_000_000, -10_000_000]),
     ]
 }
@@ -130,7 +119,7 @@ fn criterion() -> impl Strategy<Value = Criterion> {
         .prop_map(|raw| Criterion::parse(raw).expect("generated valid"))
 }
 
-/// A time relative to `now`: anywhere within ±45 days, or just around a whole number of days
+/// A time relative to `now`: anywhere within ±9 days, or just around a whole number of days
 /// before it (where `last_purchase_days_ago` changes).
 #[derive(Debug, Clone, Copy)]
 enum Ago {
@@ -140,9 +129,11 @@ enum Ago {
 
 fn ago() -> impl Strategy<Value = Ago> {
     prop_oneof![
-        (-45 * 86_400i64..45 * 86_400, 0u32..1_000_000_000)
-            .prop_map(|(s, n)| Ago::Seconds(s, n)),
-        (0i64..45, prop::sample::select(vec![-1_000, -1, 0, 1, 1_000]))
+        (-9 * 86_400i64..9 * 86_400, 0u32..1_000_000_000).prop_map(|(s, n)| Ago::Seconds(s, n)),
+        (
+            0i64..9,
+            prop::sample::select(vec![-1_000, -1, 0, 0, 1, 1_000])
+        )
             .prop_map(|(d, ns)| Ago::DaysExactly(d, ns)),
     ]
 }
@@ -174,14 +165,12 @@ fn customer() -> impl Strategy<Value = Customer> {
         prop::option::of(ago()),
     )
         .prop_map(
-            |(attributes, properties, purchase_count, total_spent_minor, last_purchase)| {
-                Customer {
-                    attributes,
-                    properties,
-                    purchase_count,
-                    total_spent_minor,
-                    last_purchase,
-                }
+            |(attributes, properties, purchase_count, total_spent_minor, last_purchase)| Customer {
+                attributes,
+                properties,
+                purchase_count,
+                total_spent_minor,
+                last_purchase,
             },
         )
 }
@@ -213,7 +202,7 @@ struct Case {
 fn case() -> impl Strategy<Value = Case> {
     (
         criterion(),
-        prop::collection::vec(customer(), 0..10),
+        prop::collection::vec(customer(), 0..16),
         0u32..1_000_000_000,
     )
         .prop_map(|(criterion, customers, now_nanos)| Case {
@@ -239,22 +228,37 @@ async fn compiled(
         .collect()
 }
 
-/// What the in-memory evaluator admits of a partner's stored customers (read back, so both
-/// see the same stored precision).
-async fn in_memory(
-    db: &DatabaseConnection,
-    partner: Uuid,
-    c: &Criterion,
-    now: DateTime<Utc>,
-) -> BTreeSet<Uuid> {
+/// Every node of the tree: each is a criterion of its own, checked separately so that a
+/// wrong condition cannot hide under the others.
+fn subtrees(c: &Criterion) -> Vec<&Criterion> {
+    let mut out = vec![c];
+    match c {
+        Criterion::All(cs) | Criterion::Any(cs) => cs.iter().for_each(|c| out.extend(subtrees(c))),
+        Criterion::Not(c) => out.extend(subtrees(c)),
+        Criterion::Condition(_) => {}
+    }
+    out
+}
+
+/// The features of a partner's stored customers (read back, so that the in-memory evaluator
+/// sees the precision the database kept).
+async fn stored(db: &DatabaseConnection, partner: Uuid) -> Vec<(Uuid, Features)> {
     customer_features::Entity::find()
         .filter(customer_features::Column::PartnerId.eq(partner))
         .all(db)
         .await
         .unwrap()
         .iter()
-        .filter(|m| c.evaluate(&features_from(m).facts(now)))
-        .map(|m| m.customer_id)
+        .map(|m| (m.customer_id, features_from(m)))
+        .collect()
+}
+
+/// What the in-memory evaluator admits of `customers` at `now`.
+fn in_memory(customers: &[(Uuid, Features)], c: &Criterion, now: DateTime<Utc>) -> BTreeSet<Uuid> {
+    customers
+        .iter()
+        .filter(|(_, f)| c.evaluate(&f.facts(now)))
+        .map(|(id, _)| *id)
         .collect()
 }
 
@@ -283,15 +287,25 @@ async fn check(db: &DatabaseConnection, case: Case) -> Result<(), TestCaseError>
     }
     txn.commit().await.unwrap();
 
-    let got = compiled(db, mine, &case.criterion, now).await;
-    let expected = in_memory(db, mine, &case.criterion, now).await;
-    prop_assert!(
-        got.is_disjoint(&ids),
-        "another partner's customer was selected"
-    );
-    prop_assert_eq!(&got, &expected, "SQL and memory disagree for {:?}", case.criterion);
+    let customers = stored(db, mine).await;
+    for c in subtrees(&case.criterion) {
+        let got = compiled(db, mine, c, now).await;
+        prop_assert!(
+            got.is_disjoint(&ids),
+            "another partner's customer was selected"
+        );
+        prop_assert_eq!(
+            &got,
+            &in_memory(&customers, c, now),
+            "SQL and memory disagree for {:?}",
+            c
+        );
+    }
     let theirs = compiled(db, other, &case.criterion, now).await;
-    prop_assert_eq!(theirs.len(), expected.len());
+    prop_assert_eq!(
+        theirs.len(),
+        in_memory(&customers, &case.criterion, now).len()
+    );
     prop_assert!(theirs.is_subset(&ids));
     Ok(())
 }
@@ -327,7 +341,7 @@ fn the_compiled_criterion_selects_what_memory_admits_on_postgres() {
     let rt = runtime();
     let test_db = rt.block_on(loyalty_testkit::TestDb::postgres()).unwrap();
     let db = rt.block_on(migrated(test_db.url()));
-    run_property(db, &rt, 192);
+    run_property(db, &rt, 384);
 }
 
 #[test]
@@ -336,7 +350,7 @@ fn the_compiled_criterion_selects_what_memory_admits_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/test.db?mode=rwc", dir.path().display());
     let db = rt.block_on(migrated(url));
-    run_property(db, &rt, 192);
+    run_property(db, &rt, 384);
 }
 
 async fn partner_isolation(db: DatabaseConnection) {

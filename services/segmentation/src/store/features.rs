@@ -3,12 +3,12 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use loyalty_platform::{ApiError, events};
-use loyalty_proto::events::v1 as ev;
 use loyalty_criteria::{
     Criterion, Field,
     sql::{Column, Dialect, SqlTarget, SqlValue},
 };
+use loyalty_platform::{ApiError, events};
+use loyalty_proto::events::v1 as ev;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction,
     EntityTrait, QueryFilter, Statement, Value, sea_query::Expr,
@@ -96,7 +96,11 @@ pub fn members_query(
         SqlValue::Timestamp(t) => Value::from(t),
         SqlValue::Uuid(u) => Value::from(u),
     });
-    Ok(Statement::from_sql_and_values(backend, compiled.sql, values))
+    Ok(Statement::from_sql_and_values(
+        backend,
+        compiled.sql,
+        values,
+    ))
 }
 
 /// Every customer of the partner whom `segment` admits at `now`, found by one statement
@@ -111,7 +115,12 @@ pub async fn admitted(
     if segment.criterion.uses_cart() {
         return Ok(Vec::new());
     }
-    let query = members_query(conn.get_database_backend(), partner_id, &segment.criterion, now)?;
+    let query = members_query(
+        conn.get_database_backend(),
+        partner_id,
+        &segment.criterion,
+        now,
+    )?;
     let rows = conn.query_all(query).await?;
     Ok(rows
         .iter()
