@@ -176,13 +176,19 @@ pub(crate) fn check_condition(
         );
     }
     for (i, v) in values.iter().enumerate() {
-        if let Value::String(s) = v
-            && s.chars().count() > MAX_STRING_CHARS
-        {
-            bad(
-                format!("{values_path}[{i}]"),
-                format!("a string value is at most {MAX_STRING_CHARS} characters"),
-            );
+        if let Value::String(s) = v {
+            if s.chars().count() > MAX_STRING_CHARS {
+                bad(
+                    format!("{values_path}[{i}]"),
+                    format!("a string value is at most {MAX_STRING_CHARS} characters"),
+                );
+            } else if s.contains('\0') {
+                // No stored text can hold it (PostgreSQL text refuses U+0000).
+                bad(
+                    format!("{values_path}[{i}]"),
+                    "a string value must not contain U+0000".to_owned(),
+                );
+            }
         }
     }
     match (field, operator) {
@@ -400,6 +406,18 @@ mod tests {
                 "customer.city",
                 Some(Operator::In),
                 vec![s(&fine), s(&long)]
+            )),
+            ["condition.values[1]"]
+        );
+    }
+
+    #[test]
+    fn a_nul_character_in_a_string_value_is_reported_with_its_index() {
+        assert_eq!(
+            paths(check(
+                "customer.city",
+                Some(Operator::In),
+                vec![s("ok"), s("a\0b")]
             )),
             ["condition.values[1]"]
         );
