@@ -293,18 +293,7 @@ impl Compiler<'_, '_, '_> {
                     format!("NOT ({present})")
                 }
             },
-            Operator::In => {
-                if c.values.is_empty() {
-                    FALSE.to_owned()
-                } else {
-                    let parts: Vec<String> = c
-                        .values
-                        .iter()
-                        .map(|v| format!("COALESCE({}, {FALSE})", self.equals(&source, v)))
-                        .collect();
-                    parts.join(" OR ")
-                }
-            }
+            Operator::In => self.one_of(&source, &c.values),
             Operator::Contains => match (&source, first) {
                 (Source::Text { .. }, Some(Value::String(v))) => {
                     let t = self.text(&source, "t");
@@ -389,6 +378,74 @@ impl Compiler<'_, '_, '_> {
             }
             (Source::Days(_), Value::Int(n)) => self.days_between(source, *n, *n),
         }
+    }
+
+    /// Whether the fact equals one of `values`: one `IN` list per kind of value for a text
+    /// fact (the member is read once) or an integer column, equalities otherwise.
+    fn one_of(&mut self, source: &Source, values: &[Value]) -> String {
+        let mut parts = Vec::new();
+        match source {
+            Source::Text { .. } => {
+                let strings: Vec<SqlValue> = values
+                    .iter()
+                    .filter_map(|v| match v {
+                        Value::String(s) => Some(SqlValue::Text(fold(s))),
+                        _ => None,
+                    })
+                    .collect();
+                let ints: Vec<SqlValue> = values
+                    .iter()
+                    .filter_map(|v| match v {
+                        Value::Int(n) => Some(SqlValue::Int(*n)),
+                        _ => None,
+                    })
+                    .collect();
+                let bools: Vec<SqlValue> = values
+                    .iter()
+                    .filter_map(|v| match v {
+                        Value::Bool(b) => Some(SqlValue::Bool(*b)),
+                        _ => None,
+                    })
+                    .collect();
+                for (part, list) in [("t", strings), ("i", ints), ("b", bools)] {
+                    if !list.is_empty() {
+                        let member = self.text(source, part);
+                        parts.push(self.in_list(member, list));
+                    }
+                }
+            }
+            Source::Int(col) => {
+                let list: Vec<SqlValue> = values
+                    .iter()
+                    .filter_map(|v| match v {
+                        Value::Int(n) => Some(SqlValue::Int(*n)),
+                        Value::String(s) => parse_int(s).map(SqlValue::Int),
+                        Value::Bool(_) => None,
+                    })
+                    .collect();
+                if !list.is_empty() {
+                    parts.push(self.in_list(col.clone(), list));
+                }
+            }
+            Source::Days(_) => {
+                for v in values {
+                    parts.push(self.equals(source, v));
+                }
+            }
+        }
+        if parts.is_empty() {
+            return FALSE.to_owned();
+        }
+        parts
+            .into_iter()
+            .map(|p| format!("COALESCE({p}, {FALSE})"))
+            .collect::<Vec<_>>()
+            .join(" OR ")
+    }
+
+    fn in_list(&mut self, expr: String, list: Vec<SqlValue>) -> String {
+        let placeholders: Vec<String> = list.into_iter().map(|v| self.params.push(v)).collect();
+        format!("{expr} IN ({})", placeholders.join(", "))
     }
 
     fn ordering(&mut self, source: &Source, op: Operator, v: i64) -> String {
@@ -618,6 +675,35 @@ mod tests {
         assert_eq!(
             s,
             "COALESCE(NOT COALESCE((\"facts\" -> $1 ->> 't') = $2, FALSE), FALSE)"
+        );
+    }
+
+    #[test]
+    fn in_reads_a_text_member_once_per_kind_of_value() {
+        let c = parse(cond(
+            "customer.properties.tier",
+            Operator::In,
+            vec![
+                Value::String("Gold".into()),
+                Value::Int(3),
+                Value::String("SILVER".into()),
+            ],
+        ));
+        let mut p = SqlParams::new(Dialect::Postgres);
+        let s = c
+            .to_sql_condition(&target(Dialect::Postgres), now(), &mut p)
+            .unwrap();
+        assert_eq!(
+            s,
+            "COALESCE(COALESCE((\"facts\" -> $1 ->> 't') IN ($2, $3), FALSE) OR \
+             COALESCE(CAST((\"facts\" -> $4 ->> 'i') AS BIGINT) IN ($5), FALSE), FALSE)"
+        );
+        assert_eq!(
+            p.into_values()[1..3],
+            [
+                SqlValue::Text("gold".into()),
+                SqlValue::Text("silver".into())
+            ]
         );
     }
 
