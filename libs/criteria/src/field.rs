@@ -16,12 +16,20 @@ pub const CUSTOMER_ATTRIBUTES: &[&str] = &[
     "country_code",
     "state",
 ];
-/// Features projected from events (`features.<name>`), all integers.
+/// Features projected from events (`features.<name>`); integers, except
+/// [`STRING_FEATURES`].
 pub const FEATURES: &[&str] = &[
     "purchase_count",
     "total_spent_minor",
     "last_purchase_days_ago",
+    "email_hard_bounced",
+    "email_soft_bounce_count",
+    "tier_id",
+    "tier_rank",
 ];
+/// The [`FEATURES`] holding strings: `email_hard_bounced` (`"true"`/`"false"`, compared with a
+/// boolean value) and `tier_id` (a UUID).
+pub const STRING_FEATURES: &[&str] = &["email_hard_bounced", "tier_id"];
 /// Integer fields of the current cart (`cart.<name>`).
 pub const CART_NUMBERS: &[&str] = &["total_minor", "line_count"];
 /// List fields of the current cart (`cart.<name>`).
@@ -30,6 +38,10 @@ pub const CART_LISTS: &[&str] = &["product_ids", "product_group_ids"];
 pub const MAX_PROPERTY_KEY_LEN: usize = 64;
 
 const PROPERTIES_PREFIX: &str = "customer.properties.";
+const CONSENTS_PREFIX: &str = "consents.";
+const POINTS_PREFIX: &str = "points.";
+const EVENTS_PREFIX: &str = "events.";
+const EVENT_COUNT_SUFFIX: &str = ".count";
 
 const TEXT_OPERATORS: &[Operator] = &[
     Operator::Equal,
@@ -95,6 +107,14 @@ pub enum Field {
     Feature(String),
     /// `cart.<name>`, e.g. `cart.total_minor`.
     Cart(String),
+    /// `consents.<consent type code>`: the state of the customer's consent of that type,
+    /// `granted`, `withdrawn` or `expired` (a string; missing = never answered).
+    Consent(String),
+    /// `points.<points type code>`: the customer's available balance of that points type.
+    Points(String),
+    /// `events.<event type code>.count`: how many events of that type were tracked for the
+    /// customer.
+    EventCount(String),
 }
 
 impl Field {
@@ -109,6 +129,37 @@ impl Field {
                     "a property key must be 1..{MAX_PROPERTY_KEY_LEN} characters of [a-z0-9_], \
                      got {key:?}"
                 ))
+            };
+        }
+        let code = |prefix: &str, suffix: &str| {
+            path.strip_prefix(prefix)
+                .and_then(|rest| rest.strip_suffix(suffix))
+        };
+        let bad_code = |what: &str, key: &str| {
+            Err(format!(
+                "a {what} code must be 1..{MAX_PROPERTY_KEY_LEN} characters of [a-z0-9_], \
+                 got {key:?}"
+            ))
+        };
+        if let Some(key) = code(CONSENTS_PREFIX, "") {
+            return if is_property_key(key) {
+                Ok(Field::Consent(key.to_owned()))
+            } else {
+                bad_code("consent type", key)
+            };
+        }
+        if let Some(key) = code(POINTS_PREFIX, "") {
+            return if is_property_key(key) {
+                Ok(Field::Points(key.to_owned()))
+            } else {
+                bad_code("points type", key)
+            };
+        }
+        if let Some(key) = code(EVENTS_PREFIX, EVENT_COUNT_SUFFIX) {
+            return if is_property_key(key) {
+                Ok(Field::EventCount(key.to_owned()))
+            } else {
+                bad_code("event type", key)
             };
         }
         let known = |list: &[&str], name: &str| list.contains(&name).then(|| name.to_owned());
@@ -130,14 +181,18 @@ impl Field {
             Field::Property(k) => format!("{PROPERTIES_PREFIX}{k}"),
             Field::Feature(f) => format!("features.{f}"),
             Field::Cart(c) => format!("cart.{c}"),
+            Field::Consent(c) => format!("{CONSENTS_PREFIX}{c}"),
+            Field::Points(c) => format!("{POINTS_PREFIX}{c}"),
+            Field::EventCount(c) => format!("{EVENTS_PREFIX}{c}{EVENT_COUNT_SUFFIX}"),
         }
     }
 
     /// The kind of value the field holds.
     pub fn value_kind(&self) -> ValueKind {
         match self {
-            Field::Customer(_) | Field::Property(_) => ValueKind::String,
-            Field::Feature(_) => ValueKind::Int,
+            Field::Customer(_) | Field::Property(_) | Field::Consent(_) => ValueKind::String,
+            Field::Feature(f) if STRING_FEATURES.contains(&f.as_str()) => ValueKind::String,
+            Field::Feature(_) | Field::Points(_) | Field::EventCount(_) => ValueKind::Int,
             Field::Cart(c) if CART_LISTS.contains(&c.as_str()) => ValueKind::StringList,
             Field::Cart(_) => ValueKind::Int,
         }
@@ -211,6 +266,23 @@ pub fn catalog() -> Vec<FieldSpec> {
         let f = Field::Feature((*name).to_owned());
         out.push(spec(f.clone(), f.path(), format!("Feature {name}")));
     }
+    out.push(spec(
+        Field::Consent("code".to_owned()),
+        format!("{CONSENTS_PREFIX}<consent_type_code>"),
+        "State of the customer's consent of that type: granted, withdrawn or expired; \
+         missing if never answered"
+            .to_owned(),
+    ));
+    out.push(spec(
+        Field::Points("code".to_owned()),
+        format!("{POINTS_PREFIX}<points_type_code>"),
+        "Available points of that points type; missing if none were ever posted".to_owned(),
+    ));
+    out.push(spec(
+        Field::EventCount("code".to_owned()),
+        format!("{EVENTS_PREFIX}<event_type_code>{EVENT_COUNT_SUFFIX}"),
+        "Number of tracked customer events of that type; missing if none".to_owned(),
+    ));
     for name in CART_NUMBERS.iter().chain(CART_LISTS) {
         let f = Field::Cart((*name).to_owned());
         out.push(spec(f.clone(), f.path(), format!("Current cart: {name}")));
@@ -232,6 +304,11 @@ mod tests {
             "features.total_spent_minor",
             "cart.total_minor",
             "cart.product_group_ids",
+            "features.email_hard_bounced",
+            "features.tier_rank",
+            "consents.newsletter_email",
+            "points.standard",
+            "events.store_visit.count",
         ] {
             assert_eq!(Field::parse(path).unwrap().path(), path);
         }
@@ -253,6 +330,15 @@ mod tests {
             "cart.items",
             "Customer.city",
             "customer.city ",
+            "consents.",
+            "consents.Email",
+            "consents.a.b",
+            "points.",
+            "points.a-b",
+            "events.visit",
+            "events.visit.last",
+            "events..count",
+            "events.Visit.count",
         ] {
             assert!(Field::parse(path).is_err(), "{path:?} should be rejected");
         }
@@ -272,6 +358,13 @@ mod tests {
         assert_eq!(kind("features.purchase_count"), ValueKind::Int);
         assert_eq!(kind("cart.line_count"), ValueKind::Int);
         assert_eq!(kind("cart.product_ids"), ValueKind::StringList);
+        assert_eq!(kind("features.email_hard_bounced"), ValueKind::String);
+        assert_eq!(kind("features.tier_id"), ValueKind::String);
+        assert_eq!(kind("features.email_soft_bounce_count"), ValueKind::Int);
+        assert_eq!(kind("features.tier_rank"), ValueKind::Int);
+        assert_eq!(kind("consents.newsletter"), ValueKind::String);
+        assert_eq!(kind("points.standard"), ValueKind::Int);
+        assert_eq!(kind("events.visit.count"), ValueKind::Int);
     }
 
     #[test]
@@ -283,8 +376,9 @@ mod tests {
     #[test]
     fn the_catalog_lists_every_field_once() {
         let c = catalog();
-        assert_eq!(c.len(), 10 + 1 + 3 + 4);
+        assert_eq!(c.len(), 10 + 1 + 7 + 3 + 4);
         assert!(c.iter().filter(|f| f.cart).count() == 4);
         assert!(c.iter().any(|f| f.path == "customer.properties.<key>"));
+        assert!(c.iter().any(|f| f.path == "events.<event_type_code>.count"));
     }
 }
