@@ -1,5 +1,5 @@
-//! The segmentation service: the customer feature store (a projection of identity's and
-//! checkout's events), segments and their memberships, recalculated online at checkout.
+//! The segmentation service: the customer feature store (a projection of identity's,
+//! checkout's, the wallet's and rewards' events), segments and their memberships, recalculated online at checkout.
 pub mod api;
 pub mod domain;
 pub mod migration;
@@ -18,8 +18,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let infra = Infra::start::<migration::Migrator>(settings).await?;
     let auth = infra.remote_authenticator()?;
     let projector = Arc::new(store::features::FeatureProjector);
+    // One consumer per producer, all feeding the one feature projection.
     infra.consume("identity", projector.clone())?;
-    infra.consume("checkout", projector)?;
+    infra.consume("checkout", projector.clone())?;
+    infra.consume("wallet", projector.clone())?;
+    infra.consume("rewards", projector)?;
     let mut routes = tonic::service::RoutesBuilder::default();
     routes.add_service(SegmentationServiceServer::new(api::SegmentationApi::new(
         store::Store::new(infra.db.clone()),

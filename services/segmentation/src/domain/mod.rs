@@ -19,6 +19,155 @@ pub struct Features {
     pub purchase_count: i64,
     pub total_spent_minor: i64,
     pub last_purchase_at: Option<DateTime<Utc>>,
+    /// What the other services' events say: consents, email bounces, points, tier, tracked
+    /// events.
+    #[serde(default)]
+    pub activity: Activity,
+}
+
+/// A value with the position (the producer's outbox sequence) of the event that set it: a
+/// state event older than the stored state is ignored, so states are order-safe.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Versioned<T> {
+    pub value: T,
+    pub sequence: i64,
+}
+
+impl<T> Versioned<T> {
+    /// Replaces the value unless `sequence` is older than the stored one.
+    fn set(slot: &mut Option<Versioned<T>>, value: T, sequence: i64) {
+        if slot.as_ref().is_none_or(|v| v.sequence <= sequence) {
+            *slot = Some(Versioned { value, sequence });
+        }
+    }
+}
+
+/// A customer's email bounce state (identity's `EmailBounceStateChanged`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailBounce {
+    pub hard_bounced: bool,
+    pub soft_bounce_count: i64,
+}
+
+/// A customer's tier (rewards' `TierChanged`): the tier's UUID (empty for no tier) and rank.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tier {
+    pub tier_id: String,
+    pub rank: i64,
+}
+
+/// The features projected from the events of identity (consents, bounces, tracked events),
+/// the wallet (points) and rewards (tiers).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Activity {
+    /// Consent state (`granted`, `withdrawn`, `expired`) by consent type code.
+    #[serde(default)]
+    pub consents: BTreeMap<String, Versioned<String>>,
+    #[serde(default)]
+    pub email_bounce: Option<Versioned<EmailBounce>>,
+    /// Available points by points type code.
+    #[serde(default)]
+    pub points: BTreeMap<String, Versioned<i64>>,
+    #[serde(default)]
+    pub tier: Option<Versioned<Tier>>,
+    /// Number of tracked events by event type code.
+    #[serde(default)]
+    pub events: BTreeMap<String, i64>,
+}
+
+fn versioned_entry<T>(
+    map: &mut BTreeMap<String, Versioned<T>>,
+    key: &str,
+    value: T,
+    sequence: i64,
+) {
+    let mut slot = map.remove(key);
+    Versioned::set(&mut slot, value, sequence);
+    if let Some(v) = slot {
+        map.insert(key.to_owned(), v);
+    }
+}
+
+impl Activity {
+    /// Records the state of a consent type; an older event than the stored one is ignored.
+    pub fn set_consent(&mut self, code: &str, state: &str, sequence: i64) {
+        versioned_entry(&mut self.consents, code, state.to_owned(), sequence);
+    }
+
+    /// Records the email bounce state; an older event than the stored one is ignored.
+    pub fn set_email_bounce(&mut self, bounce: EmailBounce, sequence: i64) {
+        Versioned::set(&mut self.email_bounce, bounce, sequence);
+    }
+
+    /// Records the available balance of a points type (the events carry the balance after
+    /// the posting); an older event than the stored one is ignored.
+    pub fn set_points(&mut self, code: &str, available: i64, sequence: i64) {
+        versioned_entry(&mut self.points, code, available, sequence);
+    }
+
+    /// Records the tier; an older event than the stored one is ignored.
+    pub fn set_tier(&mut self, tier: Tier, sequence: i64) {
+        Versioned::set(&mut self.tier, tier, sequence);
+    }
+
+    /// Counts one more tracked event of a type.
+    pub fn record_event(&mut self, code: &str) {
+        let n = self.events.entry(code.to_owned()).or_default();
+        *n = n.saturating_add(1);
+    }
+
+    /// The facts criteria read: `consents.<code>`, `features.email_hard_bounced` (always,
+    /// `"false"` without a bounce), `features.email_soft_bounce_count` (always, 0 without a
+    /// bounce), `points.<code>`, `features.tier_id` and `features.tier_rank` (once a tier
+    /// event arrived; `tier_id` only when in a tier), `events.<code>.count`.
+    pub fn facts(&self) -> Vec<(String, Fact)> {
+        let mut out = Vec::new();
+        for (code, state) in &self.consents {
+            out.push((
+                format!("consents.{code}"),
+                Fact::String(state.value.clone()),
+            ));
+        }
+        let bounce = self
+            .email_bounce
+            .as_ref()
+            .map(|b| b.value.clone())
+            .unwrap_or_default();
+        out.push((
+            "features.email_hard_bounced".to_owned(),
+            Fact::String(bounce.hard_bounced.to_string()),
+        ));
+        out.push((
+            "features.email_soft_bounce_count".to_owned(),
+            Fact::Int(bounce.soft_bounce_count),
+        ));
+        for (code, points) in &self.points {
+            out.push((format!("points.{code}"), Fact::Int(points.value)));
+        }
+        if let Some(tier) = &self.tier {
+            if !tier.value.tier_id.is_empty() {
+                out.push((
+                    "features.tier_id".to_owned(),
+                    Fact::String(tier.value.tier_id.clone()),
+                ));
+            }
+            out.push(("features.tier_rank".to_owned(), Fact::Int(tier.value.rank)));
+        }
+        for (code, n) in &self.events {
+            out.push((format!("events.{code}.count"), Fact::Int(*n)));
+        }
+        out
+    }
+
+    /// Folds a merged account's activity into the survivor's: tracked events add up; the
+    /// states (consents, bounces, points, tier) stay the survivor's, since the services
+    /// owning them announce the survivor's state after a merge.
+    pub fn absorb(&mut self, merged: &Activity) {
+        for (code, n) in &merged.events {
+            let mine = self.events.entry(code.clone()).or_default();
+            *mine = mine.saturating_add(*n);
+        }
+    }
 }
 
 impl Features {
@@ -43,6 +192,7 @@ impl Features {
                 Fact::Int((now - last).num_days().max(0)),
             );
         }
+        facts.extend(self.activity.facts());
         facts
     }
 
@@ -63,6 +213,17 @@ impl Features {
         for (path, v) in attributes.chain(properties) {
             out.insert(path, loyalty_criteria::sql::search_form(v));
         }
+        // The activity facts are kept in their search form too; an integer's is that of its
+        // decimal text, whose `i` member is the integer itself.
+        for (path, fact) in self.activity.facts() {
+            let text = match fact {
+                Fact::String(s) => s,
+                Fact::Int(n) => n.to_string(),
+                Fact::Bool(b) => b.to_string(),
+                Fact::List(_) => continue,
+            };
+            out.insert(path, loyalty_criteria::sql::search_form(&text));
+        }
         serde_json::Value::Object(out)
     }
 
@@ -72,6 +233,17 @@ impl Features {
         self.purchase_count = self.purchase_count.saturating_add(1);
         self.total_spent_minor = self.total_spent_minor.saturating_add(amount_minor);
         self.last_purchase_at = Some(self.last_purchase_at.map_or(at, |l| l.max(at)));
+    }
+
+    /// Takes back a returned purchase (checkout's `PurchaseReturned`): the refund leaves the
+    /// total spent and a purchase returned in full no longer counts. Neither is floored at 0,
+    /// so a return applied before its purchase ends up at the same values; the last purchase
+    /// time stays.
+    pub fn record_return(&mut self, refund_minor: i64, fully_returned: bool) {
+        self.total_spent_minor = self.total_spent_minor.saturating_sub(refund_minor);
+        if fully_returned {
+            self.purchase_count = self.purchase_count.saturating_sub(1);
+        }
     }
 
     /// Folds the features of a duplicate account merged into this one: purchases add up,
@@ -86,6 +258,7 @@ impl Features {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
         };
+        self.activity.absorb(&merged.activity);
     }
 }
 
@@ -502,7 +675,19 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(strings.len(), object.len());
+        // Every string fact and every activity integer is kept, nothing else.
+        let activity_ints = f
+            .activity
+            .facts()
+            .into_iter()
+            .filter(|(_, fact)| matches!(fact, Fact::Int(_)))
+            .count();
+        assert_eq!(strings.len() + activity_ints, object.len());
+        for (path, fact) in f.activity.facts() {
+            if let Fact::Int(n) = fact {
+                assert_eq!(object[&path]["i"], n, "{path}");
+            }
+        }
         for (path, s) in strings {
             assert_eq!(
                 object.get(path),
@@ -729,6 +914,7 @@ mod tests {
             purchase_count: 3,
             total_spent_minor: 2_500,
             last_purchase_at: Some(late),
+            ..Default::default()
         };
         survivor.absorb(&merged);
         assert_eq!(survivor.purchase_count, 5);
@@ -787,5 +973,159 @@ mod tests {
             true,
         );
         assert_eq!(cart.holds_survivor(true, true, &two, now), None);
+    }
+
+    #[test]
+    fn an_audience_excludes_no_consent_hard_bounces_and_the_fifth_soft_bounce() {
+        // Marketing consent granted, not hard bounced, fewer than 5 soft bounces.
+        let audience = Criterion::parse(RawCriterion::All(vec![
+            raw(
+                "consents.newsletter_email",
+                Operator::Equal,
+                Value::String("granted".into()),
+            ),
+            raw(
+                "features.email_hard_bounced",
+                Operator::Equal,
+                Value::Bool(false),
+            ),
+            raw(
+                "features.email_soft_bounce_count",
+                Operator::Less,
+                Value::Int(5),
+            ),
+        ]))
+        .unwrap();
+        let now = Utc::now();
+        let holds = |f: &Features| audience.evaluate(&f.facts(now));
+        let mut f = Features::default();
+        assert!(!holds(&f), "never answered");
+        f.activity.set_consent("newsletter_email", "granted", 10);
+        assert!(holds(&f), "no bounce recorded: not bounced, 0 soft bounces");
+        let soft = |n| EmailBounce {
+            hard_bounced: false,
+            soft_bounce_count: n,
+        };
+        f.activity.set_email_bounce(soft(4), 11);
+        assert!(holds(&f));
+        f.activity.set_email_bounce(soft(5), 12);
+        assert!(!holds(&f), "excluded from the 5th soft bounce");
+        f.activity.set_email_bounce(soft(0), 13);
+        f.activity.set_email_bounce(
+            EmailBounce {
+                hard_bounced: true,
+                soft_bounce_count: 0,
+            },
+            14,
+        );
+        assert!(!holds(&f), "a hard bounce excludes at once");
+        f.activity.set_email_bounce(soft(0), 15);
+        f.activity.set_consent("newsletter_email", "withdrawn", 16);
+        assert!(!holds(&f), "unsubscribed");
+    }
+
+    #[test]
+    fn a_state_older_than_the_stored_one_is_ignored() {
+        let mut a = Activity::default();
+        a.set_consent("news", "withdrawn", 7);
+        a.set_consent("news", "granted", 5);
+        assert_eq!(a.consents["news"].value, "withdrawn");
+        a.set_points("standard", 120, 20);
+        a.set_points("standard", 100, 19);
+        a.set_points("bonus", 3, 1);
+        assert_eq!(a.points["standard"].value, 120);
+        assert_eq!(a.points["bonus"].value, 3);
+        a.set_tier(
+            Tier {
+                tier_id: "gold".into(),
+                rank: 2,
+            },
+            9,
+        );
+        a.set_tier(
+            Tier {
+                tier_id: "silver".into(),
+                rank: 1,
+            },
+            8,
+        );
+        assert_eq!(a.tier.as_ref().unwrap().value.rank, 2);
+        a.set_email_bounce(
+            EmailBounce {
+                hard_bounced: true,
+                soft_bounce_count: 0,
+            },
+            3,
+        );
+        a.set_email_bounce(EmailBounce::default(), 2);
+        assert!(a.email_bounce.as_ref().unwrap().value.hard_bounced);
+    }
+
+    #[test]
+    fn activity_facts_are_read_by_their_fields() {
+        let mut f = Features::default();
+        f.activity.set_points("standard", 250, 1);
+        f.activity.set_tier(
+            Tier {
+                tier_id: "t1".into(),
+                rank: 3,
+            },
+            1,
+        );
+        f.activity.record_event("store_visit");
+        f.activity.record_event("store_visit");
+        let facts = f.facts(Utc::now());
+        assert_eq!(facts.get_path("points.standard"), Some(&Fact::Int(250)));
+        assert_eq!(facts.get_path("features.tier_rank"), Some(&Fact::Int(3)));
+        assert_eq!(
+            facts.get_path("features.tier_id"),
+            Some(&Fact::String("t1".into()))
+        );
+        assert_eq!(
+            facts.get_path("events.store_visit.count"),
+            Some(&Fact::Int(2))
+        );
+        assert_eq!(facts.get_path("events.other.count"), None);
+        let search = f.search_facts();
+        assert_eq!(search["points.standard"]["i"], 250);
+        assert_eq!(search["features.email_hard_bounced"]["b"], false);
+        assert_eq!(search["events.store_visit.count"]["i"], 2);
+        // No tier: the rank stays, the tier id is missing.
+        f.activity.set_tier(Tier::default(), 2);
+        let facts = f.facts(Utc::now());
+        assert_eq!(facts.get_path("features.tier_id"), None);
+        assert_eq!(facts.get_path("features.tier_rank"), Some(&Fact::Int(0)));
+    }
+
+    #[test]
+    fn a_return_takes_back_the_refund_and_a_full_return_the_purchase() {
+        let at = Utc::now();
+        let mut f = Features::default();
+        f.record_return(300, false);
+        f.record_purchase(1_000, at);
+        f.record_purchase(500, at);
+        assert_eq!((f.purchase_count, f.total_spent_minor), (2, 1_200));
+        f.record_return(500, true);
+        assert_eq!((f.purchase_count, f.total_spent_minor), (1, 700));
+        assert_eq!(f.last_purchase_at, Some(at));
+    }
+
+    #[test]
+    fn a_merge_adds_up_tracked_events_and_keeps_the_survivors_states() {
+        let mut survivor = Features::default();
+        survivor.activity.set_consent("news", "withdrawn", 1);
+        survivor.activity.record_event("visit");
+        let mut merged = Features::default();
+        merged.activity.set_consent("news", "granted", 2);
+        merged.activity.set_consent("sms", "granted", 2);
+        merged.activity.set_points("standard", 40, 2);
+        merged.activity.record_event("visit");
+        merged.activity.record_event("review");
+        survivor.absorb(&merged);
+        assert_eq!(survivor.activity.events["visit"], 2);
+        assert_eq!(survivor.activity.events["review"], 1);
+        assert_eq!(survivor.activity.consents["news"].value, "withdrawn");
+        assert!(!survivor.activity.consents.contains_key("sms"));
+        assert!(survivor.activity.points.is_empty());
     }
 }

@@ -5,7 +5,8 @@ loyalty_platform::migrator![
     InitialSchema,
     SegmentVersions,
     CustomerTombstones,
-    CriteriaFacts
+    CriteriaFacts,
+    CustomerActivity
 ];
 
 struct InitialSchema;
@@ -378,5 +379,48 @@ async fn backfill_criteria_facts(conn: &impl sea_orm::ConnectionTrait) -> Result
         if rows.len() < BACKFILL_PAGE {
             return Ok(());
         }
+    }
+}
+
+/// The features projected from consents, email bounces, points, tiers and tracked events
+/// (`crate::domain::Activity`, as JSON). Existing rows have none, and their search form is
+/// computed again, since it now always holds the bounce features (not bounced, 0 soft
+/// bounces).
+struct CustomerActivity;
+
+impl MigrationName for CustomerActivity {
+    fn name(&self) -> &str {
+        "m0006_customer_activity"
+    }
+}
+
+#[derive(DeriveIden)]
+enum CustomerActivityColumn {
+    #[sea_orm(iden = "customer_features")]
+    Table,
+    Activity,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CustomerActivity {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.alter_table(
+            Table::alter()
+                .table(CustomerActivityColumn::Table)
+                .add_column(json_binary(CustomerActivityColumn::Activity).default("{}"))
+                .to_owned(),
+        )
+        .await?;
+        backfill_criteria_facts(m.get_connection()).await
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.alter_table(
+            Table::alter()
+                .table(CustomerActivityColumn::Table)
+                .drop_column(CustomerActivityColumn::Activity)
+                .to_owned(),
+        )
+        .await
     }
 }

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::entities::customer_features;
 use super::features::{self, features_from, write};
-use crate::domain::Features;
+use crate::domain::{Activity, EmailBounce, Features, Tier};
 
 const ATTRIBUTES: &[&str] = &["city", "email"];
 const PROPERTIES: &[&str] = &["tier", "visits", "vip"];
@@ -27,7 +27,20 @@ const FIELDS: &[&str] = &[
     "features.purchase_count",
     "features.total_spent_minor",
     "features.last_purchase_days_ago",
+    "features.email_hard_bounced",
+    "features.email_soft_bounce_count",
+    "features.tier_id",
+    "features.tier_rank",
+    "consents.news",
+    "consents.sms",
+    "points.standard",
+    "events.visit.count",
+    "events.review.count",
 ];
+const CONSENT_CODES: &[&str] = &["news", "sms"];
+const EVENT_CODES: &[&str] = &["visit", "review"];
+/// Consent states as identity sends them, and words around them.
+const STATES: &[&str] = &["granted", "GRANTED", "withdrawn", "expired", "", "true"];
 /// Few enough that conditions often hit: mixed case, Unicode (final sigma, ß, dotted İ),
 /// numbers with spaces and signs, numbers beyond 64 bits, booleans, SQL wildcards, quotes.
 const WORDS: &[&str] = &[
@@ -154,6 +167,48 @@ struct Customer {
     purchase_count: i64,
     total_spent_minor: i64,
     last_purchase: Option<Ago>,
+    activity: Activity,
+}
+
+fn activity() -> impl Strategy<Value = Activity> {
+    let state = prop::sample::select(STATES).prop_map(str::to_owned);
+    (
+        prop::collection::vec(prop::option::of(state), CONSENT_CODES.len()),
+        prop::option::of((any::<bool>(), int())),
+        prop::option::of(int()),
+        prop::option::of((prop::option::of(word()), int())),
+        prop::collection::vec(prop::option::of(int()), EVENT_CODES.len()),
+    )
+        .prop_map(|(consents, bounce, points, tier, events)| {
+            let mut a = Activity::default();
+            for (code, state) in CONSENT_CODES.iter().zip(consents) {
+                if let Some(state) = state {
+                    a.set_consent(code, &state, 1);
+                }
+            }
+            if let Some((hard_bounced, soft_bounce_count)) = bounce {
+                a.set_email_bounce(
+                    EmailBounce {
+                        hard_bounced,
+                        soft_bounce_count,
+                    },
+                    1,
+                );
+            }
+            if let Some(p) = points {
+                a.set_points("standard", p, 1);
+            }
+            if let Some((tier_id, rank)) = tier {
+                let tier_id = tier_id.unwrap_or_default();
+                a.set_tier(Tier { tier_id, rank }, 1);
+            }
+            for (code, n) in EVENT_CODES.iter().zip(events) {
+                if let Some(n) = n {
+                    a.events.insert((*code).to_owned(), n);
+                }
+            }
+            a
+        })
 }
 
 fn customer() -> impl Strategy<Value = Customer> {
@@ -163,14 +218,25 @@ fn customer() -> impl Strategy<Value = Customer> {
         int(),
         int(),
         prop::option::of(ago()),
+        activity(),
     )
         .prop_map(
-            |(attributes, properties, purchase_count, total_spent_minor, last_purchase)| Customer {
+            |(
                 attributes,
                 properties,
                 purchase_count,
                 total_spent_minor,
                 last_purchase,
+                activity,
+            )| {
+                Customer {
+                    attributes,
+                    properties,
+                    purchase_count,
+                    total_spent_minor,
+                    last_purchase,
+                    activity,
+                }
             },
         )
 }
@@ -188,6 +254,7 @@ fn features_of(c: &Customer, now: DateTime<Utc>) -> Features {
         purchase_count: c.purchase_count,
         total_spent_minor: c.total_spent_minor,
         last_purchase_at: c.last_purchase.map(|a| at(now, a)),
+        activity: c.activity.clone(),
     }
 }
 

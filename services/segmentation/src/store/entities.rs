@@ -19,6 +19,9 @@ pub mod customer_features {
         /// The string facts in their search form ([`crate::domain::Features::search_facts`]),
         /// what criteria compiled to SQL read.
         pub criteria_facts: Json,
+        /// [`crate::domain::Activity`]: consents, bounces, points, tier, tracked events
+        /// (migration `m0006_customer_activity`).
+        pub activity: Json,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -16,7 +16,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::{entities::customer_features, lifecycle};
-use crate::domain::{Features, Segment};
+use crate::domain::{EmailBounce, Features, Segment, Tier};
 
 pub(super) fn features_from(m: &customer_features::Model) -> Features {
     Features {
@@ -25,6 +25,7 @@ pub(super) fn features_from(m: &customer_features::Model) -> Features {
         purchase_count: m.purchase_count,
         total_spent_minor: m.total_spent_minor,
         last_purchase_at: m.last_purchase_at,
+        activity: serde_json::from_value(m.activity.clone()).unwrap_or_default(),
     }
 }
 
@@ -43,19 +44,33 @@ pub async fn features(
     )
 }
 
-/// Where the feature store keeps each field criteria read: the string facts in their
-/// search form under their path in `criteria_facts`, the purchase features in their columns.
+/// A fact kept in its search form under its path in `criteria_facts` (an integer fact as
+/// the search form of its decimal text, whose `i` member is the integer).
+fn search_form_of(field: &Field) -> Column {
+    Column::Text {
+        column: "criteria_facts",
+        key: field.path(),
+    }
+}
+
+/// Where the feature store keeps each field criteria read: the string facts and the
+/// activity features (consents, bounces, points, tier, tracked events) in their search form
+/// under their path in `criteria_facts`, the purchase features in their columns.
 /// `cart.*` is not stored (it exists only at checkout).
 fn stored_column(field: &Field) -> Option<Column> {
     match field {
-        Field::Customer(_) | Field::Property(_) => Some(Column::Text {
-            column: "criteria_facts",
-            key: field.path(),
-        }),
+        Field::Customer(_)
+        | Field::Property(_)
+        | Field::Consent(_)
+        | Field::Points(_)
+        | Field::EventCount(_) => Some(search_form_of(field)),
         Field::Feature(f) => match f.as_str() {
             "purchase_count" => Some(Column::Int("purchase_count")),
             "total_spent_minor" => Some(Column::Int("total_spent_minor")),
             "last_purchase_days_ago" => Some(Column::DaysBefore("last_purchase_at")),
+            "email_hard_bounced" | "email_soft_bounce_count" | "tier_id" | "tier_rank" => {
+                Some(search_form_of(field))
+            }
             _ => None,
         },
         Field::Cart(_) => None,
@@ -138,6 +153,7 @@ pub(super) async fn write(
     let attributes = serde_json::to_value(&f.attributes)?;
     let properties = serde_json::to_value(&f.properties)?;
     let criteria_facts = f.search_facts();
+    let activity = serde_json::to_value(&f.activity)?;
     let now = Utc::now();
     if exists {
         customer_features::Entity::update_many()
@@ -165,6 +181,7 @@ pub(super) async fn write(
                 customer_features::Column::CriteriaFacts,
                 Expr::value(criteria_facts),
             )
+            .col_expr(customer_features::Column::Activity, Expr::value(activity))
             .col_expr(customer_features::Column::UpdatedAt, Expr::value(now))
             .filter(customer_features::Column::PartnerId.eq(partner_id))
             .filter(customer_features::Column::CustomerId.eq(customer_id))
@@ -181,6 +198,7 @@ pub(super) async fn write(
             last_purchase_at: Set(f.last_purchase_at),
             updated_at: Set(now),
             criteria_facts: Set(criteria_facts),
+            activity: Set(activity),
         })
         .exec_without_returning(txn)
         .await?;
@@ -203,7 +221,10 @@ async fn update(
     write(txn, partner_id, customer_id, existing.is_some(), &f).await
 }
 
-/// Projects identity's and checkout's events into `customer_features`.
+/// Projects the events of identity (profiles, merges, erasures, consents, email bounces,
+/// tracked events), checkout (purchases, returns), the wallet (points) and rewards (tiers)
+/// into `customer_features`. One handler for every producer, each consumed once per service
+/// (see `crate::run`).
 pub struct FeatureProjector;
 
 /// A profile event replaces the attributes and properties (they are the state after the
@@ -220,6 +241,37 @@ fn profile(
     }
 }
 
+impl FeatureProjector {
+    /// A points event: the balance after it, of its points type, for a live account.
+    async fn points(
+        &self,
+        txn: &DatabaseTransaction,
+        partner_id: Uuid,
+        e: &ev::EventEnvelope,
+        customer_id: &str,
+        code: &str,
+        available: i64,
+    ) -> anyhow::Result<()> {
+        let skip = |why: &str| {
+            tracing::warn!(event_id = %e.event_id, event_type = %e.event_type, "skipping event: {why}");
+            Ok(())
+        };
+        let Ok(id) = Uuid::parse_str(customer_id) else {
+            return skip("customer_id is not a UUID");
+        };
+        if code.is_empty() {
+            return skip("points_type_code is empty");
+        }
+        if lifecycle::current_account(txn, partner_id, id).await? != Some(id) {
+            return skip("the customer was merged or erased");
+        }
+        update(txn, partner_id, id, |f| {
+            f.activity.set_points(code, available, e.sequence)
+        })
+        .await
+    }
+}
+
 #[async_trait::async_trait]
 impl events::EventHandler for FeatureProjector {
     fn handles(&self, event_type: &str) -> bool {
@@ -230,6 +282,13 @@ impl events::EventHandler for FeatureProjector {
             ev::PurchaseCompleted::TYPE,
             ev::CustomerMerged::TYPE,
             ev::CustomerErased::TYPE,
+            ev::ConsentChanged::TYPE,
+            ev::EmailBounceStateChanged::TYPE,
+            ev::EventTracked::TYPE,
+            ev::PurchaseReturned::TYPE,
+            ev::PointsPosted::TYPE,
+            ev::PointsExpired::TYPE,
+            ev::TierChanged::TYPE,
         ]
         .contains(&event_type)
     }
@@ -282,6 +341,101 @@ impl events::EventHandler for FeatureProjector {
                 .unwrap_or_else(Utc::now);
             update(txn, partner_id, id, |f| {
                 f.record_purchase(p.net_amount_minor, at)
+            })
+            .await
+        } else if let Some(r) = events::decode::<ev::PurchaseReturned>(e) {
+            let Some(buyer) = customer(&r.customer_id) else {
+                return skip("customer_id is not a UUID");
+            };
+            // Like its purchase, a return of a merged account counts for the survivor.
+            let Some(id) = lifecycle::current_account(txn, partner_id, buyer).await? else {
+                return skip("the customer was erased");
+            };
+            update(txn, partner_id, id, |f| {
+                f.record_return(r.refund_amount_minor, r.fully_returned)
+            })
+            .await
+        } else if let Some(t) = events::decode::<ev::EventTracked>(e) {
+            let Some(who) = customer(&t.customer_id) else {
+                return skip("customer_id is not a UUID");
+            };
+            if t.event_type_code.is_empty() {
+                return skip("event_type_code is empty");
+            }
+            // Tracked events are history, like purchases: a merged account's count for the
+            // survivor.
+            let Some(id) = lifecycle::current_account(txn, partner_id, who).await? else {
+                return skip("the customer was erased");
+            };
+            update(txn, partner_id, id, |f| {
+                f.activity.record_event(&t.event_type_code)
+            })
+            .await
+        } else if let Some(c) = events::decode::<ev::ConsentChanged>(e) {
+            let Some(id) = customer(&c.customer_id) else {
+                return skip("customer_id is not a UUID");
+            };
+            if c.consent_type_code.is_empty() {
+                return skip("consent_type_code is empty");
+            }
+            // States belong to the account they were given for; a merged account's are not
+            // carried over (identity announces the survivor's own).
+            if !live(id).await? {
+                return skip("the customer was merged or erased");
+            }
+            update(txn, partner_id, id, |f| {
+                f.activity
+                    .set_consent(&c.consent_type_code, &c.state, e.sequence)
+            })
+            .await
+        } else if let Some(b) = events::decode::<ev::EmailBounceStateChanged>(e) {
+            let Some(id) = customer(&b.customer_id) else {
+                return skip("customer_id is not a UUID");
+            };
+            if !live(id).await? {
+                return skip("the customer was merged or erased");
+            }
+            let bounce = EmailBounce {
+                hard_bounced: b.hard_bounced,
+                soft_bounce_count: i64::from(b.soft_bounce_count),
+            };
+            update(txn, partner_id, id, |f| {
+                f.activity.set_email_bounce(bounce, e.sequence)
+            })
+            .await
+        } else if let Some(p) = events::decode::<ev::PointsPosted>(e) {
+            self.points(
+                txn,
+                partner_id,
+                e,
+                &p.customer_id,
+                &p.points_type_code,
+                p.available_points,
+            )
+            .await
+        } else if let Some(p) = events::decode::<ev::PointsExpired>(e) {
+            self.points(
+                txn,
+                partner_id,
+                e,
+                &p.customer_id,
+                &p.points_type_code,
+                p.available_points,
+            )
+            .await
+        } else if let Some(t) = events::decode::<ev::TierChanged>(e) {
+            let Some(id) = customer(&t.customer_id) else {
+                return skip("customer_id is not a UUID");
+            };
+            if !live(id).await? {
+                return skip("the customer was merged or erased");
+            }
+            let tier = Tier {
+                tier_id: t.tier_id,
+                rank: i64::from(t.rank),
+            };
+            update(txn, partner_id, id, |f| {
+                f.activity.set_tier(tier, e.sequence)
             })
             .await
         } else if let Some(m) = events::decode::<ev::CustomerMerged>(e) {
