@@ -26,10 +26,24 @@ pub const FEATURES: &[&str] = &[
     "email_soft_bounce_count",
     "tier_id",
     "tier_rank",
+    "marketing_consent_email",
+    "marketing_consent_sms",
+    "marketing_consent_push",
+    "marketing_consent_viber",
+    "data_processing_consent",
 ];
-/// The [`FEATURES`] holding strings: `email_hard_bounced` (`"true"`/`"false"`, compared with a
-/// boolean value) and `tier_id` (a UUID).
-pub const STRING_FEATURES: &[&str] = &["email_hard_bounced", "tier_id"];
+/// The [`FEATURES`] holding strings: `tier_id` (a UUID), and `"true"`/`"false"` (compared
+/// with a boolean value): `email_hard_bounced`, `marketing_consent_<channel>`,
+/// `data_processing_consent`.
+pub const STRING_FEATURES: &[&str] = &[
+    "email_hard_bounced",
+    "tier_id",
+    "marketing_consent_email",
+    "marketing_consent_sms",
+    "marketing_consent_push",
+    "marketing_consent_viber",
+    "data_processing_consent",
+];
 /// Integer fields of the current cart (`cart.<name>`).
 pub const CART_NUMBERS: &[&str] = &["total_minor", "line_count"];
 /// List fields of the current cart (`cart.<name>`).
@@ -376,7 +390,7 @@ mod tests {
     #[test]
     fn the_catalog_lists_every_field_once() {
         let c = catalog();
-        assert_eq!(c.len(), 10 + 1 + 7 + 3 + 4);
+        assert_eq!(c.len(), 10 + 1 + 12 + 3 + 4);
         assert!(c.iter().filter(|f| f.cart).count() == 4);
         assert!(c.iter().any(|f| f.path == "customer.properties.<key>"));
         assert!(c.iter().any(|f| f.path == "events.<event_type_code>.count"));

@@ -417,6 +417,7 @@ async fn record_decision(
                                     consent_type_id: t.id.to_string(),
                                     consent_type_code: t.code.clone(),
                                     state: entry.new_state.as_str().to_owned(),
+                                    purpose: t.purpose.as_str().to_owned(),
                                     channels: t
                                         .channels
                                         .iter()

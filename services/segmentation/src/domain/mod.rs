@@ -42,6 +42,32 @@ impl<T> Versioned<T> {
     }
 }
 
+/// Channels a marketing consent can cover (`CommunicationChannel` in lower case).
+pub const CHANNELS: &[&str] = &["email", "sms", "push", "viber"];
+
+/// A customer's consent of one type (identity's `ConsentChanged`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Consent {
+    /// `granted`, `withdrawn` or `expired`.
+    pub state: String,
+    /// `data_processing`, `marketing`, `profiling`, `other`; empty if the event did not say.
+    #[serde(default)]
+    pub purpose: String,
+    /// The channels covered, from [`CHANNELS`]; empty = all.
+    #[serde(default)]
+    pub channels: Vec<String>,
+}
+
+impl Consent {
+    fn granted_for(&self, purpose: &str) -> bool {
+        self.state == "granted" && self.purpose == purpose
+    }
+
+    fn covers(&self, channel: &str) -> bool {
+        self.channels.is_empty() || self.channels.iter().any(|c| c == channel)
+    }
+}
+
 /// A customer's email bounce state (identity's `EmailBounceStateChanged`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EmailBounce {
@@ -60,9 +86,9 @@ pub struct Tier {
 /// the wallet (points) and rewards (tiers).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Activity {
-    /// Consent state (`granted`, `withdrawn`, `expired`) by consent type code.
+    /// Consents by consent type code.
     #[serde(default)]
-    pub consents: BTreeMap<String, Versioned<String>>,
+    pub consents: BTreeMap<String, Versioned<Consent>>,
     #[serde(default)]
     pub email_bounce: Option<Versioned<EmailBounce>>,
     /// Available points by points type code.
@@ -89,9 +115,9 @@ fn versioned_entry<T>(
 }
 
 impl Activity {
-    /// Records the state of a consent type; an older event than the stored one is ignored.
-    pub fn set_consent(&mut self, code: &str, state: &str, sequence: i64) {
-        versioned_entry(&mut self.consents, code, state.to_owned(), sequence);
+    /// Records a consent of one type; an older event than the stored one is ignored.
+    pub fn set_consent(&mut self, code: &str, consent: Consent, sequence: i64) {
+        versioned_entry(&mut self.consents, code, consent, sequence);
     }
 
     /// Records the email bounce state; an older event than the stored one is ignored.
@@ -116,7 +142,10 @@ impl Activity {
         *n = n.saturating_add(1);
     }
 
-    /// The facts criteria read: `consents.<code>`, `features.email_hard_bounced` (always,
+    /// The facts criteria read: `consents.<code>` (the state),
+    /// `features.marketing_consent_<channel>` (always: whether a granted marketing consent
+    /// covers the channel), `features.data_processing_consent` (always: whether a
+    /// data-processing consent is granted), `features.email_hard_bounced` (always,
     /// `"false"` without a bounce), `features.email_soft_bounce_count` (always, 0 without a
     /// bounce), `points.<code>`, `features.tier_id` and `features.tier_rank` (once a tier
     /// event arrived; `tier_id` only when in a tier), `events.<code>.count`.
@@ -125,9 +154,30 @@ impl Activity {
         for (code, state) in &self.consents {
             out.push((
                 format!("consents.{code}"),
-                Fact::String(state.value.clone()),
+                Fact::String(state.value.state.clone()),
             ));
         }
+        let flag = |b: bool| Fact::String(b.to_string());
+        let marketing = || {
+            self.consents
+                .values()
+                .map(|c| &c.value)
+                .filter(|c| c.granted_for("marketing"))
+        };
+        for channel in CHANNELS {
+            out.push((
+                format!("features.marketing_consent_{channel}"),
+                flag(marketing().any(|c| c.covers(channel))),
+            ));
+        }
+        out.push((
+            "features.data_processing_consent".to_owned(),
+            flag(
+                self.consents
+                    .values()
+                    .any(|c| c.value.granted_for("data_processing")),
+            ),
+        ));
         let bounce = self
             .email_bounce
             .as_ref()
@@ -975,14 +1025,62 @@ mod tests {
         assert_eq!(cart.holds_survivor(true, true, &two, now), None);
     }
 
+    fn marketing(state: &str, channels: &[&str]) -> Consent {
+        Consent {
+            state: state.into(),
+            purpose: "marketing".into(),
+            channels: channels.iter().map(|c| (*c).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn marketing_consent_is_per_channel_and_needs_a_granted_marketing_consent() {
+        let now = Utc::now();
+        let fact = |f: &Features, path: &str| f.facts(now).get_path(path).cloned();
+        let yes = Some(Fact::String("true".into()));
+        let no = Some(Fact::String("false".into()));
+        let mut f = Features::default();
+        assert_eq!(fact(&f, "features.marketing_consent_email"), no);
+        assert_eq!(fact(&f, "features.data_processing_consent"), no);
+        f.activity
+            .set_consent("news_sms", marketing("granted", &["sms"]), 1);
+        assert_eq!(fact(&f, "features.marketing_consent_sms"), yes);
+        assert_eq!(fact(&f, "features.marketing_consent_email"), no);
+        // Granted data processing is not a marketing consent, whatever its channels.
+        f.activity.set_consent(
+            "gdpr",
+            Consent {
+                state: "granted".into(),
+                purpose: "data_processing".into(),
+                channels: vec![],
+            },
+            2,
+        );
+        assert_eq!(fact(&f, "features.data_processing_consent"), yes);
+        assert_eq!(fact(&f, "features.marketing_consent_email"), no);
+        // A marketing consent without channels covers all of them; withdrawn covers none.
+        f.activity.set_consent("all", marketing("granted", &[]), 3);
+        for c in CHANNELS {
+            assert_eq!(fact(&f, &format!("features.marketing_consent_{c}")), yes);
+        }
+        f.activity
+            .set_consent("all", marketing("withdrawn", &[]), 4);
+        assert_eq!(fact(&f, "features.marketing_consent_viber"), no);
+        assert_eq!(fact(&f, "features.marketing_consent_sms"), yes);
+        assert_eq!(
+            fact(&f, "consents.all"),
+            Some(Fact::String("withdrawn".into()))
+        );
+    }
+
     #[test]
     fn an_audience_excludes_no_consent_hard_bounces_and_the_fifth_soft_bounce() {
         // Marketing consent granted, not hard bounced, fewer than 5 soft bounces.
         let audience = Criterion::parse(RawCriterion::All(vec![
             raw(
-                "consents.newsletter_email",
+                "features.marketing_consent_email",
                 Operator::Equal,
-                Value::String("granted".into()),
+                Value::Bool(true),
             ),
             raw(
                 "features.email_hard_bounced",
@@ -1000,7 +1098,8 @@ mod tests {
         let holds = |f: &Features| audience.evaluate(&f.facts(now));
         let mut f = Features::default();
         assert!(!holds(&f), "never answered");
-        f.activity.set_consent("newsletter_email", "granted", 10);
+        f.activity
+            .set_consent("newsletter", marketing("granted", &["email"]), 10);
         assert!(holds(&f), "no bounce recorded: not bounced, 0 soft bounces");
         let soft = |n| EmailBounce {
             hard_bounced: false,
@@ -1020,16 +1119,17 @@ mod tests {
         );
         assert!(!holds(&f), "a hard bounce excludes at once");
         f.activity.set_email_bounce(soft(0), 15);
-        f.activity.set_consent("newsletter_email", "withdrawn", 16);
+        f.activity
+            .set_consent("newsletter", marketing("withdrawn", &["email"]), 16);
         assert!(!holds(&f), "unsubscribed");
     }
 
     #[test]
     fn a_state_older_than_the_stored_one_is_ignored() {
         let mut a = Activity::default();
-        a.set_consent("news", "withdrawn", 7);
-        a.set_consent("news", "granted", 5);
-        assert_eq!(a.consents["news"].value, "withdrawn");
+        a.set_consent("news", marketing("withdrawn", &[]), 7);
+        a.set_consent("news", marketing("granted", &[]), 5);
+        assert_eq!(a.consents["news"].value.state, "withdrawn");
         a.set_points("standard", 120, 20);
         a.set_points("standard", 100, 19);
         a.set_points("bonus", 3, 1);
@@ -1113,18 +1213,24 @@ mod tests {
     #[test]
     fn a_merge_adds_up_tracked_events_and_keeps_the_survivors_states() {
         let mut survivor = Features::default();
-        survivor.activity.set_consent("news", "withdrawn", 1);
+        survivor
+            .activity
+            .set_consent("news", marketing("withdrawn", &[]), 1);
         survivor.activity.record_event("visit");
         let mut merged = Features::default();
-        merged.activity.set_consent("news", "granted", 2);
-        merged.activity.set_consent("sms", "granted", 2);
+        merged
+            .activity
+            .set_consent("news", marketing("granted", &[]), 2);
+        merged
+            .activity
+            .set_consent("sms", marketing("granted", &[]), 2);
         merged.activity.set_points("standard", 40, 2);
         merged.activity.record_event("visit");
         merged.activity.record_event("review");
         survivor.absorb(&merged);
         assert_eq!(survivor.activity.events["visit"], 2);
         assert_eq!(survivor.activity.events["review"], 1);
-        assert_eq!(survivor.activity.consents["news"].value, "withdrawn");
+        assert_eq!(survivor.activity.consents["news"].value.state, "withdrawn");
         assert!(!survivor.activity.consents.contains_key("sms"));
         assert!(survivor.activity.points.is_empty());
     }

@@ -6,7 +6,10 @@ use std::collections::BTreeSet;
 use chrono::Utc;
 use loyalty_criteria::{Criterion, Fact, Operator, RawCriterion, Value};
 use loyalty_platform::events::{DomainEvent, EventHandler};
-use loyalty_proto::events::v1::{self as ev, EventEnvelope};
+use loyalty_proto::{
+    events::v1::{self as ev, EventEnvelope},
+    types::v1 as types,
+};
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use uuid::Uuid;
 
@@ -65,9 +68,9 @@ fn condition(field: &str, operator: Operator, value: Option<Value>) -> RawCriter
 fn audience() -> Criterion {
     Criterion::parse(RawCriterion::All(vec![
         condition(
-            "consents.newsletter_email",
+            "features.marketing_consent_email",
             Operator::Equal,
-            Some(Value::String("granted".into())),
+            Some(Value::Bool(true)),
         ),
         condition(
             "features.email_hard_bounced",
@@ -122,7 +125,8 @@ fn consent(id: Uuid, state: &str) -> ev::ConsentChanged {
         consent_type_id: Uuid::now_v7().to_string(),
         consent_type_code: "newsletter_email".into(),
         state: state.into(),
-        channels: vec![],
+        channels: vec![types::CommunicationChannel::Email as i32],
+        purpose: "marketing".into(),
     }
 }
 

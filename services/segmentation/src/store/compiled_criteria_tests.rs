@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::entities::customer_features;
 use super::features::{self, features_from, write};
-use crate::domain::{Activity, EmailBounce, Features, Tier};
+use crate::domain::{Activity, Consent, EmailBounce, Features, Tier};
 
 const ATTRIBUTES: &[&str] = &["city", "email"];
 const PROPERTIES: &[&str] = &["tier", "visits", "vip"];
@@ -33,6 +33,9 @@ const FIELDS: &[&str] = &[
     "features.tier_rank",
     "consents.news",
     "consents.sms",
+    "features.marketing_consent_email",
+    "features.marketing_consent_sms",
+    "features.data_processing_consent",
     "points.standard",
     "events.visit.count",
     "events.review.count",
@@ -41,6 +44,8 @@ const CONSENT_CODES: &[&str] = &["news", "sms"];
 const EVENT_CODES: &[&str] = &["visit", "review"];
 /// Consent states as identity sends them, and words around them.
 const STATES: &[&str] = &["granted", "GRANTED", "withdrawn", "expired", "", "true"];
+const PURPOSES: &[&str] = &["marketing", "data_processing", "other", ""];
+const CHANNELS: &[&str] = &["email", "sms"];
 /// Few enough that conditions often hit: mixed case, Unicode (final sigma, ß, dotted İ),
 /// numbers with spaces and signs, numbers beyond 64 bits, booleans, SQL wildcards, quotes.
 const WORDS: &[&str] = &[
@@ -171,7 +176,16 @@ struct Customer {
 }
 
 fn activity() -> impl Strategy<Value = Activity> {
-    let state = prop::sample::select(STATES).prop_map(str::to_owned);
+    let state = (
+        prop::sample::select(STATES),
+        prop::sample::select(PURPOSES),
+        prop::sample::subsequence(CHANNELS, 0..=CHANNELS.len()),
+    )
+        .prop_map(|(state, purpose, channels)| Consent {
+            state: state.to_owned(),
+            purpose: purpose.to_owned(),
+            channels: channels.into_iter().map(str::to_owned).collect(),
+        });
     (
         prop::collection::vec(prop::option::of(state), CONSENT_CODES.len()),
         prop::option::of((any::<bool>(), int())),
@@ -183,7 +197,7 @@ fn activity() -> impl Strategy<Value = Activity> {
             let mut a = Activity::default();
             for (code, state) in CONSENT_CODES.iter().zip(consents) {
                 if let Some(state) = state {
-                    a.set_consent(code, &state, 1);
+                    a.set_consent(code, state, 1);
                 }
             }
             if let Some((hard_bounced, soft_bounce_count)) = bounce {

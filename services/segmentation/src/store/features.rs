@@ -8,7 +8,7 @@ use loyalty_criteria::{
     sql::{Column, Dialect, SqlTarget, SqlValue},
 };
 use loyalty_platform::{ApiError, events};
-use loyalty_proto::events::v1 as ev;
+use loyalty_proto::{events::v1 as ev, types::v1 as types};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction,
     EntityTrait, QueryFilter, Statement, Value, sea_query::Expr,
@@ -16,7 +16,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::{entities::customer_features, lifecycle};
-use crate::domain::{EmailBounce, Features, Segment, Tier};
+use crate::domain::{Consent, EmailBounce, Features, Segment, Tier};
 
 pub(super) fn features_from(m: &customer_features::Model) -> Features {
     Features {
@@ -68,9 +68,8 @@ fn stored_column(field: &Field) -> Option<Column> {
             "purchase_count" => Some(Column::Int("purchase_count")),
             "total_spent_minor" => Some(Column::Int("total_spent_minor")),
             "last_purchase_days_ago" => Some(Column::DaysBefore("last_purchase_at")),
-            "email_hard_bounced" | "email_soft_bounce_count" | "tier_id" | "tier_rank" => {
-                Some(search_form_of(field))
-            }
+            "email_soft_bounce_count" | "tier_rank" => Some(search_form_of(field)),
+            f if loyalty_criteria::STRING_FEATURES.contains(&f) => Some(search_form_of(field)),
             _ => None,
         },
         Field::Cart(_) => None,
@@ -241,6 +240,18 @@ fn profile(
     }
 }
 
+/// A channel's name in [`crate::domain::CHANNELS`]; `None` for an unknown one.
+fn channel_name(c: types::CommunicationChannel) -> Option<&'static str> {
+    use types::CommunicationChannel as C;
+    match c {
+        C::Email => Some("email"),
+        C::Sms => Some("sms"),
+        C::Push => Some("push"),
+        C::Viber => Some("viber"),
+        C::Unspecified => None,
+    }
+}
+
 impl FeatureProjector {
     /// A points event: the balance after it, of its points type, for a live account.
     async fn points(
@@ -383,9 +394,18 @@ impl events::EventHandler for FeatureProjector {
             if !live(id).await? {
                 return skip("the customer was merged or erased");
             }
+            let consent = Consent {
+                state: c.state.clone(),
+                purpose: c.purpose.clone(),
+                channels: c
+                    .channels()
+                    .filter_map(channel_name)
+                    .map(str::to_owned)
+                    .collect(),
+            };
             update(txn, partner_id, id, |f| {
                 f.activity
-                    .set_consent(&c.consent_type_code, &c.state, e.sequence)
+                    .set_consent(&c.consent_type_code, consent, e.sequence)
             })
             .await
         } else if let Some(b) = events::decode::<ev::EmailBounceStateChanged>(e) {
