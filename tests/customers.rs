@@ -235,8 +235,9 @@ async fn the_referrer_is_kept_on_the_account_through_merges_and_erasures() -> an
     let suite = Suite::start(Backend::Postgres).await?;
     let key = partner_key(&suite, "Cafe").await?;
     let mut identity = suite.identity().await?;
-    let create = |idem: &'static str, referrer: String| {
-        let (mut identity, key) = (identity.clone(), key.clone());
+    let (ids, k) = (identity.clone(), key.clone());
+    let create = move |idem: &'static str, referrer: String| {
+        let (mut identity, key) = (ids.clone(), k.clone());
         async move {
             anyhow::Ok(
                 identity
@@ -264,8 +265,9 @@ async fn the_referrer_is_kept_on_the_account_through_merges_and_erasures() -> an
     let petr = create("petr", jana.id.clone()).await?;
     assert_eq!(petr.referrer_customer_id, jana.id);
     let survivor = create("anna", String::new()).await?;
-    let get = |id: &str| {
-        let (mut identity, key, id) = (identity.clone(), key.clone(), id.to_owned());
+    let (ids, k) = (identity.clone(), key.clone());
+    let get = move |id: &str| {
+        let (mut identity, key, id) = (ids.clone(), k.clone(), id.to_owned());
         async move {
             anyhow::Ok(
                 identity
