@@ -1098,7 +1098,7 @@ async fn a_criteria_scheme_admits_members_of_its_segments() -> anyhow::Result<()
         .reward_scheme
         .expect("scheme");
     assert_eq!(club.sign_up_option, pb::SignUpOption::Criteria as i32);
-    assert_eq!(club.sign_up_segment_ids, [gold.clone()]);
+    assert_eq!(club.sign_up_segment_ids, std::slice::from_ref(&gold));
     r.create_reward_scheme(create("rivals_club", vec![rivals_gold]))
         .await?;
 
