@@ -176,13 +176,19 @@ pub(crate) fn check_condition(
         );
     }
     for (i, v) in values.iter().enumerate() {
-        if let Value::String(s) = v
-            && s.chars().count() > MAX_STRING_CHARS
-        {
-            bad(
-                format!("{values_path}[{i}]"),
-                format!("a string value is at most {MAX_STRING_CHARS} characters"),
-            );
+        if let Value::String(s) = v {
+            if s.chars().count() > MAX_STRING_CHARS {
+                bad(
+                    format!("{values_path}[{i}]"),
+                    format!("a string value is at most {MAX_STRING_CHARS} characters"),
+                );
+            } else if s.contains('\0') {
+                // No stored text can hold it (PostgreSQL text refuses U+0000).
+                bad(
+                    format!("{values_path}[{i}]"),
+                    "a string value must not contain U+0000".to_owned(),
+                );
+            }
         }
     }
     match (field, operator) {
@@ -199,15 +205,22 @@ fn fmt_field(f: &Option<Field>) -> String {
     f.as_ref().map(Field::path).unwrap_or_default()
 }
 
-fn str_eq(a: &str, b: &str) -> bool {
-    a.eq_ignore_ascii_case(b) || a.to_lowercase() == b.to_lowercase()
+/// The case-insensitive form of a string: Unicode lower case.
+pub(crate) fn fold(s: &str) -> String {
+    s.to_lowercase()
 }
 
-fn parse_int(s: &str) -> Option<i64> {
+fn str_eq(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b) || fold(a) == fold(b)
+}
+
+/// A string read as an integer: trimmed, optional sign, decimal digits, within `i64`.
+pub(crate) fn parse_int(s: &str) -> Option<i64> {
     s.trim().parse().ok()
 }
 
-fn parse_bool(s: &str) -> Option<bool> {
+/// A string read as a boolean: trimmed `true` or `false`, any case.
+pub(crate) fn parse_bool(s: &str) -> Option<bool> {
     let s = s.trim();
     if s.eq_ignore_ascii_case("true") {
         Some(true)
@@ -264,9 +277,7 @@ impl Condition {
             Operator::NotEqual => first.is_some_and(|v| !scalar_equals(fact, v)),
             Operator::In => self.values.iter().any(|v| scalar_equals(fact, v)),
             Operator::Contains => match (fact, first) {
-                (Fact::String(s), Some(Value::String(v))) => {
-                    s.to_lowercase().contains(&v.to_lowercase())
-                }
+                (Fact::String(s), Some(Value::String(v))) => fold(s).contains(&fold(v)),
                 (Fact::List(_), Some(v)) => scalar_equals(fact, v),
                 _ => false,
             },
@@ -395,6 +406,18 @@ mod tests {
                 "customer.city",
                 Some(Operator::In),
                 vec![s(&fine), s(&long)]
+            )),
+            ["condition.values[1]"]
+        );
+    }
+
+    #[test]
+    fn a_nul_character_in_a_string_value_is_reported_with_its_index() {
+        assert_eq!(
+            paths(check(
+                "customer.city",
+                Some(Operator::In),
+                vec![s("ok"), s("a\0b")]
             )),
             ["condition.values[1]"]
         );

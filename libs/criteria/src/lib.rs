@@ -20,7 +20,7 @@
 //! | `cart.product_ids`, `cart.product_group_ids` | string list | `contains` `in` `exists` |
 //!
 //! `exists` takes no values, `in` 1..100, every other operator exactly one; string values are
-//! at most 1024 characters. `cart.*` fields only make sense for segments recalculated online
+//! at most 1024 characters and contain no U+0000. `cart.*` fields only make sense for segments recalculated online
 //! at checkout ([`Criterion::uses_cart`]). The same catalogue is available as [`catalog`].
 //!
 //! # Semantics
@@ -66,6 +66,7 @@ mod condition;
 mod facts;
 mod field;
 mod raw;
+pub mod sql;
 
 use serde::{Deserialize, Serialize};
 

@@ -53,6 +53,26 @@ impl Features {
         facts
     }
 
+    /// The string facts of [`Features::facts`] in their search form, keyed by field path
+    /// (`{"customer.city": {"t": "praha"}, ..}`): what the feature store keeps so a criterion
+    /// compiled to SQL compares them exactly as the in-memory evaluator does (see
+    /// [`loyalty_criteria::sql`]). Later keys win, as in [`Features::facts`].
+    pub fn search_facts(&self) -> serde_json::Value {
+        let mut out = serde_json::Map::new();
+        let attributes = self
+            .attributes
+            .iter()
+            .map(|(k, v)| (format!("customer.{k}"), v));
+        let properties = self
+            .properties
+            .iter()
+            .map(|(k, v)| (format!("customer.properties.{k}"), v));
+        for (path, v) in attributes.chain(properties) {
+            out.insert(path, loyalty_criteria::sql::search_form(v));
+        }
+        serde_json::Value::Object(out)
+    }
+
     /// Counts one more purchase of `amount_minor` made at `at` (events may arrive out of
     /// order: the last purchase is the latest one seen).
     pub fn record_purchase(&mut self, amount_minor: i64, at: DateTime<Utc>) {
@@ -492,6 +512,43 @@ mod tests {
         );
         assert!(big.admits(&f, now));
         assert!(!big.admits(&Features::default(), now));
+    }
+
+    #[test]
+    fn every_string_fact_has_its_search_form_under_the_same_path() {
+        let f = Features {
+            attributes: [
+                ("city".to_owned(), "PRAHA".to_owned()),
+                ("properties.vip".to_owned(), "shadowed".to_owned()),
+            ]
+            .into(),
+            properties: [
+                ("visits".to_owned(), " 7 ".to_owned()),
+                ("vip".to_owned(), "True".to_owned()),
+            ]
+            .into(),
+            ..Default::default()
+        };
+        let search = f.search_facts();
+        let object = search.as_object().unwrap();
+        let facts = f.facts(Utc::now());
+        let strings: Vec<(&str, &String)> = facts
+            .iter()
+            .filter_map(|(path, fact)| match fact {
+                Fact::String(s) => Some((path, s)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(strings.len(), object.len());
+        for (path, s) in strings {
+            assert_eq!(
+                object.get(path),
+                Some(&loyalty_criteria::sql::search_form(s)),
+                "{path}"
+            );
+        }
+        assert_eq!(search["customer.properties.vip"]["b"], true);
+        assert_eq!(search["customer.properties.visits"]["i"], 7);
     }
 
     #[test]

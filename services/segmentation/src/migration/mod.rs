@@ -5,6 +5,7 @@ loyalty_platform::migrator![
     InitialSchema,
     SegmentVersions,
     CustomerTombstones,
+    CriteriaFacts,
     MembershipCauses
 ];
 
@@ -270,6 +271,114 @@ impl MigrationTrait for CustomerTombstones {
                 .to_owned(),
         )
         .await
+    }
+}
+
+/// The string facts of every customer in their search form, read by criteria compiled to
+/// SQL (see `Features::search_facts`); existing rows are filled from their attributes and
+/// properties.
+struct CriteriaFacts;
+
+impl MigrationName for CriteriaFacts {
+    fn name(&self) -> &str {
+        "m0004_criteria_facts"
+    }
+}
+
+#[derive(DeriveIden)]
+enum CriteriaFactsColumn {
+    #[sea_orm(iden = "customer_features")]
+    Table,
+    CriteriaFacts,
+}
+
+/// Rows filled per query when the column is added to an existing feature store.
+const BACKFILL_PAGE: usize = 1_000;
+
+#[async_trait::async_trait]
+impl MigrationTrait for CriteriaFacts {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.alter_table(
+            Table::alter()
+                .table(CriteriaFactsColumn::Table)
+                .add_column(json_binary(CriteriaFactsColumn::CriteriaFacts).default("{}"))
+                .to_owned(),
+        )
+        .await?;
+        backfill_criteria_facts(m.get_connection()).await
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.alter_table(
+            Table::alter()
+                .table(CriteriaFactsColumn::Table)
+                .drop_column(CriteriaFactsColumn::CriteriaFacts)
+                .to_owned(),
+        )
+        .await
+    }
+}
+
+/// Computes `criteria_facts` of every existing row, a page at a time in key order. Raw SQL
+/// naming only the columns that exist at this migration, so later columns cannot break it.
+async fn backfill_criteria_facts(conn: &impl sea_orm::ConnectionTrait) -> Result<(), DbErr> {
+    use sea_orm::{Statement, Value};
+    let backend = conn.get_database_backend();
+    let (select_first, select_after, update) = match backend {
+        sea_orm::DatabaseBackend::Postgres => (
+            "SELECT partner_id, customer_id, attributes, properties FROM customer_features \
+             ORDER BY partner_id, customer_id LIMIT $1",
+            "SELECT partner_id, customer_id, attributes, properties FROM customer_features \
+             WHERE (partner_id, customer_id) > ($1, $2) ORDER BY partner_id, customer_id LIMIT $3",
+            "UPDATE customer_features SET criteria_facts = $1 \
+             WHERE partner_id = $2 AND customer_id = $3",
+        ),
+        _ => (
+            "SELECT partner_id, customer_id, attributes, properties FROM customer_features \
+             ORDER BY partner_id, customer_id LIMIT ?",
+            "SELECT partner_id, customer_id, attributes, properties FROM customer_features \
+             WHERE (partner_id, customer_id) > (?, ?) ORDER BY partner_id, customer_id LIMIT ?",
+            "UPDATE customer_features SET criteria_facts = ? \
+             WHERE partner_id = ? AND customer_id = ?",
+        ),
+    };
+    let limit = Value::from(BACKFILL_PAGE as i64);
+    let mut after: Option<(uuid::Uuid, uuid::Uuid)> = None;
+    loop {
+        let page = match after {
+            None => Statement::from_sql_and_values(backend, select_first, [limit.clone()]),
+            Some((p, c)) => Statement::from_sql_and_values(
+                backend,
+                select_after,
+                [p.into(), c.into(), limit.clone()],
+            ),
+        };
+        let rows = conn.query_all(page).await?;
+        for row in &rows {
+            let partner: uuid::Uuid = row.try_get("", "partner_id")?;
+            let customer: uuid::Uuid = row.try_get("", "customer_id")?;
+            let attributes: serde_json::Value = row.try_get("", "attributes")?;
+            let properties: serde_json::Value = row.try_get("", "properties")?;
+            let features = crate::domain::Features {
+                attributes: serde_json::from_value(attributes).unwrap_or_default(),
+                properties: serde_json::from_value(properties).unwrap_or_default(),
+                ..Default::default()
+            };
+            conn.execute(Statement::from_sql_and_values(
+                backend,
+                update,
+                [
+                    Value::Json(Some(Box::new(features.search_facts()))),
+                    partner.into(),
+                    customer.into(),
+                ],
+            ))
+            .await?;
+            after = Some((partner, customer));
+        }
+        if rows.len() < BACKFILL_PAGE {
+            return Ok(());
+        }
     }
 }
 

@@ -16,6 +16,9 @@ pub mod customer_features {
         pub total_spent_minor: i64,
         pub last_purchase_at: Option<DateTimeUtc>,
         pub updated_at: DateTimeUtc,
+        /// The string facts in their search form ([`crate::domain::Features::search_facts`]),
+        /// what criteria compiled to SQL read.
+        pub criteria_facts: Json,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

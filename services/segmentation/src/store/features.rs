@@ -3,19 +3,20 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use loyalty_criteria::{
+    Criterion, Field,
+    sql::{Column, Dialect, SqlTarget, SqlValue},
+};
 use loyalty_platform::{ApiError, events};
 use loyalty_proto::events::v1 as ev;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, sea_query::Expr,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction,
+    EntityTrait, QueryFilter, Statement, Value, sea_query::Expr,
 };
 use uuid::Uuid;
 
 use super::{entities::customer_features, lifecycle};
 use crate::domain::{Features, Segment};
-
-/// Customers read per query when a segment is filled.
-const PAGE: u64 = 1_000;
 
 pub(super) fn features_from(m: &customer_features::Model) -> Features {
     Features {
@@ -42,38 +43,89 @@ pub async fn features(
     )
 }
 
-/// Every customer of the partner whom `segment` admits at `now`, read page by page so a
-/// large partner is never held in memory at once.
+/// Where the feature store keeps each field criteria read: the string facts in their
+/// search form under their path in `criteria_facts`, the purchase features in their columns.
+/// `cart.*` is not stored (it exists only at checkout).
+fn stored_column(field: &Field) -> Option<Column> {
+    match field {
+        Field::Customer(_) | Field::Property(_) => Some(Column::Text {
+            column: "criteria_facts",
+            key: field.path(),
+        }),
+        Field::Feature(f) => match f.as_str() {
+            "purchase_count" => Some(Column::Int("purchase_count")),
+            "total_spent_minor" => Some(Column::Int("total_spent_minor")),
+            "last_purchase_days_ago" => Some(Column::DaysBefore("last_purchase_at")),
+            _ => None,
+        },
+        Field::Cart(_) => None,
+    }
+}
+
+/// The statement selecting every customer of `partner_id` whom `criterion` admits at `now`:
+/// one set-based query over `customer_features`, scoped by partner inside the statement.
+pub fn members_query(
+    backend: DatabaseBackend,
+    partner_id: Uuid,
+    criterion: &Criterion,
+    now: DateTime<Utc>,
+) -> Result<Statement, ApiError> {
+    let dialect = match backend {
+        DatabaseBackend::Postgres => Dialect::Postgres,
+        DatabaseBackend::Sqlite => Dialect::Sqlite,
+        other => {
+            return Err(ApiError::Internal(anyhow::anyhow!(
+                "criteria do not compile for {other:?}"
+            )));
+        }
+    };
+    let target = SqlTarget {
+        dialect,
+        table: "customer_features",
+        id_column: "customer_id",
+        partner_column: "partner_id",
+        columns: &stored_column,
+    };
+    let compiled = criterion
+        .to_sql(&target, partner_id, now)
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("compiling a criterion: {e}")))?;
+    let values = compiled.values.into_iter().map(|v| match v {
+        SqlValue::Text(s) => Value::from(s),
+        SqlValue::Int(n) => Value::from(n),
+        SqlValue::Bool(b) => Value::from(b),
+        SqlValue::Timestamp(t) => Value::from(t),
+        SqlValue::Uuid(u) => Value::from(u),
+    });
+    Ok(Statement::from_sql_and_values(
+        backend,
+        compiled.sql,
+        values,
+    ))
+}
+
+/// Every customer of the partner whom `segment` admits at `now`, found by one statement
+/// (the criterion compiled to SQL, see [`members_query`]); in customer id order. A
+/// criterion reading the cart admits no stored member.
 pub async fn admitted(
     conn: &impl ConnectionTrait,
     partner_id: Uuid,
     segment: &Segment,
     now: DateTime<Utc>,
 ) -> Result<Vec<Uuid>, ApiError> {
-    let mut members = Vec::new();
-    let mut after: Option<Uuid> = None;
-    loop {
-        let mut q = customer_features::Entity::find()
-            .filter(customer_features::Column::PartnerId.eq(partner_id));
-        if let Some(after) = after {
-            q = q.filter(customer_features::Column::CustomerId.gt(after));
-        }
-        let page = q
-            .order_by_asc(customer_features::Column::CustomerId)
-            .limit(PAGE)
-            .all(conn)
-            .await?;
-        let full = page.len() as u64 == PAGE;
-        after = page.last().map(|m| m.customer_id);
-        members.extend(
-            page.iter()
-                .filter(|m| segment.admits(&features_from(m), now))
-                .map(|m| m.customer_id),
-        );
-        if !full {
-            return Ok(members);
-        }
+    if segment.criterion.uses_cart() {
+        return Ok(Vec::new());
     }
+    let query = members_query(
+        conn.get_database_backend(),
+        partner_id,
+        &segment.criterion,
+        now,
+    )?;
+    let rows = conn.query_all(query).await?;
+    Ok(rows
+        .iter()
+        .map(|r| r.try_get::<Uuid>("", "customer_id"))
+        .collect::<Result<_, _>>()?)
 }
 
 pub(super) async fn write(
@@ -85,6 +137,7 @@ pub(super) async fn write(
 ) -> anyhow::Result<()> {
     let attributes = serde_json::to_value(&f.attributes)?;
     let properties = serde_json::to_value(&f.properties)?;
+    let criteria_facts = f.search_facts();
     let now = Utc::now();
     if exists {
         customer_features::Entity::update_many()
@@ -108,6 +161,10 @@ pub(super) async fn write(
                 customer_features::Column::LastPurchaseAt,
                 Expr::value(f.last_purchase_at),
             )
+            .col_expr(
+                customer_features::Column::CriteriaFacts,
+                Expr::value(criteria_facts),
+            )
             .col_expr(customer_features::Column::UpdatedAt, Expr::value(now))
             .filter(customer_features::Column::PartnerId.eq(partner_id))
             .filter(customer_features::Column::CustomerId.eq(customer_id))
@@ -123,6 +180,7 @@ pub(super) async fn write(
             total_spent_minor: Set(f.total_spent_minor),
             last_purchase_at: Set(f.last_purchase_at),
             updated_at: Set(now),
+            criteria_facts: Set(criteria_facts),
         })
         .exec_without_returning(txn)
         .await?;

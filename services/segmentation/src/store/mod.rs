@@ -1,5 +1,7 @@
 //! Persistence of the segmentation service: segments and their memberships here, the
 //! customer feature store in [`features`]. Every query is scoped by partner.
+#[cfg(test)]
+mod compiled_criteria_tests;
 pub mod entities;
 pub mod features;
 mod lifecycle;

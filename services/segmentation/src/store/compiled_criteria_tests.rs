@@ -1,0 +1,461 @@
+//! The two evaluators of one criterion agree: the statement compiled to SQL
+//! ([`features::members_query`]) selects exactly the customers the in-memory evaluator admits,
+//! on PostgreSQL and on SQLite, and never another partner's customer.
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Duration, Utc};
+use loyalty_criteria::{Criterion, Field, Operator, RawCriterion, ValueKind};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, TransactionTrait,
+};
+use uuid::Uuid;
+
+use super::entities::customer_features;
+use super::features::{self, features_from, write};
+use crate::domain::Features;
+
+const ATTRIBUTES: &[&str] = &["city", "email"];
+const PROPERTIES: &[&str] = &["tier", "visits", "vip"];
+const FIELDS: &[&str] = &[
+    "customer.city",
+    "customer.email",
+    "customer.properties.tier",
+    "customer.properties.visits",
+    "customer.properties.vip",
+    "features.purchase_count",
+    "features.total_spent_minor",
+    "features.last_purchase_days_ago",
+];
+/// Few enough that conditions often hit: mixed case, Unicode (final sigma, ß, dotted İ),
+/// numbers with spaces and signs, numbers beyond 64 bits, booleans, SQL wildcards, quotes.
+const WORDS: &[&str] = &[
+    "Praha",
+    "PRAHA",
+    "praha ",
+    "rah",
+    "ŽLUŤ",
+    "žluť",
+    "Straße",
+    "STRASSE",
+    "ΟΔΟΣ",
+    "οδος",
+    "İ",
+    "7",
+    " 7 ",
+    "+7",
+    "-2",
+    "x7",
+    "99999999999999999999",
+    "-9223372036854775808",
+    "TRUE",
+    " false ",
+    "",
+    "%",
+    "a'b",
+];
+
+fn word() -> impl Strategy<Value = String> {
+    prop::sample::select(WORDS).prop_map(str::to_owned)
+}
+
+fn int() -> impl Strategy<Value = i64> {
+    prop_oneof![
+        12 => -2i64..9,
+        1 => prop::sample::select(vec![i64::MIN, i64::MAX, 10_000_000, -10_000_000]),
+    ]
+}
+
+fn value_of(field: &Field, op: Operator) -> BoxedStrategy<loyalty_criteria::Value> {
+    use loyalty_criteria::Value;
+    let int = int().prop_map(Value::Int);
+    let string = word().prop_map(Value::String);
+    match (field.value_kind(), op) {
+        (ValueKind::Int, _) => int.boxed(),
+        (_, o) if o.is_ordering() => int.boxed(),
+        (_, Operator::Contains) => string.boxed(),
+        _ => prop_oneof![
+            3 => string,
+            2 => int,
+            1 => any::<bool>().prop_map(Value::Bool)
+        ]
+        .boxed(),
+    }
+}
+
+fn condition() -> impl Strategy<Value = RawCriterion> {
+    prop::sample::select(FIELDS)
+        .prop_flat_map(|path| {
+            let field = Field::parse(path).unwrap();
+            (Just(path), prop::sample::select(field.operators()))
+        })
+        .prop_flat_map(|(path, op)| {
+            let field = Field::parse(path).unwrap();
+            let count = match op {
+                Operator::Exists => 0..1,
+                Operator::In => 1..4,
+                _ => 1..2,
+            };
+            prop::collection::vec(value_of(&field, op), count).prop_map(move |values| {
+                RawCriterion::Condition {
+                    field: path.into(),
+                    operator: Some(op),
+                    values,
+                }
+            })
+        })
+}
+
+fn criterion() -> impl Strategy<Value = Criterion> {
+    condition()
+        .prop_recursive(4, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 1..4).prop_map(RawCriterion::All),
+                prop::collection::vec(inner.clone(), 1..4).prop_map(RawCriterion::Any),
+                inner.prop_map(|c| RawCriterion::Not(Some(Box::new(c)))),
+            ]
+        })
+        .prop_map(|raw| Criterion::parse(raw).expect("generated valid"))
+}
+
+/// A time relative to `now`: anywhere within ±9 days, or just around a whole number of days
+/// before it (where `last_purchase_days_ago` changes).
+#[derive(Debug, Clone, Copy)]
+enum Ago {
+    Seconds(i64, u32),
+    DaysExactly(i64, i64),
+}
+
+fn ago() -> impl Strategy<Value = Ago> {
+    prop_oneof![
+        (-9 * 86_400i64..9 * 86_400, 0u32..1_000_000_000).prop_map(|(s, n)| Ago::Seconds(s, n)),
+        (
+            0i64..9,
+            prop::sample::select(vec![-1_000, -1, 0, 0, 1, 1_000])
+        )
+            .prop_map(|(d, ns)| Ago::DaysExactly(d, ns)),
+    ]
+}
+
+fn at(now: DateTime<Utc>, ago: Ago) -> DateTime<Utc> {
+    match ago {
+        Ago::Seconds(s, n) => {
+            now - Duration::seconds(s) + Duration::nanoseconds(i64::from(n)) - Duration::seconds(1)
+        }
+        Ago::DaysExactly(d, ns) => now - Duration::days(d) + Duration::nanoseconds(ns),
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Customer {
+    attributes: Vec<Option<String>>,
+    properties: Vec<Option<String>>,
+    purchase_count: i64,
+    total_spent_minor: i64,
+    last_purchase: Option<Ago>,
+}
+
+fn customer() -> impl Strategy<Value = Customer> {
+    (
+        prop::collection::vec(prop::option::of(word()), ATTRIBUTES.len()),
+        prop::collection::vec(prop::option::of(word()), PROPERTIES.len()),
+        int(),
+        int(),
+        prop::option::of(ago()),
+    )
+        .prop_map(
+            |(attributes, properties, purchase_count, total_spent_minor, last_purchase)| Customer {
+                attributes,
+                properties,
+                purchase_count,
+                total_spent_minor,
+                last_purchase,
+            },
+        )
+}
+
+fn features_of(c: &Customer, now: DateTime<Utc>) -> Features {
+    let pairs = |keys: &[&str], values: &[Option<String>]| {
+        keys.iter()
+            .zip(values)
+            .filter_map(|(k, v)| Some(((*k).to_owned(), v.clone()?)))
+            .collect()
+    };
+    Features {
+        attributes: pairs(ATTRIBUTES, &c.attributes),
+        properties: pairs(PROPERTIES, &c.properties),
+        purchase_count: c.purchase_count,
+        total_spent_minor: c.total_spent_minor,
+        last_purchase_at: c.last_purchase.map(|a| at(now, a)),
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Case {
+    criterion: Criterion,
+    customers: Vec<Customer>,
+    /// Nanoseconds added to a fixed `now`, so bounds fall between microseconds too.
+    now_nanos: u32,
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    (
+        criterion(),
+        prop::collection::vec(customer(), 0..16),
+        0u32..1_000_000_000,
+    )
+        .prop_map(|(criterion, customers, now_nanos)| Case {
+            criterion,
+            customers,
+            now_nanos,
+        })
+}
+
+/// What the compiled statement selects for a partner.
+async fn compiled(
+    db: &DatabaseConnection,
+    partner: Uuid,
+    c: &Criterion,
+    now: DateTime<Utc>,
+) -> BTreeSet<Uuid> {
+    let q = features::members_query(db.get_database_backend(), partner, c, now).expect("compiles");
+    db.query_all(q)
+        .await
+        .expect("the compiled statement runs")
+        .iter()
+        .map(|r| r.try_get::<Uuid>("", "customer_id").unwrap())
+        .collect()
+}
+
+/// Every node of the tree: each is a criterion of its own, checked separately so that a
+/// wrong condition cannot hide under the others.
+fn subtrees(c: &Criterion) -> Vec<&Criterion> {
+    let mut out = vec![c];
+    match c {
+        Criterion::All(cs) | Criterion::Any(cs) => cs.iter().for_each(|c| out.extend(subtrees(c))),
+        Criterion::Not(c) => out.extend(subtrees(c)),
+        Criterion::Condition(_) => {}
+    }
+    out
+}
+
+/// The features of a partner's stored customers (read back, so that the in-memory evaluator
+/// sees the precision the database kept).
+async fn stored(db: &DatabaseConnection, partner: Uuid) -> Vec<(Uuid, Features)> {
+    customer_features::Entity::find()
+        .filter(customer_features::Column::PartnerId.eq(partner))
+        .all(db)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| (m.customer_id, features_from(m)))
+        .collect()
+}
+
+/// What the in-memory evaluator admits of `customers` at `now`.
+fn in_memory(customers: &[(Uuid, Features)], c: &Criterion, now: DateTime<Utc>) -> BTreeSet<Uuid> {
+    customers
+        .iter()
+        .filter(|(_, f)| c.evaluate(&f.facts(now)))
+        .map(|(id, _)| *id)
+        .collect()
+}
+
+async fn check(db: &DatabaseConnection, case: Case) -> Result<(), TestCaseError> {
+    let now = DateTime::parse_from_rfc3339("2026-12-06T12:00:00Z")
+        .unwrap()
+        .to_utc()
+        + Duration::nanoseconds(i64::from(case.now_nanos));
+    let (mine, other) = (Uuid::now_v7(), Uuid::now_v7());
+    let txn = db.begin().await.unwrap();
+    customer_features::Entity::delete_many()
+        .exec(&txn)
+        .await
+        .unwrap();
+    // The other partner has customers with the very same features, so a leak would show.
+    let mut ids = BTreeSet::new();
+    for c in &case.customers {
+        let f = features_of(c, now);
+        for partner in [mine, other] {
+            let id = Uuid::now_v7();
+            write(&txn, partner, id, false, &f).await.unwrap();
+            if partner == other {
+                ids.insert(id);
+            }
+        }
+    }
+    txn.commit().await.unwrap();
+
+    let customers = stored(db, mine).await;
+    for c in subtrees(&case.criterion) {
+        let got = compiled(db, mine, c, now).await;
+        prop_assert!(
+            got.is_disjoint(&ids),
+            "another partner's customer was selected"
+        );
+        prop_assert_eq!(
+            &got,
+            &in_memory(&customers, c, now),
+            "SQL and memory disagree for {:?}",
+            c
+        );
+    }
+    let theirs = compiled(db, other, &case.criterion, now).await;
+    prop_assert_eq!(
+        theirs.len(),
+        in_memory(&customers, &case.criterion, now).len()
+    );
+    prop_assert!(theirs.is_subset(&ids));
+    Ok(())
+}
+
+fn run_property(db: DatabaseConnection, rt: &tokio::runtime::Runtime, cases: u32) {
+    let mut runner = TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(&case(), |case| rt.block_on(check(&db, case)))
+        .unwrap();
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn migrated(url: String) -> DatabaseConnection {
+    let mut settings = loyalty_platform::Settings::defaults("segmentation", 0);
+    settings.database.url = url.into();
+    loyalty_platform::db::connect_and_migrate::<crate::migration::Migrator>(&settings)
+        .await
+        .expect("database")
+}
+
+#[test]
+fn the_compiled_criterion_selects_what_memory_admits_on_postgres() {
+    let rt = runtime();
+    let test_db = rt.block_on(loyalty_testkit::TestDb::postgres()).unwrap();
+    let db = rt.block_on(migrated(test_db.url()));
+    run_property(db, &rt, 384);
+}
+
+#[test]
+fn the_compiled_criterion_selects_what_memory_admits_on_sqlite() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/test.db?mode=rwc", dir.path().display());
+    let db = rt.block_on(migrated(url));
+    run_property(db, &rt, 384);
+}
+
+async fn partner_isolation(db: DatabaseConnection) {
+    let (mine, other) = (Uuid::now_v7(), Uuid::now_v7());
+    let txn = db.begin().await.unwrap();
+    let mut my_ids = BTreeSet::new();
+    for (partner, n) in [(mine, 3), (other, 4)] {
+        for _ in 0..n {
+            let id = Uuid::now_v7();
+            write(&txn, partner, id, false, &Features::default())
+                .await
+                .unwrap();
+            if partner == mine {
+                my_ids.insert(id);
+            }
+        }
+    }
+    txn.commit().await.unwrap();
+    // Everyone fulfils it: a missing city differs from any city.
+    let everyone = Criterion::parse(RawCriterion::Any(vec![
+        RawCriterion::Condition {
+            field: "customer.city".into(),
+            operator: Some(Operator::NotEqual),
+            values: vec![loyalty_criteria::Value::String("nowhere".into())],
+        },
+        RawCriterion::Condition {
+            field: "features.purchase_count".into(),
+            operator: Some(Operator::Exists),
+            values: vec![],
+        },
+    ]))
+    .unwrap();
+    assert_eq!(compiled(&db, mine, &everyone, Utc::now()).await, my_ids);
+}
+
+#[tokio::test]
+async fn a_criterion_everyone_fulfils_selects_only_the_partners_customers_on_postgres() {
+    let test_db = loyalty_testkit::TestDb::postgres().await.unwrap();
+    partner_isolation(migrated(test_db.url()).await).await;
+}
+
+#[tokio::test]
+async fn a_criterion_everyone_fulfils_selects_only_the_partners_customers_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    partner_isolation(migrated(format!("sqlite://{}/t.db?mode=rwc", dir.path().display())).await)
+        .await;
+}
+
+/// A feature store from before the search form gets it computed by the migration.
+async fn backfill(url: String) {
+    use sea_orm::{Statement, Value};
+    use sea_orm_migration::MigratorTrait;
+    let db = sea_orm::Database::connect(url).await.unwrap();
+    // The platform's common tables and m0001..m0003.
+    crate::migration::Migrator::up(&db, Some(4)).await.unwrap();
+    let (partner, customer) = (Uuid::now_v7(), Uuid::now_v7());
+    let attributes = serde_json::json!({"city": "PRAHA"});
+    let properties = serde_json::json!({"visits": " 7 "});
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        sea_orm::DatabaseBackend::Postgres => {
+            "INSERT INTO customer_features (partner_id, customer_id, attributes, properties, \
+             purchase_count, total_spent_minor, updated_at) VALUES ($1, $2, $3, $4, 0, 0, $5)"
+        }
+        _ => {
+            "INSERT INTO customer_features (partner_id, customer_id, attributes, properties, \
+             purchase_count, total_spent_minor, updated_at) VALUES (?, ?, ?, ?, 0, 0, ?)"
+        }
+    };
+    db.execute(Statement::from_sql_and_values(
+        backend,
+        sql,
+        [
+            partner.into(),
+            customer.into(),
+            Value::Json(Some(Box::new(attributes.clone()))),
+            Value::Json(Some(Box::new(properties.clone()))),
+            Utc::now().into(),
+        ],
+    ))
+    .await
+    .unwrap();
+    crate::migration::Migrator::up(&db, None).await.unwrap();
+    let row = customer_features::Entity::find_by_id((partner, customer))
+        .one(&db)
+        .await
+        .unwrap()
+        .unwrap();
+    let expected = Features {
+        attributes: serde_json::from_value(attributes).unwrap(),
+        properties: serde_json::from_value(properties).unwrap(),
+        ..Default::default()
+    };
+    assert_eq!(row.criteria_facts, expected.search_facts());
+    assert_eq!(row.criteria_facts["customer.properties.visits"]["i"], 7);
+}
+
+#[tokio::test]
+async fn the_migration_computes_the_search_form_of_existing_customers_on_postgres() {
+    let test_db = loyalty_testkit::TestDb::postgres().await.unwrap();
+    backfill(test_db.url()).await;
+}
+
+#[tokio::test]
+async fn the_migration_computes_the_search_form_of_existing_customers_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    backfill(format!("sqlite://{}/t.db?mode=rwc", dir.path().display())).await;
+}
