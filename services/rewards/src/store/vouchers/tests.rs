@@ -722,32 +722,26 @@ async fn a_gift_voucher_carries_its_chosen_value_into_evaluation() {
     assert_eq!(off, 5000, "{evaluated:?}");
 }
 
-/// Benchmark, not a test: `scripts/bench-voucher-codes` runs it in release mode.
-/// VOUCHER_BENCH_COUNT codes (default 1,000,000) into a fresh PostgreSQL database.
-#[tokio::test]
-#[ignore = "benchmark: scripts/bench-voucher-codes"]
-async fn bench_voucher_code_generation() {
-    let f = Fixture::postgres().await;
-    let reward = f.reward(Default::default()).await;
-    let total: i32 = std::env::var("VOUCHER_BENCH_COUNT")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1_000_000);
+/// Generates `total` codes `prefix-####-????` for `reward` in calls of up to 1,000,000.
+async fn bench_generate(
+    api: &crate::api::RewardsApi,
+    partner: Uuid,
+    reward: &str,
+    prefix: &str,
+    total: i32,
+) -> i32 {
     let mut done = 0;
-    let mut seen = HashSet::new();
-    let start = std::time::Instant::now();
-    let mut round = 0;
     while done < total {
         let count = (total - done).min(1_000_000);
-        let r = f
-            .api
-            .generate_voucher_codes(f.req(
-                f.partner,
+        let r = api
+            .generate_voucher_codes(request(
+                partner,
+                Role::Admin,
                 pb::GenerateVoucherCodesRequest {
-                    idempotency_key: format!("bench-{round}"),
-                    reward_id: reward.clone(),
+                    idempotency_key: Uuid::now_v7().to_string(),
+                    reward_id: reward.into(),
                     count,
-                    prefix: "GOLD".into(),
+                    prefix: prefix.into(),
                     pattern: "####-????".into(),
                     ..Default::default()
                 },
@@ -756,12 +750,101 @@ async fn bench_voucher_code_generation() {
             .expect("generated")
             .into_inner();
         done += r.generated_count;
-        seen.extend(r.codes);
-        round += 1;
     }
+    done
+}
+
+/// A `kB` line of /proc/self/status (VmHWM: peak resident set, VmRSS: current), in MB.
+fn proc_status_mb(field: &str) -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.trim_start_matches(':').split_whitespace().next())
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn env_count(name: &str, default: i32) -> i32 {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Benchmark, not a test: `scripts/bench-voucher-codes` runs it in release mode.
+/// VOUCHER_BENCH_COUNT codes (default 1,000,000) of `GOLD-####-????` into a fresh PostgreSQL
+/// database whose partner already holds VOUCHER_BENCH_SAME (default 0) generated codes of the
+/// same pattern and VOUCHER_BENCH_OTHER (default 0) of `SILV-####-????` (same length, another
+/// prefix). The timed generation runs in a child process of its own
+/// (`bench_voucher_code_generation_call`) so that its peak resident set is its own, not the
+/// filling's.
+#[tokio::test]
+#[ignore = "benchmark: scripts/bench-voucher-codes"]
+async fn bench_voucher_code_generation() {
+    let f = Fixture::postgres().await;
+    let reward = f.reward(Default::default()).await;
+    let total = env_count("VOUCHER_BENCH_COUNT", 1_000_000);
+    let same = env_count("VOUCHER_BENCH_SAME", 0);
+    let other = env_count("VOUCHER_BENCH_OTHER", 0);
+    let start = std::time::Instant::now();
+    bench_generate(&f.api, f.partner, &reward, "SILV", other).await;
+    bench_generate(&f.api, f.partner, &reward, "GOLD", same).await;
+    if same + other > 0 {
+        println!(
+            "filled: {same} codes GOLD-####-????, {other} codes SILV-####-???? in {:.1} s",
+            start.elapsed().as_secs_f64()
+        );
+    }
+    let url = f.database_url().expect("PostgreSQL");
+    let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--ignored",
+            "--exact",
+            "--nocapture",
+            "store::vouchers::tests::bench_voucher_code_generation_call",
+        ])
+        .env("VOUCHER_BENCH_DB", url)
+        .env("VOUCHER_BENCH_PARTNER", f.partner.to_string())
+        .env("VOUCHER_BENCH_REWARD", &reward)
+        .env("VOUCHER_BENCH_COUNT", total.to_string())
+        .output()
+        .expect("child benchmark");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for line in stdout.lines().filter(|l| l.starts_with("generated")) {
+        println!("{line}");
+    }
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The timed part of `bench_voucher_code_generation`, in a process of its own: generates
+/// VOUCHER_BENCH_COUNT codes on the database VOUCHER_BENCH_DB for the partner and reward given
+/// and prints the rate and the process's peak resident set (VmHWM).
+#[tokio::test]
+#[ignore = "benchmark: run by bench_voucher_code_generation"]
+async fn bench_voucher_code_generation_call() {
+    let Ok(url) = std::env::var("VOUCHER_BENCH_DB") else {
+        return;
+    };
+    let partner: Uuid = std::env::var("VOUCHER_BENCH_PARTNER")
+        .expect("partner")
+        .parse()
+        .expect("uuid");
+    let reward = std::env::var("VOUCHER_BENCH_REWARD").expect("reward");
+    let total = env_count("VOUCHER_BENCH_COUNT", 1_000_000);
+    let db = sea_orm::Database::connect(url).await.expect("connect");
+    let api = crate::api::RewardsApi::new(db);
+    let rss_before = proc_status_mb("VmRSS");
+    let start = std::time::Instant::now();
+    let done = bench_generate(&api, partner, &reward, "GOLD", total).await;
     let secs = start.elapsed().as_secs_f64();
     println!(
-        "generated {done} codes (GOLD-####-????) in {secs:.2} s: {:.0} codes/s into PostgreSQL",
-        f64::from(done) / secs
+        "generated {done} codes (GOLD-####-????) in {secs:.2} s: {:.0} codes/s into PostgreSQL; \
+         peak RSS {:.0} MB (before the call {rss_before:.0} MB)",
+        f64::from(done) / secs,
+        proc_status_mb("VmHWM"),
     );
 }
