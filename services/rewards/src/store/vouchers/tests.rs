@@ -37,6 +37,24 @@ impl Fixture {
 }
 
 impl Fixture {
+    /// Issues a voucher with the code given to a new customer.
+    async fn issue_code(&self, reward_id: &str, code: &str) {
+        self.api
+            .issue_voucher(self.req(
+                self.partner,
+                pb::IssueVoucherRequest {
+                    idempotency_key: format!("issue-{code}"),
+                    reward_id: reward_id.into(),
+                    customer_id: Uuid::now_v7().to_string(),
+                    source: pb::VoucherSource::Manual as i32,
+                    code: code.into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("issued");
+    }
+
     /// Every generated code of the partner (complete and pending generations), of length `len`.
     async fn generated_codes(&self, len: usize) -> Vec<String> {
         let rows = self
@@ -626,6 +644,120 @@ async fn a_pending_generation_is_invisible_and_cleaned_up_by_the_next_one() {
     assert_eq!(f.list_reward(&reward, vec![]).await.len(), 10);
 }
 
+/// Generations are skipped by their stored spec, not by their codes: a generation whose spec
+/// cannot draw the new spec's codes is not read even if (tampered) it held such codes; one
+/// with the same prefix, or without a stored spec (written before m0014), is read.
+async fn only_generations_that_can_collide_are_read(f: Fixture) {
+    use crate::domain::{
+        Validity,
+        vouchers::{CodeRequest, CodeSpec, VoucherSource},
+    };
+    use crate::store::vouchers::{GeneratedBatch, generated};
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+    let reward = f.reward(Default::default()).await;
+    let spec = |prefix: &str| {
+        CodeSpec::parse(
+            &mut loyalty_platform::Violations::new(),
+            &CodeRequest {
+                prefix: prefix.into(),
+                pattern: "####-????".into(),
+                ..Default::default()
+            },
+        )
+        .expect("spec")
+    };
+    let (gold, silv) = (spec("GOLD"), spec("SILV"));
+    let batch = GeneratedBatch {
+        partner_id: f.partner,
+        reward_id: Uuid::parse_str(&reward).expect("id"),
+        source: VoucherSource::Campaign,
+        source_id: String::new(),
+        validity: Validity::default(),
+        issued_at: Utc::now(),
+    };
+    let generate = |spec: CodeSpec| {
+        let batch = batch.clone();
+        let db = f.db.clone();
+        async move {
+            generated::insert_for_test(&db, &batch, &spec, 200, generated::COMPLETE)
+                .await
+                .expect("generation")
+        }
+    };
+    let set_spec = |id: Uuid, stored: Option<String>| {
+        let db = f.db.clone();
+        async move {
+            generated::generations::Entity::update_many()
+                .col_expr(
+                    generated::generations::Column::CodeSpec,
+                    Expr::value(stored),
+                )
+                .filter(generated::generations::Column::Id.eq(id))
+                .exec(&db)
+                .await
+                .expect("updated");
+        }
+    };
+    let same = generate(gold.clone()).await;
+    let other = generate(gold.clone()).await;
+    let legacy = generate(gold.clone()).await;
+    // GOLD codes filed under a SILV spec: only skipping by spec keeps them out.
+    set_spec(other.generation_id, Some(silv.stored())).await;
+    set_spec(legacy.generation_id, None).await;
+    let silver = generate(silv.clone()).await;
+    f.issue_code(&reward, "GOLD-2345-ABCD").await;
+    f.issue_code(&reward, "SILV-2345-ABCD").await;
+
+    let taken = generated::taken_codes(&f.db, f.partner, &gold)
+        .await
+        .expect("taken");
+    let has = |codes: &[String]| {
+        codes
+            .iter()
+            .filter(|c| taken.contains(c.as_bytes()))
+            .count()
+    };
+    assert_eq!(has(&same.first_codes), 200);
+    assert_eq!(has(&legacy.first_codes), 200);
+    assert_eq!(has(&other.first_codes), 0, "a SILV generation is not read");
+    assert_eq!(has(&silver.first_codes), 0);
+    assert!(taken.contains(b"GOLD-2345-ABCD"));
+    assert_eq!(taken.len(), 401);
+
+    let taken = generated::taken_codes(&f.db, f.partner, &silv)
+        .await
+        .expect("taken");
+    assert_eq!(taken.len(), 201);
+    assert!(
+        silver
+            .first_codes
+            .iter()
+            .all(|c| taken.contains(c.as_bytes()))
+    );
+    assert!(taken.contains(b"SILV-2345-ABCD"));
+    // The GOLD generation filed as SILV is read too (its codes then dropped by shape).
+    assert!(!taken.contains(other.first_codes[0].as_bytes()));
+
+    // Through the API: new GOLD codes avoid every GOLD code, whichever way it was found.
+    let next = f
+        .generate("next", &reward, 1000, "GOLD-####-????", "")
+        .await
+        .expect("generated");
+    let before: HashSet<&String> = same.first_codes.iter().chain(&legacy.first_codes).collect();
+    assert!(next.codes.iter().all(|c| !before.contains(c)));
+    assert!(!next.codes.contains(&"GOLD-2345-ABCD".to_owned()));
+}
+
+#[tokio::test]
+async fn only_generations_that_can_collide_are_read_on_postgres() {
+    only_generations_that_can_collide_are_read(Fixture::postgres().await).await;
+}
+
+#[tokio::test]
+async fn only_generations_that_can_collide_are_read_on_sqlite() {
+    only_generations_that_can_collide_are_read(Fixture::sqlite().await).await;
+}
+
 #[tokio::test]
 async fn a_gift_voucher_carries_its_chosen_value_into_evaluation() {
     let f = Fixture::postgres().await;
@@ -759,7 +891,12 @@ fn proc_status_mb(field: &str) -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix(field)?.trim_start_matches(':').split_whitespace().next())
+        .find_map(|l| {
+            l.strip_prefix(field)?
+                .trim_start_matches(':')
+                .split_whitespace()
+                .next()
+        })
         .and_then(|kb| kb.parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
 }
