@@ -226,3 +226,142 @@ async fn an_update_changes_masked_fields_guards_with_etags_and_reaches_segments(
     assert_eq!(read.etag, updated.etag);
     suite.stop().await
 }
+
+/// Who referred a customer is kept on the account: GetCustomer shows it, an update keeps it
+/// (and cannot change it), a merge of the referrer points it to the survivor and an erasure of
+/// the referrer clears it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_referrer_is_kept_on_the_account_through_merges_and_erasures() -> anyhow::Result<()> {
+    let suite = Suite::start(Backend::Postgres).await?;
+    let key = partner_key(&suite, "Cafe").await?;
+    let mut identity = suite.identity().await?;
+    let (ids, k) = (identity.clone(), key.clone());
+    let create = move |idem: &'static str, referrer: String| {
+        let (mut identity, key) = (ids.clone(), k.clone());
+        async move {
+            anyhow::Ok(
+                identity
+                    .create_customer(authed(
+                        identity::CreateCustomerRequest {
+                            idempotency_key: idem.into(),
+                            customer: Some(identity::Customer {
+                                first_name: idem.into(),
+                                ..Default::default()
+                            }),
+                            referrer_customer_id: referrer,
+                            ..Default::default()
+                        },
+                        &key,
+                    ))
+                    .await?
+                    .into_inner()
+                    .customer
+                    .expect("customer"),
+            )
+        }
+    };
+    let jana = create("jana", String::new()).await?;
+    assert_eq!(jana.referrer_customer_id, "", "not referred");
+    let petr = create("petr", jana.id.clone()).await?;
+    assert_eq!(petr.referrer_customer_id, jana.id);
+    let survivor = create("anna", String::new()).await?;
+    let (ids, k) = (identity.clone(), key.clone());
+    let get = move |id: &str| {
+        let (mut identity, key, id) = (ids.clone(), k.clone(), id.to_owned());
+        async move {
+            anyhow::Ok(
+                identity
+                    .get_customer(authed(
+                        identity::GetCustomerRequest { customer_id: id },
+                        &key,
+                    ))
+                    .await?
+                    .into_inner()
+                    .customer
+                    .expect("customer"),
+            )
+        }
+    };
+    assert_eq!(get(&petr.id).await?.referrer_customer_id, jana.id);
+
+    // An update keeps the referrer; the referrer is not a field a client can change.
+    let renamed = identity
+        .update_customer(update(
+            "rename",
+            identity::Customer {
+                id: petr.id.clone(),
+                first_name: "Petr".into(),
+                referrer_customer_id: survivor.id.clone(),
+                ..Default::default()
+            },
+            &["first_name"],
+            "",
+            &key,
+        ))
+        .await?
+        .into_inner()
+        .customer
+        .expect("customer");
+    assert_eq!(renamed.referrer_customer_id, jana.id);
+    let refused = identity
+        .update_customer(update(
+            "re-refer",
+            identity::Customer {
+                id: petr.id.clone(),
+                referrer_customer_id: survivor.id.clone(),
+                ..Default::default()
+            },
+            &["referrer_customer_id"],
+            "",
+            &key,
+        ))
+        .await
+        .expect_err("the referrer is output only");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+
+    // Jana is merged into Anna: Petr was referred by the account that survives.
+    identity
+        .merge_customers(authed(
+            identity::MergeCustomersRequest {
+                idempotency_key: "merge".into(),
+                surviving_customer_id: survivor.id.clone(),
+                merged_customer_id: jana.id.clone(),
+                reason: "same person".into(),
+            },
+            &key,
+        ))
+        .await?;
+    let after_merge = get(&petr.id).await?;
+    assert_eq!(after_merge.referrer_customer_id, survivor.id);
+    assert_ne!(
+        after_merge.etag, renamed.etag,
+        "the change shows in the etag"
+    );
+
+    // Anna is erased: nobody is known to have referred Petr any more.
+    identity
+        .erase_customer(authed(
+            identity::EraseCustomerRequest {
+                idempotency_key: "erase".into(),
+                customer_id: survivor.id.clone(),
+                reason: "GDPR request 2026/18".into(),
+            },
+            &key,
+        ))
+        .await?;
+    assert_eq!(get(&petr.id).await?.referrer_customer_id, "");
+    // Erasing a referred customer forgets their referrer too.
+    let eva = create("eva", petr.id.clone()).await?;
+    identity
+        .erase_customer(authed(
+            identity::EraseCustomerRequest {
+                idempotency_key: "erase-eva".into(),
+                customer_id: eva.id.clone(),
+                reason: "GDPR request 2026/19".into(),
+            },
+            &key,
+        ))
+        .await?;
+    assert_eq!(get(&eva.id).await?.referrer_customer_id, "");
+    suite.stop().await
+}

@@ -960,3 +960,190 @@ async fn segment_offers_count_only_for_the_segments_members() -> anyhow::Result<
     }
     suite.stop().await
 }
+
+/// A scheme signed up to by criteria: rewards asks segmentation (the platform key acting for
+/// the partner) whether the customer is in one of the scheme's segments when they sign up.
+/// The gold customer joins, the other is refused with the reason, and a segment of another
+/// partner never admits anybody.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_criteria_scheme_admits_members_of_its_segments() -> anyhow::Result<()> {
+    let suite = Suite::start(Backend::Postgres).await?;
+    let (_, key) = suite
+        .partner_with_key(
+            "Cafe",
+            &[
+                identity::Role::Admin,
+                identity::Role::Pos,
+                identity::Role::Marketing,
+            ],
+        )
+        .await?;
+    let (_, rival) = suite
+        .partner_with_key("Rival", &[identity::Role::Admin, identity::Role::Marketing])
+        .await?;
+    let mut id = suite.identity().await?;
+    let mut customers = Vec::new();
+    for (name, tier) in [("jana", "gold"), ("petr", "")] {
+        let req = identity::CreateCustomerRequest {
+            idempotency_key: name.into(),
+            customer: Some(identity::Customer {
+                first_name: name.into(),
+                properties: if tier.is_empty() {
+                    Default::default()
+                } else {
+                    [("tier".to_owned(), tier.to_owned())].into()
+                },
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        customers.push(
+            id.create_customer(authed(req, &key))
+                .await?
+                .into_inner()
+                .customer
+                .expect("customer")
+                .id,
+        );
+    }
+    let mut seg = suite.segmentation().await?;
+    let gold_segment = |who: &str| {
+        authed(
+            segmentation::CreateSegmentRequest {
+                idempotency_key: "gold".into(),
+                segment: Some(segmentation::Segment {
+                    display_name: "Gold customers".into(),
+                    kind: segmentation::SegmentKind::Standard as i32,
+                    online_recalculation: true,
+                    criterion: Some(segmentation::Criterion {
+                        kind: Some(segmentation::criterion::Kind::Condition(
+                            segmentation::Condition {
+                                field: "customer.properties.tier".into(),
+                                operator: segmentation::ComparisonOperator::Equal as i32,
+                                values: vec![segmentation::Value {
+                                    kind: Some(segmentation::value::Kind::StringValue(
+                                        "gold".into(),
+                                    )),
+                                }],
+                            },
+                        )),
+                    }),
+                    ..Default::default()
+                }),
+            },
+            who,
+        )
+    };
+    let gold = seg
+        .create_segment(gold_segment(&key))
+        .await?
+        .into_inner()
+        .segment
+        .expect("segment")
+        .id;
+    let rivals_gold = seg
+        .create_segment(gold_segment(&rival))
+        .await?
+        .into_inner()
+        .segment
+        .expect("segment")
+        .id;
+    eventually(Duration::from_secs(20), || {
+        let (mut seg, customer_id, gold, key) =
+            (seg.clone(), customers[0].clone(), gold.clone(), key.clone());
+        async move {
+            let m = seg
+                .get_customer_memberships(authed(
+                    segmentation::GetCustomerMembershipsRequest {
+                        customer_id,
+                        cart: None,
+                    },
+                    &key,
+                ))
+                .await?
+                .into_inner();
+            Ok(m.memberships
+                .iter()
+                .any(|m| m.segment_id == gold)
+                .then_some(()))
+        }
+    })
+    .await?;
+
+    let mut r = suite.rewards().await?;
+    let create = |code: &str, segments: Vec<String>| {
+        authed(
+            pb::CreateRewardSchemeRequest {
+                idempotency_key: code.into(),
+                reward_scheme: Some(pb::RewardScheme {
+                    sign_up_segment_ids: segments,
+                    ..scheme(code, pb::SignUpOption::Criteria)
+                }),
+            },
+            &key,
+        )
+    };
+    let err = fails(
+        r.create_reward_scheme(create("bad", vec![gold.clone(), "gold".into()]))
+            .await,
+    );
+    assert_eq!(
+        violated_fields(&err),
+        ["reward_scheme.sign_up_segment_ids[1]"]
+    );
+    let club = r
+        .create_reward_scheme(create("gold_club", vec![gold.clone()]))
+        .await?
+        .into_inner()
+        .reward_scheme
+        .expect("scheme");
+    assert_eq!(club.sign_up_option, pb::SignUpOption::Criteria as i32);
+    assert_eq!(club.sign_up_segment_ids, std::slice::from_ref(&gold));
+    r.create_reward_scheme(create("rivals_club", vec![rivals_gold]))
+        .await?;
+
+    let sign_up = |k: &str, scheme_id: &str, customer: &str| {
+        authed(
+            pb::SignUpRequest {
+                idempotency_key: k.into(),
+                scheme_id: scheme_id.into(),
+                customer_id: customer.into(),
+                sign_up_code: String::new(),
+            },
+            &key,
+        )
+    };
+    let joined = r
+        .sign_up(sign_up("jana-joins", "gold_club", &customers[0]))
+        .await?
+        .into_inner()
+        .membership
+        .expect("membership");
+    assert_eq!(joined.customer_id, customers[0]);
+    let err = fails(
+        r.sign_up(sign_up("petr-joins", "gold_club", &customers[1]))
+            .await,
+    );
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert_eq!(error_reason(&err), "SIGN_UP_CRITERIA_NOT_MET");
+    // Segmentation answers for the caller's partner: another partner's segment, even one
+    // Jana would match, never admits her.
+    let err = fails(
+        r.sign_up(sign_up("jana-joins-rivals", "rivals_club", &customers[0]))
+            .await,
+    );
+    assert_eq!(error_reason(&err), "SIGN_UP_CRITERIA_NOT_MET");
+    let got = r
+        .get_reward_scheme(authed(
+            pb::GetRewardSchemeRequest {
+                reward_scheme_id: "gold_club".into(),
+            },
+            &key,
+        ))
+        .await?
+        .into_inner()
+        .reward_scheme
+        .expect("scheme");
+    assert_eq!(got.member_count, 1);
+    suite.stop().await
+}

@@ -112,6 +112,14 @@ pub struct JobSettings {
     /// How often scheduled jobs (the wallet's points expiry, the rewards tier review) run, in
     /// seconds; 0 = never (an operator runs them through their RPC instead).
     pub expiry_interval_secs: u64,
+    /// Time of day (UTC, `HH:MM`) at which segmentation recalculates every Flexi segment;
+    /// `off` = never (RecalculateSegment still works). Default `02:00`.
+    #[serde(default = "default_flexi_recalculation_time")]
+    pub flexi_recalculation_time: String,
+}
+
+fn default_flexi_recalculation_time() -> String {
+    "02:00".to_owned()
 }
 
 fn serialize_secret<S: serde::Serializer>(_: &SecretString, s: S) -> Result<S::Ok, S::Error> {
@@ -163,6 +171,7 @@ impl Settings {
             },
             jobs: JobSettings {
                 expiry_interval_secs: 60,
+                flexi_recalculation_time: default_flexi_recalculation_time(),
             },
         }
     }
@@ -225,6 +234,21 @@ mod tests {
                 s.database.url.expose_secret(),
                 "sqlite://data/wallet.db?mode=rwc"
             );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_flexi_recalculation_time_defaults_to_two_and_env_sets_it_as_text() {
+        figment::Jail::expect_with(|jail| {
+            let s = Settings::load("segmentation", 50054).expect("settings");
+            assert_eq!(s.jobs.flexi_recalculation_time, "02:00");
+            jail.set_env("LOYALTY_JOBS__FLEXI_RECALCULATION_TIME", "03:30");
+            let s = Settings::load("segmentation", 50054).expect("settings");
+            assert_eq!(s.jobs.flexi_recalculation_time, "03:30");
+            jail.set_env("LOYALTY_JOBS__FLEXI_RECALCULATION_TIME", "off");
+            let s = Settings::load("segmentation", 50054).expect("settings");
+            assert_eq!(s.jobs.flexi_recalculation_time, "off");
             Ok(())
         });
     }

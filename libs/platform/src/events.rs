@@ -82,6 +82,9 @@ domain_events!(TierChanged, PurchaseReturned);
 // Reward schemes and offers (rewards service, issue #6).
 domain_events!(SchemeJoined, SchemeLeft, OfferAwarded);
 
+// Segment memberships (segmentation service, issue #7): one per customer entering or leaving.
+domain_events!(SegmentEntered, SegmentLeft);
+
 /// Appends an event to the outbox inside the caller's transaction.
 pub async fn enqueue<C: ConnectionTrait, E: DomainEvent>(
     conn: &C,

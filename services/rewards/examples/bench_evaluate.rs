@@ -145,6 +145,7 @@ fn rules(n: usize, r: &mut Lcg, segment: Uuid) -> RuleSet {
             strategy: Strategy::BestForCustomer,
             groups,
             max_rules_per_transaction: None,
+            combine_campaign_products: false,
         },
     }
 }

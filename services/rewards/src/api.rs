@@ -32,6 +32,9 @@ pub struct RewardsApi {
     customer_peers: Option<rewards::CustomerPeers>,
     /// Identity, for sign-ups to CLOSED schemes by email domain.
     identity: Option<schemes::IdentityPeer>,
+    /// Segmentation, asked for a customer's segments when they sign up to a CRITERIA scheme
+    /// (the same peer as the offer consumer's; UNAVAILABLE without one).
+    segments: std::sync::Arc<dyn store::schemes::CustomerSegments>,
     wallet: payments::PointsWallet,
     /// Each partner's active rules for EvaluateCart; writes here drop the partner's entry.
     rules: std::sync::Arc<store::rules_cache::RulesCache>,
@@ -46,6 +49,7 @@ impl RewardsApi {
             db,
             customer_peers: None,
             identity: None,
+            segments: std::sync::Arc::new(store::schemes::NoSegmentation),
             wallet: payments::PointsWallet::default(),
             rules,
         }
@@ -61,6 +65,16 @@ impl RewardsApi {
     /// (UNAVAILABLE without it).
     pub fn with_identity(mut self, channel: Channel) -> Self {
         self.identity = Some(schemes::IdentityPeer::new(channel));
+        self
+    }
+
+    /// Segmentation, asked for a customer's segments when they sign up to a CRITERIA scheme
+    /// (UNAVAILABLE without it).
+    pub fn with_segments(
+        mut self,
+        segments: std::sync::Arc<dyn store::schemes::CustomerSegments>,
+    ) -> Self {
+        self.segments = segments;
         self
     }
 

@@ -25,7 +25,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     // checkout's purchases advance reward offers and qualify membership levels, identity's
     // tracked events advance offers, the wallet's postings qualify levels.
     let tier_feed = Arc::new(store::tiers::TierActivityFeed);
-    let offers = Arc::new(offer_activity(&infra));
+    let segments = segmentation(&infra);
+    let offers = Arc::new(activity::OfferActivity::with_segments(segments.clone()));
     infra.consume(
         "checkout",
         Arc::new(activity::Handlers(vec![offers.clone(), tier_feed.clone()])),
@@ -41,7 +42,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     // Optional: without a wallet, vouchers with a points price are refused, not given away;
     // without segmentation and wallet, ListAvailableRewards answers UNAVAILABLE.
     let wallet = infra.peer("wallet").ok();
-    let mut api = api::RewardsApi::new(infra.db.clone()).with_wallet(wallet.clone());
+    let mut api = api::RewardsApi::new(infra.db.clone())
+        .with_wallet(wallet.clone())
+        .with_segments(segments);
     if let Ok(identity) = infra.peer("identity") {
         api = api.with_identity(identity);
     }
@@ -56,23 +59,23 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .await
 }
 
-/// The consumer of customers' activity for reward offers. Offers restricted to segments ask
-/// segmentation with the platform key (`auth.bootstrap_key`) acting for each event's partner;
-/// without segmentation or that key they count for nobody (and a warning says so).
-fn offer_activity(infra: &Infra) -> activity::OfferActivity {
+/// Segmentation as the consumer of customers' activity for reward offers and sign-ups to
+/// CRITERIA schemes ask it: the platform key (`auth.bootstrap_key`) acting for each event's or
+/// request's partner. Without segmentation or that key, offers restricted to segments count
+/// for nobody and CRITERIA sign-ups answer UNAVAILABLE (and a warning says so).
+fn segmentation(infra: &Infra) -> Arc<dyn store::schemes::CustomerSegments> {
     match (
         infra.peer("segmentation"),
         &infra.settings.auth.bootstrap_key,
     ) {
-        (Ok(channel), Some(key)) => activity::OfferActivity::with_segments(Arc::new(
-            activity::SegmentationPeer::new(channel, key.clone()),
-        )),
+        (Ok(channel), Some(key)) => Arc::new(activity::SegmentationPeer::new(channel, key.clone())),
         _ => {
             tracing::warn!(
-                "reward offers restricted to segments need peers.segmentation_url and \
-                 auth.bootstrap_key: without them such offers count for nobody"
+                "reward offers restricted to segments and CRITERIA reward schemes need \
+                 peers.segmentation_url and auth.bootstrap_key: without them such offers count \
+                 for nobody and sign-ups to such schemes are unavailable"
             );
-            activity::OfferActivity::default()
+            Arc::new(store::schemes::NoSegmentation)
         }
     }
 }

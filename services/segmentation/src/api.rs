@@ -1,4 +1,6 @@
 //! gRPC adapter of `SegmentationService`.
+mod segments;
+
 use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
@@ -191,6 +193,15 @@ fn membership_to_proto(m: &Membership) -> pb::SegmentMembership {
         segment_display_name: m.segment_display_name.clone(),
         add_time: m.added_at.map(to_timestamp),
         online: m.online,
+        segment_create_time: Some(to_timestamp(m.segment.created_at)),
+        segment_kind: segments::kind_to_proto(m.segment.kind) as i32,
+        last_recalculation_time: m.segment.last_recalculated_at.map(to_timestamp),
+        member_count: m.segment.member_count,
+        note: m.segment.note.clone(),
+        cause: m
+            .cause
+            .map_or(pb::MembershipCause::Unspecified, segments::cause_to_proto)
+            as i32,
     }
 }
 
@@ -310,15 +321,72 @@ impl SegmentationService for SegmentationApi {
         }))
     }
 
+    #[tracing::instrument(skip_all)]
+    async fn list_segments(
+        &self,
+        request: Request<pb::ListSegmentsRequest>,
+    ) -> Result<Response<pb::ListSegmentsResponse>, Status> {
+        self.list_segments_rpc(request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn update_segment(
+        &self,
+        request: Request<pb::UpdateSegmentRequest>,
+    ) -> Result<Response<pb::UpdateSegmentResponse>, Status> {
+        self.update_segment_rpc(request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn delete_segment(
+        &self,
+        request: Request<pb::DeleteSegmentRequest>,
+    ) -> Result<Response<pb::DeleteSegmentResponse>, Status> {
+        self.delete_segment_rpc(request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn recalculate_segment(
+        &self,
+        request: Request<pb::RecalculateSegmentRequest>,
+    ) -> Result<Response<pb::RecalculateSegmentResponse>, Status> {
+        self.recalculate_segment_rpc(request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_segment_members(
+        &self,
+        request: Request<pb::ListSegmentMembersRequest>,
+    ) -> Result<Response<pb::ListSegmentMembersResponse>, Status> {
+        self.list_segment_members_rpc(request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn add_customer_to_segment(
+        &self,
+        request: Request<pb::AddCustomerToSegmentRequest>,
+    ) -> Result<Response<pb::AddCustomerToSegmentResponse>, Status> {
+        self.add_customer_to_segment_rpc(request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn remove_customer_from_segment(
+        &self,
+        request: Request<pb::RemoveCustomerFromSegmentRequest>,
+    ) -> Result<Response<pb::RemoveCustomerFromSegmentResponse>, Status> {
+        self.remove_customer_from_segment_rpc(request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_membership_history(
+        &self,
+        request: Request<pb::ListMembershipHistoryRequest>,
+    ) -> Result<Response<pb::ListMembershipHistoryResponse>, Status> {
+        self.list_membership_history_rpc(request).await
+    }
+
     loyalty_platform::rpcs_not_yet_implemented! {
         "lands with issue #7 (segmentation)";
-        list_segments(pb::ListSegmentsRequest) -> pb::ListSegmentsResponse;
-        update_segment(pb::UpdateSegmentRequest) -> pb::UpdateSegmentResponse;
-        delete_segment(pb::DeleteSegmentRequest) -> pb::DeleteSegmentResponse;
-        recalculate_segment(pb::RecalculateSegmentRequest) -> pb::RecalculateSegmentResponse;
-        list_segment_members(pb::ListSegmentMembersRequest) -> pb::ListSegmentMembersResponse;
-        add_customer_to_segment(pb::AddCustomerToSegmentRequest) -> pb::AddCustomerToSegmentResponse;
-        remove_customer_from_segment(pb::RemoveCustomerFromSegmentRequest) -> pb::RemoveCustomerFromSegmentResponse;
         create_badge(pb::CreateBadgeRequest) -> pb::CreateBadgeResponse;
         get_badge(pb::GetBadgeRequest) -> pb::GetBadgeResponse;
         list_badges(pb::ListBadgesRequest) -> pb::ListBadgesResponse;
@@ -339,7 +407,6 @@ impl SegmentationService for SegmentationApi {
         duplicate_audience(pb::DuplicateAudienceRequest) -> pb::DuplicateAudienceResponse;
         lock_audience(pb::LockAudienceRequest) -> pb::LockAudienceResponse;
         list_customer_audiences(pb::ListCustomerAudiencesRequest) -> pb::ListCustomerAudiencesResponse;
-        list_membership_history(pb::ListMembershipHistoryRequest) -> pb::ListMembershipHistoryResponse;
         get_customer_features(pb::GetCustomerFeaturesRequest) -> pb::GetCustomerFeaturesResponse;
         get_customer_rfm(pb::GetCustomerRfmRequest) -> pb::GetCustomerRfmResponse;
         validate_criterion(pb::ValidateCriterionRequest) -> pb::ValidateCriterionResponse;

@@ -15,7 +15,16 @@ pub const DEFAULT_PORT: u16 = 50054;
 
 /// Starts the service and serves until SIGTERM/SIGINT.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    // A bad time fails the start rather than silently never recalculating.
+    let nightly = domain::parse_daily_time(&settings.jobs.flexi_recalculation_time)
+        .map_err(|e| anyhow::anyhow!("jobs.flexi_recalculation_time {e}"))?;
     let infra = Infra::start::<migration::Migrator>(settings).await?;
+    match nightly {
+        Some(at) => store::membership::spawn_scheduler(infra.db.clone(), at),
+        None => {
+            tracing::info!("nightly Flexi recalculation is off (jobs.flexi_recalculation_time)")
+        }
+    }
     let auth = infra.remote_authenticator()?;
     let projector = Arc::new(store::features::FeatureProjector);
     // One consumer per producer, all feeding the one feature projection.

@@ -611,8 +611,7 @@ pub(super) async fn merge_customers(
                     "the merged customer changed concurrently",
                 ));
             }
-            let mut survivor_after = survivor.clone();
-            survivor_after.updated_at = now;
+            let survivor_after = rules::survivor_after_merge(&survivor, &merged, now);
             if !base
                 .update_customer(txn, &survivor_after, survivor.updated_at)
                 .await?
@@ -624,6 +623,7 @@ pub(super) async fn merge_customers(
             }
             store::move_identifiers(txn, partner_id, merged_id, survivor_id).await?;
             store::move_history(txn, partner_id, merged_id, survivor_id).await?;
+            store::move_referrals(txn, partner_id, merged_id, survivor_id, now).await?;
             let relations =
                 customer_data::move_relations(txn, partner_id, merged_id, survivor_id).await?;
             for (r, deleted) in relations
@@ -803,6 +803,7 @@ pub(super) async fn erase_customer(
             }
             store::erase_identifiers(txn, partner_id, id, now).await?;
             store::scrub_history(txn, partner_id, id).await?;
+            store::clear_referrals(txn, partner_id, id, now).await?;
             for r in customer_data::delete_relations(txn, partner_id, id).await? {
                 events::enqueue(
                     txn,

@@ -256,6 +256,7 @@ fn customer_to_proto(c: &Customer) -> pb::Customer {
         block_time: c.blocked_at.map(to_timestamp),
         erase_time: c.erased_at.map(to_timestamp),
         merged_into_customer_id: c.merged_into.map(|id| id.to_string()).unwrap_or_default(),
+        referrer_customer_id: c.referrer.map(|id| id.to_string()).unwrap_or_default(),
     }
 }
 
@@ -542,7 +543,10 @@ impl IdentityService for IdentityApi {
                         })?;
                 }
                 let now = now_micros();
-                let customer = Customer::new(partner_id, profile, now);
+                let customer = Customer {
+                    referrer,
+                    ..Customer::new(partner_id, profile, now)
+                };
                 store.insert_customer(txn, &customer).await?;
                 events::enqueue(
                     txn,

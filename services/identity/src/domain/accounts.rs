@@ -381,6 +381,36 @@ pub fn merge(
     Ok(next)
 }
 
+/// The surviving account after a merge: changed now, and no longer referred by the merged
+/// account (which it absorbs). The merged account keeps its own referrer; every other account
+/// the merged one referred is referred by the survivor after the merge (see
+/// [`referrer_after_merge`]).
+pub fn survivor_after_merge(
+    survivor: &Customer,
+    merged: &Customer,
+    now: DateTime<Utc>,
+) -> Customer {
+    let mut next = survivor.clone();
+    next.referrer = referrer_after_merge(survivor.id, survivor.referrer, survivor.id, merged.id);
+    next.updated_at = now;
+    next
+}
+
+/// Who refers `customer` (referred by `referrer`) once `merged` was merged into `survivor`:
+/// the survivor instead of the merged account, except for the survivor itself, which refers
+/// nobody to itself.
+pub fn referrer_after_merge(
+    customer: Uuid,
+    referrer: Option<Uuid>,
+    survivor: Uuid,
+    merged: Uuid,
+) -> Option<Uuid> {
+    match referrer {
+        Some(r) if r == merged => (customer != survivor).then_some(survivor),
+        other => other,
+    }
+}
+
 /// The account after erasure: every personal field emptied, state ERASED. Erasing an erased
 /// account returns it unchanged.
 pub fn erase(c: &Customer, now: DateTime<Utc>) -> Customer {
@@ -393,6 +423,7 @@ pub fn erase(c: &Customer, now: DateTime<Utc>) -> Customer {
         ..Default::default()
     };
     next.state = CustomerState::Erased;
+    next.referrer = None;
     next.block_reason.clear();
     next.blocked_at = None;
     next.erased_at = Some(now);
@@ -1460,6 +1491,52 @@ mod tests {
         );
         assert_eq!(block(&erased, "x", now), Err("CUSTOMER_ERASED"));
         assert_eq!(unblock(&erased, now), Err("CUSTOMER_ERASED"));
+    }
+
+    #[test]
+    fn erasure_forgets_who_referred_the_account() {
+        let mut c = customer();
+        c.referrer = Some(Uuid::now_v7());
+        assert_eq!(erase(&c, Utc::now()).referrer, None);
+    }
+
+    #[test]
+    fn a_merge_points_referrals_of_the_merged_account_to_the_survivor() {
+        let now = Utc::now();
+        let (survivor, merged, other, third) = (
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+        );
+        let after = |customer, referrer| referrer_after_merge(customer, referrer, survivor, merged);
+        assert_eq!(after(other, Some(merged)), Some(survivor));
+        assert_eq!(
+            after(other, Some(third)),
+            Some(third),
+            "other referrers stay"
+        );
+        assert_eq!(after(other, None), None);
+        assert_eq!(
+            after(survivor, Some(merged)),
+            None,
+            "never referred by itself"
+        );
+        assert_eq!(after(survivor, Some(third)), Some(third));
+
+        let (mut a, mut b) = (customer(), customer());
+        a.referrer = Some(b.id);
+        b.referrer = Some(third);
+        let a_after = survivor_after_merge(&a, &b, now);
+        assert_eq!(a_after.referrer, None);
+        assert_eq!(a_after.updated_at, now);
+        assert_eq!(
+            merge(&a, &b, now).unwrap().referrer,
+            Some(third),
+            "kept as it was"
+        );
+        a.referrer = Some(third);
+        assert_eq!(survivor_after_merge(&a, &b, now).referrer, Some(third));
     }
 
     #[test]

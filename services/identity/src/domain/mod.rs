@@ -409,6 +409,9 @@ pub struct Customer {
     pub erased_at: Option<DateTime<Utc>>,
     /// The surviving account, when this one was merged into it.
     pub merged_into: Option<Uuid>,
+    /// The customer who referred this one, given when the account was created. A merge
+    /// points it from the merged account to the survivor; erasing either account clears it.
+    pub referrer: Option<Uuid>,
 }
 
 impl Customer {
@@ -425,6 +428,7 @@ impl Customer {
             blocked_at: None,
             erased_at: None,
             merged_into: None,
+            referrer: None,
         }
     }
 }

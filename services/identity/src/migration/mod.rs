@@ -6,6 +6,7 @@ mod m0005_consents_activity;
 mod m0006_accounts;
 mod m0007_cards;
 mod m0008_import;
+mod m0009_customer_referrer;
 
 loyalty_platform::migrator![
     InitialSchema,
@@ -17,6 +18,7 @@ loyalty_platform::migrator![
     m0006_accounts::Accounts,
     m0007_cards::Cards,
     m0008_import::Import,
+    m0009_customer_referrer::CustomerReferrer,
 ];
 
 struct InitialSchema;

@@ -495,6 +495,48 @@ pub async fn erase_identifiers(
     Ok(())
 }
 
+/// Points every account `from` referred to `to` (a merge: `from` merged into `to`), except `to`
+/// itself, which the caller writes with its referrer already cleared; changes their
+/// `update_time` (and so their etag). Returns how many accounts changed.
+pub async fn move_referrals(
+    conn: &impl ConnectionTrait,
+    partner_id: Uuid,
+    from: Uuid,
+    to: Uuid,
+    now: DateTime<Utc>,
+) -> Result<u64, ApiError> {
+    let res = customers::Entity::update_many()
+        .col_expr(customers::Column::ReferrerCustomerId, Expr::value(to))
+        .col_expr(customers::Column::UpdatedAt, Expr::value(now))
+        .filter(customers::Column::PartnerId.eq(partner_id))
+        .filter(customers::Column::ReferrerCustomerId.eq(from))
+        .filter(customers::Column::Id.ne(to))
+        .exec(conn)
+        .await?;
+    Ok(res.rows_affected)
+}
+
+/// Forgets that an erased account referred anyone: the accounts it referred are referred by
+/// nobody after; changes their `update_time` (and so their etag). Returns how many changed.
+pub async fn clear_referrals(
+    conn: &impl ConnectionTrait,
+    partner_id: Uuid,
+    referrer: Uuid,
+    now: DateTime<Utc>,
+) -> Result<u64, ApiError> {
+    let res = customers::Entity::update_many()
+        .col_expr(
+            customers::Column::ReferrerCustomerId,
+            Expr::value(Option::<Uuid>::None),
+        )
+        .col_expr(customers::Column::UpdatedAt, Expr::value(now))
+        .filter(customers::Column::PartnerId.eq(partner_id))
+        .filter(customers::Column::ReferrerCustomerId.eq(referrer))
+        .exec(conn)
+        .await?;
+    Ok(res.rows_affected)
+}
+
 /// Drops the cached resolutions of identifier values.
 pub async fn forget_resolutions(cache: &Cache, partner_id: Uuid, values: &[IdentifierValue]) {
     for v in values {
@@ -827,4 +869,99 @@ async fn apply_draft(
         },
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    //! Referrals kept on the account, through a merge and an erasure, against PostgreSQL (a
+    //! fresh database) and SQLite.
+    use loyalty_testkit::TestDb;
+    use sea_orm::{Database, DatabaseConnection};
+    use sea_orm_migration::MigratorTrait;
+
+    use super::*;
+    use crate::{
+        domain::{Customer, CustomerProfile, now_micros},
+        store::Store,
+    };
+
+    async fn migrated(db: DatabaseConnection) -> DatabaseConnection {
+        crate::migration::Migrator::up(&db, None)
+            .await
+            .expect("migrate");
+        db
+    }
+
+    async fn customer(db: &DatabaseConnection, partner_id: Uuid, referrer: Option<Uuid>) -> Uuid {
+        let c = Customer {
+            referrer,
+            ..Customer::new(partner_id, CustomerProfile::default(), now_micros())
+        };
+        Store::new(db.clone())
+            .insert_customer(db, &c)
+            .await
+            .expect("customer");
+        c.id
+    }
+
+    async fn read(db: &DatabaseConnection, partner_id: Uuid, id: Uuid) -> Customer {
+        Store::new(db.clone())
+            .customer(db, partner_id, id)
+            .await
+            .expect("read")
+            .expect("customer")
+    }
+
+    async fn referrals_follow_merges_and_erasures(db: DatabaseConnection) {
+        let (p, rival) = (Uuid::now_v7(), Uuid::now_v7());
+        let jana = customer(&db, p, None).await;
+        let petr = customer(&db, p, Some(jana)).await;
+        let eva = customer(&db, p, Some(jana)).await;
+        let survivor = customer(&db, p, None).await;
+        // Another partner's row naming the same referrer id is never touched.
+        let foreign = customer(&db, rival, Some(jana)).await;
+        let before = read(&db, p, petr).await;
+        assert_eq!(before.referrer, Some(jana), "stored and read back");
+
+        let later = before.updated_at + chrono::Duration::seconds(1);
+        let moved = move_referrals(&db, p, jana, survivor, later).await.unwrap();
+        assert_eq!(moved, 2);
+        for id in [petr, eva] {
+            let c = read(&db, p, id).await;
+            assert_eq!(c.referrer, Some(survivor));
+            assert_eq!(c.updated_at, later, "a new etag");
+        }
+        assert_eq!(read(&db, rival, foreign).await.referrer, Some(jana));
+        // The survivor is never pointed at itself.
+        let referred_by_petr = customer(&db, p, Some(petr)).await;
+        move_referrals(&db, p, petr, referred_by_petr, later)
+            .await
+            .unwrap();
+        assert_eq!(read(&db, p, referred_by_petr).await.referrer, Some(petr));
+
+        let cleared = clear_referrals(&db, p, survivor, later).await.unwrap();
+        assert_eq!(cleared, 2);
+        for id in [petr, eva] {
+            assert_eq!(read(&db, p, id).await.referrer, None);
+        }
+        assert_eq!(read(&db, rival, foreign).await.referrer, Some(jana));
+    }
+
+    #[tokio::test]
+    async fn referrals_follow_merges_and_erasures_on_postgres() {
+        let test_db = TestDb::postgres()
+            .await
+            .expect("PostgreSQL on 127.0.0.1:5432");
+        let db = Database::connect(test_db.url()).await.expect("connect");
+        referrals_follow_merges_and_erasures(migrated(db).await).await;
+    }
+
+    #[tokio::test]
+    async fn referrals_follow_merges_and_erasures_on_sqlite() {
+        // In memory on one connection (every connection would otherwise be its own database).
+        let mut opts = sea_orm::ConnectOptions::new("sqlite::memory:");
+        opts.max_connections(1).min_connections(1);
+        let db = Database::connect(opts).await.expect("sqlite");
+        referrals_follow_merges_and_erasures(migrated(db).await).await;
+    }
 }

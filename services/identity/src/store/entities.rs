@@ -77,6 +77,8 @@ pub mod customers {
         pub blocked_at: Option<DateTimeUtc>,
         pub erased_at: Option<DateTimeUtc>,
         pub merged_into: Option<Uuid>,
+        /// The customer who referred this one (CreateCustomer's `referrer_customer_id`).
+        pub referrer_customer_id: Option<Uuid>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -98,6 +98,7 @@ pub(crate) fn customer_from(m: customers::Model) -> Customer {
         blocked_at: m.blocked_at,
         erased_at: m.erased_at,
         merged_into: m.merged_into,
+        referrer: m.referrer_customer_id,
     }
 }
 
@@ -145,6 +146,7 @@ pub fn customer_model(c: &Customer) -> Result<customers::ActiveModel, ApiError> 
         blocked_at: Set(c.blocked_at),
         erased_at: Set(c.erased_at),
         merged_into: Set(c.merged_into),
+        referrer_customer_id: Set(c.referrer),
     })
 }
 

@@ -509,6 +509,15 @@ async fn presented_vouchers(
     Ok((presented, over))
 }
 
+fn discount_to_proto(d: engine::LineDiscount) -> pb::EvaluatedDiscount {
+    pb::EvaluatedDiscount {
+        rule_id: d.rule_id.to_string(),
+        amount_minor: d.amount_minor,
+        reason: d.reason.to_owned(),
+        explanation: d.explanation.to_string(),
+    }
+}
+
 fn evaluation_to_proto(e: Evaluation) -> pb::EvaluateCartResponse {
     pb::EvaluateCartResponse {
         lines: e
@@ -518,16 +527,8 @@ fn evaluation_to_proto(e: Evaluation) -> pb::EvaluateCartResponse {
                 line_index: l.index as i32,
                 product_code: l.product_id,
                 gross_minor: l.gross_minor,
-                discounts: l
-                    .discounts
-                    .into_iter()
-                    .map(|d| pb::EvaluatedDiscount {
-                        rule_id: d.rule_id.to_string(),
-                        amount_minor: d.amount_minor,
-                        reason: d.reason.to_owned(),
-                        explanation: d.explanation.to_string(),
-                    })
-                    .collect(),
+                discounts: l.discounts.into_iter().map(discount_to_proto).collect(),
+                forgone_discounts: l.forgone.into_iter().map(discount_to_proto).collect(),
                 total_minor: l.total_minor,
                 points: l.points,
                 points_detail: l

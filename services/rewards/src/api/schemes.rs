@@ -25,9 +25,10 @@ use crate::{
     domain::{
         Validity,
         schemes::{
-            Award, AwardKind, Goal, GoalGroup, Membership, Offer, OfferSpec, OfferState,
+            Applicant, Award, AwardKind, Goal, GoalGroup, Membership, Offer, OfferSpec, OfferState,
             ProductScope, Progress, Scheme, SignUpOption, Standing, Terms, TermsSpec,
-            check_merchant_offer, check_sign_up, etag, needs_emails, voucher_award_allowed,
+            check_merchant_offer, check_sign_up, etag, needs_emails, needs_segments,
+            voucher_award_allowed,
         },
     },
     store::{catalogue::now, schemes as store, vouchers as vstore},
@@ -50,6 +51,7 @@ const SCHEME_UPDATABLE: &[&str] = &[
     "sign_up_option",
     "sign_up_codes",
     "email_domains",
+    "sign_up_segment_ids",
     "max_members",
     "active",
 ];
@@ -159,6 +161,7 @@ fn sign_up_option(v: &mut Violations, field: &str, o: i32) -> SignUpOption {
         pb::SignUpOption::Auto => SignUpOption::Auto,
         pb::SignUpOption::OptIn => SignUpOption::OptIn,
         pb::SignUpOption::Closed => SignUpOption::Closed,
+        pb::SignUpOption::Criteria => SignUpOption::Criteria,
         pb::SignUpOption::Unspecified => {
             v.add(field, "is required");
             SignUpOption::OptIn
@@ -176,6 +179,7 @@ fn scheme_to_proto(s: &Scheme, show_codes: bool) -> pb::RewardScheme {
             SignUpOption::Auto => pb::SignUpOption::Auto,
             SignUpOption::OptIn => pb::SignUpOption::OptIn,
             SignUpOption::Closed => pb::SignUpOption::Closed,
+            SignUpOption::Criteria => pb::SignUpOption::Criteria,
         } as i32,
         sign_up_codes: if show_codes {
             s.sign_up_codes.clone()
@@ -183,6 +187,7 @@ fn scheme_to_proto(s: &Scheme, show_codes: bool) -> pb::RewardScheme {
             Vec::new()
         },
         email_domains: s.email_domains.clone(),
+        sign_up_segment_ids: s.sign_up_segment_ids.iter().map(Uuid::to_string).collect(),
         max_members: s.max_members,
         member_count: s.member_count,
         active: s.active,
@@ -294,6 +299,11 @@ pub async fn create_scheme(
         sign_up_option: sign_up_option(&mut v, "reward_scheme.sign_up_option", p.sign_up_option),
         sign_up_codes: p.sign_up_codes,
         email_domains: p.email_domains.iter().map(|d| d.to_lowercase()).collect(),
+        sign_up_segment_ids: uuids(
+            &mut v,
+            "reward_scheme.sign_up_segment_ids",
+            &p.sign_up_segment_ids,
+        ),
         max_members: p.max_members,
         member_count: 0,
         active: p.active,
@@ -389,6 +399,13 @@ pub async fn update_scheme(
                     "email_domains" => {
                         s.email_domains = p.email_domains.iter().map(|d| d.to_lowercase()).collect()
                     }
+                    "sign_up_segment_ids" => {
+                        s.sign_up_segment_ids = uuids(
+                            &mut v,
+                            "reward_scheme.sign_up_segment_ids",
+                            &p.sign_up_segment_ids,
+                        )
+                    }
                     "max_members" => s.max_members = p.max_members,
                     "active" => s.active = p.active,
                     _ => {}
@@ -456,23 +473,49 @@ pub async fn sign_up(
     required(&mut v, "scheme_id", &req.scheme_id);
     let customer_id = uuid(&mut v, "customer_id", &req.customer_id);
     v.into_result()?;
+    // A retry answers what the first call stored, even while identity or segmentation (asked
+    // below, before the transaction) cannot answer.
+    if let Some(membership) = idempotency::stored::<Membership>(&api.db, &scope).await? {
+        return Ok(Response::new(pb::SignUpResponse {
+            membership: Some(membership_to_proto(&membership)),
+        }));
+    }
     let (key, code, at) = (req.scheme_id, req.sign_up_code, now());
     // A CLOSED scheme with email domains asks identity for the customer's emails (with the
-    // caller's key) when no valid code was given; read before the transaction, not under the
-    // partner's lock.
-    let emails = match store::find_scheme(&api.db, partner_id, &key).await? {
-        Some(scheme) if needs_emails(&scheme, code.trim()) => match &api.identity {
-            Some(identity) => identity.emails(&who, customer_id).await?,
-            None => {
-                return Err(ApiError::Unavailable(
-                    "signing up by email domain needs the identity service (peers.identity_url)"
-                        .to_owned(),
-                )
-                .into());
-            }
-        },
-        _ => Vec::new(),
-    };
+    // caller's key) when no valid code was given, and a CRITERIA scheme asks segmentation for
+    // the customer's segments (the platform key acting for the caller's partner, as the offer
+    // consumer does); both are read before the transaction, not under the partner's lock.
+    // Either peer failing or missing answers UNAVAILABLE and writes nothing.
+    let (mut emails, mut segments) = (Vec::new(), None);
+    if let Some(scheme) = store::find_scheme(&api.db, partner_id, &key).await? {
+        if needs_emails(&scheme, code.trim()) {
+            emails = match &api.identity {
+                Some(identity) => identity.emails(&who, customer_id).await?,
+                None => {
+                    return Err(ApiError::Unavailable(
+                        "signing up by email domain needs the identity service \
+                         (peers.identity_url)"
+                            .to_owned(),
+                    )
+                    .into());
+                }
+            };
+        }
+        if needs_segments(&scheme) {
+            segments = Some(
+                api.segments
+                    .of(partner_id, customer_id)
+                    .await?
+                    .ok_or_else(|| {
+                        ApiError::Unavailable(
+                            "signing up to a CRITERIA scheme needs the segmentation service \
+                             (peers.segmentation_url and auth.bootstrap_key)"
+                                .to_owned(),
+                        )
+                    })?,
+            );
+        }
+    }
     let membership: Membership = idempotency::run(&api.db, scope, move |txn| {
         Box::pin(async move {
             store::lock(txn, partner_id).await?;
@@ -485,7 +528,19 @@ pub async fn sign_up(
                     scheme.code
                 )));
             }
-            check_sign_up(&scheme, code.trim(), &emails)
+            // The scheme became a CRITERIA scheme after segmentation would have been asked:
+            // refused as retryable rather than decided without the customer's segments.
+            if needs_segments(&scheme) && segments.is_none() {
+                return Err(ApiError::Unavailable(
+                    "the reward scheme changed while signing up: try again".to_owned(),
+                ));
+            }
+            let applicant = Applicant {
+                code: code.trim(),
+                emails: &emails,
+                segments: segments.as_deref().unwrap_or_default(),
+            };
+            check_sign_up(&scheme, &applicant)
                 .map_err(|r| ApiError::precondition(r.reason(), r.message(&scheme)))?;
             store::join(txn, partner_id, &mut scheme, customer_id, at).await
         })

@@ -94,6 +94,7 @@ impl ResolutionSettings {
             groups: self.groups.clone(),
             max_rules_per_transaction: (self.max_rules_per_purchase > 0)
                 .then_some(self.max_rules_per_purchase),
+            combine_campaign_products: self.combine_campaign_products,
         }
     }
 
@@ -206,6 +207,7 @@ mod tests {
                 strategy: Strategy::BestForCustomer,
                 groups: vec![],
                 max_rules_per_transaction: None,
+                combine_campaign_products: false,
             }
         );
         assert_eq!(s.etag(), "r0");

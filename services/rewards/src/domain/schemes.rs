@@ -14,6 +14,7 @@ pub const MAX_EMAIL_DOMAINS: usize = 100;
 pub const MAX_GOALS: usize = 10;
 pub const MAX_SCOPE_CODES: usize = 1000;
 pub const MAX_OFFER_SEGMENTS: usize = 100;
+pub const MAX_SIGN_UP_SEGMENTS: usize = 50;
 
 /// The concurrency token of a scheme, offer or terms: its revision.
 pub use loyalty_platform::error::revision_etag as etag;
@@ -32,8 +33,10 @@ pub enum SignUpOption {
     Auto,
     /// Customers opt in themselves.
     OptIn,
-    /// Customers need one of the scheme's sign-up codes.
+    /// Customers need one of the scheme's sign-up codes (or an email of its domains).
     Closed,
+    /// By criteria: customers in one of the scheme's sign-up segments when they sign up.
+    Criteria,
 }
 
 impl SignUpOption {
@@ -42,6 +45,7 @@ impl SignUpOption {
             SignUpOption::Auto => "auto",
             SignUpOption::OptIn => "opt_in",
             SignUpOption::Closed => "closed",
+            SignUpOption::Criteria => "criteria",
         }
     }
 
@@ -50,6 +54,7 @@ impl SignUpOption {
             "auto" => SignUpOption::Auto,
             "opt_in" => SignUpOption::OptIn,
             "closed" => SignUpOption::Closed,
+            "criteria" => SignUpOption::Criteria,
             _ => return None,
         })
     }
@@ -64,6 +69,8 @@ pub struct Scheme {
     pub sign_up_option: SignUpOption,
     pub sign_up_codes: Vec<String>,
     pub email_domains: Vec<String>,
+    /// Segments whose members may sign up to a CRITERIA scheme (1..50); empty otherwise.
+    pub sign_up_segment_ids: Vec<Uuid>,
     /// 0 = unlimited.
     pub max_members: i64,
     /// Members who signed up and have not left (AUTO members without a sign-up are not
@@ -129,6 +136,19 @@ impl Scheme {
                 "a CLOSED scheme needs at least one sign-up code or email domain",
             );
         }
+        let segments = format!("{prefix}.sign_up_segment_ids");
+        if self.sign_up_option == SignUpOption::Criteria {
+            if self.sign_up_segment_ids.is_empty()
+                || self.sign_up_segment_ids.len() > MAX_SIGN_UP_SEGMENTS
+            {
+                v.add(
+                    segments,
+                    format!("a CRITERIA scheme needs 1..{MAX_SIGN_UP_SEGMENTS} segments"),
+                );
+            }
+        } else if !self.sign_up_segment_ids.is_empty() {
+            v.add(segments, "only a CRITERIA scheme has sign-up segments");
+        }
         if self.max_members < 0 {
             v.add(
                 format!("{prefix}.max_members"),
@@ -145,6 +165,8 @@ pub enum SignUpRefusal {
     CodeInvalid,
     /// No code was given and none of the customer's emails is of the scheme's domains.
     EmailDomainNotAllowed,
+    /// The customer is in none of a CRITERIA scheme's sign-up segments.
+    CriteriaNotMet,
     Full,
 }
 
@@ -154,6 +176,7 @@ impl SignUpRefusal {
             SignUpRefusal::Inactive => "SCHEME_INACTIVE",
             SignUpRefusal::CodeInvalid => "SIGN_UP_CODE_INVALID",
             SignUpRefusal::EmailDomainNotAllowed => "EMAIL_DOMAIN_NOT_ALLOWED",
+            SignUpRefusal::CriteriaNotMet => "SIGN_UP_CRITERIA_NOT_MET",
             SignUpRefusal::Full => "SCHEME_FULL",
         }
     }
@@ -168,6 +191,11 @@ impl SignUpRefusal {
             SignUpRefusal::EmailDomainNotAllowed => format!(
                 "reward scheme {:?} is closed: none of the customer's emails is of its domains \
                  and no sign-up code was given",
+                scheme.code
+            ),
+            SignUpRefusal::CriteriaNotMet => format!(
+                "reward scheme {:?} admits members of its sign-up segments only and the \
+                 customer is in none of them",
                 scheme.code
             ),
             SignUpRefusal::Full => format!(
@@ -206,6 +234,12 @@ pub fn needs_emails(scheme: &Scheme, code: &str) -> bool {
         && !code_matches(scheme, code)
 }
 
+/// Whether a sign-up needs the customer's segments: the scheme is an active CRITERIA scheme
+/// (an inactive one is refused without asking).
+pub fn needs_segments(scheme: &Scheme) -> bool {
+    scheme.active && scheme.sign_up_option == SignUpOption::Criteria
+}
+
 fn code_matches(scheme: &Scheme, code: &str) -> bool {
     !code.is_empty()
         && scheme
@@ -214,10 +248,26 @@ fn code_matches(scheme: &Scheme, code: &str) -> bool {
             .any(|c| c.eq_ignore_ascii_case(code))
 }
 
-/// Whether a customer may sign up with `code` (empty = none) and `emails` (the customer's
-/// email addresses; only read for a CLOSED scheme with email domains). A CLOSED scheme admits
-/// one of its codes (case-insensitive) or, without a code, an email of one of its domains.
-pub fn check_sign_up(scheme: &Scheme, code: &str, emails: &[String]) -> Result<(), SignUpRefusal> {
+/// What is known about a customer signing up: the code they gave (empty = none), their email
+/// addresses (read only for a CLOSED scheme with email domains, see [`needs_emails`]) and the
+/// segments they are a member of now (read only for a CRITERIA scheme, see
+/// [`needs_segments`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Applicant<'a> {
+    pub code: &'a str,
+    pub emails: &'a [String],
+    pub segments: &'a [Uuid],
+}
+
+/// Whether an applicant may sign up. A CLOSED scheme admits one of its codes
+/// (case-insensitive) or, without a code, an email of one of its domains; a CRITERIA scheme
+/// admits a member of at least one of its sign-up segments.
+pub fn check_sign_up(scheme: &Scheme, applicant: &Applicant) -> Result<(), SignUpRefusal> {
+    let Applicant {
+        code,
+        emails,
+        segments,
+    } = *applicant;
     if !scheme.active {
         return Err(SignUpRefusal::Inactive);
     }
@@ -233,6 +283,14 @@ pub fn check_sign_up(scheme: &Scheme, code: &str, emails: &[String]) -> Result<(
                 SignUpRefusal::CodeInvalid
             });
         }
+    }
+    if scheme.sign_up_option == SignUpOption::Criteria
+        && !scheme
+            .sign_up_segment_ids
+            .iter()
+            .any(|id| segments.contains(id))
+    {
+        return Err(SignUpRefusal::CriteriaNotMet);
     }
     if scheme.max_members > 0 && scheme.member_count >= scheme.max_members {
         return Err(SignUpRefusal::Full);

@@ -11,6 +11,8 @@ mod m0008_resolution_settings;
 mod m0009_voucher_codes;
 mod m0010_voucher_codes_narrow;
 mod m0012_offer_vouchers_referrals;
+mod m0013_scheme_sign_up_segments;
+mod m0014_generation_code_spec;
 
 loyalty_platform::migrator![
     InitialSchema,
@@ -24,6 +26,8 @@ loyalty_platform::migrator![
     m0009_voucher_codes::VoucherCodes,
     m0010_voucher_codes_narrow::VoucherCodesNarrow,
     m0012_offer_vouchers_referrals::OfferVouchersReferrals,
+    m0013_scheme_sign_up_segments::SchemeSignUpSegments,
+    m0014_generation_code_spec::GenerationCodeSpec,
 ];
 
 struct InitialSchema;

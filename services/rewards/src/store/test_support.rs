@@ -73,6 +73,11 @@ impl<Marker> TestApi<Marker> {
         }
     }
 
+    /// The PostgreSQL database's URL (`None` on SQLite and for a second partner).
+    pub(crate) fn database_url(&self) -> Option<String> {
+        self._test_db.as_ref().map(TestDb::url)
+    }
+
     /// Another partner on the same database and a service instance of its own.
     pub(crate) fn another_partner(&self) -> Self {
         Self {

@@ -1,5 +1,7 @@
 //! Segmentation rules: a customer's features as criteria facts, segment definitions, who
 //! belongs, and the memberships a customer sees. No I/O here.
+mod membership;
+
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -7,6 +9,11 @@ use loyalty_criteria::{Criterion, Fact, Facts, RawCriterion};
 use loyalty_platform::Violations;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+pub use membership::{
+    HistoryEntry, ManualChange, Member, MembershipCause, Recalculation, SegmentRule, due_for,
+    last_daily_run, next_daily_run, parse_daily_time,
+};
 
 /// Most lines a cart sent for online recalculation may have.
 pub const MAX_CART_LINES: usize = 500;
@@ -547,6 +554,17 @@ impl Segment {
         })
     }
 
+    /// What the Customer 360 segment overview shows of this segment.
+    pub fn overview(&self) -> SegmentOverview {
+        SegmentOverview {
+            kind: self.kind,
+            created_at: self.created_at,
+            last_recalculated_at: self.last_recalculated_at,
+            member_count: self.member_count,
+            note: self.note.clone(),
+        }
+    }
+
     /// Records the members found by a (re)calculation at `now`.
     pub fn recalculated(&mut self, member_count: usize, now: DateTime<Utc>) {
         self.member_count = i64::try_from(member_count).unwrap_or(i64::MAX);
@@ -554,12 +572,24 @@ impl Segment {
     }
 }
 
-/// A membership as stored: the customer was added to the segment at `added_at`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The columns of a segment in the Customer 360 segment overview (besides its name).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentOverview {
+    pub kind: SegmentKind,
+    pub created_at: DateTime<Utc>,
+    pub last_recalculated_at: Option<DateTime<Utc>>,
+    pub member_count: i64,
+    pub note: String,
+}
+
+/// A membership as stored: the customer was added to the segment at `added_at` by `cause`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredMembership {
     pub segment_id: Uuid,
     pub segment_display_name: String,
     pub added_at: DateTime<Utc>,
+    pub cause: MembershipCause,
+    pub segment: SegmentOverview,
 }
 
 /// A membership as a customer's caller sees it.
@@ -571,6 +601,9 @@ pub struct Membership {
     pub added_at: Option<DateTime<Utc>>,
     /// Computed online (with the current cart) rather than stored.
     pub online: bool,
+    /// What added the customer; `None` for a membership computed online.
+    pub cause: Option<MembershipCause>,
+    pub segment: SegmentOverview,
 }
 
 /// A customer's memberships: the stored ones, except that a segment recalculated online is
@@ -591,6 +624,8 @@ pub fn memberships(
             segment_display_name: m.segment_display_name.clone(),
             added_at: Some(m.added_at),
             online: false,
+            cause: Some(m.cause),
+            segment: m.segment.clone(),
         })
         .collect();
     out.extend(
@@ -602,6 +637,8 @@ pub fn memberships(
                 segment_display_name: s.display_name.clone(),
                 added_at: None,
                 online: true,
+                cause: None,
+                segment: s.overview(),
             }),
     );
     out
@@ -910,11 +947,15 @@ mod tests {
                 segment_id: standard.id,
                 segment_display_name: "Buyers".into(),
                 added_at: now,
+                cause: MembershipCause::Manual,
+                segment: standard.overview(),
             },
             StoredMembership {
                 segment_id: big_cart.id,
                 segment_display_name: "Gold".into(),
                 added_at: now,
+                cause: MembershipCause::Creation,
+                segment: big_cart.overview(),
             },
         ];
         let online = [big_cart.clone(), praha];
@@ -924,6 +965,8 @@ mod tests {
         assert_eq!(got.len(), 2, "{got:?}");
         assert_eq!(got[0].segment_id, standard.id);
         assert_eq!(got[0].added_at, Some(now));
+        assert_eq!(got[0].cause, Some(MembershipCause::Manual));
+        assert_eq!(got[0].segment, standard.overview());
         assert!(!got[0].online);
         assert_eq!(got[1].segment_id, big_cart.id);
         assert!(got[1].online && got[1].added_at.is_none());

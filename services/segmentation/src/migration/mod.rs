@@ -6,6 +6,7 @@ loyalty_platform::migrator![
     SegmentVersions,
     CustomerTombstones,
     CriteriaFacts,
+    MembershipCauses,
     CustomerActivity
 ];
 
@@ -379,6 +380,114 @@ async fn backfill_criteria_facts(conn: &impl sea_orm::ConnectionTrait) -> Result
         if rows.len() < BACKFILL_PAGE {
             return Ok(());
         }
+    }
+}
+
+/// Why a customer entered or left a segment (creation, recalculation, manual, workflow, group
+/// deleted, customer removed), on the member row and on each history entry; the workflow
+/// execution that did it; the segment's name at the time (its history outlives it); and an
+/// index for a segment's history.
+struct MembershipCauses;
+
+impl MigrationName for MembershipCauses {
+    fn name(&self) -> &str {
+        "m0005_membership_causes"
+    }
+}
+
+#[derive(DeriveIden)]
+enum HistoryColumns {
+    #[sea_orm(iden = "membership_history")]
+    Table,
+    PartnerId,
+    SegmentId,
+    At,
+    Cause,
+    WorkflowExecutionId,
+    SegmentDisplayName,
+}
+
+#[derive(DeriveIden)]
+enum MemberColumns {
+    #[sea_orm(iden = "segment_members")]
+    Table,
+    Cause,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for MembershipCauses {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        // SQLite alters one column per statement. Rows written before this migration were
+        // written at creation (entries) or by a merge or erasure.
+        m.alter_table(
+            Table::alter()
+                .table(HistoryColumns::Table)
+                .add_column(string(HistoryColumns::Cause).default("creation"))
+                .to_owned(),
+        )
+        .await?;
+        m.alter_table(
+            Table::alter()
+                .table(HistoryColumns::Table)
+                .add_column(uuid_null(HistoryColumns::WorkflowExecutionId))
+                .to_owned(),
+        )
+        .await?;
+        m.alter_table(
+            Table::alter()
+                .table(HistoryColumns::Table)
+                .add_column(string(HistoryColumns::SegmentDisplayName).default(""))
+                .to_owned(),
+        )
+        .await?;
+        m.alter_table(
+            Table::alter()
+                .table(MemberColumns::Table)
+                .add_column(string(MemberColumns::Cause).default("creation"))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("membership_history_segment")
+                .table(HistoryColumns::Table)
+                .col(HistoryColumns::PartnerId)
+                .col(HistoryColumns::SegmentId)
+                .col(HistoryColumns::At)
+                .to_owned(),
+        )
+        .await
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.drop_index(
+            Index::drop()
+                .name("membership_history_segment")
+                .table(HistoryColumns::Table)
+                .to_owned(),
+        )
+        .await?;
+        m.alter_table(
+            Table::alter()
+                .table(MemberColumns::Table)
+                .drop_column(MemberColumns::Cause)
+                .to_owned(),
+        )
+        .await?;
+        for c in [
+            HistoryColumns::SegmentDisplayName,
+            HistoryColumns::WorkflowExecutionId,
+            HistoryColumns::Cause,
+        ] {
+            m.alter_table(
+                Table::alter()
+                    .table(HistoryColumns::Table)
+                    .drop_column(c)
+                    .to_owned(),
+            )
+            .await?;
+        }
+        Ok(())
     }
 }
 

@@ -69,6 +69,8 @@ pub mod segment_members {
         pub customer_id: Uuid,
         pub partner_id: Uuid,
         pub added_at: DateTimeUtc,
+        /// What added the customer (`MembershipCause::as_str`).
+        pub cause: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -90,6 +92,11 @@ pub mod membership_history {
         pub customer_id: Uuid,
         pub change: String,
         pub at: DateTimeUtc,
+        /// What caused the change (`MembershipCause::as_str`).
+        pub cause: String,
+        pub workflow_execution_id: Option<Uuid>,
+        /// The segment's name at the time.
+        pub segment_display_name: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -16,6 +16,7 @@ use super::entities::{
     customer_features, customer_tombstones, membership_history, segment_members, segments,
 };
 use super::features::{features_from, write};
+use crate::domain::MembershipCause::{self, CustomerRemoved, Recalculation};
 
 /// Longest chain of merges followed to find where a customer's events now belong.
 const MAX_SUCCESSORS: usize = 16;
@@ -116,14 +117,22 @@ async fn count_member(
     Ok(())
 }
 
+/// Records a change caused by a merge: the merged account leaves (`customer_removed`), the
+/// survivor's memberships follow the segments' rules (`recalculation`).
 async fn record(
     txn: &DatabaseTransaction,
     partner_id: Uuid,
     segment_id: Uuid,
     customer_id: Uuid,
     change: &str,
+    cause: MembershipCause,
     at: DateTime<Utc>,
 ) -> anyhow::Result<()> {
+    let segment_display_name = segments::Entity::find_by_id(segment_id)
+        .one(txn)
+        .await?
+        .map(|s| s.display_name)
+        .unwrap_or_default();
     membership_history::Entity::insert(membership_history::ActiveModel {
         id: Set(Uuid::now_v7()),
         partner_id: Set(partner_id),
@@ -131,6 +140,9 @@ async fn record(
         customer_id: Set(customer_id),
         change: Set(change.to_owned()),
         at: Set(at),
+        cause: Set(cause.as_str().to_owned()),
+        workflow_execution_id: Set(None),
+        segment_display_name: Set(segment_display_name),
     })
     .exec_without_returning(txn)
     .await?;
@@ -163,12 +175,14 @@ async fn enter(
     segment_id: Uuid,
     customer_id: Uuid,
     added_at: DateTime<Utc>,
+    cause: &str,
 ) -> anyhow::Result<()> {
     segment_members::Entity::insert(segment_members::ActiveModel {
         segment_id: Set(segment_id),
         customer_id: Set(customer_id),
         partner_id: Set(partner_id),
         added_at: Set(added_at),
+        cause: Set(cause.to_owned()),
     })
     .exec_without_returning(txn)
     .await?;
@@ -229,7 +243,16 @@ pub(crate) async fn merge(
     let mut touched = BTreeSet::new();
     for &segment_id in merged_members.keys() {
         if leave(txn, partner_id, segment_id, merged).await? {
-            record(txn, partner_id, segment_id, merged, "left", now).await?;
+            record(
+                txn,
+                partner_id,
+                segment_id,
+                merged,
+                "left",
+                CustomerRemoved,
+                now,
+            )
+            .await?;
             touched.insert(segment_id);
         }
     }
@@ -251,14 +274,35 @@ pub(crate) async fn merge(
         let merged_membership = merged_members.get(&segment_id);
         match segment.holds_survivor(was, merged_membership.is_some(), &folded, now) {
             Some(true) if !was => {
-                // A membership carried over keeps the time the merged account got it.
-                let added_at = merged_membership.map_or(now, |m| m.added_at);
-                enter(txn, partner_id, segment_id, survivor, added_at).await?;
-                record(txn, partner_id, segment_id, survivor, "entered", now).await?;
+                // A membership carried over keeps the time and cause of the merged account's.
+                let (added_at, cause) = merged_membership
+                    .map_or((now, Recalculation.as_str()), |m| {
+                        (m.added_at, m.cause.as_str())
+                    });
+                enter(txn, partner_id, segment_id, survivor, added_at, cause).await?;
+                record(
+                    txn,
+                    partner_id,
+                    segment_id,
+                    survivor,
+                    "entered",
+                    Recalculation,
+                    now,
+                )
+                .await?;
                 touched.insert(segment_id);
             }
             Some(false) if was && leave(txn, partner_id, segment_id, survivor).await? => {
-                record(txn, partner_id, segment_id, survivor, "left", now).await?;
+                record(
+                    txn,
+                    partner_id,
+                    segment_id,
+                    survivor,
+                    "left",
+                    Recalculation,
+                    now,
+                )
+                .await?;
                 touched.insert(segment_id);
             }
             _ => {}

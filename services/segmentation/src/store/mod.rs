@@ -7,10 +7,10 @@ mod compiled_criteria_tests;
 pub mod entities;
 pub mod features;
 mod lifecycle;
+pub mod membership;
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
 use loyalty_criteria::Criterion;
 use loyalty_platform::{ApiError, events};
 use loyalty_proto::events::v1 as ev;
@@ -20,11 +20,8 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use crate::domain::{Segment, SegmentKind, StoredMembership};
-use entities::{membership_history, segment_members, segments};
-
-/// Rows written per INSERT when filling a segment.
-const INSERT_CHUNK: usize = 500;
+use crate::domain::{MembershipCause, Segment, SegmentKind, StoredMembership};
+use entities::{segment_members, segments};
 
 #[derive(Clone)]
 pub struct Store {
@@ -85,42 +82,6 @@ impl Store {
         Ok(())
     }
 
-    /// Adds members to a segment and records their entry in the membership history.
-    pub async fn add_members(
-        &self,
-        conn: &impl ConnectionTrait,
-        partner_id: Uuid,
-        segment_id: Uuid,
-        customers: &[Uuid],
-        at: DateTime<Utc>,
-    ) -> Result<(), ApiError> {
-        for chunk in customers.chunks(INSERT_CHUNK) {
-            segment_members::Entity::insert_many(chunk.iter().map(|c| {
-                segment_members::ActiveModel {
-                    segment_id: Set(segment_id),
-                    customer_id: Set(*c),
-                    partner_id: Set(partner_id),
-                    added_at: Set(at),
-                }
-            }))
-            .exec_without_returning(conn)
-            .await?;
-            membership_history::Entity::insert_many(chunk.iter().map(|c| {
-                membership_history::ActiveModel {
-                    id: Set(Uuid::now_v7()),
-                    partner_id: Set(partner_id),
-                    segment_id: Set(segment_id),
-                    customer_id: Set(*c),
-                    change: Set("entered".to_owned()),
-                    at: Set(at),
-                }
-            }))
-            .exec_without_returning(conn)
-            .await?;
-        }
-        Ok(())
-    }
-
     /// A segment of `partner_id`; another partner's segment is `None`.
     pub async fn segment(&self, partner_id: Uuid, id: Uuid) -> Result<Option<Segment>, ApiError> {
         segments::Entity::find_by_id(id)
@@ -160,21 +121,25 @@ impl Store {
         if members.is_empty() {
             return Ok(Vec::new());
         }
-        let names: BTreeMap<Uuid, String> = segments::Entity::find()
+        let segments: BTreeMap<Uuid, Segment> = segments::Entity::find()
             .filter(segments::Column::PartnerId.eq(partner_id))
             .filter(segments::Column::Id.is_in(members.iter().map(|m| m.segment_id)))
             .all(&self.db)
             .await?
             .into_iter()
-            .map(|s| (s.id, s.display_name))
-            .collect();
+            .map(|s| segment_from(s).map(|s| (s.id, s)))
+            .collect::<Result<_, _>>()?;
         Ok(members
             .into_iter()
             .filter_map(|m| {
+                let segment = segments.get(&m.segment_id)?;
                 Some(StoredMembership {
-                    segment_display_name: names.get(&m.segment_id)?.clone(),
+                    segment_display_name: segment.display_name.clone(),
                     segment_id: m.segment_id,
                     added_at: m.added_at,
+                    cause: MembershipCause::parse_str(&m.cause)
+                        .unwrap_or(MembershipCause::Creation),
+                    segment: segment.overview(),
                 })
             })
             .collect())
@@ -196,8 +161,16 @@ impl Store {
         };
         segment.recalculated(members.len(), now);
         self.insert_segment(conn, partner_id, &segment).await?;
-        self.add_members(conn, partner_id, segment.id, &members, now)
-            .await?;
+        membership::enter_many(
+            conn,
+            partner_id,
+            &segment,
+            &members,
+            now,
+            MembershipCause::Creation,
+            None,
+        )
+        .await?;
         events::enqueue(
             conn,
             Some(partner_id),
@@ -211,16 +184,18 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::domain::{Cart, CartLine, SegmentDraft, memberships};
+    use chrono::Utc;
+    use entities::membership_history;
     use loyalty_criteria::{Operator, RawCriterion, Value};
     use loyalty_platform::events::EventHandler;
     use loyalty_proto::events::v1::EventEnvelope;
     use sea_orm::TransactionTrait;
     use std::collections::BTreeSet;
 
-    async fn sqlite() -> (tempfile::TempDir, DatabaseConnection) {
+    pub(crate) async fn sqlite() -> (tempfile::TempDir, DatabaseConnection) {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut settings = loyalty_platform::Settings::defaults("segmentation", 0);
         settings.database.url =
@@ -231,7 +206,7 @@ mod tests {
         (dir, db)
     }
 
-    async fn postgres() -> (loyalty_testkit::TestDb, DatabaseConnection) {
+    pub(crate) async fn postgres() -> (loyalty_testkit::TestDb, DatabaseConnection) {
         let test_db = loyalty_testkit::TestDb::postgres().await.expect("postgres");
         let mut settings = loyalty_platform::Settings::defaults("segmentation", 0);
         settings.database.url = test_db.url().into();
@@ -241,7 +216,7 @@ mod tests {
         (test_db, db)
     }
 
-    fn envelope<E: events::DomainEvent>(partner_id: Uuid, event: &E) -> EventEnvelope {
+    pub(crate) fn envelope<E: events::DomainEvent>(partner_id: Uuid, event: &E) -> EventEnvelope {
         EventEnvelope {
             event_id: Uuid::now_v7().to_string(),
             event_type: E::TYPE.to_owned(),
@@ -252,13 +227,13 @@ mod tests {
         }
     }
 
-    async fn apply(db: &DatabaseConnection, e: EventEnvelope) {
+    pub(crate) async fn apply(db: &DatabaseConnection, e: EventEnvelope) {
         let txn = db.begin().await.unwrap();
         features::FeatureProjector.apply(&txn, &e).await.unwrap();
         txn.commit().await.unwrap();
     }
 
-    fn customer_in(city: &str) -> ev::CustomerCreated {
+    pub(crate) fn customer_in(city: &str) -> ev::CustomerCreated {
         ev::CustomerCreated {
             customer_id: Uuid::now_v7().to_string(),
             attributes: [("city".to_owned(), city.to_owned())].into(),
@@ -266,7 +241,7 @@ mod tests {
         }
     }
 
-    fn segment(field: &str, op: Operator, value: Value, online: bool) -> Segment {
+    pub(crate) fn segment(field: &str, op: Operator, value: Value, online: bool) -> Segment {
         SegmentDraft {
             display_name: "Segment".into(),
             kind: Some(SegmentKind::Standard),
@@ -411,7 +386,10 @@ mod tests {
         apply(&db, e).await;
     }
 
-    fn purchase(customer: &ev::CustomerCreated, amount_minor: i64) -> ev::PurchaseCompleted {
+    pub(crate) fn purchase(
+        customer: &ev::CustomerCreated,
+        amount_minor: i64,
+    ) -> ev::PurchaseCompleted {
         ev::PurchaseCompleted {
             customer_id: customer.customer_id.clone(),
             net_amount_minor: amount_minor,
@@ -419,11 +397,11 @@ mod tests {
         }
     }
 
-    fn id(customer: &ev::CustomerCreated) -> Uuid {
+    pub(crate) fn id(customer: &ev::CustomerCreated) -> Uuid {
         customer.customer_id.parse().unwrap()
     }
 
-    async fn create(store: &Store, partner: Uuid, s: Segment) -> Segment {
+    pub(crate) async fn create(store: &Store, partner: Uuid, s: Segment) -> Segment {
         let txn = store.db().begin().await.unwrap();
         let created = store.create_segment(&txn, partner, s).await.unwrap();
         txn.commit().await.unwrap();
@@ -489,7 +467,7 @@ mod tests {
             .len()
     }
 
-    fn flexi(mut s: Segment) -> Segment {
+    pub(crate) fn flexi(mut s: Segment) -> Segment {
         s.kind = SegmentKind::Flexi;
         s
     }

@@ -253,7 +253,7 @@ pub fn from_campaign_product(c: &CampaignProduct) -> Rule {
     };
     Rule {
         id: c.id,
-        kind: RuleKind::Reward,
+        kind: RuleKind::CampaignProduct,
         name: c.display_name.clone(),
         benefits: vec![benefit],
         priority: 0,

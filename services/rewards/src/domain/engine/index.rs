@@ -9,7 +9,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 /// Every `SkipReason`, in declaration order: `reason as usize` indexes the sentence table.
-pub(super) const REASONS: [SkipReason; 18] = [
+pub(super) const REASONS: [SkipReason; 20] = [
     SkipReason::OutsideValidity,
     SkipReason::OutsideSchedule,
     SkipReason::BusinessUnitNotIncluded,
@@ -28,6 +28,8 @@ pub(super) const REASONS: [SkipReason; 18] = [
     SkipReason::NothingLeftToDiscount,
     SkipReason::CartConditionNotMet,
     SkipReason::PointsPaymentNotChosen,
+    SkipReason::BetterCampaignPrice,
+    SkipReason::CampaignPriceNotCombined,
 ];
 
 /// The rules a cart line can reach by its product, group or brand; rules with a cart-wide
@@ -308,7 +310,7 @@ mod tests {
         }
         assert_eq!(
             REASONS.len(),
-            SkipReason::PointsPaymentNotChosen as usize + 1
+            SkipReason::CampaignPriceNotCombined as usize + 1
         );
     }
 }

@@ -16,6 +16,10 @@ impl<'a> Lines<'a> {
         self.0.iter().any(|w| *w != 0)
     }
 
+    pub(super) fn contains(self, i: usize) -> bool {
+        self.0.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+
     /// The line indexes in increasing order.
     pub(super) fn iter(self) -> impl Iterator<Item = usize> + 'a {
         self.0.iter().enumerate().flat_map(|(k, w)| {
@@ -51,5 +55,6 @@ mod tests {
         let l = Lines(&w);
         assert!(l.any());
         assert_eq!(l.iter().collect::<Vec<_>>(), vec![0, 5, 63, 64, 129]);
+        assert!(l.contains(64) && l.contains(129) && !l.contains(1) && !l.contains(500));
     }
 }

@@ -425,11 +425,17 @@ pub(crate) fn money(m: i64) -> String {
     format!("{sign}{}.{:02}", (m / 100).abs(), (m % 100).abs())
 }
 
-/// Kind of a rule: a reward or a purchase bonus.
+/// Kind of a rule: a reward, a purchase bonus or a campaign product.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum RuleKind {
     Reward,
     PurchaseBonus,
+    /// A campaign price (an entry of the discount catalogue). Not a reward: campaign prices
+    /// are applied first, on the fresh cart, outside the resolution of the rewards (priority,
+    /// groups, stacking and the rule limit per transaction do not concern them), and combine
+    /// with the reward discounts as `Policy::combine_campaign_products` says. Only its money
+    /// benefits apply.
+    CampaignProduct,
 }
 
 /// A partner's active rule as the engine sees it.
@@ -486,6 +492,11 @@ pub struct Policy {
     pub groups: Vec<RuleGroup>,
     /// At most this many rules apply to one transaction (the first by the strategy).
     pub max_rules_per_transaction: Option<u32>,
+    /// `false`: on each line the better for the customer of the campaign prices and the
+    /// reward discounts applies, not both (a tie goes to the campaign price); `true`: reward
+    /// discounts apply on what is left after the campaign prices.
+    #[serde(default)]
+    pub combine_campaign_products: bool,
 }
 
 /// A partner's active rules and policy, held in memory.
@@ -526,6 +537,11 @@ pub struct LineResult {
     pub product_id: String,
     pub gross_minor: i64,
     pub discounts: Vec<LineDiscount>,
+    /// Discounts the line did not get because campaign prices and reward discounts do not
+    /// combine (`Policy::combine_campaign_products` false) and the other side was worth at
+    /// least as much on this line: `reason` is `BETTER_CAMPAIGN_PRICE` (a reward discount) or
+    /// `CAMPAIGN_PRICE_NOT_COMBINED` (a campaign price), the explanation the benefit's.
+    pub forgone: Vec<LineDiscount>,
     pub total_minor: i64,
     pub points: i64,
     pub points_detail: Vec<LinePoints>,
@@ -577,6 +593,12 @@ pub enum SkipReason {
     NothingLeftToDiscount,
     CartConditionNotMet,
     PointsPaymentNotChosen,
+    /// A reward's discounts fell only on lines where a campaign price worth at least as much
+    /// applies instead (campaign prices do not combine with reward discounts).
+    BetterCampaignPrice,
+    /// A campaign price fell only on lines where the reward discounts are worth more, and
+    /// campaign prices do not combine with reward discounts.
+    CampaignPriceNotCombined,
 }
 
 impl SkipReason {
@@ -600,6 +622,8 @@ impl SkipReason {
             SkipReason::NothingLeftToDiscount => "NOTHING_LEFT_TO_DISCOUNT",
             SkipReason::CartConditionNotMet => "CART_CONDITION_NOT_MET",
             SkipReason::PointsPaymentNotChosen => "POINTS_PAYMENT_NOT_CHOSEN",
+            SkipReason::BetterCampaignPrice => "BETTER_CAMPAIGN_PRICE",
+            SkipReason::CampaignPriceNotCombined => "CAMPAIGN_PRICE_NOT_COMBINED",
         }
     }
 }

@@ -11,7 +11,8 @@ use super::index::CompiledRuleSet;
 use super::lines::{self, Lines};
 use super::{
     AppliedRule, CartLine, CartPoints, CustomerContext, EarnRate, Evaluation, GroupMode,
-    LineDiscount, LinePoints, LineResult, NotApplied, RejectedVoucher, Rule, SkipReason, Strategy,
+    LineDiscount, LinePoints, LineResult, NotApplied, RejectedVoucher, Rule, RuleKind, SkipReason,
+    Strategy,
 };
 use chrono::{Datelike, Duration, Timelike};
 use std::cmp::Ordering;
@@ -25,24 +26,46 @@ type Value = (i64, i64);
 /// A rule by its position in application order.
 type Placed<'r> = (usize, &'r Rule);
 
-/// What one evaluation knows of its cart: the amounts per line and, for the rules that may
-/// apply, the lines each of their benefits reaches (`benefits::reaches`).
-struct CartView<'c> {
+/// What one evaluation knows of its cart: the amounts per line, the campaign prices and, for the
+/// rules that may apply, the lines each of their benefits reaches (`benefits::reaches`).
+struct CartView<'c, 'r> {
     cart: &'c [CartLine],
     words: usize,
     gross: Vec<i64>,
-    /// Base earn per line of the undiscounted cart.
-    base_gross: Vec<i64>,
+    /// Per line, the amount the reward discounts start from: the gross amount, or what the
+    /// campaign prices leave when they combine with the rewards.
+    start: Vec<i64>,
+    /// Base earn per line of `start`.
+    base_start: Vec<i64>,
     /// Per rule position, the index (in line sets) of the set of its first benefit.
     first: Vec<u32>,
     /// Line sets of `words` words each.
     sets: Vec<u64>,
+    /// Whether campaign prices combine with reward discounts (`Policy`).
+    combine: bool,
+    campaign: CampaignPrices<'r>,
 }
 
-impl<'c> CartView<'c> {
-    fn new(cart: &'c [CartLine], rate: EarnRate, rules: usize) -> Self {
+/// The campaign product rules of one evaluation, applied once on the fresh cart (they depend on
+/// no other rule): what they take off each line and which rule gave what.
+#[derive(Default)]
+struct CampaignPrices<'r> {
+    /// In application order.
+    rules: Vec<Placed<'r>>,
+    /// Per line, the campaign prices' discount (0 = none).
+    off: Vec<i64>,
+    /// The lines with a campaign discount (a line set).
+    lines: Vec<u64>,
+    /// (line, index in `rules`, benefit, amount), in application order.
+    entries: Vec<(usize, usize, usize, i64)>,
+    /// Per rule (index in `rules`): why a benefit gave nothing, and the rule's total.
+    per_rule: Vec<(Option<SkipReason>, i64)>,
+}
+
+impl<'c, 'r> CartView<'c, 'r> {
+    fn new(cart: &'c [CartLine], rate: EarnRate, rules: usize, combine: bool) -> Self {
         let gross: Vec<i64> = cart.iter().map(CartLine::gross_minor).collect();
-        let base_gross = cart
+        let base_start = cart
             .iter()
             .zip(&gross)
             .map(|(l, g)| base_earn(l, *g, rate))
@@ -50,10 +73,13 @@ impl<'c> CartView<'c> {
         CartView {
             cart,
             words: lines::words(cart.len()),
+            start: gross.clone(),
             gross,
-            base_gross,
+            base_start,
             first: vec![u32::MAX; rules],
             sets: Vec::new(),
+            combine,
+            campaign: CampaignPrices::default(),
         }
     }
 
@@ -81,6 +107,51 @@ impl<'c> CartView<'c> {
         let at = (self.first[pos] as usize + k) * self.words;
         Lines(&self.sets[at..at + self.words])
     }
+
+    /// Applies the campaign product `rules` (prepared, in application order) to the fresh
+    /// cart; when they combine with the rewards, the rewards start from what they leave.
+    fn price_campaign(&mut self, rules: Vec<Placed<'r>>, ctx: &CustomerContext) {
+        if rules.is_empty() {
+            return;
+        }
+        let n = self.cart.len();
+        let mut net = self.gross.clone();
+        let mut amounts = vec![0i64; n];
+        let mut per_rule = vec![(None, 0i64); rules.len()];
+        let mut entries = Vec::new();
+        money(
+            &rules,
+            &*self,
+            ctx,
+            &mut net,
+            &mut amounts,
+            &mut per_rule,
+            |k, _, j, i, a| entries.push((i, k, j, a)),
+        );
+        let mut set = vec![0u64; self.words];
+        let off: Vec<i64> = self.gross.iter().zip(&net).map(|(g, n)| g - n).collect();
+        for (i, o) in off.iter().enumerate() {
+            if *o > 0 {
+                lines::set(&mut set, i);
+            }
+        }
+        if self.combine {
+            self.base_start = self
+                .cart
+                .iter()
+                .zip(&net)
+                .map(|(l, n)| base_earn(l, *n, ctx.earn_rate))
+                .collect();
+            self.start = net;
+        }
+        self.campaign = CampaignPrices {
+            rules,
+            off,
+            lines: set,
+            entries,
+            per_rule,
+        };
+    }
 }
 
 /// Base earn of a line whose net amount is `net`: on what the customer pays in money.
@@ -104,6 +175,8 @@ fn base_earn(line: &CartLine, net: i64, rate: EarnRate) -> i64 {
 struct Applied {
     net: Vec<i64>,
     discounts: Vec<Vec<LineDiscount>>,
+    /// Per line, the discounts not granted because campaign prices and rewards do not combine.
+    forgone: Vec<Vec<LineDiscount>>,
     points: Vec<Vec<LinePoints>>,
     cart_points: Vec<CartPoints>,
     /// Per rule that gave something, in application order: (position, discount, points).
@@ -115,6 +188,12 @@ struct Applied {
     base: Vec<i64>,
     amounts: Vec<i64>,
     per_rule: Vec<(Option<SkipReason>, i64)>,
+    /// Scratch of the final run when campaign prices do not combine: the reward discounts
+    /// granted on campaign lines (line, rule index, amount), per rule whether a discount of
+    /// it was forgone, and per campaign rule what it keeps and whether it forwent some.
+    grants: Vec<(usize, usize, i64)>,
+    forwent: Vec<bool>,
+    campaign_kept: Vec<(i64, bool)>,
 }
 
 impl Applied {
@@ -144,36 +223,22 @@ fn min_opt(a: Option<i64>, b: Option<i64>) -> i64 {
     }
 }
 
-/// Applies `rules` in order to a fresh cart into `st`; `explain` = false records only the
-/// totals per rule (for the trial runs that only need values), not the line details nor
-/// sentences. Every rule must have been `prepare`d in `view`.
-fn apply(
+/// Applies the money benefits of `rules` in order, lowering `net` (each amount clamped to the
+/// line, then to the rule's cap and budget, in line order), and calls `grant(rule index,
+/// position, benefit, line, amount)` for every amount granted. Records per rule (by index) the
+/// first reason a benefit gave nothing and the rule's total discount in `per_rule`; returns
+/// whether a line was lowered. `amounts` is scratch of one entry per line.
+fn money(
     rules: &[Placed],
     view: &CartView,
     ctx: &CustomerContext,
-    rs: &CompiledRuleSet,
-    explain: bool,
-    st: &mut Applied,
-) {
+    net: &mut [i64],
+    amounts: &mut [i64],
+    per_rule: &mut [(Option<SkipReason>, i64)],
+    mut grant: impl FnMut(usize, usize, usize, usize, i64),
+) -> bool {
     let cart = view.cart;
-    let n = cart.len();
-    st.net.clear();
-    st.net.extend_from_slice(&view.gross);
-    st.discounts.clear();
-    st.points.clear();
-    if explain {
-        st.discounts.resize(n, Vec::new());
-        st.points.resize(n, Vec::new());
-    }
-    st.cart_points.clear();
-    st.totals.clear();
-    st.empty.clear();
-    st.per_rule.clear();
-    st.per_rule.resize(rules.len(), (None, 0));
-    st.amounts.resize(n, 0);
-    // Whether a money benefit lowered a line (else the base earn is that of the fresh cart).
     let mut lowered = false;
-    // Money benefits.
     for (k, (pos, rule)) in rules.iter().enumerate() {
         let budget = if money_budget(rule) {
             budget(rule, ctx)
@@ -188,41 +253,193 @@ fn apply(
             }
             let mask = view.lines(*pos, j);
             for i in mask.iter() {
-                st.amounts[i] = 0;
+                amounts[i] = 0;
             }
             let max_apps = rule.limits.max_applications_per_transaction;
-            match benefits::discount(b, cart, mask, &st.net, max_apps, &mut st.amounts) {
+            match benefits::discount(b, cart, mask, net, max_apps, amounts) {
                 Ok(()) => {
-                    let mut explanation: Option<Arc<str>> = None;
                     // Clamped to the line, then at most the cap, in line order.
                     let mut left = cap.max(0);
                     for i in mask.iter() {
-                        let a = st.amounts[i].clamp(0, st.net[i].max(0)).min(left);
+                        let a = amounts[i].clamp(0, net[i].max(0)).min(left);
                         left -= a;
                         if a > 0 {
-                            st.net[i] -= a;
+                            net[i] -= a;
                             cap -= a;
                             total = total.saturating_add(a);
                             lowered = true;
-                            if explain {
-                                let explanation = explanation
-                                    .get_or_insert_with(|| rs.benefit_said(*pos, j, rule));
-                                st.discounts[i].push(LineDiscount {
-                                    rule_id: rule.id,
-                                    amount_minor: a,
-                                    reason: benefits::code(b),
-                                    explanation: explanation.clone(),
-                                });
-                            }
+                            grant(k, *pos, j, i, a);
                         }
                     }
                 }
                 Err(r) => {
-                    st.per_rule[k].0.get_or_insert(r);
+                    per_rule[k].0.get_or_insert(r);
                 }
             }
         }
-        st.per_rule[k].1 = total;
+        per_rule[k].1 = total;
+    }
+    lowered
+}
+
+/// What a run of `apply` is for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Run {
+    /// A trial that only needs the totals per rule (no line details, no sentences).
+    Trial,
+    /// The stack of stackable rules, explained, to be reused as the answer when no campaign
+    /// price is in the cart.
+    Stack,
+    /// The answer: with the campaign prices.
+    Final,
+}
+
+/// A line discount of the rule at `pos`, explained by the sentence of its benefit `j` (looked
+/// up once per benefit through `said`).
+fn line_discount(
+    said: &mut Option<(usize, usize, Arc<str>)>,
+    rs: &CompiledRuleSet,
+    (pos, rule): Placed,
+    j: usize,
+    amount_minor: i64,
+    reason: &'static str,
+) -> LineDiscount {
+    let explanation = match said {
+        Some((p, k, s)) if *p == pos && *k == j => s.clone(),
+        _ => {
+            let s = rs.benefit_said(pos, j, rule);
+            *said = Some((pos, j, s.clone()));
+            s
+        }
+    };
+    LineDiscount {
+        rule_id: rule.id,
+        amount_minor,
+        reason,
+        explanation,
+    }
+}
+
+/// Applies `rules` (rewards and purchase bonuses) in order to a fresh cart into `st`: the
+/// reward discounts from `view.start`, then points on the discounted amounts. A `Trial` records
+/// only the totals per rule; the `Final` run adds the campaign prices: first on each line when
+/// they combine, else on each line either they or the reward discounts, whichever takes more
+/// off (the campaign price on a tie), the other side forgone. Every rule must have been
+/// `prepare`d in `view`.
+fn apply(
+    rules: &[Placed],
+    view: &CartView,
+    ctx: &CustomerContext,
+    rs: &CompiledRuleSet,
+    run: Run,
+    st: &mut Applied,
+) {
+    let explain = run != Run::Trial;
+    let campaign = &view.campaign;
+    let layer = run == Run::Final && !campaign.rules.is_empty();
+    // Campaign prices and reward discounts compete line by line.
+    let choose = layer && !view.combine;
+    let cart = view.cart;
+    let n = cart.len();
+    st.net.clear();
+    st.net.extend_from_slice(&view.start);
+    st.discounts.clear();
+    st.forgone.clear();
+    st.points.clear();
+    if explain {
+        st.discounts.resize(n, Vec::new());
+        st.forgone.resize(n, Vec::new());
+        st.points.resize(n, Vec::new());
+    }
+    st.cart_points.clear();
+    st.totals.clear();
+    st.empty.clear();
+    st.per_rule.clear();
+    st.per_rule.resize(rules.len(), (None, 0));
+    st.amounts.resize(n, 0);
+    st.grants.clear();
+    st.forwent.clear();
+    st.forwent.resize(rules.len(), false);
+    st.campaign_kept.clear();
+    let mut said = None;
+    if layer {
+        st.campaign_kept
+            .extend(campaign.per_rule.iter().map(|(_, t)| (*t, false)));
+        if view.combine && explain {
+            // Campaign prices first on each line.
+            for &(i, c, j, a) in &campaign.entries {
+                let placed = campaign.rules[c];
+                let code = benefits::code(&placed.1.benefits[j]);
+                let d = line_discount(&mut said, rs, placed, j, a, code);
+                st.discounts[i].push(d);
+            }
+        }
+    }
+    // Money benefits. Whether one lowered a line (else the base earn is that of `start`).
+    let Applied {
+        net,
+        discounts,
+        amounts,
+        per_rule,
+        grants,
+        ..
+    } = st;
+    let mut lowered = money(
+        rules,
+        view,
+        ctx,
+        net,
+        amounts,
+        per_rule,
+        |k, pos, j, i, a| {
+            if explain {
+                let rule = rules[k].1;
+                let code = benefits::code(&rule.benefits[j]);
+                discounts[i].push(line_discount(&mut said, rs, (pos, rule), j, a, code));
+            }
+            if choose && Lines(&campaign.lines).contains(i) {
+                grants.push((i, k, a));
+            }
+        },
+    );
+    if choose {
+        for i in Lines(&campaign.lines).iter() {
+            let (c, r) = (campaign.off[i], view.start[i] - st.net[i]);
+            if c >= r {
+                // The campaign price: the reward discounts of the line are forgone.
+                for &(_, k, a) in st.grants.iter().filter(|g| g.0 == i) {
+                    st.per_rule[k].1 -= a;
+                    st.forwent[k] = true;
+                }
+                st.net[i] = view.start[i] - c;
+                lowered = true;
+                if explain {
+                    let mut rewards = std::mem::take(&mut st.discounts[i]);
+                    rewards
+                        .iter_mut()
+                        .for_each(|d| d.reason = SkipReason::BetterCampaignPrice.code());
+                    st.forgone[i] = rewards;
+                }
+            }
+            for &(_, ci, j, a) in campaign.entries.iter().filter(|e| e.0 == i) {
+                let placed = campaign.rules[ci];
+                if c >= r {
+                    if explain {
+                        let code = benefits::code(&placed.1.benefits[j]);
+                        let d = line_discount(&mut said, rs, placed, j, a, code);
+                        st.discounts[i].push(d);
+                    }
+                } else {
+                    st.campaign_kept[ci].0 -= a;
+                    st.campaign_kept[ci].1 = true;
+                    if explain {
+                        let reason = SkipReason::CampaignPriceNotCombined.code();
+                        let d = line_discount(&mut said, rs, placed, j, a, reason);
+                        st.forgone[i].push(d);
+                    }
+                }
+            }
+        }
     }
     // Base earn on what the customer pays in money; a trial of money benefits only needs none.
     let rate = ctx.earn_rate;
@@ -239,7 +456,7 @@ fn apply(
                     .map(|(l, net)| base_earn(l, *net, rate)),
             );
         } else {
-            st.base.extend_from_slice(&view.base_gross);
+            st.base.extend_from_slice(&view.base_start);
         }
     }
     if explain {
@@ -308,10 +525,36 @@ fn apply(
         }
         let (first_skip, discount) = st.per_rule[k];
         if discount == 0 && total == 0 {
-            let reason = first_skip.unwrap_or(SkipReason::NothingLeftToDiscount);
+            let reason = if st.forwent[k] {
+                SkipReason::BetterCampaignPrice
+            } else {
+                first_skip.unwrap_or(SkipReason::NothingLeftToDiscount)
+            };
             st.empty.push((*pos, reason));
         } else {
             st.totals.push((*pos, discount, total));
+        }
+    }
+    if layer {
+        // The campaign prices applied first.
+        let kept = campaign.rules.iter().zip(&st.campaign_kept);
+        let front: Vec<(usize, i64, i64)> = kept
+            .clone()
+            .filter(|(_, (t, _))| *t > 0)
+            .map(|((pos, _), (t, _))| (*pos, *t, 0))
+            .collect();
+        st.totals.splice(0..0, front);
+        for (c, ((pos, _), (t, forwent))) in kept.enumerate() {
+            if *t <= 0 {
+                let reason = if *forwent {
+                    SkipReason::CampaignPriceNotCombined
+                } else {
+                    campaign.per_rule[c]
+                        .0
+                        .unwrap_or(SkipReason::NothingLeftToDiscount)
+                };
+                st.empty.push((*pos, reason));
+            }
         }
     }
 }
@@ -481,6 +724,14 @@ pub(super) fn say(reason: SkipReason) -> &'static str {
         SkipReason::NothingLeftToDiscount => "nothing left to discount or reward",
         SkipReason::CartConditionNotMet => "the cart does not meet its condition",
         SkipReason::PointsPaymentNotChosen => "another points payment lets the customer pay more",
+        SkipReason::BetterCampaignPrice => {
+            "a campaign price worth at least as much applies to its items instead \
+             (campaign prices and reward discounts do not combine)"
+        }
+        SkipReason::CampaignPriceNotCombined => {
+            "reward discounts worth more apply to its items instead \
+             (campaign prices and reward discounts do not combine)"
+        }
     }
 }
 
@@ -571,13 +822,17 @@ pub(super) fn evaluate(
 
     // Each eligible rule that reaches a line is tried alone on the cart to learn its value.
     let candidate_lines = rs.candidate_lines(cart);
-    let mut view = CartView::new(cart, ctx.earn_rate, rs.len());
+    let combine = set.policy.combine_campaign_products;
+    let mut view = CartView::new(cart, ctx.earn_rate, rs.len(), combine);
     let words = view.words;
     let mut not_applied = NotAppliedSlots((0..rs.len()).map(|_| None).collect());
     let mut trial = Applied::default();
     let mut candidates: Vec<(Placed, Value)> = Vec::new();
     // Points payment rules: not discounts; decided on the cart after the discounts.
     let mut payments: Vec<Placed> = Vec::new();
+    // Eligible rules reaching the cart: campaign prices, and the rewards and bonuses to try.
+    let mut campaign: Vec<Placed> = Vec::new();
+    let mut eligible: Vec<Placed> = Vec::new();
     for pos in 0..rs.len() {
         let rule = rule_at(pos);
         if let Some(r) = ineligible(rule, ctx, local, &voucher_for) {
@@ -596,15 +851,24 @@ pub(super) fn evaluate(
             });
             continue;
         }
+        // Campaign prices: applied first, outside the resolution of the rewards.
+        if rule.kind == RuleKind::CampaignProduct {
+            campaign.push((pos, rule));
+            continue;
+        }
         if rule.benefits.iter().any(|b| b.is_points_payment()) {
             payments.push((pos, rule));
             continue;
         }
+        eligible.push((pos, rule));
+    }
+    view.price_campaign(campaign, ctx);
+    for (pos, rule) in eligible {
         if prune && exclusive(pos).is_none() && stacks((pos, rule)) {
             deferred.push((pos, rule));
             continue;
         }
-        apply(&[(pos, rule)], &view, ctx, rs, false, &mut trial);
+        apply(&[(pos, rule)], &view, ctx, rs, Run::Trial, &mut trial);
         if let Some((_, r)) = trial.empty.first() {
             not_applied.skip_said(rs, pos, rule, *r);
             continue;
@@ -646,7 +910,7 @@ pub(super) fn evaluate(
         rules.extend_from_slice(&deferred);
         rules.sort_unstable_by_key(|r| r.0);
         let mut applied = Applied::default();
-        apply(&rules, &view, ctx, rs, true, &mut applied);
+        apply(&rules, &view, ctx, rs, Run::Stack, &mut applied);
         // `applied.empty` and `deferred` are both in position order.
         let mut empty = applied.empty.iter().map(|e| e.0).peekable();
         let mut dropped: Vec<usize> = Vec::new();
@@ -657,7 +921,7 @@ pub(super) fn evaluate(
                 stackable.push(((pos, rule), (0, 0)));
                 continue;
             }
-            apply(&[(pos, rule)], &view, ctx, rs, false, &mut trial);
+            apply(&[(pos, rule)], &view, ctx, rs, Run::Trial, &mut trial);
             if let Some((_, r)) = trial.empty.first() {
                 not_applied.skip_said(rs, pos, rule, *r);
                 dropped.push(pos);
@@ -684,7 +948,7 @@ pub(super) fn evaluate(
             None => {
                 let stack_rules: Vec<Placed> = stackable.iter().map(|c| c.0).collect();
                 let mut applied = Applied::default();
-                apply(&stack_rules, &view, ctx, rs, true, &mut applied);
+                apply(&stack_rules, &view, ctx, rs, Run::Stack, &mut applied);
                 let value = applied.value();
                 stack_applied = Some((stack_rules.iter().map(|r| r.0).collect(), applied));
                 value
@@ -734,11 +998,18 @@ pub(super) fn evaluate(
     let mut order: Vec<Placed> = chosen.into_iter().map(|c| c.0).collect();
     order.sort_by_key(|(pos, _)| *pos);
 
+    // The stack applied is the answer when it holds the rules chosen and no campaign price
+    // is to be added.
     let st = match stack_applied {
-        Some((positions, applied)) if positions.iter().eq(order.iter().map(|r| &r.0)) => applied,
+        Some((positions, applied))
+            if view.campaign.rules.is_empty()
+                && positions.iter().eq(order.iter().map(|r| &r.0)) =>
+        {
+            applied
+        }
         _ => {
             let mut applied = Applied::default();
-            apply(&order, &view, ctx, rs, true, &mut applied);
+            apply(&order, &view, ctx, rs, Run::Final, &mut applied);
             applied
         }
     };
@@ -870,12 +1141,17 @@ pub(super) fn evaluate(
     let Applied {
         net,
         discounts,
+        forgone,
         points,
         cart_points,
         ..
     } = st;
-    for (i, ((line, discounts), points_detail)) in
-        cart.iter().zip(discounts).zip(points).enumerate()
+    for (i, (((line, discounts), forgone), points_detail)) in cart
+        .iter()
+        .zip(discounts)
+        .zip(forgone)
+        .zip(points)
+        .enumerate()
     {
         let points: i64 = points_detail.iter().map(|p| p.points).sum();
         let gross = line.gross_minor();
@@ -890,6 +1166,7 @@ pub(super) fn evaluate(
             product_id: line.product_id.clone(),
             gross_minor: gross,
             discounts,
+            forgone,
             total_minor: net[i],
             points,
             points_detail,

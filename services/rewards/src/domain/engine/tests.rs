@@ -719,6 +719,7 @@ fn exclusive(rules: &[u128]) -> Policy {
             rule_ids: rules.iter().map(|n| id(*n)).collect(),
         }],
         max_rules_per_transaction: None,
+        combine_campaign_products: false,
     }
 }
 
@@ -830,6 +831,368 @@ fn the_transaction_rule_limit_keeps_the_first_rules_by_the_strategy() {
     let e = evaluate(&[line("A", 1, 1000)], &ctx(), &rules);
     assert_eq!(e.discount_minor, 100);
     assert_eq!(e.not_applied[0].reason, SkipReason::TransactionRuleLimit);
+}
+
+// --- campaign prices and reward discounts ---------------------------------------------------------
+
+/// A campaign price rule (an entry of the discount catalogue).
+fn campaign(n: u128, benefit: Benefit) -> Rule {
+    Rule {
+        kind: RuleKind::CampaignProduct,
+        name: format!("campaign {n}"),
+        ..rule(n, benefit)
+    }
+}
+
+fn combining(rules: Vec<Rule>, combine: bool) -> RuleSet {
+    let mut s = set(rules);
+    s.policy.combine_campaign_products = combine;
+    s
+}
+
+fn fixed_price(price: i64, sku: &str) -> Benefit {
+    Benefit::FixedPrice {
+        unit_price_minor: price,
+        target: Target::products(vec![sku.into()]),
+    }
+}
+
+/// (rule id, amount, reason) of a line's discounts or forgone discounts.
+fn said(d: &[LineDiscount]) -> Vec<(Uuid, i64, &'static str)> {
+    d.iter()
+        .map(|d| (d.rule_id, d.amount_minor, d.reason))
+        .collect()
+}
+
+fn not_applied(e: &Evaluation) -> Vec<(Uuid, SkipReason)> {
+    e.not_applied
+        .iter()
+        .map(|n| (n.rule_id, n.reason))
+        .collect()
+}
+
+#[test]
+fn a_better_campaign_price_replaces_the_reward_discounts_on_its_line_only() {
+    // A at 10.00 for 7.00 (3.00 off) against 10 % off the cart (1.00 a line).
+    let cart = [line("A", 1, 1000), line("B", 1, 1000)];
+    let rules = combining(
+        vec![
+            campaign(1, fixed_price(700, "A")),
+            rule(2, pct(1000, Target::cart())),
+        ],
+        false,
+    );
+    let e = evaluate(&cart, &ctx(), &rules);
+    assert_eq!(said(&e.lines[0].discounts), [(id(1), 300, "FIXED_PRICE")]);
+    assert_eq!(
+        said(&e.lines[0].forgone),
+        [(id(2), 100, "BETTER_CAMPAIGN_PRICE")]
+    );
+    assert_eq!(
+        &*e.lines[0].forgone[0].explanation,
+        "rule 2: 10 % off the cart"
+    );
+    assert_eq!(
+        said(&e.lines[1].discounts),
+        [(id(2), 100, "PERCENTAGE_DISCOUNT")]
+    );
+    assert!(e.lines[1].forgone.is_empty());
+    assert_eq!((e.discount_minor, e.total_minor), (400, 1600));
+    // The campaign price applied first; the reward keeps what it gave on B.
+    let applied: Vec<(Uuid, i64)> = e
+        .applied
+        .iter()
+        .map(|a| (a.rule_id, a.discount_minor))
+        .collect();
+    assert_eq!(applied, [(id(1), 300), (id(2), 100)]);
+    assert!(e.not_applied.is_empty());
+    // On A alone the reward has nothing left: it says a campaign price applies instead.
+    let e = evaluate(&cart[..1], &ctx(), &rules);
+    assert_eq!(e.total_minor, 700);
+    assert_eq!(not_applied(&e), [(id(2), SkipReason::BetterCampaignPrice)]);
+    assert_eq!(
+        &*e.not_applied[0].explanation,
+        "rule 2: a campaign price worth at least as much applies to its items instead \
+         (campaign prices and reward discounts do not combine)"
+    );
+    assert_eq!(e.not_applied[0].reason.code(), "BETTER_CAMPAIGN_PRICE");
+}
+
+#[test]
+fn better_reward_discounts_replace_the_campaign_price_on_the_line() {
+    // 5 % off A as campaign price against 10 % and 15 % rewards stacking (2.35 off in all).
+    let cart = [line("A", 1, 1000)];
+    let rules = combining(
+        vec![
+            campaign(1, pct(500, Target::products(vec!["A".into()]))),
+            rule(2, pct(1000, Target::cart())),
+            rule(3, pct(1500, Target::cart())),
+        ],
+        false,
+    );
+    let e = evaluate(&cart, &ctx(), &rules);
+    assert_eq!(
+        said(&e.lines[0].discounts),
+        [
+            (id(2), 100, "PERCENTAGE_DISCOUNT"),
+            (id(3), 135, "PERCENTAGE_DISCOUNT")
+        ]
+    );
+    assert_eq!(
+        said(&e.lines[0].forgone),
+        [(id(1), 50, "CAMPAIGN_PRICE_NOT_COMBINED")]
+    );
+    assert_eq!(e.total_minor, 765);
+    assert_eq!(
+        not_applied(&e),
+        [(id(1), SkipReason::CampaignPriceNotCombined)]
+    );
+    assert_eq!(
+        &*e.not_applied[0].explanation,
+        "campaign 1: reward discounts worth more apply to its items instead \
+         (campaign prices and reward discounts do not combine)"
+    );
+}
+
+#[test]
+fn on_a_tie_the_campaign_price_applies_and_the_reward_is_kept_for_other_lines() {
+    let cart = [line("A", 2, 500)];
+    let rules = combining(
+        vec![
+            campaign(7, pct(1000, Target::cart())),
+            rule(3, pct(1000, Target::products(vec!["A".into()]))),
+        ],
+        false,
+    );
+    let e = evaluate(&cart, &ctx(), &rules);
+    assert_eq!(
+        said(&e.lines[0].discounts),
+        [(id(7), 100, "PERCENTAGE_DISCOUNT")]
+    );
+    assert_eq!(
+        said(&e.lines[0].forgone),
+        [(id(3), 100, "BETTER_CAMPAIGN_PRICE")]
+    );
+    assert_eq!(not_applied(&e), [(id(3), SkipReason::BetterCampaignPrice)]);
+    // Whatever the ids and the order of the rules.
+    let mut swapped = rules.clone();
+    swapped.rules.reverse();
+    assert_eq!(evaluate(&cart, &ctx(), &swapped), e);
+}
+
+#[test]
+fn combining_applies_the_campaign_price_first_and_rewards_on_the_rest_never_below_zero() {
+    let cart = [line("A", 1, 1000), line("B", 1, 1000)];
+    let rules = combining(
+        vec![
+            campaign(1, fixed_price(700, "A")),
+            rule(2, pct(1000, Target::cart())),
+        ],
+        true,
+    );
+    let e = evaluate(&cart, &ctx(), &rules);
+    // A: 10.00 → 7.00, then 10 % of 7.00; B: 10 % of 10.00.
+    assert_eq!(
+        said(&e.lines[0].discounts),
+        [
+            (id(1), 300, "FIXED_PRICE"),
+            (id(2), 70, "PERCENTAGE_DISCOUNT")
+        ]
+    );
+    assert_eq!(discounts(&e), [370, 100]);
+    assert!(e.lines.iter().all(|l| l.forgone.is_empty()));
+    let applied: Vec<(Uuid, i64)> = e
+        .applied
+        .iter()
+        .map(|a| (a.rule_id, a.discount_minor))
+        .collect();
+    assert_eq!(applied, [(id(1), 300), (id(2), 170)]);
+    // A reward worth more than what the campaign price leaves takes the line to zero, not below.
+    let rules = combining(
+        vec![
+            campaign(1, fixed_price(200, "A")),
+            rule(
+                2,
+                Benefit::FixedDiscount {
+                    amount_minor: 500,
+                    target: Target::products(vec!["A".into()]),
+                },
+            ),
+        ],
+        true,
+    );
+    let e = evaluate(&cart[..1], &ctx(), &rules);
+    assert_eq!(
+        said(&e.lines[0].discounts),
+        [(id(1), 800, "FIXED_PRICE"), (id(2), 200, "FIXED_DISCOUNT")]
+    );
+    assert_eq!(e.total_minor, 0);
+    // The same rules without combining: the reward (5.00) loses to the campaign price (8.00).
+    let mut apart = rules.clone();
+    apart.policy.combine_campaign_products = false;
+    let e = evaluate(&cart[..1], &ctx(), &apart);
+    assert_eq!(e.total_minor, 200);
+    assert_eq!(not_applied(&e), [(id(2), SkipReason::BetterCampaignPrice)]);
+}
+
+#[test]
+fn the_choice_is_made_per_line_with_every_unit_of_the_line_counted() {
+    // 3 × A at 10.00; the campaign price takes an amount off at most two units; the reward
+    // takes 25 % off the whole line (7.50).
+    let cart = [line("A", 3, 1000)];
+    let unit_off = |amount| {
+        campaign(
+            1,
+            Benefit::UnitDiscount {
+                off: UnitOff::AmountMinor(amount),
+                max_units: Some(2),
+                target: Target::products(vec!["A".into()]),
+            },
+        )
+    };
+    let reward = rule(2, pct(2500, Target::products(vec!["A".into()])));
+    // 2 × 3.00 = 6.00 < 7.50: the reward applies to the line, the third unit included.
+    let e = evaluate(
+        &cart,
+        &ctx(),
+        &combining(vec![unit_off(300), reward.clone()], false),
+    );
+    assert_eq!(
+        said(&e.lines[0].discounts),
+        [(id(2), 750, "PERCENTAGE_DISCOUNT")]
+    );
+    assert_eq!(
+        said(&e.lines[0].forgone),
+        [(id(1), 600, "CAMPAIGN_PRICE_NOT_COMBINED")]
+    );
+    // 2 × 4.00 = 8.00 > 7.50: the campaign price applies, the third unit at full price.
+    let e = evaluate(
+        &cart,
+        &ctx(),
+        &combining(vec![unit_off(400), reward.clone()], false),
+    );
+    assert_eq!(
+        said(&e.lines[0].discounts),
+        [(id(1), 800, "UNIT_AMOUNT_DISCOUNT")]
+    );
+    assert_eq!(e.total_minor, 2200);
+    // Combining: 8.00 off two units, then 25 % of the 22.00 left.
+    let e = evaluate(&cart, &ctx(), &combining(vec![unit_off(400), reward], true));
+    assert_eq!(discounts(&e), [800 + 550]);
+}
+
+#[test]
+fn points_are_not_discounts_and_come_on_the_price_the_customer_pays() {
+    // The reward gives 10 % off A and 50 bonus points for buying A; a purchase bonus gives
+    // 1 point per 1.00; the campaign price (6.00 for A) beats the 10 %.
+    let cart = [line("A", 1, 1000)];
+    let mut reward = rule(2, pct(1000, Target::products(vec!["A".into()])));
+    reward.benefits.push(Benefit::BonusPoints {
+        points: 50,
+        per_spend_minor: None,
+        target: Target::products(vec!["A".into()]),
+    });
+    let mut bonus = rule(
+        3,
+        Benefit::SpendPoints {
+            points: 1,
+            per_spend_minor: 100,
+            multiplier_basis_points: 10_000,
+            target: Target::cart(),
+        },
+    );
+    bonus.kind = RuleKind::PurchaseBonus;
+    let rules = combining(
+        vec![campaign(1, fixed_price(600, "A")), reward, bonus],
+        false,
+    );
+    let e = evaluate(&cart, &ctx(), &rules);
+    assert_eq!(e.total_minor, 600);
+    assert_eq!(
+        said(&e.lines[0].forgone),
+        [(id(2), 100, "BETTER_CAMPAIGN_PRICE")]
+    );
+    let applied: Vec<(Uuid, i64, i64)> = e
+        .applied
+        .iter()
+        .map(|a| (a.rule_id, a.discount_minor, a.points))
+        .collect();
+    // Base earn 6 and the bonus 6 on the 6.00 paid, the reward's 50 points kept.
+    assert_eq!(applied, [(id(1), 400, 0), (id(2), 0, 50), (id(3), 0, 6)]);
+    assert_eq!(e.points, 6 + 50 + 6);
+}
+
+#[test]
+fn campaign_prices_stay_outside_stacking_groups_and_the_rule_limit() {
+    let cart = [line("A", 1, 1000), line("B", 1, 1000)];
+    // A non-stackable reward on B applies alone among the rewards; the campaign price on A
+    // is not a reward and still applies. The limit of one rule does not count it either.
+    let mut lone = rule(2, pct(2000, Target::products(vec!["B".into()])));
+    lone.stackable = false;
+    let other = rule(3, pct(500, Target::cart()));
+    let mut rules = combining(vec![campaign(1, fixed_price(700, "A")), lone, other], false);
+    let e = evaluate(&cart, &ctx(), &rules);
+    assert_eq!(discounts(&e), [300, 200]);
+    assert_eq!(not_applied(&e), [(id(3), SkipReason::NotStackable)]);
+    rules.policy.max_rules_per_transaction = Some(1);
+    rules.policy.groups = vec![RuleGroup {
+        name: "g".into(),
+        mode: GroupMode::Exclusive,
+        rule_ids: vec![id(1), id(2)],
+    }];
+    let e2 = evaluate(&cart, &ctx(), &rules);
+    assert_eq!(discounts(&e2), [300, 200]);
+}
+
+/// The worked example of docs/rewards.md (*Campaign prices and reward discounts*).
+#[test]
+fn the_campaign_price_worked_example_of_the_documentation_holds() {
+    let cart = [line("ESP", 2, 250), line("TEA", 1, 300)];
+    let mut espresso = campaign(1, fixed_price(199, "ESP"));
+    espresso.name = "Espresso for 1.99".into();
+    let mut ten = rule(2, pct(1000, Target::cart()));
+    ten.name = "Ten off".into();
+    let mut thirty = rule(3, pct(3000, Target::cart()));
+    thirty.name = "Thirty off".into();
+    let totals = |e: &Evaluation| -> Vec<i64> { e.lines.iter().map(|l| l.total_minor).collect() };
+
+    let e = evaluate(
+        &cart,
+        &ctx(),
+        &combining(vec![espresso.clone(), ten.clone()], false),
+    );
+    assert_eq!(totals(&e), [398, 270]);
+    assert_eq!(said(&e.lines[0].discounts), [(id(1), 102, "FIXED_PRICE")]);
+    assert_eq!(
+        said(&e.lines[0].forgone),
+        [(id(2), 50, "BETTER_CAMPAIGN_PRICE")]
+    );
+    assert_eq!(e.total_minor, 668);
+
+    let e = evaluate(
+        &cart,
+        &ctx(),
+        &combining(vec![espresso.clone(), thirty], false),
+    );
+    assert_eq!(totals(&e), [350, 210]);
+    assert_eq!(
+        said(&e.lines[0].forgone),
+        [(id(1), 102, "CAMPAIGN_PRICE_NOT_COMBINED")]
+    );
+    assert_eq!(
+        not_applied(&e),
+        [(id(1), SkipReason::CampaignPriceNotCombined)]
+    );
+
+    let e = evaluate(&cart, &ctx(), &combining(vec![espresso, ten], true));
+    assert_eq!(totals(&e), [359, 270]);
+    assert_eq!(
+        said(&e.lines[0].discounts),
+        [
+            (id(1), 102, "FIXED_PRICE"),
+            (id(2), 39, "PERCENTAGE_DISCOUNT")
+        ]
+    );
 }
 
 // --- vouchers -----------------------------------------------------------------------------------
@@ -1203,10 +1566,17 @@ fn arb_rule() -> impl Strategy<Value = Rule> {
         prop::option::of(1i64..3_000),
         prop::option::of(1u32..3),
         prop::option::weighted(0.3, arb_condition()),
+        // Campaign prices among the rules too (any benefit: only the money ones count).
+        prop_oneof![
+            6 => Just(RuleKind::Reward),
+            1 => Just(RuleKind::PurchaseBonus),
+            3 => Just(RuleKind::CampaignProduct),
+        ],
     )
         .prop_map(
-            |((n, benefits, priority, stackable), cap, apps, condition)| {
+            |((n, benefits, priority, stackable), cap, apps, condition, kind)| {
                 let mut r = rule(n, pct(1, Target::cart()));
+                r.kind = kind;
                 r.benefits = benefits;
                 r.priority = priority;
                 r.stackable = stackable;
@@ -1245,8 +1615,9 @@ fn arb_rule_set() -> impl Strategy<Value = RuleSet> {
         any::<bool>(),
         prop::collection::vec(0u128..40, 0..4),
         prop::option::of(1u32..4),
+        any::<bool>(),
     )
-        .prop_map(|(mut rules, best, group, max)| {
+        .prop_map(|(mut rules, best, group, max, combine)| {
             // Unique ids, as stored rules have.
             rules.sort_by_key(|r| r.id);
             rules.dedup_by_key(|r| r.id);
@@ -1264,6 +1635,7 @@ fn arb_rule_set() -> impl Strategy<Value = RuleSet> {
                         rule_ids: group.into_iter().map(id).collect(),
                     }],
                     max_rules_per_transaction: max,
+                    combine_campaign_products: combine,
                 },
             }
         })
@@ -1342,6 +1714,55 @@ proptest! {
             shuffled.rules.swap(i, (s >> 33) as usize % (i + 1));
         }
         prop_assert_eq!(&e1, &evaluate(&cart, &ctx(), &shuffled));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    /// Without combining, each line gets exactly the better of what the campaign prices alone
+    /// and the rewards alone give it, never a mix; combining, the campaign prices come first
+    /// and the rewards only add.
+    #[test]
+    fn each_line_gets_the_better_of_campaign_prices_and_reward_discounts_unless_combined(
+        cart in prop::collection::vec(arb_line(), 0..8),
+        rules in arb_rule_set(),
+        voucher_rule in prop::option::of(0u128..40),
+        budgets in prop::collection::vec(prop::option::of(-10i64..2_000), 40),
+    ) {
+        let mut c = ctx();
+        for (n, b) in budgets.iter().enumerate() {
+            c.usage.insert(id(n as u128), RuleUsage { budget_remaining: *b, ..RuleUsage::default() });
+        }
+        if let Some(n) = voucher_rule {
+            c.vouchers.push(PresentedVoucher { code: "V1".into(), reward_id: Some(id(n)), rejection: None, value_minor: None });
+        }
+        let is_campaign = |r: &Rule| r.kind == RuleKind::CampaignProduct;
+        let only = |campaign: bool| {
+            let mut s = rules.clone();
+            s.rules.retain(|r| is_campaign(r) == campaign);
+            discounts(&evaluate(&cart, &c, &s))
+        };
+        let (campaign, rewards) = (only(true), only(false));
+        let e = evaluate(&cart, &c, &rules);
+        let kind_of: BTreeMap<Uuid, bool> = rules.rules.iter().map(|r| (r.id, is_campaign(r))).collect();
+        for (k, l) in e.lines.iter().enumerate() {
+            let d: i64 = l.discounts.iter().map(|d| d.amount_minor).sum();
+            let from_campaign: Vec<bool> = l.discounts.iter().map(|d| kind_of[&d.rule_id]).collect();
+            if rules.policy.combine_campaign_products {
+                prop_assert!(l.forgone.is_empty());
+                prop_assert!(from_campaign.windows(2).all(|w| w[0] || !w[1]), "campaign prices first");
+                prop_assert!(d >= campaign[k]);
+            } else {
+                prop_assert_eq!(d, campaign[k].max(rewards[k]));
+                prop_assert!(from_campaign.iter().all(|c| *c) || from_campaign.iter().all(|c| !*c));
+                prop_assert!(l.forgone.iter().all(|f| f.amount_minor > 0));
+                for f in &l.forgone {
+                    let expected = if kind_of[&f.rule_id] { "CAMPAIGN_PRICE_NOT_COMBINED" } else { "BETTER_CAMPAIGN_PRICE" };
+                    prop_assert_eq!(f.reason, expected);
+                }
+            }
+        }
     }
 }
 

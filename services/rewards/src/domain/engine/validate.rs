@@ -1,5 +1,5 @@
 //! Rule definitions the engine refuses, as (field path, message) violations.
-use super::{Benefit, Policy, Rule, Target, UnitOff};
+use super::{Benefit, Policy, Rule, RuleKind, Target, UnitOff};
 use loyalty_platform::Violations;
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -203,6 +203,12 @@ pub fn validate_rule(v: &mut Violations, prefix: &str, rule: &Rule) {
     }
     for (i, b) in rule.benefits.iter().enumerate() {
         benefit(v, &format!("{prefix}.benefits[{i}]"), b);
+        if rule.kind == RuleKind::CampaignProduct && (b.is_points() || b.is_points_payment()) {
+            v.add(
+                format!("{prefix}.benefits[{i}]"),
+                "a campaign price takes money off the price: no points benefit",
+            );
+        }
         if b.is_points_payment() && rule.benefits.len() > 1 {
             v.add(
                 format!("{prefix}.benefits[{i}]"),

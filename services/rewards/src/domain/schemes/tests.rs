@@ -19,12 +19,22 @@ fn scheme(option: SignUpOption) -> Scheme {
             Vec::new()
         },
         email_domains: Vec::new(),
+        sign_up_segment_ids: Vec::new(),
         max_members: 0,
         member_count: 0,
         active: true,
         revision: 1,
         created_at: t(1),
         updated_at: t(1),
+    }
+}
+
+/// Someone signing up with `code` and `emails`, in no segment.
+fn applicant<'a>(code: &'a str, emails: &'a [String]) -> Applicant<'a> {
+    Applicant {
+        code,
+        emails,
+        segments: &[],
     }
 }
 
@@ -367,25 +377,28 @@ fn offer_validation_names_each_bad_field() {
 #[test]
 fn sign_up_rules() {
     let open = scheme(SignUpOption::OptIn);
-    assert_eq!(check_sign_up(&open, "", &[]), Ok(()));
+    assert_eq!(check_sign_up(&open, &applicant("", &[])), Ok(()));
     let closed = scheme(SignUpOption::Closed);
     assert_eq!(
-        check_sign_up(&closed, "", &[]),
+        check_sign_up(&closed, &applicant("", &[])),
         Err(SignUpRefusal::CodeInvalid)
     );
     assert_eq!(
-        check_sign_up(&closed, "nope", &[]),
+        check_sign_up(&closed, &applicant("nope", &[])),
         Err(SignUpRefusal::CodeInvalid)
     );
-    assert_eq!(check_sign_up(&closed, "uni-2026", &[]), Ok(()));
+    assert_eq!(check_sign_up(&closed, &applicant("uni-2026", &[])), Ok(()));
     let mut full = scheme(SignUpOption::OptIn);
     full.max_members = 2;
     full.member_count = 2;
-    assert_eq!(check_sign_up(&full, "", &[]), Err(SignUpRefusal::Full));
+    assert_eq!(
+        check_sign_up(&full, &applicant("", &[])),
+        Err(SignUpRefusal::Full)
+    );
     let mut inactive = scheme(SignUpOption::OptIn);
     inactive.active = false;
     assert_eq!(
-        check_sign_up(&inactive, "", &[]),
+        check_sign_up(&inactive, &applicant("", &[])),
         Err(SignUpRefusal::Inactive)
     );
     assert_eq!(SignUpRefusal::Full.reason(), "SCHEME_FULL");
@@ -549,23 +562,23 @@ fn a_closed_scheme_admits_a_code_or_without_one_an_email_of_its_domains() {
     ];
     let other = ["petr@gmail.com".to_owned()];
     assert!(needs_emails(&s, ""));
-    assert_eq!(check_sign_up(&s, "", &student), Ok(()));
+    assert_eq!(check_sign_up(&s, &applicant("", &student)), Ok(()));
     assert_eq!(
-        check_sign_up(&s, "", &other),
+        check_sign_up(&s, &applicant("", &other)),
         Err(SignUpRefusal::EmailDomainNotAllowed)
     );
     assert_eq!(
-        check_sign_up(&s, "", &[]),
+        check_sign_up(&s, &applicant("", &[])),
         Err(SignUpRefusal::EmailDomainNotAllowed)
     );
     // A wrong code is refused as such, even for a student.
     assert_eq!(
-        check_sign_up(&s, "nope", &student),
+        check_sign_up(&s, &applicant("nope", &student)),
         Err(SignUpRefusal::CodeInvalid)
     );
     s.sign_up_codes = vec!["UNI-2026".into()];
     assert!(!needs_emails(&s, "uni-2026"));
-    assert_eq!(check_sign_up(&s, "uni-2026", &other), Ok(()));
+    assert_eq!(check_sign_up(&s, &applicant("uni-2026", &other)), Ok(()));
     // Open schemes never read emails.
     assert!(!needs_emails(&scheme(SignUpOption::OptIn), ""));
 }
@@ -663,4 +676,82 @@ fn competing_offers_resolve_by_mode_with_ties_by_priority_then_id() {
     // A voucher has no size known in advance: it counts as 0.
     assert_eq!(resolve_awards(M::LowestAward, 5, &achieved), vec![c]);
     assert!(resolve_awards(M::All, 3, &[]).is_empty());
+}
+
+#[test]
+fn a_criteria_scheme_needs_one_to_fifty_segments_and_only_it_has_them() {
+    let mut s = scheme(SignUpOption::Criteria);
+    let fields = |s: &Scheme| {
+        let mut v = Violations::new();
+        s.validate(&mut v, "reward_scheme");
+        v.into_vec()
+            .into_iter()
+            .map(|f| f.field)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(fields(&s), ["reward_scheme.sign_up_segment_ids"]);
+    s.sign_up_segment_ids = (0..MAX_SIGN_UP_SEGMENTS).map(|_| Uuid::now_v7()).collect();
+    assert!(fields(&s).is_empty());
+    s.sign_up_segment_ids.push(Uuid::now_v7());
+    assert_eq!(fields(&s), ["reward_scheme.sign_up_segment_ids"]);
+    let mut open = scheme(SignUpOption::OptIn);
+    open.sign_up_segment_ids = vec![Uuid::now_v7()];
+    assert_eq!(fields(&open), ["reward_scheme.sign_up_segment_ids"]);
+    assert_eq!(
+        SignUpOption::parse_str("criteria"),
+        Some(SignUpOption::Criteria)
+    );
+    assert_eq!(SignUpOption::Criteria.as_str(), "criteria");
+}
+
+#[test]
+fn a_criteria_scheme_admits_a_member_of_one_of_its_segments_when_signing_up() {
+    let (gold, silver, other) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let mut s = scheme(SignUpOption::Criteria);
+    s.sign_up_segment_ids = vec![gold, silver];
+    assert!(needs_segments(&s));
+    let with = |s: &Scheme, segments: &[Uuid]| {
+        check_sign_up(
+            s,
+            &Applicant {
+                segments,
+                ..Default::default()
+            },
+        )
+    };
+    assert_eq!(with(&s, &[other, silver]), Ok(()));
+    assert_eq!(with(&s, &[gold]), Ok(()));
+    assert_eq!(with(&s, &[other]), Err(SignUpRefusal::CriteriaNotMet));
+    assert_eq!(with(&s, &[]), Err(SignUpRefusal::CriteriaNotMet));
+    assert_eq!(
+        SignUpRefusal::CriteriaNotMet.reason(),
+        "SIGN_UP_CRITERIA_NOT_MET"
+    );
+    // A code is no way around the criteria.
+    assert_eq!(
+        check_sign_up(
+            &s,
+            &Applicant {
+                code: "UNI-2026",
+                ..Default::default()
+            }
+        ),
+        Err(SignUpRefusal::CriteriaNotMet)
+    );
+    // The member limit still applies to members of the segments.
+    s.max_members = 1;
+    s.member_count = 1;
+    assert_eq!(with(&s, &[gold]), Err(SignUpRefusal::Full));
+    // An inactive scheme is refused without asking segmentation.
+    s.active = false;
+    assert!(!needs_segments(&s));
+    assert_eq!(with(&s, &[gold]), Err(SignUpRefusal::Inactive));
+    // Other options never ask.
+    for option in [
+        SignUpOption::Auto,
+        SignUpOption::OptIn,
+        SignUpOption::Closed,
+    ] {
+        assert!(!needs_segments(&scheme(option)));
+    }
 }

@@ -841,6 +841,85 @@ async fn evaluate_cart_prices_active_campaign_products_on_sqlite() {
         .await;
 }
 
+/// A campaign price and a reward on the same espressos: by default the better of the two on
+/// the line, the other forgone; with `combine_campaign_products` set, both.
+async fn the_combine_setting_decides_how_a_campaign_price_meets_a_reward(f: Fixture) {
+    let entry = f
+        .create_entry("c1", espresso_deal("Espresso 1.99"))
+        .await
+        .expect("create");
+    let reward = f
+        .api
+        .create_reward(f.req(pb::CreateRewardRequest {
+            idempotency_key: "ten-off".into(),
+            reward: Some(pb::Reward {
+                display_name: "Ten off".into(),
+                r#type: pb::RewardType::CashDesk as i32,
+                benefit: Some(pb::reward::Benefit::CartPercentageDiscount(
+                    pb::CartPercentageDiscount { basis_points: 1000 },
+                )),
+                valid_from_time: ts("2026-11-01T00:00:00Z"),
+                ..Default::default()
+            }),
+        }))
+        .await
+        .expect("reward")
+        .into_inner()
+        .reward
+        .expect("reward");
+    let totals = |r: &pb::EvaluateCartResponse| -> Vec<i64> {
+        r.lines.iter().map(|l| l.total_minor).collect()
+    };
+
+    // 3 espressos: the campaign price takes 1.53 off, the reward 0.75: the campaign price.
+    let apart = evaluate_as(&f, f.partner, december_cart(SalesChannel::Pos, None)).await;
+    assert_eq!(totals(&apart), [597, 270]);
+    let esp = &apart.lines[0];
+    assert_eq!(esp.discounts.len(), 1);
+    assert_eq!(esp.discounts[0].rule_id, entry.id);
+    assert_eq!(esp.forgone_discounts.len(), 1);
+    assert_eq!(esp.forgone_discounts[0].rule_id, reward.id);
+    assert_eq!(esp.forgone_discounts[0].amount_minor, 75);
+    assert_eq!(esp.forgone_discounts[0].reason, "BETTER_CAMPAIGN_PRICE");
+
+    f.api
+        .update_resolution_settings(f.req(pb::UpdateResolutionSettingsRequest {
+            idempotency_key: "combine".into(),
+            settings: Some(pb::ResolutionSettings {
+                combine_campaign_products: true,
+                ..Default::default()
+            }),
+            update_mask: Some(FieldMask {
+                paths: vec!["combine_campaign_products".into()],
+            }),
+            etag: String::new(),
+        }))
+        .await
+        .expect("settings");
+    // Combined: 10 % of the 5.97 left (0.59), the next evaluation already.
+    let together = evaluate_as(&f, f.partner, december_cart(SalesChannel::Pos, None)).await;
+    assert_eq!(totals(&together), [538, 270]);
+    assert!(together.lines[0].forgone_discounts.is_empty());
+    assert_eq!(together.lines[0].discounts.len(), 2);
+    assert_eq!(together.lines[0].discounts[0].rule_id, entry.id);
+}
+
+#[tokio::test]
+async fn the_combine_setting_decides_how_a_campaign_price_meets_a_reward_on_postgres() {
+    the_combine_setting_decides_how_a_campaign_price_meets_a_reward(
+        Fixture::postgres().await.with_espresso().await,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_combine_setting_decides_how_a_campaign_price_meets_a_reward_on_sqlite() {
+    the_combine_setting_decides_how_a_campaign_price_meets_a_reward(
+        Fixture::sqlite().await.with_espresso().await,
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn an_amount_off_per_unit_for_at_most_two_units_prices_the_cart() {
     let f = Fixture::postgres().await.with_espresso().await;

@@ -19,10 +19,10 @@ use crate::{
 
 enum Schemes {}
 
-/// The shared fixture plus the segmentation the scheme consumer asks.
+/// The shared fixture plus the segmentation the scheme consumer and CRITERIA sign-ups ask.
 struct Fixture {
     base: TestApi<Schemes>,
-    segments: FakeSegments,
+    segments: std::sync::Arc<FakeSegments>,
 }
 
 impl std::ops::Deref for Fixture {
@@ -52,17 +52,50 @@ impl CustomerSegments for FakeSegments {
 
 impl Fixture {
     async fn postgres() -> Fixture {
-        Fixture {
-            base: TestApi::postgres().await,
-            segments: FakeSegments::default(),
-        }
+        Self::asking_segments(TestApi::postgres().await)
     }
 
     async fn sqlite() -> Fixture {
-        Fixture {
-            base: TestApi::sqlite().await,
-            segments: FakeSegments::default(),
-        }
+        Self::asking_segments(TestApi::sqlite().await)
+    }
+
+    /// The fixture's API asks the fake segmentation on CRITERIA sign-ups.
+    fn asking_segments(mut base: TestApi<Schemes>) -> Fixture {
+        let segments = std::sync::Arc::new(FakeSegments::default());
+        base.api = crate::api::RewardsApi::new(base.db.clone()).with_segments(segments.clone());
+        Fixture { base, segments }
+    }
+
+    fn set_segments(&self, customer: Uuid, segments: Vec<Uuid>) {
+        self.segments
+            .members
+            .lock()
+            .unwrap()
+            .insert(customer, segments);
+    }
+
+    fn segmentation_down(&self, down: bool) {
+        self.segments
+            .down
+            .store(down, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// A CRITERIA scheme admitting members of `segments`.
+    async fn criteria_scheme(
+        &self,
+        code: &str,
+        segments: &[Uuid],
+    ) -> Result<pb::RewardScheme, Status> {
+        Ok(self
+            .api
+            .create_reward_scheme(self.req(pb::CreateRewardSchemeRequest {
+                idempotency_key: key(),
+                reward_scheme: Some(criteria(code, segments)),
+            }))
+            .await?
+            .into_inner()
+            .reward_scheme
+            .expect("scheme"))
     }
 
     fn req<T>(&self, message: T) -> Request<T> {
@@ -151,7 +184,7 @@ impl Fixture {
                 business_unit_id: None,
             },
             Utc::now(),
-            &self.segments,
+            &*self.segments,
         )
         .await?;
         txn.commit().await.expect("commit");
@@ -177,6 +210,17 @@ impl Fixture {
             .expect("progress")
             .into_inner()
             .progress
+    }
+}
+
+fn criteria(code: &str, segments: &[Uuid]) -> pb::RewardScheme {
+    pb::RewardScheme {
+        code: code.into(),
+        display_name: code.into(),
+        sign_up_option: pb::SignUpOption::Criteria as i32,
+        sign_up_segment_ids: segments.iter().map(Uuid::to_string).collect(),
+        active: true,
+        ..Default::default()
     }
 }
 
@@ -873,4 +917,238 @@ async fn competing_offers_award_by_the_partners_offer_resolution() {
         of(&eight).is_none_or(|p| p.award_count == 0 && p.goals[0].current_value == 0),
         "{progress:?}"
     );
+}
+
+/// A CRITERIA scheme: a member of one of its segments joins, anybody else is refused with
+/// the reason, and while segmentation cannot answer nothing is written (a retry of a sign-up
+/// that succeeded still answers the same).
+async fn criteria_sign_up_admits_members_of_its_segments(f: Fixture) {
+    let (gold, silver) = (Uuid::now_v7(), Uuid::now_v7());
+    let scheme = f
+        .criteria_scheme("gold_club", &[gold, silver, gold])
+        .await
+        .expect("scheme");
+    assert_eq!(scheme.sign_up_option, pb::SignUpOption::Criteria as i32);
+    assert_eq!(
+        scheme.sign_up_segment_ids,
+        [gold.to_string(), silver.to_string()],
+        "duplicates dropped"
+    );
+    let (jana, petr, eva) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    f.set_segments(jana, vec![Uuid::now_v7(), silver]);
+    f.set_segments(petr, vec![Uuid::now_v7()]);
+    f.set_segments(eva, vec![gold]);
+    let sign_up = |idempotency_key: &str, customer: Uuid| {
+        f.api.sign_up(f.req(pb::SignUpRequest {
+            idempotency_key: idempotency_key.into(),
+            scheme_id: "gold_club".into(),
+            customer_id: customer.to_string(),
+            sign_up_code: String::new(),
+        }))
+    };
+    let joined = sign_up("jana", jana)
+        .await
+        .expect("a member of silver joins")
+        .into_inner()
+        .membership
+        .expect("membership");
+    let err = sign_up("petr", petr).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert_eq!(reason(&err), "SIGN_UP_CRITERIA_NOT_MET");
+
+    f.segmentation_down(true);
+    let err = sign_up("eva", eva).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    let again = sign_up("jana", jana)
+        .await
+        .expect("a retry answers the stored membership")
+        .into_inner()
+        .membership
+        .expect("membership");
+    assert_eq!(again, joined);
+    f.segmentation_down(false);
+
+    let got = f
+        .api
+        .get_reward_scheme(f.req(pb::GetRewardSchemeRequest {
+            reward_scheme_id: scheme.id.clone(),
+        }))
+        .await
+        .expect("get")
+        .into_inner()
+        .reward_scheme
+        .expect("scheme");
+    assert_eq!(got.member_count, 1, "neither petr nor eva was written");
+    assert_eq!(got.sign_up_segment_ids, scheme.sign_up_segment_ids);
+    assert_eq!(f.outbox_count(ev::SchemeJoined::TYPE).await, 1);
+    sign_up("eva-again", eva)
+        .await
+        .expect("once segmentation answers, eva joins");
+    // Leaving the segment later does not end a membership.
+    f.set_segments(jana, Vec::new());
+    let members = f
+        .api
+        .list_scheme_memberships(f.req(pb::ListSchemeMembershipsRequest {
+            scheme_id: scheme.id.clone(),
+            ..Default::default()
+        }))
+        .await
+        .expect("list")
+        .into_inner()
+        .memberships;
+    assert_eq!(members.len(), 2);
+}
+
+#[tokio::test]
+async fn criteria_sign_up_admits_members_of_its_segments_on_postgres() {
+    criteria_sign_up_admits_members_of_its_segments(Fixture::postgres().await).await;
+}
+
+#[tokio::test]
+async fn criteria_sign_up_admits_members_of_its_segments_on_sqlite() {
+    criteria_sign_up_admits_members_of_its_segments(Fixture::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn criteria_sign_up_without_segmentation_is_unavailable() {
+    let f = Fixture::postgres().await;
+    // A service instance without a segmentation peer (the fixture's other partner).
+    let other = f.another_partner();
+    let created = other
+        .api
+        .create_reward_scheme(f.req_as(
+            other.partner,
+            pb::CreateRewardSchemeRequest {
+                idempotency_key: key(),
+                reward_scheme: Some(criteria("gold_club", &[Uuid::now_v7()])),
+            },
+        ))
+        .await
+        .expect("scheme");
+    let scheme = created.into_inner().reward_scheme.expect("scheme");
+    let err = other
+        .api
+        .sign_up(f.req_as(
+            other.partner,
+            pb::SignUpRequest {
+                idempotency_key: key(),
+                scheme_id: scheme.id.clone(),
+                customer_id: Uuid::now_v7().to_string(),
+                sign_up_code: String::new(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable);
+    // Another partner's scheme is not found through this partner.
+    let err = f
+        .api
+        .sign_up(f.req(pb::SignUpRequest {
+            idempotency_key: key(),
+            scheme_id: scheme.id,
+            customer_id: Uuid::now_v7().to_string(),
+            sign_up_code: String::new(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn criteria_schemes_name_their_segments_and_update_them_by_mask() {
+    let f = Fixture::postgres().await;
+    let fields = |r: Result<pb::RewardScheme, Status>| {
+        loyalty_testkit::violated_fields(&r.expect_err("refused"))
+    };
+    assert_eq!(
+        fields(f.criteria_scheme("none", &[]).await),
+        ["reward_scheme.sign_up_segment_ids"]
+    );
+    let err = f
+        .api
+        .create_reward_scheme(f.req(pb::CreateRewardSchemeRequest {
+            idempotency_key: key(),
+            reward_scheme: Some(pb::RewardScheme {
+                sign_up_segment_ids: vec![Uuid::now_v7().to_string(), "gold".into()],
+                ..criteria("bad", &[])
+            }),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        loyalty_testkit::violated_fields(&err),
+        ["reward_scheme.sign_up_segment_ids[1]"]
+    );
+    let err = f
+        .api
+        .create_reward_scheme(f.req(pb::CreateRewardSchemeRequest {
+            idempotency_key: key(),
+            reward_scheme: Some(pb::RewardScheme {
+                sign_up_option: pb::SignUpOption::OptIn as i32,
+                ..criteria("open", &[Uuid::now_v7()])
+            }),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        loyalty_testkit::violated_fields(&err),
+        ["reward_scheme.sign_up_segment_ids"]
+    );
+
+    let club = f.scheme("club", pb::SignUpOption::OptIn, 0).await;
+    let gold = Uuid::now_v7();
+    let update = |paths: &[&str], s: pb::RewardScheme| {
+        f.api
+            .update_reward_scheme(f.req(pb::UpdateRewardSchemeRequest {
+                idempotency_key: key(),
+                reward_scheme: Some(pb::RewardScheme {
+                    id: club.id.clone(),
+                    ..s
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+                }),
+                etag: String::new(),
+            }))
+    };
+    let err = update(&["sign_up_option"], criteria("club", &[gold]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        loyalty_testkit::violated_fields(&err),
+        ["reward_scheme.sign_up_segment_ids"],
+        "CRITERIA needs its segments in the same update"
+    );
+    let updated = update(
+        &["sign_up_option", "sign_up_segment_ids"],
+        criteria("club", &[gold]),
+    )
+    .await
+    .expect("to CRITERIA")
+    .into_inner()
+    .reward_scheme
+    .expect("scheme");
+    assert_eq!(updated.sign_up_option, pb::SignUpOption::Criteria as i32);
+    assert_eq!(updated.sign_up_segment_ids, [gold.to_string()]);
+    let listed = f
+        .api
+        .list_reward_schemes(f.req(pb::ListRewardSchemesRequest::default()))
+        .await
+        .expect("list")
+        .into_inner()
+        .reward_schemes;
+    assert_eq!(listed[0].sign_up_segment_ids, [gold.to_string()]);
+    let back = update(
+        &["sign_up_option", "sign_up_segment_ids"],
+        pb::RewardScheme {
+            sign_up_option: pb::SignUpOption::OptIn as i32,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("back to OPT_IN")
+    .into_inner()
+    .reward_scheme
+    .expect("scheme");
+    assert!(back.sign_up_segment_ids.is_empty());
 }

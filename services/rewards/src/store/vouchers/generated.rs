@@ -4,8 +4,9 @@
 //! (same id, same code); lookups by code or id find it either way.
 //!
 //! Writing a generation on PostgreSQL: under a per-partner advisory lock (held on a dedicated
-//! connection), the partner's crashed pending generations are deleted, the taken codes of the
-//! same length are read, codes are drawn against them, the generation row is inserted
+//! connection), the partner's crashed pending generations are deleted, the taken codes that
+//! can collide are read (see [`taken_codes`]), codes are drawn against them, the generation
+//! row (with its code spec) is inserted
 //! `pending` and its bucket rows are sent with `COPY … FROM STDIN`; the transaction that
 //! stores the idempotent answer flips it to `complete`. SQLite does it all inside that
 //! transaction with plain INSERTs (SQLite serialises writers).
@@ -24,7 +25,7 @@ use crate::domain::{
     Validity,
     vouchers::{
         CodeSpec, FastRng, ShownState, Voucher, VoucherSource, VoucherState,
-        codes::{DrawnCodes, bucket_of, draw_unique, find_in_bucket},
+        codes::{DrawnCodes, TakenCodes, bucket_of, draw_unique, find_in_bucket, may_overlap},
         reason,
     },
 };
@@ -50,6 +51,9 @@ pub mod generations {
         pub issued_at: DateTimeUtc,
         pub cancelled_at: Option<DateTimeUtc>,
         pub cancel_reason: Option<String>,
+        /// `CodeSpec::stored` of the spec the codes were drawn with; NULL on rows written
+        /// before it was recorded (they may hold any code of their length).
+        pub code_spec: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -354,52 +358,133 @@ pub async fn cancel_generations(
     Ok(unmaterialised)
 }
 
-/// The partner's taken codes of length `len`: complete generations' and stored vouchers'.
-async fn taken_codes(
+/// Generations whose codes are read together, up to about this many codes (a generation holds
+/// at most 1,000,000).
+const READ_CODES: i64 = 1_000_000;
+/// `vouchers` rows read per query.
+const READ_VOUCHERS: u64 = 50_000;
+
+/// `prefix` as a LIKE pattern matching the strings that start with it (`\` escapes).
+fn like_prefix(prefix: &str) -> String {
+    let mut out = String::with_capacity(prefix.len() + 1);
+    for c in prefix.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+/// The partner's taken codes that `spec` could draw, as fingerprints: the codes of its
+/// generations (complete, and pending ones under the generation lock) and of its stored
+/// vouchers. Only what can collide is read:
+/// - generations of another code length, or whose stored spec cannot draw any code of `spec`
+///   ([`may_overlap`]), are skipped without reading their codes; a generation without a
+///   stored spec (written before m0014) is read;
+/// - `vouchers` rows are read only if they start with `spec`'s literal prefix (LIKE);
+/// - of what is read, only codes `spec` can draw are kept.
+pub(crate) async fn taken_codes(
     conn: &impl ConnectionTrait,
     partner_id: Uuid,
-    len: usize,
-) -> Result<HashSet<Box<[u8]>>, ApiError> {
-    let mut taken = HashSet::new();
-    let gens: Vec<Uuid> = generations::Entity::find()
+    spec: &CodeSpec,
+) -> Result<TakenCodes, ApiError> {
+    let len = spec.code_len();
+    let shape = spec.shape();
+    let mut taken = TakenCodes::collecting(shape.clone());
+    let gens: Vec<(Uuid, Option<String>, i64)> = generations::Entity::find()
         .select_only()
         .column(generations::Column::Id)
+        .column(generations::Column::CodeSpec)
+        .column(generations::Column::Count)
         .filter(generations::Column::PartnerId.eq(partner_id))
         .filter(generations::Column::CodeLen.eq(len as i32))
-        .into_tuple::<Uuid>()
+        .order_by_asc(generations::Column::Id)
+        .into_tuple()
         .all(conn)
         .await?;
-    for chunk in gens.chunks(100) {
+    let all = gens.len();
+    let gens: Vec<(Uuid, i64)> = gens
+        .into_iter()
+        .filter(|(_, stored, _)| {
+            stored
+                .as_deref()
+                .and_then(CodeSpec::from_stored)
+                .is_none_or(|g| may_overlap(&g, spec))
+        })
+        .map(|(id, _, count)| (id, count))
+        .collect();
+    taken.reserve(gens.iter().map(|g| usize::try_from(g.1).unwrap_or(0)).sum());
+    let mut rest = gens.as_slice();
+    while !rest.is_empty() {
+        // A run of generations of up to READ_CODES codes (at least one).
+        let mut n = 0;
+        let mut codes = 0;
+        while n < rest.len() && (n == 0 || codes + rest[n].1 <= READ_CODES) {
+            codes += rest[n].1;
+            n += 1;
+        }
+        let (run, after) = rest.split_at(n);
+        rest = after;
         let rows: Vec<String> = buckets::Entity::find()
             .select_only()
             .column(buckets::Column::Codes)
-            .filter(buckets::Column::GenerationId.is_in(chunk.iter().copied()))
+            .filter(buckets::Column::GenerationId.is_in(run.iter().map(|g| g.0)))
             .into_tuple::<String>()
             .all(conn)
             .await?;
         for codes in rows {
-            for c in codes.as_bytes().chunks_exact(len) {
-                taken.insert(c.into());
-            }
+            taken.add_concatenated(codes.as_bytes(), len);
         }
     }
+    let prefix = String::from_utf8_lossy(&shape.literal_prefix()).into_owned();
     let backend = conn.get_database_backend();
-    let stored = conn
-        .query_all(Statement::from_sql_and_values(
-            backend,
-            match backend {
-                DbBackend::Postgres => {
-                    "SELECT code FROM vouchers WHERE partner_id = $1 AND length(code) = $2"
-                }
-                _ => "SELECT code FROM vouchers WHERE partner_id = ? AND length(code) = ?",
-            },
-            [partner_id.into(), (len as i32).into()],
-        ))
-        .await?;
-    for row in stored {
-        let code: String = row.try_get("", "code")?;
-        taken.insert(code.into_bytes().into());
+    let sql = match backend {
+        DbBackend::Postgres => {
+            "SELECT code FROM vouchers WHERE partner_id = $1 AND length(code) = $2 \
+             AND code LIKE $3 ESCAPE '\\' AND code > $4 ORDER BY code LIMIT $5"
+        }
+        _ => {
+            "SELECT code FROM vouchers WHERE partner_id = ? AND length(code) = ? \
+             AND code LIKE ? ESCAPE '\\' AND code > ? ORDER BY code LIMIT ?"
+        }
+    };
+    let mut after = String::new();
+    let mut stored = 0usize;
+    loop {
+        let rows = conn
+            .query_all(Statement::from_sql_and_values(
+                backend,
+                sql,
+                [
+                    partner_id.into(),
+                    (len as i32).into(),
+                    like_prefix(&prefix).into(),
+                    after.clone().into(),
+                    (READ_VOUCHERS as i64).into(),
+                ],
+            ))
+            .await?;
+        let full = rows.len() as u64 == READ_VOUCHERS;
+        stored += rows.len();
+        for row in rows {
+            let code: String = row.try_get("", "code")?;
+            taken.add(code.as_bytes());
+            after = code;
+        }
+        if !full {
+            break;
+        }
     }
+    taken.seal();
+    tracing::debug!(
+        generations = all,
+        generations_read = gens.len(),
+        vouchers_read = stored,
+        taken = taken.len(),
+        "taken voucher codes read"
+    );
     Ok(taken)
 }
 
@@ -411,7 +496,7 @@ async fn draw(
     count: u64,
     rng: &mut FastRng,
 ) -> Result<DrawnCodes, ApiError> {
-    let taken = taken_codes(conn, partner_id, spec.code_len()).await?;
+    let taken = taken_codes(conn, partner_id, spec).await?;
     let count = usize::try_from(count).map_err(internal)?;
     draw_unique(spec, count, rng, |c| taken.contains(c)).ok_or_else(|| {
         ApiError::precondition(
@@ -424,6 +509,7 @@ async fn draw(
 fn generation_model(
     id: Uuid,
     b: &GeneratedBatch,
+    spec: &CodeSpec,
     drawn: &DrawnCodes,
     first_voucher_id: Uuid,
     state: &str,
@@ -443,6 +529,7 @@ fn generation_model(
         issued_at: Set(b.issued_at),
         cancelled_at: Set(None),
         cancel_reason: Set(None),
+        code_spec: Set(Some(spec.stored())),
     }
 }
 
@@ -473,10 +560,11 @@ async fn insert_rows(
     conn: &impl ConnectionTrait,
     id: Uuid,
     b: &GeneratedBatch,
+    spec: &CodeSpec,
     drawn: &DrawnCodes,
     state: &str,
 ) -> Result<(), ApiError> {
-    generations::Entity::insert(generation_model(id, b, drawn, Uuid::now_v7(), state))
+    generations::Entity::insert(generation_model(id, b, spec, drawn, Uuid::now_v7(), state))
         .exec_without_returning(conn)
         .await?;
     for chunk in drawn.buckets.chunks(500) {
@@ -594,9 +682,16 @@ pub async fn stage(
     delete_pending(db, b.partner_id).await?;
     let drawn = draw(db, b.partner_id, spec, count, &mut FastRng::from_os()).await?;
     let id = Uuid::now_v7();
-    generations::Entity::insert(generation_model(id, b, &drawn, Uuid::now_v7(), PENDING))
-        .exec_without_returning(db)
-        .await?;
+    generations::Entity::insert(generation_model(
+        id,
+        b,
+        spec,
+        &drawn,
+        Uuid::now_v7(),
+        PENDING,
+    ))
+    .exec_without_returning(db)
+    .await?;
     if let Err(e) = copy_buckets(conn, id, b.partner_id, &drawn).await {
         delete_pending(db, b.partner_id).await?;
         return Err(e);
@@ -719,7 +814,7 @@ pub async fn complete(
         Staged::Deferred => {
             let drawn = draw(txn, b.partner_id, spec, count, &mut FastRng::from_os()).await?;
             let id = Uuid::now_v7();
-            insert_rows(txn, id, b, &drawn, COMPLETE).await?;
+            insert_rows(txn, id, b, spec, &drawn, COMPLETE).await?;
             Ok(generated(id, &drawn))
         }
     }
@@ -735,6 +830,6 @@ pub(crate) async fn insert_for_test(
 ) -> Result<Generated, ApiError> {
     let drawn = draw(conn, b.partner_id, spec, count, &mut FastRng::seeded(11)).await?;
     let id = Uuid::now_v7();
-    insert_rows(conn, id, b, &drawn, state).await?;
+    insert_rows(conn, id, b, spec, &drawn, state).await?;
     Ok(generated(id, &drawn))
 }

@@ -37,6 +37,24 @@ impl Fixture {
 }
 
 impl Fixture {
+    /// Issues a voucher with the code given to a new customer.
+    async fn issue_code(&self, reward_id: &str, code: &str) {
+        self.api
+            .issue_voucher(self.req(
+                self.partner,
+                pb::IssueVoucherRequest {
+                    idempotency_key: format!("issue-{code}"),
+                    reward_id: reward_id.into(),
+                    customer_id: Uuid::now_v7().to_string(),
+                    source: pb::VoucherSource::Manual as i32,
+                    code: code.into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("issued");
+    }
+
     /// Every generated code of the partner (complete and pending generations), of length `len`.
     async fn generated_codes(&self, len: usize) -> Vec<String> {
         let rows = self
@@ -626,6 +644,120 @@ async fn a_pending_generation_is_invisible_and_cleaned_up_by_the_next_one() {
     assert_eq!(f.list_reward(&reward, vec![]).await.len(), 10);
 }
 
+/// Generations are skipped by their stored spec, not by their codes: a generation whose spec
+/// cannot draw the new spec's codes is not read even if (tampered) it held such codes; one
+/// with the same prefix, or without a stored spec (written before m0014), is read.
+async fn only_generations_that_can_collide_are_read(f: Fixture) {
+    use crate::domain::{
+        Validity,
+        vouchers::{CodeRequest, CodeSpec, VoucherSource},
+    };
+    use crate::store::vouchers::{GeneratedBatch, generated};
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+    let reward = f.reward(Default::default()).await;
+    let spec = |prefix: &str| {
+        CodeSpec::parse(
+            &mut loyalty_platform::Violations::new(),
+            &CodeRequest {
+                prefix: prefix.into(),
+                pattern: "####-????".into(),
+                ..Default::default()
+            },
+        )
+        .expect("spec")
+    };
+    let (gold, silv) = (spec("GOLD"), spec("SILV"));
+    let batch = GeneratedBatch {
+        partner_id: f.partner,
+        reward_id: Uuid::parse_str(&reward).expect("id"),
+        source: VoucherSource::Campaign,
+        source_id: String::new(),
+        validity: Validity::default(),
+        issued_at: Utc::now(),
+    };
+    let generate = |spec: CodeSpec| {
+        let batch = batch.clone();
+        let db = f.db.clone();
+        async move {
+            generated::insert_for_test(&db, &batch, &spec, 200, generated::COMPLETE)
+                .await
+                .expect("generation")
+        }
+    };
+    let set_spec = |id: Uuid, stored: Option<String>| {
+        let db = f.db.clone();
+        async move {
+            generated::generations::Entity::update_many()
+                .col_expr(
+                    generated::generations::Column::CodeSpec,
+                    Expr::value(stored),
+                )
+                .filter(generated::generations::Column::Id.eq(id))
+                .exec(&db)
+                .await
+                .expect("updated");
+        }
+    };
+    let same = generate(gold.clone()).await;
+    let other = generate(gold.clone()).await;
+    let legacy = generate(gold.clone()).await;
+    // GOLD codes filed under a SILV spec: only skipping by spec keeps them out.
+    set_spec(other.generation_id, Some(silv.stored())).await;
+    set_spec(legacy.generation_id, None).await;
+    let silver = generate(silv.clone()).await;
+    f.issue_code(&reward, "GOLD-2345-ABCD").await;
+    f.issue_code(&reward, "SILV-2345-ABCD").await;
+
+    let taken = generated::taken_codes(&f.db, f.partner, &gold)
+        .await
+        .expect("taken");
+    let has = |codes: &[String]| {
+        codes
+            .iter()
+            .filter(|c| taken.contains(c.as_bytes()))
+            .count()
+    };
+    assert_eq!(has(&same.first_codes), 200);
+    assert_eq!(has(&legacy.first_codes), 200);
+    assert_eq!(has(&other.first_codes), 0, "a SILV generation is not read");
+    assert_eq!(has(&silver.first_codes), 0);
+    assert!(taken.contains(b"GOLD-2345-ABCD"));
+    assert_eq!(taken.len(), 401);
+
+    let taken = generated::taken_codes(&f.db, f.partner, &silv)
+        .await
+        .expect("taken");
+    assert_eq!(taken.len(), 201);
+    assert!(
+        silver
+            .first_codes
+            .iter()
+            .all(|c| taken.contains(c.as_bytes()))
+    );
+    assert!(taken.contains(b"SILV-2345-ABCD"));
+    // The GOLD generation filed as SILV is read too (its codes then dropped by shape).
+    assert!(!taken.contains(other.first_codes[0].as_bytes()));
+
+    // Through the API: new GOLD codes avoid every GOLD code, whichever way it was found.
+    let next = f
+        .generate("next", &reward, 1000, "GOLD-####-????", "")
+        .await
+        .expect("generated");
+    let before: HashSet<&String> = same.first_codes.iter().chain(&legacy.first_codes).collect();
+    assert!(next.codes.iter().all(|c| !before.contains(c)));
+    assert!(!next.codes.contains(&"GOLD-2345-ABCD".to_owned()));
+}
+
+#[tokio::test]
+async fn only_generations_that_can_collide_are_read_on_postgres() {
+    only_generations_that_can_collide_are_read(Fixture::postgres().await).await;
+}
+
+#[tokio::test]
+async fn only_generations_that_can_collide_are_read_on_sqlite() {
+    only_generations_that_can_collide_are_read(Fixture::sqlite().await).await;
+}
+
 #[tokio::test]
 async fn a_gift_voucher_carries_its_chosen_value_into_evaluation() {
     let f = Fixture::postgres().await;
@@ -722,32 +854,26 @@ async fn a_gift_voucher_carries_its_chosen_value_into_evaluation() {
     assert_eq!(off, 5000, "{evaluated:?}");
 }
 
-/// Benchmark, not a test: `scripts/bench-voucher-codes` runs it in release mode.
-/// VOUCHER_BENCH_COUNT codes (default 1,000,000) into a fresh PostgreSQL database.
-#[tokio::test]
-#[ignore = "benchmark: scripts/bench-voucher-codes"]
-async fn bench_voucher_code_generation() {
-    let f = Fixture::postgres().await;
-    let reward = f.reward(Default::default()).await;
-    let total: i32 = std::env::var("VOUCHER_BENCH_COUNT")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1_000_000);
+/// Generates `total` codes `prefix-####-????` for `reward` in calls of up to 1,000,000.
+async fn bench_generate(
+    api: &crate::api::RewardsApi,
+    partner: Uuid,
+    reward: &str,
+    prefix: &str,
+    total: i32,
+) -> i32 {
     let mut done = 0;
-    let mut seen = HashSet::new();
-    let start = std::time::Instant::now();
-    let mut round = 0;
     while done < total {
         let count = (total - done).min(1_000_000);
-        let r = f
-            .api
-            .generate_voucher_codes(f.req(
-                f.partner,
+        let r = api
+            .generate_voucher_codes(request(
+                partner,
+                Role::Admin,
                 pb::GenerateVoucherCodesRequest {
-                    idempotency_key: format!("bench-{round}"),
-                    reward_id: reward.clone(),
+                    idempotency_key: Uuid::now_v7().to_string(),
+                    reward_id: reward.into(),
                     count,
-                    prefix: "GOLD".into(),
+                    prefix: prefix.into(),
                     pattern: "####-????".into(),
                     ..Default::default()
                 },
@@ -756,12 +882,106 @@ async fn bench_voucher_code_generation() {
             .expect("generated")
             .into_inner();
         done += r.generated_count;
-        seen.extend(r.codes);
-        round += 1;
     }
+    done
+}
+
+/// A `kB` line of /proc/self/status (VmHWM: peak resident set, VmRSS: current), in MB.
+fn proc_status_mb(field: &str) -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(field)?
+                .trim_start_matches(':')
+                .split_whitespace()
+                .next()
+        })
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn env_count(name: &str, default: i32) -> i32 {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Benchmark, not a test: `scripts/bench-voucher-codes` runs it in release mode.
+/// VOUCHER_BENCH_COUNT codes (default 1,000,000) of `GOLD-####-????` into a fresh PostgreSQL
+/// database whose partner already holds VOUCHER_BENCH_SAME (default 0) generated codes of the
+/// same pattern and VOUCHER_BENCH_OTHER (default 0) of `SILV-####-????` (same length, another
+/// prefix). The timed generation runs in a child process of its own
+/// (`bench_voucher_code_generation_call`) so that its peak resident set is its own, not the
+/// filling's.
+#[tokio::test]
+#[ignore = "benchmark: scripts/bench-voucher-codes"]
+async fn bench_voucher_code_generation() {
+    let f = Fixture::postgres().await;
+    let reward = f.reward(Default::default()).await;
+    let total = env_count("VOUCHER_BENCH_COUNT", 1_000_000);
+    let same = env_count("VOUCHER_BENCH_SAME", 0);
+    let other = env_count("VOUCHER_BENCH_OTHER", 0);
+    let start = std::time::Instant::now();
+    bench_generate(&f.api, f.partner, &reward, "SILV", other).await;
+    bench_generate(&f.api, f.partner, &reward, "GOLD", same).await;
+    if same + other > 0 {
+        println!(
+            "filled: {same} codes GOLD-####-????, {other} codes SILV-####-???? in {:.1} s",
+            start.elapsed().as_secs_f64()
+        );
+    }
+    let url = f.database_url().expect("PostgreSQL");
+    let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--ignored",
+            "--exact",
+            "--nocapture",
+            "store::vouchers::tests::bench_voucher_code_generation_call",
+        ])
+        .env("VOUCHER_BENCH_DB", url)
+        .env("VOUCHER_BENCH_PARTNER", f.partner.to_string())
+        .env("VOUCHER_BENCH_REWARD", &reward)
+        .env("VOUCHER_BENCH_COUNT", total.to_string())
+        .output()
+        .expect("child benchmark");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for line in stdout.lines().filter(|l| l.starts_with("generated")) {
+        println!("{line}");
+    }
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The timed part of `bench_voucher_code_generation`, in a process of its own: generates
+/// VOUCHER_BENCH_COUNT codes on the database VOUCHER_BENCH_DB for the partner and reward given
+/// and prints the rate and the process's peak resident set (VmHWM).
+#[tokio::test]
+#[ignore = "benchmark: run by bench_voucher_code_generation"]
+async fn bench_voucher_code_generation_call() {
+    let Ok(url) = std::env::var("VOUCHER_BENCH_DB") else {
+        return;
+    };
+    let partner: Uuid = std::env::var("VOUCHER_BENCH_PARTNER")
+        .expect("partner")
+        .parse()
+        .expect("uuid");
+    let reward = std::env::var("VOUCHER_BENCH_REWARD").expect("reward");
+    let total = env_count("VOUCHER_BENCH_COUNT", 1_000_000);
+    let db = sea_orm::Database::connect(url).await.expect("connect");
+    let api = crate::api::RewardsApi::new(db);
+    let rss_before = proc_status_mb("VmRSS");
+    let start = std::time::Instant::now();
+    let done = bench_generate(&api, partner, &reward, "GOLD", total).await;
     let secs = start.elapsed().as_secs_f64();
     println!(
-        "generated {done} codes (GOLD-####-????) in {secs:.2} s: {:.0} codes/s into PostgreSQL",
-        f64::from(done) / secs
+        "generated {done} codes (GOLD-####-????) in {secs:.2} s: {:.0} codes/s into PostgreSQL; \
+         peak RSS {:.0} MB (before the call {rss_before:.0} MB)",
+        f64::from(done) / secs,
+        proc_status_mb("VmHWM"),
     );
 }
