@@ -1,5 +1,6 @@
 //! The segmentation service: the customer feature store (a projection of identity's,
-//! checkout's, the wallet's and rewards' events), segments and their memberships, recalculated online at checkout.
+//! checkout's, the wallet's and rewards' events), segments and their memberships,
+//! recalculated online at checkout.
 pub mod api;
 pub mod domain;
 pub mod migration;
