@@ -136,6 +136,28 @@ fn manual_change(
     }
 }
 
+/// The segment, customer and author of a manual membership change, validated together.
+fn manual_request(
+    idempotency_key: &str,
+    segment_id: &str,
+    customer_id: &str,
+    cause: i32,
+    workflow_execution_id: &str,
+) -> Result<(Uuid, Uuid, ManualChange), ApiError> {
+    let mut v = Violations::new();
+    check_idempotency_key(&mut v, idempotency_key);
+    let segment_id = uuid_in(&mut v, "segment_id", segment_id);
+    let customer_id = uuid_in(&mut v, "customer_id", customer_id);
+    let by = manual_change(&mut v, cause, workflow_execution_id);
+    v.finish(|| {
+        (
+            segment_id.unwrap_or_default(),
+            customer_id.unwrap_or_default(),
+            by.unwrap_or(ManualChange::Operator),
+        )
+    })
+}
+
 fn stored_to_membership(o: &ManualOutcome) -> Option<Membership> {
     o.membership.as_ref().map(|m| Membership {
         segment_id: m.segment_id,
@@ -348,17 +370,13 @@ impl SegmentationApi {
             &req.idempotency_key,
             &req,
         );
-        let mut v = Violations::new();
-        check_idempotency_key(&mut v, &req.idempotency_key);
-        let segment_id = uuid_in(&mut v, "segment_id", &req.segment_id);
-        let customer_id = uuid_in(&mut v, "customer_id", &req.customer_id);
-        let by = manual_change(&mut v, req.cause, &req.workflow_execution_id);
-        v.into_result()?;
-        let (segment_id, customer_id) = (
-            segment_id.unwrap_or_default(),
-            customer_id.unwrap_or_default(),
-        );
-        let by = by.unwrap_or(ManualChange::Operator);
+        let (segment_id, customer_id, by) = manual_request(
+            &req.idempotency_key,
+            &req.segment_id,
+            &req.customer_id,
+            req.cause,
+            &req.workflow_execution_id,
+        )?;
         let store = self.store.clone();
         let done: ManualOutcome = idempotency::run(self.store.db(), scope, move |txn| {
             Box::pin(async move {
@@ -388,17 +406,13 @@ impl SegmentationApi {
             &req.idempotency_key,
             &req,
         );
-        let mut v = Violations::new();
-        check_idempotency_key(&mut v, &req.idempotency_key);
-        let segment_id = uuid_in(&mut v, "segment_id", &req.segment_id);
-        let customer_id = uuid_in(&mut v, "customer_id", &req.customer_id);
-        let by = manual_change(&mut v, req.cause, &req.workflow_execution_id);
-        v.into_result()?;
-        let (segment_id, customer_id) = (
-            segment_id.unwrap_or_default(),
-            customer_id.unwrap_or_default(),
-        );
-        let by = by.unwrap_or(ManualChange::Operator);
+        let (segment_id, customer_id, by) = manual_request(
+            &req.idempotency_key,
+            &req.segment_id,
+            &req.customer_id,
+            req.cause,
+            &req.workflow_execution_id,
+        )?;
         let store = self.store.clone();
         let done: ManualOutcome = idempotency::run(self.store.db(), scope, move |txn| {
             Box::pin(async move {
