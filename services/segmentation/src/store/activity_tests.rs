@@ -10,7 +10,7 @@ use loyalty_proto::{
     events::v1::{self as ev, EventEnvelope},
     types::v1 as types,
 };
-use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection};
 use uuid::Uuid;
 
 use super::features::{self, FeatureProjector};
@@ -50,7 +50,7 @@ async fn apply<E: DomainEvent>(db: &DatabaseConnection, partner: Uuid, sequence:
         payload: event.encode_to_vec(),
         ..Default::default()
     };
-    let txn = db.begin().await.unwrap();
+    let txn = loyalty_platform::db::begin_write(db).await.unwrap();
     FeatureProjector.apply(&txn, &e).await.unwrap();
     txn.commit().await.unwrap();
 }
@@ -97,7 +97,7 @@ async fn selected(db: &DatabaseConnection, partner: Uuid, c: &Criterion) -> BTre
         .iter()
         .map(|r| r.try_get::<Uuid>("", "customer_id").unwrap())
         .collect();
-    let txn = db.begin().await.unwrap();
+    let txn = loyalty_platform::db::begin_write(db).await.unwrap();
     let mut memory = BTreeSet::new();
     for id in &sql {
         let f = features::features(&txn, partner, *id).await.unwrap();

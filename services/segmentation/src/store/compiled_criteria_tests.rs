@@ -7,9 +7,7 @@ use chrono::{DateTime, Duration, Utc};
 use loyalty_criteria::{Criterion, Field, Operator, RawCriterion, ValueKind};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, TransactionTrait,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
 use super::entities::customer_features;
@@ -349,7 +347,7 @@ async fn check(db: &DatabaseConnection, case: Case) -> Result<(), TestCaseError>
         .to_utc()
         + Duration::nanoseconds(i64::from(case.now_nanos));
     let (mine, other) = (Uuid::now_v7(), Uuid::now_v7());
-    let txn = db.begin().await.unwrap();
+    let txn = loyalty_platform::db::begin_write(db).await.unwrap();
     customer_features::Entity::delete_many()
         .exec(&txn)
         .await
@@ -436,7 +434,7 @@ fn the_compiled_criterion_selects_what_memory_admits_on_sqlite() {
 
 async fn partner_isolation(db: DatabaseConnection) {
     let (mine, other) = (Uuid::now_v7(), Uuid::now_v7());
-    let txn = db.begin().await.unwrap();
+    let txn = loyalty_platform::db::begin_write(&db).await.unwrap();
     let mut my_ids = BTreeSet::new();
     for (partner, n) in [(mine, 3), (other, 4)] {
         for _ in 0..n {

@@ -192,7 +192,6 @@ pub(crate) mod tests {
     use loyalty_criteria::{Operator, RawCriterion, Value};
     use loyalty_platform::events::EventHandler;
     use loyalty_proto::events::v1::EventEnvelope;
-    use sea_orm::TransactionTrait;
     use std::collections::BTreeSet;
 
     pub(crate) async fn sqlite() -> (tempfile::TempDir, DatabaseConnection) {
@@ -228,7 +227,7 @@ pub(crate) mod tests {
     }
 
     pub(crate) async fn apply(db: &DatabaseConnection, e: EventEnvelope) {
-        let txn = db.begin().await.unwrap();
+        let txn = loyalty_platform::db::begin_write(db).await.unwrap();
         features::FeatureProjector.apply(&txn, &e).await.unwrap();
         txn.commit().await.unwrap();
     }
@@ -302,7 +301,7 @@ pub(crate) mod tests {
             Value::String("praha".into()),
             false,
         );
-        let txn = db.begin().await.unwrap();
+        let txn = loyalty_platform::db::begin_write(&db).await.unwrap();
         let created = store.create_segment(&txn, partner, praha).await.unwrap();
         txn.commit().await.unwrap();
         assert_eq!(created.member_count, 2);
@@ -341,7 +340,7 @@ pub(crate) mod tests {
             Value::Int(5_000),
             true,
         );
-        let txn = db.begin().await.unwrap();
+        let txn = loyalty_platform::db::begin_write(&db).await.unwrap();
         let created = store.create_segment(&txn, partner, big_cart).await.unwrap();
         txn.commit().await.unwrap();
         assert_eq!(created.member_count, 0);
@@ -402,7 +401,7 @@ pub(crate) mod tests {
     }
 
     pub(crate) async fn create(store: &Store, partner: Uuid, s: Segment) -> Segment {
-        let txn = store.db().begin().await.unwrap();
+        let txn = loyalty_platform::db::begin_write(store.db()).await.unwrap();
         let created = store.create_segment(&txn, partner, s).await.unwrap();
         txn.commit().await.unwrap();
         created
