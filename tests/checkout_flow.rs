@@ -123,25 +123,11 @@ async fn set_up_program(suite: &Suite, p: &Partner) -> anyhow::Result<String> {
         .create_segment(authed(
             segmentation::CreateSegmentRequest {
                 idempotency_key: "gold-segment".into(),
-                segment: Some(segmentation::Segment {
-                    display_name: "Gold customers".into(),
-                    kind: segmentation::SegmentKind::Standard as i32,
-                    online_recalculation: true,
-                    criterion: Some(segmentation::Criterion {
-                        kind: Some(segmentation::criterion::Kind::Condition(
-                            segmentation::Condition {
-                                field: "customer.properties.tier".into(),
-                                operator: segmentation::ComparisonOperator::Equal as i32,
-                                values: vec![segmentation::Value {
-                                    kind: Some(segmentation::value::Kind::StringValue(
-                                        "gold".into(),
-                                    )),
-                                }],
-                            },
-                        )),
-                    }),
-                    ..Default::default()
-                }),
+                segment: Some(loyalty_testkit::segment_where_equals(
+                    "Gold customers",
+                    "customer.properties.tier",
+                    "gold",
+                )),
             },
             &p.key,
         ))

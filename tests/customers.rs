@@ -103,25 +103,11 @@ async fn an_update_changes_masked_fields_guards_with_etags_and_reaches_segments(
         .create_segment(authed(
             segmentation::CreateSegmentRequest {
                 idempotency_key: "gold".into(),
-                segment: Some(segmentation::Segment {
-                    display_name: "Gold".into(),
-                    kind: segmentation::SegmentKind::Standard as i32,
-                    online_recalculation: true,
-                    criterion: Some(segmentation::Criterion {
-                        kind: Some(segmentation::criterion::Kind::Condition(
-                            segmentation::Condition {
-                                field: "customer.properties.tier".into(),
-                                operator: segmentation::ComparisonOperator::Equal as i32,
-                                values: vec![segmentation::Value {
-                                    kind: Some(segmentation::value::Kind::StringValue(
-                                        "gold".into(),
-                                    )),
-                                }],
-                            },
-                        )),
-                    }),
-                    ..Default::default()
-                }),
+                segment: Some(loyalty_testkit::segment_where_equals(
+                    "Gold",
+                    "customer.properties.tier",
+                    "gold",
+                )),
             },
             &key,
         ))

@@ -822,25 +822,11 @@ async fn segment_offers_count_only_for_the_segments_members() -> anyhow::Result<
         .create_segment(authed(
             segmentation::CreateSegmentRequest {
                 idempotency_key: "gold".into(),
-                segment: Some(segmentation::Segment {
-                    display_name: "Gold customers".into(),
-                    kind: segmentation::SegmentKind::Standard as i32,
-                    online_recalculation: true,
-                    criterion: Some(segmentation::Criterion {
-                        kind: Some(segmentation::criterion::Kind::Condition(
-                            segmentation::Condition {
-                                field: "customer.properties.tier".into(),
-                                operator: segmentation::ComparisonOperator::Equal as i32,
-                                values: vec![segmentation::Value {
-                                    kind: Some(segmentation::value::Kind::StringValue(
-                                        "gold".into(),
-                                    )),
-                                }],
-                            },
-                        )),
-                    }),
-                    ..Default::default()
-                }),
+                segment: Some(loyalty_testkit::segment_where_equals(
+                    "Gold customers",
+                    "customer.properties.tier",
+                    "gold",
+                )),
             },
             &key,
         ))
@@ -1011,25 +997,11 @@ async fn a_criteria_scheme_admits_members_of_its_segments() -> anyhow::Result<()
         authed(
             segmentation::CreateSegmentRequest {
                 idempotency_key: "gold".into(),
-                segment: Some(segmentation::Segment {
-                    display_name: "Gold customers".into(),
-                    kind: segmentation::SegmentKind::Standard as i32,
-                    online_recalculation: true,
-                    criterion: Some(segmentation::Criterion {
-                        kind: Some(segmentation::criterion::Kind::Condition(
-                            segmentation::Condition {
-                                field: "customer.properties.tier".into(),
-                                operator: segmentation::ComparisonOperator::Equal as i32,
-                                values: vec![segmentation::Value {
-                                    kind: Some(segmentation::value::Kind::StringValue(
-                                        "gold".into(),
-                                    )),
-                                }],
-                            },
-                        )),
-                    }),
-                    ..Default::default()
-                }),
+                segment: Some(loyalty_testkit::segment_where_equals(
+                    "Gold customers",
+                    "customer.properties.tier",
+                    "gold",
+                )),
             },
             who,
         )

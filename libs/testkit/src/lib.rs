@@ -553,6 +553,33 @@ pub fn error_reason(status: &tonic::Status) -> String {
         .unwrap_or_default()
 }
 
+/// A standard segment recalculated online whose members have the string `field` equal to
+/// `value` (e.g. `customer.properties.tier` = `gold`), as the end-to-end tests create it.
+pub fn segment_where_equals(
+    display_name: &str,
+    field: &str,
+    value: &str,
+) -> loyalty_proto::segmentation::v1::Segment {
+    use loyalty_proto::segmentation::v1 as segmentation;
+    segmentation::Segment {
+        display_name: display_name.into(),
+        kind: segmentation::SegmentKind::Standard as i32,
+        online_recalculation: true,
+        criterion: Some(segmentation::Criterion {
+            kind: Some(segmentation::criterion::Kind::Condition(
+                segmentation::Condition {
+                    field: field.into(),
+                    operator: segmentation::ComparisonOperator::Equal as i32,
+                    values: vec![segmentation::Value {
+                        kind: Some(segmentation::value::Kind::StringValue(value.into())),
+                    }],
+                },
+            )),
+        }),
+        ..Default::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
