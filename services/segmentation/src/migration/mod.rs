@@ -1,13 +1,17 @@
 //! Schema of the segmentation service.
 use sea_orm_migration::{prelude::*, schema::*};
 
+mod m0007_customer_purchases;
+use m0007_customer_purchases::CustomerPurchases;
+
 loyalty_platform::migrator![
     InitialSchema,
     SegmentVersions,
     CustomerTombstones,
     CriteriaFacts,
     MembershipCauses,
-    CustomerActivity
+    CustomerActivity,
+    CustomerPurchases,
 ];
 
 struct InitialSchema;
