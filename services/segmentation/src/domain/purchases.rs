@@ -54,7 +54,11 @@ mod tests {
             Operator::Contains,
             Value::String("acme".into()),
         );
-        let city = criterion("customer.city", Operator::Exists, Value::Int(0));
+        let city = criterion(
+            "customer.city",
+            Operator::Equal,
+            Value::String("Praha".into()),
+        );
         assert_eq!(
             purchase_window([&week, &quarter]),
             Some(Window::LastDays(90))
