@@ -828,6 +828,9 @@ mod tests {
                 Some(Column::DaysBefore("last_purchase_at"))
             }
             Field::Feature(f) if f == "purchase_count" => Some(Column::Int("purchase_count")),
+            Field::Purchases { .. } => Some(Column::Purchases {
+                table: "customer_purchases",
+            }),
             _ => None,
         }
     }
@@ -1024,6 +1027,133 @@ mod tests {
         let (s, v) = days(Operator::LessOrEqual, 10_000_000, Dialect::Postgres);
         assert_eq!(s, "COALESCE(\"last_purchase_at\" IS NOT NULL, FALSE)");
         assert!(v.is_empty());
+    }
+
+    #[test]
+    fn purchase_windows_become_one_aggregated_left_join_each() {
+        let partner = Uuid::now_v7();
+        let c = parse(RawCriterion::All(vec![
+            cond(
+                "purchases.last_90_days.count",
+                Operator::GreaterOrEqual,
+                vec![Value::Int(3)],
+            ),
+            cond(
+                "features.marketing_consent_email",
+                Operator::Equal,
+                vec![Value::Bool(true)],
+            ),
+            cond(
+                "purchases.last_90_days.brand_ids",
+                Operator::In,
+                vec![Value::String("ACME".into()), Value::String("".into())],
+            ),
+            cond(
+                "purchases.ever.avg_minor",
+                Operator::Less,
+                vec![Value::Int(500)],
+            ),
+        ]));
+        let columns = |f: &Field| match f {
+            Field::Feature(_) => Some(Column::Text {
+                column: "facts",
+                key: f.path(),
+            }),
+            _ => columns(f),
+        };
+        let t = SqlTarget {
+            columns: &columns,
+            ..target(Dialect::Postgres)
+        };
+        let pg = c.to_sql(&t, partner, now()).unwrap();
+        assert_eq!(
+            pg.sql,
+            "SELECT \"customer_features\".\"customer_id\" FROM \"customer_features\" \
+             LEFT JOIN (SELECT \"customer_id\" AS \"pw0_id\", COUNT(*) AS \"pw0_n\", \
+             MAX(CASE WHEN (\"brand_ids\" @> jsonb_build_array(CAST($1 AS TEXT))) THEN 1 ELSE 0 END) \
+             AS \"pw0_f0\" FROM \"customer_purchases\" WHERE \"partner_id\" = $2 AND \
+             \"purchased_at\" > $3 GROUP BY \"customer_id\") AS \"pw0\" \
+             ON \"pw0\".\"pw0_id\" = \"customer_features\".\"customer_id\" \
+             LEFT JOIN (SELECT \"customer_id\" AS \"pw1_id\", COUNT(*) AS \"pw1_n\", \
+             SUM(\"net_amount_minor\" - \"returned_amount_minor\") AS \"pw1_s\" \
+             FROM \"customer_purchases\" WHERE \"partner_id\" = $4 GROUP BY \"customer_id\") \
+             AS \"pw1\" ON \"pw1\".\"pw1_id\" = \"customer_features\".\"customer_id\" \
+             WHERE \"customer_features\".\"partner_id\" = $5 AND (\
+             (COALESCE(COALESCE(\"pw0\".\"pw0_n\", 0) >= $6, FALSE)) AND \
+             (COALESCE(CAST((\"facts\" -> $7 ->> 'b') AS BOOLEAN) = $8, FALSE)) AND \
+             (COALESCE(COALESCE(\"pw0\".\"pw0_f0\", 0) = 1, FALSE)) AND \
+             (COALESCE(div(\"pw1\".\"pw1_s\", \"pw1\".\"pw1_n\") < $9, FALSE))) \
+             ORDER BY \"customer_features\".\"customer_id\""
+        );
+        let at = |s: &str| SqlValue::Timestamp(DateTime::parse_from_rfc3339(s).unwrap().to_utc());
+        assert_eq!(
+            pg.values,
+            [
+                SqlValue::Text("acme".into()),
+                SqlValue::Uuid(partner),
+                at("2026-09-07T12:00:00.123456Z"),
+                SqlValue::Uuid(partner),
+                SqlValue::Uuid(partner),
+                SqlValue::Int(3),
+                SqlValue::Text("features.marketing_consent_email".into()),
+                SqlValue::Bool(true),
+                SqlValue::Int(500),
+            ]
+        );
+        // SQLite: positional parameters in text order, lists through json_each.
+        let lite = c
+            .to_sql(
+                &SqlTarget {
+                    dialect: Dialect::Sqlite,
+                    ..t
+                },
+                partner,
+                now(),
+            )
+            .unwrap();
+        assert_eq!(lite.sql.matches('?').count(), lite.values.len());
+        assert!(lite.sql.contains(
+            "EXISTS (SELECT 1 FROM json_each(\"brand_ids\") WHERE json_each.value IN (?))"
+        ));
+        assert!(lite.sql.contains("(\"pw1\".\"pw1_s\" / \"pw1\".\"pw1_n\")"));
+        assert_eq!(lite.values[0], SqlValue::Text("acme".into()));
+        assert_eq!(lite.values[4], SqlValue::Uuid(partner));
+    }
+
+    #[test]
+    fn purchase_lists_on_business_units_compare_the_column_and_need_a_whole_statement() {
+        let c = parse(cond(
+            "purchases.last_7_days.business_unit_ids",
+            Operator::Exists,
+            vec![],
+        ));
+        let s = c
+            .to_sql(&target(Dialect::Sqlite), Uuid::nil(), now())
+            .unwrap();
+        assert!(
+            s.sql.contains(
+                "MAX(CASE WHEN \"business_unit_id\" <> '' THEN 1 ELSE 0 END) AS \"pw0_f0\""
+            )
+        );
+        assert_eq!(
+            c.to_sql_condition(
+                &target(Dialect::Sqlite),
+                now(),
+                &mut SqlParams::new(Dialect::Sqlite)
+            ),
+            Err(SqlError::NeedsJoin(
+                "purchases.last_7_days.business_unit_ids".into()
+            ))
+        );
+        let empty = parse(cond(
+            "purchases.ever.product_ids",
+            Operator::Contains,
+            vec![Value::String(String::new())],
+        ));
+        let s = empty
+            .to_sql(&target(Dialect::Postgres), Uuid::nil(), now())
+            .unwrap();
+        assert!(s.sql.contains("MAX(CASE WHEN FALSE THEN 1 ELSE 0 END)"));
     }
 
     #[test]
