@@ -9,6 +9,8 @@ pub mod features;
 mod lifecycle;
 pub mod membership;
 pub mod purchases;
+#[cfg(test)]
+mod purchases_tests;
 
 use std::collections::BTreeMap;
 
