@@ -1,4 +1,6 @@
 //! gRPC adapter of `SegmentationService`.
+#[cfg(test)]
+mod purchase_window_tests;
 mod segments;
 
 use std::{sync::Arc, time::Duration};
