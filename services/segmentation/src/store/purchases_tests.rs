@@ -279,7 +279,6 @@ async fn a_merge_moves_purchases_to_the_survivor_and_an_erasure_deletes_them(
             &ev::CustomerMerged {
                 surviving_customer_id: jana.to_string(),
                 merged_customer_id: duplicate.to_string(),
-                ..Default::default()
             },
         ),
     )
@@ -308,7 +307,6 @@ async fn a_merge_moves_purchases_to_the_survivor_and_an_erasure_deletes_them(
             partner,
             &ev::CustomerErased {
                 customer_id: jana.to_string(),
-                ..Default::default()
             },
         ),
     )
