@@ -26,7 +26,7 @@ SELECT i,
        (i * 15485863 % 100) < 2 AS hard,
        CASE WHEN (i * 32452843 % 100) BETWEEN 2 AND 6 THEN 1 + (i % 7) ELSE 0 END AS soft,
        (ARRAY['Praha','Brno','Ostrava','Plzeň','Liberec','Olomouc','Zlín','Kladno','Most','Opava'])[1 + i % 10] AS city
-FROM generate_series(1, :customers) AS i;
+FROM generate_series(1::bigint, :customers) AS i;
 
 INSERT INTO customer_purchases
   (partner_id, purchase_id, customer_id, purchased_at, net_amount_minor, returned_amount_minor,
@@ -58,7 +58,7 @@ SELECT :'partner'::uuid, c.customer_id,
        json_build_object('first_name', 'Customer', 'last_name', 'No' || c.i,
                          'email', 'customer' || c.i || '@example.com',
                          'phone', '+420' || lpad((600000000 + c.i)::text, 9, '0'),
-                         'birth_date', (date '1950-01-01' + (c.i % 20000))::text,
+                         'birth_date', (date '1950-01-01' + (c.i % 20000)::int)::text,
                          'city', c.city),
        '{}'::json,
        coalesce(t.n, 0), coalesce(t.spent, 0), t.last_at, now(),
@@ -68,7 +68,7 @@ SELECT :'partner'::uuid, c.customer_id,
          'customer.email', jsonb_build_object('t', 'customer' || c.i || '@example.com'),
          'customer.phone', jsonb_build_object('t', '+420' || lpad((600000000 + c.i)::text, 9, '0'),
                                               'i', ('420' || lpad((600000000 + c.i)::text, 9, '0'))::bigint),
-         'customer.birth_date', jsonb_build_object('t', (date '1950-01-01' + (c.i % 20000))::text),
+         'customer.birth_date', jsonb_build_object('t', (date '1950-01-01' + (c.i % 20000)::int)::text),
          'customer.city', jsonb_build_object('t', lower(c.city)),
          'consents.marketing_email', jsonb_build_object('t', CASE WHEN c.email_ok THEN 'granted' ELSE 'withdrawn' END),
          'consents.marketing_sms', jsonb_build_object('t', CASE WHEN c.sms_ok THEN 'granted' ELSE 'withdrawn' END),
