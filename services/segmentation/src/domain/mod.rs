@@ -1,6 +1,7 @@
 //! Segmentation rules: a customer's features as criteria facts, segment definitions, who
 //! belongs, and the memberships a customer sees. No I/O here.
 mod membership;
+pub mod rfm;
 
 use std::collections::BTreeMap;
 
