@@ -1,4 +1,5 @@
 //! gRPC adapter of `SegmentationService`.
+mod rfm;
 mod segments;
 
 use std::{sync::Arc, time::Duration};
@@ -322,6 +323,14 @@ impl SegmentationService for SegmentationApi {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn get_customer_rfm(
+        &self,
+        request: Request<pb::GetCustomerRfmRequest>,
+    ) -> Result<Response<pb::GetCustomerRfmResponse>, Status> {
+        self.get_customer_rfm_rpc(request).await
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn list_segments(
         &self,
         request: Request<pb::ListSegmentsRequest>,
@@ -408,7 +417,6 @@ impl SegmentationService for SegmentationApi {
         lock_audience(pb::LockAudienceRequest) -> pb::LockAudienceResponse;
         list_customer_audiences(pb::ListCustomerAudiencesRequest) -> pb::ListCustomerAudiencesResponse;
         get_customer_features(pb::GetCustomerFeaturesRequest) -> pb::GetCustomerFeaturesResponse;
-        get_customer_rfm(pb::GetCustomerRfmRequest) -> pb::GetCustomerRfmResponse;
         validate_criterion(pb::ValidateCriterionRequest) -> pb::ValidateCriterionResponse;
         list_criterion_fields(pb::ListCriterionFieldsRequest) -> pb::ListCriterionFieldsResponse;
     }

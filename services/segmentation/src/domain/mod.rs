@@ -31,6 +31,9 @@ pub struct Features {
     /// events.
     #[serde(default)]
     pub activity: Activity,
+    /// RFM as of the partner's last scoring; `None` until then.
+    #[serde(default)]
+    pub rfm: Option<rfm::CustomerRfm>,
 }
 
 /// A value with the position (the producer's outbox sequence) of the event that set it: a
@@ -251,6 +254,9 @@ impl Features {
             );
         }
         facts.extend(self.activity.facts());
+        if let Some(rfm) = &self.rfm {
+            facts.extend(rfm.facts());
+        }
         facts
     }
 

@@ -3,6 +3,8 @@
 //! spent, both over the last 12 months. Scores 1..=5 are quintiles among the partner's
 //! customers, 5 the best (most recent, most frequent, highest spend).
 use chrono::{DateTime, Months, Utc};
+use loyalty_criteria::Fact;
+use serde::{Deserialize, Serialize};
 
 /// The period frequency and monetary are counted over.
 pub const PERIOD_MONTHS: u32 = 12;
@@ -54,7 +56,7 @@ impl YearMonth for DateTime<Utc> {
 }
 
 /// One customer's raw RFM values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RfmValues {
     /// [`recency_months`]; [`NEVER`] if the customer never purchased.
     pub recency_months: i32,
@@ -65,11 +67,52 @@ pub struct RfmValues {
 }
 
 /// Quintile scores of one customer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RfmScores {
     pub recency: i32,
     pub frequency: i32,
     pub monetary: i32,
+}
+
+/// A customer's RFM as of a scoring run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerRfm {
+    pub values: RfmValues,
+    pub scores: RfmScores,
+    pub computed_at: DateTime<Utc>,
+}
+
+/// The criteria fields RFM provides (`features.<name>`), all integers.
+pub const FIELDS: [&str; 6] = [
+    "rfm_recency_months",
+    "rfm_frequency",
+    "rfm_monetary_minor",
+    "rfm_recency_score",
+    "rfm_frequency_score",
+    "rfm_monetary_score",
+];
+
+impl CustomerRfm {
+    /// The criteria facts, named by [`FIELDS`]: as stored at the last scoring (they do not
+    /// age between runs). `rfm_recency_months` is missing for a customer who never
+    /// purchased, like `last_purchase_days_ago`.
+    pub fn facts(&self) -> Vec<(String, Fact)> {
+        let v = &self.values;
+        let s = &self.scores;
+        let recency = (v.recency_months != NEVER).then_some(i64::from(v.recency_months));
+        [
+            recency,
+            Some(v.frequency),
+            Some(v.monetary_minor),
+            Some(i64::from(s.recency)),
+            Some(i64::from(s.frequency)),
+            Some(i64::from(s.monetary)),
+        ]
+        .into_iter()
+        .zip(FIELDS)
+        .filter_map(|(value, name)| Some((format!("features.{name}"), Fact::Int(value?))))
+        .collect()
+    }
 }
 
 /// Scores every customer of a partner, in the order given. A customer's score on one measure

@@ -1,13 +1,17 @@
 //! Schema of the segmentation service.
 use sea_orm_migration::{prelude::*, schema::*};
 
+mod m0012_customer_rfm;
+use m0012_customer_rfm::CustomerRfm;
+
 loyalty_platform::migrator![
     InitialSchema,
     SegmentVersions,
     CustomerTombstones,
     CriteriaFacts,
     MembershipCauses,
-    CustomerActivity
+    CustomerActivity,
+    CustomerRfm,
 ];
 
 struct InitialSchema;

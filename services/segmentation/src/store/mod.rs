@@ -8,6 +8,7 @@ pub mod entities;
 pub mod features;
 mod lifecycle;
 pub mod membership;
+pub mod rfm;
 
 use std::collections::BTreeMap;
 
