@@ -25,7 +25,7 @@ use crate::{
         Cart, CartLine, Membership, Segment, SegmentDraft, SegmentKind, memberships,
         parse_criterion,
     },
-    store::{Store, features},
+    store::{Store, features, purchases},
 };
 
 /// Roles that read memberships and segments (checkout reads with the POS's key).
@@ -310,7 +310,12 @@ impl SegmentationService for SegmentationApi {
             self.online_segments(partner_id),
             features::features(self.store.db(), partner_id, customer_id),
         )?;
-        let mut facts = features.facts(Utc::now());
+        let now = Utc::now();
+        let mut facts = features.facts(now);
+        let criteria = online.iter().map(|s| &s.criterion);
+        facts.extend(
+            purchases::facts_for(self.store.db(), partner_id, customer_id, criteria, now).await?,
+        );
         if let Some(cart) = &cart {
             cart.add_facts(&mut facts);
         }

@@ -1,6 +1,8 @@
 //! Schema of the segmentation service.
 use sea_orm_migration::{prelude::*, schema::*};
 
+mod m0007_customer_purchases;
+use m0007_customer_purchases::CustomerPurchases;
 mod m0012_customer_rfm;
 use m0012_customer_rfm::CustomerRfm;
 
@@ -11,6 +13,7 @@ loyalty_platform::migrator![
     CriteriaFacts,
     MembershipCauses,
     CustomerActivity,
+    CustomerPurchases,
     CustomerRfm,
 ];
 

@@ -135,6 +135,35 @@ pub mod customer_tombstones {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+/// A customer's purchase (migration `m0007_customer_purchases`); ids lower-cased.
+pub mod customer_purchases {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "customer_purchases")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub partner_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub purchase_id: Uuid,
+        pub customer_id: Uuid,
+        pub purchased_at: DateTimeUtc,
+        pub net_amount_minor: i64,
+        pub returned_amount_minor: i64,
+        pub business_unit_id: String,
+        pub product_ids: Json,
+        pub product_group_ids: Json,
+        pub brand_ids: Json,
+        /// Return ids already applied (a JSON array).
+        pub return_ids: Json,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 pub mod rfm_runs {
     use sea_orm::entity::prelude::*;
 

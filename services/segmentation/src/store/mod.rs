@@ -9,6 +9,7 @@ pub mod features;
 mod lifecycle;
 pub mod membership;
 pub mod rfm;
+pub mod purchases;
 
 use std::collections::BTreeMap;
 
