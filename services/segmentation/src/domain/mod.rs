@@ -1,8 +1,8 @@
 //! Segmentation rules: a customer's features as criteria facts, segment definitions, who
 //! belongs, and the memberships a customer sees. No I/O here.
 mod membership;
-pub mod rfm;
 mod purchases;
+pub mod rfm;
 
 use std::collections::BTreeMap;
 

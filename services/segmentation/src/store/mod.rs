@@ -8,8 +8,8 @@ pub mod entities;
 pub mod features;
 mod lifecycle;
 pub mod membership;
-pub mod rfm;
 pub mod purchases;
+pub mod rfm;
 
 use std::collections::BTreeMap;
 

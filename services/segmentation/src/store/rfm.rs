@@ -142,7 +142,8 @@ async fn read_page(
         DatabaseBackend::Postgres => "BIGINT",
         _ => "INTEGER",
     };
-    let mut values: Vec<Value> = vec![partner_id.into(), period_start(now).into()];
+    // Parameters in the order they appear in the text: SQLite's `?` are positional.
+    let mut values: Vec<Value> = vec![period_start(now).into(), partner_id.into()];
     let mut filter = String::new();
     if let Some(id) = only {
         values.push(id.into());
@@ -162,8 +163,8 @@ async fn read_page(
          WHERE f.partner_id = {partner}{filter} \
          GROUP BY f.customer_id, f.last_purchase_at \
          ORDER BY f.customer_id LIMIT {limit}",
-        period = p(2),
-        partner = p(1),
+        period = p(1),
+        partner = p(2),
         limit = p(values.len()),
     );
     let rows = conn
@@ -205,7 +206,8 @@ async fn write_scores(
     };
     for start in (0..ids.len()).step_by(chunk) {
         let end = (start + chunk).min(ids.len());
-        let mut params: Vec<Value> = vec![partner_id.into(), now.into()];
+        // Parameters in the order they appear in the text: SQLite's `?` are positional.
+        let mut params: Vec<Value> = Vec::with_capacity((end - start) * 7 + 2);
         let mut rows = Vec::with_capacity(end - start);
         for i in start..end {
             let v = values[i];
@@ -226,16 +228,19 @@ async fn write_scores(
                 (1..=7).map(|k| placeholder(backend, base + k, k)).collect();
             rows.push(format!("({})", placeholders.join(", ")));
         }
+        params.push(now.into());
+        let now_param = placeholder(backend, params.len(), 0);
+        params.push(partner_id.into());
+        let partner_param = placeholder(backend, params.len(), 0);
         let sql = format!(
             "WITH v(customer_id, r, f, m, rs, fs, ms) AS (VALUES {rows}) \
              UPDATE customer_features SET rfm_recency_months = v.r, rfm_frequency = v.f, \
                  rfm_monetary_minor = v.m, rfm_recency_score = v.rs, \
-                 rfm_frequency_score = v.fs, rfm_monetary_score = v.ms, rfm_computed_at = {now} \
-             FROM v WHERE customer_features.partner_id = {partner} \
+                 rfm_frequency_score = v.fs, rfm_monetary_score = v.ms, \
+                 rfm_computed_at = {now_param} \
+             FROM v WHERE customer_features.partner_id = {partner_param} \
                  AND customer_features.customer_id = v.customer_id",
             rows = rows.join(", "),
-            partner = placeholder(backend, 1, 0),
-            now = placeholder(backend, 2, 0),
         );
         conn.execute(Statement::from_sql_and_values(backend, sql, params))
             .await?;
