@@ -32,6 +32,12 @@ pub const FEATURES: &[&str] = &[
     "marketing_consent_push",
     "marketing_consent_viber",
     "data_processing_consent",
+    "rfm_recency_months",
+    "rfm_frequency",
+    "rfm_monetary_minor",
+    "rfm_recency_score",
+    "rfm_frequency_score",
+    "rfm_monetary_score",
 ];
 /// The [`FEATURES`] holding strings: `tier_id` (a UUID), and `"true"`/`"false"` (compared
 /// with a boolean value): `email_hard_bounced`, `marketing_consent_<channel>`,

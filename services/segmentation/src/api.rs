@@ -1,6 +1,7 @@
 //! gRPC adapter of `SegmentationService`.
 #[cfg(test)]
 mod purchase_window_tests;
+mod rfm;
 mod segments;
 
 use std::{sync::Arc, time::Duration};
@@ -329,6 +330,14 @@ impl SegmentationService for SegmentationApi {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn get_customer_rfm(
+        &self,
+        request: Request<pb::GetCustomerRfmRequest>,
+    ) -> Result<Response<pb::GetCustomerRfmResponse>, Status> {
+        self.get_customer_rfm_rpc(request).await
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn list_segments(
         &self,
         request: Request<pb::ListSegmentsRequest>,
@@ -415,7 +424,6 @@ impl SegmentationService for SegmentationApi {
         lock_audience(pb::LockAudienceRequest) -> pb::LockAudienceResponse;
         list_customer_audiences(pb::ListCustomerAudiencesRequest) -> pb::ListCustomerAudiencesResponse;
         get_customer_features(pb::GetCustomerFeaturesRequest) -> pb::GetCustomerFeaturesResponse;
-        get_customer_rfm(pb::GetCustomerRfmRequest) -> pb::GetCustomerRfmResponse;
         validate_criterion(pb::ValidateCriterionRequest) -> pb::ValidateCriterionResponse;
         list_criterion_fields(pb::ListCriterionFieldsRequest) -> pb::ListCriterionFieldsResponse;
     }

@@ -14,6 +14,9 @@ enum Cmd {
     /// Award and Spend through WalletService, then the same writes as raw SQL transactions
     /// on the same database; prints both rates and their ratio.
     Wallet(loyalty_loadgen::wallet::Args),
+    /// Create and recalculate a Flexi segment through SegmentationService, and run a
+    /// hand-written statement for the same criterion; prints customers/s and their ratio.
+    Flexi(loyalty_loadgen::flexi::Args),
 }
 
 #[tokio::main]
@@ -24,6 +27,9 @@ async fn main() -> anyhow::Result<()> {
             if report.ledger_balanced == Some(false) {
                 anyhow::bail!("the wallet's trial balance failed after the run");
             }
+        }
+        Cmd::Flexi(args) => {
+            loyalty_loadgen::flexi::run(args).await?;
         }
     }
     Ok(())

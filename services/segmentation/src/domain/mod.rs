@@ -2,6 +2,7 @@
 //! belongs, and the memberships a customer sees. No I/O here.
 mod membership;
 mod purchases;
+pub mod rfm;
 
 use std::collections::BTreeMap;
 
@@ -32,6 +33,9 @@ pub struct Features {
     /// events.
     #[serde(default)]
     pub activity: Activity,
+    /// RFM as of the partner's last scoring; `None` until then.
+    #[serde(default)]
+    pub rfm: Option<rfm::CustomerRfm>,
 }
 
 /// A value with the position (the producer's outbox sequence) of the event that set it: a
@@ -252,6 +256,9 @@ impl Features {
             );
         }
         facts.extend(self.activity.facts());
+        if let Some(rfm) = &self.rfm {
+            facts.extend(rfm.facts());
+        }
         facts
     }
 

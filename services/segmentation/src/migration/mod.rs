@@ -3,6 +3,8 @@ use sea_orm_migration::{prelude::*, schema::*};
 
 mod m0007_customer_purchases;
 use m0007_customer_purchases::CustomerPurchases;
+mod m0012_customer_rfm;
+use m0012_customer_rfm::CustomerRfm;
 
 loyalty_platform::migrator![
     InitialSchema,
@@ -12,6 +14,7 @@ loyalty_platform::migrator![
     MembershipCauses,
     CustomerActivity,
     CustomerPurchases,
+    CustomerRfm,
 ];
 
 struct InitialSchema;

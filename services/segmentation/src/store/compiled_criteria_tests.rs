@@ -309,6 +309,7 @@ fn features_of(c: &Customer, now: DateTime<Utc>) -> Features {
         total_spent_minor: c.total_spent_minor,
         last_purchase_at: c.last_purchase.map(|a| at(now, a)),
         activity: c.activity.clone(),
+        rfm: None,
     }
 }
 

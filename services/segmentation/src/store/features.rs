@@ -27,6 +27,7 @@ pub(super) fn features_from(m: &customer_features::Model) -> Features {
         total_spent_minor: m.total_spent_minor,
         last_purchase_at: m.last_purchase_at,
         activity: serde_json::from_value(m.activity.clone()).unwrap_or_default(),
+        rfm: super::rfm::from_columns(m),
     }
 }
 
@@ -68,6 +69,12 @@ fn stored_column(field: &Field) -> Option<Column> {
         | Field::EventCount(_) => Some(search_form_of(field)),
         Field::Feature(f) => match f.as_str() {
             "purchase_count" => Some(Column::Int("purchase_count")),
+            "rfm_recency_months" => Some(Column::Int("rfm_recency_months")),
+            "rfm_frequency" => Some(Column::Int("rfm_frequency")),
+            "rfm_monetary_minor" => Some(Column::Int("rfm_monetary_minor")),
+            "rfm_recency_score" => Some(Column::Int("rfm_recency_score")),
+            "rfm_frequency_score" => Some(Column::Int("rfm_frequency_score")),
+            "rfm_monetary_score" => Some(Column::Int("rfm_monetary_score")),
             "total_spent_minor" => Some(Column::Int("total_spent_minor")),
             "last_purchase_days_ago" => Some(Column::DaysBefore("last_purchase_at")),
             "email_soft_bounce_count" | "tier_rank" => Some(search_form_of(field)),
@@ -203,6 +210,7 @@ pub(super) async fn write(
             updated_at: Set(now),
             criteria_facts: Set(criteria_facts),
             activity: Set(activity),
+            ..Default::default()
         })
         .exec_without_returning(txn)
         .await?;

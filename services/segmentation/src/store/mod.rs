@@ -4,6 +4,8 @@
 mod activity_tests;
 #[cfg(test)]
 mod compiled_criteria_tests;
+#[cfg(test)]
+mod dataset_tests;
 pub mod entities;
 pub mod features;
 mod lifecycle;
@@ -11,6 +13,7 @@ pub mod membership;
 pub mod purchases;
 #[cfg(test)]
 mod purchases_tests;
+pub mod rfm;
 
 use std::collections::BTreeMap;
 
