@@ -446,7 +446,10 @@ mod tests {
     #[test]
     fn the_catalog_lists_every_field_once() {
         let c = catalog();
-        assert_eq!(c.len(), 10 + 1 + 12 + 3 + 8 + 4);
+        assert_eq!(
+            c.len(),
+            10 + 1 + FEATURES.len() + 3 + Measure::ALL.len() + 4
+        );
         assert!(c.iter().filter(|f| f.cart).count() == 4);
         assert!(c.iter().any(|f| f.path == "customer.properties.<key>"));
         assert!(c.iter().any(|f| f.path == "events.<event_type_code>.count"));
