@@ -85,6 +85,16 @@ domain_events!(SchemeJoined, SchemeLeft, OfferAwarded);
 // Segment memberships (segmentation service, issue #7): one per customer entering or leaving.
 domain_events!(SegmentEntered, SegmentLeft);
 
+// Responses to campaign messages (campaigns service, issue #8), read by segmentation's
+// `messages.*` and `campaigns.*` features (and by identity's bounce states).
+domain_events!(
+    MessageDelivered,
+    MessageBounced,
+    MessageOpened,
+    MessageClicked,
+    MessageUnsubscribed
+);
+
 /// Appends an event to the outbox inside the caller's transaction.
 pub async fn enqueue<C: ConnectionTrait, E: DomainEvent>(
     conn: &C,

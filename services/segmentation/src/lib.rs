@@ -1,5 +1,5 @@
 //! The segmentation service: the customer feature store (a projection of identity's,
-//! checkout's, the wallet's and rewards' events), segments and their memberships,
+//! checkout's, the wallet's, rewards' and campaigns' events), segments and their memberships,
 //! recalculated online at checkout.
 pub mod api;
 pub mod domain;
@@ -32,7 +32,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     infra.consume("identity", projector.clone())?;
     infra.consume("checkout", projector.clone())?;
     infra.consume("wallet", projector.clone())?;
-    infra.consume("rewards", projector)?;
+    infra.consume("rewards", projector.clone())?;
+    // Message responses. Harmless while campaigns serves no feed: without Redis and its URL
+    // nothing is consumed (a warning), and a feed that does not answer is retried quietly.
+    infra.consume("campaigns", projector)?;
     let mut routes = tonic::service::RoutesBuilder::default();
     routes.add_service(SegmentationServiceServer::new(api::SegmentationApi::new(
         store::Store::new(infra.db.clone()),

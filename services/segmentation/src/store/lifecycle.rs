@@ -149,12 +149,14 @@ async fn record(
     Ok(())
 }
 
-/// Removes a stored membership; false if there was none.
+/// Removes a stored membership and publishes `SegmentLeft` with `cause`; false (and
+/// nothing published) if there was none.
 async fn leave(
     txn: &DatabaseTransaction,
     partner_id: Uuid,
     segment_id: Uuid,
     customer_id: Uuid,
+    cause: MembershipCause,
 ) -> anyhow::Result<bool> {
     let removed = segment_members::Entity::delete_many()
         .filter(segment_members::Column::PartnerId.eq(partner_id))
@@ -165,28 +167,51 @@ async fn leave(
         .rows_affected;
     if removed > 0 {
         count_member(txn, partner_id, segment_id, -1).await?;
+        events::enqueue(
+            txn,
+            Some(partner_id),
+            &ev::SegmentLeft {
+                segment_id: segment_id.to_string(),
+                customer_id: customer_id.to_string(),
+                cause: cause.as_str().to_owned(),
+            },
+        )
+        .await?;
     }
     Ok(removed > 0)
 }
 
+/// Stores a membership (keeping `stored_cause`, the cause it was first added by) and
+/// publishes `SegmentEntered` with the cause of this change, `Recalculation`.
 async fn enter(
     txn: &DatabaseTransaction,
     partner_id: Uuid,
     segment_id: Uuid,
     customer_id: Uuid,
     added_at: DateTime<Utc>,
-    cause: &str,
+    stored_cause: &str,
 ) -> anyhow::Result<()> {
     segment_members::Entity::insert(segment_members::ActiveModel {
         segment_id: Set(segment_id),
         customer_id: Set(customer_id),
         partner_id: Set(partner_id),
         added_at: Set(added_at),
-        cause: Set(cause.to_owned()),
+        cause: Set(stored_cause.to_owned()),
     })
     .exec_without_returning(txn)
     .await?;
-    count_member(txn, partner_id, segment_id, 1).await
+    count_member(txn, partner_id, segment_id, 1).await?;
+    events::enqueue(
+        txn,
+        Some(partner_id),
+        &ev::SegmentEntered {
+            segment_id: segment_id.to_string(),
+            customer_id: customer_id.to_string(),
+            cause: Recalculation.as_str().to_owned(),
+        },
+    )
+    .await?;
+    Ok(())
 }
 
 /// Tells readers of cached memberships that these segments changed.
@@ -242,7 +267,7 @@ pub(crate) async fn merge(
     let survivor_members = stored_memberships(txn, partner_id, survivor).await?;
     let mut touched = BTreeSet::new();
     for &segment_id in merged_members.keys() {
-        if leave(txn, partner_id, segment_id, merged).await? {
+        if leave(txn, partner_id, segment_id, merged, CustomerRemoved).await? {
             record(
                 txn,
                 partner_id,
@@ -292,7 +317,9 @@ pub(crate) async fn merge(
                 .await?;
                 touched.insert(segment_id);
             }
-            Some(false) if was && leave(txn, partner_id, segment_id, survivor).await? => {
+            Some(false)
+                if was && leave(txn, partner_id, segment_id, survivor, Recalculation).await? =>
+            {
                 record(
                     txn,
                     partner_id,
@@ -330,7 +357,7 @@ pub(crate) async fn erase(
         .await?
         .into_keys()
     {
-        if leave(txn, partner_id, segment_id, customer_id).await? {
+        if leave(txn, partner_id, segment_id, customer_id, CustomerRemoved).await? {
             touched.insert(segment_id);
         }
     }
