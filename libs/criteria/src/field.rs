@@ -377,8 +377,7 @@ pub fn catalog() -> Vec<FieldSpec> {
     out.push(spec(
         Field::EventLastDaysAgo("code".to_owned()),
         format!("{EVENTS_PREFIX}<event_type_code>{LAST_DAYS_AGO_SUFFIX}"),
-        "Whole days since the last tracked customer event of that type; missing if none"
-            .to_owned(),
+        "Whole days since the last tracked customer event of that type; missing if none".to_owned(),
     ));
     for r in MESSAGE_RESPONSES {
         let f = Field::MessageCount((*r).to_owned());

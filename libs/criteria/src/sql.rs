@@ -844,13 +844,9 @@ mod tests {
             ]
         );
         let mut p = SqlParams::new(Dialect::Sqlite);
-        let s = parse(cond(
-            "events.visit.last_days_ago",
-            Operator::Exists,
-            vec![],
-        ))
-        .to_sql_condition(&target(Dialect::Sqlite), now(), &mut p)
-        .unwrap();
+        let s = parse(cond("events.visit.last_days_ago", Operator::Exists, vec![]))
+            .to_sql_condition(&target(Dialect::Sqlite), now(), &mut p)
+            .unwrap();
         assert_eq!(s, "COALESCE(json_extract(\"facts\", ?) IS NOT NULL, FALSE)");
         assert_eq!(
             p.into_values(),

@@ -1,5 +1,6 @@
 //! Segmentation rules: a customer's features as criteria facts, segment definitions, who
 //! belongs, and the memberships a customer sees. No I/O here.
+mod features;
 mod membership;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -10,6 +11,7 @@ use loyalty_platform::Violations;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub use features::{CriterionTarget, FeatureSummary};
 pub use membership::{
     HistoryEntry, ManualChange, Member, MembershipCause, Recalculation, SegmentRule, due_for,
     last_daily_run, next_daily_run, parse_daily_time,
@@ -1397,9 +1399,12 @@ mod tests {
             .record_event("visit", now - chrono::Duration::days(5));
         merged.activity.record_event("review", now);
         let campaign = Uuid::now_v7();
-        merged
-            .activity
-            .record_message("opened", Some(campaign), now - chrono::Duration::days(2), true);
+        merged.activity.record_message(
+            "opened",
+            Some(campaign),
+            now - chrono::Duration::days(2),
+            true,
+        );
         survivor.absorb(&merged);
         let facts = survivor.facts(now);
         assert_eq!(
@@ -1446,7 +1451,10 @@ mod tests {
         assert_eq!(int("messages.clicked.count"), Some(Fact::Int(0)));
         assert_eq!(int("messages.opened.last_days_ago"), Some(Fact::Int(4)));
         assert_eq!(int("messages.delivered.last_days_ago"), Some(Fact::Int(1)));
-        assert_eq!(int("messages.soft_bounced.last_days_ago"), Some(Fact::Int(0)));
+        assert_eq!(
+            int("messages.soft_bounced.last_days_ago"),
+            Some(Fact::Int(0))
+        );
         assert_eq!(int("messages.clicked.last_days_ago"), None);
         let flag = |c: Uuid, r: &str| facts.get_path(&format!("campaigns.{c}.{r}")).cloned();
         let yes = Some(Fact::String("true".into()));

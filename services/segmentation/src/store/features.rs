@@ -44,6 +44,21 @@ pub async fn features(
     )
 }
 
+/// The features of one customer and when they last changed; `None` if no event about them
+/// has arrived yet.
+pub async fn features_updated(
+    conn: &impl ConnectionTrait,
+    partner_id: Uuid,
+    customer_id: Uuid,
+) -> Result<Option<(Features, DateTime<Utc>)>, ApiError> {
+    Ok(
+        customer_features::Entity::find_by_id((partner_id, customer_id))
+            .one(conn)
+            .await?
+            .map(|m| (features_from(&m), m.updated_at)),
+    )
+}
+
 /// A fact kept in its search form under its path in `criteria_facts` (an integer fact as
 /// the search form of its decimal text, whose `i` member is the integer).
 fn search_form_of(field: &Field) -> Column {
@@ -149,6 +164,30 @@ pub async fn admitted(
         .iter()
         .map(|r| r.try_get::<Uuid>("", "customer_id"))
         .collect::<Result<_, _>>()?)
+}
+
+/// How many customers of the partner `criterion` admits at `now`: the compiled statement
+/// counted by the database. A criterion reading the cart admits no stored customer.
+pub async fn count_admitted(
+    conn: &impl ConnectionTrait,
+    partner_id: Uuid,
+    criterion: &Criterion,
+    now: DateTime<Utc>,
+) -> Result<i64, ApiError> {
+    if criterion.uses_cart() {
+        return Ok(0);
+    }
+    let members = members_query(conn.get_database_backend(), partner_id, criterion, now)?;
+    let count = Statement::from_sql_and_values(
+        members.db_backend,
+        format!("SELECT COUNT(*) AS n FROM ({}) AS admitted", members.sql),
+        members.values.map(|v| v.0).unwrap_or_default(),
+    );
+    let row = conn
+        .query_one(count)
+        .await?
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("COUNT returned no row")))?;
+    Ok(row.try_get::<i64>("", "n")?)
 }
 
 pub(super) async fn write(
@@ -332,7 +371,8 @@ impl FeatureProjector {
             .and_then(loyalty_platform::time::from_timestamp)
             .unwrap_or_else(Utc::now);
         update(txn, partner_id, id, |f| {
-            f.activity.record_message(r.response, campaign, at, r.counted)
+            f.activity
+                .record_message(r.response, campaign, at, r.counted)
         })
         .await
     }

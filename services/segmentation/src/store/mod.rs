@@ -737,7 +737,11 @@ pub(crate) mod tests {
             assert_eq!(
                 membership_events(&db, partner, id(&jana)).await,
                 [
-                    (true, praha.id, MembershipCause::Creation.as_str().to_owned()),
+                    (
+                        true,
+                        praha.id,
+                        MembershipCause::Creation.as_str().to_owned()
+                    ),
                     (
                         false,
                         praha.id,
