@@ -307,8 +307,10 @@ pub enum EventSource {
     },
 }
 
-/// Applies one event exactly once; returns false if it had been applied already.
-async fn apply_once(
+/// Applies one event exactly once, as every consumer does: the handler's effects, the event
+/// id and the cursor (`(source, position)`, for feeds) in one transaction. Returns false if
+/// it had been applied already or the handler does not handle it.
+pub async fn apply_once(
     db: &DatabaseConnection,
     consumer: &str,
     handler: &dyn EventHandler,
@@ -355,6 +357,58 @@ async fn apply_once(
         handler.after_commit(event).await;
     }
     Ok(applied)
+}
+
+/// Makes `consumer` (a service name) apply `producers`' events again from the start, in the
+/// caller's transaction: forgets which events it applied and its feed cursors
+/// (`feed:<producer>`). With Redis, also call [`rewind_streams`]. The consumers must not be
+/// running (a running feed consumer keeps its position in memory and writes it back).
+pub async fn forget_consumed<C: ConnectionTrait>(
+    conn: &C,
+    consumer: &str,
+    producers: &[&str],
+) -> anyhow::Result<()> {
+    consumed_events::Entity::delete_many()
+        .filter(consumed_events::Column::Consumer.eq(consumer))
+        .exec(conn)
+        .await?;
+    consumer_cursors::Entity::delete_many()
+        .filter(
+            consumer_cursors::Column::Source
+                .is_in(producers.iter().map(|p| format!("feed:{p}"))),
+        )
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// Moves `consumer`'s group on each producer's Redis stream back to the stream's start, so
+/// it reads again every entry the stream still holds (streams are capped, see
+/// [`spawn_relay`]; older events are gone from Redis). A stream or group that does not exist
+/// yet is skipped: the consumer creates its group at the start when it first runs.
+pub async fn rewind_streams(
+    redis: &mut redis::aio::ConnectionManager,
+    prefix: &str,
+    consumer: &str,
+    producers: &[&str],
+) -> anyhow::Result<()> {
+    for producer in producers {
+        let key = stream_key(prefix, producer);
+        let rewound: redis::RedisResult<()> = redis::cmd("XGROUP")
+            .arg("SETID")
+            .arg(&key)
+            .arg(consumer)
+            .arg("0")
+            .query_async(redis)
+            .await;
+        match rewound {
+            Ok(()) => {}
+            // No such stream or group: nothing consumed yet, nothing to rewind.
+            Err(e) if e.code() == Some("NOGROUP") || e.to_string().contains("no such key") => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 /// Consumes `producer`'s events into `consumer` (a service name) until the process stops.

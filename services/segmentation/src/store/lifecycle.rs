@@ -252,6 +252,13 @@ pub(crate) async fn merge(
     let merged_row = customer_features::Entity::find_by_id((partner_id, merged))
         .one(txn)
         .await?;
+    let merged_members = stored_memberships(txn, partner_id, merged).await?;
+    if merged_row.is_none() && merged_members.is_empty() {
+        // Nothing to fold: a merge applied again, or replayed by a rebuild of the projection
+        // (the tombstone already sent the merged account's events to the survivor). The
+        // survivor's features did not change, so neither do its memberships.
+        return Ok(());
+    }
     let mut folded = survivor_row.as_ref().map(features_from).unwrap_or_default();
     if let Some(m) = &merged_row {
         folded.absorb(&features_from(m));
@@ -263,7 +270,6 @@ pub(crate) async fn merge(
             .await?;
     }
 
-    let merged_members = stored_memberships(txn, partner_id, merged).await?;
     let survivor_members = stored_memberships(txn, partner_id, survivor).await?;
     let mut touched = BTreeSet::new();
     for &segment_id in merged_members.keys() {

@@ -8,6 +8,9 @@ pub mod entities;
 pub mod features;
 mod lifecycle;
 pub mod membership;
+pub mod rebuild;
+#[cfg(test)]
+mod rebuild_tests;
 
 use std::collections::BTreeMap;
 
