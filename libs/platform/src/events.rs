@@ -374,8 +374,7 @@ pub async fn forget_consumed<C: ConnectionTrait>(
         .await?;
     consumer_cursors::Entity::delete_many()
         .filter(
-            consumer_cursors::Column::Source
-                .is_in(producers.iter().map(|p| format!("feed:{p}"))),
+            consumer_cursors::Column::Source.is_in(producers.iter().map(|p| format!("feed:{p}"))),
         )
         .exec(conn)
         .await?;
@@ -394,6 +393,10 @@ pub async fn rewind_streams(
 ) -> anyhow::Result<()> {
     for producer in producers {
         let key = stream_key(prefix, producer);
+        let exists: bool = redis.exists(&key).await?;
+        if !exists {
+            continue;
+        }
         let rewound: redis::RedisResult<()> = redis::cmd("XGROUP")
             .arg("SETID")
             .arg(&key)
@@ -403,8 +406,8 @@ pub async fn rewind_streams(
             .await;
         match rewound {
             Ok(()) => {}
-            // No such stream or group: nothing consumed yet, nothing to rewind.
-            Err(e) if e.code() == Some("NOGROUP") || e.to_string().contains("no such key") => {}
+            // No such group: nothing consumed yet, nothing to rewind.
+            Err(e) if e.code() == Some("NOGROUP") => {}
             Err(e) => return Err(e.into()),
         }
     }
@@ -917,5 +920,98 @@ mod tests {
         }
         let _: () = conn.del(&key).await.unwrap();
         assert_eq!(handler.0.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_rewound_consumer_applies_every_event_again_from_the_start() {
+        let (_dir, db) = sqlite().await;
+        let prefix = format!("test-{}", Uuid::now_v7());
+        let (client, mut conn) = crate::cache::connect_redis("redis://127.0.0.1:6379")
+            .await
+            .expect("redis on 127.0.0.1:6379 (scripts/test starts it)");
+        for id in ["a", "b"] {
+            enqueue(
+                &db,
+                Some(Uuid::nil()),
+                &ev::CustomerCreated {
+                    customer_id: id.into(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        }
+        let key = stream_key(&prefix, "identity");
+        relay_once("identity", &db, &mut conn, &key, 10)
+            .await
+            .unwrap();
+        // Consumed already: the group is past both entries and their ids are recorded.
+        let _: () = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&key)
+            .arg("segmentation")
+            .arg("$")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let handler = Arc::new(Counting(AtomicUsize::new(0)));
+        let rows = outbox::Entity::find().all(&db).await.unwrap();
+        for r in rows {
+            let e = envelope("identity", r);
+            let cursor = Some(("feed:identity", e.sequence));
+            assert!(
+                apply_once(&db, "segmentation", handler.as_ref(), &e, cursor)
+                    .await
+                    .unwrap()
+            );
+        }
+
+        // A producer whose stream does not exist yet (wallet) has nothing to rewind.
+        rewind_streams(&mut conn, &prefix, "segmentation", &["identity", "wallet"])
+            .await
+            .unwrap();
+        let txn = db.begin().await.unwrap();
+        forget_consumed(&txn, "segmentation", &["identity", "wallet"])
+            .await
+            .unwrap();
+        txn.commit().await.unwrap();
+        assert!(
+            consumer_cursors::Entity::find_by_id("feed:identity".to_owned())
+                .one(&db)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(
+            consumed_events::Entity::find()
+                .all(&db)
+                .await
+                .unwrap()
+                .len(),
+            0
+        );
+
+        spawn_consumer(
+            "segmentation",
+            "identity",
+            EventSource::Redis {
+                client,
+                prefix: prefix.clone(),
+            },
+            db.clone(),
+            handler.clone(),
+            Duration::from_millis(20),
+            10,
+        );
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while handler.0.load(Ordering::SeqCst) < 4 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the rewound group did not replay the stream"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _: () = conn.del(&key).await.unwrap();
+        assert_eq!(handler.0.load(Ordering::SeqCst), 4);
     }
 }

@@ -149,7 +149,13 @@ async fn rebuild_replays_to_the_same_features(db: DatabaseConnection) {
         "the feed is read again from the start"
     );
     // Tombstones are kept, so the erased customer's replayed events stay dropped.
-    assert_eq!(customer_tombstones::Entity::find().count(&db).await.unwrap(), 2);
+    assert_eq!(
+        customer_tombstones::Entity::find()
+            .count(&db)
+            .await
+            .unwrap(),
+        2
+    );
 
     // Every event is applied again (none is remembered as consumed), to the same result.
     assert_eq!(consume(&db, &feed).await, feed.len());
