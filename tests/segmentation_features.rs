@@ -102,6 +102,7 @@ async fn features_criteria_validation_and_the_field_catalogue() -> anyhow::Resul
                 idempotency_key: "view-1".into(),
                 customer_id: jana.clone(),
                 event_type_id: "page_view".into(),
+                properties: [("url".to_owned(), "https://shop.example/".to_owned())].into(),
                 ..Default::default()
             },
             &key,
@@ -128,7 +129,10 @@ async fn features_criteria_validation_and_the_field_catalogue() -> anyhow::Resul
     assert_eq!(features.customer_id, jana);
     assert_eq!(features.purchase_count, 0);
     assert_eq!(features.last_purchase_days_ago, -1, "never bought");
-    assert_eq!(features.extra.get("events.page_view.last_days_ago"), Some(&0));
+    assert_eq!(
+        features.extra.get("events.page_view.last_days_ago"),
+        Some(&0)
+    );
     assert_eq!(features.extra.get("messages.opened.count"), Some(&0));
     assert!(features.update_time.is_some());
 
@@ -159,11 +163,7 @@ async fn features_criteria_validation_and_the_field_catalogue() -> anyhow::Resul
 
     // A valid criterion is counted by the compiled statement, per partner.
     use seg::ComparisonOperator as Op;
-    let viewed_today = condition(
-        "events.page_view.last_days_ago",
-        Op::LessOrEqual,
-        Some(0),
-    );
+    let viewed_today = condition("events.page_view.last_days_ago", Op::LessOrEqual, Some(0));
     let ok = client
         .validate_criterion(authed(
             validate(viewed_today.clone(), seg::CriterionTarget::Audience),
@@ -233,12 +233,19 @@ async fn features_criteria_validation_and_the_field_catalogue() -> anyhow::Resul
 
     // The catalogue, paged, per target.
     let segment_fields = all_fields(&mut client, &key, seg::CriterionTarget::Segment).await?;
-    let online_fields =
-        all_fields(&mut client, &key, seg::CriterionTarget::OnlineSegment).await?;
+    let online_fields = all_fields(&mut client, &key, seg::CriterionTarget::OnlineSegment).await?;
     assert!(segment_fields.iter().all(|f| !f.starts_with("cart.")));
     assert!(online_fields.iter().any(|f| f == "cart.total_minor"));
-    assert!(segment_fields.iter().any(|f| f == "events.<event_type_code>.last_days_ago"));
-    assert!(segment_fields.iter().any(|f| f == "campaigns.<campaign_id>.opened"));
+    assert!(
+        segment_fields
+            .iter()
+            .any(|f| f == "events.<event_type_code>.last_days_ago")
+    );
+    assert!(
+        segment_fields
+            .iter()
+            .any(|f| f == "campaigns.<campaign_id>.opened")
+    );
     assert_eq!(
         online_fields.len(),
         segment_fields.len() + 4,

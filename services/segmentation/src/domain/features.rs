@@ -122,8 +122,8 @@ impl Features {
                 _ => None,
             })
             .filter(|(path, _)| {
-                !SUMMARY_FIELDS.contains(&path.as_str())
-                    && !(path.starts_with("events.") && path.ends_with(".count"))
+                let event_count = path.starts_with("events.") && path.ends_with(".count");
+                !(SUMMARY_FIELDS.contains(&path.as_str()) || event_count)
             })
             .collect();
         FeatureSummary {
