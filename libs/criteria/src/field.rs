@@ -55,6 +55,16 @@ pub const STRING_FEATURES: &[&str] = &[
 pub const CART_NUMBERS: &[&str] = &["total_minor", "line_count"];
 /// List fields of the current cart (`cart.<name>`).
 pub const CART_LISTS: &[&str] = &["product_ids", "product_group_ids"];
+/// Responses to a campaign message (the campaigns service's `MessageResponseRecorded`),
+/// as they appear in `messages.<response>.*` and `campaigns.<campaign id>.<response>`.
+pub const MESSAGE_RESPONSES: &[&str] = &[
+    "delivered",
+    "opened",
+    "clicked",
+    "hard_bounced",
+    "soft_bounced",
+    "unsubscribed",
+];
 /// Longest key of a user-defined property.
 pub const MAX_PROPERTY_KEY_LEN: usize = 64;
 
@@ -64,6 +74,9 @@ const POINTS_PREFIX: &str = "points.";
 const EVENTS_PREFIX: &str = "events.";
 const EVENT_COUNT_SUFFIX: &str = ".count";
 const PURCHASES_PREFIX: &str = "purchases.";
+const LAST_DAYS_AGO_SUFFIX: &str = ".last_days_ago";
+const MESSAGES_PREFIX: &str = "messages.";
+const CAMPAIGNS_PREFIX: &str = "campaigns.";
 
 const TEXT_OPERATORS: &[Operator] = &[
     Operator::Equal,
@@ -140,6 +153,19 @@ pub enum Field {
     /// `purchases.<window>.<measure>`, e.g. `purchases.last_90_days.count` (see
     /// [`crate::purchases`]).
     Purchases { window: Window, measure: Measure },
+    /// `events.<event type code>.last_days_ago`: whole days since the last tracked event of
+    /// that type (missing = none).
+    EventLastDaysAgo(String),
+    /// `messages.<response>.count`: how many campaign messages got that response (one of
+    /// [`MESSAGE_RESPONSES`]); always present, 0 without one.
+    MessageCount(String),
+    /// `messages.<response>.last_days_ago`: whole days since the last message response of
+    /// that kind (missing = none).
+    MessageLastDaysAgo(String),
+    /// `campaigns.<campaign id>.<response>`: whether a message of that campaign (a UUID,
+    /// lower-case hyphenated) got that response: `"true"`/`"false"` once the customer had any
+    /// response to the campaign, missing before.
+    CampaignResponse { campaign: String, response: String },
 }
 
 impl Field {
@@ -199,6 +225,43 @@ impl Field {
             })?;
             return Ok(Field::Purchases { window, measure });
         }
+        if let Some(key) = code(EVENTS_PREFIX, LAST_DAYS_AGO_SUFFIX) {
+            return if is_property_key(key) {
+                Ok(Field::EventLastDaysAgo(key.to_owned()))
+            } else {
+                bad_code("event type", key)
+            };
+        }
+        let response = |r: &str| {
+            if MESSAGE_RESPONSES.contains(&r) {
+                Ok(r.to_owned())
+            } else {
+                Err(format!(
+                    "a message response must be one of {}, got {r:?}",
+                    MESSAGE_RESPONSES.join(", ")
+                ))
+            }
+        };
+        if let Some(r) = code(MESSAGES_PREFIX, EVENT_COUNT_SUFFIX) {
+            return response(r).map(Field::MessageCount);
+        }
+        if let Some(r) = code(MESSAGES_PREFIX, LAST_DAYS_AGO_SUFFIX) {
+            return response(r).map(Field::MessageLastDaysAgo);
+        }
+        if let Some(rest) = path.strip_prefix(CAMPAIGNS_PREFIX) {
+            let Some((campaign, r)) = rest.split_once('.') else {
+                return Err(format!(
+                    "a campaign field is campaigns.<campaign id>.<response>, got {path:?}"
+                ));
+            };
+            let Ok(id) = uuid::Uuid::try_parse(campaign) else {
+                return Err(format!("a campaign id must be a UUID, got {campaign:?}"));
+            };
+            return Ok(Field::CampaignResponse {
+                campaign: id.hyphenated().to_string(),
+                response: response(r)?,
+            });
+        }
         let known = |list: &[&str], name: &str| list.contains(&name).then(|| name.to_owned());
         let field = match path.split_once('.') {
             Some(("customer", a)) => known(CUSTOMER_ATTRIBUTES, a).map(Field::Customer),
@@ -224,15 +287,29 @@ impl Field {
             Field::Purchases { window, measure } => {
                 format!("{PURCHASES_PREFIX}{window}.{}", measure.as_str())
             }
+            Field::EventLastDaysAgo(c) => format!("{EVENTS_PREFIX}{c}{LAST_DAYS_AGO_SUFFIX}"),
+            Field::MessageCount(r) => format!("{MESSAGES_PREFIX}{r}{EVENT_COUNT_SUFFIX}"),
+            Field::MessageLastDaysAgo(r) => format!("{MESSAGES_PREFIX}{r}{LAST_DAYS_AGO_SUFFIX}"),
+            Field::CampaignResponse { campaign, response } => {
+                format!("{CAMPAIGNS_PREFIX}{campaign}.{response}")
+            }
         }
     }
 
     /// The kind of value the field holds.
     pub fn value_kind(&self) -> ValueKind {
         match self {
-            Field::Customer(_) | Field::Property(_) | Field::Consent(_) => ValueKind::String,
+            Field::Customer(_)
+            | Field::Property(_)
+            | Field::Consent(_)
+            | Field::CampaignResponse { .. } => ValueKind::String,
             Field::Feature(f) if STRING_FEATURES.contains(&f.as_str()) => ValueKind::String,
-            Field::Feature(_) | Field::Points(_) | Field::EventCount(_) => ValueKind::Int,
+            Field::Feature(_)
+            | Field::Points(_)
+            | Field::EventCount(_)
+            | Field::EventLastDaysAgo(_)
+            | Field::MessageCount(_)
+            | Field::MessageLastDaysAgo(_) => ValueKind::Int,
             Field::Cart(c) if CART_LISTS.contains(&c.as_str()) => ValueKind::StringList,
             Field::Cart(_) => ValueKind::Int,
             Field::Purchases { measure, .. } if measure.is_list() => ValueKind::StringList,
@@ -339,6 +416,39 @@ pub fn catalog() -> Vec<FieldSpec> {
             ),
         ));
     }
+    out.push(spec(
+        Field::EventLastDaysAgo("code".to_owned()),
+        format!("{EVENTS_PREFIX}<event_type_code>{LAST_DAYS_AGO_SUFFIX}"),
+        "Whole days since the last tracked customer event of that type; missing if none".to_owned(),
+    ));
+    for r in MESSAGE_RESPONSES {
+        let f = Field::MessageCount((*r).to_owned());
+        out.push(spec(
+            f.clone(),
+            f.path(),
+            format!("Campaign messages the customer responded to as {r}; 0 if none"),
+        ));
+        let f = Field::MessageLastDaysAgo((*r).to_owned());
+        out.push(spec(
+            f.clone(),
+            f.path(),
+            format!("Whole days since the last campaign message response {r}; missing if none"),
+        ));
+    }
+    for r in MESSAGE_RESPONSES {
+        let f = Field::CampaignResponse {
+            campaign: String::new(),
+            response: (*r).to_owned(),
+        };
+        out.push(spec(
+            f,
+            format!("{CAMPAIGNS_PREFIX}<campaign_id>.{r}"),
+            format!(
+                "Whether a message of that campaign got the response {r} (compare with a \
+                 boolean); missing if the customer had no response to the campaign"
+            ),
+        ));
+    }
     for name in CART_NUMBERS.iter().chain(CART_LISTS) {
         let f = Field::Cart((*name).to_owned());
         out.push(spec(f.clone(), f.path(), format!("Current cart: {name}")));
@@ -368,9 +478,20 @@ mod tests {
             "purchases.last_90_days.count",
             "purchases.ever.business_unit_ids",
             "purchases.last_3650_days.avg_minor",
+            "events.store_visit.last_days_ago",
+            "messages.opened.count",
+            "messages.hard_bounced.last_days_ago",
+            "campaigns.0190d8a2-7c1e-7e59-9d3a-3f1c2b4a5e6f.clicked",
         ] {
             assert_eq!(Field::parse(path).unwrap().path(), path);
         }
+        // A campaign id is kept in its canonical form.
+        assert_eq!(
+            Field::parse("campaigns.0190D8A27C1E7E599D3A3F1C2B4A5E6F.opened")
+                .unwrap()
+                .path(),
+            "campaigns.0190d8a2-7c1e-7e59-9d3a-3f1c2b4a5e6f.opened"
+        );
     }
 
     #[test]
@@ -406,6 +527,15 @@ mod tests {
             "purchases.last_0_days.count",
             "purchases.last_3651_days.count",
             "purchases.last_90_days.count.x",
+            "events.visit.last_days",
+            "events..last_days_ago",
+            "messages.read.count",
+            "messages.opened",
+            "messages.opened.last",
+            "campaigns.opened",
+            "campaigns.x.opened",
+            "campaigns.0190d8a2-7c1e-7e59-9d3a-3f1c2b4a5e6f.read",
+            "campaigns.0190d8a2-7c1e-7e59-9d3a-3f1c2b4a5e6f",
         ] {
             assert!(Field::parse(path).is_err(), "{path:?} should be rejected");
         }
@@ -435,6 +565,13 @@ mod tests {
         assert_eq!(kind("purchases.last_9_days.sum_minor"), ValueKind::Int);
         assert_eq!(kind("purchases.ever.last_days_ago"), ValueKind::Int);
         assert_eq!(kind("purchases.ever.brand_ids"), ValueKind::StringList);
+        assert_eq!(kind("events.visit.last_days_ago"), ValueKind::Int);
+        assert_eq!(kind("messages.clicked.count"), ValueKind::Int);
+        assert_eq!(kind("messages.clicked.last_days_ago"), ValueKind::Int);
+        assert_eq!(
+            kind("campaigns.0190d8a2-7c1e-7e59-9d3a-3f1c2b4a5e6f.opened"),
+            ValueKind::String
+        );
     }
 
     #[test]
@@ -448,7 +585,7 @@ mod tests {
         let c = catalog();
         assert_eq!(
             c.len(),
-            10 + 1 + FEATURES.len() + 3 + Measure::ALL.len() + 4
+            10 + 1 + FEATURES.len() + 3 + Measure::ALL.len() + 1 + 6 * 3 + 4
         );
         assert!(c.iter().filter(|f| f.cart).count() == 4);
         assert!(c.iter().any(|f| f.path == "customer.properties.<key>"));
@@ -459,5 +596,14 @@ mod tests {
             c.iter().any(|f| f.path == "purchases.<window>.product_ids"
                 && f.value_kind == ValueKind::StringList)
         );
+        assert!(
+            c.iter()
+                .any(|f| f.path == "events.<event_type_code>.last_days_ago")
+        );
+        assert!(c.iter().any(|f| f.path == "campaigns.<campaign_id>.opened"));
+        let mut paths: Vec<&str> = c.iter().map(|f| f.path.as_str()).collect();
+        paths.sort();
+        paths.dedup();
+        assert_eq!(paths.len(), c.len());
     }
 }

@@ -77,7 +77,7 @@ pub use condition::{Condition, MAX_STRING_CHARS, MAX_VALUES, Operator, Value};
 pub use facts::{Fact, Facts};
 pub use field::{
     CART_LISTS, CART_NUMBERS, CUSTOMER_ATTRIBUTES, FEATURES, Field, FieldSpec,
-    MAX_PROPERTY_KEY_LEN, STRING_FEATURES, ValueKind, catalog,
+    MAX_PROPERTY_KEY_LEN, MESSAGE_RESPONSES, STRING_FEATURES, ValueKind, catalog,
 };
 pub use raw::{MAX_CHILDREN, MAX_DEPTH, RawCriterion, Violation};
 

@@ -59,6 +59,10 @@ pub enum Column {
     /// the same partner, joined on the target's id column; its columns are named as in
     /// [`PURCHASE_COLUMNS`]. Each window becomes one aggregated derived table.
     Purchases { table: &'static str },
+    /// Like [`Column::DaysBefore`], but the time is the member `key` of a JSON column:
+    /// [`time_form`], `{"us": <microseconds since the Unix epoch>}`; no member means the
+    /// fact is missing. Stored times must be whole microseconds.
+    DaysBeforeMember { column: &'static str, key: String },
 }
 
 /// The columns a [`Column::Purchases`] table has: `partner_id`, `customer_id`,
@@ -173,6 +177,18 @@ pub fn search_form(s: &str) -> serde_json::Value {
         form.insert("b".into(), b.into());
     }
     serde_json::Value::Object(form)
+}
+
+/// The form of a time read by a [`Column::DaysBeforeMember`]: `{"us": <microseconds since
+/// the Unix epoch>}` (sub-microseconds are dropped: callers store whole microseconds).
+///
+/// ```
+/// use loyalty_criteria::sql::time_form;
+/// let t = chrono::DateTime::from_timestamp(1, 2_000).unwrap();
+/// assert_eq!(time_form(t), serde_json::json!({"us": 1_000_002}));
+/// ```
+pub fn time_form(at: DateTime<Utc>) -> serde_json::Value {
+    serde_json::json!({ "us": at.timestamp_micros() })
 }
 
 /// Earliest and latest times a [`Column::DaysBefore`] bound is written as; a bound outside
@@ -362,8 +378,14 @@ struct Compiler<'t, 'a, 'p> {
 /// How one fact reads in SQL.
 enum Source {
     Int(String),
-    Days(String),
+    Days(Time),
     Text { column: String, key: String },
+}
+
+/// Where a days-ago fact's time is: a timestamp column, or microseconds in a JSON member.
+enum Time {
+    Column(String),
+    Micros { column: String, key: String },
 }
 
 impl Compiler<'_, '_, '_> {
@@ -395,12 +417,16 @@ impl Compiler<'_, '_, '_> {
             (self.target.columns)(field).ok_or_else(|| SqlError::Unmapped(field.path()))?;
         Ok(match column {
             Column::Int(c) => Source::Int(identifier(c)?),
-            Column::DaysBefore(c) => Source::Days(identifier(c)?),
+            Column::DaysBefore(c) => Source::Days(Time::Column(identifier(c)?)),
             Column::Text { column, key } => Source::Text {
                 column: identifier(column)?,
                 key,
             },
             Column::Purchases { table } => self.purchase_source(field, table)?,
+            Column::DaysBeforeMember { column, key } => Source::Days(Time::Micros {
+                column: identifier(column)?,
+                key,
+            }),
         })
     }
 
@@ -425,7 +451,7 @@ impl Compiler<'_, '_, '_> {
                 Dialect::Postgres => format!("div({}, {})", col("s"), col("n")),
                 Dialect::Sqlite => format!("({} / {})", col("s"), col("n")),
             }),
-            Measure::LastDaysAgo => Source::Days(col("l")),
+            Measure::LastDaysAgo => Source::Days(Time::Column(col("l"))),
             // List conditions are answered whole by their flag (`list_flag`).
             _ => return Err(needs_join()),
         })
@@ -463,7 +489,7 @@ impl Compiler<'_, '_, '_> {
         let sql = match c.operator {
             Operator::Exists => match &source {
                 Source::Text { .. } => format!("{} <> ''", self.text(&source, "t")),
-                Source::Int(col) | Source::Days(col) => format!("{col} IS NOT NULL"),
+                Source::Int(_) | Source::Days(_) => self.present(&source),
             },
             Operator::Equal => match first {
                 Some(v) => self.equals(&source, v),
@@ -598,7 +624,8 @@ impl Compiler<'_, '_, '_> {
     /// Whether the fact is present (never `NULL`).
     fn present(&mut self, source: &Source) -> String {
         match source {
-            Source::Int(col) | Source::Days(col) => format!("{col} IS NOT NULL"),
+            Source::Int(col) => format!("{col} IS NOT NULL"),
+            Source::Days(time) => format!("{} IS NOT NULL", self.time(time)),
             Source::Text { .. } => format!("{} IS NOT NULL", self.text(source, "t")),
         }
     }
@@ -608,12 +635,35 @@ impl Compiler<'_, '_, '_> {
         let Source::Text { column, key } = source else {
             unreachable!("text() is called for text sources only")
         };
+        self.member(column, key, part)
+    }
+
+    /// A days-ago fact's time (its key, if any, pushed as a parameter where it is written).
+    fn time(&mut self, time: &Time) -> String {
+        match time {
+            Time::Column(col) => col.clone(),
+            Time::Micros { column, key } => self.member(column, key, "us"),
+        }
+    }
+
+    /// A time bound compared with [`Compiler::time`]: a timestamp, or its microseconds
+    /// (floored, which is exact for whole-microsecond stored times).
+    fn time_bound(&mut self, time: &Time, at: DateTime<Utc>) -> String {
+        match time {
+            Time::Column(_) => self.params.push(SqlValue::Timestamp(at)),
+            Time::Micros { .. } => self.params.push(SqlValue::Int(at.timestamp_micros())),
+        }
+    }
+
+    /// `part` of the JSON member `key` of `column` (`i` and `us` as integers, `b` as a
+    /// boolean, anything else as text).
+    fn member(&mut self, column: &str, key: &str, part: &str) -> String {
         match self.target.dialect {
             Dialect::Postgres => {
-                let k = self.params.push(SqlValue::Text(key.clone()));
+                let k = self.params.push(SqlValue::Text(key.to_owned()));
                 let raw = format!("({column} -> {k} ->> '{part}')");
                 match part {
-                    "i" => format!("CAST({raw} AS BIGINT)"),
+                    "i" | "us" => format!("CAST({raw} AS BIGINT)"),
                     "b" => format!("CAST({raw} AS BOOLEAN)"),
                     _ => raw,
                 }
@@ -782,7 +832,7 @@ impl Compiler<'_, '_, '_> {
     /// `lo..=hi`. `d >= k` (k ≥ 1) ⇔ `t <= now - k days`; `d <= k` (k ≥ 0) ⇔
     /// `t > now - (k + 1) days`.
     fn days_between(&mut self, source: &Source, lo: i64, hi: i64) -> String {
-        let Source::Days(col) = source else {
+        let Source::Days(time) = source else {
             unreachable!("days_between() is called for day sources only")
         };
         if lo > hi || hi < 0 {
@@ -793,20 +843,26 @@ impl Compiler<'_, '_, '_> {
             // Outside the range stored times are assumed to lie in; nothing to compare.
             return FALSE.to_owned();
         }
-        let mut parts = vec![format!("{col} IS NOT NULL")];
-        if lo >= 1 {
+        let low = if lo >= 1 {
             match self.cutoff(lo) {
-                Some(c) => {
-                    let p = self.params.push(SqlValue::Timestamp(c));
-                    parts.push(format!("{col} <= {p}"));
-                }
+                Some(c) => Some(c),
                 None => return FALSE.to_owned(),
             }
+        } else {
+            None
+        };
+        let high = hi.checked_add(1).and_then(|k| self.cutoff(k));
+        // Parameters are pushed in the order they appear in the text.
+        let col = self.time(time);
+        let mut parts = vec![format!("{col} IS NOT NULL")];
+        if let Some(c) = low {
+            let col = self.time(time);
+            let p = self.time_bound(time, c);
+            parts.push(format!("{col} <= {p}"));
         }
-        if let Some(k) = hi.checked_add(1)
-            && let Some(c) = self.cutoff(k)
-        {
-            let p = self.params.push(SqlValue::Timestamp(c));
+        if let Some(c) = high {
+            let col = self.time(time);
+            let p = self.time_bound(time, c);
             parts.push(format!("{col} > {p}"));
         }
         parts.join(" AND ")
@@ -830,6 +886,10 @@ mod tests {
             Field::Feature(f) if f == "purchase_count" => Some(Column::Int("purchase_count")),
             Field::Purchases { .. } => Some(Column::Purchases {
                 table: "customer_purchases",
+            }),
+            Field::EventLastDaysAgo(_) => Some(Column::DaysBeforeMember {
+                column: "facts",
+                key: field.path(),
             }),
             _ => None,
         }
@@ -1154,6 +1214,53 @@ mod tests {
             .to_sql(&target(Dialect::Postgres), Uuid::nil(), now())
             .unwrap();
         assert!(s.sql.contains("MAX(CASE WHEN FALSE THEN 1 ELSE 0 END)"));
+    }
+
+    #[test]
+    fn days_ago_in_a_json_member_become_microsecond_bounds() {
+        let c = parse(cond(
+            "events.visit.last_days_ago",
+            Operator::Equal,
+            vec![Value::Int(2)],
+        ));
+        let mut p = SqlParams::new(Dialect::Postgres);
+        let s = c
+            .to_sql_condition(&target(Dialect::Postgres), now(), &mut p)
+            .unwrap();
+        let us = "CAST((\"facts\" -> $KEY ->> 'us') AS BIGINT)";
+        let expected = format!(
+            "COALESCE({} IS NOT NULL AND {} <= $3 AND {} > $5, FALSE)",
+            us.replace("$KEY", "$1"),
+            us.replace("$KEY", "$2"),
+            us.replace("$KEY", "$4")
+        );
+        assert_eq!(s, expected);
+        let micros = |s: &str| {
+            DateTime::parse_from_rfc3339(s)
+                .unwrap()
+                .to_utc()
+                .timestamp_micros()
+        };
+        let key = SqlValue::Text("events.visit.last_days_ago".into());
+        assert_eq!(
+            p.into_values(),
+            [
+                key.clone(),
+                key.clone(),
+                SqlValue::Int(micros("2026-12-04T12:00:00.123456Z")),
+                key,
+                SqlValue::Int(micros("2026-12-03T12:00:00.123456Z")),
+            ]
+        );
+        let mut p = SqlParams::new(Dialect::Sqlite);
+        let s = parse(cond("events.visit.last_days_ago", Operator::Exists, vec![]))
+            .to_sql_condition(&target(Dialect::Sqlite), now(), &mut p)
+            .unwrap();
+        assert_eq!(s, "COALESCE(json_extract(\"facts\", ?) IS NOT NULL, FALSE)");
+        assert_eq!(
+            p.into_values(),
+            [SqlValue::Text("$.\"events.visit.last_days_ago\".us".into())]
+        );
     }
 
     #[test]

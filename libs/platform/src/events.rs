@@ -85,6 +85,16 @@ domain_events!(SchemeJoined, SchemeLeft, OfferAwarded);
 // Segment memberships (segmentation service, issue #7): one per customer entering or leaving.
 domain_events!(SegmentEntered, SegmentLeft);
 
+// Responses to campaign messages (campaigns service, issue #8), read by segmentation's
+// `messages.*` and `campaigns.*` features (and by identity's bounce states).
+domain_events!(
+    MessageDelivered,
+    MessageBounced,
+    MessageOpened,
+    MessageClicked,
+    MessageUnsubscribed
+);
+
 /// Appends an event to the outbox inside the caller's transaction.
 pub async fn enqueue<C: ConnectionTrait, E: DomainEvent>(
     conn: &C,
@@ -297,8 +307,10 @@ pub enum EventSource {
     },
 }
 
-/// Applies one event exactly once; returns false if it had been applied already.
-async fn apply_once(
+/// Applies one event exactly once, as every consumer does: the handler's effects, the event
+/// id and the cursor (`(source, position)`, for feeds) in one transaction. Returns false if
+/// it had been applied already or the handler does not handle it.
+pub async fn apply_once(
     db: &DatabaseConnection,
     consumer: &str,
     handler: &dyn EventHandler,
@@ -345,6 +357,61 @@ async fn apply_once(
         handler.after_commit(event).await;
     }
     Ok(applied)
+}
+
+/// Makes `consumer` (a service name) apply `producers`' events again from the start, in the
+/// caller's transaction: forgets which events it applied and its feed cursors
+/// (`feed:<producer>`). With Redis, also call [`rewind_streams`]. The consumers must not be
+/// running (a running feed consumer keeps its position in memory and writes it back).
+pub async fn forget_consumed<C: ConnectionTrait>(
+    conn: &C,
+    consumer: &str,
+    producers: &[&str],
+) -> anyhow::Result<()> {
+    consumed_events::Entity::delete_many()
+        .filter(consumed_events::Column::Consumer.eq(consumer))
+        .exec(conn)
+        .await?;
+    consumer_cursors::Entity::delete_many()
+        .filter(
+            consumer_cursors::Column::Source.is_in(producers.iter().map(|p| format!("feed:{p}"))),
+        )
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// Moves `consumer`'s group on each producer's Redis stream back to the stream's start, so
+/// it reads again every entry the stream still holds (streams are capped, see
+/// [`spawn_relay`]; older events are gone from Redis). A stream or group that does not exist
+/// yet is skipped: the consumer creates its group at the start when it first runs.
+pub async fn rewind_streams(
+    redis: &mut redis::aio::ConnectionManager,
+    prefix: &str,
+    consumer: &str,
+    producers: &[&str],
+) -> anyhow::Result<()> {
+    for producer in producers {
+        let key = stream_key(prefix, producer);
+        let exists: bool = redis.exists(&key).await?;
+        if !exists {
+            continue;
+        }
+        let rewound: redis::RedisResult<()> = redis::cmd("XGROUP")
+            .arg("SETID")
+            .arg(&key)
+            .arg(consumer)
+            .arg("0")
+            .query_async(redis)
+            .await;
+        match rewound {
+            Ok(()) => {}
+            // No such group: nothing consumed yet, nothing to rewind.
+            Err(e) if e.code() == Some("NOGROUP") => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 /// Consumes `producer`'s events into `consumer` (a service name) until the process stops.
@@ -853,5 +920,98 @@ mod tests {
         }
         let _: () = conn.del(&key).await.unwrap();
         assert_eq!(handler.0.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_rewound_consumer_applies_every_event_again_from_the_start() {
+        let (_dir, db) = sqlite().await;
+        let prefix = format!("test-{}", Uuid::now_v7());
+        let (client, mut conn) = crate::cache::connect_redis("redis://127.0.0.1:6379")
+            .await
+            .expect("redis on 127.0.0.1:6379 (scripts/test starts it)");
+        for id in ["a", "b"] {
+            enqueue(
+                &db,
+                Some(Uuid::nil()),
+                &ev::CustomerCreated {
+                    customer_id: id.into(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        }
+        let key = stream_key(&prefix, "identity");
+        relay_once("identity", &db, &mut conn, &key, 10)
+            .await
+            .unwrap();
+        // Consumed already: the group is past both entries and their ids are recorded.
+        let _: () = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&key)
+            .arg("segmentation")
+            .arg("$")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let handler = Arc::new(Counting(AtomicUsize::new(0)));
+        let rows = outbox::Entity::find().all(&db).await.unwrap();
+        for r in rows {
+            let e = envelope("identity", r);
+            let cursor = Some(("feed:identity", e.sequence));
+            assert!(
+                apply_once(&db, "segmentation", handler.as_ref(), &e, cursor)
+                    .await
+                    .unwrap()
+            );
+        }
+
+        // A producer whose stream does not exist yet (wallet) has nothing to rewind.
+        rewind_streams(&mut conn, &prefix, "segmentation", &["identity", "wallet"])
+            .await
+            .unwrap();
+        let txn = db.begin().await.unwrap();
+        forget_consumed(&txn, "segmentation", &["identity", "wallet"])
+            .await
+            .unwrap();
+        txn.commit().await.unwrap();
+        assert!(
+            consumer_cursors::Entity::find_by_id("feed:identity".to_owned())
+                .one(&db)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(
+            consumed_events::Entity::find()
+                .all(&db)
+                .await
+                .unwrap()
+                .len(),
+            0
+        );
+
+        spawn_consumer(
+            "segmentation",
+            "identity",
+            EventSource::Redis {
+                client,
+                prefix: prefix.clone(),
+            },
+            db.clone(),
+            handler.clone(),
+            Duration::from_millis(20),
+            10,
+        );
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while handler.0.load(Ordering::SeqCst) < 4 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the rewound group did not replay the stream"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _: () = conn.del(&key).await.unwrap();
+        assert_eq!(handler.0.load(Ordering::SeqCst), 4);
     }
 }

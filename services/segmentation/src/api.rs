@@ -1,4 +1,5 @@
 //! gRPC adapter of `SegmentationService`.
+mod feature_store;
 #[cfg(test)]
 mod purchase_window_tests;
 mod rfm;
@@ -401,6 +402,30 @@ impl SegmentationService for SegmentationApi {
         self.list_membership_history_rpc(request).await
     }
 
+    #[tracing::instrument(skip_all)]
+    async fn get_customer_features(
+        &self,
+        request: Request<pb::GetCustomerFeaturesRequest>,
+    ) -> Result<Response<pb::GetCustomerFeaturesResponse>, Status> {
+        self.get_customer_features_rpc(request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn validate_criterion(
+        &self,
+        request: Request<pb::ValidateCriterionRequest>,
+    ) -> Result<Response<pb::ValidateCriterionResponse>, Status> {
+        self.validate_criterion_rpc(request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_criterion_fields(
+        &self,
+        request: Request<pb::ListCriterionFieldsRequest>,
+    ) -> Result<Response<pb::ListCriterionFieldsResponse>, Status> {
+        self.list_criterion_fields_rpc(request).await
+    }
+
     loyalty_platform::rpcs_not_yet_implemented! {
         "lands with issue #7 (segmentation)";
         create_badge(pb::CreateBadgeRequest) -> pb::CreateBadgeResponse;
@@ -423,8 +448,5 @@ impl SegmentationService for SegmentationApi {
         duplicate_audience(pb::DuplicateAudienceRequest) -> pb::DuplicateAudienceResponse;
         lock_audience(pb::LockAudienceRequest) -> pb::LockAudienceResponse;
         list_customer_audiences(pb::ListCustomerAudiencesRequest) -> pb::ListCustomerAudiencesResponse;
-        get_customer_features(pb::GetCustomerFeaturesRequest) -> pb::GetCustomerFeaturesResponse;
-        validate_criterion(pb::ValidateCriterionRequest) -> pb::ValidateCriterionResponse;
-        list_criterion_fields(pb::ListCriterionFieldsRequest) -> pb::ListCriterionFieldsResponse;
     }
 }

@@ -1,5 +1,5 @@
 //! The segmentation service: the customer feature store (a projection of identity's,
-//! checkout's, the wallet's and rewards' events), segments and their memberships,
+//! checkout's, the wallet's, rewards' and campaigns' events), segments and their memberships,
 //! recalculated online at checkout.
 pub mod api;
 pub mod domain;
@@ -28,11 +28,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     let auth = infra.remote_authenticator()?;
     let projector = Arc::new(store::features::FeatureProjector);
-    // One consumer per producer, all feeding the one feature projection.
-    infra.consume("identity", projector.clone())?;
-    infra.consume("checkout", projector.clone())?;
-    infra.consume("wallet", projector.clone())?;
-    infra.consume("rewards", projector)?;
+    // One consumer per producer, all feeding the one feature projection. Harmless while a
+    // producer serves no feed yet (campaigns): without Redis and its URL nothing is consumed
+    // (a warning), and a feed that does not answer is retried quietly.
+    for producer in store::rebuild::PRODUCERS {
+        infra.consume(producer, projector.clone())?;
+    }
     let mut routes = tonic::service::RoutesBuilder::default();
     routes.add_service(SegmentationServiceServer::new(api::SegmentationApi::new(
         store::Store::new(infra.db.clone()),
@@ -44,4 +45,30 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             &["loyalty.segmentation.v1.SegmentationService"],
         )
         .await
+}
+
+/// The `rebuild-features` operator command: empties the feature projection and makes the
+/// next start of the service consume every producer's events from the start. Run it with
+/// every segmentation replica stopped.
+pub async fn rebuild_features(settings: Settings) -> anyhow::Result<()> {
+    let db = loyalty_platform::db::connect_and_migrate::<migration::Migrator>(&settings).await?;
+    // Rewound first: should the database step fail, a rewound group only re-reads events
+    // still recorded as consumed, which are skipped.
+    if let Some(url) = &settings.redis.url {
+        let (_, mut redis) = loyalty_platform::cache::connect_redis(url).await?;
+        loyalty_platform::events::rewind_streams(
+            &mut redis,
+            &settings.redis.key_prefix,
+            SERVICE,
+            store::rebuild::PRODUCERS,
+        )
+        .await?;
+    }
+    let deleted = store::rebuild::reset_projection(&db, SERVICE).await?;
+    tracing::info!(
+        deleted,
+        producers = ?store::rebuild::PRODUCERS,
+        "feature projection emptied; the next start replays the producers' events"
+    );
+    Ok(())
 }

@@ -1,17 +1,19 @@
 //! Segmentation rules: a customer's features as criteria facts, segment definitions, who
 //! belongs, and the memberships a customer sees. No I/O here.
+mod features;
 mod membership;
 mod purchases;
 pub mod rfm;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use loyalty_criteria::{Criterion, Fact, Facts, RawCriterion};
 use loyalty_platform::Violations;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub use features::{CriterionTarget, FeatureSummary};
 pub use membership::{
     HistoryEntry, ManualChange, Member, MembershipCause, Recalculation, SegmentRule, due_for,
     last_daily_run, next_daily_run, parse_daily_time,
@@ -95,8 +97,30 @@ pub struct Tier {
     pub rank: i64,
 }
 
+/// How many campaign messages got one kind of response, and when the last one did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tally {
+    pub count: i64,
+    pub last_at: Option<DateTime<Utc>>,
+}
+
+/// Whole days from `at` to `now` (`floor`), 0 for a time after `now`.
+pub fn days_ago(now: DateTime<Utc>, at: DateTime<Utc>) -> i64 {
+    (now - at).num_days().max(0)
+}
+
+/// A time as the feature store keeps it: whole microseconds (PostgreSQL's precision, and
+/// what the compiled SQL compares exactly).
+fn stored_time(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.trunc_subsecs(6)
+}
+
+fn latest(slot: &mut Option<DateTime<Utc>>, at: DateTime<Utc>) {
+    *slot = Some(slot.map_or(at, |l| l.max(at)));
+}
+
 /// The features projected from the events of identity (consents, bounces, tracked events),
-/// the wallet (points) and rewards (tiers).
+/// the wallet (points), rewards (tiers) and campaigns (message responses).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Activity {
     /// Consents by consent type code.
@@ -112,6 +136,15 @@ pub struct Activity {
     /// Number of tracked events by event type code.
     #[serde(default)]
     pub events: BTreeMap<String, i64>,
+    /// When the last tracked event of each type happened, by event type code.
+    #[serde(default)]
+    pub events_last_at: BTreeMap<String, DateTime<Utc>>,
+    /// Campaign message responses by response ([`loyalty_criteria::MESSAGE_RESPONSES`]).
+    #[serde(default)]
+    pub messages: BTreeMap<String, Tally>,
+    /// The responses each campaign (its UUID, lower-case hyphenated) got from the customer.
+    #[serde(default)]
+    pub campaigns: BTreeMap<String, BTreeSet<String>>,
 }
 
 fn versioned_entry<T>(
@@ -149,10 +182,51 @@ impl Activity {
         Versioned::set(&mut self.tier, tier, sequence);
     }
 
-    /// Counts one more tracked event of a type.
-    pub fn record_event(&mut self, code: &str) {
+    /// Counts one more tracked event of a type, which happened `at`.
+    pub fn record_event(&mut self, code: &str, at: DateTime<Utc>) {
         let n = self.events.entry(code.to_owned()).or_default();
         *n = n.saturating_add(1);
+        let mut last = self.events_last_at.get(code).copied();
+        latest(&mut last, stored_time(at));
+        if let Some(last) = last {
+            self.events_last_at.insert(code.to_owned(), last);
+        }
+    }
+
+    /// Records a response to a campaign message at `at`: `counted` says whether it counts
+    /// in `messages.<response>.count` (a message's repeated opens and clicks count once);
+    /// every response moves the last time. `campaign` is the campaign's UUID, if any.
+    pub fn record_message(
+        &mut self,
+        response: &str,
+        campaign: Option<Uuid>,
+        at: DateTime<Utc>,
+        counted: bool,
+    ) {
+        let tally = self.messages.entry(response.to_owned()).or_default();
+        if counted {
+            tally.count = tally.count.saturating_add(1);
+        }
+        latest(&mut tally.last_at, stored_time(at));
+        if let Some(c) = campaign {
+            self.campaigns
+                .entry(c.hyphenated().to_string())
+                .or_default()
+                .insert(response.to_owned());
+        }
+    }
+
+    /// The times `*.last_days_ago` facts count from, by field path:
+    /// `events.<code>.last_days_ago` and `messages.<response>.last_days_ago`.
+    pub fn times(&self) -> Vec<(String, DateTime<Utc>)> {
+        let events = self
+            .events_last_at
+            .iter()
+            .map(|(code, at)| (format!("events.{code}.last_days_ago"), *at));
+        let messages = self.messages.iter().filter_map(|(response, t)| {
+            Some((format!("messages.{response}.last_days_ago"), t.last_at?))
+        });
+        events.chain(messages).collect()
     }
 
     /// The facts criteria read: `consents.<code>` (the state),
@@ -219,6 +293,18 @@ impl Activity {
         for (code, n) in &self.events {
             out.push((format!("events.{code}.count"), Fact::Int(*n)));
         }
+        for response in loyalty_criteria::MESSAGE_RESPONSES {
+            let n = self.messages.get(*response).map_or(0, |t| t.count);
+            out.push((format!("messages.{response}.count"), Fact::Int(n)));
+        }
+        for (campaign, responses) in &self.campaigns {
+            for response in loyalty_criteria::MESSAGE_RESPONSES {
+                out.push((
+                    format!("campaigns.{campaign}.{response}"),
+                    flag(responses.contains(*response)),
+                ));
+            }
+        }
         out
     }
 
@@ -229,6 +315,24 @@ impl Activity {
         for (code, n) in &merged.events {
             let mine = self.events.entry(code.clone()).or_default();
             *mine = mine.saturating_add(*n);
+        }
+        for (code, at) in &merged.events_last_at {
+            let mine = self.events_last_at.entry(code.clone()).or_insert(*at);
+            *mine = (*mine).max(*at);
+        }
+        // Message responses are history too: they add up like tracked events.
+        for (response, t) in &merged.messages {
+            let mine = self.messages.entry(response.clone()).or_default();
+            mine.count = mine.count.saturating_add(t.count);
+            if let Some(at) = t.last_at {
+                latest(&mut mine.last_at, at);
+            }
+        }
+        for (campaign, responses) in &merged.campaigns {
+            self.campaigns
+                .entry(campaign.clone())
+                .or_default()
+                .extend(responses.iter().cloned());
         }
     }
 }
@@ -252,10 +356,13 @@ impl Features {
         if let Some(last) = self.last_purchase_at {
             facts.insert(
                 "features.last_purchase_days_ago",
-                Fact::Int((now - last).num_days().max(0)),
+                Fact::Int(days_ago(now, last)),
             );
         }
         facts.extend(self.activity.facts());
+        for (path, at) in self.activity.times() {
+            facts.insert(path, Fact::Int(days_ago(now, at)));
+        }
         if let Some(rfm) = &self.rfm {
             facts.extend(rfm.facts());
         }
@@ -289,6 +396,10 @@ impl Features {
                 Fact::List(_) => continue,
             };
             out.insert(path, loyalty_criteria::sql::search_form(&text));
+        }
+        // Times behind `*.last_days_ago` are kept as microseconds, compared as day bounds.
+        for (path, at) in self.activity.times() {
+            out.insert(path, loyalty_criteria::sql::time_form(at));
         }
         serde_json::Value::Object(out)
     }
@@ -1229,9 +1340,11 @@ mod tests {
             },
             1,
         );
-        f.activity.record_event("store_visit");
-        f.activity.record_event("store_visit");
-        let facts = f.facts(Utc::now());
+        let now = Utc::now();
+        f.activity
+            .record_event("store_visit", now - chrono::Duration::days(3));
+        f.activity.record_event("store_visit", now);
+        let facts = f.facts(now);
         assert_eq!(facts.get_path("points.standard"), Some(&Fact::Int(250)));
         assert_eq!(facts.get_path("features.tier_rank"), Some(&Fact::Int(3)));
         assert_eq!(
@@ -1243,7 +1356,16 @@ mod tests {
             Some(&Fact::Int(2))
         );
         assert_eq!(facts.get_path("events.other.count"), None);
+        assert_eq!(
+            facts.get_path("events.store_visit.last_days_ago"),
+            Some(&Fact::Int(0))
+        );
+        assert_eq!(facts.get_path("events.other.last_days_ago"), None);
         let search = f.search_facts();
+        assert_eq!(
+            search["events.store_visit.last_days_ago"]["us"],
+            now.timestamp_micros()
+        );
         assert_eq!(search["points.standard"]["i"], 250);
         assert_eq!(search["features.email_hard_bounced"]["b"], false);
         assert_eq!(search["events.store_visit.count"]["i"], 2);
@@ -1273,7 +1395,11 @@ mod tests {
         survivor
             .activity
             .set_consent("news", marketing("withdrawn", &[]), 1);
-        survivor.activity.record_event("visit");
+        let now = Utc::now();
+        survivor.activity.record_event("visit", now);
+        survivor
+            .activity
+            .record_message("opened", None, now - chrono::Duration::days(9), true);
         let mut merged = Features::default();
         merged
             .activity
@@ -1282,13 +1408,82 @@ mod tests {
             .activity
             .set_consent("sms", marketing("granted", &[]), 2);
         merged.activity.set_points("standard", 40, 2);
-        merged.activity.record_event("visit");
-        merged.activity.record_event("review");
+        merged
+            .activity
+            .record_event("visit", now - chrono::Duration::days(5));
+        merged.activity.record_event("review", now);
+        let campaign = Uuid::now_v7();
+        merged.activity.record_message(
+            "opened",
+            Some(campaign),
+            now - chrono::Duration::days(2),
+            true,
+        );
         survivor.absorb(&merged);
+        let facts = survivor.facts(now);
+        assert_eq!(
+            facts.get_path("events.visit.last_days_ago"),
+            Some(&Fact::Int(0))
+        );
+        assert_eq!(facts.get_path("messages.opened.count"), Some(&Fact::Int(2)));
+        assert_eq!(
+            facts.get_path("messages.opened.last_days_ago"),
+            Some(&Fact::Int(2))
+        );
+        assert_eq!(
+            facts.get_path(&format!("campaigns.{campaign}.opened")),
+            Some(&Fact::String("true".into()))
+        );
         assert_eq!(survivor.activity.events["visit"], 2);
         assert_eq!(survivor.activity.events["review"], 1);
         assert_eq!(survivor.activity.consents["news"].value.state, "withdrawn");
         assert!(!survivor.activity.consents.contains_key("sms"));
         assert!(survivor.activity.points.is_empty());
+    }
+
+    #[test]
+    fn message_responses_become_counts_days_and_per_campaign_flags() {
+        let now = Utc::now();
+        let (spring, autumn) = (Uuid::now_v7(), Uuid::now_v7());
+        let mut a = Activity::default();
+        let ago = |d: i64| now - chrono::Duration::days(d) - chrono::Duration::seconds(1);
+        a.record_message("delivered", Some(spring), ago(10), true);
+        a.record_message("opened", Some(spring), ago(8), true);
+        // A repeated open moves the last time but does not count again.
+        a.record_message("opened", Some(spring), ago(4), false);
+        a.record_message("delivered", Some(autumn), ago(1), true);
+        // A workflow's message has no campaign.
+        a.record_message("soft_bounced", None, ago(0), true);
+        let f = Features {
+            activity: a,
+            ..Features::default()
+        };
+        let facts = f.facts(now);
+        let int = |p: &str| facts.get_path(p).cloned();
+        assert_eq!(int("messages.delivered.count"), Some(Fact::Int(2)));
+        assert_eq!(int("messages.opened.count"), Some(Fact::Int(1)));
+        assert_eq!(int("messages.clicked.count"), Some(Fact::Int(0)));
+        assert_eq!(int("messages.opened.last_days_ago"), Some(Fact::Int(4)));
+        assert_eq!(int("messages.delivered.last_days_ago"), Some(Fact::Int(1)));
+        assert_eq!(
+            int("messages.soft_bounced.last_days_ago"),
+            Some(Fact::Int(0))
+        );
+        assert_eq!(int("messages.clicked.last_days_ago"), None);
+        let flag = |c: Uuid, r: &str| facts.get_path(&format!("campaigns.{c}.{r}")).cloned();
+        let yes = Some(Fact::String("true".into()));
+        let no = Some(Fact::String("false".into()));
+        assert_eq!(flag(spring, "opened"), yes);
+        assert_eq!(flag(spring, "clicked"), no);
+        assert_eq!(flag(autumn, "delivered"), yes);
+        assert_eq!(flag(autumn, "opened"), no);
+        assert_eq!(flag(Uuid::now_v7(), "opened"), None);
+        // Each stored time is whole microseconds, as the compiled SQL compares it.
+        let search = f.search_facts();
+        assert_eq!(
+            search["messages.opened.last_days_ago"]["us"],
+            ago(4).timestamp_micros()
+        );
+        assert_eq!(search[format!("campaigns.{spring}.opened")]["b"], true);
     }
 }

@@ -383,3 +383,166 @@ async fn merges_fold_and_erasures_delete_the_activity_on_sqlite() {
     let (_dir, conn) = sqlite().await;
     merges_and_erasures(conn).await;
 }
+
+/// Campaigns' message events become `messages.*` and `campaigns.*` facts; tracked events
+/// their `last_days_ago`. Both evaluators agree; a merged account's responses count for the
+/// survivor.
+async fn message_responses_and_last_days_ago(db: DatabaseConnection) {
+    let partner = Uuid::now_v7();
+    let (jana, petr, duplicate) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let campaign = Uuid::now_v7();
+    for id in [jana, petr, duplicate] {
+        apply(&db, partner, 1, &created(id)).await;
+    }
+    let delivered = |id: Uuid| ev::MessageDelivered {
+        message_id: Uuid::now_v7().to_string(),
+        customer_id: id.to_string(),
+        channel: "email".into(),
+        campaign_id: campaign.to_string(),
+    };
+    let opened = |id: Uuid, first: bool| ev::MessageOpened {
+        message_id: Uuid::now_v7().to_string(),
+        customer_id: id.to_string(),
+        campaign_id: campaign.to_string(),
+        first,
+    };
+    apply(&db, partner, 2, &delivered(jana)).await;
+    apply(&db, partner, 3, &delivered(petr)).await;
+    apply(&db, partner, 4, &opened(jana, true)).await;
+    apply(&db, partner, 5, &opened(jana, false)).await;
+    apply(
+        &db,
+        partner,
+        6,
+        &ev::MessageBounced {
+            message_id: Uuid::now_v7().to_string(),
+            customer_id: duplicate.to_string(),
+            channel: "email".into(),
+            hard: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    apply(
+        &db,
+        partner,
+        7,
+        &ev::EventTracked {
+            customer_id: petr.to_string(),
+            customer_event_id: Uuid::now_v7().to_string(),
+            event_type_code: "visit".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    // Malformed ones are skipped.
+    apply(
+        &db,
+        partner,
+        8,
+        &ev::MessageClicked {
+            customer_id: "not-a-uuid".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    apply(
+        &db,
+        partner,
+        9,
+        &ev::MessageClicked {
+            customer_id: jana.to_string(),
+            campaign_id: "not-a-uuid".into(),
+            first: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    apply(
+        &db,
+        partner,
+        10,
+        &ev::CustomerMerged {
+            surviving_customer_id: petr.to_string(),
+            merged_customer_id: duplicate.to_string(),
+        },
+    )
+    .await;
+
+    let facts = features::features(&db, partner, jana)
+        .await
+        .unwrap()
+        .facts(Utc::now());
+    assert_eq!(facts.get_path("messages.opened.count"), Some(&Fact::Int(1)));
+    assert_eq!(
+        facts.get_path("messages.clicked.count"),
+        Some(&Fact::Int(0))
+    );
+    assert_eq!(
+        facts.get_path("messages.opened.last_days_ago"),
+        Some(&Fact::Int(0))
+    );
+    let field = |f: &str, op: Operator, v: Option<Value>| Criterion::parse(condition(f, op, v));
+    let opened_campaign = field(
+        &format!("campaigns.{campaign}.opened"),
+        Operator::Equal,
+        Some(Value::Bool(true)),
+    )
+    .unwrap();
+    assert_eq!(
+        selected(&db, partner, &opened_campaign).await,
+        [jana].into()
+    );
+    // Got the campaign but did not open it.
+    let ignored = field(
+        &format!("campaigns.{campaign}.opened"),
+        Operator::Equal,
+        Some(Value::Bool(false)),
+    )
+    .unwrap();
+    assert_eq!(selected(&db, partner, &ignored).await, [petr].into());
+    let bounced = field(
+        "messages.hard_bounced.count",
+        Operator::GreaterOrEqual,
+        Some(Value::Int(1)),
+    )
+    .unwrap();
+    assert_eq!(selected(&db, partner, &bounced).await, [petr].into());
+    let visited_today = field(
+        "events.visit.last_days_ago",
+        Operator::LessOrEqual,
+        Some(Value::Int(0)),
+    )
+    .unwrap();
+    assert_eq!(selected(&db, partner, &visited_today).await, [petr].into());
+    let never_visited = field("events.visit.last_days_ago", Operator::Exists, None).unwrap();
+    assert_eq!(selected(&db, partner, &never_visited).await, [petr].into());
+    let not_opened_recently = Criterion::parse(RawCriterion::Not(Some(Box::new(condition(
+        "messages.opened.last_days_ago",
+        Operator::Less,
+        Some(Value::Int(30)),
+    )))))
+    .unwrap();
+    assert_eq!(
+        selected(&db, partner, &not_opened_recently).await,
+        [petr].into()
+    );
+    // Another partner sees none of it.
+    assert!(
+        selected(&db, Uuid::now_v7(), &opened_campaign)
+            .await
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn message_responses_and_last_days_ago_become_facts_on_postgres() {
+    let (_db, conn) = postgres().await;
+    message_responses_and_last_days_ago(conn).await;
+}
+
+#[tokio::test]
+async fn message_responses_and_last_days_ago_become_facts_on_sqlite() {
+    let (_dir, conn) = sqlite().await;
+    message_responses_and_last_days_ago(conn).await;
+}

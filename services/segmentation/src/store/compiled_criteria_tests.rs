@@ -3,7 +3,7 @@
 //! on PostgreSQL and on SQLite, and never another partner's customer.
 use std::collections::BTreeSet;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, SubsecRound, Utc};
 use loyalty_criteria::{Criterion, Field, Operator, RawCriterion, ValueKind};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -50,7 +50,22 @@ const FIELDS: &[&str] = &[
     "purchases.last_3_days.product_group_ids",
     "purchases.last_7_days.brand_ids",
     "purchases.last_7_days.business_unit_ids",
+    "events.visit.last_days_ago",
+    "events.review.last_days_ago",
+    "messages.opened.count",
+    "messages.opened.last_days_ago",
+    "messages.clicked.count",
+    "messages.clicked.last_days_ago",
+    "campaigns.0190d8a2-7c1e-7e59-9d3a-3f1c2b4a5e6f.opened",
+    "campaigns.0190d8a2-7c1e-7e59-9d3a-3f1c2b4a5e6f.clicked",
+    "campaigns.0190d8a2-0000-7000-8000-000000000002.opened",
 ];
+/// The campaigns of the `campaigns.*` fields above.
+const CAMPAIGNS: &[&str] = &[
+    "0190d8a2-7c1e-7e59-9d3a-3f1c2b4a5e6f",
+    "0190d8a2-0000-7000-8000-000000000002",
+];
+const RESPONSES: &[&str] = &["opened", "clicked"];
 const CONSENT_CODES: &[&str] = &["news", "sms"];
 const EVENT_CODES: &[&str] = &["visit", "review"];
 /// Consent states as identity sends them, and words around them.
@@ -210,6 +225,10 @@ struct Customer {
     last_purchase: Option<Ago>,
     activity: Activity,
     purchases: Vec<Purchase>,
+    /// When the last event of each of [`EVENT_CODES`] was tracked.
+    events_last: Vec<Option<Ago>>,
+    /// Message responses: (response, campaign, when, counted).
+    messages: Vec<(&'static str, Option<&'static str>, Ago, bool)>,
 }
 
 fn activity() -> impl Strategy<Value = Activity> {
@@ -271,6 +290,16 @@ fn customer(now: DateTime<Utc>) -> impl Strategy<Value = Customer> {
         prop::option::of(ago()),
         activity(),
         prop::collection::vec(purchase(now), 0..4),
+        prop::collection::vec(prop::option::of(ago()), EVENT_CODES.len()),
+        prop::collection::vec(
+            (
+                prop::sample::select(RESPONSES),
+                prop::option::of(prop::sample::select(CAMPAIGNS)),
+                ago(),
+                any::<bool>(),
+            ),
+            0..4,
+        ),
     )
         .prop_map(
             |(
@@ -281,6 +310,8 @@ fn customer(now: DateTime<Utc>) -> impl Strategy<Value = Customer> {
                 last_purchase,
                 activity,
                 purchases,
+                events_last,
+                messages,
             )| {
                 Customer {
                     attributes,
@@ -290,6 +321,8 @@ fn customer(now: DateTime<Utc>) -> impl Strategy<Value = Customer> {
                     last_purchase,
                     activity,
                     purchases,
+                    events_last,
+                    messages,
                 }
             },
         )
@@ -308,9 +341,26 @@ fn features_of(c: &Customer, now: DateTime<Utc>) -> Features {
         purchase_count: c.purchase_count,
         total_spent_minor: c.total_spent_minor,
         last_purchase_at: c.last_purchase.map(|a| at(now, a)),
-        activity: c.activity.clone(),
+        activity: activity_of(c, now),
         rfm: None,
     }
+}
+
+/// The generated activity with the times of tracked events and message responses, stored
+/// as the projector stores them (whole microseconds).
+fn activity_of(c: &Customer, now: DateTime<Utc>) -> Activity {
+    let mut a = c.activity.clone();
+    for (code, last) in EVENT_CODES.iter().zip(&c.events_last) {
+        if let Some(last) = last {
+            a.events_last_at
+                .insert((*code).to_owned(), at(now, *last).trunc_subsecs(6));
+        }
+    }
+    for (response, campaign, when, counted) in &c.messages {
+        let campaign = campaign.map(|id| Uuid::parse_str(id).unwrap());
+        a.record_message(response, campaign, at(now, *when), *counted);
+    }
+    a
 }
 
 #[derive(Debug, Clone)]

@@ -46,6 +46,21 @@ pub async fn features(
     )
 }
 
+/// The features of one customer and when they last changed; `None` if no event about them
+/// has arrived yet.
+pub async fn features_updated(
+    conn: &impl ConnectionTrait,
+    partner_id: Uuid,
+    customer_id: Uuid,
+) -> Result<Option<(Features, DateTime<Utc>)>, ApiError> {
+    Ok(
+        customer_features::Entity::find_by_id((partner_id, customer_id))
+            .one(conn)
+            .await?
+            .map(|m| (features_from(&m), m.updated_at)),
+    )
+}
+
 /// A fact kept in its search form under its path in `criteria_facts` (an integer fact as
 /// the search form of its decimal text, whose `i` member is the integer).
 fn search_form_of(field: &Field) -> Column {
@@ -66,7 +81,16 @@ fn stored_column(field: &Field) -> Option<Column> {
         | Field::Property(_)
         | Field::Consent(_)
         | Field::Points(_)
-        | Field::EventCount(_) => Some(search_form_of(field)),
+        | Field::EventCount(_)
+        | Field::MessageCount(_)
+        | Field::CampaignResponse { .. } => Some(search_form_of(field)),
+        // The time of the last one, as microseconds under the path (`time_form`).
+        Field::EventLastDaysAgo(_) | Field::MessageLastDaysAgo(_) => {
+            Some(Column::DaysBeforeMember {
+                column: "criteria_facts",
+                key: field.path(),
+            })
+        }
         Field::Feature(f) => match f.as_str() {
             "purchase_count" => Some(Column::Int("purchase_count")),
             "rfm_recency_months" => Some(Column::Int("rfm_recency_months")),
@@ -152,6 +176,30 @@ pub async fn admitted(
         .iter()
         .map(|r| r.try_get::<Uuid>("", "customer_id"))
         .collect::<Result<_, _>>()?)
+}
+
+/// How many customers of the partner `criterion` admits at `now`: the compiled statement
+/// counted by the database. A criterion reading the cart admits no stored customer.
+pub async fn count_admitted(
+    conn: &impl ConnectionTrait,
+    partner_id: Uuid,
+    criterion: &Criterion,
+    now: DateTime<Utc>,
+) -> Result<i64, ApiError> {
+    if criterion.uses_cart() {
+        return Ok(0);
+    }
+    let members = members_query(conn.get_database_backend(), partner_id, criterion, now)?;
+    let count = Statement::from_sql_and_values(
+        members.db_backend,
+        format!("SELECT COUNT(*) AS n FROM ({}) AS admitted", members.sql),
+        members.values.map(|v| v.0).unwrap_or_default(),
+    );
+    let row = conn
+        .query_one(count)
+        .await?
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("COUNT returned no row")))?;
+    Ok(row.try_get::<i64>("", "n")?)
 }
 
 pub(super) async fn write(
@@ -265,7 +313,83 @@ fn channel_name(c: types::CommunicationChannel) -> Option<&'static str> {
     }
 }
 
+/// A response to a campaign message, from one of the campaigns service's message events.
+struct MessageResponse {
+    customer_id: String,
+    campaign_id: String,
+    /// One of [`loyalty_criteria::MESSAGE_RESPONSES`].
+    response: &'static str,
+    /// Whether it counts in `messages.<response>.count`: every delivery, bounce and
+    /// unsubscription; only a message's first open or click.
+    counted: bool,
+}
+
+fn message_response(e: &ev::EventEnvelope) -> Option<MessageResponse> {
+    let r = |customer_id: String, campaign_id: String, response, counted| MessageResponse {
+        customer_id,
+        campaign_id,
+        response,
+        counted,
+    };
+    if let Some(m) = events::decode::<ev::MessageDelivered>(e) {
+        Some(r(m.customer_id, m.campaign_id, "delivered", true))
+    } else if let Some(m) = events::decode::<ev::MessageBounced>(e) {
+        let response = if m.hard {
+            "hard_bounced"
+        } else {
+            "soft_bounced"
+        };
+        Some(r(m.customer_id, m.campaign_id, response, true))
+    } else if let Some(m) = events::decode::<ev::MessageOpened>(e) {
+        Some(r(m.customer_id, m.campaign_id, "opened", m.first))
+    } else if let Some(m) = events::decode::<ev::MessageClicked>(e) {
+        Some(r(m.customer_id, m.campaign_id, "clicked", m.first))
+    } else {
+        events::decode::<ev::MessageUnsubscribed>(e)
+            .map(|m| r(m.customer_id, m.campaign_id, "unsubscribed", true))
+    }
+}
+
 impl FeatureProjector {
+    /// A message response: history, like a tracked event, so a merged account's counts for
+    /// the survivor.
+    async fn message(
+        &self,
+        txn: &DatabaseTransaction,
+        partner_id: Uuid,
+        e: &ev::EventEnvelope,
+        r: MessageResponse,
+    ) -> anyhow::Result<()> {
+        let skip = |why: &str| {
+            tracing::warn!(event_id = %e.event_id, event_type = %e.event_type, "skipping event: {why}");
+            Ok(())
+        };
+        let Ok(who) = Uuid::parse_str(&r.customer_id) else {
+            return skip("customer_id is not a UUID");
+        };
+        // A message of no campaign (a workflow's) counts in `messages.*` only.
+        let campaign = match r.campaign_id.as_str() {
+            "" => None,
+            id => match Uuid::parse_str(id) {
+                Ok(c) => Some(c),
+                Err(_) => return skip("campaign_id is not a UUID"),
+            },
+        };
+        let Some(id) = lifecycle::current_account(txn, partner_id, who).await? else {
+            return skip("the customer was erased");
+        };
+        let at = e
+            .occur_time
+            .as_ref()
+            .and_then(loyalty_platform::time::from_timestamp)
+            .unwrap_or_else(Utc::now);
+        update(txn, partner_id, id, |f| {
+            f.activity
+                .record_message(r.response, campaign, at, r.counted)
+        })
+        .await
+    }
+
     /// A points event: the balance after it, of its points type, for a live account.
     async fn points(
         &self,
@@ -313,6 +437,11 @@ impl events::EventHandler for FeatureProjector {
             ev::PointsPosted::TYPE,
             ev::PointsExpired::TYPE,
             ev::TierChanged::TYPE,
+            ev::MessageDelivered::TYPE,
+            ev::MessageBounced::TYPE,
+            ev::MessageOpened::TYPE,
+            ev::MessageClicked::TYPE,
+            ev::MessageUnsubscribed::TYPE,
         ]
         .contains(&event_type)
     }
@@ -424,8 +553,14 @@ impl events::EventHandler for FeatureProjector {
             let Some(id) = lifecycle::current_account(txn, partner_id, who).await? else {
                 return skip("the customer was erased");
             };
+            let at = t
+                .occur_time
+                .as_ref()
+                .or(e.occur_time.as_ref())
+                .and_then(loyalty_platform::time::from_timestamp)
+                .unwrap_or_else(Utc::now);
             update(txn, partner_id, id, |f| {
-                f.activity.record_event(&t.event_type_code)
+                f.activity.record_event(&t.event_type_code, at)
             })
             .await
         } else if let Some(c) = events::decode::<ev::ConsentChanged>(e) {
@@ -504,6 +639,8 @@ impl events::EventHandler for FeatureProjector {
                 f.activity.set_tier(tier, e.sequence)
             })
             .await
+        } else if let Some(r) = message_response(e) {
+            self.message(txn, partner_id, e, r).await
         } else if let Some(m) = events::decode::<ev::CustomerMerged>(e) {
             let (Some(survivor), Some(merged)) = (
                 customer(&m.surviving_customer_id),

@@ -150,12 +150,14 @@ async fn record(
     Ok(())
 }
 
-/// Removes a stored membership; false if there was none.
+/// Removes a stored membership and publishes `SegmentLeft` with `cause`; false (and
+/// nothing published) if there was none.
 async fn leave(
     txn: &DatabaseTransaction,
     partner_id: Uuid,
     segment_id: Uuid,
     customer_id: Uuid,
+    cause: MembershipCause,
 ) -> anyhow::Result<bool> {
     let removed = segment_members::Entity::delete_many()
         .filter(segment_members::Column::PartnerId.eq(partner_id))
@@ -166,28 +168,51 @@ async fn leave(
         .rows_affected;
     if removed > 0 {
         count_member(txn, partner_id, segment_id, -1).await?;
+        events::enqueue(
+            txn,
+            Some(partner_id),
+            &ev::SegmentLeft {
+                segment_id: segment_id.to_string(),
+                customer_id: customer_id.to_string(),
+                cause: cause.as_str().to_owned(),
+            },
+        )
+        .await?;
     }
     Ok(removed > 0)
 }
 
+/// Stores a membership (keeping `stored_cause`, the cause it was first added by) and
+/// publishes `SegmentEntered` with the cause of this change, `Recalculation`.
 async fn enter(
     txn: &DatabaseTransaction,
     partner_id: Uuid,
     segment_id: Uuid,
     customer_id: Uuid,
     added_at: DateTime<Utc>,
-    cause: &str,
+    stored_cause: &str,
 ) -> anyhow::Result<()> {
     segment_members::Entity::insert(segment_members::ActiveModel {
         segment_id: Set(segment_id),
         customer_id: Set(customer_id),
         partner_id: Set(partner_id),
         added_at: Set(added_at),
-        cause: Set(cause.to_owned()),
+        cause: Set(stored_cause.to_owned()),
     })
     .exec_without_returning(txn)
     .await?;
-    count_member(txn, partner_id, segment_id, 1).await
+    count_member(txn, partner_id, segment_id, 1).await?;
+    events::enqueue(
+        txn,
+        Some(partner_id),
+        &ev::SegmentEntered {
+            segment_id: segment_id.to_string(),
+            customer_id: customer_id.to_string(),
+            cause: Recalculation.as_str().to_owned(),
+        },
+    )
+    .await?;
+    Ok(())
 }
 
 /// Tells readers of cached memberships that these segments changed.
@@ -228,6 +253,13 @@ pub(crate) async fn merge(
     let merged_row = customer_features::Entity::find_by_id((partner_id, merged))
         .one(txn)
         .await?;
+    let merged_members = stored_memberships(txn, partner_id, merged).await?;
+    if merged_row.is_none() && merged_members.is_empty() {
+        // Nothing to fold: a merge applied again, or replayed by a rebuild of the projection
+        // (the tombstone already sent the merged account's events to the survivor). The
+        // survivor's features did not change, so neither do its memberships.
+        return Ok(());
+    }
     let mut folded = survivor_row.as_ref().map(features_from).unwrap_or_default();
     if let Some(m) = &merged_row {
         folded.absorb(&features_from(m));
@@ -241,11 +273,10 @@ pub(crate) async fn merge(
 
     purchases::move_to_survivor(txn, partner_id, merged, survivor).await?;
 
-    let merged_members = stored_memberships(txn, partner_id, merged).await?;
     let survivor_members = stored_memberships(txn, partner_id, survivor).await?;
     let mut touched = BTreeSet::new();
     for &segment_id in merged_members.keys() {
-        if leave(txn, partner_id, segment_id, merged).await? {
+        if leave(txn, partner_id, segment_id, merged, CustomerRemoved).await? {
             record(
                 txn,
                 partner_id,
@@ -311,7 +342,9 @@ pub(crate) async fn merge(
                 .await?;
                 touched.insert(segment_id);
             }
-            Some(false) if was && leave(txn, partner_id, segment_id, survivor).await? => {
+            Some(false)
+                if was && leave(txn, partner_id, segment_id, survivor, Recalculation).await? =>
+            {
                 record(
                     txn,
                     partner_id,
@@ -350,7 +383,7 @@ pub(crate) async fn erase(
         .await?
         .into_keys()
     {
-        if leave(txn, partner_id, segment_id, customer_id).await? {
+        if leave(txn, partner_id, segment_id, customer_id, CustomerRemoved).await? {
             touched.insert(segment_id);
         }
     }

@@ -13,6 +13,9 @@ pub mod membership;
 pub mod purchases;
 #[cfg(test)]
 mod purchases_tests;
+pub mod rebuild;
+#[cfg(test)]
+mod rebuild_tests;
 pub mod rfm;
 
 use std::collections::BTreeMap;
@@ -472,6 +475,43 @@ pub(crate) mod tests {
             .len()
     }
 
+    /// The `SegmentEntered`/`SegmentLeft` events published for a customer, oldest first, as
+    /// `(entered, segment, cause)`.
+    async fn membership_events(
+        db: &DatabaseConnection,
+        partner: Uuid,
+        customer: Uuid,
+    ) -> Vec<(bool, Uuid, String)> {
+        use loyalty_platform::entities::outbox;
+        use sea_orm::QueryOrder;
+        let rows = outbox::Entity::find()
+            .filter(outbox::Column::PartnerId.eq(partner))
+            .order_by_asc(outbox::Column::Sequence)
+            .all(db)
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        for row in rows {
+            let e = EventEnvelope {
+                event_type: row.event_type.clone(),
+                payload: row.payload.clone(),
+                ..Default::default()
+            };
+            let (entered, segment, who, cause) =
+                if let Some(x) = events::decode::<ev::SegmentEntered>(&e) {
+                    (true, x.segment_id, x.customer_id, x.cause)
+                } else if let Some(x) = events::decode::<ev::SegmentLeft>(&e) {
+                    (false, x.segment_id, x.customer_id, x.cause)
+                } else {
+                    continue;
+                };
+            if who == customer.to_string() {
+                out.push((entered, segment.parse().unwrap(), cause));
+            }
+        }
+        out
+    }
+
     pub(crate) fn flexi(mut s: Segment) -> Segment {
         s.kind = SegmentKind::Flexi;
         s
@@ -568,6 +608,40 @@ pub(crate) mod tests {
             assert!(features_row(&db, other, id(&duplicate)).await.is_some());
             // Three creations, then one change per segment the merge touched.
             assert_eq!(segment_changes(&db, partner).await, 6);
+            // One event per customer and change: the duplicate entered both Brno segments at
+            // their creation and left them at the merge; Jana entered the two she now holds.
+            let removed = MembershipCause::CustomerRemoved.as_str().to_owned();
+            let recalculated = MembershipCause::Recalculation.as_str().to_owned();
+            let created = MembershipCause::Creation.as_str().to_owned();
+            let dup_events = membership_events(&db, partner, id(&duplicate)).await;
+            assert_eq!(dup_events.len(), 4, "{dup_events:?}");
+            assert_eq!(
+                dup_events[..2].iter().cloned().collect::<BTreeSet<_>>(),
+                [
+                    (true, standard_brno.id, created.clone()),
+                    (true, flexi_brno.id, created.clone())
+                ]
+                .into()
+            );
+            assert_eq!(
+                dup_events[2..].iter().cloned().collect::<BTreeSet<_>>(),
+                [
+                    (false, standard_brno.id, removed.clone()),
+                    (false, flexi_brno.id, removed.clone())
+                ]
+                .into()
+            );
+            assert_eq!(
+                membership_events(&db, partner, id(&jana))
+                    .await
+                    .into_iter()
+                    .collect::<BTreeSet<_>>(),
+                [
+                    (true, standard_brno.id, recalculated.clone()),
+                    (true, flexi_buyers.id, recalculated.clone())
+                ]
+                .into()
+            );
         };
         check().await;
 
@@ -668,6 +742,22 @@ pub(crate) mod tests {
             );
             assert!(features_row(&db, partner, id(&petr)).await.is_some());
             assert_eq!(segment_changes(&db, partner).await, 2);
+            // Jana entered at creation and left when erased, once however often it is applied.
+            assert_eq!(
+                membership_events(&db, partner, id(&jana)).await,
+                [
+                    (
+                        true,
+                        praha.id,
+                        MembershipCause::Creation.as_str().to_owned()
+                    ),
+                    (
+                        false,
+                        praha.id,
+                        MembershipCause::CustomerRemoved.as_str().to_owned()
+                    )
+                ]
+            );
         };
         check().await;
         apply(&db, erase).await;

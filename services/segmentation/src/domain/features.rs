@@ -1,0 +1,256 @@
+//! What the feature-store RPCs answer: a customer's features as `GetCustomerFeatures` shows
+//! them, which fields a criterion may read for a target (`ListCriterionFields`,
+//! `ValidateCriterion`). No I/O here.
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use loyalty_criteria::{Criterion, Fact, FieldSpec};
+
+use super::{Features, days_ago};
+
+/// What a criterion is for; decides whether it may read the cart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CriterionTarget {
+    /// A segment or badge recalculated from the feature store.
+    Segment,
+    /// A segment recalculated online at checkout: may also read `cart.*`.
+    OnlineSegment,
+    /// An audience (campaign responses are fields of every target, see the docs).
+    Audience,
+    /// A workflow condition node.
+    Workflow,
+}
+
+impl CriterionTarget {
+    /// Whether the target evaluates with a cart (only online recalculation at checkout).
+    pub fn reads_cart(self) -> bool {
+        self == CriterionTarget::OnlineSegment
+    }
+
+    /// The catalogue's fields this target may read, in the catalogue's order. Derived from
+    /// [`loyalty_criteria::catalog`], so a field added there is listed here.
+    pub fn fields(self) -> Vec<FieldSpec> {
+        loyalty_criteria::catalog()
+            .into_iter()
+            .filter(|f| !f.cart || self.reads_cart())
+            .collect()
+    }
+
+    /// The problems of a valid criterion for this target, as (path of the node, why): a
+    /// cart field where the target has no cart.
+    pub fn problems(self, criterion: &Criterion) -> Vec<(String, String)> {
+        if self.reads_cart() {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        cart_conditions(criterion, "", &mut out);
+        out.into_iter()
+            .map(|path| {
+                (
+                    path,
+                    "reads the cart (cart.*), which only an online-recalculated segment may"
+                        .to_owned(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// The paths of the `field` of every condition reading the cart, as the protobuf tree names
+/// them (`all.criteria[1].negation.condition.field`).
+fn cart_conditions(c: &Criterion, path: &str, out: &mut Vec<String>) {
+    let join = |suffix: &str| {
+        if path.is_empty() {
+            suffix.to_owned()
+        } else {
+            format!("{path}.{suffix}")
+        }
+    };
+    match c {
+        Criterion::All(cs) | Criterion::Any(cs) => {
+            let group = if matches!(c, Criterion::All(_)) {
+                "all"
+            } else {
+                "any"
+            };
+            for (i, child) in cs.iter().enumerate() {
+                cart_conditions(child, &join(&format!("{group}.criteria[{i}]")), out);
+            }
+        }
+        Criterion::Not(inner) => cart_conditions(inner, &join("negation"), out),
+        Criterion::Condition(cond) if cond.field.is_cart() => out.push(join("condition.field")),
+        Criterion::Condition(_) => {}
+    }
+}
+
+/// A customer's features as `GetCustomerFeatures` answers them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FeatureSummary {
+    pub purchase_count: i64,
+    pub total_spent_minor: i64,
+    pub last_purchase_at: Option<DateTime<Utc>>,
+    /// Whole days since the last purchase; -1 when the customer never bought.
+    pub last_purchase_days_ago: i64,
+    /// Net spend per purchase (integer division); 0 without purchases.
+    pub average_purchase_minor: i64,
+    /// Available points of every points type added up.
+    pub points_balance: i64,
+    /// The current tier's UUID; empty when none.
+    pub tier_id: String,
+    /// Tracked events by event type code.
+    pub event_counts: BTreeMap<String, i64>,
+    /// Every other integer fact criteria read, by field path (`points.<code>`,
+    /// `features.tier_rank`, `messages.opened.count`, `events.<code>.last_days_ago`, ...).
+    pub extra: BTreeMap<String, i64>,
+}
+
+/// Integer facts [`FeatureSummary`] has a field of its own for.
+const SUMMARY_FIELDS: &[&str] = &[
+    "features.purchase_count",
+    "features.total_spent_minor",
+    "features.last_purchase_days_ago",
+];
+
+impl Features {
+    /// The summary at `now`.
+    pub fn summary(&self, now: DateTime<Utc>) -> FeatureSummary {
+        let extra = self
+            .facts(now)
+            .iter()
+            .filter_map(|(path, fact)| match fact {
+                Fact::Int(n) => Some((path.to_owned(), *n)),
+                _ => None,
+            })
+            .filter(|(path, _)| {
+                let event_count = path.starts_with("events.") && path.ends_with(".count");
+                !(SUMMARY_FIELDS.contains(&path.as_str()) || event_count)
+            })
+            .collect();
+        FeatureSummary {
+            purchase_count: self.purchase_count,
+            total_spent_minor: self.total_spent_minor,
+            last_purchase_at: self.last_purchase_at,
+            last_purchase_days_ago: self.last_purchase_at.map_or(-1, |at| days_ago(now, at)),
+            average_purchase_minor: if self.purchase_count > 0 {
+                self.total_spent_minor / self.purchase_count
+            } else {
+                0
+            },
+            points_balance: self
+                .activity
+                .points
+                .values()
+                .fold(0i64, |sum, p| sum.saturating_add(p.value)),
+            tier_id: self
+                .activity
+                .tier
+                .as_ref()
+                .map(|t| t.value.tier_id.clone())
+                .unwrap_or_default(),
+            event_counts: self.activity.events.clone(),
+            extra,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Tier;
+    use chrono::Duration;
+    use loyalty_criteria::{Operator, RawCriterion, Value};
+
+    fn cond(field: &str, op: Operator, value: Value) -> RawCriterion {
+        RawCriterion::Condition {
+            field: field.into(),
+            operator: Some(op),
+            values: vec![value],
+        }
+    }
+
+    #[test]
+    fn only_an_online_segment_lists_and_reads_cart_fields() {
+        let all = loyalty_criteria::catalog();
+        let online = CriterionTarget::OnlineSegment.fields();
+        assert_eq!(online.len(), all.len());
+        for target in [
+            CriterionTarget::Segment,
+            CriterionTarget::Audience,
+            CriterionTarget::Workflow,
+        ] {
+            let fields = target.fields();
+            assert!(fields.iter().all(|f| !f.cart));
+            assert_eq!(fields.len(), all.iter().filter(|f| !f.cart).count());
+            assert!(
+                fields
+                    .iter()
+                    .any(|f| f.path == "events.<event_type_code>.last_days_ago")
+            );
+        }
+
+        let c = Criterion::parse(RawCriterion::All(vec![
+            cond(
+                "customer.city",
+                Operator::Equal,
+                Value::String("Praha".into()),
+            ),
+            RawCriterion::Not(Some(Box::new(RawCriterion::Any(vec![
+                cond("features.purchase_count", Operator::Less, Value::Int(1)),
+                cond("cart.total_minor", Operator::Greater, Value::Int(100)),
+            ])))),
+        ]))
+        .unwrap();
+        assert_eq!(
+            CriterionTarget::Segment
+                .problems(&c)
+                .into_iter()
+                .map(|(p, _)| p)
+                .collect::<Vec<_>>(),
+            ["all.criteria[1].negation.any.criteria[1].condition.field"]
+        );
+        assert!(CriterionTarget::OnlineSegment.problems(&c).is_empty());
+        let lone =
+            Criterion::parse(cond("cart.line_count", Operator::Equal, Value::Int(1))).unwrap();
+        assert_eq!(
+            CriterionTarget::Audience.problems(&lone)[0].0,
+            "condition.field"
+        );
+    }
+
+    #[test]
+    fn the_summary_derives_averages_days_and_balances() {
+        let now = Utc::now();
+        let never = Features::default().summary(now);
+        assert_eq!(never.last_purchase_days_ago, -1);
+        assert_eq!(never.average_purchase_minor, 0);
+        assert_eq!(never.points_balance, 0);
+        assert_eq!(never.extra.get("messages.opened.count"), Some(&0));
+
+        let mut f = Features::default();
+        f.record_purchase(1_000, now - Duration::days(3) - Duration::hours(1));
+        f.record_purchase(501, now - Duration::days(10));
+        f.activity.set_points("standard", 200, 1);
+        f.activity.set_points("bonus", 50, 1);
+        f.activity.set_tier(
+            Tier {
+                tier_id: "gold".into(),
+                rank: 2,
+            },
+            1,
+        );
+        f.activity.record_event("visit", now - Duration::days(1));
+        let s = f.summary(now);
+        assert_eq!(s.purchase_count, 2);
+        assert_eq!(s.total_spent_minor, 1_501);
+        assert_eq!(s.average_purchase_minor, 750);
+        assert_eq!(s.last_purchase_days_ago, 3);
+        assert_eq!(s.points_balance, 250);
+        assert_eq!(s.tier_id, "gold");
+        assert_eq!(s.event_counts.get("visit"), Some(&1));
+        assert_eq!(s.extra.get("points.bonus"), Some(&50));
+        assert_eq!(s.extra.get("features.tier_rank"), Some(&2));
+        assert_eq!(s.extra.get("events.visit.last_days_ago"), Some(&1));
+        assert!(!s.extra.contains_key("events.visit.count"));
+        assert!(!s.extra.contains_key("features.purchase_count"));
+    }
+}
