@@ -79,7 +79,13 @@ SELECT :'partner'::uuid, c.customer_id,
          'features.marketing_consent_viber', jsonb_build_object('t', 'false', 'b', false),
          'features.data_processing_consent', jsonb_build_object('t', c.dp_ok::text, 'b', c.dp_ok),
          'features.email_hard_bounced', jsonb_build_object('t', c.hard::text, 'b', c.hard),
-         'features.email_soft_bounce_count', jsonb_build_object('t', c.soft::text, 'i', c.soft)),
+         'features.email_soft_bounce_count', jsonb_build_object('t', c.soft::text, 'i', c.soft),
+         'messages.delivered.count', '{"t": "0", "i": 0}'::jsonb,
+         'messages.opened.count', '{"t": "0", "i": 0}'::jsonb,
+         'messages.clicked.count', '{"t": "0", "i": 0}'::jsonb,
+         'messages.hard_bounced.count', '{"t": "0", "i": 0}'::jsonb,
+         'messages.soft_bounced.count', '{"t": "0", "i": 0}'::jsonb,
+         'messages.unsubscribed.count', '{"t": "0", "i": 0}'::jsonb),
        jsonb_build_object(
          'consents', jsonb_build_object(
            'marketing_email', jsonb_build_object('value', jsonb_build_object(
