@@ -85,6 +85,9 @@ domain_events!(SchemeJoined, SchemeLeft, OfferAwarded);
 // Segment memberships (segmentation service, issue #7): one per customer entering or leaving.
 domain_events!(SegmentEntered, SegmentLeft);
 
+// Badge holders (segmentation service, issue #7): one per customer getting or losing a badge.
+domain_events!(BadgeAssigned, BadgeRemoved);
+
 /// Appends an event to the outbox inside the caller's transaction.
 pub async fn enqueue<C: ConnectionTrait, E: DomainEvent>(
     conn: &C,

@@ -1,4 +1,5 @@
 //! gRPC adapter of `SegmentationService`.
+mod badges;
 mod segments;
 
 use std::{sync::Arc, time::Duration};
@@ -385,17 +386,80 @@ impl SegmentationService for SegmentationApi {
         self.list_membership_history_rpc(request).await
     }
 
+    #[tracing::instrument(skip_all)]
+    async fn create_badge(
+        &self,
+        request: Request<pb::CreateBadgeRequest>,
+    ) -> Result<Response<pb::CreateBadgeResponse>, Status> {
+        self.create_badge_rpc(request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_badge(
+        &self,
+        request: Request<pb::GetBadgeRequest>,
+    ) -> Result<Response<pb::GetBadgeResponse>, Status> {
+        self.get_badge_rpc(request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_badges(
+        &self,
+        request: Request<pb::ListBadgesRequest>,
+    ) -> Result<Response<pb::ListBadgesResponse>, Status> {
+        self.list_badges_rpc(request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn update_badge(
+        &self,
+        request: Request<pb::UpdateBadgeRequest>,
+    ) -> Result<Response<pb::UpdateBadgeResponse>, Status> {
+        self.update_badge_rpc(request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn delete_badge(
+        &self,
+        request: Request<pb::DeleteBadgeRequest>,
+    ) -> Result<Response<pb::DeleteBadgeResponse>, Status> {
+        self.delete_badge_rpc(request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn assign_badge(
+        &self,
+        request: Request<pb::AssignBadgeRequest>,
+    ) -> Result<Response<pb::AssignBadgeResponse>, Status> {
+        self.assign_badge_rpc(request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn remove_badge(
+        &self,
+        request: Request<pb::RemoveBadgeRequest>,
+    ) -> Result<Response<pb::RemoveBadgeResponse>, Status> {
+        self.remove_badge_rpc(request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_badge_members(
+        &self,
+        request: Request<pb::ListBadgeMembersRequest>,
+    ) -> Result<Response<pb::ListBadgeMembersResponse>, Status> {
+        self.list_badge_members_rpc(request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_customer_badges(
+        &self,
+        request: Request<pb::ListCustomerBadgesRequest>,
+    ) -> Result<Response<pb::ListCustomerBadgesResponse>, Status> {
+        self.list_customer_badges_rpc(request).await
+    }
+
     loyalty_platform::rpcs_not_yet_implemented! {
         "lands with issue #7 (segmentation)";
-        create_badge(pb::CreateBadgeRequest) -> pb::CreateBadgeResponse;
-        get_badge(pb::GetBadgeRequest) -> pb::GetBadgeResponse;
-        list_badges(pb::ListBadgesRequest) -> pb::ListBadgesResponse;
-        update_badge(pb::UpdateBadgeRequest) -> pb::UpdateBadgeResponse;
-        delete_badge(pb::DeleteBadgeRequest) -> pb::DeleteBadgeResponse;
-        assign_badge(pb::AssignBadgeRequest) -> pb::AssignBadgeResponse;
-        remove_badge(pb::RemoveBadgeRequest) -> pb::RemoveBadgeResponse;
-        list_badge_members(pb::ListBadgeMembersRequest) -> pb::ListBadgeMembersResponse;
-        list_customer_badges(pb::ListCustomerBadgesRequest) -> pb::ListCustomerBadgesResponse;
         create_audience(pb::CreateAudienceRequest) -> pb::CreateAudienceResponse;
         get_audience(pb::GetAudienceRequest) -> pb::GetAudienceResponse;
         list_audiences(pb::ListAudiencesRequest) -> pb::ListAudiencesResponse;

@@ -1,5 +1,6 @@
 //! Segmentation rules: a customer's features as criteria facts, segment definitions, who
 //! belongs, and the memberships a customer sees. No I/O here.
+mod badges;
 mod membership;
 
 use std::collections::BTreeMap;
@@ -10,9 +11,10 @@ use loyalty_platform::Violations;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub use badges::{Badge, BadgeDraft, BadgeKind, BadgeRule, CustomerBadge, Icon};
 pub use membership::{
-    HistoryEntry, ManualChange, Member, MembershipCause, Recalculation, SegmentRule, due_for,
-    last_daily_run, next_daily_run, parse_daily_time,
+    Group, GroupKind, HistoryEntry, ManualChange, Member, MembershipCause, Recalculation,
+    SegmentRule, due_for, last_daily_run, next_daily_run, parse_daily_time,
 };
 
 /// Most lines a cart sent for online recalculation may have.

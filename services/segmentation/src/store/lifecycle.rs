@@ -16,6 +16,7 @@ use super::entities::{
     customer_features, customer_tombstones, membership_history, segment_members, segments,
 };
 use super::features::{features_from, write};
+use crate::domain::GroupKind;
 use crate::domain::MembershipCause::{self, CustomerRemoved, Recalculation};
 
 /// Longest chain of merges followed to find where a customer's events now belong.
@@ -143,6 +144,7 @@ async fn record(
         cause: Set(cause.as_str().to_owned()),
         workflow_execution_id: Set(None),
         segment_display_name: Set(segment_display_name),
+        group_kind: Set(GroupKind::Segment.as_str().to_owned()),
     })
     .exec_without_returning(txn)
     .await?;

@@ -2,10 +2,14 @@
 //! customer feature store in [`features`]. Every query is scoped by partner.
 #[cfg(test)]
 mod activity_tests;
+pub mod badges;
+#[cfg(test)]
+mod badges_tests;
 #[cfg(test)]
 mod compiled_criteria_tests;
 pub mod entities;
 pub mod features;
+pub(crate) mod groups;
 mod lifecycle;
 pub mod membership;
 
@@ -164,7 +168,7 @@ impl Store {
         membership::enter_many(
             conn,
             partner_id,
-            &segment,
+            segment.group(),
             &members,
             now,
             MembershipCause::Creation,
@@ -398,6 +402,39 @@ pub(crate) mod tests {
 
     pub(crate) fn id(customer: &ev::CustomerCreated) -> Uuid {
         customer.customer_id.parse().unwrap()
+    }
+
+    pub(crate) async fn in_txn<T>(
+        db: &DatabaseConnection,
+        work: impl AsyncFnOnce(&sea_orm::DatabaseTransaction) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        let txn = loyalty_platform::db::begin_write(db).await?;
+        let r = work(&txn).await?;
+        txn.commit().await?;
+        Ok(r)
+    }
+
+    /// How many events of type `E` the partner's changes put in the outbox.
+    pub(crate) async fn published<E: events::DomainEvent>(
+        db: &DatabaseConnection,
+        partner: Uuid,
+    ) -> usize {
+        use loyalty_platform::entities::outbox;
+        outbox::Entity::find()
+            .filter(outbox::Column::PartnerId.eq(partner))
+            .filter(outbox::Column::EventType.eq(E::TYPE))
+            .all(db)
+            .await
+            .unwrap()
+            .len()
+    }
+
+    /// The FAILED_PRECONDITION reason of an error (or a description of another error).
+    pub(crate) fn reason(e: ApiError) -> String {
+        match e {
+            ApiError::FailedPrecondition { reason, .. } => reason.to_owned(),
+            other => format!("not a precondition: {other:?}"),
+        }
     }
 
     pub(crate) async fn create(store: &Store, partner: Uuid, s: Segment) -> Segment {
