@@ -1,5 +1,6 @@
 //! The fields a condition can compare, and what each of them allows.
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use crate::Operator;
 
@@ -56,6 +57,8 @@ const CONSENTS_PREFIX: &str = "consents.";
 const POINTS_PREFIX: &str = "points.";
 const EVENTS_PREFIX: &str = "events.";
 const EVENT_COUNT_SUFFIX: &str = ".count";
+const SEGMENTS_PREFIX: &str = "segments.";
+const BADGES_PREFIX: &str = "badges.";
 
 const TEXT_OPERATORS: &[Operator] = &[
     Operator::Equal,
@@ -86,6 +89,7 @@ const NUMBER_OPERATORS: &[Operator] = &[
     Operator::Exists,
 ];
 const LIST_OPERATORS: &[Operator] = &[Operator::Contains, Operator::In, Operator::Exists];
+const BOOL_OPERATORS: &[Operator] = &[Operator::Equal, Operator::NotEqual];
 
 /// The kind of value a field holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -96,6 +100,8 @@ pub enum ValueKind {
     Int,
     /// A list of strings (cart product ids).
     StringList,
+    /// A boolean, always known (membership of a segment or badge: not a member is `false`).
+    Bool,
 }
 
 impl ValueKind {
@@ -105,6 +111,7 @@ impl ValueKind {
             ValueKind::String => "string",
             ValueKind::Int => "int",
             ValueKind::StringList => "string_list",
+            ValueKind::Bool => "bool",
         }
     }
 }
@@ -129,6 +136,11 @@ pub enum Field {
     /// `events.<event type code>.count`: how many events of that type were tracked for the
     /// customer.
     EventCount(String),
+    /// `segments.<segment uuid>`: whether the customer is a (stored) member of that segment
+    /// of the same partner; a boolean, `false` when not a member.
+    Segment(Uuid),
+    /// `badges.<badge uuid>`: whether the customer holds that badge; as [`Field::Segment`].
+    Badge(Uuid),
 }
 
 impl Field {
@@ -176,6 +188,18 @@ impl Field {
                 bad_code("event type", key)
             };
         }
+        for (prefix, field) in [
+            (SEGMENTS_PREFIX, Field::Segment as fn(Uuid) -> Field),
+            (BADGES_PREFIX, Field::Badge),
+        ] {
+            if let Some(id) = path.strip_prefix(prefix) {
+                // The hyphenated form only, so that a group has one path.
+                return match Uuid::try_parse(id) {
+                    Ok(uuid) if id.len() == 36 => Ok(field(uuid)),
+                    _ => Err(format!("{prefix}<id> needs a UUID, got {id:?}")),
+                };
+            }
+        }
         let known = |list: &[&str], name: &str| list.contains(&name).then(|| name.to_owned());
         let field = match path.split_once('.') {
             Some(("customer", a)) => known(CUSTOMER_ATTRIBUTES, a).map(Field::Customer),
@@ -198,6 +222,8 @@ impl Field {
             Field::Consent(c) => format!("{CONSENTS_PREFIX}{c}"),
             Field::Points(c) => format!("{POINTS_PREFIX}{c}"),
             Field::EventCount(c) => format!("{EVENTS_PREFIX}{c}{EVENT_COUNT_SUFFIX}"),
+            Field::Segment(id) => format!("{SEGMENTS_PREFIX}{id}"),
+            Field::Badge(id) => format!("{BADGES_PREFIX}{id}"),
         }
     }
 
@@ -209,6 +235,7 @@ impl Field {
             Field::Feature(_) | Field::Points(_) | Field::EventCount(_) => ValueKind::Int,
             Field::Cart(c) if CART_LISTS.contains(&c.as_str()) => ValueKind::StringList,
             Field::Cart(_) => ValueKind::Int,
+            Field::Segment(_) | Field::Badge(_) => ValueKind::Bool,
         }
     }
 
@@ -220,12 +247,19 @@ impl Field {
             (_, ValueKind::String) => TEXT_OPERATORS,
             (_, ValueKind::Int) => NUMBER_OPERATORS,
             (_, ValueKind::StringList) => LIST_OPERATORS,
+            (_, ValueKind::Bool) => BOOL_OPERATORS,
         }
     }
 
     /// Whether the field reads the current cart.
     pub fn is_cart(&self) -> bool {
         matches!(self, Field::Cart(_))
+    }
+
+    /// Whether the field is the membership of another group (`segments.*`, `badges.*`):
+    /// its fact is always known, a missing one meaning "not a member".
+    pub fn is_membership(&self) -> bool {
+        matches!(self, Field::Segment(_) | Field::Badge(_))
     }
 }
 
@@ -297,6 +331,16 @@ pub fn catalog() -> Vec<FieldSpec> {
         format!("{EVENTS_PREFIX}<event_type_code>{EVENT_COUNT_SUFFIX}"),
         "Number of tracked customer events of that type; missing if none".to_owned(),
     ));
+    out.push(spec(
+        Field::Segment(Uuid::nil()),
+        format!("{SEGMENTS_PREFIX}<segment_id>"),
+        "Whether the customer is a member of that segment (compare with a boolean)".to_owned(),
+    ));
+    out.push(spec(
+        Field::Badge(Uuid::nil()),
+        format!("{BADGES_PREFIX}<badge_id>"),
+        "Whether the customer holds that badge (compare with a boolean)".to_owned(),
+    ));
     for name in CART_NUMBERS.iter().chain(CART_LISTS) {
         let f = Field::Cart((*name).to_owned());
         out.push(spec(f.clone(), f.path(), format!("Current cart: {name}")));
@@ -323,6 +367,8 @@ mod tests {
             "consents.newsletter_email",
             "points.standard",
             "events.store_visit.count",
+            "segments.0190a0b1-7c2d-7e3f-8a4b-5c6d7e8f9a0b",
+            "badges.0190a0b1-7c2d-7e3f-8a4b-5c6d7e8f9a0b",
         ] {
             assert_eq!(Field::parse(path).unwrap().path(), path);
         }
@@ -353,6 +399,11 @@ mod tests {
             "events.visit.last",
             "events..count",
             "events.Visit.count",
+            "segments.",
+            "segments.gold",
+            "segments.0190a0b17c2d7e3f8a4b5c6d7e8f9a0b",
+            "segments.{0190a0b1-7c2d-7e3f-8a4b-5c6d7e8f9a0b}",
+            "badges.0190a0b1-7c2d-7e3f-8a4b-5c6d7e8f9a0b.x",
         ] {
             assert!(Field::parse(path).is_err(), "{path:?} should be rejected");
         }
@@ -379,6 +430,10 @@ mod tests {
         assert_eq!(kind("consents.newsletter"), ValueKind::String);
         assert_eq!(kind("points.standard"), ValueKind::Int);
         assert_eq!(kind("events.visit.count"), ValueKind::Int);
+        let segment = Field::parse("segments.0190a0b1-7c2d-7e3f-8a4b-5c6d7e8f9a0b").unwrap();
+        assert_eq!(segment.value_kind(), ValueKind::Bool);
+        assert_eq!(segment.operators(), [Operator::Equal, Operator::NotEqual]);
+        assert!(segment.is_membership() && !segment.is_cart());
     }
 
     #[test]
@@ -390,7 +445,7 @@ mod tests {
     #[test]
     fn the_catalog_lists_every_field_once() {
         let c = catalog();
-        assert_eq!(c.len(), 10 + 1 + 12 + 3 + 4);
+        assert_eq!(c.len(), 10 + 1 + 12 + 3 + 2 + 4);
         assert!(c.iter().filter(|f| f.cart).count() == 4);
         assert!(c.iter().any(|f| f.path == "customer.properties.<key>"));
         assert!(c.iter().any(|f| f.path == "events.<event_type_code>.count"));

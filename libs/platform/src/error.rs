@@ -25,6 +25,14 @@ pub enum ApiError {
         reason: &'static str,
         message: String,
     },
+    /// FAILED_PRECONDITION whose ErrorInfo also carries metadata, e.g. the ids of what
+    /// prevents the change.
+    #[error("{message}")]
+    PreconditionWithMetadata {
+        reason: &'static str,
+        message: String,
+        metadata: std::collections::BTreeMap<String, String>,
+    },
     #[error("{0} already exists")]
     AlreadyExists(String),
     /// ALREADY_EXISTS with an ErrorInfo reason, e.g. an idempotency key reused for another
@@ -162,6 +170,21 @@ impl From<ApiError> for Status {
                     reason,
                     ERROR_DOMAIN,
                     std::collections::HashMap::<String, String>::new(),
+                ),
+            ),
+            ApiError::PreconditionWithMetadata {
+                reason,
+                message,
+                metadata,
+            } => Status::with_error_details(
+                Code::FailedPrecondition,
+                message,
+                ErrorDetails::with_error_info(
+                    reason,
+                    ERROR_DOMAIN,
+                    metadata
+                        .into_iter()
+                        .collect::<std::collections::HashMap<String, String>>(),
                 ),
             ),
             ApiError::AlreadyExists(what) => {

@@ -5,7 +5,7 @@ mod segments;
 use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
-use loyalty_criteria::{Criterion, Operator, RawCriterion, Value};
+use loyalty_criteria::{Criterion, Field, Operator, RawCriterion, Value};
 use loyalty_platform::{
     ApiError, Role, Violations,
     auth::principal,
@@ -22,8 +22,8 @@ use uuid::Uuid;
 
 use crate::{
     domain::{
-        Cart, CartLine, Membership, Segment, SegmentDraft, SegmentKind, memberships,
-        parse_criterion,
+        Cart, CartLine, Membership, Segment, SegmentDraft, SegmentKind, add_membership_facts,
+        memberships, parse_criterion,
     },
     store::{Store, features},
 };
@@ -305,12 +305,27 @@ impl SegmentationService for SegmentationApi {
         v.into_result()?;
         let customer_id = customer_id.unwrap_or_default();
 
-        let (stored, online, features) = tokio::try_join!(
+        let online = self.online_segments(partner_id).await?;
+        // The hot path reads the customer's badges only when an online segment needs them.
+        let reads_badges = online.iter().any(|s| {
+            s.criterion
+                .conditions()
+                .any(|c| matches!(c.field, Field::Badge(_)))
+        });
+        let (stored, features, badges) = tokio::try_join!(
             self.store.memberships(partner_id, customer_id),
-            self.online_segments(partner_id),
             features::features(self.store.db(), partner_id, customer_id),
+            async {
+                if reads_badges {
+                    self.store.customer_badge_ids(partner_id, customer_id).await
+                } else {
+                    Ok(Vec::new())
+                }
+            },
         )?;
         let mut facts = features.facts(Utc::now());
+        let segment_ids: Vec<Uuid> = stored.iter().map(|m| m.segment_id).collect();
+        add_membership_facts(&mut facts, &segment_ids, &badges);
         if let Some(cart) = &cart {
             cart.add_facts(&mut facts);
         }

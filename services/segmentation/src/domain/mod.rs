@@ -2,6 +2,7 @@
 //! belongs, and the memberships a customer sees. No I/O here.
 mod badges;
 mod membership;
+mod references;
 
 use std::collections::BTreeMap;
 
@@ -15,6 +16,10 @@ pub use badges::{Badge, BadgeDraft, BadgeKind, BadgeRule, CustomerBadge, Icon};
 pub use membership::{
     Group, GroupKind, HistoryEntry, ManualChange, Member, MembershipCause, Recalculation,
     SegmentRule, due_for, last_daily_run, next_daily_run, parse_daily_time,
+};
+pub use references::{
+    GroupId, Referable, ReferenceGraph, add_membership_facts, check_references, referenced,
+    references,
 };
 
 /// Most lines a cart sent for online recalculation may have.

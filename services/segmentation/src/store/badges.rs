@@ -202,6 +202,11 @@ impl Store {
     ) -> Result<Badge, ApiError> {
         let now = stored_time(badge.created_at);
         badge.created_at = now;
+        if let Some(c) = &badge.criterion {
+            let me = (GroupKind::Badge, badge.id);
+            self.check_references(conn, partner_id, me, "badge.criterion", c)
+                .await?;
+        }
         let holders = match &badge.criterion {
             Some(c) => features::admitted_by(conn, partner_id, c, now).await?,
             None => Vec::new(),
@@ -272,6 +277,13 @@ impl Store {
         let current = lock_badge(conn, partner_id, badge_id).await?;
         check_etag(etag, &current.etag(), "badge")?;
         let next = update(&current)?;
+        if let Some(c) = &next.criterion
+            && next.criterion != current.criterion
+        {
+            let me = (GroupKind::Badge, badge_id);
+            self.check_references(conn, partner_id, me, "badge.criterion", c)
+                .await?;
+        }
         let written = badges::Entity::update_many()
             .col_expr(
                 badges::Column::DisplayName,
@@ -316,6 +328,8 @@ impl Store {
         let now = stored_time(now);
         let badge = lock_badge(conn, partner_id, badge_id).await?;
         check_etag(etag, &badge.etag(), "badge")?;
+        self.check_unreferenced(conn, partner_id, (GroupKind::Badge, badge_id))
+            .await?;
         let holders = member_ids(conn, partner_id, GroupKind::Badge, badge_id).await?;
         let cause = MembershipCause::GroupDeleted;
         leave_many(conn, partner_id, badge.group(), &holders, now, cause, None).await?;
@@ -433,6 +447,23 @@ impl Store {
             GroupKind::Badge,
             page(&self.db, partner_id, badge_id, limit, after)
         )
+    }
+
+    /// The ids of every badge the customer holds (the facts `badges.<id>` of online
+    /// recalculation).
+    pub async fn customer_badge_ids(
+        &self,
+        partner_id: Uuid,
+        customer_id: Uuid,
+    ) -> Result<Vec<Uuid>, ApiError> {
+        Ok(badge_members::Entity::find()
+            .select_only()
+            .column(badge_members::Column::BadgeId)
+            .filter(badge_members::Column::PartnerId.eq(partner_id))
+            .filter(badge_members::Column::CustomerId.eq(customer_id))
+            .into_tuple()
+            .all(&self.db)
+            .await?)
     }
 
     /// A page of the badges a customer holds, newest assignment first, after

@@ -1,7 +1,7 @@
 //! The two evaluators of one criterion agree: the statement compiled to SQL
 //! ([`features::members_query`]) selects exactly the customers the in-memory evaluator admits,
 //! on PostgreSQL and on SQLite, and never another partner's customer.
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Duration, Utc};
 use loyalty_criteria::{Criterion, Field, Operator, RawCriterion, ValueKind};
@@ -10,9 +10,13 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
-use super::entities::customer_features;
+use super::entities::{badge_members, customer_features, segment_members};
 use super::features::{self, features_from, write};
-use crate::domain::{Activity, Consent, EmailBounce, Features, Tier};
+use super::groups::on_members;
+use crate::domain::{
+    Activity, Consent, EmailBounce, Features, GroupKind, MembershipCause, Tier,
+    add_membership_facts,
+};
 
 const ATTRIBUTES: &[&str] = &["city", "email"];
 const PROPERTIES: &[&str] = &["tier", "visits", "vip"];
@@ -37,6 +41,16 @@ const FIELDS: &[&str] = &[
     "points.standard",
     "events.visit.count",
     "events.review.count",
+    "segments.0190a0b1-7c2d-7e3f-8a4b-5c6d7e8f9a01",
+    "segments.0190a0b1-7c2d-7e3f-8a4b-5c6d7e8f9a02",
+    "badges.0190a0b1-7c2d-7e3f-8a4b-5c6d7e8f9a01",
+];
+/// The groups of the `segments.*`/`badges.*` fields above (a badge may share a segment's id:
+/// the two tables are apart).
+const GROUPS: &[(GroupKind, &str)] = &[
+    (GroupKind::Segment, "0190a0b1-7c2d-7e3f-8a4b-5c6d7e8f9a01"),
+    (GroupKind::Segment, "0190a0b1-7c2d-7e3f-8a4b-5c6d7e8f9a02"),
+    (GroupKind::Badge, "0190a0b1-7c2d-7e3f-8a4b-5c6d7e8f9a01"),
 ];
 const CONSENT_CODES: &[&str] = &["news", "sms"];
 const EVENT_CODES: &[&str] = &["visit", "review"];
@@ -89,6 +103,7 @@ fn value_of(field: &Field, op: Operator) -> BoxedStrategy<loyalty_criteria::Valu
     let string = word().prop_map(Value::String);
     match (field.value_kind(), op) {
         (ValueKind::Int, _) => int.boxed(),
+        (ValueKind::Bool, _) => any::<bool>().prop_map(Value::Bool).boxed(),
         (_, o) if o.is_ordering() => int.boxed(),
         (_, Operator::Contains) => string.boxed(),
         _ => prop_oneof![
@@ -171,6 +186,8 @@ struct Customer {
     total_spent_minor: i64,
     last_purchase: Option<Ago>,
     activity: Activity,
+    /// Membership of each of [`GROUPS`].
+    groups: Vec<bool>,
 }
 
 fn activity() -> impl Strategy<Value = Activity> {
@@ -231,6 +248,7 @@ fn customer() -> impl Strategy<Value = Customer> {
         int(),
         prop::option::of(ago()),
         activity(),
+        prop::collection::vec(any::<bool>(), GROUPS.len()),
     )
         .prop_map(
             |(
@@ -240,6 +258,7 @@ fn customer() -> impl Strategy<Value = Customer> {
                 total_spent_minor,
                 last_purchase,
                 activity,
+                groups,
             )| {
                 Customer {
                     attributes,
@@ -248,6 +267,7 @@ fn customer() -> impl Strategy<Value = Customer> {
                     total_spent_minor,
                     last_purchase,
                     activity,
+                    groups,
                 }
             },
         )
@@ -332,13 +352,60 @@ async fn stored(db: &DatabaseConnection, partner: Uuid) -> Vec<(Uuid, Features)>
         .collect()
 }
 
-/// What the in-memory evaluator admits of `customers` at `now`.
-fn in_memory(customers: &[(Uuid, Features)], c: &Criterion, now: DateTime<Utc>) -> BTreeSet<Uuid> {
+/// What the in-memory evaluator admits of `customers` at `now`, given each one's groups.
+fn in_memory(
+    customers: &[(Uuid, Features)],
+    groups: &HashMap<Uuid, Vec<bool>>,
+    c: &Criterion,
+    now: DateTime<Utc>,
+) -> BTreeSet<Uuid> {
     customers
         .iter()
-        .filter(|(_, f)| c.evaluate(&f.facts(now)))
+        .filter(|(id, f)| {
+            let mut facts = f.facts(now);
+            let held = groups.get(id).into_iter().flatten();
+            for ((kind, group), member) in GROUPS.iter().zip(held) {
+                if *member {
+                    let id: Uuid = group.parse().unwrap();
+                    let (segments, badges) = match kind {
+                        GroupKind::Segment => (vec![id], vec![]),
+                        GroupKind::Badge => (vec![], vec![id]),
+                    };
+                    add_membership_facts(&mut facts, &segments, &badges);
+                }
+            }
+            c.evaluate(&facts)
+        })
         .map(|(id, _)| *id)
         .collect()
+}
+
+/// Stores the customer's memberships of [`GROUPS`]; the groups it is not in get a row of
+/// `stranger` (another partner) with the same customer id, which a statement not scoped by
+/// partner would see.
+async fn store_groups(
+    txn: &impl ConnectionTrait,
+    partner: Uuid,
+    stranger: Uuid,
+    customer: Uuid,
+    member: &[bool],
+) {
+    for ((kind, group), member) in GROUPS.iter().zip(member) {
+        let owner = if *member { partner } else { stranger };
+        let group = group.parse().unwrap();
+        on_members!(
+            *kind,
+            insert(
+                txn,
+                owner,
+                group,
+                &[customer],
+                Utc::now(),
+                MembershipCause::Manual
+            )
+        )
+        .unwrap();
+    }
 }
 
 async fn check(db: &DatabaseConnection, case: Case) -> Result<(), TestCaseError> {
@@ -352,13 +419,24 @@ async fn check(db: &DatabaseConnection, case: Case) -> Result<(), TestCaseError>
         .exec(&txn)
         .await
         .unwrap();
+    segment_members::Entity::delete_many()
+        .exec(&txn)
+        .await
+        .unwrap();
+    badge_members::Entity::delete_many()
+        .exec(&txn)
+        .await
+        .unwrap();
     // The other partner has customers with the very same features, so a leak would show.
     let mut ids = BTreeSet::new();
+    let mut groups = HashMap::new();
     for c in &case.customers {
         let f = features_of(c, now);
-        for partner in [mine, other] {
+        for (partner, stranger) in [(mine, other), (other, mine)] {
             let id = Uuid::now_v7();
             write(&txn, partner, id, false, &f).await.unwrap();
+            store_groups(&txn, partner, stranger, id, &c.groups).await;
+            groups.insert(id, c.groups.clone());
             if partner == other {
                 ids.insert(id);
             }
@@ -375,7 +453,7 @@ async fn check(db: &DatabaseConnection, case: Case) -> Result<(), TestCaseError>
         );
         prop_assert_eq!(
             &got,
-            &in_memory(&customers, c, now),
+            &in_memory(&customers, &groups, c, now),
             "SQL and memory disagree for {:?}",
             c
         );
@@ -383,7 +461,7 @@ async fn check(db: &DatabaseConnection, case: Case) -> Result<(), TestCaseError>
     let theirs = compiled(db, other, &case.criterion, now).await;
     prop_assert_eq!(
         theirs.len(),
-        in_memory(&customers, &case.criterion, now).len()
+        in_memory(&customers, &groups, &case.criterion, now).len()
     );
     prop_assert!(theirs.is_subset(&ids));
     Ok(())

@@ -73,6 +73,16 @@ fn stored_column(field: &Field) -> Option<Column> {
             _ => None,
         },
         Field::Cart(_) => None,
+        Field::Segment(id) => Some(Column::Membership {
+            table: "segment_members",
+            group_column: "segment_id",
+            group_id: *id,
+        }),
+        Field::Badge(id) => Some(Column::Membership {
+            table: "badge_members",
+            group_column: "badge_id",
+            group_id: *id,
+        }),
     }
 }
 

@@ -4,7 +4,7 @@
 //! runs in one transaction under the segment's lock (a PostgreSQL advisory lock; SQLite
 //! serialises writers), so two recalculations, or a recalculation and a manual change, never
 //! interleave.
-use std::time::Duration as StdDuration;
+use std::{collections::BTreeMap, time::Duration as StdDuration};
 
 use chrono::{DateTime, NaiveTime, Utc};
 use loyalty_criteria::Criterion;
@@ -29,8 +29,8 @@ use super::{
     segment_from,
 };
 use crate::domain::{
-    Group, GroupKind, HistoryEntry, ManualChange, Member, MembershipCause, Recalculation, Segment,
-    SegmentKind, SegmentRule, StoredMembership, due_for, last_daily_run, next_daily_run,
+    Group, GroupId, GroupKind, HistoryEntry, ManualChange, Member, MembershipCause, Recalculation,
+    Segment, SegmentKind, SegmentRule, StoredMembership, due_for, last_daily_run, next_daily_run,
 };
 
 /// Rows written (or ids matched) per statement when many members change at once.
@@ -426,7 +426,14 @@ impl Store {
         check_etag(etag, &current.etag(), "segment")?;
         let mut next = update(&current)?;
         let now = next.updated_at.unwrap_or_else(Utc::now);
+        let me = (GroupKind::Segment, segment_id);
+        if next.criterion != current.criterion {
+            self.check_references(conn, partner_id, me, "segment.criterion", &next.criterion)
+                .await?;
+        }
         if current.stores_members() && !next.stores_members() {
+            // Groups reading its membership would silently read "nobody".
+            self.check_unreferenced(conn, partner_id, me).await?;
             let members = member_ids(conn, partner_id, GroupKind::Segment, segment_id).await?;
             leave_many(
                 conn,
@@ -484,6 +491,8 @@ impl Store {
         let now = stored_time(now);
         let segment = lock_segment(conn, partner_id, segment_id).await?;
         check_etag(etag, &segment.etag(), "segment")?;
+        self.check_unreferenced(conn, partner_id, (GroupKind::Segment, segment_id))
+            .await?;
         let members = member_ids(conn, partner_id, GroupKind::Segment, segment_id).await?;
         leave_many(
             conn,
@@ -773,10 +782,31 @@ pub async fn recalculate_due(
         .all(db)
         .await?;
     let badges = super::badges::due(db, slot).await?;
-    let due = segments
+    let mut by_partner: BTreeMap<Uuid, Vec<GroupId>> = BTreeMap::new();
+    let all = segments
         .into_iter()
-        .map(|(p, id)| (GroupKind::Segment, p, id))
-        .chain(badges.into_iter().map(|(p, id)| (GroupKind::Badge, p, id)));
+        .map(|(p, id)| (p, (GroupKind::Segment, id)))
+        .chain(
+            badges
+                .into_iter()
+                .map(|(p, id)| (p, (GroupKind::Badge, id))),
+        );
+    for (partner_id, group) in all {
+        by_partner.entry(partner_id).or_default().push(group);
+    }
+    // Referenced groups first, so a group reading another's membership sees tonight's.
+    let store = Store::new(db.clone());
+    let mut due = Vec::new();
+    for (partner_id, groups) in by_partner {
+        let ordered = match store.reference_graph(db, partner_id).await {
+            Ok(graph) => graph.order(&groups),
+            Err(e) => {
+                tracing::warn!(%partner_id, error = %e, "reading group references failed");
+                groups
+            }
+        };
+        due.extend(ordered.into_iter().map(|(kind, id)| (kind, partner_id, id)));
+    }
     let mut run = NightlyRun::default();
     for (kind, partner_id, group_id) in due {
         let done = match kind {

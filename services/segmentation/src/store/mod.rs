@@ -12,6 +12,9 @@ pub mod features;
 pub(crate) mod groups;
 mod lifecycle;
 pub mod membership;
+mod references;
+#[cfg(test)]
+mod references_tests;
 
 use std::collections::BTreeMap;
 
@@ -24,7 +27,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use crate::domain::{MembershipCause, Segment, SegmentKind, StoredMembership};
+use crate::domain::{GroupKind, MembershipCause, Segment, SegmentKind, StoredMembership};
 use entities::{segment_members, segments};
 
 #[derive(Clone)]
@@ -158,6 +161,15 @@ impl Store {
         mut segment: Segment,
     ) -> Result<Segment, ApiError> {
         let now = segment.created_at;
+        let me = (GroupKind::Segment, segment.id);
+        self.check_references(
+            conn,
+            partner_id,
+            me,
+            "segment.criterion",
+            &segment.criterion,
+        )
+        .await?;
         let members = if segment.criterion.uses_cart() {
             Vec::new()
         } else {
@@ -432,7 +444,8 @@ pub(crate) mod tests {
     /// The FAILED_PRECONDITION reason of an error (or a description of another error).
     pub(crate) fn reason(e: ApiError) -> String {
         match e {
-            ApiError::FailedPrecondition { reason, .. } => reason.to_owned(),
+            ApiError::FailedPrecondition { reason, .. }
+            | ApiError::PreconditionWithMetadata { reason, .. } => reason.to_owned(),
             other => format!("not a precondition: {other:?}"),
         }
     }
