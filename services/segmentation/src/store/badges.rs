@@ -170,6 +170,41 @@ pub(crate) async fn recalculate_if_due(
     Ok(Some(r))
 }
 
+/// An erased customer holds no badge any more (their history rows go with the rest of it);
+/// each badge's holder count drops.
+pub(crate) async fn forget_holder(
+    conn: &impl ConnectionTrait,
+    partner_id: Uuid,
+    customer_id: Uuid,
+) -> Result<(), ApiError> {
+    let held: Vec<Uuid> = badge_members::Entity::find()
+        .select_only()
+        .column(badge_members::Column::BadgeId)
+        .filter(badge_members::Column::PartnerId.eq(partner_id))
+        .filter(badge_members::Column::CustomerId.eq(customer_id))
+        .into_tuple()
+        .all(conn)
+        .await?;
+    if held.is_empty() {
+        return Ok(());
+    }
+    badge_members::Entity::delete_many()
+        .filter(badge_members::Column::PartnerId.eq(partner_id))
+        .filter(badge_members::Column::CustomerId.eq(customer_id))
+        .exec(conn)
+        .await?;
+    badges::Entity::update_many()
+        .col_expr(
+            badges::Column::MemberCount,
+            Expr::col(badges::Column::MemberCount).sub(1),
+        )
+        .filter(badges::Column::PartnerId.eq(partner_id))
+        .filter(badges::Column::Id.is_in(held))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
 /// Every Flexi badge of every partner not recalculated since `slot`, as (partner, badge).
 pub(crate) async fn due(
     db: &DatabaseConnection,

@@ -382,3 +382,60 @@ async fn badges_and_a_customers_badges_come_in_pages_newest_first() {
     let held: Vec<Uuid> = held1.iter().chain(&held2).map(|b| b.badge_id).collect();
     assert_eq!(held, [made[2], made[1], made[0]], "newest assignment first");
 }
+
+async fn an_erased_customer_holds_no_badges(db: DatabaseConnection) {
+    let store = Store::new(db.clone());
+    let partner = Uuid::now_v7();
+    let (jana, petr) = (customer_in("Praha"), customer_in("Brno"));
+    apply(&db, envelope(partner, &jana)).await;
+    apply(&db, envelope(partner, &petr)).await;
+    let b = create(&store, partner, badge(BadgeKind::Manual, None)).await;
+    for c in [&jana, &petr] {
+        assert!(assign(&store, partner, b.id, id(c)).await.unwrap());
+    }
+    let erase = envelope(
+        partner,
+        &ev::CustomerErased {
+            customer_id: jana.customer_id.clone(),
+        },
+    );
+    apply(&db, erase.clone()).await;
+    apply(&db, erase).await;
+    assert!(
+        store
+            .customer_badges(partner, id(&jana), 10, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(holders(&store, partner, b.id).await, [id(&petr)]);
+    assert_eq!(
+        store
+            .badge(partner, b.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .member_count,
+        1
+    );
+    let gone = HistoryFilter {
+        customer_id: Some(id(&jana)),
+        ..Default::default()
+    };
+    assert!(matches!(
+        store.history(partner, gone, 10, None).await,
+        Err(ApiError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn an_erased_customer_holds_no_badges_on_postgres() {
+    let (_db, db) = postgres().await;
+    an_erased_customer_holds_no_badges(db).await;
+}
+
+#[tokio::test]
+async fn an_erased_customer_holds_no_badges_on_sqlite() {
+    let (_dir, db) = sqlite().await;
+    an_erased_customer_holds_no_badges(db).await;
+}

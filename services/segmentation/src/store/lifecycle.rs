@@ -336,6 +336,7 @@ pub(crate) async fn erase(
             touched.insert(segment_id);
         }
     }
+    super::badges::forget_holder(txn, partner_id, customer_id).await?;
     membership_history::Entity::delete_many()
         .filter(membership_history::Column::PartnerId.eq(partner_id))
         .filter(membership_history::Column::CustomerId.eq(customer_id))
