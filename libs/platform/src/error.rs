@@ -380,6 +380,23 @@ mod tests {
     }
 
     #[test]
+    fn a_precondition_with_metadata_carries_reason_and_metadata() {
+        let status: Status = ApiError::PreconditionWithMetadata {
+            reason: "SEGMENT_IN_USE",
+            message: "in use".into(),
+            metadata: [("referencing_badge_ids".to_owned(), "b1,b2".to_owned())].into(),
+        }
+        .into();
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        let info = status.get_error_details().error_info().cloned().expect("info");
+        assert_eq!(info.reason, "SEGMENT_IN_USE");
+        assert_eq!(
+            info.metadata.get("referencing_badge_ids").map(String::as_str),
+            Some("b1,b2")
+        );
+    }
+
+    #[test]
     fn failed_precondition_carries_the_reason() {
         let status: Status = ApiError::precondition("INSUFFICIENT_POINTS", "not enough").into();
         assert_eq!(status.code(), Code::FailedPrecondition);
