@@ -388,10 +388,16 @@ mod tests {
         }
         .into();
         assert_eq!(status.code(), Code::FailedPrecondition);
-        let info = status.get_error_details().error_info().cloned().expect("info");
+        let info = status
+            .get_error_details()
+            .error_info()
+            .cloned()
+            .expect("info");
         assert_eq!(info.reason, "SEGMENT_IN_USE");
         assert_eq!(
-            info.metadata.get("referencing_badge_ids").map(String::as_str),
+            info.metadata
+                .get("referencing_badge_ids")
+                .map(String::as_str),
             Some("b1,b2")
         );
     }
