@@ -138,10 +138,8 @@ impl SegmentationApi {
         let Some(b) = req.badge else {
             return Err(ApiError::invalid("badge", "is required").into());
         };
-        let kind = kind_from_proto(b.kind).unwrap_or_else(|()| {
-            v.add("badge.kind", "must be MANUAL or FLEXI");
-            None
-        });
+        // An unknown number reads as unspecified, which the draft reports.
+        let kind = kind_from_proto(b.kind).ok().flatten();
         let criterion = criterion_in(&mut v, &b);
         let draft = BadgeDraft {
             display_name: b.display_name,
