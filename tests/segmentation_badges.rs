@@ -173,11 +173,10 @@ async fn a_badge_follows_a_segment_is_assigned_by_staff_and_keeps_its_segment_in
     })
     .await?;
 
-    // Bad icon and an unknown segment are named field by field.
-    let mut bad = badge(
-        "Broken",
-        member_of_segment(&uuid::Uuid::now_v7().to_string()),
-    );
+    // A bad icon is named field by field; a well-formed badge reading an unknown segment is
+    // refused at its criterion's path.
+    let unknown = member_of_segment(&uuid::Uuid::now_v7().to_string());
+    let mut bad = badge("Broken", unknown.clone());
     bad.icon_url = "http://cdn.example.com/x.png".into();
     bad.icon_content_type = "text/html".into();
     let refused = create_badge(&mut client, &key, "broken", bad)
@@ -186,13 +185,14 @@ async fn a_badge_follows_a_segment_is_assigned_by_staff_and_keeps_its_segment_in
     assert_eq!(refused.code(), Code::InvalidArgument);
     let mut fields = violated_fields(&refused);
     fields.sort();
+    assert_eq!(fields, ["badge.icon_content_type", "badge.icon_url"]);
+    let refused = create_badge(&mut client, &key, "unknown", badge("Unknown", unknown))
+        .await
+        .expect_err("unknown segment");
+    assert_eq!(refused.code(), Code::InvalidArgument);
     assert_eq!(
-        fields,
-        [
-            "badge.criterion.condition.field",
-            "badge.icon_content_type",
-            "badge.icon_url"
-        ]
+        violated_fields(&refused),
+        ["badge.criterion.condition.field"]
     );
 
     // The Flexi badge of Praha's members is assigned at creation; a retry answers the same.
