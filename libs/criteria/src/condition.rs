@@ -147,8 +147,17 @@ pub(crate) fn check_condition(
     let all = |pred: fn(&Value) -> bool| values.iter().all(pred);
     let is_int = |v: &Value| matches!(v, Value::Int(_));
     let is_string = |v: &Value| matches!(v, Value::String(_));
+    let is_bool = |v: &Value| matches!(v, Value::Bool(_));
     let kind = field.as_ref().map(Field::value_kind);
-    if kind == Some(ValueKind::Int) && !all(is_int) {
+    if kind == Some(ValueKind::Bool) && !all(is_bool) {
+        bad(
+            values_path.clone(),
+            format!(
+                "{} holds a boolean: values must be booleans",
+                fmt_field(&field)
+            ),
+        );
+    } else if kind == Some(ValueKind::Int) && !all(is_int) {
         bad(
             values_path.clone(),
             format!(
@@ -257,10 +266,15 @@ fn as_int(fact: &Fact) -> Option<i64> {
 }
 
 impl Condition {
-    /// Whether the facts fulfil the condition. A missing fact fulfils only `NOT_EQUAL`.
+    /// Whether the facts fulfil the condition. A missing fact fulfils only `NOT_EQUAL`,
+    /// except a membership (`segments.*`, `badges.*`), which is then `false`.
     pub fn evaluate(&self, facts: &Facts) -> bool {
-        let Some(fact) = facts.get(&self.field) else {
-            return self.operator == Operator::NotEqual;
+        let not_member = Fact::Bool(false);
+        let fact = match facts.get(&self.field) {
+            Some(fact) => fact,
+            // Facts list the groups a customer is in; any other group is known: not a member.
+            None if self.field.is_membership() => &not_member,
+            None => return self.operator == Operator::NotEqual,
         };
         let first = self.values.first();
         let order = |f: fn(i64, i64) -> bool| match (as_int(fact), first) {
@@ -528,5 +542,26 @@ mod tests {
         let c = |op| cond("features.purchase_count", op, vec![Value::Int(i64::MIN)]).evaluate(&f);
         assert!(c(Operator::LessOrEqual));
         assert!(!c(Operator::Less));
+    }
+
+    #[test]
+    fn a_membership_is_false_unless_the_facts_say_so_and_takes_only_booleans() {
+        let path = "segments.0190a0b1-7c2d-7e3f-8a4b-5c6d7e8f9a0b";
+        let member = Facts::default().with(path, Fact::Bool(true));
+        let none = Facts::default();
+        let is = cond(path, Operator::Equal, vec![Value::Bool(true)]);
+        let is_not = cond(path, Operator::Equal, vec![Value::Bool(false)]);
+        let differs = cond(path, Operator::NotEqual, vec![Value::Bool(true)]);
+        assert!(is.evaluate(&member) && !is.evaluate(&none));
+        assert!(!is_not.evaluate(&member) && is_not.evaluate(&none));
+        assert!(!differs.evaluate(&member) && differs.evaluate(&none));
+        assert_eq!(
+            paths(check(path, Some(Operator::Equal), vec![s("true")])),
+            ["condition.values"]
+        );
+        assert_eq!(
+            paths(check(path, Some(Operator::Exists), vec![])),
+            ["condition.operator"]
+        );
     }
 }

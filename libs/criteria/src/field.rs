@@ -1,5 +1,6 @@
 //! The fields a condition can compare, and what each of them allows.
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use crate::Operator;
 use crate::purchases::{Measure, Window};
@@ -77,6 +78,8 @@ const PURCHASES_PREFIX: &str = "purchases.";
 const LAST_DAYS_AGO_SUFFIX: &str = ".last_days_ago";
 const MESSAGES_PREFIX: &str = "messages.";
 const CAMPAIGNS_PREFIX: &str = "campaigns.";
+const SEGMENTS_PREFIX: &str = "segments.";
+const BADGES_PREFIX: &str = "badges.";
 
 const TEXT_OPERATORS: &[Operator] = &[
     Operator::Equal,
@@ -107,6 +110,7 @@ const NUMBER_OPERATORS: &[Operator] = &[
     Operator::Exists,
 ];
 const LIST_OPERATORS: &[Operator] = &[Operator::Contains, Operator::In, Operator::Exists];
+const BOOL_OPERATORS: &[Operator] = &[Operator::Equal, Operator::NotEqual];
 
 /// The kind of value a field holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -117,6 +121,8 @@ pub enum ValueKind {
     Int,
     /// A list of strings (cart product ids).
     StringList,
+    /// A boolean, always known (membership of a segment or badge: not a member is `false`).
+    Bool,
 }
 
 impl ValueKind {
@@ -126,6 +132,7 @@ impl ValueKind {
             ValueKind::String => "string",
             ValueKind::Int => "int",
             ValueKind::StringList => "string_list",
+            ValueKind::Bool => "bool",
         }
     }
 }
@@ -166,6 +173,11 @@ pub enum Field {
     /// lower-case hyphenated) got that response: `"true"`/`"false"` once the customer had any
     /// response to the campaign, missing before.
     CampaignResponse { campaign: String, response: String },
+    /// `segments.<segment uuid>`: whether the customer is a (stored) member of that segment
+    /// of the same partner; a boolean, `false` when not a member.
+    Segment(Uuid),
+    /// `badges.<badge uuid>`: whether the customer holds that badge; as [`Field::Segment`].
+    Badge(Uuid),
 }
 
 impl Field {
@@ -262,6 +274,18 @@ impl Field {
                 response: response(r)?,
             });
         }
+        for (prefix, field) in [
+            (SEGMENTS_PREFIX, Field::Segment as fn(Uuid) -> Field),
+            (BADGES_PREFIX, Field::Badge),
+        ] {
+            if let Some(id) = path.strip_prefix(prefix) {
+                // The hyphenated form only, so that a group has one path.
+                return match Uuid::try_parse(id) {
+                    Ok(uuid) if id.len() == 36 => Ok(field(uuid)),
+                    _ => Err(format!("{prefix}<id> needs a UUID, got {id:?}")),
+                };
+            }
+        }
         let known = |list: &[&str], name: &str| list.contains(&name).then(|| name.to_owned());
         let field = match path.split_once('.') {
             Some(("customer", a)) => known(CUSTOMER_ATTRIBUTES, a).map(Field::Customer),
@@ -293,6 +317,8 @@ impl Field {
             Field::CampaignResponse { campaign, response } => {
                 format!("{CAMPAIGNS_PREFIX}{campaign}.{response}")
             }
+            Field::Segment(id) => format!("{SEGMENTS_PREFIX}{id}"),
+            Field::Badge(id) => format!("{BADGES_PREFIX}{id}"),
         }
     }
 
@@ -314,6 +340,7 @@ impl Field {
             Field::Cart(_) => ValueKind::Int,
             Field::Purchases { measure, .. } if measure.is_list() => ValueKind::StringList,
             Field::Purchases { .. } => ValueKind::Int,
+            Field::Segment(_) | Field::Badge(_) => ValueKind::Bool,
         }
     }
 
@@ -325,12 +352,19 @@ impl Field {
             (_, ValueKind::String) => TEXT_OPERATORS,
             (_, ValueKind::Int) => NUMBER_OPERATORS,
             (_, ValueKind::StringList) => LIST_OPERATORS,
+            (_, ValueKind::Bool) => BOOL_OPERATORS,
         }
     }
 
     /// Whether the field reads the current cart.
     pub fn is_cart(&self) -> bool {
         matches!(self, Field::Cart(_))
+    }
+
+    /// Whether the field is the membership of another group (`segments.*`, `badges.*`):
+    /// its fact is always known, a missing one meaning "not a member".
+    pub fn is_membership(&self) -> bool {
+        matches!(self, Field::Segment(_) | Field::Badge(_))
     }
 }
 
@@ -449,6 +483,16 @@ pub fn catalog() -> Vec<FieldSpec> {
             ),
         ));
     }
+    out.push(spec(
+        Field::Segment(Uuid::nil()),
+        format!("{SEGMENTS_PREFIX}<segment_id>"),
+        "Whether the customer is a member of that segment (compare with a boolean)".to_owned(),
+    ));
+    out.push(spec(
+        Field::Badge(Uuid::nil()),
+        format!("{BADGES_PREFIX}<badge_id>"),
+        "Whether the customer holds that badge (compare with a boolean)".to_owned(),
+    ));
     for name in CART_NUMBERS.iter().chain(CART_LISTS) {
         let f = Field::Cart((*name).to_owned());
         out.push(spec(f.clone(), f.path(), format!("Current cart: {name}")));
@@ -482,6 +526,8 @@ mod tests {
             "messages.opened.count",
             "messages.hard_bounced.last_days_ago",
             "campaigns.0190d8a2-7c1e-7e59-9d3a-3f1c2b4a5e6f.clicked",
+            "segments.0190a0b1-7c2d-7e3f-8a4b-5c6d7e8f9a0b",
+            "badges.0190a0b1-7c2d-7e3f-8a4b-5c6d7e8f9a0b",
         ] {
             assert_eq!(Field::parse(path).unwrap().path(), path);
         }
@@ -536,6 +582,11 @@ mod tests {
             "campaigns.x.opened",
             "campaigns.0190d8a2-7c1e-7e59-9d3a-3f1c2b4a5e6f.read",
             "campaigns.0190d8a2-7c1e-7e59-9d3a-3f1c2b4a5e6f",
+            "segments.",
+            "segments.gold",
+            "segments.0190a0b17c2d7e3f8a4b5c6d7e8f9a0b",
+            "segments.{0190a0b1-7c2d-7e3f-8a4b-5c6d7e8f9a0b}",
+            "badges.0190a0b1-7c2d-7e3f-8a4b-5c6d7e8f9a0b.x",
         ] {
             assert!(Field::parse(path).is_err(), "{path:?} should be rejected");
         }
@@ -572,6 +623,10 @@ mod tests {
             kind("campaigns.0190d8a2-7c1e-7e59-9d3a-3f1c2b4a5e6f.opened"),
             ValueKind::String
         );
+        let segment = Field::parse("segments.0190a0b1-7c2d-7e3f-8a4b-5c6d7e8f9a0b").unwrap();
+        assert_eq!(segment.value_kind(), ValueKind::Bool);
+        assert_eq!(segment.operators(), [Operator::Equal, Operator::NotEqual]);
+        assert!(segment.is_membership() && !segment.is_cart());
     }
 
     #[test]
@@ -585,7 +640,7 @@ mod tests {
         let c = catalog();
         assert_eq!(
             c.len(),
-            10 + 1 + FEATURES.len() + 3 + Measure::ALL.len() + 1 + 6 * 3 + 4
+            10 + 1 + FEATURES.len() + 3 + Measure::ALL.len() + 1 + 6 * 3 + 2 + 4
         );
         assert!(c.iter().filter(|f| f.cart).count() == 4);
         assert!(c.iter().any(|f| f.path == "customer.properties.<key>"));

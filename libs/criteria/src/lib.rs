@@ -329,6 +329,8 @@ mod tests {
         "purchases.last_30_days.count",
         "purchases.ever.avg_minor",
         "purchases.last_7_days.product_ids",
+        "segments.0190a0b1-7c2d-7e3f-8a4b-5c6d7e8f9a0b",
+        "badges.0190a0b1-7c2d-7e3f-8a4b-5c6d7e8f9a0c",
         "cart.total_minor",
         "cart.line_count",
         "cart.product_ids",
@@ -345,6 +347,7 @@ mod tests {
         let string = word().prop_map(Value::String);
         match (field.value_kind(), op) {
             (ValueKind::Int, _) => int.boxed(),
+            (ValueKind::Bool, _) => any::<bool>().prop_map(Value::Bool).boxed(),
             (_, o) if o.is_ordering() => int.boxed(),
             (ValueKind::StringList, _) | (_, Operator::Contains) => string.boxed(),
             _ => prop_oneof![string, int, any::<bool>().prop_map(Value::Bool)].boxed(),
@@ -428,6 +431,7 @@ mod tests {
                 ValueKind::StringList => prop::collection::vec(word(), 0..3)
                     .prop_map(Fact::List)
                     .boxed(),
+                ValueKind::Bool => any::<bool>().prop_map(Fact::Bool).boxed(),
             };
             prop::option::of(f).prop_map(move |f| f.map(|f| (path, f)))
         };
@@ -489,7 +493,15 @@ mod tests {
         fn without_facts_only_not_equal_holds(c in valid_condition()) {
             let c = Criterion::parse(c).unwrap();
             let Criterion::Condition(cond) = &c else { unreachable!() };
-            prop_assert_eq!(c.evaluate(&Facts::default()), cond.operator == Operator::NotEqual);
+            // A membership is never missing: without facts it is "not a member".
+            let as_not_member = cond.field.is_membership()
+                && c.evaluate(&Facts::default().with(cond.field.path(), Fact::Bool(false)));
+            let expected = if cond.field.is_membership() {
+                as_not_member
+            } else {
+                cond.operator == Operator::NotEqual
+            };
+            prop_assert_eq!(c.evaluate(&Facts::default()), expected);
         }
 
         #[test]

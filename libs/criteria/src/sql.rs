@@ -63,6 +63,14 @@ pub enum Column {
     /// [`time_form`], `{"us": <microseconds since the Unix epoch>}`; no member means the
     /// fact is missing. Stored times must be whole microseconds.
     DaysBeforeMember { column: &'static str, key: String },
+    /// Membership of a group: true when `table` has a row with the group's id in
+    /// `group_column` and the target row's customer and partner under the target's
+    /// `id_column` and `partner_column` names (an `EXISTS`, scoped by partner); never missing.
+    Membership {
+        table: &'static str,
+        group_column: &'static str,
+        group_id: Uuid,
+    },
 }
 
 /// The columns a [`Column::Purchases`] table has: `partner_id`, `customer_id`,
@@ -379,7 +387,15 @@ struct Compiler<'t, 'a, 'p> {
 enum Source {
     Int(String),
     Days(Time),
-    Text { column: String, key: String },
+    Text {
+        column: String,
+        key: String,
+    },
+    Member {
+        table: String,
+        group_column: String,
+        group_id: Uuid,
+    },
 }
 
 /// Where a days-ago fact's time is: a timestamp column, or microseconds in a JSON member.
@@ -427,6 +443,15 @@ impl Compiler<'_, '_, '_> {
                 column: identifier(column)?,
                 key,
             }),
+            Column::Membership {
+                table,
+                group_column,
+                group_id,
+            } => Source::Member {
+                table: identifier(table)?,
+                group_column: identifier(group_column)?,
+                group_id,
+            },
         })
     }
 
@@ -480,6 +505,29 @@ impl Compiler<'_, '_, '_> {
         Ok(Some(format!("COALESCE(\"pw{i}\".\"pw{i}_f{j}\", 0) = 1")))
     }
 
+    /// Whether the target row's customer is a member of the group (binds the group id at
+    /// each use, so that SQLite's positional `?` stay in order).
+    fn membership_exists(&mut self, source: &Source) -> Result<String, SqlError> {
+        let Source::Member {
+            table,
+            group_column,
+            group_id,
+        } = source
+        else {
+            unreachable!("membership_exists() is called for membership sources only")
+        };
+        let (target, id, partner) = (
+            identifier(self.target.table)?,
+            identifier(self.target.id_column)?,
+            identifier(self.target.partner_column)?,
+        );
+        let g = self.params.push(SqlValue::Uuid(*group_id));
+        Ok(format!(
+            "EXISTS (SELECT 1 FROM {table} AS \"m\" WHERE \"m\".{partner} = {target}.{partner} \
+             AND \"m\".{id} = {target}.{id} AND \"m\".{group_column} = {g})"
+        ))
+    }
+
     fn condition(&mut self, c: &Condition) -> Result<String, SqlError> {
         if let Some(flag) = self.list_flag(c)? {
             return Ok(format!("COALESCE({flag}, {FALSE})"));
@@ -490,16 +538,17 @@ impl Compiler<'_, '_, '_> {
             Operator::Exists => match &source {
                 Source::Text { .. } => format!("{} <> ''", self.text(&source, "t")),
                 Source::Int(_) | Source::Days(_) => self.present(&source),
+                Source::Member { .. } => TRUE.to_owned(),
             },
             Operator::Equal => match first {
-                Some(v) => self.equals(&source, v),
+                Some(v) => self.equals(&source, v)?,
                 None => FALSE.to_owned(),
             },
             // "Missing or different" is exactly "not equal-and-present", and a comparison
             // with a missing fact is NULL (or FALSE), so the COALESCE covers the missing fact.
             Operator::NotEqual => match first {
                 Some(v) => {
-                    let eq = self.equals(&source, v);
+                    let eq = self.equals(&source, v)?;
                     format!("NOT COALESCE({eq}, {FALSE})")
                 }
                 None => {
@@ -507,7 +556,7 @@ impl Compiler<'_, '_, '_> {
                     format!("NOT ({present})")
                 }
             },
-            Operator::In => self.one_of(&source, &c.values),
+            Operator::In => self.one_of(&source, &c.values)?,
             Operator::Contains => match (&source, first) {
                 (Source::Text { .. }, Some(Value::String(v))) => {
                     let t = self.text(&source, "t");
@@ -627,6 +676,7 @@ impl Compiler<'_, '_, '_> {
             Source::Int(col) => format!("{col} IS NOT NULL"),
             Source::Days(time) => format!("{} IS NOT NULL", self.time(time)),
             Source::Text { .. } => format!("{} IS NOT NULL", self.text(source, "t")),
+            Source::Member { .. } => TRUE.to_owned(),
         }
     }
 
@@ -678,8 +728,18 @@ impl Compiler<'_, '_, '_> {
     }
 
     /// Whether the fact equals one value (`NULL` when the fact is missing).
-    fn equals(&mut self, source: &Source, v: &Value) -> String {
-        match (source, v) {
+    fn equals(&mut self, source: &Source, v: &Value) -> Result<String, SqlError> {
+        Ok(match (source, v) {
+            (Source::Member { .. }, Value::Bool(b)) => {
+                let exists = self.membership_exists(source)?;
+                if *b { exists } else { format!("NOT {exists}") }
+            }
+            // As the evaluator: a string reads as a boolean, an integer never equals one.
+            (Source::Member { .. }, Value::String(s)) => match parse_bool(s) {
+                Some(b) => self.equals(source, &Value::Bool(b))?,
+                None => FALSE.to_owned(),
+            },
+            (Source::Member { .. }, Value::Int(_)) => FALSE.to_owned(),
             (Source::Text { .. }, Value::String(s)) => {
                 let t = self.text(source, "t");
                 let p = self.params.push(SqlValue::Text(fold(s)));
@@ -697,7 +757,7 @@ impl Compiler<'_, '_, '_> {
             }
             // An integer fact equals a string that parses as that integer, never a boolean.
             (Source::Int(_) | Source::Days(_), Value::String(s)) => match parse_int(s) {
-                Some(n) => self.equals(source, &Value::Int(n)),
+                Some(n) => self.equals(source, &Value::Int(n))?,
                 None => FALSE.to_owned(),
             },
             (Source::Int(_) | Source::Days(_), Value::Bool(_)) => FALSE.to_owned(),
@@ -706,12 +766,12 @@ impl Compiler<'_, '_, '_> {
                 format!("{col} = {p}")
             }
             (Source::Days(_), Value::Int(n)) => self.days_between(source, *n, *n),
-        }
+        })
     }
 
     /// Whether the fact equals one of `values`: one `IN` list per kind of value for a text
     /// fact (the member is read once) or an integer column, equalities otherwise.
-    fn one_of(&mut self, source: &Source, values: &[Value]) -> String {
+    fn one_of(&mut self, source: &Source, values: &[Value]) -> Result<String, SqlError> {
         let mut parts = Vec::new();
         match source {
             Source::Text { .. } => {
@@ -756,20 +816,20 @@ impl Compiler<'_, '_, '_> {
                     parts.push(self.in_list(col.clone(), list));
                 }
             }
-            Source::Days(_) => {
+            Source::Days(_) | Source::Member { .. } => {
                 for v in values {
-                    parts.push(self.equals(source, v));
+                    parts.push(self.equals(source, v)?);
                 }
             }
         }
         if parts.is_empty() {
-            return FALSE.to_owned();
+            return Ok(FALSE.to_owned());
         }
-        parts
+        Ok(parts
             .into_iter()
             .map(|p| format!("COALESCE({p}, {FALSE})"))
             .collect::<Vec<_>>()
-            .join(" OR ")
+            .join(" OR "))
     }
 
     fn in_list(&mut self, expr: String, list: Vec<SqlValue>) -> String {
@@ -794,6 +854,8 @@ impl Compiler<'_, '_, '_> {
                 let p = self.params.push(SqlValue::Int(v));
                 format!("{i} {sym} {p}")
             }
+            // A boolean is never ordered (as in the evaluator).
+            Source::Member { .. } => FALSE.to_owned(),
             Source::Days(_) => {
                 let (lo, hi) = match op {
                     Operator::Less => match v.checked_sub(1) {
@@ -891,6 +953,11 @@ mod tests {
                 column: "facts",
                 key: field.path(),
             }),
+            Field::Segment(id) => Some(Column::Membership {
+                table: "segment_members",
+                group_column: "segment_id",
+                group_id: *id,
+            }),
             _ => None,
         }
     }
@@ -967,6 +1034,53 @@ mod tests {
             SqlValue::Text("$.\"customer.city\".t".into())
         );
         assert!(!lite.sql.contains("OR 1=1"));
+    }
+
+    #[test]
+    fn a_membership_is_an_exists_over_the_member_table_of_the_same_partner_and_customer() {
+        let group = Uuid::now_v7();
+        let path = format!("segments.{group}");
+        let c = parse(RawCriterion::Any(vec![
+            cond(&path, Operator::Equal, vec![Value::Bool(true)]),
+            cond(&path, Operator::NotEqual, vec![Value::Bool(false)]),
+        ]));
+        let pg = c
+            .to_sql(&target(Dialect::Postgres), Uuid::nil(), now())
+            .unwrap();
+        let exists = |n: u8| {
+            format!(
+                "EXISTS (SELECT 1 FROM \"segment_members\" AS \"m\" WHERE \"m\".\"partner_id\" = \
+                 \"customer_features\".\"partner_id\" AND \"m\".\"customer_id\" = \
+                 \"customer_features\".\"customer_id\" AND \"m\".\"segment_id\" = ${n})"
+            )
+        };
+        assert_eq!(
+            pg.sql,
+            format!(
+                "SELECT \"customer_id\" FROM \"customer_features\" WHERE \"partner_id\" = $1 AND \
+                 ((COALESCE({}, FALSE)) OR (COALESCE(NOT COALESCE(NOT {}, FALSE), FALSE))) \
+                 ORDER BY \"customer_id\"",
+                exists(2),
+                exists(3)
+            )
+        );
+        assert_eq!(
+            pg.values[1..],
+            [SqlValue::Uuid(group), SqlValue::Uuid(group)]
+        );
+        let lite = c
+            .to_sql(&target(Dialect::Sqlite), Uuid::nil(), now())
+            .unwrap();
+        assert_eq!(lite.sql.matches('?').count(), lite.values.len());
+        let badge = parse(cond(
+            &format!("badges.{group}"),
+            Operator::Equal,
+            vec![Value::Bool(true)],
+        ));
+        assert_eq!(
+            badge.to_sql(&target(Dialect::Postgres), Uuid::nil(), now()),
+            Err(SqlError::Unmapped(format!("badges.{group}")))
+        );
     }
 
     #[test]

@@ -25,6 +25,14 @@ pub enum ApiError {
         reason: &'static str,
         message: String,
     },
+    /// FAILED_PRECONDITION whose ErrorInfo also carries metadata, e.g. the ids of what
+    /// prevents the change.
+    #[error("{message}")]
+    PreconditionWithMetadata {
+        reason: &'static str,
+        message: String,
+        metadata: std::collections::BTreeMap<String, String>,
+    },
     #[error("{0} already exists")]
     AlreadyExists(String),
     /// ALREADY_EXISTS with an ErrorInfo reason, e.g. an idempotency key reused for another
@@ -162,6 +170,21 @@ impl From<ApiError> for Status {
                     reason,
                     ERROR_DOMAIN,
                     std::collections::HashMap::<String, String>::new(),
+                ),
+            ),
+            ApiError::PreconditionWithMetadata {
+                reason,
+                message,
+                metadata,
+            } => Status::with_error_details(
+                Code::FailedPrecondition,
+                message,
+                ErrorDetails::with_error_info(
+                    reason,
+                    ERROR_DOMAIN,
+                    metadata
+                        .into_iter()
+                        .collect::<std::collections::HashMap<String, String>>(),
                 ),
             ),
             ApiError::AlreadyExists(what) => {
@@ -354,6 +377,29 @@ mod tests {
             .map(|f| f.field.as_str())
             .collect();
         assert_eq!(fields, ["cart.lines[0].quantity", "identifier.value"]);
+    }
+
+    #[test]
+    fn a_precondition_with_metadata_carries_reason_and_metadata() {
+        let status: Status = ApiError::PreconditionWithMetadata {
+            reason: "SEGMENT_IN_USE",
+            message: "in use".into(),
+            metadata: [("referencing_badge_ids".to_owned(), "b1,b2".to_owned())].into(),
+        }
+        .into();
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        let info = status
+            .get_error_details()
+            .error_info()
+            .cloned()
+            .expect("info");
+        assert_eq!(info.reason, "SEGMENT_IN_USE");
+        assert_eq!(
+            info.metadata
+                .get("referencing_badge_ids")
+                .map(String::as_str),
+            Some("b1,b2")
+        );
     }
 
     #[test]

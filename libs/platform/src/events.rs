@@ -94,6 +94,8 @@ domain_events!(
     MessageClicked,
     MessageUnsubscribed
 );
+// Badge holders (segmentation service, issue #7): one per customer getting or losing a badge.
+domain_events!(BadgeAssigned, BadgeRemoved);
 
 /// Appends an event to the outbox inside the caller's transaction.
 pub async fn enqueue<C: ConnectionTrait, E: DomainEvent>(

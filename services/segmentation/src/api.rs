@@ -1,4 +1,5 @@
 //! gRPC adapter of `SegmentationService`.
+mod badges;
 mod feature_store;
 #[cfg(test)]
 mod purchase_window_tests;
@@ -8,7 +9,7 @@ mod segments;
 use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
-use loyalty_criteria::{Criterion, Operator, RawCriterion, Value};
+use loyalty_criteria::{Criterion, Field, Operator, RawCriterion, Value};
 use loyalty_platform::{
     ApiError, Role, Violations,
     auth::principal,
@@ -25,8 +26,8 @@ use uuid::Uuid;
 
 use crate::{
     domain::{
-        Cart, CartLine, Membership, Segment, SegmentDraft, SegmentKind, memberships,
-        parse_criterion,
+        Cart, CartLine, Membership, Segment, SegmentDraft, SegmentKind, add_membership_facts,
+        memberships, parse_criterion,
     },
     store::{Store, features, purchases},
 };
@@ -308,10 +309,23 @@ impl SegmentationService for SegmentationApi {
         v.into_result()?;
         let customer_id = customer_id.unwrap_or_default();
 
-        let (stored, online, features) = tokio::try_join!(
+        let online = self.online_segments(partner_id).await?;
+        // The hot path reads the customer's badges only when an online segment needs them.
+        let reads_badges = online.iter().any(|s| {
+            s.criterion
+                .conditions()
+                .any(|c| matches!(c.field, Field::Badge(_)))
+        });
+        let (stored, features, badges) = tokio::try_join!(
             self.store.memberships(partner_id, customer_id),
-            self.online_segments(partner_id),
             features::features(self.store.db(), partner_id, customer_id),
+            async {
+                if reads_badges {
+                    self.store.customer_badge_ids(partner_id, customer_id).await
+                } else {
+                    Ok(Vec::new())
+                }
+            },
         )?;
         let now = Utc::now();
         let mut facts = features.facts(now);
@@ -319,6 +333,8 @@ impl SegmentationService for SegmentationApi {
         facts.extend(
             purchases::facts_for(self.store.db(), partner_id, customer_id, criteria, now).await?,
         );
+        let segment_ids: Vec<Uuid> = stored.iter().map(|m| m.segment_id).collect();
+        add_membership_facts(&mut facts, &segment_ids, &badges);
         if let Some(cart) = &cart {
             cart.add_facts(&mut facts);
         }
@@ -426,17 +442,80 @@ impl SegmentationService for SegmentationApi {
         self.list_criterion_fields_rpc(request).await
     }
 
+    #[tracing::instrument(skip_all)]
+    async fn create_badge(
+        &self,
+        request: Request<pb::CreateBadgeRequest>,
+    ) -> Result<Response<pb::CreateBadgeResponse>, Status> {
+        self.create_badge_rpc(request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_badge(
+        &self,
+        request: Request<pb::GetBadgeRequest>,
+    ) -> Result<Response<pb::GetBadgeResponse>, Status> {
+        self.get_badge_rpc(request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_badges(
+        &self,
+        request: Request<pb::ListBadgesRequest>,
+    ) -> Result<Response<pb::ListBadgesResponse>, Status> {
+        self.list_badges_rpc(request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn update_badge(
+        &self,
+        request: Request<pb::UpdateBadgeRequest>,
+    ) -> Result<Response<pb::UpdateBadgeResponse>, Status> {
+        self.update_badge_rpc(request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn delete_badge(
+        &self,
+        request: Request<pb::DeleteBadgeRequest>,
+    ) -> Result<Response<pb::DeleteBadgeResponse>, Status> {
+        self.delete_badge_rpc(request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn assign_badge(
+        &self,
+        request: Request<pb::AssignBadgeRequest>,
+    ) -> Result<Response<pb::AssignBadgeResponse>, Status> {
+        self.assign_badge_rpc(request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn remove_badge(
+        &self,
+        request: Request<pb::RemoveBadgeRequest>,
+    ) -> Result<Response<pb::RemoveBadgeResponse>, Status> {
+        self.remove_badge_rpc(request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_badge_members(
+        &self,
+        request: Request<pb::ListBadgeMembersRequest>,
+    ) -> Result<Response<pb::ListBadgeMembersResponse>, Status> {
+        self.list_badge_members_rpc(request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_customer_badges(
+        &self,
+        request: Request<pb::ListCustomerBadgesRequest>,
+    ) -> Result<Response<pb::ListCustomerBadgesResponse>, Status> {
+        self.list_customer_badges_rpc(request).await
+    }
+
     loyalty_platform::rpcs_not_yet_implemented! {
         "lands with issue #7 (segmentation)";
-        create_badge(pb::CreateBadgeRequest) -> pb::CreateBadgeResponse;
-        get_badge(pb::GetBadgeRequest) -> pb::GetBadgeResponse;
-        list_badges(pb::ListBadgesRequest) -> pb::ListBadgesResponse;
-        update_badge(pb::UpdateBadgeRequest) -> pb::UpdateBadgeResponse;
-        delete_badge(pb::DeleteBadgeRequest) -> pb::DeleteBadgeResponse;
-        assign_badge(pb::AssignBadgeRequest) -> pb::AssignBadgeResponse;
-        remove_badge(pb::RemoveBadgeRequest) -> pb::RemoveBadgeResponse;
-        list_badge_members(pb::ListBadgeMembersRequest) -> pb::ListBadgeMembersResponse;
-        list_customer_badges(pb::ListCustomerBadgesRequest) -> pb::ListCustomerBadgesResponse;
         create_audience(pb::CreateAudienceRequest) -> pb::CreateAudienceResponse;
         get_audience(pb::GetAudienceRequest) -> pb::GetAudienceResponse;
         list_audiences(pb::ListAudiencesRequest) -> pb::ListAudiencesResponse;

@@ -17,8 +17,8 @@ use uuid::Uuid;
 use super::{READERS, SegmentationApi, membership_to_proto, raw_from_proto, segment_to_proto};
 use crate::{
     domain::{
-        HistoryEntry, ManualChange, Member, Membership, MembershipCause, Segment, SegmentDraft,
-        SegmentKind, parse_criterion,
+        GroupKind, HistoryEntry, ManualChange, Member, Membership, MembershipCause, Segment,
+        SegmentDraft, SegmentKind, parse_criterion,
     },
     store::membership::{
         HistoryFilter, ManualOutcome, Recalculated, SegmentFilter, rule, stored_time,
@@ -26,10 +26,10 @@ use crate::{
 };
 
 /// Roles that change segment definitions and recalculate them.
-const EDITORS: &[Role] = &[Role::Marketing];
+pub(super) const EDITORS: &[Role] = &[Role::Marketing];
 /// Roles that add and remove members: marketing, Customer 360 operators (support) and
 /// automation workflows (service).
-const MEMBERSHIP_EDITORS: &[Role] = &[Role::Marketing, Role::Support, Role::Service];
+pub(super) const MEMBERSHIP_EDITORS: &[Role] = &[Role::Marketing, Role::Support, Role::Service];
 /// Fields UpdateSegment may change.
 const UPDATABLE: &[&str] = &[
     "display_name",
@@ -67,7 +67,7 @@ fn kind_from_proto(v: i32) -> Result<Option<SegmentKind>, ()> {
     }
 }
 
-fn member_to_proto(m: &Member) -> pb::GroupMember {
+pub(super) fn member_to_proto(m: &Member) -> pb::GroupMember {
     pb::GroupMember {
         customer_id: m.customer_id.to_string(),
         add_time: Some(to_timestamp(m.added_at)),
@@ -79,9 +79,12 @@ fn history_to_proto(h: &HistoryEntry) -> pb::MembershipHistoryEntry {
     pb::MembershipHistoryEntry {
         id: h.id.to_string(),
         customer_id: h.customer_id.to_string(),
-        group_kind: pb::GroupKind::Segment as i32,
-        group_id: h.segment_id.to_string(),
-        group_display_name: h.segment_display_name.clone(),
+        group_kind: match h.group_kind {
+            GroupKind::Segment => pb::GroupKind::Segment,
+            GroupKind::Badge => pb::GroupKind::Badge,
+        } as i32,
+        group_id: h.group_id.to_string(),
+        group_display_name: h.group_display_name.clone(),
         change: if h.entered {
             pb::MembershipChange::Entered
         } else {
@@ -97,7 +100,7 @@ fn history_to_proto(h: &HistoryEntry) -> pb::MembershipHistoryEntry {
 }
 
 /// A UUID field reported under `field` in `v`.
-fn uuid_in(v: &mut Violations, field: &str, value: &str) -> Option<Uuid> {
+pub(super) fn uuid_in(v: &mut Violations, field: &str, value: &str) -> Option<Uuid> {
     match parse_uuid(field, value) {
         Ok(id) => Some(id),
         Err(ApiError::InvalidArgument(found)) => {
@@ -111,7 +114,7 @@ fn uuid_in(v: &mut Violations, field: &str, value: &str) -> Option<Uuid> {
 }
 
 /// Who makes a manual change: MANUAL (an operator) or WORKFLOW (with its execution id).
-fn manual_change(
+pub(super) fn manual_change(
     v: &mut Violations,
     cause: i32,
     workflow_execution_id: &str,
@@ -462,13 +465,19 @@ impl SegmentationApi {
         let limit = paging::page_size(&mut v, req.page_size);
         let after = paging::parse_time_token(&mut v, &req.page_token);
         v.into_result()?;
-        // Only segments keep membership history so far; badges and audiences have none.
-        if matches!(group_kind, pb::GroupKind::Badge | pb::GroupKind::Audience) {
-            return Ok(Response::new(pb::ListMembershipHistoryResponse::default()));
-        }
+        let group_kind = match group_kind {
+            pb::GroupKind::Unspecified => None,
+            pb::GroupKind::Segment => Some(GroupKind::Segment),
+            pb::GroupKind::Badge => Some(GroupKind::Badge),
+            // Audiences keep no membership history here (yet).
+            pb::GroupKind::Audience => {
+                return Ok(Response::new(pb::ListMembershipHistoryResponse::default()));
+            }
+        };
         let filter = HistoryFilter {
             customer_id,
-            segment_id: group_id,
+            group_id,
+            group_kind,
             from,
             until,
         };

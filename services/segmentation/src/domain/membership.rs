@@ -50,6 +50,41 @@ impl MembershipCause {
     }
 }
 
+/// The kinds of customer group whose members are stored here.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub enum GroupKind {
+    Segment,
+    Badge,
+}
+
+impl GroupKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GroupKind::Segment => "segment",
+            GroupKind::Badge => "badge",
+        }
+    }
+
+    pub fn parse_str(s: &str) -> Option<GroupKind> {
+        Some(match s {
+            "segment" => GroupKind::Segment,
+            "badge" => GroupKind::Badge,
+            _ => return None,
+        })
+    }
+}
+
+/// A group whose membership changes: what kind, which one, and its name at the time (kept in
+/// the history, which outlives the group).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Group<'a> {
+    pub kind: GroupKind,
+    pub id: Uuid,
+    pub display_name: &'a str,
+}
+
 /// Who changes a membership by hand: an operator, or a workflow (its execution, if known).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ManualChange {
@@ -114,6 +149,15 @@ impl SegmentRule {
 }
 
 impl Segment {
+    /// This segment as a group whose members change.
+    pub fn group(&self) -> Group<'_> {
+        Group {
+            kind: GroupKind::Segment,
+            id: self.id,
+            display_name: &self.display_name,
+        }
+    }
+
     /// Whether this segment stores members (a criterion reading the cart holds only online).
     pub fn stores_members(&self) -> bool {
         !self.criterion.uses_cart()
@@ -180,14 +224,16 @@ pub struct Member {
     pub cause: MembershipCause,
 }
 
-/// One change of a customer's membership of a segment.
+/// One change of a customer's membership of a segment or badge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryEntry {
     pub id: Uuid,
     pub customer_id: Uuid,
-    pub segment_id: Uuid,
-    /// The segment's name at the time (empty for changes recorded before names were kept).
-    pub segment_display_name: String,
+    pub group_kind: GroupKind,
+    /// The segment or badge.
+    pub group_id: Uuid,
+    /// The group's name at the time (empty for changes recorded before names were kept).
+    pub group_display_name: String,
     /// Entered (true) or left (false).
     pub entered: bool,
     pub cause: MembershipCause,
@@ -283,6 +329,14 @@ mod tests {
             criterion: Some(s.criterion.clone()),
             note: s.note.clone(),
         }
+    }
+
+    #[test]
+    fn group_kinds_round_trip_through_their_stored_names() {
+        for k in [GroupKind::Segment, GroupKind::Badge] {
+            assert_eq!(GroupKind::parse_str(k.as_str()), Some(k));
+        }
+        assert_eq!(GroupKind::parse_str("audience"), None);
     }
 
     #[test]

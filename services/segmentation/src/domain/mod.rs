@@ -1,8 +1,10 @@
 //! Segmentation rules: a customer's features as criteria facts, segment definitions, who
 //! belongs, and the memberships a customer sees. No I/O here.
+mod badges;
 mod features;
 mod membership;
 mod purchases;
+mod references;
 pub mod rfm;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -13,12 +15,17 @@ use loyalty_platform::Violations;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub use badges::{Badge, BadgeDraft, BadgeKind, BadgeRule, CustomerBadge, Icon};
 pub use features::{CriterionTarget, FeatureSummary};
 pub use membership::{
-    HistoryEntry, ManualChange, Member, MembershipCause, Recalculation, SegmentRule, due_for,
-    last_daily_run, next_daily_run, parse_daily_time,
+    Group, GroupKind, HistoryEntry, ManualChange, Member, MembershipCause, Recalculation,
+    SegmentRule, due_for, last_daily_run, next_daily_run, parse_daily_time,
 };
 pub use purchases::{purchase_facts, purchase_window};
+pub use references::{
+    GroupId, Referable, ReferenceGraph, add_membership_facts, check_references, referenced,
+    references,
+};
 
 /// Most lines a cart sent for online recalculation may have.
 pub const MAX_CART_LINES: usize = 500;

@@ -15,6 +15,7 @@ loyalty_platform::migrator![
     CustomerActivity,
     CustomerPurchases,
     CustomerRfm,
+    Badges
 ];
 
 struct InitialSchema;
@@ -538,5 +539,137 @@ impl MigrationTrait for CustomerActivity {
                 .to_owned(),
         )
         .await
+    }
+}
+
+/// Badges and their holders; membership history rows say which kind of group they are about
+/// (rows written before are about segments).
+struct Badges;
+
+impl MigrationName for Badges {
+    fn name(&self) -> &str {
+        "m0008_badges"
+    }
+}
+
+#[derive(DeriveIden)]
+enum BadgeTable {
+    #[sea_orm(iden = "badges")]
+    Table,
+    Id,
+    PartnerId,
+    DisplayName,
+    Kind,
+    Criterion,
+    IconUrl,
+    IconContentType,
+    VisibleToCustomer,
+    Note,
+    MemberCount,
+    LastRecalculatedAt,
+    CreatedAt,
+    Version,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum BadgeMembers {
+    Table,
+    BadgeId,
+    CustomerId,
+    PartnerId,
+    AddedAt,
+    Cause,
+}
+
+#[derive(DeriveIden)]
+enum HistoryGroupKind {
+    #[sea_orm(iden = "membership_history")]
+    Table,
+    GroupKind,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Badges {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table(BadgeTable::Table)
+                .col(uuid(BadgeTable::Id).primary_key())
+                .col(uuid(BadgeTable::PartnerId))
+                .col(string(BadgeTable::DisplayName))
+                .col(string(BadgeTable::Kind))
+                .col(json_null(BadgeTable::Criterion))
+                .col(text(BadgeTable::IconUrl))
+                .col(string(BadgeTable::IconContentType))
+                .col(boolean(BadgeTable::VisibleToCustomer))
+                .col(text(BadgeTable::Note))
+                .col(big_integer(BadgeTable::MemberCount))
+                .col(timestamp_with_time_zone_null(
+                    BadgeTable::LastRecalculatedAt,
+                ))
+                .col(timestamp_with_time_zone(BadgeTable::CreatedAt))
+                .col(big_integer(BadgeTable::Version))
+                .col(timestamp_with_time_zone_null(BadgeTable::UpdatedAt))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("badges_partner")
+                .table(BadgeTable::Table)
+                .col(BadgeTable::PartnerId)
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(BadgeMembers::Table)
+                .col(uuid(BadgeMembers::BadgeId))
+                .col(uuid(BadgeMembers::CustomerId))
+                .col(uuid(BadgeMembers::PartnerId))
+                .col(timestamp_with_time_zone(BadgeMembers::AddedAt))
+                .col(string(BadgeMembers::Cause))
+                .primary_key(
+                    Index::create()
+                        .col(BadgeMembers::BadgeId)
+                        .col(BadgeMembers::CustomerId),
+                )
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("badge_members_customer")
+                .table(BadgeMembers::Table)
+                .col(BadgeMembers::PartnerId)
+                .col(BadgeMembers::CustomerId)
+                .to_owned(),
+        )
+        .await?;
+        m.alter_table(
+            Table::alter()
+                .table(HistoryGroupKind::Table)
+                .add_column(string(HistoryGroupKind::GroupKind).default("segment"))
+                .to_owned(),
+        )
+        .await
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.alter_table(
+            Table::alter()
+                .table(HistoryGroupKind::Table)
+                .drop_column(HistoryGroupKind::GroupKind)
+                .to_owned(),
+        )
+        .await?;
+        for t in [
+            BadgeMembers::Table.into_iden(),
+            BadgeTable::Table.into_iden(),
+        ] {
+            m.drop_table(Table::drop().table(t).to_owned()).await?;
+        }
+        Ok(())
     }
 }

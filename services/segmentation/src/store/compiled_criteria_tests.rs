@@ -1,7 +1,7 @@
 //! The two evaluators of one criterion agree: the statement compiled to SQL
 //! ([`features::members_query`]) selects exactly the customers the in-memory evaluator admits,
 //! on PostgreSQL and on SQLite, and never another partner's customer.
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use loyalty_criteria::{Criterion, Field, Operator, RawCriterion, ValueKind};
@@ -10,10 +10,14 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
-use super::entities::{customer_features, customer_purchases};
+use super::entities::{badge_members, customer_features, customer_purchases, segment_members};
 use super::features::{self, features_from, write};
+use super::groups::on_members;
 use super::purchases;
-use crate::domain::{Activity, Consent, EmailBounce, Features, Tier};
+use crate::domain::{
+    Activity, Consent, EmailBounce, Features, GroupKind, MembershipCause, Tier,
+    add_membership_facts,
+};
 use loyalty_criteria::purchases::Purchase;
 
 const ATTRIBUTES: &[&str] = &["city", "email"];
@@ -59,6 +63,16 @@ const FIELDS: &[&str] = &[
     "campaigns.0190d8a2-7c1e-7e59-9d3a-3f1c2b4a5e6f.opened",
     "campaigns.0190d8a2-7c1e-7e59-9d3a-3f1c2b4a5e6f.clicked",
     "campaigns.0190d8a2-0000-7000-8000-000000000002.opened",
+    "segments.0190a0b1-7c2d-7e3f-8a4b-5c6d7e8f9a01",
+    "segments.0190a0b1-7c2d-7e3f-8a4b-5c6d7e8f9a02",
+    "badges.0190a0b1-7c2d-7e3f-8a4b-5c6d7e8f9a01",
+];
+/// The groups of the `segments.*`/`badges.*` fields above (a badge may share a segment's id:
+/// the two tables are apart).
+const GROUPS: &[(GroupKind, &str)] = &[
+    (GroupKind::Segment, "0190a0b1-7c2d-7e3f-8a4b-5c6d7e8f9a01"),
+    (GroupKind::Segment, "0190a0b1-7c2d-7e3f-8a4b-5c6d7e8f9a02"),
+    (GroupKind::Badge, "0190a0b1-7c2d-7e3f-8a4b-5c6d7e8f9a01"),
 ];
 /// The campaigns of the `campaigns.*` fields above.
 const CAMPAIGNS: &[&str] = &[
@@ -117,6 +131,7 @@ fn value_of(field: &Field, op: Operator) -> BoxedStrategy<loyalty_criteria::Valu
     let string = word().prop_map(Value::String);
     match (field.value_kind(), op) {
         (ValueKind::Int, _) => int.boxed(),
+        (ValueKind::Bool, _) => any::<bool>().prop_map(Value::Bool).boxed(),
         (_, o) if o.is_ordering() => int.boxed(),
         (ValueKind::StringList, _) | (_, Operator::Contains) => string.boxed(),
         _ => prop_oneof![
@@ -229,6 +244,8 @@ struct Customer {
     events_last: Vec<Option<Ago>>,
     /// Message responses: (response, campaign, when, counted).
     messages: Vec<(&'static str, Option<&'static str>, Ago, bool)>,
+    /// Membership of each of [`GROUPS`].
+    groups: Vec<bool>,
 }
 
 fn activity() -> impl Strategy<Value = Activity> {
@@ -300,6 +317,7 @@ fn customer(now: DateTime<Utc>) -> impl Strategy<Value = Customer> {
             ),
             0..4,
         ),
+        prop::collection::vec(any::<bool>(), GROUPS.len()),
     )
         .prop_map(
             |(
@@ -312,6 +330,7 @@ fn customer(now: DateTime<Utc>) -> impl Strategy<Value = Customer> {
                 purchases,
                 events_last,
                 messages,
+                groups,
             )| {
                 Customer {
                     attributes,
@@ -323,6 +342,7 @@ fn customer(now: DateTime<Utc>) -> impl Strategy<Value = Customer> {
                     purchases,
                     events_last,
                     messages,
+                    groups,
                 }
             },
         )
@@ -436,12 +456,13 @@ async fn stored(db: &DatabaseConnection, partner: Uuid) -> Vec<(Uuid, Features)>
         .collect()
 }
 
-/// What the in-memory evaluator admits of a partner's `customers` at `now`, with the
-/// purchase-window facts loaded as online evaluation loads them.
+/// What the in-memory evaluator admits of a partner's `customers` at `now`, given each one's
+/// groups, with the purchase-window facts loaded as online evaluation loads them.
 async fn in_memory(
     db: &DatabaseConnection,
     partner: Uuid,
     customers: &[(Uuid, Features)],
+    groups: &HashMap<Uuid, Vec<bool>>,
     c: &Criterion,
     now: DateTime<Utc>,
 ) -> BTreeSet<Uuid> {
@@ -453,11 +474,50 @@ async fn in_memory(
                 .await
                 .unwrap(),
         );
+        let held = groups.get(id).into_iter().flatten();
+        for ((kind, group), member) in GROUPS.iter().zip(held) {
+            if *member {
+                let group: Uuid = group.parse().unwrap();
+                let (segments, badges) = match kind {
+                    GroupKind::Segment => (vec![group], vec![]),
+                    GroupKind::Badge => (vec![], vec![group]),
+                };
+                add_membership_facts(&mut facts, &segments, &badges);
+            }
+        }
         if c.evaluate(&facts) {
             out.insert(*id);
         }
     }
     out
+}
+
+/// Stores the customer's memberships of [`GROUPS`]; the groups it is not in get a row of
+/// `stranger` (another partner) with the same customer id, which a statement not scoped by
+/// partner would see.
+async fn store_groups(
+    txn: &impl ConnectionTrait,
+    partner: Uuid,
+    stranger: Uuid,
+    customer: Uuid,
+    member: &[bool],
+) {
+    for ((kind, group), member) in GROUPS.iter().zip(member) {
+        let owner = if *member { partner } else { stranger };
+        let group = group.parse().unwrap();
+        on_members!(
+            *kind,
+            insert(
+                txn,
+                owner,
+                group,
+                &[customer],
+                Utc::now(),
+                MembershipCause::Manual
+            )
+        )
+        .unwrap();
+    }
 }
 
 async fn check(db: &DatabaseConnection, case: Case) -> Result<(), TestCaseError> {
@@ -472,11 +532,20 @@ async fn check(db: &DatabaseConnection, case: Case) -> Result<(), TestCaseError>
         .exec(&txn)
         .await
         .unwrap();
+    segment_members::Entity::delete_many()
+        .exec(&txn)
+        .await
+        .unwrap();
+    badge_members::Entity::delete_many()
+        .exec(&txn)
+        .await
+        .unwrap();
     // The other partner has customers with the very same features, so a leak would show.
     let mut ids = BTreeSet::new();
+    let mut groups = HashMap::new();
     for c in &case.customers {
         let f = features_of(c, now);
-        for partner in [mine, other] {
+        for (partner, stranger) in [(mine, other), (other, mine)] {
             let id = Uuid::now_v7();
             write(&txn, partner, id, false, &f).await.unwrap();
             for p in &c.purchases {
@@ -484,6 +553,8 @@ async fn check(db: &DatabaseConnection, case: Case) -> Result<(), TestCaseError>
                     .await
                     .unwrap();
             }
+            store_groups(&txn, partner, stranger, id, &c.groups).await;
+            groups.insert(id, c.groups.clone());
             if partner == other {
                 ids.insert(id);
             }
@@ -500,7 +571,7 @@ async fn check(db: &DatabaseConnection, case: Case) -> Result<(), TestCaseError>
         );
         prop_assert_eq!(
             &got,
-            &in_memory(db, mine, &customers, c, now).await,
+            &in_memory(db, mine, &customers, &groups, c, now).await,
             "SQL and memory disagree for {:?}",
             c
         );
@@ -508,7 +579,7 @@ async fn check(db: &DatabaseConnection, case: Case) -> Result<(), TestCaseError>
     let theirs = compiled(db, other, &case.criterion, now).await;
     prop_assert_eq!(
         theirs.len(),
-        in_memory(db, mine, &customers, &case.criterion, now)
+        in_memory(db, mine, &customers, &groups, &case.criterion, now)
             .await
             .len()
     );

@@ -106,6 +106,60 @@ pub mod membership_history {
         pub workflow_execution_id: Option<Uuid>,
         /// The segment's name at the time.
         pub segment_display_name: String,
+        /// What `segment_id` names: `segment` or `badge` (`GroupKind::as_str`, migration
+        /// `m0008_badges`); the columns keep their first names.
+        pub group_kind: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod badges {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "badges")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub partner_id: Uuid,
+        pub display_name: String,
+        pub kind: String,
+        /// `None` for a manual badge created without one.
+        pub criterion: Option<Json>,
+        pub icon_url: String,
+        pub icon_content_type: String,
+        pub visible_to_customer: bool,
+        pub note: String,
+        pub member_count: i64,
+        pub last_recalculated_at: Option<DateTimeUtc>,
+        pub created_at: DateTimeUtc,
+        pub version: i64,
+        pub updated_at: Option<DateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod badge_members {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "badge_members")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub badge_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub customer_id: Uuid,
+        pub partner_id: Uuid,
+        pub added_at: DateTimeUtc,
+        pub cause: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -109,6 +109,16 @@ fn stored_column(field: &Field) -> Option<Column> {
             table: purchases::TABLE,
         }),
         Field::Cart(_) => None,
+        Field::Segment(id) => Some(Column::Membership {
+            table: "segment_members",
+            group_column: "segment_id",
+            group_id: *id,
+        }),
+        Field::Badge(id) => Some(Column::Membership {
+            table: "badge_members",
+            group_column: "badge_id",
+            group_id: *id,
+        }),
     }
 }
 
@@ -162,15 +172,21 @@ pub async fn admitted(
     segment: &Segment,
     now: DateTime<Utc>,
 ) -> Result<Vec<Uuid>, ApiError> {
-    if segment.criterion.uses_cart() {
+    admitted_by(conn, partner_id, &segment.criterion, now).await
+}
+
+/// Every customer of `partner_id` whom `criterion` admits at `now`, by id; nobody for a
+/// criterion reading the cart (it holds only online, at checkout).
+pub async fn admitted_by(
+    conn: &impl ConnectionTrait,
+    partner_id: Uuid,
+    criterion: &Criterion,
+    now: DateTime<Utc>,
+) -> Result<Vec<Uuid>, ApiError> {
+    if criterion.uses_cart() {
         return Ok(Vec::new());
     }
-    let query = members_query(
-        conn.get_database_backend(),
-        partner_id,
-        &segment.criterion,
-        now,
-    )?;
+    let query = members_query(conn.get_database_backend(), partner_id, criterion, now)?;
     let rows = conn.query_all(query).await?;
     Ok(rows
         .iter()

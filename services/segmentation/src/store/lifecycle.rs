@@ -17,6 +17,7 @@ use super::entities::{
 };
 use super::features::{features_from, write};
 use super::purchases;
+use crate::domain::GroupKind;
 use crate::domain::MembershipCause::{self, CustomerRemoved, Recalculation};
 
 /// Longest chain of merges followed to find where a customer's events now belong.
@@ -144,6 +145,7 @@ async fn record(
         cause: Set(cause.as_str().to_owned()),
         workflow_execution_id: Set(None),
         segment_display_name: Set(segment_display_name),
+        group_kind: Set(GroupKind::Segment.as_str().to_owned()),
     })
     .exec_without_returning(txn)
     .await?;
@@ -387,6 +389,7 @@ pub(crate) async fn erase(
             touched.insert(segment_id);
         }
     }
+    super::badges::forget_holder(txn, partner_id, customer_id).await?;
     membership_history::Entity::delete_many()
         .filter(membership_history::Column::PartnerId.eq(partner_id))
         .filter(membership_history::Column::CustomerId.eq(customer_id))

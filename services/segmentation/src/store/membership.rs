@@ -4,9 +4,10 @@
 //! runs in one transaction under the segment's lock (a PostgreSQL advisory lock; SQLite
 //! serialises writers), so two recalculations, or a recalculation and a manual change, never
 //! interleave.
-use std::time::Duration as StdDuration;
+use std::{collections::BTreeMap, time::Duration as StdDuration};
 
 use chrono::{DateTime, NaiveTime, Utc};
+use loyalty_criteria::Criterion;
 use loyalty_platform::{
     ApiError,
     db::{advisory_xact_lock, begin_write},
@@ -22,12 +23,14 @@ use uuid::Uuid;
 
 use super::{
     Store,
-    entities::{customer_features, membership_history, segment_members, segments},
-    features, segment_from,
+    entities::{customer_features, membership_history, segments},
+    features,
+    groups::on_members,
+    segment_from,
 };
 use crate::domain::{
-    HistoryEntry, ManualChange, Member, MembershipCause, Recalculation, Segment, SegmentKind,
-    SegmentRule, StoredMembership, due_for, last_daily_run, next_daily_run,
+    Group, GroupId, GroupKind, HistoryEntry, ManualChange, Member, MembershipCause, Recalculation,
+    Segment, SegmentKind, SegmentRule, StoredMembership, due_for, last_daily_run, next_daily_run,
 };
 
 /// Rows written (or ids matched) per statement when many members change at once.
@@ -40,11 +43,14 @@ pub struct SegmentFilter {
     pub online_only: bool,
 }
 
-/// Filters of ListMembershipHistory: at least one of customer and segment.
+/// Filters of ListMembershipHistory: at least one of customer and group.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct HistoryFilter {
     pub customer_id: Option<Uuid>,
-    pub segment_id: Option<Uuid>,
+    /// A segment or badge.
+    pub group_id: Option<Uuid>,
+    /// Only changes of this kind of group; `None` = all.
+    pub group_kind: Option<GroupKind>,
     pub from: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
 }
@@ -104,7 +110,7 @@ async fn lock_segment(
 
 fn history_row(
     partner_id: Uuid,
-    segment: &Segment,
+    group: Group<'_>,
     customer_id: Uuid,
     entered: bool,
     cause: MembershipCause,
@@ -114,87 +120,158 @@ fn history_row(
     membership_history::ActiveModel {
         id: Set(Uuid::now_v7()),
         partner_id: Set(partner_id),
-        segment_id: Set(segment.id),
+        segment_id: Set(group.id),
         customer_id: Set(customer_id),
         change: Set(if entered { "entered" } else { "left" }.to_owned()),
         at: Set(at),
         cause: Set(cause.as_str().to_owned()),
         workflow_execution_id: Set(workflow_execution_id),
-        segment_display_name: Set(segment.display_name.clone()),
+        segment_display_name: Set(group.display_name.to_owned()),
+        group_kind: Set(group.kind.as_str().to_owned()),
     }
 }
 
-/// Stores `customers` (not members yet) as members of `segment` since `at`, records their
-/// entry in the history and publishes `SegmentEntered` for each. Counts are the caller's.
+/// Publishes one membership event per customer: `SegmentEntered`/`SegmentLeft` for a
+/// segment, `BadgeAssigned`/`BadgeRemoved` for a badge.
+async fn publish_changes(
+    conn: &impl ConnectionTrait,
+    partner_id: Uuid,
+    group: Group<'_>,
+    customers: &[Uuid],
+    entered: bool,
+    cause: MembershipCause,
+) -> Result<(), ApiError> {
+    let (group_id, cause) = (group.id.to_string(), cause.as_str().to_owned());
+    let each = |c: &Uuid| (group_id.clone(), c.to_string(), cause.clone());
+    let partner = Some(partner_id);
+    match (group.kind, entered) {
+        (GroupKind::Segment, true) => {
+            let e: Vec<_> = customers
+                .iter()
+                .map(each)
+                .map(|(segment_id, customer_id, cause)| ev::SegmentEntered {
+                    segment_id,
+                    customer_id,
+                    cause,
+                })
+                .collect();
+            events::enqueue_all(conn, partner, &e).await?;
+        }
+        (GroupKind::Segment, false) => {
+            let e: Vec<_> = customers
+                .iter()
+                .map(each)
+                .map(|(segment_id, customer_id, cause)| ev::SegmentLeft {
+                    segment_id,
+                    customer_id,
+                    cause,
+                })
+                .collect();
+            events::enqueue_all(conn, partner, &e).await?;
+        }
+        (GroupKind::Badge, true) => {
+            let e: Vec<_> = customers
+                .iter()
+                .map(each)
+                .map(|(badge_id, customer_id, cause)| ev::BadgeAssigned {
+                    badge_id,
+                    customer_id,
+                    cause,
+                })
+                .collect();
+            events::enqueue_all(conn, partner, &e).await?;
+        }
+        (GroupKind::Badge, false) => {
+            let e: Vec<_> = customers
+                .iter()
+                .map(each)
+                .map(|(badge_id, customer_id, cause)| ev::BadgeRemoved {
+                    badge_id,
+                    customer_id,
+                    cause,
+                })
+                .collect();
+            events::enqueue_all(conn, partner, &e).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Stores `customers` (not members yet) as members of `group` since `at`, records their
+/// entry in the history and publishes an entered/assigned event for each. Counts are the
+/// caller's.
 pub(crate) async fn enter_many(
     conn: &impl ConnectionTrait,
     partner_id: Uuid,
-    segment: &Segment,
+    group: Group<'_>,
     customers: &[Uuid],
     at: DateTime<Utc>,
     cause: MembershipCause,
     workflow_execution_id: Option<Uuid>,
 ) -> Result<(), ApiError> {
-    for chunk in customers.chunks(CHUNK) {
-        segment_members::Entity::insert_many(chunk.iter().map(|c| segment_members::ActiveModel {
-            segment_id: Set(segment.id),
-            customer_id: Set(*c),
-            partner_id: Set(partner_id),
-            added_at: Set(at),
-            cause: Set(cause.as_str().to_owned()),
-        }))
-        .exec_without_returning(conn)
-        .await?;
-        membership_history::Entity::insert_many(chunk.iter().map(|c| {
-            history_row(
-                partner_id,
-                segment,
-                *c,
-                true,
-                cause,
-                workflow_execution_id,
-                at,
-            )
-        }))
-        .exec_without_returning(conn)
-        .await?;
-        let entered: Vec<ev::SegmentEntered> = chunk
-            .iter()
-            .map(|c| ev::SegmentEntered {
-                segment_id: segment.id.to_string(),
-                customer_id: c.to_string(),
-                cause: cause.as_str().to_owned(),
-            })
-            .collect();
-        events::enqueue_all(conn, Some(partner_id), &entered).await?;
-    }
-    Ok(())
+    change_many(
+        conn,
+        partner_id,
+        group,
+        customers,
+        true,
+        at,
+        cause,
+        workflow_execution_id,
+    )
+    .await
 }
 
-/// Removes `customers` (members) from `segment`, records their leaving in the history and
-/// publishes `SegmentLeft` for each. Counts are the caller's.
+/// Removes `customers` (members) from `group`, records their leaving in the history and
+/// publishes a left/removed event for each. Counts are the caller's.
 pub(crate) async fn leave_many(
     conn: &impl ConnectionTrait,
     partner_id: Uuid,
-    segment: &Segment,
+    group: Group<'_>,
     customers: &[Uuid],
     at: DateTime<Utc>,
     cause: MembershipCause,
     workflow_execution_id: Option<Uuid>,
 ) -> Result<(), ApiError> {
+    change_many(
+        conn,
+        partner_id,
+        group,
+        customers,
+        false,
+        at,
+        cause,
+        workflow_execution_id,
+    )
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn change_many(
+    conn: &impl ConnectionTrait,
+    partner_id: Uuid,
+    group: Group<'_>,
+    customers: &[Uuid],
+    entered: bool,
+    at: DateTime<Utc>,
+    cause: MembershipCause,
+    workflow_execution_id: Option<Uuid>,
+) -> Result<(), ApiError> {
     for chunk in customers.chunks(CHUNK) {
-        segment_members::Entity::delete_many()
-            .filter(segment_members::Column::PartnerId.eq(partner_id))
-            .filter(segment_members::Column::SegmentId.eq(segment.id))
-            .filter(segment_members::Column::CustomerId.is_in(chunk.iter().copied()))
-            .exec(conn)
-            .await?;
+        if entered {
+            on_members!(
+                group.kind,
+                insert(conn, partner_id, group.id, chunk, at, cause)
+            )?;
+        } else {
+            on_members!(group.kind, delete(conn, partner_id, group.id, chunk))?;
+        }
         membership_history::Entity::insert_many(chunk.iter().map(|c| {
             history_row(
                 partner_id,
-                segment,
+                group,
                 *c,
-                false,
+                entered,
                 cause,
                 workflow_execution_id,
                 at,
@@ -202,34 +279,19 @@ pub(crate) async fn leave_many(
         }))
         .exec_without_returning(conn)
         .await?;
-        let left: Vec<ev::SegmentLeft> = chunk
-            .iter()
-            .map(|c| ev::SegmentLeft {
-                segment_id: segment.id.to_string(),
-                customer_id: c.to_string(),
-                cause: cause.as_str().to_owned(),
-            })
-            .collect();
-        events::enqueue_all(conn, Some(partner_id), &left).await?;
+        publish_changes(conn, partner_id, group, chunk, entered, cause).await?;
     }
     Ok(())
 }
 
-/// Every member of a segment, by customer id.
-async fn member_ids(
+/// Every member of a group, by customer id.
+pub(crate) async fn member_ids(
     conn: &impl ConnectionTrait,
     partner_id: Uuid,
-    segment_id: Uuid,
+    group: GroupKind,
+    group_id: Uuid,
 ) -> Result<Vec<Uuid>, ApiError> {
-    Ok(segment_members::Entity::find()
-        .select_only()
-        .column(segment_members::Column::CustomerId)
-        .filter(segment_members::Column::PartnerId.eq(partner_id))
-        .filter(segment_members::Column::SegmentId.eq(segment_id))
-        .order_by_asc(segment_members::Column::CustomerId)
-        .into_tuple::<Uuid>()
-        .all(conn)
-        .await?)
+    on_members!(group, ids(conn, partner_id, group_id))
 }
 
 /// Writes a segment's member count and recalculation time.
@@ -270,8 +332,38 @@ async fn changed(
     Ok(())
 }
 
-/// Re-runs a locked Flexi segment's criterion at `now`: admits newcomers, expels members who
-/// no longer match (however they were added), and stores the count and time.
+/// What re-running a criterion changed in a group's members.
+pub(crate) struct Rerun {
+    pub entered: u64,
+    pub left: u64,
+    /// Members after the run.
+    pub member_count: usize,
+}
+
+/// Re-runs `criterion` for a locked group at `now` (already at stored precision): admits
+/// newcomers and expels members who no longer match (however they were added), with
+/// history rows and events of cause `recalculation`. Counts are the caller's to store.
+pub(crate) async fn rerun(
+    conn: &impl ConnectionTrait,
+    partner_id: Uuid,
+    group: Group<'_>,
+    criterion: &Criterion,
+    now: DateTime<Utc>,
+) -> Result<Rerun, ApiError> {
+    let admitted = features::admitted_by(conn, partner_id, criterion, now).await?;
+    let members = member_ids(conn, partner_id, group.kind, group.id).await?;
+    let Recalculation { entered, left } = Recalculation::between(&members, &admitted);
+    let cause = MembershipCause::Recalculation;
+    leave_many(conn, partner_id, group, &left, now, cause, None).await?;
+    enter_many(conn, partner_id, group, &entered, now, cause, None).await?;
+    Ok(Rerun {
+        entered: entered.len() as u64,
+        left: left.len() as u64,
+        member_count: members.len() - left.len() + entered.len(),
+    })
+}
+
+/// Re-runs a locked Flexi segment's criterion at `now` and stores the count and time.
 async fn recalculate_locked(
     conn: &impl ConnectionTrait,
     partner_id: Uuid,
@@ -280,19 +372,14 @@ async fn recalculate_locked(
 ) -> Result<Recalculated, ApiError> {
     segment.check_recalculable().map_err(rule)?;
     let now = stored_time(now);
-    let admitted = features::admitted(conn, partner_id, &segment, now).await?;
-    let members = member_ids(conn, partner_id, segment.id).await?;
-    let Recalculation { entered, left } = Recalculation::between(&members, &admitted);
-    let cause = MembershipCause::Recalculation;
-    leave_many(conn, partner_id, &segment, &left, now, cause, None).await?;
-    enter_many(conn, partner_id, &segment, &entered, now, cause, None).await?;
-    segment.recalculated(members.len() - left.len() + entered.len(), now);
+    let r = rerun(conn, partner_id, segment.group(), &segment.criterion, now).await?;
+    segment.recalculated(r.member_count, now);
     write_counts(conn, partner_id, &segment).await?;
     changed(conn, partner_id, segment.id).await?;
     Ok(Recalculated {
         segment,
-        entered: entered.len() as u64,
-        left: left.len() as u64,
+        entered: r.entered,
+        left: r.left,
     })
 }
 
@@ -339,12 +426,19 @@ impl Store {
         check_etag(etag, &current.etag(), "segment")?;
         let mut next = update(&current)?;
         let now = next.updated_at.unwrap_or_else(Utc::now);
+        let me = (GroupKind::Segment, segment_id);
+        if next.criterion != current.criterion {
+            self.check_references(conn, partner_id, me, "segment.criterion", &next.criterion)
+                .await?;
+        }
         if current.stores_members() && !next.stores_members() {
-            let members = member_ids(conn, partner_id, segment_id).await?;
+            // Groups reading its membership would silently read "nobody".
+            self.check_unreferenced(conn, partner_id, me).await?;
+            let members = member_ids(conn, partner_id, GroupKind::Segment, segment_id).await?;
             leave_many(
                 conn,
                 partner_id,
-                &next,
+                next.group(),
                 &members,
                 now,
                 MembershipCause::Recalculation,
@@ -397,11 +491,13 @@ impl Store {
         let now = stored_time(now);
         let segment = lock_segment(conn, partner_id, segment_id).await?;
         check_etag(etag, &segment.etag(), "segment")?;
-        let members = member_ids(conn, partner_id, segment_id).await?;
+        self.check_unreferenced(conn, partner_id, (GroupKind::Segment, segment_id))
+            .await?;
+        let members = member_ids(conn, partner_id, GroupKind::Segment, segment_id).await?;
         leave_many(
             conn,
             partner_id,
-            &segment,
+            segment.group(),
             &members,
             now,
             MembershipCause::GroupDeleted,
@@ -427,6 +523,20 @@ impl Store {
     ) -> Result<Recalculated, ApiError> {
         let segment = lock_segment(conn, partner_id, segment_id).await?;
         recalculate_locked(conn, partner_id, segment, now).await
+    }
+
+    /// Whether the partner has the group (a segment or a badge; either for `None`).
+    pub async fn group_exists(
+        &self,
+        partner_id: Uuid,
+        kind: Option<GroupKind>,
+        id: Uuid,
+    ) -> Result<bool, ApiError> {
+        let segment = matches!(kind, None | Some(GroupKind::Segment))
+            && self.segment(partner_id, id).await?.is_some();
+        let badge = matches!(kind, None | Some(GroupKind::Badge))
+            && self.badge(partner_id, id).await?.is_some();
+        Ok(segment || badge)
     }
 
     /// Whether segmentation knows the partner's customer (has their features: it heard of
@@ -462,16 +572,17 @@ impl Store {
             return Err(ApiError::NotFound("customer".into()));
         }
         segment.check_manual_change().map_err(rule)?;
-        let existing = segment_members::Entity::find_by_id((segment_id, customer_id))
-            .one(conn)
-            .await?;
+        let existing = on_members!(
+            GroupKind::Segment,
+            find(conn, partner_id, segment_id, customer_id)
+        )?;
         let (member, changed_now) = match existing {
             Some(m) => (m, false),
             None => {
                 enter_many(
                     conn,
                     partner_id,
-                    &segment,
+                    segment.group(),
                     &[customer_id],
                     now,
                     by.cause(),
@@ -481,12 +592,10 @@ impl Store {
                 segment.member_count = segment.member_count.saturating_add(1);
                 write_counts(conn, partner_id, &segment).await?;
                 changed(conn, partner_id, segment_id).await?;
-                let m = segment_members::Model {
-                    segment_id,
+                let m = Member {
                     customer_id,
-                    partner_id,
                     added_at: now,
-                    cause: by.cause().as_str().to_owned(),
+                    cause: by.cause(),
                 };
                 (m, true)
             }
@@ -495,7 +604,7 @@ impl Store {
             segment_id,
             segment_display_name: segment.display_name.clone(),
             added_at: member.added_at,
-            cause: MembershipCause::parse_str(&member.cause).unwrap_or(MembershipCause::Creation),
+            cause: member.cause,
             segment: segment.overview(),
         };
         Ok(ManualOutcome {
@@ -519,15 +628,15 @@ impl Store {
         let now = stored_time(now);
         let mut segment = lock_segment(conn, partner_id, segment_id).await?;
         segment.check_manual_change().map_err(rule)?;
-        let member = segment_members::Entity::find_by_id((segment_id, customer_id))
-            .filter(segment_members::Column::PartnerId.eq(partner_id))
-            .one(conn)
-            .await?;
+        let member = on_members!(
+            GroupKind::Segment,
+            find(conn, partner_id, segment_id, customer_id)
+        )?;
         if member.is_some() {
             leave_many(
                 conn,
                 partner_id,
-                &segment,
+                segment.group(),
                 &[customer_id],
                 now,
                 by.cause(),
@@ -557,26 +666,13 @@ impl Store {
         if self.segment(partner_id, segment_id).await?.is_none() {
             return Err(not_found());
         }
-        let mut q = segment_members::Entity::find()
-            .filter(segment_members::Column::PartnerId.eq(partner_id))
-            .filter(segment_members::Column::SegmentId.eq(segment_id));
-        if let Some(after) = after {
-            q = q.filter(segment_members::Column::CustomerId.gt(after));
-        }
-        Ok(q.order_by_asc(segment_members::Column::CustomerId)
-            .limit(limit)
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .map(|m| Member {
-                customer_id: m.customer_id,
-                added_at: m.added_at,
-                cause: MembershipCause::parse_str(&m.cause).unwrap_or(MembershipCause::Creation),
-            })
-            .collect())
+        on_members!(
+            GroupKind::Segment,
+            page(&self.db, partner_id, segment_id, limit, after)
+        )
     }
 
-    /// A page of membership history, newest first, after `(at, id)`. A segment the partner
+    /// A page of membership history, newest first, after `(at, id)`. A group the partner
     /// never had, or a customer it does not know and has no history of, is NOT_FOUND.
     pub async fn history(
         &self,
@@ -591,8 +687,11 @@ impl Store {
             if let Some(c) = filter.customer_id {
                 q = q.filter(membership_history::Column::CustomerId.eq(c));
             }
-            if let Some(s) = filter.segment_id {
+            if let Some(s) = filter.group_id {
                 q = q.filter(membership_history::Column::SegmentId.eq(s));
+            }
+            if let Some(k) = filter.group_kind {
+                q = q.filter(membership_history::Column::GroupKind.eq(k.as_str()));
             }
             q
         };
@@ -617,8 +716,8 @@ impl Store {
             .all(&self.db)
             .await?;
         if rows.is_empty() && after.is_none() {
-            if let Some(s) = filter.segment_id
-                && self.segment(partner_id, s).await?.is_none()
+            if let Some(g) = filter.group_id
+                && !self.group_exists(partner_id, filter.group_kind, g).await?
                 && base().one(&self.db).await?.is_none()
             {
                 return Err(not_found());
@@ -635,8 +734,9 @@ impl Store {
             .map(|h| HistoryEntry {
                 id: h.id,
                 customer_id: h.customer_id,
-                segment_id: h.segment_id,
-                segment_display_name: h.segment_display_name,
+                group_kind: GroupKind::parse_str(&h.group_kind).unwrap_or(GroupKind::Segment),
+                group_id: h.segment_id,
+                group_display_name: h.segment_display_name,
                 entered: h.change == "entered",
                 cause: MembershipCause::parse_str(&h.cause).unwrap_or(MembershipCause::Creation),
                 workflow_execution_id: h.workflow_execution_id,
@@ -660,14 +760,14 @@ pub struct NightlyRun {
     pub failed: u64,
 }
 
-/// Recalculates every Flexi segment of every partner not recalculated since `slot`, each in
-/// its own transaction under the segment's lock. Several replicas may run it at once: each
-/// segment is re-read after its lock is taken and skipped once recalculated for the slot.
+/// Recalculates every Flexi segment and Flexi badge of every partner not recalculated since
+/// `slot`, each in its own transaction under its lock. Several replicas may run it at once:
+/// each group is re-read after its lock is taken and skipped once recalculated for the slot.
 pub async fn recalculate_due(
     db: &DatabaseConnection,
     slot: DateTime<Utc>,
 ) -> Result<NightlyRun, ApiError> {
-    let due: Vec<(Uuid, Uuid)> = segments::Entity::find()
+    let segments: Vec<(Uuid, Uuid)> = segments::Entity::find()
         .select_only()
         .column(segments::Column::PartnerId)
         .column(segments::Column::Id)
@@ -681,18 +781,52 @@ pub async fn recalculate_due(
         .into_tuple()
         .all(db)
         .await?;
+    let badges = super::badges::due(db, slot).await?;
+    let mut by_partner: BTreeMap<Uuid, Vec<GroupId>> = BTreeMap::new();
+    let all = segments
+        .into_iter()
+        .map(|(p, id)| (p, (GroupKind::Segment, id)))
+        .chain(
+            badges
+                .into_iter()
+                .map(|(p, id)| (p, (GroupKind::Badge, id))),
+        );
+    for (partner_id, group) in all {
+        by_partner.entry(partner_id).or_default().push(group);
+    }
+    // Referenced groups first, so a group reading another's membership sees tonight's.
+    let store = Store::new(db.clone());
+    let mut due = Vec::new();
+    for (partner_id, groups) in by_partner {
+        let ordered = match store.reference_graph(db, partner_id).await {
+            Ok(graph) => graph.order(&groups),
+            Err(e) => {
+                tracing::warn!(%partner_id, error = %e, "reading group references failed");
+                groups
+            }
+        };
+        due.extend(ordered.into_iter().map(|(kind, id)| (kind, partner_id, id)));
+    }
     let mut run = NightlyRun::default();
-    for (partner_id, segment_id) in due {
-        match recalculate_one_due(db, partner_id, segment_id, slot).await {
-            Ok(Some(r)) => {
+    for (kind, partner_id, group_id) in due {
+        let done = match kind {
+            GroupKind::Segment => recalculate_one_due(db, partner_id, group_id, slot)
+                .await
+                .map(|r| r.map(|r| (r.entered, r.left))),
+            GroupKind::Badge => super::badges::recalculate_if_due(db, partner_id, group_id, slot)
+                .await
+                .map(|r| r.map(|r| (r.entered, r.left))),
+        };
+        match done {
+            Ok(Some((entered, left))) => {
                 run.recalculated += 1;
-                run.entered += r.entered;
-                run.left += r.left;
+                run.entered += entered;
+                run.left += left;
             }
             Ok(None) => run.skipped += 1,
             Err(e) => {
                 run.failed += 1;
-                tracing::warn!(%partner_id, %segment_id, error = %e, "nightly recalculation failed");
+                tracing::warn!(%partner_id, %group_id, kind = kind.as_str(), error = %e, "nightly recalculation failed");
             }
         }
     }
@@ -719,7 +853,7 @@ async fn recalculate_one_due(
     Ok(Some(r))
 }
 
-/// Runs the nightly Flexi recalculation in this process at `at` (UTC) every day. At start it
+/// Runs the nightly Flexi recalculation (segments and badges) in this process at `at` (UTC) every day. At start it
 /// catches up on the last slot (a replica that was down at that time, or a fresh start), then
 /// sleeps until the next one.
 pub fn spawn_scheduler(db: DatabaseConnection, at: NaiveTime) {
@@ -760,10 +894,10 @@ pub fn spawn_scheduler(db: DatabaseConnection, at: NaiveTime) {
 mod tests {
     use super::*;
     use crate::store::tests::{
-        apply, create, customer_in, envelope, flexi, id, postgres, purchase, segment, sqlite,
+        apply, create, customer_in, envelope, flexi, id, in_txn, postgres, published, purchase,
+        reason, segment, sqlite,
     };
     use loyalty_criteria::{Operator, Value};
-    use loyalty_platform::entities::outbox;
     use std::collections::BTreeSet;
 
     fn buyers() -> Segment {
@@ -793,16 +927,6 @@ mod tests {
         )
     }
 
-    async fn in_txn<T>(
-        db: &DatabaseConnection,
-        work: impl AsyncFnOnce(&sea_orm::DatabaseTransaction) -> Result<T, ApiError>,
-    ) -> Result<T, ApiError> {
-        let txn = begin_write(db).await?;
-        let r = work(&txn).await?;
-        txn.commit().await?;
-        Ok(r)
-    }
-
     async fn members_of(store: &Store, partner: Uuid, segment: Uuid) -> BTreeSet<Uuid> {
         store
             .members(partner, segment, 1000, None)
@@ -822,7 +946,7 @@ mod tests {
     ) -> Vec<(bool, MembershipCause)> {
         let filter = HistoryFilter {
             customer_id: Some(customer),
-            segment_id: Some(segment),
+            group_id: Some(segment),
             ..Default::default()
         };
         let mut h: Vec<_> = store
@@ -834,23 +958,6 @@ mod tests {
             .collect();
         h.reverse();
         h
-    }
-
-    async fn published<E: events::DomainEvent>(db: &DatabaseConnection, partner: Uuid) -> usize {
-        outbox::Entity::find()
-            .filter(outbox::Column::PartnerId.eq(partner))
-            .filter(outbox::Column::EventType.eq(E::TYPE))
-            .all(db)
-            .await
-            .unwrap()
-            .len()
-    }
-
-    fn reason(e: ApiError) -> String {
-        match e {
-            ApiError::FailedPrecondition { reason, .. } => reason.to_owned(),
-            other => format!("not a precondition: {other:?}"),
-        }
     }
 
     /// Jana bought (member at creation), Petr did not and is added by hand, Eva buys later.
@@ -969,7 +1076,7 @@ mod tests {
             .find(|h| h.cause == Workflow)
             .unwrap();
         assert_eq!(workflow_entry.workflow_execution_id, Some(run));
-        assert_eq!(workflow_entry.segment_display_name, "Segment");
+        assert_eq!(workflow_entry.group_display_name, "Segment");
 
         // Nothing left to change: a second run is a no-op.
         let r2 = in_txn(&db, async |t| {
@@ -1020,7 +1127,7 @@ mod tests {
                 .history(
                     other,
                     HistoryFilter {
-                        segment_id: Some(s.id),
+                        group_id: Some(s.id),
                         ..Default::default()
                     },
                     10,
@@ -1144,7 +1251,7 @@ mod tests {
             .history(
                 partner,
                 HistoryFilter {
-                    segment_id: Some(s.id),
+                    group_id: Some(s.id),
                     ..Default::default()
                 },
                 1000,
@@ -1273,7 +1380,7 @@ mod tests {
             .history(
                 partner,
                 HistoryFilter {
-                    segment_id: Some(t.id),
+                    group_id: Some(t.id),
                     ..Default::default()
                 },
                 10,
@@ -1286,7 +1393,7 @@ mod tests {
             (h[0].entered, h[0].cause),
             (false, MembershipCause::GroupDeleted)
         );
-        assert_eq!(h[0].segment_display_name, "Segment");
+        assert_eq!(h[0].group_display_name, "Segment");
     }
 
     #[tokio::test]
@@ -1371,7 +1478,7 @@ mod tests {
         assert!(page1.iter().all(|m| m.cause == MembershipCause::Creation));
 
         let filter = HistoryFilter {
-            segment_id: Some(flexi.id),
+            group_id: Some(flexi.id),
             ..Default::default()
         };
         let h1 = store.history(partner, filter, 4, None).await.unwrap();

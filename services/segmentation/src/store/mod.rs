@@ -2,12 +2,16 @@
 //! customer feature store in [`features`]. Every query is scoped by partner.
 #[cfg(test)]
 mod activity_tests;
+pub mod badges;
+#[cfg(test)]
+mod badges_tests;
 #[cfg(test)]
 mod compiled_criteria_tests;
 #[cfg(test)]
 mod dataset_tests;
 pub mod entities;
 pub mod features;
+pub(crate) mod groups;
 mod lifecycle;
 pub mod membership;
 pub mod purchases;
@@ -16,6 +20,9 @@ mod purchases_tests;
 pub mod rebuild;
 #[cfg(test)]
 mod rebuild_tests;
+mod references;
+#[cfg(test)]
+mod references_tests;
 pub mod rfm;
 
 use std::collections::BTreeMap;
@@ -29,7 +36,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use crate::domain::{MembershipCause, Segment, SegmentKind, StoredMembership};
+use crate::domain::{GroupKind, MembershipCause, Segment, SegmentKind, StoredMembership};
 use entities::{segment_members, segments};
 
 #[derive(Clone)]
@@ -163,6 +170,15 @@ impl Store {
         mut segment: Segment,
     ) -> Result<Segment, ApiError> {
         let now = segment.created_at;
+        let me = (GroupKind::Segment, segment.id);
+        self.check_references(
+            conn,
+            partner_id,
+            me,
+            "segment.criterion",
+            &segment.criterion,
+        )
+        .await?;
         let members = if segment.criterion.uses_cart() {
             Vec::new()
         } else {
@@ -173,7 +189,7 @@ impl Store {
         membership::enter_many(
             conn,
             partner_id,
-            &segment,
+            segment.group(),
             &members,
             now,
             MembershipCause::Creation,
@@ -407,6 +423,40 @@ pub(crate) mod tests {
 
     pub(crate) fn id(customer: &ev::CustomerCreated) -> Uuid {
         customer.customer_id.parse().unwrap()
+    }
+
+    pub(crate) async fn in_txn<T>(
+        db: &DatabaseConnection,
+        work: impl AsyncFnOnce(&sea_orm::DatabaseTransaction) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        let txn = loyalty_platform::db::begin_write(db).await?;
+        let r = work(&txn).await?;
+        txn.commit().await?;
+        Ok(r)
+    }
+
+    /// How many events of type `E` the partner's changes put in the outbox.
+    pub(crate) async fn published<E: events::DomainEvent>(
+        db: &DatabaseConnection,
+        partner: Uuid,
+    ) -> usize {
+        use loyalty_platform::entities::outbox;
+        outbox::Entity::find()
+            .filter(outbox::Column::PartnerId.eq(partner))
+            .filter(outbox::Column::EventType.eq(E::TYPE))
+            .all(db)
+            .await
+            .unwrap()
+            .len()
+    }
+
+    /// The FAILED_PRECONDITION reason of an error (or a description of another error).
+    pub(crate) fn reason(e: ApiError) -> String {
+        match e {
+            ApiError::FailedPrecondition { reason, .. }
+            | ApiError::PreconditionWithMetadata { reason, .. } => reason.to_owned(),
+            other => format!("not a precondition: {other:?}"),
+        }
     }
 
     pub(crate) async fn create(store: &Store, partner: Uuid, s: Segment) -> Segment {
