@@ -85,6 +85,10 @@ domain_events!(SchemeJoined, SchemeLeft, OfferAwarded);
 // Segment memberships (segmentation service, issue #7): one per customer entering or leaving.
 domain_events!(SegmentEntered, SegmentLeft);
 
+// Audiences (segmentation service, issue #7): created (with the member count), a member added
+// or removed by hand, locked by a campaign launch.
+domain_events!(AudienceCreated, AudienceMembershipChanged, AudienceLocked);
+
 /// Appends an event to the outbox inside the caller's transaction.
 pub async fn enqueue<C: ConnectionTrait, E: DomainEvent>(
     conn: &C,

@@ -7,8 +7,11 @@ loyalty_platform::migrator![
     CustomerTombstones,
     CriteriaFacts,
     MembershipCauses,
-    CustomerActivity
+    CustomerActivity,
+    m0009_audiences::Audiences
 ];
+
+mod m0009_audiences;
 
 struct InitialSchema;
 
