@@ -14,14 +14,20 @@ use loyalty_proto::segmentation::v1 as pb;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use super::{READERS, SegmentationApi, membership_to_proto, raw_from_proto, segment_to_proto};
+use super::{
+    READERS, SegmentationApi, audiences::merge_history, membership_to_proto, raw_from_proto,
+    segment_to_proto,
+};
 use crate::{
     domain::{
         HistoryEntry, ManualChange, Member, Membership, MembershipCause, Segment, SegmentDraft,
         SegmentKind, parse_criterion,
     },
-    store::membership::{
-        HistoryFilter, ManualOutcome, Recalculated, SegmentFilter, rule, stored_time,
+    store::{
+        audiences::AudienceHistoryFilter,
+        membership::{
+            HistoryFilter, ManualOutcome, Recalculated, SegmentFilter, rule, stored_time,
+        },
     },
 };
 
@@ -67,7 +73,7 @@ fn kind_from_proto(v: i32) -> Result<Option<SegmentKind>, ()> {
     }
 }
 
-fn member_to_proto(m: &Member) -> pb::GroupMember {
+pub(super) fn member_to_proto(m: &Member) -> pb::GroupMember {
     pb::GroupMember {
         customer_id: m.customer_id.to_string(),
         add_time: Some(to_timestamp(m.added_at)),
@@ -97,7 +103,7 @@ fn history_to_proto(h: &HistoryEntry) -> pb::MembershipHistoryEntry {
 }
 
 /// A UUID field reported under `field` in `v`.
-fn uuid_in(v: &mut Violations, field: &str, value: &str) -> Option<Uuid> {
+pub(super) fn uuid_in(v: &mut Violations, field: &str, value: &str) -> Option<Uuid> {
     match parse_uuid(field, value) {
         Ok(id) => Some(id),
         Err(ApiError::InvalidArgument(found)) => {
@@ -462,24 +468,40 @@ impl SegmentationApi {
         let limit = paging::page_size(&mut v, req.page_size);
         let after = paging::parse_time_token(&mut v, &req.page_token);
         v.into_result()?;
-        // Only segments keep membership history so far; badges and audiences have none.
-        if matches!(group_kind, pb::GroupKind::Badge | pb::GroupKind::Audience) {
-            return Ok(Response::new(pb::ListMembershipHistoryResponse::default()));
-        }
+        let sources = self
+            .history_sources(partner_id, group_kind, group_id)
+            .await?;
         let filter = HistoryFilter {
             customer_id,
             segment_id: group_id,
             from,
             until,
         };
-        let found = self.store.history(partner_id, filter, limit, after).await?;
+        let segments = if sources.segments {
+            self.store.history(partner_id, filter, limit, after).await
+        } else {
+            Ok(Vec::new())
+        };
+        let audiences = if sources.audiences {
+            let filter = AudienceHistoryFilter {
+                customer_id,
+                audience_id: group_id,
+                from,
+                until,
+            };
+            self.audience_history_rows(partner_id, filter, limit, after)
+                .await?
+        } else {
+            Vec::new()
+        };
+        let found = merge_history(segments, audiences, limit, history_to_proto)?;
         Ok(Response::new(pb::ListMembershipHistoryResponse {
             next_page_token: paging::next_time_token(
                 found.len(),
                 limit,
-                found.last().map(|h| (h.at, h.id)),
+                found.last().map(|(at, id, _)| (*at, *id)),
             ),
-            entries: found.iter().map(history_to_proto).collect(),
+            entries: found.into_iter().map(|(_, _, e)| e).collect(),
         }))
     }
 }

@@ -377,14 +377,20 @@ pub fn check_name(v: &mut Violations, field: &str, name: &str) {
     if n == 0 || name.trim().is_empty() {
         v.add(field, "is required");
     } else if n > MAX_NAME_CHARS {
-        v.add(field, format!("must be at most {MAX_NAME_CHARS} characters"));
+        v.add(
+            field,
+            format!("must be at most {MAX_NAME_CHARS} characters"),
+        );
     }
 }
 
 /// Checks a note (up to 2000 characters) under `field`.
 pub fn check_note(v: &mut Violations, field: &str, note: &str) {
     if note.chars().count() > MAX_NOTE_CHARS {
-        v.add(field, format!("must be at most {MAX_NOTE_CHARS} characters"));
+        v.add(
+            field,
+            format!("must be at most {MAX_NOTE_CHARS} characters"),
+        );
     }
 }
 
@@ -618,7 +624,10 @@ mod tests {
         assert_eq!(copy.criterion, a.criterion);
         assert_eq!(copy.display_name.chars().count(), MAX_NAME_CHARS);
         assert!(copy.display_name.ends_with(" (copy)"));
-        assert_eq!(a.duplicate(Uuid::now_v7(), "B", Utc::now()).display_name, "B");
+        assert_eq!(
+            a.duplicate(Uuid::now_v7(), "B", Utc::now()).display_name,
+            "B"
+        );
     }
 
     #[test]

@@ -26,7 +26,7 @@ use super::{Store, entities::customer_features, features, membership::stored_tim
 use crate::domain::{
     Member, MembershipCause,
     audience::{
-        Audience, AudienceRule, AudienceState, Channel, Exclusions, Lock, excluded_by,
+        Audience, AudienceRule, AudienceState, Channel, Exclusion, Exclusions, Lock, excluded_by,
         first_exclusion,
     },
 };
@@ -388,35 +388,56 @@ impl Writer<'_> {
     }
 }
 
-/// How many candidates each final check excludes (each customer under the first check they
-/// fail), in one aggregate query.
+/// The aggregate counting how many candidates each final check excludes (each customer under
+/// the first check they fail); `None` when the audience has no checks.
+fn exclusions_query(
+    backend: DatabaseBackend,
+    partner_id: Uuid,
+    audience: &Audience,
+    from: Candidates,
+    checks: &[(Exclusion, Criterion)],
+) -> Result<Option<Statement>, ApiError> {
+    let mut w = Writer::new(dialect(backend)?, audience.created_at);
+    let mut sums = Vec::new();
+    for k in 0..checks.len() {
+        if let Some(c) = excluded_by(checks, k) {
+            let c = w.condition(&c)?;
+            sums.push(format!(
+                "COALESCE(SUM(CASE WHEN {c} THEN 1 ELSE 0 END), 0) AS e{k}"
+            ));
+        }
+    }
+    if sums.is_empty() {
+        return Ok(None);
+    }
+    let filter = w.candidates(partner_id, audience, from, &Criterion::All(Vec::new()))?;
+    let sql = format!(
+        "SELECT {} FROM \"customer_features\" {filter}",
+        sums.join(", ")
+    );
+    Ok(Some(statement(backend, sql, w.params)))
+}
+
+/// Counts the exclusions of the final checks, in one aggregate query.
 async fn count_exclusions(
     conn: &impl ConnectionTrait,
     partner_id: Uuid,
     audience: &Audience,
     from: Candidates,
 ) -> Result<Exclusions, ApiError> {
-    let backend = conn.get_database_backend();
     let checks = audience.final_checks();
-    let mut w = Writer::new(dialect(backend)?, audience.created_at);
-    let mut sums = Vec::new();
-    for k in 0..checks.len() {
-        if let Some(c) = excluded_by(&checks, k) {
-            let c = w.condition(&c)?;
-            sums.push(format!("COALESCE(SUM(CASE WHEN {c} THEN 1 ELSE 0 END), 0) AS e{k}"));
-        }
-    }
-    if sums.is_empty() {
+    let Some(query) = exclusions_query(
+        conn.get_database_backend(),
+        partner_id,
+        audience,
+        from,
+        &checks,
+    )?
+    else {
         return Ok(Exclusions::default());
-    }
-    let always = Criterion::All(Vec::new());
-    let filter = w.candidates(partner_id, audience, from, &always)?;
-    let sql = format!(
-        "SELECT {} FROM \"customer_features\" {filter}",
-        sums.join(", ")
-    );
+    };
     let row = conn
-        .query_one(statement(backend, sql, w.params))
+        .query_one(query)
         .await?
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("an aggregate returned no row")))?;
     let mut out = Exclusions::default();
@@ -426,8 +447,76 @@ async fn count_exclusions(
     Ok(out)
 }
 
-/// Stores the selected candidates as members since the audience's creation, and their
-/// entries in the history, each with one statement; answers how many entered.
+/// The `INSERT … SELECT` storing the candidates passing the final checks as members since
+/// the audience's creation.
+fn members_insert(
+    backend: DatabaseBackend,
+    partner_id: Uuid,
+    audience: &Audience,
+    from: Candidates,
+) -> Result<Statement, ApiError> {
+    let mut w = Writer::new(dialect(backend)?, audience.created_at);
+    let id = w.push(SqlValue::Uuid(audience.id));
+    let at = w.push(SqlValue::Timestamp(audience.created_at));
+    let cause = w.push(SqlValue::Text(
+        MembershipCause::Creation.as_str().to_owned(),
+    ));
+    let checks = Criterion::All(
+        audience
+            .final_checks()
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect(),
+    );
+    let filter = w.candidates(partner_id, audience, from, &checks)?;
+    let sql = format!(
+        "INSERT INTO \"audience_members\" (\"audience_id\", \"customer_id\", \"partner_id\", \
+         \"added_at\", \"cause\") SELECT {id}, \"customer_id\", \"partner_id\", {at}, {cause} \
+         FROM \"customer_features\" {filter}"
+    );
+    Ok(statement(backend, sql, w.params))
+}
+
+/// The `INSERT … SELECT` writing one history row per current member of `audience`: their
+/// entry as stored on the member row (`change` = None), or their leaving at a time for a
+/// cause. The ids are random here (the database makes them, unlike the service's UUID v7):
+/// all rows of one statement have the same time, and ids only order rows of equal time.
+fn history_insert(
+    backend: DatabaseBackend,
+    audience: &Audience,
+    left: Option<(DateTime<Utc>, MembershipCause)>,
+) -> Result<Statement, ApiError> {
+    let d = dialect(backend)?;
+    let random_id = match d {
+        Dialect::Postgres => "gen_random_uuid()",
+        Dialect::Sqlite => "randomblob(16)",
+    };
+    let mut p = SqlParams::new(d);
+    let (change, at, cause) = match left {
+        None => (
+            p.push(SqlValue::Text("entered".into())),
+            "\"added_at\"".to_owned(),
+            "\"cause\"".to_owned(),
+        ),
+        Some((at, cause)) => (
+            p.push(SqlValue::Text("left".into())),
+            p.push(SqlValue::Timestamp(at)),
+            p.push(SqlValue::Text(cause.as_str().to_owned())),
+        ),
+    };
+    let name = p.push(SqlValue::Text(audience.display_name.clone()));
+    let id = p.push(SqlValue::Uuid(audience.id));
+    let sql = format!(
+        "INSERT INTO \"audience_history\" (\"id\", \"partner_id\", \"audience_id\", \
+         \"customer_id\", \"change\", \"at\", \"cause\", \"audience_display_name\") \
+         SELECT {random_id}, \"partner_id\", \"audience_id\", \"customer_id\", {change}, \
+         {at}, {cause}, {name} FROM \"audience_members\" WHERE \"audience_id\" = {id}"
+    );
+    Ok(statement(backend, sql, p))
+}
+
+/// Stores the selected candidates as members and their entries in the history, one statement
+/// each; answers how many entered.
 async fn select_members(
     conn: &impl ConnectionTrait,
     partner_id: Uuid,
@@ -435,42 +524,10 @@ async fn select_members(
     from: Candidates,
 ) -> Result<u64, ApiError> {
     let backend = conn.get_database_backend();
-    let d = dialect(backend)?;
-    let mut w = Writer::new(d, audience.created_at);
-    let id = w.push(SqlValue::Uuid(audience.id));
-    let at = w.push(SqlValue::Timestamp(audience.created_at));
-    let cause = w.push(SqlValue::Text(MembershipCause::Creation.as_str().to_owned()));
-    let checks = audience.final_checks();
-    let all_checks = Criterion::All(checks.into_iter().map(|(_, c)| c).collect());
-    let filter = w.candidates(partner_id, audience, from, &all_checks)?;
-    let sql = format!(
-        "INSERT INTO \"audience_members\" (\"audience_id\", \"customer_id\", \"partner_id\", \
-         \"added_at\", \"cause\") SELECT {id}, \"customer_id\", \"partner_id\", {at}, {cause} \
-         FROM \"customer_features\" {filter}"
-    );
-    let entered = conn
-        .execute(statement(backend, sql, w.params))
-        .await?
-        .rows_affected();
-    // History ids are random here (the database makes them, unlike the service's UUID v7):
-    // every row of one creation has the same time, and ids only order rows of equal time.
-    let random_id = match d {
-        Dialect::Postgres => "gen_random_uuid()",
-        Dialect::Sqlite => "randomblob(16)",
-    };
-    let mut p = SqlParams::new(d);
-    let (change, name, id) = (
-        p.push(SqlValue::Text("entered".into())),
-        p.push(SqlValue::Text(audience.display_name.clone())),
-        p.push(SqlValue::Uuid(audience.id)),
-    );
-    let sql = format!(
-        "INSERT INTO \"audience_history\" (\"id\", \"partner_id\", \"audience_id\", \
-         \"customer_id\", \"change\", \"at\", \"cause\", \"audience_display_name\") \
-         SELECT {random_id}, \"partner_id\", \"audience_id\", \"customer_id\", {change}, \
-         \"added_at\", \"cause\", {name} FROM \"audience_members\" WHERE \"audience_id\" = {id}"
-    );
-    conn.execute(statement(backend, sql, p)).await?;
+    let insert = members_insert(backend, partner_id, audience, from)?;
+    let entered = conn.execute(insert).await?.rows_affected();
+    conn.execute(history_insert(backend, audience, None)?)
+        .await?;
     Ok(entered)
 }
 
@@ -523,10 +580,6 @@ impl Store {
     ) -> Result<Audience, ApiError> {
         audience.created_at = stored_time(audience.created_at);
         audience.updated_at = audience.created_at;
-        if let Candidates::MembersOf(source) = from {
-            // The copy is read under the source's lock, so no manual change interleaves.
-            lock_audience(conn, partner_id, source).await?;
-        }
         audience.exclusions = count_exclusions(conn, partner_id, &audience, from).await?;
         audiences::Entity::insert(active_model(partner_id, &audience))
             .exec_without_returning(conn)
@@ -551,6 +604,28 @@ impl Store {
         )
         .await?;
         Ok(audience)
+    }
+
+    /// Copies an audience of the partner (READY or LOCKED) into a new READY one: the same
+    /// definition, its members either the criterion run again now (`reselect`) or the
+    /// original's members, through the final checks again either way.
+    pub async fn duplicate_audience(
+        &self,
+        conn: &impl ConnectionTrait,
+        partner_id: Uuid,
+        source_id: Uuid,
+        display_name: &str,
+        reselect: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Audience, ApiError> {
+        let source = lock_audience(conn, partner_id, source_id).await?;
+        let copy = source.duplicate(Uuid::now_v7(), display_name, now);
+        let from = if reselect {
+            Candidates::Criterion
+        } else {
+            Candidates::MembersOf(source_id)
+        };
+        self.create_audience(conn, partner_id, copy, from).await
     }
 
     /// An audience of the partner; another partner's is NOT_FOUND.
@@ -613,29 +688,13 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(), ApiError> {
         let audience = lock_changeable(conn, partner_id, id).await?;
-        let backend = conn.get_database_backend();
-        let d = dialect(backend)?;
-        let mut p = SqlParams::new(d);
-        let random_id = match d {
-            Dialect::Postgres => "gen_random_uuid()",
-            Dialect::Sqlite => "randomblob(16)",
-        };
-        let (change, at, cause, name, aid) = (
-            p.push(SqlValue::Text("left".into())),
-            p.push(SqlValue::Timestamp(stored_time(now))),
-            p.push(SqlValue::Text(
-                MembershipCause::GroupDeleted.as_str().to_owned(),
-            )),
-            p.push(SqlValue::Text(audience.display_name.clone())),
-            p.push(SqlValue::Uuid(id)),
-        );
-        let sql = format!(
-            "INSERT INTO \"audience_history\" (\"id\", \"partner_id\", \"audience_id\", \
-             \"customer_id\", \"change\", \"at\", \"cause\", \"audience_display_name\") \
-             SELECT {random_id}, \"partner_id\", \"audience_id\", \"customer_id\", {change}, \
-             {at}, {cause}, {name} FROM \"audience_members\" WHERE \"audience_id\" = {aid}"
-        );
-        conn.execute(statement(backend, sql, p)).await?;
+        let left = Some((stored_time(now), MembershipCause::GroupDeleted));
+        conn.execute(history_insert(
+            conn.get_database_backend(),
+            &audience,
+            left,
+        )?)
+        .await?;
         audience_members::Entity::delete_many()
             .filter(audience_members::Column::AudienceId.eq(id))
             .exec(conn)
@@ -799,7 +858,9 @@ impl Store {
         }
         let rows = customer_features::Entity::find()
             .filter(customer_features::Column::PartnerId.eq(partner_id))
-            .filter(customer_features::Column::CustomerId.is_in(members.iter().map(|m| m.customer_id)))
+            .filter(
+                customer_features::Column::CustomerId.is_in(members.iter().map(|m| m.customer_id)),
+            )
             .all(&self.db)
             .await?;
         let by_id: std::collections::HashMap<Uuid, &customer_features::Model> =
