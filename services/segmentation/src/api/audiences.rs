@@ -201,7 +201,7 @@ pub(super) fn merge_history(
                 .map(|h| (h.at, h.id, audience_history_to_proto(h))),
         )
         .collect();
-    all.sort_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+    all.sort_by_key(|e| std::cmp::Reverse((e.0, e.1)));
     all.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
     Ok(all)
 }

@@ -2,6 +2,8 @@
 //! customer feature store in [`features`]. Every query is scoped by partner.
 #[cfg(test)]
 mod activity_tests;
+#[cfg(test)]
+mod audience_tests;
 pub mod audiences;
 #[cfg(test)]
 mod compiled_criteria_tests;
