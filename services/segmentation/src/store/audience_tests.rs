@@ -636,3 +636,70 @@ async fn contacts_come_in_pages_and_a_customer_lists_their_audiences_on_sqlite()
     let (_dir, db) = sqlite().await;
     contacts_and_customer_rows(db).await;
 }
+
+async fn erasure(db: DatabaseConnection) {
+    let store = Store::new(db.clone());
+    let partner = Uuid::now_v7();
+    let (jana, petr) = (
+        add(&db, partner, reachable("Praha")).await,
+        add(&db, partner, reachable("Praha")).await,
+    );
+    let create = async || {
+        in_txn(&db, async |txn| {
+            store
+                .create_audience(
+                    txn,
+                    partner,
+                    draft(Channel::Email, in_city("Praha")),
+                    Candidates::Criterion,
+                )
+                .await
+        })
+        .await
+        .unwrap()
+    };
+    let (ready, launched) = (create().await, create().await);
+    in_txn(&db, async |txn| {
+        store
+            .lock_audience(txn, partner, launched.id, Uuid::now_v7(), Utc::now())
+            .await
+    })
+    .await
+    .unwrap();
+    let erased = ev::CustomerErased {
+        customer_id: jana.to_string(),
+    };
+    apply(&db, envelope(partner, &erased)).await;
+    assert_eq!(members(&store, partner, ready.id).await, [petr].into());
+    assert_eq!(store.audience(partner, ready.id).await.unwrap().member_count, 1);
+    assert_eq!(
+        members(&store, partner, launched.id).await,
+        [jana, petr].into(),
+        "a launched campaign's audience keeps whom it addressed"
+    );
+    let history = store
+        .audience_history(
+            partner,
+            AudienceHistoryFilter {
+                customer_id: Some(jana),
+                ..Default::default()
+            },
+            100,
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(history.is_empty(), "{history:?}");
+}
+
+#[tokio::test]
+async fn an_erased_customer_leaves_ready_audiences_and_their_history_on_postgres() {
+    let (_db, db) = postgres().await;
+    erasure(db).await;
+}
+
+#[tokio::test]
+async fn an_erased_customer_leaves_ready_audiences_and_their_history_on_sqlite() {
+    let (_dir, db) = sqlite().await;
+    erasure(db).await;
+}

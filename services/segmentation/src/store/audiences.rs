@@ -567,6 +567,41 @@ fn attribute(f: &customer_features::Model, key: &str) -> String {
         .to_owned()
 }
 
+/// An erased customer (GDPR) leaves every READY audience and their audience history is
+/// deleted. A locked audience keeps the bare id (segmentation holds nothing else about them
+/// once their features are gone): it records whom a launched campaign addressed.
+pub(crate) async fn erase_customer(
+    conn: &impl ConnectionTrait,
+    partner_id: Uuid,
+    customer_id: Uuid,
+) -> Result<(), ApiError> {
+    let memberships = audience_members::Entity::find()
+        .filter(audience_members::Column::PartnerId.eq(partner_id))
+        .filter(audience_members::Column::CustomerId.eq(customer_id))
+        .all(conn)
+        .await?;
+    for m in memberships {
+        let current = lock_audience(conn, partner_id, m.audience_id).await?;
+        if current.check_changeable().is_err() {
+            continue;
+        }
+        audience_members::Entity::delete_by_id((m.audience_id, customer_id))
+            .exec(conn)
+            .await?;
+        let mut next = current.clone();
+        next.member_count = (current.member_count - 1).max(0);
+        next.version += 1;
+        next.updated_at = stored_time(Utc::now());
+        write_guarded(conn, partner_id, &current, &next).await?;
+    }
+    audience_history::Entity::delete_many()
+        .filter(audience_history::Column::PartnerId.eq(partner_id))
+        .filter(audience_history::Column::CustomerId.eq(customer_id))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
 impl Store {
     /// Records a new audience and selects its members from `from` (the criterion now, or
     /// another audience's members) through the final checks, counting the exclusions;

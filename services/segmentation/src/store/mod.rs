@@ -3,6 +3,8 @@
 #[cfg(test)]
 mod activity_tests;
 #[cfg(test)]
+mod audience_bench;
+#[cfg(test)]
 mod audience_tests;
 pub mod audiences;
 #[cfg(test)]
