@@ -192,8 +192,10 @@ async fn an_audience_selects_once_takes_checked_manual_changes_exports_and_locks
                 .audience
                 .expect("audience");
             let x = a.exclusions.clone().unwrap_or_default();
-            Ok((a.member_count == 4 && x.hard_bounce_count == 1 && x.no_consent_count == 1)
-                .then_some((a, attempt)))
+            Ok(
+                (a.member_count == 4 && x.hard_bounce_count == 1 && x.no_consent_count == 1)
+                    .then_some((a, attempt)),
+            )
         }
     })
     .await?;
@@ -261,7 +263,10 @@ async fn an_audience_selects_once_takes_checked_manual_changes_exports_and_locks
     // Manual additions pass the same checks; removal of a member works.
     for (who, reason) in [(&eva, "NO_CONSENT"), (&petr, "EMAIL_BOUNCED")] {
         let refused = client
-            .add_audience_member(authed(member(&audience.id, who, &format!("add-{who}")), &key))
+            .add_audience_member(authed(
+                member(&audience.id, who, &format!("add-{who}")),
+                &key,
+            ))
             .await
             .expect_err("excluded");
         assert_eq!(refused.code(), Code::FailedPrecondition);

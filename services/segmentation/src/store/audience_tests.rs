@@ -671,7 +671,14 @@ async fn erasure(db: DatabaseConnection) {
     };
     apply(&db, envelope(partner, &erased)).await;
     assert_eq!(members(&store, partner, ready.id).await, [petr].into());
-    assert_eq!(store.audience(partner, ready.id).await.unwrap().member_count, 1);
+    assert_eq!(
+        store
+            .audience(partner, ready.id)
+            .await
+            .unwrap()
+            .member_count,
+        1
+    );
     assert_eq!(
         members(&store, partner, launched.id).await,
         [jana, petr].into(),
