@@ -419,7 +419,7 @@ fn exclusions_query(
 }
 
 /// Counts the exclusions of the final checks, in one aggregate query.
-async fn count_exclusions(
+pub(super) async fn count_exclusions(
     conn: &impl ConnectionTrait,
     partner_id: Uuid,
     audience: &Audience,
@@ -449,7 +449,7 @@ async fn count_exclusions(
 
 /// The `INSERT … SELECT` storing the candidates passing the final checks as members since
 /// the audience's creation.
-fn members_insert(
+pub(super) fn members_insert(
     backend: DatabaseBackend,
     partner_id: Uuid,
     audience: &Audience,
@@ -481,7 +481,7 @@ fn members_insert(
 /// entry as stored on the member row (`change` = None), or their leaving at a time for a
 /// cause. The ids are random here (the database makes them, unlike the service's UUID v7):
 /// all rows of one statement have the same time, and ids only order rows of equal time.
-fn history_insert(
+pub(super) fn history_insert(
     backend: DatabaseBackend,
     audience: &Audience,
     left: Option<(DateTime<Utc>, MembershipCause)>,
