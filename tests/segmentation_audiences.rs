@@ -191,7 +191,7 @@ async fn an_audience_selects_once_takes_checked_manual_changes_exports_and_locks
                 .into_inner()
                 .audience
                 .expect("audience");
-            let x = a.exclusions.clone().unwrap_or_default();
+            let x = a.exclusions.unwrap_or_default();
             Ok(
                 (a.member_count == 4 && x.hard_bounce_count == 1 && x.no_consent_count == 1)
                     .then_some((a, attempt)),
