@@ -207,6 +207,16 @@ fn time_range() -> (DateTime<Utc>, DateTime<Utc>) {
     (min.to_utc(), max.to_utc())
 }
 
+/// The target's id column, qualified by its table when the statement joins other tables.
+fn qualified_id(target: &SqlTarget<'_>, joined: bool) -> Result<String, SqlError> {
+    let id = identifier(target.id_column)?;
+    Ok(if joined {
+        format!("{}.{id}", identifier(target.table)?)
+    } else {
+        id
+    })
+}
+
 fn identifier(name: &'static str) -> Result<String, SqlError> {
     let mut bytes = name.bytes();
     let first_ok = bytes
@@ -237,41 +247,53 @@ impl Criterion {
         partner_id: Uuid,
         now: DateTime<Utc>,
     ) -> Result<SqlStatement, SqlError> {
-        let (table, id, partner) = (
+        let mut params = SqlParams::new(target.dialect);
+        let select = self.to_sql_select(target, partner_id, now, &mut params)?;
+        let id = qualified_id(target, !plan_windows(self, target)?.is_empty())?;
+        Ok(SqlStatement {
+            sql: format!("{select} ORDER BY {id}"),
+            values: params.into_values(),
+        })
+    }
+
+    /// [`Criterion::to_sql`] without the `ORDER BY`, its parameters appended to `params`: for
+    /// callers using the selection inside their own statement (e.g. `"id" IN (<select>)`),
+    /// which purchase fields need, as they cannot be a bare condition.
+    pub fn to_sql_select(
+        &self,
+        target: &SqlTarget<'_>,
+        partner_id: Uuid,
+        now: DateTime<Utc>,
+        params: &mut SqlParams,
+    ) -> Result<String, SqlError> {
+        let (table, partner) = (
             identifier(target.table)?,
-            identifier(target.id_column)?,
             identifier(target.partner_column)?,
         );
-        let mut params = SqlParams::new(target.dialect);
         let windows = plan_windows(self, target)?;
         if windows.is_empty() {
+            let id = qualified_id(target, false)?;
             let p = params.push(SqlValue::Uuid(partner_id));
-            let condition = self.to_sql_condition(target, now, &mut params)?;
-            return Ok(SqlStatement {
-                sql: format!(
-                    "SELECT {id} FROM {table} WHERE {partner} = {p} AND ({condition}) ORDER BY {id}"
-                ),
-                values: params.into_values(),
-            });
+            let condition = self.to_sql_condition(target, now, params)?;
+            return Ok(format!(
+                "SELECT {id} FROM {table} WHERE {partner} = {p} AND ({condition})"
+            ));
         }
+        let id = qualified_id(target, true)?;
         // The derived tables come first in the text, so their parameters are pushed first
         // (SQLite's `?` are positional).
         let mut compiler = Compiler {
             target,
             now,
-            params: &mut params,
+            params,
             windows,
         };
-        let joins = compiler.joins(partner_id, &format!("{table}.{id}"))?;
+        let joins = compiler.joins(partner_id, &id)?;
         let p = compiler.params.push(SqlValue::Uuid(partner_id));
         let condition = compiler.criterion(self)?;
-        Ok(SqlStatement {
-            sql: format!(
-                "SELECT {table}.{id} FROM {table}{joins} WHERE {table}.{partner} = {p} AND \
-                 ({condition}) ORDER BY {table}.{id}"
-            ),
-            values: params.into_values(),
-        })
+        Ok(format!(
+            "SELECT {id} FROM {table}{joins} WHERE {table}.{partner} = {p} AND ({condition})"
+        ))
     }
 
     /// The criterion as a boolean SQL expression over one row of the target table (never

@@ -96,6 +96,9 @@ domain_events!(
 );
 // Badge holders (segmentation service, issue #7): one per customer getting or losing a badge.
 domain_events!(BadgeAssigned, BadgeRemoved);
+// Audiences (segmentation service, issue #7): created (with the member count), a member added
+// or removed by hand, locked by a campaign launch.
+domain_events!(AudienceCreated, AudienceMembershipChanged, AudienceLocked);
 
 /// Appends an event to the outbox inside the caller's transaction.
 pub async fn enqueue<C: ConnectionTrait, E: DomainEvent>(

@@ -1,4 +1,5 @@
 //! gRPC adapter of `SegmentationService`.
+mod audiences;
 mod badges;
 mod feature_store;
 #[cfg(test)]
@@ -36,6 +37,15 @@ use crate::{
 const READERS: &[Role] = &[Role::Pos, Role::Service, Role::Marketing, Role::Support];
 /// How long a partner's online segments are kept in memory before they are read again.
 const ONLINE_SEGMENTS_TTL: Duration = Duration::from_secs(5);
+
+/// The stream of ExportAudienceMembers.
+pub type ExportAudienceMembersStream = std::pin::Pin<
+    Box<
+        dyn futures::Stream<Item = Result<pb::ExportAudienceMembersResponse, Status>>
+            + Send
+            + 'static,
+    >,
+>;
 
 pub struct SegmentationApi {
     store: Store,
@@ -514,18 +524,101 @@ impl SegmentationService for SegmentationApi {
         self.list_customer_badges_rpc(request).await
     }
 
-    loyalty_platform::rpcs_not_yet_implemented! {
-        "lands with issue #7 (segmentation)";
-        create_audience(pb::CreateAudienceRequest) -> pb::CreateAudienceResponse;
-        get_audience(pb::GetAudienceRequest) -> pb::GetAudienceResponse;
-        list_audiences(pb::ListAudiencesRequest) -> pb::ListAudiencesResponse;
-        update_audience(pb::UpdateAudienceRequest) -> pb::UpdateAudienceResponse;
-        delete_audience(pb::DeleteAudienceRequest) -> pb::DeleteAudienceResponse;
-        list_audience_members(pb::ListAudienceMembersRequest) -> pb::ListAudienceMembersResponse;
-        add_audience_member(pb::AddAudienceMemberRequest) -> pb::AddAudienceMemberResponse;
-        remove_audience_member(pb::RemoveAudienceMemberRequest) -> pb::RemoveAudienceMemberResponse;
-        duplicate_audience(pb::DuplicateAudienceRequest) -> pb::DuplicateAudienceResponse;
-        lock_audience(pb::LockAudienceRequest) -> pb::LockAudienceResponse;
-        list_customer_audiences(pb::ListCustomerAudiencesRequest) -> pb::ListCustomerAudiencesResponse;
+    #[tracing::instrument(skip_all)]
+    async fn create_audience(
+        &self,
+        request: Request<pb::CreateAudienceRequest>,
+    ) -> Result<Response<pb::CreateAudienceResponse>, Status> {
+        self.create_audience_rpc(request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_audience(
+        &self,
+        request: Request<pb::GetAudienceRequest>,
+    ) -> Result<Response<pb::GetAudienceResponse>, Status> {
+        self.get_audience_rpc(request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_audiences(
+        &self,
+        request: Request<pb::ListAudiencesRequest>,
+    ) -> Result<Response<pb::ListAudiencesResponse>, Status> {
+        self.list_audiences_rpc(request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn update_audience(
+        &self,
+        request: Request<pb::UpdateAudienceRequest>,
+    ) -> Result<Response<pb::UpdateAudienceResponse>, Status> {
+        self.update_audience_rpc(request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn delete_audience(
+        &self,
+        request: Request<pb::DeleteAudienceRequest>,
+    ) -> Result<Response<pb::DeleteAudienceResponse>, Status> {
+        self.delete_audience_rpc(request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_audience_members(
+        &self,
+        request: Request<pb::ListAudienceMembersRequest>,
+    ) -> Result<Response<pb::ListAudienceMembersResponse>, Status> {
+        self.list_audience_members_rpc(request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn add_audience_member(
+        &self,
+        request: Request<pb::AddAudienceMemberRequest>,
+    ) -> Result<Response<pb::AddAudienceMemberResponse>, Status> {
+        self.add_audience_member_rpc(request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn remove_audience_member(
+        &self,
+        request: Request<pb::RemoveAudienceMemberRequest>,
+    ) -> Result<Response<pb::RemoveAudienceMemberResponse>, Status> {
+        self.remove_audience_member_rpc(request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn duplicate_audience(
+        &self,
+        request: Request<pb::DuplicateAudienceRequest>,
+    ) -> Result<Response<pb::DuplicateAudienceResponse>, Status> {
+        self.duplicate_audience_rpc(request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn lock_audience(
+        &self,
+        request: Request<pb::LockAudienceRequest>,
+    ) -> Result<Response<pb::LockAudienceResponse>, Status> {
+        self.lock_audience_rpc(request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_customer_audiences(
+        &self,
+        request: Request<pb::ListCustomerAudiencesRequest>,
+    ) -> Result<Response<pb::ListCustomerAudiencesResponse>, Status> {
+        self.list_customer_audiences_rpc(request).await
+    }
+
+    type ExportAudienceMembersStream = ExportAudienceMembersStream;
+
+    #[tracing::instrument(skip_all)]
+    async fn export_audience_members(
+        &self,
+        request: Request<pb::ExportAudienceMembersRequest>,
+    ) -> Result<Response<Self::ExportAudienceMembersStream>, Status> {
+        self.export_audience_members_rpc(request).await
     }
 }

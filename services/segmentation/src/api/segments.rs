@@ -14,14 +14,20 @@ use loyalty_proto::segmentation::v1 as pb;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use super::{READERS, SegmentationApi, membership_to_proto, raw_from_proto, segment_to_proto};
+use super::{
+    READERS, SegmentationApi, audiences::merge_history, membership_to_proto, raw_from_proto,
+    segment_to_proto,
+};
 use crate::{
     domain::{
         GroupKind, HistoryEntry, ManualChange, Member, Membership, MembershipCause, Segment,
         SegmentDraft, SegmentKind, parse_criterion,
     },
-    store::membership::{
-        HistoryFilter, ManualOutcome, Recalculated, SegmentFilter, rule, stored_time,
+    store::{
+        audiences::AudienceHistoryFilter,
+        membership::{
+            HistoryFilter, ManualOutcome, Recalculated, SegmentFilter, rule, stored_time,
+        },
     },
 };
 
@@ -465,14 +471,14 @@ impl SegmentationApi {
         let limit = paging::page_size(&mut v, req.page_size);
         let after = paging::parse_time_token(&mut v, &req.page_token);
         v.into_result()?;
+        let sources = self
+            .history_sources(partner_id, group_kind, group_id)
+            .await?;
+        // Segments and badges share the membership history table, told apart by kind.
         let group_kind = match group_kind {
-            pb::GroupKind::Unspecified => None,
             pb::GroupKind::Segment => Some(GroupKind::Segment),
             pb::GroupKind::Badge => Some(GroupKind::Badge),
-            // Audiences keep no membership history here (yet).
-            pb::GroupKind::Audience => {
-                return Ok(Response::new(pb::ListMembershipHistoryResponse::default()));
-            }
+            pb::GroupKind::Unspecified | pb::GroupKind::Audience => None,
         };
         let filter = HistoryFilter {
             customer_id,
@@ -481,14 +487,31 @@ impl SegmentationApi {
             from,
             until,
         };
-        let found = self.store.history(partner_id, filter, limit, after).await?;
+        let segments = if sources.segments {
+            self.store.history(partner_id, filter, limit, after).await
+        } else {
+            Ok(Vec::new())
+        };
+        let audiences = if sources.audiences {
+            let filter = AudienceHistoryFilter {
+                customer_id,
+                audience_id: group_id,
+                from,
+                until,
+            };
+            self.audience_history_rows(partner_id, filter, limit, after)
+                .await?
+        } else {
+            Vec::new()
+        };
+        let found = merge_history(segments, audiences, limit, history_to_proto)?;
         Ok(Response::new(pb::ListMembershipHistoryResponse {
             next_page_token: paging::next_time_token(
                 found.len(),
                 limit,
-                found.last().map(|h| (h.at, h.id)),
+                found.last().map(|(at, id, _)| (*at, *id)),
             ),
-            entries: found.iter().map(history_to_proto).collect(),
+            entries: found.into_iter().map(|(_, _, e)| e).collect(),
         }))
     }
 }

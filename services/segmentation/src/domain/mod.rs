@@ -1,5 +1,6 @@
 //! Segmentation rules: a customer's features as criteria facts, segment definitions, who
 //! belongs, and the memberships a customer sees. No I/O here.
+pub mod audience;
 mod badges;
 mod features;
 mod membership;

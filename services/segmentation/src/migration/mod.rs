@@ -14,9 +14,12 @@ loyalty_platform::migrator![
     MembershipCauses,
     CustomerActivity,
     CustomerPurchases,
+    Badges,
+    m0009_audiences::Audiences,
     CustomerRfm,
-    Badges
 ];
+
+mod m0009_audiences;
 
 struct InitialSchema;
 

@@ -122,6 +122,17 @@ fn stored_column(field: &Field) -> Option<Column> {
     }
 }
 
+/// The feature store as the table criteria compile against.
+pub(crate) fn target(dialect: Dialect) -> SqlTarget<'static> {
+    SqlTarget {
+        dialect,
+        table: "customer_features",
+        id_column: "customer_id",
+        partner_column: "partner_id",
+        columns: &stored_column,
+    }
+}
+
 /// The statement selecting every customer of `partner_id` whom `criterion` admits at `now`:
 /// one set-based query over `customer_features`, scoped by partner inside the statement.
 pub fn members_query(
@@ -139,13 +150,7 @@ pub fn members_query(
             )));
         }
     };
-    let target = SqlTarget {
-        dialect,
-        table: "customer_features",
-        id_column: "customer_id",
-        partner_column: "partner_id",
-        columns: &stored_column,
-    };
+    let target = target(dialect);
     let compiled = criterion
         .to_sql(&target, partner_id, now)
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("compiling a criterion: {e}")))?;

@@ -395,5 +395,6 @@ pub(crate) async fn erase(
         .filter(membership_history::Column::CustomerId.eq(customer_id))
         .exec(txn)
         .await?;
+    super::audiences::erase_customer(txn, partner_id, customer_id).await?;
     changed(txn, partner_id, touched).await
 }

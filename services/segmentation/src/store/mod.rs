@@ -2,6 +2,11 @@
 //! customer feature store in [`features`]. Every query is scoped by partner.
 #[cfg(test)]
 mod activity_tests;
+#[cfg(test)]
+mod audience_bench;
+#[cfg(test)]
+mod audience_tests;
+pub mod audiences;
 pub mod badges;
 #[cfg(test)]
 mod badges_tests;
