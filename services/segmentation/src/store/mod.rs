@@ -293,7 +293,7 @@ pub(crate) mod tests {
                 &ev::CustomerUpdated {
                     customer_id: petr.customer_id.clone(),
                     attributes: [("city".to_owned(), "Praha".to_owned())].into(),
-                    properties: Default::default(),
+                    ..Default::default()
                 },
             ),
         )
@@ -758,7 +758,7 @@ pub(crate) mod tests {
                 &ev::CustomerUpdated {
                     customer_id: duplicate.customer_id.clone(),
                     attributes: [("city".to_owned(), "Ostrava".to_owned())].into(),
-                    properties: Default::default(),
+                    ..Default::default()
                 },
             ),
         )
@@ -791,7 +791,7 @@ pub(crate) mod tests {
                 &ev::CustomerUpdated {
                     customer_id: jana.customer_id.clone(),
                     attributes: [("city".to_owned(), "Praha".to_owned())].into(),
-                    properties: Default::default(),
+                    ..Default::default()
                 },
             ),
         )
