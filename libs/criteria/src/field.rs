@@ -17,6 +17,9 @@ pub const CUSTOMER_ATTRIBUTES: &[&str] = &[
     "country_code",
     "state",
 ];
+/// List attributes of the customer account (`customer.<list>`): ids of the partner's
+/// catalogues the account lists (identity's contact sources and interests).
+pub const CUSTOMER_LISTS: &[&str] = &["contact_source_ids", "interest_ids"];
 /// Features projected from events (`features.<name>`); integers, except
 /// [`STRING_FEATURES`].
 pub const FEATURES: &[&str] = &[
@@ -121,7 +124,8 @@ impl ValueKind {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Field {
-    /// `customer.<attribute>`, e.g. `customer.city`.
+    /// `customer.<attribute>`, e.g. `customer.city`, or a list of the account
+    /// ([`CUSTOMER_LISTS`]), e.g. `customer.interest_ids`.
     Customer(String),
     /// `customer.properties.<key>`, a user-defined property (a string).
     Property(String),
@@ -201,7 +205,9 @@ impl Field {
         }
         let known = |list: &[&str], name: &str| list.contains(&name).then(|| name.to_owned());
         let field = match path.split_once('.') {
-            Some(("customer", a)) => known(CUSTOMER_ATTRIBUTES, a).map(Field::Customer),
+            Some(("customer", a)) => known(CUSTOMER_ATTRIBUTES, a)
+                .or_else(|| known(CUSTOMER_LISTS, a))
+                .map(Field::Customer),
             Some(("features", f)) => known(FEATURES, f).map(Field::Feature),
             Some(("cart", c)) => known(CART_NUMBERS, c)
                 .or_else(|| known(CART_LISTS, c))
@@ -230,6 +236,7 @@ impl Field {
     /// The kind of value the field holds.
     pub fn value_kind(&self) -> ValueKind {
         match self {
+            Field::Customer(a) if CUSTOMER_LISTS.contains(&a.as_str()) => ValueKind::StringList,
             Field::Customer(_) | Field::Property(_) | Field::Consent(_) => ValueKind::String,
             Field::Feature(f) if STRING_FEATURES.contains(&f.as_str()) => ValueKind::String,
             Field::Feature(_) | Field::Points(_) | Field::EventCount(_) => ValueKind::Int,
@@ -299,6 +306,14 @@ pub fn catalog() -> Vec<FieldSpec> {
         let f = Field::Customer((*a).to_owned());
         out.push(spec(f.clone(), f.path(), format!("Customer attribute {a}")));
     }
+    for (list, what) in CUSTOMER_LISTS.iter().zip(["contact sources", "interests"]) {
+        let f = Field::Customer((*list).to_owned());
+        out.push(spec(
+            f.clone(),
+            f.path(),
+            format!("Ids of the partner's {what} the customer account lists (empty if none)"),
+        ));
+    }
     out.push(spec(
         Field::Property("key".to_owned()),
         format!("{PROPERTIES_PREFIX}<key>"),
@@ -355,6 +370,8 @@ mod tests {
         for path in [
             "customer.city",
             "customer.birth_date",
+            "customer.contact_source_ids",
+            "customer.interest_ids",
             "customer.properties.vip",
             "customer.properties.a_1",
             "features.total_spent_minor",
@@ -380,6 +397,8 @@ mod tests {
             "customer",
             "customer.",
             "customer.shoe_size",
+            "customer.interest_id",
+            "customer.contact_sources",
             "customer.properties",
             "customer.properties.",
             "customer.properties.VIP",
@@ -425,6 +444,8 @@ mod tests {
         assert_eq!(kind("features.purchase_count"), ValueKind::Int);
         assert_eq!(kind("cart.line_count"), ValueKind::Int);
         assert_eq!(kind("cart.product_ids"), ValueKind::StringList);
+        assert_eq!(kind("customer.contact_source_ids"), ValueKind::StringList);
+        assert_eq!(kind("customer.interest_ids"), ValueKind::StringList);
         assert_eq!(kind("features.email_hard_bounced"), ValueKind::String);
         assert_eq!(kind("features.tier_id"), ValueKind::String);
         assert_eq!(kind("features.email_soft_bounce_count"), ValueKind::Int);
@@ -439,16 +460,21 @@ mod tests {
 
     #[test]
     fn lists_allow_only_contains_in_and_exists() {
-        let ops = Field::parse("cart.product_ids").unwrap().operators();
-        assert_eq!(ops, [Operator::Contains, Operator::In, Operator::Exists]);
+        for path in ["cart.product_ids", "customer.interest_ids"] {
+            let ops = Field::parse(path).unwrap().operators();
+            assert_eq!(ops, [Operator::Contains, Operator::In, Operator::Exists]);
+        }
     }
 
     #[test]
     fn the_catalog_lists_every_field_once() {
         let c = catalog();
-        assert_eq!(c.len(), 10 + 1 + 12 + 3 + 8 + 4);
+        assert_eq!(c.len(), 10 + 2 + 1 + FEATURES.len() + 3 + 8 + 4);
         assert!(c.iter().filter(|f| f.cart).count() == 4);
         assert!(c.iter().any(|f| f.path == "customer.properties.<key>"));
+        assert!(c.iter().any(|f| f.path == "customer.contact_source_ids"
+            && f.value_kind == ValueKind::StringList
+            && !f.cart));
         assert!(c.iter().any(|f| f.path == "events.<event_type_code>.count"));
         assert!(c.iter().any(|f| f.path == "purchases.<window>.avg_minor"
             && f.value_kind == ValueKind::Int));
