@@ -7,7 +7,7 @@ pub mod rfm;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use loyalty_criteria::{Criterion, Fact, Facts, RawCriterion};
+use loyalty_criteria::{Criterion, Fact, Facts, RawCriterion, purchases::normalized_ids};
 use loyalty_platform::Violations;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -36,6 +36,13 @@ pub struct Features {
     /// RFM as of the partner's last scoring; `None` until then.
     #[serde(default)]
     pub rfm: Option<rfm::CustomerRfm>,
+    /// The contact sources the account lists (identity's catalogue ids), in their stored
+    /// form: lower case, sorted, no empty or duplicate ids (see [`Features::set_lists`]).
+    #[serde(default)]
+    pub contact_source_ids: Vec<String>,
+    /// The interests the account lists, in the same form.
+    #[serde(default)]
+    pub interest_ids: Vec<String>,
 }
 
 /// A value with the position (the producer's outbox sequence) of the event that set it: a
@@ -244,6 +251,15 @@ impl Features {
         for (k, v) in &self.properties {
             facts.insert(format!("customer.properties.{k}"), Fact::String(v.clone()));
         }
+        // Always present (an account listing none has empty lists), like the cart's lists.
+        facts.insert(
+            "customer.contact_source_ids",
+            Fact::List(self.contact_source_ids.clone()),
+        );
+        facts.insert(
+            "customer.interest_ids",
+            Fact::List(self.interest_ids.clone()),
+        );
         facts.insert("features.purchase_count", Fact::Int(self.purchase_count));
         facts.insert(
             "features.total_spent_minor",
@@ -291,6 +307,18 @@ impl Features {
             out.insert(path, loyalty_criteria::sql::search_form(&text));
         }
         serde_json::Value::Object(out)
+    }
+
+    /// Replaces the account's contact sources and interests (identity's profile events carry
+    /// the whole lists), stored lower-cased without empty or duplicate ids: the form the
+    /// compiled SQL compares with lower-cased values.
+    pub fn set_lists(
+        &mut self,
+        contact_source_ids: impl IntoIterator<Item = impl AsRef<str>>,
+        interest_ids: impl IntoIterator<Item = impl AsRef<str>>,
+    ) {
+        self.contact_source_ids = normalized_ids(contact_source_ids);
+        self.interest_ids = normalized_ids(interest_ids);
     }
 
     /// Counts one more purchase of `amount_minor` made at `at` (events may arrive out of

@@ -21,6 +21,8 @@ const PROPERTIES: &[&str] = &["tier", "visits", "vip"];
 const FIELDS: &[&str] = &[
     "customer.city",
     "customer.email",
+    "customer.contact_source_ids",
+    "customer.interest_ids",
     "customer.properties.tier",
     "customer.properties.visits",
     "customer.properties.vip",
@@ -210,6 +212,9 @@ struct Customer {
     last_purchase: Option<Ago>,
     activity: Activity,
     purchases: Vec<Purchase>,
+    /// As identity sends them: any case, repeated, empty.
+    contact_source_ids: Vec<String>,
+    interest_ids: Vec<String>,
 }
 
 fn activity() -> impl Strategy<Value = Activity> {
@@ -271,6 +276,8 @@ fn customer(now: DateTime<Utc>) -> impl Strategy<Value = Customer> {
         prop::option::of(ago()),
         activity(),
         prop::collection::vec(purchase(now), 0..4),
+        prop::collection::vec(word(), 0..3),
+        prop::collection::vec(word(), 0..3),
     )
         .prop_map(
             |(
@@ -281,6 +288,8 @@ fn customer(now: DateTime<Utc>) -> impl Strategy<Value = Customer> {
                 last_purchase,
                 activity,
                 purchases,
+                contact_source_ids,
+                interest_ids,
             )| {
                 Customer {
                     attributes,
@@ -290,6 +299,8 @@ fn customer(now: DateTime<Utc>) -> impl Strategy<Value = Customer> {
                     last_purchase,
                     activity,
                     purchases,
+                    contact_source_ids,
+                    interest_ids,
                 }
             },
         )
@@ -302,15 +313,18 @@ fn features_of(c: &Customer, now: DateTime<Utc>) -> Features {
             .filter_map(|(k, v)| Some(((*k).to_owned(), v.clone()?)))
             .collect()
     };
-    Features {
+    let mut f = Features {
         attributes: pairs(ATTRIBUTES, &c.attributes),
         properties: pairs(PROPERTIES, &c.properties),
         purchase_count: c.purchase_count,
         total_spent_minor: c.total_spent_minor,
         last_purchase_at: c.last_purchase.map(|a| at(now, a)),
         activity: c.activity.clone(),
-        rfm: None,
-    }
+        ..Features::default()
+    };
+    // As the projector stores them.
+    f.set_lists(&c.contact_source_ids, &c.interest_ids);
+    f
 }
 
 #[derive(Debug, Clone)]

@@ -9,6 +9,8 @@ mod dataset_tests;
 pub mod entities;
 pub mod features;
 mod lifecycle;
+#[cfg(test)]
+mod lists_tests;
 pub mod membership;
 pub mod purchases;
 pub mod rfm;
