@@ -460,7 +460,10 @@ async fn catalogues_have_unique_codes_etags_and_guarded_deletes() -> anyhow::Res
     both.sort();
     assert_eq!(created.interest_ids, both);
     let updates: Vec<ev::CustomerUpdated> = identity_events(&suite).await?;
-    let updates: Vec<_> = updates.iter().filter(|e| e.customer_id == jana.id).collect();
+    let updates: Vec<_> = updates
+        .iter()
+        .filter(|e| e.customer_id == jana.id)
+        .collect();
     assert_eq!(updates.len(), 1, "{updates:?}");
     assert_eq!(updates[0].contact_source_ids, vec![eshop.id.clone()]);
     assert_eq!(updates[0].interest_ids, vec![cooking.id.clone()]);
