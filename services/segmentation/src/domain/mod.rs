@@ -744,6 +744,37 @@ mod tests {
     }
 
     #[test]
+    fn contact_sources_and_interests_are_stored_lower_cased_once_and_read_as_lists() {
+        let mut f = Features::default();
+        f.set_lists(["ESHOP", "eshop", ""], ["Wine"]);
+        assert_eq!(f.contact_source_ids, ["eshop"]);
+        let facts = f.facts(Utc::now());
+        assert_eq!(
+            facts.get_path("customer.interest_ids"),
+            Some(&Fact::List(vec!["wine".into()]))
+        );
+        let wine = segment(
+            criterion(
+                "customer.interest_ids",
+                Operator::Contains,
+                Value::String("WINE".into()),
+            ),
+            false,
+        );
+        assert!(wine.admits(&f, Utc::now()));
+        // A later profile replaces both lists.
+        f.set_lists(Vec::<String>::new(), ["cooking"]);
+        assert!(!wine.admits(&f, Utc::now()));
+        assert_eq!(
+            Features::default()
+                .facts(Utc::now())
+                .get_path("customer.contact_source_ids"),
+            Some(&Fact::List(vec![])),
+            "always present, empty when the account lists none"
+        );
+    }
+
+    #[test]
     fn features_become_facts_a_criterion_can_read() {
         let mut f = Features::default();
         f.properties.insert("tier".into(), "gold".into());
