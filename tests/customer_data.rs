@@ -446,6 +446,27 @@ async fn catalogues_have_unique_codes_etags_and_guarded_deletes() -> anyhow::Res
     let after = get_customer(&mut c, &pos, &jana.id).await?;
     assert_eq!(after.interest_ids, vec![cooking.id.clone()]);
     assert_ne!(after.etag, jana.etag, "the account changed");
+    // Segmentation's criteria read both lists: the account's events carry them, and the
+    // deleted interest leaves through one CustomerUpdated (the retry publishes nothing).
+    use loyalty_proto::events::v1 as ev;
+    let created: Vec<ev::CustomerCreated> = identity_events(&suite).await?;
+    let created = created
+        .iter()
+        .find(|e| e.customer_id == jana.id)
+        .expect("CustomerCreated");
+    assert_eq!(created.contact_source_ids, vec![eshop.id.clone()]);
+    // Identity keeps the ids sorted.
+    let mut both = vec![running.id.clone(), cooking.id.clone()];
+    both.sort();
+    assert_eq!(created.interest_ids, both);
+    let updates: Vec<ev::CustomerUpdated> = identity_events(&suite).await?;
+    let updates: Vec<_> = updates
+        .iter()
+        .filter(|e| e.customer_id == jana.id)
+        .collect();
+    assert_eq!(updates.len(), 1, "{updates:?}");
+    assert_eq!(updates[0].contact_source_ids, vec![eshop.id.clone()]);
+    assert_eq!(updates[0].interest_ids, vec![cooking.id.clone()]);
     c.delete_contact_source(authed(
         identity::DeleteContactSourceRequest {
             idempotency_key: "del-app".into(),
@@ -1051,6 +1072,13 @@ async fn relations_link_customers_both_ways_once_per_type_within_limits() -> any
 async fn relation_events(
     suite: &Suite,
 ) -> anyhow::Result<Vec<loyalty_proto::events::v1::CustomerRelationChanged>> {
+    identity_events(suite).await
+}
+
+/// Every event of type `E` in identity's outbox, in order.
+async fn identity_events<E: loyalty_platform::events::DomainEvent>(
+    suite: &Suite,
+) -> anyhow::Result<Vec<E>> {
     use loyalty_proto::events::v1 as ev;
     let mut feed = ev::event_feed_service_client::EventFeedServiceClient::new(
         suite.channel("identity").await?,
@@ -1073,7 +1101,7 @@ async fn relation_events(
         out.extend(
             events
                 .iter()
-                .filter_map(loyalty_platform::events::decode::<ev::CustomerRelationChanged>),
+                .filter_map(loyalty_platform::events::decode::<E>),
         );
     }
 }

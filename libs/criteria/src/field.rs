@@ -18,6 +18,9 @@ pub const CUSTOMER_ATTRIBUTES: &[&str] = &[
     "country_code",
     "state",
 ];
+/// List attributes of the customer account (`customer.<list>`): ids of the partner's
+/// catalogues the account lists (identity's contact sources and interests).
+pub const CUSTOMER_LISTS: &[&str] = &["contact_source_ids", "interest_ids"];
 /// Features projected from events (`features.<name>`); integers, except
 /// [`STRING_FEATURES`].
 pub const FEATURES: &[&str] = &[
@@ -141,7 +144,8 @@ impl ValueKind {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Field {
-    /// `customer.<attribute>`, e.g. `customer.city`.
+    /// `customer.<attribute>`, e.g. `customer.city`, or a list of the account
+    /// ([`CUSTOMER_LISTS`]), e.g. `customer.interest_ids`.
     Customer(String),
     /// `customer.properties.<key>`, a user-defined property (a string).
     Property(String),
@@ -288,7 +292,9 @@ impl Field {
         }
         let known = |list: &[&str], name: &str| list.contains(&name).then(|| name.to_owned());
         let field = match path.split_once('.') {
-            Some(("customer", a)) => known(CUSTOMER_ATTRIBUTES, a).map(Field::Customer),
+            Some(("customer", a)) => known(CUSTOMER_ATTRIBUTES, a)
+                .or_else(|| known(CUSTOMER_LISTS, a))
+                .map(Field::Customer),
             Some(("features", f)) => known(FEATURES, f).map(Field::Feature),
             Some(("cart", c)) => known(CART_NUMBERS, c)
                 .or_else(|| known(CART_LISTS, c))
@@ -325,6 +331,7 @@ impl Field {
     /// The kind of value the field holds.
     pub fn value_kind(&self) -> ValueKind {
         match self {
+            Field::Customer(a) if CUSTOMER_LISTS.contains(&a.as_str()) => ValueKind::StringList,
             Field::Customer(_)
             | Field::Property(_)
             | Field::Consent(_)
@@ -409,6 +416,14 @@ pub fn catalog() -> Vec<FieldSpec> {
     for a in CUSTOMER_ATTRIBUTES {
         let f = Field::Customer((*a).to_owned());
         out.push(spec(f.clone(), f.path(), format!("Customer attribute {a}")));
+    }
+    for (list, what) in CUSTOMER_LISTS.iter().zip(["contact sources", "interests"]) {
+        let f = Field::Customer((*list).to_owned());
+        out.push(spec(
+            f.clone(),
+            f.path(),
+            format!("Ids of the partner's {what} the customer account lists (empty if none)"),
+        ));
     }
     out.push(spec(
         Field::Property("key".to_owned()),
@@ -509,6 +524,8 @@ mod tests {
         for path in [
             "customer.city",
             "customer.birth_date",
+            "customer.contact_source_ids",
+            "customer.interest_ids",
             "customer.properties.vip",
             "customer.properties.a_1",
             "features.total_spent_minor",
@@ -547,6 +564,8 @@ mod tests {
             "customer",
             "customer.",
             "customer.shoe_size",
+            "customer.interest_id",
+            "customer.contact_sources",
             "customer.properties",
             "customer.properties.",
             "customer.properties.VIP",
@@ -606,6 +625,8 @@ mod tests {
         assert_eq!(kind("features.purchase_count"), ValueKind::Int);
         assert_eq!(kind("cart.line_count"), ValueKind::Int);
         assert_eq!(kind("cart.product_ids"), ValueKind::StringList);
+        assert_eq!(kind("customer.contact_source_ids"), ValueKind::StringList);
+        assert_eq!(kind("customer.interest_ids"), ValueKind::StringList);
         assert_eq!(kind("features.email_hard_bounced"), ValueKind::String);
         assert_eq!(kind("features.tier_id"), ValueKind::String);
         assert_eq!(kind("features.email_soft_bounce_count"), ValueKind::Int);
@@ -631,8 +652,10 @@ mod tests {
 
     #[test]
     fn lists_allow_only_contains_in_and_exists() {
-        let ops = Field::parse("cart.product_ids").unwrap().operators();
-        assert_eq!(ops, [Operator::Contains, Operator::In, Operator::Exists]);
+        for path in ["cart.product_ids", "customer.interest_ids"] {
+            let ops = Field::parse(path).unwrap().operators();
+            assert_eq!(ops, [Operator::Contains, Operator::In, Operator::Exists]);
+        }
     }
 
     #[test]
@@ -640,10 +663,13 @@ mod tests {
         let c = catalog();
         assert_eq!(
             c.len(),
-            10 + 1 + FEATURES.len() + 3 + Measure::ALL.len() + 1 + 6 * 3 + 2 + 4
+            10 + 2 + 1 + FEATURES.len() + 3 + Measure::ALL.len() + 1 + 6 * 3 + 2 + 4
         );
         assert!(c.iter().filter(|f| f.cart).count() == 4);
         assert!(c.iter().any(|f| f.path == "customer.properties.<key>"));
+        assert!(c.iter().any(|f| f.path == "customer.contact_source_ids"
+            && f.value_kind == ValueKind::StringList
+            && !f.cart));
         assert!(c.iter().any(|f| f.path == "events.<event_type_code>.count"));
         assert!(c.iter().any(|f| f.path == "purchases.<window>.avg_minor"
             && f.value_kind == ValueKind::Int));

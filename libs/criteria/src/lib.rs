@@ -15,6 +15,7 @@
 //! |---|---|---|
 //! | `customer.<attribute>` (`first_name`, `last_name`, `email`, `phone`, `birth_date`, `gender`, `language_code`, `city`, `country_code`, `state`) | string | `=` `!=` `in` `exists` `contains` |
 //! | `customer.properties.<key>` (key of `[a-z0-9_]{1,64}`) | string | all; the ordering ones with integer values |
+//! | `customer.contact_source_ids`, `customer.interest_ids` (catalogue ids the account lists) | string list | `contains` `in` `exists` |
 //! | `features.purchase_count`, `features.total_spent_minor`, `features.last_purchase_days_ago` | int | all but `contains` |
 //! | `cart.total_minor`, `cart.line_count` | int | all but `contains` |
 //! | `cart.product_ids`, `cart.product_group_ids` | string list | `contains` `in` `exists` |
@@ -76,7 +77,7 @@ use serde::{Deserialize, Serialize};
 pub use condition::{Condition, MAX_STRING_CHARS, MAX_VALUES, Operator, Value};
 pub use facts::{Fact, Facts};
 pub use field::{
-    CART_LISTS, CART_NUMBERS, CUSTOMER_ATTRIBUTES, FEATURES, Field, FieldSpec,
+    CART_LISTS, CART_NUMBERS, CUSTOMER_ATTRIBUTES, CUSTOMER_LISTS, FEATURES, Field, FieldSpec,
     MAX_PROPERTY_KEY_LEN, MESSAGE_RESPONSES, STRING_FEATURES, ValueKind, catalog,
 };
 pub use raw::{MAX_CHILDREN, MAX_DEPTH, RawCriterion, Violation};

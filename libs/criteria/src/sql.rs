@@ -11,6 +11,8 @@
 //! * `features.last_purchase_days_ago` is a timestamp column ([`Column::DaysBefore`]); the
 //!   whole days between it and `now` are compared by turning the day bounds into timestamp
 //!   bounds computed here from `now`, so the database does no date arithmetic.
+//! * A list fact (`customer.interest_ids`) is a JSON array of lower-cased elements
+//!   ([`Column::List`]), matched with `@>` on PostgreSQL and `json_each` on SQLite.
 //! * A string fact (customer attributes and properties) is stored in its *search form*
 //!   ([`search_form`]) under a key of a JSON column ([`Column::Text`]):
 //!   `{"t": <lower-cased text>, "i": <integer, when the text parses as one>, "b": <boolean,
@@ -55,6 +57,9 @@ pub enum Column {
     /// A JSON column holding an object whose member `key` is the fact's [`search_form`];
     /// no member means the fact is missing.
     Text { column: &'static str, key: String },
+    /// A JSON array column (`jsonb` on PostgreSQL) of a list fact's elements, lower-cased,
+    /// without empty or duplicate ones; the fact is always present (`[]` when empty).
+    List(&'static str),
     /// A purchase-window field ([`Field::Purchases`]) computed from a table of purchases of
     /// the same partner, joined on the target's id column; its columns are named as in
     /// [`PURCHASE_COLUMNS`]. Each window becomes one aggregated derived table.
@@ -338,18 +343,22 @@ struct WindowJoin {
     lists: Vec<ListMatch>,
 }
 
+/// The string values of a list condition, lower-cased as list elements are stored.
+fn folded_strings(values: &[Value]) -> Vec<String> {
+    values
+        .iter()
+        .filter_map(|v| match v {
+            Value::String(s) => Some(fold(s)),
+            _ => None,
+        })
+        .collect()
+}
+
 fn list_match(c: &Condition, measure: Measure) -> ListMatch {
     ListMatch {
         measure,
         operator: c.operator,
-        values: c
-            .values
-            .iter()
-            .filter_map(|v| match v {
-                Value::String(s) => Some(fold(s)),
-                _ => None,
-            })
-            .collect(),
+        values: folded_strings(&c.values),
     }
 }
 
@@ -418,6 +427,7 @@ enum Source {
         group_column: String,
         group_id: Uuid,
     },
+    List(String),
 }
 
 /// Where a days-ago fact's time is: a timestamp column, or microseconds in a JSON member.
@@ -460,6 +470,7 @@ impl Compiler<'_, '_, '_> {
                 column: identifier(column)?,
                 key,
             },
+            Column::List(c) => Source::List(identifier(c)?),
             Column::Purchases { table } => self.purchase_source(field, table)?,
             Column::DaysBeforeMember { column, key } => Source::Days(Time::Micros {
                 column: identifier(column)?,
@@ -555,11 +566,16 @@ impl Compiler<'_, '_, '_> {
             return Ok(format!("COALESCE({flag}, {FALSE})"));
         }
         let source = self.source(&c.field)?;
+        if let Source::List(col) = &source {
+            let values = folded_strings(&c.values);
+            let matches = self.json_list_matches(col, c.operator, &values);
+            return Ok(format!("COALESCE({matches}, {FALSE})"));
+        }
         let first = c.values.first();
         let sql = match c.operator {
             Operator::Exists => match &source {
                 Source::Text { .. } => format!("{} <> ''", self.text(&source, "t")),
-                Source::Int(_) | Source::Days(_) => self.present(&source),
+                Source::Int(_) | Source::Days(_) | Source::List(_) => self.present(&source),
                 Source::Member { .. } => TRUE.to_owned(),
             },
             Operator::Equal => match first {
@@ -651,23 +667,35 @@ impl Compiler<'_, '_, '_> {
     /// Whether one purchase row matches a list condition (ids are stored lower-cased
     /// without empty ones, so empty values match nothing).
     fn list_matches(&mut self, m: &ListMatch) -> String {
-        let values: Vec<&String> = m.values.iter().filter(|v| !v.is_empty()).collect();
-        let exists = m.operator == Operator::Exists;
+        if m.measure != Measure::BusinessUnitIds {
+            let col = format!("\"{}\"", m.measure.as_str());
+            return self.json_list_matches(&col, m.operator, &m.values);
+        }
+        let col = "\"business_unit_id\"";
+        let values: Vec<SqlValue> = m
+            .values
+            .iter()
+            .filter(|v| !v.is_empty())
+            .map(|v| SqlValue::Text(v.clone()))
+            .collect();
+        match m.operator {
+            Operator::Exists => format!("{col} <> ''"),
+            _ if values.is_empty() => FALSE.to_owned(),
+            _ => self.in_list(col.to_owned(), values),
+        }
+    }
+
+    /// Whether a JSON array column of lower-cased elements without empty ones (`col`, an
+    /// expression) matches a list condition: `EXISTS` when it is not empty, `IN` and
+    /// `CONTAINS` when it holds one of the lower-cased `values` (an empty value matches
+    /// nothing). PostgreSQL tests each value with `@>` (which a GIN index can serve),
+    /// SQLite scans the array with `json_each`.
+    fn json_list_matches(&mut self, col: &str, operator: Operator, values: &[String]) -> String {
+        let values: Vec<&String> = values.iter().filter(|v| !v.is_empty()).collect();
+        let exists = operator == Operator::Exists;
         if !exists && values.is_empty() {
             return FALSE.to_owned();
         }
-        if m.measure == Measure::BusinessUnitIds {
-            let col = "\"business_unit_id\"";
-            if exists {
-                return format!("{col} <> ''");
-            }
-            let list: Vec<SqlValue> = values
-                .into_iter()
-                .map(|v| SqlValue::Text(v.clone()))
-                .collect();
-            return self.in_list(col.to_owned(), list);
-        }
-        let col = format!("\"{}\"", m.measure.as_str());
         match (self.target.dialect, exists) {
             (Dialect::Postgres, true) => format!("jsonb_array_length({col}) > 0"),
             (Dialect::Sqlite, true) => format!("json_array_length({col}) > 0"),
@@ -695,7 +723,7 @@ impl Compiler<'_, '_, '_> {
     /// Whether the fact is present (never `NULL`).
     fn present(&mut self, source: &Source) -> String {
         match source {
-            Source::Int(col) => format!("{col} IS NOT NULL"),
+            Source::Int(col) | Source::List(col) => format!("{col} IS NOT NULL"),
             Source::Days(time) => format!("{} IS NOT NULL", self.time(time)),
             Source::Text { .. } => format!("{} IS NOT NULL", self.text(source, "t")),
             Source::Member { .. } => TRUE.to_owned(),
@@ -782,7 +810,9 @@ impl Compiler<'_, '_, '_> {
                 Some(n) => self.equals(source, &Value::Int(n))?,
                 None => FALSE.to_owned(),
             },
-            (Source::Int(_) | Source::Days(_), Value::Bool(_)) => FALSE.to_owned(),
+            (Source::Int(_) | Source::Days(_), Value::Bool(_)) | (Source::List(_), _) => {
+                FALSE.to_owned()
+            }
             (Source::Int(col), Value::Int(n)) => {
                 let p = self.params.push(SqlValue::Int(*n));
                 format!("{col} = {p}")
@@ -843,6 +873,8 @@ impl Compiler<'_, '_, '_> {
                     parts.push(self.equals(source, v)?);
                 }
             }
+            // Answered whole in `condition`.
+            Source::List(_) => {}
         }
         if parts.is_empty() {
             return Ok(FALSE.to_owned());
@@ -893,6 +925,7 @@ impl Compiler<'_, '_, '_> {
                 };
                 self.days_between(source, lo, hi)
             }
+            Source::List(_) => FALSE.to_owned(),
         }
     }
 
@@ -960,6 +993,7 @@ mod tests {
 
     fn columns(field: &Field) -> Option<Column> {
         match field {
+            Field::Customer(a) if a == "interest_ids" => Some(Column::List("interest_ids")),
             Field::Customer(_) | Field::Property(_) => Some(Column::Text {
                 column: "facts",
                 key: field.path(),
@@ -1397,6 +1431,46 @@ mod tests {
             p.into_values(),
             [SqlValue::Text("$.\"events.visit.last_days_ago\".us".into())]
         );
+    }
+
+    #[test]
+    fn list_columns_match_lower_cased_values_by_containment_and_skip_empty_ones() {
+        let c = parse(RawCriterion::Any(vec![
+            cond(
+                "customer.interest_ids",
+                Operator::In,
+                vec![Value::String("Wine".into()), Value::String(String::new())],
+            ),
+            cond("customer.interest_ids", Operator::Exists, vec![]),
+            cond(
+                "customer.interest_ids",
+                Operator::Contains,
+                vec![Value::String(String::new())],
+            ),
+        ]));
+        let mut p = SqlParams::new(Dialect::Postgres);
+        let pg = c
+            .to_sql_condition(&target(Dialect::Postgres), now(), &mut p)
+            .unwrap();
+        assert_eq!(
+            pg,
+            "(COALESCE((\"interest_ids\" @> jsonb_build_array(CAST($1 AS TEXT))), FALSE)) OR \
+             (COALESCE(jsonb_array_length(\"interest_ids\") > 0, FALSE)) OR \
+             (COALESCE(FALSE, FALSE))"
+        );
+        assert_eq!(p.into_values(), [SqlValue::Text("wine".into())]);
+        let mut p = SqlParams::new(Dialect::Sqlite);
+        let lite = c
+            .to_sql_condition(&target(Dialect::Sqlite), now(), &mut p)
+            .unwrap();
+        assert_eq!(
+            lite,
+            "(COALESCE(EXISTS (SELECT 1 FROM json_each(\"interest_ids\") WHERE \
+             json_each.value IN (?)), FALSE)) OR \
+             (COALESCE(json_array_length(\"interest_ids\") > 0, FALSE)) OR \
+             (COALESCE(FALSE, FALSE))"
+        );
+        assert_eq!(p.into_values(), [SqlValue::Text("wine".into())]);
     }
 
     #[test]

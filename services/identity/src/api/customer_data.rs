@@ -17,7 +17,7 @@ use sea_orm::ConnectionTrait;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use super::IdentityApi;
+use super::{IdentityApi, customer_updated_event};
 use crate::{
     domain::{
         CustomerProfile, CustomerState, business_unit::UnitState, business_unit::creates_cycle,
@@ -505,10 +505,12 @@ pub(super) async fn delete_interest(
                 ));
             }
             for customer_id in store::customers_with_interest(txn, partner_id, id).await? {
-                rewrite_customer(txn, &customers, partner_id, customer_id, |p| {
+                let next = rewrite_customer(txn, &customers, partner_id, customer_id, |p| {
                     p.interest_ids.retain(|i| *i != id)
                 })
                 .await?;
+                // Segmentation's criteria read the interests: it must see them go.
+                events::enqueue(txn, Some(partner_id), &customer_updated_event(&next)).await?;
             }
             store::delete_interest(txn, partner_id, id).await?;
             Ok(())
@@ -786,16 +788,7 @@ pub(super) async fn delete_customer_property_definition(
                     p.properties.remove(&key);
                 })
                 .await?;
-                events::enqueue(
-                    txn,
-                    Some(partner_id),
-                    &ev::CustomerUpdated {
-                        customer_id: next.id.to_string(),
-                        attributes: next.profile.attributes().into_iter().collect(),
-                        properties: next.profile.properties.clone().into_iter().collect(),
-                    },
-                )
-                .await?;
+                events::enqueue(txn, Some(partner_id), &customer_updated_event(&next)).await?;
             }
             store::delete_property_definition(txn, partner_id, id).await?;
             Ok(())

@@ -8,7 +8,10 @@ use tonic::{Request, Response, Status, Streaming};
 use sea_orm::ConnectionTrait;
 use uuid::Uuid;
 
-use super::{IdentityApi, identifier_event, new_identifier, parse_identifier, profile_from_proto};
+use super::{
+    IdentityApi, customer_created_event, identifier_event, new_identifier, parse_identifier,
+    profile_from_proto,
+};
 use crate::{
     domain::{
         Customer, IdentifierValue,
@@ -348,12 +351,7 @@ async fn write_batch(
     }
     let created: Vec<ev::CustomerCreated> = rows
         .iter()
-        .map(|r| ev::CustomerCreated {
-            customer_id: r.customer.id.to_string(),
-            attributes: r.customer.profile.attributes().into_iter().collect(),
-            properties: r.customer.profile.properties.clone().into_iter().collect(),
-            referrer_customer_id: String::new(),
-        })
+        .map(|r| customer_created_event(&r.customer))
         .collect();
     events::enqueue_all(&txn, Some(partner_id), &created).await?;
     let added: Vec<ev::IdentifierAdded> = rows

@@ -339,6 +339,37 @@ fn new_identifier(customer_id: Uuid, value: IdentifierValue) -> Identifier {
     }
 }
 
+fn ids(list: &[Uuid]) -> Vec<String> {
+    list.iter().map(Uuid::to_string).collect()
+}
+
+/// `CustomerCreated` for a new account: the profile segmentation projects (attributes,
+/// properties, contact sources, interests) and the referrer.
+fn customer_created_event(customer: &Customer) -> ev::CustomerCreated {
+    let p = &customer.profile;
+    ev::CustomerCreated {
+        customer_id: customer.id.to_string(),
+        attributes: p.attributes().into_iter().collect(),
+        properties: p.properties.clone().into_iter().collect(),
+        referrer_customer_id: customer.referrer.map(|r| r.to_string()).unwrap_or_default(),
+        contact_source_ids: ids(&p.contact_source_ids),
+        interest_ids: ids(&p.interest_ids),
+    }
+}
+
+/// `CustomerUpdated` after any change of an account's profile: the whole profile as
+/// segmentation projects it (it replaces what segmentation kept).
+fn customer_updated_event(customer: &Customer) -> ev::CustomerUpdated {
+    let p = &customer.profile;
+    ev::CustomerUpdated {
+        customer_id: customer.id.to_string(),
+        attributes: p.attributes().into_iter().collect(),
+        properties: p.properties.clone().into_iter().collect(),
+        contact_source_ids: ids(&p.contact_source_ids),
+        interest_ids: ids(&p.interest_ids),
+    }
+}
+
 fn identifier_event(customer_id: Uuid, i: &Identifier) -> ev::IdentifierAdded {
     ev::IdentifierAdded {
         customer_id: customer_id.to_string(),
@@ -548,17 +579,7 @@ impl IdentityService for IdentityApi {
                     ..Customer::new(partner_id, profile, now)
                 };
                 store.insert_customer(txn, &customer).await?;
-                events::enqueue(
-                    txn,
-                    Some(partner_id),
-                    &ev::CustomerCreated {
-                        customer_id: customer.id.to_string(),
-                        attributes: customer.profile.attributes().into_iter().collect(),
-                        properties: customer.profile.properties.clone().into_iter().collect(),
-                        referrer_customer_id: referrer.map(|r| r.to_string()).unwrap_or_default(),
-                    },
-                )
-                .await?;
+                events::enqueue(txn, Some(partner_id), &customer_created_event(&customer)).await?;
                 let mut identifiers = Vec::new();
                 for value in values {
                     let identifier = new_identifier(customer.id, value);
@@ -947,16 +968,7 @@ impl IdentityService for IdentityApi {
                         "the customer changed concurrently",
                     ));
                 }
-                events::enqueue(
-                    txn,
-                    Some(partner_id),
-                    &ev::CustomerUpdated {
-                        customer_id: next.id.to_string(),
-                        attributes: next.profile.attributes().into_iter().collect(),
-                        properties: next.profile.properties.clone().into_iter().collect(),
-                    },
-                )
-                .await?;
+                events::enqueue(txn, Some(partner_id), &customer_updated_event(&next)).await?;
                 Ok(next)
             })
         })

@@ -11,7 +11,7 @@ pub mod rfm;
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, SubsecRound, Utc};
-use loyalty_criteria::{Criterion, Fact, Facts, RawCriterion};
+use loyalty_criteria::{Criterion, Fact, Facts, RawCriterion, purchases::normalized_ids};
 use loyalty_platform::Violations;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -46,6 +46,13 @@ pub struct Features {
     /// RFM as of the partner's last scoring; `None` until then.
     #[serde(default)]
     pub rfm: Option<rfm::CustomerRfm>,
+    /// The contact sources the account lists (identity's catalogue ids), in their stored
+    /// form: lower case, sorted, no empty or duplicate ids (see [`Features::set_lists`]).
+    #[serde(default)]
+    pub contact_source_ids: Vec<String>,
+    /// The interests the account lists, in the same form.
+    #[serde(default)]
+    pub interest_ids: Vec<String>,
 }
 
 /// A value with the position (the producer's outbox sequence) of the event that set it: a
@@ -356,6 +363,15 @@ impl Features {
         for (k, v) in &self.properties {
             facts.insert(format!("customer.properties.{k}"), Fact::String(v.clone()));
         }
+        // Always present (an account listing none has empty lists), like the cart's lists.
+        facts.insert(
+            "customer.contact_source_ids",
+            Fact::List(self.contact_source_ids.clone()),
+        );
+        facts.insert(
+            "customer.interest_ids",
+            Fact::List(self.interest_ids.clone()),
+        );
         facts.insert("features.purchase_count", Fact::Int(self.purchase_count));
         facts.insert(
             "features.total_spent_minor",
@@ -410,6 +426,18 @@ impl Features {
             out.insert(path, loyalty_criteria::sql::time_form(at));
         }
         serde_json::Value::Object(out)
+    }
+
+    /// Replaces the account's contact sources and interests (identity's profile events carry
+    /// the whole lists), stored lower-cased without empty or duplicate ids: the form the
+    /// compiled SQL compares with lower-cased values.
+    pub fn set_lists(
+        &mut self,
+        contact_source_ids: impl IntoIterator<Item = impl AsRef<str>>,
+        interest_ids: impl IntoIterator<Item = impl AsRef<str>>,
+    ) {
+        self.contact_source_ids = normalized_ids(contact_source_ids);
+        self.interest_ids = normalized_ids(interest_ids);
     }
 
     /// Counts one more purchase of `amount_minor` made at `at` (events may arrive out of
@@ -832,6 +860,37 @@ mod tests {
         v.into_result()
             .map(|_| String::new())
             .unwrap_or_else(|e| e.to_string())
+    }
+
+    #[test]
+    fn contact_sources_and_interests_are_stored_lower_cased_once_and_read_as_lists() {
+        let mut f = Features::default();
+        f.set_lists(["ESHOP", "eshop", ""], ["Wine"]);
+        assert_eq!(f.contact_source_ids, ["eshop"]);
+        let facts = f.facts(Utc::now());
+        assert_eq!(
+            facts.get_path("customer.interest_ids"),
+            Some(&Fact::List(vec!["wine".into()]))
+        );
+        let wine = segment(
+            criterion(
+                "customer.interest_ids",
+                Operator::Contains,
+                Value::String("WINE".into()),
+            ),
+            false,
+        );
+        assert!(wine.admits(&f, Utc::now()));
+        // A later profile replaces both lists.
+        f.set_lists(Vec::<String>::new(), ["cooking"]);
+        assert!(!wine.admits(&f, Utc::now()));
+        assert_eq!(
+            Features::default()
+                .facts(Utc::now())
+                .get_path("customer.contact_source_ids"),
+            Some(&Fact::List(vec![])),
+            "always present, empty when the account lists none"
+        );
     }
 
     #[test]

@@ -5,6 +5,8 @@ mod m0007_customer_purchases;
 use m0007_customer_purchases::CustomerPurchases;
 mod m0012_customer_rfm;
 use m0012_customer_rfm::CustomerRfm;
+mod m0013_customer_lists;
+use m0013_customer_lists::CustomerLists;
 
 loyalty_platform::migrator![
     InitialSchema,
@@ -17,6 +19,7 @@ loyalty_platform::migrator![
     Badges,
     m0009_audiences::Audiences,
     CustomerRfm,
+    CustomerLists,
 ];
 
 mod m0009_audiences;

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::features::{self, FeatureProjector};
 
-async fn sqlite() -> (tempfile::TempDir, DatabaseConnection) {
+pub(super) async fn sqlite() -> (tempfile::TempDir, DatabaseConnection) {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = migrated(format!(
         "sqlite://{}/test.db?mode=rwc",
@@ -25,7 +25,7 @@ async fn sqlite() -> (tempfile::TempDir, DatabaseConnection) {
     (dir, db)
 }
 
-async fn postgres() -> (loyalty_testkit::TestDb, DatabaseConnection) {
+pub(super) async fn postgres() -> (loyalty_testkit::TestDb, DatabaseConnection) {
     let test_db = loyalty_testkit::TestDb::postgres().await.expect("postgres");
     let db = migrated(test_db.url()).await;
     (test_db, db)
@@ -40,7 +40,12 @@ async fn migrated(url: String) -> DatabaseConnection {
 }
 
 /// Applies one event as the platform's consumer would: in a transaction of its own.
-async fn apply<E: DomainEvent>(db: &DatabaseConnection, partner: Uuid, sequence: i64, event: &E) {
+pub(super) async fn apply<E: DomainEvent>(
+    db: &DatabaseConnection,
+    partner: Uuid,
+    sequence: i64,
+    event: &E,
+) {
     let e = EventEnvelope {
         event_id: Uuid::now_v7().to_string(),
         event_type: E::TYPE.to_owned(),
@@ -87,7 +92,11 @@ fn audience() -> Criterion {
 }
 
 /// Who a criterion selects, compiled to SQL, and who it admits in memory (the two must agree).
-async fn selected(db: &DatabaseConnection, partner: Uuid, c: &Criterion) -> BTreeSet<Uuid> {
+pub(super) async fn selected(
+    db: &DatabaseConnection,
+    partner: Uuid,
+    c: &Criterion,
+) -> BTreeSet<Uuid> {
     let now = Utc::now();
     let q = features::members_query(db.get_database_backend(), partner, c, now).unwrap();
     let sql: BTreeSet<Uuid> = db
@@ -112,7 +121,7 @@ async fn selected(db: &DatabaseConnection, partner: Uuid, c: &Criterion) -> BTre
     sql
 }
 
-fn created(id: Uuid) -> ev::CustomerCreated {
+pub(super) fn created(id: Uuid) -> ev::CustomerCreated {
     ev::CustomerCreated {
         customer_id: id.to_string(),
         ..Default::default()

@@ -25,6 +25,8 @@ const PROPERTIES: &[&str] = &["tier", "visits", "vip"];
 const FIELDS: &[&str] = &[
     "customer.city",
     "customer.email",
+    "customer.contact_source_ids",
+    "customer.interest_ids",
     "customer.properties.tier",
     "customer.properties.visits",
     "customer.properties.vip",
@@ -246,6 +248,9 @@ struct Customer {
     messages: Vec<(&'static str, Option<&'static str>, Ago, bool)>,
     /// Membership of each of [`GROUPS`].
     groups: Vec<bool>,
+    /// As identity sends them: any case, repeated, empty.
+    contact_source_ids: Vec<String>,
+    interest_ids: Vec<String>,
 }
 
 fn activity() -> impl Strategy<Value = Activity> {
@@ -318,6 +323,8 @@ fn customer(now: DateTime<Utc>) -> impl Strategy<Value = Customer> {
             0..4,
         ),
         prop::collection::vec(any::<bool>(), GROUPS.len()),
+        prop::collection::vec(word(), 0..3),
+        prop::collection::vec(word(), 0..3),
     )
         .prop_map(
             |(
@@ -331,6 +338,8 @@ fn customer(now: DateTime<Utc>) -> impl Strategy<Value = Customer> {
                 events_last,
                 messages,
                 groups,
+                contact_source_ids,
+                interest_ids,
             )| {
                 Customer {
                     attributes,
@@ -343,6 +352,8 @@ fn customer(now: DateTime<Utc>) -> impl Strategy<Value = Customer> {
                     events_last,
                     messages,
                     groups,
+                    contact_source_ids,
+                    interest_ids,
                 }
             },
         )
@@ -355,15 +366,18 @@ fn features_of(c: &Customer, now: DateTime<Utc>) -> Features {
             .filter_map(|(k, v)| Some(((*k).to_owned(), v.clone()?)))
             .collect()
     };
-    Features {
+    let mut f = Features {
         attributes: pairs(ATTRIBUTES, &c.attributes),
         properties: pairs(PROPERTIES, &c.properties),
         purchase_count: c.purchase_count,
         total_spent_minor: c.total_spent_minor,
         last_purchase_at: c.last_purchase.map(|a| at(now, a)),
         activity: activity_of(c, now),
-        rfm: None,
-    }
+        ..Features::default()
+    };
+    // As the projector stores them.
+    f.set_lists(&c.contact_source_ids, &c.interest_ids);
+    f
 }
 
 /// The generated activity with the times of tracked events and message responses, stored

@@ -31,6 +31,10 @@ pub mod customer_features {
         pub rfm_frequency_score: Option<i32>,
         pub rfm_monetary_score: Option<i32>,
         pub rfm_computed_at: Option<DateTimeUtc>,
+        /// The account's contact sources and interests: JSON arrays of lower-cased ids
+        /// (migration `m0013_customer_lists`).
+        pub contact_source_ids: Json,
+        pub interest_ids: Json,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -28,6 +28,9 @@ pub(super) fn features_from(m: &customer_features::Model) -> Features {
         last_purchase_at: m.last_purchase_at,
         activity: serde_json::from_value(m.activity.clone()).unwrap_or_default(),
         rfm: super::rfm::from_columns(m),
+        contact_source_ids: serde_json::from_value(m.contact_source_ids.clone())
+            .unwrap_or_default(),
+        interest_ids: serde_json::from_value(m.interest_ids.clone()).unwrap_or_default(),
     }
 }
 
@@ -70,13 +73,16 @@ fn search_form_of(field: &Field) -> Column {
     }
 }
 
-/// Where the feature store keeps each field criteria read: the string facts and the
+/// Where the feature store keeps each field criteria read: the account's lists in their
+/// JSON array columns, the string facts and the
 /// activity features (consents, bounces, points, tier, tracked events) in their search form
 /// under their path in `criteria_facts`, the purchase features in their columns, the
 /// purchase-window fields in `customer_purchases` (joined per window).
 /// `cart.*` is not stored (it exists only at checkout).
 fn stored_column(field: &Field) -> Option<Column> {
     match field {
+        Field::Customer(a) if a == "contact_source_ids" => Some(Column::List("contact_source_ids")),
+        Field::Customer(a) if a == "interest_ids" => Some(Column::List("interest_ids")),
         Field::Customer(_)
         | Field::Property(_)
         | Field::Consent(_)
@@ -234,6 +240,8 @@ pub(super) async fn write(
     let properties = serde_json::to_value(&f.properties)?;
     let criteria_facts = f.search_facts();
     let activity = serde_json::to_value(&f.activity)?;
+    let contact_source_ids = serde_json::to_value(&f.contact_source_ids)?;
+    let interest_ids = serde_json::to_value(&f.interest_ids)?;
     let now = Utc::now();
     if exists {
         customer_features::Entity::update_many()
@@ -262,6 +270,14 @@ pub(super) async fn write(
                 Expr::value(criteria_facts),
             )
             .col_expr(customer_features::Column::Activity, Expr::value(activity))
+            .col_expr(
+                customer_features::Column::ContactSourceIds,
+                Expr::value(contact_source_ids),
+            )
+            .col_expr(
+                customer_features::Column::InterestIds,
+                Expr::value(interest_ids),
+            )
             .col_expr(customer_features::Column::UpdatedAt, Expr::value(now))
             .filter(customer_features::Column::PartnerId.eq(partner_id))
             .filter(customer_features::Column::CustomerId.eq(customer_id))
@@ -279,6 +295,8 @@ pub(super) async fn write(
             updated_at: Set(now),
             criteria_facts: Set(criteria_facts),
             activity: Set(activity),
+            contact_source_ids: Set(contact_source_ids),
+            interest_ids: Set(interest_ids),
             ..Default::default()
         })
         .exec_without_returning(txn)
@@ -308,17 +326,20 @@ async fn update(
 /// (see `crate::run`).
 pub struct FeatureProjector;
 
-/// A profile event replaces the attributes and properties (they are the state after the
-/// change) and keeps the purchase features.
+/// A profile event replaces the attributes, properties, contact sources and interests
+/// (they are the state after the change) and keeps the purchase features.
 fn profile(
     attributes: impl IntoIterator<Item = (String, String)>,
     properties: impl IntoIterator<Item = (String, String)>,
+    contact_source_ids: Vec<String>,
+    interest_ids: Vec<String>,
 ) -> impl FnOnce(&mut Features) {
     let attributes: BTreeMap<String, String> = attributes.into_iter().collect();
     let properties: BTreeMap<String, String> = properties.into_iter().collect();
     move |f| {
         f.attributes = attributes;
         f.properties = properties;
+        f.set_lists(contact_source_ids, interest_ids);
     }
 }
 
@@ -491,7 +512,13 @@ impl events::EventHandler for FeatureProjector {
             if !live(id).await? {
                 return skip("the customer was merged or erased");
             }
-            update(txn, partner_id, id, profile(c.attributes, c.properties)).await
+            let change = profile(
+                c.attributes,
+                c.properties,
+                c.contact_source_ids,
+                c.interest_ids,
+            );
+            update(txn, partner_id, id, change).await
         } else if let Some(c) = events::decode::<ev::CustomerUpdated>(e) {
             let Some(id) = customer(&c.customer_id) else {
                 return skip("customer_id is not a UUID");
@@ -499,7 +526,13 @@ impl events::EventHandler for FeatureProjector {
             if !live(id).await? {
                 return skip("the customer was merged or erased");
             }
-            update(txn, partner_id, id, profile(c.attributes, c.properties)).await
+            let change = profile(
+                c.attributes,
+                c.properties,
+                c.contact_source_ids,
+                c.interest_ids,
+            );
+            update(txn, partner_id, id, change).await
         } else if let Some(p) = events::decode::<ev::PurchaseCompleted>(e) {
             let Some(buyer) = customer(&p.customer_id) else {
                 return skip("customer_id is not a UUID");

@@ -18,6 +18,8 @@ pub mod entities;
 pub mod features;
 pub(crate) mod groups;
 mod lifecycle;
+#[cfg(test)]
+mod lists_tests;
 pub mod membership;
 pub mod purchases;
 #[cfg(test)]
@@ -319,7 +321,7 @@ pub(crate) mod tests {
                 &ev::CustomerUpdated {
                     customer_id: petr.customer_id.clone(),
                     attributes: [("city".to_owned(), "Praha".to_owned())].into(),
-                    properties: Default::default(),
+                    ..Default::default()
                 },
             ),
         )
@@ -905,7 +907,7 @@ pub(crate) mod tests {
                 &ev::CustomerUpdated {
                     customer_id: duplicate.customer_id.clone(),
                     attributes: [("city".to_owned(), "Ostrava".to_owned())].into(),
-                    properties: Default::default(),
+                    ..Default::default()
                 },
             ),
         )
@@ -938,7 +940,7 @@ pub(crate) mod tests {
                 &ev::CustomerUpdated {
                     customer_id: jana.customer_id.clone(),
                     attributes: [("city".to_owned(), "Praha".to_owned())].into(),
-                    properties: Default::default(),
+                    ..Default::default()
                 },
             ),
         )
