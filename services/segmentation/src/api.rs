@@ -1,8 +1,6 @@
 //! gRPC adapter of `SegmentationService`.
 mod segments;
 
-use std::{sync::Arc, time::Duration};
-
 use chrono::Utc;
 use loyalty_criteria::{Criterion, Operator, RawCriterion, Value};
 use loyalty_platform::{
@@ -24,39 +22,25 @@ use crate::{
         Cart, CartLine, Membership, Segment, SegmentDraft, SegmentKind, memberships,
         parse_criterion,
     },
-    store::{Store, features},
+    store::{
+        Store,
+        cache::{Change, MembershipCache},
+    },
 };
 
 /// Roles that read memberships and segments (checkout reads with the POS's key).
 const READERS: &[Role] = &[Role::Pos, Role::Service, Role::Marketing, Role::Support];
-/// How long a partner's online segments are kept in memory before they are read again.
-const ONLINE_SEGMENTS_TTL: Duration = Duration::from_secs(5);
 
 pub struct SegmentationApi {
     store: Store,
-    /// Each partner's segments recalculated online (the checkout hot path reads them on every
-    /// call); dropped when this process changes them, otherwise re-read after a few seconds.
-    online: moka::future::Cache<Uuid, Arc<Vec<Segment>>>,
+    /// What GetCustomerMemberships reads, kept per partner and customer (Redis when
+    /// configured); every change below drops what it made stale once it committed.
+    cache: MembershipCache,
 }
 
 impl SegmentationApi {
-    pub fn new(store: Store) -> Self {
-        Self {
-            store,
-            online: moka::future::Cache::builder()
-                .max_capacity(10_000)
-                .time_to_live(ONLINE_SEGMENTS_TTL)
-                .build(),
-        }
-    }
-
-    async fn online_segments(&self, partner_id: Uuid) -> Result<Arc<Vec<Segment>>, ApiError> {
-        if let Some(s) = self.online.get(&partner_id).await {
-            return Ok(s);
-        }
-        let segments = Arc::new(self.store.online_segments(partner_id).await?);
-        self.online.insert(partner_id, segments.clone()).await;
-        Ok(segments)
+    pub fn new(store: Store, cache: MembershipCache) -> Self {
+        Self { store, cache }
     }
 }
 
@@ -262,7 +246,9 @@ impl SegmentationService for SegmentationApi {
             Box::pin(async move { store.create_segment(txn, partner_id, segment).await })
         })
         .await?;
-        self.online.invalidate(&partner_id).await;
+        self.cache
+            .changed(partner_id, &[Change::Segments, Change::Members])
+            .await;
         Ok(Response::new(pb::CreateSegmentResponse {
             segment: Some(segment_to_proto(&segment)),
         }))
@@ -304,17 +290,16 @@ impl SegmentationService for SegmentationApi {
         v.into_result()?;
         let customer_id = customer_id.unwrap_or_default();
 
-        let (stored, online, features) = tokio::try_join!(
-            self.store.memberships(partner_id, customer_id),
-            self.online_segments(partner_id),
-            features::features(self.store.db(), partner_id, customer_id),
-        )?;
-        let mut facts = features.facts(Utc::now());
+        let view = self
+            .cache
+            .customer_view(self.store.db(), partner_id, customer_id)
+            .await?;
+        let mut facts = view.features.facts(Utc::now());
         if let Some(cart) = &cart {
             cart.add_facts(&mut facts);
         }
         Ok(Response::new(pb::GetCustomerMembershipsResponse {
-            memberships: memberships(&stored, &online, &facts)
+            memberships: memberships(&view.stored, &view.catalogue.online, &facts)
                 .iter()
                 .map(membership_to_proto)
                 .collect(),

@@ -20,8 +20,11 @@ use crate::{
         HistoryEntry, ManualChange, Member, Membership, MembershipCause, Segment, SegmentDraft,
         SegmentKind, parse_criterion,
     },
-    store::membership::{
-        HistoryFilter, ManualOutcome, Recalculated, SegmentFilter, rule, stored_time,
+    store::{
+        cache::Change,
+        membership::{
+            HistoryFilter, ManualOutcome, Recalculated, SegmentFilter, rule, stored_time,
+        },
     },
 };
 
@@ -158,6 +161,12 @@ fn manual_request(
     })
 }
 
+/// What a manual change makes stale: the customer's memberships and the segment's count.
+/// Also dropped on a retry answered from the idempotency record, which is harmless.
+fn manual_cache_changes(customer_id: Uuid) -> [Change; 2] {
+    [Change::Segments, Change::Customer(customer_id)]
+}
+
 fn stored_to_membership(o: &ManualOutcome) -> Option<Membership> {
     o.membership.as_ref().map(|m| Membership {
         segment_id: m.segment_id,
@@ -277,7 +286,9 @@ impl SegmentationApi {
             })
         })
         .await?;
-        self.online.invalidate(&partner_id).await;
+        self.cache
+            .changed(partner_id, &[Change::Segments, Change::Members])
+            .await;
         Ok(Response::new(pb::UpdateSegmentResponse {
             segment: Some(segment_to_proto(&updated)),
         }))
@@ -304,7 +315,9 @@ impl SegmentationApi {
             })
         })
         .await?;
-        self.online.invalidate(&partner_id).await;
+        self.cache
+            .changed(partner_id, &[Change::Segments, Change::Members])
+            .await;
         Ok(Response::new(pb::DeleteSegmentResponse {}))
     }
 
@@ -326,6 +339,7 @@ impl SegmentationApi {
             Box::pin(async move { store.recalculate(txn, partner_id, id, Utc::now()).await })
         })
         .await?;
+        self.cache.changed(partner_id, &done.cache_changes()).await;
         Ok(Response::new(pb::RecalculateSegmentResponse {
             segment: Some(segment_to_proto(&done.segment)),
             entered_count: i64::try_from(done.entered).unwrap_or(i64::MAX),
@@ -386,6 +400,9 @@ impl SegmentationApi {
             })
         })
         .await?;
+        self.cache
+            .changed(partner_id, &manual_cache_changes(customer_id))
+            .await;
         Ok(Response::new(pb::AddCustomerToSegmentResponse {
             membership: stored_to_membership(&done)
                 .as_ref()
@@ -422,6 +439,9 @@ impl SegmentationApi {
             })
         })
         .await?;
+        self.cache
+            .changed(partner_id, &manual_cache_changes(customer_id))
+            .await;
         Ok(Response::new(pb::RemoveCustomerFromSegmentResponse {
             overwritten_by_recalculation: done.segment.recalculation_overwrites_manual_changes(),
             removed: done.changed,

@@ -1,6 +1,7 @@
 //! Segmentation rules: a customer's features as criteria facts, segment definitions, who
 //! belongs, and the memberships a customer sees. No I/O here.
 mod membership;
+mod membership_cache;
 
 use std::collections::BTreeMap;
 
@@ -14,6 +15,7 @@ pub use membership::{
     HistoryEntry, ManualChange, Member, MembershipCause, Recalculation, SegmentRule, due_for,
     last_daily_run, next_daily_run, parse_daily_time,
 };
+pub use membership_cache::{MemberRow, Stamped, stored_memberships};
 
 /// Most lines a cart sent for online recalculation may have.
 pub const MAX_CART_LINES: usize = 500;

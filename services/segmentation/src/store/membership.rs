@@ -22,6 +22,7 @@ use uuid::Uuid;
 
 use super::{
     Store,
+    cache::{Change, MembershipCache},
     entities::{customer_features, membership_history, segment_members, segments},
     features, segment_from,
 };
@@ -55,6 +56,18 @@ pub struct Recalculated {
     pub segment: Segment,
     pub entered: u64,
     pub left: u64,
+}
+
+impl Recalculated {
+    /// What the recalculation makes stale: the segment's row, and everyone's memberships
+    /// when anyone entered or left.
+    pub fn cache_changes(&self) -> Vec<Change> {
+        let mut changes = vec![Change::Segments];
+        if self.entered + self.left > 0 {
+            changes.push(Change::Members);
+        }
+        changes
+    }
 }
 
 /// The outcome of a manual or workflow change.
@@ -665,6 +678,7 @@ pub struct NightlyRun {
 /// segment is re-read after its lock is taken and skipped once recalculated for the slot.
 pub async fn recalculate_due(
     db: &DatabaseConnection,
+    cache: &MembershipCache,
     slot: DateTime<Utc>,
 ) -> Result<NightlyRun, ApiError> {
     let due: Vec<(Uuid, Uuid)> = segments::Entity::find()
@@ -685,6 +699,7 @@ pub async fn recalculate_due(
     for (partner_id, segment_id) in due {
         match recalculate_one_due(db, partner_id, segment_id, slot).await {
             Ok(Some(r)) => {
+                cache.changed(partner_id, &r.cache_changes()).await;
                 run.recalculated += 1;
                 run.entered += r.entered;
                 run.left += r.left;
@@ -722,12 +737,12 @@ async fn recalculate_one_due(
 /// Runs the nightly Flexi recalculation in this process at `at` (UTC) every day. At start it
 /// catches up on the last slot (a replica that was down at that time, or a fresh start), then
 /// sleeps until the next one.
-pub fn spawn_scheduler(db: DatabaseConnection, at: NaiveTime) {
+pub fn spawn_scheduler(db: DatabaseConnection, cache: MembershipCache, at: NaiveTime) {
     tokio::spawn(async move {
         loop {
             let now = Utc::now();
             let slot = last_daily_run(now, at);
-            match recalculate_due(&db, slot).await {
+            match recalculate_due(&db, &cache, slot).await {
                 Ok(run) if run.recalculated + run.failed > 0 => {
                     tracing::info!(
                         %slot,
@@ -759,6 +774,10 @@ mod tests {
     use loyalty_criteria::{Operator, Value};
     use loyalty_platform::entities::outbox;
     use std::collections::BTreeSet;
+
+    fn no_cache() -> MembershipCache {
+        MembershipCache::new(loyalty_platform::cache::Cache::local(10), StdDuration::ZERO)
+    }
 
     fn buyers() -> Segment {
         flexi(segment(
@@ -1167,13 +1186,17 @@ mod tests {
         // Created after the last slot: nothing is due for it.
         let yesterday = Utc::now() - chrono::Duration::days(1);
         assert_eq!(
-            recalculate_due(&db, yesterday).await.unwrap(),
+            recalculate_due(&db, &no_cache(), yesterday).await.unwrap(),
             NightlyRun::default()
         );
 
         // Two replicas wake up for the same slot.
         let slot = Utc::now();
-        let (r1, r2) = tokio::join!(recalculate_due(&db, slot), recalculate_due(&db, slot));
+        let cache = no_cache();
+        let (r1, r2) = tokio::join!(
+            recalculate_due(&db, &cache, slot),
+            recalculate_due(&db, &cache, slot)
+        );
         let (r1, r2) = (r1.unwrap(), r2.unwrap());
         assert_eq!(r1.recalculated + r2.recalculated, 2, "{r1:?} {r2:?}");
         assert_eq!(r1.entered + r2.entered, 2);
@@ -1185,7 +1208,13 @@ mod tests {
         let stamped = store.segment(a, flexi_a.id).await.unwrap().unwrap();
         assert!(stamped.last_recalculated_at.unwrap() >= slot);
         // Done for this slot.
-        assert_eq!(recalculate_due(&db, slot).await.unwrap().recalculated, 0);
+        assert_eq!(
+            recalculate_due(&db, &no_cache(), slot)
+                .await
+                .unwrap()
+                .recalculated,
+            0
+        );
     }
 
     async fn update_and_delete(db: DatabaseConnection) {
