@@ -407,3 +407,287 @@ impl events::EventHandler for InvalidatingProjector {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ManualChange;
+    use crate::store::{
+        Store,
+        membership::recalculate_due,
+        tests::{
+            apply, create, customer_in, envelope, flexi, id, postgres, purchase, segment, sqlite,
+        },
+    };
+    use chrono::Utc;
+    use loyalty_criteria::{Operator, Value};
+    use loyalty_platform::events::EventHandler;
+    use loyalty_testkit::{REDIS_URL, RedisPrefix};
+
+    const TTL: Duration = Duration::from_secs(300);
+
+    /// What the hot path answers, comparable.
+    type Answer = (Vec<StoredMembership>, Vec<Uuid>, Features);
+
+    fn answer(v: CustomerView) -> Answer {
+        (
+            v.stored,
+            v.catalogue.online.iter().map(|s| s.id).collect(),
+            v.features,
+        )
+    }
+
+    async fn cached(c: &MembershipCache, db: &DatabaseConnection, p: Uuid, id: Uuid) -> Answer {
+        answer(c.customer_view(db, p, id).await.unwrap())
+    }
+
+    async fn fresh(db: &DatabaseConnection, p: Uuid, id: Uuid) -> Answer {
+        answer(from_database(db, p, id).await.unwrap())
+    }
+
+    /// Applies an event as the service's consumer does: projection, commit, then invalidation.
+    async fn consume(db: &DatabaseConnection, cache: &MembershipCache, e: ev::EventEnvelope) {
+        let projector = InvalidatingProjector {
+            db: db.clone(),
+            cache: cache.clone(),
+        };
+        let txn = loyalty_platform::db::begin_write(db).await.unwrap();
+        projector.apply(&txn, &e).await.unwrap();
+        txn.commit().await.unwrap();
+        projector.after_commit(&e).await;
+    }
+
+    async fn redis_cache(prefix: &RedisPrefix) -> MembershipCache {
+        let (_, conn) = loyalty_platform::cache::connect_redis(REDIS_URL)
+            .await
+            .unwrap();
+        MembershipCache::new(Cache::redis(conn, &prefix.0), TTL)
+    }
+
+    fn local_cache() -> MembershipCache {
+        MembershipCache::new(Cache::local(1_000), TTL)
+    }
+
+    /// Jana (Praha) in a standard Praha segment, with an online big-cart segment.
+    async fn every_change_reaches_the_next_read(db: DatabaseConnection, cache: MembershipCache) {
+        let store = Store::new(db.clone());
+        let (partner, other) = (Uuid::now_v7(), Uuid::now_v7());
+        let jana = customer_in("Praha");
+        let petr = customer_in("Praha");
+        consume(&db, &cache, envelope(partner, &jana)).await;
+        consume(&db, &cache, envelope(partner, &petr)).await;
+        consume(&db, &cache, envelope(other, &jana)).await;
+        let praha = || {
+            segment(
+                "customer.city",
+                Operator::Equal,
+                Value::String("praha".into()),
+                false,
+            )
+        };
+        let standard = create(&store, partner, praha()).await;
+        cache
+            .changed(partner, &[Change::Segments, Change::Members])
+            .await;
+        let online = create(
+            &store,
+            partner,
+            segment(
+                "cart.total_minor",
+                Operator::GreaterOrEqual,
+                Value::Int(5_000),
+                true,
+            ),
+        )
+        .await;
+        cache
+            .changed(partner, &[Change::Segments, Change::Members])
+            .await;
+        let j = id(&jana);
+
+        // Cold, then warm: the database's answer both times.
+        let first = cached(&cache, &db, partner, j).await;
+        assert_eq!(first, fresh(&db, partner, j).await);
+        assert_eq!(first.0.len(), 1);
+        assert_eq!(first.0[0].segment_id, standard.id);
+        assert_eq!(first.1, [online.id]);
+        assert_eq!(cached(&cache, &db, partner, j).await, first);
+        assert!(
+            cached(&cache, &db, other, j).await.0.is_empty(),
+            "another partner's customer with the same id has their own entry"
+        );
+
+        // A change nobody announces is not seen (the answer comes from the cache)...
+        apply(&db, envelope(partner, &purchase(&jana, 700))).await;
+        assert_eq!(cached(&cache, &db, partner, j).await, first);
+        // ...and an announced one is, at once.
+        consume(&db, &cache, envelope(partner, &purchase(&jana, 300))).await;
+        let bought = cached(&cache, &db, partner, j).await;
+        assert_eq!(bought, fresh(&db, partner, j).await);
+        assert_eq!(bought.2.purchase_count, 2);
+
+        // Another customer's manual change: Jana's entry stays, the count she sees moves.
+        let txn = loyalty_platform::db::begin_write(&db).await.unwrap();
+        store
+            .remove_customer(
+                &txn,
+                partner,
+                standard.id,
+                id(&petr),
+                ManualChange::Operator,
+                Utc::now(),
+            )
+            .await
+            .unwrap();
+        txn.commit().await.unwrap();
+        cache
+            .changed(partner, &[Change::Segments, Change::Customer(id(&petr))])
+            .await;
+        let counted = cached(&cache, &db, partner, j).await;
+        assert_eq!(counted, fresh(&db, partner, j).await);
+        assert_eq!(counted.0[0].segment.member_count, 1);
+        assert!(cached(&cache, &db, partner, id(&petr)).await.0.is_empty());
+
+        // A recalculation of many customers (the nightly run) drops every customer's entry.
+        let buyers = create(
+            &store,
+            partner,
+            flexi(segment(
+                "features.purchase_count",
+                Operator::GreaterOrEqual,
+                Value::Int(3),
+                false,
+            )),
+        )
+        .await;
+        cache
+            .changed(partner, &[Change::Segments, Change::Members])
+            .await;
+        assert_eq!(cached(&cache, &db, partner, j).await.0.len(), 1);
+        apply(&db, envelope(partner, &purchase(&jana, 100))).await; // third purchase, unannounced
+        let run = recalculate_due(&db, &cache, Utc::now() + chrono::Duration::days(1))
+            .await
+            .unwrap();
+        assert_eq!(run.entered, 1);
+        let recalculated = cached(&cache, &db, partner, j).await;
+        assert_eq!(recalculated, fresh(&db, partner, j).await);
+        assert_eq!(
+            recalculated
+                .0
+                .iter()
+                .map(|m| m.segment_id)
+                .collect::<Vec<_>>(),
+            [standard.id, buyers.id]
+        );
+
+        // A merge moves the duplicate's purchases to the survivor; an erasure forgets her.
+        let duplicate = customer_in("Brno");
+        consume(&db, &cache, envelope(partner, &duplicate)).await;
+        consume(&db, &cache, envelope(partner, &purchase(&duplicate, 50))).await;
+        cached(&cache, &db, partner, id(&duplicate)).await;
+        consume(
+            &db,
+            &cache,
+            envelope(
+                partner,
+                &ev::CustomerMerged {
+                    surviving_customer_id: jana.customer_id.clone(),
+                    merged_customer_id: duplicate.customer_id.clone(),
+                },
+            ),
+        )
+        .await;
+        assert_eq!(
+            cached(&cache, &db, partner, j).await,
+            fresh(&db, partner, j).await
+        );
+        assert_eq!(cached(&cache, &db, partner, j).await.2.purchase_count, 4);
+        assert_eq!(
+            cached(&cache, &db, partner, id(&duplicate)).await,
+            fresh(&db, partner, id(&duplicate)).await
+        );
+        // A late purchase of the merged account counts for (and drops) the survivor.
+        consume(&db, &cache, envelope(partner, &purchase(&duplicate, 5))).await;
+        assert_eq!(cached(&cache, &db, partner, j).await.2.purchase_count, 5);
+        consume(
+            &db,
+            &cache,
+            envelope(
+                partner,
+                &ev::CustomerErased {
+                    customer_id: jana.customer_id.clone(),
+                },
+            ),
+        )
+        .await;
+        let erased = cached(&cache, &db, partner, j).await;
+        assert_eq!(erased, fresh(&db, partner, j).await);
+        assert!(erased.0.is_empty());
+        assert_eq!(erased.2, Features::default());
+    }
+
+    #[tokio::test]
+    async fn every_change_reaches_the_next_read_with_redis_on_postgres() {
+        let prefix = RedisPrefix::new();
+        let (_db, db) = postgres().await;
+        every_change_reaches_the_next_read(db, redis_cache(&prefix).await).await;
+    }
+
+    #[tokio::test]
+    async fn every_change_reaches_the_next_read_with_redis_on_sqlite() {
+        let prefix = RedisPrefix::new();
+        let (_dir, db) = sqlite().await;
+        every_change_reaches_the_next_read(db, redis_cache(&prefix).await).await;
+    }
+
+    #[tokio::test]
+    async fn every_change_reaches_the_next_read_in_process_on_sqlite() {
+        let (_dir, db) = sqlite().await;
+        every_change_reaches_the_next_read(db, local_cache()).await;
+    }
+
+    #[tokio::test]
+    async fn a_value_read_before_a_change_and_stored_after_it_is_never_answered() {
+        let prefix = RedisPrefix::new();
+        let cache = redis_cache(&prefix).await;
+        let (_db, db) = postgres().await;
+        let partner = Uuid::now_v7();
+        let jana = customer_in("Praha");
+        consume(&db, &cache, envelope(partner, &jana)).await;
+        let j = id(&jana);
+        cached(&cache, &db, partner, j).await;
+        // A slow reader's entry, read before the purchase below...
+        let late = cache.cache.get(&customer_key(partner, j)).await.unwrap();
+        consume(&db, &cache, envelope(partner, &purchase(&jana, 100))).await;
+        // ...lands after the purchase committed and dropped the tokens.
+        cache.cache.set(&customer_key(partner, j), &late, TTL).await;
+        assert_eq!(cached(&cache, &db, partner, j).await.2.purchase_count, 1);
+        // Also after a later reader made new tokens.
+        cache.cache.set(&customer_key(partner, j), &late, TTL).await;
+        assert_eq!(cached(&cache, &db, partner, j).await.2.purchase_count, 1);
+    }
+
+    #[tokio::test]
+    async fn a_zero_ttl_turns_the_cache_off() {
+        let (_dir, db) = sqlite().await;
+        let cache = MembershipCache::new(Cache::local(10), Duration::ZERO);
+        let partner = Uuid::now_v7();
+        let jana = customer_in("Praha");
+        apply(&db, envelope(partner, &jana)).await;
+        assert_eq!(
+            cached(&cache, &db, partner, id(&jana))
+                .await
+                .2
+                .purchase_count,
+            0
+        );
+        apply(&db, envelope(partner, &purchase(&jana, 100))).await; // unannounced
+        assert_eq!(
+            cached(&cache, &db, partner, id(&jana))
+                .await
+                .2
+                .purchase_count,
+            1
+        );
+    }
+}
