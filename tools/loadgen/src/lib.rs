@@ -3,5 +3,6 @@
 pub mod cpu;
 pub mod driver;
 pub mod grpc;
+pub mod memberships;
 pub mod stats;
 pub mod wallet;
