@@ -126,7 +126,11 @@ pub fn segments(total: usize, online: usize) -> Vec<pb::Segment> {
     });
     let online = (0..online).map(|i| {
         let criterion = match i % 4 {
-            0 => condition("cart.total_minor", O::GreaterOrEqual, int(1_000 * (i as i64 + 1))),
+            0 => condition(
+                "cart.total_minor",
+                O::GreaterOrEqual,
+                int(1_000 * (i as i64 + 1)),
+            ),
             1 => all(vec![
                 condition("customer.city", O::Equal, text(CITIES[i % CITIES.len()])),
                 condition("cart.product_ids", O::Contains, text("COFFEE")),
@@ -241,7 +245,10 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
     let bearer = args.grpc.bearer()?;
     let pool = pool(&args.database_url, &args.schema).await?;
     if args.seed {
-        eprintln!("seeding {} customers into the feature store…", args.customers);
+        eprintln!(
+            "seeding {} customers into the feature store…",
+            args.customers
+        );
         seed_customers(&pool, args.partner_id, args.customers).await?;
         let mut client = SegmentationServiceClient::new(channels[0].clone());
         for s in segments(args.segments, args.online) {
@@ -270,7 +277,10 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
     .into_iter()
     .map(|id| id.to_string())
     .collect();
-    anyhow::ensure!(!customers.is_empty(), "the partner has no customers (--seed?)");
+    anyhow::ensure!(
+        !customers.is_empty(),
+        "the partner has no customers (--seed?)"
+    );
     let workload = Arc::new(Memberships {
         channels,
         bearer,
@@ -292,15 +302,17 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
     eprintln!(
         "GetCustomerMemberships: {} customers, {}, at most {} in flight, {} s…",
         workload.customers.len(),
-        load.rate
-            .map_or("closed loop".to_owned(), |r| format!("open loop at {r} calls/s")),
+        load.rate.map_or("closed loop".to_owned(), |r| format!(
+            "open loop at {r} calls/s"
+        )),
         load.concurrency,
         load.duration.as_secs()
     );
     let run = driver::run(workload.clone(), &load, "memberships", args.load.progress()).await;
-    let summary = run
-        .stats
-        .summary("gRPC SegmentationService GetCustomerMemberships (small cart)", run.elapsed);
+    let summary = run.stats.summary(
+        "gRPC SegmentationService GetCustomerMemberships (small cart)",
+        run.elapsed,
+    );
     println!("{summary}");
     let goals_met = summary.total.failed == 0
         && summary.total.p50_ms <= GOAL_P50_MS
@@ -357,6 +369,10 @@ mod tests {
     fn the_cart_is_small_and_valid() {
         let c = small_cart(3);
         assert_eq!(c.lines.len(), 2);
-        assert!(c.lines.iter().all(|l| l.quantity > 0 && l.unit_price_minor > 0));
+        assert!(
+            c.lines
+                .iter()
+                .all(|l| l.quantity > 0 && l.unit_price_minor > 0)
+        );
     }
 }

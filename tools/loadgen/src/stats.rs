@@ -155,15 +155,7 @@ impl std::fmt::Display for Summary {
             writeln!(
                 f,
                 "  {:<10} {:>9} {:>7} {:>10.1} {:>8.2} {:>8.2} {:>8.2} {:>9.2} {:>8.2}",
-                l.op,
-                l.ok,
-                l.failed,
-                l.per_sec,
-                l.p50_ms,
-                l.p90_ms,
-                l.p99_ms,
-                l.p999_ms,
-                l.max_ms
+                l.op, l.ok, l.failed, l.per_sec, l.p50_ms, l.p90_ms, l.p99_ms, l.p999_ms, l.max_ms
             )?;
         }
         for l in &self.ops {
