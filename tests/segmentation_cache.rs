@@ -30,7 +30,8 @@ impl OwnRedis {
             .spawn()?;
         let redis = OwnRedis { port, child };
         eventually(Duration::from_secs(10), || async {
-            Ok(redis.command(&["PING"]).await.ok().map(|_| ()))
+            let answer = redis.command(&["PING"]).await.unwrap_or_default();
+            Ok((answer == ["PONG"]).then_some(()))
         })
         .await?;
         Ok(redis)
@@ -40,23 +41,29 @@ impl OwnRedis {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    async fn command(&self, args: &[&str]) -> anyhow::Result<redis::Value> {
-        let client = redis::Client::open(self.url())?;
-        let mut conn = client.get_multiplexed_async_connection().await?;
-        let mut cmd = redis::cmd(args[0]);
-        for a in &args[1..] {
-            cmd.arg(*a);
-        }
-        Ok(cmd.query_async(&mut conn).await?)
+    /// A command through redis-cli; its output lines. Fails if Redis does not answer.
+    async fn command(&self, args: &[&str]) -> anyhow::Result<Vec<String>> {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .await?;
+        let text = String::from_utf8(out.stdout)?;
+        anyhow::ensure!(
+            out.status.success()
+                && !text.starts_with("Could not connect")
+                && !text.starts_with("ERR"),
+            "redis-cli {args:?}: {text}"
+        );
+        Ok(text
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect())
     }
 
     async fn keys(&self, pattern: &str) -> anyhow::Result<Vec<String>> {
-        let client = redis::Client::open(self.url())?;
-        let mut conn = client.get_multiplexed_async_connection().await?;
-        Ok(redis::cmd("KEYS")
-            .arg(pattern)
-            .query_async(&mut conn)
-            .await?)
+        self.command(&["KEYS", pattern]).await
     }
 
     /// SIGKILL: no goodbye to clients, nothing saved.
