@@ -2,6 +2,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::Operator;
+use crate::purchases::{Measure, Window};
 
 /// Customer attributes (`customer.<attribute>`).
 pub const CUSTOMER_ATTRIBUTES: &[&str] = &[
@@ -31,6 +32,12 @@ pub const FEATURES: &[&str] = &[
     "marketing_consent_push",
     "marketing_consent_viber",
     "data_processing_consent",
+    "rfm_recency_months",
+    "rfm_frequency",
+    "rfm_monetary_minor",
+    "rfm_recency_score",
+    "rfm_frequency_score",
+    "rfm_monetary_score",
 ];
 /// The [`FEATURES`] holding strings: `tier_id` (a UUID), and `"true"`/`"false"` (compared
 /// with a boolean value): `email_hard_bounced`, `marketing_consent_<channel>`,
@@ -56,6 +63,7 @@ const CONSENTS_PREFIX: &str = "consents.";
 const POINTS_PREFIX: &str = "points.";
 const EVENTS_PREFIX: &str = "events.";
 const EVENT_COUNT_SUFFIX: &str = ".count";
+const PURCHASES_PREFIX: &str = "purchases.";
 
 const TEXT_OPERATORS: &[Operator] = &[
     Operator::Equal,
@@ -129,6 +137,9 @@ pub enum Field {
     /// `events.<event type code>.count`: how many events of that type were tracked for the
     /// customer.
     EventCount(String),
+    /// `purchases.<window>.<measure>`, e.g. `purchases.last_90_days.count` (see
+    /// [`crate::purchases`]).
+    Purchases { window: Window, measure: Measure },
 }
 
 impl Field {
@@ -176,6 +187,18 @@ impl Field {
                 bad_code("event type", key)
             };
         }
+        if let Some(rest) = path.strip_prefix(PURCHASES_PREFIX) {
+            let (window, measure) = rest.split_once('.').unwrap_or((rest, ""));
+            let window = Window::parse(window)?;
+            let measure = Measure::parse(measure).ok_or_else(|| {
+                let all: Vec<_> = Measure::ALL.iter().map(|m| m.as_str()).collect();
+                format!(
+                    "a purchase field ends with one of {}, got {path:?}",
+                    all.join(", ")
+                )
+            })?;
+            return Ok(Field::Purchases { window, measure });
+        }
         let known = |list: &[&str], name: &str| list.contains(&name).then(|| name.to_owned());
         let field = match path.split_once('.') {
             Some(("customer", a)) => known(CUSTOMER_ATTRIBUTES, a).map(Field::Customer),
@@ -198,6 +221,9 @@ impl Field {
             Field::Consent(c) => format!("{CONSENTS_PREFIX}{c}"),
             Field::Points(c) => format!("{POINTS_PREFIX}{c}"),
             Field::EventCount(c) => format!("{EVENTS_PREFIX}{c}{EVENT_COUNT_SUFFIX}"),
+            Field::Purchases { window, measure } => {
+                format!("{PURCHASES_PREFIX}{window}.{}", measure.as_str())
+            }
         }
     }
 
@@ -209,6 +235,8 @@ impl Field {
             Field::Feature(_) | Field::Points(_) | Field::EventCount(_) => ValueKind::Int,
             Field::Cart(c) if CART_LISTS.contains(&c.as_str()) => ValueKind::StringList,
             Field::Cart(_) => ValueKind::Int,
+            Field::Purchases { measure, .. } if measure.is_list() => ValueKind::StringList,
+            Field::Purchases { .. } => ValueKind::Int,
         }
     }
 
@@ -297,6 +325,20 @@ pub fn catalog() -> Vec<FieldSpec> {
         format!("{EVENTS_PREFIX}<event_type_code>{EVENT_COUNT_SUFFIX}"),
         "Number of tracked customer events of that type; missing if none".to_owned(),
     ));
+    for measure in Measure::ALL {
+        let f = Field::Purchases {
+            window: Window::Ever,
+            measure,
+        };
+        out.push(spec(
+            f,
+            format!("{PURCHASES_PREFIX}<window>.{}", measure.as_str()),
+            format!(
+                "{}; window = last_<N>_days (N in 1..=3650, purchases after now - N days) or ever",
+                measure.description()
+            ),
+        ));
+    }
     for name in CART_NUMBERS.iter().chain(CART_LISTS) {
         let f = Field::Cart((*name).to_owned());
         out.push(spec(f.clone(), f.path(), format!("Current cart: {name}")));
@@ -323,6 +365,9 @@ mod tests {
             "consents.newsletter_email",
             "points.standard",
             "events.store_visit.count",
+            "purchases.last_90_days.count",
+            "purchases.ever.business_unit_ids",
+            "purchases.last_3650_days.avg_minor",
         ] {
             assert_eq!(Field::parse(path).unwrap().path(), path);
         }
@@ -353,6 +398,14 @@ mod tests {
             "events.visit.last",
             "events..count",
             "events.Visit.count",
+            "purchases",
+            "purchases.",
+            "purchases.ever",
+            "purchases.ever.",
+            "purchases.ever.total",
+            "purchases.last_0_days.count",
+            "purchases.last_3651_days.count",
+            "purchases.last_90_days.count.x",
         ] {
             assert!(Field::parse(path).is_err(), "{path:?} should be rejected");
         }
@@ -379,6 +432,9 @@ mod tests {
         assert_eq!(kind("consents.newsletter"), ValueKind::String);
         assert_eq!(kind("points.standard"), ValueKind::Int);
         assert_eq!(kind("events.visit.count"), ValueKind::Int);
+        assert_eq!(kind("purchases.last_9_days.sum_minor"), ValueKind::Int);
+        assert_eq!(kind("purchases.ever.last_days_ago"), ValueKind::Int);
+        assert_eq!(kind("purchases.ever.brand_ids"), ValueKind::StringList);
     }
 
     #[test]
@@ -390,9 +446,18 @@ mod tests {
     #[test]
     fn the_catalog_lists_every_field_once() {
         let c = catalog();
-        assert_eq!(c.len(), 10 + 1 + 12 + 3 + 4);
+        assert_eq!(
+            c.len(),
+            10 + 1 + FEATURES.len() + 3 + Measure::ALL.len() + 4
+        );
         assert!(c.iter().filter(|f| f.cart).count() == 4);
         assert!(c.iter().any(|f| f.path == "customer.properties.<key>"));
         assert!(c.iter().any(|f| f.path == "events.<event_type_code>.count"));
+        assert!(c.iter().any(|f| f.path == "purchases.<window>.avg_minor"
+            && f.value_kind == ValueKind::Int));
+        assert!(
+            c.iter().any(|f| f.path == "purchases.<window>.product_ids"
+                && f.value_kind == ValueKind::StringList)
+        );
     }
 }

@@ -18,6 +18,8 @@
 //! | `features.purchase_count`, `features.total_spent_minor`, `features.last_purchase_days_ago` | int | all but `contains` |
 //! | `cart.total_minor`, `cart.line_count` | int | all but `contains` |
 //! | `cart.product_ids`, `cart.product_group_ids` | string list | `contains` `in` `exists` |
+//! | `purchases.<window>.<measure>` ([`purchases`]): `count`, `sum_minor`, `avg_minor`, `last_days_ago` | int | all but `contains` |
+//! | `purchases.<window>.<list>`: `product_ids`, `product_group_ids`, `brand_ids`, `business_unit_ids` | string list | `contains` `in` `exists` |
 //!
 //! `exists` takes no values, `in` 1..100, every other operator exactly one; string values are
 //! at most 1024 characters and contain no U+0000. `cart.*` fields only make sense for segments recalculated online
@@ -65,6 +67,7 @@
 mod condition;
 mod facts;
 mod field;
+pub mod purchases;
 mod raw;
 pub mod sql;
 
@@ -323,6 +326,9 @@ mod tests {
         "consents.news",
         "points.standard",
         "events.visit.count",
+        "purchases.last_30_days.count",
+        "purchases.ever.avg_minor",
+        "purchases.last_7_days.product_ids",
         "cart.total_minor",
         "cart.line_count",
         "cart.product_ids",

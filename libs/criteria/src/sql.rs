@@ -31,6 +31,7 @@ use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use uuid::Uuid;
 
 use crate::condition::{fold, parse_bool, parse_int};
+use crate::purchases::{Measure, Window};
 use crate::{Condition, Criterion, Field, Operator, Value};
 
 /// The SQL dialect to write.
@@ -54,7 +55,27 @@ pub enum Column {
     /// A JSON column holding an object whose member `key` is the fact's [`search_form`];
     /// no member means the fact is missing.
     Text { column: &'static str, key: String },
+    /// A purchase-window field ([`Field::Purchases`]) computed from a table of purchases of
+    /// the same partner, joined on the target's id column; its columns are named as in
+    /// [`PURCHASE_COLUMNS`]. Each window becomes one aggregated derived table.
+    Purchases { table: &'static str },
 }
+
+/// The columns a [`Column::Purchases`] table has: `partner_id`, `customer_id`,
+/// `purchased_at` (timestamp), `net_amount_minor`, `returned_amount_minor` (integers),
+/// `product_ids`, `product_group_ids`, `brand_ids` (JSON arrays of lower-cased ids, `jsonb`
+/// on PostgreSQL) and `business_unit_id` (lower-cased text, empty when unknown).
+pub const PURCHASE_COLUMNS: [&str; 9] = [
+    "partner_id",
+    "customer_id",
+    "purchased_at",
+    "net_amount_minor",
+    "returned_amount_minor",
+    "product_ids",
+    "product_group_ids",
+    "brand_ids",
+    "business_unit_id",
+];
 
 /// The table a criterion is compiled against.
 pub struct SqlTarget<'a> {
@@ -99,6 +120,9 @@ pub enum SqlError {
     /// A table or column name the caller gave is not a plain identifier.
     #[error("{0:?} is not a plain SQL identifier ([a-z_][a-z0-9_]*)")]
     Identifier(String),
+    /// A purchase field needs the joins only a whole statement ([`Criterion::to_sql`]) has.
+    #[error("{0} reads purchases, which only a whole statement (to_sql) joins")]
+    NeedsJoin(String),
 }
 
 /// The bind parameters of a statement being written, with the dialect's placeholders.
@@ -178,7 +202,11 @@ impl Criterion {
     /// The statement selecting the id of every customer of `partner_id` who fulfils the
     /// criterion at `now`:
     /// `SELECT "<id>" FROM "<table>" WHERE "<partner>" = $1 AND (<criterion>) ORDER BY "<id>"`.
-    /// The partner is part of the statement, so it cannot return another partner's rows.
+    /// With purchase fields ([`Column::Purchases`]) each window adds a
+    /// `LEFT JOIN (SELECT .. FROM <purchases> WHERE partner = .. AND purchased_at > ..
+    /// GROUP BY customer_id) AS "pw<i>"` and the target's columns are qualified by its table.
+    /// The partner is part of the statement (and of every derived table), so it cannot
+    /// return another partner's rows.
     pub fn to_sql(
         &self,
         target: &SqlTarget<'_>,
@@ -191,11 +219,32 @@ impl Criterion {
             identifier(target.partner_column)?,
         );
         let mut params = SqlParams::new(target.dialect);
-        let p = params.push(SqlValue::Uuid(partner_id));
-        let condition = self.to_sql_condition(target, now, &mut params)?;
+        let windows = plan_windows(self, target)?;
+        if windows.is_empty() {
+            let p = params.push(SqlValue::Uuid(partner_id));
+            let condition = self.to_sql_condition(target, now, &mut params)?;
+            return Ok(SqlStatement {
+                sql: format!(
+                    "SELECT {id} FROM {table} WHERE {partner} = {p} AND ({condition}) ORDER BY {id}"
+                ),
+                values: params.into_values(),
+            });
+        }
+        // The derived tables come first in the text, so their parameters are pushed first
+        // (SQLite's `?` are positional).
+        let mut compiler = Compiler {
+            target,
+            now,
+            params: &mut params,
+            windows,
+        };
+        let joins = compiler.joins(partner_id, &format!("{table}.{id}"))?;
+        let p = compiler.params.push(SqlValue::Uuid(partner_id));
+        let condition = compiler.criterion(self)?;
         Ok(SqlStatement {
             sql: format!(
-                "SELECT {id} FROM {table} WHERE {partner} = {p} AND ({condition}) ORDER BY {id}"
+                "SELECT {table}.{id} FROM {table}{joins} WHERE {table}.{partner} = {p} AND \
+                 ({condition}) ORDER BY {table}.{id}"
             ),
             values: params.into_values(),
         })
@@ -203,7 +252,8 @@ impl Criterion {
 
     /// The criterion as a boolean SQL expression over one row of the target table (never
     /// `NULL`), its parameters appended to `params`; for callers composing their own
-    /// statement. The caller must scope that statement by partner.
+    /// statement. The caller must scope that statement by partner. Purchase fields need
+    /// joins and fail with [`SqlError::NeedsJoin`].
     pub fn to_sql_condition(
         &self,
         target: &SqlTarget<'_>,
@@ -214,15 +264,99 @@ impl Criterion {
             target,
             now,
             params,
+            windows: Vec::new(),
         }
         .criterion(self)
     }
+}
+
+/// A list condition on purchases, computed per customer as a flag of its window's derived
+/// table (whether any purchase in the window matches).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ListMatch {
+    measure: Measure,
+    operator: Operator,
+    /// The values, lower-cased.
+    values: Vec<String>,
+}
+
+/// One window's aggregated derived table: `pw<i>`, one row per customer with a purchase in
+/// the window, holding only the aggregates some condition reads.
+#[derive(Debug)]
+struct WindowJoin {
+    table: &'static str,
+    window: Window,
+    count: bool,
+    sum: bool,
+    last: bool,
+    lists: Vec<ListMatch>,
+}
+
+fn list_match(c: &Condition, measure: Measure) -> ListMatch {
+    ListMatch {
+        measure,
+        operator: c.operator,
+        values: c
+            .values
+            .iter()
+            .filter_map(|v| match v {
+                Value::String(s) => Some(fold(s)),
+                _ => None,
+            })
+            .collect(),
+    }
+}
+
+/// The derived tables the purchase conditions of `c` need, one per (table, window).
+fn plan_windows(c: &Criterion, target: &SqlTarget<'_>) -> Result<Vec<WindowJoin>, SqlError> {
+    let mut out: Vec<WindowJoin> = Vec::new();
+    for cond in c.conditions() {
+        let Field::Purchases { window, measure } = cond.field else {
+            continue;
+        };
+        let Some(Column::Purchases { table }) = (target.columns)(&cond.field) else {
+            continue;
+        };
+        identifier(table)?;
+        let i = match out
+            .iter()
+            .position(|w| w.table == table && w.window == window)
+        {
+            Some(i) => i,
+            None => {
+                out.push(WindowJoin {
+                    table,
+                    window,
+                    count: false,
+                    sum: false,
+                    last: false,
+                    lists: Vec::new(),
+                });
+                out.len() - 1
+            }
+        };
+        let w = &mut out[i];
+        match measure {
+            Measure::Count => w.count = true,
+            Measure::SumMinor => w.sum = true,
+            Measure::AvgMinor => (w.count, w.sum) = (true, true),
+            Measure::LastDaysAgo => w.last = true,
+            list => {
+                let m = list_match(cond, list);
+                if !w.lists.contains(&m) {
+                    w.lists.push(m);
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 struct Compiler<'t, 'a, 'p> {
     target: &'t SqlTarget<'a>,
     now: DateTime<Utc>,
     params: &'p mut SqlParams,
+    windows: Vec<WindowJoin>,
 }
 
 /// How one fact reads in SQL.
@@ -266,10 +400,64 @@ impl Compiler<'_, '_, '_> {
                 column: identifier(column)?,
                 key,
             },
+            Column::Purchases { table } => self.purchase_source(field, table)?,
         })
     }
 
+    /// A purchase field reads its window's derived table `pw<i>` (see [`Compiler::joins`]).
+    fn purchase_source(&self, field: &Field, table: &'static str) -> Result<Source, SqlError> {
+        let needs_join = || SqlError::NeedsJoin(field.path());
+        let Field::Purchases { window, measure } = *field else {
+            return Err(SqlError::Unmapped(field.path()));
+        };
+        let i = self
+            .windows
+            .iter()
+            .position(|w| w.table == table && w.window == window)
+            .ok_or_else(needs_join)?;
+        let col = |name: &str| format!("\"pw{i}\".\"pw{i}_{name}\"");
+        Ok(match measure {
+            // No row in the derived table: no purchase in the window, 0 of each.
+            Measure::Count => Source::Int(format!("COALESCE({}, 0)", col("n"))),
+            Measure::SumMinor => Source::Int(format!("COALESCE({}, 0)", col("s"))),
+            // NULL (missing) without a purchase; both truncate toward zero.
+            Measure::AvgMinor => Source::Int(match self.target.dialect {
+                Dialect::Postgres => format!("div({}, {})", col("s"), col("n")),
+                Dialect::Sqlite => format!("({} / {})", col("s"), col("n")),
+            }),
+            Measure::LastDaysAgo => Source::Days(col("l")),
+            // List conditions are answered whole by their flag (`list_flag`).
+            _ => return Err(needs_join()),
+        })
+    }
+
+    /// The flag of a purchase list condition (`CONTAINS`, `IN`, `EXISTS` over the ids bought
+    /// in a window): whether any purchase of the window matches, computed in the window's
+    /// derived table; `None` for any other condition.
+    fn list_flag(&self, c: &Condition) -> Result<Option<String>, SqlError> {
+        let (Field::Purchases { window, measure }, Some(Column::Purchases { table })) =
+            (&c.field, (self.target.columns)(&c.field))
+        else {
+            return Ok(None);
+        };
+        if !measure.is_list() {
+            return Ok(None);
+        }
+        let m = list_match(c, *measure);
+        let (i, j) = self
+            .windows
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| w.table == table && w.window == *window)
+            .find_map(|(i, w)| w.lists.iter().position(|l| *l == m).map(|j| (i, j)))
+            .ok_or_else(|| SqlError::NeedsJoin(c.field.path()))?;
+        Ok(Some(format!("COALESCE(\"pw{i}\".\"pw{i}_f{j}\", 0) = 1")))
+    }
+
     fn condition(&mut self, c: &Condition) -> Result<String, SqlError> {
+        if let Some(flag) = self.list_flag(c)? {
+            return Ok(format!("COALESCE({flag}, {FALSE})"));
+        }
         let source = self.source(&c.field)?;
         let first = c.values.first();
         let sql = match c.operator {
@@ -314,6 +502,97 @@ impl Compiler<'_, '_, '_> {
             },
         };
         Ok(format!("COALESCE({sql}, {FALSE})"))
+    }
+
+    /// The `LEFT JOIN`s of the planned windows: per window one derived table of the
+    /// partner's purchases in it, grouped by customer (PostgreSQL runs each as one hash
+    /// aggregate), joined on `outer_id`.
+    fn joins(&mut self, partner_id: Uuid, outer_id: &str) -> Result<String, SqlError> {
+        let mut out = String::new();
+        for i in 0..self.windows.len() {
+            let (table, window, count, sum, last, lists) = {
+                let w = &self.windows[i];
+                (w.table, w.window, w.count, w.sum, w.last, w.lists.clone())
+            };
+            let table = identifier(table)?;
+            let a = format!("pw{i}");
+            let mut columns = vec![format!("\"customer_id\" AS \"{a}_id\"")];
+            if count {
+                columns.push(format!("COUNT(*) AS \"{a}_n\""));
+            }
+            if sum {
+                columns.push(format!(
+                    "SUM(\"net_amount_minor\" - \"returned_amount_minor\") AS \"{a}_s\""
+                ));
+            }
+            if last {
+                columns.push(format!("MAX(\"purchased_at\") AS \"{a}_l\""));
+            }
+            for (j, m) in lists.iter().enumerate() {
+                let matches = self.list_matches(m);
+                columns.push(format!(
+                    "MAX(CASE WHEN {matches} THEN 1 ELSE 0 END) AS \"{a}_f{j}\""
+                ));
+            }
+            let p = self.params.push(SqlValue::Uuid(partner_id));
+            let mut filter = format!("\"partner_id\" = {p}");
+            // `purchased_at > now − N days`, floored like the day bounds (exact for stored
+            // times); a start before every stored time is no bound.
+            if let Some(start) = window.days().and_then(|d| self.cutoff(d)) {
+                let c = self.params.push(SqlValue::Timestamp(start));
+                filter.push_str(&format!(" AND \"purchased_at\" > {c}"));
+            }
+            out.push_str(&format!(
+                " LEFT JOIN (SELECT {} FROM {table} WHERE {filter} GROUP BY \"customer_id\") \
+                 AS \"{a}\" ON \"{a}\".\"{a}_id\" = {outer_id}",
+                columns.join(", ")
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Whether one purchase row matches a list condition (ids are stored lower-cased
+    /// without empty ones, so empty values match nothing).
+    fn list_matches(&mut self, m: &ListMatch) -> String {
+        let values: Vec<&String> = m.values.iter().filter(|v| !v.is_empty()).collect();
+        let exists = m.operator == Operator::Exists;
+        if !exists && values.is_empty() {
+            return FALSE.to_owned();
+        }
+        if m.measure == Measure::BusinessUnitIds {
+            let col = "\"business_unit_id\"";
+            if exists {
+                return format!("{col} <> ''");
+            }
+            let list: Vec<SqlValue> = values
+                .into_iter()
+                .map(|v| SqlValue::Text(v.clone()))
+                .collect();
+            return self.in_list(col.to_owned(), list);
+        }
+        let col = format!("\"{}\"", m.measure.as_str());
+        match (self.target.dialect, exists) {
+            (Dialect::Postgres, true) => format!("jsonb_array_length({col}) > 0"),
+            (Dialect::Sqlite, true) => format!("json_array_length({col}) > 0"),
+            (Dialect::Postgres, false) => {
+                let parts: Vec<String> = values
+                    .into_iter()
+                    .map(|v| {
+                        let p = self.params.push(SqlValue::Text(v.clone()));
+                        format!("{col} @> jsonb_build_array(CAST({p} AS TEXT))")
+                    })
+                    .collect();
+                format!("({})", parts.join(" OR "))
+            }
+            (Dialect::Sqlite, false) => {
+                let list: Vec<SqlValue> = values
+                    .into_iter()
+                    .map(|v| SqlValue::Text(v.clone()))
+                    .collect();
+                let in_list = self.in_list("json_each.value".to_owned(), list);
+                format!("EXISTS (SELECT 1 FROM json_each({col}) WHERE {in_list})")
+            }
+        }
     }
 
     /// Whether the fact is present (never `NULL`).
@@ -549,6 +828,9 @@ mod tests {
                 Some(Column::DaysBefore("last_purchase_at"))
             }
             Field::Feature(f) if f == "purchase_count" => Some(Column::Int("purchase_count")),
+            Field::Purchases { .. } => Some(Column::Purchases {
+                table: "customer_purchases",
+            }),
             _ => None,
         }
     }
@@ -745,6 +1027,133 @@ mod tests {
         let (s, v) = days(Operator::LessOrEqual, 10_000_000, Dialect::Postgres);
         assert_eq!(s, "COALESCE(\"last_purchase_at\" IS NOT NULL, FALSE)");
         assert!(v.is_empty());
+    }
+
+    #[test]
+    fn purchase_windows_become_one_aggregated_left_join_each() {
+        let partner = Uuid::now_v7();
+        let c = parse(RawCriterion::All(vec![
+            cond(
+                "purchases.last_90_days.count",
+                Operator::GreaterOrEqual,
+                vec![Value::Int(3)],
+            ),
+            cond(
+                "features.marketing_consent_email",
+                Operator::Equal,
+                vec![Value::Bool(true)],
+            ),
+            cond(
+                "purchases.last_90_days.brand_ids",
+                Operator::In,
+                vec![Value::String("ACME".into()), Value::String("".into())],
+            ),
+            cond(
+                "purchases.ever.avg_minor",
+                Operator::Less,
+                vec![Value::Int(500)],
+            ),
+        ]));
+        let columns = |f: &Field| match f {
+            Field::Feature(_) => Some(Column::Text {
+                column: "facts",
+                key: f.path(),
+            }),
+            _ => columns(f),
+        };
+        let t = SqlTarget {
+            columns: &columns,
+            ..target(Dialect::Postgres)
+        };
+        let pg = c.to_sql(&t, partner, now()).unwrap();
+        assert_eq!(
+            pg.sql,
+            "SELECT \"customer_features\".\"customer_id\" FROM \"customer_features\" \
+             LEFT JOIN (SELECT \"customer_id\" AS \"pw0_id\", COUNT(*) AS \"pw0_n\", \
+             MAX(CASE WHEN (\"brand_ids\" @> jsonb_build_array(CAST($1 AS TEXT))) THEN 1 ELSE 0 END) \
+             AS \"pw0_f0\" FROM \"customer_purchases\" WHERE \"partner_id\" = $2 AND \
+             \"purchased_at\" > $3 GROUP BY \"customer_id\") AS \"pw0\" \
+             ON \"pw0\".\"pw0_id\" = \"customer_features\".\"customer_id\" \
+             LEFT JOIN (SELECT \"customer_id\" AS \"pw1_id\", COUNT(*) AS \"pw1_n\", \
+             SUM(\"net_amount_minor\" - \"returned_amount_minor\") AS \"pw1_s\" \
+             FROM \"customer_purchases\" WHERE \"partner_id\" = $4 GROUP BY \"customer_id\") \
+             AS \"pw1\" ON \"pw1\".\"pw1_id\" = \"customer_features\".\"customer_id\" \
+             WHERE \"customer_features\".\"partner_id\" = $5 AND (\
+             (COALESCE(COALESCE(\"pw0\".\"pw0_n\", 0) >= $6, FALSE)) AND \
+             (COALESCE(CAST((\"facts\" -> $7 ->> 'b') AS BOOLEAN) = $8, FALSE)) AND \
+             (COALESCE(COALESCE(\"pw0\".\"pw0_f0\", 0) = 1, FALSE)) AND \
+             (COALESCE(div(\"pw1\".\"pw1_s\", \"pw1\".\"pw1_n\") < $9, FALSE))) \
+             ORDER BY \"customer_features\".\"customer_id\""
+        );
+        let at = |s: &str| SqlValue::Timestamp(DateTime::parse_from_rfc3339(s).unwrap().to_utc());
+        assert_eq!(
+            pg.values,
+            [
+                SqlValue::Text("acme".into()),
+                SqlValue::Uuid(partner),
+                at("2026-09-07T12:00:00.123456Z"),
+                SqlValue::Uuid(partner),
+                SqlValue::Uuid(partner),
+                SqlValue::Int(3),
+                SqlValue::Text("features.marketing_consent_email".into()),
+                SqlValue::Bool(true),
+                SqlValue::Int(500),
+            ]
+        );
+        // SQLite: positional parameters in text order, lists through json_each.
+        let lite = c
+            .to_sql(
+                &SqlTarget {
+                    dialect: Dialect::Sqlite,
+                    ..t
+                },
+                partner,
+                now(),
+            )
+            .unwrap();
+        assert_eq!(lite.sql.matches('?').count(), lite.values.len());
+        assert!(lite.sql.contains(
+            "EXISTS (SELECT 1 FROM json_each(\"brand_ids\") WHERE json_each.value IN (?))"
+        ));
+        assert!(lite.sql.contains("(\"pw1\".\"pw1_s\" / \"pw1\".\"pw1_n\")"));
+        assert_eq!(lite.values[0], SqlValue::Text("acme".into()));
+        assert_eq!(lite.values[4], SqlValue::Uuid(partner));
+    }
+
+    #[test]
+    fn purchase_lists_on_business_units_compare_the_column_and_need_a_whole_statement() {
+        let c = parse(cond(
+            "purchases.last_7_days.business_unit_ids",
+            Operator::Exists,
+            vec![],
+        ));
+        let s = c
+            .to_sql(&target(Dialect::Sqlite), Uuid::nil(), now())
+            .unwrap();
+        assert!(
+            s.sql.contains(
+                "MAX(CASE WHEN \"business_unit_id\" <> '' THEN 1 ELSE 0 END) AS \"pw0_f0\""
+            )
+        );
+        assert_eq!(
+            c.to_sql_condition(
+                &target(Dialect::Sqlite),
+                now(),
+                &mut SqlParams::new(Dialect::Sqlite)
+            ),
+            Err(SqlError::NeedsJoin(
+                "purchases.last_7_days.business_unit_ids".into()
+            ))
+        );
+        let empty = parse(cond(
+            "purchases.ever.product_ids",
+            Operator::Contains,
+            vec![Value::String(String::new())],
+        ));
+        let s = empty
+            .to_sql(&target(Dialect::Postgres), Uuid::nil(), now())
+            .unwrap();
+        assert!(s.sql.contains("MAX(CASE WHEN FALSE THEN 1 ELSE 0 END)"));
     }
 
     #[test]

@@ -1,4 +1,7 @@
 //! gRPC adapter of `SegmentationService`.
+#[cfg(test)]
+mod purchase_window_tests;
+mod rfm;
 mod segments;
 
 use chrono::Utc;
@@ -25,6 +28,7 @@ use crate::{
     store::{
         Store,
         cache::{Change, MembershipCache},
+        purchases,
     },
 };
 
@@ -294,7 +298,13 @@ impl SegmentationService for SegmentationApi {
             .cache
             .customer_view(self.store.db(), partner_id, customer_id)
             .await?;
-        let mut facts = view.features.facts(Utc::now());
+        let now = Utc::now();
+        let mut facts = view.features.facts(now);
+        // Purchase-window facts are not cached yet: read only when an online segment uses one.
+        let criteria = view.catalogue.online.iter().map(|s| &s.criterion);
+        facts.extend(
+            purchases::facts_for(self.store.db(), partner_id, customer_id, criteria, now).await?,
+        );
         if let Some(cart) = &cart {
             cart.add_facts(&mut facts);
         }
@@ -304,6 +314,14 @@ impl SegmentationService for SegmentationApi {
                 .map(membership_to_proto)
                 .collect(),
         }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_customer_rfm(
+        &self,
+        request: Request<pb::GetCustomerRfmRequest>,
+    ) -> Result<Response<pb::GetCustomerRfmResponse>, Status> {
+        self.get_customer_rfm_rpc(request).await
     }
 
     #[tracing::instrument(skip_all)]
@@ -393,7 +411,6 @@ impl SegmentationService for SegmentationApi {
         lock_audience(pb::LockAudienceRequest) -> pb::LockAudienceResponse;
         list_customer_audiences(pb::ListCustomerAudiencesRequest) -> pb::ListCustomerAudiencesResponse;
         get_customer_features(pb::GetCustomerFeaturesRequest) -> pb::GetCustomerFeaturesResponse;
-        get_customer_rfm(pb::GetCustomerRfmRequest) -> pb::GetCustomerRfmResponse;
         validate_criterion(pb::ValidateCriterionRequest) -> pb::ValidateCriterionResponse;
         list_criterion_fields(pb::ListCriterionFieldsRequest) -> pb::ListCriterionFieldsResponse;
     }

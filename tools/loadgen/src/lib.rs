@@ -1,7 +1,9 @@
 //! The loyalty platform's load generator. `driver` runs a workload closed- or open-loop and
 //! `stats` summarises what it measured; each subcommand (`wallet`, ...) supplies workloads.
 pub mod cpu;
+pub mod db;
 pub mod driver;
+pub mod flexi;
 pub mod grpc;
 pub mod memberships;
 pub mod stats;

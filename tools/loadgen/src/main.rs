@@ -17,6 +17,9 @@ enum Cmd {
     /// GetCustomerMemberships with a small cart for random customers of a (seeded) partner,
     /// at a fixed arrival rate; prints latency percentiles against issue #7's goals.
     Memberships(loyalty_loadgen::memberships::Args),
+    /// Create and recalculate a Flexi segment through SegmentationService, and run a
+    /// hand-written statement for the same criterion; prints customers/s and their ratio.
+    Flexi(loyalty_loadgen::flexi::Args),
 }
 
 #[tokio::main]
@@ -30,6 +33,9 @@ async fn main() -> anyhow::Result<()> {
         }
         Cmd::Memberships(args) => {
             loyalty_loadgen::memberships::run(args).await?;
+        }
+        Cmd::Flexi(args) => {
+            loyalty_loadgen::flexi::run(args).await?;
         }
     }
     Ok(())

@@ -2,6 +2,8 @@
 //! belongs, and the memberships a customer sees. No I/O here.
 mod membership;
 mod membership_cache;
+mod purchases;
+pub mod rfm;
 
 use std::collections::BTreeMap;
 
@@ -16,6 +18,7 @@ pub use membership::{
     last_daily_run, next_daily_run, parse_daily_time,
 };
 pub use membership_cache::{MemberRow, Stamped, stored_memberships};
+pub use purchases::{purchase_facts, purchase_window};
 
 /// Most lines a cart sent for online recalculation may have.
 pub const MAX_CART_LINES: usize = 500;
@@ -32,6 +35,9 @@ pub struct Features {
     /// events.
     #[serde(default)]
     pub activity: Activity,
+    /// RFM as of the partner's last scoring; `None` until then.
+    #[serde(default)]
+    pub rfm: Option<rfm::CustomerRfm>,
 }
 
 /// A value with the position (the producer's outbox sequence) of the event that set it: a
@@ -252,6 +258,9 @@ impl Features {
             );
         }
         facts.extend(self.activity.facts());
+        if let Some(rfm) = &self.rfm {
+            facts.extend(rfm.facts());
+        }
         facts
     }
 
@@ -532,27 +541,33 @@ impl Segment {
     /// Whether a customer with `features` belongs now, without a cart. A criterion reading
     /// the cart never admits a stored member: it only holds online, at checkout.
     pub fn admits(&self, features: &Features, now: DateTime<Utc>) -> bool {
-        !self.criterion.uses_cart() && self.criterion.evaluate(&features.facts(now))
+        self.admits_on(&features.facts(now))
+    }
+
+    /// Whether a customer with `facts` belongs now, without a cart (as [`Segment::admits`],
+    /// with facts the caller completed, e.g. with purchase-window facts).
+    pub fn admits_on(&self, facts: &Facts) -> bool {
+        !self.criterion.uses_cart() && self.criterion.evaluate(facts)
     }
 
     /// Whether the survivor of a merge belongs to this segment as a stored member, given
     /// whether the survivor and the merged account were members and the survivor's folded
-    /// `features`; `None` for a segment that stores no members (its criterion reads the
-    /// cart). A standard segment is fixed, so the survivor keeps the membership either
-    /// account had; a Flexi segment re-runs its criterion on the folded features.
+    /// `facts` (its features and purchases); `None` for a segment that stores no members
+    /// (its criterion reads the cart). A standard segment is fixed, so the survivor keeps
+    /// the membership either account had; a Flexi segment re-runs its criterion on the
+    /// folded facts.
     pub fn holds_survivor(
         &self,
         survivor_member: bool,
         merged_member: bool,
-        features: &Features,
-        now: DateTime<Utc>,
+        facts: &Facts,
     ) -> Option<bool> {
         if self.criterion.uses_cart() {
             return None;
         }
         Some(match self.kind {
             SegmentKind::Standard => survivor_member || merged_member,
-            SegmentKind::Flexi => self.admits(features, now),
+            SegmentKind::Flexi => self.admits_on(facts),
         })
     }
 
@@ -1050,24 +1065,23 @@ mod tests {
         let one = Features {
             purchase_count: 1,
             ..Default::default()
-        };
+        }
+        .facts(now);
         let two = Features {
             purchase_count: 2,
             ..Default::default()
-        };
-        assert_eq!(standard.holds_survivor(false, true, &one, now), Some(true));
-        assert_eq!(standard.holds_survivor(true, false, &one, now), Some(true));
-        assert_eq!(
-            standard.holds_survivor(false, false, &two, now),
-            Some(false)
-        );
-        assert_eq!(flexi.holds_survivor(false, false, &two, now), Some(true));
-        assert_eq!(flexi.holds_survivor(true, true, &one, now), Some(false));
+        }
+        .facts(now);
+        assert_eq!(standard.holds_survivor(false, true, &one), Some(true));
+        assert_eq!(standard.holds_survivor(true, false, &one), Some(true));
+        assert_eq!(standard.holds_survivor(false, false, &two), Some(false));
+        assert_eq!(flexi.holds_survivor(false, false, &two), Some(true));
+        assert_eq!(flexi.holds_survivor(true, true, &one), Some(false));
         let cart = segment(
             criterion("cart.total_minor", Operator::GreaterOrEqual, Value::Int(1)),
             true,
         );
-        assert_eq!(cart.holds_survivor(true, true, &two, now), None);
+        assert_eq!(cart.holds_survivor(true, true, &two), None);
     }
 
     fn marketing(state: &str, channels: &[&str]) -> Consent {

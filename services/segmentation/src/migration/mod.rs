@@ -1,13 +1,20 @@
 //! Schema of the segmentation service.
 use sea_orm_migration::{prelude::*, schema::*};
 
+mod m0007_customer_purchases;
+use m0007_customer_purchases::CustomerPurchases;
+mod m0012_customer_rfm;
+use m0012_customer_rfm::CustomerRfm;
+
 loyalty_platform::migrator![
     InitialSchema,
     SegmentVersions,
     CustomerTombstones,
     CriteriaFacts,
     MembershipCauses,
-    CustomerActivity
+    CustomerActivity,
+    CustomerPurchases,
+    CustomerRfm,
 ];
 
 struct InitialSchema;

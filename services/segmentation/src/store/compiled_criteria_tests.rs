@@ -10,9 +10,11 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
-use super::entities::customer_features;
+use super::entities::{customer_features, customer_purchases};
 use super::features::{self, features_from, write};
+use super::purchases;
 use crate::domain::{Activity, Consent, EmailBounce, Features, Tier};
+use loyalty_criteria::purchases::Purchase;
 
 const ATTRIBUTES: &[&str] = &["city", "email"];
 const PROPERTIES: &[&str] = &["tier", "visits", "vip"];
@@ -37,6 +39,17 @@ const FIELDS: &[&str] = &[
     "points.standard",
     "events.visit.count",
     "events.review.count",
+    "purchases.last_3_days.count",
+    "purchases.last_3_days.sum_minor",
+    "purchases.last_7_days.avg_minor",
+    "purchases.last_7_days.last_days_ago",
+    "purchases.last_3_days.last_days_ago",
+    "purchases.ever.count",
+    "purchases.ever.avg_minor",
+    "purchases.ever.product_ids",
+    "purchases.last_3_days.product_group_ids",
+    "purchases.last_7_days.brand_ids",
+    "purchases.last_7_days.business_unit_ids",
 ];
 const CONSENT_CODES: &[&str] = &["news", "sms"];
 const EVENT_CODES: &[&str] = &["visit", "review"];
@@ -90,7 +103,7 @@ fn value_of(field: &Field, op: Operator) -> BoxedStrategy<loyalty_criteria::Valu
     match (field.value_kind(), op) {
         (ValueKind::Int, _) => int.boxed(),
         (_, o) if o.is_ordering() => int.boxed(),
-        (_, Operator::Contains) => string.boxed(),
+        (ValueKind::StringList, _) | (_, Operator::Contains) => string.boxed(),
         _ => prop_oneof![
             3 => string,
             2 => int,
@@ -163,6 +176,31 @@ fn at(now: DateTime<Utc>, ago: Ago) -> DateTime<Utc> {
     }
 }
 
+/// Amounts of purchases and returns: small, and sometimes large (sums stay within 64 bits).
+fn amount() -> impl Strategy<Value = i64> {
+    prop_oneof![
+        8 => -2i64..9,
+        1 => prop::sample::select(vec![10_000_000i64, -10_000_000, 123_456_789]),
+    ]
+}
+
+/// A purchase: its time (around the windows' boundaries), net and returned amounts, and
+/// ids that differ in case, repeat, are empty or Unicode.
+fn purchase(now: DateTime<Utc>) -> impl Strategy<Value = Purchase> {
+    let ids = || prop::collection::vec(word(), 0..3);
+    (ago(), amount(), amount(), ids(), ids(), ids(), word()).prop_map(
+        move |(ago, net, returned, products, groups, brands, unit)| Purchase {
+            purchased_at: at(now, ago),
+            net_amount_minor: net,
+            returned_amount_minor: returned,
+            product_ids: products,
+            product_group_ids: groups,
+            brand_ids: brands,
+            business_unit_id: unit,
+        },
+    )
+}
+
 #[derive(Debug, Clone)]
 struct Customer {
     attributes: Vec<Option<String>>,
@@ -171,6 +209,7 @@ struct Customer {
     total_spent_minor: i64,
     last_purchase: Option<Ago>,
     activity: Activity,
+    purchases: Vec<Purchase>,
 }
 
 fn activity() -> impl Strategy<Value = Activity> {
@@ -223,7 +262,7 @@ fn activity() -> impl Strategy<Value = Activity> {
         })
 }
 
-fn customer() -> impl Strategy<Value = Customer> {
+fn customer(now: DateTime<Utc>) -> impl Strategy<Value = Customer> {
     (
         prop::collection::vec(prop::option::of(word()), ATTRIBUTES.len()),
         prop::collection::vec(prop::option::of(word()), PROPERTIES.len()),
@@ -231,6 +270,7 @@ fn customer() -> impl Strategy<Value = Customer> {
         int(),
         prop::option::of(ago()),
         activity(),
+        prop::collection::vec(purchase(now), 0..4),
     )
         .prop_map(
             |(
@@ -240,6 +280,7 @@ fn customer() -> impl Strategy<Value = Customer> {
                 total_spent_minor,
                 last_purchase,
                 activity,
+                purchases,
             )| {
                 Customer {
                     attributes,
@@ -248,6 +289,7 @@ fn customer() -> impl Strategy<Value = Customer> {
                     total_spent_minor,
                     last_purchase,
                     activity,
+                    purchases,
                 }
             },
         )
@@ -267,6 +309,7 @@ fn features_of(c: &Customer, now: DateTime<Utc>) -> Features {
         total_spent_minor: c.total_spent_minor,
         last_purchase_at: c.last_purchase.map(|a| at(now, a)),
         activity: c.activity.clone(),
+        rfm: None,
     }
 }
 
@@ -278,12 +321,23 @@ struct Case {
     now_nanos: u32,
 }
 
+/// The `now` of a case.
+fn now_of(now_nanos: u32) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-12-06T12:00:00Z")
+        .unwrap()
+        .to_utc()
+        + Duration::nanoseconds(i64::from(now_nanos))
+}
+
 fn case() -> impl Strategy<Value = Case> {
-    (
-        criterion(),
-        prop::collection::vec(customer(), 0..16),
-        0u32..1_000_000_000,
-    )
+    (0u32..1_000_000_000)
+        .prop_flat_map(|now_nanos| {
+            (
+                criterion(),
+                prop::collection::vec(customer(now_of(now_nanos)), 0..16),
+                Just(now_nanos),
+            )
+        })
         .prop_map(|(criterion, customers, now_nanos)| Case {
             criterion,
             customers,
@@ -332,23 +386,39 @@ async fn stored(db: &DatabaseConnection, partner: Uuid) -> Vec<(Uuid, Features)>
         .collect()
 }
 
-/// What the in-memory evaluator admits of `customers` at `now`.
-fn in_memory(customers: &[(Uuid, Features)], c: &Criterion, now: DateTime<Utc>) -> BTreeSet<Uuid> {
-    customers
-        .iter()
-        .filter(|(_, f)| c.evaluate(&f.facts(now)))
-        .map(|(id, _)| *id)
-        .collect()
+/// What the in-memory evaluator admits of a partner's `customers` at `now`, with the
+/// purchase-window facts loaded as online evaluation loads them.
+async fn in_memory(
+    db: &DatabaseConnection,
+    partner: Uuid,
+    customers: &[(Uuid, Features)],
+    c: &Criterion,
+    now: DateTime<Utc>,
+) -> BTreeSet<Uuid> {
+    let mut out = BTreeSet::new();
+    for (id, f) in customers {
+        let mut facts = f.facts(now);
+        facts.extend(
+            purchases::facts_for(db, partner, *id, [c], now)
+                .await
+                .unwrap(),
+        );
+        if c.evaluate(&facts) {
+            out.insert(*id);
+        }
+    }
+    out
 }
 
 async fn check(db: &DatabaseConnection, case: Case) -> Result<(), TestCaseError> {
-    let now = DateTime::parse_from_rfc3339("2026-12-06T12:00:00Z")
-        .unwrap()
-        .to_utc()
-        + Duration::nanoseconds(i64::from(case.now_nanos));
+    let now = now_of(case.now_nanos);
     let (mine, other) = (Uuid::now_v7(), Uuid::now_v7());
     let txn = loyalty_platform::db::begin_write(db).await.unwrap();
     customer_features::Entity::delete_many()
+        .exec(&txn)
+        .await
+        .unwrap();
+    customer_purchases::Entity::delete_many()
         .exec(&txn)
         .await
         .unwrap();
@@ -359,6 +429,11 @@ async fn check(db: &DatabaseConnection, case: Case) -> Result<(), TestCaseError>
         for partner in [mine, other] {
             let id = Uuid::now_v7();
             write(&txn, partner, id, false, &f).await.unwrap();
+            for p in &c.purchases {
+                purchases::record(&txn, partner, id, Uuid::now_v7(), p.clone())
+                    .await
+                    .unwrap();
+            }
             if partner == other {
                 ids.insert(id);
             }
@@ -375,7 +450,7 @@ async fn check(db: &DatabaseConnection, case: Case) -> Result<(), TestCaseError>
         );
         prop_assert_eq!(
             &got,
-            &in_memory(&customers, c, now),
+            &in_memory(db, mine, &customers, c, now).await,
             "SQL and memory disagree for {:?}",
             c
         );
@@ -383,7 +458,9 @@ async fn check(db: &DatabaseConnection, case: Case) -> Result<(), TestCaseError>
     let theirs = compiled(db, other, &case.criterion, now).await;
     prop_assert_eq!(
         theirs.len(),
-        in_memory(&customers, &case.criterion, now).len()
+        in_memory(db, mine, &customers, &case.criterion, now)
+            .await
+            .len()
     );
     prop_assert!(theirs.is_subset(&ids));
     Ok(())

@@ -22,6 +22,15 @@ pub mod customer_features {
         /// [`crate::domain::Activity`]: consents, bounces, points, tier, tracked events
         /// (migration `m0006_customer_activity`).
         pub activity: Json,
+        /// RFM and its quintile scores, NULL until the partner's first scoring (migration
+        /// `m0012_customer_rfm`; see [`crate::domain::rfm`]).
+        pub rfm_recency_months: Option<i32>,
+        pub rfm_frequency: Option<i64>,
+        pub rfm_monetary_minor: Option<i64>,
+        pub rfm_recency_score: Option<i32>,
+        pub rfm_frequency_score: Option<i32>,
+        pub rfm_monetary_score: Option<i32>,
+        pub rfm_computed_at: Option<DateTimeUtc>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -118,6 +127,54 @@ pub mod customer_tombstones {
         pub customer_id: Uuid,
         pub successor_id: Option<Uuid>,
         pub at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// A customer's purchase (migration `m0007_customer_purchases`); ids lower-cased.
+pub mod customer_purchases {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "customer_purchases")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub partner_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub purchase_id: Uuid,
+        pub customer_id: Uuid,
+        pub purchased_at: DateTimeUtc,
+        pub net_amount_minor: i64,
+        pub returned_amount_minor: i64,
+        pub business_unit_id: String,
+        pub product_ids: Json,
+        pub product_group_ids: Json,
+        pub brand_ids: Json,
+        /// Return ids already applied (a JSON array).
+        pub return_ids: Json,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod rfm_runs {
+    use sea_orm::entity::prelude::*;
+
+    /// When each partner's customers were last scored (migration `m0012_customer_rfm`).
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "rfm_runs")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub partner_id: Uuid,
+        pub computed_at: DateTimeUtc,
+        pub customers: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use loyalty_criteria::{
     Criterion, Field,
+    purchases::Purchase,
     sql::{Column, Dialect, SqlTarget, SqlValue},
 };
 use loyalty_platform::{ApiError, events};
@@ -15,7 +16,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{entities::customer_features, lifecycle};
+use super::{entities::customer_features, lifecycle, purchases};
 use crate::domain::{Consent, EmailBounce, Features, Segment, Tier};
 
 pub(super) fn features_from(m: &customer_features::Model) -> Features {
@@ -26,6 +27,7 @@ pub(super) fn features_from(m: &customer_features::Model) -> Features {
         total_spent_minor: m.total_spent_minor,
         last_purchase_at: m.last_purchase_at,
         activity: serde_json::from_value(m.activity.clone()).unwrap_or_default(),
+        rfm: super::rfm::from_columns(m),
     }
 }
 
@@ -55,7 +57,8 @@ fn search_form_of(field: &Field) -> Column {
 
 /// Where the feature store keeps each field criteria read: the string facts and the
 /// activity features (consents, bounces, points, tier, tracked events) in their search form
-/// under their path in `criteria_facts`, the purchase features in their columns.
+/// under their path in `criteria_facts`, the purchase features in their columns, the
+/// purchase-window fields in `customer_purchases` (joined per window).
 /// `cart.*` is not stored (it exists only at checkout).
 fn stored_column(field: &Field) -> Option<Column> {
     match field {
@@ -66,12 +69,21 @@ fn stored_column(field: &Field) -> Option<Column> {
         | Field::EventCount(_) => Some(search_form_of(field)),
         Field::Feature(f) => match f.as_str() {
             "purchase_count" => Some(Column::Int("purchase_count")),
+            "rfm_recency_months" => Some(Column::Int("rfm_recency_months")),
+            "rfm_frequency" => Some(Column::Int("rfm_frequency")),
+            "rfm_monetary_minor" => Some(Column::Int("rfm_monetary_minor")),
+            "rfm_recency_score" => Some(Column::Int("rfm_recency_score")),
+            "rfm_frequency_score" => Some(Column::Int("rfm_frequency_score")),
+            "rfm_monetary_score" => Some(Column::Int("rfm_monetary_score")),
             "total_spent_minor" => Some(Column::Int("total_spent_minor")),
             "last_purchase_days_ago" => Some(Column::DaysBefore("last_purchase_at")),
             "email_soft_bounce_count" | "tier_rank" => Some(search_form_of(field)),
             f if loyalty_criteria::STRING_FEATURES.contains(&f) => Some(search_form_of(field)),
             _ => None,
         },
+        Field::Purchases { .. } => Some(Column::Purchases {
+            table: purchases::TABLE,
+        }),
         Field::Cart(_) => None,
     }
 }
@@ -198,6 +210,7 @@ pub(super) async fn write(
             updated_at: Set(now),
             criteria_facts: Set(criteria_facts),
             activity: Set(activity),
+            ..Default::default()
         })
         .exec_without_returning(txn)
         .await?;
@@ -345,11 +358,31 @@ impl events::EventHandler for FeatureProjector {
             let Some(id) = lifecycle::current_account(txn, partner_id, buyer).await? else {
                 return skip("the customer was erased");
             };
-            let at = e
-                .occur_time
+            let at = p
+                .purchase_time
                 .as_ref()
+                .or(e.occur_time.as_ref())
                 .and_then(loyalty_platform::time::from_timestamp)
                 .unwrap_or_else(Utc::now);
+            match Uuid::parse_str(&p.purchase_id) {
+                Ok(purchase_id) => {
+                    let purchase = Purchase {
+                        purchased_at: at,
+                        net_amount_minor: p.net_amount_minor,
+                        returned_amount_minor: 0,
+                        product_ids: p.product_ids.clone(),
+                        product_group_ids: p.product_group_ids.clone(),
+                        brand_ids: p.brand_ids.clone(),
+                        business_unit_id: p.business_unit_id.clone(),
+                    };
+                    // The same purchase delivered again counts once.
+                    if !purchases::record(txn, partner_id, id, purchase_id, purchase).await? {
+                        return skip("the purchase is already recorded");
+                    }
+                }
+                Err(_) => tracing::warn!(event_id = %e.event_id,
+                    "purchase_id is not a UUID: counted in the totals, not in purchase windows"),
+            }
             update(txn, partner_id, id, |f| {
                 f.record_purchase(p.net_amount_minor, at)
             })
@@ -362,6 +395,19 @@ impl events::EventHandler for FeatureProjector {
             let Some(id) = lifecycle::current_account(txn, partner_id, buyer).await? else {
                 return skip("the customer was erased");
             };
+            if let Ok(purchase_id) = Uuid::parse_str(&r.purchase_id) {
+                let applied = purchases::record_return(
+                    txn,
+                    partner_id,
+                    purchase_id,
+                    &r.return_id,
+                    r.refund_amount_minor,
+                )
+                .await?;
+                if applied == purchases::ReturnApplied::Repeated {
+                    return skip("the return is already applied");
+                }
+            }
             update(txn, partner_id, id, |f| {
                 f.record_return(r.refund_amount_minor, r.fully_returned)
             })

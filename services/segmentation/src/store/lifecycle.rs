@@ -16,6 +16,7 @@ use super::entities::{
     customer_features, customer_tombstones, membership_history, segment_members, segments,
 };
 use super::features::{features_from, write};
+use super::purchases;
 use crate::domain::MembershipCause::{self, CustomerRemoved, Recalculation};
 
 /// Longest chain of merges followed to find where a customer's events now belong.
@@ -238,6 +239,8 @@ pub(crate) async fn merge(
             .await?;
     }
 
+    purchases::move_to_survivor(txn, partner_id, merged, survivor).await?;
+
     let merged_members = stored_memberships(txn, partner_id, merged).await?;
     let survivor_members = stored_memberships(txn, partner_id, survivor).await?;
     let mut touched = BTreeSet::new();
@@ -261,18 +264,34 @@ pub(crate) async fn merge(
         .order_by_asc(segments::Column::Id)
         .all(txn)
         .await?;
+    let mut partner_segments_parsed = Vec::new();
     for row in partner_segments {
         let segment_id = row.id;
-        let segment = match super::segment_from(row) {
-            Ok(s) => s,
+        match super::segment_from(row) {
+            Ok(s) => partner_segments_parsed.push(s),
             Err(e) => {
                 tracing::warn!(%segment_id, error = %e, "segment not recalculated for a merge");
-                continue;
             }
-        };
+        }
+    }
+    // The survivor's facts, with the purchase windows any segment reads (both accounts'
+    // purchases are the survivor's now).
+    let mut facts = folded.facts(now);
+    facts.extend(
+        purchases::facts_for(
+            txn,
+            partner_id,
+            survivor,
+            partner_segments_parsed.iter().map(|s| &s.criterion),
+            now,
+        )
+        .await?,
+    );
+    for segment in partner_segments_parsed {
+        let segment_id = segment.id;
         let was = survivor_members.contains_key(&segment_id);
         let merged_membership = merged_members.get(&segment_id);
-        match segment.holds_survivor(was, merged_membership.is_some(), &folded, now) {
+        match segment.holds_survivor(was, merged_membership.is_some(), &facts) {
             Some(true) if !was => {
                 // A membership carried over keeps the time and cause of the merged account's.
                 let (added_at, cause) = merged_membership
@@ -312,7 +331,7 @@ pub(crate) async fn merge(
 }
 
 /// Erases what segmentation holds of a customer: features (attributes, properties,
-/// purchases), memberships (segment counts follow) and membership history. Only the
+/// purchase totals), every stored purchase, memberships (segment counts follow) and membership history. Only the
 /// customer's id stays, as an anonymous key, so that late events about them are dropped.
 pub(crate) async fn erase(
     txn: &DatabaseTransaction,
@@ -320,6 +339,7 @@ pub(crate) async fn erase(
     customer_id: Uuid,
 ) -> anyhow::Result<()> {
     tombstone(txn, partner_id, customer_id, None).await?;
+    purchases::erase(txn, partner_id, customer_id).await?;
     customer_features::Entity::delete_many()
         .filter(customer_features::Column::PartnerId.eq(partner_id))
         .filter(customer_features::Column::CustomerId.eq(customer_id))

@@ -742,6 +742,12 @@ pub fn spawn_scheduler(db: DatabaseConnection, cache: MembershipCache, at: Naive
         loop {
             let now = Utc::now();
             let slot = last_daily_run(now, at);
+            // RFM first, so Flexi segments on RFM see the night's scores.
+            match super::rfm::score_due(&db, slot).await {
+                Ok(0) => {}
+                Ok(partners) => tracing::info!(%slot, partners, "nightly RFM scoring ran"),
+                Err(e) => tracing::warn!(error = %e, "nightly RFM scoring failed"),
+            }
             match recalculate_due(&db, &cache, slot).await {
                 Ok(run) if run.recalculated + run.failed > 0 => {
                     tracing::info!(

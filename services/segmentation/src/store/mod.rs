@@ -5,10 +5,16 @@ mod activity_tests;
 pub mod cache;
 #[cfg(test)]
 mod compiled_criteria_tests;
+#[cfg(test)]
+mod dataset_tests;
 pub mod entities;
 pub mod features;
 mod lifecycle;
 pub mod membership;
+pub mod purchases;
+#[cfg(test)]
+mod purchases_tests;
+pub mod rfm;
 
 use std::collections::BTreeMap;
 

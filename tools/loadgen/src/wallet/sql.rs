@@ -10,7 +10,7 @@
 //! merged-customer lookup (points addressed to a merged customer go to the survivor). The
 //! service reads the accounts, lots, type revision and spending block in one statement where
 //! the baseline reads the lots, so the two issue the same number otherwise.
-use std::{collections::BTreeSet, str::FromStr, sync::Mutex, time::Duration};
+use std::{collections::BTreeSet, sync::Mutex};
 
 use chrono::{DateTime, Utc};
 use loyalty_proto::events::v1 as ev;
@@ -18,10 +18,7 @@ use prost::Message;
 use rand::Rng;
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use sqlx::{
-    PgPool, Postgres, QueryBuilder, Row, Transaction,
-    postgres::{PgConnectOptions, PgPoolOptions},
-};
+use sqlx::{PgPool, Postgres, QueryBuilder, Row, Transaction};
 use uuid::Uuid;
 
 use super::{
@@ -49,16 +46,7 @@ pub struct Ledger {
     pub redemption: Uuid,
 }
 
-/// A pool of `size` connections whose search path is the service's schema.
-pub async fn pool(url: &str, schema: &str, size: u32) -> anyhow::Result<PgPool> {
-    let options = PgConnectOptions::from_str(url)?.options([("search_path", schema)]);
-    Ok(PgPoolOptions::new()
-        .max_connections(size.max(1))
-        .min_connections(size.max(1))
-        .acquire_timeout(Duration::from_secs(10))
-        .connect_with(options)
-        .await?)
-}
+pub use crate::db::pool;
 
 /// Looks up the ids the service made for `points_type_id` (its system accounts included).
 pub async fn ledger(pool: &PgPool, points_type_id: Uuid) -> anyhow::Result<Ledger> {

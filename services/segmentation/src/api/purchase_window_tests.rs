@@ -1,0 +1,108 @@
+//! `GetCustomerMemberships` decides an online segment over purchase windows from the
+//! customer's stored purchases.
+use chrono::{Duration, Utc};
+use loyalty_criteria::{Operator, Value};
+use loyalty_platform::{Principal, Role};
+use loyalty_proto::{
+    events::v1 as ev,
+    segmentation::v1::{self as pb, segmentation_service_server::SegmentationService},
+};
+use sea_orm::DatabaseConnection;
+use tonic::Request;
+use uuid::Uuid;
+
+use super::SegmentationApi;
+use crate::store::{
+    Store,
+    tests::{apply, create, envelope, postgres, segment, sqlite},
+};
+
+async fn buy(db: &DatabaseConnection, partner: Uuid, customer: Uuid, days_ago: i64) {
+    let purchase = ev::PurchaseCompleted {
+        purchase_id: Uuid::now_v7().to_string(),
+        customer_id: customer.to_string(),
+        net_amount_minor: 1_000,
+        purchase_time: Some(loyalty_platform::time::to_timestamp(
+            Utc::now() - Duration::days(days_ago),
+        )),
+        ..Default::default()
+    };
+    apply(db, envelope(partner, &purchase)).await;
+}
+
+/// The ids of the customer's memberships computed online, read with a POS key.
+async fn online_memberships(api: &SegmentationApi, partner: Uuid, customer: Uuid) -> Vec<String> {
+    let mut request = Request::new(pb::GetCustomerMembershipsRequest {
+        customer_id: customer.to_string(),
+        ..Default::default()
+    });
+    request.extensions_mut().insert(Principal {
+        partner_id: Some(partner),
+        api_key_id: None,
+        roles: vec![Role::Pos],
+        platform_admin: false,
+        credential: String::new().into(),
+    });
+    api.get_customer_memberships(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .memberships
+        .into_iter()
+        .filter(|m| m.online)
+        .map(|m| m.segment_id)
+        .collect()
+}
+
+async fn an_online_segment_on_purchases_in_thirty_days_is_decided_at_request_time(
+    db: DatabaseConnection,
+) {
+    let (partner, jana, petr) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    buy(&db, partner, jana, 2).await;
+    buy(&db, partner, jana, 20).await;
+    buy(&db, partner, petr, 2).await;
+    buy(&db, partner, petr, 45).await;
+    let store = Store::new(db.clone());
+    let regulars = create(
+        &store,
+        partner,
+        segment(
+            "purchases.last_30_days.count",
+            Operator::GreaterOrEqual,
+            Value::Int(2),
+            true,
+        ),
+    )
+    .await;
+    // Events below are applied without the service's invalidation, so no cache here.
+    let api = SegmentationApi::new(
+        store,
+        crate::store::cache::MembershipCache::new(
+            loyalty_platform::cache::Cache::local(10),
+            std::time::Duration::ZERO,
+        ),
+    );
+    assert_eq!(
+        online_memberships(&api, partner, jana).await,
+        [regulars.id.to_string()]
+    );
+    assert!(online_memberships(&api, partner, petr).await.is_empty());
+    // Petr's next purchase makes him a regular at the next call.
+    buy(&db, partner, petr, 0).await;
+    assert_eq!(
+        online_memberships(&api, partner, petr).await,
+        [regulars.id.to_string()]
+    );
+}
+
+#[tokio::test]
+async fn an_online_segment_on_purchases_in_thirty_days_is_decided_at_request_time_on_postgres() {
+    let (_test_db, db) = postgres().await;
+    an_online_segment_on_purchases_in_thirty_days_is_decided_at_request_time(db).await;
+}
+
+#[tokio::test]
+async fn an_online_segment_on_purchases_in_thirty_days_is_decided_at_request_time_on_sqlite() {
+    let (_dir, db) = sqlite().await;
+    an_online_segment_on_purchases_in_thirty_days_is_decided_at_request_time(db).await;
+}
