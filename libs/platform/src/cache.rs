@@ -141,6 +141,87 @@ impl Cache {
         }
     }
 
+    /// Several entries in one round trip, in the order of `keys`; `None` when the cache does
+    /// not answer (the caller then reads the database).
+    pub async fn get_many(&self, keys: &[String]) -> Option<Vec<Option<Vec<u8>>>> {
+        match self {
+            Cache::Local(c) => {
+                let mut found = Vec::with_capacity(keys.len());
+                for k in keys {
+                    found.push(c.get(k).await.map(|e| e.value.to_vec()));
+                }
+                Some(found)
+            }
+            Cache::Redis { conn, prefix, .. } => {
+                let mut conn = conn.clone();
+                let full: Vec<String> = keys.iter().map(|k| format!("{prefix}{k}")).collect();
+                // MGET of one key answers a bare value, so it is always asked as a list.
+                let mut cmd = redis::cmd("MGET");
+                cmd.arg(&full);
+                let get = cmd.query_async::<Vec<Option<Vec<u8>>>>(&mut conn);
+                match bounded(get).await {
+                    Ok(v) if v.len() == keys.len() => Some(v),
+                    Ok(v) => {
+                        tracing::warn!(
+                            asked = keys.len(),
+                            got = v.len(),
+                            "cache mget answered oddly"
+                        );
+                        None
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cache get failed; falling back");
+                        None
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stores `value` under `key` only if no entry is there; whether it was stored (false
+    /// also when the cache does not answer).
+    pub async fn add(&self, key: &str, value: &[u8], ttl: Duration) -> bool {
+        match self {
+            Cache::Local(c) => c
+                .entry(key.to_owned())
+                .or_insert_with(async {
+                    Entry {
+                        value: value.into(),
+                        ttl,
+                    }
+                })
+                .await
+                .is_fresh(),
+            Cache::Redis { conn, prefix, .. } => {
+                let mut conn = conn.clone();
+                let mut cmd = redis::cmd("SET");
+                cmd.arg(format!("{prefix}{key}"))
+                    .arg(value)
+                    .arg("NX")
+                    .arg("EX")
+                    .arg(ttl.as_secs().max(1));
+                let set = cmd.query_async::<Option<String>>(&mut conn);
+                match bounded(set).await {
+                    Ok(stored) => stored.is_some(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cache add failed");
+                        false
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether deletions Redis did not take are still waiting to be retried. Until they are
+    /// applied, Redis may hold entries they were meant to remove, so a reader that must never
+    /// see a stale entry reads the database meanwhile.
+    pub fn invalidations_pending(&self) -> bool {
+        match self {
+            Cache::Local(_) => false,
+            Cache::Redis { undeleted, .. } => undeleted.lock().map_or(true, |u| !u.is_empty()),
+        }
+    }
+
     pub async fn delete(&self, key: &str) {
         match self {
             Cache::Local(c) => c.invalidate(key).await,
@@ -255,6 +336,7 @@ mod tests {
             None,
             "unreachable: reads fall back to the database"
         );
+        assert!(cache.invalidations_pending());
         let direct = redis::Client::open("redis://127.0.0.1:6379").unwrap();
         let mut direct = direct.get_multiplexed_async_connection().await.unwrap();
         let key = format!("{prefix}:cache:card");
@@ -275,7 +357,48 @@ mod tests {
             gone,
             "the failed invalidation was retried once Redis answered"
         );
+        let mut settled = false;
+        for _ in 0..100 {
+            if !cache.invalidations_pending() {
+                settled = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(settled, "nothing is pending once the retry went through");
         assert_eq!(cache.get("card").await, None);
+    }
+
+    async fn get_many_and_add(cache: &Cache) {
+        let ttl = Duration::from_secs(60);
+        cache.set("a", b"1", ttl).await;
+        assert_eq!(
+            cache
+                .get_many(&["a".to_owned(), "missing".to_owned()])
+                .await,
+            Some(vec![Some(b"1".to_vec()), None])
+        );
+        assert!(
+            !cache.add("a", b"2", ttl).await,
+            "an existing entry is kept"
+        );
+        assert!(cache.add("b", b"3", ttl).await);
+        assert!(!cache.add("b", b"4", ttl).await);
+        assert_eq!(cache.get("a").await.as_deref(), Some(&b"1"[..]));
+        assert_eq!(cache.get("b").await.as_deref(), Some(&b"3"[..]));
+        assert!(!cache.invalidations_pending());
+    }
+
+    #[tokio::test]
+    async fn get_many_reads_in_order_and_add_never_overwrites_in_redis() {
+        let prefix = format!("cache-test-{}", uuid::Uuid::now_v7());
+        let (_, conn) = connect_redis("redis://127.0.0.1:6379").await.unwrap();
+        get_many_and_add(&Cache::redis(conn, &prefix)).await;
+    }
+
+    #[tokio::test]
+    async fn get_many_reads_in_order_and_add_never_overwrites_locally() {
+        get_many_and_add(&Cache::local(10)).await;
     }
 
     #[tokio::test]

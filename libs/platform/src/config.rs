@@ -53,6 +53,15 @@ pub struct RedisSettings {
     pub url: Option<String>,
     /// Prefix of every key and stream, so several deployments (or tests) share one Redis.
     pub key_prefix: String,
+    /// Longest life of a hot-path cache entry (segmentation's memberships and features), in
+    /// seconds, even if no change invalidates it; 0 = no such cache (every read goes to the
+    /// database). Env `LOYALTY_REDIS__CACHE_TTL_SECS`; default 300.
+    #[serde(default = "default_cache_ttl_secs")]
+    pub cache_ttl_secs: u64,
+}
+
+fn default_cache_ttl_secs() -> u64 {
+    300
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -155,6 +164,7 @@ impl Settings {
             redis: RedisSettings {
                 url: None,
                 key_prefix: "loyalty".to_owned(),
+                cache_ttl_secs: default_cache_ttl_secs(),
             },
             auth: AuthSettings {
                 bootstrap_key: None,

@@ -271,11 +271,17 @@ impl Drop for Suite {
 impl Suite {
     /// Starts all six services and waits until each answers SERVING.
     pub async fn start(backend: Backend) -> anyhow::Result<Suite> {
+        Self::start_with_redis(backend, REDIS_URL).await
+    }
+
+    /// Like [`Suite::start`], with the PostgreSQL backend's services on the Redis at
+    /// `redis_url` (a test's own redis-server, which it may stop without disturbing others).
+    pub async fn start_with_redis(backend: Backend, redis_url: &str) -> anyhow::Result<Suite> {
         // A free port can be taken by a parallel test between choosing it and the service
         // binding it; the service then exits and the suite starts again on new ports.
         let mut attempt = 1;
         loop {
-            match Self::start_once(backend).await {
+            match Self::start_once(backend, redis_url).await {
                 Err(e) if attempt < 3 && format!("{e:#}").contains("Address already in use") => {
                     attempt += 1;
                 }
@@ -284,7 +290,7 @@ impl Suite {
         }
     }
 
-    async fn start_once(backend: Backend) -> anyhow::Result<Suite> {
+    async fn start_once(backend: Backend, redis_url: &str) -> anyhow::Result<Suite> {
         let dir = tempfile::tempdir()?;
         let (db, redis) = match backend {
             Backend::Postgres => (Some(TestDb::postgres().await?), Some(RedisPrefix::new())),
@@ -327,7 +333,7 @@ impl Suite {
             match (&db, &redis) {
                 (Some(db), Some(redis)) => {
                     cmd.env("LOYALTY_DATABASE__URL", db.url())
-                        .env("LOYALTY_REDIS__URL", REDIS_URL)
+                        .env("LOYALTY_REDIS__URL", redis_url)
                         .env("LOYALTY_REDIS__KEY_PREFIX", &redis.0);
                 }
                 _ => {

@@ -7,8 +7,6 @@ mod purchase_window_tests;
 mod rfm;
 mod segments;
 
-use std::{sync::Arc, time::Duration};
-
 use chrono::Utc;
 use loyalty_criteria::{Criterion, Field, Operator, RawCriterion, Value};
 use loyalty_platform::{
@@ -30,13 +28,15 @@ use crate::{
         Cart, CartLine, Membership, Segment, SegmentDraft, SegmentKind, add_membership_facts,
         memberships, parse_criterion,
     },
-    store::{Store, features, purchases},
+    store::{
+        Store,
+        cache::{Change, MembershipCache},
+        purchases,
+    },
 };
 
 /// Roles that read memberships and segments (checkout reads with the POS's key).
 const READERS: &[Role] = &[Role::Pos, Role::Service, Role::Marketing, Role::Support];
-/// How long a partner's online segments are kept in memory before they are read again.
-const ONLINE_SEGMENTS_TTL: Duration = Duration::from_secs(5);
 
 /// The stream of ExportAudienceMembers.
 pub type ExportAudienceMembersStream = std::pin::Pin<
@@ -49,29 +49,14 @@ pub type ExportAudienceMembersStream = std::pin::Pin<
 
 pub struct SegmentationApi {
     store: Store,
-    /// Each partner's segments recalculated online (the checkout hot path reads them on every
-    /// call); dropped when this process changes them, otherwise re-read after a few seconds.
-    online: moka::future::Cache<Uuid, Arc<Vec<Segment>>>,
+    /// What GetCustomerMemberships reads, kept per partner and customer (Redis when
+    /// configured); every change below drops what it made stale once it committed.
+    cache: MembershipCache,
 }
 
 impl SegmentationApi {
-    pub fn new(store: Store) -> Self {
-        Self {
-            store,
-            online: moka::future::Cache::builder()
-                .max_capacity(10_000)
-                .time_to_live(ONLINE_SEGMENTS_TTL)
-                .build(),
-        }
-    }
-
-    async fn online_segments(&self, partner_id: Uuid) -> Result<Arc<Vec<Segment>>, ApiError> {
-        if let Some(s) = self.online.get(&partner_id).await {
-            return Ok(s);
-        }
-        let segments = Arc::new(self.store.online_segments(partner_id).await?);
-        self.online.insert(partner_id, segments.clone()).await;
-        Ok(segments)
+    pub fn new(store: Store, cache: MembershipCache) -> Self {
+        Self { store, cache }
     }
 }
 
@@ -277,7 +262,9 @@ impl SegmentationService for SegmentationApi {
             Box::pin(async move { store.create_segment(txn, partner_id, segment).await })
         })
         .await?;
-        self.online.invalidate(&partner_id).await;
+        self.cache
+            .changed(partner_id, &[Change::Segments, Change::Members])
+            .await;
         Ok(Response::new(pb::CreateSegmentResponse {
             segment: Some(segment_to_proto(&segment)),
         }))
@@ -319,37 +306,38 @@ impl SegmentationService for SegmentationApi {
         v.into_result()?;
         let customer_id = customer_id.unwrap_or_default();
 
-        let online = self.online_segments(partner_id).await?;
-        // The hot path reads the customer's badges only when an online segment needs them.
-        let reads_badges = online.iter().any(|s| {
+        let view = self
+            .cache
+            .customer_view(self.store.db(), partner_id, customer_id)
+            .await?;
+        // The hot path reads the customer's badges only when an online segment needs them
+        // (badge holdings are not cached: such a read goes to the database).
+        let reads_badges = view.catalogue.online.iter().any(|s| {
             s.criterion
                 .conditions()
                 .any(|c| matches!(c.field, Field::Badge(_)))
         });
-        let (stored, features, badges) = tokio::try_join!(
-            self.store.memberships(partner_id, customer_id),
-            features::features(self.store.db(), partner_id, customer_id),
-            async {
-                if reads_badges {
-                    self.store.customer_badge_ids(partner_id, customer_id).await
-                } else {
-                    Ok(Vec::new())
-                }
-            },
-        )?;
+        let badges = if reads_badges {
+            self.store
+                .customer_badge_ids(partner_id, customer_id)
+                .await?
+        } else {
+            Vec::new()
+        };
         let now = Utc::now();
-        let mut facts = features.facts(now);
-        let criteria = online.iter().map(|s| &s.criterion);
+        let mut facts = view.features.facts(now);
+        // Purchase-window facts are not cached yet: read only when an online segment uses one.
+        let criteria = view.catalogue.online.iter().map(|s| &s.criterion);
         facts.extend(
             purchases::facts_for(self.store.db(), partner_id, customer_id, criteria, now).await?,
         );
-        let segment_ids: Vec<Uuid> = stored.iter().map(|m| m.segment_id).collect();
+        let segment_ids: Vec<Uuid> = view.stored.iter().map(|m| m.segment_id).collect();
         add_membership_facts(&mut facts, &segment_ids, &badges);
         if let Some(cart) = &cart {
             cart.add_facts(&mut facts);
         }
         Ok(Response::new(pb::GetCustomerMembershipsResponse {
-            memberships: memberships(&stored, &online, &facts)
+            memberships: memberships(&view.stored, &view.catalogue.online, &facts)
                 .iter()
                 .map(membership_to_proto)
                 .collect(),

@@ -6,7 +6,7 @@ pub mod domain;
 pub mod migration;
 pub mod store;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use loyalty_platform::{Infra, Settings};
 use loyalty_proto::segmentation::v1::segmentation_service_server::SegmentationServiceServer;
@@ -20,14 +20,21 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let nightly = domain::parse_daily_time(&settings.jobs.flexi_recalculation_time)
         .map_err(|e| anyhow::anyhow!("jobs.flexi_recalculation_time {e}"))?;
     let infra = Infra::start::<migration::Migrator>(settings).await?;
+    let cache = store::cache::MembershipCache::new(
+        infra.cache.clone(),
+        Duration::from_secs(infra.settings.redis.cache_ttl_secs),
+    );
     match nightly {
-        Some(at) => store::membership::spawn_scheduler(infra.db.clone(), at),
+        Some(at) => store::membership::spawn_scheduler(infra.db.clone(), cache.clone(), at),
         None => {
             tracing::info!("nightly Flexi recalculation is off (jobs.flexi_recalculation_time)")
         }
     }
     let auth = infra.remote_authenticator()?;
-    let projector = Arc::new(store::features::FeatureProjector);
+    let projector = Arc::new(store::cache::InvalidatingProjector {
+        db: infra.db.clone(),
+        cache: cache.clone(),
+    });
     // One consumer per producer, all feeding the one feature projection. Harmless while a
     // producer serves no feed yet (campaigns): without Redis and its URL nothing is consumed
     // (a warning), and a feed that does not answer is retried quietly.
@@ -37,6 +44,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let mut routes = tonic::service::RoutesBuilder::default();
     routes.add_service(SegmentationServiceServer::new(api::SegmentationApi::new(
         store::Store::new(infra.db.clone()),
+        cache,
     )));
     infra
         .serve(

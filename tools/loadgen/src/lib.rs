@@ -5,5 +5,6 @@ pub mod db;
 pub mod driver;
 pub mod flexi;
 pub mod grpc;
+pub mod memberships;
 pub mod stats;
 pub mod wallet;

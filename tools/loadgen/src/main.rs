@@ -14,6 +14,9 @@ enum Cmd {
     /// Award and Spend through WalletService, then the same writes as raw SQL transactions
     /// on the same database; prints both rates and their ratio.
     Wallet(loyalty_loadgen::wallet::Args),
+    /// GetCustomerMemberships with a small cart for random customers of a (seeded) partner,
+    /// at a fixed arrival rate; prints latency percentiles against issue #7's goals.
+    Memberships(loyalty_loadgen::memberships::Args),
     /// Create and recalculate a Flexi segment through SegmentationService, and run a
     /// hand-written statement for the same criterion; prints customers/s and their ratio.
     Flexi(loyalty_loadgen::flexi::Args),
@@ -27,6 +30,9 @@ async fn main() -> anyhow::Result<()> {
             if report.ledger_balanced == Some(false) {
                 anyhow::bail!("the wallet's trial balance failed after the run");
             }
+        }
+        Cmd::Memberships(args) => {
+            loyalty_loadgen::memberships::run(args).await?;
         }
         Cmd::Flexi(args) => {
             loyalty_loadgen::flexi::run(args).await?;

@@ -95,6 +95,7 @@ impl Stats {
             p50_ms: quantile_ms(&s.latency, 0.50),
             p90_ms: quantile_ms(&s.latency, 0.90),
             p99_ms: quantile_ms(&s.latency, 0.99),
+            p999_ms: quantile_ms(&s.latency, 0.999),
             max_ms: if s.latency.is_empty() {
                 0.0
             } else {
@@ -129,6 +130,7 @@ pub struct Line {
     pub p50_ms: f64,
     pub p90_ms: f64,
     pub p99_ms: f64,
+    pub p999_ms: f64,
     pub max_ms: f64,
 }
 
@@ -146,14 +148,14 @@ impl std::fmt::Display for Summary {
         writeln!(f, "{} ({:.1} s)", self.name, self.elapsed_secs)?;
         writeln!(
             f,
-            "  {:<10} {:>9} {:>7} {:>10} {:>8} {:>8} {:>8} {:>8}",
-            "op", "ok", "failed", "ok/s", "p50 ms", "p90 ms", "p99 ms", "max ms"
+            "  {:<10} {:>9} {:>7} {:>10} {:>8} {:>8} {:>8} {:>9} {:>8}",
+            "op", "ok", "failed", "ok/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms"
         )?;
         for l in self.ops.iter().chain(std::iter::once(&self.total)) {
             writeln!(
                 f,
-                "  {:<10} {:>9} {:>7} {:>10.1} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
-                l.op, l.ok, l.failed, l.per_sec, l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms
+                "  {:<10} {:>9} {:>7} {:>10.1} {:>8.2} {:>8.2} {:>8.2} {:>9.2} {:>8.2}",
+                l.op, l.ok, l.failed, l.per_sec, l.p50_ms, l.p90_ms, l.p99_ms, l.p999_ms, l.max_ms
             )?;
         }
         for l in &self.ops {

@@ -74,7 +74,14 @@ async fn an_online_segment_on_purchases_in_thirty_days_is_decided_at_request_tim
         ),
     )
     .await;
-    let api = SegmentationApi::new(store);
+    // Events below are applied without the service's invalidation, so no cache here.
+    let api = SegmentationApi::new(
+        store,
+        crate::store::cache::MembershipCache::new(
+            loyalty_platform::cache::Cache::local(10),
+            std::time::Duration::ZERO,
+        ),
+    );
     assert_eq!(
         online_memberships(&api, partner, jana).await,
         [regulars.id.to_string()]

@@ -25,6 +25,7 @@ use crate::{
     },
     store::{
         audiences::AudienceHistoryFilter,
+        cache::Change,
         membership::{
             HistoryFilter, ManualOutcome, Recalculated, SegmentFilter, rule, stored_time,
         },
@@ -167,6 +168,12 @@ fn manual_request(
     })
 }
 
+/// What a manual change makes stale: the customer's memberships and the segment's count.
+/// Also dropped on a retry answered from the idempotency record, which is harmless.
+fn manual_cache_changes(customer_id: Uuid) -> [Change; 2] {
+    [Change::Segments, Change::Customer(customer_id)]
+}
+
 fn stored_to_membership(o: &ManualOutcome) -> Option<Membership> {
     o.membership.as_ref().map(|m| Membership {
         segment_id: m.segment_id,
@@ -286,7 +293,9 @@ impl SegmentationApi {
             })
         })
         .await?;
-        self.online.invalidate(&partner_id).await;
+        self.cache
+            .changed(partner_id, &[Change::Segments, Change::Members])
+            .await;
         Ok(Response::new(pb::UpdateSegmentResponse {
             segment: Some(segment_to_proto(&updated)),
         }))
@@ -313,7 +322,9 @@ impl SegmentationApi {
             })
         })
         .await?;
-        self.online.invalidate(&partner_id).await;
+        self.cache
+            .changed(partner_id, &[Change::Segments, Change::Members])
+            .await;
         Ok(Response::new(pb::DeleteSegmentResponse {}))
     }
 
@@ -335,6 +346,7 @@ impl SegmentationApi {
             Box::pin(async move { store.recalculate(txn, partner_id, id, Utc::now()).await })
         })
         .await?;
+        self.cache.changed(partner_id, &done.cache_changes()).await;
         Ok(Response::new(pb::RecalculateSegmentResponse {
             segment: Some(segment_to_proto(&done.segment)),
             entered_count: i64::try_from(done.entered).unwrap_or(i64::MAX),
@@ -395,6 +407,9 @@ impl SegmentationApi {
             })
         })
         .await?;
+        self.cache
+            .changed(partner_id, &manual_cache_changes(customer_id))
+            .await;
         Ok(Response::new(pb::AddCustomerToSegmentResponse {
             membership: stored_to_membership(&done)
                 .as_ref()
@@ -431,6 +446,9 @@ impl SegmentationApi {
             })
         })
         .await?;
+        self.cache
+            .changed(partner_id, &manual_cache_changes(customer_id))
+            .await;
         Ok(Response::new(pb::RemoveCustomerFromSegmentResponse {
             overwritten_by_recalculation: done.segment.recalculation_overwrites_manual_changes(),
             removed: done.changed,

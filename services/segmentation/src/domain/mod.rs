@@ -4,6 +4,7 @@ pub mod audience;
 mod badges;
 mod features;
 mod membership;
+mod membership_cache;
 mod purchases;
 mod references;
 pub mod rfm;
@@ -22,6 +23,7 @@ pub use membership::{
     Group, GroupKind, HistoryEntry, ManualChange, Member, MembershipCause, Recalculation,
     SegmentRule, due_for, last_daily_run, next_daily_run, parse_daily_time,
 };
+pub use membership_cache::{MemberRow, Stamped, stored_memberships};
 pub use purchases::{purchase_facts, purchase_window};
 pub use references::{
     GroupId, Referable, ReferenceGraph, add_membership_facts, check_references, referenced,

@@ -23,6 +23,7 @@ use uuid::Uuid;
 
 use super::{
     Store,
+    cache::{Change, MembershipCache},
     entities::{customer_features, membership_history, segments},
     features,
     groups::on_members,
@@ -61,6 +62,18 @@ pub struct Recalculated {
     pub segment: Segment,
     pub entered: u64,
     pub left: u64,
+}
+
+impl Recalculated {
+    /// What the recalculation makes stale: the segment's row, and everyone's memberships
+    /// when anyone entered or left.
+    pub fn cache_changes(&self) -> Vec<Change> {
+        let mut changes = vec![Change::Segments];
+        if self.entered + self.left > 0 {
+            changes.push(Change::Members);
+        }
+        changes
+    }
 }
 
 /// The outcome of a manual or workflow change.
@@ -765,6 +778,7 @@ pub struct NightlyRun {
 /// each group is re-read after its lock is taken and skipped once recalculated for the slot.
 pub async fn recalculate_due(
     db: &DatabaseConnection,
+    cache: &MembershipCache,
     slot: DateTime<Utc>,
 ) -> Result<NightlyRun, ApiError> {
     let segments: Vec<(Uuid, Uuid)> = segments::Entity::find()
@@ -810,9 +824,13 @@ pub async fn recalculate_due(
     let mut run = NightlyRun::default();
     for (kind, partner_id, group_id) in due {
         let done = match kind {
-            GroupKind::Segment => recalculate_one_due(db, partner_id, group_id, slot)
-                .await
-                .map(|r| r.map(|r| (r.entered, r.left))),
+            GroupKind::Segment => match recalculate_one_due(db, partner_id, group_id, slot).await {
+                Ok(Some(r)) => {
+                    cache.changed(partner_id, &r.cache_changes()).await;
+                    Ok(Some((r.entered, r.left)))
+                }
+                other => other.map(|r| r.map(|r| (r.entered, r.left))),
+            },
             GroupKind::Badge => super::badges::recalculate_if_due(db, partner_id, group_id, slot)
                 .await
                 .map(|r| r.map(|r| (r.entered, r.left))),
@@ -856,18 +874,18 @@ async fn recalculate_one_due(
 /// Runs the nightly Flexi recalculation (segments and badges) in this process at `at` (UTC) every day. At start it
 /// catches up on the last slot (a replica that was down at that time, or a fresh start), then
 /// sleeps until the next one.
-pub fn spawn_scheduler(db: DatabaseConnection, at: NaiveTime) {
+pub fn spawn_scheduler(db: DatabaseConnection, cache: MembershipCache, at: NaiveTime) {
     tokio::spawn(async move {
         loop {
             let now = Utc::now();
             let slot = last_daily_run(now, at);
             // RFM first, so Flexi segments on RFM see the night's scores.
-            match super::rfm::score_due(&db, slot).await {
+            match super::rfm::score_due(&db, &cache, slot).await {
                 Ok(0) => {}
                 Ok(partners) => tracing::info!(%slot, partners, "nightly RFM scoring ran"),
                 Err(e) => tracing::warn!(error = %e, "nightly RFM scoring failed"),
             }
-            match recalculate_due(&db, slot).await {
+            match recalculate_due(&db, &cache, slot).await {
                 Ok(run) if run.recalculated + run.failed > 0 => {
                     tracing::info!(
                         %slot,
@@ -894,8 +912,8 @@ pub fn spawn_scheduler(db: DatabaseConnection, at: NaiveTime) {
 mod tests {
     use super::*;
     use crate::store::tests::{
-        apply, create, customer_in, envelope, flexi, id, in_txn, postgres, published, purchase,
-        reason, segment, sqlite,
+        apply, create, customer_in, envelope, flexi, id, in_txn, no_cache, postgres, published,
+        purchase, reason, segment, sqlite,
     };
     use loyalty_criteria::{Operator, Value};
     use std::collections::BTreeSet;
@@ -1280,13 +1298,17 @@ mod tests {
         // Created after the last slot: nothing is due for it.
         let yesterday = Utc::now() - chrono::Duration::days(1);
         assert_eq!(
-            recalculate_due(&db, yesterday).await.unwrap(),
+            recalculate_due(&db, &no_cache(), yesterday).await.unwrap(),
             NightlyRun::default()
         );
 
         // Two replicas wake up for the same slot.
         let slot = Utc::now();
-        let (r1, r2) = tokio::join!(recalculate_due(&db, slot), recalculate_due(&db, slot));
+        let cache = no_cache();
+        let (r1, r2) = tokio::join!(
+            recalculate_due(&db, &cache, slot),
+            recalculate_due(&db, &cache, slot)
+        );
         let (r1, r2) = (r1.unwrap(), r2.unwrap());
         assert_eq!(r1.recalculated + r2.recalculated, 2, "{r1:?} {r2:?}");
         assert_eq!(r1.entered + r2.entered, 2);
@@ -1298,7 +1320,13 @@ mod tests {
         let stamped = store.segment(a, flexi_a.id).await.unwrap().unwrap();
         assert!(stamped.last_recalculated_at.unwrap() >= slot);
         // Done for this slot.
-        assert_eq!(recalculate_due(&db, slot).await.unwrap().recalculated, 0);
+        assert_eq!(
+            recalculate_due(&db, &no_cache(), slot)
+                .await
+                .unwrap()
+                .recalculated,
+            0
+        );
     }
 
     async fn update_and_delete(db: DatabaseConnection) {

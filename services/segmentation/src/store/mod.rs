@@ -10,6 +10,7 @@ pub mod audiences;
 pub mod badges;
 #[cfg(test)]
 mod badges_tests;
+pub mod cache;
 #[cfg(test)]
 mod compiled_criteria_tests;
 #[cfg(test)]
@@ -43,8 +44,10 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use crate::domain::{GroupKind, MembershipCause, Segment, SegmentKind, StoredMembership};
-use entities::{segment_members, segments};
+use crate::domain::{
+    GroupKind, MembershipCause, Segment, SegmentKind, StoredMembership, stored_memberships,
+};
+use entities::segments;
 
 #[derive(Clone)]
 pub struct Store {
@@ -134,38 +137,19 @@ impl Store {
         partner_id: Uuid,
         customer_id: Uuid,
     ) -> Result<Vec<StoredMembership>, ApiError> {
-        let members = segment_members::Entity::find()
-            .filter(segment_members::Column::PartnerId.eq(partner_id))
-            .filter(segment_members::Column::CustomerId.eq(customer_id))
-            .order_by_asc(segment_members::Column::AddedAt)
-            .order_by_asc(segment_members::Column::SegmentId)
-            .all(&self.db)
-            .await?;
-        if members.is_empty() {
+        let rows = cache::member_rows(&self.db, partner_id, customer_id).await?;
+        if rows.is_empty() {
             return Ok(Vec::new());
         }
         let segments: BTreeMap<Uuid, Segment> = segments::Entity::find()
             .filter(segments::Column::PartnerId.eq(partner_id))
-            .filter(segments::Column::Id.is_in(members.iter().map(|m| m.segment_id)))
+            .filter(segments::Column::Id.is_in(rows.iter().map(|r| r.segment_id)))
             .all(&self.db)
             .await?
             .into_iter()
             .map(|s| segment_from(s).map(|s| (s.id, s)))
             .collect::<Result<_, _>>()?;
-        Ok(members
-            .into_iter()
-            .filter_map(|m| {
-                let segment = segments.get(&m.segment_id)?;
-                Some(StoredMembership {
-                    segment_display_name: segment.display_name.clone(),
-                    segment_id: m.segment_id,
-                    added_at: m.added_at,
-                    cause: MembershipCause::parse_str(&m.cause)
-                        .unwrap_or(MembershipCause::Creation),
-                    segment: segment.overview(),
-                })
-            })
-            .collect())
+        Ok(stored_memberships(&rows, &segments))
     }
 
     /// Records a new segment filled with every customer of the partner who fulfils its
@@ -235,6 +219,14 @@ pub(crate) mod tests {
             .await
             .expect("sqlite");
         (dir, db)
+    }
+
+    /// A membership cache that keeps nothing, for tests about something else.
+    pub(crate) fn no_cache() -> cache::MembershipCache {
+        cache::MembershipCache::new(
+            loyalty_platform::cache::Cache::local(10),
+            std::time::Duration::ZERO,
+        )
     }
 
     pub(crate) async fn postgres() -> (loyalty_testkit::TestDb, DatabaseConnection) {

@@ -14,7 +14,10 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::entities::{customer_features, rfm_runs};
+use super::{
+    cache::{Change, MembershipCache},
+    entities::{customer_features, rfm_runs},
+};
 use crate::domain::rfm::{
     self, CustomerRfm, NEVER, RfmScores, RfmValues, period_start, recency_months,
 };
@@ -285,8 +288,13 @@ async fn due_partners(db: &DatabaseConnection, slot: DateTime<Utc>) -> Result<Ve
 }
 
 /// The nightly run: scores every partner not scored since `slot`. A replica that waited for
-/// another one's lock finds the partner done and skips it. Returns the partners scored.
-pub async fn score_due(db: &DatabaseConnection, slot: DateTime<Utc>) -> Result<usize, ApiError> {
+/// another one's lock finds the partner done and skips it. Returns the partners scored. The
+/// scores are features, so every cached customer view of a scored partner is dropped.
+pub async fn score_due(
+    db: &DatabaseConnection,
+    cache: &MembershipCache,
+    slot: DateTime<Utc>,
+) -> Result<usize, ApiError> {
     let mut scored = 0;
     for partner_id in due_partners(db, slot).await? {
         let txn = begin_write(db).await?;
@@ -302,6 +310,7 @@ pub async fn score_due(db: &DatabaseConnection, slot: DateTime<Utc>) -> Result<u
         match score_in(&txn, partner_id, Utc::now()).await {
             Ok(_) => {
                 txn.commit().await?;
+                cache.changed(partner_id, &[Change::Members]).await;
                 scored += 1;
             }
             Err(e) => {

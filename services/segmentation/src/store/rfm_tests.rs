@@ -5,7 +5,7 @@ use super::*;
 use crate::domain::{Segment, rfm::RfmScores};
 use crate::store::{
     features,
-    tests::{apply, customer_in, envelope, postgres, segment, sqlite},
+    tests::{apply, customer_in, envelope, no_cache, postgres, segment, sqlite},
 };
 use chrono::{Duration, SubsecRound};
 use loyalty_criteria::{Operator, Value};
@@ -296,16 +296,17 @@ async fn the_nightly_run_scores_each_partner_once_per_slot() {
     let f = fixture(&db).await;
     let slot = f.now - Duration::hours(1);
     // Two replicas at the same slot: the partners are scored once.
-    let (a, b) = tokio::join!(score_due(&db, slot), score_due(&db, slot));
+    let cache = no_cache();
+    let (a, b) = tokio::join!(score_due(&db, &cache, slot), score_due(&db, &cache, slot));
     assert_eq!(a.unwrap() + b.unwrap(), 2, "both partners, once each");
-    assert_eq!(score_due(&db, slot).await.unwrap(), 0);
+    assert_eq!(score_due(&db, &no_cache(), slot).await.unwrap(), 0);
     let first = last_run(&db, f.partner).await.unwrap().unwrap();
     assert!(first >= slot);
 
     // A purchase, then the next slot: scored again with it.
     bought(&db, f.partner, f.customers[5], 100, f.now).await;
     let next = Utc::now();
-    assert_eq!(score_due(&db, next).await.unwrap(), 2);
+    assert_eq!(score_due(&db, &no_cache(), next).await.unwrap(), 2);
     let rfm = features::features(&db, f.partner, f.customers[5])
         .await
         .unwrap()
