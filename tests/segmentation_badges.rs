@@ -215,7 +215,10 @@ async fn a_badge_follows_a_segment_is_assigned_by_staff_and_keeps_its_segment_in
         .await?,
         fan
     );
-    assert_eq!(holders(&mut client, &key, &fan.id).await?, [jana.clone()]);
+    assert_eq!(
+        holders(&mut client, &key, &fan.id).await?,
+        std::slice::from_ref(&jana)
+    );
 
     // Staff pin it on Petr; assigning again changes nothing.
     let assign = |idempotency_key: &str| seg::AssignBadgeRequest {
