@@ -26,7 +26,7 @@ impl GrpcArgs {
         let endpoint = Endpoint::from_shared(self.endpoint.clone())?
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(30));
+            .timeout(Duration::from_secs(600));
         let mut channels = Vec::new();
         for _ in 0..self.channels.max(1) {
             channels.push(
