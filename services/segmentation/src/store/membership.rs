@@ -155,58 +155,52 @@ async fn publish_changes(
     cause: MembershipCause,
 ) -> Result<(), ApiError> {
     let (group_id, cause) = (group.id.to_string(), cause.as_str().to_owned());
-    let each = |c: &Uuid| (group_id.clone(), c.to_string(), cause.clone());
     let partner = Some(partner_id);
     match (group.kind, entered) {
         (GroupKind::Segment, true) => {
-            let e: Vec<_> = customers
-                .iter()
-                .map(each)
-                .map(|(segment_id, customer_id, cause)| ev::SegmentEntered {
-                    segment_id,
-                    customer_id,
-                    cause,
-                })
-                .collect();
-            events::enqueue_all(conn, partner, &e).await?;
+            enqueue_each(conn, partner, customers, |customer_id| ev::SegmentEntered {
+                segment_id: group_id.clone(),
+                customer_id,
+                cause: cause.clone(),
+            })
+            .await
         }
         (GroupKind::Segment, false) => {
-            let e: Vec<_> = customers
-                .iter()
-                .map(each)
-                .map(|(segment_id, customer_id, cause)| ev::SegmentLeft {
-                    segment_id,
-                    customer_id,
-                    cause,
-                })
-                .collect();
-            events::enqueue_all(conn, partner, &e).await?;
+            enqueue_each(conn, partner, customers, |customer_id| ev::SegmentLeft {
+                segment_id: group_id.clone(),
+                customer_id,
+                cause: cause.clone(),
+            })
+            .await
         }
         (GroupKind::Badge, true) => {
-            let e: Vec<_> = customers
-                .iter()
-                .map(each)
-                .map(|(badge_id, customer_id, cause)| ev::BadgeAssigned {
-                    badge_id,
-                    customer_id,
-                    cause,
-                })
-                .collect();
-            events::enqueue_all(conn, partner, &e).await?;
+            enqueue_each(conn, partner, customers, |customer_id| ev::BadgeAssigned {
+                badge_id: group_id.clone(),
+                customer_id,
+                cause: cause.clone(),
+            })
+            .await
         }
         (GroupKind::Badge, false) => {
-            let e: Vec<_> = customers
-                .iter()
-                .map(each)
-                .map(|(badge_id, customer_id, cause)| ev::BadgeRemoved {
-                    badge_id,
-                    customer_id,
-                    cause,
-                })
-                .collect();
-            events::enqueue_all(conn, partner, &e).await?;
+            enqueue_each(conn, partner, customers, |customer_id| ev::BadgeRemoved {
+                badge_id: group_id.clone(),
+                customer_id,
+                cause: cause.clone(),
+            })
+            .await
         }
     }
+}
+
+/// One event per customer, made by `make` from the customer's id.
+async fn enqueue_each<E: events::DomainEvent>(
+    conn: &impl ConnectionTrait,
+    partner: Option<Uuid>,
+    customers: &[Uuid],
+    make: impl Fn(String) -> E,
+) -> Result<(), ApiError> {
+    let e: Vec<E> = customers.iter().map(|c| make(c.to_string())).collect();
+    events::enqueue_all(conn, partner, &e).await?;
     Ok(())
 }
 
