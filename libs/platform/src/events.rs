@@ -531,63 +531,74 @@ async fn consume_redis(
     let key = stream_key(prefix, producer);
     let group = consumer.to_owned();
     let member = format!("{consumer}-{}", Uuid::now_v7());
-    // Blocking reads get a connection of their own so they never hold up other commands.
-    let mut conn = loop {
-        match client.get_multiplexed_async_connection().await {
-            Ok(c) => break c,
+    // A broken connection (Redis restarted, a network cut) is replaced and the group made
+    // again: a Redis that kept nothing has neither the stream nor the group any more.
+    loop {
+        // Blocking reads get a connection of their own so they never hold up other commands.
+        let mut conn = match client.get_multiplexed_async_connection().await {
+            Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "redis not reachable for consuming; retrying");
-                tokio::time::sleep(poll * 5).await;
-            }
-        }
-    };
-    let created: redis::RedisResult<()> = conn.xgroup_create_mkstream(&key, &group, "0").await;
-    if let Err(e) = created
-        && e.code() != Some("BUSYGROUP")
-    {
-        return Err(e.into());
-    }
-    // First what this member had claimed but not acknowledged (none for a new member), then new.
-    let mut cursor = "0".to_owned();
-    loop {
-        let opts = StreamReadOptions::default()
-            .group(&group, &member)
-            .count(batch)
-            .block(poll.as_millis().max(100) as usize * 5);
-        let reply: redis::RedisResult<StreamReadReply> =
-            conn.xread_options(&[&key], &[&cursor], &opts).await;
-        let reply = match reply {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(error = %e, "reading events from redis failed; retrying");
                 tokio::time::sleep(poll * 5).await;
                 continue;
             }
         };
-        let ids: Vec<_> = reply.keys.into_iter().flat_map(|k| k.ids).collect();
-        if ids.is_empty() && cursor != ">" {
-            cursor = ">".to_owned();
-            continue;
+        let created: redis::RedisResult<()> = conn.xgroup_create_mkstream(&key, &group, "0").await;
+        match created {
+            Err(e) if e.code() == Some("BUSYGROUP") => {}
+            Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() => {
+                tracing::warn!(error = %e, "redis connection lost for consuming; reconnecting");
+                tokio::time::sleep(poll * 5).await;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+            Ok(()) => {}
         }
-        for entry in ids {
-            let bytes: Option<Vec<u8>> = entry
-                .map
-                .get("envelope")
-                .and_then(|v| redis::from_redis_value(v).ok());
-            if let Some(event) = bytes.and_then(|b| EventEnvelope::decode(b.as_slice()).ok()) {
-                loop {
-                    match apply_once(&db, consumer, handler.as_ref(), &event, None).await {
-                        Ok(_) => break,
-                        Err(e) => {
-                            tracing::warn!(error = ?e, event_id = %event.event_id, "applying event failed; retrying");
-                            tokio::time::sleep(poll * 5).await;
+        // First what this member had claimed but not acknowledged (none for a new member),
+        // then new.
+        let mut cursor = "0".to_owned();
+        loop {
+            let opts = StreamReadOptions::default()
+                .group(&group, &member)
+                .count(batch)
+                .block(poll.as_millis().max(100) as usize * 5);
+            let reply: redis::RedisResult<StreamReadReply> =
+                conn.xread_options(&[&key], &[&cursor], &opts).await;
+            let reply = match reply {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading events from redis failed; reconnecting");
+                    tokio::time::sleep(poll * 5).await;
+                    break;
+                }
+            };
+            let ids: Vec<_> = reply.keys.into_iter().flat_map(|k| k.ids).collect();
+            if ids.is_empty() && cursor != ">" {
+                cursor = ">".to_owned();
+                continue;
+            }
+            for entry in ids {
+                let bytes: Option<Vec<u8>> = entry
+                    .map
+                    .get("envelope")
+                    .and_then(|v| redis::from_redis_value(v).ok());
+                if let Some(event) = bytes.and_then(|b| EventEnvelope::decode(b.as_slice()).ok()) {
+                    loop {
+                        match apply_once(&db, consumer, handler.as_ref(), &event, None).await {
+                            Ok(_) => break,
+                            Err(e) => {
+                                tracing::warn!(error = ?e, event_id = %event.event_id, "applying event failed; retrying");
+                                tokio::time::sleep(poll * 5).await;
+                            }
                         }
                     }
+                } else {
+                    tracing::warn!(id = %entry.id, "skipping undecodable stream entry");
                 }
-            } else {
-                tracing::warn!(id = %entry.id, "skipping undecodable stream entry");
+                // Unacknowledged (connection lost now) it is read again after reconnecting,
+                // and apply_once skips it.
+                let _: redis::RedisResult<()> = conn.xack(&key, &group, &[&entry.id]).await;
             }
-            let _: redis::RedisResult<()> = conn.xack(&key, &group, &[&entry.id]).await;
         }
     }
 }
@@ -925,6 +936,88 @@ mod tests {
         }
         let _: () = conn.del(&key).await.unwrap();
         assert_eq!(handler.0.load(Ordering::SeqCst), 3);
+    }
+
+    /// A redis-server of one test on a port of its own, so stopping it disturbs no other.
+    fn redis_server(port: u16) -> std::process::Child {
+        std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH (scripts/test checks it)")
+    }
+
+    async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while !done() {
+            assert!(tokio::time::Instant::now() < deadline, "{what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_consumer_keeps_consuming_after_redis_restarts_empty() {
+        let (_dir, db) = sqlite().await;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap();
+        let url = format!("redis://127.0.0.1:{port}");
+        let mut server = redis_server(port);
+        let (client, mut conn) = crate::cache::connect_redis(&url).await.unwrap();
+        let key = stream_key("restart", "identity");
+        let handler = Arc::new(Counting(AtomicUsize::new(0)));
+        spawn_consumer(
+            "segmentation",
+            "identity",
+            EventSource::Redis {
+                client,
+                prefix: "restart".into(),
+            },
+            db.clone(),
+            handler.clone(),
+            Duration::from_millis(20),
+            10,
+        );
+        let publish = |id: &'static str| {
+            let db = db.clone();
+            async move {
+                let created = ev::CustomerCreated {
+                    customer_id: id.into(),
+                    ..Default::default()
+                };
+                enqueue(&db, Some(Uuid::nil()), &created).await.unwrap();
+            }
+        };
+        publish("before").await;
+        relay_once("identity", &db, &mut conn, &key, 10)
+            .await
+            .unwrap();
+        wait_for("the first event consumed", || {
+            handler.0.load(Ordering::SeqCst) == 1
+        })
+        .await;
+
+        // Killed without a goodbye and started again with nothing: no stream, no group.
+        server.kill().unwrap();
+        server.wait().unwrap();
+        let mut server = redis_server(port);
+        publish("after").await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while relay_once("identity", &db, &mut conn, &key, 10)
+            .await
+            .is_err()
+        {
+            assert!(tokio::time::Instant::now() < deadline, "relay reconnects");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        wait_for("the event after the restart consumed", || {
+            handler.0.load(Ordering::SeqCst) == 2
+        })
+        .await;
+        server.kill().unwrap();
+        server.wait().unwrap();
     }
 
     #[tokio::test]

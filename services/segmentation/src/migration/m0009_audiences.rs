@@ -46,8 +46,8 @@ enum AudienceMembers {
     Cause,
 }
 
-#[derive(DeriveIden)]
-enum AudienceHistory {
+#[derive(DeriveIden, Clone, Copy)]
+pub(super) enum AudienceHistory {
     Table,
     Id,
     PartnerId,
@@ -121,34 +121,13 @@ impl MigrationTrait for Audiences {
                 .to_owned(),
         )
         .await?;
-        m.create_table(
-            Table::create()
-                .table(AudienceHistory::Table)
-                .col(uuid(AudienceHistory::Id).primary_key())
-                .col(uuid(AudienceHistory::PartnerId))
-                .col(uuid(AudienceHistory::AudienceId))
-                .col(uuid(AudienceHistory::CustomerId))
-                .col(string(AudienceHistory::Change))
-                .col(timestamp_with_time_zone(AudienceHistory::At))
-                .col(string(AudienceHistory::Cause))
-                .col(string(AudienceHistory::AudienceDisplayName))
-                .to_owned(),
-        )
+        m.create_table(history_table(
+            AudienceHistory::Table,
+            &[AudienceHistory::Id],
+        ))
         .await?;
-        for (name, col) in [
-            ("audience_history_customer", AudienceHistory::CustomerId),
-            ("audience_history_audience", AudienceHistory::AudienceId),
-        ] {
-            m.create_index(
-                Index::create()
-                    .name(name)
-                    .table(AudienceHistory::Table)
-                    .col(AudienceHistory::PartnerId)
-                    .col(col)
-                    .col(AudienceHistory::At)
-                    .to_owned(),
-            )
-            .await?;
+        for index in history_indexes() {
+            m.create_index(index).await?;
         }
         Ok(())
     }
@@ -163,4 +142,46 @@ impl MigrationTrait for Audiences {
         }
         Ok(())
     }
+}
+
+/// The audience history table named `table` with the primary key `key` (m0014 changes it).
+pub(super) fn history_table(
+    table: impl IntoIden + 'static,
+    key: &[AudienceHistory],
+) -> TableCreateStatement {
+    let mut primary = Index::create();
+    for k in key {
+        primary.col(*k);
+    }
+    Table::create()
+        .table(table)
+        .col(uuid(AudienceHistory::Id))
+        .col(uuid(AudienceHistory::PartnerId))
+        .col(uuid(AudienceHistory::AudienceId))
+        .col(uuid(AudienceHistory::CustomerId))
+        .col(string(AudienceHistory::Change))
+        .col(timestamp_with_time_zone(AudienceHistory::At))
+        .col(string(AudienceHistory::Cause))
+        .col(string(AudienceHistory::AudienceDisplayName))
+        .primary_key(&mut primary)
+        .to_owned()
+}
+
+/// The history's indexes: by customer and by audience, each in time order.
+pub(super) fn history_indexes() -> Vec<IndexCreateStatement> {
+    [
+        ("audience_history_customer", AudienceHistory::CustomerId),
+        ("audience_history_audience", AudienceHistory::AudienceId),
+    ]
+    .into_iter()
+    .map(|(name, col)| {
+        Index::create()
+            .name(name)
+            .table(AudienceHistory::Table)
+            .col(AudienceHistory::PartnerId)
+            .col(col)
+            .col(AudienceHistory::At)
+            .to_owned()
+    })
+    .collect()
 }

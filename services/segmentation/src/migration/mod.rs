@@ -20,9 +20,11 @@ loyalty_platform::migrator![
     m0009_audiences::Audiences,
     CustomerRfm,
     CustomerLists,
+    m0014_audience_history_key::AudienceHistoryKey,
 ];
 
 mod m0009_audiences;
+mod m0014_audience_history_key;
 
 struct InitialSchema;
 

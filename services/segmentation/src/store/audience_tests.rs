@@ -384,6 +384,54 @@ async fn manual_changes_and_lock(db: DatabaseConnection) {
         [t.four_soft, t.brno].into()
     );
     assert_eq!(published::<ev::AudienceMembershipChanged>(&db).await, 2);
+
+    // History, newest first: Brno added by hand; the two selected at creation, read from
+    // their member rows, the one removed since written out on leaving with the id it had.
+    let page = async |limit: u64, after: Option<(chrono::DateTime<Utc>, Uuid)>| {
+        let filter = AudienceHistoryFilter {
+            audience_id: Some(a.id),
+            ..Default::default()
+        };
+        store
+            .audience_history(partner, filter, limit, after)
+            .await
+            .unwrap()
+    };
+    let all = page(100, None).await;
+    let seen: Vec<(Uuid, bool, MembershipCause)> = all
+        .iter()
+        .map(|h| (h.customer_id, h.entered, h.cause))
+        .collect();
+    let mut created = vec![
+        (t.reachable, true, MembershipCause::Creation),
+        (t.four_soft, true, MembershipCause::Creation),
+    ];
+    created.sort_by_key(|c| std::cmp::Reverse(c.0));
+    let mut expected = vec![
+        (t.reachable, false, MembershipCause::Manual),
+        (t.brno, true, MembershipCause::Manual),
+    ];
+    expected.extend(created);
+    assert_eq!(seen, expected);
+    let entered = all
+        .iter()
+        .find(|h| h.customer_id == t.reachable && h.entered);
+    assert_eq!(
+        entered.map(|h| h.id),
+        Some(t.reachable),
+        "its id before and after leaving"
+    );
+    // One by one through the merged pages, nothing skipped or repeated.
+    let mut walked = Vec::new();
+    let mut after = None;
+    loop {
+        let one = page(1, after).await;
+        let Some(h) = one.first() else { break };
+        after = Some((h.at, h.id));
+        walked.push(h.clone());
+    }
+    assert_eq!(walked, all);
+
     let wrong_partner = in_txn(&db, async |txn| {
         store
             .add_audience_member(txn, other, a.id, stranger, Utc::now())

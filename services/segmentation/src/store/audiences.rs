@@ -489,58 +489,86 @@ pub(super) fn members_insert(
     Ok(statement(backend, sql, w.params))
 }
 
-/// The `INSERT … SELECT` writing one history row per current member of `audience`: their
-/// entry as stored on the member row (`change` = None), or their leaving at a time for a
-/// cause. The ids are random here (the database makes them, unlike the service's UUID v7):
-/// all rows of one statement have the same time, and ids only order rows of equal time.
+/// History rows written from the member rows of `audience` (of one customer when `customer`
+/// is set).
+#[derive(Debug, Clone, Copy)]
+pub(super) enum HistoryRows {
+    /// The entries of the members selected at the audience's creation. They are not written
+    /// at creation (the member row holds the time and cause, and the history reads them from
+    /// there); this writes them when the members leave. Their id is the customer's, the id
+    /// the history showed for them before.
+    CreationEntries,
+    /// Every member's leaving at a time for a cause. The ids are random here (the database
+    /// makes them, unlike the service's UUID v7): all rows of one statement have the same
+    /// time, and ids only order rows of equal time.
+    Left(DateTime<Utc>, MembershipCause),
+}
+
+/// The `INSERT … SELECT` writing `rows` for the current members of `audience`.
 pub(super) fn history_insert(
     backend: DatabaseBackend,
     audience: &Audience,
-    left: Option<(DateTime<Utc>, MembershipCause)>,
+    rows: HistoryRows,
+    customer: Option<Uuid>,
 ) -> Result<Statement, ApiError> {
     let d = dialect(backend)?;
-    let random_id = match d {
-        Dialect::Postgres => "gen_random_uuid()",
-        Dialect::Sqlite => "randomblob(16)",
-    };
+    // SQLite's `?` are positional: parameters are pushed in the order the text names them.
     let mut p = SqlParams::new(d);
-    let (change, at, cause) = match left {
-        None => (
+    let (id, change, at, cause) = match rows {
+        HistoryRows::CreationEntries => (
+            "\"customer_id\"".to_owned(),
             p.push(SqlValue::Text("entered".into())),
             "\"added_at\"".to_owned(),
             "\"cause\"".to_owned(),
         ),
-        Some((at, cause)) => (
+        HistoryRows::Left(at, cause) => (
+            match d {
+                Dialect::Postgres => "gen_random_uuid()",
+                Dialect::Sqlite => "randomblob(16)",
+            }
+            .to_owned(),
             p.push(SqlValue::Text("left".into())),
             p.push(SqlValue::Timestamp(at)),
             p.push(SqlValue::Text(cause.as_str().to_owned())),
         ),
     };
     let name = p.push(SqlValue::Text(audience.display_name.clone()));
-    let id = p.push(SqlValue::Uuid(audience.id));
+    let audience_id = p.push(SqlValue::Uuid(audience.id));
+    let only = match rows {
+        HistoryRows::CreationEntries => format!(
+            " AND \"cause\" = {}",
+            p.push(SqlValue::Text(
+                MembershipCause::Creation.as_str().to_owned()
+            ))
+        ),
+        HistoryRows::Left(..) => String::new(),
+    };
+    let customer = match customer {
+        Some(c) => format!(" AND \"customer_id\" = {}", p.push(SqlValue::Uuid(c))),
+        None => String::new(),
+    };
     let sql = format!(
         "INSERT INTO \"audience_history\" (\"id\", \"partner_id\", \"audience_id\", \
          \"customer_id\", \"change\", \"at\", \"cause\", \"audience_display_name\") \
-         SELECT {random_id}, \"partner_id\", \"audience_id\", \"customer_id\", {change}, \
-         {at}, {cause}, {name} FROM \"audience_members\" WHERE \"audience_id\" = {id}"
+         SELECT {id}, \"partner_id\", \"audience_id\", \"customer_id\", {change}, \
+         {at}, {cause}, {name} FROM \"audience_members\" WHERE \"audience_id\" = {audience_id}\
+         {only}{customer}"
     );
     Ok(statement(backend, sql, p))
 }
 
-/// Stores the selected candidates as members and their entries in the history, one statement
-/// each; answers how many entered.
+/// Stores the selected candidates as members, in one statement; answers how many entered.
+/// Their entries in the history are the member rows themselves (see
+/// [`HistoryRows::CreationEntries`]), which keeps a million-member creation to one write per
+/// member.
 async fn select_members(
     conn: &impl ConnectionTrait,
     partner_id: Uuid,
     audience: &Audience,
     from: Candidates,
 ) -> Result<u64, ApiError> {
-    let backend = conn.get_database_backend();
-    let insert = members_insert(backend, partner_id, audience, from)?;
-    let entered = conn.execute(insert).await?.rows_affected();
-    conn.execute(history_insert(backend, audience, None)?)
-        .await?;
-    Ok(entered)
+    let insert = members_insert(conn.get_database_backend(), partner_id, audience, from)?;
+    Ok(conn.execute(insert).await?.rows_affected())
 }
 
 fn history_row(
@@ -609,6 +637,17 @@ pub(crate) async fn erase_customer(
     audience_history::Entity::delete_many()
         .filter(audience_history::Column::PartnerId.eq(partner_id))
         .filter(audience_history::Column::CustomerId.eq(customer_id))
+        .exec(conn)
+        .await?;
+    // The locked audiences' rows no longer tell how the customer entered (a creation entry
+    // would otherwise still be read from them as history).
+    audience_members::Entity::update_many()
+        .col_expr(
+            audience_members::Column::Cause,
+            Expr::value(MembershipCause::CustomerRemoved.as_str()),
+        )
+        .filter(audience_members::Column::PartnerId.eq(partner_id))
+        .filter(audience_members::Column::CustomerId.eq(customer_id))
         .exec(conn)
         .await?;
     Ok(())
@@ -735,13 +774,12 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(), ApiError> {
         let audience = lock_changeable(conn, partner_id, id).await?;
-        let left = Some((stored_time(now), MembershipCause::GroupDeleted));
-        conn.execute(history_insert(
-            conn.get_database_backend(),
-            &audience,
-            left,
-        )?)
-        .await?;
+        let backend = conn.get_database_backend();
+        let left = HistoryRows::Left(stored_time(now), MembershipCause::GroupDeleted);
+        for rows in [HistoryRows::CreationEntries, left] {
+            conn.execute(history_insert(backend, &audience, rows, None)?)
+                .await?;
+        }
         audience_members::Entity::delete_many()
             .filter(audience_members::Column::AudienceId.eq(id))
             .exec(conn)
@@ -808,6 +846,13 @@ impl Store {
     ) -> Result<Audience, ApiError> {
         let now = stored_time(now);
         let current = lock_changeable(conn, partner_id, id).await?;
+        let entry = history_insert(
+            conn.get_database_backend(),
+            &current,
+            HistoryRows::CreationEntries,
+            Some(customer_id),
+        )?;
+        conn.execute(entry).await?;
         let removed = audience_members::Entity::delete_many()
             .filter(audience_members::Column::AudienceId.eq(id))
             .filter(audience_members::Column::CustomerId.eq(customer_id))
@@ -997,8 +1042,10 @@ impl Store {
             .collect())
     }
 
-    /// A page of audience membership history, newest first, after `(at, id)`. An audience
-    /// the partner never had is NOT_FOUND.
+    /// A page of audience membership history, newest first, after `(at, id)`: the history
+    /// rows merged with the entries of current members selected at creation, read from their
+    /// member rows (see [`HistoryRows::CreationEntries`]). An audience the partner never had
+    /// is NOT_FOUND.
     pub async fn audience_history(
         &self,
         partner_id: Uuid,
@@ -1006,6 +1053,38 @@ impl Store {
         limit: u64,
         after: Option<(DateTime<Utc>, Uuid)>,
     ) -> Result<Vec<AudienceHistoryEntry>, ApiError> {
+        let (mut entries, base) = self
+            .stored_history(partner_id, filter, limit, after)
+            .await?;
+        entries.extend(
+            self.creation_entries(partner_id, filter, limit, after)
+                .await?,
+        );
+        if entries.is_empty()
+            && after.is_none()
+            && let Some(a) = filter.audience_id
+            && find(&self.db, partner_id, a).await?.is_none()
+            && audience_history::Entity::find()
+                .filter(base)
+                .one(&self.db)
+                .await?
+                .is_none()
+        {
+            return Err(not_found());
+        }
+        entries.sort_by(|a, b| (b.at, b.id).cmp(&(a.at, a.id)));
+        entries.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(entries)
+    }
+
+    /// The history rows of a page, and the filter without its time bounds.
+    async fn stored_history(
+        &self,
+        partner_id: Uuid,
+        filter: AudienceHistoryFilter,
+        limit: u64,
+        after: Option<(DateTime<Utc>, Uuid)>,
+    ) -> Result<(Vec<AudienceHistoryEntry>, Condition), ApiError> {
         let mut cond = Condition::all().add(audience_history::Column::PartnerId.eq(partner_id));
         if let Some(c) = filter.customer_id {
             cond = cond.add(audience_history::Column::CustomerId.eq(c));
@@ -1034,19 +1113,7 @@ impl Store {
             .limit(limit)
             .all(&self.db)
             .await?;
-        if rows.is_empty()
-            && after.is_none()
-            && let Some(a) = filter.audience_id
-            && find(&self.db, partner_id, a).await?.is_none()
-            && audience_history::Entity::find()
-                .filter(base)
-                .one(&self.db)
-                .await?
-                .is_none()
-        {
-            return Err(not_found());
-        }
-        Ok(rows
+        let entries = rows
             .into_iter()
             .map(|h| AudienceHistoryEntry {
                 id: h.id,
@@ -1056,6 +1123,70 @@ impl Store {
                 entered: h.change == "entered",
                 cause: MembershipCause::parse_str(&h.cause).unwrap_or(MembershipCause::Creation),
                 at: h.at,
+            })
+            .collect();
+        Ok((entries, base))
+    }
+
+    /// The creation entries of current members of a page, from their member rows (id = the
+    /// customer's id, as when they are written on leaving).
+    async fn creation_entries(
+        &self,
+        partner_id: Uuid,
+        filter: AudienceHistoryFilter,
+        limit: u64,
+        after: Option<(DateTime<Utc>, Uuid)>,
+    ) -> Result<Vec<AudienceHistoryEntry>, ApiError> {
+        let mut cond = Condition::all()
+            .add(audience_members::Column::PartnerId.eq(partner_id))
+            .add(audience_members::Column::Cause.eq(MembershipCause::Creation.as_str()));
+        if let Some(c) = filter.customer_id {
+            cond = cond.add(audience_members::Column::CustomerId.eq(c));
+        }
+        if let Some(a) = filter.audience_id {
+            cond = cond.add(audience_members::Column::AudienceId.eq(a));
+        }
+        if let Some(from) = filter.from {
+            cond = cond.add(audience_members::Column::AddedAt.gte(from));
+        }
+        if let Some(until) = filter.until {
+            cond = cond.add(audience_members::Column::AddedAt.lt(until));
+        }
+        if let Some(after) = after {
+            cond = cond.add(paging::older_than(
+                audience_members::Column::AddedAt,
+                audience_members::Column::CustomerId,
+                after,
+            ));
+        }
+        let members = audience_members::Entity::find()
+            .filter(cond)
+            .order_by_desc(audience_members::Column::AddedAt)
+            .order_by_desc(audience_members::Column::CustomerId)
+            .limit(limit)
+            .all(&self.db)
+            .await?;
+        if members.is_empty() {
+            return Ok(Vec::new());
+        }
+        let names: std::collections::HashMap<Uuid, String> = audiences::Entity::find()
+            .filter(audiences::Column::PartnerId.eq(partner_id))
+            .filter(audiences::Column::Id.is_in(members.iter().map(|m| m.audience_id)))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|a| (a.id, a.display_name))
+            .collect();
+        Ok(members
+            .into_iter()
+            .map(|m| AudienceHistoryEntry {
+                id: m.customer_id,
+                customer_id: m.customer_id,
+                audience_display_name: names.get(&m.audience_id).cloned().unwrap_or_default(),
+                audience_id: m.audience_id,
+                entered: true,
+                cause: MembershipCause::Creation,
+                at: m.added_at,
             })
             .collect())
     }
