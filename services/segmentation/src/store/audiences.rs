@@ -1072,7 +1072,7 @@ impl Store {
         {
             return Err(not_found());
         }
-        entries.sort_by(|a, b| (b.at, b.id).cmp(&(a.at, a.id)));
+        entries.sort_by_key(|e| std::cmp::Reverse((e.at, e.id)));
         entries.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
         Ok(entries)
     }
