@@ -21,10 +21,12 @@ loyalty_platform::migrator![
     CustomerRfm,
     CustomerLists,
     m0014_audience_history_key::AudienceHistoryKey,
+    m0015_audience_members_unindexed::AudienceMembersUnindexed,
 ];
 
 mod m0009_audiences;
 mod m0014_audience_history_key;
+mod m0015_audience_members_unindexed;
 
 struct InitialSchema;
 
