@@ -151,12 +151,19 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
     for run in 1..=args.runs {
         let since = chrono::Utc::now() - chrono::Duration::days(args.window_days);
         let started = Instant::now();
+        // With the session settings the service's recalculation uses, so the two compare
+        // statements, not configurations.
+        let mut txn = db.begin().await?;
+        sqlx::raw_sql("SET LOCAL work_mem = '64MB'; SET LOCAL jit = off")
+            .execute(&mut *txn)
+            .await?;
         let rows = sqlx::query(HAND_SQL)
             .bind(args.partner)
             .bind(since)
             .bind(args.min_purchases)
-            .fetch_all(&db)
+            .fetch_all(&mut *txn)
             .await?;
+        txn.commit().await?;
         let hand = started.elapsed();
 
         let started = Instant::now();

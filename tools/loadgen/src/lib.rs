@@ -3,6 +3,7 @@
 pub mod cpu;
 pub mod db;
 pub mod driver;
+pub mod echo;
 pub mod flexi;
 pub mod grpc;
 pub mod memberships;

@@ -20,6 +20,14 @@ enum Cmd {
     /// Create and recalculate a Flexi segment through SegmentationService, and run a
     /// hand-written statement for the same criterion; prints customers/s and their ratio.
     Flexi(loyalty_loadgen::flexi::Args),
+    /// The floor for one RPC on this machine: the same open or closed loop at a bare tonic
+    /// server (the health service) started as a child process of this binary.
+    Echo(loyalty_loadgen::echo::Args),
+    /// The bare server `echo` starts (prints `listening on <addr>`).
+    EchoServer {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+    },
 }
 
 #[tokio::main]
@@ -37,6 +45,10 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Flexi(args) => {
             loyalty_loadgen::flexi::run(args).await?;
         }
+        Cmd::Echo(args) => {
+            loyalty_loadgen::echo::run(args).await?;
+        }
+        Cmd::EchoServer { listen } => loyalty_loadgen::echo::serve(&listen).await?,
     }
     Ok(())
 }

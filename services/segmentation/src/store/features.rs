@@ -197,7 +197,16 @@ pub async fn admitted_by(
     if criterion.uses_cart() {
         return Ok(Vec::new());
     }
-    let query = members_query(conn.get_database_backend(), partner_id, criterion, now)?;
+    let backend = conn.get_database_backend();
+    if backend == DatabaseBackend::Postgres {
+        // For the rest of the caller's transaction (outside one, SET LOCAL does nothing):
+        // the purchase windows' hash aggregates in memory instead of spilling to disk at the
+        // default 4 MB, and no JIT, which compiled for about a second on a million customers
+        // and saved less than that (docs/benchmarks.md, Flexi recalculation).
+        conn.execute_unprepared("SET LOCAL work_mem = '64MB'; SET LOCAL jit = off")
+            .await?;
+    }
+    let query = members_query(backend, partner_id, criterion, now)?;
     let rows = conn.query_all(query).await?;
     Ok(rows
         .iter()
