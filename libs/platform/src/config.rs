@@ -30,10 +30,48 @@ pub struct ServerSettings {
     pub listen_addr: SocketAddr,
     /// Deadline of one call unless the client's `grpc-timeout` is shorter, in milliseconds.
     pub request_timeout_ms: u64,
+    /// Deadline of the calls in `bulk_methods`, in milliseconds: those whose work grows
+    /// with the partner's customer base (a segment or audience selected over a million
+    /// customers takes seconds). Env `LOYALTY_SERVER__BULK_REQUEST_TIMEOUT_MS`; default
+    /// 300000.
+    #[serde(default = "default_bulk_request_timeout_ms")]
+    pub bulk_request_timeout_ms: u64,
+    /// Full gRPC paths (`/package.Service/Method`) timed by `bulk_request_timeout_ms`;
+    /// default [`DEFAULT_BULK_METHODS`].
+    #[serde(default = "default_bulk_methods")]
+    pub bulk_methods: Vec<String>,
     /// Calls served at once; further calls are shed with RESOURCE_EXHAUSTED.
     pub concurrency_limit: usize,
     /// How long in-flight calls may take to drain after SIGTERM, in milliseconds.
     pub shutdown_grace_ms: u64,
+}
+
+/// The calls whose work grows with the partner's customer base: segmentation's selections
+/// over the whole feature store (creating, recalculating, deleting segments, badges and
+/// audiences; counting a criterion's matches).
+pub const DEFAULT_BULK_METHODS: &[&str] = &[
+    "/loyalty.segmentation.v1.SegmentationService/CreateSegment",
+    "/loyalty.segmentation.v1.SegmentationService/UpdateSegment",
+    "/loyalty.segmentation.v1.SegmentationService/DeleteSegment",
+    "/loyalty.segmentation.v1.SegmentationService/RecalculateSegment",
+    "/loyalty.segmentation.v1.SegmentationService/CreateBadge",
+    "/loyalty.segmentation.v1.SegmentationService/UpdateBadge",
+    "/loyalty.segmentation.v1.SegmentationService/DeleteBadge",
+    "/loyalty.segmentation.v1.SegmentationService/CreateAudience",
+    "/loyalty.segmentation.v1.SegmentationService/DeleteAudience",
+    "/loyalty.segmentation.v1.SegmentationService/DuplicateAudience",
+    "/loyalty.segmentation.v1.SegmentationService/ValidateCriterion",
+];
+
+fn default_bulk_request_timeout_ms() -> u64 {
+    300_000
+}
+
+fn default_bulk_methods() -> Vec<String> {
+    DEFAULT_BULK_METHODS
+        .iter()
+        .map(|m| (*m).to_owned())
+        .collect()
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -153,6 +191,8 @@ impl Settings {
             server: ServerSettings {
                 listen_addr: SocketAddr::from(([127, 0, 0, 1], default_port)),
                 request_timeout_ms: 5_000,
+                bulk_request_timeout_ms: default_bulk_request_timeout_ms(),
+                bulk_methods: default_bulk_methods(),
                 concurrency_limit: 1_024,
                 shutdown_grace_ms: 10_000,
             },

@@ -26,6 +26,9 @@ struct GatewayState {
     auth: KeyAuthenticator,
     permits: Arc<Semaphore>,
     timeout: Duration,
+    /// Methods timed by `bulk_timeout` instead (`server.bulk_methods`).
+    bulk: HashSet<String>,
+    bulk_timeout: Duration,
     /// Client-streaming methods: they last as long as the client sends (an import of a
     /// million rows), so only the client's own `grpc-timeout` bounds them.
     untimed: HashSet<String>,
@@ -66,9 +69,20 @@ impl GatewayLayer {
                 auth,
                 permits: Arc::new(Semaphore::new(concurrency_limit.max(1))),
                 timeout,
+                bulk: HashSet::new(),
+                bulk_timeout: timeout,
                 untimed: client_streaming_paths(),
             }),
         }
+    }
+
+    /// Times `methods` (full paths) by `timeout` instead of the request timeout.
+    pub fn with_bulk_methods(mut self, methods: &[String], timeout: Duration) -> Self {
+        if let Some(state) = Arc::get_mut(&mut self.state) {
+            state.bulk = methods.iter().cloned().collect();
+            state.bulk_timeout = timeout;
+        }
+        self
     }
 }
 
@@ -146,7 +160,12 @@ where
                         let out = if state.untimed.contains(&path) {
                             inner.call(req).await
                         } else {
-                            match tokio::time::timeout(state.timeout, inner.call(req)).await {
+                            let timeout = if state.bulk.contains(&path) {
+                                state.bulk_timeout
+                            } else {
+                                state.timeout
+                            };
+                            match tokio::time::timeout(timeout, inner.call(req)).await {
                                 Ok(out) => out,
                                 Err(_) => Ok(Status::deadline_exceeded(
                                     "the call outlasted the server's request timeout",
@@ -278,11 +297,17 @@ pub async fn serve(
     // No server-wide `timeout` here: it would also cut client-streaming calls; the gateway
     // times the others, and tonic still honours each client's `grpc-timeout`.
     let server = tonic::transport::Server::builder()
-        .layer(GatewayLayer::new(
-            auth,
-            settings.server.concurrency_limit,
-            Duration::from_millis(settings.server.request_timeout_ms),
-        ))
+        .layer(
+            GatewayLayer::new(
+                auth,
+                settings.server.concurrency_limit,
+                Duration::from_millis(settings.server.request_timeout_ms),
+            )
+            .with_bulk_methods(
+                &settings.server.bulk_methods,
+                Duration::from_millis(settings.server.bulk_request_timeout_ms),
+            ),
+        )
         .add_routes(routes.routes())
         .serve_with_incoming_shutdown(incoming(listener), async move {
             let _ = stop_rx.await;
@@ -356,6 +381,31 @@ mod tests {
         );
         release.notify_waiters();
         assert_eq!(grpc_code(&import.await.unwrap().unwrap()), Code::Ok);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bulk_methods_get_their_own_longer_deadline() {
+        let release = Arc::new(tokio::sync::Notify::new());
+        let bulk = "/loyalty.segmentation.v1.SegmentationService/RecalculateSegment";
+        let mut svc = gateway(10)
+            .with_bulk_methods(&[bulk.to_owned()], Duration::from_secs(120))
+            .layer(inner(release.clone()));
+        let recalculation = tokio::spawn(svc.call(request(bulk, Some("good"))));
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(
+            !recalculation.is_finished(),
+            "past the request timeout, within the bulk one"
+        );
+        tokio::time::sleep(Duration::from_secs(61)).await;
+        assert_eq!(
+            grpc_code(&recalculation.await.unwrap().unwrap()),
+            Code::DeadlineExceeded
+        );
+        let other = svc
+            .call(request("/loyalty.x.v1.X/Get", Some("good")))
+            .await
+            .unwrap();
+        assert_eq!(grpc_code(&other), Code::DeadlineExceeded, "5 s as before");
     }
 
     #[test]
