@@ -66,6 +66,16 @@ impl OwnRedis {
         self.command(&["KEYS", pattern]).await
     }
 
+    /// Reads answered from a key that existed, since the server started.
+    async fn hits(&self) -> anyhow::Result<u64> {
+        let info = self.command(&["INFO", "stats"]).await?;
+        info.iter()
+            .find_map(|l| l.trim().strip_prefix("keyspace_hits:"))
+            .ok_or_else(|| anyhow::anyhow!("no keyspace_hits in INFO stats"))?
+            .parse()
+            .map_err(Into::into)
+    }
+
     /// SIGKILL: no goodbye to clients, nothing saved.
     async fn kill(mut self) -> anyhow::Result<()> {
         self.child.kill().await?;
@@ -374,6 +384,26 @@ async fn memberships_are_the_same_with_redis_warm_flushed_and_killed_and_never_s
         changed,
         "asked again"
     );
+
+    // And segmentation uses Redis again: the deletions pending since the outage go through,
+    // then the answers come from Redis (its hit counter moves), still the new ones.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let before = redis.hits().await?;
+        assert_eq!(
+            answers(&mut client, &key, &customers).await?,
+            changed,
+            "while Redis is taken back into use"
+        );
+        if redis.hits().await? > before {
+            break;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "segmentation did not read Redis again within 30 s of its restart"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     suite.stop().await?;
     redis.kill().await

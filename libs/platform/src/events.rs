@@ -527,7 +527,6 @@ async fn consume_redis(
     poll: Duration,
     batch: usize,
 ) -> anyhow::Result<()> {
-    use redis::streams::{StreamReadOptions, StreamReadReply};
     let key = stream_key(prefix, producer);
     let group = consumer.to_owned();
     let member = format!("{consumer}-{}", Uuid::now_v7());
@@ -558,31 +557,24 @@ async fn consume_redis(
         // then new.
         let mut cursor = "0".to_owned();
         loop {
-            let opts = StreamReadOptions::default()
-                .group(&group, &member)
-                .count(batch)
-                .block(poll.as_millis().max(100) as usize * 5);
-            let reply: redis::RedisResult<StreamReadReply> =
-                conn.xread_options(&[&key], &[&cursor], &opts).await;
-            let reply = match reply {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::warn!(error = %e, "reading events from redis failed; reconnecting");
-                    tokio::time::sleep(poll * 5).await;
-                    break;
-                }
+            let Some(ids) = read_stream(
+                &mut conn,
+                &key,
+                &cursor,
+                Some((&group, &member)),
+                batch,
+                poll,
+            )
+            .await
+            else {
+                break;
             };
-            let ids: Vec<_> = reply.keys.into_iter().flat_map(|k| k.ids).collect();
             if ids.is_empty() && cursor != ">" {
                 cursor = ">".to_owned();
                 continue;
             }
             for entry in ids {
-                let bytes: Option<Vec<u8>> = entry
-                    .map
-                    .get("envelope")
-                    .and_then(|v| redis::from_redis_value(v).ok());
-                if let Some(event) = bytes.and_then(|b| EventEnvelope::decode(b.as_slice()).ok()) {
+                if let Some(event) = stream_envelope(&entry) {
                     loop {
                         match apply_once(&db, consumer, handler.as_ref(), &event, None).await {
                             Ok(_) => break,
@@ -601,6 +593,43 @@ async fn consume_redis(
             }
         }
     }
+}
+
+/// One blocking read of `key` after `cursor`, as `group`'s member when given. `None` after a
+/// failure (logged and waited for): the caller reconnects.
+async fn read_stream(
+    conn: &mut redis::aio::MultiplexedConnection,
+    key: &str,
+    cursor: &str,
+    group: Option<(&str, &str)>,
+    batch: usize,
+    poll: Duration,
+) -> Option<Vec<redis::streams::StreamId>> {
+    let mut opts = redis::streams::StreamReadOptions::default()
+        .count(batch)
+        .block(poll.as_millis().max(100) as usize * 5);
+    if let Some((group, member)) = group {
+        opts = opts.group(group, member);
+    }
+    let reply: redis::RedisResult<redis::streams::StreamReadReply> =
+        conn.xread_options(&[key], &[cursor], &opts).await;
+    match reply {
+        Ok(r) => Some(r.keys.into_iter().flat_map(|k| k.ids).collect()),
+        Err(e) => {
+            tracing::warn!(error = %e, %key, "reading events from redis failed; reconnecting");
+            tokio::time::sleep(poll * 5).await;
+            None
+        }
+    }
+}
+
+/// The event a stream entry carries, if it decodes.
+fn stream_envelope(entry: &redis::streams::StreamId) -> Option<EventEnvelope> {
+    let bytes: Vec<u8> = entry
+        .map
+        .get("envelope")
+        .and_then(|v| redis::from_redis_value(v).ok())?;
+    EventEnvelope::decode(bytes.as_slice()).ok()
 }
 
 /// What a follower does with each event it sees (see [`spawn_follower`]).
@@ -646,7 +675,6 @@ async fn follow_redis(
     batch: usize,
     on_event: EventCallback,
 ) -> anyhow::Result<()> {
-    use redis::streams::{StreamReadOptions, StreamReadReply};
     let key = stream_key(prefix, producer);
     let mut last_id: Option<String> = None;
     loop {
@@ -676,25 +704,11 @@ async fn follow_redis(
             }
         };
         loop {
-            let opts = StreamReadOptions::default()
-                .count(batch)
-                .block(poll.as_millis().max(100) as usize * 5);
-            let reply: redis::RedisResult<StreamReadReply> =
-                conn.xread_options(&[&key], &[&cursor], &opts).await;
-            let reply = match reply {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::warn!(error = %e, %producer, "following events failed; reconnecting");
-                    tokio::time::sleep(poll * 5).await;
-                    break;
-                }
+            let Some(ids) = read_stream(&mut conn, &key, &cursor, None, batch, poll).await else {
+                break;
             };
-            for entry in reply.keys.into_iter().flat_map(|k| k.ids) {
-                let bytes: Option<Vec<u8>> = entry
-                    .map
-                    .get("envelope")
-                    .and_then(|v| redis::from_redis_value(v).ok());
-                match bytes.and_then(|b| EventEnvelope::decode(b.as_slice()).ok()) {
+            for entry in ids {
+                match stream_envelope(&entry) {
                     Some(event) => on_event(&event),
                     None => tracing::warn!(id = %entry.id, "skipping undecodable stream entry"),
                 }

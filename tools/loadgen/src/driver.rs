@@ -55,6 +55,11 @@ pub struct Load {
     pub duration: Duration,
     /// Calls started per second (open loop); `None` = closed loop.
     pub rate: Option<f64>,
+    /// Open loop: start each call on time to within the OS's sleep precision (tens of
+    /// microseconds, from a pacing thread of its own) instead of Tokio's timer, which wakes
+    /// up to a millisecond late, a lateness that would count as every call's latency. Off in
+    /// tests on Tokio's virtual clock.
+    pub precise: bool,
 }
 
 /// The load options every subcommand takes.
@@ -81,6 +86,7 @@ impl LoadArgs {
             concurrency: self.concurrency.max(1),
             duration: Duration::from_secs(self.duration_secs.max(1)),
             rate: self.rate.filter(|r| *r > 0.0),
+            precise: true,
         }
     }
 
@@ -204,36 +210,69 @@ async fn open_loop<W: Workload>(
     let interval = Duration::from_secs_f64(1.0 / rate.max(1e-3));
     let start = Instant::now();
     let deadline = start + load.duration;
-    let mut delayed = 0;
-    for n in 0u64.. {
-        let due = start + interval.mul_f64(n as f64);
-        if due >= deadline {
-            break;
-        }
-        tokio::time::sleep_until(due).await;
-        let permit = match permits.clone().try_acquire_owned() {
-            Ok(p) => p,
-            Err(_) => {
-                delayed += 1;
-                permits
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .expect("the semaphore is never closed")
+    let launch = {
+        let stats = stats.clone();
+        move |n: u64, due: Instant, permit: tokio::sync::OwnedSemaphorePermit| {
+            let (workload, stats, counters) = (workload.clone(), stats.clone(), counters.clone());
+            async move {
+                let out = workload.call(n).await;
+                counters.count(out.error.is_some());
+                stats.lock().unwrap_or_else(|e| e.into_inner()).record(
+                    out.op,
+                    due.elapsed(),
+                    out.error,
+                );
+                drop(permit);
             }
-        };
-        let (workload, stats, counters) = (workload.clone(), stats.clone(), counters.clone());
-        tokio::spawn(async move {
-            let out = workload.call(n).await;
-            counters.count(out.error.is_some());
-            stats.lock().unwrap_or_else(|e| e.into_inner()).record(
-                out.op,
-                due.elapsed(),
-                out.error,
-            );
-            drop(permit);
-        });
-    }
+        }
+    };
+    let schedule = move |n: u64| {
+        let due = start + interval.mul_f64(n as f64);
+        (due < deadline).then_some(due)
+    };
+    let delayed = if load.precise {
+        let (permits, handle) = (permits.clone(), tokio::runtime::Handle::current());
+        tokio::task::spawn_blocking(move || {
+            let mut delayed = 0;
+            let mut n = 0;
+            while let Some(due) = schedule(n) {
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                let permit = permits.clone().try_acquire_owned().unwrap_or_else(|_| {
+                    delayed += 1;
+                    handle
+                        .block_on(permits.clone().acquire_owned())
+                        .expect("the semaphore is never closed")
+                });
+                handle.spawn(launch(n, due, permit));
+                n += 1;
+            }
+            delayed
+        })
+        .await
+        .expect("the pacing thread panicked")
+    } else {
+        let mut delayed = 0;
+        let mut n = 0;
+        while let Some(due) = schedule(n) {
+            tokio::time::sleep_until(due).await;
+            let permit = match permits.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => {
+                    delayed += 1;
+                    permits
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .expect("the semaphore is never closed")
+                }
+            };
+            tokio::spawn(launch(n, due, permit));
+            n += 1;
+        }
+        delayed
+    };
     // Every slot free again = every call answered.
     let _all = permits
         .acquire_many(slots as u32)
@@ -285,6 +324,7 @@ mod tests {
             concurrency: 4,
             duration: Duration::from_secs(1),
             rate: None,
+            precise: false,
         };
         let run = run(w.clone(), &load, "t", false).await;
         // 4 workers × 100 calls of 10 ms in 1 s (the clock is virtual, so exactly).
@@ -308,6 +348,7 @@ mod tests {
             concurrency: 100,
             duration: Duration::from_secs(2),
             rate: Some(200.0),
+            precise: false,
         };
         let run = run(w.clone(), &load, "t", false).await;
         // 200/s for 2 s, 10 in flight at a time: slots never run out.
@@ -323,6 +364,7 @@ mod tests {
             concurrency: 1,
             duration: Duration::from_secs(1),
             rate: Some(20.0),
+            precise: false,
         };
         let run = run(w.clone(), &load, "t", false).await;
         // 20 calls due over 1 s, one at a time of 100 ms each: the last is due at 950 ms
