@@ -14,8 +14,11 @@ use tonic::{Request, Response, Status};
 
 use super::{READERS, SegmentationApi, operator_to_proto, raw_from_proto};
 use crate::{
-    domain::{CriterionTarget, FeatureSummary, parse_criterion},
-    store::features,
+    domain::{
+        CriterionTarget, FeatureSummary, parse_criterion,
+        rfm::{NEVER, RfmValues},
+    },
+    store::{features, purchases, rfm},
 };
 
 /// The request field violations of a criterion are reported under; the response names
@@ -63,12 +66,23 @@ fn field_to_proto(f: &FieldSpec) -> pb::CriterionField {
     }
 }
 
+/// What GetCustomerFeatures reads from the purchases rather than the feature row.
+struct PurchaseSummary {
+    first_purchase_at: Option<chrono::DateTime<Utc>>,
+    /// Purchases and net spend in the last 12 months, as RFM counts them.
+    last_12_months: RfmValues,
+}
+
 fn features_to_proto(
     customer_id: String,
     s: FeatureSummary,
+    p: PurchaseSummary,
     updated: Option<chrono::DateTime<Utc>>,
 ) -> pb::CustomerFeatures {
     pb::CustomerFeatures {
+        first_purchase_time: p.first_purchase_at.map(to_timestamp),
+        purchase_count_12m: p.last_12_months.frequency,
+        spent_12m_minor: p.last_12_months.monetary_minor,
         customer_id,
         purchase_count: s.purchase_count,
         total_spent_minor: s.total_spent_minor,
@@ -80,7 +94,8 @@ fn features_to_proto(
         event_counts: s.event_counts.into_iter().collect(),
         extra: s.extra.into_iter().collect(),
         update_time: updated.map(to_timestamp),
-        // Not projected yet (see docs/segmentation.md, "Feature-store RPCs").
+        // Not projected yet: the currency, and message responses per 12 months (the
+        // projection counts them all time; see docs/segmentation.md, "Feature-store RPCs").
         ..Default::default()
     }
 }
@@ -93,12 +108,27 @@ impl SegmentationApi {
         let partner_id = principal(&request)?.partner_with_role(READERS)?;
         let req = request.into_inner();
         let customer_id = parse_uuid("customer_id", &req.customer_id)?;
-        let stored = features::features_updated(self.store.db(), partner_id, customer_id).await?;
+        let db = self.store.db();
+        let now = Utc::now();
+        let (stored, first_purchase_at, last_12_months) = tokio::try_join!(
+            features::features_updated(db, partner_id, customer_id),
+            purchases::first_purchase_at(db, partner_id, customer_id),
+            rfm::live_values(db, partner_id, customer_id, now),
+        )?;
         let (f, updated) = stored.map_or((Default::default(), None), |(f, at)| (f, Some(at)));
+        let purchases = PurchaseSummary {
+            first_purchase_at,
+            last_12_months: last_12_months.unwrap_or(RfmValues {
+                recency_months: NEVER,
+                frequency: 0,
+                monetary_minor: 0,
+            }),
+        };
         Ok(Response::new(pb::GetCustomerFeaturesResponse {
             features: Some(features_to_proto(
                 customer_id.to_string(),
-                f.summary(Utc::now()),
+                f.summary(now),
+                purchases,
                 updated,
             )),
         }))

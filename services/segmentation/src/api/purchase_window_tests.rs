@@ -1,5 +1,5 @@
-//! `GetCustomerMemberships` decides an online segment over purchase windows from the
-//! customer's stored purchases.
+//! Purchase windows read at request time: `GetCustomerMemberships` decides an online segment
+//! over them, and `GetCustomerFeatures` reports the first purchase and the last 12 months.
 use chrono::{Duration, Utc};
 use loyalty_criteria::{Operator, Value};
 use loyalty_platform::{Principal, Role};
@@ -105,4 +105,64 @@ async fn an_online_segment_on_purchases_in_thirty_days_is_decided_at_request_tim
 async fn an_online_segment_on_purchases_in_thirty_days_is_decided_at_request_time_on_sqlite() {
     let (_dir, db) = sqlite().await;
     an_online_segment_on_purchases_in_thirty_days_is_decided_at_request_time(db).await;
+}
+
+/// GetCustomerFeatures reads the first purchase and the last 12 months from the purchases.
+async fn customer_features_count_the_last_twelve_months(db: DatabaseConnection) {
+    let (partner, jana, petr) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    buy(&db, partner, jana, 500).await;
+    buy(&db, partner, jana, 100).await;
+    buy(&db, partner, jana, 3).await;
+    let api = SegmentationApi::new(
+        Store::new(db.clone()),
+        crate::store::cache::MembershipCache::new(
+            loyalty_platform::cache::Cache::local(10),
+            std::time::Duration::ZERO,
+        ),
+    );
+    let features = async |customer: Uuid| {
+        let mut request = Request::new(pb::GetCustomerFeaturesRequest {
+            customer_id: customer.to_string(),
+        });
+        request.extensions_mut().insert(Principal {
+            partner_id: Some(partner),
+            api_key_id: None,
+            roles: vec![Role::Marketing],
+            platform_admin: false,
+            credential: String::new().into(),
+        });
+        api.get_customer_features(request)
+            .await
+            .unwrap()
+            .into_inner()
+            .features
+            .unwrap()
+    };
+    let f = features(jana).await;
+    assert_eq!(f.purchase_count, 3);
+    assert_eq!((f.purchase_count_12m, f.spent_12m_minor), (2, 2_000));
+    let first = f.first_purchase_time.expect("first purchase");
+    let days = (Utc::now().timestamp() - first.seconds) / 86_400;
+    assert_eq!(days, 500, "the purchase of 500 days ago");
+    let never = features(petr).await;
+    assert_eq!(
+        (
+            never.purchase_count_12m,
+            never.spent_12m_minor,
+            never.first_purchase_time
+        ),
+        (0, 0, None)
+    );
+}
+
+#[tokio::test]
+async fn customer_features_count_the_last_twelve_months_on_postgres() {
+    let (_test_db, db) = postgres().await;
+    customer_features_count_the_last_twelve_months(db).await;
+}
+
+#[tokio::test]
+async fn customer_features_count_the_last_twelve_months_on_sqlite() {
+    let (_dir, db) = sqlite().await;
+    customer_features_count_the_last_twelve_months(db).await;
 }

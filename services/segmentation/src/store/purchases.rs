@@ -7,7 +7,7 @@ use loyalty_criteria::{Criterion, Fact};
 use loyalty_platform::ApiError;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
-    sea_query::Expr, sea_query::OnConflict,
+    QueryOrder, sea_query::Expr, sea_query::OnConflict,
 };
 use uuid::Uuid;
 
@@ -170,6 +170,21 @@ async fn bought(
         q = q.filter(customer_purchases::Column::PurchasedAt.gt(since));
     }
     Ok(q.all(conn).await?.iter().map(purchase_from).collect())
+}
+
+/// When the customer's first purchase in the projection happened; `None` = never.
+pub async fn first_purchase_at(
+    conn: &impl ConnectionTrait,
+    partner_id: Uuid,
+    customer_id: Uuid,
+) -> Result<Option<DateTime<Utc>>, ApiError> {
+    Ok(customer_purchases::Entity::find()
+        .filter(customer_purchases::Column::PartnerId.eq(partner_id))
+        .filter(customer_purchases::Column::CustomerId.eq(customer_id))
+        .order_by_asc(customer_purchases::Column::PurchasedAt)
+        .one(conn)
+        .await?
+        .map(|p| p.purchased_at))
 }
 
 /// The purchase-window facts `criteria` read for one customer at `now`, from one query
