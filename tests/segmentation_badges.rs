@@ -3,10 +3,12 @@
 //! the history says BADGE, a referenced segment cannot be deleted (SEGMENT_IN_USE names the
 //! badge), bad icons and unknown references are refused with their fields, and another
 //! partner sees nothing.
-use std::{collections::BTreeMap, time::Duration};
+use std::time::Duration;
 
 use loyalty_proto::{identity::v1 as identity, segmentation::v1 as seg};
-use loyalty_testkit::{Backend, Suite, authed, error_reason, eventually, violated_fields};
+use loyalty_testkit::{
+    Backend, Suite, authed, create_customer, error_reason, eventually, violated_fields,
+};
 use tonic::{Code, transport::Channel};
 use tonic_types::StatusExt;
 
@@ -36,34 +38,6 @@ fn badge(name: &str, criterion: seg::Criterion) -> seg::Badge {
         visible_to_customer: true,
         ..Default::default()
     }
-}
-
-async fn create_customer(
-    identity: &mut identity::identity_service_client::IdentityServiceClient<Channel>,
-    key: &str,
-    name: &str,
-    city: &str,
-) -> anyhow::Result<String> {
-    Ok(identity
-        .create_customer(authed(
-            identity::CreateCustomerRequest {
-                idempotency_key: name.into(),
-                customer: Some(identity::Customer {
-                    first_name: name.into(),
-                    city: city.into(),
-                    properties: BTreeMap::new(),
-                    ..Default::default()
-                }),
-                identifiers: vec![],
-                ..Default::default()
-            },
-            key,
-        ))
-        .await?
-        .into_inner()
-        .customer
-        .expect("customer")
-        .id)
 }
 
 async fn create_badge(

@@ -5,7 +5,7 @@
 use std::{path::Path, process::Stdio, time::Duration};
 
 use loyalty_proto::{identity::v1 as identity, segmentation::v1 as seg, types::v1 as types};
-use loyalty_testkit::{Backend, Suite, authed, eventually, free_port};
+use loyalty_testkit::{Backend, Suite, authed, create_customer, eventually, free_port};
 use tokio::process::{Child, Command};
 use tonic::transport::Channel;
 
@@ -132,32 +132,6 @@ async fn create_segment(
         .into_inner()
         .segment
         .expect("segment"))
-}
-
-async fn create_customer(
-    identity: &mut identity::identity_service_client::IdentityServiceClient<Channel>,
-    key: &str,
-    name: &str,
-    city: &str,
-) -> anyhow::Result<String> {
-    Ok(identity
-        .create_customer(authed(
-            identity::CreateCustomerRequest {
-                idempotency_key: name.into(),
-                customer: Some(identity::Customer {
-                    first_name: name.into(),
-                    city: city.into(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-            key,
-        ))
-        .await?
-        .into_inner()
-        .customer
-        .expect("customer")
-        .id)
 }
 
 fn cart(total_minor: i64) -> types::Cart {

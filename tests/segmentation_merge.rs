@@ -1,9 +1,9 @@
 //! Identity's merges and erasures reaching segmentation: a duplicate account merged into a
 //! survivor hands its stored memberships over, and an erased customer's go away.
-use std::{collections::BTreeMap, time::Duration};
+use std::time::Duration;
 
 use loyalty_proto::{identity::v1 as identity, segmentation::v1 as segmentation};
-use loyalty_testkit::{Backend, Suite, authed, eventually};
+use loyalty_testkit::{Backend, Suite, authed, create_customer, eventually};
 
 fn city_is(city: &str) -> segmentation::Criterion {
     segmentation::Criterion {
@@ -45,36 +45,6 @@ async fn create_segment(
         .into_inner()
         .segment
         .expect("segment")
-        .id)
-}
-
-async fn create_customer(
-    identity: &mut identity::identity_service_client::IdentityServiceClient<
-        tonic::transport::Channel,
-    >,
-    key: &str,
-    name: &str,
-    city: &str,
-) -> anyhow::Result<String> {
-    Ok(identity
-        .create_customer(authed(
-            identity::CreateCustomerRequest {
-                idempotency_key: name.into(),
-                customer: Some(identity::Customer {
-                    first_name: name.into(),
-                    city: city.into(),
-                    properties: BTreeMap::new(),
-                    ..Default::default()
-                }),
-                identifiers: vec![],
-                ..Default::default()
-            },
-            key,
-        ))
-        .await?
-        .into_inner()
-        .customer
-        .expect("customer")
         .id)
 }
 

@@ -1,10 +1,12 @@
 //! The segment lifecycle end to end: a Flexi segment recalculated on demand overwrites a
 //! manual change, a standard segment stays fixed, the Customer 360 overview columns, history,
 //! paging, etags and tenancy.
-use std::{collections::BTreeMap, time::Duration};
+use std::time::Duration;
 
 use loyalty_proto::{identity::v1 as identity, segmentation::v1 as seg};
-use loyalty_testkit::{Backend, Suite, authed, error_reason, eventually, violated_fields};
+use loyalty_testkit::{
+    Backend, Suite, authed, create_customer, error_reason, eventually, violated_fields,
+};
 use tonic::{Code, transport::Channel};
 
 type Client = seg::segmentation_service_client::SegmentationServiceClient<Channel>;
@@ -46,34 +48,6 @@ async fn create_segment(
         .into_inner()
         .segment
         .expect("segment"))
-}
-
-async fn create_customer(
-    identity: &mut identity::identity_service_client::IdentityServiceClient<Channel>,
-    key: &str,
-    name: &str,
-    city: &str,
-) -> anyhow::Result<String> {
-    Ok(identity
-        .create_customer(authed(
-            identity::CreateCustomerRequest {
-                idempotency_key: name.into(),
-                customer: Some(identity::Customer {
-                    first_name: name.into(),
-                    city: city.into(),
-                    properties: BTreeMap::new(),
-                    ..Default::default()
-                }),
-                identifiers: vec![],
-                ..Default::default()
-            },
-            key,
-        ))
-        .await?
-        .into_inner()
-        .customer
-        .expect("customer")
-        .id)
 }
 
 async fn members(client: &mut Client, key: &str, segment_id: &str) -> anyhow::Result<Vec<String>> {

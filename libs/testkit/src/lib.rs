@@ -559,6 +559,35 @@ pub fn error_reason(status: &tonic::Status) -> String {
         .unwrap_or_default()
 }
 
+/// A customer named `name` living in `city`, created through identity with `key` (the name is
+/// the idempotency key); answers their id.
+pub async fn create_customer(
+    identity: &mut IdentityServiceClient<Channel>,
+    key: &str,
+    name: &str,
+    city: &str,
+) -> anyhow::Result<String> {
+    use loyalty_proto::identity::v1 as identity;
+    Ok(identity
+        .create_customer(authed(
+            identity::CreateCustomerRequest {
+                idempotency_key: name.into(),
+                customer: Some(identity::Customer {
+                    first_name: name.into(),
+                    city: city.into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            key,
+        ))
+        .await?
+        .into_inner()
+        .customer
+        .context("CreateCustomer answered no customer")?
+        .id)
+}
+
 /// A standard segment recalculated online whose members have the string `field` equal to
 /// `value` (e.g. `customer.properties.tier` = `gold`), as the end-to-end tests create it.
 pub fn segment_where_equals(
