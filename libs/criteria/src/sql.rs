@@ -107,6 +107,15 @@ pub struct SqlTarget<'a> {
     pub columns: &'a dyn Fn(&Field) -> Option<Column>,
 }
 
+/// A half-open range `[start, end)` of customer ids (`None`: unbounded on that side), for
+/// callers splitting one selection into slices that run in parallel: the slices of a
+/// partition of the id space select exactly what the whole statement selects.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IdRange {
+    pub start: Option<Uuid>,
+    pub end: Option<Uuid>,
+}
+
 /// A bind parameter of a compiled statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SqlValue {
@@ -212,6 +221,20 @@ fn time_range() -> (DateTime<Utc>, DateTime<Utc>) {
     (min.to_utc(), max.to_utc())
 }
 
+/// ` AND <id> >= <start> AND <id> < <end>` for the bounds `range` has (empty when none).
+fn range_filter(id: &str, range: IdRange, params: &mut SqlParams) -> String {
+    let mut out = String::new();
+    if let Some(start) = range.start {
+        let p = params.push(SqlValue::Uuid(start));
+        out.push_str(&format!(" AND {id} >= {p}"));
+    }
+    if let Some(end) = range.end {
+        let p = params.push(SqlValue::Uuid(end));
+        out.push_str(&format!(" AND {id} < {p}"));
+    }
+    out
+}
+
 /// The target's id column, qualified by its table when the statement joins other tables.
 fn qualified_id(target: &SqlTarget<'_>, joined: bool) -> Result<String, SqlError> {
     let id = identifier(target.id_column)?;
@@ -252,8 +275,21 @@ impl Criterion {
         partner_id: Uuid,
         now: DateTime<Utc>,
     ) -> Result<SqlStatement, SqlError> {
+        self.to_sql_in(target, partner_id, now, IdRange::default())
+    }
+
+    /// [`Criterion::to_sql`] restricted to the customers whose id lies in `range`. The range
+    /// bounds the target table and every purchase window's derived table, so each slice
+    /// aggregates only its own customers' purchases.
+    pub fn to_sql_in(
+        &self,
+        target: &SqlTarget<'_>,
+        partner_id: Uuid,
+        now: DateTime<Utc>,
+        range: IdRange,
+    ) -> Result<SqlStatement, SqlError> {
         let mut params = SqlParams::new(target.dialect);
-        let select = self.to_sql_select(target, partner_id, now, &mut params)?;
+        let select = self.select_in(target, partner_id, now, range, &mut params)?;
         let id = qualified_id(target, !plan_windows(self, target)?.is_empty())?;
         Ok(SqlStatement {
             sql: format!("{select} ORDER BY {id}"),
@@ -271,6 +307,17 @@ impl Criterion {
         now: DateTime<Utc>,
         params: &mut SqlParams,
     ) -> Result<String, SqlError> {
+        self.select_in(target, partner_id, now, IdRange::default(), params)
+    }
+
+    fn select_in(
+        &self,
+        target: &SqlTarget<'_>,
+        partner_id: Uuid,
+        now: DateTime<Utc>,
+        range: IdRange,
+        params: &mut SqlParams,
+    ) -> Result<String, SqlError> {
         let (table, partner) = (
             identifier(target.table)?,
             identifier(target.partner_column)?,
@@ -279,9 +326,10 @@ impl Criterion {
         if windows.is_empty() {
             let id = qualified_id(target, false)?;
             let p = params.push(SqlValue::Uuid(partner_id));
+            let within = range_filter(&id, range, params);
             let condition = self.to_sql_condition(target, now, params)?;
             return Ok(format!(
-                "SELECT {id} FROM {table} WHERE {partner} = {p} AND ({condition})"
+                "SELECT {id} FROM {table} WHERE {partner} = {p}{within} AND ({condition})"
             ));
         }
         let id = qualified_id(target, true)?;
@@ -293,11 +341,12 @@ impl Criterion {
             params,
             windows,
         };
-        let joins = compiler.joins(partner_id, &id)?;
+        let joins = compiler.joins(partner_id, range, &id)?;
         let p = compiler.params.push(SqlValue::Uuid(partner_id));
+        let within = range_filter(&id, range, compiler.params);
         let condition = compiler.criterion(self)?;
         Ok(format!(
-            "SELECT {id} FROM {table}{joins} WHERE {table}.{partner} = {p} AND ({condition})"
+            "SELECT {id} FROM {table}{joins} WHERE {table}.{partner} = {p}{within} AND ({condition})"
         ))
     }
 
@@ -620,7 +669,12 @@ impl Compiler<'_, '_, '_> {
     /// The `LEFT JOIN`s of the planned windows: per window one derived table of the
     /// partner's purchases in it, grouped by customer (PostgreSQL runs each as one hash
     /// aggregate), joined on `outer_id`.
-    fn joins(&mut self, partner_id: Uuid, outer_id: &str) -> Result<String, SqlError> {
+    fn joins(
+        &mut self,
+        partner_id: Uuid,
+        range: IdRange,
+        outer_id: &str,
+    ) -> Result<String, SqlError> {
         let mut out = String::new();
         for i in 0..self.windows.len() {
             let (table, window, count, sum, last, lists) = {
@@ -655,6 +709,7 @@ impl Compiler<'_, '_, '_> {
                 let c = self.params.push(SqlValue::Timestamp(start));
                 filter.push_str(&format!(" AND \"purchased_at\" > {c}"));
             }
+            filter.push_str(&range_filter("\"customer_id\"", range, self.params));
             out.push_str(&format!(
                 " LEFT JOIN (SELECT {} FROM {table} WHERE {filter} GROUP BY \"customer_id\") \
                  AS \"{a}\" ON \"{a}\".\"{a}_id\" = {outer_id}",
@@ -1044,6 +1099,80 @@ mod tests {
         DateTime::parse_from_rfc3339("2026-12-06T12:00:00.123456789Z")
             .unwrap()
             .to_utc()
+    }
+
+    #[test]
+    fn a_slice_bounds_the_customers_and_every_purchase_window() {
+        let partner = Uuid::now_v7();
+        let (start, end) = (Uuid::now_v7(), Uuid::now_v7());
+        let c = parse(RawCriterion::All(vec![
+            cond(
+                "purchases.last_90_days.count",
+                Operator::GreaterOrEqual,
+                vec![Value::Int(3)],
+            ),
+            cond(
+                "customer.city",
+                Operator::Equal,
+                vec![Value::String("brno".into())],
+            ),
+        ]));
+        let range = IdRange {
+            start: Some(start),
+            end: Some(end),
+        };
+        let pg = c
+            .to_sql_in(&target(Dialect::Postgres), partner, now(), range)
+            .unwrap();
+        assert_eq!(
+            pg.sql,
+            "SELECT \"customer_features\".\"customer_id\" FROM \"customer_features\" \
+             LEFT JOIN (SELECT \"customer_id\" AS \"pw0_id\", COUNT(*) AS \"pw0_n\" \
+             FROM \"customer_purchases\" WHERE \"partner_id\" = $1 AND \"purchased_at\" > $2 \
+             AND \"customer_id\" >= $3 AND \"customer_id\" < $4 GROUP BY \"customer_id\") \
+             AS \"pw0\" ON \"pw0\".\"pw0_id\" = \"customer_features\".\"customer_id\" \
+             WHERE \"customer_features\".\"partner_id\" = $5 \
+             AND \"customer_features\".\"customer_id\" >= $6 \
+             AND \"customer_features\".\"customer_id\" < $7 AND (\
+             (COALESCE(COALESCE(\"pw0\".\"pw0_n\", 0) >= $8, FALSE)) AND \
+             (COALESCE((\"facts\" -> $9 ->> 't') = $10, FALSE))) \
+             ORDER BY \"customer_features\".\"customer_id\""
+        );
+        assert_eq!(
+            pg.values[2..4],
+            [SqlValue::Uuid(start), SqlValue::Uuid(end)]
+        );
+        assert_eq!(
+            pg.values[5..7],
+            [SqlValue::Uuid(start), SqlValue::Uuid(end)]
+        );
+        // Without purchases, one bound alone; SQLite's positional `?` keep the text order.
+        let city = parse(cond(
+            "customer.city",
+            Operator::Equal,
+            vec![Value::String("brno".into())],
+        ));
+        let from = IdRange {
+            start: Some(start),
+            end: None,
+        };
+        let lite = city
+            .to_sql_in(&target(Dialect::Sqlite), partner, now(), from)
+            .unwrap();
+        assert_eq!(
+            lite.sql,
+            "SELECT \"customer_id\" FROM \"customer_features\" WHERE \"partner_id\" = ? \
+             AND \"customer_id\" >= ? AND (COALESCE(json_extract(\"facts\", ?) = ?, FALSE)) \
+             ORDER BY \"customer_id\""
+        );
+        assert_eq!(
+            lite.values[..2],
+            [SqlValue::Uuid(partner), SqlValue::Uuid(start)]
+        );
+        assert_eq!(
+            city.to_sql_in(&target(Dialect::Sqlite), partner, now(), IdRange::default()),
+            city.to_sql(&target(Dialect::Sqlite), partner, now())
+        );
     }
 
     #[test]

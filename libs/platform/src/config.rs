@@ -163,6 +163,15 @@ pub struct JobSettings {
     /// `off` = never (RecalculateSegment still works). Default `02:00`.
     #[serde(default = "default_flexi_recalculation_time")]
     pub flexi_recalculation_time: String,
+    /// Into how many slices segmentation splits a selection over a large partner's customers
+    /// (creating or recalculating a segment or badge), each run at once on its own pooled
+    /// connection; 1 = one statement. Up to the database's spare cores. Default 2.
+    #[serde(default = "default_selection_slices")]
+    pub selection_slices: usize,
+}
+
+fn default_selection_slices() -> usize {
+    2
 }
 
 fn default_flexi_recalculation_time() -> String {
@@ -222,6 +231,7 @@ impl Settings {
             jobs: JobSettings {
                 expiry_interval_secs: 60,
                 flexi_recalculation_time: default_flexi_recalculation_time(),
+                selection_slices: default_selection_slices(),
             },
         }
     }
@@ -299,6 +309,18 @@ mod tests {
             jail.set_env("LOYALTY_JOBS__FLEXI_RECALCULATION_TIME", "off");
             let s = Settings::load("segmentation", 50054).expect("settings");
             assert_eq!(s.jobs.flexi_recalculation_time, "off");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn selections_run_in_two_slices_unless_env_says_otherwise() {
+        figment::Jail::expect_with(|jail| {
+            let s = Settings::load("segmentation", 50054).expect("settings");
+            assert_eq!(s.jobs.selection_slices, 2);
+            jail.set_env("LOYALTY_JOBS__SELECTION_SLICES", "8");
+            let s = Settings::load("segmentation", 50054).expect("settings");
+            assert_eq!(s.jobs.selection_slices, 8);
             Ok(())
         });
     }

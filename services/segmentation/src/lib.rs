@@ -24,8 +24,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         infra.cache.clone(),
         Duration::from_secs(infra.settings.redis.cache_ttl_secs),
     );
+    let slicing = store::features::Slicing::new(infra.settings.jobs.selection_slices);
+    let store = store::Store::new(infra.db.clone()).with_slicing(slicing);
     match nightly {
-        Some(at) => store::membership::spawn_scheduler(infra.db.clone(), cache.clone(), at),
+        Some(at) => store::membership::spawn_scheduler(store.clone(), cache.clone(), at),
         None => {
             tracing::info!("nightly Flexi recalculation is off (jobs.flexi_recalculation_time)")
         }
@@ -43,8 +45,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     let mut routes = tonic::service::RoutesBuilder::default();
     routes.add_service(SegmentationServiceServer::new(api::SegmentationApi::new(
-        store::Store::new(infra.db.clone()),
-        cache,
+        store, cache,
     )));
     infra
         .serve(

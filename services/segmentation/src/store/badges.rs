@@ -23,7 +23,6 @@ use uuid::Uuid;
 use super::{
     Store,
     entities::{badge_members, badges},
-    features,
     groups::on_members,
     membership::{Rerun, enter_many, leave_many, member_ids, rerun, stored_time},
 };
@@ -135,6 +134,7 @@ async fn write_counts(
 
 /// Re-runs a locked Flexi badge's criterion at `now` and stores the count and time.
 async fn recalculate_locked(
+    store: &Store,
     conn: &impl ConnectionTrait,
     partner_id: Uuid,
     mut badge: Badge,
@@ -142,7 +142,7 @@ async fn recalculate_locked(
 ) -> Result<(Badge, Rerun), ApiError> {
     let now = stored_time(now);
     let criterion = badge.recalculable_criterion().map_err(badge_rule)?.clone();
-    let r = rerun(conn, partner_id, badge.group(), &criterion, now).await?;
+    let r = rerun(store, conn, partner_id, badge.group(), &criterion, now).await?;
     badge.recalculated(r.member_count, now);
     write_counts(conn, partner_id, &badge).await?;
     Ok((badge, r))
@@ -151,12 +151,12 @@ async fn recalculate_locked(
 /// Recalculates a Flexi badge for the nightly run of `slot` in its own transaction, unless
 /// it was recalculated since (by another replica) or is gone or no longer Flexi (`None`).
 pub(crate) async fn recalculate_if_due(
-    db: &DatabaseConnection,
+    store: &Store,
     partner_id: Uuid,
     badge_id: Uuid,
     slot: DateTime<Utc>,
 ) -> Result<Option<Rerun>, ApiError> {
-    let txn = begin_write(db).await?;
+    let txn = begin_write(store.db()).await?;
     let badge = match lock_badge(&txn, partner_id, badge_id).await {
         Ok(b) => b,
         Err(ApiError::NotFound(_)) => return Ok(None),
@@ -165,7 +165,7 @@ pub(crate) async fn recalculate_if_due(
     if !due_for(badge.last_recalculated_at, slot) || badge.recalculable_criterion().is_err() {
         return Ok(None);
     }
-    let (_, r) = recalculate_locked(&txn, partner_id, badge, Utc::now().max(slot)).await?;
+    let (_, r) = recalculate_locked(store, &txn, partner_id, badge, Utc::now().max(slot)).await?;
     txn.commit().await?;
     Ok(Some(r))
 }
@@ -243,7 +243,7 @@ impl Store {
                 .await?;
         }
         let holders = match &badge.criterion {
-            Some(c) => features::admitted_by(conn, partner_id, c, now).await?,
+            Some(c) => self.admitted(conn, partner_id, c, now).await?,
             None => Vec::new(),
         };
         badge.recalculated(holders.len(), now);

@@ -161,9 +161,13 @@ async fn a_flexi_badge_follows_its_criterion(db: DatabaseConnection) {
     );
 
     apply(&db, envelope(partner, &purchase(&eva, 100))).await;
-    let run = recalculate_due(&db, &crate::store::tests::no_cache(), Utc::now())
-        .await
-        .unwrap();
+    let run = recalculate_due(
+        &crate::store::Store::new(db.clone()),
+        &crate::store::tests::no_cache(),
+        Utc::now(),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         (run.recalculated, run.entered, run.left),
         (1, 1, 1),
@@ -290,9 +294,13 @@ async fn a_manual_badge_is_kept_as_assigned(db: DatabaseConnection) {
     );
     assert!(holders(&store, partner, plain.id).await.is_empty());
     apply(&db, envelope(partner, &purchase(&petr, 100))).await;
-    let run = recalculate_due(&db, &crate::store::tests::no_cache(), Utc::now())
-        .await
-        .unwrap();
+    let run = recalculate_due(
+        &crate::store::Store::new(db.clone()),
+        &crate::store::tests::no_cache(),
+        Utc::now(),
+    )
+    .await
+    .unwrap();
     assert_eq!(run.recalculated, 0);
     assert_eq!(
         holders(&store, partner, with_criterion.id).await,

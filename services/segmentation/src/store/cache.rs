@@ -565,9 +565,13 @@ mod tests {
             .await;
         assert_eq!(cached(&cache, &db, partner, j).await.0.len(), 1);
         apply(&db, envelope(partner, &purchase(&jana, 100))).await; // third purchase, unannounced
-        let run = recalculate_due(&db, &cache, Utc::now() + chrono::Duration::days(1))
-            .await
-            .unwrap();
+        let run = recalculate_due(
+            &crate::store::Store::new(db.clone()),
+            &cache,
+            Utc::now() + chrono::Duration::days(1),
+        )
+        .await
+        .unwrap();
         assert_eq!(run.entered, 1);
         let recalculated = cached(&cache, &db, partner, j).await;
         assert_eq!(recalculated, fresh(&db, partner, j).await);

@@ -19,6 +19,7 @@ use crate::domain::{
     add_membership_facts,
 };
 use loyalty_criteria::purchases::Purchase;
+use loyalty_criteria::sql::IdRange;
 
 const ATTRIBUTES: &[&str] = &["city", "email"];
 const PROPERTIES: &[&str] = &["tier", "visits", "vip"];
@@ -436,7 +437,19 @@ async fn compiled(
     c: &Criterion,
     now: DateTime<Utc>,
 ) -> BTreeSet<Uuid> {
-    let q = features::members_query(db.get_database_backend(), partner, c, now).expect("compiles");
+    compiled_in(db, partner, c, now, IdRange::default()).await
+}
+
+/// What the compiled statement selects for a partner's customers in `range`.
+async fn compiled_in(
+    db: &DatabaseConnection,
+    partner: Uuid,
+    c: &Criterion,
+    now: DateTime<Utc>,
+    range: IdRange,
+) -> BTreeSet<Uuid> {
+    let q = features::members_query_in(db.get_database_backend(), partner, c, now, range)
+        .expect("compiles");
     db.query_all(q)
         .await
         .expect("the compiled statement runs")
@@ -589,6 +602,25 @@ async fn check(db: &DatabaseConnection, case: Case) -> Result<(), TestCaseError>
             "SQL and memory disagree for {:?}",
             c
         );
+    }
+    // Two slices split at a customer's id select exactly what the whole statement does.
+    if let Some((pivot, _)) = customers.get(customers.len() / 2) {
+        let whole = compiled(db, mine, &case.criterion, now).await;
+        let below = IdRange {
+            start: None,
+            end: Some(*pivot),
+        };
+        let above = IdRange {
+            start: Some(*pivot),
+            end: None,
+        };
+        let (low, high) = (
+            compiled_in(db, mine, &case.criterion, now, below).await,
+            compiled_in(db, mine, &case.criterion, now, above).await,
+        );
+        prop_assert!(low.is_disjoint(&high));
+        prop_assert!(low.iter().all(|id| id < pivot) && high.iter().all(|id| id >= pivot));
+        prop_assert_eq!(&low.union(&high).copied().collect::<BTreeSet<_>>(), &whole);
     }
     let theirs = compiled(db, other, &case.criterion, now).await;
     prop_assert_eq!(

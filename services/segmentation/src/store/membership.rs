@@ -16,8 +16,8 @@ use loyalty_platform::{
 };
 use loyalty_proto::events::v1 as ev;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -25,7 +25,6 @@ use super::{
     Store,
     cache::{Change, MembershipCache},
     entities::{customer_features, membership_history, segments},
-    features,
     groups::on_members,
     segment_from,
 };
@@ -351,13 +350,14 @@ pub(crate) struct Rerun {
 /// newcomers and expels members who no longer match (however they were added), with
 /// history rows and events of cause `recalculation`. Counts are the caller's to store.
 pub(crate) async fn rerun(
+    store: &Store,
     conn: &impl ConnectionTrait,
     partner_id: Uuid,
     group: Group<'_>,
     criterion: &Criterion,
     now: DateTime<Utc>,
 ) -> Result<Rerun, ApiError> {
-    let admitted = features::admitted_by(conn, partner_id, criterion, now).await?;
+    let admitted = store.admitted(conn, partner_id, criterion, now).await?;
     let members = member_ids(conn, partner_id, group.kind, group.id).await?;
     let Recalculation { entered, left } = Recalculation::between(&members, &admitted);
     let cause = MembershipCause::Recalculation;
@@ -372,6 +372,7 @@ pub(crate) async fn rerun(
 
 /// Re-runs a locked Flexi segment's criterion at `now` and stores the count and time.
 async fn recalculate_locked(
+    store: &Store,
     conn: &impl ConnectionTrait,
     partner_id: Uuid,
     mut segment: Segment,
@@ -379,7 +380,15 @@ async fn recalculate_locked(
 ) -> Result<Recalculated, ApiError> {
     segment.check_recalculable().map_err(rule)?;
     let now = stored_time(now);
-    let r = rerun(conn, partner_id, segment.group(), &segment.criterion, now).await?;
+    let r = rerun(
+        store,
+        conn,
+        partner_id,
+        segment.group(),
+        &segment.criterion,
+        now,
+    )
+    .await?;
     segment.recalculated(r.member_count, now);
     write_counts(conn, partner_id, &segment).await?;
     changed(conn, partner_id, segment.id).await?;
@@ -529,7 +538,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Recalculated, ApiError> {
         let segment = lock_segment(conn, partner_id, segment_id).await?;
-        recalculate_locked(conn, partner_id, segment, now).await
+        recalculate_locked(self, conn, partner_id, segment, now).await
     }
 
     /// Whether the partner has the group (a segment or a badge; either for `None`).
@@ -771,10 +780,11 @@ pub struct NightlyRun {
 /// `slot`, each in its own transaction under its lock. Several replicas may run it at once:
 /// each group is re-read after its lock is taken and skipped once recalculated for the slot.
 pub async fn recalculate_due(
-    db: &DatabaseConnection,
+    store: &Store,
     cache: &MembershipCache,
     slot: DateTime<Utc>,
 ) -> Result<NightlyRun, ApiError> {
+    let db = store.db();
     let segments: Vec<(Uuid, Uuid)> = segments::Entity::find()
         .select_only()
         .column(segments::Column::PartnerId)
@@ -803,7 +813,6 @@ pub async fn recalculate_due(
         by_partner.entry(partner_id).or_default().push(group);
     }
     // Referenced groups first, so a group reading another's membership sees tonight's.
-    let store = Store::new(db.clone());
     let mut due = Vec::new();
     for (partner_id, groups) in by_partner {
         let ordered = match store.reference_graph(db, partner_id).await {
@@ -818,16 +827,20 @@ pub async fn recalculate_due(
     let mut run = NightlyRun::default();
     for (kind, partner_id, group_id) in due {
         let done = match kind {
-            GroupKind::Segment => match recalculate_one_due(db, partner_id, group_id, slot).await {
-                Ok(Some(r)) => {
-                    cache.changed(partner_id, &r.cache_changes()).await;
-                    Ok(Some((r.entered, r.left)))
+            GroupKind::Segment => {
+                match recalculate_one_due(store, partner_id, group_id, slot).await {
+                    Ok(Some(r)) => {
+                        cache.changed(partner_id, &r.cache_changes()).await;
+                        Ok(Some((r.entered, r.left)))
+                    }
+                    other => other.map(|r| r.map(|r| (r.entered, r.left))),
                 }
-                other => other.map(|r| r.map(|r| (r.entered, r.left))),
-            },
-            GroupKind::Badge => super::badges::recalculate_if_due(db, partner_id, group_id, slot)
-                .await
-                .map(|r| r.map(|r| (r.entered, r.left))),
+            }
+            GroupKind::Badge => {
+                super::badges::recalculate_if_due(store, partner_id, group_id, slot)
+                    .await
+                    .map(|r| r.map(|r| (r.entered, r.left)))
+            }
         };
         match done {
             Ok(Some((entered, left))) => {
@@ -846,12 +859,12 @@ pub async fn recalculate_due(
 }
 
 async fn recalculate_one_due(
-    db: &DatabaseConnection,
+    store: &Store,
     partner_id: Uuid,
     segment_id: Uuid,
     slot: DateTime<Utc>,
 ) -> Result<Option<Recalculated>, ApiError> {
-    let txn = begin_write(db).await?;
+    let txn = begin_write(store.db()).await?;
     let segment = match lock_segment(&txn, partner_id, segment_id).await {
         Ok(s) => s,
         Err(ApiError::NotFound(_)) => return Ok(None),
@@ -860,7 +873,7 @@ async fn recalculate_one_due(
     if !due_for(segment.last_recalculated_at, slot) || segment.check_recalculable().is_err() {
         return Ok(None);
     }
-    let r = recalculate_locked(&txn, partner_id, segment, Utc::now().max(slot)).await?;
+    let r = recalculate_locked(store, &txn, partner_id, segment, Utc::now().max(slot)).await?;
     txn.commit().await?;
     Ok(Some(r))
 }
@@ -868,18 +881,18 @@ async fn recalculate_one_due(
 /// Runs the nightly Flexi recalculation (segments and badges) in this process at `at` (UTC) every day. At start it
 /// catches up on the last slot (a replica that was down at that time, or a fresh start), then
 /// sleeps until the next one.
-pub fn spawn_scheduler(db: DatabaseConnection, cache: MembershipCache, at: NaiveTime) {
+pub fn spawn_scheduler(store: Store, cache: MembershipCache, at: NaiveTime) {
     tokio::spawn(async move {
         loop {
             let now = Utc::now();
             let slot = last_daily_run(now, at);
             // RFM first, so Flexi segments on RFM see the night's scores.
-            match super::rfm::score_due(&db, &cache, slot).await {
+            match super::rfm::score_due(store.db(), &cache, slot).await {
                 Ok(0) => {}
                 Ok(partners) => tracing::info!(%slot, partners, "nightly RFM scoring ran"),
                 Err(e) => tracing::warn!(error = %e, "nightly RFM scoring failed"),
             }
-            match recalculate_due(&db, &cache, slot).await {
+            match recalculate_due(&store, &cache, slot).await {
                 Ok(run) if run.recalculated + run.failed > 0 => {
                     tracing::info!(
                         %slot,
@@ -910,6 +923,7 @@ mod tests {
         purchase, reason, segment, sqlite,
     };
     use loyalty_criteria::{Operator, Value};
+    use sea_orm::DatabaseConnection;
     use std::collections::BTreeSet;
 
     fn buyers() -> Segment {
@@ -1292,16 +1306,23 @@ mod tests {
         // Created after the last slot: nothing is due for it.
         let yesterday = Utc::now() - chrono::Duration::days(1);
         assert_eq!(
-            recalculate_due(&db, &no_cache(), yesterday).await.unwrap(),
+            recalculate_due(
+                &crate::store::Store::new(db.clone()),
+                &no_cache(),
+                yesterday
+            )
+            .await
+            .unwrap(),
             NightlyRun::default()
         );
 
         // Two replicas wake up for the same slot.
         let slot = Utc::now();
         let cache = no_cache();
+        let (one, two) = (Store::new(db.clone()), Store::new(db.clone()));
         let (r1, r2) = tokio::join!(
-            recalculate_due(&db, &cache, slot),
-            recalculate_due(&db, &cache, slot)
+            recalculate_due(&one, &cache, slot),
+            recalculate_due(&two, &cache, slot)
         );
         let (r1, r2) = (r1.unwrap(), r2.unwrap());
         assert_eq!(r1.recalculated + r2.recalculated, 2, "{r1:?} {r2:?}");
@@ -1315,7 +1336,7 @@ mod tests {
         assert!(stamped.last_recalculated_at.unwrap() >= slot);
         // Done for this slot.
         assert_eq!(
-            recalculate_due(&db, &no_cache(), slot)
+            recalculate_due(&crate::store::Store::new(db.clone()), &no_cache(), slot)
                 .await
                 .unwrap()
                 .recalculated,

@@ -32,8 +32,12 @@ mod references;
 #[cfg(test)]
 mod references_tests;
 pub mod rfm;
+#[cfg(test)]
+mod slicing_tests;
 
 use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
 
 use loyalty_criteria::Criterion;
 use loyalty_platform::{ApiError, events};
@@ -52,6 +56,7 @@ use entities::segments;
 #[derive(Clone)]
 pub struct Store {
     db: DatabaseConnection,
+    slicing: features::Slicing,
 }
 
 pub(crate) fn segment_from(m: segments::Model) -> Result<Segment, ApiError> {
@@ -76,7 +81,29 @@ pub(crate) fn segment_from(m: segments::Model) -> Result<Segment, ApiError> {
 
 impl Store {
     pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+        Self {
+            db,
+            slicing: features::Slicing::OFF,
+        }
+    }
+
+    /// How selections over a whole partner are split (`jobs.selection_slices`).
+    pub fn with_slicing(mut self, slicing: features::Slicing) -> Self {
+        self.slicing = slicing;
+        self
+    }
+
+    /// Every customer of `partner_id` whom `criterion` admits at `now`, by id, in slices
+    /// when the partner is large ([`features::admitted_sliced`]). Call it before writing in
+    /// `conn`'s transaction: the slices do not see its uncommitted writes.
+    pub(crate) async fn admitted(
+        &self,
+        conn: &impl ConnectionTrait,
+        partner_id: Uuid,
+        criterion: &Criterion,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Uuid>, ApiError> {
+        features::admitted_sliced(&self.db, self.slicing, conn, partner_id, criterion, now).await
     }
 
     pub fn db(&self) -> &DatabaseConnection {
@@ -173,7 +200,8 @@ impl Store {
         let members = if segment.criterion.uses_cart() {
             Vec::new()
         } else {
-            features::admitted(conn, partner_id, &segment, now).await?
+            self.admitted(conn, partner_id, &segment.criterion, now)
+                .await?
         };
         segment.recalculated(members.len(), now);
         self.insert_segment(conn, partner_id, &segment).await?;

@@ -246,9 +246,13 @@ async fn referenced_groups_first(db: DatabaseConnection) {
     .await
     .unwrap();
     apply(&db, envelope(partner, &purchase(&jana, 100))).await;
-    let run = recalculate_due(&db, &crate::store::tests::no_cache(), Utc::now())
-        .await
-        .unwrap();
+    let run = recalculate_due(
+        &crate::store::Store::new(db.clone()),
+        &crate::store::tests::no_cache(),
+        Utc::now(),
+    )
+    .await
+    .unwrap();
     assert_eq!((run.recalculated, run.entered), (3, 3), "{run:?}");
     for (members, what) in [
         (store.members(partner, a.id, 10, None).await.unwrap(), "a"),
