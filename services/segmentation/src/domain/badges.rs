@@ -2,7 +2,7 @@
 //! when visible, to the customer. Assigned by hand (MANUAL, a criterion optionally applied
 //! once at creation) or by a criterion re-run every night (FLEXI). No I/O here.
 use chrono::{DateTime, Utc};
-use loyalty_criteria::Criterion;
+use loyalty_criteria::{Criterion, Facts};
 use loyalty_platform::Violations;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -225,6 +225,17 @@ impl Badge {
         }
     }
 
+    /// Whether the survivor of a merge holds this badge, given whether it and the merged
+    /// account held it and the survivor's folded `facts` (its features and purchases): a
+    /// manual badge stays with whoever held it, a Flexi badge re-runs its criterion (which
+    /// never reads the cart).
+    pub fn holds_survivor(&self, survivor_held: bool, merged_held: bool, facts: &Facts) -> bool {
+        match self.recalculable_criterion() {
+            Ok(c) => c.evaluate(facts),
+            Err(_) => survivor_held || merged_held,
+        }
+    }
+
     /// Whether the next recalculation overwrites a manual or workflow assignment.
     pub fn recalculation_overwrites_manual_changes(&self) -> bool {
         self.kind == BadgeKind::Flexi
@@ -331,6 +342,34 @@ mod tests {
             problems(&draft(Some(BadgeKind::Flexi), Some(cart))),
             ["badge.criterion"]
         );
+    }
+
+    #[test]
+    fn a_merge_keeps_a_manual_badge_of_either_account_and_reruns_a_flexi_one() {
+        let badge = |kind, criterion| Badge {
+            id: Uuid::now_v7(),
+            display_name: "VIP".into(),
+            kind,
+            criterion,
+            icon: draft(None, None).icon,
+            visible_to_customer: true,
+            note: String::new(),
+            member_count: 0,
+            last_recalculated_at: None,
+            version: 1,
+            created_at: Utc::now(),
+            updated_at: None,
+        };
+        let three = criterion("features.purchase_count", 3);
+        let mut facts = Facts::default();
+        facts.insert("features.purchase_count", loyalty_criteria::Fact::Int(4));
+        let manual = badge(BadgeKind::Manual, Some(three.clone()));
+        assert!(manual.holds_survivor(false, true, &Facts::default()));
+        assert!(manual.holds_survivor(true, false, &Facts::default()));
+        assert!(!manual.holds_survivor(false, false, &facts));
+        let flexi = badge(BadgeKind::Flexi, Some(three));
+        assert!(flexi.holds_survivor(false, false, &facts));
+        assert!(!flexi.holds_survivor(true, true, &Facts::default()));
     }
 
     #[test]

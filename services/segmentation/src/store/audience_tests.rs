@@ -747,6 +747,136 @@ async fn erasure(db: DatabaseConnection) {
     assert!(history.is_empty(), "{history:?}");
 }
 
+/// The history of one customer in one audience, oldest first, as (entered, cause).
+async fn history_in(
+    store: &Store,
+    partner: Uuid,
+    audience: Uuid,
+    customer: Uuid,
+) -> Vec<(bool, MembershipCause)> {
+    let filter = AudienceHistoryFilter {
+        customer_id: Some(customer),
+        audience_id: Some(audience),
+        ..Default::default()
+    };
+    let mut h = store
+        .audience_history(partner, filter, 100, None)
+        .await
+        .unwrap();
+    h.reverse();
+    h.into_iter().map(|e| (e.entered, e.cause)).collect()
+}
+
+/// Two duplicates are merged: Jana (reachable) takes her duplicate's place in a READY
+/// audience she was not in; in one she was already in, the duplicate just leaves; Eva, without
+/// consent, does not inherit her duplicate's place (the audience's final checks hold for every
+/// member); a LOCKED audience keeps whom its campaign addressed.
+async fn merge(db: DatabaseConnection) {
+    let store = Store::new(db.clone());
+    let partner = Uuid::now_v7();
+    let duplicate = add(&db, partner, reachable("Praha")).await;
+    let evas_duplicate = add(&db, partner, reachable("Praha")).await;
+    let petr = add(&db, partner, reachable("Praha")).await;
+    let create = async || {
+        in_txn(&db, async |txn| {
+            store
+                .create_audience(
+                    txn,
+                    partner,
+                    draft(Channel::Email, in_city("Praha")),
+                    Candidates::Criterion,
+                )
+                .await
+        })
+        .await
+        .unwrap()
+    };
+    let (before, launched) = (create().await, create().await);
+    in_txn(&db, async |txn| {
+        store
+            .lock_audience(txn, partner, launched.id, Uuid::now_v7(), Utc::now())
+            .await
+    })
+    .await
+    .unwrap();
+    let jana = add(&db, partner, reachable("Praha")).await;
+    let no_consent = Customer {
+        consent: None,
+        ..reachable("Praha")
+    };
+    let eva = add(&db, partner, no_consent).await;
+    let both = create().await;
+    assert_eq!(
+        members(&store, partner, both.id).await,
+        [duplicate, evas_duplicate, petr, jana].into()
+    );
+    let changes_before = published::<ev::AudienceMembershipChanged>(&db).await;
+
+    for (survivor, merged) in [(jana, duplicate), (eva, evas_duplicate), (jana, duplicate)] {
+        let e = ev::CustomerMerged {
+            surviving_customer_id: survivor.to_string(),
+            merged_customer_id: merged.to_string(),
+        };
+        apply(&db, envelope(partner, &e)).await;
+    }
+
+    for ready in [&before, &both] {
+        assert_eq!(
+            members(&store, partner, ready.id).await,
+            [petr, jana].into()
+        );
+        let a = store.audience(partner, ready.id).await.unwrap();
+        assert_eq!(a.member_count, 2);
+        assert!(a.version > ready.version);
+    }
+    assert_eq!(
+        members(&store, partner, launched.id).await,
+        [duplicate, evas_duplicate, petr].into()
+    );
+    assert_eq!(
+        store
+            .audience(partner, launched.id)
+            .await
+            .unwrap()
+            .member_count,
+        3
+    );
+    assert_eq!(
+        history_in(&store, partner, before.id, duplicate).await,
+        [
+            (true, MembershipCause::Creation),
+            (false, MembershipCause::CustomerRemoved)
+        ]
+    );
+    assert_eq!(
+        history_in(&store, partner, before.id, jana).await,
+        [(true, MembershipCause::Recalculation)]
+    );
+    assert_eq!(
+        history_in(&store, partner, both.id, jana).await,
+        [(true, MembershipCause::Creation)],
+        "already a member: nothing changes for Jana"
+    );
+    assert!(history_in(&store, partner, before.id, eva).await.is_empty());
+    // `before`: the duplicate out, Jana in, Eva's duplicate out; `both`: two out.
+    assert_eq!(
+        published::<ev::AudienceMembershipChanged>(&db).await - changes_before,
+        5
+    );
+}
+
+#[tokio::test]
+async fn a_merged_account_hands_its_ready_audience_places_to_the_survivor_on_postgres() {
+    let (_db, db) = postgres().await;
+    merge(db).await;
+}
+
+#[tokio::test]
+async fn a_merged_account_hands_its_ready_audience_places_to_the_survivor_on_sqlite() {
+    let (_dir, db) = sqlite().await;
+    merge(db).await;
+}
+
 #[tokio::test]
 async fn an_erased_customer_leaves_ready_audiences_and_their_history_on_postgres() {
     let (_db, db) = postgres().await;

@@ -5,7 +5,7 @@
 //! audience's lock (a PostgreSQL advisory lock; SQLite serialises writers).
 use chrono::{DateTime, Utc};
 use loyalty_criteria::{
-    Criterion, Field,
+    Criterion, Facts, Field,
     sql::{Dialect, SqlParams, SqlTarget, SqlValue},
 };
 use loyalty_platform::{
@@ -677,6 +677,105 @@ pub(crate) async fn erase_customer(
     Ok(())
 }
 
+/// A merged account's place in READY audiences goes to the survivor: the merged account
+/// leaves (history cause `customer_removed`) and the survivor enters (cause `recalculation`,
+/// member since now) unless already a member or excluded by the audience's final checks on
+/// the survivor's folded `facts`: consent and bounces hold for every member, so a survivor
+/// without the channel's consent does not inherit the place. A LOCKED audience stays as it is:
+/// it records whom a launched campaign addressed (the merged id leads to the survivor
+/// through identity). Running it again finds no READY membership of the merged account.
+pub(crate) async fn merge_customer(
+    conn: &impl ConnectionTrait,
+    partner_id: Uuid,
+    survivor: Uuid,
+    merged: Uuid,
+    facts: &Facts,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    let now = stored_time(now);
+    let rows = customer_rows(conn, partner_id, merged).await?;
+    let memberships = audience_members::Entity::find()
+        .filter(rows)
+        .all(conn)
+        .await?;
+    for m in memberships {
+        let current = lock_audience(conn, partner_id, m.audience_id).await?;
+        if current.check_changeable().is_err() {
+            continue;
+        }
+        // The creation entry the member row held goes into the history before the row does.
+        let entry = history_insert(
+            conn.get_database_backend(),
+            &current,
+            HistoryRows::CreationEntries,
+            Some(merged),
+        )?;
+        conn.execute(entry).await?;
+        audience_members::Entity::delete_by_id((current.id, merged))
+            .exec(conn)
+            .await?;
+        let mut changes = vec![(merged, false, MembershipCause::CustomerRemoved)];
+        let member = audience_members::Entity::find_by_id((current.id, survivor))
+            .one(conn)
+            .await?
+            .is_some();
+        let enters = !member && first_exclusion(&current.final_checks(), facts).is_none();
+        if enters {
+            audience_members::Entity::insert(audience_members::ActiveModel {
+                audience_id: Set(current.id),
+                customer_id: Set(survivor),
+                partner_id: Set(partner_id),
+                added_at: Set(now),
+                cause: Set(MembershipCause::Recalculation.as_str().to_owned()),
+            })
+            .exec_without_returning(conn)
+            .await?;
+            changes.push((survivor, true, MembershipCause::Recalculation));
+        }
+        let mut next = current.clone();
+        next.member_count = (current.member_count - i64::from(!enters)).max(0);
+        next.version += 1;
+        next.updated_at = now;
+        write_guarded(conn, partner_id, &current, &next).await?;
+        record_changes(conn, partner_id, &next, &changes, now).await?;
+    }
+    Ok(())
+}
+
+/// The history rows and `AudienceMembershipChanged` events of members who entered
+/// (`true`) or left, each with its cause.
+async fn record_changes(
+    conn: &impl ConnectionTrait,
+    partner_id: Uuid,
+    audience: &Audience,
+    changes: &[(Uuid, bool, MembershipCause)],
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    for &(customer_id, added, cause) in changes {
+        audience_history::Entity::insert(history_row(
+            partner_id,
+            audience,
+            customer_id,
+            added,
+            cause,
+            now,
+        ))
+        .exec_without_returning(conn)
+        .await?;
+        events::enqueue(
+            conn,
+            Some(partner_id),
+            &ev::AudienceMembershipChanged {
+                audience_id: audience.id.to_string(),
+                customer_id: customer_id.to_string(),
+                added,
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Records a new audience and selects its members from `from` (the criterion now, or
     /// another audience's members) through the final checks, counting the exclusions;
@@ -896,26 +995,8 @@ impl Store {
         next.version += 1;
         next.updated_at = now;
         write_guarded(conn, partner_id, &current, &next).await?;
-        audience_history::Entity::insert(history_row(
-            partner_id,
-            &next,
-            customer_id,
-            added,
-            MembershipCause::Manual,
-            now,
-        ))
-        .exec_without_returning(conn)
-        .await?;
-        events::enqueue(
-            conn,
-            Some(partner_id),
-            &ev::AudienceMembershipChanged {
-                audience_id: next.id.to_string(),
-                customer_id: customer_id.to_string(),
-                added,
-            },
-        )
-        .await?;
+        let change = (customer_id, added, MembershipCause::Manual);
+        record_changes(conn, partner_id, &next, &[change], now).await?;
         Ok(next)
     }
 

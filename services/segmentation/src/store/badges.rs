@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use loyalty_criteria::Criterion;
+use loyalty_criteria::{Criterion, Facts};
 use loyalty_platform::{
     ApiError,
     db::{advisory_xact_lock, begin_write},
@@ -24,7 +24,7 @@ use super::{
     Store,
     entities::{badge_members, badges},
     groups::on_members,
-    membership::{Rerun, enter_many, leave_many, member_ids, rerun, stored_time},
+    membership::{Rerun, enter_keeping, enter_many, leave_many, member_ids, rerun, stored_time},
 };
 use crate::domain::{
     Badge, BadgeKind, BadgeRule, CustomerBadge, GroupKind, Icon, ManualChange, Member,
@@ -203,6 +203,113 @@ pub(crate) async fn forget_holder(
         .exec(conn)
         .await?;
     Ok(())
+}
+
+/// Folds a merged account's badges into the survivor's. The merged account loses each
+/// (cause `customer_removed`). The survivor then holds a manual badge either account held
+/// (one taken over keeps the merged account's time and cause) and a Flexi badge whose
+/// criterion admits its folded `facts`; what changes for it has cause `recalculation`.
+pub(crate) async fn merge_holder(
+    conn: &impl ConnectionTrait,
+    partner_id: Uuid,
+    survivor: Uuid,
+    merged: Uuid,
+    facts: &Facts,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    let now = stored_time(now);
+    let merged_held = holdings(conn, partner_id, merged).await?;
+    let survivor_held = holdings(conn, partner_id, survivor).await?;
+    let partner_badges = badges::Entity::find()
+        .filter(badges::Column::PartnerId.eq(partner_id))
+        .order_by_asc(badges::Column::Id)
+        .all(conn)
+        .await?;
+    for row in partner_badges {
+        let badge = badge_from(row)?;
+        let held = merged_held.get(&badge.id).copied();
+        let was = survivor_held.contains_key(&badge.id);
+        let mut delta = 0;
+        if held.is_some() {
+            let cause = MembershipCause::CustomerRemoved;
+            leave_many(conn, partner_id, badge.group(), &[merged], now, cause, None).await?;
+            delta -= 1;
+        }
+        let cause = MembershipCause::Recalculation;
+        match badge.holds_survivor(was, held.is_some(), facts) {
+            true if !was => {
+                enter_keeping(conn, partner_id, badge.group(), survivor, held, now, cause).await?;
+                delta += 1;
+            }
+            false if was => {
+                leave_many(
+                    conn,
+                    partner_id,
+                    badge.group(),
+                    &[survivor],
+                    now,
+                    cause,
+                    None,
+                )
+                .await?;
+                delta -= 1;
+            }
+            _ => {}
+        }
+        if delta != 0 {
+            badges::Entity::update_many()
+                .col_expr(
+                    badges::Column::MemberCount,
+                    Expr::col(badges::Column::MemberCount).add(delta),
+                )
+                .filter(badges::Column::PartnerId.eq(partner_id))
+                .filter(badges::Column::Id.eq(badge.id))
+                .exec(conn)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// The badges a customer holds: since when and by what cause.
+pub(crate) async fn holdings(
+    conn: &impl ConnectionTrait,
+    partner_id: Uuid,
+    customer_id: Uuid,
+) -> Result<BTreeMap<Uuid, (DateTime<Utc>, MembershipCause)>, ApiError> {
+    let rows: Vec<(Uuid, DateTime<Utc>, String)> = badge_members::Entity::find()
+        .select_only()
+        .column(badge_members::Column::BadgeId)
+        .column(badge_members::Column::AddedAt)
+        .column(badge_members::Column::Cause)
+        .filter(badge_members::Column::PartnerId.eq(partner_id))
+        .filter(badge_members::Column::CustomerId.eq(customer_id))
+        .into_tuple()
+        .all(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(badge, at, cause)| {
+            let cause = MembershipCause::parse_str(&cause).unwrap_or(MembershipCause::Creation);
+            (badge, (at, cause))
+        })
+        .collect())
+}
+
+/// The criteria of the partner's badges (those that have one).
+pub(crate) async fn criteria(
+    conn: &impl ConnectionTrait,
+    partner_id: Uuid,
+) -> Result<Vec<Criterion>, ApiError> {
+    let rows = badges::Entity::find()
+        .filter(badges::Column::PartnerId.eq(partner_id))
+        .all(conn)
+        .await?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.extend(badge_from(row)?.criterion);
+    }
+    Ok(out)
 }
 
 /// Every Flexi badge of every partner not recalculated since `slot`, as (partner, badge).

@@ -451,3 +451,112 @@ async fn an_erased_customer_holds_no_badges_on_sqlite() {
     let (_dir, db) = sqlite().await;
     an_erased_customer_holds_no_badges(db).await;
 }
+
+/// Jana absorbs her duplicate account, which held a manual badge (assigned by hand) and,
+/// having bought, the Flexi "buyer" badge; Jana never bought. Jana takes over the manual badge
+/// with its time and cause, and gets the Flexi one because her folded purchases admit her.
+/// A manual badge Jana held alone stays hers. Applying the merge again changes nothing.
+async fn a_merge_gives_the_survivor_the_merged_accounts_badges(db: DatabaseConnection) {
+    let store = Store::new(db.clone());
+    let partner = Uuid::now_v7();
+    let (jana, duplicate) = (customer_in("Praha"), customer_in("Brno"));
+    apply(&db, envelope(partner, &jana)).await;
+    apply(&db, envelope(partner, &duplicate)).await;
+    apply(&db, envelope(partner, &purchase(&duplicate, 1_000))).await;
+    let manual = create(&store, partner, badge(BadgeKind::Manual, None)).await;
+    let janas = create(&store, partner, badge(BadgeKind::Manual, None)).await;
+    let flexi = create(
+        &store,
+        partner,
+        badge(BadgeKind::Flexi, Some(buyers_criterion())),
+    )
+    .await;
+    assert_eq!(holders(&store, partner, flexi.id).await, [id(&duplicate)]);
+    assert!(
+        assign(&store, partner, manual.id, id(&duplicate))
+            .await
+            .unwrap()
+    );
+    assert!(assign(&store, partner, janas.id, id(&jana)).await.unwrap());
+    let assigned_at = store
+        .customer_badges(partner, id(&duplicate), 10, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|b| b.badge_id == manual.id)
+        .unwrap()
+        .assigned_at;
+
+    let merge = envelope(
+        partner,
+        &ev::CustomerMerged {
+            surviving_customer_id: jana.customer_id.clone(),
+            merged_customer_id: duplicate.customer_id.clone(),
+        },
+    );
+    apply(&db, merge.clone()).await;
+    apply(&db, merge).await;
+
+    for b in [&manual, &janas, &flexi] {
+        assert_eq!(holders(&store, partner, b.id).await, [id(&jana)]);
+        let count = store
+            .badge(partner, b.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .member_count;
+        assert_eq!(count, 1, "{}", b.id);
+    }
+    let held = store
+        .customer_badges(partner, id(&jana), 10, None)
+        .await
+        .unwrap();
+    let taken_over = held.iter().find(|b| b.badge_id == manual.id).unwrap();
+    assert_eq!(
+        taken_over.assigned_at, assigned_at,
+        "the merged account's time is kept"
+    );
+    assert!(
+        store
+            .customer_badges(partner, id(&duplicate), 10, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Jana: her own badge by hand, then the two taken over (each entered once).
+    let mut jana_history = history(&store, partner, id(&jana), GroupKind::Badge).await;
+    jana_history.sort_by_key(|(entered, cause)| (*entered, cause.as_str()));
+    assert_eq!(
+        jana_history,
+        [
+            (true, MembershipCause::Manual),
+            (true, MembershipCause::Recalculation),
+            (true, MembershipCause::Recalculation),
+        ]
+    );
+    let left = history(&store, partner, id(&duplicate), GroupKind::Badge).await;
+    assert_eq!(
+        left.iter()
+            .filter(|(entered, cause)| !entered && *cause == MembershipCause::CustomerRemoved)
+            .count(),
+        2
+    );
+    assert_eq!(published::<ev::BadgeRemoved>(&db, partner).await, 2);
+    assert_eq!(
+        published::<ev::BadgeAssigned>(&db, partner).await,
+        3 + 2,
+        "three assignments before the merge, two to Jana by it"
+    );
+}
+
+#[tokio::test]
+async fn a_merge_gives_the_survivor_the_merged_accounts_badges_on_postgres() {
+    let (_db, db) = postgres().await;
+    a_merge_gives_the_survivor_the_merged_accounts_badges(db).await;
+}
+
+#[tokio::test]
+async fn a_merge_gives_the_survivor_the_merged_accounts_badges_on_sqlite() {
+    let (_dir, db) = sqlite().await;
+    a_merge_gives_the_survivor_the_merged_accounts_badges(db).await;
+}

@@ -256,7 +256,8 @@ pub(crate) async fn merge(
         .one(txn)
         .await?;
     let merged_members = stored_memberships(txn, partner_id, merged).await?;
-    if merged_row.is_none() && merged_members.is_empty() {
+    let merged_badges = super::badges::holdings(txn, partner_id, merged).await?;
+    if merged_row.is_none() && merged_members.is_empty() && merged_badges.is_empty() {
         // Nothing to fold: a merge applied again, or replayed by a rebuild of the projection
         // (the tombstone already sent the merged account's events to the survivor). The
         // survivor's features did not change, so neither do its memberships.
@@ -307,15 +308,19 @@ pub(crate) async fn merge(
             }
         }
     }
-    // The survivor's facts, with the purchase windows any segment reads (both accounts'
-    // purchases are the survivor's now).
+    let partner_badges = super::badges::criteria(txn, partner_id).await?;
+    // The survivor's facts, with the purchase windows any segment or badge reads (both
+    // accounts' purchases are the survivor's now).
     let mut facts = folded.facts(now);
     facts.extend(
         purchases::facts_for(
             txn,
             partner_id,
             survivor,
-            partner_segments_parsed.iter().map(|s| &s.criterion),
+            partner_segments_parsed
+                .iter()
+                .map(|s| &s.criterion)
+                .chain(partner_badges.iter()),
             now,
         )
         .await?,
@@ -362,6 +367,8 @@ pub(crate) async fn merge(
             _ => {}
         }
     }
+    super::badges::merge_holder(txn, partner_id, survivor, merged, &facts, now).await?;
+    super::audiences::merge_customer(txn, partner_id, survivor, merged, &facts, now).await?;
     changed(txn, partner_id, touched).await
 }
 

@@ -252,6 +252,31 @@ pub(crate) async fn leave_many(
     .await
 }
 
+/// Stores `customer` as a member of `group`, since the time and with the cause of `kept`
+/// (the merged account's membership it takes over) or else since `at` with `cause`; records
+/// the entering at `at` with `cause` and publishes the event. Counts are the caller's.
+pub(crate) async fn enter_keeping(
+    conn: &impl ConnectionTrait,
+    partner_id: Uuid,
+    group: Group<'_>,
+    customer: Uuid,
+    kept: Option<(DateTime<Utc>, MembershipCause)>,
+    at: DateTime<Utc>,
+    cause: MembershipCause,
+) -> Result<(), ApiError> {
+    let (since, stored) = kept.unwrap_or((at, cause));
+    on_members!(
+        group.kind,
+        insert(conn, partner_id, group.id, &[customer], since, stored)
+    )?;
+    membership_history::Entity::insert(history_row(
+        partner_id, group, customer, true, cause, None, at,
+    ))
+    .exec_without_returning(conn)
+    .await?;
+    publish_changes(conn, partner_id, group, &[customer], true, cause).await
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn change_many(
     conn: &impl ConnectionTrait,
