@@ -94,9 +94,9 @@ fn features_to_proto(
         event_counts: s.event_counts.into_iter().collect(),
         extra: s.extra.into_iter().collect(),
         update_time: updated.map(to_timestamp),
-        // Not projected yet: the currency, and message responses per 12 months (the
-        // projection counts them all time; see docs/segmentation.md, "Feature-store RPCs").
-        ..Default::default()
+        currency_code: s.currency_code,
+        email_open_count_12m: s.opened_12m,
+        click_count_12m: s.clicked_12m,
     }
 }
 

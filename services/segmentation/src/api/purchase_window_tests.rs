@@ -22,6 +22,7 @@ async fn buy(db: &DatabaseConnection, partner: Uuid, customer: Uuid, days_ago: i
         purchase_id: Uuid::now_v7().to_string(),
         customer_id: customer.to_string(),
         net_amount_minor: 1_000,
+        currency_code: "CZK".into(),
         purchase_time: Some(loyalty_platform::time::to_timestamp(
             Utc::now() - Duration::days(days_ago),
         )),
@@ -113,6 +114,29 @@ async fn customer_features_count_the_last_twelve_months(db: DatabaseConnection) 
     buy(&db, partner, jana, 500).await;
     buy(&db, partner, jana, 100).await;
     buy(&db, partner, jana, 3).await;
+    // Two messages opened (one twice) and one clicked this year, one opened 400 days ago.
+    let message = Uuid::now_v7().to_string();
+    for (days_ago, first) in [(400, true), (20, true), (10, true), (9, false)] {
+        let mut opened = envelope(
+            partner,
+            &ev::MessageOpened {
+                message_id: message.clone(),
+                customer_id: jana.to_string(),
+                campaign_id: String::new(),
+                first,
+            },
+        );
+        let at = Utc::now() - Duration::days(days_ago);
+        opened.occur_time = Some(loyalty_platform::time::to_timestamp(at));
+        apply(&db, opened).await;
+    }
+    let clicked = ev::MessageClicked {
+        message_id: message,
+        customer_id: jana.to_string(),
+        first: true,
+        ..Default::default()
+    };
+    apply(&db, envelope(partner, &clicked)).await;
     let api = SegmentationApi::new(
         Store::new(db.clone()),
         crate::store::cache::MembershipCache::new(
@@ -141,6 +165,9 @@ async fn customer_features_count_the_last_twelve_months(db: DatabaseConnection) 
     let f = features(jana).await;
     assert_eq!(f.purchase_count, 3);
     assert_eq!((f.purchase_count_12m, f.spent_12m_minor), (2, 2_000));
+    assert_eq!(f.currency_code, "CZK");
+    assert_eq!((f.email_open_count_12m, f.click_count_12m), (2, 1));
+    assert_eq!(f.extra.get("messages.opened.count"), Some(&3));
     let first = f.first_purchase_time.expect("first purchase");
     let days = (Utc::now().timestamp() - first.seconds) / 86_400;
     assert_eq!(days, 500, "the purchase of 500 days ago");
@@ -149,9 +176,11 @@ async fn customer_features_count_the_last_twelve_months(db: DatabaseConnection) 
         (
             never.purchase_count_12m,
             never.spent_12m_minor,
-            never.first_purchase_time
+            never.first_purchase_time,
+            never.email_open_count_12m,
+            never.currency_code.as_str()
         ),
-        (0, 0, None)
+        (0, 0, None, 0, "")
     );
 }
 

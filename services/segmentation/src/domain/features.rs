@@ -99,6 +99,12 @@ pub struct FeatureSummary {
     pub tier_id: String,
     /// Tracked events by event type code.
     pub event_counts: BTreeMap<String, i64>,
+    /// ISO 4217 currency of the latest purchase; empty before one named it.
+    pub currency_code: String,
+    /// Opened messages (each counted once) in the 12 months before now, by whole UTC days.
+    pub opened_12m: i64,
+    /// Clicked messages (each counted once) in the same period.
+    pub clicked_12m: i64,
     /// Every other integer fact criteria read, by field path (`points.<code>`,
     /// `features.tier_rank`, `messages.opened.count`, `events.<code>.last_days_ago`, ...).
     pub extra: BTreeMap<String, i64>,
@@ -113,6 +119,14 @@ const SUMMARY_FIELDS: &[&str] = &[
 
 impl Features {
     /// The summary at `now`.
+    /// Messages that got `response` in the RFM period (12 months) before `now`.
+    fn responses_12m(&self, response: &str, now: DateTime<Utc>) -> i64 {
+        self.activity
+            .messages
+            .get(response)
+            .map_or(0, |t| t.count_after(super::rfm::period_start(now)))
+    }
+
     pub fn summary(&self, now: DateTime<Utc>) -> FeatureSummary {
         let extra = self
             .facts(now)
@@ -148,6 +162,9 @@ impl Features {
                 .map(|t| t.value.tier_id.clone())
                 .unwrap_or_default(),
             event_counts: self.activity.events.clone(),
+            currency_code: self.activity.currency_code.clone(),
+            opened_12m: self.responses_12m("opened", now),
+            clicked_12m: self.responses_12m("clicked", now),
             extra,
         }
     }
@@ -227,8 +244,8 @@ mod tests {
         assert_eq!(never.extra.get("messages.opened.count"), Some(&0));
 
         let mut f = Features::default();
-        f.record_purchase(1_000, now - Duration::days(3) - Duration::hours(1));
-        f.record_purchase(501, now - Duration::days(10));
+        f.record_purchase(1_000, "EUR", now - Duration::days(3) - Duration::hours(1));
+        f.record_purchase(501, "EUR", now - Duration::days(10));
         f.activity.set_points("standard", 200, 1);
         f.activity.set_points("bonus", 50, 1);
         f.activity.set_tier(
@@ -252,5 +269,50 @@ mod tests {
         assert_eq!(s.extra.get("events.visit.last_days_ago"), Some(&1));
         assert!(!s.extra.contains_key("events.visit.count"));
         assert!(!s.extra.contains_key("features.purchase_count"));
+        assert_eq!(s.currency_code, "EUR", "the latest purchase's");
+    }
+
+    #[test]
+    fn opens_and_clicks_count_per_message_over_the_last_12_months() {
+        let now = Utc::now();
+        let ago = |days| now - Duration::days(days);
+        let mut f = Features::default();
+        // Counted: opened 10 and 300 days ago; a repeated open of the same message does not
+        // count; 380 days ago is outside the 12 months but in the all-time count.
+        f.activity.record_message("opened", None, ago(10), true);
+        f.activity.record_message("opened", None, ago(9), false);
+        f.activity.record_message("opened", None, ago(300), true);
+        f.activity.record_message("opened", None, ago(380), true);
+        f.activity.record_message("clicked", None, ago(2), true);
+        let s = f.summary(now);
+        assert_eq!((s.opened_12m, s.clicked_12m), (2, 1));
+        assert_eq!(s.extra.get("messages.opened.count"), Some(&3));
+
+        // Days far behind the latest are not kept; the counts stay.
+        f.activity.record_message("opened", None, ago(-500), true);
+        let opened = &f.activity.messages["opened"];
+        assert_eq!(opened.count, 4);
+        assert_eq!(opened.by_day.len(), 1);
+        assert_eq!(f.summary(now + Duration::days(501)).opened_12m, 1);
+
+        // A merge adds the days up and takes the currency of the later purchase.
+        let mut survivor = Features::default();
+        survivor.record_purchase(100, "czk", ago(20));
+        survivor
+            .activity
+            .record_message("clicked", None, ago(2), true);
+        let mut merged = Features::default();
+        merged.record_purchase(100, "EUR", ago(5));
+        merged
+            .activity
+            .record_message("clicked", None, ago(2), true);
+        survivor.absorb(&merged);
+        let s = survivor.summary(now);
+        assert_eq!(s.clicked_12m, 2);
+        assert_eq!(s.currency_code, "EUR");
+        let mut older = Features::default();
+        older.record_purchase(100, "USD", ago(50));
+        survivor.absorb(&older);
+        assert_eq!(survivor.summary(now).currency_code, "EUR");
     }
 }

@@ -11,7 +11,7 @@ pub mod rfm;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
 use loyalty_criteria::{Criterion, Fact, Facts, RawCriterion, purchases::normalized_ids};
 use loyalty_platform::Violations;
 use serde::{Deserialize, Serialize};
@@ -119,6 +119,42 @@ pub struct Tier {
 pub struct Tally {
     pub count: i64,
     pub last_at: Option<DateTime<Utc>>,
+    /// The counted responses per UTC day, for the days within [`TALLY_DAYS`] of the latest
+    /// one: what "in the last 12 months" counts are read from.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_day: BTreeMap<NaiveDate, i64>,
+}
+
+/// Days of responses a [`Tally`] keeps per day: a year and a margin for late events.
+pub const TALLY_DAYS: i64 = 400;
+
+impl Tally {
+    /// Counts one response at `at` (per day too); days older than [`TALLY_DAYS`] before
+    /// the latest kept day are dropped.
+    fn count_at(&mut self, at: DateTime<Utc>) {
+        self.count = self.count.saturating_add(1);
+        self.add_days([(at.date_naive(), 1)]);
+    }
+
+    fn add_days(&mut self, days: impl IntoIterator<Item = (NaiveDate, i64)>) {
+        for (day, n) in days {
+            let slot = self.by_day.entry(day).or_default();
+            *slot = slot.saturating_add(n);
+        }
+        if let Some(latest) = self.by_day.keys().next_back().copied() {
+            let oldest = latest - chrono::Duration::days(TALLY_DAYS);
+            self.by_day = self.by_day.split_off(&oldest);
+        }
+    }
+
+    /// The counted responses on the UTC days after `start`'s day (`start`'s own day is
+    /// left out: counts are kept per whole day).
+    pub fn count_after(&self, start: DateTime<Utc>) -> i64 {
+        let first = start.date_naive() + chrono::Duration::days(1);
+        self.by_day
+            .range(first..)
+            .fold(0i64, |sum, (_, n)| sum.saturating_add(*n))
+    }
 }
 
 /// Whole days from `at` to `now` (`floor`), 0 for a time after `now`.
@@ -162,6 +198,10 @@ pub struct Activity {
     /// The responses each campaign (its UUID, lower-case hyphenated) got from the customer.
     #[serde(default)]
     pub campaigns: BTreeMap<String, BTreeSet<String>>,
+    /// ISO 4217 currency of the customer's latest purchase (the currency of the amounts);
+    /// empty before the first purchase that named one.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub currency_code: String,
 }
 
 fn versioned_entry<T>(
@@ -222,7 +262,7 @@ impl Activity {
     ) {
         let tally = self.messages.entry(response.to_owned()).or_default();
         if counted {
-            tally.count = tally.count.saturating_add(1);
+            tally.count_at(at);
         }
         latest(&mut tally.last_at, stored_time(at));
         if let Some(c) = campaign {
@@ -341,6 +381,7 @@ impl Activity {
         for (response, t) in &merged.messages {
             let mine = self.messages.entry(response.clone()).or_default();
             mine.count = mine.count.saturating_add(t.count);
+            mine.add_days(t.by_day.iter().map(|(d, n)| (*d, *n)));
             if let Some(at) = t.last_at {
                 latest(&mut mine.last_at, at);
             }
@@ -444,7 +485,10 @@ impl Features {
 
     /// Counts one more purchase of `amount_minor` made at `at` (events may arrive out of
     /// order: the last purchase is the latest one seen).
-    pub fn record_purchase(&mut self, amount_minor: i64, at: DateTime<Utc>) {
+    pub fn record_purchase(&mut self, amount_minor: i64, currency_code: &str, at: DateTime<Utc>) {
+        if !currency_code.is_empty() && self.last_purchase_at.is_none_or(|last| at >= last) {
+            self.activity.currency_code = currency_code.to_uppercase();
+        }
         self.purchase_count = self.purchase_count.saturating_add(1);
         self.total_spent_minor = self.total_spent_minor.saturating_add(amount_minor);
         self.last_purchase_at = Some(self.last_purchase_at.map_or(at, |l| l.max(at)));
@@ -465,6 +509,16 @@ impl Features {
     /// the last purchase is the latest of both, and the profile (attributes, properties)
     /// stays this customer's.
     pub fn absorb(&mut self, merged: &Features) {
+        // The currency of the latest purchase of either account.
+        let merged_later = match (self.last_purchase_at, merged.last_purchase_at) {
+            (Some(mine), Some(theirs)) => theirs > mine,
+            (mine, _) => mine.is_none(),
+        };
+        if (merged_later || self.activity.currency_code.is_empty())
+            && !merged.activity.currency_code.is_empty()
+        {
+            self.activity.currency_code = merged.activity.currency_code.clone();
+        }
         self.purchase_count = self.purchase_count.saturating_add(merged.purchase_count);
         self.total_spent_minor = self
             .total_spent_minor
@@ -985,8 +1039,8 @@ mod tests {
     fn purchases_count_up_and_the_last_one_is_the_latest_seen() {
         let now = Utc::now();
         let mut f = Features::default();
-        f.record_purchase(1_500, now - Duration::days(3));
-        f.record_purchase(500, now - Duration::days(10));
+        f.record_purchase(1_500, "EUR", now - Duration::days(3));
+        f.record_purchase(500, "EUR", now - Duration::days(10));
         assert_eq!(f.purchase_count, 2);
         assert_eq!(f.total_spent_minor, 2_000);
         let facts = f.facts(now);
@@ -1450,8 +1504,8 @@ mod tests {
         let at = Utc::now();
         let mut f = Features::default();
         f.record_return(300, false);
-        f.record_purchase(1_000, at);
-        f.record_purchase(500, at);
+        f.record_purchase(1_000, "EUR", at);
+        f.record_purchase(500, "EUR", at);
         assert_eq!((f.purchase_count, f.total_spent_minor), (2, 1_200));
         f.record_return(500, true);
         assert_eq!((f.purchase_count, f.total_spent_minor), (1, 700));

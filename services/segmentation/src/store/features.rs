@@ -747,7 +747,7 @@ impl events::EventHandler for FeatureProjector {
                     "purchase_id is not a UUID: counted in the totals, not in purchase windows"),
             }
             update(txn, partner_id, id, |f| {
-                f.record_purchase(p.net_amount_minor, at)
+                f.record_purchase(p.net_amount_minor, &p.currency_code, at)
             })
             .await
         } else if let Some(r) = events::decode::<ev::PurchaseReturned>(e) {
