@@ -16,8 +16,10 @@ use loyalty_platform::{
 };
 use loyalty_proto::events::v1 as ev;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, Statement, Value, sea_query::Expr,
+    ActiveValue::Set,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Statement, Value,
+    sea_query::{Expr, Query},
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -612,24 +614,19 @@ fn attribute(f: &customer_features::Model, key: &str) -> String {
 
 /// The condition "a member row of `customer_id` in one of the partner's audiences". Member
 /// rows have no index by customer (it would cost a million-member creation a second B-tree):
-/// the partner's audience ids are read first, and each is a probe of the primary key
-/// `(audience_id, customer_id)`.
-async fn customer_rows(
-    conn: &impl ConnectionTrait,
-    partner_id: Uuid,
-    customer_id: Uuid,
-) -> Result<Condition, ApiError> {
-    let ids: Vec<Uuid> = audiences::Entity::find()
-        .select_only()
+/// the partner's audiences are a subquery, and each is a probe of the primary key
+/// `(audience_id, customer_id)`. (A subquery rather than a list of ids: a partner's
+/// audiences are not bounded by the databases' limit on bind parameters.)
+fn customer_rows(partner_id: Uuid, customer_id: Uuid) -> Condition {
+    let partners = Query::select()
         .column(audiences::Column::Id)
-        .filter(audiences::Column::PartnerId.eq(partner_id))
-        .into_tuple()
-        .all(conn)
-        .await?;
-    Ok(Condition::all()
-        .add(audience_members::Column::AudienceId.is_in(ids))
+        .from(audiences::Entity)
+        .and_where(audiences::Column::PartnerId.eq(partner_id))
+        .to_owned();
+    Condition::all()
+        .add(audience_members::Column::AudienceId.in_subquery(partners))
         .add(audience_members::Column::CustomerId.eq(customer_id))
-        .add(audience_members::Column::PartnerId.eq(partner_id)))
+        .add(audience_members::Column::PartnerId.eq(partner_id))
 }
 
 /// An erased customer (GDPR) leaves every READY audience and their audience history is
@@ -640,7 +637,7 @@ pub(crate) async fn erase_customer(
     partner_id: Uuid,
     customer_id: Uuid,
 ) -> Result<(), ApiError> {
-    let rows = customer_rows(conn, partner_id, customer_id).await?;
+    let rows = customer_rows(partner_id, customer_id);
     let memberships = audience_members::Entity::find()
         .filter(rows.clone())
         .all(conn)
@@ -693,7 +690,7 @@ pub(crate) async fn merge_customer(
     now: DateTime<Utc>,
 ) -> Result<(), ApiError> {
     let now = stored_time(now);
-    let rows = customer_rows(conn, partner_id, merged).await?;
+    let rows = customer_rows(partner_id, merged);
     let memberships = audience_members::Entity::find()
         .filter(rows)
         .all(conn)
@@ -1106,8 +1103,7 @@ impl Store {
         limit: u64,
         after: Option<Uuid>,
     ) -> Result<Vec<CustomerAudience>, ApiError> {
-        let mut q = audience_members::Entity::find()
-            .filter(customer_rows(&self.db, partner_id, customer_id).await?);
+        let mut q = audience_members::Entity::find().filter(customer_rows(partner_id, customer_id));
         if let Some(after) = after {
             q = q.filter(audience_members::Column::AudienceId.lt(after));
         }
@@ -1237,7 +1233,7 @@ impl Store {
             .add(audience_members::Column::PartnerId.eq(partner_id))
             .add(audience_members::Column::Cause.eq(MembershipCause::Creation.as_str()));
         if let Some(c) = filter.customer_id {
-            cond = cond.add(customer_rows(&self.db, partner_id, c).await?);
+            cond = cond.add(customer_rows(partner_id, c));
         }
         if let Some(a) = filter.audience_id {
             cond = cond.add(audience_members::Column::AudienceId.eq(a));
