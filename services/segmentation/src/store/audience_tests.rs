@@ -237,18 +237,7 @@ async fn selection_rules(db: DatabaseConnection) {
     let t = town(&db, partner).await;
     let stranger = add(&db, other, reachable("Praha")).await;
 
-    let a = in_txn(&db, async |txn| {
-        store
-            .create_audience(
-                txn,
-                partner,
-                draft(Channel::Email, in_city("Praha")),
-                Candidates::Criterion,
-            )
-            .await
-    })
-    .await
-    .unwrap();
+    let a = in_praha(&store, partner).await;
     let expected: BTreeSet<Uuid> = [t.reachable, t.four_soft].into();
     assert_eq!(members(&store, partner, a.id).await, expected);
     assert!(!members(&store, partner, a.id).await.contains(&stranger));
@@ -328,18 +317,7 @@ async fn manual_changes_and_lock(db: DatabaseConnection) {
     let (partner, other) = (Uuid::now_v7(), Uuid::now_v7());
     let t = town(&db, partner).await;
     let stranger = add(&db, other, reachable("Praha")).await;
-    let a = in_txn(&db, async |txn| {
-        store
-            .create_audience(
-                txn,
-                partner,
-                draft(Channel::Email, in_city("Praha")),
-                Candidates::Criterion,
-            )
-            .await
-    })
-    .await
-    .unwrap();
+    let a = in_praha(&store, partner).await;
     let add = async |customer: Uuid| {
         in_txn(&db, async |txn| {
             store
@@ -598,20 +576,7 @@ async fn contacts_and_customer_rows(db: DatabaseConnection) {
     for _ in 0..5 {
         ids.push(add(&db, partner, reachable("Praha")).await);
     }
-    let create = async || {
-        in_txn(&db, async |txn| {
-            store
-                .create_audience(
-                    txn,
-                    partner,
-                    draft(Channel::Email, in_city("Praha")),
-                    Candidates::Criterion,
-                )
-                .await
-        })
-        .await
-        .unwrap()
-    };
+    let create = async || in_praha(&store, partner).await;
     let (first, second) = (create().await, create().await);
     // Pages of 2 by customer id, each with the contact details.
     let mut seen = Vec::new();
@@ -685,6 +650,33 @@ async fn contacts_come_in_pages_and_a_customer_lists_their_audiences_on_sqlite()
     contacts_and_customer_rows(db).await;
 }
 
+/// A READY email audience of the partner's reachable customers in Praha.
+async fn in_praha(store: &Store, partner: Uuid) -> Audience {
+    in_txn(store.db(), async |txn| {
+        store
+            .create_audience(
+                txn,
+                partner,
+                draft(Channel::Email, in_city("Praha")),
+                Candidates::Criterion,
+            )
+            .await
+    })
+    .await
+    .unwrap()
+}
+
+/// Locks the audience for a campaign's launch.
+async fn launch(store: &Store, partner: Uuid, audience: Uuid) {
+    in_txn(store.db(), async |txn| {
+        store
+            .lock_audience(txn, partner, audience, Uuid::now_v7(), Utc::now())
+            .await
+    })
+    .await
+    .unwrap();
+}
+
 async fn erasure(db: DatabaseConnection) {
     let store = Store::new(db.clone());
     let partner = Uuid::now_v7();
@@ -692,28 +684,9 @@ async fn erasure(db: DatabaseConnection) {
         add(&db, partner, reachable("Praha")).await,
         add(&db, partner, reachable("Praha")).await,
     );
-    let create = async || {
-        in_txn(&db, async |txn| {
-            store
-                .create_audience(
-                    txn,
-                    partner,
-                    draft(Channel::Email, in_city("Praha")),
-                    Candidates::Criterion,
-                )
-                .await
-        })
-        .await
-        .unwrap()
-    };
+    let create = async || in_praha(&store, partner).await;
     let (ready, launched) = (create().await, create().await);
-    in_txn(&db, async |txn| {
-        store
-            .lock_audience(txn, partner, launched.id, Uuid::now_v7(), Utc::now())
-            .await
-    })
-    .await
-    .unwrap();
+    launch(&store, partner, launched.id).await;
     let erased = ev::CustomerErased {
         customer_id: jana.to_string(),
     };
@@ -777,28 +750,9 @@ async fn merge(db: DatabaseConnection) {
     let duplicate = add(&db, partner, reachable("Praha")).await;
     let evas_duplicate = add(&db, partner, reachable("Praha")).await;
     let petr = add(&db, partner, reachable("Praha")).await;
-    let create = async || {
-        in_txn(&db, async |txn| {
-            store
-                .create_audience(
-                    txn,
-                    partner,
-                    draft(Channel::Email, in_city("Praha")),
-                    Candidates::Criterion,
-                )
-                .await
-        })
-        .await
-        .unwrap()
-    };
+    let create = async || in_praha(&store, partner).await;
     let (before, launched) = (create().await, create().await);
-    in_txn(&db, async |txn| {
-        store
-            .lock_audience(txn, partner, launched.id, Uuid::now_v7(), Utc::now())
-            .await
-    })
-    .await
-    .unwrap();
+    launch(&store, partner, launched.id).await;
     let jana = add(&db, partner, reachable("Praha")).await;
     let no_consent = Customer {
         consent: None,

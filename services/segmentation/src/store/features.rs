@@ -289,11 +289,8 @@ pub async fn admitted_sliced(
     criterion: &Criterion,
     now: DateTime<Utc>,
 ) -> Result<Vec<Uuid>, ApiError> {
-    if criterion.uses_cart() {
-        return Ok(Vec::new());
-    }
     let backend = conn.get_database_backend();
-    if slicing.slices <= 1 || backend != DatabaseBackend::Postgres {
+    if criterion.uses_cart() || slicing.slices <= 1 || backend != DatabaseBackend::Postgres {
         return admitted_by(conn, partner_id, criterion, now).await;
     }
     let ranges = slice_ranges(conn, partner_id, slicing).await?;
