@@ -253,11 +253,11 @@ async fn select(
 pub struct Slicing {
     /// Slices per selection; 1 = one statement on the caller's connection.
     pub slices: usize,
-    /// A partner with fewer customers per slice than this (estimated from a sample) is
-    /// selected by one statement: below it, the extra connections cost more than they save.
+    /// A partner with fewer customers per slice than this is selected by one statement:
+    /// below it, the extra connections cost more than they save.
     pub min_customers_per_slice: u64,
-    /// The share of `customer_features`' pages sampled to estimate the partner's customers
-    /// and place the slices' bounds, in percent.
+    /// The share of `customer_features`' pages sampled to place the slices' bounds, in
+    /// percent.
     pub sample_percent: f64,
 }
 
@@ -345,6 +345,28 @@ pub(crate) async fn slice_ranges(
     if slicing.slices <= 1 || conn.get_database_backend() != DatabaseBackend::Postgres {
         return Ok(whole);
     }
+    // Counted up to the threshold only (a short range of the primary key): a small partner
+    // costs no sample of a table every partner shares.
+    let threshold = slicing
+        .min_customers_per_slice
+        .saturating_mul(slicing.slices as u64);
+    let counted = conn
+        .query_one(Statement::from_sql_and_values(
+            DatabaseBackend::Postgres,
+            "SELECT count(*) AS n FROM (SELECT 1 FROM customer_features \
+             WHERE partner_id = $1 LIMIT $2) AS partner",
+            [
+                partner_id.into(),
+                i64::try_from(threshold).unwrap_or(i64::MAX).into(),
+            ],
+        ))
+        .await?
+        .map(|r| r.try_get::<i64>("", "n"))
+        .transpose()?
+        .unwrap_or(0);
+    if u64::try_from(counted).unwrap_or(0) < threshold {
+        return Ok(whole);
+    }
     let percent = slicing.sample_percent.clamp(0.0001, 100.0);
     let rows = conn
         .query_all(Statement::from_sql_and_values(
@@ -360,9 +382,7 @@ pub(crate) async fn slice_ranges(
         .iter()
         .map(|r| r.try_get::<Uuid>("", "customer_id"))
         .collect::<Result<Vec<_>, _>>()?;
-    let estimate = sample.len() as f64 * 100.0 / percent;
-    let slices = slicing.slices as f64;
-    if estimate < slicing.min_customers_per_slice as f64 * slices || sample.len() < slicing.slices {
+    if sample.len() < slicing.slices {
         return Ok(whole);
     }
     let mut bounds: Vec<Uuid> = (1..slicing.slices)
