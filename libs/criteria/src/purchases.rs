@@ -174,7 +174,7 @@ impl Measure {
 
 /// One purchase of a customer, as purchase fields read it. Ids are compared
 /// case-insensitively, so a store may keep them lower-cased ([`Purchase::normalized`]).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Purchase {
     pub purchased_at: DateTime<Utc>,
     pub net_amount_minor: i64,

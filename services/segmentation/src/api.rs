@@ -8,7 +8,7 @@ mod rfm;
 mod segments;
 
 use chrono::Utc;
-use loyalty_criteria::{Criterion, Field, Operator, RawCriterion, Value};
+use loyalty_criteria::{Criterion, Operator, RawCriterion, Value};
 use loyalty_platform::{
     ApiError, Role, Violations,
     auth::principal,
@@ -26,12 +26,11 @@ use uuid::Uuid;
 use crate::{
     domain::{
         Cart, CartLine, Membership, Segment, SegmentDraft, SegmentKind, add_membership_facts,
-        memberships, parse_criterion,
+        memberships, parse_criterion, purchase_facts,
     },
     store::{
         Store,
         cache::{Change, MembershipCache},
-        purchases,
     },
 };
 
@@ -306,33 +305,16 @@ impl SegmentationService for SegmentationApi {
         v.into_result()?;
         let customer_id = customer_id.unwrap_or_default();
 
+        let now = Utc::now();
         let view = self
             .cache
-            .customer_view(self.store.db(), partner_id, customer_id)
+            .customer_view(self.store.db(), partner_id, customer_id, now)
             .await?;
-        // The hot path reads the customer's badges only when an online segment needs them
-        // (badge holdings are not cached: such a read goes to the database).
-        let reads_badges = view.catalogue.online.iter().any(|s| {
-            s.criterion
-                .conditions()
-                .any(|c| matches!(c.field, Field::Badge(_)))
-        });
-        let badges = if reads_badges {
-            self.store
-                .customer_badge_ids(partner_id, customer_id)
-                .await?
-        } else {
-            Vec::new()
-        };
-        let now = Utc::now();
         let mut facts = view.features.facts(now);
-        // Purchase-window facts are not cached yet: read only when an online segment uses one.
         let criteria = view.catalogue.online.iter().map(|s| &s.criterion);
-        facts.extend(
-            purchases::facts_for(self.store.db(), partner_id, customer_id, criteria, now).await?,
-        );
+        facts.extend(purchase_facts(&view.purchases, criteria, now));
         let segment_ids: Vec<Uuid> = view.stored.iter().map(|m| m.segment_id).collect();
-        add_membership_facts(&mut facts, &segment_ids, &badges);
+        add_membership_facts(&mut facts, &segment_ids, &view.badges);
         if let Some(cart) = &cart {
             cart.add_facts(&mut facts);
         }

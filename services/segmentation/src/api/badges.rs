@@ -1,6 +1,7 @@
 //! The badge RPCs: definitions, holders (assigned by hand, by a workflow, or by the
 //! criterion) and a customer's badges. Each handler authorizes, validates, calls the store
 //! (which applies the domain rules) and maps the answer.
+use crate::store::cache::Change;
 use chrono::Utc;
 use loyalty_platform::{
     ApiError, Violations,
@@ -159,6 +160,8 @@ impl SegmentationApi {
             Box::pin(async move { store.create_badge(txn, partner_id, badge).await })
         })
         .await?;
+        // Its criterion may have given it to many customers (the hot path caches holdings).
+        self.cache.changed(partner_id, &[Change::Members]).await;
         Ok(Response::new(pb::CreateBadgeResponse {
             badge: Some(badge_to_proto(&badge)),
         }))
@@ -308,6 +311,7 @@ impl SegmentationApi {
             })
         })
         .await?;
+        self.cache.changed(partner_id, &[Change::Members]).await;
         Ok(Response::new(pb::DeleteBadgeResponse {}))
     }
 
@@ -333,6 +337,9 @@ impl SegmentationApi {
             })
         })
         .await?;
+        self.cache
+            .changed(partner_id, &[Change::Customer(customer_id)])
+            .await;
         Ok(Response::new(pb::AssignBadgeResponse {
             customer_badge: done.held.as_ref().map(customer_badge_to_proto),
         }))
@@ -360,6 +367,9 @@ impl SegmentationApi {
             })
         })
         .await?;
+        self.cache
+            .changed(partner_id, &[Change::Customer(customer_id)])
+            .await;
         Ok(Response::new(pb::RemoveBadgeResponse {}))
     }
 

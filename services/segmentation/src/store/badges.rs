@@ -296,6 +296,23 @@ pub(crate) async fn holdings(
         .collect())
 }
 
+/// The ids of the badges a customer holds, in id order.
+pub(crate) async fn held_ids(
+    conn: &impl ConnectionTrait,
+    partner_id: Uuid,
+    customer_id: Uuid,
+) -> Result<Vec<Uuid>, ApiError> {
+    Ok(badge_members::Entity::find()
+        .select_only()
+        .column(badge_members::Column::BadgeId)
+        .filter(badge_members::Column::PartnerId.eq(partner_id))
+        .filter(badge_members::Column::CustomerId.eq(customer_id))
+        .order_by_asc(badge_members::Column::BadgeId)
+        .into_tuple()
+        .all(conn)
+        .await?)
+}
+
 /// The criteria of the partner's badges (those that have one).
 pub(crate) async fn criteria(
     conn: &impl ConnectionTrait,
@@ -598,14 +615,7 @@ impl Store {
         partner_id: Uuid,
         customer_id: Uuid,
     ) -> Result<Vec<Uuid>, ApiError> {
-        Ok(badge_members::Entity::find()
-            .select_only()
-            .column(badge_members::Column::BadgeId)
-            .filter(badge_members::Column::PartnerId.eq(partner_id))
-            .filter(badge_members::Column::CustomerId.eq(customer_id))
-            .into_tuple()
-            .all(&self.db)
-            .await?)
+        held_ids(&self.db, partner_id, customer_id).await
     }
 
     /// A page of the badges a customer holds, newest assignment first, after

@@ -17,6 +17,9 @@
 //! the database (`Cache::invalidations_pending`).
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
+use chrono::{DateTime, Utc};
+use loyalty_criteria::purchases::Purchase;
+
 use loyalty_platform::{ApiError, cache::Cache, events};
 use loyalty_proto::events::v1 as ev;
 use sea_orm::{
@@ -27,9 +30,10 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use uuid::Uuid;
 
 use super::{
+    badges,
     entities::{segment_members, segments},
     features::{self, FeatureProjector},
-    lifecycle, segment_from,
+    lifecycle, purchases, segment_from,
 };
 use crate::domain::{
     Features, MemberRow, MembershipCause, Segment, Stamped, StoredMembership, stored_memberships,
@@ -106,11 +110,40 @@ impl Catalogue {
     }
 }
 
-/// What one customer's entry keeps.
+/// What one customer's entry keeps. Every field is required, so an entry written before
+/// one was added does not decode and is read again (a miss), never read as "nothing".
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct CustomerEntry {
     rows: Vec<MemberRow>,
     features: Features,
+    /// The badges the customer holds, by id.
+    badges: Vec<Uuid>,
+    /// The purchases the online segments' windows read, when any did as the entry was made.
+    purchases: Option<RecentPurchases>,
+}
+
+/// A customer's purchases after `since` (`None`: all of them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct RecentPurchases {
+    since: Option<DateTime<Utc>>,
+    rows: Vec<Purchase>,
+}
+
+impl CustomerEntry {
+    /// Whether the entry holds the purchases `reach` asks for ([`purchases::reach`]). A
+    /// window's start only moves forward, so an entry stays enough until the catalogue
+    /// asks for a longer window.
+    fn reaches(&self, reach: Option<Option<DateTime<Utc>>>) -> bool {
+        match (reach, &self.purchases) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(needed), Some(p)) => match (p.since, needed) {
+                (None, _) => true,
+                (Some(_), None) => false,
+                (Some(have), Some(need)) => have <= need,
+            },
+        }
+    }
 }
 
 /// What `GetCustomerMemberships` needs of one customer, from the cache or the database.
@@ -118,6 +151,11 @@ pub struct CustomerView {
     pub stored: Vec<StoredMembership>,
     pub catalogue: Arc<Catalogue>,
     pub features: Features,
+    /// The badges the customer holds, by id.
+    pub badges: Vec<Uuid>,
+    /// The customer's purchases as far back as the online segments' windows reach; empty
+    /// when none reads purchases.
+    pub purchases: Vec<Purchase>,
 }
 
 impl CustomerView {
@@ -126,8 +164,15 @@ impl CustomerView {
             stored: stored_memberships(&entry.rows, &catalogue.by_id),
             catalogue,
             features: entry.features,
+            badges: entry.badges,
+            purchases: entry.purchases.map(|p| p.rows).unwrap_or_default(),
         }
     }
+}
+
+/// How far back the catalogue's online segments read purchases at `now`.
+fn reach_of(catalogue: &Catalogue, now: DateTime<Utc>) -> Option<Option<DateTime<Utc>>> {
+    purchases::reach(catalogue.online.iter().map(|s| &s.criterion), now)
 }
 
 fn p_key(partner_id: Uuid) -> String {
@@ -258,9 +303,10 @@ impl MembershipCache {
         db: &DatabaseConnection,
         partner_id: Uuid,
         customer_id: Uuid,
+        now: DateTime<Utc>,
     ) -> Result<CustomerView, ApiError> {
         if self.ttl.is_zero() || self.cache.invalidations_pending() {
-            return from_database(db, partner_id, customer_id).await;
+            return from_database(db, partner_id, customer_id, now).await;
         }
         let keys = [
             p_key(partner_id),
@@ -269,21 +315,23 @@ impl MembershipCache {
             customer_key(partner_id, customer_id),
         ];
         let Some(found) = self.cache.get_many(&keys).await else {
-            return from_database(db, partner_id, customer_id).await;
+            return from_database(db, partner_id, customer_id, now).await;
         };
         let [p, b, c, entry]: [Option<Vec<u8>>; 4] = found
             .try_into()
             .map_err(|_| ApiError::Internal(anyhow::anyhow!("cache answered a wrong count")))?;
         let (p, b, c) = (token(p), token(b), token(c));
         let catalogue = self.catalogue(db, partner_id, p).await?;
-        if let Some(e) =
-            decode::<CustomerEntry>(entry).and_then(|e| e.current(&[b.clone(), c.clone()]))
+        let reach = reach_of(&catalogue, now);
+        if let Some(e) = decode::<CustomerEntry>(entry)
+            .and_then(|e| e.current(&[b.clone(), c.clone()]))
+            .filter(|e| e.reaches(reach))
         {
             return Ok(CustomerView::new(catalogue, e));
         }
         let b = self.token_or_new(&keys[1], b).await;
         let c = self.token_or_new(&keys[2], c).await;
-        let e = customer_entry(db, partner_id, customer_id).await?;
+        let e = customer_entry(db, partner_id, customer_id, reach).await?;
         if let (Some(b), Some(c)) = (b, c) {
             self.store(&keys[3], vec![b, c], &e).await;
         }
@@ -291,31 +339,45 @@ impl MembershipCache {
     }
 }
 
+/// A customer's entry read from the database, with their purchases as far back as `reach`.
 async fn customer_entry(
     db: &DatabaseConnection,
     partner_id: Uuid,
     customer_id: Uuid,
+    reach: Option<Option<DateTime<Utc>>>,
 ) -> Result<CustomerEntry, ApiError> {
-    let (rows, features) = tokio::try_join!(
+    let recent = async {
+        match reach {
+            None => Ok(None),
+            Some(since) => purchases::bought(db, partner_id, customer_id, since)
+                .await
+                .map(|rows| Some(RecentPurchases { since, rows })),
+        }
+    };
+    let (rows, features, badges, purchases) = tokio::try_join!(
         member_rows(db, partner_id, customer_id),
         features::features(db, partner_id, customer_id),
+        badges::held_ids(db, partner_id, customer_id),
+        recent,
     )?;
-    Ok(CustomerEntry { rows, features })
+    Ok(CustomerEntry {
+        rows,
+        features,
+        badges,
+        purchases,
+    })
 }
 
 async fn from_database(
     db: &DatabaseConnection,
     partner_id: Uuid,
     customer_id: Uuid,
+    now: DateTime<Utc>,
 ) -> Result<CustomerView, ApiError> {
-    let (segments, entry) = tokio::try_join!(
-        partner_segments(db, partner_id),
-        customer_entry(db, partner_id, customer_id),
-    )?;
-    Ok(CustomerView::new(
-        Arc::new(Catalogue::new(None, segments)),
-        entry,
-    ))
+    let catalogue = Catalogue::new(None, partner_segments(db, partner_id).await?);
+    let reach = reach_of(&catalogue, now);
+    let entry = customer_entry(db, partner_id, customer_id, reach).await?;
+    Ok(CustomerView::new(Arc::new(catalogue), entry))
 }
 
 /// The feature projection, dropping the cache entries of the customers each applied event
@@ -427,22 +489,30 @@ mod tests {
     const TTL: Duration = Duration::from_secs(300);
 
     /// What the hot path answers, comparable.
-    type Answer = (Vec<StoredMembership>, Vec<Uuid>, Features);
+    type Answer = (
+        Vec<StoredMembership>,
+        Vec<Uuid>,
+        Features,
+        Vec<Uuid>,
+        Vec<Purchase>,
+    );
 
     fn answer(v: CustomerView) -> Answer {
         (
             v.stored,
             v.catalogue.online.iter().map(|s| s.id).collect(),
             v.features,
+            v.badges,
+            v.purchases,
         )
     }
 
     async fn cached(c: &MembershipCache, db: &DatabaseConnection, p: Uuid, id: Uuid) -> Answer {
-        answer(c.customer_view(db, p, id).await.unwrap())
+        answer(c.customer_view(db, p, id, Utc::now()).await.unwrap())
     }
 
     async fn fresh(db: &DatabaseConnection, p: Uuid, id: Uuid) -> Answer {
-        answer(from_database(db, p, id).await.unwrap())
+        answer(from_database(db, p, id, Utc::now()).await.unwrap())
     }
 
     /// Applies an event as the service's consumer does: projection, commit, then invalidation.
@@ -648,6 +718,121 @@ mod tests {
     async fn every_change_reaches_the_next_read_in_process_on_sqlite() {
         let (_dir, db) = sqlite().await;
         every_change_reaches_the_next_read(db, local_cache()).await;
+    }
+
+    /// A purchase of the customer `days_ago`, as checkout publishes it.
+    fn bought(partner: Uuid, customer: &ev::CustomerCreated, days_ago: i64) -> ev::EventEnvelope {
+        let p = ev::PurchaseCompleted {
+            purchase_id: Uuid::now_v7().to_string(),
+            customer_id: customer.customer_id.clone(),
+            net_amount_minor: 1_000,
+            purchase_time: Some(loyalty_platform::time::to_timestamp(
+                Utc::now() - chrono::Duration::days(days_ago),
+            )),
+            ..Default::default()
+        };
+        envelope(partner, &p)
+    }
+
+    /// Online segments reading a badge and a purchase window: the customer's badges and
+    /// purchases come from the entry while it is current, and every change that touches them
+    /// is seen at the next read.
+    async fn badges_and_purchases_are_cached(db: DatabaseConnection, cache: MembershipCache) {
+        use crate::domain::{BadgeDraft, BadgeKind, Icon};
+        let store = Store::new(db.clone());
+        let partner = Uuid::now_v7();
+        let jana = customer_in("Praha");
+        let j = id(&jana);
+        consume(&db, &cache, envelope(partner, &jana)).await;
+        // An old purchase, outside the first window.
+        consume(&db, &cache, bought(partner, &jana, 200)).await;
+        let vip = BadgeDraft {
+            display_name: "VIP".into(),
+            kind: Some(BadgeKind::Manual),
+            criterion: None,
+            icon: Icon::new("https://cdn.example.com/vip.png".into(), "image/png"),
+            visible_to_customer: true,
+            note: String::new(),
+        }
+        .into_badge(Uuid::now_v7(), Utc::now())
+        .unwrap();
+        let txn = loyalty_platform::db::begin_write(&db).await.unwrap();
+        let vip = store.create_badge(&txn, partner, vip).await.unwrap();
+        txn.commit().await.unwrap();
+        cache.changed(partner, &[Change::Members]).await;
+        for (field, value) in [
+            (format!("badges.{}", vip.id), Value::Bool(true)),
+            ("purchases.last_30_days.count".to_owned(), Value::Int(2)),
+        ] {
+            let op = match value {
+                Value::Bool(_) => Operator::Equal,
+                _ => Operator::GreaterOrEqual,
+            };
+            create(&store, partner, segment(&field, op, value, true)).await;
+        }
+        cache
+            .changed(partner, &[Change::Segments, Change::Members])
+            .await;
+
+        let first = cached(&cache, &db, partner, j).await;
+        assert_eq!(first, fresh(&db, partner, j).await);
+        assert!(first.3.is_empty());
+        assert!(
+            first.4.is_empty(),
+            "the old purchase is outside 30 days (and a day)"
+        );
+
+        // A badge assigned (the RPC announces the customer) is seen at once...
+        let txn = loyalty_platform::db::begin_write(&db).await.unwrap();
+        store
+            .assign_badge(&txn, partner, vip.id, j, ManualChange::Operator, Utc::now())
+            .await
+            .unwrap();
+        txn.commit().await.unwrap();
+        cache.changed(partner, &[Change::Customer(j)]).await;
+        let held = cached(&cache, &db, partner, j).await;
+        assert_eq!(held, fresh(&db, partner, j).await);
+        assert_eq!(held.3, [vip.id]);
+
+        // ...and so are purchases, announced by their events.
+        consume(&db, &cache, bought(partner, &jana, 3)).await;
+        consume(&db, &cache, bought(partner, &jana, 1)).await;
+        let recent = cached(&cache, &db, partner, j).await;
+        assert_eq!(recent, fresh(&db, partner, j).await);
+        assert_eq!(recent.4.len(), 2);
+        // The answer is the entry's: a purchase nobody announced is not read.
+        apply(&db, bought(partner, &jana, 2)).await;
+        assert_eq!(cached(&cache, &db, partner, j).await, recent);
+
+        // A segment reading further back makes the entry too short: it is read again.
+        create(
+            &store,
+            partner,
+            segment(
+                "purchases.last_365_days.count",
+                Operator::GreaterOrEqual,
+                Value::Int(1),
+                true,
+            ),
+        )
+        .await;
+        cache.changed(partner, &[Change::Segments]).await;
+        let longer = cached(&cache, &db, partner, j).await;
+        assert_eq!(longer, fresh(&db, partner, j).await);
+        assert_eq!(longer.4.len(), 4);
+    }
+
+    #[tokio::test]
+    async fn badges_and_purchases_are_cached_with_redis_on_postgres() {
+        let prefix = RedisPrefix::new();
+        let (_db, db) = postgres().await;
+        badges_and_purchases_are_cached(db, redis_cache(&prefix).await).await;
+    }
+
+    #[tokio::test]
+    async fn badges_and_purchases_are_cached_in_process_on_sqlite() {
+        let (_dir, db) = sqlite().await;
+        badges_and_purchases_are_cached(db, local_cache()).await;
     }
 
     #[tokio::test]

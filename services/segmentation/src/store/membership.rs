@@ -862,9 +862,16 @@ pub async fn recalculate_due(
                 }
             }
             GroupKind::Badge => {
-                super::badges::recalculate_if_due(store, partner_id, group_id, slot)
-                    .await
-                    .map(|r| r.map(|r| (r.entered, r.left)))
+                match super::badges::recalculate_if_due(store, partner_id, group_id, slot).await {
+                    Ok(Some(r)) => {
+                        // The hot path caches each customer's badges.
+                        if r.entered + r.left > 0 {
+                            cache.changed(partner_id, &[Change::Members]).await;
+                        }
+                        Ok(Some((r.entered, r.left)))
+                    }
+                    other => other.map(|r| r.map(|r| (r.entered, r.left))),
+                }
             }
         };
         match done {

@@ -157,7 +157,7 @@ pub(crate) async fn erase(
 }
 
 /// The purchases of a customer made after `since` (all with `None`).
-async fn bought(
+pub(crate) async fn bought(
     conn: &impl ConnectionTrait,
     partner_id: Uuid,
     customer_id: Uuid,
@@ -196,14 +196,25 @@ pub async fn facts_for<'c>(
     criteria: impl IntoIterator<Item = &'c Criterion> + Clone,
     now: DateTime<Utc>,
 ) -> Result<Vec<(String, Fact)>, ApiError> {
-    let Some(window) = purchase_window(criteria.clone()) else {
+    let Some(since) = reach(criteria.clone(), now) else {
         return Ok(Vec::new());
     };
-    // A day of slack: the window is applied exactly in memory, whatever precision the
-    // database rounds the bound to.
-    let since = window
-        .start(now)
-        .and_then(|s| s.checked_sub_signed(TimeDelta::days(1)));
     let purchases = bought(conn, partner_id, customer_id, since).await?;
     Ok(purchase_facts(&purchases, criteria, now))
+}
+
+/// How far back the purchases `criteria` read reach at `now`: `None` when none reads
+/// purchases, `Some(None)` for every purchase, else the purchases after the time (a day
+/// early: the windows are applied exactly in memory, whatever precision the database rounds
+/// the bound to).
+pub(crate) fn reach<'c>(
+    criteria: impl IntoIterator<Item = &'c Criterion>,
+    now: DateTime<Utc>,
+) -> Option<Option<DateTime<Utc>>> {
+    let window = purchase_window(criteria)?;
+    Some(
+        window
+            .start(now)
+            .and_then(|s| s.checked_sub_signed(TimeDelta::days(1))),
+    )
 }
