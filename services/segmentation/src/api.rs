@@ -213,6 +213,7 @@ fn cart_from_proto(cart: &types::Cart) -> Cart {
             .map(|l| CartLine {
                 product_id: l.product_id.clone(),
                 product_group_ids: l.product_group_ids.clone(),
+                brand_id: l.brand_id.clone(),
                 quantity: l.quantity,
                 unit_price_minor: l.unit_price_minor,
             })
@@ -310,9 +311,15 @@ impl SegmentationService for SegmentationApi {
             .cache
             .customer_view(self.store.db(), partner_id, customer_id, now)
             .await?;
-        let mut facts = view.features.facts(now);
+        let (mut features, mut bought) = (view.features, view.purchases);
+        // Online segments are decided as if the cart were bought now: checkout learns whether
+        // this purchase moves the customer into one.
+        if let Some(cart) = &cart {
+            cart.count_as_bought(&mut features, &mut bought, now);
+        }
+        let mut facts = features.facts(now);
         let criteria = view.catalogue.online.iter().map(|s| &s.criterion);
-        facts.extend(purchase_facts(&view.purchases, criteria, now));
+        facts.extend(purchase_facts(&bought, criteria, now));
         let segment_ids: Vec<Uuid> = view.stored.iter().map(|m| m.segment_id).collect();
         add_membership_facts(&mut facts, &segment_ids, &view.badges);
         if let Some(cart) = &cart {

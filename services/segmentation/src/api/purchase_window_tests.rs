@@ -6,6 +6,7 @@ use loyalty_platform::{Principal, Role};
 use loyalty_proto::{
     events::v1 as ev,
     segmentation::v1::{self as pb, segmentation_service_server::SegmentationService},
+    types::v1 as types,
 };
 use sea_orm::DatabaseConnection;
 use tonic::Request;
@@ -33,9 +34,19 @@ async fn buy(db: &DatabaseConnection, partner: Uuid, customer: Uuid, days_ago: i
 
 /// The ids of the customer's memberships computed online, read with a POS key.
 async fn online_memberships(api: &SegmentationApi, partner: Uuid, customer: Uuid) -> Vec<String> {
+    online_with_cart(api, partner, customer, None).await
+}
+
+/// The same, with the cart checkout is about to commit.
+async fn online_with_cart(
+    api: &SegmentationApi,
+    partner: Uuid,
+    customer: Uuid,
+    cart: Option<types::Cart>,
+) -> Vec<String> {
     let mut request = Request::new(pb::GetCustomerMembershipsRequest {
         customer_id: customer.to_string(),
-        ..Default::default()
+        cart,
     });
     request.extensions_mut().insert(Principal {
         partner_id: Some(partner),
@@ -85,6 +96,23 @@ async fn an_online_segment_on_purchases_in_thirty_days_is_decided_at_request_tim
     );
     assert_eq!(
         online_memberships(&api, partner, jana).await,
+        [regulars.id.to_string()]
+    );
+    assert!(online_memberships(&api, partner, petr).await.is_empty());
+    // The cart checkout is about to commit counts as a purchase now: it would make Petr a
+    // regular, and checkout learns so before the purchase.
+    let cart = types::Cart {
+        currency_code: "CZK".into(),
+        lines: vec![types::CartLine {
+            line_id: "1".into(),
+            product_id: "SKU-1".into(),
+            quantity: 1,
+            unit_price_minor: 100,
+            ..Default::default()
+        }],
+    };
+    assert_eq!(
+        online_with_cart(&api, partner, petr, Some(cart)).await,
         [regulars.id.to_string()]
     );
     assert!(online_memberships(&api, partner, petr).await.is_empty());

@@ -12,7 +12,10 @@ pub mod rfm;
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
-use loyalty_criteria::{Criterion, Fact, Facts, RawCriterion, purchases::normalized_ids};
+use loyalty_criteria::{
+    Criterion, Fact, Facts, RawCriterion,
+    purchases::{Purchase, normalized_ids},
+};
 use loyalty_platform::Violations;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -536,6 +539,8 @@ impl Features {
 pub struct CartLine {
     pub product_id: String,
     pub product_group_ids: Vec<String>,
+    /// Empty when not known.
+    pub brand_id: String,
     pub quantity: i64,
     pub unit_price_minor: i64,
 }
@@ -548,6 +553,44 @@ pub struct Cart {
 }
 
 impl Cart {
+    /// Every line's quantity × unit price, added up (before any discount), minor units.
+    pub fn total_minor(&self) -> i64 {
+        self.lines
+            .iter()
+            .map(|l| l.quantity.saturating_mul(l.unit_price_minor))
+            .fold(0i64, i64::saturating_add)
+    }
+
+    /// Counts the cart as bought at `now`, for the online decision "does this purchase move
+    /// the customer into the segment": one more purchase of the cart's total in `features`
+    /// (count, total spent, last purchase) and in `bought` (the purchase windows, with the
+    /// lines' products, product groups and brands).
+    pub fn count_as_bought(
+        &self,
+        features: &mut Features,
+        bought: &mut Vec<Purchase>,
+        now: DateTime<Utc>,
+    ) {
+        let total = self.total_minor();
+        features.record_purchase(total, &self.currency_code, now);
+        let lines = &self.lines;
+        bought.push(
+            Purchase {
+                purchased_at: now,
+                net_amount_minor: total,
+                returned_amount_minor: 0,
+                product_ids: lines.iter().map(|l| l.product_id.clone()).collect(),
+                product_group_ids: lines
+                    .iter()
+                    .flat_map(|l| l.product_group_ids.iter().cloned())
+                    .collect(),
+                brand_ids: lines.iter().map(|l| l.brand_id.clone()).collect(),
+                business_unit_id: String::new(),
+            }
+            .normalized(),
+        );
+    }
+
     /// Checks the cart, reporting under `prefix` (e.g. `cart.lines[2].quantity`).
     pub fn validate(&self, v: &mut Violations, prefix: &str) {
         let code = &self.currency_code;
@@ -581,12 +624,7 @@ impl Cart {
 
     /// Adds the `cart.*` facts: total, line count, product ids and product group ids.
     pub fn add_facts(&self, facts: &mut Facts) {
-        let total = self
-            .lines
-            .iter()
-            .map(|l| l.quantity.saturating_mul(l.unit_price_minor))
-            .fold(0i64, i64::saturating_add);
-        facts.insert("cart.total_minor", Fact::Int(total));
+        facts.insert("cart.total_minor", Fact::Int(self.total_minor()));
         facts.insert("cart.line_count", Fact::Int(self.lines.len() as i64));
         let mut products: Vec<String> = self.lines.iter().map(|l| l.product_id.clone()).collect();
         products.sort();
@@ -900,6 +938,7 @@ mod tests {
         CartLine {
             product_id: product.into(),
             product_group_ids: groups.iter().map(|g| (*g).to_owned()).collect(),
+            brand_id: String::new(),
             quantity,
             unit_price_minor,
         }
@@ -1055,6 +1094,34 @@ mod tests {
             None,
             "a customer who never bought has no last purchase"
         );
+    }
+
+    #[test]
+    fn a_cart_counts_as_bought_now_for_the_online_decision() {
+        let now = Utc::now();
+        let mut f = Features::default();
+        f.record_purchase(1_000, "EUR", now - Duration::days(40));
+        let mut bought = Vec::new();
+        let mut shoes = line("SKU-1", &["Shoes"], 2, 1_500);
+        shoes.brand_id = "Acme".into();
+        cart(vec![shoes, line("SKU-2", &[], 1, 500)]).count_as_bought(&mut f, &mut bought, now);
+        assert_eq!((f.purchase_count, f.total_spent_minor), (2, 4_500));
+        assert_eq!(f.last_purchase_at, Some(now));
+        assert_eq!(bought.len(), 1);
+        let p = &bought[0];
+        assert_eq!((p.purchased_at, p.net_amount_minor), (now, 3_500));
+        assert_eq!(p.product_ids, ["sku-1", "sku-2"]);
+        assert_eq!(p.product_group_ids, ["shoes"]);
+        assert_eq!(p.brand_ids, ["acme"]);
+        let regular = Criterion::parse(RawCriterion::Condition {
+            field: "purchases.last_30_days.count".into(),
+            operator: Some(Operator::GreaterOrEqual),
+            values: vec![Value::Int(1)],
+        })
+        .unwrap();
+        let mut facts = f.facts(now);
+        facts.extend(purchase_facts(&bought, [&regular], now));
+        assert!(regular.evaluate(&facts));
     }
 
     #[test]

@@ -408,6 +408,7 @@ pub(crate) mod tests {
             lines: vec![CartLine {
                 product_id: "A".into(),
                 product_group_ids: vec![],
+                brand_id: String::new(),
                 quantity: 2,
                 unit_price_minor: 3_000,
             }],
