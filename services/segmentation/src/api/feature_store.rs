@@ -157,6 +157,12 @@ impl SegmentationApi {
                     .into_iter()
                     .map(|(path, description)| pb::CriterionViolation { path, description }),
             );
+            // The same reference checks as creating a group with it.
+            let refs = self
+                .store
+                .reference_problems(self.store.db(), partner_id, CRITERION, c)
+                .await?;
+            violations.extend(refs.into_vec().into_iter().map(relative));
         }
         let valid = violations.is_empty();
         let match_count = match &criterion {

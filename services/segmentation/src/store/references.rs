@@ -86,6 +86,34 @@ impl Store {
         Ok(groups(conn, partner_id).await?.graph)
     }
 
+    /// What is wrong with the groups a criterion of no group yet references (ValidateCriterion):
+    /// another partner's or an unknown group, a segment storing no members, under `field`
+    /// and the condition's path. (A new group cannot close a cycle: nothing references it.)
+    pub async fn reference_problems(
+        &self,
+        conn: &impl ConnectionTrait,
+        partner_id: Uuid,
+        field: &str,
+        criterion: &Criterion,
+    ) -> Result<Violations, ApiError> {
+        let mut v = Violations::new();
+        if referenced(criterion).is_empty() {
+            return Ok(v);
+        }
+        let Groups {
+            graph,
+            stores_members,
+        } = groups(conn, partner_id).await?;
+        let referable = |g: GroupId| match stores_members.get(&g) {
+            None => Referable::Unknown,
+            Some(false) => Referable::OnlineOnly,
+            Some(true) => Referable::Yes,
+        };
+        let nobody = (GroupKind::Segment, Uuid::nil());
+        check_references(&mut v, field, nobody, criterion, referable, &graph);
+        Ok(v)
+    }
+
     /// Checks the groups `criterion` (about to be `group`'s) references: INVALID_ARGUMENT under
     /// `field` and the condition's path for another partner's or an unknown group, a segment
     /// storing no members, or a cycle back to `group`.

@@ -105,6 +105,28 @@ async fn references_are_checked(db: DatabaseConnection) {
         )]
     );
 
+    // ValidateCriterion's check, for a criterion of no group yet: the same answers.
+    let problems = async |raw: RawCriterion| {
+        let c = Criterion::parse(raw).unwrap();
+        store
+            .reference_problems(&db, partner, "criterion", &c)
+            .await
+            .unwrap()
+            .into_vec()
+            .into_iter()
+            .map(|f| (f.field, f.description))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        problems(member_of(Field::Badge(foreign.id))).await,
+        [(
+            "criterion.condition.field".to_owned(),
+            format!("no such badge {}", foreign.id)
+        )]
+    );
+    assert!(problems(member_of(Field::Segment(a.id))).await.is_empty());
+    assert!(problems(buyers()).await.is_empty());
+
     // badge b → segment a; a → b would close a cycle, a → a is one.
     let b = try_badge(
         &store,
