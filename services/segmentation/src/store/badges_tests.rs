@@ -478,6 +478,21 @@ async fn a_merge_gives_the_survivor_the_merged_accounts_badges(db: DatabaseConne
             .unwrap()
     );
     assert!(assign(&store, partner, janas.id, id(&jana)).await.unwrap());
+    // A Flexi segment of the manual badge's holders: the duplicate is in it.
+    let mut holders_of_manual = super::tests::flexi(super::tests::segment(
+        "features.purchase_count",
+        Operator::GreaterOrEqual,
+        Value::Int(0),
+        false,
+    ));
+    holders_of_manual.criterion = Criterion::parse(RawCriterion::Condition {
+        field: format!("badges.{}", manual.id),
+        operator: Some(Operator::Equal),
+        values: vec![Value::Bool(true)],
+    })
+    .unwrap();
+    let holders_of_manual = super::tests::create(&store, partner, holders_of_manual).await;
+    assert_eq!(holders_of_manual.member_count, 1);
     let assigned_at = store
         .customer_badges(partner, id(&duplicate), 10, None)
         .await
@@ -497,6 +512,12 @@ async fn a_merge_gives_the_survivor_the_merged_accounts_badges(db: DatabaseConne
     apply(&db, merge.clone()).await;
     apply(&db, merge).await;
 
+    // Deciding the segment for Jana read the badge she takes over.
+    let members =
+        super::membership::member_ids(&db, partner, GroupKind::Segment, holders_of_manual.id)
+            .await
+            .unwrap();
+    assert_eq!(members, [id(&jana)]);
     for b in [&manual, &janas, &flexi] {
         assert_eq!(holders(&store, partner, b.id).await, [id(&jana)]);
         let count = store

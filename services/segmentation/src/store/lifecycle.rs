@@ -17,8 +17,8 @@ use super::entities::{
 };
 use super::features::{features_from, write};
 use super::purchases;
-use crate::domain::GroupKind;
 use crate::domain::MembershipCause::{self, CustomerRemoved, Recalculation};
+use crate::domain::{GroupKind, add_membership_facts};
 
 /// Longest chain of merges followed to find where a customer's events now belong.
 const MAX_SUCCESSORS: usize = 16;
@@ -325,6 +325,20 @@ pub(crate) async fn merge(
         )
         .await?,
     );
+    // Membership of other groups reads as what either account held before the merge (the
+    // groups are decided one by one below; the nightly run settles any chain of them).
+    let survivor_badges = super::badges::holdings(txn, partner_id, survivor).await?;
+    let segments_held: Vec<Uuid> = survivor_members
+        .keys()
+        .chain(merged_members.keys())
+        .copied()
+        .collect();
+    let badges_held: Vec<Uuid> = survivor_badges
+        .keys()
+        .chain(merged_badges.keys())
+        .copied()
+        .collect();
+    add_membership_facts(&mut facts, &segments_held, &badges_held);
     for segment in partner_segments_parsed {
         let segment_id = segment.id;
         let was = survivor_members.contains_key(&segment_id);
