@@ -287,6 +287,21 @@ pub fn next_daily_run(now: DateTime<Utc>, at: NaiveTime) -> DateTime<Utc> {
     last_daily_run(now, at) + Duration::days(1)
 }
 
+/// How long after a nightly run that left failures the scheduler tries again.
+pub const NIGHTLY_RETRY_MINUTES: i64 = 10;
+
+/// When the scheduler runs next after a run at `now`: the next slot, or sooner when the run
+/// left failures (groups not recalculated for the slot, or the RFM scoring): then
+/// [`NIGHTLY_RETRY_MINUTES`] later, which re-runs only what is still due for the slot.
+pub fn next_attempt(now: DateTime<Utc>, at: NaiveTime, failed: bool) -> DateTime<Utc> {
+    let next = next_daily_run(now, at);
+    if failed {
+        next.min(now + Duration::minutes(NIGHTLY_RETRY_MINUTES))
+    } else {
+        next
+    }
+}
+
 /// Whether a Flexi segment still needs the run of `slot`: not recalculated since then.
 pub fn due_for(last_recalculated_at: Option<DateTime<Utc>>, slot: DateTime<Utc>) -> bool {
     last_recalculated_at.is_none_or(|t| t < slot)
@@ -485,5 +500,9 @@ mod tests {
         assert!(due_for(Some(t(9, 2, 0)), slot));
         assert!(!due_for(Some(slot), slot));
         assert!(!due_for(Some(t(10, 9, 30)), slot));
+        // A run with failures tries again 10 minutes later, never past the next slot.
+        assert_eq!(next_attempt(t(10, 2, 5), at, false), t(11, 2, 0));
+        assert_eq!(next_attempt(t(10, 2, 5), at, true), t(10, 2, 15));
+        assert_eq!(next_attempt(t(10, 1, 55), at, true), t(10, 2, 0));
     }
 }

@@ -24,7 +24,7 @@ pub use badges::{Badge, BadgeDraft, BadgeKind, BadgeRule, CustomerBadge, Icon};
 pub use features::{CriterionTarget, FeatureSummary};
 pub use membership::{
     Group, GroupKind, HistoryEntry, ManualChange, Member, MembershipCause, Recalculation,
-    SegmentRule, due_for, last_daily_run, next_daily_run, parse_daily_time,
+    SegmentRule, due_for, last_daily_run, next_attempt, next_daily_run, parse_daily_time,
 };
 pub use membership_cache::{MemberRow, Stamped, stored_memberships};
 pub use purchases::{purchase_facts, purchase_window};

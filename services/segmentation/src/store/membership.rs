@@ -30,7 +30,7 @@ use super::{
 };
 use crate::domain::{
     Group, GroupId, GroupKind, HistoryEntry, ManualChange, Member, MembershipCause, Recalculation,
-    Segment, SegmentKind, SegmentRule, StoredMembership, due_for, last_daily_run, next_daily_run,
+    Segment, SegmentKind, SegmentRule, StoredMembership, due_for, last_daily_run, next_attempt,
 };
 
 /// Rows written (or ids matched) per statement when many members change at once.
@@ -918,11 +918,15 @@ pub fn spawn_scheduler(store: Store, cache: MembershipCache, at: NaiveTime) {
         loop {
             let now = Utc::now();
             let slot = last_daily_run(now, at);
+            let mut failed = false;
             // RFM first, so Flexi segments on RFM see the night's scores.
             match super::rfm::score_due(store.db(), &cache, slot).await {
                 Ok(0) => {}
                 Ok(partners) => tracing::info!(%slot, partners, "nightly RFM scoring ran"),
-                Err(e) => tracing::warn!(error = %e, "nightly RFM scoring failed"),
+                Err(e) => {
+                    failed = true;
+                    tracing::warn!(error = %e, "nightly RFM scoring failed");
+                }
             }
             match recalculate_due(&store, &cache, slot).await {
                 Ok(run) if run.recalculated + run.failed > 0 => {
@@ -935,11 +939,16 @@ pub fn spawn_scheduler(store: Store, cache: MembershipCache, at: NaiveTime) {
                         failed = run.failed,
                         "nightly Flexi recalculation ran"
                     );
+                    failed |= run.failed > 0;
                 }
                 Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "nightly Flexi recalculation failed"),
+                Err(e) => {
+                    failed = true;
+                    tracing::warn!(error = %e, "nightly Flexi recalculation failed");
+                }
             }
-            let wait = (next_daily_run(Utc::now(), at) - Utc::now())
+            let now = Utc::now();
+            let wait = (next_attempt(now, at, failed) - now)
                 .to_std()
                 .unwrap_or(StdDuration::from_secs(1));
             tokio::time::sleep(wait).await;
