@@ -76,6 +76,31 @@ async fn groups(conn: &impl ConnectionTrait, partner_id: Uuid) -> Result<Groups,
     })
 }
 
+/// What is wrong with the groups `criterion` (about to be `group`'s) references.
+async fn problems(
+    conn: &impl ConnectionTrait,
+    partner_id: Uuid,
+    group: GroupId,
+    field: &str,
+    criterion: &Criterion,
+) -> Result<Violations, ApiError> {
+    let mut v = Violations::new();
+    if referenced(criterion).is_empty() {
+        return Ok(v);
+    }
+    let Groups {
+        graph,
+        stores_members,
+    } = groups(conn, partner_id).await?;
+    let referable = |g: GroupId| match stores_members.get(&g) {
+        None => Referable::Unknown,
+        Some(false) => Referable::OnlineOnly,
+        Some(true) => Referable::Yes,
+    };
+    check_references(&mut v, field, group, criterion, referable, &graph);
+    Ok(v)
+}
+
 impl Store {
     /// The reference graph of the partner's groups.
     pub async fn reference_graph(
@@ -96,22 +121,8 @@ impl Store {
         field: &str,
         criterion: &Criterion,
     ) -> Result<Violations, ApiError> {
-        let mut v = Violations::new();
-        if referenced(criterion).is_empty() {
-            return Ok(v);
-        }
-        let Groups {
-            graph,
-            stores_members,
-        } = groups(conn, partner_id).await?;
-        let referable = |g: GroupId| match stores_members.get(&g) {
-            None => Referable::Unknown,
-            Some(false) => Referable::OnlineOnly,
-            Some(true) => Referable::Yes,
-        };
         let nobody = (GroupKind::Segment, Uuid::nil());
-        check_references(&mut v, field, nobody, criterion, referable, &graph);
-        Ok(v)
+        problems(conn, partner_id, nobody, field, criterion).await
     }
 
     /// Checks the groups `criterion` (about to be `group`'s) references: INVALID_ARGUMENT under
@@ -129,18 +140,9 @@ impl Store {
             return Ok(());
         }
         lock(conn, partner_id).await?;
-        let Groups {
-            graph,
-            stores_members,
-        } = groups(conn, partner_id).await?;
-        let referable = |g: GroupId| match stores_members.get(&g) {
-            None => Referable::Unknown,
-            Some(false) => Referable::OnlineOnly,
-            Some(true) => Referable::Yes,
-        };
-        let mut v = Violations::new();
-        check_references(&mut v, field, group, criterion, referable, &graph);
-        v.into_result()
+        problems(conn, partner_id, group, field, criterion)
+            .await?
+            .into_result()
     }
 
     /// FAILED_PRECONDITION `SEGMENT_IN_USE` / `BADGE_IN_USE` when another group's criterion
