@@ -718,15 +718,8 @@ pub(crate) async fn merge_customer(
             .is_some();
         let enters = !member && first_exclusion(&current.final_checks(), facts).is_none();
         if enters {
-            audience_members::Entity::insert(audience_members::ActiveModel {
-                audience_id: Set(current.id),
-                customer_id: Set(survivor),
-                partner_id: Set(partner_id),
-                added_at: Set(now),
-                cause: Set(MembershipCause::Recalculation.as_str().to_owned()),
-            })
-            .exec_without_returning(conn)
-            .await?;
+            let cause = MembershipCause::Recalculation;
+            insert_member(conn, partner_id, current.id, survivor, now, cause).await?;
             changes.push((survivor, true, MembershipCause::Recalculation));
         }
         let mut next = current.clone();
@@ -736,6 +729,27 @@ pub(crate) async fn merge_customer(
         write_guarded(conn, partner_id, &current, &next).await?;
         record_changes(conn, partner_id, &next, &changes, now).await?;
     }
+    Ok(())
+}
+
+/// Stores one member row (the caller writes the history row and the counts).
+async fn insert_member(
+    conn: &impl ConnectionTrait,
+    partner_id: Uuid,
+    audience_id: Uuid,
+    customer_id: Uuid,
+    at: DateTime<Utc>,
+    cause: MembershipCause,
+) -> Result<(), ApiError> {
+    audience_members::Entity::insert(audience_members::ActiveModel {
+        audience_id: Set(audience_id),
+        customer_id: Set(customer_id),
+        partner_id: Set(partner_id),
+        added_at: Set(at),
+        cause: Set(cause.as_str().to_owned()),
+    })
+    .exec_without_returning(conn)
+    .await?;
     Ok(())
 }
 
@@ -934,14 +948,14 @@ impl Store {
         if let Some(e) = first_exclusion(&current.final_checks(), &facts) {
             return Err(audience_rule(AudienceRule::Excluded(e)));
         }
-        audience_members::Entity::insert(audience_members::ActiveModel {
-            audience_id: Set(id),
-            customer_id: Set(customer_id),
-            partner_id: Set(partner_id),
-            added_at: Set(now),
-            cause: Set(MembershipCause::Manual.as_str().to_owned()),
-        })
-        .exec_without_returning(conn)
+        insert_member(
+            conn,
+            partner_id,
+            id,
+            customer_id,
+            now,
+            MembershipCause::Manual,
+        )
         .await?;
         self.member_changed(conn, partner_id, current, customer_id, true, now)
             .await

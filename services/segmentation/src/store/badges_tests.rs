@@ -13,7 +13,9 @@ use super::{
         apply, customer_in, envelope, id, in_txn, postgres, published, purchase, reason, sqlite,
     },
 };
-use crate::domain::{Badge, BadgeDraft, BadgeKind, GroupKind, Icon, ManualChange, MembershipCause};
+use crate::domain::{
+    Badge, BadgeDraft, BadgeKind, CustomerBadge, GroupKind, Icon, ManualChange, MembershipCause,
+};
 use loyalty_platform::ApiError;
 
 fn buyers_criterion() -> Criterion {
@@ -56,6 +58,14 @@ async fn holders(store: &Store, partner: Uuid, badge: Uuid) -> Vec<Uuid> {
         .collect();
     ids.sort();
     ids
+}
+
+/// The first page of a customer's badges.
+async fn badges_of(store: &Store, partner: Uuid, customer: Uuid) -> Vec<CustomerBadge> {
+    store
+        .customer_badges(partner, customer, 10, None)
+        .await
+        .unwrap()
 }
 
 async fn assign(
@@ -152,13 +162,7 @@ async fn a_flexi_badge_follows_its_criterion(db: DatabaseConnection) {
         matches!(foreign, ApiError::NotFound(ref w) if w == "badge"),
         "{foreign:?}"
     );
-    assert!(
-        store
-            .customer_badges(other, id(&petr), 10, None)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(badges_of(&store, other, id(&petr)).await.is_empty());
 
     apply(&db, envelope(partner, &purchase(&eva, 100))).await;
     let run = recalculate_due(
@@ -413,13 +417,7 @@ async fn an_erased_customer_holds_no_badges(db: DatabaseConnection) {
     );
     apply(&db, erase.clone()).await;
     apply(&db, erase).await;
-    assert!(
-        store
-            .customer_badges(partner, id(&jana), 10, None)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(badges_of(&store, partner, id(&jana)).await.is_empty());
     assert_eq!(holders(&store, partner, b.id).await, [id(&petr)]);
     assert_eq!(
         store
@@ -528,22 +526,13 @@ async fn a_merge_gives_the_survivor_the_merged_accounts_badges(db: DatabaseConne
             .member_count;
         assert_eq!(count, 1, "{}", b.id);
     }
-    let held = store
-        .customer_badges(partner, id(&jana), 10, None)
-        .await
-        .unwrap();
+    let held = badges_of(&store, partner, id(&jana)).await;
     let taken_over = held.iter().find(|b| b.badge_id == manual.id).unwrap();
     assert_eq!(
         taken_over.assigned_at, assigned_at,
         "the merged account's time is kept"
     );
-    assert!(
-        store
-            .customer_badges(partner, id(&duplicate), 10, None)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(badges_of(&store, partner, id(&duplicate)).await.is_empty());
     // Jana: her own badge by hand, then the two taken over (each entered once).
     let mut jana_history = history(&store, partner, id(&jana), GroupKind::Badge).await;
     jana_history.sort_by_key(|(entered, cause)| (*entered, cause.as_str()));
