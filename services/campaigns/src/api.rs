@@ -1,28 +1,129 @@
 //! gRPC adapter of `CampaignsService`.
+use std::collections::BTreeMap;
+
 use chrono::Utc;
 use loyalty_platform::{
-    ApiError, Role, Violations,
+    ApiError, Principal, Role, Violations,
     auth::principal,
-    error::{check_idempotency_key, parse_uuid},
+    client::outgoing,
+    error::{check_idempotency_key, mask_paths, parse_uuid},
     idempotency::{self, IdempotencyScope},
+    paging,
     time::to_timestamp,
 };
-use loyalty_proto::campaigns::v1::{self as pb, campaigns_service_server::CampaignsService};
-use tonic::{Request, Response, Status};
+use loyalty_proto::{
+    campaigns::v1::{self as pb, campaigns_service_server::CampaignsService},
+    identity::v1::{self as identity_pb, identity_service_client::IdentityServiceClient},
+};
+use tonic::{Request, Response, Status, transport::Channel as GrpcChannel};
 use uuid::Uuid;
 
 use crate::{
-    domain::{Channel, MessageTemplate, TemplateKind},
-    store::Store,
+    domain::{Channel, MessageTemplate, TemplateKind, template},
+    store::{Store, TemplateFilter},
 };
 
 pub struct CampaignsApi {
     store: Store,
+    /// Identity, asked for a customer's data when a preview names one; `None` without
+    /// `peers.identity_url`.
+    identity: Option<IdentityServiceClient<GrpcChannel>>,
 }
 
 impl CampaignsApi {
     pub fn new(store: Store) -> Self {
-        Self { store }
+        Self {
+            store,
+            identity: None,
+        }
+    }
+
+    /// With identity to preview templates for real customers.
+    pub fn with_identity(mut self, channel: GrpcChannel) -> Self {
+        self.identity = Some(IdentityServiceClient::new(channel));
+        self
+    }
+
+    /// The customer's variables (`customer.*`) from identity, with the caller's key
+    /// (another partner's customer is `NOT_FOUND` there, and so here).
+    async fn customer_variables(
+        &self,
+        who: &Principal,
+        customer_id: Uuid,
+    ) -> Result<BTreeMap<String, String>, ApiError> {
+        let Some(identity) = &self.identity else {
+            return Err(ApiError::Unavailable(
+                "identity is not configured (peers.identity_url): previews for a customer \
+                 need it"
+                    .into(),
+            ));
+        };
+        let customer = identity
+            .clone()
+            .get_customer(outgoing(
+                identity_pb::GetCustomerRequest {
+                    customer_id: customer_id.to_string(),
+                },
+                who,
+            ))
+            .await
+            .map_err(|s| ApiError::from_upstream("identity", s))?
+            .into_inner()
+            .customer
+            .unwrap_or_default();
+        Ok([
+            ("customer.first_name", customer.first_name),
+            ("customer.last_name", customer.last_name),
+            ("customer.email", customer.email),
+            ("customer.phone", customer.phone),
+            ("customer.city", customer.city),
+            ("customer.birth_date", customer.birth_date),
+        ]
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect())
+    }
+}
+
+const READERS: &[Role] = &[Role::Marketing, Role::Support, Role::Service];
+const UPDATABLE: &[&str] = &[
+    "display_name",
+    "subject",
+    "body",
+    "text_body",
+    "sender_name",
+    "sender_address",
+    "link_url",
+];
+/// Most sample variables a preview takes.
+const MAX_SAMPLE_VARIABLES: usize = 200;
+
+fn channel_to_proto(c: Channel) -> pb::Channel {
+    match c {
+        Channel::Email => pb::Channel::Email,
+        Channel::Sms => pb::Channel::Sms,
+        Channel::Push => pb::Channel::Push,
+        Channel::Viber => pb::Channel::Viber,
+    }
+}
+
+/// A channel from the wire; `None` for unspecified (or a number this build does not know).
+fn channel_from_proto(n: i32) -> Option<Channel> {
+    match pb::Channel::try_from(n).unwrap_or_default() {
+        pb::Channel::Email => Some(Channel::Email),
+        pb::Channel::Sms => Some(Channel::Sms),
+        pb::Channel::Push => Some(Channel::Push),
+        pb::Channel::Viber => Some(Channel::Viber),
+        pb::Channel::Unspecified => None,
+    }
+}
+
+fn kind_from_proto(n: i32) -> Option<TemplateKind> {
+    match pb::TemplateKind::try_from(n).unwrap_or_default() {
+        pb::TemplateKind::Campaign => Some(TemplateKind::Campaign),
+        pb::TemplateKind::System => Some(TemplateKind::System),
+        pb::TemplateKind::Unspecified => None,
     }
 }
 
@@ -30,23 +131,47 @@ fn template_to_proto(t: &MessageTemplate) -> pb::MessageTemplate {
     pb::MessageTemplate {
         id: t.id.to_string(),
         display_name: t.display_name.clone(),
-        channel: (match t.channel {
-            Channel::Email => pb::Channel::Email,
-            Channel::Sms => pb::Channel::Sms,
-            Channel::Push => pb::Channel::Push,
-        }) as i32,
+        channel: channel_to_proto(t.channel) as i32,
         kind: (match t.kind {
             TemplateKind::Campaign => pb::TemplateKind::Campaign,
             TemplateKind::System => pb::TemplateKind::System,
         }) as i32,
         subject: t.subject.clone(),
         body: t.body.clone(),
+        text_body: t.text_body.clone(),
         sender_name: t.sender_name.clone(),
         sender_address: t.sender_address.clone(),
         link_url: t.link_url.clone(),
         create_time: Some(to_timestamp(t.created_at)),
         update_time: Some(to_timestamp(t.updated_at.unwrap_or(t.created_at))),
         etag: t.etag(),
+    }
+}
+
+/// A new template from the wire (server-assigned fields ignored), not yet validated.
+fn template_from_proto(v: &mut Violations, t: pb::MessageTemplate) -> MessageTemplate {
+    let channel = channel_from_proto(t.channel).unwrap_or_else(|| {
+        v.add("message_template.channel", "is required");
+        Channel::Email
+    });
+    let kind = kind_from_proto(t.kind).unwrap_or_else(|| {
+        v.add("message_template.kind", "is required");
+        TemplateKind::Campaign
+    });
+    MessageTemplate {
+        id: Uuid::now_v7(),
+        display_name: t.display_name.trim().to_owned(),
+        channel,
+        kind,
+        subject: t.subject,
+        body: t.body,
+        text_body: t.text_body,
+        sender_name: t.sender_name,
+        sender_address: t.sender_address.trim().to_owned(),
+        link_url: t.link_url.trim().to_owned(),
+        version: 1,
+        created_at: Utc::now(),
+        updated_at: None,
     }
 }
 
@@ -70,37 +195,7 @@ impl CampaignsService for CampaignsApi {
         let Some(t) = req.message_template else {
             return Err(ApiError::invalid("message_template", "is required").into());
         };
-        let channel = match pb::Channel::try_from(t.channel).unwrap_or_default() {
-            pb::Channel::Email => Channel::Email,
-            pb::Channel::Sms => Channel::Sms,
-            pb::Channel::Push => Channel::Push,
-            pb::Channel::Unspecified => {
-                v.add("message_template.channel", "is required");
-                Channel::Email
-            }
-        };
-        let kind = match pb::TemplateKind::try_from(t.kind).unwrap_or_default() {
-            pb::TemplateKind::Campaign => TemplateKind::Campaign,
-            pb::TemplateKind::System => TemplateKind::System,
-            pb::TemplateKind::Unspecified => {
-                v.add("message_template.kind", "is required");
-                TemplateKind::Campaign
-            }
-        };
-        let template = MessageTemplate {
-            id: Uuid::now_v7(),
-            display_name: t.display_name.trim().to_owned(),
-            channel,
-            kind,
-            subject: t.subject,
-            body: t.body,
-            sender_name: t.sender_name,
-            sender_address: t.sender_address.trim().to_owned(),
-            link_url: t.link_url.trim().to_owned(),
-            version: 1,
-            created_at: Utc::now(),
-            updated_at: None,
-        };
+        let template = template_from_proto(&mut v, t);
         template.validate(&mut v);
         v.into_result()?;
         let store = self.store.clone();
@@ -121,11 +216,7 @@ impl CampaignsService for CampaignsApi {
         &self,
         request: Request<pb::GetMessageTemplateRequest>,
     ) -> Result<Response<pb::GetMessageTemplateResponse>, Status> {
-        let partner_id = principal(&request)?.partner_with_role(&[
-            Role::Marketing,
-            Role::Support,
-            Role::Service,
-        ])?;
+        let partner_id = principal(&request)?.partner_with_role(READERS)?;
         let id = parse_uuid(
             "message_template_id",
             &request.get_ref().message_template_id,
@@ -140,12 +231,205 @@ impl CampaignsService for CampaignsApi {
         }))
     }
 
+    #[tracing::instrument(skip_all)]
+    async fn list_message_templates(
+        &self,
+        request: Request<pb::ListMessageTemplatesRequest>,
+    ) -> Result<Response<pb::ListMessageTemplatesResponse>, Status> {
+        let partner_id = principal(&request)?.partner_with_role(READERS)?;
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let limit = paging::page_size(&mut v, req.page_size);
+        let after = paging::parse_page_token(&mut v, &req.page_token);
+        if pb::Channel::try_from(req.channel).is_err() {
+            v.add("channel", "is not a channel");
+        }
+        if pb::TemplateKind::try_from(req.kind).is_err() {
+            v.add("kind", "is not a template kind");
+        }
+        v.into_result()?;
+        let filter = TemplateFilter {
+            channel: channel_from_proto(req.channel),
+            kind: kind_from_proto(req.kind),
+        };
+        let found = self
+            .store
+            .list_templates(partner_id, filter, limit, after)
+            .await?;
+        Ok(Response::new(pb::ListMessageTemplatesResponse {
+            next_page_token: paging::next_page_token(
+                found.len(),
+                limit,
+                found.last().map(|t| t.id),
+            ),
+            message_templates: found.iter().map(template_to_proto).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn update_message_template(
+        &self,
+        request: Request<pb::UpdateMessageTemplateRequest>,
+    ) -> Result<Response<pb::UpdateMessageTemplateResponse>, Status> {
+        let partner_id = principal(&request)?.partner_with_role(&[Role::Marketing])?;
+        let req = request.into_inner();
+        let scope = IdempotencyScope::new(
+            partner_id,
+            "UpdateMessageTemplate",
+            &req.idempotency_key,
+            &req,
+        );
+        let mut v = Violations::new();
+        check_idempotency_key(&mut v, &req.idempotency_key);
+        let paths = mask_paths(&mut v, req.update_mask, UPDATABLE);
+        let t = req.message_template.unwrap_or_default();
+        let id = v.check(
+            "message_template.id",
+            parse_uuid("message_template.id", &t.id).map_err(|_| "must be a UUID"),
+        );
+        v.into_result()?;
+        let id = id.unwrap_or_default();
+        let etag = req.etag;
+        let store = self.store.clone();
+        let updated: MessageTemplate = idempotency::run(self.store.db(), scope, move |txn| {
+            Box::pin(async move {
+                store
+                    .update_template(txn, partner_id, id, &etag, |current| {
+                        let mut next = current.clone();
+                        let masked = |p: &str| paths.iter().any(|m| m == p);
+                        if masked("display_name") {
+                            next.display_name = t.display_name.trim().to_owned();
+                        }
+                        if masked("subject") {
+                            next.subject = t.subject;
+                        }
+                        if masked("body") {
+                            next.body = t.body;
+                        }
+                        if masked("text_body") {
+                            next.text_body = t.text_body;
+                        }
+                        if masked("sender_name") {
+                            next.sender_name = t.sender_name;
+                        }
+                        if masked("sender_address") {
+                            next.sender_address = t.sender_address.trim().to_owned();
+                        }
+                        if masked("link_url") {
+                            next.link_url = t.link_url.trim().to_owned();
+                        }
+                        let mut v = Violations::new();
+                        next.validate(&mut v);
+                        v.into_result()?;
+                        next.version += 1;
+                        next.updated_at = Some(Utc::now());
+                        Ok(next)
+                    })
+                    .await
+            })
+        })
+        .await?;
+        Ok(Response::new(pb::UpdateMessageTemplateResponse {
+            message_template: Some(template_to_proto(&updated)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn delete_message_template(
+        &self,
+        request: Request<pb::DeleteMessageTemplateRequest>,
+    ) -> Result<Response<pb::DeleteMessageTemplateResponse>, Status> {
+        let partner_id = principal(&request)?.partner_with_role(&[Role::Marketing])?;
+        let req = request.into_inner();
+        let scope = IdempotencyScope::new(
+            partner_id,
+            "DeleteMessageTemplate",
+            &req.idempotency_key,
+            &req,
+        );
+        let mut v = Violations::new();
+        check_idempotency_key(&mut v, &req.idempotency_key);
+        let id = v.check(
+            "message_template_id",
+            parse_uuid("message_template_id", &req.message_template_id)
+                .map_err(|_| "must be a UUID"),
+        );
+        v.into_result()?;
+        let id = id.unwrap_or_default();
+        let store = self.store.clone();
+        idempotency::run(self.store.db(), scope, move |txn| {
+            Box::pin(async move { store.delete_template(txn, partner_id, id).await })
+        })
+        .await?;
+        Ok(Response::new(pb::DeleteMessageTemplateResponse {}))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn render_preview(
+        &self,
+        request: Request<pb::RenderPreviewRequest>,
+    ) -> Result<Response<pb::RenderPreviewResponse>, Status> {
+        let who = principal(&request)?.clone();
+        let partner_id = who.partner_with_role(READERS)?;
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let customer = (!req.customer_id.is_empty()).then(|| {
+            v.check(
+                "customer_id",
+                parse_uuid("customer_id", &req.customer_id).map_err(|_| "must be a UUID"),
+            )
+        });
+        if req.sample_variables.len() > MAX_SAMPLE_VARIABLES {
+            v.add(
+                "sample_variables",
+                format!("at most {MAX_SAMPLE_VARIABLES} entries"),
+            );
+        }
+        for name in req.sample_variables.keys() {
+            if !template::VARIABLES.iter().any(|(n, _)| n == name) {
+                v.add(
+                    format!("sample_variables[{name:?}]"),
+                    "is not a variable templates know",
+                );
+            }
+        }
+        let stored = match (req.message_template_id.is_empty(), req.message_template) {
+            (false, None) => Some(
+                v.check(
+                    "message_template_id",
+                    parse_uuid("message_template_id", &req.message_template_id)
+                        .map_err(|_| "must be a UUID"),
+                ),
+            ),
+            (true, Some(t)) => {
+                let t = template_from_proto(&mut v, t);
+                t.validate(&mut v);
+                v.into_result()?;
+                return self
+                    .preview(&who, t, customer.flatten(), req.sample_variables)
+                    .await;
+            }
+            _ => {
+                v.add(
+                    "message_template_id",
+                    "give exactly one of message_template_id and message_template",
+                );
+                None
+            }
+        };
+        v.into_result()?;
+        let id = stored.flatten().unwrap_or_default();
+        let template = self
+            .store
+            .template(partner_id, id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound("message template".into()))?;
+        self.preview(&who, template, customer.flatten(), req.sample_variables)
+            .await
+    }
+
     loyalty_platform::rpcs_not_yet_implemented! {
         "lands with issue #8 (campaigns and marketing automation)";
-        list_message_templates(pb::ListMessageTemplatesRequest) -> pb::ListMessageTemplatesResponse;
-        update_message_template(pb::UpdateMessageTemplateRequest) -> pb::UpdateMessageTemplateResponse;
-        delete_message_template(pb::DeleteMessageTemplateRequest) -> pb::DeleteMessageTemplateResponse;
-        render_preview(pb::RenderPreviewRequest) -> pb::RenderPreviewResponse;
         create_campaign(pb::CreateCampaignRequest) -> pb::CreateCampaignResponse;
         get_campaign(pb::GetCampaignRequest) -> pb::GetCampaignResponse;
         list_campaigns(pb::ListCampaignsRequest) -> pb::ListCampaignsResponse;
@@ -169,5 +453,32 @@ impl CampaignsService for CampaignsApi {
         list_workflow_executions(pb::ListWorkflowExecutionsRequest) -> pb::ListWorkflowExecutionsResponse;
         get_workflow_execution(pb::GetWorkflowExecutionRequest) -> pb::GetWorkflowExecutionResponse;
         cancel_workflow_execution(pb::CancelWorkflowExecutionRequest) -> pb::CancelWorkflowExecutionResponse;
+    }
+}
+
+impl CampaignsApi {
+    /// Renders `template` with the customer's data (if any), overridden by `samples`.
+    async fn preview(
+        &self,
+        who: &Principal,
+        template: MessageTemplate,
+        customer: Option<Uuid>,
+        samples: BTreeMap<String, String>,
+    ) -> Result<Response<pb::RenderPreviewResponse>, Status> {
+        let mut variables = match customer {
+            Some(c) => self.customer_variables(who, c).await?,
+            None => BTreeMap::new(),
+        };
+        variables.extend(samples);
+        let rendered = template
+            .render(&variables)
+            .map_err(|(field, problem)| ApiError::invalid(&field, problem.to_string()))?;
+        Ok(Response::new(pb::RenderPreviewResponse {
+            subject: rendered.subject,
+            body: rendered.body,
+            text_body: rendered.text_body,
+            missing_variables: rendered.missing,
+            sms_segment_count: i32::try_from(rendered.sms_segments).unwrap_or(i32::MAX),
+        }))
     }
 }

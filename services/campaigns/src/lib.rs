@@ -15,10 +15,14 @@ pub const DEFAULT_PORT: u16 = 50055;
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let infra = Infra::start::<migration::Migrator>(settings).await?;
     let auth = infra.remote_authenticator()?;
+    let mut api = api::CampaignsApi::new(store::Store::new(infra.db.clone()));
+    // Previews for a real customer read identity; without it they answer UNAVAILABLE.
+    match infra.peer("identity") {
+        Ok(identity) => api = api.with_identity(identity),
+        Err(e) => tracing::warn!(error = %e, "previews for a customer are off"),
+    }
     let mut routes = tonic::service::RoutesBuilder::default();
-    routes.add_service(CampaignsServiceServer::new(api::CampaignsApi::new(
-        store::Store::new(infra.db.clone()),
-    )));
+    routes.add_service(CampaignsServiceServer::new(api));
     infra
         .serve(auth, routes, &["loyalty.campaigns.v1.CampaignsService"])
         .await

@@ -1,25 +1,21 @@
 //! Message template rules: channels, sizes and personalisation placeholders.
+pub mod template;
+
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use loyalty_platform::Violations;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// Variables a template may use, written `{{customer.first_name}}`.
-pub const VARIABLES: &[&str] = &[
-    "customer.first_name",
-    "customer.last_name",
-    "customer.email",
-    "customer.city",
-    "partner.display_name",
-    "voucher.code",
-    "points.balance",
-];
+use template::{Markup, TextProblem};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Channel {
     Email,
     Sms,
     Push,
+    Viber,
 }
 
 impl Channel {
@@ -28,6 +24,7 @@ impl Channel {
             Channel::Email => "email",
             Channel::Sms => "sms",
             Channel::Push => "push",
+            Channel::Viber => "viber",
         }
     }
 
@@ -36,6 +33,7 @@ impl Channel {
             "email" => Channel::Email,
             "sms" => Channel::Sms,
             "push" => Channel::Push,
+            "viber" => Channel::Viber,
             _ => return None,
         })
     }
@@ -67,82 +65,6 @@ impl TemplateKind {
 
 /// Longest link a push notification may open.
 pub const MAX_LINK_CHARS: usize = 2048;
-
-/// Why a placeholder is not usable.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PlaceholderError {
-    /// A `{{` without its closing `}}`.
-    Unclosed,
-    /// `{{}}`, `{{ {{x}} }}` or a name that is not dotted `[a-z0-9_]` words.
-    Malformed(String),
-}
-
-impl std::fmt::Display for PlaceholderError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            PlaceholderError::Unclosed => f.write_str("has a '{{' without a closing '}}'"),
-            PlaceholderError::Malformed(name) => write!(
-                f,
-                "has a malformed placeholder {{{{{name}}}}}; write variables like \
-                 {{{{customer.first_name}}}}"
-            ),
-        }
-    }
-}
-
-fn is_variable_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.split('.').all(|part| {
-            !part.is_empty()
-                && part
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        })
-}
-
-/// The placeholders of a text (`{{ name }}`, spaces inside the braces allowed), in order of
-/// appearance, or the first malformed one. A lone `}}` is plain text (CSS has them).
-pub fn placeholders(text: &str) -> Result<Vec<String>, PlaceholderError> {
-    let mut out = Vec::new();
-    let mut rest = text;
-    while let Some(start) = rest.find("{{") {
-        let after = &rest[start + 2..];
-        let Some(end) = after.find("}}") else {
-            return Err(PlaceholderError::Unclosed);
-        };
-        let name = after[..end].trim();
-        if !is_variable_name(name) {
-            return Err(PlaceholderError::Malformed(name.to_owned()));
-        }
-        out.push(name.to_owned());
-        rest = &after[end + 2..];
-    }
-    Ok(out)
-}
-
-/// Checks the placeholders of `text`, reporting under `field`: malformed ones, and each
-/// unknown variable once.
-pub fn check_placeholders(v: &mut Violations, field: &str, text: &str) {
-    match placeholders(text) {
-        Err(e) => v.add(field, e.to_string()),
-        Ok(names) => {
-            let mut reported: Vec<&str> = Vec::new();
-            for name in names.iter().map(String::as_str) {
-                if VARIABLES.contains(&name) || reported.contains(&name) {
-                    continue;
-                }
-                reported.push(name);
-                v.add(
-                    field,
-                    format!(
-                        "unknown variable {{{{{name}}}}}; known: {}",
-                        VARIABLES.join(", ")
-                    ),
-                );
-            }
-        }
-    }
-}
 
 fn is_email(s: &str) -> bool {
     s.len() <= 254
@@ -180,6 +102,18 @@ fn first_version() -> i64 {
     1
 }
 
+/// A template rendered for one recipient.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RenderedMessage {
+    pub subject: String,
+    pub body: String,
+    pub text_body: String,
+    /// Variables the texts read that had no value (rendered empty).
+    pub missing: Vec<String>,
+    /// SMS only: the segments the body takes.
+    pub sms_segments: usize,
+}
+
 /// A message template. `version` grows with every change; its etag is `"v<version>"`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageTemplate {
@@ -189,6 +123,9 @@ pub struct MessageTemplate {
     pub kind: TemplateKind,
     pub subject: String,
     pub body: String,
+    /// Email only: the plain-text alternative of the HTML body; empty = none.
+    #[serde(default)]
+    pub text_body: String,
     pub sender_name: String,
     pub sender_address: String,
     /// What a push notification opens; empty for other channels.
@@ -207,6 +144,45 @@ impl MessageTemplate {
         format!("v{}", self.version)
     }
 
+    /// The template texts with their field names and how each is written out: an email's
+    /// body is HTML, everything else plain text.
+    pub fn texts(&self) -> [(&'static str, &str, Markup); 3] {
+        let body = if self.channel == Channel::Email {
+            Markup::Html
+        } else {
+            Markup::Plain
+        };
+        [
+            ("subject", self.subject.as_str(), Markup::Plain),
+            ("body", self.body.as_str(), body),
+            ("text_body", self.text_body.as_str(), Markup::Plain),
+        ]
+    }
+
+    /// The template rendered with `variables` (dotted names → values).
+    pub fn render(
+        &self,
+        variables: &BTreeMap<String, String>,
+    ) -> Result<RenderedMessage, (String, TextProblem)> {
+        let mut out = RenderedMessage::default();
+        for (field, text, markup) in self.texts() {
+            let r = template::render(text, markup, variables)
+                .map_err(|p| (format!("message_template.{field}"), p))?;
+            out.missing.extend(r.missing);
+            match field {
+                "subject" => out.subject = r.text,
+                "body" => out.body = r.text,
+                _ => out.text_body = r.text,
+            }
+        }
+        out.missing.sort();
+        out.missing.dedup();
+        if self.channel == Channel::Sms {
+            out.sms_segments = template::sms_segments(&out.body);
+        }
+        Ok(out)
+    }
+
     /// Checks every field, reporting under `message_template.<field>`.
     pub fn validate(&self, v: &mut Violations) {
         let f = |n: &str| format!("message_template.{n}");
@@ -222,13 +198,18 @@ impl MessageTemplate {
         } else if subject_len > 998 {
             v.add(f("subject"), "must be at most 998 characters");
         }
-        let max_body = if self.channel == Channel::Sms {
-            1_600
-        } else {
-            100_000
+        let max_body = match self.channel {
+            Channel::Sms => 1_600,
+            Channel::Viber => 1_000,
+            Channel::Email | Channel::Push => 100_000,
         };
         if !(1..=max_body).contains(&self.body.chars().count()) {
             v.add(f("body"), format!("must be 1..{max_body} characters"));
+        }
+        if self.channel != Channel::Email && !self.text_body.is_empty() {
+            v.add(f("text_body"), "only an email has a plain-text alternative");
+        } else if self.text_body.chars().count() > 100_000 {
+            v.add(f("text_body"), "must be at most 100000 characters");
         }
         if self.sender_name.chars().count() > 200 {
             v.add(f("sender_name"), "must be at most 200 characters");
@@ -248,32 +229,44 @@ impl MessageTemplate {
                         "an SMS sender id is 1..11 letters and digits",
                     );
                 }
-                Channel::Push => {
+                Channel::Push | Channel::Viber => {
                     v.add(
                         f("sender_address"),
-                        "a push notification has no sender address",
+                        "a push notification or Viber message has no sender address",
                     );
                 }
                 _ => {}
             }
         }
         if !self.link_url.is_empty() {
-            if self.channel != Channel::Push {
-                v.add(f("link_url"), "only a push notification opens a link");
-            } else if self.link_url.chars().count() > MAX_LINK_CHARS
-                || !is_push_link(&self.link_url)
-            {
+            let fits = match self.channel {
+                Channel::Push => is_push_link(&self.link_url),
+                Channel::Viber => {
+                    self.link_url.starts_with("https://") && is_push_link(&self.link_url)
+                }
+                Channel::Email | Channel::Sms => {
+                    v.add(
+                        f("link_url"),
+                        "only a push notification or a Viber message opens a link",
+                    );
+                    true
+                }
+            };
+            if !fits || self.link_url.chars().count() > MAX_LINK_CHARS {
                 v.add(
                     f("link_url"),
                     format!(
-                        "must be an https:// link or an app deep link (scheme://…) of at most \
-                         {MAX_LINK_CHARS} characters"
+                        "must be an https:// link (a push notification may open an app deep \
+                         link, scheme://…) of at most {MAX_LINK_CHARS} characters"
                     ),
                 );
             }
         }
-        check_placeholders(v, &f("subject"), &self.subject);
-        check_placeholders(v, &f("body"), &self.body);
+        for (field, text, markup) in self.texts() {
+            for problem in template::check(text, markup) {
+                v.add(f(field), problem.to_string());
+            }
+        }
     }
 }
 
@@ -289,6 +282,7 @@ mod tests {
             kind: TemplateKind::Campaign,
             subject: subject.into(),
             body: body.into(),
+            text_body: String::new(),
             sender_name: String::new(),
             sender_address: String::new(),
             link_url: String::new(),
@@ -307,41 +301,13 @@ mod tests {
     }
 
     #[test]
-    fn placeholders_are_found_in_order_with_spaces_allowed() {
-        assert_eq!(
-            placeholders("Hi {{ customer.first_name }}, you have {{points.balance}} points")
-                .unwrap(),
-            ["customer.first_name", "points.balance"]
-        );
-        assert_eq!(placeholders("no variables").unwrap(), Vec::<String>::new());
-    }
-
-    #[test]
-    fn an_unclosed_or_malformed_placeholder_is_refused() {
-        assert_eq!(
-            placeholders("Hi {{customer.first_name"),
-            Err(PlaceholderError::Unclosed)
-        );
-        for bad in [
-            "Hi {{}}",
-            "Hi {{ {{customer.city}} }}",
-            "Hi {{Customer.City}}",
-            "Hi {{customer..city}}",
-            "Hi {{customer city}}",
-        ] {
-            assert!(
-                matches!(placeholders(bad), Err(PlaceholderError::Malformed(_))),
-                "{bad}"
-            );
-        }
-    }
-
-    #[test]
     fn a_lone_closing_pair_is_plain_text_as_in_css() {
-        assert_eq!(
-            placeholders("<style>@media(max-width:600px){.a{color:red}}</style>").unwrap(),
-            Vec::<String>::new()
+        let css = template(
+            Channel::Email,
+            "Hi",
+            "<style>@media(max-width:600px){.a{color:red}}</style>",
         );
+        assert!(problems(&css).is_empty());
     }
 
     #[test]
@@ -349,38 +315,59 @@ mod tests {
         let text = problems(&template(
             Channel::Email,
             "",
-            "Hello {{customer.shoe_size}}",
+            "Hello {{ customer.shoe_size }}",
         ));
         assert!(text.contains("message_template.subject"));
-        assert!(text.contains("message_template.body: unknown variable {{customer.shoe_size}}"));
+        assert!(
+            text.contains(
+                "message_template.body: line 1, column 10: unknown variable `customer.shoe_size`"
+            ),
+            "{text}"
+        );
         assert!(problems(&template(Channel::Sms, "", "Hi {{customer.first_name}}")).is_empty());
     }
 
     #[test]
-    fn an_unknown_variable_in_the_subject_names_the_subject() {
-        let text = problems(&template(
-            Channel::Email,
-            "Hi {{customer.nickname}}",
-            "Body",
-        ));
+    fn every_text_is_checked_under_its_own_field() {
+        let mut t = template(Channel::Email, "Hi {{ customer.nickname }}", "Body");
+        t.text_body = "Hi\n{% if %}".into();
+        let text = problems(&t);
         assert!(
-            text.contains("message_template.subject: unknown variable {{customer.nickname}}"),
+            text.contains(
+                "message_template.subject: line 1, column 7: unknown variable `customer.nickname`"
+            ),
             "{text}"
         );
-        assert!(!text.contains("message_template.body"));
+        assert!(
+            text.contains("message_template.text_body: line 2"),
+            "{text}"
+        );
+        assert!(!text.contains("message_template.body:"), "{text}");
+        let mut sms = template(Channel::Sms, "", "Hi");
+        sms.text_body = "Hi".into();
+        assert!(problems(&sms).contains("message_template.text_body"));
     }
 
     #[test]
-    fn each_unknown_variable_is_reported_once() {
-        let text = problems(&template(Channel::Sms, "", "{{a.b}} {{a.b}} {{c}} {{a.b}}"));
-        assert_eq!(text.matches("{{a.b}}").count(), 1, "{text}");
-        assert_eq!(text.matches("{{c}}").count(), 1, "{text}");
-    }
-
-    #[test]
-    fn every_known_variable_is_accepted() {
-        let body: String = VARIABLES.iter().map(|n| format!("{{{{{n}}}}} ")).collect();
-        assert!(problems(&template(Channel::Email, "Hi", &body)).is_empty());
+    fn a_template_renders_every_text_and_reports_missing_values() {
+        let mut t = template(
+            Channel::Email,
+            "{{ customer.first_name }}, your voucher",
+            "<p>Code <b>{{ voucher.code }}</b>{% if customer.city == \"Praha\" %} in Prague{% endif %}</p>",
+        );
+        t.text_body = "Code {{ voucher.code }}".into();
+        let vars: BTreeMap<String, String> = [
+            ("customer.first_name".to_owned(), "Jana".to_owned()),
+            ("customer.city".to_owned(), "Praha".to_owned()),
+        ]
+        .into();
+        let r = t.render(&vars).unwrap();
+        assert_eq!(r.subject, "Jana, your voucher");
+        assert_eq!(r.body, "<p>Code <b></b> in Prague</p>");
+        assert_eq!(r.text_body, "Code ");
+        assert_eq!(r.missing, ["voucher.code"]);
+        let sms = template(Channel::Sms, "", "{{ customer.first_name }} ř");
+        assert_eq!(sms.render(&vars).unwrap().sms_segments, 1);
     }
 
     #[test]
@@ -428,5 +415,14 @@ mod tests {
         let mut email = template(Channel::Email, "Hi", "Body");
         email.link_url = "https://shop.example".into();
         assert!(problems(&email).contains("message_template.link_url"));
+        // A Viber button opens https only, and a Viber text is at most 1000 characters.
+        let mut viber = template(Channel::Viber, "", "Hi {{ customer.first_name }}");
+        viber.link_url = "https://shop.example/offers".into();
+        assert!(problems(&viber).is_empty());
+        viber.link_url = "myapp://offers/12".into();
+        assert!(problems(&viber).contains("message_template.link_url"));
+        viber.link_url.clear();
+        viber.body = "x".repeat(1_001);
+        assert!(problems(&viber).contains("message_template.body"));
     }
 }

@@ -1,7 +1,7 @@
 //! Schema of the campaigns service.
 use sea_orm_migration::{prelude::*, schema::*};
 
-loyalty_platform::migrator![InitialSchema, TemplateLinksAndVersions];
+loyalty_platform::migrator![InitialSchema, TemplateLinksAndVersions, TemplateTextBodies];
 
 struct InitialSchema;
 
@@ -115,5 +115,77 @@ impl MigrationTrait for TemplateLinksAndVersions {
             .await?;
         }
         Ok(())
+    }
+}
+
+/// An email's plain-text alternative, and the index the newest-first list pages through.
+struct TemplateTextBodies;
+
+impl MigrationName for TemplateTextBodies {
+    fn name(&self) -> &str {
+        "m0003_template_text_bodies"
+    }
+}
+
+#[derive(DeriveIden)]
+enum TextBodyColumns {
+    #[sea_orm(iden = "message_templates")]
+    Table,
+    TextBody,
+    PartnerId,
+    Id,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for TemplateTextBodies {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.alter_table(
+            Table::alter()
+                .table(TextBodyColumns::Table)
+                .add_column(text(TextBodyColumns::TextBody).default(""))
+                .to_owned(),
+        )
+        .await?;
+        m.drop_index(
+            Index::drop()
+                .name("message_templates_partner")
+                .table(TextBodyColumns::Table)
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("message_templates_partner_id")
+                .table(TextBodyColumns::Table)
+                .col(TextBodyColumns::PartnerId)
+                .col(TextBodyColumns::Id)
+                .to_owned(),
+        )
+        .await
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.drop_index(
+            Index::drop()
+                .name("message_templates_partner_id")
+                .table(TextBodyColumns::Table)
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("message_templates_partner")
+                .table(TextBodyColumns::Table)
+                .col(TextBodyColumns::PartnerId)
+                .to_owned(),
+        )
+        .await?;
+        m.alter_table(
+            Table::alter()
+                .table(TextBodyColumns::Table)
+                .drop_column(TextBodyColumns::TextBody)
+                .to_owned(),
+        )
+        .await
     }
 }

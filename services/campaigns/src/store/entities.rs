@@ -20,6 +20,7 @@ pub mod message_templates {
         pub link_url: String,
         pub version: i64,
         pub updated_at: Option<DateTimeUtc>,
+        pub text_body: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

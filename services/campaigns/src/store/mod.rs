@@ -1,14 +1,29 @@
 //! Persistence of the campaigns service. Every query is scoped by partner.
 pub mod entities;
 
-use loyalty_platform::ApiError;
+use loyalty_platform::{
+    ApiError,
+    error::{check_etag, check_guarded_write},
+};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, sea_query::Expr,
 };
 use uuid::Uuid;
 
 use crate::domain::{Channel, MessageTemplate, TemplateKind};
 use entities::message_templates;
+
+/// Filters of ListMessageTemplates; `None` = any.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TemplateFilter {
+    pub channel: Option<Channel>,
+    pub kind: Option<TemplateKind>,
+}
+
+fn not_found() -> ApiError {
+    ApiError::NotFound("message template".into())
+}
 
 #[derive(Clone)]
 pub struct Store {
@@ -29,6 +44,7 @@ fn template_from(m: message_templates::Model) -> Result<MessageTemplate, ApiErro
         kind: TemplateKind::parse_str(&m.kind).ok_or_else(|| bad("kind"))?,
         subject: m.subject,
         body: m.body,
+        text_body: m.text_body,
         sender_name: m.sender_name,
         sender_address: m.sender_address,
         link_url: m.link_url,
@@ -67,9 +83,122 @@ impl Store {
             link_url: Set(t.link_url.clone()),
             version: Set(t.version),
             updated_at: Set(t.updated_at),
+            text_body: Set(t.text_body.clone()),
         })
         .exec_without_returning(conn)
         .await?;
+        Ok(())
+    }
+
+    /// The partner's templates, newest first, after the template `after`, optionally of one
+    /// channel and kind.
+    pub async fn list_templates(
+        &self,
+        partner_id: Uuid,
+        filter: TemplateFilter,
+        limit: u64,
+        after: Option<Uuid>,
+    ) -> Result<Vec<MessageTemplate>, ApiError> {
+        let mut q = message_templates::Entity::find()
+            .filter(message_templates::Column::PartnerId.eq(partner_id));
+        if let Some(c) = filter.channel {
+            q = q.filter(message_templates::Column::Channel.eq(c.as_str()));
+        }
+        if let Some(k) = filter.kind {
+            q = q.filter(message_templates::Column::Kind.eq(k.as_str()));
+        }
+        if let Some(after) = after {
+            q = q.filter(message_templates::Column::Id.lt(after));
+        }
+        q.order_by_desc(message_templates::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(template_from)
+            .collect()
+    }
+
+    /// Replaces a template by `update(current)` (checked by the caller), guarded by its
+    /// version and, when sent, its etag; NOT_FOUND for another partner's or an unknown one.
+    pub async fn update_template(
+        &self,
+        conn: &impl ConnectionTrait,
+        partner_id: Uuid,
+        id: Uuid,
+        etag: &str,
+        update: impl FnOnce(&MessageTemplate) -> Result<MessageTemplate, ApiError>,
+    ) -> Result<MessageTemplate, ApiError> {
+        let current = message_templates::Entity::find_by_id(id)
+            .filter(message_templates::Column::PartnerId.eq(partner_id))
+            .one(conn)
+            .await?
+            .map(template_from)
+            .transpose()?
+            .ok_or_else(not_found)?;
+        check_etag(etag, &current.etag(), "message template")?;
+        let next = update(&current)?;
+        let written = message_templates::Entity::update_many()
+            .col_expr(
+                message_templates::Column::DisplayName,
+                Expr::value(next.display_name.clone()),
+            )
+            .col_expr(
+                message_templates::Column::Subject,
+                Expr::value(next.subject.clone()),
+            )
+            .col_expr(
+                message_templates::Column::Body,
+                Expr::value(next.body.clone()),
+            )
+            .col_expr(
+                message_templates::Column::TextBody,
+                Expr::value(next.text_body.clone()),
+            )
+            .col_expr(
+                message_templates::Column::SenderName,
+                Expr::value(next.sender_name.clone()),
+            )
+            .col_expr(
+                message_templates::Column::SenderAddress,
+                Expr::value(next.sender_address.clone()),
+            )
+            .col_expr(
+                message_templates::Column::LinkUrl,
+                Expr::value(next.link_url.clone()),
+            )
+            .col_expr(
+                message_templates::Column::Version,
+                Expr::value(next.version),
+            )
+            .col_expr(
+                message_templates::Column::UpdatedAt,
+                Expr::value(next.updated_at),
+            )
+            .filter(message_templates::Column::PartnerId.eq(partner_id))
+            .filter(message_templates::Column::Id.eq(id))
+            .filter(message_templates::Column::Version.eq(current.version))
+            .exec(conn)
+            .await?;
+        check_guarded_write(written.rows_affected, "message template")?;
+        Ok(next)
+    }
+
+    /// Deletes a template; NOT_FOUND for another partner's or an unknown one.
+    pub async fn delete_template(
+        &self,
+        conn: &impl ConnectionTrait,
+        partner_id: Uuid,
+        id: Uuid,
+    ) -> Result<(), ApiError> {
+        let deleted = message_templates::Entity::delete_many()
+            .filter(message_templates::Column::PartnerId.eq(partner_id))
+            .filter(message_templates::Column::Id.eq(id))
+            .exec(conn)
+            .await?;
+        if deleted.rows_affected == 0 {
+            return Err(not_found());
+        }
         Ok(())
     }
 
@@ -94,6 +223,151 @@ mod tests {
     use crate::domain::MessageTemplate;
     use chrono::Utc;
 
+    async fn migrated(url: String) -> DatabaseConnection {
+        let mut settings = loyalty_platform::Settings::defaults("campaigns", 0);
+        settings.database.url = url.into();
+        loyalty_platform::db::connect_and_migrate::<crate::migration::Migrator>(&settings)
+            .await
+            .expect("database")
+    }
+
+    fn sms(name: &str) -> MessageTemplate {
+        MessageTemplate {
+            id: Uuid::now_v7(),
+            display_name: name.into(),
+            channel: Channel::Sms,
+            kind: TemplateKind::System,
+            subject: String::new(),
+            body: "Hi {{ customer.first_name }}".into(),
+            text_body: String::new(),
+            sender_name: String::new(),
+            sender_address: String::new(),
+            link_url: String::new(),
+            version: 1,
+            created_at: Utc::now(),
+            updated_at: None,
+        }
+    }
+
+    /// Templates listed newest first in pages and by channel and kind, updated under their
+    /// version and etag, deleted; another partner's are never found.
+    async fn list_update_delete(db: DatabaseConnection) {
+        let store = Store::new(db);
+        let (partner, other) = (Uuid::now_v7(), Uuid::now_v7());
+        let (a, b) = (sms("A"), sms("B"));
+        let mut c = sms("C");
+        c.channel = Channel::Viber;
+        c.kind = TemplateKind::Campaign;
+        for t in [&a, &b, &c] {
+            store.insert_template(store.db(), partner, t).await.unwrap();
+        }
+        store
+            .insert_template(store.db(), other, &sms("Theirs"))
+            .await
+            .unwrap();
+        let names =
+            |ts: Vec<MessageTemplate>| ts.into_iter().map(|t| t.display_name).collect::<Vec<_>>();
+        let all = TemplateFilter::default();
+        assert_eq!(
+            names(store.list_templates(partner, all, 2, None).await.unwrap()),
+            ["C", "B"]
+        );
+        assert_eq!(
+            names(
+                store
+                    .list_templates(partner, all, 2, Some(b.id))
+                    .await
+                    .unwrap()
+            ),
+            ["A"]
+        );
+        let viber = TemplateFilter {
+            channel: Some(Channel::Viber),
+            kind: None,
+        };
+        assert_eq!(
+            names(
+                store
+                    .list_templates(partner, viber, 10, None)
+                    .await
+                    .unwrap()
+            ),
+            ["C"]
+        );
+        let system = TemplateFilter {
+            channel: None,
+            kind: Some(TemplateKind::System),
+        };
+        assert_eq!(
+            names(
+                store
+                    .list_templates(partner, system, 10, None)
+                    .await
+                    .unwrap()
+            ),
+            ["B", "A"]
+        );
+
+        let rename = |t: &MessageTemplate| {
+            let mut n = t.clone();
+            n.display_name = "A2".into();
+            n.version += 1;
+            Ok(n)
+        };
+        let stale = store
+            .update_template(store.db(), partner, a.id, "v7", rename)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                stale,
+                ApiError::FailedPrecondition {
+                    reason: "ETAG_MISMATCH",
+                    ..
+                }
+            ),
+            "{stale:?}"
+        );
+        let updated = store
+            .update_template(store.db(), partner, a.id, "v1", rename)
+            .await
+            .unwrap();
+        assert_eq!((updated.display_name.as_str(), updated.version), ("A2", 2));
+        assert_eq!(store.template(partner, a.id).await.unwrap(), Some(updated));
+        let foreign = store
+            .update_template(store.db(), other, a.id, "", rename)
+            .await
+            .unwrap_err();
+        assert!(matches!(foreign, ApiError::NotFound(_)));
+
+        assert!(matches!(
+            store.delete_template(store.db(), other, a.id).await,
+            Err(ApiError::NotFound(_))
+        ));
+        store
+            .delete_template(store.db(), partner, a.id)
+            .await
+            .unwrap();
+        assert_eq!(store.template(partner, a.id).await.unwrap(), None);
+        assert!(matches!(
+            store.delete_template(store.db(), partner, a.id).await,
+            Err(ApiError::NotFound(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn templates_are_listed_updated_and_deleted_on_postgres() {
+        let test_db = loyalty_testkit::TestDb::postgres().await.expect("postgres");
+        list_update_delete(migrated(test_db.url()).await).await;
+    }
+
+    #[tokio::test]
+    async fn templates_are_listed_updated_and_deleted_on_sqlite() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}/test.db?mode=rwc", dir.path().display());
+        list_update_delete(migrated(url).await).await;
+    }
+
     #[tokio::test]
     async fn a_template_reads_back_for_its_partner_only() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -112,6 +386,7 @@ mod tests {
             kind: TemplateKind::Campaign,
             subject: "New offer".into(),
             body: "Hi {{customer.first_name}}".into(),
+            text_body: String::new(),
             sender_name: String::new(),
             sender_address: String::new(),
             link_url: "myapp://offers/1".into(),
