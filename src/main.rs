@@ -650,6 +650,11 @@ async fn dev(data_dir: &Path, base_port: u16) -> anyhow::Result<()> {
                 ),
             )
             .env("LOYALTY_AUTH__BOOTSTRAP_KEY", &admin)
+            // What campaigns would send lands in a file to read, not with customers.
+            .env(
+                "LOYALTY_DELIVERY__FILE_PATH",
+                data_dir.join("outbox.jsonl").display().to_string(),
+            )
             .env_remove("LOYALTY_REDIS__URL")
             .stdin(Stdio::null())
             .kill_on_drop(true);

@@ -22,6 +22,80 @@ pub struct Settings {
     pub peers: PeerSettings,
     pub events: EventSettings,
     pub jobs: JobSettings,
+    /// How the campaigns service hands messages to providers.
+    #[serde(default)]
+    pub delivery: DeliverySettings,
+}
+
+/// The channel adapters of the campaigns service. A channel without an adapter cannot be
+/// sent; `file_path` sends every channel to a file instead (`loyalty dev`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct DeliverySettings {
+    /// Email over SMTP (`LOYALTY_DELIVERY__SMTP__HOST`, ...).
+    #[serde(default)]
+    pub smtp: Option<SmtpSettings>,
+    /// SMS through a provider's HTTP API.
+    #[serde(default)]
+    pub sms: Option<HttpProviderSettings>,
+    /// Push notifications through a provider's HTTP API.
+    #[serde(default)]
+    pub push: Option<HttpProviderSettings>,
+    /// Viber messages through a provider's HTTP API.
+    #[serde(default)]
+    pub viber: Option<HttpProviderSettings>,
+    /// Every message appended as a JSON line to this file, whatever its channel; when set,
+    /// the other adapters are not used.
+    #[serde(default)]
+    pub file_path: Option<String>,
+}
+
+/// An SMTP relay.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct SmtpSettings {
+    pub host: String,
+    #[serde(default = "default_smtp_port")]
+    pub port: u16,
+    /// `starttls` (default), `tls` (implicit, usually port 465) or `none` (a local relay).
+    #[serde(default = "default_smtp_tls")]
+    pub tls: String,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default, serialize_with = "serialize_opt_secret")]
+    pub password: Option<SecretString>,
+    /// The From address of a template without its own sender address.
+    #[serde(default)]
+    pub from_address: String,
+    /// The From name of a template without its own sender name.
+    #[serde(default)]
+    pub from_name: String,
+    /// Longest wait for the relay, in milliseconds.
+    #[serde(default = "default_delivery_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+/// A provider's HTTP API: one JSON `POST` per message.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct HttpProviderSettings {
+    /// The URL messages are posted to.
+    pub endpoint: String,
+    /// Sent as `authorization: Bearer <token>`.
+    #[serde(default, serialize_with = "serialize_opt_secret")]
+    pub token: Option<SecretString>,
+    /// Longest wait for the provider, in milliseconds.
+    #[serde(default = "default_delivery_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_smtp_port() -> u16 {
+    587
+}
+
+fn default_smtp_tls() -> String {
+    "starttls".to_owned()
+}
+
+fn default_delivery_timeout_ms() -> u64 {
+    10_000
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -233,6 +307,7 @@ impl Settings {
                 flexi_recalculation_time: default_flexi_recalculation_time(),
                 selection_slices: default_selection_slices(),
             },
+            delivery: DeliverySettings::default(),
         }
     }
 

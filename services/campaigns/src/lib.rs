@@ -1,6 +1,7 @@
 //! The campaigns service: message templates (and, with later issues, omnichannel campaigns,
 //! the send queue, delivery tracking and marketing-automation workflows).
 pub mod api;
+pub mod delivery;
 pub mod domain;
 pub mod migration;
 pub mod store;
@@ -13,7 +14,11 @@ pub const DEFAULT_PORT: u16 = 50055;
 
 /// Starts the service and serves until SIGTERM/SIGINT.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    // A bad adapter configuration stops the start rather than the first send.
+    let adapters = delivery::Adapters::from_settings(&settings.delivery)?;
+    let channels: Vec<&str> = adapters.channels().iter().map(|c| c.as_str()).collect();
     let infra = Infra::start::<migration::Migrator>(settings).await?;
+    tracing::info!(?channels, "channel adapters configured");
     let auth = infra.remote_authenticator()?;
     let mut api = api::CampaignsApi::new(store::Store::new(infra.db.clone()));
     // Previews for a real customer read identity; without it they answer UNAVAILABLE.

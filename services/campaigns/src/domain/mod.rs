@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use template::{Markup, TextProblem};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Channel {
     Email,
     Sms,
