@@ -437,6 +437,8 @@ impl CampaignsService for CampaignsApi {
         delete_campaign(pb::DeleteCampaignRequest) -> pb::DeleteCampaignResponse;
         launch_campaign(pb::LaunchCampaignRequest) -> pb::LaunchCampaignResponse;
         cancel_campaign(pb::CancelCampaignRequest) -> pb::CancelCampaignResponse;
+        pause_campaign(pb::PauseCampaignRequest) -> pb::PauseCampaignResponse;
+        resume_campaign(pb::ResumeCampaignRequest) -> pb::ResumeCampaignResponse;
         get_campaign_statistics(pb::GetCampaignStatisticsRequest) -> pb::GetCampaignStatisticsResponse;
         get_message(pb::GetMessageRequest) -> pb::GetMessageResponse;
         list_messages(pb::ListMessagesRequest) -> pb::ListMessagesResponse;

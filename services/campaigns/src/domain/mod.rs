@@ -1,4 +1,5 @@
 //! Message template rules: channels, sizes and personalisation placeholders.
+pub mod campaign;
 pub mod template;
 
 use std::collections::BTreeMap;
