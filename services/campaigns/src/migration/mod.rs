@@ -1,7 +1,12 @@
 //! Schema of the campaigns service.
 use sea_orm_migration::{prelude::*, schema::*};
 
-loyalty_platform::migrator![InitialSchema, TemplateLinksAndVersions, TemplateTextBodies];
+loyalty_platform::migrator![
+    InitialSchema,
+    TemplateLinksAndVersions,
+    TemplateTextBodies,
+    Campaigns
+];
 
 struct InitialSchema;
 
@@ -187,5 +192,87 @@ impl MigrationTrait for TemplateTextBodies {
                 .to_owned(),
         )
         .await
+    }
+}
+
+/// Campaigns: one row each, its state and schedule.
+struct Campaigns;
+
+impl MigrationName for Campaigns {
+    fn name(&self) -> &str {
+        "m0004_campaigns"
+    }
+}
+
+#[derive(DeriveIden)]
+enum CampaignTable {
+    #[sea_orm(iden = "campaigns")]
+    Table,
+    Id,
+    PartnerId,
+    DisplayName,
+    Channel,
+    MessageTemplateId,
+    AudienceId,
+    RewardId,
+    State,
+    ScheduleAt,
+    LaunchedAt,
+    FinishedAt,
+    CancelledAt,
+    SendRatePerMinute,
+    SendWindowStart,
+    SendWindowEnd,
+    TimeZone,
+    Note,
+    Version,
+    CreatedAt,
+    UpdatedAt,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Campaigns {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        use CampaignTable as C;
+        m.create_table(
+            Table::create()
+                .table(C::Table)
+                .col(uuid(C::Id).primary_key())
+                .col(uuid(C::PartnerId))
+                .col(string(C::DisplayName))
+                .col(string(C::Channel))
+                .col(uuid_null(C::MessageTemplateId))
+                .col(uuid_null(C::AudienceId))
+                .col(uuid_null(C::RewardId))
+                .col(string(C::State))
+                .col(timestamp_with_time_zone_null(C::ScheduleAt))
+                .col(timestamp_with_time_zone_null(C::LaunchedAt))
+                .col(timestamp_with_time_zone_null(C::FinishedAt))
+                .col(timestamp_with_time_zone_null(C::CancelledAt))
+                .col(integer(C::SendRatePerMinute))
+                .col(integer_null(C::SendWindowStart))
+                .col(integer_null(C::SendWindowEnd))
+                .col(string(C::TimeZone))
+                .col(text(C::Note))
+                .col(big_integer(C::Version))
+                .col(timestamp_with_time_zone(C::CreatedAt))
+                .col(timestamp_with_time_zone_null(C::UpdatedAt))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("campaigns_partner_id")
+                .table(C::Table)
+                .col(C::PartnerId)
+                .col(C::Id)
+                .to_owned(),
+        )
+        .await
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.drop_table(Table::drop().table(CampaignTable::Table).to_owned())
+            .await
     }
 }

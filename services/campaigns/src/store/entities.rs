@@ -28,3 +28,38 @@ pub mod message_templates {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod campaigns {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "campaigns")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub partner_id: Uuid,
+        pub display_name: String,
+        pub channel: String,
+        pub message_template_id: Option<Uuid>,
+        pub audience_id: Option<Uuid>,
+        pub reward_id: Option<Uuid>,
+        pub state: String,
+        pub schedule_at: Option<DateTimeUtc>,
+        pub launched_at: Option<DateTimeUtc>,
+        pub finished_at: Option<DateTimeUtc>,
+        pub cancelled_at: Option<DateTimeUtc>,
+        pub send_rate_per_minute: i32,
+        pub send_window_start: Option<i32>,
+        pub send_window_end: Option<i32>,
+        pub time_zone: String,
+        pub note: String,
+        pub version: i64,
+        pub created_at: DateTimeUtc,
+        pub updated_at: Option<DateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
