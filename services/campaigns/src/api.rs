@@ -1,4 +1,6 @@
 //! gRPC adapter of `CampaignsService`.
+mod campaigns;
+
 use std::collections::BTreeMap;
 
 use chrono::Utc;
@@ -14,6 +16,7 @@ use loyalty_platform::{
 use loyalty_proto::{
     campaigns::v1::{self as pb, campaigns_service_server::CampaignsService},
     identity::v1::{self as identity_pb, identity_service_client::IdentityServiceClient},
+    segmentation::v1::segmentation_service_client::SegmentationServiceClient,
 };
 use tonic::{Request, Response, Status, transport::Channel as GrpcChannel};
 use uuid::Uuid;
@@ -28,6 +31,9 @@ pub struct CampaignsApi {
     /// Identity, asked for a customer's data when a preview names one; `None` without
     /// `peers.identity_url`.
     identity: Option<IdentityServiceClient<GrpcChannel>>,
+    /// Segmentation, asked for the audiences campaigns target; `None` without
+    /// `peers.segmentation_url`.
+    segmentation: Option<SegmentationServiceClient<GrpcChannel>>,
 }
 
 impl CampaignsApi {
@@ -35,7 +41,14 @@ impl CampaignsApi {
         Self {
             store,
             identity: None,
+            segmentation: None,
         }
+    }
+
+    /// With segmentation, whose audiences campaigns target.
+    pub fn with_segmentation(mut self, channel: GrpcChannel) -> Self {
+        self.segmentation = Some(SegmentationServiceClient::new(channel));
+        self
     }
 
     /// With identity to preview templates for real customers.
@@ -86,7 +99,7 @@ impl CampaignsApi {
     }
 }
 
-const READERS: &[Role] = &[Role::Marketing, Role::Support, Role::Service];
+pub(crate) const READERS: &[Role] = &[Role::Marketing, Role::Support, Role::Service];
 const UPDATABLE: &[&str] = &[
     "display_name",
     "subject",
@@ -99,7 +112,7 @@ const UPDATABLE: &[&str] = &[
 /// Most sample variables a preview takes.
 const MAX_SAMPLE_VARIABLES: usize = 200;
 
-fn channel_to_proto(c: Channel) -> pb::Channel {
+pub(crate) fn channel_to_proto(c: Channel) -> pb::Channel {
     match c {
         Channel::Email => pb::Channel::Email,
         Channel::Sms => pb::Channel::Sms,
@@ -109,7 +122,7 @@ fn channel_to_proto(c: Channel) -> pb::Channel {
 }
 
 /// A channel from the wire; `None` for unspecified (or a number this build does not know).
-fn channel_from_proto(n: i32) -> Option<Channel> {
+pub(crate) fn channel_from_proto(n: i32) -> Option<Channel> {
     match pb::Channel::try_from(n).unwrap_or_default() {
         pb::Channel::Email => Some(Channel::Email),
         pb::Channel::Sms => Some(Channel::Sms),
@@ -428,17 +441,65 @@ impl CampaignsService for CampaignsApi {
             .await
     }
 
+    async fn create_campaign(
+        &self,
+        request: Request<pb::CreateCampaignRequest>,
+    ) -> Result<Response<pb::CreateCampaignResponse>, Status> {
+        self.create_campaign_rpc(request).await
+    }
+
+    async fn get_campaign(
+        &self,
+        request: Request<pb::GetCampaignRequest>,
+    ) -> Result<Response<pb::GetCampaignResponse>, Status> {
+        self.get_campaign_rpc(request).await
+    }
+
+    async fn list_campaigns(
+        &self,
+        request: Request<pb::ListCampaignsRequest>,
+    ) -> Result<Response<pb::ListCampaignsResponse>, Status> {
+        self.list_campaigns_rpc(request).await
+    }
+
+    async fn update_campaign(
+        &self,
+        request: Request<pb::UpdateCampaignRequest>,
+    ) -> Result<Response<pb::UpdateCampaignResponse>, Status> {
+        self.update_campaign_rpc(request).await
+    }
+
+    async fn delete_campaign(
+        &self,
+        request: Request<pb::DeleteCampaignRequest>,
+    ) -> Result<Response<pb::DeleteCampaignResponse>, Status> {
+        self.delete_campaign_rpc(request).await
+    }
+
+    async fn cancel_campaign(
+        &self,
+        request: Request<pb::CancelCampaignRequest>,
+    ) -> Result<Response<pb::CancelCampaignResponse>, Status> {
+        self.cancel_campaign_rpc(request).await
+    }
+
+    async fn pause_campaign(
+        &self,
+        request: Request<pb::PauseCampaignRequest>,
+    ) -> Result<Response<pb::PauseCampaignResponse>, Status> {
+        self.pause_campaign_rpc(request).await
+    }
+
+    async fn resume_campaign(
+        &self,
+        request: Request<pb::ResumeCampaignRequest>,
+    ) -> Result<Response<pb::ResumeCampaignResponse>, Status> {
+        self.resume_campaign_rpc(request).await
+    }
+
     loyalty_platform::rpcs_not_yet_implemented! {
         "lands with issue #8 (campaigns and marketing automation)";
-        create_campaign(pb::CreateCampaignRequest) -> pb::CreateCampaignResponse;
-        get_campaign(pb::GetCampaignRequest) -> pb::GetCampaignResponse;
-        list_campaigns(pb::ListCampaignsRequest) -> pb::ListCampaignsResponse;
-        update_campaign(pb::UpdateCampaignRequest) -> pb::UpdateCampaignResponse;
-        delete_campaign(pb::DeleteCampaignRequest) -> pb::DeleteCampaignResponse;
         launch_campaign(pb::LaunchCampaignRequest) -> pb::LaunchCampaignResponse;
-        cancel_campaign(pb::CancelCampaignRequest) -> pb::CancelCampaignResponse;
-        pause_campaign(pb::PauseCampaignRequest) -> pb::PauseCampaignResponse;
-        resume_campaign(pb::ResumeCampaignRequest) -> pb::ResumeCampaignResponse;
         get_campaign_statistics(pb::GetCampaignStatisticsRequest) -> pb::GetCampaignStatisticsResponse;
         get_message(pb::GetMessageRequest) -> pb::GetMessageResponse;
         list_messages(pb::ListMessagesRequest) -> pb::ListMessagesResponse;

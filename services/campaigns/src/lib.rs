@@ -26,6 +26,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         Ok(identity) => api = api.with_identity(identity),
         Err(e) => tracing::warn!(error = %e, "previews for a customer are off"),
     }
+    match infra.peer("segmentation") {
+        Ok(segmentation) => api = api.with_segmentation(segmentation),
+        Err(e) => tracing::warn!(error = %e, "campaigns cannot target audiences"),
+    }
     let mut routes = tonic::service::RoutesBuilder::default();
     routes.add_service(CampaignsServiceServer::new(api));
     infra
