@@ -1,8 +1,9 @@
 //! Campaign drafts end to end (identity, segmentation and campaigns as processes,
 //! PostgreSQL): a campaign targets one of the partner's audiences of its channel with one of
 //! its CAMPAIGN templates of that channel; an audience another campaign locked is refused;
-//! drafts are updated under their etag and deleted; a draft cannot pause or cancel; another
-//! partner sees nothing.
+//! drafts are updated under their etag and deleted; a draft cannot pause or cancel; a launch
+//! refuses an empty audience and locks a full one for good; a scheduled campaign keeps its
+//! targets, pauses, resumes and is cancelled; another partner sees nothing.
 use std::time::Duration;
 
 use loyalty_proto::{
@@ -92,8 +93,9 @@ async fn drafts_target_the_partners_audiences_and_templates_of_their_channel() -
         templates.push(t.id);
     }
     let (email, sms, system) = (&templates[0], &templates[1], &templates[2]);
+    let audiences = segmentation.clone();
     let new_audience = |req: seg::CreateAudienceRequest| {
-        let mut segmentation = segmentation.clone();
+        let mut segmentation = audiences.clone();
         let key = key.clone();
         async move {
             anyhow::Ok(
@@ -374,6 +376,179 @@ async fn drafts_target_the_partners_audiences_and_templates_of_their_channel() -
         .await
         .unwrap_err();
     assert_eq!(error_reason(&e), "CAMPAIGN_NOT_LAUNCHED");
+
+    // Launching: an empty audience is refused; a full one is locked for good by the launch.
+    let launch =
+        |idempotency_key: &str, campaign_id: &str, schedule: Option<prost_types::Timestamp>| {
+            authed(
+                pb::LaunchCampaignRequest {
+                    idempotency_key: idempotency_key.into(),
+                    campaign_id: campaign_id.into(),
+                    schedule_time: schedule,
+                },
+                &key,
+            )
+        };
+    let e = client
+        .launch_campaign(launch("launch-empty", &draft.id, None))
+        .await
+        .unwrap_err();
+    assert_eq!(error_reason(&e), "AUDIENCE_EMPTY");
+    let target = new_audience(audience("target", types::CommunicationChannel::Email)).await?;
+    assert_eq!(target.member_count, 1);
+    let launchable = client
+        .create_campaign(create(
+            "autumn",
+            campaign("Autumn", email, &target.id),
+            &key,
+        ))
+        .await?
+        .into_inner()
+        .campaign
+        .expect("campaign");
+    let tomorrow = prost_types::Timestamp {
+        seconds: chrono::Utc::now().timestamp() + 86_400,
+        nanos: 0,
+    };
+    let scheduled = client
+        .launch_campaign(launch("launch", &launchable.id, Some(tomorrow.clone())))
+        .await?
+        .into_inner()
+        .campaign
+        .expect("campaign");
+    assert_eq!(scheduled.state, pb::CampaignState::Scheduled as i32);
+    assert_eq!(
+        scheduled.schedule_time.map(|t| t.seconds),
+        Some(tomorrow.seconds)
+    );
+    let retried = client
+        .launch_campaign(launch("launch", &launchable.id, Some(tomorrow)))
+        .await?
+        .into_inner()
+        .campaign
+        .expect("campaign");
+    assert_eq!(retried, scheduled, "a retry answers the same launch");
+    let locked = segmentation
+        .get_audience(authed(
+            seg::GetAudienceRequest {
+                audience_id: target.id.clone(),
+            },
+            &key,
+        ))
+        .await?
+        .into_inner()
+        .audience
+        .expect("audience");
+    assert_eq!(locked.state, seg::AudienceState::Locked as i32);
+    assert_eq!(locked.campaign_id, launchable.id);
+    let e = client
+        .create_campaign(create(
+            "second",
+            campaign("Second", email, &target.id),
+            &key,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(error_reason(&e), "AUDIENCE_LOCKED");
+    let e = client
+        .launch_campaign(launch("launch-again", &launchable.id, None))
+        .await
+        .unwrap_err();
+    assert_eq!(error_reason(&e), "CAMPAIGN_ALREADY_LAUNCHED");
+
+    // Scheduled: only the name and note change; it pauses, resumes and is cancelled, and
+    // the audience stays locked.
+    let change = |idempotency_key: &str, c: pb::Campaign, paths: &[&str]| {
+        authed(
+            pb::UpdateCampaignRequest {
+                idempotency_key: idempotency_key.into(),
+                campaign: Some(pb::Campaign {
+                    id: launchable.id.clone(),
+                    ..c
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+                }),
+                etag: String::new(),
+            },
+            &key,
+        )
+    };
+    let e = client
+        .update_campaign(change(
+            "retarget",
+            pb::Campaign {
+                audience_id: newsletter.id.clone(),
+                ..Default::default()
+            },
+            &["audience_id"],
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(error_reason(&e), "CAMPAIGN_ALREADY_LAUNCHED");
+    client
+        .update_campaign(change(
+            "rename",
+            pb::Campaign {
+                note: "moved to tomorrow".into(),
+                ..Default::default()
+            },
+            &["note"],
+        ))
+        .await?;
+    let id = launchable.id.clone();
+    let paused = client
+        .pause_campaign(authed(
+            pb::PauseCampaignRequest {
+                idempotency_key: "pause-autumn".into(),
+                campaign_id: id.clone(),
+            },
+            &key,
+        ))
+        .await?
+        .into_inner()
+        .campaign
+        .expect("campaign");
+    assert_eq!(paused.state, pb::CampaignState::Paused as i32);
+    let resumed = client
+        .resume_campaign(authed(
+            pb::ResumeCampaignRequest {
+                idempotency_key: "resume-autumn".into(),
+                campaign_id: id.clone(),
+            },
+            &key,
+        ))
+        .await?
+        .into_inner()
+        .campaign
+        .expect("campaign");
+    assert_eq!(resumed.state, pb::CampaignState::Scheduled as i32);
+    let cancelled = client
+        .cancel_campaign(authed(
+            pb::CancelCampaignRequest {
+                idempotency_key: "cancel-autumn".into(),
+                campaign_id: id.clone(),
+                reason: "wrong offer".into(),
+            },
+            &key,
+        ))
+        .await?
+        .into_inner()
+        .campaign
+        .expect("campaign");
+    assert_eq!(cancelled.state, pb::CampaignState::Cancelled as i32);
+    assert!(cancelled.cancel_time.is_some());
+    let e = client
+        .delete_campaign(authed(
+            pb::DeleteCampaignRequest {
+                idempotency_key: "delete-autumn".into(),
+                campaign_id: id,
+            },
+            &key,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(error_reason(&e), "CAMPAIGN_ALREADY_LAUNCHED");
 
     // Another partner does not see it; deleted, it is gone.
     let get = |who: &str| {

@@ -476,6 +476,13 @@ impl CampaignsService for CampaignsApi {
         self.delete_campaign_rpc(request).await
     }
 
+    async fn launch_campaign(
+        &self,
+        request: Request<pb::LaunchCampaignRequest>,
+    ) -> Result<Response<pb::LaunchCampaignResponse>, Status> {
+        self.launch_campaign_rpc(request).await
+    }
+
     async fn cancel_campaign(
         &self,
         request: Request<pb::CancelCampaignRequest>,
@@ -499,7 +506,6 @@ impl CampaignsService for CampaignsApi {
 
     loyalty_platform::rpcs_not_yet_implemented! {
         "lands with issue #8 (campaigns and marketing automation)";
-        launch_campaign(pb::LaunchCampaignRequest) -> pb::LaunchCampaignResponse;
         get_campaign_statistics(pb::GetCampaignStatisticsRequest) -> pb::GetCampaignStatisticsResponse;
         get_message(pb::GetMessageRequest) -> pb::GetMessageResponse;
         list_messages(pb::ListMessagesRequest) -> pb::ListMessagesResponse;

@@ -1,6 +1,6 @@
-//! Campaign RPCs: create, read, list, update and delete drafts; pause, resume and cancel
-//! launched campaigns. Launching (the audience lock and the queued messages) comes with the
-//! sending pipeline.
+//! Campaign RPCs: create, read, list, update and delete drafts; launch (the audience locked
+//! for good); pause, resume and cancel launched campaigns. The messages of a launched
+//! campaign are made and sent by the sending pipeline (next part of issue #8).
 use chrono::Utc;
 use loyalty_platform::{
     ApiError, Principal, Role, Violations,
@@ -9,7 +9,7 @@ use loyalty_platform::{
     error::{check_idempotency_key, mask_paths, parse_uuid},
     idempotency::{self, IdempotencyScope},
     paging,
-    time::to_timestamp,
+    time::{from_timestamp, to_timestamp},
 };
 use loyalty_proto::{campaigns::v1 as pb, segmentation::v1 as seg, types::v1 as types};
 use tonic::{Request, Response, Status};
@@ -19,7 +19,7 @@ use super::{CampaignsApi, READERS, channel_from_proto, channel_to_proto};
 use crate::{
     domain::{
         Channel, TemplateKind,
-        campaign::{Campaign, CampaignRule, CampaignState, SendWindow},
+        campaign::{Campaign, CampaignRule, CampaignState, MAX_SCHEDULE_AHEAD_DAYS, SendWindow},
     },
     store::campaigns::CampaignFilter,
 };
@@ -450,6 +450,102 @@ impl CampaignsApi {
         })
         .await?;
         Ok(Response::new(pb::DeleteCampaignResponse {}))
+    }
+
+    pub(super) async fn launch_campaign_rpc(
+        &self,
+        request: Request<pb::LaunchCampaignRequest>,
+    ) -> Result<Response<pb::LaunchCampaignResponse>, Status> {
+        let who = principal(&request)?.clone();
+        let partner_id = who.partner_with_role(&[Role::Marketing])?;
+        let req = request.into_inner();
+        let scope = IdempotencyScope::new(partner_id, "LaunchCampaign", &req.idempotency_key, &req);
+        let id = target(&req.idempotency_key, &req.campaign_id)?;
+        let now = Utc::now();
+        let schedule = match req.schedule_time.as_ref() {
+            None => None,
+            Some(t) => {
+                let at = from_timestamp(t)
+                    .ok_or_else(|| ApiError::invalid("schedule_time", "is not a valid time"))?;
+                if at > now + chrono::Duration::days(MAX_SCHEDULE_AHEAD_DAYS) {
+                    return Err(ApiError::invalid(
+                        "schedule_time",
+                        format!("must be at most {MAX_SCHEDULE_AHEAD_DAYS} days ahead"),
+                    )
+                    .into());
+                }
+                Some(at)
+            }
+        };
+        if let Some(done) = idempotency::stored::<Campaign>(self.store.db(), &scope).await? {
+            return Ok(Response::new(pb::LaunchCampaignResponse {
+                campaign: Some(campaign_to_proto(&done)),
+            }));
+        }
+        let current = self
+            .store
+            .campaign(self.store.db(), partner_id, id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound("campaign".into()))?;
+        // Every rule the launch itself checks, before the audience is locked for good.
+        current.launched(now, schedule).map_err(rule)?;
+        self.check_targets(&who, partner_id, &current).await?;
+        let audience_id = current.audience_id.unwrap_or_default();
+        let audience = self.audience(&who, audience_id).await?;
+        if audience.member_count == 0 {
+            return Err(ApiError::precondition(
+                "AUDIENCE_EMPTY",
+                "the audience has no members: nobody would get the campaign",
+            )
+            .into());
+        }
+        // Locked first, for this campaign: a failure after it leaves the audience locked by
+        // this very campaign, and a retry locks it again (segmentation answers it unchanged)
+        // and records the launch.
+        self.lock(&who, audience_id, id).await?;
+        let store = self.store.clone();
+        let launched: Campaign = idempotency::run(self.store.db(), scope, move |txn| {
+            Box::pin(async move {
+                store
+                    .change_campaign(txn, partner_id, id, "", |c| {
+                        c.launched(now, schedule).map_err(rule)
+                    })
+                    .await
+            })
+        })
+        .await?;
+        tracing::info!(%partner_id, campaign_id = %id, state = launched.state.as_str(), "campaign launched");
+        Ok(Response::new(pb::LaunchCampaignResponse {
+            campaign: Some(campaign_to_proto(&launched)),
+        }))
+    }
+
+    /// Locks the audience for the campaign (segmentation's LockAudience, idempotent per
+    /// campaign).
+    async fn lock(
+        &self,
+        who: &Principal,
+        audience_id: Uuid,
+        campaign_id: Uuid,
+    ) -> Result<(), ApiError> {
+        let Some(segmentation) = &self.segmentation else {
+            return Err(ApiError::Unavailable(
+                "segmentation is not configured (peers.segmentation_url)".into(),
+            ));
+        };
+        segmentation
+            .clone()
+            .lock_audience(outgoing(
+                seg::LockAudienceRequest {
+                    idempotency_key: format!("campaign-launch-{campaign_id}"),
+                    audience_id: audience_id.to_string(),
+                    campaign_id: campaign_id.to_string(),
+                },
+                who,
+            ))
+            .await
+            .map_err(|s| ApiError::from_upstream("segmentation", s))?;
+        Ok(())
     }
 
     /// A state change of a launched campaign (pause, resume, cancel), idempotent.
