@@ -411,7 +411,7 @@ async fn drafts_target_the_partners_audiences_and_templates_of_their_channel() -
         nanos: 0,
     };
     let scheduled = client
-        .launch_campaign(launch("launch", &launchable.id, Some(tomorrow.clone())))
+        .launch_campaign(launch("launch", &launchable.id, Some(tomorrow)))
         .await?
         .into_inner()
         .campaign
