@@ -9,7 +9,10 @@ use std::time::Duration;
 use loyalty_proto::{
     campaigns::v1 as pb, identity::v1 as identity, segmentation::v1 as seg, types::v1 as types,
 };
-use loyalty_testkit::{Backend, Suite, authed, error_reason, eventually, violated_fields};
+use loyalty_testkit::{
+    Backend, Suite, authed, email_newsletter, error_reason, eventually, grant_consent,
+    violated_fields,
+};
 use tonic::Code;
 
 fn template(name: &str, channel: pb::Channel, kind: pb::TemplateKind) -> pb::MessageTemplate {
@@ -194,26 +197,7 @@ async fn drafts_target_the_partners_audiences_and_templates_of_their_channel() -
 
     // An audience another campaign was launched at is refused: Jana, with the newsletter
     // consent, makes it non-empty so that it can be locked.
-    let consent_type = identity
-        .create_consent_type(authed(
-            identity::CreateConsentTypeRequest {
-                idempotency_key: "newsletter".into(),
-                consent_type: Some(identity::ConsentType {
-                    code: "newsletter".into(),
-                    display_name: "Newsletter".into(),
-                    purpose: identity::ConsentPurpose::Marketing as i32,
-                    channels: vec![types::CommunicationChannel::Email as i32],
-                    text: "News by email.".into(),
-                    ..Default::default()
-                }),
-            },
-            &key,
-        ))
-        .await?
-        .into_inner()
-        .consent_type
-        .expect("type")
-        .id;
+    let consent_type = email_newsletter(&mut identity, &key).await?;
     let jana = identity
         .create_customer(authed(
             identity::CreateCustomerRequest {
@@ -233,18 +217,7 @@ async fn drafts_target_the_partners_audiences_and_templates_of_their_channel() -
         .customer
         .expect("customer")
         .id;
-    identity
-        .grant_consent(authed(
-            identity::GrantConsentRequest {
-                idempotency_key: "grant-jana".into(),
-                customer_id: jana,
-                consent_type_id: consent_type,
-                source: "eshop".into(),
-                ..Default::default()
-            },
-            &key,
-        ))
-        .await?;
+    grant_consent(&mut identity, &key, &jana, &consent_type).await?;
     let mut attempt = 0;
     let full = eventually(Duration::from_secs(30), || {
         attempt += 1;

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use loyalty_proto::{identity::v1 as identity, segmentation::v1 as seg, types::v1 as types};
-use loyalty_testkit::{Backend, Suite, authed, error_reason, eventually, violated_fields};
+use loyalty_testkit::{
+    Backend, Suite, authed, email_newsletter, error_reason, eventually, grant_consent,
+    violated_fields,
+};
 use tonic::{Code, transport::Channel};
 
 type Client = seg::segmentation_service_client::SegmentationServiceClient<Channel>;
@@ -46,51 +49,6 @@ async fn customer(identity: &mut Identity, key: &str, name: &str) -> anyhow::Res
         .customer
         .expect("customer")
         .id)
-}
-
-/// A partner's email newsletter consent type.
-async fn newsletter(identity: &mut Identity, key: &str) -> anyhow::Result<String> {
-    Ok(identity
-        .create_consent_type(authed(
-            identity::CreateConsentTypeRequest {
-                idempotency_key: "newsletter".into(),
-                consent_type: Some(identity::ConsentType {
-                    code: "newsletter".into(),
-                    display_name: "Newsletter".into(),
-                    purpose: identity::ConsentPurpose::Marketing as i32,
-                    channels: vec![types::CommunicationChannel::Email as i32],
-                    text: "News by email.".into(),
-                    ..Default::default()
-                }),
-            },
-            key,
-        ))
-        .await?
-        .into_inner()
-        .consent_type
-        .expect("type")
-        .id)
-}
-
-async fn grant(
-    identity: &mut Identity,
-    key: &str,
-    customer_id: &str,
-    type_id: &str,
-) -> anyhow::Result<()> {
-    identity
-        .grant_consent(authed(
-            identity::GrantConsentRequest {
-                idempotency_key: format!("grant-{customer_id}"),
-                customer_id: customer_id.into(),
-                consent_type_id: type_id.into(),
-                source: "eshop".into(),
-                ..Default::default()
-            },
-            key,
-        ))
-        .await?;
-    Ok(())
 }
 
 fn audience_request(idempotency_key: &str) -> seg::CreateAudienceRequest {
@@ -151,15 +109,15 @@ async fn an_audience_selects_once_takes_checked_manual_changes_exports_and_locks
     let mut identity = suite.identity().await?;
     let mut client = suite.segmentation().await?;
 
-    let newsletter_id = newsletter(&mut identity, &key).await?;
+    let newsletter_id = email_newsletter(&mut identity, &key).await?;
     let mut consented = Vec::new();
     for name in ["Jana", "Adam", "Bara", "Cyril"] {
         let id = customer(&mut identity, &key, name).await?;
-        grant(&mut identity, &key, &id, &newsletter_id).await?;
+        grant_consent(&mut identity, &key, &id, &newsletter_id).await?;
         consented.push(id);
     }
     let petr = customer(&mut identity, &key, "Petr").await?;
-    grant(&mut identity, &key, &petr, &newsletter_id).await?;
+    grant_consent(&mut identity, &key, &petr, &newsletter_id).await?;
     identity
         .record_email_bounce(authed(
             identity::RecordEmailBounceRequest {
@@ -174,9 +132,9 @@ async fn an_audience_selects_once_takes_checked_manual_changes_exports_and_locks
         ))
         .await?;
     let eva = customer(&mut identity, &key, "Eva").await?;
-    let other_newsletter = newsletter(&mut identity, &other_key).await?;
+    let other_newsletter = email_newsletter(&mut identity, &other_key).await?;
     let stranger = customer(&mut identity, &other_key, "Stranger").await?;
-    grant(&mut identity, &other_key, &stranger, &other_newsletter).await?;
+    grant_consent(&mut identity, &other_key, &stranger, &other_newsletter).await?;
 
     // Audiences are selected from segmentation's feature store, which identity's events fill
     // asynchronously: create until every event has arrived.

@@ -588,6 +588,58 @@ pub async fn create_customer(
         .id)
 }
 
+/// The partner's email newsletter: a marketing consent type `newsletter` for email, created
+/// through identity with `key`; answers its id.
+pub async fn email_newsletter(
+    identity: &mut IdentityServiceClient<Channel>,
+    key: &str,
+) -> anyhow::Result<String> {
+    use loyalty_proto::{identity::v1 as identity, types::v1 as types};
+    Ok(identity
+        .create_consent_type(authed(
+            identity::CreateConsentTypeRequest {
+                idempotency_key: "newsletter".into(),
+                consent_type: Some(identity::ConsentType {
+                    code: "newsletter".into(),
+                    display_name: "Newsletter".into(),
+                    purpose: identity::ConsentPurpose::Marketing as i32,
+                    channels: vec![types::CommunicationChannel::Email as i32],
+                    text: "News by email.".into(),
+                    ..Default::default()
+                }),
+            },
+            key,
+        ))
+        .await?
+        .into_inner()
+        .consent_type
+        .context("CreateConsentType answered no consent type")?
+        .id)
+}
+
+/// Grants the customer the consent type `type_id` (source `eshop`) through identity.
+pub async fn grant_consent(
+    identity: &mut IdentityServiceClient<Channel>,
+    key: &str,
+    customer_id: &str,
+    type_id: &str,
+) -> anyhow::Result<()> {
+    use loyalty_proto::identity::v1 as identity;
+    identity
+        .grant_consent(authed(
+            identity::GrantConsentRequest {
+                idempotency_key: format!("grant-{customer_id}-{type_id}"),
+                customer_id: customer_id.into(),
+                consent_type_id: type_id.into(),
+                source: "eshop".into(),
+                ..Default::default()
+            },
+            key,
+        ))
+        .await?;
+    Ok(())
+}
+
 /// A standard segment recalculated online whose members have the string `field` equal to
 /// `value` (e.g. `customer.properties.tier` = `gold`), as the end-to-end tests create it.
 pub fn segment_where_equals(
