@@ -508,6 +508,13 @@ impl CampaignsApi {
             Box::pin(async move {
                 store
                     .change_campaign(txn, partner_id, id, "", |c| {
+                        // Launched with the audience just locked, not one an update set since.
+                        if c.audience_id != current.audience_id {
+                            return Err(ApiError::precondition(
+                                "ETAG_MISMATCH",
+                                "the campaign's audience changed during the launch; launch again",
+                            ));
+                        }
                         c.launched(now, schedule).map_err(rule)
                     })
                     .await
