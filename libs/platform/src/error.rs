@@ -243,6 +243,28 @@ impl Violations {
         }
     }
 
+    /// A required UUID field: its value, or the violation ("is required", "must be a UUID")
+    /// recorded under `field`.
+    pub fn uuid(&mut self, field: &str, value: &str) -> Option<uuid::Uuid> {
+        match parse_uuid(field, value) {
+            Ok(id) => Some(id),
+            Err(ApiError::InvalidArgument(found)) => {
+                self.0.extend(found);
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// An optional UUID field: `None` when empty, else as [`Violations::uuid`].
+    pub fn optional_uuid(&mut self, field: &str, value: &str) -> Option<uuid::Uuid> {
+        if value.is_empty() {
+            None
+        } else {
+            self.uuid(field, value)
+        }
+    }
+
     /// Adds violations found by a nested parser under a field prefix.
     pub fn extend_prefixed(
         &mut self,

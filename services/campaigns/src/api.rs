@@ -296,10 +296,7 @@ impl CampaignsService for CampaignsApi {
         check_idempotency_key(&mut v, &req.idempotency_key);
         let paths = mask_paths(&mut v, req.update_mask, UPDATABLE);
         let t = req.message_template.unwrap_or_default();
-        let id = v.check(
-            "message_template.id",
-            parse_uuid("message_template.id", &t.id).map_err(|_| "must be a UUID"),
-        );
+        let id = v.uuid("message_template.id", &t.id);
         v.into_result()?;
         let id = id.unwrap_or_default();
         let etag = req.etag;
@@ -362,11 +359,7 @@ impl CampaignsService for CampaignsApi {
         );
         let mut v = Violations::new();
         check_idempotency_key(&mut v, &req.idempotency_key);
-        let id = v.check(
-            "message_template_id",
-            parse_uuid("message_template_id", &req.message_template_id)
-                .map_err(|_| "must be a UUID"),
-        );
+        let id = v.uuid("message_template_id", &req.message_template_id);
         v.into_result()?;
         let id = id.unwrap_or_default();
         let store = self.store.clone();
@@ -386,12 +379,8 @@ impl CampaignsService for CampaignsApi {
         let partner_id = who.partner_with_role(READERS)?;
         let req = request.into_inner();
         let mut v = Violations::new();
-        let customer = (!req.customer_id.is_empty()).then(|| {
-            v.check(
-                "customer_id",
-                parse_uuid("customer_id", &req.customer_id).map_err(|_| "must be a UUID"),
-            )
-        });
+        let customer =
+            (!req.customer_id.is_empty()).then(|| v.uuid("customer_id", &req.customer_id));
         if req.sample_variables.len() > MAX_SAMPLE_VARIABLES {
             v.add(
                 "sample_variables",
@@ -407,13 +396,7 @@ impl CampaignsService for CampaignsApi {
             }
         }
         let stored = match (req.message_template_id.is_empty(), req.message_template) {
-            (false, None) => Some(
-                v.check(
-                    "message_template_id",
-                    parse_uuid("message_template_id", &req.message_template_id)
-                        .map_err(|_| "must be a UUID"),
-                ),
-            ),
+            (false, None) => Some(v.uuid("message_template_id", &req.message_template_id)),
             (true, Some(t)) => {
                 let t = template_from_proto(&mut v, t);
                 t.validate(&mut v);

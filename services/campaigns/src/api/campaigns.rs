@@ -90,14 +90,6 @@ fn campaign_to_proto(c: &Campaign) -> pb::Campaign {
     }
 }
 
-/// An optional UUID field: empty = none.
-fn optional_id(v: &mut Violations, field: &str, raw: &str) -> Option<Uuid> {
-    if raw.is_empty() {
-        return None;
-    }
-    v.check(field, parse_uuid(field, raw).map_err(|_| "must be a UUID"))
-}
-
 fn window_from_proto(v: &mut Violations, w: Option<types::HourRange>) -> Option<SendWindow> {
     let w = w?;
     match (u32::try_from(w.start_hour), u32::try_from(w.end_hour)) {
@@ -124,10 +116,7 @@ fn time_zone(raw: &str) -> String {
 fn target(idempotency_key: &str, campaign_id: &str) -> Result<Uuid, ApiError> {
     let mut v = Violations::new();
     check_idempotency_key(&mut v, idempotency_key);
-    let id = v.check(
-        "campaign_id",
-        parse_uuid("campaign_id", campaign_id).map_err(|_| "must be a UUID"),
-    );
+    let id = v.uuid("campaign_id", campaign_id);
     v.into_result()?;
     Ok(id.unwrap_or_default())
 }
@@ -245,13 +234,10 @@ impl CampaignsApi {
             id: Uuid::now_v7(),
             display_name: c.display_name.trim().to_owned(),
             channel,
-            message_template_id: optional_id(
-                &mut v,
-                "campaign.message_template_id",
-                &c.message_template_id,
-            ),
-            audience_id: optional_id(&mut v, "campaign.audience_id", &c.audience_id),
-            reward_id: optional_id(&mut v, "campaign.reward_id", &c.reward_id),
+            message_template_id: v
+                .optional_uuid("campaign.message_template_id", &c.message_template_id),
+            audience_id: v.optional_uuid("campaign.audience_id", &c.audience_id),
+            reward_id: v.optional_uuid("campaign.reward_id", &c.reward_id),
             state: CampaignState::Draft,
             schedule_at: None,
             launched_at: None,
@@ -349,18 +335,11 @@ impl CampaignsApi {
         check_idempotency_key(&mut v, &req.idempotency_key);
         let paths = mask_paths(&mut v, req.update_mask, UPDATABLE);
         let c = req.campaign.unwrap_or_default();
-        let id = v.check(
-            "campaign.id",
-            parse_uuid("campaign.id", &c.id).map_err(|_| "must be a UUID"),
-        );
+        let id = v.uuid("campaign.id", &c.id);
         let masked = |p: &str| paths.iter().any(|m| m == p);
-        let template = optional_id(
-            &mut v,
-            "campaign.message_template_id",
-            &c.message_template_id,
-        );
-        let audience = optional_id(&mut v, "campaign.audience_id", &c.audience_id);
-        let reward = optional_id(&mut v, "campaign.reward_id", &c.reward_id);
+        let template = v.optional_uuid("campaign.message_template_id", &c.message_template_id);
+        let audience = v.optional_uuid("campaign.audience_id", &c.audience_id);
+        let reward = v.optional_uuid("campaign.reward_id", &c.reward_id);
         let window = window_from_proto(&mut v, c.send_window);
         v.into_result()?;
         if let Some(done) = idempotency::stored::<Campaign>(self.store.db(), &scope).await? {

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::{
     SegmentationApi, criterion_to_proto, raw_from_proto,
-    segments::{cause_to_proto, member_to_proto, uuid_in},
+    segments::{cause_to_proto, member_to_proto},
 };
 use crate::{
     domain::{
@@ -160,7 +160,7 @@ fn audience_history_to_proto(h: &AudienceHistoryEntry) -> pb::MembershipHistoryE
 fn keyed_audience(key: &str, audience_id: &str) -> Result<Uuid, ApiError> {
     let mut v = Violations::new();
     check_idempotency_key(&mut v, key);
-    let id = uuid_in(&mut v, "audience_id", audience_id);
+    let id = v.uuid("audience_id", audience_id);
     v.finish(|| id.unwrap_or_default())
 }
 
@@ -168,8 +168,8 @@ fn keyed_audience(key: &str, audience_id: &str) -> Result<Uuid, ApiError> {
 fn keyed_member(key: &str, audience_id: &str, customer_id: &str) -> Result<(Uuid, Uuid), ApiError> {
     let mut v = Violations::new();
     check_idempotency_key(&mut v, key);
-    let id = uuid_in(&mut v, "audience_id", audience_id);
-    let customer = uuid_in(&mut v, "customer_id", customer_id);
+    let id = v.uuid("audience_id", audience_id);
+    let customer = v.uuid("customer_id", customer_id);
     v.finish(|| (id.unwrap_or_default(), customer.unwrap_or_default()))
 }
 
@@ -297,7 +297,7 @@ impl SegmentationApi {
     ) -> Result<Response<pb::GetAudienceResponse>, Status> {
         let partner_id = principal(&request)?.partner_with_role(AUDIENCE_READERS)?;
         let mut v = Violations::new();
-        let id = uuid_in(&mut v, "audience_id", &request.get_ref().audience_id);
+        let id = v.uuid("audience_id", &request.get_ref().audience_id);
         v.into_result()?;
         let a = self
             .store
@@ -359,7 +359,7 @@ impl SegmentationApi {
         check_idempotency_key(&mut v, &req.idempotency_key);
         let paths = mask_paths(&mut v, req.update_mask, UPDATABLE);
         let a = req.audience.unwrap_or_default();
-        let id = uuid_in(&mut v, "audience.id", &a.id);
+        let id = v.uuid("audience.id", &a.id);
         let masked = |p: &str| paths.iter().any(|m| m == p);
         let name = masked("display_name").then_some(a.display_name);
         let note = masked("note").then_some(a.note);
@@ -418,7 +418,7 @@ impl SegmentationApi {
         let partner_id = principal(&request)?.partner_with_role(AUDIENCE_READERS)?;
         let req = request.into_inner();
         let mut v = Violations::new();
-        let id = uuid_in(&mut v, "audience_id", &req.audience_id);
+        let id = v.uuid("audience_id", &req.audience_id);
         let limit = paging::page_size(&mut v, req.page_size);
         let after = paging::parse_page_token(&mut v, &req.page_token);
         v.into_result()?;
@@ -508,7 +508,7 @@ impl SegmentationApi {
             IdempotencyScope::new(partner_id, "DuplicateAudience", &req.idempotency_key, &req);
         let mut v = Violations::new();
         check_idempotency_key(&mut v, &req.idempotency_key);
-        let source = uuid_in(&mut v, "audience_id", &req.audience_id);
+        let source = v.uuid("audience_id", &req.audience_id);
         if !req.display_name.is_empty() {
             check_name(&mut v, "display_name", &req.display_name);
         }
@@ -538,8 +538,8 @@ impl SegmentationApi {
         let scope = IdempotencyScope::new(partner_id, "LockAudience", &req.idempotency_key, &req);
         let mut v = Violations::new();
         check_idempotency_key(&mut v, &req.idempotency_key);
-        let id = uuid_in(&mut v, "audience_id", &req.audience_id);
-        let campaign = uuid_in(&mut v, "campaign_id", &req.campaign_id);
+        let id = v.uuid("audience_id", &req.audience_id);
+        let campaign = v.uuid("campaign_id", &req.campaign_id);
         v.into_result()?;
         let (id, campaign) = (id.unwrap_or_default(), campaign.unwrap_or_default());
         let store = self.store.clone();
@@ -563,7 +563,7 @@ impl SegmentationApi {
         let partner_id = principal(&request)?.partner_with_role(AUDIENCE_READERS)?;
         let req = request.into_inner();
         let mut v = Violations::new();
-        let customer_id = uuid_in(&mut v, "customer_id", &req.customer_id);
+        let customer_id = v.uuid("customer_id", &req.customer_id);
         let limit = paging::page_size(&mut v, req.page_size);
         let after = paging::parse_page_token(&mut v, &req.page_token);
         v.into_result()?;
@@ -588,7 +588,7 @@ impl SegmentationApi {
         let partner_id = principal(&request)?.partner_with_role(AUDIENCE_READERS)?;
         let req = request.into_inner();
         let mut v = Violations::new();
-        let id = uuid_in(&mut v, "audience_id", &req.audience_id);
+        let id = v.uuid("audience_id", &req.audience_id);
         let batch = match req.batch_size {
             0 => EXPORT_BATCH,
             n @ 1..=1000 => n as u64,

@@ -17,9 +17,7 @@ use uuid::Uuid;
 
 use super::{
     READERS, SegmentationApi, criterion_to_proto, raw_from_proto,
-    segments::{
-        EDITORS, MEMBERSHIP_EDITORS, cause_to_proto, manual_change, member_to_proto, uuid_in,
-    },
+    segments::{EDITORS, MEMBERSHIP_EDITORS, cause_to_proto, manual_change, member_to_proto},
 };
 use crate::{
     domain::{Badge, BadgeDraft, BadgeKind, CustomerBadge, Icon, ManualChange, parse_criterion},
@@ -110,8 +108,8 @@ fn holder_request(
 ) -> Result<(Uuid, Uuid, ManualChange), ApiError> {
     let mut v = Violations::new();
     check_idempotency_key(&mut v, idempotency_key);
-    let badge_id = uuid_in(&mut v, "badge_id", badge_id);
-    let customer_id = uuid_in(&mut v, "customer_id", customer_id);
+    let badge_id = v.uuid("badge_id", badge_id);
+    let customer_id = v.uuid("customer_id", customer_id);
     let by = if cause == pb::MembershipCause::Unspecified as i32 {
         Some(ManualChange::Operator)
     } else {
@@ -173,7 +171,7 @@ impl SegmentationApi {
     ) -> Result<Response<pb::GetBadgeResponse>, Status> {
         let partner_id = principal(&request)?.partner_with_role(READERS)?;
         let mut v = Violations::new();
-        let id = uuid_in(&mut v, "badge_id", &request.get_ref().badge_id);
+        let id = v.uuid("badge_id", &request.get_ref().badge_id);
         v.into_result()?;
         let badge = self
             .store
@@ -224,7 +222,7 @@ impl SegmentationApi {
         check_idempotency_key(&mut v, &req.idempotency_key);
         let paths = mask_paths(&mut v, req.update_mask, UPDATABLE);
         let b = req.badge.unwrap_or_default();
-        let id = uuid_in(&mut v, "badge.id", &b.id);
+        let id = v.uuid("badge.id", &b.id);
         let masked = |p: &str| paths.iter().any(|m| m == p);
         let kind = if masked("kind") {
             match kind_from_proto(b.kind) {
@@ -299,7 +297,7 @@ impl SegmentationApi {
         let scope = IdempotencyScope::new(partner_id, "DeleteBadge", &req.idempotency_key, &req);
         let mut v = Violations::new();
         check_idempotency_key(&mut v, &req.idempotency_key);
-        let id = uuid_in(&mut v, "badge_id", &req.badge_id);
+        let id = v.uuid("badge_id", &req.badge_id);
         v.into_result()?;
         let id = id.unwrap_or_default();
         let store = self.store.clone();
@@ -380,7 +378,7 @@ impl SegmentationApi {
         let partner_id = principal(&request)?.partner_with_role(READERS)?;
         let req = request.into_inner();
         let mut v = Violations::new();
-        let id = uuid_in(&mut v, "badge_id", &req.badge_id);
+        let id = v.uuid("badge_id", &req.badge_id);
         let limit = paging::page_size(&mut v, req.page_size);
         let after = paging::parse_page_token(&mut v, &req.page_token);
         v.into_result()?;
@@ -405,7 +403,7 @@ impl SegmentationApi {
         let partner_id = principal(&request)?.partner_with_role(READERS)?;
         let req = request.into_inner();
         let mut v = Violations::new();
-        let customer_id = uuid_in(&mut v, "customer_id", &req.customer_id);
+        let customer_id = v.uuid("customer_id", &req.customer_id);
         let limit = paging::page_size(&mut v, req.page_size);
         let after = paging::parse_time_token(&mut v, &req.page_token);
         v.into_result()?;

@@ -5,7 +5,7 @@ use chrono::Utc;
 use loyalty_platform::{
     ApiError, Role, Violations,
     auth::principal,
-    error::{check_idempotency_key, mask_paths, parse_uuid},
+    error::{check_idempotency_key, mask_paths},
     idempotency::{self, IdempotencyScope},
     paging,
     time::{from_timestamp, to_timestamp},
@@ -106,20 +106,6 @@ fn history_to_proto(h: &HistoryEntry) -> pb::MembershipHistoryEntry {
     }
 }
 
-/// A UUID field reported under `field` in `v`.
-pub(super) fn uuid_in(v: &mut Violations, field: &str, value: &str) -> Option<Uuid> {
-    match parse_uuid(field, value) {
-        Ok(id) => Some(id),
-        Err(ApiError::InvalidArgument(found)) => {
-            for f in found {
-                v.add(f.field, f.description);
-            }
-            None
-        }
-        Err(_) => None,
-    }
-}
-
 /// Who makes a manual change: MANUAL (an operator) or WORKFLOW (with its execution id).
 pub(super) fn manual_change(
     v: &mut Violations,
@@ -129,7 +115,7 @@ pub(super) fn manual_change(
     let execution_id = if workflow_execution_id.is_empty() {
         None
     } else {
-        uuid_in(v, "workflow_execution_id", workflow_execution_id)
+        v.uuid("workflow_execution_id", workflow_execution_id)
     };
     match pb::MembershipCause::try_from(cause).unwrap_or_default() {
         pb::MembershipCause::Manual => {
@@ -156,8 +142,8 @@ fn manual_request(
 ) -> Result<(Uuid, Uuid, ManualChange), ApiError> {
     let mut v = Violations::new();
     check_idempotency_key(&mut v, idempotency_key);
-    let segment_id = uuid_in(&mut v, "segment_id", segment_id);
-    let customer_id = uuid_in(&mut v, "customer_id", customer_id);
+    let segment_id = v.uuid("segment_id", segment_id);
+    let customer_id = v.uuid("customer_id", customer_id);
     let by = manual_change(&mut v, cause, workflow_execution_id);
     v.finish(|| {
         (
@@ -229,7 +215,7 @@ impl SegmentationApi {
         check_idempotency_key(&mut v, &req.idempotency_key);
         let paths = mask_paths(&mut v, req.update_mask, UPDATABLE);
         let s = req.segment.unwrap_or_default();
-        let id = uuid_in(&mut v, "segment.id", &s.id);
+        let id = v.uuid("segment.id", &s.id);
         let masked = |p: &str| paths.iter().any(|m| m == p);
         let (new_name, new_note, new_online) = (
             masked("display_name"),
@@ -310,7 +296,7 @@ impl SegmentationApi {
         let scope = IdempotencyScope::new(partner_id, "DeleteSegment", &req.idempotency_key, &req);
         let mut v = Violations::new();
         check_idempotency_key(&mut v, &req.idempotency_key);
-        let id = uuid_in(&mut v, "segment_id", &req.segment_id);
+        let id = v.uuid("segment_id", &req.segment_id);
         v.into_result()?;
         let id = id.unwrap_or_default();
         let store = self.store.clone();
@@ -338,7 +324,7 @@ impl SegmentationApi {
             IdempotencyScope::new(partner_id, "RecalculateSegment", &req.idempotency_key, &req);
         let mut v = Violations::new();
         check_idempotency_key(&mut v, &req.idempotency_key);
-        let id = uuid_in(&mut v, "segment_id", &req.segment_id);
+        let id = v.uuid("segment_id", &req.segment_id);
         v.into_result()?;
         let id = id.unwrap_or_default();
         let store = self.store.clone();
@@ -361,7 +347,7 @@ impl SegmentationApi {
         let partner_id = principal(&request)?.partner_with_role(READERS)?;
         let req = request.into_inner();
         let mut v = Violations::new();
-        let id = uuid_in(&mut v, "segment_id", &req.segment_id);
+        let id = v.uuid("segment_id", &req.segment_id);
         let limit = paging::page_size(&mut v, req.page_size);
         let after = paging::parse_page_token(&mut v, &req.page_token);
         v.into_result()?;
@@ -463,10 +449,10 @@ impl SegmentationApi {
         let req = request.into_inner();
         let mut v = Violations::new();
         let customer_id = (!req.customer_id.is_empty())
-            .then(|| uuid_in(&mut v, "customer_id", &req.customer_id))
+            .then(|| v.uuid("customer_id", &req.customer_id))
             .flatten();
         let group_id = (!req.group_id.is_empty())
-            .then(|| uuid_in(&mut v, "group_id", &req.group_id))
+            .then(|| v.uuid("group_id", &req.group_id))
             .flatten();
         if req.customer_id.is_empty() && req.group_id.is_empty() {
             v.add("customer_id", "customer_id or group_id is required");
