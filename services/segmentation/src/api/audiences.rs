@@ -589,6 +589,7 @@ impl SegmentationApi {
         let req = request.into_inner();
         let mut v = Violations::new();
         let id = v.uuid("audience_id", &req.audience_id);
+        let start_after = v.optional_uuid("start_after_customer_id", &req.start_after_customer_id);
         let batch = match req.batch_size {
             0 => EXPORT_BATCH,
             n @ 1..=1000 => n as u64,
@@ -603,7 +604,7 @@ impl SegmentationApi {
         self.store.audience(partner_id, id).await?;
         let store = self.store.clone();
         // One batch is read per message the client pulls: the audience is never in memory.
-        let stream = futures::stream::unfold(Some(None), move |cursor| {
+        let stream = futures::stream::unfold(Some(start_after), move |cursor| {
             let store = store.clone();
             async move {
                 let after = cursor?;
