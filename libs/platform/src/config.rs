@@ -47,6 +47,82 @@ pub struct DeliverySettings {
     /// the other adapters are not used.
     #[serde(default)]
     pub file_path: Option<String>,
+    /// The send queue's workers (`LOYALTY_DELIVERY__QUEUE__...`).
+    #[serde(default)]
+    pub queue: QueueSettings,
+    /// Most messages per second each replica hands to a channel's adapter; 0 = no limit.
+    /// Keys are channel names (`LOYALTY_DELIVERY__RATE_PER_SECOND__SMS=50`).
+    #[serde(default)]
+    pub rate_per_second: std::collections::BTreeMap<String, u32>,
+    /// Secret that signs unsubscribe links (`LOYALTY_DELIVERY__LINK_SECRET`); unset = the
+    /// platform key signs them.
+    #[serde(default, serialize_with = "serialize_opt_secret")]
+    pub link_secret: Option<SecretString>,
+    /// The partner's unsubscribe page; `{{ unsubscribe_url }}` is this with `?token=<token>`
+    /// appended (`LOYALTY_DELIVERY__UNSUBSCRIBE_BASE_URL`).
+    #[serde(default = "default_unsubscribe_base_url")]
+    pub unsubscribe_base_url: String,
+}
+
+/// How the send queue's workers claim and retry messages.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct QueueSettings {
+    /// Messages one worker claims at a time.
+    #[serde(default = "default_queue_batch")]
+    pub batch_size: u32,
+    /// Batches a replica works on at once.
+    #[serde(default = "default_queue_workers")]
+    pub workers: u32,
+    /// How long a claim lasts, in seconds: a message claimed by a replica that died is sent
+    /// again (with the same id, its provider idempotency key) once its claim lapses. Longer
+    /// than a batch can take.
+    #[serde(default = "default_claim_ttl_secs")]
+    pub claim_ttl_secs: u64,
+    /// Attempts of a message before it is FAILED (temporary errors only).
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// First retry delay in milliseconds; each further retry waits twice as long (at most an
+    /// hour).
+    #[serde(default = "default_retry_base_ms")]
+    pub retry_base_ms: u64,
+    /// Pause between looks at an empty queue, in milliseconds.
+    #[serde(default = "default_queue_poll_ms")]
+    pub poll_ms: u64,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        QueueSettings {
+            batch_size: default_queue_batch(),
+            workers: default_queue_workers(),
+            claim_ttl_secs: default_claim_ttl_secs(),
+            max_attempts: default_max_attempts(),
+            retry_base_ms: default_retry_base_ms(),
+            poll_ms: default_queue_poll_ms(),
+        }
+    }
+}
+
+fn default_unsubscribe_base_url() -> String {
+    "https://example.com/unsubscribe".to_owned()
+}
+fn default_queue_batch() -> u32 {
+    500
+}
+fn default_queue_workers() -> u32 {
+    2
+}
+fn default_claim_ttl_secs() -> u64 {
+    120
+}
+fn default_max_attempts() -> u32 {
+    6
+}
+fn default_retry_base_ms() -> u64 {
+    30_000
+}
+fn default_queue_poll_ms() -> u64 {
+    250
 }
 
 /// An SMTP relay.

@@ -94,6 +94,14 @@ domain_events!(
     MessageClicked,
     MessageUnsubscribed
 );
+// The send queue (campaigns service, issue #8).
+domain_events!(
+    MessageSent,
+    MessageFailed,
+    CampaignLaunched,
+    CampaignCancelled,
+    CampaignCompleted
+);
 // Badge holders (segmentation service, issue #7): one per customer getting or losing a badge.
 domain_events!(BadgeAssigned, BadgeRemoved);
 // Audiences (segmentation service, issue #7): created (with the member count), a member added

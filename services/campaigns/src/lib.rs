@@ -4,6 +4,7 @@ pub mod api;
 pub mod delivery;
 pub mod domain;
 pub mod migration;
+pub mod sender;
 pub mod store;
 
 use loyalty_platform::{Infra, Settings};
@@ -29,6 +30,22 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     match infra.peer("segmentation") {
         Ok(segmentation) => api = api.with_segmentation(segmentation),
         Err(e) => tracing::warn!(error = %e, "campaigns cannot target audiences"),
+    }
+    // The send queue needs identity (consents at send time) and the platform key to act for
+    // a partner; segmentation for campaign audiences.
+    match (infra.peer("identity"), &infra.settings.auth.bootstrap_key) {
+        (Ok(identity), Some(key)) => sender::Sender::new(
+            store::Store::new(infra.db.clone()),
+            adapters,
+            identity,
+            infra.peer("segmentation").ok(),
+            key.clone(),
+            &infra.settings.delivery,
+        )?
+        .spawn(),
+        _ => tracing::warn!(
+            "the send queue is off: it needs peers.identity_url and auth.bootstrap_key"
+        ),
     }
     let mut routes = tonic::service::RoutesBuilder::default();
     routes.add_service(CampaignsServiceServer::new(api));

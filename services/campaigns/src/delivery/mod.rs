@@ -53,6 +53,20 @@ pub enum SendError {
 pub trait ChannelAdapter: Send + Sync {
     /// Sends `m`; answers the provider's id of the message.
     async fn send(&self, m: &Outgoing) -> Result<String, SendError>;
+
+    /// Sends a batch, answering in its order; by default `concurrency` at a time.
+    async fn send_batch(
+        &self,
+        batch: &[Outgoing],
+        concurrency: usize,
+    ) -> Vec<Result<String, SendError>> {
+        use futures::StreamExt;
+        let sends: Vec<_> = batch.iter().map(|m| self.send(m)).collect();
+        futures::stream::iter(sends)
+            .buffered(concurrency.max(1))
+            .collect()
+            .await
+    }
 }
 
 /// The adapter of each configured channel.

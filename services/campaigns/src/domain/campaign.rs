@@ -274,6 +274,14 @@ impl Campaign {
         })
     }
 
+    /// A SCHEDULED campaign whose start came at `now`: SENDING.
+    pub fn started(&self, now: DateTime<Utc>) -> Campaign {
+        Campaign {
+            state: CampaignState::Sending,
+            ..self.changed(now)
+        }
+    }
+
     /// The campaign after its last message was handed over at `now`.
     pub fn sent(&self, now: DateTime<Utc>) -> Campaign {
         Campaign {

@@ -1,5 +1,6 @@
 //! Message template rules: channels, sizes and personalisation placeholders.
 pub mod campaign;
+pub mod message;
 pub mod template;
 
 use std::collections::BTreeMap;

@@ -5,7 +5,8 @@ loyalty_platform::migrator![
     InitialSchema,
     TemplateLinksAndVersions,
     TemplateTextBodies,
-    Campaigns
+    Campaigns,
+    Messages
 ];
 
 struct InitialSchema;
@@ -274,5 +275,203 @@ impl MigrationTrait for Campaigns {
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
         m.drop_table(Table::drop().table(CampaignTable::Table).to_owned())
             .await
+    }
+}
+
+/// The send queue (one row per message, claimed by the workers of every replica), delivery
+/// events, and what the workers keep on a campaign: how far its audience was turned into
+/// messages, the message count and the throttle's clock.
+struct Messages;
+
+impl MigrationName for Messages {
+    fn name(&self) -> &str {
+        "m0005_messages"
+    }
+}
+
+#[derive(DeriveIden)]
+enum MessageTable {
+    #[sea_orm(iden = "messages")]
+    Table,
+    Id,
+    PartnerId,
+    CampaignId,
+    WorkflowExecutionId,
+    CustomerId,
+    Channel,
+    MessageTemplateId,
+    Purpose,
+    Address,
+    Variables,
+    State,
+    Attempts,
+    DueAt,
+    ClaimedUntil,
+    BounceType,
+    FailureReason,
+    ProviderMessageId,
+    VoucherCode,
+    OpenCount,
+    ClickCount,
+    QueuedAt,
+    SentAt,
+    DeliveredAt,
+    FirstOpenAt,
+    FirstClickAt,
+    UnsubscribedAt,
+}
+
+#[derive(DeriveIden)]
+enum DeliveryEventTable {
+    #[sea_orm(iden = "delivery_events")]
+    Table,
+    Id,
+    PartnerId,
+    MessageId,
+    EventType,
+    Url,
+    Diagnostic,
+    OccurredAt,
+    RecordedAt,
+}
+
+#[derive(DeriveIden)]
+enum CampaignWork {
+    #[sea_orm(iden = "campaigns")]
+    Table,
+    ExportCursor,
+    MaterializedAt,
+    TargetCount,
+    ThrottleAt,
+    LeaseUntil,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Messages {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        use MessageTable as M;
+        m.create_table(
+            Table::create()
+                .table(M::Table)
+                .col(uuid(M::Id).primary_key())
+                .col(uuid(M::PartnerId))
+                .col(uuid_null(M::CampaignId))
+                .col(uuid_null(M::WorkflowExecutionId))
+                .col(uuid_null(M::CustomerId))
+                .col(string(M::Channel))
+                .col(uuid(M::MessageTemplateId))
+                .col(string(M::Purpose))
+                .col(string(M::Address))
+                .col(text(M::Variables))
+                .col(string(M::State))
+                .col(integer(M::Attempts))
+                .col(timestamp_with_time_zone(M::DueAt))
+                .col(timestamp_with_time_zone_null(M::ClaimedUntil))
+                .col(string(M::BounceType))
+                .col(text(M::FailureReason))
+                .col(string(M::ProviderMessageId))
+                .col(string(M::VoucherCode))
+                .col(integer(M::OpenCount))
+                .col(integer(M::ClickCount))
+                .col(timestamp_with_time_zone(M::QueuedAt))
+                .col(timestamp_with_time_zone_null(M::SentAt))
+                .col(timestamp_with_time_zone_null(M::DeliveredAt))
+                .col(timestamp_with_time_zone_null(M::FirstOpenAt))
+                .col(timestamp_with_time_zone_null(M::FirstClickAt))
+                .col(timestamp_with_time_zone_null(M::UnsubscribedAt))
+                .to_owned(),
+        )
+        .await?;
+        // One message per recipient of a campaign, whoever creates it and however often.
+        m.create_index(
+            Index::create()
+                .name("messages_campaign_customer")
+                .table(M::Table)
+                .col(M::CampaignId)
+                .col(M::CustomerId)
+                .unique()
+                .to_owned(),
+        )
+        .await?;
+        for (name, cols) in [
+            ("messages_partner_customer", vec![M::PartnerId, M::CustomerId, M::Id]),
+            ("messages_campaign_state", vec![M::CampaignId, M::State]),
+            ("messages_execution", vec![M::WorkflowExecutionId]),
+            ("messages_provider_id", vec![M::ProviderMessageId]),
+        ] {
+            let mut index = Index::create();
+            index.name(name).table(M::Table);
+            for c in cols {
+                index.col(c);
+            }
+            m.create_index(index.to_owned()).await?;
+        }
+        // The queue: only what is waiting is indexed (PostgreSQL and SQLite both take WHERE).
+        m.get_connection()
+            .execute_unprepared(
+                "CREATE INDEX messages_queued ON messages (due_at) WHERE state = 'queued'",
+            )
+            .await?;
+        use DeliveryEventTable as D;
+        m.create_table(
+            Table::create()
+                .table(D::Table)
+                .col(uuid(D::Id).primary_key())
+                .col(uuid(D::PartnerId))
+                .col(uuid(D::MessageId))
+                .col(string(D::EventType))
+                .col(text(D::Url))
+                .col(text(D::Diagnostic))
+                .col(timestamp_with_time_zone(D::OccurredAt))
+                .col(timestamp_with_time_zone(D::RecordedAt))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("delivery_events_message")
+                .table(D::Table)
+                .col(D::MessageId)
+                .col(D::Id)
+                .to_owned(),
+        )
+        .await?;
+        use CampaignWork as C;
+        for col in [
+            uuid_null(C::ExportCursor),
+            timestamp_with_time_zone_null(C::MaterializedAt),
+            big_integer(C::TargetCount).default(0).to_owned(),
+            timestamp_with_time_zone_null(C::ThrottleAt),
+            timestamp_with_time_zone_null(C::LeaseUntil),
+        ] {
+            let mut col = col;
+            m.alter_table(
+                Table::alter()
+                    .table(C::Table)
+                    .add_column(&mut col)
+                    .to_owned(),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.drop_table(Table::drop().table(DeliveryEventTable::Table).to_owned())
+            .await?;
+        m.drop_table(Table::drop().table(MessageTable::Table).to_owned())
+            .await?;
+        use CampaignWork as C;
+        for col in [
+            C::ExportCursor,
+            C::MaterializedAt,
+            C::TargetCount,
+            C::ThrottleAt,
+            C::LeaseUntil,
+        ] {
+            m.alter_table(Table::alter().table(C::Table).drop_column(col).to_owned())
+                .await?;
+        }
+        Ok(())
     }
 }

@@ -27,7 +27,7 @@ fn not_found() -> ApiError {
     ApiError::NotFound("campaign".into())
 }
 
-fn campaign_from(m: campaigns::Model) -> Result<Campaign, ApiError> {
+pub(super) fn campaign_from(m: campaigns::Model) -> Result<Campaign, ApiError> {
     let id = m.id;
     let bad = |what: &str| {
         ApiError::Internal(anyhow::anyhow!(
@@ -86,6 +86,7 @@ fn row(partner_id: Uuid, c: &Campaign) -> campaigns::ActiveModel {
         version: Set(c.version),
         created_at: Set(c.created_at),
         updated_at: Set(c.updated_at),
+        ..Default::default()
     }
 }
 

@@ -56,6 +56,76 @@ pub mod campaigns {
         pub version: i64,
         pub created_at: DateTimeUtc,
         pub updated_at: Option<DateTimeUtc>,
+        /// The send queue's own columns, never written by API changes.
+        pub export_cursor: Option<Uuid>,
+        pub materialized_at: Option<DateTimeUtc>,
+        pub target_count: i64,
+        pub throttle_at: Option<DateTimeUtc>,
+        pub lease_until: Option<DateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod messages {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "messages")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub partner_id: Uuid,
+        pub campaign_id: Option<Uuid>,
+        pub workflow_execution_id: Option<Uuid>,
+        pub customer_id: Option<Uuid>,
+        pub channel: String,
+        pub message_template_id: Uuid,
+        pub purpose: String,
+        pub address: String,
+        pub variables: String,
+        pub state: String,
+        pub attempts: i32,
+        pub due_at: DateTimeUtc,
+        pub claimed_until: Option<DateTimeUtc>,
+        pub bounce_type: String,
+        pub failure_reason: String,
+        pub provider_message_id: String,
+        pub voucher_code: String,
+        pub open_count: i32,
+        pub click_count: i32,
+        pub queued_at: DateTimeUtc,
+        pub sent_at: Option<DateTimeUtc>,
+        pub delivered_at: Option<DateTimeUtc>,
+        pub first_open_at: Option<DateTimeUtc>,
+        pub first_click_at: Option<DateTimeUtc>,
+        pub unsubscribed_at: Option<DateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod delivery_events {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "delivery_events")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub partner_id: Uuid,
+        pub message_id: Uuid,
+        pub event_type: String,
+        pub url: String,
+        pub diagnostic: String,
+        pub occurred_at: DateTimeUtc,
+        pub recorded_at: DateTimeUtc,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,6 +1,7 @@
 //! Persistence of the campaigns service. Every query is scoped by partner.
 pub mod campaigns;
 pub mod entities;
+pub mod messages;
 
 use loyalty_platform::{
     ApiError,

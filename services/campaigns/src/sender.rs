@@ -1,0 +1,669 @@
+//! The send queue's workers. Every replica runs them; they share the work through the
+//! database (see `store::messages`):
+//!
+//! 1. a SCHEDULED campaign whose time came starts SENDING;
+//! 2. a SENDING campaign's locked audience is turned into one QUEUED message per member
+//!    (segmentation's `ExportAudienceMembers`, resumable after a crash, one replica at a time
+//!    by a lease on the campaign);
+//! 3. due messages are claimed in batches, the recipients' consents and addresses checked at
+//!    send time (identity's `CheckContactability`), rendered, handed to the channel's adapter
+//!    and recorded, with their events, in one transaction;
+//! 4. a campaign whose messages are all handed over is SENT.
+//!
+//! A replica killed between handing a batch over and recording it leaves the batch claimed;
+//! when the claim lapses another worker sends those messages again with the same message id,
+//! which providers take as the idempotency key (HTTP `idempotency-key`, SMTP `Message-ID`,
+//! the file adapter's `message_id`), so the recipient gets one message.
+use std::{
+    collections::{BTreeMap, HashMap},
+    num::NonZeroU32,
+    sync::Arc,
+    time::Duration as StdDuration,
+};
+
+use chrono::{Duration, Utc};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use loyalty_platform::{
+    client::for_partner,
+    config::{DeliverySettings, QueueSettings},
+    db::begin_write,
+    events,
+};
+use loyalty_proto::{
+    events::v1 as ev,
+    identity::v1::{self as identity_pb, identity_service_client::IdentityServiceClient},
+    segmentation::v1::{self as seg, segmentation_service_client::SegmentationServiceClient},
+    types::v1::CommunicationChannel,
+};
+use rand::seq::SliceRandom;
+use secrecy::{ExposeSecret, SecretString};
+use sea_orm::TransactionTrait;
+use tonic::transport::Channel as GrpcChannel;
+use uuid::Uuid;
+
+use crate::{
+    delivery::{Adapters, Outgoing, SendError},
+    domain::{
+        Channel, MessageTemplate,
+        campaign::Campaign,
+        message::{self, Message, MessageState, Purpose},
+    },
+    store::{
+        Store,
+        messages::{Claimed, Outcome},
+    },
+};
+
+/// Messages a campaign may run ahead of its rate.
+const THROTTLE_BURST: usize = 100;
+/// How long a peer outage holds claimed messages back.
+const PEER_RETRY: Duration = Duration::seconds(10);
+
+/// The peers and settings the workers need.
+pub struct Sender {
+    store: Store,
+    adapters: Adapters,
+    identity: IdentityServiceClient<GrpcChannel>,
+    segmentation: Option<SegmentationServiceClient<GrpcChannel>>,
+    /// The platform key: workers act for a partner with it (no caller to forward).
+    platform_key: SecretString,
+    queue: QueueSettings,
+    link_secret: Vec<u8>,
+    unsubscribe_base_url: String,
+    limiters: HashMap<Channel, Arc<DefaultDirectRateLimiter>>,
+}
+
+impl Sender {
+    pub fn new(
+        store: Store,
+        adapters: Adapters,
+        identity: GrpcChannel,
+        segmentation: Option<GrpcChannel>,
+        platform_key: SecretString,
+        settings: &DeliverySettings,
+    ) -> anyhow::Result<Self> {
+        let mut limiters = HashMap::new();
+        for (name, rate) in &settings.rate_per_second {
+            let channel = Channel::parse_str(name).ok_or_else(|| {
+                anyhow::anyhow!("delivery.rate_per_second.{name}: not a channel")
+            })?;
+            if let Some(rate) = NonZeroU32::new(*rate) {
+                limiters.insert(channel, Arc::new(RateLimiter::direct(Quota::per_second(rate))));
+            }
+        }
+        let link_secret = settings
+            .link_secret
+            .as_ref()
+            .unwrap_or(&platform_key)
+            .expose_secret()
+            .as_bytes()
+            .to_vec();
+        Ok(Sender {
+            store,
+            adapters,
+            identity: IdentityServiceClient::new(identity),
+            segmentation: segmentation.map(SegmentationServiceClient::new),
+            platform_key,
+            queue: settings.queue.clone(),
+            link_secret,
+            unsubscribe_base_url: settings.unsubscribe_base_url.clone(),
+            limiters,
+        })
+    }
+
+    /// Starts the workers: one looks after campaigns (schedule, export, completion), the
+    /// others (`queue.workers`) send.
+    pub fn spawn(self) {
+        let sender = Arc::new(self);
+        let poll = StdDuration::from_millis(sender.queue.poll_ms.max(10));
+        let s = sender.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = s.look_after_campaigns().await {
+                    tracing::warn!(error = %e, "campaign upkeep failed; trying again");
+                }
+                tokio::time::sleep(poll).await;
+            }
+        });
+        for _ in 0..sender.queue.workers.max(1) {
+            let s = sender.clone();
+            tokio::spawn(async move {
+                loop {
+                    match s.send_once().await {
+                        Ok(true) => {}
+                        Ok(false) => tokio::time::sleep(poll).await,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "sending a batch failed; trying again");
+                            tokio::time::sleep(poll).await;
+                        }
+                    }
+                }
+            });
+        }
+    }
+
+    /// Schedules, exports and completes campaigns.
+    pub async fn look_after_campaigns(&self) -> anyhow::Result<()> {
+        let now = Utc::now();
+        for (partner_id, c) in self.store.campaigns_in_state("scheduled").await? {
+            if c.schedule_at.is_none_or(|s| s <= now) {
+                self.change(partner_id, &c, |c| c.started(now)).await?;
+            }
+        }
+        for (partner_id, c) in self.store.campaigns_in_state("sending").await? {
+            let Some(work) = self.store.campaign_work(self.store.db(), c.id).await? else {
+                continue;
+            };
+            if work.materialized_at.is_none() {
+                if let Err(e) = self.export(partner_id, &c, work.export_cursor).await {
+                    tracing::warn!(campaign_id = %c.id, error = %e, "exporting the audience failed");
+                }
+                continue;
+            }
+            if !self.store.has_queued(self.store.db(), c.id).await? {
+                let txn = begin_write(self.store.db()).await?;
+                let sent = c.sent(Utc::now());
+                self.store
+                    .change_campaign(&txn, partner_id, c.id, &c.etag(), |_| Ok(sent.clone()))
+                    .await?;
+                let counts = self.store.message_counts(c.id).await?;
+                let sent_count: i64 = MessageState::ALL
+                    .into_iter()
+                    .filter(|s| s.was_sent())
+                    .map(|s| crate::store::messages::count_of(&counts, s))
+                    .sum();
+                events::enqueue(
+                    &txn,
+                    Some(partner_id),
+                    &ev::CampaignCompleted {
+                        campaign_id: c.id.to_string(),
+                        sent_count,
+                    },
+                )
+                .await?;
+                txn.commit().await?;
+                tracing::info!(%partner_id, campaign_id = %c.id, sent_count, "campaign sent");
+            }
+        }
+        Ok(())
+    }
+
+    async fn change(
+        &self,
+        partner_id: Uuid,
+        c: &Campaign,
+        next: impl FnOnce(&Campaign) -> Campaign,
+    ) -> anyhow::Result<()> {
+        let txn = begin_write(self.store.db()).await?;
+        self.store
+            .change_campaign(&txn, partner_id, c.id, &c.etag(), |c| Ok(next(c)))
+            .await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Turns the campaign's locked audience into messages, from where an earlier attempt got.
+    async fn export(
+        &self,
+        partner_id: Uuid,
+        c: &Campaign,
+        cursor: Option<Uuid>,
+    ) -> anyhow::Result<()> {
+        let ttl = Duration::seconds(i64::try_from(self.queue.claim_ttl_secs).unwrap_or(120));
+        let now = Utc::now();
+        if !self.store.take_export_lease(c.id, now, now + ttl).await? {
+            return Ok(());
+        }
+        let segmentation = self
+            .segmentation
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("peers.segmentation_url is not configured"))?;
+        let (Some(audience_id), Some(template_id)) = (c.audience_id, c.message_template_id) else {
+            anyhow::bail!("campaign {} has no audience or template", c.id);
+        };
+        let template = self
+            .store
+            .template(partner_id, template_id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("template {template_id} is gone"))?;
+        let purpose = Purpose::of(template.kind);
+        let mut stream = segmentation
+            .clone()
+            .export_audience_members(for_partner(
+                seg::ExportAudienceMembersRequest {
+                    audience_id: audience_id.to_string(),
+                    batch_size: 1000,
+                    start_after_customer_id: cursor.map(|c| c.to_string()).unwrap_or_default(),
+                },
+                self.platform_key.expose_secret(),
+                partner_id,
+            ))
+            .await?
+            .into_inner();
+        let due = c.schedule_at.unwrap_or(now);
+        let variables: BTreeMap<String, String> =
+            [("campaign.display_name".to_owned(), c.display_name.clone())].into();
+        while let Some(batch) = stream.message().await? {
+            let Some(last) = batch.contacts.last() else {
+                continue;
+            };
+            let last = Uuid::try_parse(&last.customer_id)?;
+            let queued_at = Utc::now();
+            let messages: Vec<Message> = batch
+                .contacts
+                .into_iter()
+                .filter_map(|m| {
+                    let customer_id = Uuid::try_parse(&m.customer_id).ok()?;
+                    let address = match c.channel {
+                        Channel::Email => m.email,
+                        Channel::Sms | Channel::Viber => m.phone,
+                        Channel::Push => customer_id.to_string(),
+                    };
+                    let mut variables = variables.clone();
+                    for (k, v) in [
+                        ("customer.first_name", m.first_name),
+                        ("customer.last_name", m.last_name),
+                        ("customer.birth_date", m.birth_date),
+                    ] {
+                        if !v.is_empty() {
+                            variables.insert(k.to_owned(), v);
+                        }
+                    }
+                    Some(Message {
+                        id: Uuid::now_v7(),
+                        customer_id: Some(customer_id),
+                        channel: c.channel,
+                        message_template_id: template_id,
+                        campaign_id: Some(c.id),
+                        workflow_execution_id: None,
+                        purpose,
+                        address,
+                        variables,
+                        state: MessageState::Queued,
+                        attempts: 0,
+                        due_at: due,
+                        bounce_type: None,
+                        failure_reason: String::new(),
+                        provider_message_id: String::new(),
+                        voucher_code: String::new(),
+                        open_count: 0,
+                        click_count: 0,
+                        queued_at,
+                        sent_at: None,
+                        delivered_at: None,
+                        first_open_at: None,
+                        first_click_at: None,
+                        unsubscribed_at: None,
+                    })
+                })
+                .collect();
+            let txn = begin_write(self.store.db()).await?;
+            self.store
+                .insert_messages(&txn, partner_id, &messages)
+                .await?;
+            self.store
+                .advance_export(&txn, c.id, last, Utc::now() + ttl)
+                .await?;
+            txn.commit().await?;
+        }
+        let txn = begin_write(self.store.db()).await?;
+        let count = self.store.finish_export(&txn, c.id, Utc::now()).await?;
+        events::enqueue(
+            &txn,
+            Some(partner_id),
+            &ev::CampaignLaunched {
+                campaign_id: c.id.to_string(),
+                audience_id: audience_id.to_string(),
+                message_count: count,
+                schedule_time: c.schedule_at.map(loyalty_platform::time::to_timestamp),
+            },
+        )
+        .await?;
+        txn.commit().await?;
+        tracing::info!(%partner_id, campaign_id = %c.id, count, "campaign messages queued");
+        Ok(())
+    }
+
+    /// Claims one batch and sends it; false when nothing was due.
+    pub async fn send_once(&self) -> anyhow::Result<bool> {
+        let now = Utc::now();
+        let until = now
+            + Duration::seconds(i64::try_from(self.queue.claim_ttl_secs).unwrap_or(120));
+        let limit = self.queue.batch_size.max(1) as usize;
+        let mut campaigns = self.store.campaigns_in_state("sending").await?;
+        campaigns.shuffle(&mut rand::rng());
+        for (_, c) in &campaigns {
+            if c.next_send_time(now) > now {
+                continue;
+            }
+            let txn = self.store.db().begin().await?;
+            let tat = self.store.lock_throttle(&txn, c.id).await?;
+            let (allowed, _) =
+                message::throttle(tat, now, c.send_rate_per_minute, limit, THROTTLE_BURST);
+            let claimed = self
+                .store
+                .claim(&txn, Some(c.id), now, until, allowed)
+                .await?;
+            if claimed.is_empty() {
+                txn.rollback().await?;
+                continue;
+            }
+            if c.send_rate_per_minute > 0 {
+                let (_, tat) = message::throttle(
+                    tat,
+                    now,
+                    c.send_rate_per_minute,
+                    claimed.len(),
+                    THROTTLE_BURST,
+                );
+                self.store.set_throttle(&txn, c.id, tat).await?;
+            }
+            txn.commit().await?;
+            self.deliver(claimed, Some(c)).await?;
+            return Ok(true);
+        }
+        let txn = self.store.db().begin().await?;
+        let claimed = self.store.claim(&txn, None, now, until, limit).await?;
+        txn.commit().await?;
+        if claimed.is_empty() {
+            return Ok(false);
+        }
+        self.deliver(claimed, None).await?;
+        Ok(true)
+    }
+
+    /// Checks, renders, sends and records claimed messages.
+    pub async fn deliver(
+        &self,
+        claimed: Vec<Claimed>,
+        campaign: Option<&Campaign>,
+    ) -> anyhow::Result<()> {
+        // Groups that share a partner, channel and purpose are checked in one identity call.
+        let mut groups: BTreeMap<(Uuid, &'static str, &'static str), Vec<Claimed>> =
+            BTreeMap::new();
+        for c in claimed {
+            groups
+                .entry((
+                    c.partner_id,
+                    c.message.channel.as_str(),
+                    c.message.purpose.as_str(),
+                ))
+                .or_default()
+                .push(c);
+        }
+        for ((partner_id, _, _), batch) in groups {
+            self.deliver_group(partner_id, batch, campaign).await?;
+        }
+        Ok(())
+    }
+
+    async fn deliver_group(
+        &self,
+        partner_id: Uuid,
+        batch: Vec<Claimed>,
+        campaign: Option<&Campaign>,
+    ) -> anyhow::Result<()> {
+        let channel = batch[0].message.channel;
+        let purpose = batch[0].message.purpose;
+        let contacts = match self.contactability(partner_id, channel, purpose, &batch).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(%partner_id, error = %e, "identity did not answer; messages wait");
+                let ids: Vec<Uuid> = batch.iter().map(|c| c.message.id).collect();
+                self.store
+                    .release(self.store.db(), &ids, Utc::now() + PEER_RETRY)
+                    .await?;
+                return Ok(());
+            }
+        };
+        let mut templates: HashMap<Uuid, Option<MessageTemplate>> = HashMap::new();
+        let mut outcomes: Vec<(Uuid, Outcome)> = Vec::with_capacity(batch.len());
+        let mut outgoing: Vec<(usize, Outgoing)> = Vec::with_capacity(batch.len());
+        let adapter = self.adapters.get(channel);
+        for (i, c) in batch.iter().enumerate() {
+            let m = &c.message;
+            let (address, names) = match m.customer_id {
+                Some(customer) => match contacts.get(&customer) {
+                    Some(Ok(found)) => (found.address.clone(), Some(found)),
+                    Some(Err(reason)) => {
+                        outcomes.push((m.id, Outcome::Suppressed(reason.clone())));
+                        continue;
+                    }
+                    None => {
+                        outcomes.push((m.id, Outcome::Suppressed("customer unknown".into())));
+                        continue;
+                    }
+                },
+                None => (m.address.clone(), None),
+            };
+            if adapter.is_none() {
+                outcomes.push((
+                    m.id,
+                    Outcome::Failed(format!("no {} adapter is configured", channel.as_str())),
+                ));
+                continue;
+            }
+            if !templates.contains_key(&m.message_template_id) {
+                let t = self.store.template(partner_id, m.message_template_id).await?;
+                templates.insert(m.message_template_id, t);
+            }
+            let Some(Some(template)) = templates.get(&m.message_template_id) else {
+                outcomes.push((m.id, Outcome::Failed("the template was deleted".into())));
+                continue;
+            };
+            let mut variables = m.variables.clone();
+            if let Some(n) = names {
+                for (k, v) in [
+                    ("customer.first_name", &n.first_name),
+                    ("customer.last_name", &n.last_name),
+                ] {
+                    if !v.is_empty() {
+                        variables.insert(k.to_owned(), v.clone());
+                    }
+                }
+            }
+            match channel {
+                Channel::Email => variables.insert("customer.email".into(), address.clone()),
+                Channel::Sms | Channel::Viber => {
+                    variables.insert("customer.phone".into(), address.clone())
+                }
+                Channel::Push => None,
+            };
+            if !m.voucher_code.is_empty() {
+                variables.insert("voucher.code".into(), m.voucher_code.clone());
+            }
+            variables.insert(
+                "unsubscribe_url".into(),
+                format!(
+                    "{}?token={}",
+                    self.unsubscribe_base_url,
+                    message::unsubscribe_token(m.id, &self.link_secret)
+                ),
+            );
+            match template.render(&variables) {
+                Ok(r) => outgoing.push((
+                    i,
+                    Outgoing {
+                        message_id: m.id,
+                        channel,
+                        to: address,
+                        sender_name: template.sender_name.clone(),
+                        sender_address: template.sender_address.clone(),
+                        subject: r.subject,
+                        body: r.body,
+                        text_body: r.text_body,
+                        link_url: template.link_url.clone(),
+                    },
+                )),
+                Err((field, problem)) => outcomes.push((
+                    m.id,
+                    Outcome::Failed(message::clip(
+                        &format!("{field}: {problem}"),
+                        message::MAX_REASON_CHARS,
+                    )),
+                )),
+            }
+        }
+        if let (Some(adapter), false) = (adapter, outgoing.is_empty()) {
+            if let Some(limiter) = self.limiters.get(&channel) {
+                for _ in 0..outgoing.len() {
+                    limiter.until_ready().await;
+                }
+            }
+            let batch_out: Vec<Outgoing> = outgoing.iter().map(|(_, o)| o.clone()).collect();
+            let results = adapter.send_batch(&batch_out, 32).await;
+            let now = Utc::now();
+            let base = Duration::milliseconds(
+                i64::try_from(self.queue.retry_base_ms).unwrap_or(30_000),
+            );
+            for ((i, o), result) in outgoing.into_iter().zip(results) {
+                let m = &batch[i].message;
+                let outcome = match result {
+                    Ok(provider_message_id) => Outcome::Sent {
+                        provider_message_id,
+                        address: o.to,
+                    },
+                    Err(SendError::Rejected(r)) => {
+                        Outcome::Failed(message::clip(&r, message::MAX_REASON_CHARS))
+                    }
+                    Err(SendError::Transient(r)) => {
+                        // `attempts` already counts this one (claiming added it).
+                        let made = u32::try_from(m.attempts).unwrap_or(u32::MAX);
+                        match message::retry_delay(made, self.queue.max_attempts, base) {
+                            Some(delay) => Outcome::Retry {
+                                due: now + delay,
+                                reason: message::clip(&r, message::MAX_REASON_CHARS),
+                            },
+                            None => Outcome::Failed(message::clip(
+                                &format!("gave up after {made} attempts: {r}"),
+                                message::MAX_REASON_CHARS,
+                            )),
+                        }
+                    }
+                };
+                outcomes.push((m.id, outcome));
+            }
+        }
+        self.record(partner_id, &batch, &outcomes, campaign).await
+    }
+
+    /// The recipients' contactability by customer: the address and names, or why not.
+    async fn contactability(
+        &self,
+        partner_id: Uuid,
+        channel: Channel,
+        purpose: Purpose,
+        batch: &[Claimed],
+    ) -> anyhow::Result<HashMap<Uuid, Result<identity_pb::Contactability, String>>> {
+        let ids: Vec<Uuid> = {
+            let mut ids: Vec<Uuid> = batch.iter().filter_map(|c| c.message.customer_id).collect();
+            ids.sort();
+            ids.dedup();
+            ids
+        };
+        let mut out = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(1000) {
+            let answer = self
+                .identity
+                .clone()
+                .check_contactability(for_partner(
+                    identity_pb::CheckContactabilityRequest {
+                        customer_ids: chunk.iter().map(Uuid::to_string).collect(),
+                        channel: communication_channel(channel) as i32,
+                        purpose: match purpose {
+                            Purpose::Marketing => identity_pb::ContactPurpose::Marketing,
+                            Purpose::Service => identity_pb::ContactPurpose::Service,
+                        } as i32,
+                    },
+                    self.platform_key.expose_secret(),
+                    partner_id,
+                ))
+                .await?
+                .into_inner();
+            for c in answer.contactabilities {
+                let Ok(id) = Uuid::try_parse(&c.customer_id) else {
+                    continue;
+                };
+                let refusal = identity_pb::ContactRefusal::try_from(c.refusal)
+                    .unwrap_or(identity_pb::ContactRefusal::UnknownCustomer);
+                let verdict = match refusal {
+                    identity_pb::ContactRefusal::Unspecified => Ok(c),
+                    r => Err(refusal_reason(r, channel)),
+                };
+                out.insert(id, verdict);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes the outcomes and their events in one transaction.
+    async fn record(
+        &self,
+        partner_id: Uuid,
+        batch: &[Claimed],
+        outcomes: &[(Uuid, Outcome)],
+        campaign: Option<&Campaign>,
+    ) -> anyhow::Result<()> {
+        let by_id: HashMap<Uuid, &Message> =
+            batch.iter().map(|c| (c.message.id, &c.message)).collect();
+        let mut sent = Vec::new();
+        let mut failed = Vec::new();
+        for (id, outcome) in outcomes {
+            let Some(m) = by_id.get(id) else { continue };
+            let customer_id = m.customer_id.map(|c| c.to_string()).unwrap_or_default();
+            match outcome {
+                Outcome::Sent { .. } => sent.push(ev::MessageSent {
+                    message_id: id.to_string(),
+                    customer_id,
+                    channel: m.channel.as_str().to_owned(),
+                    campaign_id: m.campaign_id.map(|c| c.to_string()).unwrap_or_default(),
+                    workflow_execution_id: m
+                        .workflow_execution_id
+                        .map(|c| c.to_string())
+                        .unwrap_or_default(),
+                }),
+                Outcome::Suppressed(reason) | Outcome::Failed(reason) => {
+                    failed.push(ev::MessageFailed {
+                        message_id: id.to_string(),
+                        customer_id,
+                        reason: reason.clone(),
+                        suppressed: matches!(outcome, Outcome::Suppressed(_)),
+                    })
+                }
+                Outcome::Retry { .. } => {}
+            }
+        }
+        let txn = begin_write(self.store.db()).await?;
+        self.store
+            .record_outcomes(&txn, Utc::now(), outcomes)
+            .await?;
+        events::enqueue_all(&txn, Some(partner_id), &sent).await?;
+        events::enqueue_all(&txn, Some(partner_id), &failed).await?;
+        txn.commit().await?;
+        if let Some(c) = campaign {
+            tracing::debug!(campaign_id = %c.id, sent = sent.len(), failed = failed.len(), "batch recorded");
+        }
+        Ok(())
+    }
+}
+
+pub fn communication_channel(c: Channel) -> CommunicationChannel {
+    match c {
+        Channel::Email => CommunicationChannel::Email,
+        Channel::Sms => CommunicationChannel::Sms,
+        Channel::Push => CommunicationChannel::Push,
+        Channel::Viber => CommunicationChannel::Viber,
+    }
+}
+
+/// The recorded reason of a suppressed message.
+fn refusal_reason(r: identity_pb::ContactRefusal, channel: Channel) -> String {
+    use identity_pb::ContactRefusal as R;
+    match r {
+        R::NoDataProcessingConsent => "no consent to personal data processing".into(),
+        R::NoMarketingConsent => format!("no marketing consent for {}", channel.as_str()),
+        R::NoAddress => format!("no address for {}", channel.as_str()),
+        R::EmailBounced => "the email address bounced".into(),
+        R::UnknownCustomer | R::Unspecified => "customer unknown or erased".into(),
+    }
+}
