@@ -1,5 +1,6 @@
 //! gRPC adapter of `CampaignsService`.
 mod campaigns;
+mod messages;
 
 use std::collections::BTreeMap;
 
@@ -34,6 +35,10 @@ pub struct CampaignsApi {
     /// Segmentation, asked for the audiences campaigns target; `None` without
     /// `peers.segmentation_url`.
     segmentation: Option<SegmentationServiceClient<GrpcChannel>>,
+    /// Signs and checks unsubscribe links; `None` without a link secret or platform key.
+    link_secret: Option<Vec<u8>>,
+    /// Channels with an adapter; `None` = not known here (launches are not checked).
+    channels: Option<Vec<Channel>>,
 }
 
 impl CampaignsApi {
@@ -42,7 +47,21 @@ impl CampaignsApi {
             store,
             identity: None,
             segmentation: None,
+            link_secret: None,
+            channels: None,
         }
+    }
+
+    /// With the secret unsubscribe links are signed with.
+    pub fn with_link_secret(mut self, secret: Vec<u8>) -> Self {
+        self.link_secret = Some(secret);
+        self
+    }
+
+    /// With the channels that have an adapter: a launch on another is refused.
+    pub fn with_channels(mut self, channels: Vec<Channel>) -> Self {
+        self.channels = Some(channels);
+        self
     }
 
     /// With segmentation, whose audiences campaigns target.
@@ -487,14 +506,57 @@ impl CampaignsService for CampaignsApi {
         self.resume_campaign_rpc(request).await
     }
 
+    async fn get_campaign_statistics(
+        &self,
+        request: Request<pb::GetCampaignStatisticsRequest>,
+    ) -> Result<Response<pb::GetCampaignStatisticsResponse>, Status> {
+        self.get_campaign_statistics_rpc(request).await
+    }
+
+    async fn send_message(
+        &self,
+        request: Request<pb::SendMessageRequest>,
+    ) -> Result<Response<pb::SendMessageResponse>, Status> {
+        self.send_message_rpc(request).await
+    }
+
+    async fn get_message(
+        &self,
+        request: Request<pb::GetMessageRequest>,
+    ) -> Result<Response<pb::GetMessageResponse>, Status> {
+        self.get_message_rpc(request).await
+    }
+
+    async fn list_messages(
+        &self,
+        request: Request<pb::ListMessagesRequest>,
+    ) -> Result<Response<pb::ListMessagesResponse>, Status> {
+        self.list_messages_rpc(request).await
+    }
+
+    async fn record_delivery_event(
+        &self,
+        request: Request<pb::RecordDeliveryEventRequest>,
+    ) -> Result<Response<pb::RecordDeliveryEventResponse>, Status> {
+        self.record_delivery_event_rpc(request).await
+    }
+
+    async fn list_delivery_events(
+        &self,
+        request: Request<pb::ListDeliveryEventsRequest>,
+    ) -> Result<Response<pb::ListDeliveryEventsResponse>, Status> {
+        self.list_delivery_events_rpc(request).await
+    }
+
+    async fn unsubscribe(
+        &self,
+        request: Request<pb::UnsubscribeRequest>,
+    ) -> Result<Response<pb::UnsubscribeResponse>, Status> {
+        self.unsubscribe_rpc(request).await
+    }
+
     loyalty_platform::rpcs_not_yet_implemented! {
         "lands with issue #8 (campaigns and marketing automation)";
-        get_campaign_statistics(pb::GetCampaignStatisticsRequest) -> pb::GetCampaignStatisticsResponse;
-        get_message(pb::GetMessageRequest) -> pb::GetMessageResponse;
-        list_messages(pb::ListMessagesRequest) -> pb::ListMessagesResponse;
-        send_message(pb::SendMessageRequest) -> pb::SendMessageResponse;
-        record_delivery_event(pb::RecordDeliveryEventRequest) -> pb::RecordDeliveryEventResponse;
-        list_delivery_events(pb::ListDeliveryEventsRequest) -> pb::ListDeliveryEventsResponse;
         create_workflow(pb::CreateWorkflowRequest) -> pb::CreateWorkflowResponse;
         get_workflow(pb::GetWorkflowRequest) -> pb::GetWorkflowResponse;
         list_workflows(pb::ListWorkflowsRequest) -> pb::ListWorkflowsResponse;

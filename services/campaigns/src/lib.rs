@@ -21,7 +21,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let infra = Infra::start::<migration::Migrator>(settings).await?;
     tracing::info!(?channels, "channel adapters configured");
     let auth = infra.remote_authenticator()?;
-    let mut api = api::CampaignsApi::new(store::Store::new(infra.db.clone()));
+    let mut api = api::CampaignsApi::new(store::Store::new(infra.db.clone()))
+        .with_channels(adapters.channels());
+    if let Some(secret) = delivery::link_secret(&infra.settings) {
+        api = api.with_link_secret(secret);
+    }
     // Previews for a real customer read identity; without it they answer UNAVAILABLE.
     match infra.peer("identity") {
         Ok(identity) => api = api.with_identity(identity),
@@ -40,6 +44,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             identity,
             infra.peer("segmentation").ok(),
             key.clone(),
+            &delivery::link_secret(&infra.settings).unwrap_or_default(),
             &infra.settings.delivery,
         )?
         .spawn(),

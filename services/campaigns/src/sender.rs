@@ -80,6 +80,7 @@ impl Sender {
         identity: GrpcChannel,
         segmentation: Option<GrpcChannel>,
         platform_key: SecretString,
+        link_secret: &[u8],
         settings: &DeliverySettings,
     ) -> anyhow::Result<Self> {
         let mut limiters = HashMap::new();
@@ -91,13 +92,7 @@ impl Sender {
                 limiters.insert(channel, Arc::new(RateLimiter::direct(Quota::per_second(rate))));
             }
         }
-        let link_secret = settings
-            .link_secret
-            .as_ref()
-            .unwrap_or(&platform_key)
-            .expose_secret()
-            .as_bytes()
-            .to_vec();
+        let link_secret = link_secret.to_vec();
         Ok(Sender {
             store,
             adapters,

@@ -7,11 +7,14 @@ use loyalty_platform::{
     auth::principal,
     client::outgoing,
     error::{check_idempotency_key, mask_paths, parse_uuid},
+    events,
     idempotency::{self, IdempotencyScope},
     paging,
     time::{from_timestamp, to_timestamp},
 };
-use loyalty_proto::{campaigns::v1 as pb, segmentation::v1 as seg, types::v1 as types};
+use loyalty_proto::{
+    campaigns::v1 as pb, events::v1 as ev, segmentation::v1 as seg, types::v1 as types,
+};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -284,8 +287,12 @@ impl CampaignsApi {
             .campaign(self.store.db(), partner_id, id)
             .await?
             .ok_or_else(|| ApiError::NotFound("campaign".into()))?;
+        let mut campaign = campaign_to_proto(&c);
+        if c.state != CampaignState::Draft {
+            campaign.statistics = Some(self.statistics(partner_id, id).await?);
+        }
         Ok(Response::new(pb::GetCampaignResponse {
-            campaign: Some(campaign_to_proto(&c)),
+            campaign: Some(campaign),
         }))
     }
 
@@ -468,6 +475,18 @@ impl CampaignsApi {
             .ok_or_else(|| ApiError::NotFound("campaign".into()))?;
         // Every rule the launch itself checks, before the audience is locked for good.
         current.launched(now, schedule).map_err(rule)?;
+        if let Some(channels) = &self.channels
+            && !channels.contains(&current.channel)
+        {
+            return Err(ApiError::precondition(
+                "CHANNEL_NOT_CONFIGURED",
+                format!(
+                    "no delivery adapter is configured for {} (LOYALTY_DELIVERY__...)",
+                    current.channel.as_str()
+                ),
+            )
+            .into());
+        }
         self.check_targets(&who, partner_id, &current).await?;
         let audience_id = current.audience_id.unwrap_or_default();
         let audience = self.audience(&who, audience_id).await?;
@@ -567,9 +586,29 @@ impl CampaignsApi {
         if req.reason.chars().count() > 500 {
             return Err(ApiError::invalid("reason", "must be at most 500 characters").into());
         }
-        let campaign = self
-            .transition(partner_id, scope, id, Campaign::cancelled)
-            .await?;
+        let store = self.store.clone();
+        let cancelled: Campaign = idempotency::run(self.store.db(), scope, move |txn| {
+            Box::pin(async move {
+                let c = store
+                    .change_campaign(txn, partner_id, id, "", |c| {
+                        c.cancelled(Utc::now()).map_err(rule)
+                    })
+                    .await?;
+                // Unsent messages are dropped with the campaign, in the same transaction.
+                store.cancel_queued(txn, id).await?;
+                events::enqueue(
+                    txn,
+                    Some(partner_id),
+                    &ev::CampaignCancelled {
+                        campaign_id: id.to_string(),
+                    },
+                )
+                .await?;
+                Ok(c)
+            })
+        })
+        .await?;
+        let campaign = campaign_to_proto(&cancelled);
         tracing::info!(%partner_id, campaign_id = %id, reason = %req.reason, "campaign cancelled");
         Ok(Response::new(pb::CancelCampaignResponse {
             campaign: Some(campaign),

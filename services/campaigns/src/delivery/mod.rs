@@ -114,3 +114,15 @@ impl Adapters {
         out
     }
 }
+
+/// The secret unsubscribe links are signed with: `delivery.link_secret`, else the platform
+/// key; `None` when neither is set (no links can be made or checked).
+pub fn link_secret(settings: &loyalty_platform::Settings) -> Option<Vec<u8>> {
+    use secrecy::ExposeSecret;
+    settings
+        .delivery
+        .link_secret
+        .as_ref()
+        .or(settings.auth.bootstrap_key.as_ref())
+        .map(|k| k.expose_secret().as_bytes().to_vec())
+}

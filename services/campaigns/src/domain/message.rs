@@ -102,7 +102,7 @@ pub enum BounceType {
 }
 
 /// A message as the queue and tracking keep it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
     pub id: Uuid,
     pub customer_id: Option<Uuid>,
@@ -129,6 +129,63 @@ pub struct Message {
     pub first_open_at: Option<DateTime<Utc>>,
     pub first_click_at: Option<DateTime<Utc>>,
     pub unsubscribed_at: Option<DateTime<Utc>>,
+}
+
+/// Most extra variables a message takes.
+pub const MAX_VARIABLES: usize = 200;
+
+/// Whether `a` is an address of `channel` for a recipient who is not a customer: an email, an
+/// E.164 phone number (`+` and 8..15 digits) for SMS and Viber, a push token (1..500
+/// characters without spaces).
+pub fn is_address(channel: Channel, a: &str) -> bool {
+    match channel {
+        Channel::Email => super::is_email(a),
+        Channel::Sms | Channel::Viber => a.strip_prefix('+').is_some_and(|d| {
+            (8..=15).contains(&d.len()) && d.chars().all(|c| c.is_ascii_digit())
+        }),
+        Channel::Push => {
+            (1..=500).contains(&a.chars().count()) && !a.chars().any(char::is_whitespace)
+        }
+    }
+}
+
+impl Message {
+    /// A message queued now for one recipient, outside any campaign.
+    pub fn direct(
+        template: &super::MessageTemplate,
+        customer_id: Option<Uuid>,
+        address: String,
+        variables: std::collections::BTreeMap<String, String>,
+        workflow_execution_id: Option<Uuid>,
+        now: DateTime<Utc>,
+    ) -> Message {
+        Message {
+            id: Uuid::now_v7(),
+            customer_id,
+            channel: template.channel,
+            message_template_id: template.id,
+            campaign_id: None,
+            workflow_execution_id,
+            purpose: Purpose::of(template.kind),
+            address,
+            voucher_code: variables.get("voucher.code").cloned().unwrap_or_default(),
+            variables,
+            state: MessageState::Queued,
+            attempts: 0,
+            due_at: now,
+            bounce_type: None,
+            failure_reason: String::new(),
+            provider_message_id: String::new(),
+            open_count: 0,
+            click_count: 0,
+            queued_at: now,
+            sent_at: None,
+            delivered_at: None,
+            first_open_at: None,
+            first_click_at: None,
+            unsubscribed_at: None,
+        }
+    }
 }
 
 /// Longest failure reason kept.
@@ -468,6 +525,17 @@ mod tests {
         for e in DeliveryEventType::ALL {
             assert_eq!(DeliveryEventType::parse_str(e.as_str()), Some(e));
         }
+    }
+
+    #[test]
+    fn addresses_of_non_customers_are_checked_per_channel() {
+        assert!(is_address(Channel::Email, "gift@example.com"));
+        assert!(!is_address(Channel::Email, "gift"));
+        assert!(is_address(Channel::Sms, "+420601234567"));
+        assert!(!is_address(Channel::Sms, "601234567"));
+        assert!(!is_address(Channel::Viber, "+42"));
+        assert!(is_address(Channel::Push, "fcm:abc123"));
+        assert!(!is_address(Channel::Push, "a b"));
     }
 
     #[test]

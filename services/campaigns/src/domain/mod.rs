@@ -68,7 +68,7 @@ impl TemplateKind {
 /// Longest link a push notification may open.
 pub const MAX_LINK_CHARS: usize = 2048;
 
-fn is_email(s: &str) -> bool {
+pub(crate) fn is_email(s: &str) -> bool {
     s.len() <= 254
         && !s.chars().any(char::is_whitespace)
         && s.split_once('@').is_some_and(|(local, domain)| {

@@ -81,7 +81,7 @@ pub struct MessageCounts {
 }
 
 /// A recorded delivery event.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DeliveryEvent {
     pub id: Uuid,
     pub message_id: Uuid,
