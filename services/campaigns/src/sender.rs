@@ -36,8 +36,8 @@ use loyalty_proto::{
     types::v1::CommunicationChannel,
 };
 use rand::seq::SliceRandom;
-use secrecy::{ExposeSecret, SecretString};
 use sea_orm::TransactionTrait;
+use secrecy::{ExposeSecret, SecretString};
 use tonic::transport::Channel as GrpcChannel;
 use uuid::Uuid;
 
@@ -85,11 +85,13 @@ impl Sender {
     ) -> anyhow::Result<Self> {
         let mut limiters = HashMap::new();
         for (name, rate) in &settings.rate_per_second {
-            let channel = Channel::parse_str(name).ok_or_else(|| {
-                anyhow::anyhow!("delivery.rate_per_second.{name}: not a channel")
-            })?;
+            let channel = Channel::parse_str(name)
+                .ok_or_else(|| anyhow::anyhow!("delivery.rate_per_second.{name}: not a channel"))?;
             if let Some(rate) = NonZeroU32::new(*rate) {
-                limiters.insert(channel, Arc::new(RateLimiter::direct(Quota::per_second(rate))));
+                limiters.insert(
+                    channel,
+                    Arc::new(RateLimiter::direct(Quota::per_second(rate))),
+                );
             }
         }
         let link_secret = link_secret.to_vec();
@@ -322,8 +324,8 @@ impl Sender {
     /// Claims one batch and sends it; false when nothing was due.
     pub async fn send_once(&self) -> anyhow::Result<bool> {
         let now = Utc::now();
-        let until = now
-            + Duration::seconds(i64::try_from(self.queue.claim_ttl_secs).unwrap_or(120));
+        let until =
+            now + Duration::seconds(i64::try_from(self.queue.claim_ttl_secs).unwrap_or(120));
         let limit = self.queue.batch_size.max(1) as usize;
         let mut campaigns = self.store.campaigns_in_state("sending").await?;
         campaigns.shuffle(&mut rand::rng());
@@ -400,7 +402,10 @@ impl Sender {
     ) -> anyhow::Result<()> {
         let channel = batch[0].message.channel;
         let purpose = batch[0].message.purpose;
-        let contacts = match self.contactability(partner_id, channel, purpose, &batch).await {
+        let contacts = match self
+            .contactability(partner_id, channel, purpose, &batch)
+            .await
+        {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(%partner_id, error = %e, "identity did not answer; messages wait");
@@ -439,7 +444,10 @@ impl Sender {
                 continue;
             }
             if !templates.contains_key(&m.message_template_id) {
-                let t = self.store.template(partner_id, m.message_template_id).await?;
+                let t = self
+                    .store
+                    .template(partner_id, m.message_template_id)
+                    .await?;
                 templates.insert(m.message_template_id, t);
             }
             let Some(Some(template)) = templates.get(&m.message_template_id) else {
@@ -508,9 +516,8 @@ impl Sender {
             let batch_out: Vec<Outgoing> = outgoing.iter().map(|(_, o)| o.clone()).collect();
             let results = adapter.send_batch(&batch_out, 32).await;
             let now = Utc::now();
-            let base = Duration::milliseconds(
-                i64::try_from(self.queue.retry_base_ms).unwrap_or(30_000),
-            );
+            let base =
+                Duration::milliseconds(i64::try_from(self.queue.retry_base_ms).unwrap_or(30_000));
             for ((i, o), result) in outgoing.into_iter().zip(results) {
                 let m = &batch[i].message;
                 let outcome = match result {

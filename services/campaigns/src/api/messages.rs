@@ -308,14 +308,12 @@ async fn apply_event(
         MessageRef::Provider(p) => store.message_by_provider_id(txn, partner_id, p).await?,
     };
     let current = found.ok_or_else(|| ApiError::NotFound("message".into()))?;
-    let (next, fx) = current
-        .apply(event_type, at, &diagnostic)
-        .map_err(|r| {
-            ApiError::precondition(
-                r.reason(),
-                "the message was never sent: it cannot be delivered, opened or clicked",
-            )
-        })?;
+    let (next, fx) = current.apply(event_type, at, &diagnostic).map_err(|r| {
+        ApiError::precondition(
+            r.reason(),
+            "the message was never sent: it cannot be delivered, opened or clicked",
+        )
+    })?;
     let event = DeliveryEvent {
         id: Uuid::now_v7(),
         message_id: current.id,
@@ -420,7 +418,10 @@ impl CampaignsApi {
         );
         let mut v = Violations::new();
         check_idempotency_key(&mut v, &req.idempotency_key);
-        let target = match (req.message_id.is_empty(), req.provider_message_id.is_empty()) {
+        let target = match (
+            req.message_id.is_empty(),
+            req.provider_message_id.is_empty(),
+        ) {
             (false, true) => v.uuid("message_id", &req.message_id).map(MessageRef::Id),
             (true, false) if req.provider_message_id.chars().count() <= 200 => {
                 Some(MessageRef::Provider(req.provider_message_id.clone()))
@@ -430,11 +431,17 @@ impl CampaignsApi {
                 None
             }
             (true, true) => {
-                v.add("message_id", "message_id or provider_message_id is required");
+                v.add(
+                    "message_id",
+                    "message_id or provider_message_id is required",
+                );
                 None
             }
             (false, false) => {
-                v.add("provider_message_id", "give message_id or provider_message_id, not both");
+                v.add(
+                    "provider_message_id",
+                    "give message_id or provider_message_id, not both",
+                );
                 None
             }
         };
@@ -571,8 +578,7 @@ impl CampaignsApi {
         check_idempotency_key(&mut v, &req.idempotency_key);
         let template_id = v.uuid("message_template_id", &req.message_template_id);
         let customer_id = v.optional_uuid("customer_id", &req.customer_id);
-        let execution_id =
-            v.optional_uuid("workflow_execution_id", &req.workflow_execution_id);
+        let execution_id = v.optional_uuid("workflow_execution_id", &req.workflow_execution_id);
         let address = req.address.trim().to_owned();
         match (req.customer_id.is_empty(), address.is_empty()) {
             (true, true) => v.add("customer_id", "customer_id or address is required"),
@@ -684,7 +690,10 @@ mod tests {
 
     #[test]
     fn addresses_are_masked_for_marketing() {
-        assert_eq!(mask_address("jana.novakova@example.com"), "j***@example.com");
+        assert_eq!(
+            mask_address("jana.novakova@example.com"),
+            "j***@example.com"
+        );
         assert_eq!(mask_address("+420601234567"), "+420*****4567");
         assert_eq!(mask_address("12345"), "*****");
     }

@@ -140,9 +140,9 @@ pub const MAX_VARIABLES: usize = 200;
 pub fn is_address(channel: Channel, a: &str) -> bool {
     match channel {
         Channel::Email => super::is_email(a),
-        Channel::Sms | Channel::Viber => a.strip_prefix('+').is_some_and(|d| {
-            (8..=15).contains(&d.len()) && d.chars().all(|c| c.is_ascii_digit())
-        }),
+        Channel::Sms | Channel::Viber => a
+            .strip_prefix('+')
+            .is_some_and(|d| (8..=15).contains(&d.len()) && d.chars().all(|c| c.is_ascii_digit())),
         Channel::Push => {
             (1..=500).contains(&a.chars().count()) && !a.chars().any(char::is_whitespace)
         }
@@ -235,7 +235,10 @@ pub fn throttle(
     if n == 0 {
         return (0, Some(start));
     }
-    (n, Some(start + interval * i32::try_from(n).unwrap_or(i32::MAX)))
+    (
+        n,
+        Some(start + interval * i32::try_from(n).unwrap_or(i32::MAX)),
+    )
 }
 
 /// Kind of a delivery or response event.
@@ -372,7 +375,11 @@ impl Message {
 /// Unsubscribe link tokens: the message id and a MAC over it with the link secret, so a link
 /// cannot be forged for another message. `<32 hex id>.<32 hex mac>`.
 pub fn unsubscribe_token(message_id: Uuid, secret: &[u8]) -> String {
-    format!("{}.{}", message_id.simple(), hex::encode(mac(message_id, secret)))
+    format!(
+        "{}.{}",
+        message_id.simple(),
+        hex::encode(mac(message_id, secret))
+    )
 }
 
 /// The message a token names, if its MAC is right.
@@ -488,11 +495,17 @@ mod tests {
         let t = at("2026-12-07T11:00:00Z");
         let (m, fx) = m.apply(DeliveryEventType::Open, t, "").unwrap();
         assert_eq!(m.state, MessageState::Delivered);
-        assert_eq!((m.open_count, m.first_open_at, fx.first), (1, Some(t), true));
+        assert_eq!(
+            (m.open_count, m.first_open_at, fx.first),
+            (1, Some(t), true)
+        );
         let (m, fx) = m
             .apply(DeliveryEventType::Open, t + Duration::hours(1), "")
             .unwrap();
-        assert_eq!((m.open_count, m.first_open_at, fx.first), (2, Some(t), false));
+        assert_eq!(
+            (m.open_count, m.first_open_at, fx.first),
+            (2, Some(t), false)
+        );
         let (m, fx) = m.apply(DeliveryEventType::Click, t, "").unwrap();
         assert!(fx.first);
         assert_eq!(m.click_count, 1);
@@ -506,7 +519,11 @@ mod tests {
             .unwrap();
         assert_eq!(
             (b.state, b.bounce_type, b.failure_reason.as_str()),
-            (MessageState::Bounced, Some(BounceType::Hard), "550 no such user")
+            (
+                MessageState::Bounced,
+                Some(BounceType::Hard),
+                "550 no such user"
+            )
         );
         // A late delivery report does not undo the bounce.
         let (b, _) = b.apply(DeliveryEventType::Delivered, t, "").unwrap();

@@ -394,7 +394,10 @@ impl MigrationTrait for Messages {
         )
         .await?;
         for (name, cols) in [
-            ("messages_partner_customer", vec![M::PartnerId, M::CustomerId, M::Id]),
+            (
+                "messages_partner_customer",
+                vec![M::PartnerId, M::CustomerId, M::Id],
+            ),
             ("messages_campaign_state", vec![M::CampaignId, M::State]),
             ("messages_execution", vec![M::WorkflowExecutionId]),
             ("messages_provider_id", vec![M::ProviderMessageId]),

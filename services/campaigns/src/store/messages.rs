@@ -171,11 +171,12 @@ fn message_row(partner_id: Uuid, m: &Message) -> messages::ActiveModel {
     }
 }
 
-/// `$n` on PostgreSQL, `?` on SQLite.
+/// The `n`th bound value: `$n` on PostgreSQL, `?n` on SQLite (numbered, so one value may be
+/// used twice).
 fn param(backend: DbBackend, n: usize) -> String {
     match backend {
         DbBackend::Postgres => format!("${n}"),
-        _ => "?".to_owned(),
+        _ => format!("?{n}"),
     }
 }
 
@@ -194,17 +195,18 @@ impl Store {
     ) -> Result<u64, ApiError> {
         let mut added = 0;
         for chunk in batch.chunks(ROWS_PER_STATEMENT / 4) {
-            added += messages::Entity::insert_many(chunk.iter().map(|m| message_row(partner_id, m)))
-                .on_conflict(
-                    OnConflict::columns([
-                        messages::Column::CampaignId,
-                        messages::Column::CustomerId,
-                    ])
-                    .do_nothing()
-                    .to_owned(),
-                )
-                .exec_without_returning(conn)
-                .await?;
+            added +=
+                messages::Entity::insert_many(chunk.iter().map(|m| message_row(partner_id, m)))
+                    .on_conflict(
+                        OnConflict::columns([
+                            messages::Column::CampaignId,
+                            messages::Column::CustomerId,
+                        ])
+                        .do_nothing()
+                        .to_owned(),
+                    )
+                    .exec_without_returning(conn)
+                    .await?;
         }
         Ok(added)
     }
@@ -272,9 +274,7 @@ impl Store {
             q = q.filter(messages::Column::WorkflowExecutionId.eq(e));
         }
         if !filter.states.is_empty() {
-            q = q.filter(
-                messages::Column::State.is_in(filter.states.iter().map(|s| s.as_str())),
-            );
+            q = q.filter(messages::Column::State.is_in(filter.states.iter().map(|s| s.as_str())));
         }
         if let Some(after) = after {
             q = q.filter(messages::Column::Id.lt(after));
@@ -389,7 +389,10 @@ impl Store {
         campaigns::Entity::update_many()
             .col_expr(campaigns::Column::MaterializedAt, Some(now).into())
             .col_expr(campaigns::Column::TargetCount, count.into())
-            .col_expr(campaigns::Column::LeaseUntil, Option::<DateTime<Utc>>::None.into())
+            .col_expr(
+                campaigns::Column::LeaseUntil,
+                Option::<DateTime<Utc>>::None.into(),
+            )
             .filter(campaigns::Column::Id.eq(campaign_id))
             .exec(conn)
             .await?;

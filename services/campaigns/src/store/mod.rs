@@ -407,3 +407,6 @@ mod tests {
         assert_eq!(store.template(Uuid::now_v7(), t.id).await.unwrap(), None);
     }
 }
+
+#[cfg(test)]
+mod messages_tests;
