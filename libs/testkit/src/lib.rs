@@ -223,6 +223,41 @@ fn binary(service: &str) -> anyhow::Result<PathBuf> {
 struct Running {
     child: Child,
     log: PathBuf,
+    /// The whole environment it was started with, to start it again the same way.
+    env: Vec<(String, String)>,
+}
+
+/// Extra settings of a suite: environment variables for one service (e.g. the campaigns
+/// service's delivery adapters), on top of what every service gets.
+#[derive(Debug, Clone, Default)]
+pub struct SuiteOptions {
+    pub env: Vec<(&'static str, String, String)>,
+}
+
+impl SuiteOptions {
+    /// Sets `key=value` for `service`.
+    pub fn env(mut self, service: &'static str, key: &str, value: impl Into<String>) -> Self {
+        self.env.push((service, key.to_owned(), value.into()));
+        self
+    }
+}
+
+/// Starts `service` with exactly `env`, its output into `log` (appended).
+fn spawn_service(service: &str, env: &[(String, String)], log: &Path) -> anyhow::Result<Child> {
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
+    let mut cmd = Command::new(binary(service)?);
+    cmd.env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        // Logs go to stdout, panics to stderr: both into the service's log file.
+        .stdout(log_file.try_clone()?)
+        .stderr(log_file)
+        .kill_on_drop(true);
+    cmd.spawn()
+        .with_context(|| format!("starting loyalty-{service}"))
 }
 
 /// The six services running as processes, each on its own port.
@@ -277,11 +312,20 @@ impl Suite {
     /// Like [`Suite::start`], with the PostgreSQL backend's services on the Redis at
     /// `redis_url` (a test's own redis-server, which it may stop without disturbing others).
     pub async fn start_with_redis(backend: Backend, redis_url: &str) -> anyhow::Result<Suite> {
+        Self::start_with(backend, redis_url, &SuiteOptions::default()).await
+    }
+
+    /// Like [`Suite::start_with_redis`], with `options` (extra environment per service).
+    pub async fn start_with(
+        backend: Backend,
+        redis_url: &str,
+        options: &SuiteOptions,
+    ) -> anyhow::Result<Suite> {
         // A free port can be taken by a parallel test between choosing it and the service
         // binding it; the service then exits and the suite starts again on new ports.
         let mut attempt = 1;
         loop {
-            match Self::start_once(backend, redis_url).await {
+            match Self::start_once(backend, redis_url, options).await {
                 Err(e) if attempt < 3 && format!("{e:#}").contains("Address already in use") => {
                     attempt += 1;
                 }
@@ -290,7 +334,11 @@ impl Suite {
         }
     }
 
-    async fn start_once(backend: Backend, redis_url: &str) -> anyhow::Result<Suite> {
+    async fn start_once(
+        backend: Backend,
+        redis_url: &str,
+        options: &SuiteOptions,
+    ) -> anyhow::Result<Suite> {
         let dir = tempfile::tempdir()?;
         let (db, redis) = match backend {
             Backend::Postgres => (Some(TestDb::postgres().await?), Some(RedisPrefix::new())),
@@ -304,49 +352,44 @@ impl Suite {
         let mut running = HashMap::new();
         for service in SERVICES {
             let log = dir.path().join(format!("{service}.log"));
-            let log_file = std::fs::File::create(&log)?;
-            let mut cmd = Command::new(binary(service)?);
             let listen = endpoints[service].trim_start_matches("http://").to_owned();
-            cmd.env_clear()
-                .env("PATH", std::env::var("PATH").unwrap_or_default())
-                .env("LOYALTY_SERVER__LISTEN_ADDR", listen)
-                .env("LOYALTY_AUTH__BOOTSTRAP_KEY", &admin_key)
-                .env("LOYALTY_TELEMETRY__LOG_FORMAT", "pretty")
-                .env("NO_COLOR", "1")
-                .env(
-                    "LOYALTY_TELEMETRY__LOG_FILTER",
+            let mut env: Vec<(String, String)> = vec![
+                ("PATH".into(), std::env::var("PATH").unwrap_or_default()),
+                ("LOYALTY_SERVER__LISTEN_ADDR".into(), listen),
+                ("LOYALTY_AUTH__BOOTSTRAP_KEY".into(), admin_key.clone()),
+                ("LOYALTY_TELEMETRY__LOG_FORMAT".into(), "pretty".into()),
+                ("NO_COLOR".into(), "1".into()),
+                (
+                    "LOYALTY_TELEMETRY__LOG_FILTER".into(),
                     std::env::var("LOYALTY_TEST_LOG").unwrap_or_else(|_| "warn".into()),
-                )
-                .env("LOYALTY_EVENTS__POLL_INTERVAL_MS", "50")
-                .env("LOYALTY_SERVER__SHUTDOWN_GRACE_MS", "2000")
-                .stdin(Stdio::null())
-                // Logs go to stdout, panics to stderr: both into the service's log file.
-                .stdout(log_file.try_clone()?)
-                .stderr(log_file)
-                .kill_on_drop(true);
+                ),
+                ("LOYALTY_EVENTS__POLL_INTERVAL_MS".into(), "50".into()),
+                ("LOYALTY_SERVER__SHUTDOWN_GRACE_MS".into(), "2000".into()),
+            ];
             for peer in SERVICES {
-                cmd.env(
+                env.push((
                     format!("LOYALTY_PEERS__{}_URL", peer.to_uppercase()),
-                    &endpoints[peer],
-                );
+                    endpoints[peer].clone(),
+                ));
             }
             match (&db, &redis) {
                 (Some(db), Some(redis)) => {
-                    cmd.env("LOYALTY_DATABASE__URL", db.url())
-                        .env("LOYALTY_REDIS__URL", redis_url)
-                        .env("LOYALTY_REDIS__KEY_PREFIX", &redis.0);
+                    env.push(("LOYALTY_DATABASE__URL".into(), db.url()));
+                    env.push(("LOYALTY_REDIS__URL".into(), redis_url.to_owned()));
+                    env.push(("LOYALTY_REDIS__KEY_PREFIX".into(), redis.0.clone()));
                 }
-                _ => {
-                    cmd.env(
-                        "LOYALTY_DATABASE__URL",
-                        format!("sqlite://{}/{service}.db?mode=rwc", dir.path().display()),
-                    );
+                _ => env.push((
+                    "LOYALTY_DATABASE__URL".into(),
+                    format!("sqlite://{}/{service}.db?mode=rwc", dir.path().display()),
+                )),
+            }
+            for (s, k, v) in &options.env {
+                if *s == service {
+                    env.push((k.clone(), v.clone()));
                 }
             }
-            let child = cmd
-                .spawn()
-                .with_context(|| format!("starting loyalty-{service}"))?;
-            running.insert(service, Running { child, log });
+            let child = spawn_service(service, &env, &log)?;
+            running.insert(service, Running { child, log, env });
         }
         let mut suite = Suite {
             running,
@@ -500,6 +543,28 @@ impl Suite {
         Ok((partner.id, key))
     }
 
+    /// Kills a service at once (SIGKILL: no graceful shutdown, as a crash or an OOM kill).
+    pub async fn kill(&mut self, service: &'static str) -> anyhow::Result<()> {
+        let r = self
+            .running
+            .get_mut(service)
+            .with_context(|| format!("no service {service}"))?;
+        r.child.start_kill()?;
+        r.child.wait().await?;
+        Ok(())
+    }
+
+    /// Starts a killed or stopped service again, on the same port with the same settings, and
+    /// waits until it is SERVING.
+    pub async fn restart(&mut self, service: &'static str) -> anyhow::Result<()> {
+        let r = self
+            .running
+            .get_mut(service)
+            .with_context(|| format!("no service {service}"))?;
+        r.child = spawn_service(service, &r.env, &r.log)?;
+        self.wait_serving(service).await
+    }
+
     /// Sends SIGTERM to every service and waits for them to exit.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         for r in self.running.values_mut() {
@@ -605,6 +670,39 @@ pub async fn email_newsletter(
                     purpose: identity::ConsentPurpose::Marketing as i32,
                     channels: vec![types::CommunicationChannel::Email as i32],
                     text: "News by email.".into(),
+                    ..Default::default()
+                }),
+            },
+            key,
+        ))
+        .await?
+        .into_inner()
+        .consent_type
+        .context("CreateConsentType answered no consent type")?
+        .id)
+}
+
+/// A consent type of `purpose` (e.g. `gdpr` for data processing, `sms_news` for marketing by
+/// SMS) covering `channels` (marketing only), created through identity with `key`; answers its
+/// id.
+pub async fn consent_type(
+    identity: &mut IdentityServiceClient<Channel>,
+    key: &str,
+    code: &str,
+    purpose: loyalty_proto::identity::v1::ConsentPurpose,
+    channels: &[loyalty_proto::types::v1::CommunicationChannel],
+) -> anyhow::Result<String> {
+    use loyalty_proto::identity::v1 as identity;
+    Ok(identity
+        .create_consent_type(authed(
+            identity::CreateConsentTypeRequest {
+                idempotency_key: code.into(),
+                consent_type: Some(identity::ConsentType {
+                    code: code.into(),
+                    display_name: code.into(),
+                    purpose: purpose as i32,
+                    channels: channels.iter().map(|c| *c as i32).collect(),
+                    text: format!("{code} consent."),
                     ..Default::default()
                 }),
             },

@@ -54,8 +54,12 @@ use crate::{
     },
 };
 
-/// Messages a campaign may run ahead of its rate.
-const THROTTLE_BURST: usize = 100;
+/// Messages a throttled campaign may run ahead of its rate: one second's worth, 1..100.
+fn throttle_burst(rate_per_minute: i32) -> usize {
+    usize::try_from(rate_per_minute / 60)
+        .unwrap_or(0)
+        .clamp(1, 100)
+}
 /// How long a peer outage holds claimed messages back.
 const PEER_RETRY: Duration = Duration::seconds(10);
 
@@ -335,8 +339,13 @@ impl Sender {
             }
             let txn = self.store.db().begin().await?;
             let tat = self.store.lock_throttle(&txn, c.id).await?;
-            let (allowed, _) =
-                message::throttle(tat, now, c.send_rate_per_minute, limit, THROTTLE_BURST);
+            let (allowed, _) = message::throttle(
+                tat,
+                now,
+                c.send_rate_per_minute,
+                limit,
+                throttle_burst(c.send_rate_per_minute),
+            );
             let claimed = self
                 .store
                 .claim(&txn, Some(c.id), now, until, allowed)
@@ -351,7 +360,7 @@ impl Sender {
                     now,
                     c.send_rate_per_minute,
                     claimed.len(),
-                    THROTTLE_BURST,
+                    throttle_burst(c.send_rate_per_minute),
                 );
                 self.store.set_throttle(&txn, c.id, tat).await?;
             }
