@@ -78,11 +78,23 @@ async fn export(
     audience_id: &str,
     batch_size: i32,
 ) -> Result<Vec<Vec<seg::AudienceContact>>, tonic::Status> {
+    export_after(client, key, audience_id, batch_size, "").await
+}
+
+/// The export resumed after the customer `start_after` (empty = from the first).
+async fn export_after(
+    client: &mut Client,
+    key: &str,
+    audience_id: &str,
+    batch_size: i32,
+    start_after: &str,
+) -> Result<Vec<Vec<seg::AudienceContact>>, tonic::Status> {
     let mut stream = client
         .export_audience_members(authed(
             seg::ExportAudienceMembersRequest {
                 audience_id: audience_id.into(),
                 batch_size,
+                start_after_customer_id: start_after.into(),
             },
             key,
         ))
@@ -263,6 +275,19 @@ async fn an_audience_selects_once_takes_checked_manual_changes_exports_and_locks
             .collect::<Vec<_>>(),
         expected
     );
+    // A campaign resuming its export after a crash starts after the last member it stored.
+    let rest = export_after(&mut client, &key, &audience.id, 0, &expected[0]).await?;
+    assert_eq!(
+        rest.concat()
+            .iter()
+            .map(|c| c.customer_id.clone())
+            .collect::<Vec<_>>(),
+        expected[1..]
+    );
+    let e = export_after(&mut client, &key, &audience.id, 0, "nope")
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&e), ["start_after_customer_id"]);
     let adam = contacts
         .iter()
         .find(|c| c.customer_id == consented[1])
