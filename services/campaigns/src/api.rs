@@ -17,6 +17,7 @@ use loyalty_platform::{
 use loyalty_proto::{
     campaigns::v1::{self as pb, campaigns_service_server::CampaignsService},
     identity::v1::{self as identity_pb, identity_service_client::IdentityServiceClient},
+    rewards::v1::rewards_service_client::RewardsServiceClient,
     segmentation::v1::segmentation_service_client::SegmentationServiceClient,
 };
 use tonic::{Request, Response, Status, transport::Channel as GrpcChannel};
@@ -35,6 +36,8 @@ pub struct CampaignsApi {
     /// Segmentation, asked for the audiences campaigns target; `None` without
     /// `peers.segmentation_url`.
     segmentation: Option<SegmentationServiceClient<GrpcChannel>>,
+    /// Rewards, asked for campaign rewards; `None` without `peers.rewards_url`.
+    rewards: Option<RewardsServiceClient<GrpcChannel>>,
     /// Signs and checks unsubscribe links; `None` without a link secret or platform key.
     link_secret: Option<Vec<u8>>,
     /// Channels with an adapter; `None` = not known here (launches are not checked).
@@ -47,9 +50,16 @@ impl CampaignsApi {
             store,
             identity: None,
             segmentation: None,
+            rewards: None,
             link_secret: None,
             channels: None,
         }
+    }
+
+    /// With rewards, whose campaign rewards give each recipient a voucher.
+    pub fn with_rewards(mut self, channel: GrpcChannel) -> Self {
+        self.rewards = Some(RewardsServiceClient::new(channel));
+        self
     }
 
     /// With the secret unsubscribe links are signed with.

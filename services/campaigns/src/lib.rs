@@ -31,6 +31,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         Ok(identity) => api = api.with_identity(identity),
         Err(e) => tracing::warn!(error = %e, "previews for a customer are off"),
     }
+    match infra.peer("rewards") {
+        Ok(rewards) => api = api.with_rewards(rewards),
+        Err(e) => tracing::warn!(error = %e, "campaigns cannot give vouchers"),
+    }
     match infra.peer("segmentation") {
         Ok(segmentation) => api = api.with_segmentation(segmentation),
         Err(e) => tracing::warn!(error = %e, "campaigns cannot target audiences"),
@@ -43,6 +47,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             adapters,
             identity,
             infra.peer("segmentation").ok(),
+            infra.peer("rewards").ok(),
             key.clone(),
             &delivery::link_secret(&infra.settings).unwrap_or_default(),
             &infra.settings.delivery,

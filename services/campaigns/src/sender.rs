@@ -32,6 +32,7 @@ use loyalty_platform::{
 use loyalty_proto::{
     events::v1 as ev,
     identity::v1::{self as identity_pb, identity_service_client::IdentityServiceClient},
+    rewards::v1::{self as rewards_pb, rewards_service_client::RewardsServiceClient},
     segmentation::v1::{self as seg, segmentation_service_client::SegmentationServiceClient},
     types::v1::CommunicationChannel,
 };
@@ -69,6 +70,7 @@ pub struct Sender {
     adapters: Adapters,
     identity: IdentityServiceClient<GrpcChannel>,
     segmentation: Option<SegmentationServiceClient<GrpcChannel>>,
+    rewards: Option<RewardsServiceClient<GrpcChannel>>,
     /// The platform key: workers act for a partner with it (no caller to forward).
     platform_key: SecretString,
     queue: QueueSettings,
@@ -83,6 +85,7 @@ impl Sender {
         adapters: Adapters,
         identity: GrpcChannel,
         segmentation: Option<GrpcChannel>,
+        rewards: Option<GrpcChannel>,
         platform_key: SecretString,
         link_secret: &[u8],
         settings: &DeliverySettings,
@@ -104,6 +107,7 @@ impl Sender {
             adapters,
             identity: IdentityServiceClient::new(identity),
             segmentation: segmentation.map(SegmentationServiceClient::new),
+            rewards: rewards.map(RewardsServiceClient::new),
             platform_key,
             queue: settings.queue.clone(),
             link_secret,
@@ -158,6 +162,7 @@ impl Sender {
             if work.materialized_at.is_none() {
                 if let Err(e) = self.export(partner_id, &c, work.export_cursor).await {
                     tracing::warn!(campaign_id = %c.id, error = %e, "exporting the audience failed");
+                    self.store.release_export_lease(c.id).await?;
                 }
                 continue;
             }
@@ -249,6 +254,13 @@ impl Sender {
                 continue;
             };
             let last = Uuid::try_parse(&last.customer_id)?;
+            let vouchers = match c.reward_id {
+                Some(reward_id) => {
+                    self.vouchers(partner_id, reward_id, c.id, &batch.contacts)
+                        .await?
+                }
+                None => HashMap::new(),
+            };
             let queued_at = Utc::now();
             let messages: Vec<Message> = batch
                 .contacts
@@ -270,6 +282,15 @@ impl Sender {
                             variables.insert(k.to_owned(), v);
                         }
                     }
+                    let (state, voucher_code, failure_reason) = match vouchers.get(&customer_id) {
+                        None => (MessageState::Queued, String::new(), String::new()),
+                        Some(Ok(code)) => (MessageState::Queued, code.clone(), String::new()),
+                        Some(Err(reason)) => (
+                            MessageState::Failed,
+                            String::new(),
+                            format!("no voucher was issued: {reason}"),
+                        ),
+                    };
                     Some(Message {
                         id: Uuid::now_v7(),
                         customer_id: Some(customer_id),
@@ -280,13 +301,13 @@ impl Sender {
                         purpose,
                         address,
                         variables,
-                        state: MessageState::Queued,
+                        state,
                         attempts: 0,
                         due_at: due,
                         bounce_type: None,
-                        failure_reason: String::new(),
+                        failure_reason,
                         provider_message_id: String::new(),
-                        voucher_code: String::new(),
+                        voucher_code,
                         open_count: 0,
                         click_count: 0,
                         queued_at,
@@ -323,6 +344,52 @@ impl Sender {
         txn.commit().await?;
         tracing::info!(%partner_id, campaign_id = %c.id, count, "campaign messages queued");
         Ok(())
+    }
+
+    /// One voucher of the campaign's reward per member of a batch (rewards' IssueVouchers,
+    /// idempotent per campaign and customer, so an export started over gets the same codes):
+    /// the code, or why there is none.
+    async fn vouchers(
+        &self,
+        partner_id: Uuid,
+        reward_id: Uuid,
+        campaign_id: Uuid,
+        contacts: &[seg::AudienceContact],
+    ) -> anyhow::Result<HashMap<Uuid, Result<String, String>>> {
+        let rewards = self
+            .rewards
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("peers.rewards_url is not configured"))?;
+        let issued = rewards
+            .clone()
+            .issue_vouchers(for_partner(
+                rewards_pb::IssueVouchersRequest {
+                    reward_id: reward_id.to_string(),
+                    customer_ids: contacts.iter().map(|c| c.customer_id.clone()).collect(),
+                    source: rewards_pb::VoucherSource::Campaign as i32,
+                    source_id: campaign_id.to_string(),
+                    valid_until_time: None,
+                },
+                self.platform_key.expose_secret(),
+                partner_id,
+            ))
+            .await?
+            .into_inner();
+        Ok(issued
+            .vouchers
+            .into_iter()
+            .filter_map(|v| {
+                let id = Uuid::try_parse(&v.customer_id).ok()?;
+                Some((
+                    id,
+                    if v.refusal_reason.is_empty() && !v.code.is_empty() {
+                        Ok(v.code)
+                    } else {
+                        Err(v.refusal_reason)
+                    },
+                ))
+            })
+            .collect())
     }
 
     /// Claims one batch and sends it; false when nothing was due.

@@ -13,7 +13,8 @@ use loyalty_platform::{
     time::{from_timestamp, to_timestamp},
 };
 use loyalty_proto::{
-    campaigns::v1 as pb, events::v1 as ev, segmentation::v1 as seg, types::v1 as types,
+    campaigns::v1 as pb, events::v1 as ev, rewards::v1 as rewards_pb, segmentation::v1 as seg,
+    types::v1 as types,
 };
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
@@ -160,6 +161,15 @@ impl CampaignsApi {
             }
             v.into_result()?;
         }
+        if let Some(id) = c.reward_id {
+            let reward = self.reward(who, id).await?;
+            if reward.r#type != rewards_pb::RewardType::Campaign as i32 {
+                return Err(ApiError::invalid(
+                    "campaign.reward_id",
+                    "must be a CAMPAIGN reward (its vouchers are issued to the recipients)",
+                ));
+            }
+        }
         if let Some(id) = c.audience_id {
             let audience = self.audience(who, id).await?;
             let channel =
@@ -189,6 +199,61 @@ impl CampaignsApi {
             }
         }
         Ok(())
+    }
+
+    /// What only a launch checks: a template showing `{{ voucher.code }}` needs a reward, and
+    /// the reward must be active now.
+    async fn check_launchable(
+        &self,
+        who: &Principal,
+        partner_id: Uuid,
+        c: &Campaign,
+    ) -> Result<(), ApiError> {
+        let template = match c.message_template_id {
+            Some(id) => self.store.template(partner_id, id).await?,
+            None => None,
+        };
+        if c.reward_id.is_none() && template.is_some_and(|t| t.reads("voucher.code")) {
+            return Err(rule(CampaignRule::Incomplete(
+                "reward_id: the template shows {{ voucher.code }}",
+            )));
+        }
+        if let Some(id) = c.reward_id {
+            let reward = self.reward(who, id).await?;
+            let state = rewards_pb::RewardState::try_from(reward.state).unwrap_or_default();
+            if !matches!(
+                state,
+                rewards_pb::RewardState::Active | rewards_pb::RewardState::Unspecified
+            ) {
+                return Err(ApiError::precondition(
+                    "REWARD_NOT_ACTIVE",
+                    "the campaign's reward is not active: no vouchers could be issued",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The reward from rewards, read with the caller's key (another partner's is NOT_FOUND).
+    async fn reward(&self, who: &Principal, id: Uuid) -> Result<rewards_pb::Reward, ApiError> {
+        let Some(rewards) = &self.rewards else {
+            return Err(ApiError::Unavailable(
+                "rewards is not configured (peers.rewards_url): campaign rewards need it".into(),
+            ));
+        };
+        rewards
+            .clone()
+            .get_reward(outgoing(
+                rewards_pb::GetRewardRequest {
+                    reward_id: id.to_string(),
+                },
+                who,
+            ))
+            .await
+            .map_err(|s| ApiError::from_upstream("rewards", s))?
+            .into_inner()
+            .reward
+            .ok_or_else(|| ApiError::NotFound("reward".into()))
     }
 
     /// The audience from segmentation, read with the caller's key (another partner's is
@@ -488,6 +553,7 @@ impl CampaignsApi {
             .into());
         }
         self.check_targets(&who, partner_id, &current).await?;
+        self.check_launchable(&who, partner_id, &current).await?;
         let audience_id = current.audience_id.unwrap_or_default();
         let audience = self.audience(&who, audience_id).await?;
         if audience.member_count == 0 {

@@ -161,6 +161,13 @@ impl MessageTemplate {
         ]
     }
 
+    /// Whether any of its texts reads `variable`.
+    pub fn reads(&self, variable: &str) -> bool {
+        self.texts()
+            .iter()
+            .any(|(_, text, _)| template::reads(text, variable))
+    }
+
     /// The template rendered with `variables` (dotted names → values).
     pub fn render(
         &self,

@@ -197,6 +197,14 @@ pub fn check(source: &str, markup: Markup) -> Vec<TextProblem> {
     }
 }
 
+/// Whether a text reads `variable` (e.g. `voucher.code`); a text that does not parse reads
+/// nothing.
+pub fn reads(source: &str, variable: &str) -> bool {
+    let env = environment();
+    env.template_from_str(source)
+        .is_ok_and(|t| t.undeclared_variables(true).contains(variable))
+}
+
 /// A rendered text and the variables it read that had no value (rendered empty).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rendered {
@@ -278,6 +286,14 @@ mod tests {
         let nobody = render(text, Markup::Plain, &BTreeMap::new()).unwrap();
         assert_eq!(nobody.text, "Hi friend!\nVisit us.");
         assert_eq!(nobody.missing, ["customer.city", "customer.first_name"]);
+    }
+
+    #[test]
+    fn a_text_knows_which_variables_it_reads() {
+        assert!(reads("Your code: {{ voucher.code }}", "voucher.code"));
+        assert!(reads("{% if voucher.code %}x{% endif %}", "voucher.code"));
+        assert!(!reads("Hi {{ customer.first_name }}", "voucher.code"));
+        assert!(!reads("{{ broken", "voucher.code"));
     }
 
     #[test]

@@ -357,6 +357,19 @@ impl Store {
         Ok(taken.rows_affected == 1)
     }
 
+    /// Gives the export lease up (after a failure), so the next look tries again at once.
+    pub async fn release_export_lease(&self, campaign_id: Uuid) -> Result<(), ApiError> {
+        campaigns::Entity::update_many()
+            .col_expr(
+                campaigns::Column::LeaseUntil,
+                Option::<DateTime<Utc>>::None.into(),
+            )
+            .filter(campaigns::Column::Id.eq(campaign_id))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
     /// Records how far the audience was exported (and extends the lease), in the
     /// transaction that added the batch's messages.
     pub async fn advance_export(
