@@ -45,7 +45,7 @@ use uuid::Uuid;
 use crate::{
     delivery::{Adapters, Outgoing, SendError},
     domain::{
-        Channel, MessageTemplate,
+        Channel, CompiledMessage, MessageTemplate,
         campaign::Campaign,
         message::{self, Message, MessageState, Purpose},
     },
@@ -492,7 +492,8 @@ impl Sender {
                 return Ok(());
             }
         };
-        let mut templates: HashMap<Uuid, Option<MessageTemplate>> = HashMap::new();
+        let mut templates: HashMap<Uuid, Option<(MessageTemplate, CompiledMessage)>> =
+            HashMap::new();
         let mut outcomes: Vec<(Uuid, Outcome)> = Vec::with_capacity(batch.len());
         let mut outgoing: Vec<(usize, Outgoing)> = Vec::with_capacity(batch.len());
         let adapter = self.adapters.get(channel);
@@ -524,9 +525,11 @@ impl Sender {
                     .store
                     .template(partner_id, m.message_template_id)
                     .await?;
+                // A stored template parsed when it was saved.
+                let t = t.and_then(|t| t.compile().ok().map(|c| (t, c)));
                 templates.insert(m.message_template_id, t);
             }
-            let Some(Some(template)) = templates.get(&m.message_template_id) else {
+            let Some(Some((template, compiled))) = templates.get(&m.message_template_id) else {
                 outcomes.push((m.id, Outcome::Failed("the template was deleted".into())));
                 continue;
             };
@@ -559,7 +562,7 @@ impl Sender {
                     message::unsubscribe_token(m.id, &self.link_secret)
                 ),
             );
-            match template.render(&variables) {
+            match compiled.render(&variables) {
                 Ok(r) => outgoing.push((
                     i,
                     Outgoing {

@@ -205,6 +205,48 @@ pub fn reads(source: &str, variable: &str) -> bool {
         .is_ok_and(|t| t.undeclared_variables(true).contains(variable))
 }
 
+/// Texts parsed once and rendered for many recipients (the send queue renders a template
+/// for every message of a batch).
+pub struct Compiled {
+    env: Environment<'static>,
+}
+
+/// The name a text is kept under: its field, and the markup that decides escaping.
+fn compiled_name(field: &str, markup: Markup) -> String {
+    format!(
+        "{field}.{}",
+        if markup == Markup::Html {
+            "html"
+        } else {
+            "txt"
+        }
+    )
+}
+
+impl Compiled {
+    /// Parses `texts` (field, source, markup); the first that does not parse is the error.
+    pub fn new(texts: &[(&'static str, &str, Markup)]) -> Result<Compiled, (String, TextProblem)> {
+        let mut env = environment();
+        for (field, source, markup) in texts {
+            env.add_template_owned(compiled_name(field, *markup), (*source).to_owned())
+                .map_err(|e| ((*field).to_owned(), problem_of(source, &e)))?;
+        }
+        Ok(Compiled { env })
+    }
+
+    /// Renders the text of `field` with `variables`.
+    pub fn render(
+        &self,
+        field: &str,
+        markup: Markup,
+        variables: &BTreeMap<String, String>,
+    ) -> Result<String, minijinja::Error> {
+        self.env
+            .get_template(&compiled_name(field, markup))?
+            .render(context(variables))
+    }
+}
+
 /// A rendered text and the variables it read that had no value (rendered empty).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rendered {
