@@ -9,7 +9,7 @@ use loyalty_platform::{
     paging::page_size,
     time::{from_timestamp, to_timestamp},
 };
-use loyalty_proto::{events::v1 as ev, identity::v1 as pb, types::v1 as types};
+use loyalty_proto::{identity::v1 as pb, types::v1 as types};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -18,13 +18,16 @@ use crate::{
     domain::{
         Customer, CustomerState,
         consents::{
-            BounceKind, BounceState, Channel, Consent, ConsentState, ConsentType, Decision,
-            DecisionError, DecisionRequest, HistoryEntry, Outcome, Purpose, UPDATABLE,
-            check_source_and_note, decide,
+            BounceKind, BounceState, Channel, Consent, ConsentState, ConsentType, Contact,
+            ContactPurpose, ContactRefusal, Decision, DecisionError, DecisionRequest, HistoryEntry,
+            Purpose, UPDATABLE, check_source_and_note, contactability, decide, parse_contact_batch,
         },
         now_micros,
     },
-    store::{Store, consents as store},
+    store::{
+        Store,
+        consents::{self as store, channel_to_proto},
+    },
 };
 
 /// Roles that may record customers' consent decisions.
@@ -60,16 +63,6 @@ fn channel_from_proto(v: i32) -> Option<Channel> {
         C::Viber => Channel::Viber,
         C::Unspecified => return None,
     })
-}
-
-fn channel_to_proto(c: Channel) -> i32 {
-    use types::CommunicationChannel as C;
-    (match c {
-        Channel::Email => C::Email,
-        Channel::Sms => C::Sms,
-        Channel::Push => C::Push,
-        Channel::Viber => C::Viber,
-    }) as i32
 }
 
 fn state_to_proto(s: ConsentState) -> i32 {
@@ -402,35 +395,7 @@ async fn record_decision(
                         }
                     },
                 )?;
-                let after = match outcome {
-                    Outcome::Unchanged => current,
-                    Outcome::Recorded {
-                        entry,
-                        current: next,
-                    } => {
-                        store::append_history(txn, partner_id, &entry).await?;
-                        match next {
-                            Some(next) => {
-                                store::put_consent(txn, partner_id, &next).await?;
-                                let e = ev::ConsentChanged {
-                                    customer_id: customer.id.to_string(),
-                                    consent_type_id: t.id.to_string(),
-                                    consent_type_code: t.code.clone(),
-                                    state: entry.new_state.as_str().to_owned(),
-                                    purpose: t.purpose.as_str().to_owned(),
-                                    channels: t
-                                        .channels
-                                        .iter()
-                                        .map(|c| channel_to_proto(*c))
-                                        .collect(),
-                                };
-                                events::enqueue(txn, Some(partner_id), &e).await?;
-                                Some(next)
-                            }
-                            None => current,
-                        }
-                    }
-                };
+                let after = store::record_outcome(txn, partner_id, &t, current, outcome).await?;
                 Ok((t, after))
             })
         })
@@ -697,5 +662,94 @@ pub(super) async fn reset_email_bounce_state(
     .await?;
     Ok(Response::new(pb::ResetEmailBounceStateResponse {
         state: Some(bounce_to_proto(&state)),
+    }))
+}
+
+fn contact_purpose_from_proto(v: i32) -> Option<ContactPurpose> {
+    use pb::ContactPurpose as P;
+    match P::try_from(v).ok()? {
+        P::Marketing => Some(ContactPurpose::Marketing),
+        P::Service => Some(ContactPurpose::Service),
+        P::Unspecified => None,
+    }
+}
+
+fn refusal_to_proto(r: ContactRefusal) -> pb::ContactRefusal {
+    use pb::ContactRefusal as R;
+    match r {
+        ContactRefusal::UnknownCustomer => R::UnknownCustomer,
+        ContactRefusal::NoDataProcessingConsent => R::NoDataProcessingConsent,
+        ContactRefusal::NoMarketingConsent => R::NoMarketingConsent,
+        ContactRefusal::NoAddress => R::NoAddress,
+        ContactRefusal::EmailBounced => R::EmailBounced,
+    }
+}
+
+fn contactability_to_proto(
+    customer_id: String,
+    answer: Result<Contact, ContactRefusal>,
+) -> pb::Contactability {
+    match answer {
+        Ok(c) => pb::Contactability {
+            customer_id,
+            refusal: pb::ContactRefusal::Unspecified as i32,
+            address: c.address,
+            first_name: c.first_name,
+            last_name: c.last_name,
+        },
+        Err(r) => pb::Contactability {
+            customer_id,
+            refusal: refusal_to_proto(r) as i32,
+            ..Default::default()
+        },
+    }
+}
+
+/// Whether up to 1,000 customers may be messaged now: three reads for the whole batch
+/// (customers, their consents with the types, bounce states for email), then the domain's
+/// [`contactability`] per customer, answered in the request's order.
+pub(super) async fn check_contactability(
+    api: &IdentityApi,
+    request: Request<pb::CheckContactabilityRequest>,
+) -> Result<Response<pb::CheckContactabilityResponse>, Status> {
+    // Whoever may read consents (any role of the partner, e.g. marketing, or the `service`
+    // role campaigns acts with for a partner).
+    let partner_id = principal(&request)?.partner()?;
+    let req = request.into_inner();
+    let mut v = Violations::new();
+    let ids = parse_contact_batch(&mut v, "customer_ids", &req.customer_ids);
+    let channel = channel_from_proto(req.channel);
+    if channel.is_none() {
+        v.add("channel", "must be EMAIL, SMS, PUSH or VIBER");
+    }
+    let purpose = contact_purpose_from_proto(req.purpose);
+    if purpose.is_none() {
+        v.add("purpose", "must be MARKETING or SERVICE");
+    }
+    v.into_result()?;
+    let (Some(channel), Some(purpose)) = (channel, purpose) else {
+        return Err(ApiError::invalid("channel", "is required").into());
+    };
+    let facts = store::contact_facts(&api.db, partner_id, &ids, channel == Channel::Email).await?;
+    let now = Utc::now();
+    let contactabilities = req
+        .customer_ids
+        .into_iter()
+        .zip(&ids)
+        .map(|(asked, id)| {
+            let consents = facts.consents.get(id).map_or(&[][..], Vec::as_slice);
+            let answer = contactability(
+                facts.customers.get(id),
+                consents,
+                facts.bounces.get(id),
+                channel,
+                purpose,
+                now,
+            );
+            contactability_to_proto(asked, answer)
+        })
+        .collect();
+    Ok(Response::new(pb::CheckContactabilityResponse {
+        contactabilities,
     }))
 }

@@ -1320,6 +1320,14 @@ impl IdentityService for IdentityApi {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn check_contactability(
+        &self,
+        request: Request<pb::CheckContactabilityRequest>,
+    ) -> Result<Response<pb::CheckContactabilityResponse>, Status> {
+        consents::check_contactability(self, request).await
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn create_event_type(
         &self,
         request: Request<pb::CreateEventTypeRequest>,

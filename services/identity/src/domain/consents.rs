@@ -1,9 +1,13 @@
 //! Consents (GDPR): consent types, a customer's decisions on them, the append-only history of
 //! those decisions, and the email bounce state of a customer's address.
+use std::collections::{HashMap, hash_map::Entry};
+
 use chrono::{DateTime, Duration, Utc};
 use loyalty_platform::Violations;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+use super::CustomerState;
 
 /// What a consent type permits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -456,6 +460,175 @@ impl BounceState {
     }
 }
 
+/// Whether a marketing consent with these `channels` covers `channel` (empty = all channels).
+pub fn covers_channel(channels: &[Channel], channel: Channel) -> bool {
+    channels.is_empty() || channels.contains(&channel)
+}
+
+impl ConsentType {
+    /// Whether a grant of this type permits marketing through `channel`.
+    pub fn permits_marketing_on(&self, channel: Channel) -> bool {
+        self.purpose == Purpose::Marketing && covers_channel(&self.channels, channel)
+    }
+}
+
+/// Where an unsubscribe link's withdrawal is recorded as coming from.
+pub const UNSUBSCRIBE_SOURCE: &str = "unsubscribe_link";
+
+/// Most customers one CheckContactability call may ask about.
+pub const MAX_CONTACT_BATCH: usize = 1_000;
+
+/// What a message is for, which decides the consents it needs: marketing needs consent to
+/// data processing and a marketing consent covering the channel, a service (system) message
+/// only consent to data processing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContactPurpose {
+    Marketing,
+    Service,
+}
+
+/// Why a customer may not be messaged, in the order the checks run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContactRefusal {
+    /// Unknown, erased, merged into another account, or another partner's.
+    UnknownCustomer,
+    NoDataProcessingConsent,
+    NoMarketingConsent,
+    NoAddress,
+    EmailBounced,
+}
+
+/// What a send-time check needs of a customer account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactDetails {
+    pub customer_id: Uuid,
+    pub state: CustomerState,
+    pub first_name: String,
+    pub last_name: String,
+    pub email: String,
+    pub phone: String,
+}
+
+/// A customer's current consent together with what its type permits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldConsent {
+    pub purpose: Purpose,
+    /// The type's channels; empty = all.
+    pub channels: Vec<Channel>,
+    pub consent: Consent,
+}
+
+impl HeldConsent {
+    fn granted_at(&self, now: DateTime<Utc>) -> bool {
+        self.consent.state_at(now) == ConsentState::Granted
+    }
+}
+
+/// Where and to whom a message may be sent now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contact {
+    /// The email, the phone (SMS, Viber) or the customer id (push).
+    pub address: String,
+    pub first_name: String,
+    pub last_name: String,
+}
+
+/// Whether a customer may be messaged on `channel` for `purpose` at `now`, and at which
+/// address. The checks run in this order and the first that fails is the refusal:
+///
+/// 1. the account exists and is live (not erased, not merged) — `UnknownCustomer`;
+/// 2. a granted, unexpired consent whose type's purpose is data processing —
+///    `NoDataProcessingConsent`;
+/// 3. for marketing, a granted, unexpired marketing consent whose type covers the channel
+///    (no channels = all) — `NoMarketingConsent`;
+/// 4. an address for the channel: the email, the phone for SMS and Viber, the customer id
+///    for push (always there) — `NoAddress`;
+/// 5. for email, the bounce state of the current address does not exclude it (a hard bounce,
+///    or `SOFT_BOUNCE_LIMIT` soft bounces in a row; a state of an older address does not
+///    count) — `EmailBounced`.
+///
+/// "Granted and unexpired" is [`Consent::state_at`] being `Granted`: the expiry was fixed
+/// when the consent was granted, from the type's `validity_days`. `consents` are the
+/// customer's current consents (any purpose; others are ignored), `bounce` the stored bounce
+/// state of the customer, if any.
+pub fn contactability(
+    customer: Option<&ContactDetails>,
+    consents: &[HeldConsent],
+    bounce: Option<&BounceState>,
+    channel: Channel,
+    purpose: ContactPurpose,
+    now: DateTime<Utc>,
+) -> Result<Contact, ContactRefusal> {
+    let customer = customer
+        .filter(|c| !matches!(c.state, CustomerState::Erased | CustomerState::Merged))
+        .ok_or(ContactRefusal::UnknownCustomer)?;
+    let granted = |c: &&HeldConsent| c.granted_at(now);
+    if !consents
+        .iter()
+        .filter(granted)
+        .any(|c| c.purpose == Purpose::DataProcessing)
+    {
+        return Err(ContactRefusal::NoDataProcessingConsent);
+    }
+    if purpose == ContactPurpose::Marketing
+        && !consents
+            .iter()
+            .filter(granted)
+            .any(|c| c.purpose == Purpose::Marketing && covers_channel(&c.channels, channel))
+    {
+        return Err(ContactRefusal::NoMarketingConsent);
+    }
+    let address = match channel {
+        Channel::Email => customer.email.trim().to_owned(),
+        Channel::Sms | Channel::Viber => customer.phone.trim().to_owned(),
+        Channel::Push => customer.customer_id.to_string(),
+    };
+    if address.is_empty() {
+        return Err(ContactRefusal::NoAddress);
+    }
+    if channel == Channel::Email
+        && bounce.is_some_and(|b| b.clone().for_current_email(&address).excluded())
+    {
+        return Err(ContactRefusal::EmailBounced);
+    }
+    Ok(Contact {
+        address,
+        first_name: customer.first_name.clone(),
+        last_name: customer.last_name.clone(),
+    })
+}
+
+/// Checks the customer ids of a CheckContactability request (1..=`MAX_CONTACT_BATCH` UUIDs,
+/// each at most once), reporting under `field` and `field[i]`; answers the parsed ids.
+pub fn parse_contact_batch(v: &mut Violations, field: &str, raw: &[String]) -> Vec<Uuid> {
+    if raw.is_empty() || raw.len() > MAX_CONTACT_BATCH {
+        v.add(
+            field,
+            format!(
+                "must hold 1..{MAX_CONTACT_BATCH} customer ids (got {})",
+                raw.len()
+            ),
+        );
+        return Vec::new();
+    }
+    let mut seen = HashMap::with_capacity(raw.len());
+    let mut ids = Vec::with_capacity(raw.len());
+    for (i, value) in raw.iter().enumerate() {
+        let name = format!("{field}[{i}]");
+        let Some(id) = v.uuid(&name, value) else {
+            continue;
+        };
+        match seen.entry(id) {
+            Entry::Occupied(first) => v.add(name, format!("repeats {field}[{}]", first.get())),
+            Entry::Vacant(slot) => {
+                slot.insert(i);
+                ids.push(id);
+            }
+        }
+    }
+    ids
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -657,5 +830,293 @@ mod tests {
         let fresh = s.for_current_email("new@example.com");
         assert!(!fresh.hard_bounced);
         assert_eq!(fresh.email, "new@example.com");
+    }
+
+    fn details(email: &str, phone: &str) -> ContactDetails {
+        ContactDetails {
+            customer_id: Uuid::now_v7(),
+            state: CustomerState::Active,
+            first_name: "Jana".into(),
+            last_name: "Nováková".into(),
+            email: email.into(),
+            phone: phone.into(),
+        }
+    }
+
+    fn held(purpose: Purpose, channels: &[Channel], granted_at: DateTime<Utc>) -> HeldConsent {
+        HeldConsent {
+            purpose,
+            channels: channels.to_vec(),
+            consent: Consent {
+                customer_id: Uuid::now_v7(),
+                consent_type_id: Uuid::now_v7(),
+                decision: Decision::Granted,
+                text_version: 1,
+                source: "eshop".into(),
+                changed_at: granted_at,
+                expires_at: None,
+            },
+        }
+    }
+
+    /// Consent to data processing and an email newsletter.
+    fn both(now: DateTime<Utc>) -> Vec<HeldConsent> {
+        vec![
+            held(Purpose::DataProcessing, &[], now),
+            held(Purpose::Marketing, &[Channel::Email], now),
+        ]
+    }
+
+    #[test]
+    fn a_customer_with_both_consents_is_contactable_by_email_at_their_address() {
+        let now = Utc::now();
+        let jana = details(" jana@example.com ", "");
+        let contact = contactability(
+            Some(&jana),
+            &both(now),
+            None,
+            Channel::Email,
+            ContactPurpose::Marketing,
+            now,
+        );
+        assert_eq!(
+            contact,
+            Ok(Contact {
+                address: "jana@example.com".into(),
+                first_name: "Jana".into(),
+                last_name: "Nováková".into(),
+            })
+        );
+    }
+
+    #[test]
+    fn unknown_erased_and_merged_customers_are_unknown() {
+        let now = Utc::now();
+        let check = |c: Option<&ContactDetails>| {
+            contactability(
+                c,
+                &both(now),
+                None,
+                Channel::Email,
+                ContactPurpose::Service,
+                now,
+            )
+        };
+        assert_eq!(check(None), Err(ContactRefusal::UnknownCustomer));
+        for state in [CustomerState::Erased, CustomerState::Merged] {
+            let gone = ContactDetails {
+                state,
+                ..details("jana@example.com", "")
+            };
+            assert_eq!(check(Some(&gone)), Err(ContactRefusal::UnknownCustomer));
+        }
+        let blocked = ContactDetails {
+            state: CustomerState::Blocked,
+            ..details("jana@example.com", "")
+        };
+        assert!(
+            check(Some(&blocked)).is_ok(),
+            "blocking is about loyalty use"
+        );
+    }
+
+    #[test]
+    fn marketing_needs_a_marketing_consent_covering_the_channel_and_service_messages_do_not() {
+        let now = Utc::now();
+        let jana = details("jana@example.com", "+420777123456");
+        let check = |consents: &[HeldConsent], channel, purpose| {
+            contactability(Some(&jana), consents, None, channel, purpose, now)
+        };
+        // The newsletter covers email only.
+        assert_eq!(
+            check(&both(now), Channel::Sms, ContactPurpose::Marketing),
+            Err(ContactRefusal::NoMarketingConsent)
+        );
+        assert_eq!(
+            check(&both(now), Channel::Sms, ContactPurpose::Service).map(|c| c.address),
+            Ok("+420777123456".into())
+        );
+        // A marketing type without channels covers them all.
+        let all = vec![
+            held(Purpose::DataProcessing, &[], now),
+            held(Purpose::Marketing, &[], now),
+        ];
+        for channel in [Channel::Email, Channel::Sms, Channel::Push, Channel::Viber] {
+            assert!(
+                check(&all, channel, ContactPurpose::Marketing).is_ok(),
+                "{channel:?}"
+            );
+        }
+        // Profiling is no marketing consent.
+        let profiling = vec![
+            held(Purpose::DataProcessing, &[], now),
+            held(Purpose::Profiling, &[], now),
+        ];
+        assert_eq!(
+            check(&profiling, Channel::Email, ContactPurpose::Marketing),
+            Err(ContactRefusal::NoMarketingConsent)
+        );
+    }
+
+    #[test]
+    fn withdrawn_and_expired_consents_do_not_count() {
+        let now = Utc::now();
+        let jana = details("jana@example.com", "");
+        let check = |consents: &[HeldConsent], purpose| {
+            contactability(Some(&jana), consents, None, Channel::Email, purpose, now)
+        };
+        assert_eq!(
+            check(&[], ContactPurpose::Service),
+            Err(ContactRefusal::NoDataProcessingConsent)
+        );
+        let mut expired = both(now);
+        expired[0].consent.expires_at = Some(now);
+        assert_eq!(
+            check(&expired, ContactPurpose::Service),
+            Err(ContactRefusal::NoDataProcessingConsent)
+        );
+        let mut withdrawn = both(now);
+        withdrawn[1].consent.decision = Decision::Withdrawn;
+        assert_eq!(
+            check(&withdrawn, ContactPurpose::Marketing),
+            Err(ContactRefusal::NoMarketingConsent)
+        );
+        let mut valid = both(now);
+        valid[1].consent.expires_at = Some(now + Duration::days(1));
+        assert!(check(&valid, ContactPurpose::Marketing).is_ok());
+        let mut lapsed = valid;
+        lapsed[1].consent.expires_at = Some(now - Duration::seconds(1));
+        assert_eq!(
+            check(&lapsed, ContactPurpose::Marketing),
+            Err(ContactRefusal::NoMarketingConsent)
+        );
+    }
+
+    #[test]
+    fn an_address_is_needed_except_for_push_which_addresses_the_customer_id() {
+        let now = Utc::now();
+        let all = vec![
+            held(Purpose::DataProcessing, &[], now),
+            held(Purpose::Marketing, &[], now),
+        ];
+        let nobody = details("", " ");
+        let check = |channel| {
+            contactability(
+                Some(&nobody),
+                &all,
+                None,
+                channel,
+                ContactPurpose::Marketing,
+                now,
+            )
+        };
+        for channel in [Channel::Email, Channel::Sms, Channel::Viber] {
+            assert_eq!(
+                check(channel),
+                Err(ContactRefusal::NoAddress),
+                "{channel:?}"
+            );
+        }
+        assert_eq!(
+            check(Channel::Push).map(|c| c.address),
+            Ok(nobody.customer_id.to_string())
+        );
+    }
+
+    #[test]
+    fn a_bounced_current_email_is_refused_but_a_bounce_of_an_older_address_is_not() {
+        let now = Utc::now();
+        let jana = details("jana@example.com", "+420777123456");
+        let check = |bounce: &BounceState, channel| {
+            contactability(
+                Some(&jana),
+                &[
+                    held(Purpose::DataProcessing, &[], now),
+                    held(Purpose::Marketing, &[], now),
+                ],
+                Some(bounce),
+                channel,
+                ContactPurpose::Marketing,
+                now,
+            )
+        };
+        let mut hard = BounceState::clean(jana.customer_id, "JANA@example.com");
+        hard.record(BounceKind::Hard, now);
+        assert_eq!(
+            check(&hard, Channel::Email),
+            Err(ContactRefusal::EmailBounced)
+        );
+        assert!(check(&hard, Channel::Sms).is_ok(), "only email bounces");
+        let mut old = BounceState::clean(jana.customer_id, "old@example.com");
+        old.record(BounceKind::Hard, now);
+        assert!(check(&old, Channel::Email).is_ok());
+        let mut soft = BounceState::clean(jana.customer_id, "jana@example.com");
+        for _ in 0..SOFT_BOUNCE_LIMIT - 1 {
+            soft.record(BounceKind::Soft, now);
+        }
+        assert!(check(&soft, Channel::Email).is_ok());
+        soft.record(BounceKind::Soft, now);
+        assert_eq!(
+            check(&soft, Channel::Email),
+            Err(ContactRefusal::EmailBounced)
+        );
+    }
+
+    #[test]
+    fn the_first_failing_check_is_the_refusal() {
+        let now = Utc::now();
+        let nobody = details("", "");
+        let mut hard = BounceState::clean(nobody.customer_id, "");
+        hard.record(BounceKind::Hard, now);
+        let check = |consents: &[HeldConsent]| {
+            contactability(
+                Some(&nobody),
+                consents,
+                Some(&hard),
+                Channel::Email,
+                ContactPurpose::Marketing,
+                now,
+            )
+        };
+        assert_eq!(check(&[]), Err(ContactRefusal::NoDataProcessingConsent));
+        assert_eq!(
+            check(&[held(Purpose::DataProcessing, &[], now)]),
+            Err(ContactRefusal::NoMarketingConsent)
+        );
+        assert_eq!(check(&both(now)), Err(ContactRefusal::NoAddress));
+    }
+
+    #[test]
+    fn a_batch_holds_1_to_1000_distinct_uuids_and_each_fault_names_its_position() {
+        let ids: Vec<String> = (0..3).map(|_| Uuid::now_v7().to_string()).collect();
+        let mut v = Violations::new();
+        assert_eq!(parse_contact_batch(&mut v, "customer_ids", &ids).len(), 3);
+        assert!(v.is_empty());
+
+        let fields = |raw: &[String]| {
+            let mut v = Violations::new();
+            parse_contact_batch(&mut v, "customer_ids", raw);
+            v.into_vec()
+                .into_iter()
+                .map(|f| f.field)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(fields(&[]), vec!["customer_ids"]);
+        let many: Vec<String> = (0..=MAX_CONTACT_BATCH)
+            .map(|_| Uuid::now_v7().to_string())
+            .collect();
+        assert_eq!(fields(&many), vec!["customer_ids"]);
+        assert!(fields(&many[..MAX_CONTACT_BATCH]).is_empty());
+        let faulty = vec![
+            ids[0].clone(),
+            "nope".into(),
+            ids[1].clone(),
+            ids[0].to_uppercase(),
+            ids[0].clone(),
+        ];
+        assert_eq!(
+            fields(&faulty),
+            vec!["customer_ids[1]", "customer_ids[3]", "customer_ids[4]"]
+        );
     }
 }

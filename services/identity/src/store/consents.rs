@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use loyalty_platform::ApiError;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, sea_query::Expr,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, JoinType,
+    QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -15,16 +15,21 @@ use loyalty_platform::{
     events::{self, EventHandler},
     time::from_timestamp,
 };
-use loyalty_proto::events::v1::{self as ev, EventEnvelope};
+use loyalty_proto::{
+    events::v1::{self as ev, EventEnvelope},
+    types::v1 as types,
+};
 use prost::Message;
 
 use super::Store;
 use crate::domain::{
-    Customer,
+    Customer, CustomerState,
     consents::{
-        BounceKind, BounceState, Channel, Consent, ConsentState, ConsentType, Decision,
-        HistoryEntry, Purpose, same_email,
+        BounceKind, BounceState, Channel, Consent, ConsentState, ConsentType, ContactDetails,
+        Decision, DecisionRequest, HeldConsent, HistoryEntry, Outcome, Purpose, UNSUBSCRIBE_SOURCE,
+        decide, same_email,
     },
+    now_micros,
 };
 
 pub mod entities {
@@ -160,8 +165,13 @@ fn json(v: impl serde::Serialize) -> Result<serde_json::Value, ApiError> {
     serde_json::to_value(v).map_err(|e| ApiError::Internal(e.into()))
 }
 
+/// The channels stored as a JSON array of names; unknown names are skipped.
+fn channels_from_json(v: serde_json::Value) -> Vec<Channel> {
+    let names: Vec<String> = serde_json::from_value(v).unwrap_or_default();
+    names.iter().filter_map(|c| Channel::parse_str(c)).collect()
+}
+
 fn type_from(m: ct::Model) -> Result<ConsentType, ApiError> {
-    let channels: Vec<String> = serde_json::from_value(m.channels).unwrap_or_default();
     Ok(ConsentType {
         id: m.id,
         purpose: Purpose::parse_str(&m.purpose).ok_or_else(|| {
@@ -169,10 +179,7 @@ fn type_from(m: ct::Model) -> Result<ConsentType, ApiError> {
         })?,
         code: m.code,
         display_name: m.display_name,
-        channels: channels
-            .iter()
-            .filter_map(|c| Channel::parse_str(c))
-            .collect(),
+        channels: channels_from_json(m.channels),
         text: m.text,
         version: m.version,
         validity_days: m.validity_days,
@@ -467,6 +474,296 @@ pub async fn all_history(
         .collect())
 }
 
+/// A channel as the contract spells it.
+pub fn channel_to_proto(c: Channel) -> i32 {
+    use types::CommunicationChannel as C;
+    (match c {
+        Channel::Email => C::Email,
+        Channel::Sms => C::Sms,
+        Channel::Push => C::Push,
+        Channel::Viber => C::Viber,
+    }) as i32
+}
+
+/// The ConsentChanged event of a customer's consent on `t` entering `state`.
+pub fn consent_changed(
+    t: &ConsentType,
+    customer_id: Uuid,
+    state: ConsentState,
+) -> ev::ConsentChanged {
+    ev::ConsentChanged {
+        customer_id: customer_id.to_string(),
+        consent_type_id: t.id.to_string(),
+        consent_type_code: t.code.clone(),
+        state: state.as_str().to_owned(),
+        purpose: t.purpose.as_str().to_owned(),
+        channels: t.channels.iter().map(|c| channel_to_proto(*c)).collect(),
+    }
+}
+
+/// Writes what [`decide`] answered for a customer's consent on `t` (`current` being the
+/// consent it decided on): the history entry; and when the decision is the newest, the
+/// current consent and ConsentChanged through the outbox, in the caller's transaction.
+/// Returns the consent current afterwards.
+pub async fn record_outcome(
+    txn: &impl ConnectionTrait,
+    partner_id: Uuid,
+    t: &ConsentType,
+    current: Option<Consent>,
+    outcome: Outcome,
+) -> Result<Option<Consent>, ApiError> {
+    let Outcome::Recorded {
+        entry,
+        current: next,
+    } = outcome
+    else {
+        return Ok(current);
+    };
+    append_history(txn, partner_id, &entry).await?;
+    let Some(next) = next else {
+        return Ok(current);
+    };
+    put_consent(txn, partner_id, &next).await?;
+    let event = consent_changed(t, entry.customer_id, entry.new_state);
+    events::enqueue(txn, Some(partner_id), &event).await?;
+    Ok(Some(next))
+}
+
+/// Withdraws every granted marketing consent of the customer whose type covers `channel`
+/// (a type without channels covers all), as WithdrawConsent would: a history entry from
+/// `UNSUBSCRIBE_SOURCE` with `note`, the current consent and ConsentChanged, in `txn`.
+/// Consents to other purposes stay; a consent that is not granted changes nothing (an
+/// expired grant is withdrawn, keeping the explicit "no"). Returns how many were withdrawn.
+pub async fn withdraw_marketing(
+    txn: &impl ConnectionTrait,
+    partner_id: Uuid,
+    customer_id: Uuid,
+    channel: Channel,
+    at: DateTime<Utc>,
+    note: &str,
+) -> Result<usize, ApiError> {
+    let types: Vec<ConsentType> = ct::Entity::find()
+        .filter(ct::Column::PartnerId.eq(partner_id))
+        .filter(ct::Column::Purpose.eq(Purpose::Marketing.as_str()))
+        .all(txn)
+        .await?
+        .into_iter()
+        .map(type_from)
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .filter(|t| t.permits_marketing_on(channel))
+        .collect();
+    if types.is_empty() {
+        return Ok(0);
+    }
+    let consents = consents_of(
+        txn,
+        partner_id,
+        customer_id,
+        Some(types.iter().map(|t| t.id).collect()),
+    )
+    .await?;
+    let request = DecisionRequest {
+        customer_id,
+        decision: Decision::Withdrawn,
+        text_version: 0,
+        source: UNSUBSCRIBE_SOURCE.to_owned(),
+        at,
+        note: note.to_owned(),
+        api_key_id: None,
+    };
+    let now = Utc::now();
+    let mut withdrawn = 0;
+    for current in consents {
+        if current.decision != Decision::Granted {
+            continue;
+        }
+        let Some(t) = types.iter().find(|t| t.id == current.consent_type_id) else {
+            continue;
+        };
+        let outcome = decide(t, Some(&current), &request, now)
+            .map_err(|e| ApiError::Internal(anyhow::anyhow!("withdrawing {}: {e:?}", t.code)))?;
+        if matches!(outcome, Outcome::Recorded { .. }) {
+            withdrawn += 1;
+        }
+        record_outcome(txn, partner_id, t, Some(current), outcome).await?;
+    }
+    Ok(withdrawn)
+}
+
+/// What CheckContactability reads about a batch of customers, in a constant number of
+/// queries whatever the batch size.
+#[derive(Debug, Default)]
+pub struct ContactFacts {
+    /// The partner's customers among those asked (unknown and other partners' are absent).
+    pub customers: HashMap<Uuid, ContactDetails>,
+    /// Their granted consents to data processing or marketing, with the type's purpose and
+    /// channels (expiry is for the domain to judge).
+    pub consents: HashMap<Uuid, Vec<HeldConsent>>,
+    /// Their stored email bounce states (read only when `with_bounces`).
+    pub bounces: HashMap<Uuid, BounceState>,
+}
+
+/// Reads the [`ContactFacts`] of `ids`: the customers, their consents joined with the
+/// consent types, and (when `with_bounces`) their bounce states; three queries at most,
+/// run concurrently.
+pub async fn contact_facts(
+    conn: &impl ConnectionTrait,
+    partner_id: Uuid,
+    ids: &[Uuid],
+    with_bounces: bool,
+) -> Result<ContactFacts, ApiError> {
+    if ids.is_empty() {
+        return Ok(ContactFacts::default());
+    }
+    let bounces = async {
+        if with_bounces {
+            bounce_states(conn, partner_id, ids).await
+        } else {
+            Ok(HashMap::new())
+        }
+    };
+    let (customers, consents, bounces) = futures::try_join!(
+        contact_details(conn, partner_id, ids),
+        held_consents(conn, partner_id, ids),
+        bounces,
+    )?;
+    Ok(ContactFacts {
+        customers,
+        consents,
+        bounces,
+    })
+}
+
+/// Names, addresses and states of the partner's customers among `ids`, in one query.
+pub async fn contact_details(
+    conn: &impl ConnectionTrait,
+    partner_id: Uuid,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, ContactDetails>, ApiError> {
+    use super::entities::customers as cu;
+    let rows: Vec<(Uuid, String, String, String, String, String)> = cu::Entity::find()
+        .select_only()
+        .columns([
+            cu::Column::Id,
+            cu::Column::State,
+            cu::Column::FirstName,
+            cu::Column::LastName,
+            cu::Column::Email,
+            cu::Column::Phone,
+        ])
+        .filter(cu::Column::PartnerId.eq(partner_id))
+        .filter(cu::Column::Id.is_in(ids.iter().copied()))
+        .into_tuple()
+        .all(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, state, first_name, last_name, email, phone)| {
+            let details = ContactDetails {
+                customer_id: id,
+                state: CustomerState::parse_str(&state),
+                first_name,
+                last_name,
+                email,
+                phone,
+            };
+            (id, details)
+        })
+        .collect())
+}
+
+/// A granted consent joined with its type's purpose and channels.
+#[derive(Debug, FromQueryResult)]
+struct HeldRow {
+    customer_id: Uuid,
+    consent_type_id: Uuid,
+    state: String,
+    text_version: i32,
+    source: String,
+    changed_at: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
+    purpose: String,
+    channels: serde_json::Value,
+}
+
+/// The granted consents to data processing or marketing of the customers `ids`, each with
+/// its type's purpose and channels, by customer: one query joining consents and consent
+/// types. Whether a grant has expired is left to [`Consent::state_at`].
+pub async fn held_consents(
+    conn: &impl ConnectionTrait,
+    partner_id: Uuid,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, Vec<HeldConsent>>, ApiError> {
+    let rows = cs::Entity::find()
+        .select_only()
+        .columns([
+            cs::Column::CustomerId,
+            cs::Column::ConsentTypeId,
+            cs::Column::State,
+            cs::Column::TextVersion,
+            cs::Column::Source,
+            cs::Column::ChangedAt,
+            cs::Column::ExpiresAt,
+        ])
+        .columns([ct::Column::Purpose, ct::Column::Channels])
+        .join(
+            JoinType::InnerJoin,
+            cs::Entity::belongs_to(ct::Entity)
+                .from(cs::Column::ConsentTypeId)
+                .to(ct::Column::Id)
+                .into(),
+        )
+        .filter(cs::Column::PartnerId.eq(partner_id))
+        .filter(ct::Column::PartnerId.eq(partner_id))
+        .filter(cs::Column::CustomerId.is_in(ids.iter().copied()))
+        .filter(cs::Column::State.eq(Decision::Granted.as_str()))
+        .filter(ct::Column::Purpose.is_in([
+            Purpose::DataProcessing.as_str(),
+            Purpose::Marketing.as_str(),
+        ]))
+        .into_model::<HeldRow>()
+        .all(conn)
+        .await?;
+    let mut held: HashMap<Uuid, Vec<HeldConsent>> = HashMap::new();
+    for r in rows {
+        let Some(purpose) = Purpose::parse_str(&r.purpose) else {
+            continue;
+        };
+        held.entry(r.customer_id).or_default().push(HeldConsent {
+            purpose,
+            channels: channels_from_json(r.channels),
+            consent: Consent {
+                customer_id: r.customer_id,
+                consent_type_id: r.consent_type_id,
+                decision: Decision::parse_str(&r.state).unwrap_or(Decision::Withdrawn),
+                text_version: r.text_version,
+                source: r.source,
+                changed_at: r.changed_at,
+                expires_at: r.expires_at,
+            },
+        });
+    }
+    Ok(held)
+}
+
+/// The stored bounce states of the customers `ids` (whatever address each was recorded
+/// for), in one query.
+pub async fn bounce_states(
+    conn: &impl ConnectionTrait,
+    partner_id: Uuid,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, BounceState>, ApiError> {
+    Ok(bs::Entity::find()
+        .filter(bs::Column::PartnerId.eq(partner_id))
+        .filter(bs::Column::CustomerId.is_in(ids.iter().copied()))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|m| (m.customer_id, bounce_from(m)))
+        .collect())
+}
+
 fn bounce_from(m: bs::Model) -> BounceState {
     BounceState {
         customer_id: m.customer_id,
@@ -702,11 +999,17 @@ pub async fn apply_delivery(
 /// Fully-qualified names of the campaigns events the delivery feedback applies.
 pub const MESSAGE_BOUNCED: &str = "loyalty.events.v1.MessageBounced";
 pub const MESSAGE_DELIVERED: &str = "loyalty.events.v1.MessageDelivered";
+pub const MESSAGE_UNSUBSCRIBED: &str = "loyalty.events.v1.MessageUnsubscribed";
 
-/// Applies campaigns' delivery events to email bounce states: MessageBounced counts a bounce
-/// (keyed by the event id and the message id, so a bounce also reported through
-/// RecordEmailBounce counts once), MessageDelivered ends a run of soft bounces. Events of
-/// other channels, unknown customers or other addresses change nothing.
+/// How many merges an unsubscribe follows from the account a message was sent to.
+const MAX_MERGE_HOPS: usize = 8;
+
+/// Applies campaigns' delivery events: MessageBounced counts a bounce into the email bounce
+/// state (keyed by the event id and the message id, so a bounce also reported through
+/// RecordEmailBounce counts once), MessageDelivered ends a run of soft bounces (events of
+/// other channels, unknown customers or other addresses change nothing), and
+/// MessageUnsubscribed withdraws the customer's marketing consents covering the message's
+/// channel (see [`withdraw_marketing`]; consents to data processing stay).
 pub struct DeliveryFeedback {
     store: Store,
 }
@@ -714,6 +1017,78 @@ pub struct DeliveryFeedback {
 impl DeliveryFeedback {
     pub fn new(store: Store) -> Self {
         DeliveryFeedback { store }
+    }
+
+    /// The live account of `customer_id`: the account itself, or the one it was merged into
+    /// (the consents moved there); `None` for an unknown customer.
+    async fn live_account(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        partner_id: Uuid,
+        customer_id: Uuid,
+    ) -> Result<Option<Customer>, ApiError> {
+        let mut customer = self.store.customer(txn, partner_id, customer_id).await?;
+        for _ in 0..MAX_MERGE_HOPS {
+            match customer.as_ref().and_then(|c| c.merged_into) {
+                Some(survivor) => {
+                    customer = self.store.customer(txn, partner_id, survivor).await?;
+                }
+                None => break,
+            }
+        }
+        Ok(customer)
+    }
+
+    /// Withdraws the marketing consents an unsubscribe link asked to withdraw.
+    async fn unsubscribed(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        partner_id: Uuid,
+        event: &EventEnvelope,
+    ) -> anyhow::Result<()> {
+        let Ok(u) = ev::MessageUnsubscribed::decode(event.payload.as_slice()) else {
+            tracing::warn!(event_id = %event.event_id, "undecodable MessageUnsubscribed; skipped");
+            return Ok(());
+        };
+        let Some(channel) = Channel::parse_str(&u.channel.trim().to_ascii_lowercase()) else {
+            tracing::warn!(
+                event_id = %event.event_id,
+                channel = %u.channel,
+                "MessageUnsubscribed of an unknown channel; skipped"
+            );
+            return Ok(());
+        };
+        let Ok(customer_id) = Uuid::try_parse(&u.customer_id) else {
+            return Ok(());
+        };
+        let Some(customer) = self.live_account(txn, partner_id, customer_id).await? else {
+            return Ok(());
+        };
+        // When the customer clicked, to the microsecond; never later than now, so a grant
+        // given after this withdrawal is applied stays the newest decision.
+        let now = now_micros();
+        let at = event
+            .occur_time
+            .as_ref()
+            .and_then(from_timestamp)
+            .and_then(|t| DateTime::from_timestamp_micros(t.timestamp_micros()))
+            .map_or(now, |t| t.min(now));
+        let mut note = "unsubscribe link".to_owned();
+        if !u.message_id.is_empty() {
+            note.push_str(&format!(" of message {}", u.message_id));
+        }
+        if !u.campaign_id.is_empty() {
+            note.push_str(&format!(" (campaign {})", u.campaign_id));
+        }
+        let withdrawn =
+            withdraw_marketing(txn, partner_id, customer.id, channel, at, &note).await?;
+        tracing::debug!(
+            event_id = %event.event_id,
+            customer_id = %customer.id,
+            withdrawn,
+            "unsubscribe applied"
+        );
+        Ok(())
     }
 }
 
@@ -724,7 +1099,10 @@ fn is_email_channel(channel: &str) -> bool {
 #[async_trait::async_trait]
 impl EventHandler for DeliveryFeedback {
     fn handles(&self, event_type: &str) -> bool {
-        event_type == MESSAGE_BOUNCED || event_type == MESSAGE_DELIVERED
+        matches!(
+            event_type,
+            MESSAGE_BOUNCED | MESSAGE_DELIVERED | MESSAGE_UNSUBSCRIBED
+        )
     }
 
     async fn apply(
@@ -736,6 +1114,9 @@ impl EventHandler for DeliveryFeedback {
             tracing::warn!(event_id = %event.event_id, "delivery event without a partner; skipped");
             return Ok(());
         };
+        if event.event_type == MESSAGE_UNSUBSCRIBED {
+            return self.unsubscribed(txn, partner_id, event).await;
+        }
         let (customer_id, channel, bounce) = if event.event_type == MESSAGE_BOUNCED {
             let Ok(b) = ev::MessageBounced::decode(event.payload.as_slice()) else {
                 tracing::warn!(event_id = %event.event_id, "undecodable MessageBounced; skipped");
@@ -786,6 +1167,11 @@ impl EventHandler for DeliveryFeedback {
 mod tests {
     //! Against a real PostgreSQL database, migrated with the identity Migrator.
     use std::collections::BTreeMap;
+
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
 
     use chrono::Duration;
     use loyalty_platform::entities::outbox;
@@ -1204,5 +1590,478 @@ mod tests {
                 .note
                 .is_empty()
         );
+    }
+
+    /// A migrated in-memory SQLite database on one connection (every connection would
+    /// otherwise be its own database).
+    async fn sqlite() -> DatabaseConnection {
+        let mut opts = sea_orm::ConnectOptions::new("sqlite::memory:");
+        opts.max_connections(1).min_connections(1);
+        let db = Database::connect(opts).await.expect("sqlite");
+        crate::migration::Migrator::up(&db, None)
+            .await
+            .expect("migrate");
+        db
+    }
+
+    async fn person(
+        db: &DatabaseConnection,
+        partner_id: Uuid,
+        first_name: &str,
+        email: &str,
+        phone: &str,
+        state: CustomerState,
+    ) -> Customer {
+        let mut c = Customer::new(
+            partner_id,
+            CustomerProfile {
+                first_name: first_name.into(),
+                last_name: "Nováková".into(),
+                email: email.into(),
+                phone: phone.into(),
+                ..Default::default()
+            },
+            now_micros(),
+        );
+        c.state = state;
+        Store::new(db.clone())
+            .insert_customer(db, &c)
+            .await
+            .expect("customer");
+        c
+    }
+
+    async fn typed(
+        db: &DatabaseConnection,
+        partner_id: Uuid,
+        code: &str,
+        purpose: Purpose,
+        channels: &[Channel],
+    ) -> ConsentType {
+        let t = ConsentType {
+            purpose,
+            channels: channels.to_vec(),
+            ..consent_type(code)
+        };
+        insert_type(db, partner_id, &t).await.expect("type");
+        t
+    }
+
+    /// The customer's current consent on `t`: granted (expiring at `expires_at`) or withdrawn.
+    async fn decided(
+        db: &DatabaseConnection,
+        partner_id: Uuid,
+        customer_id: Uuid,
+        t: &ConsentType,
+        decision: Decision,
+        expires_at: Option<DateTime<Utc>>,
+    ) {
+        let at = now_micros() - Duration::days(10);
+        put_consent(
+            db,
+            partner_id,
+            &Consent {
+                customer_id,
+                consent_type_id: t.id,
+                decision,
+                text_version: 1,
+                source: "eshop".into(),
+                changed_at: at,
+                expires_at,
+            },
+        )
+        .await
+        .expect("consent");
+    }
+
+    /// `db` with a callback counting the statements run through it.
+    fn counting(db: &DatabaseConnection) -> (DatabaseConnection, Arc<AtomicUsize>) {
+        let count = Arc::new(AtomicUsize::new(0));
+        let mut counted = db.clone();
+        let seen = count.clone();
+        counted.set_metric_callback(move |_| {
+            seen.fetch_add(1, Ordering::SeqCst);
+        });
+        (counted, count)
+    }
+
+    async fn contact_facts_read_a_batch_in_three_queries_scoped_by_partner(db: DatabaseConnection) {
+        let partner_id = Uuid::now_v7();
+        let rival = Uuid::now_v7();
+        let gdpr = typed(&db, partner_id, "gdpr", Purpose::DataProcessing, &[]).await;
+        let newsletter = typed(
+            &db,
+            partner_id,
+            "newsletter",
+            Purpose::Marketing,
+            &[Channel::Email],
+        )
+        .await;
+        let profiling = typed(&db, partner_id, "profiling", Purpose::Profiling, &[]).await;
+        let rivals_gdpr = typed(&db, rival, "gdpr", Purpose::DataProcessing, &[]).await;
+
+        let active = CustomerState::Active;
+        let jana = person(&db, partner_id, "Jana", "jana@example.com", "", active).await;
+        let petr = person(&db, partner_id, "Petr", "", "+420777123456", active).await;
+        let eva = person(&db, partner_id, "Eva", "eva@example.com", "", active).await;
+        let gone = person(&db, partner_id, "", "", "", CustomerState::Erased).await;
+        let foreign = person(&db, rival, "Ivan", "ivan@example.com", "", active).await;
+        let expired = Some(now_micros() - Duration::days(1));
+        for t in [&gdpr, &newsletter, &profiling] {
+            decided(&db, partner_id, jana.id, t, Decision::Granted, None).await;
+        }
+        decided(&db, partner_id, petr.id, &gdpr, Decision::Granted, None).await;
+        decided(
+            &db,
+            partner_id,
+            petr.id,
+            &newsletter,
+            Decision::Withdrawn,
+            None,
+        )
+        .await;
+        decided(&db, partner_id, eva.id, &gdpr, Decision::Granted, expired).await;
+        decided(&db, partner_id, gone.id, &gdpr, Decision::Granted, None).await;
+        decided(
+            &db,
+            rival,
+            foreign.id,
+            &rivals_gdpr,
+            Decision::Granted,
+            None,
+        )
+        .await;
+        let mut hard = BounceState::clean(jana.id, "jana@example.com");
+        hard.record(BounceKind::Hard, now_micros());
+        put_bounce_state(&db, partner_id, &hard).await.unwrap();
+        let mut foreign_bounce = BounceState::clean(foreign.id, "ivan@example.com");
+        foreign_bounce.record(BounceKind::Hard, now_micros());
+        put_bounce_state(&db, rival, &foreign_bounce).await.unwrap();
+
+        let unknown = Uuid::now_v7();
+        let ids = [jana.id, petr.id, eva.id, gone.id, foreign.id, unknown];
+        let (counted, queries) = counting(&db);
+        let facts = contact_facts(&counted, partner_id, &ids, true)
+            .await
+            .unwrap();
+        assert_eq!(
+            queries.load(Ordering::SeqCst),
+            3,
+            "customers, consents, bounces"
+        );
+
+        let mut known: Vec<Uuid> = facts.customers.keys().copied().collect();
+        known.sort();
+        let mut expected = vec![jana.id, petr.id, eva.id, gone.id];
+        expected.sort();
+        assert_eq!(known, expected, "another partner's customer is not read");
+        let details = &facts.customers[&petr.id];
+        assert_eq!(
+            (details.first_name.as_str(), details.phone.as_str()),
+            ("Petr", "+420777123456")
+        );
+        assert_eq!(facts.customers[&gone.id].state, CustomerState::Erased);
+        let mut janas: Vec<(Purpose, Vec<Channel>)> = facts.consents[&jana.id]
+            .iter()
+            .map(|h| (h.purpose, h.channels.clone()))
+            .collect();
+        janas.sort_by_key(|(p, _)| p.as_str());
+        assert_eq!(
+            janas,
+            vec![
+                (Purpose::DataProcessing, vec![]),
+                (Purpose::Marketing, vec![Channel::Email]),
+            ],
+            "granted data processing and marketing consents only, with their type's channels"
+        );
+        assert_eq!(
+            facts.consents[&petr.id].len(),
+            1,
+            "the withdrawal is not read"
+        );
+        assert_eq!(
+            facts.consents[&eva.id][0].consent.expires_at, expired,
+            "expiry is for the domain to judge"
+        );
+        assert!(!facts.consents.contains_key(&foreign.id));
+        assert_eq!(facts.bounces.len(), 1);
+        assert!(facts.bounces[&jana.id].hard_bounced);
+
+        // The answers the domain gives on these facts.
+        let now = Utc::now();
+        let answer = |id: &Uuid, channel, purpose| {
+            contactability(
+                facts.customers.get(id),
+                facts.consents.get(id).map_or(&[][..], Vec::as_slice),
+                facts.bounces.get(id),
+                channel,
+                purpose,
+                now,
+            )
+        };
+        use crate::domain::consents::{ContactPurpose as P, ContactRefusal as R, contactability};
+        assert_eq!(
+            answer(&jana.id, Channel::Email, P::Marketing),
+            Err(R::EmailBounced)
+        );
+        assert_eq!(
+            answer(&jana.id, Channel::Push, P::Marketing),
+            Err(R::NoMarketingConsent),
+            "the newsletter is for email"
+        );
+        assert_eq!(
+            answer(&jana.id, Channel::Push, P::Service).map(|c| c.address),
+            Ok(jana.id.to_string())
+        );
+        assert_eq!(
+            answer(&petr.id, Channel::Sms, P::Marketing),
+            Err(R::NoMarketingConsent)
+        );
+        assert_eq!(
+            answer(&petr.id, Channel::Sms, P::Service).map(|c| c.address),
+            Ok("+420777123456".to_owned())
+        );
+        assert_eq!(
+            answer(&eva.id, Channel::Email, P::Service),
+            Err(R::NoDataProcessingConsent)
+        );
+        for id in [gone.id, foreign.id, unknown] {
+            assert_eq!(
+                answer(&id, Channel::Email, P::Service),
+                Err(R::UnknownCustomer)
+            );
+        }
+
+        // Bounce states are read only for email; a batch of 1,000 takes as many queries.
+        let (counted, queries) = counting(&db);
+        let without = contact_facts(&counted, partner_id, &ids, false)
+            .await
+            .unwrap();
+        assert!(without.bounces.is_empty());
+        assert_eq!(queries.load(Ordering::SeqCst), 2);
+        let mut thousand: Vec<Uuid> = (0..997).map(|_| Uuid::now_v7()).collect();
+        thousand.extend([jana.id, petr.id, eva.id]);
+        let (counted, queries) = counting(&db);
+        let big = contact_facts(&counted, partner_id, &thousand, true)
+            .await
+            .unwrap();
+        assert_eq!(big.customers.len(), 3);
+        assert_eq!(queries.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn contact_facts_read_a_batch_in_three_queries_scoped_by_partner_on_postgres() {
+        let (_test_db, db) = database().await;
+        contact_facts_read_a_batch_in_three_queries_scoped_by_partner(db).await;
+    }
+
+    #[tokio::test]
+    async fn contact_facts_read_a_batch_in_three_queries_scoped_by_partner_on_sqlite() {
+        contact_facts_read_a_batch_in_three_queries_scoped_by_partner(sqlite().await).await;
+    }
+
+    fn unsubscribed(customer_id: Uuid, channel: &str) -> Vec<u8> {
+        ev::MessageUnsubscribed {
+            message_id: Uuid::now_v7().to_string(),
+            customer_id: customer_id.to_string(),
+            channel: channel.into(),
+            campaign_id: "c-1".into(),
+        }
+        .encode_to_vec()
+    }
+
+    async fn consent_changes(db: &DatabaseConnection) -> Vec<ev::ConsentChanged> {
+        outbox::Entity::find()
+            .filter(outbox::Column::EventType.eq("loyalty.events.v1.ConsentChanged"))
+            .all(db)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| ev::ConsentChanged::decode(m.payload.as_slice()).unwrap())
+            .collect()
+    }
+
+    async fn decision_of(
+        db: &DatabaseConnection,
+        partner_id: Uuid,
+        customer_id: Uuid,
+        t: &ConsentType,
+    ) -> Decision {
+        consent(db, partner_id, customer_id, t.id)
+            .await
+            .unwrap()
+            .expect("a consent")
+            .decision
+    }
+
+    async fn an_unsubscribe_withdraws_the_marketing_consents_covering_its_channel_once(
+        db: DatabaseConnection,
+    ) {
+        let partner_id = Uuid::now_v7();
+        let jana = person(
+            &db,
+            partner_id,
+            "Jana",
+            "jana@example.com",
+            "+420777123456",
+            CustomerState::Active,
+        )
+        .await;
+        let gdpr = typed(&db, partner_id, "gdpr", Purpose::DataProcessing, &[]).await;
+        let newsletter = typed(
+            &db,
+            partner_id,
+            "newsletter",
+            Purpose::Marketing,
+            &[Channel::Email],
+        )
+        .await;
+        let everywhere = typed(&db, partner_id, "everywhere", Purpose::Marketing, &[]).await;
+        let sms = typed(&db, partner_id, "sms", Purpose::Marketing, &[Channel::Sms]).await;
+        let never = typed(
+            &db,
+            partner_id,
+            "never",
+            Purpose::Marketing,
+            &[Channel::Email],
+        )
+        .await;
+        for t in [&gdpr, &newsletter, &everywhere, &sms] {
+            decided(&db, partner_id, jana.id, t, Decision::Granted, None).await;
+        }
+        let handler = DeliveryFeedback::new(Store::new(db.clone()));
+
+        let email = envelope(
+            partner_id,
+            MESSAGE_UNSUBSCRIBED,
+            unsubscribed(jana.id, "email"),
+        );
+        apply(&db, &handler, &email).await;
+        for (t, expected) in [
+            (&newsletter, Decision::Withdrawn),
+            (&everywhere, Decision::Withdrawn),
+            (&sms, Decision::Granted),
+            (&gdpr, Decision::Granted),
+        ] {
+            assert_eq!(
+                decision_of(&db, partner_id, jana.id, t).await,
+                expected,
+                "{}",
+                t.code
+            );
+        }
+        assert!(
+            consent(&db, partner_id, jana.id, never.id)
+                .await
+                .unwrap()
+                .is_none(),
+            "nothing to withdraw, nothing recorded"
+        );
+        let history = all_history(&db, partner_id, jana.id).await.unwrap();
+        assert_eq!(history.len(), 2);
+        for e in &history {
+            assert_eq!(e.source, UNSUBSCRIBE_SOURCE);
+            assert_eq!(
+                (e.previous_state, e.new_state),
+                (ConsentState::Granted, ConsentState::Withdrawn)
+            );
+            assert!(e.note.contains("unsubscribe link"), "{}", e.note);
+            assert_eq!(e.api_key_id, None);
+        }
+        let mut changed: Vec<(String, String)> = consent_changes(&db)
+            .await
+            .into_iter()
+            .map(|e| (e.consent_type_code, e.state))
+            .collect();
+        changed.sort();
+        assert_eq!(
+            changed,
+            vec![
+                ("everywhere".to_owned(), "withdrawn".to_owned()),
+                ("newsletter".to_owned(), "withdrawn".to_owned()),
+            ]
+        );
+
+        // The same event again (should the consumer's own record fail), and another
+        // unsubscribe of the same channel, change nothing: those consents are not granted.
+        apply(&db, &handler, &email).await;
+        let again = envelope(
+            partner_id,
+            MESSAGE_UNSUBSCRIBED,
+            unsubscribed(jana.id, "EMAIL"),
+        );
+        apply(&db, &handler, &again).await;
+        assert_eq!(
+            all_history(&db, partner_id, jana.id).await.unwrap().len(),
+            2
+        );
+        assert_eq!(consent_changes(&db).await.len(), 2);
+
+        // Unknown customers, other partners, unknown channels and garbage change nothing.
+        for e in [
+            envelope(
+                partner_id,
+                MESSAGE_UNSUBSCRIBED,
+                unsubscribed(Uuid::now_v7(), "sms"),
+            ),
+            envelope(
+                Uuid::now_v7(),
+                MESSAGE_UNSUBSCRIBED,
+                unsubscribed(jana.id, "sms"),
+            ),
+            envelope(
+                partner_id,
+                MESSAGE_UNSUBSCRIBED,
+                unsubscribed(jana.id, "fax"),
+            ),
+            envelope(partner_id, MESSAGE_UNSUBSCRIBED, b"\xff\xff".to_vec()),
+        ] {
+            apply(&db, &handler, &e).await;
+        }
+        assert_eq!(
+            decision_of(&db, partner_id, jana.id, &sms).await,
+            Decision::Granted
+        );
+
+        // An unsubscribe from a message sent to an account since merged into Jana's
+        // withdraws Jana's consent (hers are the consents now).
+        let mut duplicate = person(&db, partner_id, "J", "", "", CustomerState::Merged).await;
+        duplicate.merged_into = Some(jana.id);
+        Store::new(db.clone())
+            .update_customer(&db, &duplicate, duplicate.updated_at)
+            .await
+            .unwrap();
+        let sms_unsubscribe = envelope(
+            partner_id,
+            MESSAGE_UNSUBSCRIBED,
+            unsubscribed(duplicate.id, "sms"),
+        );
+        apply(&db, &handler, &sms_unsubscribe).await;
+        assert_eq!(
+            decision_of(&db, partner_id, jana.id, &sms).await,
+            Decision::Withdrawn
+        );
+        assert_eq!(
+            decision_of(&db, partner_id, jana.id, &gdpr).await,
+            Decision::Granted,
+            "consent to data processing is never withdrawn by an unsubscribe"
+        );
+        assert_eq!(
+            all_history(&db, partner_id, jana.id).await.unwrap().len(),
+            3
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unsubscribe_withdraws_the_marketing_consents_covering_its_channel_once_on_postgres()
+    {
+        let (_test_db, db) = database().await;
+        an_unsubscribe_withdraws_the_marketing_consents_covering_its_channel_once(db).await;
+    }
+
+    #[tokio::test]
+    async fn an_unsubscribe_withdraws_the_marketing_consents_covering_its_channel_once_on_sqlite() {
+        an_unsubscribe_withdraws_the_marketing_consents_covering_its_channel_once(sqlite().await)
+            .await;
     }
 }
