@@ -102,6 +102,14 @@ impl Sender {
             }
         }
         let link_secret = link_secret.to_vec();
+        if !crate::domain::template::is_plain_url(&settings.unsubscribe_base_url)
+            || settings.unsubscribe_base_url.contains('?')
+        {
+            anyhow::bail!(
+                "delivery.unsubscribe_base_url must be an http(s) URL without a query, quotes, \
+                 spaces or angle brackets"
+            );
+        }
         Ok(Sender {
             store,
             adapters,
