@@ -29,7 +29,7 @@ pub struct Settings {
 
 /// The channel adapters of the campaigns service. A channel without an adapter cannot be
 /// sent; `file_path` sends every channel to a file instead (`loyalty dev`).
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct DeliverySettings {
     /// Email over SMTP (`LOYALTY_DELIVERY__SMTP__HOST`, ...).
     #[serde(default)]
@@ -62,6 +62,22 @@ pub struct DeliverySettings {
     /// appended (`LOYALTY_DELIVERY__UNSUBSCRIBE_BASE_URL`).
     #[serde(default = "default_unsubscribe_base_url")]
     pub unsubscribe_base_url: String,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        DeliverySettings {
+            smtp: None,
+            sms: None,
+            push: None,
+            viber: None,
+            file_path: None,
+            queue: QueueSettings::default(),
+            rate_per_second: Default::default(),
+            link_secret: None,
+            unsubscribe_base_url: default_unsubscribe_base_url(),
+        }
+    }
 }
 
 /// How the send queue's workers claim and retry messages.

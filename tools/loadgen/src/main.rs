@@ -20,6 +20,9 @@ enum Cmd {
     /// Create and recalculate a Flexi segment through SegmentationService, and run a
     /// hand-written statement for the same criterion; prints customers/s and their ratio.
     Flexi(loyalty_loadgen::flexi::Args),
+    /// Launch a campaign with vouchers to every customer of a seeded partner through the
+    /// file adapter and time it until SENT; prints messages/s against issue #8's goal.
+    Campaign(loyalty_loadgen::campaign::Args),
     /// The floor for one RPC on this machine: the same open or closed loop at a bare tonic
     /// server (the health service) started as a child process of this binary.
     Echo(loyalty_loadgen::echo::Args),
@@ -44,6 +47,12 @@ async fn main() -> anyhow::Result<()> {
         }
         Cmd::Flexi(args) => {
             loyalty_loadgen::flexi::run(args).await?;
+        }
+        Cmd::Campaign(args) => {
+            let report = loyalty_loadgen::campaign::run(args).await?;
+            if report.distinct_messages as i64 != report.sent_count {
+                anyhow::bail!("the outbox does not hold one message per sent message");
+            }
         }
         Cmd::Echo(args) => {
             loyalty_loadgen::echo::run(args).await?;
