@@ -2,6 +2,7 @@
 pub mod campaign;
 pub mod message;
 pub mod template;
+pub mod workflow;
 
 use std::collections::BTreeMap;
 
