@@ -45,9 +45,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         (Ok(identity), Some(key)) => sender::Sender::new(
             store::Store::new(infra.db.clone()),
             adapters,
-            identity,
-            infra.peer("segmentation").ok(),
-            infra.peer("rewards").ok(),
+            sender::Peers {
+                identity,
+                segmentation: infra.peer("segmentation").ok(),
+                rewards: infra.peer("rewards").ok(),
+            },
             key.clone(),
             &delivery::link_secret(&infra.settings).unwrap_or_default(),
             &infra.settings.delivery,

@@ -79,13 +79,19 @@ pub struct Sender {
     limiters: HashMap<Channel, Arc<DefaultDirectRateLimiter>>,
 }
 
+/// The services the workers call: identity always (consents at send time), segmentation
+/// for campaign audiences, rewards for campaign vouchers.
+pub struct Peers {
+    pub identity: GrpcChannel,
+    pub segmentation: Option<GrpcChannel>,
+    pub rewards: Option<GrpcChannel>,
+}
+
 impl Sender {
     pub fn new(
         store: Store,
         adapters: Adapters,
-        identity: GrpcChannel,
-        segmentation: Option<GrpcChannel>,
-        rewards: Option<GrpcChannel>,
+        peers: Peers,
         platform_key: SecretString,
         link_secret: &[u8],
         settings: &DeliverySettings,
@@ -113,9 +119,9 @@ impl Sender {
         Ok(Sender {
             store,
             adapters,
-            identity: IdentityServiceClient::new(identity),
-            segmentation: segmentation.map(SegmentationServiceClient::new),
-            rewards: rewards.map(RewardsServiceClient::new),
+            identity: IdentityServiceClient::new(peers.identity),
+            segmentation: peers.segmentation.map(SegmentationServiceClient::new),
+            rewards: peers.rewards.map(RewardsServiceClient::new),
             platform_key,
             queue: settings.queue.clone(),
             link_secret,
@@ -413,7 +419,12 @@ impl Sender {
                 continue;
             }
             let txn = self.store.db().begin().await?;
-            let tat = self.store.lock_throttle(&txn, c.id).await?;
+            // Only a throttled campaign's row is locked: replicas take turns on its clock.
+            let tat = if c.send_rate_per_minute > 0 {
+                self.store.lock_throttle(&txn, c.id).await?
+            } else {
+                None
+            };
             let (allowed, _) = message::throttle(
                 tat,
                 now,
@@ -528,14 +539,15 @@ impl Sender {
                 ));
                 continue;
             }
-            if !templates.contains_key(&m.message_template_id) {
+            if let std::collections::hash_map::Entry::Vacant(slot) =
+                templates.entry(m.message_template_id)
+            {
                 let t = self
                     .store
                     .template(partner_id, m.message_template_id)
                     .await?;
                 // A stored template parsed when it was saved.
-                let t = t.and_then(|t| t.compile().ok().map(|c| (t, c)));
-                templates.insert(m.message_template_id, t);
+                slot.insert(t.and_then(|t| t.compile().ok().map(|c| (t, c))));
             }
             let Some(Some((template, compiled))) = templates.get(&m.message_template_id) else {
                 outcomes.push((m.id, Outcome::Failed("the template was deleted".into())));

@@ -291,6 +291,14 @@ enum MessageRef {
     Provider(String),
 }
 
+/// A delivery event as it arrives, before it is applied.
+struct Incoming {
+    event_type: DeliveryEventType,
+    url: String,
+    diagnostic: String,
+    at: chrono::DateTime<Utc>,
+}
+
 /// Applies one delivery event to a message in `txn`: the message, the event row and the
 /// Message* event, or the rule it breaks.
 async fn apply_event(
@@ -298,11 +306,14 @@ async fn apply_event(
     txn: &DatabaseTransaction,
     partner_id: Uuid,
     target: &MessageRef,
-    event_type: DeliveryEventType,
-    url: String,
-    diagnostic: String,
-    at: chrono::DateTime<Utc>,
+    incoming: Incoming,
 ) -> Result<(DeliveryEvent, Message), ApiError> {
+    let Incoming {
+        event_type,
+        url,
+        diagnostic,
+        at,
+    } = incoming;
     let found = match target {
         MessageRef::Id(id) => store.message(txn, partner_id, *id).await?,
         MessageRef::Provider(p) => store.message_by_provider_id(txn, partner_id, p).await?,
@@ -482,10 +493,13 @@ impl CampaignsApi {
         let (event, message): (DeliveryEvent, Message) =
             idempotency::run(self.store.db(), scope, move |txn| {
                 Box::pin(async move {
-                    apply_event(
-                        &store, txn, partner_id, &target, event_type, url, diagnostic, at,
-                    )
-                    .await
+                    let incoming = Incoming {
+                        event_type,
+                        url,
+                        diagnostic,
+                        at,
+                    };
+                    apply_event(&store, txn, partner_id, &target, incoming).await
                 })
             })
             .await?;
@@ -547,17 +561,13 @@ impl CampaignsApi {
         let (_, message): (DeliveryEvent, Message) =
             idempotency::run(self.store.db(), scope, move |txn| {
                 Box::pin(async move {
-                    apply_event(
-                        &store,
-                        txn,
-                        partner_id,
-                        &MessageRef::Id(id),
-                        DeliveryEventType::Unsubscribe,
-                        String::new(),
-                        "unsubscribe link".into(),
-                        Utc::now(),
-                    )
-                    .await
+                    let incoming = Incoming {
+                        event_type: DeliveryEventType::Unsubscribe,
+                        url: String::new(),
+                        diagnostic: "unsubscribe link".into(),
+                        at: Utc::now(),
+                    };
+                    apply_event(&store, txn, partner_id, &MessageRef::Id(id), incoming).await
                 })
             })
             .await?;

@@ -289,7 +289,7 @@ async fn queue(db: DatabaseConnection) {
             .list_delivery_events(partner, sent.id, 10, None)
             .await
             .unwrap(),
-        [e.clone()]
+        std::slice::from_ref(&e)
     );
     assert!(
         store
