@@ -10,8 +10,8 @@ use loyalty_proto::{
     campaigns::v1 as pb, identity::v1 as identity, segmentation::v1 as seg, types::v1 as types,
 };
 use loyalty_testkit::{
-    Backend, Suite, authed, email_newsletter, error_reason, eventually, grant_consent,
-    violated_fields,
+    Backend, REDIS_URL, Suite, SuiteOptions, authed, email_newsletter, error_reason, eventually,
+    grant_consent, violated_fields,
 };
 use tonic::Code;
 
@@ -63,7 +63,14 @@ fn campaign(name: &str, template_id: &str, audience_id: &str) -> pb::Campaign {
 #[tokio::test(flavor = "multi_thread")]
 async fn drafts_target_the_partners_audiences_and_templates_of_their_channel() -> anyhow::Result<()>
 {
-    let suite = Suite::start(Backend::Postgres).await?;
+    // Launches need an adapter for the channel: email goes to a file here.
+    let files = tempfile::tempdir()?;
+    let options = SuiteOptions::default().env(
+        "campaigns",
+        "LOYALTY_DELIVERY__FILE_PATH",
+        files.path().join("outbox.jsonl").display().to_string(),
+    );
+    let suite = Suite::start_with(Backend::Postgres, REDIS_URL, &options).await?;
     let roles = [
         identity::Role::Marketing,
         identity::Role::Support,
