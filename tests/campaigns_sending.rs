@@ -67,6 +67,33 @@ async fn customer(
         .id)
 }
 
+/// What a campaign needs of its recipients (glossary): the consent type `gdpr` to personal
+/// data processing, and a marketing consent type `code` for `channel`; answers both ids.
+async fn consent_types(
+    identity: &mut Identity,
+    key: &str,
+    code: &str,
+    channel: types::CommunicationChannel,
+) -> anyhow::Result<(String, String)> {
+    let gdpr = consent_type(
+        identity,
+        key,
+        "gdpr",
+        identity::ConsentPurpose::DataProcessing,
+        &[],
+    )
+    .await?;
+    let marketing = consent_type(
+        identity,
+        key,
+        code,
+        identity::ConsentPurpose::Marketing,
+        &[channel],
+    )
+    .await?;
+    Ok((gdpr, marketing))
+}
+
 /// An audience of everyone in Praha on `channel`, once it has `members` members (segmentation
 /// learns consents from identity's events, so it may take a moment).
 async fn audience(
@@ -246,20 +273,11 @@ async fn campaigns_reach_consenting_members_and_track_their_responses() -> anyho
     let segmentation = suite.segmentation().await?;
     let mut campaigns = suite.campaigns().await?;
 
-    let gdpr = consent_type(
-        &mut identity,
-        &key,
-        "gdpr",
-        identity::ConsentPurpose::DataProcessing,
-        &[],
-    )
-    .await?;
-    let newsletter = consent_type(
+    let (gdpr, newsletter) = consent_types(
         &mut identity,
         &key,
         "newsletter",
-        identity::ConsentPurpose::Marketing,
-        &[types::CommunicationChannel::Email],
+        types::CommunicationChannel::Email,
     )
     .await?;
     let mut people = BTreeMap::new();
@@ -679,20 +697,11 @@ async fn a_campaign_survives_kill_9_and_every_recipient_gets_one_message() -> an
     let mut identity = suite.identity().await?;
     let segmentation = suite.segmentation().await?;
     let mut campaigns = suite.campaigns().await?;
-    let gdpr = consent_type(
-        &mut identity,
-        &key,
-        "gdpr",
-        identity::ConsentPurpose::DataProcessing,
-        &[],
-    )
-    .await?;
-    let texts = consent_type(
+    let (gdpr, texts) = consent_types(
         &mut identity,
         &key,
         "texts",
-        identity::ConsentPurpose::Marketing,
-        &[types::CommunicationChannel::Sms],
+        types::CommunicationChannel::Sms,
     )
     .await?;
     let mut phones = BTreeMap::new();
