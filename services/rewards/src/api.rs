@@ -430,6 +430,11 @@ impl RewardsService for RewardsApi {
         vouchers::generate(self, request).await
     }
 
+    loyalty_platform::rpcs_not_yet_implemented! {
+        "lands with issue #8 (campaign vouchers issued in batches)";
+        issue_vouchers(pb::IssueVouchersRequest) -> pb::IssueVouchersResponse;
+    }
+
     async fn create_campaign_product(
         &self,
         request: Request<pb::CreateCampaignProductRequest>,
