@@ -333,7 +333,7 @@ async fn campaigns_reach_consenting_members_and_track_their_responses() -> anyho
     )
     .await?;
     let done = sent(&campaigns, &key, &launched.id).await?;
-    let stats = done.statistics.clone().expect("statistics");
+    let stats = done.statistics.expect("statistics");
     assert_eq!(
         (stats.target_count, stats.sent_count, stats.suppressed_count),
         (3, 2, 1),
