@@ -430,9 +430,12 @@ impl RewardsService for RewardsApi {
         vouchers::generate(self, request).await
     }
 
-    loyalty_platform::rpcs_not_yet_implemented! {
-        "lands with issue #8 (campaign vouchers issued in batches)";
-        issue_vouchers(pb::IssueVouchersRequest) -> pb::IssueVouchersResponse;
+    #[tracing::instrument(skip_all)]
+    async fn issue_vouchers(
+        &self,
+        request: Request<pb::IssueVouchersRequest>,
+    ) -> Result<Response<pb::IssueVouchersResponse>, Status> {
+        vouchers::issue_batch(self, request).await
     }
 
     async fn create_campaign_product(

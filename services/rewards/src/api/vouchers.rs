@@ -22,7 +22,9 @@ use crate::{
         payments::{PriceDue, keys, points_at_issue, points_at_redemption, price_due},
         vouchers::{
             CodeRequest, CodeSpec, ShownState, Usage, Voucher, VoucherRules, VoucherSource,
-            VoucherState, normalise_code, reason, valid_code, voucher_validity,
+            VoucherState,
+            batch::{BatchAnswer, BatchOrder, BatchRequest},
+            normalise_code, reason, valid_code, voucher_validity,
         },
     },
     store::{
@@ -529,6 +531,64 @@ pub(super) async fn issue(
     Ok(Response::new(pb::IssueVoucherResponse {
         voucher: Some(shown_to_proto(&shown)),
     }))
+}
+
+/// IssueVouchers: authorize (as IssueVoucher, so also the campaigns service acting for the
+/// partner), check the request, issue in one transaction, answer per recipient in order.
+pub(super) async fn issue_batch(
+    api: &RewardsApi,
+    request: Request<pb::IssueVouchersRequest>,
+) -> Result<Response<pb::IssueVouchersResponse>, Status> {
+    let partner_id = principal(&request)?.partner_with_role(ISSUERS)?;
+    let req = request.into_inner();
+    let mut v = Violations::new();
+    let requested_until = parse_time(&mut v, "valid_until_time", req.valid_until_time.as_ref());
+    let order = BatchOrder::parse(
+        &mut v,
+        &BatchRequest {
+            reward_id: &req.reward_id,
+            customer_ids: &req.customer_ids,
+            source: source_from_proto(req.source),
+            source_id: &req.source_id,
+            requested_until,
+        },
+        Utc::now(),
+    );
+    v.into_result()?;
+    let txn = loyalty_platform::db::begin_write(&api.db)
+        .await
+        .map_err(ApiError::from)?;
+    let answers = vstore::batch::issue(&txn, partner_id, &order, Utc::now()).await?;
+    txn.commit().await.map_err(ApiError::from)?;
+    Ok(Response::new(pb::IssueVouchersResponse {
+        vouchers: req
+            .customer_ids
+            .into_iter()
+            .zip(answers)
+            .map(|(customer_id, answer)| issued_to_proto(customer_id, answer))
+            .collect(),
+    }))
+}
+
+fn issued_to_proto(customer_id: String, answer: BatchAnswer) -> pb::IssuedVoucher {
+    match answer {
+        BatchAnswer::Issued {
+            voucher,
+            newly_issued,
+        } => pb::IssuedVoucher {
+            customer_id,
+            voucher_id: voucher.id.to_string(),
+            code: voucher.code,
+            refusal_reason: String::new(),
+            newly_issued,
+            valid_until_time: voucher.validity.until.map(to_timestamp),
+        },
+        BatchAnswer::Refused(reason) => pb::IssuedVoucher {
+            customer_id,
+            refusal_reason: reason.to_owned(),
+            ..Default::default()
+        },
+    }
 }
 
 pub(super) async fn get(

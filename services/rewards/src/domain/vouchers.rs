@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::Validity;
 
+pub mod batch;
 pub mod codes;
 
 /// Reasons (ErrorInfo) of a refused voucher use.
@@ -23,6 +24,8 @@ pub mod reason {
     pub const NOT_REDEEMED: &str = "VOUCHER_NOT_REDEEMED";
     pub const TRANSACTION_MISMATCH: &str = "TRANSACTION_MISMATCH";
     pub const REWARD_NOT_ACTIVE: &str = "REWARD_NOT_ACTIVE";
+    /// IssueVouchers of a reward that is not a CAMPAIGN reward.
+    pub const REWARD_NOT_CAMPAIGN: &str = "REWARD_NOT_CAMPAIGN";
     pub const LIMIT_REACHED: &str = "VOUCHER_LIMIT_REACHED";
     pub const CODE_SPACE_EXHAUSTED: &str = "CODE_SPACE_EXHAUSTED";
     pub const POINTS_PAYMENT_UNAVAILABLE: &str = "POINTS_PAYMENT_UNAVAILABLE";

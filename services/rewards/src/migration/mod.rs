@@ -13,6 +13,7 @@ mod m0010_voucher_codes_narrow;
 mod m0012_offer_vouchers_referrals;
 mod m0013_scheme_sign_up_segments;
 mod m0014_generation_code_spec;
+mod m0015_voucher_batch_issue;
 
 loyalty_platform::migrator![
     InitialSchema,
@@ -28,6 +29,7 @@ loyalty_platform::migrator![
     m0012_offer_vouchers_referrals::OfferVouchersReferrals,
     m0013_scheme_sign_up_segments::SchemeSignUpSegments,
     m0014_generation_code_spec::GenerationCodeSpec,
+    m0015_voucher_batch_issue::VoucherBatchIssue,
 ];
 
 struct InitialSchema;

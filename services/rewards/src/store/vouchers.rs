@@ -481,6 +481,7 @@ pub struct GeneratedBatch {
     pub issued_at: DateTime<Utc>,
 }
 
+pub mod batch;
 pub mod generated;
 
 /// A voucher to issue to a customer (or, for gift rewards, to a recipient): what IssueVoucher

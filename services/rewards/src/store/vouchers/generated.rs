@@ -181,6 +181,86 @@ pub async fn code_taken(
         }))
 }
 
+/// The partner's generations (complete or still being written) whose codes a spec can draw:
+/// what a batch of newly drawn codes is checked against, read once per batch.
+#[derive(Debug, Clone)]
+pub struct OverlappingGenerations {
+    ids: Vec<Uuid>,
+    code_len: usize,
+}
+
+impl OverlappingGenerations {
+    /// One query: the partner's generations of `spec`'s code length whose stored spec can draw
+    /// one of its codes (a generation without a stored spec may hold any code of its length).
+    pub async fn read(
+        conn: &impl ConnectionTrait,
+        partner_id: Uuid,
+        spec: &CodeSpec,
+    ) -> Result<Self, ApiError> {
+        let code_len = spec.code_len();
+        let gens: Vec<(Uuid, Option<String>)> = generations::Entity::find()
+            .select_only()
+            .column(generations::Column::Id)
+            .column(generations::Column::CodeSpec)
+            .filter(generations::Column::PartnerId.eq(partner_id))
+            .filter(generations::Column::CodeLen.eq(code_len as i32))
+            .into_tuple()
+            .all(conn)
+            .await?;
+        let ids = gens
+            .into_iter()
+            .filter(|(_, stored)| {
+                stored
+                    .as_deref()
+                    .and_then(CodeSpec::from_stored)
+                    .is_none_or(|g| may_overlap(&g, spec))
+            })
+            .map(|(id, _)| id)
+            .collect();
+        Ok(OverlappingGenerations { ids, code_len })
+    }
+
+    /// Which of `codes` (all of the spec's length) these generations hold: one query reading
+    /// the codes' hash buckets of these generations; none when there are no generations.
+    pub async fn taken(
+        &self,
+        conn: &impl ConnectionTrait,
+        partner_id: Uuid,
+        codes: &[String],
+    ) -> Result<HashSet<String>, ApiError> {
+        let mut taken = HashSet::new();
+        if self.ids.is_empty() || codes.is_empty() {
+            return Ok(taken);
+        }
+        let mut by_bucket: std::collections::HashMap<i32, Vec<&str>> =
+            std::collections::HashMap::new();
+        for c in codes {
+            by_bucket
+                .entry(bucket_of(c.as_bytes()) as i32)
+                .or_default()
+                .push(c);
+        }
+        let rows: Vec<(i32, String)> = buckets::Entity::find()
+            .select_only()
+            .column(buckets::Column::Bucket)
+            .column(buckets::Column::Codes)
+            .filter(buckets::Column::PartnerId.eq(partner_id))
+            .filter(buckets::Column::GenerationId.is_in(self.ids.iter().copied()))
+            .filter(buckets::Column::Bucket.is_in(by_bucket.keys().copied()))
+            .into_tuple()
+            .all(conn)
+            .await?;
+        for (bucket, stored) in rows {
+            for c in by_bucket.get(&bucket).into_iter().flatten() {
+                if find_in_bucket(stored.as_bytes(), self.code_len, c.as_bytes()).is_some() {
+                    taken.insert((*c).to_owned());
+                }
+            }
+        }
+        Ok(taken)
+    }
+}
+
 /// A generated code of a complete generation by its voucher id.
 pub async fn by_id(
     conn: &impl ConnectionTrait,
