@@ -25,6 +25,51 @@ pub struct Settings {
     /// How the campaigns service hands messages to providers.
     #[serde(default)]
     pub delivery: DeliverySettings,
+    /// How the campaigns service runs marketing-automation workflows.
+    #[serde(default)]
+    pub automation: AutomationSettings,
+}
+
+/// The workflow engine of the campaigns service (`LOYALTY_AUTOMATION__...`). Every replica
+/// runs it; replicas share the executions through the database.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct AutomationSettings {
+    /// Whether this replica steps executions and scans date triggers (triggers from events
+    /// are consumed regardless).
+    pub enabled: bool,
+    /// Executions a replica steps at once.
+    pub workers: u32,
+    /// Due executions claimed per look.
+    pub batch_size: u32,
+    /// How long a claim lasts, in seconds: an execution claimed by a replica that died is
+    /// stepped again once it lapses (its actions carry idempotency keys, so nothing happens
+    /// twice). Longer than a step can take.
+    pub claim_ttl_secs: u64,
+    /// Attempts of a node whose peer is unavailable before the execution FAILS.
+    pub max_attempts: u32,
+    /// First retry delay in milliseconds; each further retry waits twice as long (at most
+    /// an hour).
+    pub retry_base_ms: u64,
+    /// Pause between looks when nothing is due, in milliseconds.
+    pub poll_ms: u64,
+    /// Seconds between scans of date triggers (birthdays and one-off dates).
+    pub date_scan_secs: u64,
+}
+
+impl Default for AutomationSettings {
+    fn default() -> Self {
+        AutomationSettings {
+            enabled: true,
+            workers: 8,
+            batch_size: 50,
+            claim_ttl_secs: 120,
+            max_attempts: 6,
+            retry_base_ms: 10_000,
+            poll_ms: 500,
+            date_scan_secs: 60,
+        }
+    }
 }
 
 /// The channel adapters of the campaigns service. A channel without an adapter cannot be
@@ -400,6 +445,7 @@ impl Settings {
                 selection_slices: default_selection_slices(),
             },
             delivery: DeliverySettings::default(),
+            automation: AutomationSettings::default(),
         }
     }
 

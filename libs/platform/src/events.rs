@@ -102,6 +102,13 @@ domain_events!(
     CampaignCancelled,
     CampaignCompleted
 );
+// Marketing-automation workflows (campaigns service, issue #8): the automation actions of a
+// customer's account history.
+domain_events!(
+    WorkflowExecutionStarted,
+    WorkflowStepExecuted,
+    WorkflowExecutionEnded
+);
 // Badge holders (segmentation service, issue #7): one per customer getting or losing a badge.
 domain_events!(BadgeAssigned, BadgeRemoved);
 // Audiences (segmentation service, issue #7): created (with the member count), a member added

@@ -6,7 +6,8 @@ loyalty_platform::migrator![
     TemplateLinksAndVersions,
     TemplateTextBodies,
     Campaigns,
-    Messages
+    Messages,
+    Workflows
 ];
 
 struct InitialSchema;
@@ -473,6 +474,271 @@ impl MigrationTrait for Messages {
             C::LeaseUntil,
         ] {
             m.alter_table(Table::alter().table(C::Table).drop_column(col).to_owned())
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Marketing-automation workflows: definitions with every version kept (an execution runs
+/// the version it started with), durable per-customer executions (claimed like the send
+/// queue, by pushing `due_at` forward), their executed steps, and what date triggers read
+/// of customers (a projection of identity's customer events).
+struct Workflows;
+
+impl MigrationName for Workflows {
+    fn name(&self) -> &str {
+        "m0006_workflows"
+    }
+}
+
+#[derive(DeriveIden)]
+enum WorkflowTable {
+    #[sea_orm(iden = "workflows")]
+    Table,
+    Id,
+    PartnerId,
+    DisplayName,
+    State,
+    Version,
+    TriggerKind,
+    Definition,
+    CreatedAt,
+    UpdatedAt,
+    ActivatedAt,
+    DateRunAt,
+}
+
+#[derive(DeriveIden)]
+enum WorkflowVersionTable {
+    #[sea_orm(iden = "workflow_versions")]
+    Table,
+    WorkflowId,
+    Version,
+    PartnerId,
+    Definition,
+    CreatedAt,
+}
+
+#[derive(DeriveIden)]
+enum ExecutionTable {
+    #[sea_orm(iden = "workflow_executions")]
+    Table,
+    Id,
+    PartnerId,
+    WorkflowId,
+    WorkflowVersion,
+    CustomerId,
+    State,
+    CurrentNodeKey,
+    WakeAt,
+    DueAt,
+    Attempts,
+    TriggerKey,
+    TriggerEventId,
+    TriggerFacts,
+    Visits,
+    StartedAt,
+    EndedAt,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum StepTable {
+    #[sea_orm(iden = "workflow_steps")]
+    Table,
+    ExecutionId,
+    Seq,
+    PartnerId,
+    NodeKey,
+    NodeKind,
+    Outcome,
+    ConditionResult,
+    ResultReference,
+    Error,
+    AttemptCount,
+    ExecutedAt,
+}
+
+#[derive(DeriveIden)]
+enum CustomerDateTable {
+    #[sea_orm(iden = "workflow_customer_dates")]
+    Table,
+    PartnerId,
+    CustomerId,
+    Field,
+    MonthDay,
+    Date,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Workflows {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        use WorkflowTable as W;
+        m.create_table(
+            Table::create()
+                .table(W::Table)
+                .col(uuid(W::Id).primary_key())
+                .col(uuid(W::PartnerId))
+                .col(string(W::DisplayName))
+                .col(string(W::State))
+                .col(integer(W::Version))
+                .col(string(W::TriggerKind))
+                .col(text(W::Definition))
+                .col(timestamp_with_time_zone(W::CreatedAt))
+                .col(timestamp_with_time_zone(W::UpdatedAt))
+                .col(timestamp_with_time_zone_null(W::ActivatedAt))
+                .col(timestamp_with_time_zone_null(W::DateRunAt))
+                .to_owned(),
+        )
+        .await?;
+        for (name, cols) in [
+            ("workflows_partner", vec![W::PartnerId, W::Id]),
+            (
+                "workflows_triggers",
+                vec![W::PartnerId, W::State, W::TriggerKind],
+            ),
+        ] {
+            let mut index = Index::create();
+            index.name(name).table(W::Table);
+            for c in cols {
+                index.col(c);
+            }
+            m.create_index(index.to_owned()).await?;
+        }
+        use WorkflowVersionTable as V;
+        m.create_table(
+            Table::create()
+                .table(V::Table)
+                .col(uuid(V::WorkflowId))
+                .col(integer(V::Version))
+                .col(uuid(V::PartnerId))
+                .col(text(V::Definition))
+                .col(timestamp_with_time_zone(V::CreatedAt))
+                .primary_key(Index::create().col(V::WorkflowId).col(V::Version))
+                .to_owned(),
+        )
+        .await?;
+        use ExecutionTable as E;
+        m.create_table(
+            Table::create()
+                .table(E::Table)
+                .col(uuid(E::Id).primary_key())
+                .col(uuid(E::PartnerId))
+                .col(uuid(E::WorkflowId))
+                .col(integer(E::WorkflowVersion))
+                .col(uuid(E::CustomerId))
+                .col(string(E::State))
+                .col(string(E::CurrentNodeKey))
+                .col(timestamp_with_time_zone_null(E::WakeAt))
+                .col(timestamp_with_time_zone_null(E::DueAt))
+                .col(integer(E::Attempts))
+                .col(string(E::TriggerKey))
+                .col(uuid_null(E::TriggerEventId))
+                .col(text(E::TriggerFacts))
+                .col(text(E::Visits))
+                .col(timestamp_with_time_zone(E::StartedAt))
+                .col(timestamp_with_time_zone_null(E::EndedAt))
+                .col(timestamp_with_time_zone(E::UpdatedAt))
+                .to_owned(),
+        )
+        .await?;
+        // One execution per workflow, customer and trigger occurrence (an event, a date run):
+        // a redelivered event or a repeated date scan starts nothing new.
+        m.create_index(
+            Index::create()
+                .name("workflow_executions_trigger")
+                .table(E::Table)
+                .col(E::WorkflowId)
+                .col(E::CustomerId)
+                .col(E::TriggerKey)
+                .unique()
+                .to_owned(),
+        )
+        .await?;
+        for (name, cols) in [
+            (
+                "workflow_executions_workflow",
+                vec![E::PartnerId, E::WorkflowId, E::Id],
+            ),
+            (
+                "workflow_executions_customer",
+                vec![E::PartnerId, E::CustomerId, E::Id],
+            ),
+        ] {
+            let mut index = Index::create();
+            index.name(name).table(E::Table);
+            for c in cols {
+                index.col(c);
+            }
+            m.create_index(index.to_owned()).await?;
+        }
+        // The engine's queue: only executions with something to do are indexed.
+        m.get_connection()
+            .execute_unprepared(
+                "CREATE INDEX workflow_executions_due ON workflow_executions (due_at) \
+                 WHERE due_at IS NOT NULL",
+            )
+            .await?;
+        use StepTable as S;
+        m.create_table(
+            Table::create()
+                .table(S::Table)
+                .col(uuid(S::ExecutionId))
+                .col(integer(S::Seq))
+                .col(uuid(S::PartnerId))
+                .col(string(S::NodeKey))
+                .col(string(S::NodeKind))
+                .col(string(S::Outcome))
+                .col(boolean_null(S::ConditionResult))
+                .col(string(S::ResultReference))
+                .col(text(S::Error))
+                .col(integer(S::AttemptCount))
+                .col(timestamp_with_time_zone(S::ExecutedAt))
+                .primary_key(Index::create().col(S::ExecutionId).col(S::Seq))
+                .to_owned(),
+        )
+        .await?;
+        use CustomerDateTable as D;
+        m.create_table(
+            Table::create()
+                .table(D::Table)
+                .col(uuid(D::PartnerId))
+                .col(uuid(D::CustomerId))
+                .col(string(D::Field))
+                .col(integer(D::MonthDay))
+                .col(string(D::Date))
+                .primary_key(
+                    Index::create()
+                        .col(D::PartnerId)
+                        .col(D::CustomerId)
+                        .col(D::Field),
+                )
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("workflow_customer_dates_day")
+                .table(D::Table)
+                .col(D::PartnerId)
+                .col(D::Field)
+                .col(D::MonthDay)
+                .to_owned(),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        for table in [
+            "workflow_customer_dates",
+            "workflow_steps",
+            "workflow_executions",
+            "workflow_versions",
+            "workflows",
+        ] {
+            m.drop_table(Table::drop().table(Alias::new(table)).to_owned())
                 .await?;
         }
         Ok(())

@@ -133,3 +133,153 @@ pub mod delivery_events {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod workflows {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "workflows")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub partner_id: Uuid,
+        pub display_name: String,
+        /// `WorkflowState::as_str`.
+        pub state: String,
+        pub version: i32,
+        /// `Trigger::kind` of the current version: what the engine looks workflows up by.
+        pub trigger_kind: String,
+        /// The current version's `domain::workflow::Workflow` as JSON.
+        #[sea_orm(column_type = "Text")]
+        pub definition: String,
+        pub created_at: DateTimeUtc,
+        pub updated_at: DateTimeUtc,
+        pub activated_at: Option<DateTimeUtc>,
+        /// When the engine last ran the workflow's date trigger (all customers of that run
+        /// started).
+        pub date_run_at: Option<DateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod workflow_versions {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "workflow_versions")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub workflow_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub version: i32,
+        pub partner_id: Uuid,
+        #[sea_orm(column_type = "Text")]
+        pub definition: String,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod workflow_executions {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "workflow_executions")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub partner_id: Uuid,
+        pub workflow_id: Uuid,
+        pub workflow_version: i32,
+        pub customer_id: Uuid,
+        /// `ExecutionState::as_str`.
+        pub state: String,
+        pub current_node_key: String,
+        pub wake_at: Option<DateTimeUtc>,
+        /// When the engine should step it next (`None`: nothing to do — ended, or held while
+        /// its workflow is paused). A claim pushes it forward by the claim's lease.
+        pub due_at: Option<DateTimeUtc>,
+        /// Failed attempts at the current node.
+        pub attempts: i32,
+        /// What started it, unique per workflow and customer: `event:<event id>` or
+        /// `date:<YYYY-MM-DD>`.
+        pub trigger_key: String,
+        pub trigger_event_id: Option<Uuid>,
+        /// JSON object of strings.
+        #[sea_orm(column_type = "Text")]
+        pub trigger_facts: String,
+        /// JSON object node key → visits.
+        #[sea_orm(column_type = "Text")]
+        pub visits: String,
+        pub started_at: DateTimeUtc,
+        pub ended_at: Option<DateTimeUtc>,
+        pub updated_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod workflow_steps {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "workflow_steps")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub execution_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub seq: i32,
+        pub partner_id: Uuid,
+        pub node_key: String,
+        pub node_kind: String,
+        /// `StepOutcome::as_str`.
+        pub outcome: String,
+        pub condition_result: Option<bool>,
+        pub result_reference: String,
+        #[sea_orm(column_type = "Text")]
+        pub error: String,
+        pub attempt_count: i32,
+        pub executed_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod workflow_customer_dates {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "workflow_customer_dates")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub partner_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub customer_id: Uuid,
+        /// `CustomerDateField::path`, e.g. `customer.birth_date`.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub field: String,
+        /// month × 100 + day.
+        pub month_day: i32,
+        /// YYYY-MM-DD.
+        pub date: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -2,6 +2,7 @@
 pub mod campaigns;
 pub mod entities;
 pub mod messages;
+pub mod workflows;
 
 use loyalty_platform::{
     ApiError,
