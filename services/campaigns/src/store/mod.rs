@@ -411,3 +411,6 @@ mod tests {
 
 #[cfg(test)]
 mod messages_tests;
+
+#[cfg(test)]
+mod workflows_tests;
