@@ -91,12 +91,14 @@ pub struct Condition {
 }
 
 /// Checks a raw condition at `path` (the path of the `condition` node), pushing every
-/// problem; returns the condition when it has none.
+/// problem; returns the condition when it has none. `event.<key>` fields are accepted only
+/// `with_event` (see [`crate::Criterion::parse_with_event`]).
 pub(crate) fn check_condition(
     path: &str,
     field: &str,
     operator: Option<Operator>,
     values: Vec<Value>,
+    with_event: bool,
     out: &mut Vec<Violation>,
 ) -> Option<Condition> {
     let before = out.len();
@@ -105,9 +107,23 @@ pub(crate) fn check_condition(
     let operator_path = join(path, "operator");
     let values_path = join(path, "values");
 
-    let field = Field::parse(field)
-        .map_err(|reason| bad(field_path, reason))
-        .ok();
+    let field = match Field::parse(field) {
+        Ok(f) if f.is_event() && !with_event => {
+            bad(
+                field_path,
+                format!(
+                    "{f} reads the event that triggered a workflow; only a workflow criterion \
+                     may read event.<key>"
+                ),
+            );
+            None
+        }
+        Ok(f) => Some(f),
+        Err(reason) => {
+            bad(field_path, reason);
+            None
+        }
+    };
     if operator.is_none() {
         bad(operator_path.clone(), "an operator is required".to_owned());
     }
@@ -317,7 +333,7 @@ mod tests {
         values: Vec<Value>,
     ) -> Result<Condition, Vec<Violation>> {
         let mut out = Vec::new();
-        check_condition("condition", field, op, values, &mut out).ok_or(out)
+        check_condition("condition", field, op, values, false, &mut out).ok_or(out)
     }
 
     fn paths(r: Result<Condition, Vec<Violation>>) -> Vec<String> {
@@ -563,5 +579,61 @@ mod tests {
             paths(check(path, Some(Operator::Exists), vec![])),
             ["condition.operator"]
         );
+    }
+
+    #[test]
+    fn event_properties_are_accepted_only_with_the_event_and_compare_like_properties() {
+        let mut out = Vec::new();
+        let event = |op, values| {
+            check_condition(
+                "condition",
+                "event.store",
+                op,
+                values,
+                true,
+                &mut Vec::new(),
+            )
+            .unwrap()
+        };
+        assert!(
+            check_condition(
+                "condition",
+                "event.store",
+                Some(Operator::Equal),
+                vec![s("x")],
+                false,
+                &mut out
+            )
+            .is_none()
+        );
+        assert_eq!(out[0].path, "condition.field");
+        assert!(out[0].reason.contains("workflow"), "{}", out[0].reason);
+
+        let f = Facts::default()
+            .with("event.store", Fact::String("Prague".into()))
+            .with("event.total_minor", Fact::String("1250".into()));
+        assert!(event(Some(Operator::Equal), vec![s("prague")]).evaluate(&f));
+        assert!(event(Some(Operator::In), vec![s("brno"), s("PRAGUE")]).evaluate(&f));
+        assert!(event(Some(Operator::Contains), vec![s("rag")]).evaluate(&f));
+        assert!(!event(Some(Operator::NotEqual), vec![s("prague")]).evaluate(&f));
+        let total = |op, n| {
+            check_condition(
+                "condition",
+                "event.total_minor",
+                Some(op),
+                vec![Value::Int(n)],
+                true,
+                &mut Vec::new(),
+            )
+            .unwrap()
+            .evaluate(&f)
+        };
+        assert!(total(Operator::GreaterOrEqual, 1000));
+        assert!(!total(Operator::Less, 1000));
+        assert!(total(Operator::Equal, 1250));
+        // A missing event property fulfils only NOT_EQUAL, as any missing fact.
+        let none = Facts::default();
+        assert!(!event(Some(Operator::Equal), vec![s("prague")]).evaluate(&none));
+        assert!(event(Some(Operator::NotEqual), vec![s("prague")]).evaluate(&none));
     }
 }

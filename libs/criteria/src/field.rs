@@ -73,6 +73,7 @@ pub const MESSAGE_RESPONSES: &[&str] = &[
 pub const MAX_PROPERTY_KEY_LEN: usize = 64;
 
 const PROPERTIES_PREFIX: &str = "customer.properties.";
+const EVENT_PREFIX: &str = "event.";
 const CONSENTS_PREFIX: &str = "consents.";
 const POINTS_PREFIX: &str = "points.";
 const EVENTS_PREFIX: &str = "events.";
@@ -182,6 +183,10 @@ pub enum Field {
     Segment(Uuid),
     /// `badges.<badge uuid>`: whether the customer holds that badge; as [`Field::Segment`].
     Badge(Uuid),
+    /// `event.<key>`: a property of the event that triggered a workflow (a string, which may
+    /// hold a number, like [`Field::Property`]). Nothing stores it: the caller of an
+    /// evaluation supplies it, so only [`crate::Criterion::parse_with_event`] accepts it.
+    Event(String),
 }
 
 impl Field {
@@ -195,6 +200,16 @@ impl Field {
                 Err(format!(
                     "a property key must be 1..{MAX_PROPERTY_KEY_LEN} characters of [a-z0-9_], \
                      got {key:?}"
+                ))
+            };
+        }
+        if let Some(key) = path.strip_prefix(EVENT_PREFIX) {
+            return if is_property_key(key) {
+                Ok(Field::Event(key.to_owned()))
+            } else {
+                Err(format!(
+                    "an event property key must be 1..{MAX_PROPERTY_KEY_LEN} characters of \
+                     [a-z0-9_], got {key:?}"
                 ))
             };
         }
@@ -325,6 +340,7 @@ impl Field {
             }
             Field::Segment(id) => format!("{SEGMENTS_PREFIX}{id}"),
             Field::Badge(id) => format!("{BADGES_PREFIX}{id}"),
+            Field::Event(k) => format!("{EVENT_PREFIX}{k}"),
         }
     }
 
@@ -334,6 +350,7 @@ impl Field {
             Field::Customer(a) if CUSTOMER_LISTS.contains(&a.as_str()) => ValueKind::StringList,
             Field::Customer(_)
             | Field::Property(_)
+            | Field::Event(_)
             | Field::Consent(_)
             | Field::CampaignResponse { .. } => ValueKind::String,
             Field::Feature(f) if STRING_FEATURES.contains(&f.as_str()) => ValueKind::String,
@@ -351,11 +368,12 @@ impl Field {
         }
     }
 
-    /// The operators the field allows. Properties are strings but may hold numbers, so they
-    /// also allow the ordering operators (the fact is parsed as an integer).
+    /// The operators the field allows. Properties (of the customer or of the triggering
+    /// event) are strings but may hold numbers, so they also allow the ordering operators
+    /// (the fact is parsed as an integer).
     pub fn operators(&self) -> &'static [Operator] {
         match (self, self.value_kind()) {
-            (Field::Property(_), _) => PROPERTY_OPERATORS,
+            (Field::Property(_) | Field::Event(_), _) => PROPERTY_OPERATORS,
             (_, ValueKind::String) => TEXT_OPERATORS,
             (_, ValueKind::Int) => NUMBER_OPERATORS,
             (_, ValueKind::StringList) => LIST_OPERATORS,
@@ -372,6 +390,11 @@ impl Field {
     /// its fact is always known, a missing one meaning "not a member".
     pub fn is_membership(&self) -> bool {
         matches!(self, Field::Segment(_) | Field::Badge(_))
+    }
+
+    /// Whether the field reads the event that triggered a workflow (`event.<key>`).
+    pub fn is_event(&self) -> bool {
+        matches!(self, Field::Event(_))
     }
 }
 
@@ -401,6 +424,8 @@ pub struct FieldSpec {
     pub operators: &'static [Operator],
     /// Whether it reads the cart (only for online-recalculated segments).
     pub cart: bool,
+    /// Whether it reads the event that triggered a workflow (only for workflow criteria).
+    pub event: bool,
 }
 
 /// Every field the language knows, in a stable order.
@@ -411,6 +436,7 @@ pub fn catalog() -> Vec<FieldSpec> {
         value_kind: field.value_kind(),
         operators: field.operators(),
         cart: field.is_cart(),
+        event: field.is_event(),
     };
     let mut out = Vec::new();
     for a in CUSTOMER_ATTRIBUTES {
@@ -512,6 +538,13 @@ pub fn catalog() -> Vec<FieldSpec> {
         let f = Field::Cart((*name).to_owned());
         out.push(spec(f.clone(), f.path(), format!("Current cart: {name}")));
     }
+    out.push(spec(
+        Field::Event("key".to_owned()),
+        format!("{EVENT_PREFIX}<key>"),
+        "Property of the event that triggered the workflow (workflow criteria only); key of \
+         [a-z0-9_]{1,64}; missing without such an event or property"
+            .to_owned(),
+    ));
     out
 }
 
@@ -545,6 +578,8 @@ mod tests {
             "campaigns.0190d8a2-7c1e-7e59-9d3a-3f1c2b4a5e6f.clicked",
             "segments.0190a0b1-7c2d-7e3f-8a4b-5c6d7e8f9a0b",
             "badges.0190a0b1-7c2d-7e3f-8a4b-5c6d7e8f9a0b",
+            "event.store",
+            "event.order_total_minor",
         ] {
             assert_eq!(Field::parse(path).unwrap().path(), path);
         }
@@ -606,6 +641,11 @@ mod tests {
             "segments.0190a0b17c2d7e3f8a4b5c6d7e8f9a0b",
             "segments.{0190a0b1-7c2d-7e3f-8a4b-5c6d7e8f9a0b}",
             "badges.0190a0b1-7c2d-7e3f-8a4b-5c6d7e8f9a0b.x",
+            "event",
+            "event.",
+            "event.Store",
+            "event.store.city",
+            "event.store-id",
         ] {
             assert!(Field::parse(path).is_err(), "{path:?} should be rejected");
         }
@@ -648,6 +688,11 @@ mod tests {
         assert_eq!(segment.value_kind(), ValueKind::Bool);
         assert_eq!(segment.operators(), [Operator::Equal, Operator::NotEqual]);
         assert!(segment.is_membership() && !segment.is_cart());
+        let event = Field::parse("event.store").unwrap();
+        assert_eq!(event.value_kind(), ValueKind::String);
+        assert_eq!(event.operators(), PROPERTY_OPERATORS);
+        assert!(event.is_event() && !event.is_cart() && !event.is_membership());
+        assert!(!Field::parse("events.visit.count").unwrap().is_event());
     }
 
     #[test]
@@ -663,9 +708,13 @@ mod tests {
         let c = catalog();
         assert_eq!(
             c.len(),
-            10 + 2 + 1 + FEATURES.len() + 3 + Measure::ALL.len() + 1 + 6 * 3 + 2 + 4
+            10 + 2 + 1 + FEATURES.len() + 3 + Measure::ALL.len() + 1 + 6 * 3 + 2 + 4 + 1
         );
         assert!(c.iter().filter(|f| f.cart).count() == 4);
+        let events: Vec<_> = c.iter().filter(|f| f.event).collect();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].path, "event.<key>");
+        assert_eq!(events[0].value_kind, ValueKind::String);
         assert!(c.iter().any(|f| f.path == "customer.properties.<key>"));
         assert!(c.iter().any(|f| f.path == "customer.contact_source_ids"
             && f.value_kind == ValueKind::StringList

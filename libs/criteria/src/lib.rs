@@ -21,10 +21,14 @@
 //! | `cart.product_ids`, `cart.product_group_ids` | string list | `contains` `in` `exists` |
 //! | `purchases.<window>.<measure>` ([`purchases`]): `count`, `sum_minor`, `avg_minor`, `last_days_ago` | int | all but `contains` |
 //! | `purchases.<window>.<list>`: `product_ids`, `product_group_ids`, `brand_ids`, `business_unit_ids` | string list | `contains` `in` `exists` |
+//! | `event.<key>` (key of `[a-z0-9_]{1,64}`): a property of the event that triggered a workflow | string | all; the ordering ones with integer values |
 //!
 //! `exists` takes no values, `in` 1..100, every other operator exactly one; string values are
 //! at most 1024 characters and contain no U+0000. `cart.*` fields only make sense for segments recalculated online
-//! at checkout ([`Criterion::uses_cart`]). The same catalogue is available as [`catalog`].
+//! at checkout ([`Criterion::uses_cart`]). `event.*` fields are known only to whoever evaluates
+//! a workflow's criterion for one customer, never stored: [`Criterion::parse`] rejects them,
+//! [`Criterion::parse_with_event`] accepts them ([`Criterion::uses_event`]). The same
+//! catalogue is available as [`catalog`].
 //!
 //! # Semantics
 //!
@@ -116,10 +120,23 @@ fn list(violations: &[Violation]) -> String {
 }
 
 impl Criterion {
-    /// Checks client input and reports every problem with its path.
+    /// Checks client input and reports every problem with its path. `event.<key>` fields
+    /// are rejected: what is stored and compiled to SQL (segments, badges, audiences) has no
+    /// triggering event.
     pub fn parse(raw: RawCriterion) -> Result<Criterion, Vec<Violation>> {
+        Self::check(raw, false)
+    }
+
+    /// As [`Criterion::parse`], also accepting `event.<key>` fields: for a criterion
+    /// evaluated in memory for one customer with the properties of the event that triggered
+    /// a workflow as `event.<key>` facts (a missing one is a missing fact).
+    pub fn parse_with_event(raw: RawCriterion) -> Result<Criterion, Vec<Violation>> {
+        Self::check(raw, true)
+    }
+
+    fn check(raw: RawCriterion, with_event: bool) -> Result<Criterion, Vec<Violation>> {
         let mut out = Vec::new();
-        match raw::check(raw, "", 1, &mut out) {
+        match raw::check(raw, "", 1, with_event, &mut out) {
             Some(c) if out.is_empty() => Ok(c),
             _ => Err(out),
         }
@@ -138,6 +155,12 @@ impl Criterion {
     /// Whether any condition reads a `cart.*` field (such criteria need online recalculation).
     pub fn uses_cart(&self) -> bool {
         self.conditions().any(|c| c.field.is_cart())
+    }
+
+    /// Whether any condition reads the triggering event (`event.<key>`); only
+    /// [`Criterion::parse_with_event`] builds such a criterion.
+    pub fn uses_event(&self) -> bool {
+        self.conditions().any(|c| c.field.is_event())
     }
 
     /// Every condition of the tree, depth first.
@@ -254,6 +277,37 @@ mod tests {
         assert!(deep.uses_cart());
         let none = Criterion::parse(cond("customer.city", Operator::Exists, vec![])).unwrap();
         assert!(!none.uses_cart());
+    }
+
+    #[test]
+    fn only_parse_with_event_accepts_event_fields() {
+        let raw = RawCriterion::All(vec![
+            cond("customer.city", Operator::Exists, vec![]),
+            RawCriterion::Not(Some(Box::new(cond(
+                "event.store",
+                Operator::Equal,
+                vec![s("Prague")],
+            )))),
+        ]);
+        let err = Criterion::parse(raw.clone()).unwrap_err();
+        assert_eq!(err.len(), 1);
+        assert_eq!(err[0].path, "all.criteria[1].negation.condition.field");
+        let c = Criterion::parse_with_event(raw).unwrap();
+        assert!(c.uses_event() && !c.uses_cart());
+        assert!(!c.evaluate(&gold().with("event.store", Fact::String("prague".into()))));
+        assert!(c.evaluate(&gold().with("event.store", Fact::String("brno".into()))));
+        assert!(c.evaluate(&gold()), "no event: the property is missing");
+        assert_eq!(
+            Criterion::parse_with_event(c.clone().into_raw()),
+            Ok(c.clone())
+        );
+        // Such a criterion is never stored: read back, it is invalid.
+        assert!(matches!(
+            Criterion::from_json(&c.to_json()),
+            Err(StoredCriterionError::Invalid(_))
+        ));
+        let plain = Criterion::parse(cond("customer.city", Operator::Exists, vec![])).unwrap();
+        assert!(!plain.uses_event());
     }
 
     #[test]

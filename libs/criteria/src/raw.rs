@@ -57,11 +57,13 @@ pub(crate) fn join(prefix: &str, name: &str) -> String {
     }
 }
 
-/// Checks `raw` found at `path` and `depth` (the root has depth 1), pushing every problem.
+/// Checks `raw` found at `path` and `depth` (the root has depth 1), pushing every problem;
+/// `event.<key>` fields are accepted only `with_event`.
 pub(crate) fn check(
     raw: RawCriterion,
     path: &str,
     depth: usize,
+    with_event: bool,
     out: &mut Vec<Violation>,
 ) -> Option<Criterion> {
     if depth > MAX_DEPTH {
@@ -85,7 +87,7 @@ pub(crate) fn check(
         let parsed: Vec<_> = children
             .into_iter()
             .enumerate()
-            .map(|(i, c)| check(c, &format!("{p}.criteria[{i}]"), depth + 1, out))
+            .map(|(i, c)| check(c, &format!("{p}.criteria[{i}]"), depth + 1, with_event, out))
             .collect();
         parsed.into_iter().collect::<Option<Vec<_>>>()
     };
@@ -99,14 +101,23 @@ pub(crate) fn check(
             });
             None
         }
-        RawCriterion::Not(Some(inner)) => check(*inner, &join(path, "negation"), depth + 1, out)
-            .map(|c| Criterion::Not(Box::new(c))),
+        RawCriterion::Not(Some(inner)) => {
+            check(*inner, &join(path, "negation"), depth + 1, with_event, out)
+                .map(|c| Criterion::Not(Box::new(c)))
+        }
         RawCriterion::Condition {
             field,
             operator,
             values,
-        } => check_condition(&join(path, "condition"), &field, operator, values, out)
-            .map(Criterion::Condition),
+        } => check_condition(
+            &join(path, "condition"),
+            &field,
+            operator,
+            values,
+            with_event,
+            out,
+        )
+        .map(Criterion::Condition),
         RawCriterion::Empty => {
             out.push(Violation {
                 path: path.to_owned(),

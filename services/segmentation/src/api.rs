@@ -1,6 +1,9 @@
 //! gRPC adapter of `SegmentationService`.
 mod audiences;
 mod badges;
+mod evaluate;
+#[cfg(test)]
+mod evaluate_tests;
 mod feature_store;
 #[cfg(test)]
 mod purchase_window_tests;
@@ -25,8 +28,8 @@ use uuid::Uuid;
 
 use crate::{
     domain::{
-        Cart, CartLine, Membership, Segment, SegmentDraft, SegmentKind, add_membership_facts,
-        memberships, parse_criterion, purchase_facts,
+        Cart, CartLine, Membership, Segment, SegmentDraft, SegmentKind, customer_facts,
+        memberships, parse_criterion,
     },
     store::{
         Store,
@@ -309,7 +312,7 @@ impl SegmentationService for SegmentationApi {
         let now = Utc::now();
         let view = self
             .cache
-            .customer_view(self.store.db(), partner_id, customer_id, now)
+            .customer_view(self.store.db(), partner_id, customer_id, None, now)
             .await?;
         let (mut features, mut bought) = (view.features, view.purchases);
         // Online segments are decided as if the cart were bought now: checkout learns whether
@@ -317,11 +320,15 @@ impl SegmentationService for SegmentationApi {
         if let Some(cart) = &cart {
             cart.count_as_bought(&mut features, &mut bought, now);
         }
-        let mut facts = features.facts(now);
         let criteria = view.catalogue.online.iter().map(|s| &s.criterion);
-        facts.extend(purchase_facts(&bought, criteria, now));
-        let segment_ids: Vec<Uuid> = view.stored.iter().map(|m| m.segment_id).collect();
-        add_membership_facts(&mut facts, &segment_ids, &view.badges);
+        let mut facts = customer_facts(
+            &features,
+            &bought,
+            &view.stored,
+            &view.badges,
+            criteria,
+            now,
+        );
         if let Some(cart) = &cart {
             cart.add_facts(&mut facts);
         }
@@ -419,6 +426,14 @@ impl SegmentationService for SegmentationApi {
         request: Request<pb::ValidateCriterionRequest>,
     ) -> Result<Response<pb::ValidateCriterionResponse>, Status> {
         self.validate_criterion_rpc(request).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn evaluate_criterion(
+        &self,
+        request: Request<pb::EvaluateCriterionRequest>,
+    ) -> Result<Response<pb::EvaluateCriterionResponse>, Status> {
+        self.evaluate_criterion_rpc(request).await
     }
 
     #[tracing::instrument(skip_all)]

@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status};
 use super::{READERS, SegmentationApi, operator_to_proto, raw_from_proto};
 use crate::{
     domain::{
-        CriterionTarget, FeatureSummary, parse_criterion,
+        CriterionTarget, FeatureSummary,
         rfm::{NEVER, RfmValues},
     },
     store::{features, purchases, rfm},
@@ -147,16 +147,11 @@ impl SegmentationApi {
         // An invalid criterion is the answer, not an error.
         let mut v = Violations::new();
         let raw = raw_from_proto(&mut v, CRITERION, wire);
-        let criterion = parse_criterion(&mut v, CRITERION, Some(raw));
+        // `event.*` only for WORKFLOW; then the target's own problems (a cart field).
+        let criterion = target.parse_criterion(&mut v, CRITERION, Some(raw));
         let mut violations: Vec<pb::CriterionViolation> =
             v.into_vec().into_iter().map(relative).collect();
         if let Some(c) = &criterion {
-            violations.extend(
-                target
-                    .problems(c)
-                    .into_iter()
-                    .map(|(path, description)| pb::CriterionViolation { path, description }),
-            );
             // The same reference checks as creating a group with it.
             let refs = self
                 .store

@@ -4,11 +4,12 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use loyalty_criteria::{Criterion, Fact, FieldSpec};
+use loyalty_criteria::{Criterion, Fact, FieldSpec, RawCriterion};
+use loyalty_platform::Violations;
 
-use super::{Features, days_ago};
+use super::{Features, days_ago, parse_criterion_by};
 
-/// What a criterion is for; decides whether it may read the cart.
+/// What a criterion is for; decides whether it may read the cart or a triggering event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CriterionTarget {
     /// A segment or badge recalculated from the feature store.
@@ -17,7 +18,8 @@ pub enum CriterionTarget {
     OnlineSegment,
     /// An audience (campaign responses are fields of every target, see the docs).
     Audience,
-    /// A workflow condition node.
+    /// A workflow's condition node or date trigger (campaigns; EvaluateCriterion): may also
+    /// read `event.*`, the properties of the event that triggered the workflow.
     Workflow,
 }
 
@@ -27,13 +29,43 @@ impl CriterionTarget {
         self == CriterionTarget::OnlineSegment
     }
 
+    /// Whether the target's criteria may read the event that triggered a workflow
+    /// (`event.<key>`). Only a workflow's: everything else is stored or compiled to SQL over
+    /// stored facts, and no event is stored.
+    pub fn reads_event(self) -> bool {
+        self == CriterionTarget::Workflow
+    }
+
     /// The catalogue's fields this target may read, in the catalogue's order. Derived from
     /// [`loyalty_criteria::catalog`], so a field added there is listed here.
     pub fn fields(self) -> Vec<FieldSpec> {
         loyalty_criteria::catalog()
             .into_iter()
-            .filter(|f| !f.cart || self.reads_cart())
+            .filter(|f| (!f.cart || self.reads_cart()) && (!f.event || self.reads_event()))
             .collect()
+    }
+
+    /// Parses a client's criterion for this target, reporting under `field` as
+    /// [`super::parse_criterion`] does: `event.<key>` fields only for a workflow, and then
+    /// the target's [`CriterionTarget::problems`] (a cart field). The criterion is returned
+    /// even with target problems (the caller checks `v`), so that further checks (group
+    /// references) still run and every problem is reported at once.
+    pub fn parse_criterion(
+        self,
+        v: &mut Violations,
+        field: &str,
+        raw: Option<RawCriterion>,
+    ) -> Option<Criterion> {
+        let parse = if self.reads_event() {
+            Criterion::parse_with_event
+        } else {
+            Criterion::parse
+        };
+        let c = parse_criterion_by(v, field, raw, parse)?;
+        for (path, why) in self.problems(&c) {
+            v.add(format!("{field}.{path}"), why);
+        }
+        Some(c)
     }
 
     /// The problems of a valid criterion for this target, as (path of the node, why): a
@@ -189,7 +221,7 @@ mod tests {
     fn only_an_online_segment_lists_and_reads_cart_fields() {
         let all = loyalty_criteria::catalog();
         let online = CriterionTarget::OnlineSegment.fields();
-        assert_eq!(online.len(), all.len());
+        assert_eq!(online.len(), all.iter().filter(|f| !f.event).count());
         for target in [
             CriterionTarget::Segment,
             CriterionTarget::Audience,
@@ -197,7 +229,12 @@ mod tests {
         ] {
             let fields = target.fields();
             assert!(fields.iter().all(|f| !f.cart));
-            assert_eq!(fields.len(), all.iter().filter(|f| !f.cart).count());
+            let event = usize::from(target.reads_event());
+            assert_eq!(fields.iter().filter(|f| f.event).count(), event);
+            assert_eq!(
+                fields.len(),
+                all.iter().filter(|f| !f.cart && !f.event).count() + event
+            );
             assert!(
                 fields
                     .iter()

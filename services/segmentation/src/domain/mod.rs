@@ -2,6 +2,7 @@
 //! belongs, and the memberships a customer sees. No I/O here.
 pub mod audience;
 mod badges;
+mod evaluation;
 mod features;
 mod membership;
 mod membership_cache;
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub use badges::{Badge, BadgeDraft, BadgeKind, BadgeRule, CustomerBadge, Icon};
+pub use evaluation::{Evaluation, EventProperties, MAX_EVENT_PROPERTIES, customer_facts};
 pub use features::{CriterionTarget, FeatureSummary};
 pub use membership::{
     Group, GroupKind, HistoryEntry, ManualChange, Member, MembershipCause, Recalculation,
@@ -674,11 +676,21 @@ pub fn parse_criterion(
     field: &str,
     raw: Option<RawCriterion>,
 ) -> Option<Criterion> {
+    parse_criterion_by(v, field, raw, Criterion::parse)
+}
+
+/// As [`parse_criterion`], with `parse` (e.g. [`Criterion::parse_with_event`]).
+fn parse_criterion_by(
+    v: &mut Violations,
+    field: &str,
+    raw: Option<RawCriterion>,
+    parse: fn(RawCriterion) -> Result<Criterion, Vec<loyalty_criteria::Violation>>,
+) -> Option<Criterion> {
     let Some(raw) = raw else {
         v.add(field, "is required");
         return None;
     };
-    match Criterion::parse(raw) {
+    match parse(raw) {
         Ok(c) => Some(c),
         Err(problems) => {
             for p in problems {

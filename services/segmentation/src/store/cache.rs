@@ -18,7 +18,7 @@
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
-use loyalty_criteria::purchases::Purchase;
+use loyalty_criteria::{Criterion, purchases::Purchase};
 
 use loyalty_platform::{ApiError, cache::Cache, events};
 use loyalty_proto::events::v1 as ev;
@@ -114,11 +114,14 @@ impl Catalogue {
 /// one was added does not decode and is read again (a miss), never read as "nothing".
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct CustomerEntry {
+    /// Whether segmentation knows the customer (see [`CustomerView::known`]).
+    known: bool,
     rows: Vec<MemberRow>,
     features: Features,
     /// The badges the customer holds, by id.
     badges: Vec<Uuid>,
-    /// The purchases the online segments' windows read, when any did as the entry was made.
+    /// The purchases the online segments' windows (and the criterion evaluated, for
+    /// EvaluateCriterion) read, when any did as the entry was made.
     purchases: Option<RecentPurchases>,
 }
 
@@ -146,21 +149,27 @@ impl CustomerEntry {
     }
 }
 
-/// What `GetCustomerMemberships` needs of one customer, from the cache or the database.
+/// What `GetCustomerMemberships` (and `EvaluateCriterion`) needs of one customer, from the
+/// cache or the database.
 pub struct CustomerView {
+    /// Whether segmentation knows the customer: it has their features (it heard of them and
+    /// they were neither erased nor merged away). An unknown customer has no features,
+    /// memberships, badges or purchases.
+    pub known: bool,
     pub stored: Vec<StoredMembership>,
     pub catalogue: Arc<Catalogue>,
     pub features: Features,
     /// The badges the customer holds, by id.
     pub badges: Vec<Uuid>,
-    /// The customer's purchases as far back as the online segments' windows reach; empty
-    /// when none reads purchases.
+    /// The customer's purchases as far back as the online segments' windows (and the
+    /// criterion asked about) reach; empty when none reads purchases.
     pub purchases: Vec<Purchase>,
 }
 
 impl CustomerView {
     fn new(catalogue: Arc<Catalogue>, entry: CustomerEntry) -> Self {
         CustomerView {
+            known: entry.known,
             stored: stored_memberships(&entry.rows, &catalogue.by_id),
             catalogue,
             features: entry.features,
@@ -170,9 +179,14 @@ impl CustomerView {
     }
 }
 
-/// How far back the catalogue's online segments read purchases at `now`.
-fn reach_of(catalogue: &Catalogue, now: DateTime<Utc>) -> Option<Option<DateTime<Utc>>> {
-    purchases::reach(catalogue.online.iter().map(|s| &s.criterion), now)
+/// How far back the catalogue's online segments, and `also`, read purchases at `now`.
+fn reach_of(
+    catalogue: &Catalogue,
+    also: Option<&Criterion>,
+    now: DateTime<Utc>,
+) -> Option<Option<DateTime<Utc>>> {
+    let online = catalogue.online.iter().map(|s| &s.criterion);
+    purchases::reach(online.chain(also), now)
 }
 
 fn p_key(partner_id: Uuid) -> String {
@@ -297,16 +311,20 @@ impl MembershipCache {
     }
 
     /// What `GetCustomerMemberships` reads about a customer: one Redis round trip when warm;
-    /// the database, with the very same answer, on a miss or when the cache is down.
+    /// the database, with the very same answer, on a miss or when the cache is down. The
+    /// purchases reach as far back as the online segments read, and as `also` (a criterion
+    /// evaluated for the customer, `EvaluateCriterion`) reads: an entry reaching less is
+    /// read again, and the longer one kept.
     pub async fn customer_view(
         &self,
         db: &DatabaseConnection,
         partner_id: Uuid,
         customer_id: Uuid,
+        also: Option<&Criterion>,
         now: DateTime<Utc>,
     ) -> Result<CustomerView, ApiError> {
         if self.ttl.is_zero() || self.cache.invalidations_pending() {
-            return from_database(db, partner_id, customer_id, now).await;
+            return from_database(db, partner_id, customer_id, also, now).await;
         }
         let keys = [
             p_key(partner_id),
@@ -315,14 +333,14 @@ impl MembershipCache {
             customer_key(partner_id, customer_id),
         ];
         let Some(found) = self.cache.get_many(&keys).await else {
-            return from_database(db, partner_id, customer_id, now).await;
+            return from_database(db, partner_id, customer_id, also, now).await;
         };
         let [p, b, c, entry]: [Option<Vec<u8>>; 4] = found
             .try_into()
             .map_err(|_| ApiError::Internal(anyhow::anyhow!("cache answered a wrong count")))?;
         let (p, b, c) = (token(p), token(b), token(c));
         let catalogue = self.catalogue(db, partner_id, p).await?;
-        let reach = reach_of(&catalogue, now);
+        let reach = reach_of(&catalogue, also, now);
         if let Some(e) = decode::<CustomerEntry>(entry)
             .and_then(|e| e.current(&[b.clone(), c.clone()]))
             .filter(|e| e.reaches(reach))
@@ -356,13 +374,14 @@ async fn customer_entry(
     };
     let (rows, features, badges, purchases) = tokio::try_join!(
         member_rows(db, partner_id, customer_id),
-        features::features(db, partner_id, customer_id),
+        features::features_updated(db, partner_id, customer_id),
         badges::held_ids(db, partner_id, customer_id),
         recent,
     )?;
     Ok(CustomerEntry {
+        known: features.is_some(),
         rows,
-        features,
+        features: features.map(|(f, _)| f).unwrap_or_default(),
         badges,
         purchases,
     })
@@ -372,10 +391,11 @@ async fn from_database(
     db: &DatabaseConnection,
     partner_id: Uuid,
     customer_id: Uuid,
+    also: Option<&Criterion>,
     now: DateTime<Utc>,
 ) -> Result<CustomerView, ApiError> {
     let catalogue = Catalogue::new(None, partner_segments(db, partner_id).await?);
-    let reach = reach_of(&catalogue, now);
+    let reach = reach_of(&catalogue, also, now);
     let entry = customer_entry(db, partner_id, customer_id, reach).await?;
     Ok(CustomerView::new(Arc::new(catalogue), entry))
 }
@@ -495,6 +515,7 @@ mod tests {
         Features,
         Vec<Uuid>,
         Vec<Purchase>,
+        bool,
     );
 
     fn answer(v: CustomerView) -> Answer {
@@ -504,15 +525,16 @@ mod tests {
             v.features,
             v.badges,
             v.purchases,
+            v.known,
         )
     }
 
     async fn cached(c: &MembershipCache, db: &DatabaseConnection, p: Uuid, id: Uuid) -> Answer {
-        answer(c.customer_view(db, p, id, Utc::now()).await.unwrap())
+        answer(c.customer_view(db, p, id, None, Utc::now()).await.unwrap())
     }
 
     async fn fresh(db: &DatabaseConnection, p: Uuid, id: Uuid) -> Answer {
-        answer(from_database(db, p, id, Utc::now()).await.unwrap())
+        answer(from_database(db, p, id, None, Utc::now()).await.unwrap())
     }
 
     /// Applies an event as the service's consumer does: projection, commit, then invalidation.
@@ -698,6 +720,8 @@ mod tests {
         assert_eq!(erased, fresh(&db, partner, j).await);
         assert!(erased.0.is_empty());
         assert_eq!(erased.2, Features::default());
+        assert!(!erased.5, "an erased customer is no longer known");
+        assert!(first.5 && bought.5);
     }
 
     #[tokio::test]
@@ -820,6 +844,28 @@ mod tests {
         let longer = cached(&cache, &db, partner, j).await;
         assert_eq!(longer, fresh(&db, partner, j).await);
         assert_eq!(longer.4.len(), 4);
+
+        // A criterion asked about (EvaluateCriterion) reading further back than every
+        // online segment also makes the entry too short; the longer one then serves both.
+        let ever = loyalty_criteria::Criterion::parse(loyalty_criteria::RawCriterion::Condition {
+            field: "purchases.ever.count".into(),
+            operator: Some(Operator::GreaterOrEqual),
+            values: vec![Value::Int(1)],
+        })
+        .unwrap();
+        apply(&db, bought(partner, &jana, 400)).await; // unannounced: seen only if read again
+        for _ in 0..2 {
+            let all = cache
+                .customer_view(&db, partner, j, Some(&ever), Utc::now())
+                .await
+                .unwrap();
+            assert_eq!(
+                all.purchases.len(),
+                5,
+                "read again, back to the first purchase"
+            );
+        }
+        assert_eq!(cached(&cache, &db, partner, j).await.4.len(), 5);
     }
 
     #[tokio::test]

@@ -79,7 +79,8 @@ fn search_form_of(field: &Field) -> Column {
 /// activity features (consents, bounces, points, tier, tracked events) in their search form
 /// under their path in `criteria_facts`, the purchase features in their columns, the
 /// purchase-window fields in `customer_purchases` (joined per window).
-/// `cart.*` is not stored (it exists only at checkout).
+/// `cart.*` is not stored (it exists only at checkout), nor is `event.*` (a workflow's
+/// triggering event, known only to EvaluateCriterion's caller).
 fn stored_column(field: &Field) -> Option<Column> {
     match field {
         Field::Customer(a) if a == "contact_source_ids" => Some(Column::List("contact_source_ids")),
@@ -115,7 +116,7 @@ fn stored_column(field: &Field) -> Option<Column> {
         Field::Purchases { .. } => Some(Column::Purchases {
             table: purchases::TABLE,
         }),
-        Field::Cart(_) => None,
+        Field::Cart(_) | Field::Event(_) => None,
         Field::Segment(id) => Some(Column::Membership {
             table: "segment_members",
             group_column: "segment_id",
@@ -403,14 +404,15 @@ pub(crate) async fn slice_ranges(
 }
 
 /// How many customers of the partner `criterion` admits at `now`: the compiled statement
-/// counted by the database. A criterion reading the cart admits no stored customer.
+/// counted by the database. A criterion reading the cart or a workflow's triggering event
+/// (`event.*`) admits no stored customer: neither is stored.
 pub async fn count_admitted(
     conn: &impl ConnectionTrait,
     partner_id: Uuid,
     criterion: &Criterion,
     now: DateTime<Utc>,
 ) -> Result<i64, ApiError> {
-    if criterion.uses_cart() {
+    if criterion.uses_cart() || criterion.uses_event() {
         return Ok(0);
     }
     let members = members_query(conn.get_database_backend(), partner_id, criterion, now)?;
