@@ -75,6 +75,7 @@ mod field;
 pub mod purchases;
 mod raw;
 pub mod sql;
+pub mod wire;
 
 use serde::{Deserialize, Serialize};
 

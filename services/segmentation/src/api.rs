@@ -11,7 +11,7 @@ mod rfm;
 mod segments;
 
 use chrono::Utc;
-use loyalty_criteria::{Criterion, Operator, RawCriterion, Value};
+use loyalty_criteria::{Criterion, RawCriterion, wire::operator_to_proto};
 use loyalty_platform::{
     ApiError, Role, Violations,
     auth::principal,
@@ -62,112 +62,23 @@ impl SegmentationApi {
     }
 }
 
-fn operator_from_proto(v: i32) -> Option<Operator> {
-    use pb::ComparisonOperator as O;
-    Some(match O::try_from(v).ok()? {
-        O::Equal => Operator::Equal,
-        O::NotEqual => Operator::NotEqual,
-        O::Less => Operator::Less,
-        O::LessOrEqual => Operator::LessOrEqual,
-        O::Greater => Operator::Greater,
-        O::GreaterOrEqual => Operator::GreaterOrEqual,
-        O::In => Operator::In,
-        O::Exists => Operator::Exists,
-        O::Contains => Operator::Contains,
-        O::Unspecified => return None,
-    })
-}
-
-fn operator_to_proto(o: Operator) -> pb::ComparisonOperator {
-    use pb::ComparisonOperator as O;
-    match o {
-        Operator::Equal => O::Equal,
-        Operator::NotEqual => O::NotEqual,
-        Operator::Less => O::Less,
-        Operator::LessOrEqual => O::LessOrEqual,
-        Operator::Greater => O::Greater,
-        Operator::GreaterOrEqual => O::GreaterOrEqual,
-        Operator::In => O::In,
-        Operator::Exists => O::Exists,
-        Operator::Contains => O::Contains,
-    }
-}
-
-/// Maps the wire criterion to the unvalidated form; unset literals are reported at `path`.
+/// Maps the wire criterion to the unvalidated form; unset literals are reported under `path`.
 fn raw_from_proto(v: &mut Violations, path: &str, c: &pb::Criterion) -> RawCriterion {
-    use pb::criterion::Kind;
-    match &c.kind {
-        None => RawCriterion::Empty,
-        Some(Kind::All(g)) => RawCriterion::All(
-            g.criteria
-                .iter()
-                .enumerate()
-                .map(|(i, c)| raw_from_proto(v, &format!("{path}.all.criteria[{i}]"), c))
-                .collect(),
-        ),
-        Some(Kind::Any(g)) => RawCriterion::Any(
-            g.criteria
-                .iter()
-                .enumerate()
-                .map(|(i, c)| raw_from_proto(v, &format!("{path}.any.criteria[{i}]"), c))
-                .collect(),
-        ),
-        Some(Kind::Negation(inner)) => RawCriterion::Not(Some(Box::new(raw_from_proto(
-            v,
-            &format!("{path}.negation"),
-            inner,
-        )))),
-        Some(Kind::Condition(cond)) => RawCriterion::Condition {
-            field: cond.field.clone(),
-            operator: operator_from_proto(cond.operator),
-            values: cond
-                .values
-                .iter()
-                .enumerate()
-                .filter_map(|(i, val)| {
-                    use pb::value::Kind as K;
-                    match &val.kind {
-                        Some(K::StringValue(s)) => Some(Value::String(s.clone())),
-                        Some(K::IntValue(n)) => Some(Value::Int(*n)),
-                        Some(K::BoolValue(b)) => Some(Value::Bool(*b)),
-                        None => {
-                            v.add(format!("{path}.condition.values[{i}]"), "must be set");
-                            None
-                        }
-                    }
-                })
-                .collect(),
-        },
+    let mut problems = Vec::new();
+    let raw = loyalty_criteria::wire::raw_from_proto(c, &mut problems);
+    for p in problems {
+        let field = if p.path.is_empty() {
+            path.to_owned()
+        } else {
+            format!("{path}.{}", p.path)
+        };
+        v.add(field, p.reason);
     }
+    raw
 }
 
 fn criterion_to_proto(c: &Criterion) -> pb::Criterion {
-    use pb::criterion::Kind;
-    let kind = match c {
-        Criterion::All(cs) => Kind::All(pb::CriterionGroup {
-            criteria: cs.iter().map(criterion_to_proto).collect(),
-        }),
-        Criterion::Any(cs) => Kind::Any(pb::CriterionGroup {
-            criteria: cs.iter().map(criterion_to_proto).collect(),
-        }),
-        Criterion::Not(inner) => Kind::Negation(Box::new(criterion_to_proto(inner))),
-        Criterion::Condition(cond) => Kind::Condition(pb::Condition {
-            field: cond.field.path(),
-            operator: operator_to_proto(cond.operator) as i32,
-            values: cond
-                .values
-                .iter()
-                .map(|v| pb::Value {
-                    kind: Some(match v {
-                        Value::String(s) => pb::value::Kind::StringValue(s.clone()),
-                        Value::Int(n) => pb::value::Kind::IntValue(*n),
-                        Value::Bool(b) => pb::value::Kind::BoolValue(*b),
-                    }),
-                })
-                .collect(),
-        }),
-    };
-    pb::Criterion { kind: Some(kind) }
+    loyalty_criteria::wire::to_proto(c)
 }
 
 fn segment_to_proto(s: &Segment) -> pb::Segment {
