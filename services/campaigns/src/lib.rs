@@ -1,6 +1,7 @@
 //! The campaigns service: message templates (and, with later issues, omnichannel campaigns,
 //! the send queue, delivery tracking and marketing-automation workflows).
 pub mod api;
+pub mod automation;
 pub mod delivery;
 pub mod domain;
 pub mod migration;
@@ -58,6 +59,28 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         _ => tracing::warn!(
             "the send queue is off: it needs peers.identity_url and auth.bootstrap_key"
         ),
+    }
+    // Workflows: triggers come from identity's, segmentation's and checkout's events; the
+    // engine acts for partners with the platform key.
+    let triggers: std::sync::Arc<automation::Triggers> = std::sync::Arc::new(automation::Triggers);
+    for producer in ["identity", "segmentation", "checkout"] {
+        infra.consume(producer, triggers.clone())?;
+    }
+    match &infra.settings.auth.bootstrap_key {
+        Some(key) if infra.settings.automation.enabled => automation::Engine::new(
+            infra.db.clone(),
+            automation::Peers {
+                identity: infra.peer("identity").ok(),
+                segmentation: infra.peer("segmentation").ok(),
+                rewards: infra.peer("rewards").ok(),
+                wallet: infra.peer("wallet").ok(),
+            },
+            key.clone(),
+            infra.settings.automation.clone(),
+        )
+        .spawn(),
+        Some(_) => tracing::info!("the workflow engine is off on this replica"),
+        None => tracing::warn!("the workflow engine is off: it needs auth.bootstrap_key"),
     }
     let mut routes = tonic::service::RoutesBuilder::default();
     routes.add_service(CampaignsServiceServer::new(api));
