@@ -1,6 +1,7 @@
 //! gRPC adapter of `CampaignsService`.
 mod campaigns;
 mod messages;
+mod workflows;
 
 use std::collections::BTreeMap;
 
@@ -565,18 +566,74 @@ impl CampaignsService for CampaignsApi {
         self.unsubscribe_rpc(request).await
     }
 
-    loyalty_platform::rpcs_not_yet_implemented! {
-        "lands with issue #8 (campaigns and marketing automation)";
-        create_workflow(pb::CreateWorkflowRequest) -> pb::CreateWorkflowResponse;
-        get_workflow(pb::GetWorkflowRequest) -> pb::GetWorkflowResponse;
-        list_workflows(pb::ListWorkflowsRequest) -> pb::ListWorkflowsResponse;
-        update_workflow(pb::UpdateWorkflowRequest) -> pb::UpdateWorkflowResponse;
-        delete_workflow(pb::DeleteWorkflowRequest) -> pb::DeleteWorkflowResponse;
-        activate_workflow(pb::ActivateWorkflowRequest) -> pb::ActivateWorkflowResponse;
-        pause_workflow(pb::PauseWorkflowRequest) -> pb::PauseWorkflowResponse;
-        list_workflow_executions(pb::ListWorkflowExecutionsRequest) -> pb::ListWorkflowExecutionsResponse;
-        get_workflow_execution(pb::GetWorkflowExecutionRequest) -> pb::GetWorkflowExecutionResponse;
-        cancel_workflow_execution(pb::CancelWorkflowExecutionRequest) -> pb::CancelWorkflowExecutionResponse;
+    async fn create_workflow(
+        &self,
+        request: Request<pb::CreateWorkflowRequest>,
+    ) -> Result<Response<pb::CreateWorkflowResponse>, Status> {
+        self.create_workflow_rpc(request).await
+    }
+
+    async fn get_workflow(
+        &self,
+        request: Request<pb::GetWorkflowRequest>,
+    ) -> Result<Response<pb::GetWorkflowResponse>, Status> {
+        self.get_workflow_rpc(request).await
+    }
+
+    async fn list_workflows(
+        &self,
+        request: Request<pb::ListWorkflowsRequest>,
+    ) -> Result<Response<pb::ListWorkflowsResponse>, Status> {
+        self.list_workflows_rpc(request).await
+    }
+
+    async fn update_workflow(
+        &self,
+        request: Request<pb::UpdateWorkflowRequest>,
+    ) -> Result<Response<pb::UpdateWorkflowResponse>, Status> {
+        self.update_workflow_rpc(request).await
+    }
+
+    async fn delete_workflow(
+        &self,
+        request: Request<pb::DeleteWorkflowRequest>,
+    ) -> Result<Response<pb::DeleteWorkflowResponse>, Status> {
+        self.delete_workflow_rpc(request).await
+    }
+
+    async fn activate_workflow(
+        &self,
+        request: Request<pb::ActivateWorkflowRequest>,
+    ) -> Result<Response<pb::ActivateWorkflowResponse>, Status> {
+        self.activate_workflow_rpc(request).await
+    }
+
+    async fn pause_workflow(
+        &self,
+        request: Request<pb::PauseWorkflowRequest>,
+    ) -> Result<Response<pb::PauseWorkflowResponse>, Status> {
+        self.pause_workflow_rpc(request).await
+    }
+
+    async fn list_workflow_executions(
+        &self,
+        request: Request<pb::ListWorkflowExecutionsRequest>,
+    ) -> Result<Response<pb::ListWorkflowExecutionsResponse>, Status> {
+        self.list_workflow_executions_rpc(request).await
+    }
+
+    async fn get_workflow_execution(
+        &self,
+        request: Request<pb::GetWorkflowExecutionRequest>,
+    ) -> Result<Response<pb::GetWorkflowExecutionResponse>, Status> {
+        self.get_workflow_execution_rpc(request).await
+    }
+
+    async fn cancel_workflow_execution(
+        &self,
+        request: Request<pb::CancelWorkflowExecutionRequest>,
+    ) -> Result<Response<pb::CancelWorkflowExecutionResponse>, Status> {
+        self.cancel_workflow_execution_rpc(request).await
     }
 }
 
