@@ -66,6 +66,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     for producer in ["identity", "segmentation", "checkout"] {
         infra.consume(producer, triggers.clone())?;
     }
+    // Redemptions of campaign vouchers, for the campaign statistics.
+    infra.consume(
+        "rewards",
+        std::sync::Arc::new(store::messages::VoucherRedemptions),
+    )?;
     match &infra.settings.auth.bootstrap_key {
         Some(key) if infra.settings.automation.enabled => automation::Engine::new(
             infra.db.clone(),

@@ -176,8 +176,7 @@ pub(crate) fn statistics_to_proto(target: i64, c: &MessageCounts) -> pb::Campaig
         unsubscribe_count: c.unsubscribes,
         complaint_count: c.complaints,
         voucher_issued_count: c.vouchers,
-        // Redemptions live in rewards; counted there per campaign reward.
-        voucher_redeemed_count: 0,
+        voucher_redeemed_count: c.vouchers_redeemed,
         compute_time: Some(to_timestamp(Utc::now())),
     }
 }

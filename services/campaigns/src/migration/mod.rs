@@ -7,7 +7,8 @@ loyalty_platform::migrator![
     TemplateTextBodies,
     Campaigns,
     Messages,
-    Workflows
+    Workflows,
+    VoucherRedemptions
 ];
 
 struct InitialSchema;
@@ -742,5 +743,40 @@ impl MigrationTrait for Workflows {
                 .await?;
         }
         Ok(())
+    }
+}
+
+/// When a message's voucher was redeemed (rewards' `VoucherRedeemed` of a campaign voucher):
+/// the campaign statistics' `voucher_redeemed_count`.
+struct VoucherRedemptions;
+
+impl MigrationName for VoucherRedemptions {
+    fn name(&self) -> &str {
+        "m0007_voucher_redemptions"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for VoucherRedemptions {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.alter_table(
+            Table::alter()
+                .table(Alias::new("messages"))
+                .add_column(timestamp_with_time_zone_null(Alias::new(
+                    "voucher_redeemed_at",
+                )))
+                .to_owned(),
+        )
+        .await
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.alter_table(
+            Table::alter()
+                .table(Alias::new("messages"))
+                .drop_column(Alias::new("voucher_redeemed_at"))
+                .to_owned(),
+        )
+        .await
     }
 }

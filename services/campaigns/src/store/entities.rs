@@ -103,6 +103,8 @@ pub mod messages {
         pub first_open_at: Option<DateTimeUtc>,
         pub first_click_at: Option<DateTimeUtc>,
         pub unsubscribed_at: Option<DateTimeUtc>,
+        /// When the message's voucher was redeemed.
+        pub voucher_redeemed_at: Option<DateTimeUtc>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

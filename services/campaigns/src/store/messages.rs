@@ -78,6 +78,7 @@ pub struct MessageCounts {
     pub unsubscribes: i64,
     pub complaints: i64,
     pub vouchers: i64,
+    pub vouchers_redeemed: i64,
 }
 
 /// A recorded delivery event.
@@ -168,6 +169,7 @@ fn message_row(partner_id: Uuid, m: &Message) -> messages::ActiveModel {
         first_open_at: Set(m.first_open_at),
         first_click_at: Set(m.first_click_at),
         unsubscribed_at: Set(m.unsubscribed_at),
+        voucher_redeemed_at: sea_orm::ActiveValue::NotSet,
     }
 }
 
@@ -645,6 +647,7 @@ impl Store {
             clicks: i64,
             unsubscribes: i64,
             vouchers: i64,
+            redeemed: i64,
         }
         let backend = self.db.get_database_backend();
         let rows = Row::find_by_statement(Statement::from_sql_and_values(
@@ -652,7 +655,8 @@ impl Store {
             format!(
                 "SELECT state, bounce_type, COUNT(*) AS n, COUNT(first_open_at) AS opens, \
                    COUNT(first_click_at) AS clicks, COUNT(unsubscribed_at) AS unsubscribes, \
-                   SUM(CASE WHEN voucher_code <> '' THEN 1 ELSE 0 END) AS vouchers \
+                   SUM(CASE WHEN voucher_code <> '' THEN 1 ELSE 0 END) AS vouchers, \
+                   COUNT(voucher_redeemed_at) AS redeemed \
                  FROM messages WHERE campaign_id = {} GROUP BY state, bounce_type",
                 param(backend, 1)
             ),
@@ -674,6 +678,7 @@ impl Store {
             out.unique_clicks += r.clicks;
             out.unsubscribes += r.unsubscribes;
             out.vouchers += r.vouchers;
+            out.vouchers_redeemed += r.redeemed;
         }
         #[derive(FromQueryResult)]
         struct Count {
@@ -757,4 +762,65 @@ impl Store {
 /// Counts by state as a map from the state's name (for tests and statistics).
 pub fn count_of(counts: &MessageCounts, state: MessageState) -> i64 {
     counts.by_state.get(state.as_str()).copied().unwrap_or(0)
+}
+
+/// Records that a campaign message's voucher was redeemed (once: the first redemption
+/// counts); how many messages it marked (0 or 1: one message per campaign and customer).
+pub async fn record_voucher_redemption(
+    conn: &impl ConnectionTrait,
+    partner_id: Uuid,
+    campaign_id: Uuid,
+    customer_id: Uuid,
+    at: DateTime<Utc>,
+) -> Result<u64, ApiError> {
+    use sea_orm::sea_query::Expr;
+    Ok(messages::Entity::update_many()
+        .col_expr(messages::Column::VoucherRedeemedAt, Expr::value(Some(at)))
+        .filter(messages::Column::PartnerId.eq(partner_id))
+        .filter(messages::Column::CampaignId.eq(campaign_id))
+        .filter(messages::Column::CustomerId.eq(customer_id))
+        .filter(messages::Column::VoucherCode.ne(""))
+        .filter(messages::Column::VoucherRedeemedAt.is_null())
+        .exec(conn)
+        .await?
+        .rows_affected)
+}
+
+/// Counts the redemptions of campaign vouchers (rewards' `VoucherRedeemed` of source
+/// `campaign`) on the campaigns' messages.
+pub struct VoucherRedemptions;
+
+#[async_trait::async_trait]
+impl loyalty_platform::events::EventHandler for VoucherRedemptions {
+    fn handles(&self, event_type: &str) -> bool {
+        event_type == "loyalty.events.v1.VoucherRedeemed"
+    }
+
+    async fn apply(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        event: &loyalty_proto::events::v1::EventEnvelope,
+    ) -> anyhow::Result<()> {
+        let Some(e) =
+            loyalty_platform::events::decode::<loyalty_proto::events::v1::VoucherRedeemed>(event)
+        else {
+            return Ok(());
+        };
+        let ids = (
+            Uuid::parse_str(&event.partner_id),
+            Uuid::parse_str(&e.source_id),
+            Uuid::parse_str(&e.customer_id),
+        );
+        if let ("campaign", (Ok(partner), Ok(campaign), Ok(customer))) = (e.source.as_str(), ids) {
+            let at = event
+                .occur_time
+                .as_ref()
+                .and_then(|t| {
+                    DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0))
+                })
+                .unwrap_or_else(Utc::now);
+            record_voucher_redemption(txn, partner, campaign, customer, at).await?;
+        }
+        Ok(())
+    }
 }

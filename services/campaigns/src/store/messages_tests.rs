@@ -382,3 +382,84 @@ async fn concurrent_claims_never_overlap_on_postgres() {
     let unique: HashSet<Uuid> = all.iter().copied().collect();
     assert_eq!((all.len(), unique.len()), (2000, 2000));
 }
+
+/// A redeemed campaign voucher counts once in the campaign's statistics, whoever reports it
+/// how often; a message without a voucher, another campaign or partner counts nothing.
+async fn redemptions(db: DatabaseConnection) {
+    use super::messages::record_voucher_redemption;
+    let store = Store::new(db.clone());
+    let partner = Uuid::now_v7();
+    let c = campaign();
+    store.insert_campaign(&db, partner, &c).await.unwrap();
+    let now = Utc::now().trunc_subsecs(6);
+    let (jana, petr, eva) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let mut with_voucher = queued(&c, jana, now);
+    with_voucher.voucher_code = "SPRING-ABC".into();
+    let without = queued(&c, petr, now);
+    let mut evas = queued(&c, eva, now);
+    evas.voucher_code = "SPRING-EVA".into();
+    store
+        .insert_messages(&db, partner, &[with_voucher, without, evas])
+        .await
+        .unwrap();
+    let redeem = |campaign, partner, customer| {
+        let db = db.clone();
+        async move {
+            record_voucher_redemption(&db, partner, campaign, customer, now)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(redeem(c.id, partner, jana).await, 1);
+    assert_eq!(redeem(c.id, partner, jana).await, 0, "counted once");
+    assert_eq!(redeem(c.id, partner, petr).await, 0, "no voucher");
+    assert_eq!(redeem(Uuid::now_v7(), partner, jana).await, 0);
+    assert_eq!(redeem(c.id, Uuid::now_v7(), jana).await, 0);
+    // As rewards reports it: VoucherRedeemed of a campaign voucher, applied by the consumer.
+    use loyalty_platform::events::{DomainEvent, EventHandler};
+    use loyalty_proto::events::v1 as ev;
+    use prost::Message as _;
+    let redeemed = |source: &str| ev::EventEnvelope {
+        event_id: Uuid::now_v7().to_string(),
+        event_type: ev::VoucherRedeemed::TYPE.into(),
+        producer: "rewards".into(),
+        partner_id: partner.to_string(),
+        payload: ev::VoucherRedeemed {
+            customer_id: eva.to_string(),
+            source: source.into(),
+            source_id: c.id.to_string(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        ..Default::default()
+    };
+    for source in ["catalogue", "campaign"] {
+        let txn = db.begin().await.unwrap();
+        super::messages::VoucherRedemptions
+            .apply(&txn, &redeemed(source))
+            .await
+            .unwrap();
+        txn.commit().await.unwrap();
+    }
+    let counts = store.message_counts(c.id).await.unwrap();
+    assert_eq!((counts.vouchers, counts.vouchers_redeemed), (2, 2));
+}
+
+#[tokio::test]
+async fn redeemed_vouchers_count_once_on_postgres() {
+    let test_db = loyalty_testkit::TestDb::postgres().await.expect("postgres");
+    redemptions(migrated(test_db.url()).await).await;
+}
+
+#[tokio::test]
+async fn redeemed_vouchers_count_once_on_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    redemptions(
+        migrated(format!(
+            "sqlite://{}/test.db?mode=rwc",
+            dir.path().display()
+        ))
+        .await,
+    )
+    .await;
+}

@@ -70,7 +70,10 @@ async fn lifecycle(db: DatabaseConnection) {
     let partner = Uuid::now_v7();
     let w = workflow();
     ws::insert_workflow(&db, partner, &w).await.unwrap();
-    assert_eq!(ws::workflow(&db, partner, w.id).await.unwrap(), Some(w.clone()));
+    assert_eq!(
+        ws::workflow(&db, partner, w.id).await.unwrap(),
+        Some(w.clone())
+    );
     assert_eq!(ws::workflow(&db, Uuid::now_v7(), w.id).await.unwrap(), None);
     assert_eq!(
         ws::active_workflows(&db, partner, "event").await.unwrap(),
@@ -98,10 +101,18 @@ async fn lifecycle(db: DatabaseConnection) {
     let now = Utc::now().trunc_subsecs(6);
     let customer = Uuid::now_v7();
     let e = Execution::start(Uuid::now_v7(), &v2, customer, None, BTreeMap::new(), now);
-    let mut txn = db.begin().await.unwrap();
-    assert!(ws::start_execution(&txn, partner, &e, "event:1").await.unwrap());
+    let txn = db.begin().await.unwrap();
+    assert!(
+        ws::start_execution(&txn, partner, &e, "event:1")
+            .await
+            .unwrap()
+    );
     let again = Execution::start(Uuid::now_v7(), &v2, customer, None, BTreeMap::new(), now);
-    assert!(!ws::start_execution(&txn, partner, &again, "event:1").await.unwrap());
+    assert!(
+        !ws::start_execution(&txn, partner, &again, "event:1")
+            .await
+            .unwrap()
+    );
     txn.commit().await.unwrap();
     assert_eq!(ws::live_executions(&db, partner, w.id).await.unwrap(), 1);
     assert_eq!(
@@ -113,10 +124,17 @@ async fn lifecycle(db: DatabaseConnection) {
     );
 
     // Claimed once; a claim hides it until its lease lapses.
-    let claimed = ws::claim_due(&db, now, Duration::seconds(60), 10).await.unwrap();
+    let claimed = ws::claim_due(&db, now, Duration::seconds(60), 10)
+        .await
+        .unwrap();
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].execution, e);
-    assert!(ws::claim_due(&db, now, Duration::seconds(60), 10).await.unwrap().is_empty());
+    assert!(
+        ws::claim_due(&db, now, Duration::seconds(60), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let lapsed = now + Duration::seconds(61);
     assert_eq!(
         ws::claim_due(&db, lapsed, Duration::seconds(60), 10)
@@ -146,14 +164,32 @@ async fn lifecycle(db: DatabaseConnection) {
         attempts: 0,
         due_at: None,
     };
-    assert!(ws::save_progress(&db, partner, &progress, now).await.unwrap());
+    assert!(
+        ws::save_progress(&db, partner, &progress, now)
+            .await
+            .unwrap()
+    );
     // The same progress again (a replay by a worker whose claim lapsed) writes nothing.
-    assert!(!ws::save_progress(&db, partner, &progress, now).await.unwrap());
+    assert!(
+        !ws::save_progress(&db, partner, &progress, now)
+            .await
+            .unwrap()
+    );
     let (stored, stored_steps) = ws::execution(&db, partner, e.id).await.unwrap().unwrap();
     assert_eq!(stored, waiting);
     assert_eq!(stored_steps, vec![step]);
-    assert!(ws::execution(&db, Uuid::now_v7(), e.id).await.unwrap().is_none());
-    assert!(ws::claim_due(&db, lapsed, Duration::seconds(60), 10).await.unwrap().is_empty());
+    assert!(
+        ws::execution(&db, Uuid::now_v7(), e.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        ws::claim_due(&db, lapsed, Duration::seconds(60), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(
         ws::claim_due(&db, until, Duration::seconds(60), 10)
             .await
@@ -165,8 +201,15 @@ async fn lifecycle(db: DatabaseConnection) {
     // Paused: held, nothing due; reactivated: due at once.
     ws::hold_executions(&db, partner, w.id, now).await.unwrap();
     let far = until + Duration::days(400);
-    assert!(ws::claim_due(&db, far, Duration::seconds(60), 10).await.unwrap().is_empty());
-    ws::release_executions(&db, partner, w.id, far).await.unwrap();
+    assert!(
+        ws::claim_due(&db, far, Duration::seconds(60), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    ws::release_executions(&db, partner, w.id, far)
+        .await
+        .unwrap();
     assert_eq!(
         ws::claim_due(&db, far, Duration::seconds(60), 10)
             .await
@@ -237,7 +280,9 @@ async fn lifecycle(db: DatabaseConnection) {
         .into_iter()
         .collect();
     assert_eq!(known, HashSet::from([customer, other]));
-    ws::forget_customer_dates(&db, partner, customer).await.unwrap();
+    ws::forget_customer_dates(&db, partner, customer)
+        .await
+        .unwrap();
     assert_eq!(
         ws::known_customers(&db, partner, None, 10).await.unwrap(),
         vec![other]
@@ -267,7 +312,14 @@ async fn concurrent_claims_of_executions_never_overlap_on_postgres() {
     let now = Utc::now().trunc_subsecs(6);
     let txn = db.begin().await.unwrap();
     for i in 0..500 {
-        let e = Execution::start(Uuid::now_v7(), &w, Uuid::now_v7(), None, BTreeMap::new(), now);
+        let e = Execution::start(
+            Uuid::now_v7(),
+            &w,
+            Uuid::now_v7(),
+            None,
+            BTreeMap::new(),
+            now,
+        );
         ws::start_execution(&txn, partner, &e, &format!("event:{i}"))
             .await
             .unwrap();

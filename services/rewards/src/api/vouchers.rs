@@ -872,6 +872,8 @@ pub(super) async fn redeem(
                         .business_unit_id
                         .map(|b| b.to_string())
                         .unwrap_or_default(),
+                    source: voucher.source.as_str().to_owned(),
+                    source_id: voucher.source_id.clone(),
                     ..Default::default()
                 },
             )
