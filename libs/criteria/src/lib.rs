@@ -190,6 +190,13 @@ impl Criterion {
         Criterion::parse(c.into_raw()).map_err(StoredCriterionError::Invalid)
     }
 
+    /// As [`Criterion::from_json`], also accepting `event.<key>` fields (a workflow
+    /// condition's criterion, see [`Criterion::parse_with_event`]).
+    pub fn from_json_with_event(v: &serde_json::Value) -> Result<Criterion, StoredCriterionError> {
+        let c = Criterion::deserialize(v)?;
+        Criterion::parse_with_event(c.into_raw()).map_err(StoredCriterionError::Invalid)
+    }
+
     /// The unvalidated form, e.g. to hand a stored criterion back to a client.
     pub fn into_raw(self) -> RawCriterion {
         match self {

@@ -154,6 +154,12 @@ mod tests {
         let back = raw_from_proto(&to_proto(&c), &mut problems);
         assert!(problems.is_empty());
         assert_eq!(Criterion::parse_with_event(back).expect("valid"), c);
+        // Stored by a workflow: read back only where events are known.
+        assert_eq!(
+            Criterion::from_json_with_event(&c.to_json()).expect("valid"),
+            c
+        );
+        assert!(Criterion::from_json(&c.to_json()).is_err());
     }
 
     #[test]

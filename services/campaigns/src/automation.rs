@@ -955,7 +955,7 @@ impl Engine {
                 }
             }
             ConditionTest::Criterion(json) => {
-                let criterion = loyalty_criteria::Criterion::from_json(json)
+                let criterion = loyalty_criteria::Criterion::from_json_with_event(json)
                     .map_err(|e| Done::Fail(format!("stored criterion: {e}")))?;
                 self.matches(partner_id, exec.customer_id, &criterion, event_facts(exec))
                     .await
