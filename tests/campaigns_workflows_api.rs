@@ -5,7 +5,9 @@
 //! deleted by the rules; invalid graphs name their fields; another partner's workflows are
 //! NOT_FOUND; executions are listed per workflow or customer and an unknown one is NOT_FOUND.
 //! (The engine's own tests start and step executions.)
-use loyalty_proto::{campaigns::v1 as pb, identity::v1 as identity, segmentation::v1 as seg};
+use loyalty_proto::{
+    campaigns::v1 as pb, identity::v1 as identity, rewards::v1 as rewards, segmentation::v1 as seg,
+};
 use loyalty_testkit::{Backend, Suite, authed, error_reason, violated_fields};
 use prost_types::FieldMask;
 use tonic::{Code, transport::Channel};
@@ -17,6 +19,33 @@ const ROLES: [identity::Role; 3] = [
     identity::Role::Support,
     identity::Role::Service,
 ];
+
+/// A reward of `kind` of the key's partner.
+async fn reward(suite: &Suite, key: &str, kind: rewards::RewardType) -> anyhow::Result<String> {
+    Ok(suite
+        .rewards()
+        .await?
+        .create_reward(authed(
+            rewards::CreateRewardRequest {
+                idempotency_key: format!("reward-{kind:?}"),
+                reward: Some(rewards::Reward {
+                    display_name: format!("{kind:?}"),
+                    r#type: kind as i32,
+                    benefit: Some(rewards::reward::Benefit::CartPercentageDiscount(
+                        rewards::CartPercentageDiscount { basis_points: 1000 },
+                    )),
+                    voucher_validity_days: 30,
+                    ..Default::default()
+                }),
+            },
+            key,
+        ))
+        .await?
+        .into_inner()
+        .reward
+        .expect("reward")
+        .id)
+}
 
 fn node(key: &str, kind: pb::workflow_node::Kind, next: &str) -> pb::WorkflowNode {
     pb::WorkflowNode {
@@ -73,7 +102,7 @@ fn city_is(field: &str, city: &str) -> seg::Criterion {
 }
 
 /// The birthday voucher of the docs: on the birthday at 9:00, a voucher, then a message.
-fn birthday(name: &str, template_id: &str) -> pb::Workflow {
+fn birthday(name: &str, template_id: &str, reward_id: &str) -> pb::Workflow {
     pb::Workflow {
         display_name: name.into(),
         trigger: Some(birth_date_trigger(None)),
@@ -81,7 +110,7 @@ fn birthday(name: &str, template_id: &str) -> pb::Workflow {
             node(
                 "voucher",
                 pb::workflow_node::Kind::IssueVoucher(pb::IssueVoucherNode {
-                    reward_id: uuid::Uuid::now_v7().to_string(),
+                    reward_id: reward_id.into(),
                 }),
                 "greet",
             ),
@@ -254,20 +283,23 @@ async fn workflows_are_drafted_versioned_activated_paused_and_deleted_by_their_r
     let mut client = suite.campaigns().await?;
     let template = email_template(&mut client, &key).await?;
     let their_template = email_template(&mut client, &other).await?;
+    let gift = reward(&suite, &key, rewards::RewardType::Campaign).await?;
+    let their_gift = reward(&suite, &other, rewards::RewardType::Campaign).await?;
+    let coupon = reward(&suite, &key, rewards::RewardType::Coupon).await?;
 
     // Created as a DRAFT of version 1; a retry answers the same workflow.
     let draft = create(
         &mut client,
         &key,
         "birthday",
-        birthday("Birthday", &template),
+        birthday("Birthday", &template, &gift),
     )
     .await?;
     assert_eq!(draft.state, pb::WorkflowState::Draft as i32);
     assert_eq!((draft.version, draft.etag.as_str()), (1, "v1"));
     assert!(draft.create_time.is_some() && draft.activate_time.is_none());
     assert_eq!(draft.entry_node_key, "voucher");
-    let first = birthday("Birthday", &template);
+    let first = birthday("Birthday", &template, &gift);
     let dup = create(&mut client, &key, "birthday-2", first.clone()).await?;
     let again = create(&mut client, &key, "birthday-2", first).await?;
     assert_eq!(again, dup, "a retry answers the same workflow");
@@ -276,7 +308,7 @@ async fn workflows_are_drafted_versioned_activated_paused_and_deleted_by_their_r
         &mut client,
         &key,
         "birthday-2",
-        birthday("Other", &template),
+        birthday("Other", &template, &gift),
     )
     .await
     .unwrap_err();
@@ -284,14 +316,20 @@ async fn workflows_are_drafted_versioned_activated_paused_and_deleted_by_their_r
     assert_eq!(error_reason(&e), "IDEMPOTENCY_KEY_REUSED");
     assert_eq!(get(&mut client, &key, &draft.id).await?, draft);
     // Readers read; only marketing writes.
-    let e = create(&mut client, &reader, "r", birthday("R", &template))
+    let e = create(&mut client, &reader, "r", birthday("R", &template, &gift))
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
     list(&mut client, &reader, pb::ListWorkflowsRequest::default()).await?;
 
     // Listed newest first, in pages.
-    let third = create(&mut client, &key, "third", birthday("Third", &template)).await?;
+    let third = create(
+        &mut client,
+        &key,
+        "third",
+        birthday("Third", &template, &gift),
+    )
+    .await?;
     let page = list(
         &mut client,
         &key,
@@ -332,7 +370,7 @@ async fn workflows_are_drafted_versioned_activated_paused_and_deleted_by_their_r
     // An update makes a new version; a stale etag and a bad mask are refused.
     let mut change = pb::Workflow {
         id: draft.id.clone(),
-        ..birthday("ignored", &template)
+        ..birthday("ignored", &template, &gift)
     };
     change
         .nodes
@@ -450,15 +488,64 @@ async fn workflows_are_drafted_versioned_activated_paused_and_deleted_by_their_r
     );
     pause(&mut client, &key, "p4", &draft.id).await?;
 
-    // Activation checks that the templates it sends are the partner's.
-    for (name, t) in [
-        ("unknown", uuid::Uuid::now_v7().to_string()),
-        ("theirs", their_template.clone()),
+    // Activation checks that the templates, rewards, segments and badges it names are the
+    // partner's (and a voucher's reward a CAMPAIGN reward).
+    let unknown = uuid::Uuid::now_v7().to_string();
+    let with_segment = |name: &str, segment: &str| pb::Workflow {
+        nodes: vec![
+            node(
+                "voucher",
+                pb::workflow_node::Kind::AddToSegment(pb::AddToSegmentNode {
+                    segment_id: segment.into(),
+                }),
+                "greet",
+            ),
+            node("greet", send(&template), ""),
+        ],
+        ..birthday(name, &template, &gift)
+    };
+    for (name, w, code, said) in [
+        (
+            "unknown template",
+            birthday("t1", &unknown, &gift),
+            Code::NotFound,
+            "message template",
+        ),
+        (
+            "their template",
+            birthday("t2", &their_template, &gift),
+            Code::NotFound,
+            "message template",
+        ),
+        (
+            "unknown reward",
+            birthday("r1", &template, &unknown),
+            Code::NotFound,
+            "nodes[0].issue_voucher.reward_id",
+        ),
+        (
+            "their reward",
+            birthday("r2", &template, &their_gift),
+            Code::NotFound,
+            "reward",
+        ),
+        (
+            "a coupon",
+            birthday("r3", &template, &coupon),
+            Code::FailedPrecondition,
+            "CAMPAIGN",
+        ),
+        (
+            "unknown segment",
+            with_segment("s1", &unknown),
+            Code::NotFound,
+            "nodes[0].add_to_segment.segment_id",
+        ),
     ] {
-        let w = create(&mut client, &key, name, birthday(name, &t)).await?;
+        let w = create(&mut client, &key, name, w).await?;
         let e = activate(&mut client, &key, name, &w.id).await.unwrap_err();
-        assert_eq!(e.code(), Code::NotFound, "{name}: {e:?}");
-        assert!(e.message().contains("message template"), "{e:?}");
+        assert_eq!(e.code(), code, "{name}: {e:?}");
+        assert!(e.message().contains(said), "{name}: {e:?}");
         assert_eq!(
             get(&mut client, &key, &w.id).await?.state,
             pb::WorkflowState::Draft as i32

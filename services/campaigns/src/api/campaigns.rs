@@ -235,7 +235,11 @@ impl CampaignsApi {
     }
 
     /// The reward from rewards, read with the caller's key (another partner's is NOT_FOUND).
-    async fn reward(&self, who: &Principal, id: Uuid) -> Result<rewards_pb::Reward, ApiError> {
+    pub(super) async fn reward(
+        &self,
+        who: &Principal,
+        id: Uuid,
+    ) -> Result<rewards_pb::Reward, ApiError> {
         let Some(rewards) = &self.rewards else {
             return Err(ApiError::Unavailable(
                 "rewards is not configured (peers.rewards_url): campaign rewards need it".into(),

@@ -11,13 +11,14 @@ use chrono::{DateTime, Utc};
 use loyalty_criteria::{Criterion, Violation, wire};
 use loyalty_platform::{
     ApiError, Role, Violations,
-    auth::principal,
+    auth::{Principal, principal},
+    client::outgoing,
     error::{check_etag, check_idempotency_key, mask_paths, parse_uuid},
     idempotency::{self, IdempotencyScope},
     paging,
     time::{from_timestamp, to_timestamp},
 };
-use loyalty_proto::{campaigns::v1 as pb, segmentation::v1 as seg};
+use loyalty_proto::{campaigns::v1 as pb, rewards::v1 as rewards_pb, segmentation::v1 as seg};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -562,26 +563,137 @@ fn under_mask(field: &str, paths: &[String]) -> bool {
 impl CampaignsApi {
     /// Checks that every message template the workflow sends is one of the partner's
     /// (segments, badges and rewards are checked by the engine when a node runs).
-    async fn check_templates(&self, partner_id: Uuid, w: &Workflow) -> Result<(), ApiError> {
+    /// What the workflow names must exist for the partner: its message templates (here), its
+    /// rewards (CAMPAIGN rewards, in rewards), segments and badges (in segmentation), each
+    /// read with the caller's key, so another partner's is NOT_FOUND, naming the node's
+    /// field. A service that is down makes the activation UNAVAILABLE rather than unchecked.
+    async fn check_references(&self, who: &Principal, w: &Workflow) -> Result<(), ApiError> {
+        let partner_id = who.partner()?;
         let mut seen = BTreeSet::new();
+        let missing = |what: &str, id: Uuid, field: String| {
+            ApiError::NotFound(format!("{what} {id} ({field})"))
+        };
+        let mut segments = Vec::new();
+        if let Some(Trigger::Segment(t)) = &w.trigger {
+            segments.push((
+                t.segment_id,
+                "workflow.trigger.segment.segment_id".to_owned(),
+            ));
+        }
         for (i, n) in w.nodes.iter().enumerate() {
-            let NodeKind::SendMessage {
-                message_template_id: id,
-            } = n.kind
-            else {
-                continue;
-            };
+            let field = |f: &str| format!("workflow.nodes[{i}].{}.{f}", n.kind.type_name());
+            match &n.kind {
+                NodeKind::SendMessage {
+                    message_template_id: id,
+                } => {
+                    let known =
+                        !seen.insert(*id) || self.store.template(partner_id, *id).await?.is_some();
+                    if !known {
+                        return Err(missing(
+                            "message template",
+                            *id,
+                            field("message_template_id"),
+                        ));
+                    }
+                }
+                NodeKind::IssueVoucher { reward_id } if seen.insert(*reward_id) => {
+                    let reward = self.reward(who, *reward_id).await.map_err(|e| match e {
+                        ApiError::NotFound(_) => missing("reward", *reward_id, field("reward_id")),
+                        e => e,
+                    })?;
+                    if reward.r#type != rewards_pb::RewardType::Campaign as i32 {
+                        return Err(ApiError::precondition(
+                            "REWARD_NOT_CAMPAIGN",
+                            format!(
+                                "{}: only a CAMPAIGN reward issues vouchers to workflow                                  customers",
+                                field("reward_id")
+                            ),
+                        ));
+                    }
+                }
+                NodeKind::AddToSegment { segment_id }
+                | NodeKind::RemoveFromSegment { segment_id } => {
+                    segments.push((*segment_id, field("segment_id")));
+                }
+                NodeKind::Condition {
+                    test: Some(ConditionTest::InSegment(id)),
+                    ..
+                } => segments.push((*id, format!("workflow.nodes[{i}].condition.in_segment_id"))),
+                NodeKind::AssignBadge { badge_id } | NodeKind::RemoveBadge { badge_id }
+                    if seen.insert(*badge_id) =>
+                {
+                    self.check_badge(who, *badge_id, field("badge_id")).await?;
+                }
+                NodeKind::Condition {
+                    test: Some(ConditionTest::HasBadge(id)),
+                    ..
+                } if seen.insert(*id) => {
+                    self.check_badge(
+                        who,
+                        *id,
+                        format!("workflow.nodes[{i}].condition.has_badge_id"),
+                    )
+                    .await?;
+                }
+                _ => {}
+            }
+        }
+        for (id, field) in segments {
             if !seen.insert(id) {
                 continue;
             }
-            if self.store.template(partner_id, id).await?.is_none() {
-                return Err(ApiError::NotFound(format!(
-                    "message template {id} (workflow.nodes[{i}].send_message.\
-                     message_template_id)"
-                )));
+            let found = self
+                .segmentation_client()?
+                .get_segment(outgoing(
+                    seg::GetSegmentRequest {
+                        segment_id: id.to_string(),
+                    },
+                    who,
+                ))
+                .await;
+            match found {
+                Ok(_) => {}
+                Err(s) if s.code() == tonic::Code::NotFound => {
+                    return Err(missing("segment", id, field));
+                }
+                Err(s) => return Err(ApiError::from_upstream("segmentation", s)),
             }
         }
         Ok(())
+    }
+
+    async fn check_badge(&self, who: &Principal, id: Uuid, field: String) -> Result<(), ApiError> {
+        let found = self
+            .segmentation_client()?
+            .get_badge(outgoing(
+                seg::GetBadgeRequest {
+                    badge_id: id.to_string(),
+                },
+                who,
+            ))
+            .await;
+        match found {
+            Ok(_) => Ok(()),
+            Err(s) if s.code() == tonic::Code::NotFound => {
+                Err(ApiError::NotFound(format!("badge {id} ({field})")))
+            }
+            Err(s) => Err(ApiError::from_upstream("segmentation", s)),
+        }
+    }
+
+    fn segmentation_client(
+        &self,
+    ) -> Result<
+        seg::segmentation_service_client::SegmentationServiceClient<tonic::transport::Channel>,
+        ApiError,
+    > {
+        self.segmentation.clone().ok_or_else(|| {
+            ApiError::Unavailable(
+                "segmentation is not configured (peers.segmentation_url): workflows naming \
+                 segments or badges need it"
+                    .into(),
+            )
+        })
     }
 
     #[tracing::instrument(skip_all)]
@@ -736,7 +848,8 @@ impl CampaignsApi {
         &self,
         request: Request<pb::ActivateWorkflowRequest>,
     ) -> Result<Response<pb::ActivateWorkflowResponse>, Status> {
-        let partner_id = principal(&request)?.partner_with_role(WRITERS)?;
+        let who = principal(&request)?.clone();
+        let partner_id = who.partner_with_role(WRITERS)?;
         let req = request.into_inner();
         let scope =
             IdempotencyScope::new(partner_id, "ActivateWorkflow", &req.idempotency_key, &req);
@@ -757,7 +870,7 @@ impl CampaignsApi {
         let mut v = Violations::new();
         read.validate(&mut v);
         v.into_result()?;
-        self.check_templates(partner_id, &read).await?;
+        self.check_references(&who, &read).await?;
         let activated: Workflow = idempotency::run(self.store.db(), scope, move |txn| {
             Box::pin(async move {
                 let current = store::workflow(txn, partner_id, id)
