@@ -2,7 +2,8 @@
 //! and Redis):
 //! - an email campaign through the file adapter reaches the audience members who still have
 //!   their consents at send time, is suppressed (with the reason) for one who withdrew it after
-//!   the audience was made, and ends SENT with its statistics;
+//!   the audience was made, and ends SENT with its statistics; each recipient's message
+//!   carries their own voucher code of the campaign reward, and a redeemed code is counted;
 //! - delivery events from a provider (by its message id) count opens, clicks and bounces; a
 //!   bounce reaches identity's bounce state; the unsubscribe link's token withdraws the
 //!   customer's marketing consent in identity; a forged token is refused;
@@ -20,6 +21,7 @@ use axum::{Json, Router, extract::State, http::HeaderMap, routing::post};
 use loyalty_proto::{
     campaigns::v1::{self as pb, campaigns_service_client::CampaignsServiceClient},
     identity::v1::{self as identity, identity_service_client::IdentityServiceClient},
+    rewards::v1 as rewards_pb,
     segmentation::v1::{self as seg, segmentation_service_client::SegmentationServiceClient},
     types::v1 as types,
 };
@@ -311,7 +313,7 @@ async fn campaigns_reach_consenting_members_and_track_their_responses() -> anyho
             channel: pb::Channel::Email as i32,
             kind: pb::TemplateKind::Campaign as i32,
             subject: "Spring, {{ customer.first_name }}".into(),
-            body: "<p>Hello {{ customer.first_name }}</p>\
+            body: "<p>Hello {{ customer.first_name }}, your code: {{ voucher.code }}</p>\
                    <a href=\"{{ unsubscribe_url }}\">Unsubscribe</a>"
                 .into(),
             text_body: "Hello {{ customer.first_name }}".into(),
@@ -320,6 +322,30 @@ async fn campaigns_reach_consenting_members_and_track_their_responses() -> anyho
         },
     )
     .await?;
+    // A campaign reward: every recipient gets their own voucher code in the message.
+    let mut rewards = suite.rewards().await?;
+    let spring_reward = rewards
+        .create_reward(authed(
+            rewards_pb::CreateRewardRequest {
+                idempotency_key: "spring-reward".into(),
+                reward: Some(rewards_pb::Reward {
+                    display_name: "Spring 10 %".into(),
+                    r#type: rewards_pb::RewardType::Campaign as i32,
+                    benefit: Some(rewards_pb::reward::Benefit::CartPercentageDiscount(
+                        rewards_pb::CartPercentageDiscount { basis_points: 1000 },
+                    )),
+                    voucher_validity_days: 30,
+                    voucher_code_prefix: "SPRING".into(),
+                    ..Default::default()
+                }),
+            },
+            &key,
+        ))
+        .await?
+        .into_inner()
+        .reward
+        .expect("reward")
+        .id;
     let launched = launch(
         &mut campaigns,
         &key,
@@ -328,6 +354,7 @@ async fn campaigns_reach_consenting_members_and_track_their_responses() -> anyho
             channel: pb::Channel::Email as i32,
             message_template_id: spring.clone(),
             audience_id: members.id.clone(),
+            reward_id: spring_reward.clone(),
             ..Default::default()
         },
     )
@@ -350,6 +377,22 @@ async fn campaigns_reach_consenting_members_and_track_their_responses() -> anyho
     assert_eq!(jana_line["subject"], "Spring, Jana");
     assert_eq!(jana_line["text_body"], "Hello Jana");
     let body = jana_line["body"].as_str().unwrap();
+    let code_of = |body: &str| {
+        body.split("your code: ")
+            .nth(1)
+            .and_then(|rest| rest.split('<').next())
+            .expect("a voucher code")
+            .to_owned()
+    };
+    let jana_code = code_of(body);
+    let petr_line = lines
+        .iter()
+        .find(|l| l["to"] == "petr@example.com")
+        .unwrap();
+    let petr_code = code_of(petr_line["body"].as_str().unwrap());
+    assert!(jana_code.starts_with("SPRING"), "{jana_code}");
+    assert_ne!(jana_code, petr_code, "a code for each recipient");
+    assert_eq!(stats.voucher_issued_count, 3, "{stats:?}");
     let token = body
         .split("https://shop.example/unsubscribe?token=")
         .nth(1)
@@ -571,6 +614,37 @@ async fn campaigns_reach_consenting_members_and_track_their_responses() -> anyho
         (1, 1, 1, 1, 1),
         "{stats:?}"
     );
+
+    // Jana redeems her code at a till: the campaign counts it (rewards' VoucherRedeemed).
+    rewards
+        .redeem_voucher(authed(
+            rewards_pb::RedeemVoucherRequest {
+                idempotency_key: "jana-redeems".into(),
+                code: jana_code.clone(),
+                customer_id: people["Jana"].clone(),
+                transaction_id: "till-1".into(),
+                ..Default::default()
+            },
+            &key,
+        ))
+        .await?;
+    eventually(Duration::from_secs(30), || {
+        let mut campaigns = campaigns.clone();
+        let (key, id) = (key.clone(), launched.id.clone());
+        async move {
+            let stats = campaigns
+                .get_campaign_statistics(authed(
+                    pb::GetCampaignStatisticsRequest { campaign_id: id },
+                    &key,
+                ))
+                .await?
+                .into_inner()
+                .statistics
+                .expect("statistics");
+            Ok((stats.voucher_redeemed_count == 1).then_some(()))
+        }
+    })
+    .await?;
 
     // Single messages: a system message to a customer, a gift message to an address.
     let receipt = template(

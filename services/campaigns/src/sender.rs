@@ -22,6 +22,7 @@ use std::{
 };
 
 use chrono::{Duration, Utc};
+use futures::StreamExt;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use loyalty_platform::{
     client::for_partner,
@@ -61,6 +62,9 @@ fn throttle_burst(rate_per_minute: i32) -> usize {
         .unwrap_or(0)
         .clamp(1, 100)
 }
+/// Export batches in flight at once (read from segmentation and given vouchers by rewards
+/// while earlier ones are written).
+const EXPORT_PIPELINE: usize = 4;
 /// How long a peer outage holds claimed messages back.
 const PEER_RETRY: Duration = Duration::seconds(10);
 
@@ -247,7 +251,7 @@ impl Sender {
             .await?
             .ok_or_else(|| anyhow::anyhow!("template {template_id} is gone"))?;
         let purpose = Purpose::of(template.kind);
-        let mut stream = segmentation
+        let stream = segmentation
             .clone()
             .export_audience_members(for_partner(
                 seg::ExportAudienceMembersRequest {
@@ -263,18 +267,27 @@ impl Sender {
         let due = c.schedule_at.unwrap_or(now);
         let variables: BTreeMap<String, String> =
             [("campaign.display_name".to_owned(), c.display_name.clone())].into();
-        while let Some(batch) = stream.message().await? {
+        // A pipeline: the next batches are read and given their vouchers while this one is
+        // written. In order (`buffered`), so the export cursor only moves forward.
+        let mut batches = stream
+            .map(|batch| async move {
+                let batch = batch?;
+                let vouchers = match c.reward_id {
+                    Some(reward_id) if !batch.contacts.is_empty() => {
+                        self.vouchers(partner_id, reward_id, c.id, &batch.contacts)
+                            .await?
+                    }
+                    _ => HashMap::new(),
+                };
+                anyhow::Ok((batch, vouchers))
+            })
+            .buffered(EXPORT_PIPELINE);
+        while let Some(ready) = batches.next().await {
+            let (batch, vouchers) = ready?;
             let Some(last) = batch.contacts.last() else {
                 continue;
             };
             let last = Uuid::try_parse(&last.customer_id)?;
-            let vouchers = match c.reward_id {
-                Some(reward_id) => {
-                    self.vouchers(partner_id, reward_id, c.id, &batch.contacts)
-                        .await?
-                }
-                None => HashMap::new(),
-            };
             let queued_at = Utc::now();
             let messages: Vec<Message> = batch
                 .contacts
