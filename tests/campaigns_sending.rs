@@ -27,7 +27,7 @@ use loyalty_proto::{
 };
 use loyalty_testkit::{
     Backend, REDIS_URL, Suite, SuiteOptions, authed, consent_type, error_reason, eventually,
-    grant_consent, violated_fields,
+    grant_consent, reward_of, violated_fields,
 };
 use tonic::{Code, transport::Channel};
 
@@ -324,28 +324,14 @@ async fn campaigns_reach_consenting_members_and_track_their_responses() -> anyho
     .await?;
     // A campaign reward: every recipient gets their own voucher code in the message.
     let mut rewards = suite.rewards().await?;
-    let spring_reward = rewards
-        .create_reward(authed(
-            rewards_pb::CreateRewardRequest {
-                idempotency_key: "spring-reward".into(),
-                reward: Some(rewards_pb::Reward {
-                    display_name: "Spring 10 %".into(),
-                    r#type: rewards_pb::RewardType::Campaign as i32,
-                    benefit: Some(rewards_pb::reward::Benefit::CartPercentageDiscount(
-                        rewards_pb::CartPercentageDiscount { basis_points: 1000 },
-                    )),
-                    voucher_validity_days: 30,
-                    voucher_code_prefix: "SPRING".into(),
-                    ..Default::default()
-                }),
-            },
-            &key,
-        ))
-        .await?
-        .into_inner()
-        .reward
-        .expect("reward")
-        .id;
+    let spring_reward = reward_of(
+        &mut rewards,
+        &key,
+        rewards_pb::RewardType::Campaign,
+        "Spring 10 %",
+        "SPRING",
+    )
+    .await?;
     let launched = launch(
         &mut campaigns,
         &key,

@@ -23,6 +23,7 @@ use loyalty_proto::{
 };
 use loyalty_testkit::{
     Backend, REDIS_URL, Suite, SuiteOptions, authed, consent_type, eventually, grant_consent,
+    reward_of,
 };
 use tonic::transport::Channel;
 
@@ -280,28 +281,14 @@ async fn a_birthday_workflow_emails_a_voucher_code_once_on_the_day() -> anyhow::
     let jana = customer(&mut identity, &key, &consents, "Jana", &on(today)).await?;
     let petr = customer(&mut identity, &key, &consents, "Petr", &on(tomorrow)).await?;
 
-    let gift = rewards
-        .create_reward(authed(
-            rewards::CreateRewardRequest {
-                idempotency_key: "birthday-reward".into(),
-                reward: Some(rewards::Reward {
-                    display_name: "Birthday 10 %".into(),
-                    r#type: rewards::RewardType::Campaign as i32,
-                    benefit: Some(rewards::reward::Benefit::CartPercentageDiscount(
-                        rewards::CartPercentageDiscount { basis_points: 1000 },
-                    )),
-                    voucher_validity_days: 30,
-                    voucher_code_prefix: "BDAY".into(),
-                    ..Default::default()
-                }),
-            },
-            &key,
-        ))
-        .await?
-        .into_inner()
-        .reward
-        .expect("reward")
-        .id;
+    let gift = reward_of(
+        &mut rewards,
+        &key,
+        rewards::RewardType::Campaign,
+        "Birthday 10 %",
+        "BDAY",
+    )
+    .await?;
     let greeting = email_template(
         &mut campaigns,
         &key,

@@ -8,7 +8,7 @@
 use loyalty_proto::{
     campaigns::v1 as pb, identity::v1 as identity, rewards::v1 as rewards, segmentation::v1 as seg,
 };
-use loyalty_testkit::{Backend, Suite, authed, error_reason, violated_fields};
+use loyalty_testkit::{Backend, Suite, authed, error_reason, reward_of, violated_fields};
 use prost_types::FieldMask;
 use tonic::{Code, transport::Channel};
 
@@ -22,29 +22,14 @@ const ROLES: [identity::Role; 3] = [
 
 /// A reward of `kind` of the key's partner.
 async fn reward(suite: &Suite, key: &str, kind: rewards::RewardType) -> anyhow::Result<String> {
-    Ok(suite
-        .rewards()
-        .await?
-        .create_reward(authed(
-            rewards::CreateRewardRequest {
-                idempotency_key: format!("reward-{kind:?}"),
-                reward: Some(rewards::Reward {
-                    display_name: format!("{kind:?}"),
-                    r#type: kind as i32,
-                    benefit: Some(rewards::reward::Benefit::CartPercentageDiscount(
-                        rewards::CartPercentageDiscount { basis_points: 1000 },
-                    )),
-                    voucher_validity_days: 30,
-                    ..Default::default()
-                }),
-            },
-            key,
-        ))
-        .await?
-        .into_inner()
-        .reward
-        .expect("reward")
-        .id)
+    reward_of(
+        &mut suite.rewards().await?,
+        key,
+        kind,
+        &format!("{kind:?}"),
+        "",
+    )
+    .await
 }
 
 fn node(key: &str, kind: pb::workflow_node::Kind, next: &str) -> pb::WorkflowNode {

@@ -715,6 +715,40 @@ pub async fn consent_type(
         .id)
 }
 
+/// A reward of `kind` (10 % off the cart, vouchers valid 30 days, codes `prefix…`) created
+/// through rewards with `key`; answers its id.
+pub async fn reward_of(
+    rewards: &mut RewardsServiceClient<Channel>,
+    key: &str,
+    kind: loyalty_proto::rewards::v1::RewardType,
+    name: &str,
+    prefix: &str,
+) -> anyhow::Result<String> {
+    use loyalty_proto::rewards::v1 as rewards_pb;
+    Ok(rewards
+        .create_reward(authed(
+            rewards_pb::CreateRewardRequest {
+                idempotency_key: format!("reward-{name}"),
+                reward: Some(rewards_pb::Reward {
+                    display_name: name.into(),
+                    r#type: kind as i32,
+                    benefit: Some(rewards_pb::reward::Benefit::CartPercentageDiscount(
+                        rewards_pb::CartPercentageDiscount { basis_points: 1000 },
+                    )),
+                    voucher_validity_days: 30,
+                    voucher_code_prefix: prefix.into(),
+                    ..Default::default()
+                }),
+            },
+            key,
+        ))
+        .await?
+        .into_inner()
+        .reward
+        .ok_or_else(|| anyhow::anyhow!("no reward in the answer"))?
+        .id)
+}
+
 /// Grants the customer the consent type `type_id` (source `eshop`) through identity.
 pub async fn grant_consent(
     identity: &mut IdentityServiceClient<Channel>,

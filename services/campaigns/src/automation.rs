@@ -402,6 +402,15 @@ impl Done {
     }
 }
 
+/// A wallet posting as the step's result.
+fn posted(posting: Option<wallet_pb::Posting>) -> Done {
+    Done::ok(
+        posting
+            .map(|p| format!("ledger_entry:{}", p.id))
+            .unwrap_or_default(),
+    )
+}
+
 fn code_name(c: Code) -> String {
     format!("{c:?}")
 }
@@ -1077,12 +1086,7 @@ impl Engine {
                     ))
                     .await
                 {
-                    Ok(r) => Done::ok(
-                        r.into_inner()
-                            .posting
-                            .map(|p| format!("ledger_entry:{}", p.id))
-                            .unwrap_or_default(),
-                    ),
+                    Ok(r) => posted(r.into_inner().posting),
                     Err(s) => Done::from_status("wallet", &s),
                 }
             }
@@ -1153,12 +1157,7 @@ impl Engine {
                     ))
                     .await
                 {
-                    Ok(r) => Done::ok(
-                        r.into_inner()
-                            .posting
-                            .map(|p| format!("ledger_entry:{}", p.id))
-                            .unwrap_or_default(),
-                    ),
+                    Ok(r) => posted(r.into_inner().posting),
                     Err(s) => Done::from_status("wallet", &s),
                 };
                 return Ok((exec, d));
