@@ -7,8 +7,10 @@
 //! - A workflow started by a tracked event adds points, branches on a criterion reading the
 //!   event (`event.store`), waits, and emails: the campaigns service is killed with SIGKILL
 //!   while executions wait, restarted, and the waits resume — every step ran once (one
-//!   message, one points posting); an execution cancelled while waiting sends nothing; the
-//!   other branch ends without a message.
+//!   message, one points posting); a customer without consent has the message step
+//!   SKIPPED with the reason; a new version published meanwhile leaves the waiting
+//!   execution on its own; an execution cancelled while waiting sends nothing; the other
+//!   branch ends without a message.
 use std::time::Duration;
 
 use chrono::{Datelike, Utc};
@@ -451,6 +453,8 @@ async fn an_event_workflow_steps_once_through_a_kill_9_and_a_cancellation() -> a
     let jana = customer(&mut identity, &key, &consents, "Jana", "").await?;
     let petr = customer(&mut identity, &key, &consents, "Petr", "").await?;
     let eva = customer(&mut identity, &key, &consents, "Eva", "").await?;
+    // Ota never consented to anything: his message is skipped, with the reason.
+    let ota = customer(&mut identity, &key, &[], "Ota", "").await?;
     let thanks = email_template(
         &mut campaigns,
         &key,
@@ -516,6 +520,7 @@ async fn an_event_workflow_steps_once_through_a_kill_9_and_a_cancellation() -> a
     track(&mut identity, &key, &jana, "prague").await?;
     track(&mut identity, &key, &eva, "prague").await?;
     track(&mut identity, &key, &petr, "brno").await?;
+    track(&mut identity, &key, &ota, "prague").await?;
     let waiting = execution_in(
         &campaigns,
         &key,
@@ -573,6 +578,53 @@ async fn an_event_workflow_steps_once_through_a_kill_9_and_a_cancellation() -> a
         .expect("execution");
     assert_eq!(cancelled.state, pb::ExecutionState::Cancelled as i32);
 
+    // A new version while Jana waits (paused, changed, activated again): her execution
+    // stays on the version it started with.
+    campaigns
+        .pause_workflow(authed(
+            pb::PauseWorkflowRequest {
+                idempotency_key: "pause".into(),
+                workflow_id: visits.id.clone(),
+            },
+            &key,
+        ))
+        .await?;
+    let other_thanks = email_template(&mut campaigns, &key, "Version two says hi").await?;
+    let mut v2 = visits.clone();
+    for n in &mut v2.nodes {
+        if n.key == "thanks" {
+            n.kind = Some(Kind::SendMessage(pb::SendMessageNode {
+                message_template_id: other_thanks.clone(),
+            }));
+        }
+    }
+    let v2 = campaigns
+        .update_workflow(authed(
+            pb::UpdateWorkflowRequest {
+                idempotency_key: "v2".into(),
+                workflow: Some(v2),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["nodes".into()],
+                }),
+                etag: String::new(),
+            },
+            &key,
+        ))
+        .await?
+        .into_inner()
+        .workflow
+        .expect("workflow");
+    assert_eq!(v2.version, 2);
+    campaigns
+        .activate_workflow(authed(
+            pb::ActivateWorkflowRequest {
+                idempotency_key: "again".into(),
+                workflow_id: visits.id.clone(),
+            },
+            &key,
+        ))
+        .await?;
+
     // The engine dies while Jana waits and comes back: her wait resumes on time.
     suite.kill("campaigns").await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -595,11 +647,16 @@ async fn an_event_workflow_steps_once_through_a_kill_9_and_a_cancellation() -> a
             ("thanks".to_owned(), DONE)
         ]
     );
-    eventually(Duration::from_secs(30), || {
+    assert_eq!(done.workflow_version, 1);
+    let mail = eventually(Duration::from_secs(30), || {
         let outbox = outbox.clone();
-        async move { Ok((!lines_to(&outbox, "jana@example.com").is_empty()).then_some(())) }
+        async move { Ok(lines_to(&outbox, "jana@example.com").pop()) }
     })
     .await?;
+    assert!(
+        mail.to_string().contains("Thanks for your visit"),
+        "version 1's message: {mail}"
+    );
     // Once more of everything: a second visit does not start again (re-entry ONCE).
     identity
         .track_event(authed(
@@ -615,14 +672,29 @@ async fn an_event_workflow_steps_once_through_a_kill_9_and_a_cancellation() -> a
         .await?;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let all = executions(&campaigns, &key, &visits.id).await?;
-    assert_eq!(all.len(), 3, "one execution per customer: {all:?}");
+    assert_eq!(all.len(), 4, "one execution per customer: {all:?}");
+    let skipped = execution_in(
+        &campaigns,
+        &key,
+        &visits.id,
+        &ota,
+        pb::ExecutionState::Completed,
+    )
+    .await?;
+    let last = skipped.steps.last().expect("steps");
+    assert_eq!(
+        (last.node_key.as_str(), last.outcome),
+        ("thanks", pb::StepOutcome::Skipped as i32)
+    );
+    assert_eq!(last.error, "no consent to personal data processing");
+    assert!(lines_to(&outbox, "ota@example.com").is_empty());
     assert_eq!(lines_to(&outbox, "jana@example.com").len(), 1);
     assert!(lines_to(&outbox, "eva@example.com").is_empty(), "cancelled");
     assert!(lines_to(&outbox, "petr@example.com").is_empty(), "Brno");
     let eva_now = execution(&campaigns, &key, &eva_waiting.id).await?;
     assert_eq!(eva_now.state, pb::ExecutionState::Cancelled as i32);
     // One posting of 100 points each, however often the steps were replayed.
-    for who in [&jana, &petr, &eva] {
+    for who in [&jana, &petr, &eva, &ota] {
         let balance = wallet
             .get_balance(authed(
                 wallet::GetBalanceRequest {

@@ -49,12 +49,13 @@ use uuid::Uuid;
 
 use crate::{
     domain::{
-        message::Message,
+        message::{Message, Purpose},
         workflow::{
             self, Action, ConditionTest, CustomerDateField, Execution, MAX_NODES, Step, StepFacts,
             StepOutcome, Taken, Trigger, Workflow, WorkflowState, WorkflowStep, may_start,
         },
     },
+    sender::{communication_channel, refusal_reason},
     store::{
         Store,
         workflows::{self as wstore, Claimed, Progress},
@@ -995,6 +996,48 @@ impl Engine {
         Ok(r.into_inner().matches)
     }
 
+    /// Why a message of `template` cannot reach the customer now (identity's
+    /// `CheckContactability`, as the send queue asks it): a SKIPPED node, or a retry when
+    /// identity does not answer; `None` when it can.
+    async fn not_contactable(
+        &self,
+        partner_id: Uuid,
+        customer_id: Uuid,
+        template: &crate::domain::MessageTemplate,
+    ) -> Option<Done> {
+        let Some(mut identity) = self.identity.clone() else {
+            return Some(Done::Fail(
+                "messages need the identity service (peers.identity_url)".into(),
+            ));
+        };
+        let purpose = match Purpose::of(template.kind) {
+            Purpose::Marketing => identity_pb::ContactPurpose::Marketing,
+            Purpose::Service => identity_pb::ContactPurpose::Service,
+        };
+        let answer = identity
+            .check_contactability(self.request(
+                identity_pb::CheckContactabilityRequest {
+                    customer_ids: vec![customer_id.to_string()],
+                    channel: communication_channel(template.channel) as i32,
+                    purpose: purpose as i32,
+                },
+                partner_id,
+            ))
+            .await;
+        let refusal = match answer {
+            Ok(r) => r.into_inner().contactabilities.into_iter().next().map_or(
+                identity_pb::ContactRefusal::UnknownCustomer,
+                |c| {
+                    identity_pb::ContactRefusal::try_from(c.refusal)
+                        .unwrap_or(identity_pb::ContactRefusal::UnknownCustomer)
+                },
+            ),
+            Err(s) => return Some(Done::from_status("identity", &s)),
+        };
+        (refusal != identity_pb::ContactRefusal::Unspecified)
+            .then(|| Done::skipped(refusal_reason(refusal, template.channel)))
+    }
+
     fn segmentation(&self, what: &str) -> Result<SegmentationServiceClient<GrpcChannel>, Done> {
         self.segmentation.clone().ok_or_else(|| {
             Done::Fail(format!(
@@ -1036,6 +1079,14 @@ impl Engine {
                         Done::Fail(format!("message template {message_template_id} not found")),
                     ));
                 };
+                // Not contactable now (consent, address, bounce): the node is SKIPPED with
+                // the reason, nothing is queued. The queue checks again when it sends.
+                if let Some(why) = self
+                    .not_contactable(partner_id, exec.customer_id, &template)
+                    .await
+                {
+                    return Ok((exec.clone(), why));
+                }
                 let variables: BTreeMap<String, String> = exec
                     .trigger_facts
                     .get(VOUCHER_CODE_FACT)

@@ -2,6 +2,8 @@
 //! the send queue, delivery tracking and marketing-automation workflows).
 pub mod api;
 pub mod automation;
+#[cfg(test)]
+mod automation_tests;
 pub mod delivery;
 pub mod domain;
 pub mod migration;

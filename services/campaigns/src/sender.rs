@@ -771,7 +771,7 @@ pub fn communication_channel(c: Channel) -> CommunicationChannel {
 }
 
 /// The recorded reason of a suppressed message.
-fn refusal_reason(r: identity_pb::ContactRefusal, channel: Channel) -> String {
+pub(crate) fn refusal_reason(r: identity_pb::ContactRefusal, channel: Channel) -> String {
     use identity_pb::ContactRefusal as R;
     match r {
         R::NoDataProcessingConsent => "no consent to personal data processing".into(),
