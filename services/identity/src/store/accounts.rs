@@ -391,23 +391,27 @@ pub async fn matched_fields(
     Ok(out.into_iter().map(|(k, (_, f))| (k, f)).collect())
 }
 
-/// Rebuilds a customer's search terms from its current row and identifiers.
+/// Rebuilds a customer's search terms from its current row and identifiers. The customer's
+/// row is locked first (PostgreSQL `FOR UPDATE`; SQLite serialises writers): an RPC and the
+/// event projector reindexing the same customer at once would otherwise both delete, then
+/// both insert the same terms, and the second would fail on the primary key.
 pub async fn reindex(
     conn: &impl ConnectionTrait,
     partner_id: Uuid,
     customer_id: Uuid,
 ) -> Result<(), ApiError> {
+    let customer = customers::Entity::find_by_id(customer_id)
+        .filter(customers::Column::PartnerId.eq(partner_id))
+        .lock_exclusive()
+        .one(conn)
+        .await?
+        .map(customer_from);
     st::Entity::delete_many()
         .filter(st::Column::PartnerId.eq(partner_id))
         .filter(st::Column::CustomerId.eq(customer_id))
         .exec(conn)
         .await?;
-    let Some(customer) = customers::Entity::find_by_id(customer_id)
-        .filter(customers::Column::PartnerId.eq(partner_id))
-        .one(conn)
-        .await?
-        .map(customer_from)
-    else {
+    let Some(customer) = customer else {
         return Ok(());
     };
     let identifiers = identifiers_of(conn, partner_id, customer_id, false).await?;
