@@ -604,8 +604,8 @@ fn member_from(m: &audience_members::Model) -> Member {
     }
 }
 
-fn attribute(f: &customer_features::Model, key: &str) -> String {
-    f.attributes
+fn attribute_of(attributes: &serde_json::Value, key: &str) -> String {
+    attributes
         .get(key)
         .and_then(|v| v.as_str())
         .unwrap_or_default()
@@ -1056,20 +1056,26 @@ impl Store {
         if members.is_empty() {
             return Ok(Vec::new());
         }
-        let rows = customer_features::Entity::find()
+        // Only the attributes: the other JSON columns (facts, activity) are most of a row
+        // and an export reads a million of them.
+        let rows: Vec<(Uuid, serde_json::Value)> = customer_features::Entity::find()
+            .select_only()
+            .column(customer_features::Column::CustomerId)
+            .column(customer_features::Column::Attributes)
             .filter(customer_features::Column::PartnerId.eq(partner_id))
             .filter(
                 customer_features::Column::CustomerId.is_in(members.iter().map(|m| m.customer_id)),
             )
+            .into_tuple()
             .all(&self.db)
             .await?;
-        let by_id: std::collections::HashMap<Uuid, &customer_features::Model> =
-            rows.iter().map(|r| (r.customer_id, r)).collect();
+        let by_id: std::collections::HashMap<Uuid, &serde_json::Value> =
+            rows.iter().map(|(id, a)| (*id, a)).collect();
         Ok(members
             .into_iter()
             .map(|m| {
                 let f = by_id.get(&m.customer_id);
-                let a = |k: &str| f.map(|f| attribute(f, k)).unwrap_or_default();
+                let a = |k: &str| f.map(|f| attribute_of(f, k)).unwrap_or_default();
                 Contact {
                     customer_id: m.customer_id,
                     first_name: a("first_name"),
