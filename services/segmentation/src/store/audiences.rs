@@ -1106,13 +1106,25 @@ impl Store {
         if let Some(after) = after {
             q = q.filter(audience_members::Column::CustomerId.gt(after));
         }
-        Ok(q.order_by_asc(audience_members::Column::CustomerId)
-            .limit(limit)
-            .all(&self.db)
-            .await?
-            .iter()
-            .map(member_from)
-            .collect())
+        let q = q
+            .order_by_asc(audience_members::Column::CustomerId)
+            .limit(limit);
+        // A page is a walk of the primary key in order. Without statistics of a new audience
+        // the planner takes it for a few hundred rows and reads every member after the
+        // cursor into a bitmap, then sorts them for the first `limit`: an export of a
+        // million members read the rest of the audience for each page (~0.1 s a page at
+        // 200,000 members, growing with the audience) instead of one page (~1 ms).
+        let rows = if self.db.get_database_backend() == sea_orm::DbBackend::Postgres {
+            let txn = sea_orm::TransactionTrait::begin(&self.db).await?;
+            txn.execute_unprepared("SET LOCAL enable_bitmapscan = off")
+                .await?;
+            let rows = q.all(&txn).await?;
+            txn.commit().await?;
+            rows
+        } else {
+            q.all(&self.db).await?
+        };
+        Ok(rows.iter().map(member_from).collect())
     }
 
     /// A page of the audiences a customer is in, newest audience first, before `after`.
