@@ -10,6 +10,8 @@ use loyalty_proto::events::v1 as ev;
 use sea_orm::{DatabaseConnection, TransactionTrait};
 use uuid::Uuid;
 
+use crate::store::testing::{migrated, sqlite_url};
+
 use crate::{
     automation::Triggers,
     domain::workflow::{
@@ -19,14 +21,6 @@ use crate::{
     },
     store::workflows::{self as ws, ExecutionFilter},
 };
-
-async fn migrated(url: String) -> DatabaseConnection {
-    let mut settings = loyalty_platform::Settings::defaults("campaigns", 0);
-    settings.database.url = url.into();
-    loyalty_platform::db::connect_and_migrate::<crate::migration::Migrator>(&settings)
-        .await
-        .expect("database")
-}
 
 fn workflow(trigger: Trigger, state: WorkflowState) -> Workflow {
     Workflow {
@@ -291,12 +285,5 @@ async fn events_start_the_workflows_they_match_on_postgres() {
 #[tokio::test]
 async fn events_start_the_workflows_they_match_on_sqlite() {
     let dir = tempfile::tempdir().expect("tempdir");
-    triggers(
-        migrated(format!(
-            "sqlite://{}/test.db?mode=rwc",
-            dir.path().display()
-        ))
-        .await,
-    )
-    .await;
+    triggers(migrated(sqlite_url(&dir)).await).await;
 }

@@ -203,19 +203,12 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use crate::store::testing::{migrated, sqlite_url};
     use chrono::{Duration, SubsecRound, Utc};
     use sea_orm::DatabaseConnection;
 
     use super::*;
     use crate::domain::campaign::CampaignRule;
-
-    async fn migrated(url: String) -> DatabaseConnection {
-        let mut settings = loyalty_platform::Settings::defaults("campaigns", 0);
-        settings.database.url = url.into();
-        loyalty_platform::db::connect_and_migrate::<crate::migration::Migrator>(&settings)
-            .await
-            .expect("database")
-    }
 
     fn draft(name: &str, channel: Channel) -> Campaign {
         Campaign {
@@ -373,13 +366,6 @@ mod tests {
     #[tokio::test]
     async fn campaigns_live_through_their_states_on_sqlite() {
         let dir = tempfile::tempdir().expect("tempdir");
-        lifecycle(
-            migrated(format!(
-                "sqlite://{}/test.db?mode=rwc",
-                dir.path().display()
-            ))
-            .await,
-        )
-        .await;
+        lifecycle(migrated(sqlite_url(&dir)).await).await;
     }
 }

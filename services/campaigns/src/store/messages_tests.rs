@@ -7,6 +7,8 @@ use chrono::{Duration, SubsecRound, Utc};
 use sea_orm::{DatabaseConnection, TransactionTrait};
 use uuid::Uuid;
 
+use crate::store::testing::{migrated, sqlite_url};
+
 use super::{
     Store,
     messages::{DeliveryEvent, MessageFilter, Outcome, count_of},
@@ -16,14 +18,6 @@ use crate::domain::{
     campaign::{Campaign, CampaignState},
     message::{DeliveryEventType, Message, MessageState, Purpose},
 };
-
-async fn migrated(url: String) -> DatabaseConnection {
-    let mut settings = loyalty_platform::Settings::defaults("campaigns", 0);
-    settings.database.url = url.into();
-    loyalty_platform::db::connect_and_migrate::<crate::migration::Migrator>(&settings)
-        .await
-        .expect("database")
-}
 
 fn campaign() -> Campaign {
     Campaign {
@@ -332,14 +326,7 @@ async fn the_queue_hands_each_message_to_one_worker_on_postgres() {
 #[tokio::test]
 async fn the_queue_hands_each_message_to_one_worker_on_sqlite() {
     let dir = tempfile::tempdir().expect("tempdir");
-    queue(
-        migrated(format!(
-            "sqlite://{}/test.db?mode=rwc",
-            dir.path().display()
-        ))
-        .await,
-    )
-    .await;
+    queue(migrated(sqlite_url(&dir)).await).await;
 }
 
 /// Eight workers claiming at once from 2,000 messages on PostgreSQL: every message is claimed
@@ -454,12 +441,5 @@ async fn redeemed_vouchers_count_once_on_postgres() {
 #[tokio::test]
 async fn redeemed_vouchers_count_once_on_sqlite() {
     let dir = tempfile::tempdir().expect("tempdir");
-    redemptions(
-        migrated(format!(
-            "sqlite://{}/test.db?mode=rwc",
-            dir.path().display()
-        ))
-        .await,
-    )
-    .await;
+    redemptions(migrated(sqlite_url(&dir)).await).await;
 }

@@ -222,17 +222,10 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use super::testing::{migrated, sqlite_url};
     use super::*;
     use crate::domain::MessageTemplate;
     use chrono::Utc;
-
-    async fn migrated(url: String) -> DatabaseConnection {
-        let mut settings = loyalty_platform::Settings::defaults("campaigns", 0);
-        settings.database.url = url.into();
-        loyalty_platform::db::connect_and_migrate::<crate::migration::Migrator>(&settings)
-            .await
-            .expect("database")
-    }
 
     fn sms(name: &str) -> MessageTemplate {
         MessageTemplate {
@@ -367,19 +360,14 @@ mod tests {
     #[tokio::test]
     async fn templates_are_listed_updated_and_deleted_on_sqlite() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("sqlite://{}/test.db?mode=rwc", dir.path().display());
+        let url = sqlite_url(&dir);
         list_update_delete(migrated(url).await).await;
     }
 
     #[tokio::test]
     async fn a_template_reads_back_for_its_partner_only() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut settings = loyalty_platform::Settings::defaults("campaigns", 0);
-        settings.database.url =
-            format!("sqlite://{}/test.db?mode=rwc", dir.path().display()).into();
-        let db = loyalty_platform::db::connect_and_migrate::<crate::migration::Migrator>(&settings)
-            .await
-            .expect("sqlite");
+        let db = migrated(sqlite_url(&dir)).await;
         let store = Store::new(db);
         let partner = Uuid::now_v7();
         let t = MessageTemplate {
@@ -414,3 +402,24 @@ mod messages_tests;
 
 #[cfg(test)]
 mod workflows_tests;
+
+/// What the store tests share: a migrated database of the service at a URL.
+#[cfg(test)]
+pub(crate) mod testing {
+    use sea_orm::DatabaseConnection;
+
+    /// The campaigns schema, migrated, at `url` (a test's own PostgreSQL database or SQLite
+    /// file).
+    pub(crate) async fn migrated(url: String) -> DatabaseConnection {
+        let mut settings = loyalty_platform::Settings::defaults("campaigns", 0);
+        settings.database.url = url.into();
+        loyalty_platform::db::connect_and_migrate::<crate::migration::Migrator>(&settings)
+            .await
+            .expect("database")
+    }
+
+    /// A SQLite file in `dir`.
+    pub(crate) fn sqlite_url(dir: &tempfile::TempDir) -> String {
+        format!("sqlite://{}/test.db?mode=rwc", dir.path().display())
+    }
+}

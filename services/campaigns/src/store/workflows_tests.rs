@@ -7,26 +7,16 @@ use chrono::{Duration, NaiveDate, SubsecRound, Utc};
 use sea_orm::{DatabaseConnection, TransactionTrait};
 use uuid::Uuid;
 
+use crate::store::testing::{migrated, sqlite_url};
+
 use super::workflows::{self as ws, ExecutionFilter, Progress};
 use crate::domain::workflow::{
     EventTrigger, Execution, ExecutionState, Node, NodeKind, StepOutcome, Trigger, Workflow,
     WorkflowState, WorkflowStep,
 };
 
-async fn migrated(url: String) -> DatabaseConnection {
-    let mut settings = loyalty_platform::Settings::defaults("campaigns", 0);
-    settings.database.url = url.into();
-    loyalty_platform::db::connect_and_migrate::<crate::migration::Migrator>(&settings)
-        .await
-        .expect("database")
-}
-
 async fn sqlite(dir: &tempfile::TempDir) -> DatabaseConnection {
-    migrated(format!(
-        "sqlite://{}/test.db?mode=rwc",
-        dir.path().display()
-    ))
-    .await
+    migrated(sqlite_url(dir)).await
 }
 
 fn workflow() -> Workflow {
