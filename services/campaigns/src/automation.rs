@@ -279,21 +279,18 @@ impl EventHandler for Triggers {
                 )
                 .await?;
             }
-            "CustomerCreated" => {
-                let Some(e) = decode::<ev::CustomerCreated>(event) else {
-                    return Ok(());
+            "CustomerCreated" | "CustomerUpdated" => {
+                let account = if short == "CustomerCreated" {
+                    decode::<ev::CustomerCreated>(event)
+                        .map(|e| (e.customer_id, e.attributes, e.properties))
+                } else {
+                    decode::<ev::CustomerUpdated>(event)
+                        .map(|e| (e.customer_id, e.attributes, e.properties))
                 };
-                if let Some(c) = uuid(&e.customer_id) {
-                    let dates = customer_dates(&e.attributes, &e.properties);
-                    wstore::replace_customer_dates(txn, partner_id, c, &dates).await?;
-                }
-            }
-            "CustomerUpdated" => {
-                let Some(e) = decode::<ev::CustomerUpdated>(event) else {
-                    return Ok(());
-                };
-                if let Some(c) = uuid(&e.customer_id) {
-                    let dates = customer_dates(&e.attributes, &e.properties);
+                if let Some((Some(c), attributes, properties)) =
+                    account.map(|(c, a, p)| (uuid(&c), a, p))
+                {
+                    let dates = customer_dates(&attributes, &properties);
                     wstore::replace_customer_dates(txn, partner_id, c, &dates).await?;
                 }
             }
