@@ -39,6 +39,18 @@ pub struct Violation {
     pub reason: String,
 }
 
+impl Violation {
+    /// The request field of the problem when the criterion is the field `criterion_field`
+    /// (e.g. `segment.criterion` → `segment.criterion.all.criteria[1].condition.field`).
+    pub fn field_under(&self, criterion_field: &str) -> String {
+        if self.path.is_empty() {
+            criterion_field.to_owned()
+        } else {
+            format!("{criterion_field}.{}", self.path)
+        }
+    }
+}
+
 impl std::fmt::Display for Violation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.path.is_empty() {

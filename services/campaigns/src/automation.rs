@@ -469,13 +469,18 @@ impl Engine {
         });
     }
 
+    /// How long a claim lasts.
+    fn lease(&self) -> Duration {
+        Duration::seconds(i64::try_from(self.settings.claim_ttl_secs).unwrap_or(120))
+    }
+
     fn request<T>(&self, message: T, partner_id: Uuid) -> tonic::Request<T> {
         for_partner(message, self.platform_key.expose_secret(), partner_id)
     }
 
     /// Claims due executions and steps them, `workers` at a time; how many were claimed.
     pub async fn step_due(&self) -> Result<usize, ApiError> {
-        let lease = Duration::seconds(i64::try_from(self.settings.claim_ttl_secs).unwrap_or(120));
+        let lease = self.lease();
         let claimed = {
             let txn = begin_write(&self.db).await?;
             let claimed = wstore::claim_due(
@@ -593,24 +598,14 @@ impl Engine {
         let partner_id = c.partner_id;
         let mut exec = c.execution;
         let mut attempts = c.attempts;
-        let lease = Duration::seconds(i64::try_from(self.settings.claim_ttl_secs).unwrap_or(120));
+        let lease = self.lease();
         let current = wstore::workflow(&self.db, partner_id, exec.workflow_id).await?;
         if current
             .as_ref()
             .is_none_or(|w| w.state != WorkflowState::Active)
         {
-            // Paused (or gone): held until activated again.
-            let held = exec.held();
-            let progress = Progress {
-                before: &exec,
-                after: &held,
-                steps: &[],
-                attempts,
-                due_at: None,
-            };
+            // Paused (or gone): this one and the rest are held until activated again.
             let txn = begin_write(&self.db).await?;
-            wstore::save_progress(&txn, partner_id, &progress, Utc::now()).await?;
-            // A held execution is due at nothing, whatever its wake time.
             wstore::hold_executions(&txn, partner_id, exec.workflow_id, Utc::now()).await?;
             txn.commit().await?;
             return Ok(());
@@ -1172,12 +1167,7 @@ impl Engine {
                             after: &noted,
                             steps: &[],
                             attempts,
-                            due_at: Some(
-                                Utc::now()
-                                    + Duration::seconds(
-                                        i64::try_from(self.settings.claim_ttl_secs).unwrap_or(120),
-                                    ),
-                            ),
+                            due_at: Some(Utc::now() + self.lease()),
                         };
                         if !self.save(partner_id, &progress, None).await? {
                             return Ok((exec, Done::Fail("the execution changed".into())));

@@ -67,12 +67,7 @@ fn raw_from_proto(v: &mut Violations, path: &str, c: &pb::Criterion) -> RawCrite
     let mut problems = Vec::new();
     let raw = loyalty_criteria::wire::raw_from_proto(c, &mut problems);
     for p in problems {
-        let field = if p.path.is_empty() {
-            path.to_owned()
-        } else {
-            format!("{path}.{}", p.path)
-        };
-        v.add(field, p.reason);
+        v.add(p.field_under(path), p.reason);
     }
     raw
 }

@@ -119,12 +119,7 @@ fn criterion_from_proto(
 /// Criterion problems under the field `path` of the request.
 fn report(v: &mut Violations, path: &str, problems: Vec<Violation>) {
     for p in problems {
-        let field = if p.path.is_empty() {
-            path.to_owned()
-        } else {
-            format!("{path}.{}", p.path)
-        };
-        v.add(field, p.reason);
+        v.add(p.field_under(path), p.reason);
     }
 }
 
