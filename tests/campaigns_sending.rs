@@ -712,10 +712,12 @@ async fn campaigns_reach_consenting_members_and_track_their_responses() -> anyho
     suite.stop().await
 }
 
-/// What the local SMS provider received: every request's idempotency key and recipient.
+/// What the local SMS provider received: every request's idempotency key and recipient. It
+/// answers after `latency`.
 #[derive(Default)]
 struct Provider {
     requests: Mutex<Vec<(String, String)>>,
+    latency: Duration,
 }
 
 async fn provider_accepts(
@@ -730,15 +732,32 @@ async fn provider_accepts(
         .to_owned();
     let to = body["to"].as_str().unwrap_or_default().to_owned();
     p.requests.lock().unwrap().push((key.clone(), to));
-    // A real provider's latency.
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    tokio::time::sleep(p.latency).await;
     Json(serde_json::json!({ "id": format!("sms-{key}") }))
 }
 
+/// A throttled campaign goes through the message queue, one claim per few messages.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_campaign_survives_kill_9_and_every_recipient_gets_one_message() -> anyhow::Result<()> {
+    // 3,000 a minute (50 a second): the campaign takes about three seconds, long enough to
+    // be killed in the middle.
+    survives_kill_9(3000, Duration::from_millis(20)).await
+}
+
+/// An unthrottled campaign goes in batches, each written once after it was sent; a slow
+/// provider keeps it going long enough to be killed in the middle.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batched_campaign_survives_kill_9_and_every_recipient_gets_one_message()
+-> anyhow::Result<()> {
+    survives_kill_9(0, Duration::from_millis(150)).await
+}
+
+async fn survives_kill_9(send_rate_per_minute: i32, latency: Duration) -> anyhow::Result<()> {
     const RECIPIENTS: usize = 150;
-    let provider = Arc::new(Provider::default());
+    let provider = Arc::new(Provider {
+        latency,
+        ..Default::default()
+    });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let endpoint = format!("http://{}/messages", listener.local_addr()?);
     let app = Router::new()
@@ -791,8 +810,6 @@ async fn a_campaign_survives_kill_9_and_every_recipient_gets_one_message() -> an
         },
     )
     .await?;
-    // 3,000 a minute (50 a second): the campaign takes about three seconds, long enough to
-    // be killed in the middle.
     let launched = launch(
         &mut campaigns,
         &key,
@@ -801,7 +818,7 @@ async fn a_campaign_survives_kill_9_and_every_recipient_gets_one_message() -> an
             channel: pb::Channel::Sms as i32,
             message_template_id: hello,
             audience_id: members.id.clone(),
-            send_rate_per_minute: 3000,
+            send_rate_per_minute,
             ..Default::default()
         },
     )

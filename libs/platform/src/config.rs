@@ -128,7 +128,8 @@ impl Default for DeliverySettings {
 /// How the send queue's workers claim and retry messages.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct QueueSettings {
-    /// Messages one worker claims at a time.
+    /// Messages one worker claims at a time; also the recipients in one batch of an
+    /// unthrottled campaign (at most 1,000).
     #[serde(default = "default_queue_batch")]
     pub batch_size: u32,
     /// Batches a replica works on at once.

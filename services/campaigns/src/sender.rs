@@ -52,6 +52,7 @@ use crate::{
     },
     store::{
         Store,
+        batches::Batch,
         messages::{Claimed, Outcome},
     },
 };
@@ -256,7 +257,7 @@ impl Sender {
             .export_audience_members(for_partner(
                 seg::ExportAudienceMembersRequest {
                     audience_id: audience_id.to_string(),
-                    batch_size: 1000,
+                    batch_size: i32::try_from(self.queue.batch_size.clamp(1, 1000)).unwrap_or(1000),
                     start_after_customer_id: cursor.map(|c| c.to_string()).unwrap_or_default(),
                 },
                 self.platform_key.expose_secret(),
@@ -282,6 +283,10 @@ impl Sender {
                 anyhow::Ok((batch, vouchers))
             })
             .buffered(EXPORT_PIPELINE);
+        // An unthrottled campaign's pages become batches (see `store::batches`); a throttled
+        // one's become queued messages, which replicas take turns on at the campaign's rate.
+        let batched = c.send_rate_per_minute == 0;
+        let mut cursor = cursor;
         while let Some(ready) = batches.next().await {
             let (batch, vouchers) = ready?;
             let Some(last) = batch.contacts.last() else {
@@ -347,13 +352,26 @@ impl Sender {
                 })
                 .collect();
             let txn = begin_write(self.store.db()).await?;
-            self.store
-                .insert_messages(&txn, partner_id, &messages)
-                .await?;
-            self.store
-                .advance_export(&txn, c.id, last, Utc::now() + ttl)
-                .await?;
+            if batched {
+                self.store
+                    .insert_batch(&txn, partner_id, c.id, &messages, due)
+                    .await?;
+            } else {
+                self.store
+                    .insert_messages(&txn, partner_id, &messages)
+                    .await?;
+            }
+            if !self
+                .store
+                .advance_export(&txn, c.id, cursor, last, Utc::now() + ttl)
+                .await?
+            {
+                // Paused, cancelled, or another replica's now: this page is not ours to add.
+                txn.rollback().await?;
+                return Ok(());
+            }
             txn.commit().await?;
+            cursor = Some(last);
         }
         let txn = begin_write(self.store.db()).await?;
         let count = self.store.finish_export(&txn, c.id, Utc::now()).await?;
@@ -431,6 +449,16 @@ impl Sender {
             if c.next_send_time(now) > now {
                 continue;
             }
+            if c.send_rate_per_minute == 0 {
+                let batch = self
+                    .store
+                    .claim_batch(self.store.db(), Some(c.id), now, until)
+                    .await?;
+                if let Some(batch) = batch {
+                    self.deliver_batch(batch, c).await?;
+                    return Ok(true);
+                }
+            }
             let txn = self.store.db().begin().await?;
             // Only a throttled campaign's row is locked: replicas take turns on its clock.
             let tat = if c.send_rate_per_minute > 0 {
@@ -467,6 +495,28 @@ impl Sender {
             self.deliver(claimed, Some(c)).await?;
             return Ok(true);
         }
+        // What a cancelled campaign had not sent yet is recorded as cancelled.
+        if let Some(batch) = self
+            .store
+            .claim_batch(self.store.db(), None, now, until)
+            .await?
+        {
+            let rows: Vec<Message> = batch
+                .messages
+                .iter()
+                .map(|m| m.clone().cancelled())
+                .collect();
+            let txn = begin_write(self.store.db()).await?;
+            if self
+                .store
+                .settle_batch(&txn, &batch, &rows)
+                .await?
+                .is_some()
+            {
+                txn.commit().await?;
+            }
+            return Ok(true);
+        }
         let txn = self.store.db().begin().await?;
         let claimed = self.store.claim(&txn, None, now, until, limit).await?;
         txn.commit().await?;
@@ -475,6 +525,52 @@ impl Sender {
         }
         self.deliver(claimed, None).await?;
         Ok(true)
+    }
+
+    /// Sends a claimed batch of `campaign` and writes its messages as they came out.
+    async fn deliver_batch(&self, batch: Batch, campaign: &Campaign) -> anyhow::Result<()> {
+        // Recipients refused at export time (no voucher) are written as they are.
+        let queued: Vec<&Message> = batch
+            .messages
+            .iter()
+            .filter(|m| m.state == MessageState::Queued)
+            .collect();
+        let outcomes = match self.outcomes(batch.partner_id, &queued).await? {
+            Some(o) => o,
+            None => {
+                self.store
+                    .release_batch(self.store.db(), batch.id, Utc::now() + PEER_RETRY)
+                    .await?;
+                return Ok(());
+            }
+        };
+        let now = Utc::now();
+        let by_id: HashMap<Uuid, &Outcome> = outcomes.iter().map(|(id, o)| (*id, o)).collect();
+        let rows: Vec<Message> = batch
+            .messages
+            .iter()
+            .map(|m| match by_id.get(&m.id) {
+                Some(o) => m.clone().settled(o, now),
+                None => m.clone(),
+            })
+            .collect();
+        let (sent, failed) = outcome_events(&queued, &outcomes);
+        let txn = begin_write(self.store.db()).await?;
+        if self
+            .store
+            .settle_batch(&txn, &batch, &rows)
+            .await?
+            .is_none()
+        {
+            // Our claim lapsed: the worker that claimed the batch since records it.
+            tracing::warn!(campaign_id = %campaign.id, batch_id = %batch.id, "a batch outlived its claim");
+            return Ok(());
+        }
+        events::enqueue_all(&txn, Some(batch.partner_id), &sent).await?;
+        events::enqueue_all(&txn, Some(batch.partner_id), &failed).await?;
+        txn.commit().await?;
+        tracing::debug!(campaign_id = %campaign.id, sent = sent.len(), failed = failed.len(), "batch sent");
+        Ok(())
     }
 
     /// Checks, renders, sends and records claimed messages.
@@ -496,32 +592,44 @@ impl Sender {
                 .or_default()
                 .push(c);
         }
-        for ((partner_id, _, _), batch) in groups {
-            self.deliver_group(partner_id, batch, campaign).await?;
+        for ((partner_id, _, _), group) in groups {
+            let messages: Vec<&Message> = group.iter().map(|c| &c.message).collect();
+            match self.outcomes(partner_id, &messages).await? {
+                Some(outcomes) => {
+                    self.record(partner_id, &messages, &outcomes, campaign)
+                        .await?
+                }
+                None => {
+                    let ids: Vec<Uuid> = messages.iter().map(|m| m.id).collect();
+                    self.store
+                        .release(self.store.db(), &ids, Utc::now() + PEER_RETRY)
+                        .await?;
+                }
+            }
         }
         Ok(())
     }
 
-    async fn deliver_group(
+    /// Checks, renders and sends messages of one partner, channel and purpose: what became
+    /// of each. `None` when identity did not answer (the messages wait).
+    async fn outcomes(
         &self,
         partner_id: Uuid,
-        batch: Vec<Claimed>,
-        campaign: Option<&Campaign>,
-    ) -> anyhow::Result<()> {
-        let channel = batch[0].message.channel;
-        let purpose = batch[0].message.purpose;
+        batch: &[&Message],
+    ) -> anyhow::Result<Option<Vec<(Uuid, Outcome)>>> {
+        let Some(first) = batch.first() else {
+            return Ok(Some(Vec::new()));
+        };
+        let channel = first.channel;
+        let purpose = first.purpose;
         let contacts = match self
-            .contactability(partner_id, channel, purpose, &batch)
+            .contactability(partner_id, channel, purpose, batch)
             .await
         {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(%partner_id, error = %e, "identity did not answer; messages wait");
-                let ids: Vec<Uuid> = batch.iter().map(|c| c.message.id).collect();
-                self.store
-                    .release(self.store.db(), &ids, Utc::now() + PEER_RETRY)
-                    .await?;
-                return Ok(());
+                return Ok(None);
             }
         };
         let mut templates: HashMap<Uuid, Option<(MessageTemplate, CompiledMessage)>> =
@@ -529,8 +637,7 @@ impl Sender {
         let mut outcomes: Vec<(Uuid, Outcome)> = Vec::with_capacity(batch.len());
         let mut outgoing: Vec<(usize, Outgoing)> = Vec::with_capacity(batch.len());
         let adapter = self.adapters.get(channel);
-        for (i, c) in batch.iter().enumerate() {
-            let m = &c.message;
+        for (i, m) in batch.iter().enumerate() {
             let (address, names) = match m.customer_id {
                 Some(customer) => match contacts.get(&customer) {
                     Some(Ok(found)) => (found.address.clone(), Some(found)),
@@ -631,7 +738,7 @@ impl Sender {
             let base =
                 Duration::milliseconds(i64::try_from(self.queue.retry_base_ms).unwrap_or(30_000));
             for ((i, o), result) in outgoing.into_iter().zip(results) {
-                let m = &batch[i].message;
+                let m = batch[i];
                 let outcome = match result {
                     Ok(provider_message_id) => Outcome::Sent {
                         provider_message_id,
@@ -658,7 +765,7 @@ impl Sender {
                 outcomes.push((m.id, outcome));
             }
         }
-        self.record(partner_id, &batch, &outcomes, campaign).await
+        Ok(Some(outcomes))
     }
 
     /// The recipients' contactability by customer: the address and names, or why not.
@@ -667,10 +774,10 @@ impl Sender {
         partner_id: Uuid,
         channel: Channel,
         purpose: Purpose,
-        batch: &[Claimed],
+        batch: &[&Message],
     ) -> anyhow::Result<HashMap<Uuid, Result<identity_pb::Contactability, String>>> {
         let ids: Vec<Uuid> = {
-            let mut ids: Vec<Uuid> = batch.iter().filter_map(|c| c.message.customer_id).collect();
+            let mut ids: Vec<Uuid> = batch.iter().filter_map(|m| m.customer_id).collect();
             ids.sort();
             ids.dedup();
             ids
@@ -714,39 +821,11 @@ impl Sender {
     async fn record(
         &self,
         partner_id: Uuid,
-        batch: &[Claimed],
+        batch: &[&Message],
         outcomes: &[(Uuid, Outcome)],
         campaign: Option<&Campaign>,
     ) -> anyhow::Result<()> {
-        let by_id: HashMap<Uuid, &Message> =
-            batch.iter().map(|c| (c.message.id, &c.message)).collect();
-        let mut sent = Vec::new();
-        let mut failed = Vec::new();
-        for (id, outcome) in outcomes {
-            let Some(m) = by_id.get(id) else { continue };
-            let customer_id = m.customer_id.map(|c| c.to_string()).unwrap_or_default();
-            match outcome {
-                Outcome::Sent { .. } => sent.push(ev::MessageSent {
-                    message_id: id.to_string(),
-                    customer_id,
-                    channel: m.channel.as_str().to_owned(),
-                    campaign_id: m.campaign_id.map(|c| c.to_string()).unwrap_or_default(),
-                    workflow_execution_id: m
-                        .workflow_execution_id
-                        .map(|c| c.to_string())
-                        .unwrap_or_default(),
-                }),
-                Outcome::Suppressed(reason) | Outcome::Failed(reason) => {
-                    failed.push(ev::MessageFailed {
-                        message_id: id.to_string(),
-                        customer_id,
-                        reason: reason.clone(),
-                        suppressed: matches!(outcome, Outcome::Suppressed(_)),
-                    })
-                }
-                Outcome::Retry { .. } => {}
-            }
-        }
+        let (sent, failed) = outcome_events(batch, outcomes);
         let txn = begin_write(self.store.db()).await?;
         self.store
             .record_outcomes(&txn, Utc::now(), outcomes)
@@ -759,6 +838,43 @@ impl Sender {
         }
         Ok(())
     }
+}
+
+/// The events of handled messages: `MessageSent` for each sent, `MessageFailed` for each
+/// suppressed or failed (a retry has none yet).
+fn outcome_events(
+    batch: &[&Message],
+    outcomes: &[(Uuid, Outcome)],
+) -> (Vec<ev::MessageSent>, Vec<ev::MessageFailed>) {
+    let by_id: HashMap<Uuid, &Message> = batch.iter().map(|m| (m.id, *m)).collect();
+    let mut sent = Vec::new();
+    let mut failed = Vec::new();
+    for (id, outcome) in outcomes {
+        let Some(m) = by_id.get(id) else { continue };
+        let customer_id = m.customer_id.map(|c| c.to_string()).unwrap_or_default();
+        match outcome {
+            Outcome::Sent { .. } => sent.push(ev::MessageSent {
+                message_id: id.to_string(),
+                customer_id,
+                channel: m.channel.as_str().to_owned(),
+                campaign_id: m.campaign_id.map(|c| c.to_string()).unwrap_or_default(),
+                workflow_execution_id: m
+                    .workflow_execution_id
+                    .map(|c| c.to_string())
+                    .unwrap_or_default(),
+            }),
+            Outcome::Suppressed(reason) | Outcome::Failed(reason) => {
+                failed.push(ev::MessageFailed {
+                    message_id: id.to_string(),
+                    customer_id,
+                    reason: reason.clone(),
+                    suppressed: matches!(outcome, Outcome::Suppressed(_)),
+                })
+            }
+            Outcome::Retry { .. } => {}
+        }
+    }
+    (sent, failed)
 }
 
 pub fn communication_channel(c: Channel) -> CommunicationChannel {

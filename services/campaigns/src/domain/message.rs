@@ -188,6 +188,61 @@ impl Message {
     }
 }
 
+/// What became of a claimed message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Handed to the adapter: the provider's id and the address used.
+    Sent {
+        provider_message_id: String,
+        address: String,
+    },
+    /// Not sent: no consent or no address (a recorded reason).
+    Suppressed(String),
+    /// Never deliverable, or out of attempts.
+    Failed(String),
+    /// A temporary failure: tried again at `due`.
+    Retry { due: DateTime<Utc>, reason: String },
+}
+
+impl Message {
+    /// The message as it is after `outcome` at `now`: what a batch's row is written as (a
+    /// batch's messages get their row only once they were handled, see `store::batches`).
+    pub fn settled(mut self, outcome: &Outcome, now: DateTime<Utc>) -> Message {
+        match outcome {
+            Outcome::Sent {
+                provider_message_id,
+                address,
+            } => {
+                self.state = MessageState::Sent;
+                self.sent_at = Some(now);
+                self.provider_message_id = provider_message_id.clone();
+                self.address = address.clone();
+                self.failure_reason = String::new();
+            }
+            Outcome::Suppressed(reason) => {
+                self.state = MessageState::Suppressed;
+                self.failure_reason = reason.clone();
+            }
+            Outcome::Failed(reason) => {
+                self.state = MessageState::Failed;
+                self.failure_reason = reason.clone();
+            }
+            Outcome::Retry { due, reason } => {
+                self.state = MessageState::Queued;
+                self.due_at = *due;
+                self.failure_reason = reason.clone();
+            }
+        }
+        self
+    }
+
+    /// The message as a cancelled campaign leaves it unsent.
+    pub fn cancelled(mut self) -> Message {
+        self.state = MessageState::Cancelled;
+        self
+    }
+}
+
 /// Longest failure reason kept.
 pub const MAX_REASON_CHARS: usize = 500;
 
@@ -428,6 +483,52 @@ mod tests {
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+    }
+
+    #[test]
+    fn a_settled_message_takes_its_outcome() {
+        let now = at("2026-12-07T10:00:00Z");
+        let mut queued = sent();
+        queued.state = MessageState::Queued;
+        queued.sent_at = None;
+        queued.provider_message_id.clear();
+        let s = queued.clone().settled(
+            &Outcome::Sent {
+                provider_message_id: "file:1".into(),
+                address: "b@example.com".into(),
+            },
+            now,
+        );
+        assert_eq!(
+            (
+                s.state,
+                s.sent_at,
+                s.provider_message_id.as_str(),
+                s.address.as_str()
+            ),
+            (MessageState::Sent, Some(now), "file:1", "b@example.com")
+        );
+        let s = queued
+            .clone()
+            .settled(&Outcome::Suppressed("no consent".into()), now);
+        assert_eq!((s.state, s.sent_at), (MessageState::Suppressed, None));
+        assert_eq!(s.failure_reason, "no consent");
+        let s = queued
+            .clone()
+            .settled(&Outcome::Failed("refused".into()), now);
+        assert_eq!(s.state, MessageState::Failed);
+        let due = now + Duration::seconds(30);
+        let s = queued.clone().settled(
+            &Outcome::Retry {
+                due,
+                reason: "busy".into(),
+            },
+            now,
+        );
+        assert_eq!(
+            (s.state, s.due_at, s.sent_at),
+            (MessageState::Queued, due, None)
+        );
     }
 
     fn sent() -> Message {

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use loyalty_platform::ApiError;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Statement, Value, sea_query::OnConflict,
+    QueryFilter, QueryOrder, QuerySelect, Statement, Value, sea_query::OnConflict,
 };
 use uuid::Uuid;
 
@@ -31,21 +31,7 @@ pub struct Claimed {
     pub message: Message,
 }
 
-/// What became of a claimed message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// Handed to the adapter: the provider's id and the address used.
-    Sent {
-        provider_message_id: String,
-        address: String,
-    },
-    /// Not sent: no consent or no address (a recorded reason).
-    Suppressed(String),
-    /// Never deliverable, or out of attempts.
-    Failed(String),
-    /// A temporary failure: tried again at `due`.
-    Retry { due: DateTime<Utc>, reason: String },
-}
+pub use crate::domain::message::Outcome;
 
 /// What the queue keeps on a campaign while sending it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,9 +159,93 @@ fn message_row(partner_id: Uuid, m: &Message) -> messages::ActiveModel {
     }
 }
 
+/// The PostgreSQL insert of [`column_arrays`]' rows.
+const INSERT_UNNESTED: &str = "INSERT INTO messages (partner_id, id, campaign_id, \
+    workflow_execution_id, customer_id, channel, message_template_id, purpose, address, \
+    variables, state, attempts, due_at, bounce_type, failure_reason, provider_message_id, \
+    voucher_code, open_count, click_count, queued_at, sent_at, delivered_at, first_open_at, \
+    first_click_at, unsubscribed_at) \
+    SELECT $1, t.* FROM unnest($2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::text[], \
+    $7::uuid[], $8::text[], $9::text[], $10::text[], $11::text[], $12::int4[], \
+    $13::timestamptz[], $14::text[], $15::text[], $16::text[], $17::text[], $18::int4[], \
+    $19::int4[], $20::timestamptz[], $21::timestamptz[], $22::timestamptz[], \
+    $23::timestamptz[], $24::timestamptz[], $25::timestamptz[]) AS t \
+    ON CONFLICT (campaign_id, customer_id) DO NOTHING";
+
+/// A PostgreSQL array literal (`{"a","b",NULL}`) of `items`, every element quoted.
+fn pg_array<S: AsRef<str>>(items: impl Iterator<Item = Option<S>>) -> String {
+    let mut out = String::from("{");
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        match item {
+            None => out.push_str("NULL"),
+            Some(s) => {
+                out.push('"');
+                for c in s.as_ref().chars() {
+                    if c == '"' || c == '\\' {
+                        out.push('\\');
+                    }
+                    out.push(c);
+                }
+                out.push('"');
+            }
+        }
+    }
+    out.push('}');
+    out
+}
+
+/// `rows` as [`INSERT_UNNESTED`]'s parameters: the partner, then one array per column.
+fn column_arrays(partner_id: Uuid, rows: &[Message]) -> Vec<Value> {
+    fn time(t: DateTime<Utc>) -> String {
+        t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    }
+    let uuids = |f: &dyn Fn(&Message) -> Option<Uuid>| {
+        pg_array(rows.iter().map(|m| f(m).map(|u| u.to_string())))
+    };
+    let texts = |f: &dyn Fn(&Message) -> &str| pg_array(rows.iter().map(|m| Some(f(m))));
+    let ints = |f: &dyn Fn(&Message) -> i32| pg_array(rows.iter().map(|m| Some(f(m).to_string())));
+    let times = |f: &dyn Fn(&Message) -> Option<DateTime<Utc>>| {
+        pg_array(rows.iter().map(|m| f(m).map(time)))
+    };
+    let variables = pg_array(
+        rows.iter()
+            .map(|m| Some(serde_json::to_string(&m.variables).unwrap_or_else(|_| "{}".into()))),
+    );
+    vec![
+        partner_id.into(),
+        uuids(&|m| Some(m.id)).into(),
+        uuids(&|m| m.campaign_id).into(),
+        uuids(&|m| m.workflow_execution_id).into(),
+        uuids(&|m| m.customer_id).into(),
+        texts(&|m| m.channel.as_str()).into(),
+        uuids(&|m| Some(m.message_template_id)).into(),
+        texts(&|m| m.purpose.as_str()).into(),
+        texts(&|m| &m.address).into(),
+        variables.into(),
+        texts(&|m| m.state.as_str()).into(),
+        ints(&|m| m.attempts).into(),
+        times(&|m| Some(m.due_at)).into(),
+        texts(&|m| bounce_str(m.bounce_type)).into(),
+        texts(&|m| &m.failure_reason).into(),
+        texts(&|m| &m.provider_message_id).into(),
+        texts(&|m| &m.voucher_code).into(),
+        ints(&|m| m.open_count).into(),
+        ints(&|m| m.click_count).into(),
+        times(&|m| Some(m.queued_at)).into(),
+        times(&|m| m.sent_at).into(),
+        times(&|m| m.delivered_at).into(),
+        times(&|m| m.first_open_at).into(),
+        times(&|m| m.first_click_at).into(),
+        times(&|m| m.unsubscribed_at).into(),
+    ]
+}
+
 /// The `n`th bound value: `$n` on PostgreSQL, `?n` on SQLite (numbered, so one value may be
 /// used twice).
-fn param(backend: DbBackend, n: usize) -> String {
+pub(super) fn param(backend: DbBackend, n: usize) -> String {
     match backend {
         DbBackend::Postgres => format!("${n}"),
         _ => format!("?{n}"),
@@ -195,6 +265,22 @@ impl Store {
         partner_id: Uuid,
         batch: &[Message],
     ) -> Result<u64, ApiError> {
+        if conn.get_database_backend() == DbBackend::Postgres {
+            // One statement per 1,000 rows with one array parameter per column (`unnest`):
+            // far cheaper to build, parse and plan than a 27-column VALUES list.
+            let mut added = 0;
+            for chunk in batch.chunks(ROWS_PER_STATEMENT) {
+                added += conn
+                    .execute(Statement::from_sql_and_values(
+                        DbBackend::Postgres,
+                        INSERT_UNNESTED,
+                        column_arrays(partner_id, chunk),
+                    ))
+                    .await?
+                    .rows_affected();
+            }
+            return Ok(added);
+        }
         let mut added = 0;
         for chunk in batch.chunks(ROWS_PER_STATEMENT / 4) {
             added +=
@@ -373,21 +459,30 @@ impl Store {
     }
 
     /// Records how far the audience was exported (and extends the lease), in the
-    /// transaction that added the batch's messages.
+    /// transaction that added the page's messages: only from where this exporter started the
+    /// page (`from`) and while the campaign is SENDING. False otherwise (another replica took
+    /// the export over, or the campaign was paused or cancelled): the caller rolls back.
     pub async fn advance_export(
         &self,
         conn: &impl ConnectionTrait,
         campaign_id: Uuid,
+        from: Option<Uuid>,
         cursor: Uuid,
         lease_until: DateTime<Utc>,
-    ) -> Result<(), ApiError> {
-        campaigns::Entity::update_many()
+    ) -> Result<bool, ApiError> {
+        let at_start = match from {
+            Some(from) => campaigns::Column::ExportCursor.eq(from),
+            None => campaigns::Column::ExportCursor.is_null(),
+        };
+        let moved = campaigns::Entity::update_many()
             .col_expr(campaigns::Column::ExportCursor, Some(cursor).into())
             .col_expr(campaigns::Column::LeaseUntil, lease_until.into())
             .filter(campaigns::Column::Id.eq(campaign_id))
+            .filter(campaigns::Column::State.eq("sending"))
+            .filter(at_start)
             .exec(conn)
             .await?;
-        Ok(())
+        Ok(moved.rows_affected == 1)
     }
 
     /// Marks the audience fully exported and stores the message count.
@@ -397,10 +492,25 @@ impl Store {
         campaign_id: Uuid,
         now: DateTime<Utc>,
     ) -> Result<i64, ApiError> {
-        let count = messages::Entity::find()
-            .filter(messages::Column::CampaignId.eq(campaign_id))
-            .count(conn)
-            .await? as i64;
+        #[derive(FromQueryResult)]
+        struct Count {
+            n: i64,
+        }
+        // One statement, so one snapshot: a batch settled meanwhile is counted once.
+        let backend = conn.get_database_backend();
+        let count = Count::find_by_statement(Statement::from_sql_and_values(
+            backend,
+            format!(
+                "SELECT CAST((SELECT COUNT(*) FROM messages WHERE campaign_id = {p}) + \
+                   (SELECT COALESCE(SUM(size), 0) FROM message_batches WHERE campaign_id = {p}) \
+                   AS BIGINT) AS n",
+                p = param(backend, 1)
+            ),
+            [campaign_id.into()],
+        ))
+        .one(conn)
+        .await?
+        .map_or(0, |c| c.n);
         campaigns::Entity::update_many()
             .col_expr(campaigns::Column::MaterializedAt, Some(now).into())
             .col_expr(campaigns::Column::TargetCount, count.into())
@@ -599,12 +709,15 @@ impl Store {
         Ok(())
     }
 
-    /// Whether a campaign still has QUEUED messages.
+    /// Whether a campaign still has QUEUED messages, in batches or not.
     pub async fn has_queued(
         &self,
         conn: &impl ConnectionTrait,
         campaign_id: Uuid,
     ) -> Result<bool, ApiError> {
+        if self.pending(conn, campaign_id).await?.messages > 0 {
+            return Ok(true);
+        }
         Ok(messages::Entity::find()
             .select_only()
             .column(messages::Column::Id)
@@ -664,7 +777,13 @@ impl Store {
         ))
         .all(&self.db)
         .await?;
+        let pending = self.pending(&self.db, campaign_id).await?;
         let mut out = MessageCounts::default();
+        if pending.messages > 0 {
+            out.by_state
+                .insert(MessageState::Queued.as_str(), pending.messages);
+            out.vouchers = pending.vouchers;
+        }
         for r in rows {
             if let Some(s) = MessageState::parse_str(&r.state) {
                 *out.by_state.entry(s.as_str()).or_default() += r.n;
@@ -822,5 +941,27 @@ impl loyalty_platform::events::EventHandler for VoucherRedemptions {
             record_voucher_redemption(txn, partner, campaign, customer, at).await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pg_array;
+
+    #[test]
+    fn array_literals_quote_every_element() {
+        let items = [
+            Some(r#"a"b"#),
+            None,
+            Some(r"c\d"),
+            Some("e,{f}"),
+            Some("NULL"),
+            Some(""),
+        ];
+        assert_eq!(
+            pg_array(items.into_iter()),
+            r#"{"a\"b",NULL,"c\\d","e,{f}","NULL",""}"#
+        );
+        assert_eq!(pg_array(std::iter::empty::<Option<&str>>()), "{}");
     }
 }

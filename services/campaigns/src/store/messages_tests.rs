@@ -443,3 +443,172 @@ async fn redeemed_vouchers_count_once_on_sqlite() {
     let dir = tempfile::tempdir().expect("tempdir");
     redemptions(migrated(sqlite_url(&dir)).await).await;
 }
+
+/// An unthrottled campaign's recipients in batches: counted as queued while they wait, each
+/// batch claimed by one worker, a lapsed claim taken again (attempts counted), a batch given
+/// back after a peer's outage, settled into message rows written once as they came out (a
+/// repeat adds nothing), and a cancelled campaign's batches claimed for recording only.
+async fn batches(db: DatabaseConnection) {
+    let store = Store::new(db.clone());
+    let partner = Uuid::now_v7();
+    let c = campaign();
+    store.insert_campaign(&db, partner, &c).await.unwrap();
+    let now = Utc::now().trunc_subsecs(6);
+    let first: Vec<Message> = (0..3).map(|_| queued(&c, Uuid::now_v7(), now)).collect();
+    let mut second: Vec<Message> = (0..2).map(|_| queued(&c, Uuid::now_v7(), now)).collect();
+    second[0].voucher_code = "SPRING-1".into();
+    // Written back exactly, whatever the text holds (PostgreSQL takes the rows as arrays).
+    second[0]
+        .variables
+        .insert("note".into(), r#"say "hi", \o/ {x} NULL ✓"#.into());
+    store
+        .insert_batch(&db, partner, c.id, &first, now)
+        .await
+        .unwrap();
+    store
+        .insert_batch(&db, partner, c.id, &second, now + Duration::seconds(1))
+        .await
+        .unwrap();
+    let pending = store.pending(&db, c.id).await.unwrap();
+    assert_eq!((pending.messages, pending.vouchers), (5, 1));
+    assert!(store.has_queued(&db, c.id).await.unwrap());
+    let counts = store.message_counts(c.id).await.unwrap();
+    assert_eq!(count_of(&counts, MessageState::Queued), 5);
+    assert_eq!(counts.vouchers, 1);
+
+    // Only the first is due; once claimed nobody else gets it until the claim lapses.
+    let until = now + Duration::seconds(30);
+    let claimed = store
+        .claim_batch(&db, Some(c.id), now, until)
+        .await
+        .unwrap()
+        .expect("a due batch");
+    assert_eq!(claimed.partner_id, partner);
+    assert_eq!(claimed.campaign_id, c.id);
+    assert_eq!(
+        claimed.messages.iter().map(|m| m.id).collect::<Vec<_>>(),
+        first.iter().map(|m| m.id).collect::<Vec<_>>()
+    );
+    assert!(claimed.messages.iter().all(|m| m.attempts == 1));
+    assert!(
+        store
+            .claim_batch(&db, Some(c.id), now, until)
+            .await
+            .unwrap()
+            .is_none(),
+        "claimed, and the other is not due yet"
+    );
+    let later = until + Duration::seconds(1);
+    let again = store
+        .claim_batch(&db, Some(c.id), later, later + Duration::seconds(30))
+        .await
+        .unwrap()
+        .expect("the first again, its claim lapsed");
+    assert_eq!(again.id, claimed.id);
+    assert!(again.messages.iter().all(|m| m.attempts == 2));
+    // The first claim lapsed: it may not settle what was claimed since.
+    assert_eq!(
+        store
+            .settle_batch(&db, &claimed, &claimed.messages)
+            .await
+            .unwrap(),
+        None
+    );
+    store
+        .release_batch(&db, again.id, later + Duration::seconds(60))
+        .await
+        .unwrap();
+
+    // The second: one sent, one suppressed; written once, the batch gone.
+    let b = store
+        .claim_batch(&db, Some(c.id), later, later + Duration::seconds(30))
+        .await
+        .unwrap()
+        .expect("the second");
+    assert_eq!(b.messages.len(), 2);
+    let rows = vec![
+        b.messages[0].clone().settled(
+            &Outcome::Sent {
+                provider_message_id: "file:1".into(),
+                address: "jana@example.com".into(),
+            },
+            later,
+        ),
+        b.messages[1]
+            .clone()
+            .settled(&Outcome::Suppressed("no consent".into()), later),
+    ];
+    let txn = db.begin().await.unwrap();
+    assert_eq!(store.settle_batch(&txn, &b, &rows).await.unwrap(), Some(2));
+    txn.commit().await.unwrap();
+    assert_eq!(
+        store.settle_batch(&db, &b, &rows).await.unwrap(),
+        None,
+        "settled once"
+    );
+    let sent = store
+        .message(&db, partner, rows[0].id)
+        .await
+        .unwrap()
+        .expect("written");
+    assert_eq!(sent, rows[0]);
+    let counts = store.message_counts(c.id).await.unwrap();
+    assert_eq!(
+        (
+            count_of(&counts, MessageState::Queued),
+            count_of(&counts, MessageState::Sent),
+            count_of(&counts, MessageState::Suppressed),
+            counts.vouchers
+        ),
+        (3, 1, 1, 1)
+    );
+
+    // Cancelled: its batch is claimed for recording whatever its due time, not for sending.
+    assert!(
+        store
+            .claim_batch(&db, None, later, later + Duration::seconds(30))
+            .await
+            .unwrap()
+            .is_none(),
+        "the campaign is still sending"
+    );
+    let txn = db.begin().await.unwrap();
+    store
+        .change_campaign(&txn, partner, c.id, "", |c| {
+            Ok(c.cancelled(Utc::now()).expect("cancellable"))
+        })
+        .await
+        .unwrap();
+    txn.commit().await.unwrap();
+    let far = later + Duration::seconds(120);
+    let left = store
+        .claim_batch(&db, None, far, far + Duration::seconds(30))
+        .await
+        .unwrap()
+        .expect("the cancelled campaign's batch");
+    assert_eq!(left.id, claimed.id);
+    let rows: Vec<Message> = left
+        .messages
+        .iter()
+        .map(|m| m.clone().cancelled())
+        .collect();
+    assert_eq!(
+        store.settle_batch(&db, &left, &rows).await.unwrap(),
+        Some(3)
+    );
+    assert!(!store.has_queued(&db, c.id).await.unwrap());
+    let counts = store.message_counts(c.id).await.unwrap();
+    assert_eq!(count_of(&counts, MessageState::Cancelled), 3);
+}
+
+#[tokio::test]
+async fn batches_are_sent_once_and_written_once_on_postgres() {
+    let test_db = loyalty_testkit::TestDb::postgres().await.expect("postgres");
+    batches(migrated(test_db.url()).await).await;
+}
+
+#[tokio::test]
+async fn batches_are_sent_once_and_written_once_on_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    batches(migrated(sqlite_url(&dir)).await).await;
+}

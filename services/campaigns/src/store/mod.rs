@@ -1,4 +1,5 @@
 //! Persistence of the campaigns service. Every query is scoped by partner.
+pub mod batches;
 pub mod campaigns;
 pub mod entities;
 pub mod messages;

@@ -250,10 +250,18 @@ async fn existing(
     // Only the keys as a condition (they name the partner): given the partner too, the
     // planner may prefer reading the partner's vouchers to probing the keys.
     let keys = customers.iter().map(|c| order.key(partner_id, *c));
-    let rows = voucher_rows::Entity::find()
-        .filter(Expr::col(Alias::new("batch_key")).is_in(keys))
-        .all(conn)
-        .await?;
+    let find = voucher_rows::Entity::find();
+    let rows = if conn.get_database_backend() == DbBackend::Postgres {
+        // One array parameter: a list of 1,000 bound values costs more to plan than to run.
+        find.filter(Expr::cust_with_values(
+            "batch_key = ANY(string_to_array($1, ',')::uuid[])",
+            [uuid_list(keys)],
+        ))
+    } else {
+        find.filter(Expr::col(Alias::new("batch_key")).is_in(keys))
+    }
+    .all(conn)
+    .await?;
     let source_id = order.source_id.to_string();
     let mut out = HashMap::with_capacity(rows.len());
     for row in rows {
