@@ -847,7 +847,7 @@ impl MigrationTrait for MessageBatches {
         db.execute_unprepared("DROP INDEX messages_execution")
             .await?;
         db.execute_unprepared(
-            "CREATE INDEX messages_execution ON messages (workflow_execution_id) \
+            "CREATE INDEX messages_workflow_execution ON messages (workflow_execution_id) \
              WHERE workflow_execution_id IS NOT NULL",
         )
         .await?;
@@ -856,7 +856,7 @@ impl MigrationTrait for MessageBatches {
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
         let db = m.get_connection();
-        db.execute_unprepared("DROP INDEX messages_execution")
+        db.execute_unprepared("DROP INDEX messages_workflow_execution")
             .await?;
         db.execute_unprepared(
             "CREATE INDEX messages_execution ON messages (workflow_execution_id)",
