@@ -367,7 +367,11 @@ impl Sender {
                 .await?
             {
                 // Paused, cancelled, or another replica's now: this page is not ours to add.
+                // The lease goes at once, so a resumed campaign's export goes on without
+                // waiting for it to lapse (a replica exporting meanwhile is still guarded by
+                // the cursor).
                 txn.rollback().await?;
+                self.store.release_export_lease(c.id).await?;
                 return Ok(());
             }
             txn.commit().await?;

@@ -250,7 +250,7 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
         if sent {
             break;
         }
-        if polls % 20 == 0 {
+        if polls.is_multiple_of(20) {
             let stats = statistics(&mut campaigns, &bearer, &draft.id).await?;
             bar.set_position(stats.sent_count.max(0) as u64);
             if queued_secs.is_none() && stats.target_count >= args.customers {

@@ -612,3 +612,82 @@ async fn batches_are_sent_once_and_written_once_on_sqlite() {
     let dir = tempfile::tempdir().expect("tempdir");
     batches(migrated(sqlite_url(&dir)).await).await;
 }
+
+/// The export's cursor moves only from where the exporter read it and only while the campaign
+/// is SENDING; one lease at a time, given back at once; the count covers rows and batches.
+async fn export_cursor(db: DatabaseConnection) {
+    let store = Store::new(db.clone());
+    let partner = Uuid::now_v7();
+    let c = campaign();
+    store.insert_campaign(&db, partner, &c).await.unwrap();
+    let now = Utc::now().trunc_subsecs(6);
+    let until = now + Duration::seconds(60);
+    assert!(store.take_export_lease(c.id, now, until).await.unwrap());
+    assert!(
+        !store.take_export_lease(c.id, now, until).await.unwrap(),
+        "held"
+    );
+    let (a, b, z) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    assert!(
+        store
+            .advance_export(&db, c.id, None, a, until)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .advance_export(&db, c.id, None, b, until)
+            .await
+            .unwrap(),
+        "a stale exporter adds nothing"
+    );
+    assert!(
+        store
+            .advance_export(&db, c.id, Some(a), b, until)
+            .await
+            .unwrap()
+    );
+    let work = store.campaign_work(&db, c.id).await.unwrap().unwrap();
+    assert_eq!(work.export_cursor, Some(b));
+
+    let txn = db.begin().await.unwrap();
+    store
+        .change_campaign(&txn, partner, c.id, "", |c| {
+            Ok(c.paused(Utc::now()).expect("pausable"))
+        })
+        .await
+        .unwrap();
+    txn.commit().await.unwrap();
+    assert!(
+        !store
+            .advance_export(&db, c.id, Some(b), z, until)
+            .await
+            .unwrap(),
+        "paused: the export stops"
+    );
+    store.release_export_lease(c.id).await.unwrap();
+    assert!(store.take_export_lease(c.id, now, until).await.unwrap());
+
+    let rows: Vec<Message> = (0..2).map(|_| queued(&c, Uuid::now_v7(), now)).collect();
+    store.insert_messages(&db, partner, &rows).await.unwrap();
+    let batch: Vec<Message> = (0..3).map(|_| queued(&c, Uuid::now_v7(), now)).collect();
+    store
+        .insert_batch(&db, partner, c.id, &batch, now)
+        .await
+        .unwrap();
+    assert_eq!(store.finish_export(&db, c.id, now).await.unwrap(), 5);
+    let work = store.campaign_work(&db, c.id).await.unwrap().unwrap();
+    assert_eq!((work.target_count, work.materialized_at), (5, Some(now)));
+}
+
+#[tokio::test]
+async fn the_export_cursor_moves_once_while_sending_on_postgres() {
+    let test_db = loyalty_testkit::TestDb::postgres().await.expect("postgres");
+    export_cursor(migrated(test_db.url()).await).await;
+}
+
+#[tokio::test]
+async fn the_export_cursor_moves_once_while_sending_on_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    export_cursor(migrated(sqlite_url(&dir)).await).await;
+}
