@@ -48,13 +48,9 @@ use crate::{
     domain::{
         Channel, CompiledMessage, MessageTemplate,
         campaign::Campaign,
-        message::{self, Message, MessageState, Purpose},
+        message::{self, Message, MessageState, Outcome, Purpose},
     },
-    store::{
-        Store,
-        batches::Batch,
-        messages::{Claimed, Outcome},
-    },
+    store::{Store, batches::Batch, messages::Claimed},
 };
 
 /// Messages a throttled campaign may run ahead of its rate: one second's worth, 1..100.
@@ -510,15 +506,7 @@ impl Sender {
                 .iter()
                 .map(|m| m.clone().cancelled())
                 .collect();
-            let txn = begin_write(self.store.db()).await?;
-            if self
-                .store
-                .settle_batch(&txn, &batch, &rows)
-                .await?
-                .is_some()
-            {
-                txn.commit().await?;
-            }
+            self.settle(&batch, &rows, &[], &[]).await?;
             return Ok(true);
         }
         let txn = self.store.db().begin().await?;
@@ -559,22 +547,31 @@ impl Sender {
             })
             .collect();
         let (sent, failed) = outcome_events(&queued, &outcomes);
-        let txn = begin_write(self.store.db()).await?;
-        if self
-            .store
-            .settle_batch(&txn, &batch, &rows)
-            .await?
-            .is_none()
-        {
-            // Our claim lapsed: the worker that claimed the batch since records it.
-            tracing::warn!(campaign_id = %campaign.id, batch_id = %batch.id, "a batch outlived its claim");
-            return Ok(());
+        if self.settle(&batch, &rows, &sent, &failed).await? {
+            tracing::debug!(campaign_id = %campaign.id, sent = sent.len(), failed = failed.len(), "batch sent");
         }
-        events::enqueue_all(&txn, Some(batch.partner_id), &sent).await?;
-        events::enqueue_all(&txn, Some(batch.partner_id), &failed).await?;
-        txn.commit().await?;
-        tracing::debug!(campaign_id = %campaign.id, sent = sent.len(), failed = failed.len(), "batch sent");
         Ok(())
+    }
+
+    /// Writes a batch's messages and their events and deletes it, in one transaction; false
+    /// (nothing written) when the claim lapsed: the worker that claimed the batch since
+    /// records it.
+    async fn settle(
+        &self,
+        batch: &Batch,
+        rows: &[Message],
+        sent: &[ev::MessageSent],
+        failed: &[ev::MessageFailed],
+    ) -> anyhow::Result<bool> {
+        let txn = begin_write(self.store.db()).await?;
+        if self.store.settle_batch(&txn, batch, rows).await?.is_none() {
+            tracing::warn!(campaign_id = %batch.campaign_id, batch_id = %batch.id, "a batch outlived its claim");
+            return Ok(false);
+        }
+        events::enqueue_all(&txn, Some(batch.partner_id), sent).await?;
+        events::enqueue_all(&txn, Some(batch.partner_id), failed).await?;
+        txn.commit().await?;
+        Ok(true)
     }
 
     /// Checks, renders, sends and records claimed messages.

@@ -11,10 +11,13 @@
 //! the same message ids, the providers' idempotency key.
 use chrono::{DateTime, Utc};
 use loyalty_platform::ApiError;
-use sea_orm::{ConnectionTrait, DbBackend, FromQueryResult, Statement, Value};
+use sea_orm::{ConnectionTrait, FromQueryResult, Statement, Value};
 use uuid::Uuid;
 
-use super::{Store, messages::param};
+use super::{
+    Store,
+    messages::{param, skip_locked},
+};
 use crate::domain::message::Message;
 
 /// A claimed batch.
@@ -114,12 +117,7 @@ impl Store {
                      WHERE c.state = 'cancelled' AND c.id = b.campaign_id)"
                 .to_owned(),
         };
-        let lock = if backend == DbBackend::Postgres {
-            "FOR UPDATE SKIP LOCKED"
-        } else {
-            // SQLite has one writer at a time: the transaction itself is the lock.
-            ""
-        };
+        let lock = skip_locked(backend);
         let row = BatchRow::find_by_statement(Statement::from_sql_and_values(
             backend,
             format!(

@@ -21,7 +21,7 @@ use super::{
 };
 use crate::domain::{
     Channel,
-    message::{BounceType, DeliveryEventType, Message, MessageState, Purpose},
+    message::{BounceType, DeliveryEventType, Message, MessageState, Outcome, Purpose},
 };
 
 /// A claimed message and its partner.
@@ -30,8 +30,6 @@ pub struct Claimed {
     pub partner_id: Uuid,
     pub message: Message,
 }
-
-pub use crate::domain::message::Outcome;
 
 /// What the queue keeps on a campaign while sending it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -252,6 +250,16 @@ pub(super) fn param(backend: DbBackend, n: usize) -> String {
     }
 }
 
+/// How a claim skips rows other workers hold: PostgreSQL's `FOR UPDATE SKIP LOCKED`; SQLite
+/// has one writer at a time, so the transaction itself is the lock.
+pub(super) fn skip_locked(backend: DbBackend) -> &'static str {
+    if backend == DbBackend::Postgres {
+        "FOR UPDATE SKIP LOCKED"
+    } else {
+        ""
+    }
+}
+
 /// Most rows one statement writes (well under both databases' parameter limits).
 const ROWS_PER_STATEMENT: usize = 1_000;
 
@@ -266,8 +274,8 @@ impl Store {
         batch: &[Message],
     ) -> Result<u64, ApiError> {
         if conn.get_database_backend() == DbBackend::Postgres {
-            // One statement per 1,000 rows with one array parameter per column (`unnest`):
-            // far cheaper to build, parse and plan than a 27-column VALUES list.
+            // One statement per 1,000 rows with one array parameter per column (`unnest`),
+            // not 25 bound values per row for the client to build and the server to parse.
             let mut added = 0;
             for chunk in batch.chunks(ROWS_PER_STATEMENT) {
                 added += conn
@@ -550,12 +558,7 @@ impl Store {
         };
         let n = values.len() + 1;
         values.push((limit as i64).into());
-        let lock = if backend == DbBackend::Postgres {
-            "FOR UPDATE SKIP LOCKED"
-        } else {
-            // SQLite has one writer at a time: the transaction itself is the lock.
-            ""
-        };
+        let lock = skip_locked(backend);
         let sql = format!(
             "UPDATE messages SET claimed_until = {until}, attempts = attempts + 1 \
              WHERE id IN (SELECT q.id FROM messages q \

@@ -11,12 +11,12 @@ use crate::store::testing::{migrated, sqlite_url};
 
 use super::{
     Store,
-    messages::{DeliveryEvent, MessageFilter, Outcome, count_of},
+    messages::{DeliveryEvent, MessageFilter, count_of},
 };
 use crate::domain::{
     Channel,
     campaign::{Campaign, CampaignState},
-    message::{DeliveryEventType, Message, MessageState, Purpose},
+    message::{DeliveryEventType, Message, MessageState, Outcome, Purpose},
 };
 
 fn campaign() -> Campaign {
