@@ -28,6 +28,45 @@ pub struct Settings {
     /// How the campaigns service runs marketing-automation workflows.
     #[serde(default)]
     pub automation: AutomationSettings,
+    /// Quotes and commit recovery of the checkout service.
+    #[serde(default)]
+    pub checkout: CheckoutSettings,
+}
+
+/// The checkout service (`LOYALTY_CHECKOUT__...`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct CheckoutSettings {
+    /// Secret that signs quotes (`LOYALTY_CHECKOUT__QUOTE_SECRET`); every replica needs the
+    /// same. Unset = the platform key signs them.
+    #[serde(serialize_with = "serialize_opt_secret")]
+    pub quote_secret: Option<SecretString>,
+    /// How long a quote can be committed, in seconds.
+    pub quote_ttl_secs: u64,
+    /// How long a commit holds its purchase before a retry or the recovery may take it over,
+    /// in seconds. Longer than a commit can take.
+    pub commit_lease_secs: u64,
+    /// Seconds between looks for abandoned commits (their saga is undone); 0 = never.
+    pub recovery_interval_secs: u64,
+    /// A pending commit whose lease lapsed this many seconds ago is abandoned: nobody is
+    /// going to retry it, so the recovery undoes it.
+    pub abandon_after_secs: u64,
+    /// Reservations of vouchers and points made by a commit lapse on their own after this
+    /// many seconds, should neither the commit nor the recovery come back to them.
+    pub hold_secs: u32,
+}
+
+impl Default for CheckoutSettings {
+    fn default() -> Self {
+        CheckoutSettings {
+            quote_secret: None,
+            quote_ttl_secs: 900,
+            commit_lease_secs: 15,
+            recovery_interval_secs: 10,
+            abandon_after_secs: 120,
+            hold_secs: 900,
+        }
+    }
 }
 
 /// The workflow engine of the campaigns service (`LOYALTY_AUTOMATION__...`). Every replica
@@ -447,6 +486,7 @@ impl Settings {
             },
             delivery: DeliverySettings::default(),
             automation: AutomationSettings::default(),
+            checkout: CheckoutSettings::default(),
         }
     }
 

@@ -143,7 +143,27 @@ fn leak_reason(reason: &str) -> &'static str {
 
 impl From<sea_orm::DbErr> for ApiError {
     fn from(e: sea_orm::DbErr) -> Self {
+        if is_connection_error(&e) {
+            tracing::warn!(error = %e, "database unreachable");
+            return ApiError::Unavailable("the database is unreachable; retry".into());
+        }
         ApiError::Internal(anyhow::Error::new(e).context("database"))
+    }
+}
+
+/// Whether the database could not be reached (down, restarting, pool exhausted) rather than
+/// refusing the statement: the caller may retry.
+fn is_connection_error(e: &sea_orm::DbErr) -> bool {
+    use sea_orm::{DbErr, RuntimeErr, sqlx::Error as Sqlx};
+    match e {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(s)) | DbErr::Query(RuntimeErr::SqlxError(s)) => {
+            matches!(
+                s,
+                Sqlx::Io(_) | Sqlx::PoolTimedOut | Sqlx::PoolClosed | Sqlx::WorkerCrashed
+            ) || matches!(s, Sqlx::Database(d) if d.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08")))
+        }
+        _ => false,
     }
 }
 

@@ -1,10 +1,12 @@
-//! The services checkout orchestrates: identifier → customer (identity answers from its Redis
-//! cache, which every change to the identifier drops, so a blocked card is refused at once),
-//! the partner's active rewards and purchase bonuses (kept here in memory, dropped when rewards
-//! announce a change), memberships and balances (always fresh).
-use std::{collections::HashSet, sync::Arc, time::Duration};
+//! The services checkout orchestrates, over gRPC on channels opened once and reused:
+//! identity (identifier → customer, answered from its Redis cache that every change to the
+//! identifier drops, so a blocked card is refused at once), segmentation (memberships with
+//! online recalculation for this cart), rewards (the membership level, the evaluation of the
+//! cart against the partner's rules held in rewards' memory, vouchers) and wallet (balance,
+//! reservations, postings).
+use std::collections::HashMap;
 
-use loyalty_platform::{ApiError, Principal, client::outgoing, time::from_timestamp};
+use loyalty_platform::{ApiError, Principal, client::outgoing};
 use loyalty_proto::{
     identity::v1::{self as identity, identity_service_client::IdentityServiceClient},
     rewards::v1::{self as rewards, rewards_service_client::RewardsServiceClient},
@@ -17,17 +19,10 @@ use loyalty_proto::{
 use tonic::transport::Channel;
 use uuid::Uuid;
 
-use crate::domain::{PurchaseBonus, Reward, RewardBenefit, Validity};
-
-/// How long the active benefits of a partner are kept when no change event arrives.
-const BENEFITS_TTL: Duration = Duration::from_secs(30);
-
-/// The partner's benefits that can apply at checkout.
-#[derive(Debug, Default)]
-pub struct Benefits {
-    pub rewards: Vec<Reward>,
-    pub bonuses: Vec<PurchaseBonus>,
-}
+use crate::domain::{
+    AcceptedVoucher, AppliedBenefit, Cart, Discount, PricedLine, Pricing, RejectedVoucher,
+    Rejection, Totals, points::PointsPayable,
+};
 
 #[derive(Clone)]
 pub struct Peers {
@@ -35,75 +30,139 @@ pub struct Peers {
     wallet: WalletServiceClient<Channel>,
     rewards: RewardsServiceClient<Channel>,
     segmentation: SegmentationServiceClient<Channel>,
-    benefits: moka::future::Cache<Uuid, Arc<Benefits>>,
 }
 
 fn upstream(service: &'static str) -> impl Fn(tonic::Status) -> ApiError {
     move |s| ApiError::from_upstream(service, s)
 }
 
-fn uuids(ids: &[String]) -> Vec<Uuid> {
-    ids.iter().filter_map(|s| s.parse().ok()).collect()
+fn bad_id(service: &str) -> ApiError {
+    ApiError::Internal(anyhow::anyhow!("{service} answered a malformed id"))
 }
 
-fn validity(
-    from: Option<&prost_types::Timestamp>,
-    until: Option<&prost_types::Timestamp>,
-) -> Validity {
-    Validity {
-        from: from.and_then(from_timestamp),
-        until: until.and_then(from_timestamp),
+fn parse_id(service: &str, id: &str) -> Result<Uuid, ApiError> {
+    id.parse().map_err(|_| bad_id(service))
+}
+
+/// The wallet figures checkout needs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WalletState {
+    pub available_points: i64,
+    pub blocked_from_spending: bool,
+}
+
+/// What the rewards evaluation answered, in checkout's terms.
+pub struct Evaluated {
+    pub pricing: Pricing,
+    pub payable: Option<PointsPayable>,
+}
+
+/// A voucher redemption's outcome.
+pub struct Redeemed {
+    pub points_spent: i64,
+}
+
+/// The rewards evaluation as checkout's pricing (before any points payment).
+pub fn pricing_from_evaluation(
+    cart: &Cart,
+    e: rewards::EvaluateCartResponse,
+) -> Result<Evaluated, ApiError> {
+    let mut names: HashMap<String, (String, String)> = HashMap::new();
+    let mut applied = Vec::with_capacity(e.applied_rules.len());
+    let mut vouchers = Vec::new();
+    for a in &e.applied_rules {
+        names.insert(
+            a.rule_id.clone(),
+            (a.rule_type.clone(), a.rule_display_name.clone()),
+        );
+        let rule_id = parse_id("rewards", &a.rule_id)?;
+        if !a.voucher_code.is_empty() {
+            vouchers.push(AcceptedVoucher {
+                code: a.voucher_code.clone(),
+                reward_id: rule_id,
+                reward_name: a.rule_display_name.clone(),
+                discount_minor: a.discount_minor,
+                points: a.points,
+            });
+        }
+        applied.push(AppliedBenefit {
+            rule_type: a.rule_type.clone(),
+            rule_id,
+            rule_name: a.rule_display_name.clone(),
+            discount_minor: a.discount_minor,
+            points: a.points,
+            voucher_code: (!a.voucher_code.is_empty()).then(|| a.voucher_code.clone()),
+        });
     }
-}
-
-fn reward_from(r: rewards::Reward) -> Option<Reward> {
-    let benefit = match r.benefit? {
-        rewards::reward::Benefit::CartPercentageDiscount(d) => RewardBenefit::CartPercentage {
-            basis_points: u32::try_from(d.basis_points).ok()?,
-        },
-        #[allow(unreachable_patterns)]
-        _ => return None,
+    let mut lines = Vec::with_capacity(cart.lines.len());
+    for (i, l) in cart.lines.iter().enumerate() {
+        let evaluated = e
+            .lines
+            .iter()
+            .find(|x| x.line_index as usize == i)
+            .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("rewards left out line {i}")))?;
+        let discounts = evaluated
+            .discounts
+            .iter()
+            .map(|d| {
+                let (rule_type, rule_name) = names.get(&d.rule_id).cloned().unwrap_or_default();
+                Ok(Discount {
+                    rule_type,
+                    rule_id: parse_id("rewards", &d.rule_id)?,
+                    rule_name,
+                    amount_minor: d.amount_minor,
+                })
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        lines.push(PricedLine {
+            line_id: l.line_id.clone(),
+            product_id: l.product_id.clone(),
+            product_group_ids: l.product_group_ids.clone(),
+            brand_id: l.brand_id.clone(),
+            quantity: l.quantity,
+            unit_price_minor: l.unit_price_minor,
+            gross_minor: evaluated.gross_minor,
+            discounts,
+            net_minor: evaluated.total_minor,
+            points: evaluated.points,
+        });
+    }
+    let payable = match e.points_payable {
+        Some(p) => Some(PointsPayable {
+            rule_id: parse_id("rewards", &p.rule_id)?,
+            points_per_step: p.points_per_step,
+            value_per_step_minor: p.value_per_step_minor,
+            max_points: p.max_points,
+            max_value_minor: p.max_value_minor,
+        }),
+        None => None,
     };
-    Some(Reward {
-        id: r.id.parse().ok()?,
-        validity: validity(r.valid_from_time.as_ref(), r.valid_until_time.as_ref()),
-        segment_ids: uuids(&r.segment_ids),
-        name: r.display_name,
-        benefit,
-    })
-}
-
-/// Whether the bonus is restricted in a way this pricing does not evaluate (products, places,
-/// channels, days, hours, tiers, a cap, a points type). Such bonuses are left out rather than awarded on
-/// every purchase; the rewards engine applies them.
-fn restricted(b: &rewards::PurchaseBonus) -> bool {
-    b.products.is_some()
-        || !b.business_unit_ids.is_empty()
-        || !b.channels.is_empty()
-        || !b.days_of_week.is_empty()
-        || !b.hour_ranges.is_empty()
-        || !b.tier_ids.is_empty()
-        || b.max_points_per_purchase > 0
-        || !b.points_type_id.is_empty()
-}
-
-fn bonus_from(b: rewards::PurchaseBonus) -> Option<PurchaseBonus> {
-    if restricted(&b) {
-        return None;
-    }
-    Some(PurchaseBonus {
-        id: b.id.parse().ok()?,
-        validity: validity(b.valid_from_time.as_ref(), b.valid_until_time.as_ref()),
-        segment_ids: uuids(&b.segment_ids),
-        name: b.display_name,
-        points: b.points,
-        spend_amount_minor: b.spend_amount_minor,
-        multiplier_basis_points: if b.multiplier_basis_points == 0 {
-            10_000
-        } else {
-            b.multiplier_basis_points
+    Ok(Evaluated {
+        pricing: Pricing {
+            lines,
+            totals: Totals {
+                currency_code: cart.currency_code.clone(),
+                gross_minor: e.gross_minor,
+                discount_minor: e.discount_minor,
+                net_minor: e.total_minor,
+                points_payment_minor: 0,
+            },
+            applied,
+            points_to_earn: e.points,
+            vouchers,
+            rejected_vouchers: e
+                .rejected_vouchers
+                .into_iter()
+                .map(|r| RejectedVoucher {
+                    reason: Rejection::from_rewards_reason(&r.reason),
+                    code: r.code,
+                    detail: r.reason,
+                })
+                .collect(),
+            points_payment: None,
+            points_spendable: 0,
         },
-        currency_code: b.currency_code,
+        payable,
     })
 }
 
@@ -119,16 +178,7 @@ impl Peers {
             wallet: WalletServiceClient::new(wallet),
             rewards: RewardsServiceClient::new(rewards),
             segmentation: SegmentationServiceClient::new(segmentation),
-            benefits: moka::future::Cache::builder()
-                .max_capacity(10_000)
-                .time_to_live(BENEFITS_TTL)
-                .build(),
         }
-    }
-
-    /// Forgets a partner's benefits (a reward or bonus changed).
-    pub async fn invalidate_benefits(&self, partner_id: Uuid) {
-        self.benefits.invalidate(&partner_id).await;
     }
 
     /// The customer behind an identifier.
@@ -149,9 +199,7 @@ impl Peers {
             .await
             .map_err(upstream("identity"))?
             .into_inner();
-        resp.customer_id
-            .parse()
-            .map_err(|_| ApiError::Internal(anyhow::anyhow!("identity answered a bad customer id")))
+        parse_id("identity", &resp.customer_id)
     }
 
     /// The segments the customer is in, recalculated online with this cart where a segment
@@ -161,7 +209,7 @@ impl Peers {
         who: &Principal,
         customer_id: Uuid,
         cart: &types::Cart,
-    ) -> Result<HashSet<Uuid>, ApiError> {
+    ) -> Result<Vec<String>, ApiError> {
         let resp = self
             .segmentation
             .clone()
@@ -175,83 +223,35 @@ impl Peers {
             .await
             .map_err(upstream("segmentation"))?
             .into_inner();
-        Ok(resp
-            .memberships
-            .iter()
-            .filter_map(|m| m.segment_id.parse().ok())
-            .collect())
+        let mut ids: Vec<String> = resp.memberships.into_iter().map(|m| m.segment_id).collect();
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
     }
 
-    /// The partner's active rewards and purchase bonuses, from memory when fresh.
-    pub async fn benefits(
+    /// The customer's membership level (tier), if any.
+    pub async fn tier(&self, who: &Principal, customer_id: Uuid) -> Result<String, ApiError> {
+        let resp = self
+            .rewards
+            .clone()
+            .get_customer_tier(outgoing(
+                rewards::GetCustomerTierRequest {
+                    customer_id: customer_id.to_string(),
+                },
+                who,
+            ))
+            .await
+            .map_err(upstream("rewards"))?
+            .into_inner();
+        Ok(resp.customer_tier.map(|t| t.tier_id).unwrap_or_default())
+    }
+
+    /// Spendable points and the spending block.
+    pub async fn wallet_state(
         &self,
         who: &Principal,
-        partner_id: Uuid,
-    ) -> Result<Arc<Benefits>, ApiError> {
-        if let Some(b) = self.benefits.get(&partner_id).await {
-            return Ok(b);
-        }
-        let (rewards, bonuses) =
-            tokio::try_join!(self.fetch_rewards(who), self.fetch_bonuses(who))?;
-        let benefits = Arc::new(Benefits { rewards, bonuses });
-        self.benefits.insert(partner_id, benefits.clone()).await;
-        Ok(benefits)
-    }
-
-    async fn fetch_rewards(&self, who: &Principal) -> Result<Vec<Reward>, ApiError> {
-        let mut out = Vec::new();
-        let mut page_token = String::new();
-        loop {
-            let resp = self
-                .rewards
-                .clone()
-                .list_active_rewards(outgoing(
-                    rewards::ListActiveRewardsRequest {
-                        active_time: None,
-                        page_size: 1000,
-                        page_token,
-                    },
-                    who,
-                ))
-                .await
-                .map_err(upstream("rewards"))?
-                .into_inner();
-            out.extend(resp.rewards.into_iter().filter_map(reward_from));
-            if resp.next_page_token.is_empty() {
-                return Ok(out);
-            }
-            page_token = resp.next_page_token;
-        }
-    }
-
-    async fn fetch_bonuses(&self, who: &Principal) -> Result<Vec<PurchaseBonus>, ApiError> {
-        let mut out = Vec::new();
-        let mut page_token = String::new();
-        loop {
-            let resp = self
-                .rewards
-                .clone()
-                .list_active_purchase_bonuses(outgoing(
-                    rewards::ListActivePurchaseBonusesRequest {
-                        active_time: None,
-                        page_size: 1000,
-                        page_token,
-                    },
-                    who,
-                ))
-                .await
-                .map_err(upstream("rewards"))?
-                .into_inner();
-            out.extend(resp.purchase_bonuses.into_iter().filter_map(bonus_from));
-            if resp.next_page_token.is_empty() {
-                return Ok(out);
-            }
-            page_token = resp.next_page_token;
-        }
-    }
-
-    /// Points available in the customer's wallet.
-    pub async fn balance(&self, who: &Principal, customer_id: Uuid) -> Result<i64, ApiError> {
+        customer_id: Uuid,
+    ) -> Result<WalletState, ApiError> {
         let resp = self
             .wallet
             .clone()
@@ -265,65 +265,182 @@ impl Peers {
             .await
             .map_err(upstream("wallet"))?
             .into_inner();
-        Ok(resp.balance.map(|b| b.available_points).unwrap_or(0))
+        Ok(resp
+            .balance
+            .map(|b| WalletState {
+                available_points: b.available_points,
+                blocked_from_spending: b.blocked_from_spending,
+            })
+            .unwrap_or_default())
     }
 
-    /// Credits the points of a purchase; the wallet applies a given idempotency key once, so a
-    /// retried commit never earns twice. Returns the balance after.
-    pub async fn award(
+    pub async fn evaluate_cart(
         &self,
         who: &Principal,
-        customer_id: Uuid,
-        points: i64,
-        idempotency_key: String,
-        reference: String,
+        request: rewards::EvaluateCartRequest,
+    ) -> Result<rewards::EvaluateCartResponse, ApiError> {
+        Ok(self
+            .rewards
+            .clone()
+            .evaluate_cart(outgoing(request, who))
+            .await
+            .map_err(upstream("rewards"))?
+            .into_inner())
+    }
+
+    /// Holds a voucher for the transaction; answers its id.
+    pub async fn reserve_voucher(
+        &self,
+        who: &Principal,
+        request: rewards::ReserveVoucherRequest,
+    ) -> Result<Uuid, ApiError> {
+        let voucher = self
+            .rewards
+            .clone()
+            .reserve_voucher(outgoing(request, who))
+            .await
+            .map_err(upstream("rewards"))?
+            .into_inner()
+            .voucher
+            .ok_or_else(|| bad_id("rewards"))?;
+        parse_id("rewards", &voucher.id)
+    }
+
+    pub async fn release_voucher(
+        &self,
+        who: &Principal,
+        request: rewards::ReleaseVoucherRequest,
+    ) -> Result<(), ApiError> {
+        self.rewards
+            .clone()
+            .release_voucher(outgoing(request, who))
+            .await
+            .map_err(upstream("rewards"))?;
+        Ok(())
+    }
+
+    pub async fn redeem_voucher(
+        &self,
+        who: &Principal,
+        request: rewards::RedeemVoucherRequest,
+    ) -> Result<Redeemed, ApiError> {
+        let resp = self
+            .rewards
+            .clone()
+            .redeem_voucher(outgoing(request, who))
+            .await
+            .map_err(upstream("rewards"))?
+            .into_inner();
+        Ok(Redeemed {
+            points_spent: resp.points_spent,
+        })
+    }
+
+    /// Undoes a redemption; answers whether the voucher is usable again (not expired).
+    pub async fn reinstate_voucher(
+        &self,
+        who: &Principal,
+        request: rewards::ReinstateVoucherRequest,
+    ) -> Result<bool, ApiError> {
+        let voucher = self
+            .rewards
+            .clone()
+            .reinstate_voucher(outgoing(request, who))
+            .await
+            .map_err(upstream("rewards"))?
+            .into_inner()
+            .voucher;
+        Ok(voucher.is_some_and(|v| v.state == rewards::VoucherState::Active as i32))
+    }
+
+    /// Holds points; answers the reservation id.
+    pub async fn reserve_points(
+        &self,
+        who: &Principal,
+        request: wallet::ReservePointsRequest,
+    ) -> Result<Uuid, ApiError> {
+        let reservation = self
+            .wallet
+            .clone()
+            .reserve_points(outgoing(request, who))
+            .await
+            .map_err(upstream("wallet"))?
+            .into_inner()
+            .reservation
+            .ok_or_else(|| bad_id("wallet"))?;
+        parse_id("wallet", &reservation.id)
+    }
+
+    /// Captures a reservation; answers the CAPTURE posting id and the balance after.
+    pub async fn capture_points(
+        &self,
+        who: &Principal,
+        request: wallet::CapturePointsRequest,
+    ) -> Result<(Uuid, i64), ApiError> {
+        let resp = self
+            .wallet
+            .clone()
+            .capture_points(outgoing(request, who))
+            .await
+            .map_err(upstream("wallet"))?
+            .into_inner();
+        let capture = resp
+            .postings
+            .iter()
+            .find(|p| p.kind == wallet::PostingKind::Capture as i32)
+            .ok_or_else(|| bad_id("wallet"))?;
+        Ok((
+            parse_id("wallet", &capture.id)?,
+            resp.wallet.map(|w| w.available).unwrap_or(0),
+        ))
+    }
+
+    pub async fn release_points(
+        &self,
+        who: &Principal,
+        request: wallet::ReleasePointsRequest,
+    ) -> Result<(), ApiError> {
+        self.wallet
+            .clone()
+            .release_points(outgoing(request, who))
+            .await
+            .map_err(upstream("wallet"))?;
+        Ok(())
+    }
+
+    /// Reverses (part of) a posting; answers the balance after.
+    pub async fn reverse_posting(
+        &self,
+        who: &Principal,
+        request: wallet::ReversePostingRequest,
     ) -> Result<i64, ApiError> {
         let resp = self
             .wallet
             .clone()
-            .award_points(outgoing(
-                wallet::AwardPointsRequest {
-                    idempotency_key,
-                    customer_id: customer_id.to_string(),
-                    points,
-                    reason: "purchase".to_owned(),
-                    reference,
-                    expire_time: None,
-                    ..Default::default()
-                },
-                who,
-            ))
+            .reverse_posting(outgoing(request, who))
             .await
             .map_err(upstream("wallet"))?
             .into_inner();
-        Ok(resp.balance.map(|b| b.available_points).unwrap_or(0))
+        Ok(resp.wallet.map(|w| w.available).unwrap_or(0))
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn restricted_bonuses_are_left_out_and_plain_ones_kept() {
-        let plain = rewards::PurchaseBonus {
-            id: Uuid::now_v7().to_string(),
-            display_name: "1 point per EUR".into(),
-            points: 1,
-            spend_amount_minor: 100,
-            currency_code: "EUR".into(),
-            ..Default::default()
-        };
-        assert!(bonus_from(plain.clone()).is_some());
-        let fridays = rewards::PurchaseBonus {
-            days_of_week: vec![types::DayOfWeek::Friday as i32],
-            ..plain.clone()
-        };
-        assert!(bonus_from(fridays).is_none());
-        let capped = rewards::PurchaseBonus {
-            max_points_per_purchase: 10,
-            ..plain
-        };
-        assert!(bonus_from(capped).is_none());
+    /// Credits points; answers the AWARD posting id and the balance after.
+    pub async fn award(
+        &self,
+        who: &Principal,
+        request: wallet::AwardPointsRequest,
+    ) -> Result<(Uuid, i64), ApiError> {
+        let resp = self
+            .wallet
+            .clone()
+            .award_points(outgoing(request, who))
+            .await
+            .map_err(upstream("wallet"))?
+            .into_inner();
+        let posting = resp.posting.ok_or_else(|| bad_id("wallet"))?;
+        Ok((
+            parse_id("wallet", &posting.id)?,
+            resp.balance.map(|b| b.available_points).unwrap_or(0),
+        ))
     }
 }

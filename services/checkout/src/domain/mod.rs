@@ -1,9 +1,16 @@
-//! Checkout rules: pricing a cart with the customer's benefits, and the receipt of a purchase.
-//! Pure functions over plain data; every amount is an integer in minor units.
-use std::collections::HashSet;
+//! Checkout rules: the cart, its pricing (as the rewards evaluation gives it), paying with
+//! points, quotes, the commit saga and returns. Pure functions over plain data; every amount
+//! is an integer in minor units.
+pub mod points;
+pub mod quote;
+pub mod returns;
+pub mod saga;
+
+use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,74 +104,13 @@ impl Cart {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum BenefitType {
-    Reward,
-    PurchaseBonus,
-}
-
-impl BenefitType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BenefitType::Reward => "reward",
-            BenefitType::PurchaseBonus => "purchase_bonus",
-        }
-    }
-}
-
-/// What a reward gives at the cash desk.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum RewardBenefit {
-    /// A percentage off the whole cart, in basis points (1..=10000).
-    CartPercentage { basis_points: u32 },
-}
-
-/// Validity window: `from` inclusive, `until` exclusive, open where unset.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Validity {
-    pub from: Option<DateTime<Utc>>,
-    pub until: Option<DateTime<Utc>>,
-}
-
-impl Validity {
-    pub fn contains(&self, t: DateTime<Utc>) -> bool {
-        self.from.is_none_or(|f| f <= t) && self.until.is_none_or(|u| t < u)
-    }
-}
-
-/// Eligibility by segment: empty = every customer.
-fn eligible(segment_ids: &[Uuid], memberships: &HashSet<Uuid>) -> bool {
-    segment_ids.is_empty() || segment_ids.iter().any(|s| memberships.contains(s))
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Reward {
-    pub id: Uuid,
-    pub name: String,
-    pub benefit: RewardBenefit,
-    pub segment_ids: Vec<Uuid>,
-    pub validity: Validity,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PurchaseBonus {
-    pub id: Uuid,
-    pub name: String,
-    /// Points per `spend_amount_minor` spent.
-    pub points: i64,
-    pub spend_amount_minor: i64,
-    /// Multiplier in basis points (10000 = ×1).
-    pub multiplier_basis_points: i32,
-    pub currency_code: String,
-    pub segment_ids: Vec<Uuid>,
-    pub validity: Validity,
-}
-
+/// A discount on a line and the rule that gave it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Discount {
-    pub benefit_type: BenefitType,
-    pub benefit_id: Uuid,
-    pub benefit_name: String,
+    /// "reward", "purchase_bonus" or "campaign_product".
+    pub rule_type: String,
+    pub rule_id: Uuid,
+    pub rule_name: String,
     pub amount_minor: i64,
 }
 
@@ -181,6 +127,9 @@ pub struct PricedLine {
     pub gross_minor: i64,
     pub discounts: Vec<Discount>,
     pub net_minor: i64,
+    /// Points the line earns.
+    #[serde(default)]
+    pub points: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -188,159 +137,147 @@ pub struct Totals {
     pub currency_code: String,
     pub gross_minor: i64,
     pub discount_minor: i64,
+    /// What the goods cost after discounts.
     pub net_minor: i64,
+    /// Part of `net_minor` paid with points.
+    #[serde(default)]
+    pub points_payment_minor: i64,
 }
 
+impl Totals {
+    /// What the payments must add up to.
+    pub fn amount_due_minor(&self) -> i64 {
+        self.net_minor - self.points_payment_minor
+    }
+}
+
+/// A rule that applied to the cart.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppliedBenefit {
-    pub benefit_type: BenefitType,
-    pub benefit_id: Uuid,
-    pub benefit_name: String,
+    pub rule_type: String,
+    pub rule_id: Uuid,
+    pub rule_name: String,
     pub discount_minor: i64,
+    pub points: i64,
+    /// The voucher that unlocked it.
+    #[serde(default)]
+    pub voucher_code: Option<String>,
+}
+
+/// A presented voucher that applies: it is redeemed by the commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcceptedVoucher {
+    pub code: String,
+    pub reward_id: Uuid,
+    pub reward_name: String,
+    /// The discount its rule gave, minor units (the value consumed from a reward budget).
+    pub discount_minor: i64,
+    /// Points its rule gave.
     pub points: i64,
 }
 
-/// A priced cart: what Evaluate answers and what Commit records.
+/// Why a presented voucher does not apply; mirrors checkout's `VoucherRejectionReason`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Rejection {
+    NotFound,
+    AlreadyRedeemed,
+    Expired,
+    NotYetValid,
+    Cancelled,
+    OtherCustomer,
+    ConditionsNotMet,
+    NotValidHere,
+    Duplicate,
+    LimitReached,
+    Reserved,
+    RewardNotActive,
+}
+
+impl Rejection {
+    /// Maps a reason code of the rewards evaluation (`VOUCHER_*`, or the reason the voucher's
+    /// rule did not apply) to checkout's reason.
+    pub fn from_rewards_reason(reason: &str) -> Self {
+        match reason {
+            "VOUCHER_UNKNOWN" => Rejection::NotFound,
+            "VOUCHER_ALREADY_REDEEMED" => Rejection::AlreadyRedeemed,
+            "VOUCHER_EXPIRED" => Rejection::Expired,
+            "VOUCHER_NOT_YET_VALID" => Rejection::NotYetValid,
+            "VOUCHER_CANCELLED" => Rejection::Cancelled,
+            "VOUCHER_OTHER_CUSTOMER" => Rejection::OtherCustomer,
+            "VOUCHER_NOT_VALID_HERE" | "BUSINESS_UNIT_NOT_INCLUDED" | "CHANNEL_NOT_INCLUDED" => {
+                Rejection::NotValidHere
+            }
+            "VOUCHER_REWARD_ALREADY_PRESENTED" | "DUPLICATE" => Rejection::Duplicate,
+            "VOUCHER_LIMIT_PER_PURCHASE" => Rejection::LimitReached,
+            "VOUCHER_RESERVED" => Rejection::Reserved,
+            "VOUCHER_REWARD_NOT_ACTIVE" | "OUTSIDE_VALIDITY" => Rejection::RewardNotActive,
+            _ => Rejection::ConditionsNotMet,
+        }
+    }
+
+    /// The reason code a failed commit carries for a voucher that does not apply.
+    pub fn commit_reason(self) -> &'static str {
+        match self {
+            Rejection::NotFound => "VOUCHER_UNKNOWN",
+            Rejection::AlreadyRedeemed => "VOUCHER_ALREADY_REDEEMED",
+            Rejection::Expired => "VOUCHER_EXPIRED",
+            Rejection::NotYetValid => "VOUCHER_NOT_YET_VALID",
+            Rejection::Cancelled => "VOUCHER_CANCELLED",
+            Rejection::OtherCustomer => "VOUCHER_OTHER_CUSTOMER",
+            Rejection::ConditionsNotMet => "VOUCHER_CONDITIONS_NOT_MET",
+            Rejection::NotValidHere => "VOUCHER_NOT_VALID_HERE",
+            Rejection::Duplicate => "VOUCHER_DUPLICATE",
+            Rejection::LimitReached => "VOUCHER_LIMIT_PER_PURCHASE",
+            Rejection::Reserved => "VOUCHER_RESERVED",
+            Rejection::RewardNotActive => "VOUCHER_REWARD_NOT_ACTIVE",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectedVoucher {
+    pub code: String,
+    pub reason: Rejection,
+    /// The rewards evaluation's own reason code, for the cashier.
+    pub detail: String,
+}
+
+/// A priced cart: what Evaluate answers, what a quote pins and what Commit records.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pricing {
     pub lines: Vec<PricedLine>,
     pub totals: Totals,
     pub applied: Vec<AppliedBenefit>,
     pub points_to_earn: i64,
+    #[serde(default)]
+    pub vouchers: Vec<AcceptedVoucher>,
+    #[serde(default)]
+    pub rejected_vouchers: Vec<RejectedVoucher>,
+    /// Points paying part of the cart.
+    #[serde(default)]
+    pub points_payment: Option<points::PointsPayment>,
+    /// Most points the customer could pay with on this cart.
+    #[serde(default)]
+    pub points_spendable: i64,
 }
 
-/// Splits `total` over lines in proportion to `weights` (largest remainder), so the parts add
-/// up to `total` exactly and no part exceeds its weight when `total <= sum(weights)`.
-fn allocate(total: i64, weights: &[i64]) -> Vec<i64> {
-    let base: i128 = weights.iter().map(|w| i128::from(*w)).sum();
-    if base == 0 || total == 0 {
-        return vec![0; weights.len()];
-    }
-    let mut parts = Vec::with_capacity(weights.len());
-    let mut remainders = Vec::with_capacity(weights.len());
-    let mut given: i64 = 0;
-    for (i, w) in weights.iter().enumerate() {
-        let exact = i128::from(*w) * i128::from(total);
-        let part = (exact / base) as i64;
-        parts.push(part);
-        remainders.push((exact % base, i));
-        given += part;
-    }
-    remainders.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-    for (rem, i) in remainders {
-        if given >= total {
-            break;
-        }
-        if rem > 0 {
-            parts[i] += 1;
-            given += 1;
-        }
-    }
-    parts
-}
-
-/// Prices `cart` for a customer in `memberships`: cash-desk rewards apply in id order, each
-/// on what is left after the previous ones; purchase bonuses add points on the amount paid.
-pub fn price(
+/// Fingerprint of what a quote prices: the cart, where and how it is sold, the vouchers and the
+/// points to spend. Commit compares it with its own request's to honour a quote.
+pub fn priced_request_hash(
     cart: &Cart,
-    memberships: &HashSet<Uuid>,
-    rewards: &[Reward],
-    bonuses: &[PurchaseBonus],
-    now: DateTime<Utc>,
-) -> Pricing {
-    let mut lines: Vec<PricedLine> = cart
-        .lines
+    business_unit_id: &str,
+    channel: SalesChannel,
+    voucher_codes: &[String],
+    points_to_spend: i64,
+) -> String {
+    let mut codes: Vec<String> = voucher_codes
         .iter()
-        .map(|l| {
-            let gross = l.quantity * l.unit_price_minor;
-            PricedLine {
-                line_id: l.line_id.clone(),
-                product_id: l.product_id.clone(),
-                product_group_ids: l.product_group_ids.clone(),
-                brand_id: l.brand_id.clone(),
-                quantity: l.quantity,
-                unit_price_minor: l.unit_price_minor,
-                gross_minor: gross,
-                discounts: Vec::new(),
-                net_minor: gross,
-            }
-        })
+        .map(|c| c.trim().to_uppercase())
         .collect();
-    let mut applied = Vec::new();
-
-    let mut active: Vec<&Reward> = rewards
-        .iter()
-        .filter(|r| r.validity.contains(now) && eligible(&r.segment_ids, memberships))
-        .collect();
-    active.sort_by_key(|r| r.id);
-    for reward in active {
-        let RewardBenefit::CartPercentage { basis_points } = reward.benefit;
-        let base: i64 = lines.iter().map(|l| l.net_minor).sum();
-        let total = (i128::from(base) * i128::from(basis_points.min(10_000)) / 10_000) as i64;
-        if total <= 0 {
-            continue;
-        }
-        let weights: Vec<i64> = lines.iter().map(|l| l.net_minor).collect();
-        for (line, amount) in lines.iter_mut().zip(allocate(total, &weights)) {
-            if amount > 0 {
-                line.net_minor -= amount;
-                line.discounts.push(Discount {
-                    benefit_type: BenefitType::Reward,
-                    benefit_id: reward.id,
-                    benefit_name: reward.name.clone(),
-                    amount_minor: amount,
-                });
-            }
-        }
-        applied.push(AppliedBenefit {
-            benefit_type: BenefitType::Reward,
-            benefit_id: reward.id,
-            benefit_name: reward.name.clone(),
-            discount_minor: total,
-            points: 0,
-        });
-    }
-
-    let gross: i64 = lines.iter().map(|l| l.gross_minor).sum();
-    let net: i64 = lines.iter().map(|l| l.net_minor).sum();
-    let mut points_to_earn: i64 = 0;
-    let mut active_bonuses: Vec<&PurchaseBonus> = bonuses
-        .iter()
-        .filter(|b| {
-            b.currency_code == cart.currency_code
-                && b.spend_amount_minor > 0
-                && b.validity.contains(now)
-                && eligible(&b.segment_ids, memberships)
-        })
-        .collect();
-    active_bonuses.sort_by_key(|b| b.id);
-    for bonus in active_bonuses {
-        let base = i128::from(net / bonus.spend_amount_minor) * i128::from(bonus.points);
-        let points = (base * i128::from(bonus.multiplier_basis_points.max(0)) / 10_000)
-            .clamp(0, i128::from(i64::MAX)) as i64;
-        if points > 0 {
-            points_to_earn = points_to_earn.saturating_add(points);
-            applied.push(AppliedBenefit {
-                benefit_type: BenefitType::PurchaseBonus,
-                benefit_id: bonus.id,
-                benefit_name: bonus.name.clone(),
-                discount_minor: 0,
-                points,
-            });
-        }
-    }
-
-    Pricing {
-        lines,
-        totals: Totals {
-            currency_code: cart.currency_code.clone(),
-            gross_minor: gross,
-            discount_minor: gross - net,
-            net_minor: net,
-        },
-        applied,
-        points_to_earn,
-    }
+    codes.sort();
+    let body = serde_json::to_vec(&(cart, business_unit_id, channel, codes, points_to_spend))
+        .unwrap_or_default();
+    hex::encode(Sha256::digest(body))
 }
 
 /// Where a purchase was made.
@@ -380,12 +317,32 @@ pub struct Receipt {
     pub points_earned: i64,
     pub points_balance: i64,
     pub committed_at: DateTime<Utc>,
+    /// Points spent to pay (the points payment and vouchers with a points price).
+    #[serde(default)]
+    pub points_spent: i64,
+    /// Whether the pricing came from the request's quote.
+    #[serde(default)]
+    pub quote_honoured: bool,
+    /// Redeemed vouchers' ids by code.
+    #[serde(default)]
+    pub voucher_ids: BTreeMap<String, Uuid>,
+    /// Points each redeemed voucher cost, by code.
+    #[serde(default)]
+    pub voucher_points: BTreeMap<String, i64>,
+    /// How the customer paid.
+    #[serde(default)]
+    pub payments: Vec<Payment>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payment {
+    pub method: String,
+    pub amount_minor: i64,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
 
     fn line(id: &str, qty: i64, price: i64) -> CartLine {
         CartLine {
@@ -403,101 +360,6 @@ mod tests {
             currency_code: "EUR".into(),
             lines,
         }
-    }
-
-    fn reward(bp: u32, segments: Vec<Uuid>) -> Reward {
-        Reward {
-            id: Uuid::now_v7(),
-            name: "Gold 10 %".into(),
-            benefit: RewardBenefit::CartPercentage { basis_points: bp },
-            segment_ids: segments,
-            validity: Validity::default(),
-        }
-    }
-
-    fn bonus(points: i64, per: i64) -> PurchaseBonus {
-        PurchaseBonus {
-            id: Uuid::now_v7(),
-            name: "1 point per euro".into(),
-            points,
-            spend_amount_minor: per,
-            multiplier_basis_points: 10_000,
-            currency_code: "EUR".into(),
-            segment_ids: vec![],
-            validity: Validity::default(),
-        }
-    }
-
-    #[test]
-    fn a_segment_reward_discounts_members_only() {
-        let gold = Uuid::now_v7();
-        let c = cart(vec![line("1", 2, 1000), line("2", 1, 550)]);
-        let rewards = [reward(1000, vec![gold])];
-        let member = price(&c, &HashSet::from([gold]), &rewards, &[], Utc::now());
-        assert_eq!(member.totals.gross_minor, 2550);
-        assert_eq!(member.totals.discount_minor, 255);
-        assert_eq!(member.totals.net_minor, 2295);
-        assert_eq!(member.lines[0].discounts[0].amount_minor, 200);
-        assert_eq!(member.lines[1].discounts[0].amount_minor, 55);
-        let stranger = price(&c, &HashSet::new(), &rewards, &[], Utc::now());
-        assert_eq!(stranger.totals.discount_minor, 0);
-        assert!(stranger.applied.is_empty());
-    }
-
-    #[test]
-    fn purchase_bonus_points_are_counted_on_the_amount_paid() {
-        let c = cart(vec![line("1", 1, 2550)]);
-        let p = price(
-            &c,
-            &HashSet::new(),
-            &[reward(1000, vec![])],
-            &[bonus(1, 100)],
-            Utc::now(),
-        );
-        // 2550 - 255 = 2295 paid → 22 whole euros → 22 points.
-        assert_eq!(p.points_to_earn, 22);
-        let usd = Cart {
-            currency_code: "USD".into(),
-            ..c
-        };
-        assert_eq!(
-            price(&usd, &HashSet::new(), &[], &[bonus(1, 100)], Utc::now()).points_to_earn,
-            0
-        );
-    }
-
-    #[test]
-    fn a_bonus_multiplier_scales_the_points() {
-        let double = PurchaseBonus {
-            multiplier_basis_points: 20_000,
-            ..bonus(1, 100)
-        };
-        let p = price(
-            &cart(vec![line("1", 1, 1050)]),
-            &HashSet::new(),
-            &[],
-            &[double],
-            Utc::now(),
-        );
-        assert_eq!(p.points_to_earn, 20);
-    }
-
-    #[test]
-    fn expired_and_future_benefits_do_not_apply() {
-        let now = Utc::now();
-        let mut r = reward(5000, vec![]);
-        r.validity.until = Some(now);
-        let mut b = bonus(1, 1);
-        b.validity.from = Some(now + chrono::Duration::seconds(1));
-        let p = price(
-            &cart(vec![line("1", 1, 100)]),
-            &HashSet::new(),
-            &[r],
-            &[b],
-            now,
-        );
-        assert_eq!(p.totals.discount_minor, 0);
-        assert_eq!(p.points_to_earn, 0);
     }
 
     #[test]
@@ -524,31 +386,55 @@ mod tests {
     }
 
     #[test]
-    fn allocation_adds_up_and_prefers_the_largest_remainders() {
-        assert_eq!(allocate(10, &[1, 1, 1]), vec![4, 3, 3]);
-        assert_eq!(allocate(0, &[5, 5]), vec![0, 0]);
-        assert_eq!(allocate(3, &[0, 0]), vec![0, 0]);
+    fn the_priced_request_hash_ignores_voucher_order_and_case_only() {
+        let c = cart(vec![line("1", 1, 100)]);
+        let a = priced_request_hash(&c, "bu", SalesChannel::Pos, &["ab".into(), "CD".into()], 0);
+        let b = priced_request_hash(&c, "bu", SalesChannel::Pos, &["cd".into(), "AB".into()], 0);
+        assert_eq!(a, b);
+        assert_ne!(
+            a,
+            priced_request_hash(&c, "bu", SalesChannel::Pos, &["AB".into()], 0)
+        );
+        assert_ne!(
+            a,
+            priced_request_hash(
+                &c,
+                "bu",
+                SalesChannel::Pos,
+                &["AB".into(), "CD".into()],
+                100
+            )
+        );
+        assert_ne!(
+            a,
+            priced_request_hash(&c, "", SalesChannel::Pos, &["AB".into(), "CD".into()], 0)
+        );
+        let other = cart(vec![line("1", 2, 100)]);
+        assert_ne!(
+            a,
+            priced_request_hash(
+                &other,
+                "bu",
+                SalesChannel::Pos,
+                &["AB".into(), "CD".into()],
+                0
+            )
+        );
     }
 
-    proptest! {
-        #[test]
-        fn discounts_add_up_and_never_make_a_line_negative(
-            lines in proptest::collection::vec((1i64..50, 0i64..100_000), 1..20),
-            bps in proptest::collection::vec(1u32..=10_000, 0..4),
-        ) {
-            let c = cart(lines.iter().enumerate().map(|(i, (q, p))| line(&i.to_string(), *q, *p)).collect());
-            let rewards: Vec<_> = bps.iter().map(|bp| reward(*bp, vec![])).collect();
-            let p = price(&c, &HashSet::new(), &rewards, &[bonus(1, 100)], Utc::now());
-            let line_discounts: i64 = p.lines.iter().flat_map(|l| &l.discounts).map(|d| d.amount_minor).sum();
-            prop_assert_eq!(line_discounts, p.totals.discount_minor);
-            prop_assert_eq!(p.totals.gross_minor - p.totals.discount_minor, p.totals.net_minor);
-            prop_assert_eq!(p.totals.gross_minor, c.gross_minor());
-            for l in &p.lines {
-                prop_assert!(l.net_minor >= 0);
-                prop_assert_eq!(l.gross_minor - l.discounts.iter().map(|d| d.amount_minor).sum::<i64>(), l.net_minor);
-            }
-            let applied: i64 = p.applied.iter().map(|a| a.discount_minor).sum();
-            prop_assert_eq!(applied, p.totals.discount_minor);
-        }
+    #[test]
+    fn rewards_reasons_map_to_checkout_reasons() {
+        assert_eq!(
+            Rejection::from_rewards_reason("VOUCHER_UNKNOWN"),
+            Rejection::NotFound
+        );
+        assert_eq!(
+            Rejection::from_rewards_reason("NO_MATCHING_ITEMS"),
+            Rejection::ConditionsNotMet
+        );
+        assert_eq!(
+            Rejection::from_rewards_reason("VOUCHER_RESERVED").commit_reason(),
+            "VOUCHER_RESERVED"
+        );
     }
 }

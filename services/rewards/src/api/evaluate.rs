@@ -620,5 +620,23 @@ pub(super) async fn evaluate_cart(
     input.ctx.vouchers = presented;
     let mut evaluation = engine::evaluate_compiled(&input.lines, &input.ctx, &rules.rules);
     evaluation.rejected_vouchers.extend(over_limit);
-    Ok(Response::new(evaluation_to_proto(evaluation)))
+    let mut response = evaluation_to_proto(evaluation);
+    // Receipts name the rules that applied.
+    for applied in &mut response.applied_rules {
+        if let Some(rule) = applied
+            .rule_id
+            .parse()
+            .ok()
+            .and_then(|id| rules.rules.rule(&id))
+        {
+            applied.rule_display_name = rule.name.clone();
+            applied.rule_type = match rule.kind {
+                engine::RuleKind::Reward => "reward",
+                engine::RuleKind::PurchaseBonus => "purchase_bonus",
+                engine::RuleKind::CampaignProduct => "campaign_product",
+            }
+            .to_owned();
+        }
+    }
+    Ok(Response::new(response))
 }

@@ -199,6 +199,13 @@ impl<'a> CompiledRuleSet<'a> {
         &self.set
     }
 
+    /// The rule with this id.
+    pub fn rule(&self, id: &Uuid) -> Option<&Rule> {
+        self.by_id
+            .get(id)
+            .map(|&position| &self.set.rules[self.order[position]])
+    }
+
     /// Number of rules (one per id).
     pub(super) fn len(&self) -> usize {
         self.order.len()
