@@ -172,6 +172,8 @@ async fn set_up_program(suite: &Suite, p: &Partner) -> anyhow::Result<String> {
                         rewards::CartPercentageDiscount { basis_points: 1000 },
                     )),
                     segment_ids: vec![segment.id.clone()],
+                    // Combines with the base earn.
+                    combinable: true,
                     ..Default::default()
                 }),
             },

@@ -566,6 +566,9 @@ fn evaluation_to_proto(e: Evaluation) -> pb::EvaluateCartResponse {
                 points: a.points,
                 voucher_code: a.voucher_code.unwrap_or_default(),
                 explanation: a.explanation,
+                // Named by `evaluate_cart`, which has the rules at hand.
+                rule_display_name: String::new(),
+                rule_type: String::new(),
             })
             .collect(),
         vouchers_to_redeem: e.vouchers_to_redeem,

@@ -1,0 +1,751 @@
+//! End to end on PostgreSQL, all six services as processes: a POS evaluates a cart with a
+//! campaign voucher and points, commits it from the quote, returns it in two parts, voids
+//! another purchase; concurrent commits race for one voucher; a blocked wallet and a
+//! segmentation outage are answered clearly.
+use std::collections::BTreeMap;
+
+use loyalty_proto::{
+    checkout::v1 as checkout, identity::v1 as identity, rewards::v1 as rewards,
+    segmentation::v1 as segmentation, types::v1 as types, wallet::v1 as wallet,
+};
+use loyalty_testkit::{Backend, Suite, authed, error_reason, violated_fields};
+use tonic::{Code, transport::Channel};
+
+type Checkout = checkout::checkout_service_client::CheckoutServiceClient<Channel>;
+
+const CARD: &str = "3000 0000 0001";
+
+fn card() -> types::IdentifierRef {
+    types::IdentifierRef {
+        r#type: types::IdentifierType::Card as i32,
+        value: CARD.to_owned(),
+    }
+}
+
+fn line(id: &str, product: &str, quantity: i64, price: i64) -> types::CartLine {
+    types::CartLine {
+        line_id: id.into(),
+        product_id: product.into(),
+        quantity,
+        unit_price_minor: price,
+        ..Default::default()
+    }
+}
+
+/// 2 × 12.50 + 1 × 5.50 = 30.50 EUR.
+fn cart() -> types::Cart {
+    types::Cart {
+        currency_code: "EUR".into(),
+        lines: vec![line("1", "SKU-1", 2, 1250), line("2", "SKU-2", 1, 550)],
+    }
+}
+
+fn eur(amount_minor: i64) -> Option<types::Money> {
+    Some(types::Money {
+        currency_code: "EUR".into(),
+        amount_minor,
+    })
+}
+
+struct Shop {
+    key: String,
+    customer_id: String,
+}
+
+/// A partner with a customer holding card `CARD` and `points` points, a base earn of 1 point
+/// per euro, a 10 % campaign reward (behind a voucher) and points payment (100 points =
+/// 1.00 EUR, up to half the cart).
+async fn shop(suite: &Suite, points: i64) -> anyhow::Result<Shop> {
+    let (_, key) = suite
+        .partner_with_key(
+            "Shop",
+            &[
+                identity::Role::Admin,
+                identity::Role::Pos,
+                identity::Role::Marketing,
+            ],
+        )
+        .await?;
+    let customer_id = suite
+        .identity()
+        .await?
+        .create_customer(authed(
+            identity::CreateCustomerRequest {
+                idempotency_key: "register-eva".into(),
+                customer: Some(identity::Customer {
+                    first_name: "Eva".into(),
+                    properties: BTreeMap::from([("tier".to_owned(), "gold".to_owned())]),
+                    ..Default::default()
+                }),
+                identifiers: vec![card()],
+                ..Default::default()
+            },
+            &key,
+        ))
+        .await?
+        .into_inner()
+        .customer
+        .expect("customer")
+        .id;
+    if points > 0 {
+        suite
+            .wallet()
+            .await?
+            .award_points(authed(
+                wallet::AwardPointsRequest {
+                    idempotency_key: "welcome".into(),
+                    customer_id: customer_id.clone(),
+                    points,
+                    reason: "welcome bonus".into(),
+                    ..Default::default()
+                },
+                &key,
+            ))
+            .await?;
+    }
+    let mut r = suite.rewards().await?;
+    r.create_purchase_bonus(authed(
+        rewards::CreatePurchaseBonusRequest {
+            idempotency_key: "base-earn".into(),
+            purchase_bonus: Some(rewards::PurchaseBonus {
+                display_name: "1 point per euro".into(),
+                points: 1,
+                spend_amount_minor: 100,
+                currency_code: "EUR".into(),
+                ..Default::default()
+            }),
+        },
+        &key,
+    ))
+    .await?;
+    r.create_reward(authed(
+        rewards::CreateRewardRequest {
+            idempotency_key: "pay-with-points".into(),
+            reward: Some(rewards::Reward {
+                display_name: "Pay with points".into(),
+                r#type: rewards::RewardType::CashDesk as i32,
+                benefit: Some(rewards::reward::Benefit::PointsPayment(
+                    rewards::PointsPayment {
+                        points_per_step: 100,
+                        value_per_step: eur(100),
+                        max_points: 0,
+                        max_cart_basis_points: 5000,
+                    },
+                )),
+                combinable: true,
+                ..Default::default()
+            }),
+        },
+        &key,
+    ))
+    .await?;
+    Ok(Shop { key, customer_id })
+}
+
+/// A 10 % campaign reward and a voucher of it for the shop's customer; answers the code.
+async fn voucher(suite: &Suite, shop: &Shop) -> anyhow::Result<String> {
+    let mut r = suite.rewards().await?;
+    let reward_id = r
+        .create_reward(authed(
+            rewards::CreateRewardRequest {
+                idempotency_key: "ten-off".into(),
+                reward: Some(rewards::Reward {
+                    display_name: "Ten off".into(),
+                    r#type: rewards::RewardType::Campaign as i32,
+                    benefit: Some(rewards::reward::Benefit::CartPercentageDiscount(
+                        rewards::CartPercentageDiscount { basis_points: 1000 },
+                    )),
+                    voucher_validity_days: 30,
+                    voucher_code_prefix: "TEN".into(),
+                    // Combines with the base earn and the points payment.
+                    combinable: true,
+                    ..Default::default()
+                }),
+            },
+            &shop.key,
+        ))
+        .await?
+        .into_inner()
+        .reward
+        .expect("reward")
+        .id;
+    Ok(r.issue_voucher(authed(
+        rewards::IssueVoucherRequest {
+            idempotency_key: "voucher-1".into(),
+            reward_id,
+            customer_id: shop.customer_id.clone(),
+            source: rewards::VoucherSource::Campaign as i32,
+            ..Default::default()
+        },
+        &shop.key,
+    ))
+    .await?
+    .into_inner()
+    .voucher
+    .expect("voucher")
+    .code)
+}
+
+async fn balance(suite: &Suite, shop: &Shop) -> anyhow::Result<i64> {
+    Ok(suite
+        .wallet()
+        .await?
+        .get_balance(authed(
+            wallet::GetBalanceRequest {
+                customer_id: shop.customer_id.clone(),
+                ..Default::default()
+            },
+            &shop.key,
+        ))
+        .await?
+        .into_inner()
+        .balance
+        .expect("balance")
+        .available_points)
+}
+
+async fn trial_balance_holds(suite: &Suite, shop: &Shop) -> anyhow::Result<()> {
+    let t = suite
+        .wallet()
+        .await?
+        .trial_balance(authed(wallet::TrialBalanceRequest::default(), &shop.key))
+        .await?
+        .into_inner();
+    anyhow::ensure!(t.balanced, "ledger out of balance: {:?}", t.discrepancies);
+    Ok(())
+}
+
+async fn voucher_state(suite: &Suite, shop: &Shop, code: &str) -> anyhow::Result<i32> {
+    Ok(suite
+        .rewards()
+        .await?
+        .get_voucher(authed(
+            rewards::GetVoucherRequest {
+                code: code.into(),
+                ..Default::default()
+            },
+            &shop.key,
+        ))
+        .await?
+        .into_inner()
+        .voucher
+        .expect("voucher")
+        .state)
+}
+
+fn evaluate_request(codes: &[&str], points: i64) -> checkout::EvaluateRequest {
+    checkout::EvaluateRequest {
+        identifier: Some(card()),
+        cart: Some(cart()),
+        channel: types::SalesChannel::Pos as i32,
+        voucher_codes: codes.iter().map(|c| (*c).to_owned()).collect(),
+        points_to_spend: points,
+        ..Default::default()
+    }
+}
+
+fn commit_request(
+    transaction_id: &str,
+    codes: &[&str],
+    points: i64,
+    quote_id: &str,
+    paid: i64,
+) -> checkout::CommitRequest {
+    checkout::CommitRequest {
+        transaction_id: transaction_id.into(),
+        identifier: Some(card()),
+        cart: Some(cart()),
+        channel: types::SalesChannel::Pos as i32,
+        voucher_codes: codes.iter().map(|c| (*c).to_owned()).collect(),
+        points_to_spend: points,
+        quote_id: quote_id.into(),
+        payments: vec![checkout::Payment {
+            method: "card".into(),
+            amount_minor: paid,
+        }],
+        ..Default::default()
+    }
+}
+
+async fn commit(
+    pos: &mut Checkout,
+    key: &str,
+    req: checkout::CommitRequest,
+) -> Result<checkout::Receipt, tonic::Status> {
+    Ok(pos
+        .commit(authed(req, key))
+        .await?
+        .into_inner()
+        .receipt
+        .expect("receipt"))
+}
+
+async fn return_lines(
+    pos: &mut Checkout,
+    key: &str,
+    return_id: &str,
+    lines: &[(&str, i64)],
+) -> Result<checkout::ReturnReceipt, tonic::Status> {
+    Ok(pos
+        .r#return(authed(
+            checkout::ReturnRequest {
+                return_id: return_id.into(),
+                original_transaction_id: "till-1/1".into(),
+                lines: lines
+                    .iter()
+                    .map(|(id, q)| checkout::ReturnLine {
+                        line_id: (*id).into(),
+                        quantity: *q,
+                    })
+                    .collect(),
+                ..Default::default()
+            },
+            key,
+        ))
+        .await?
+        .into_inner()
+        .receipt
+        .expect("receipt"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_voucher_and_points_purchase_is_committed_from_its_quote_returned_and_voided()
+-> anyhow::Result<()> {
+    let suite = Suite::start(Backend::Postgres).await?;
+    let shop = shop(&suite, 1000).await?;
+    let code = voucher(&suite, &shop).await?;
+    let mut pos = suite.checkout().await?;
+
+    let e = pos
+        .evaluate(authed(evaluate_request(&[&code, "NOPE-1"], 500), &shop.key))
+        .await?
+        .into_inner();
+    let totals = e.totals.clone().expect("totals");
+    assert_eq!(totals.gross_amount_minor, 3050);
+    assert_eq!(
+        totals.discount_amount_minor, 305,
+        "10 % off with the voucher"
+    );
+    assert_eq!(totals.net_amount_minor, 2745);
+    assert_eq!(e.accepted_vouchers.len(), 1);
+    assert_eq!(e.accepted_vouchers[0].code, code);
+    assert_eq!(e.accepted_vouchers[0].discount_minor, 305);
+    assert_eq!(e.lines[0].discounts[0].benefit_display_name, "Ten off");
+    assert_eq!(e.rejected_vouchers.len(), 1);
+    assert_eq!(
+        e.rejected_vouchers[0].reason,
+        checkout::VoucherRejectionReason::NotFound as i32
+    );
+    assert_eq!(e.points_balance, 1000);
+    assert_eq!(e.points_spendable, 1000, "the balance, below half the cart");
+    assert_eq!((e.points_to_spend, e.points_discount_minor), (500, 500));
+    assert_eq!(totals.points_payment_minor, 500);
+    assert_eq!(totals.amount_due_minor, 2245);
+    assert!(e.points_to_earn > 0);
+    assert_eq!(
+        e.lines.iter().map(|l| l.points).sum::<i64>(),
+        e.points_to_earn,
+        "points per line add up"
+    );
+    assert!(!e.degraded);
+    // The POS drops the unknown code and evaluates again: the quote pins that cart.
+    let e = pos
+        .evaluate(authed(evaluate_request(&[&code], 500), &shop.key))
+        .await?
+        .into_inner();
+    assert!(e.rejected_vouchers.is_empty());
+    let quote = e.quote.clone().expect("quote");
+    assert!(quote.id.starts_with("q1."));
+    assert_eq!(
+        voucher_state(&suite, &shop, &code).await?,
+        rewards::VoucherState::Active as i32,
+        "Evaluate writes nothing"
+    );
+
+    // The quote is for this cart only, and cannot be altered.
+    let mut other = commit_request("till-1/0", &[&code], 500, &quote.id, 2245);
+    other.cart.as_mut().expect("cart").lines[0].quantity = 3;
+    let mismatch = commit(&mut pos, &shop.key, other)
+        .await
+        .expect_err("another cart");
+    assert_eq!(mismatch.code(), Code::FailedPrecondition);
+    assert_eq!(error_reason(&mismatch), "QUOTE_MISMATCH");
+    let forged = format!("{}A", quote.id);
+    let forged = commit(
+        &mut pos,
+        &shop.key,
+        commit_request("till-1/0", &[&code], 500, &forged, 2245),
+    )
+    .await
+    .expect_err("forged quote");
+    assert_eq!(forged.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&forged), ["quote_id"]);
+    let short = commit(
+        &mut pos,
+        &shop.key,
+        commit_request("till-1/0", &[&code], 500, &quote.id, 3050),
+    )
+    .await
+    .expect_err("payments do not match");
+    assert_eq!(error_reason(&short), "PAYMENT_TOTAL_MISMATCH");
+
+    let receipt = commit(
+        &mut pos,
+        &shop.key,
+        commit_request("till-1/1", &[&code], 500, &quote.id, 2245),
+    )
+    .await?;
+    assert!(receipt.quote_honoured);
+    assert_eq!(receipt.points_spent, 500);
+    assert_eq!(receipt.points_earned, e.points_to_earn);
+    assert_eq!(receipt.points_balance, 500 + e.points_to_earn);
+    assert_eq!(receipt.redeemed_vouchers.len(), 1);
+    assert_eq!(receipt.redeemed_vouchers[0].code, code);
+    assert!(!receipt.redeemed_vouchers[0].voucher_id.is_empty());
+    let retry = commit(
+        &mut pos,
+        &shop.key,
+        commit_request("till-1/1", &[&code], 500, &quote.id, 2245),
+    )
+    .await?;
+    assert_eq!(retry, receipt, "a retry answers the same receipt");
+    assert_eq!(balance(&suite, &shop).await?, 500 + e.points_to_earn);
+    assert_eq!(
+        voucher_state(&suite, &shop, &code).await?,
+        rewards::VoucherState::Redeemed as i32
+    );
+    trial_balance_holds(&suite, &shop).await?;
+
+    // The voucher is spent: a second purchase with it fails and applies nothing.
+    let before = balance(&suite, &shop).await?;
+    let again = commit(
+        &mut pos,
+        &shop.key,
+        commit_request("till-1/2", &[&code], 100, "", 2645),
+    )
+    .await
+    .expect_err("voucher already redeemed");
+    assert_eq!(again.code(), Code::FailedPrecondition);
+    assert_eq!(error_reason(&again), "VOUCHER_ALREADY_REDEEMED");
+    assert_eq!(balance(&suite, &shop).await?, before, "nothing applied");
+
+    // Return one of the two SKU-1, then the rest.
+    let earned = receipt.points_earned;
+    let first = return_lines(&mut pos, &shop.key, "ret-1", &[("1", 1)]).await?;
+    assert_eq!(first.refund_amount_minor, 1125);
+    assert_eq!(first.points_reversed, earned * 1125 / 2745);
+    assert_eq!(first.points_refunded, 500 * 1125 / 2745);
+    assert!(first.reinstated_voucher_codes.is_empty());
+    assert_eq!(
+        return_lines(&mut pos, &shop.key, "ret-1", &[("1", 1)]).await?,
+        first,
+        "a retried return answers the same receipt"
+    );
+    let reused = return_lines(&mut pos, &shop.key, "ret-1", &[("2", 1)])
+        .await
+        .expect_err("return id reused");
+    assert_eq!(reused.code(), Code::AlreadyExists);
+    assert_eq!(error_reason(&reused), "RETURN_ID_REUSED");
+    let too_many = return_lines(&mut pos, &shop.key, "ret-x", &[("1", 2)])
+        .await
+        .expect_err("only one left");
+    assert_eq!(error_reason(&too_many), "RETURN_QUANTITY_EXCEEDED");
+    let unknown = return_lines(&mut pos, &shop.key, "ret-y", &[("9", 1)])
+        .await
+        .expect_err("no such line");
+    assert_eq!(unknown.code(), Code::NotFound);
+
+    let rest = return_lines(&mut pos, &shop.key, "ret-2", &[("1", 1), ("2", 1)]).await?;
+    assert_eq!(rest.refund_amount_minor, 2745 - 1125);
+    assert_eq!(first.points_reversed + rest.points_reversed, earned);
+    assert_eq!(first.points_refunded + rest.points_refunded, 500);
+    assert_eq!(rest.reinstated_voucher_codes, [code.clone()]);
+    assert_eq!(rest.points_balance, 1000, "everything came back");
+    assert_eq!(balance(&suite, &shop).await?, 1000);
+    assert_eq!(
+        voucher_state(&suite, &shop, &code).await?,
+        rewards::VoucherState::Active as i32
+    );
+    let purchase = pos
+        .get_purchase(authed(
+            checkout::GetPurchaseRequest {
+                transaction_id: "till-1/1".into(),
+                ..Default::default()
+            },
+            &shop.key,
+        ))
+        .await?
+        .into_inner()
+        .purchase
+        .expect("purchase");
+    assert_eq!(purchase.state, checkout::PurchaseState::Returned as i32);
+    assert_eq!(purchase.returns.len(), 2);
+    assert_eq!(purchase.payments[0].amount_minor, 2245);
+    trial_balance_holds(&suite, &shop).await?;
+
+    // A plain purchase voided the same day: its points go.
+    let plain = commit(
+        &mut pos,
+        &shop.key,
+        commit_request("till-1/3", &[], 0, "", 3050),
+    )
+    .await?;
+    assert!(!plain.quote_honoured);
+    assert_eq!(balance(&suite, &shop).await?, 1000 + plain.points_earned);
+    let void = |reason: &str| checkout::VoidPurchaseRequest {
+        transaction_id: "till-1/3".into(),
+        reason: reason.into(),
+        utc_offset_minutes: 0,
+    };
+    let voided = pos
+        .void_purchase(authed(void("wrong card"), &shop.key))
+        .await?
+        .into_inner()
+        .purchase
+        .expect("purchase");
+    assert_eq!(voided.state, checkout::PurchaseState::Voided as i32);
+    assert_eq!(voided.void_reason, "wrong card");
+    assert_eq!(balance(&suite, &shop).await?, 1000);
+    let again = pos
+        .void_purchase(authed(void("twice"), &shop.key))
+        .await?
+        .into_inner()
+        .purchase
+        .expect("purchase");
+    assert_eq!(again.void_reason, "wrong card", "a void is done once");
+    let after_void = pos
+        .r#return(authed(
+            checkout::ReturnRequest {
+                return_id: "ret-3".into(),
+                original_transaction_id: "till-1/3".into(),
+                lines: vec![checkout::ReturnLine {
+                    line_id: "1".into(),
+                    quantity: 1,
+                }],
+                ..Default::default()
+            },
+            &shop.key,
+        ))
+        .await
+        .expect_err("voided");
+    assert_eq!(error_reason(&after_void), "PURCHASE_VOIDED");
+    let returned_void = pos
+        .void_purchase(authed(
+            checkout::VoidPurchaseRequest {
+                transaction_id: "till-1/1".into(),
+                reason: "late".into(),
+                utc_offset_minutes: 0,
+            },
+            &shop.key,
+        ))
+        .await
+        .expect_err("returned already");
+    assert_eq!(error_reason(&returned_void), "ALREADY_RETURNED");
+    trial_balance_holds(&suite, &shop).await?;
+
+    // The history, newest first, a page at a time.
+    let page = |token: String| checkout::ListPurchasesRequest {
+        customer_id: shop.customer_id.clone(),
+        page_size: 1,
+        page_token: token,
+        ..Default::default()
+    };
+    let first_page = pos
+        .list_purchases(authed(page(String::new()), &shop.key))
+        .await?
+        .into_inner();
+    assert_eq!(first_page.purchases.len(), 1);
+    let second_page = pos
+        .list_purchases(authed(page(first_page.next_page_token.clone()), &shop.key))
+        .await?
+        .into_inner();
+    let ids: Vec<_> = first_page
+        .purchases
+        .iter()
+        .chain(&second_page.purchases)
+        .map(|p| p.receipt.as_ref().expect("receipt").transaction_id.clone())
+        .collect();
+    assert_eq!(ids, ["till-1/3", "till-1/1"]);
+    let bad = pos
+        .list_purchases(authed(
+            checkout::ListPurchasesRequest {
+                customer_id: "nope".into(),
+                page_token: "zz".into(),
+                ..Default::default()
+            },
+            &shop.key,
+        ))
+        .await
+        .expect_err("bad input");
+    assert_eq!(violated_fields(&bad), ["customer_id", "page_token"]);
+
+    suite.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sixty_four_concurrent_commits_spending_one_voucher_apply_it_once() -> anyhow::Result<()> {
+    let suite = Suite::start(Backend::Postgres).await?;
+    let shop = shop(&suite, 10_000).await?;
+    let code = voucher(&suite, &shop).await?;
+    let pos = suite.checkout().await?;
+    let calls = (0..64).map(|i| {
+        let mut pos = pos.clone();
+        let key = shop.key.clone();
+        let code = code.clone();
+        tokio::spawn(async move {
+            commit(
+                &mut pos,
+                &key,
+                checkout::CommitRequest {
+                    payments: vec![],
+                    ..commit_request(&format!("race-{i}"), &[&code], 100, "", 0)
+                },
+            )
+            .await
+        })
+    });
+    let mut won = Vec::new();
+    for call in futures::future::join_all(calls).await {
+        match call? {
+            Ok(receipt) => won.push(receipt),
+            Err(status) => {
+                assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+                assert!(
+                    ["VOUCHER_ALREADY_REDEEMED", "VOUCHER_RESERVED"]
+                        .contains(&error_reason(&status).as_str()),
+                    "{status:?}"
+                );
+            }
+        }
+    }
+    assert_eq!(won.len(), 1, "exactly one commit redeems the voucher");
+    // The losers' points holds were released: only the winner spent 100.
+    assert_eq!(
+        balance(&suite, &shop).await?,
+        10_000 - 100 + won[0].points_earned
+    );
+    trial_balance_holds(&suite, &shop).await?;
+    suite.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blocked_wallet_and_a_segmentation_outage_are_answered_clearly() -> anyhow::Result<()> {
+    let mut suite = Suite::start(Backend::Postgres).await?;
+    let shop = shop(&suite, 1000).await?;
+    let mut pos = suite.checkout().await?;
+
+    // A 5 % reward for the gold segment only.
+    let segment = suite
+        .segmentation()
+        .await?
+        .create_segment(authed(
+            segmentation::CreateSegmentRequest {
+                idempotency_key: "gold".into(),
+                segment: Some(loyalty_testkit::segment_where_equals(
+                    "Gold",
+                    "customer.properties.tier",
+                    "gold",
+                )),
+            },
+            &shop.key,
+        ))
+        .await?
+        .into_inner()
+        .segment
+        .expect("segment");
+    suite
+        .rewards()
+        .await?
+        .create_reward(authed(
+            rewards::CreateRewardRequest {
+                idempotency_key: "gold-5".into(),
+                reward: Some(rewards::Reward {
+                    display_name: "Gold 5 %".into(),
+                    r#type: rewards::RewardType::CashDesk as i32,
+                    benefit: Some(rewards::reward::Benefit::CartPercentageDiscount(
+                        rewards::CartPercentageDiscount { basis_points: 500 },
+                    )),
+                    segment_ids: vec![segment.id.clone()],
+                    combinable: true,
+                    ..Default::default()
+                }),
+            },
+            &shop.key,
+        ))
+        .await?;
+    let gold = loyalty_testkit::eventually(std::time::Duration::from_secs(20), || {
+        let mut pos = pos.clone();
+        let key = shop.key.clone();
+        async move {
+            let e = pos
+                .evaluate(authed(evaluate_request(&[], 0), &key))
+                .await?
+                .into_inner();
+            Ok((e.totals.as_ref().expect("totals").discount_amount_minor > 0).then_some(e))
+        }
+    })
+    .await?;
+    assert_eq!(gold.totals.expect("totals").discount_amount_minor, 152);
+
+    suite
+        .wallet()
+        .await?
+        .block_spending(authed(
+            wallet::BlockSpendingRequest {
+                idempotency_key: "block".into(),
+                customer_id: shop.customer_id.clone(),
+                reason: "fraud check".into(),
+                ..Default::default()
+            },
+            &shop.key,
+        ))
+        .await?;
+    let refused = pos
+        .evaluate(authed(evaluate_request(&[], 100), &shop.key))
+        .await
+        .expect_err("blocked from spending");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert_eq!(error_reason(&refused), "BLOCKED_FROM_SPENDING");
+    let plain = pos
+        .evaluate(authed(evaluate_request(&[], 0), &shop.key))
+        .await?
+        .into_inner();
+    assert!(plain.blocked_from_spending);
+    assert_eq!(plain.points_spendable, 0);
+
+    // Without segmentation Evaluate answers without the segment's reward and says so;
+    // Commit refuses rather than price without it.
+    suite.kill("segmentation").await?;
+    let degraded = pos
+        .evaluate(authed(evaluate_request(&[], 0), &shop.key))
+        .await?
+        .into_inner();
+    assert!(degraded.degraded);
+    assert!(!degraded.degraded_reasons.is_empty());
+    assert_eq!(
+        degraded.totals.expect("totals").discount_amount_minor,
+        0,
+        "segment-only benefits are left out"
+    );
+    let down = commit(
+        &mut pos,
+        &shop.key,
+        commit_request("till-9/1", &[], 0, "", 3050 - 152),
+    )
+    .await
+    .expect_err("segmentation down");
+    assert_eq!(down.code(), Code::Unavailable);
+    suite.restart("segmentation").await?;
+    let receipt = commit(
+        &mut pos,
+        &shop.key,
+        commit_request("till-9/1", &[], 0, "", 3050 - 152),
+    )
+    .await?;
+    assert_eq!(
+        receipt.totals.expect("totals").discount_amount_minor,
+        152,
+        "the same commit goes through once segmentation is back"
+    );
+    suite.stop().await
+}
