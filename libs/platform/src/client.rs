@@ -48,5 +48,8 @@ pub fn with_key<T>(message: T, key: &str) -> tonic::Request<T> {
         req.metadata_mut().insert("authorization", v);
     }
     crate::telemetry::inject_current_context(req.metadata_mut());
+    if let Some(left) = crate::server::remaining_deadline() {
+        req.set_timeout(left);
+    }
     req
 }

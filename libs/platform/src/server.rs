@@ -160,12 +160,22 @@ where
                         let out = if state.untimed.contains(&path) {
                             inner.call(req).await
                         } else {
-                            let timeout = if state.bulk.contains(&path) {
+                            let server_timeout = if state.bulk.contains(&path) {
                                 state.bulk_timeout
                             } else {
                                 state.timeout
                             };
-                            match tokio::time::timeout(timeout, inner.call(req)).await {
+                            // The caller's deadline, when sooner, bounds the call and every
+                            // call it makes downstream (see `client::with_key`).
+                            let timeout = caller_timeout(req.headers())
+                                .map_or(server_timeout, |t| t.min(server_timeout));
+                            let deadline = tokio::time::Instant::now() + timeout;
+                            match tokio::time::timeout_at(
+                                deadline,
+                                DEADLINE.scope(deadline, inner.call(req)),
+                            )
+                            .await
+                            {
                                 Ok(out) => out,
                                 Err(_) => Ok(Status::deadline_exceeded(
                                     "the call outlasted the server's request timeout",
@@ -182,6 +192,35 @@ where
             .instrument(span),
         )
     }
+}
+
+tokio::task_local! {
+    /// When the call being served must be answered; outgoing calls made while serving it
+    /// carry what is left of it as their `grpc-timeout`.
+    pub static DEADLINE: tokio::time::Instant;
+}
+
+/// The `grpc-timeout` a caller sent (`<digits><unit>`, unit one of H M S m u n).
+fn caller_timeout(headers: &http::HeaderMap) -> Option<Duration> {
+    let v = headers.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = v.split_at(v.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// What is left of the deadline of the call being served, if any.
+pub fn remaining_deadline() -> Option<Duration> {
+    DEADLINE
+        .try_with(|d| d.saturating_duration_since(tokio::time::Instant::now()))
+        .ok()
 }
 
 /// Accepted connections with Nagle's algorithm off: a unary answer is several small writes
@@ -474,6 +513,34 @@ mod tests {
         release.notify_waiters();
         let resp = health.await.unwrap().unwrap();
         assert_eq!(grpc_code(&resp), Code::Ok);
+    }
+
+    #[test]
+    fn caller_timeouts_are_parsed_in_every_unit() {
+        let mut h = http::HeaderMap::new();
+        for (v, d) in [
+            ("2S", Duration::from_secs(2)),
+            ("150m", Duration::from_millis(150)),
+            ("7u", Duration::from_micros(7)),
+            ("1H", Duration::from_secs(3600)),
+        ] {
+            h.insert("grpc-timeout", v.parse().unwrap());
+            assert_eq!(caller_timeout(&h), Some(d));
+        }
+        for bad in ["", "S", "12x", "-1S"] {
+            h.insert("grpc-timeout", bad.parse().unwrap());
+            assert_eq!(caller_timeout(&h), None, "{bad:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_deadline_is_visible_while_serving_only() {
+        assert_eq!(remaining_deadline(), None);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let left = DEADLINE
+            .scope(deadline, async { remaining_deadline() })
+            .await;
+        assert!(left.is_some_and(|l| l <= Duration::from_secs(5) && l > Duration::from_secs(4)));
     }
 
     #[tokio::test]
