@@ -749,3 +749,81 @@ async fn a_blocked_wallet_and_a_segmentation_outage_are_answered_clearly() -> an
     );
     suite.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn offline_purchases_are_replayed_in_order_once_with_their_times() -> anyhow::Result<()> {
+    let suite = Suite::start(Backend::Postgres).await?;
+    let shop = shop(&suite, 1000).await?;
+    let mut pos = suite.checkout().await?;
+    let two_hours_ago = prost_types::Timestamp::from(std::time::SystemTime::now()).seconds - 7200;
+    let at = |minutes: i64| prost_types::Timestamp {
+        seconds: two_hours_ago + 60 * minutes,
+        nanos: 0,
+    };
+    let offline = |id: &str, time: Option<prost_types::Timestamp>| checkout::CommitBatchRequest {
+        commit: Some(checkout::CommitRequest {
+            purchase_time: time,
+            payments: vec![],
+            ..commit_request(id, &[], 0, "", 0)
+        }),
+    };
+    let batch = || {
+        futures::stream::iter(vec![
+            offline("offline/1", Some(at(0))),
+            offline("offline/2", None),
+            offline("offline/3", Some(at(5))),
+        ])
+    };
+    let first = pos
+        .commit_batch(authed(batch(), &shop.key))
+        .await?
+        .into_inner();
+    assert_eq!((first.committed_count, first.failed_count), (2, 1));
+    let ids: Vec<_> = first
+        .results
+        .iter()
+        .map(|r| r.transaction_id.as_str())
+        .collect();
+    assert_eq!(ids, ["offline/1", "offline/2", "offline/3"]);
+    let error = first.results[1].error.clone().expect("error");
+    assert_eq!(error.code, Code::InvalidArgument as i32);
+    assert!(error.message.contains("purchase_time"), "{error:?}");
+    let receipt = first.results[0].receipt.clone().expect("receipt");
+    assert_eq!(
+        receipt.purchase_time,
+        Some(at(0)),
+        "the original time is kept"
+    );
+    let balance_after = balance(&suite, &shop).await?;
+
+    // The POS does not know what arrived and sends it all again: nothing happens twice.
+    let again = pos
+        .commit_batch(authed(batch(), &shop.key))
+        .await?
+        .into_inner();
+    assert_eq!((again.committed_count, again.failed_count), (2, 1));
+    assert_eq!(again.results[0].receipt, first.results[0].receipt);
+    assert_eq!(again.results[2].receipt, first.results[2].receipt);
+    assert_eq!(balance(&suite, &shop).await?, balance_after);
+    let history = pos
+        .list_purchases(authed(
+            checkout::ListPurchasesRequest {
+                customer_id: shop.customer_id.clone(),
+                ..Default::default()
+            },
+            &shop.key,
+        ))
+        .await?
+        .into_inner();
+    let ids: Vec<_> = history
+        .purchases
+        .iter()
+        .map(|p| p.receipt.as_ref().expect("receipt").transaction_id.as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        ["offline/3", "offline/1"],
+        "newest purchase time first"
+    );
+    suite.stop().await
+}

@@ -34,6 +34,9 @@ use convert::*;
 
 pub use commit::Recovery;
 
+/// Transactions one CommitBatch stream may replay.
+const MAX_BATCH: usize = 10_000;
+
 pub struct CheckoutApi {
     peers: Peers,
     store: Store,
@@ -311,6 +314,69 @@ impl CheckoutService for CheckoutApi {
         Ok(Response::new(pb::CommitResponse {
             receipt: Some(receipt_to_proto(&receipt)),
         }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn commit_batch(
+        &self,
+        request: Request<tonic::Streaming<pb::CommitBatchRequest>>,
+    ) -> Result<Response<pb::CommitBatchResponse>, Status> {
+        let who = principal(&request)?;
+        let partner_id = who.partner_with_role(&[Role::Pos, Role::Service])?;
+        let mut stream = request.into_inner();
+        let mut out = pb::CommitBatchResponse::default();
+        // In the order sent: a later offline purchase may spend what an earlier one earned.
+        while let Some(message) = stream.message().await? {
+            if out.results.len() >= MAX_BATCH {
+                return Err(ApiError::invalid(
+                    "commit",
+                    format!("at most {MAX_BATCH} transactions per stream"),
+                )
+                .into());
+            }
+            let commit = message.commit.unwrap_or_default();
+            let transaction_id = commit.transaction_id.clone();
+            let result = if commit.purchase_time.is_none() {
+                Err(ApiError::invalid(
+                    "commit.purchase_time",
+                    "is required: when the purchase happened",
+                ))
+            } else if !commit.quote_id.is_empty() {
+                Err(ApiError::invalid(
+                    "commit.quote_id",
+                    "must be empty: offline purchases are priced at their time",
+                ))
+            } else {
+                self.commit_purchase(&who, partner_id, commit).await
+            };
+            out.results.push(match result {
+                Ok(receipt) => {
+                    out.committed_count += 1;
+                    pb::CommitBatchResult {
+                        transaction_id,
+                        receipt: Some(receipt_to_proto(&receipt)),
+                        error: None,
+                    }
+                }
+                Err(e) => {
+                    out.failed_count += 1;
+                    let status = Status::from(e);
+                    pb::CommitBatchResult {
+                        transaction_id,
+                        receipt: None,
+                        error: Some(pb::CommitError {
+                            code: status.code() as i32,
+                            reason: tonic_types::StatusExt::get_error_details(&status)
+                                .error_info()
+                                .map(|i| i.reason.clone())
+                                .unwrap_or_default(),
+                            message: status.message().to_owned(),
+                        }),
+                    }
+                }
+            });
+        }
+        Ok(Response::new(out))
     }
 
     #[tracing::instrument(skip_all, fields(return_id))]
