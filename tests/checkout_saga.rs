@@ -827,3 +827,212 @@ async fn offline_purchases_are_replayed_in_order_once_with_their_times() -> anyh
     );
     suite.stop().await
 }
+
+fn collect_order(number: &str, customer_id: &str) -> checkout::CreateCollectOrderRequest {
+    checkout::CreateCollectOrderRequest {
+        order: Some(checkout::CollectOrder {
+            order_number: number.into(),
+            customer_id: customer_id.into(),
+            business_unit_id: "store-12".into(),
+            cart: Some(cart()),
+            ..Default::default()
+        }),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn click_and_collect_orders_move_on_and_start_automation() -> anyhow::Result<()> {
+    use loyalty_proto::campaigns::v1 as campaigns;
+    let suite = Suite::start(Backend::Postgres).await?;
+    let shop = shop(&suite, 0).await?;
+    let mut pos = suite.checkout().await?;
+
+    // "Your order is ready": here 10 points, so that the test can see the workflow ran.
+    let mut automation = suite.campaigns().await?;
+    let workflow = automation
+        .create_workflow(authed(
+            campaigns::CreateWorkflowRequest {
+                idempotency_key: "ready-for-pickup".into(),
+                workflow: Some(campaigns::Workflow {
+                    display_name: "Ready for pickup".into(),
+                    trigger: Some(campaigns::WorkflowTrigger {
+                        kind: Some(campaigns::workflow_trigger::Kind::CollectOrder(
+                            campaigns::CollectOrderTrigger {
+                                state: "ready_for_pickup".into(),
+                                business_unit_ids: vec!["store-12".into()],
+                            },
+                        )),
+                    }),
+                    nodes: vec![campaigns::WorkflowNode {
+                        key: "thanks".into(),
+                        kind: Some(campaigns::workflow_node::Kind::AddPoints(
+                            campaigns::AddPointsNode {
+                                points: 10,
+                                ..Default::default()
+                            },
+                        )),
+                        ..Default::default()
+                    }],
+                    entry_node_key: "thanks".into(),
+                    reentry_policy: campaigns::ReentryPolicy::Always as i32,
+                    ..Default::default()
+                }),
+            },
+            &shop.key,
+        ))
+        .await?
+        .into_inner()
+        .workflow
+        .expect("workflow");
+    automation
+        .activate_workflow(authed(
+            campaigns::ActivateWorkflowRequest {
+                idempotency_key: "activate".into(),
+                workflow_id: workflow.id.clone(),
+            },
+            &shop.key,
+        ))
+        .await?;
+
+    let created = pos
+        .create_collect_order(authed(
+            collect_order("E-1001", &shop.customer_id),
+            &shop.key,
+        ))
+        .await?
+        .into_inner()
+        .order
+        .expect("order");
+    assert_eq!(created.state, checkout::CollectOrderState::Created as i32);
+    assert_eq!(created.total_amount_minor, 3050);
+    let retry = pos
+        .create_collect_order(authed(
+            collect_order("E-1001", &shop.customer_id),
+            &shop.key,
+        ))
+        .await?
+        .into_inner()
+        .order
+        .expect("order");
+    assert_eq!(
+        retry, created,
+        "the same order number answers the stored order"
+    );
+    let mut other = collect_order("E-1001", &shop.customer_id);
+    other.order.as_mut().expect("order").business_unit_id = "store-13".into();
+    let reused = pos
+        .create_collect_order(authed(other, &shop.key))
+        .await
+        .expect_err("number reused");
+    assert_eq!(error_reason(&reused), "ORDER_NUMBER_REUSED");
+    let stranger = pos
+        .create_collect_order(authed(
+            collect_order("E-1002", "01900000-0000-7000-8000-000000000000"),
+            &shop.key,
+        ))
+        .await
+        .expect_err("no such customer");
+    assert_eq!(stranger.code(), Code::NotFound);
+
+    let change =
+        |state: checkout::CollectOrderState, etag: &str| checkout::UpdateCollectOrderStateRequest {
+            order_id: created.id.clone(),
+            state: state as i32,
+            transaction_id: "till-4/77".into(),
+            etag: etag.into(),
+            ..Default::default()
+        };
+    let early = pos
+        .update_collect_order_state(authed(
+            change(checkout::CollectOrderState::Collected, ""),
+            &shop.key,
+        ))
+        .await
+        .expect_err("not ready yet");
+    assert_eq!(error_reason(&early), "INVALID_TRANSITION");
+    let stale = pos
+        .update_collect_order_state(authed(
+            change(checkout::CollectOrderState::ReadyForPickup, "99"),
+            &shop.key,
+        ))
+        .await
+        .expect_err("stale etag");
+    assert_eq!(error_reason(&stale), "ETAG_MISMATCH");
+    let ready = pos
+        .update_collect_order_state(authed(
+            change(checkout::CollectOrderState::ReadyForPickup, &created.etag),
+            &shop.key,
+        ))
+        .await?
+        .into_inner()
+        .order
+        .expect("order");
+    assert_eq!(
+        ready.state,
+        checkout::CollectOrderState::ReadyForPickup as i32
+    );
+    assert!(ready.pickup_until_time.is_some());
+
+    // The workflow ran once for the customer.
+    loyalty_testkit::eventually(std::time::Duration::from_secs(30), || async {
+        Ok((balance(&suite, &shop).await? == 10).then_some(()))
+    })
+    .await?;
+    let again = pos
+        .update_collect_order_state(authed(
+            change(checkout::CollectOrderState::ReadyForPickup, ""),
+            &shop.key,
+        ))
+        .await?
+        .into_inner()
+        .order
+        .expect("order");
+    assert_eq!(again, ready, "a retried change changes nothing");
+
+    let collected = pos
+        .update_collect_order_state(authed(
+            change(checkout::CollectOrderState::Collected, ""),
+            &shop.key,
+        ))
+        .await?
+        .into_inner()
+        .order
+        .expect("order");
+    assert_eq!(
+        collected.state,
+        checkout::CollectOrderState::Collected as i32
+    );
+    assert_eq!(collected.transaction_id, "till-4/77");
+    let listed = pos
+        .list_collect_orders(authed(
+            checkout::ListCollectOrdersRequest {
+                customer_id: shop.customer_id.clone(),
+                state: checkout::CollectOrderState::Collected as i32,
+                ..Default::default()
+            },
+            &shop.key,
+        ))
+        .await?
+        .into_inner();
+    assert_eq!(listed.orders, [collected.clone()]);
+    let by_number = pos
+        .get_collect_order(authed(
+            checkout::GetCollectOrderRequest {
+                order_number: "E-1001".into(),
+                ..Default::default()
+            },
+            &shop.key,
+        ))
+        .await?
+        .into_inner()
+        .order
+        .expect("order");
+    assert_eq!(by_number, collected);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        balance(&suite, &shop).await?,
+        10,
+        "collecting starts nothing"
+    );
+    suite.stop().await
+}

@@ -82,6 +82,9 @@ domain_events!(TierChanged, PurchaseReturned);
 // Reward schemes and offers (rewards service, issue #6).
 domain_events!(SchemeJoined, SchemeLeft, OfferAwarded);
 
+// Click & collect orders (checkout service, issue #9): placed and every state change after.
+domain_events!(CollectOrderStateChanged);
+
 // Segment memberships (segmentation service, issue #7): one per customer entering or leaving.
 domain_events!(SegmentEntered, SegmentLeft);
 

@@ -105,6 +105,7 @@ const TRIGGER_EVENTS: &[&str] = &[
     "loyalty.events.v1.SegmentEntered",
     "loyalty.events.v1.SegmentLeft",
     "loyalty.events.v1.PurchaseCompleted",
+    "loyalty.events.v1.CollectOrderStateChanged",
 ];
 
 fn uuid(s: &str) -> Option<Uuid> {
@@ -276,6 +277,33 @@ impl EventHandler for Triggers {
                     &e.customer_id,
                     facts,
                     Box::new(move |t| t.matches_purchase(amount, &currency, unit, &products)),
+                )
+                .await?;
+            }
+            "CollectOrderStateChanged" => {
+                let Some(e) = decode::<ev::CollectOrderStateChanged>(event) else {
+                    return Ok(());
+                };
+                let facts = BTreeMap::from([
+                    ("order_id".to_owned(), e.order_id.clone()),
+                    ("order_number".to_owned(), e.order_number.clone()),
+                    ("state".to_owned(), e.state.clone()),
+                    ("business_unit_id".to_owned(), e.business_unit_id.clone()),
+                    (
+                        "pickup_until_time".to_owned(),
+                        e.pickup_until_time
+                            .as_ref()
+                            .and_then(loyalty_platform::time::from_timestamp)
+                            .map(|t| t.to_rfc3339())
+                            .unwrap_or_default(),
+                    ),
+                ]);
+                let (state, unit) = (e.state, e.business_unit_id);
+                start(
+                    "collect_order",
+                    &e.customer_id,
+                    facts,
+                    Box::new(move |t| t.matches_collect_order(&state, &unit)),
                 )
                 .await?;
             }

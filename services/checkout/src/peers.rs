@@ -202,6 +202,21 @@ impl Peers {
         parse_id("identity", &resp.customer_id)
     }
 
+    /// Checks that the customer exists for the caller's partner (NOT_FOUND otherwise).
+    pub async fn check_customer(&self, who: &Principal, customer_id: Uuid) -> Result<(), ApiError> {
+        self.identity
+            .clone()
+            .get_customer(outgoing(
+                identity::GetCustomerRequest {
+                    customer_id: customer_id.to_string(),
+                },
+                who,
+            ))
+            .await
+            .map_err(upstream("identity"))?;
+        Ok(())
+    }
+
     /// The segments the customer is in, recalculated online with this cart where a segment
     /// asks for it.
     pub async fn memberships(

@@ -25,10 +25,10 @@ use uuid::Uuid;
 use super::{CampaignsApi, READERS};
 use crate::{
     domain::workflow::{
-        ConditionTest, ConsentChange, ConsentTrigger, DateTrigger, EventTrigger, Execution,
-        ExecutionState, Node, NodeKind, PurchaseTrigger, ReentryPolicy, SegmentDirection,
-        SegmentTrigger, SplitBranch, StepOutcome, Trigger, UPDATABLE_FIELDS, Workflow,
-        WorkflowRule, WorkflowState, WorkflowStep,
+        CollectOrderTrigger, ConditionTest, ConsentChange, ConsentTrigger, DateTrigger,
+        EventTrigger, Execution, ExecutionState, Node, NodeKind, PurchaseTrigger, ReentryPolicy,
+        SegmentDirection, SegmentTrigger, SplitBranch, StepOutcome, Trigger, UPDATABLE_FIELDS,
+        Workflow, WorkflowRule, WorkflowState, WorkflowStep,
     },
     store::workflows::{self as store, ExecutionFilter, Progress},
 };
@@ -171,6 +171,14 @@ fn trigger_from_proto(v: &mut Violations, t: Option<pb::WorkflowTrigger>) -> Opt
                 .criterion
                 .as_ref()
                 .map(|c| criterion_from_proto(v, &f("date", "criterion"), c, false)),
+        }),
+        Kind::CollectOrder(c) => Trigger::CollectOrder(CollectOrderTrigger {
+            state: c.state.trim().to_owned(),
+            business_unit_ids: c
+                .business_unit_ids
+                .iter()
+                .map(|b| b.trim().to_owned())
+                .collect(),
         }),
         Kind::Consent(c) => Trigger::Consent(ConsentTrigger {
             consent_type_code: c.consent_type_code.trim().to_owned(),
@@ -373,6 +381,10 @@ fn trigger_to_proto(t: &Trigger) -> pb::WorkflowTrigger {
             offset_days: d.offset_days,
             hour_of_day: d.hour_of_day,
             criterion: d.criterion.as_ref().and_then(criterion_json_to_proto),
+        }),
+        Trigger::CollectOrder(c) => Kind::CollectOrder(pb::CollectOrderTrigger {
+            state: c.state.clone(),
+            business_unit_ids: c.business_unit_ids.clone(),
         }),
         Trigger::Consent(c) => Kind::Consent(pb::ConsentTrigger {
             consent_type_code: c.consent_type_code.clone(),

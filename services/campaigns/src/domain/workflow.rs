@@ -307,6 +307,18 @@ pub struct ConsentTrigger {
     pub change: Option<ConsentChange>,
 }
 
+/// States of a click & collect order a trigger can wait for (checkout's names).
+pub const COLLECT_ORDER_STATES: &[&str] =
+    &["created", "ready_for_pickup", "collected", "cancelled"];
+
+/// Starts an execution when a click & collect order reaches `state`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CollectOrderTrigger {
+    pub state: String,
+    /// Empty = every store.
+    pub business_unit_ids: Vec<String>,
+}
+
 /// What starts an execution of a workflow.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -316,6 +328,7 @@ pub enum Trigger {
     Purchase(PurchaseTrigger),
     Date(DateTrigger),
     Consent(ConsentTrigger),
+    CollectOrder(CollectOrderTrigger),
 }
 
 impl Trigger {
@@ -328,6 +341,7 @@ impl Trigger {
             Trigger::Purchase(_) => "purchase",
             Trigger::Date(_) => "date",
             Trigger::Consent(_) => "consent",
+            Trigger::CollectOrder(_) => "collect_order",
         }
     }
 
@@ -394,6 +408,17 @@ impl Trigger {
             ConsentChange::Withdrawn
         };
         t.consent_type_code == code && t.change == Some(change)
+    }
+
+    /// Whether a click & collect order reaching `state` in store `business_unit_id` starts an
+    /// execution.
+    pub fn matches_collect_order(&self, state: &str, business_unit_id: &str) -> bool {
+        let Trigger::CollectOrder(t) = self else {
+            return false;
+        };
+        t.state == state
+            && (t.business_unit_ids.is_empty()
+                || t.business_unit_ids.iter().any(|b| b == business_unit_id))
     }
 
     /// Checks every field, reporting under `workflow.trigger.<kind>.<field>`.
@@ -497,6 +522,25 @@ impl Trigger {
                 code(v, f("consent_type_code"), &t.consent_type_code);
                 if t.change.is_none() {
                     v.add(f("change"), "is required");
+                }
+            }
+            Trigger::CollectOrder(t) => {
+                if !COLLECT_ORDER_STATES.contains(&t.state.as_str()) {
+                    v.add(
+                        f("state"),
+                        "must be created, ready_for_pickup, collected or cancelled",
+                    );
+                }
+                if t.business_unit_ids.len() > 100 {
+                    v.add(f("business_unit_ids"), "at most 100");
+                }
+                for (i, b) in t.business_unit_ids.iter().enumerate() {
+                    if b.trim().is_empty() || b.chars().count() > 64 {
+                        v.add(
+                            f(&format!("business_unit_ids[{i}]")),
+                            "must be 1..64 characters",
+                        );
+                    }
                 }
             }
         }
@@ -2049,6 +2093,37 @@ mod tests {
             node("voucher", NodeKind::IssueVoucher { reward_id: id(2) }, ""),
             end("done"),
         ])
+    }
+
+    #[test]
+    fn a_collect_order_trigger_matches_its_state_and_stores() {
+        let ready = Trigger::CollectOrder(CollectOrderTrigger {
+            state: "ready_for_pickup".into(),
+            business_unit_ids: vec!["store-12".into()],
+        });
+        assert!(ready.matches_collect_order("ready_for_pickup", "store-12"));
+        assert!(!ready.matches_collect_order("ready_for_pickup", "store-13"));
+        assert!(!ready.matches_collect_order("collected", "store-12"));
+        assert!(!ready.matches_purchase(100, "EUR", None, &[]));
+        let anywhere = Trigger::CollectOrder(CollectOrderTrigger {
+            state: "cancelled".into(),
+            business_unit_ids: vec![],
+        });
+        assert!(anywhere.matches_collect_order("cancelled", "any"));
+        let mut v = Violations::new();
+        Trigger::CollectOrder(CollectOrderTrigger {
+            state: "lost".into(),
+            business_unit_ids: vec![String::new()],
+        })
+        .validate(&mut v);
+        let fields: Vec<_> = v.into_vec().into_iter().map(|f| f.field).collect();
+        assert_eq!(
+            fields,
+            [
+                "workflow.trigger.collect_order.state",
+                "workflow.trigger.collect_order.business_unit_ids[0]"
+            ]
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! gRPC adapter of `CheckoutService`: authorize → validate → domain → persist → respond.
 //! The commit saga lives in `commit`, returns and voids in `returns`.
+mod collect;
 mod commit;
 mod convert;
 mod returns;
@@ -405,6 +406,61 @@ impl CheckoutService for CheckoutApi {
         let purchase = self.void(&who, partner_id, req).await?;
         Ok(Response::new(pb::VoidPurchaseResponse {
             purchase: Some(purchase),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn create_collect_order(
+        &self,
+        request: Request<pb::CreateCollectOrderRequest>,
+    ) -> Result<Response<pb::CreateCollectOrderResponse>, Status> {
+        let who = principal(&request)?;
+        let partner_id = who.partner_with_role(&[Role::Pos, Role::Service])?;
+        let order = self
+            .create_order(&who, partner_id, request.into_inner())
+            .await?;
+        Ok(Response::new(pb::CreateCollectOrderResponse {
+            order: Some(order),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_collect_order(
+        &self,
+        request: Request<pb::GetCollectOrderRequest>,
+    ) -> Result<Response<pb::GetCollectOrderResponse>, Status> {
+        let who = principal(&request)?;
+        let partner_id =
+            who.partner_with_role(&[Role::Pos, Role::Service, Role::Support, Role::Marketing])?;
+        let order = self.get_order(partner_id, request.into_inner()).await?;
+        Ok(Response::new(pb::GetCollectOrderResponse {
+            order: Some(order),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_collect_orders(
+        &self,
+        request: Request<pb::ListCollectOrdersRequest>,
+    ) -> Result<Response<pb::ListCollectOrdersResponse>, Status> {
+        let who = principal(&request)?;
+        let partner_id =
+            who.partner_with_role(&[Role::Pos, Role::Service, Role::Support, Role::Marketing])?;
+        Ok(Response::new(
+            self.list_orders(partner_id, request.into_inner()).await?,
+        ))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn update_collect_order_state(
+        &self,
+        request: Request<pb::UpdateCollectOrderStateRequest>,
+    ) -> Result<Response<pb::UpdateCollectOrderStateResponse>, Status> {
+        let who = principal(&request)?;
+        let partner_id = who.partner_with_role(&[Role::Pos, Role::Service])?;
+        let order = self.change_order(partner_id, request.into_inner()).await?;
+        Ok(Response::new(pb::UpdateCollectOrderStateResponse {
+            order: Some(order),
         }))
     }
 

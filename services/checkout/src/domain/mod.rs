@@ -1,6 +1,7 @@
 //! Checkout rules: the cart, its pricing (as the rewards evaluation gives it), paying with
 //! points, quotes, the commit saga and returns. Pure functions over plain data; every amount
 //! is an integer in minor units.
+pub mod collect;
 pub mod points;
 pub mod quote;
 pub mod returns;

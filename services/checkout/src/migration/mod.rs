@@ -1,7 +1,7 @@
 //! Schema of the checkout service.
 use sea_orm_migration::{prelude::*, schema::*};
 
-loyalty_platform::migrator![InitialSchema, SagasAndReturns];
+loyalty_platform::migrator![InitialSchema, SagasAndReturns, CollectOrders];
 
 struct InitialSchema;
 
@@ -224,5 +224,87 @@ impl MigrationTrait for SagasAndReturns {
             .await?;
         }
         Ok(())
+    }
+}
+
+/// Click & collect orders.
+struct CollectOrders;
+
+impl MigrationName for CollectOrders {
+    fn name(&self) -> &str {
+        "m0003_collect_orders"
+    }
+}
+
+#[derive(DeriveIden)]
+enum CollectOrderTable {
+    #[sea_orm(iden = "collect_orders")]
+    Table,
+    Id,
+    PartnerId,
+    OrderNumber,
+    CustomerId,
+    BusinessUnitId,
+    State,
+    RequestHash,
+    Body,
+    Version,
+    CreatedAt,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CollectOrders {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table(CollectOrderTable::Table)
+                .col(uuid(CollectOrderTable::Id).primary_key())
+                .col(uuid(CollectOrderTable::PartnerId))
+                .col(string(CollectOrderTable::OrderNumber))
+                .col(uuid(CollectOrderTable::CustomerId))
+                .col(string(CollectOrderTable::BusinessUnitId))
+                .col(string(CollectOrderTable::State))
+                .col(string(CollectOrderTable::RequestHash))
+                .col(json(CollectOrderTable::Body))
+                .col(big_integer(CollectOrderTable::Version))
+                .col(timestamp_with_time_zone(CollectOrderTable::CreatedAt))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("collect_orders_number")
+                .table(CollectOrderTable::Table)
+                .col(CollectOrderTable::PartnerId)
+                .col(CollectOrderTable::OrderNumber)
+                .unique()
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("collect_orders_newest")
+                .table(CollectOrderTable::Table)
+                .col(CollectOrderTable::PartnerId)
+                .col(CollectOrderTable::CreatedAt)
+                .col(CollectOrderTable::Id)
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("collect_orders_customer")
+                .table(CollectOrderTable::Table)
+                .col(CollectOrderTable::PartnerId)
+                .col(CollectOrderTable::CustomerId)
+                .col(CollectOrderTable::CreatedAt)
+                .to_owned(),
+        )
+        .await
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.drop_table(Table::drop().table(CollectOrderTable::Table).to_owned())
+            .await
     }
 }

@@ -15,6 +15,8 @@ use uuid::Uuid;
 
 use crate::domain::{Receipt, SalesChannel, saga::Saga};
 
+pub mod collect;
+
 pub mod purchases {
     use sea_orm::entity::prelude::*;
 
