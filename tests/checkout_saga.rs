@@ -459,7 +459,7 @@ async fn a_voucher_and_points_purchase_is_committed_from_its_quote_returned_and_
     assert_eq!(rest.refund_amount_minor, 2745 - 1125);
     assert_eq!(first.points_reversed + rest.points_reversed, earned);
     assert_eq!(first.points_refunded + rest.points_refunded, 500);
-    assert_eq!(rest.reinstated_voucher_codes, [code.clone()]);
+    assert_eq!(rest.reinstated_voucher_codes, std::slice::from_ref(&code));
     assert_eq!(rest.points_balance, 1000, "everything came back");
     assert_eq!(balance(&suite, &shop).await?, 1000);
     assert_eq!(
@@ -1014,7 +1014,7 @@ async fn click_and_collect_orders_move_on_and_start_automation() -> anyhow::Resu
         ))
         .await?
         .into_inner();
-    assert_eq!(listed.orders, [collected.clone()]);
+    assert_eq!(listed.orders, std::slice::from_ref(&collected));
     let by_number = pos
         .get_collect_order(authed(
             checkout::GetCollectOrderRequest {
