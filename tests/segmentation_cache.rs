@@ -2,86 +2,15 @@
 //! same with Redis warm, after FLUSHALL and with redis-server killed; a membership change made
 //! while Redis is down is never hidden by the stale entries Redis reloads when it comes back.
 //! The suite runs on this test's own redis-server, so stopping it disturbs no other test.
-use std::{path::Path, process::Stdio, time::Duration};
+use std::time::Duration;
 
 use loyalty_proto::{identity::v1 as identity, segmentation::v1 as seg, types::v1 as types};
-use loyalty_testkit::{Backend, Suite, authed, create_customer, eventually, free_port};
-use tokio::process::{Child, Command};
+use loyalty_testkit::{
+    Backend, OwnRedis, Suite, authed, create_customer, eventually, free_port,
+};
 use tonic::transport::Channel;
 
 type Client = seg::segmentation_service_client::SegmentationServiceClient<Channel>;
-
-/// A redis-server of this test, persisting to `dir` only when told to (`SAVE`).
-struct OwnRedis {
-    port: u16,
-    child: Child,
-}
-
-impl OwnRedis {
-    async fn start(port: u16, dir: &Path) -> anyhow::Result<Self> {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()?;
-        let redis = OwnRedis { port, child };
-        eventually(Duration::from_secs(10), || async {
-            let answer = redis.command(&["PING"]).await.unwrap_or_default();
-            Ok((answer == ["PONG"]).then_some(()))
-        })
-        .await?;
-        Ok(redis)
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// A command through redis-cli; its output lines. Fails if Redis does not answer.
-    async fn command(&self, args: &[&str]) -> anyhow::Result<Vec<String>> {
-        let out = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .await?;
-        let text = String::from_utf8(out.stdout)?;
-        anyhow::ensure!(
-            out.status.success()
-                && !text.starts_with("Could not connect")
-                && !text.starts_with("ERR"),
-            "redis-cli {args:?}: {text}"
-        );
-        Ok(text
-            .lines()
-            .filter(|l| !l.is_empty())
-            .map(str::to_owned)
-            .collect())
-    }
-
-    async fn keys(&self, pattern: &str) -> anyhow::Result<Vec<String>> {
-        self.command(&["KEYS", pattern]).await
-    }
-
-    /// Reads answered from a key that existed, since the server started.
-    async fn hits(&self) -> anyhow::Result<u64> {
-        let info = self.command(&["INFO", "stats"]).await?;
-        info.iter()
-            .find_map(|l| l.trim().strip_prefix("keyspace_hits:"))
-            .ok_or_else(|| anyhow::anyhow!("no keyspace_hits in INFO stats"))?
-            .parse()
-            .map_err(Into::into)
-    }
-
-    /// SIGKILL: no goodbye to clients, nothing saved.
-    async fn kill(mut self) -> anyhow::Result<()> {
-        self.child.kill().await?;
-        Ok(())
-    }
-}
 
 fn condition(
     field: &str,

@@ -28,7 +28,11 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<DatabaseConnection> 
     opts.max_connections(settings.database.max_connections)
         .min_connections(1)
         .connect_timeout(Duration::from_secs(5))
-        .acquire_timeout(Duration::from_secs(5))
+        // Well inside a call's deadline: a database that is down (or a pool that is full)
+        // answers UNAVAILABLE rather than running the caller into DEADLINE_EXCEEDED.
+        .acquire_timeout(Duration::from_millis(
+            (settings.server.request_timeout_ms / 2).clamp(250, 5_000),
+        ))
         .sqlx_logging(false);
     if !is_sqlite {
         opts.set_schema_search_path(schema.clone());

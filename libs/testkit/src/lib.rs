@@ -49,6 +49,9 @@ use tonic_health::pb::{
 use uuid::Uuid;
 
 pub use loyalty_platform::client::with_key as authed;
+pub use own::{OwnPostgres, OwnRedis};
+
+mod own;
 
 /// The services, in start order.
 pub const SERVICES: [&str; 6] = [

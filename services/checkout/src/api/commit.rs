@@ -271,19 +271,43 @@ impl CheckoutApi {
                     Ok(false) => return Err(busy()),
                     Err(db) => {
                         tracing::warn!(error = %db, "could not record the saga's failure");
+                        self.let_go(receipt.purchase_id, attempt).await;
                         return Err(e);
                     }
                 }
                 if let Err(undo) = self.undo(who, &receipt, saga, attempt).await {
                     tracing::warn!(error = %undo, "commit undo incomplete; the retry or recovery finishes it");
+                    self.let_go(receipt.purchase_id, attempt).await;
                 }
                 return Err(e);
             }
         }
+        let recorded = self.record(partner_id, attempt, &receipt, &saga).await;
+        if recorded.is_err() {
+            self.let_go(receipt.purchase_id, attempt).await;
+        }
+        recorded
+    }
+
+    /// Lets a retry take over at once from an attempt that could not finish.
+    async fn let_go(&self, purchase_id: Uuid, attempt: i64) {
+        if let Err(e) = self.store.release_lease(purchase_id, attempt).await {
+            tracing::debug!(error = %e, "lease not released; it lapses on its own");
+        }
+    }
+
+    /// Marks the purchase committed and enqueues `PurchaseCompleted`, in one transaction.
+    async fn record(
+        &self,
+        partner_id: Uuid,
+        attempt: i64,
+        receipt: &Receipt,
+        saga: &Saga,
+    ) -> Result<Receipt, ApiError> {
         let txn = begin_write(self.store.db()).await?;
         if !self
             .store
-            .mark_committed(&txn, attempt, &receipt, &saga)
+            .mark_committed(&txn, attempt, receipt, saga)
             .await?
         {
             drop(txn);
@@ -292,9 +316,9 @@ impl CheckoutApi {
                 _ => Err(busy()),
             };
         }
-        events::enqueue(&txn, Some(partner_id), &completed_event(&receipt)).await?;
+        events::enqueue(&txn, Some(partner_id), &completed_event(receipt)).await?;
         txn.commit().await?;
-        Ok(receipt)
+        Ok(receipt.clone())
     }
 
     async fn forward(

@@ -315,6 +315,19 @@ impl Store {
         Ok(res.rows_affected == 1)
     }
 
+    /// Gives up an attempt's lease at once, so that a retry takes the purchase over without
+    /// waiting for it to lapse.
+    pub async fn release_lease(&self, purchase_id: Uuid, attempt: i64) -> Result<(), ApiError> {
+        purchases::Entity::update_many()
+            .col_expr(purchases::Column::LeaseUntil, Expr::value(Utc::now()))
+            .filter(purchases::Column::Id.eq(purchase_id))
+            .filter(purchases::Column::Status.eq(PENDING))
+            .filter(purchases::Column::Attempt.eq(attempt))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
     /// Drops a pending purchase whose saga was undone, so that a retry starts afresh.
     pub async fn delete_pending(&self, purchase_id: Uuid, attempt: i64) -> Result<bool, ApiError> {
         let res = purchases::Entity::delete_many()
