@@ -114,6 +114,13 @@ impl ApiError {
             Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted => {
                 ApiError::Unavailable(format!("{service}: {}", status.message()))
             }
+            // The connection broke or the call was cut short (the peer died or restarted, the
+            // deadline passed): it may or may not have happened, which is what UNAVAILABLE
+            // tells a caller holding a retry key.
+            Code::Cancelled => ApiError::Unavailable(format!("{service}: {}", status.message())),
+            Code::Unknown if status.message().contains("transport error") => {
+                ApiError::Unavailable(format!("{service}: {}", status.message()))
+            }
             _ => ApiError::Internal(anyhow::anyhow!(
                 "{service} answered {:?}: {}",
                 status.code(),
@@ -161,7 +168,11 @@ fn is_connection_error(e: &sea_orm::DbErr) -> bool {
             matches!(
                 s,
                 Sqlx::Io(_) | Sqlx::PoolTimedOut | Sqlx::PoolClosed | Sqlx::WorkerCrashed
-            ) || matches!(s, Sqlx::Database(d) if d.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08")))
+            ) || matches!(s, Sqlx::Database(d) if d.code().is_some_and(|c| {
+                // 08: connection exception, 53: insufficient resources (too many
+                // connections), 57P: shutting down.
+                c.starts_with("08") || c.starts_with("53") || c.starts_with("57P")
+            }))
         }
         _ => false,
     }
@@ -456,6 +467,22 @@ mod tests {
                 .reason,
             "INSUFFICIENT_POINTS"
         );
+    }
+
+    #[test]
+    fn a_broken_connection_to_a_peer_is_unavailable_and_a_bug_there_internal() {
+        assert!(matches!(
+            ApiError::from_upstream("wallet", Status::unknown("transport error")),
+            ApiError::Unavailable(_)
+        ));
+        assert!(matches!(
+            ApiError::from_upstream("wallet", Status::internal("oops")),
+            ApiError::Internal(_)
+        ));
+        assert!(matches!(
+            ApiError::from_upstream("wallet", Status::unknown("oops")),
+            ApiError::Internal(_)
+        ));
     }
 
     #[test]

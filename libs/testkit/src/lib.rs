@@ -378,6 +378,9 @@ impl Suite {
             match (&db, &redis) {
                 (Some(db), Some(redis)) => {
                     env.push(("LOYALTY_DATABASE__URL".into(), db.url()));
+                    // Two suites side by side stay within PostgreSQL's default 100
+                    // connections.
+                    env.push(("LOYALTY_DATABASE__MAX_CONNECTIONS".into(), "6".into()));
                     env.push(("LOYALTY_REDIS__URL".into(), redis_url.to_owned()));
                     env.push(("LOYALTY_REDIS__KEY_PREFIX".into(), redis.0.clone()));
                 }

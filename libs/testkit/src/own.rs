@@ -186,7 +186,14 @@ impl OwnPostgres {
         let data = self.dir.path().join("data");
         self.run(
             "pg_ctl",
-            &["-D", &data.to_string_lossy(), "-m", "immediate", "-w", "stop"],
+            &[
+                "-D",
+                &data.to_string_lossy(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
         )
         .await
     }
