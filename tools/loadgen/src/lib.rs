@@ -1,6 +1,7 @@
 //! The loyalty platform's load generator. `driver` runs a workload closed- or open-loop and
 //! `stats` summarises what it measured; each subcommand (`wallet`, ...) supplies workloads.
 pub mod campaign;
+pub mod checkout;
 pub mod cpu;
 pub mod db;
 pub mod driver;

@@ -23,6 +23,9 @@ enum Cmd {
     /// Launch a campaign with vouchers to every customer of a seeded partner through the
     /// file adapter and time it until SENT; prints messages/s against issue #8's goal.
     Campaign(loyalty_loadgen::campaign::Args),
+    /// The POS hot path: Evaluate, Commit or a mix at a fixed arrival rate against a
+    /// (seeded) partner; prints latency percentiles against issue #9's goals.
+    Checkout(loyalty_loadgen::checkout::Args),
     /// The floor for one RPC on this machine: the same open or closed loop at a bare tonic
     /// server (the health service) started as a child process of this binary.
     Echo(loyalty_loadgen::echo::Args),
@@ -53,6 +56,9 @@ async fn main() -> anyhow::Result<()> {
             if report.distinct_messages as i64 != report.sent_count {
                 anyhow::bail!("the outbox does not hold one message per sent message");
             }
+        }
+        Cmd::Checkout(args) => {
+            loyalty_loadgen::checkout::run(args).await?;
         }
         Cmd::Echo(args) => {
             loyalty_loadgen::echo::run(args).await?;
