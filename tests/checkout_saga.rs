@@ -142,6 +142,16 @@ async fn a_voucher_and_points_purchase_is_committed_from_its_quote_returned_and_
     )
     .await?;
     assert_eq!(retry, receipt, "a retry answers the same receipt");
+    let without_quote = commit(
+        &mut pos,
+        &shop.key,
+        commit_request("till-1/1", &[&code], 500, "", 2245),
+    )
+    .await?;
+    assert_eq!(
+        without_quote, receipt,
+        "the quote is not part of the transaction's identity"
+    );
     assert_eq!(balance(&suite, &shop).await?, 500 + e.points_to_earn);
     assert_eq!(
         voucher_state(&suite, &shop, &code).await?,

@@ -95,7 +95,12 @@ impl CheckoutApi {
         partner_id: Uuid,
         req: pb::CommitRequest,
     ) -> Result<Receipt, ApiError> {
-        let fingerprint = request_hash(&req);
+        // The quote is left out: a retry after evaluating again carries another quote id for
+        // the same purchase, and must get the same receipt.
+        let fingerprint = request_hash(&pb::CommitRequest {
+            quote_id: String::new(),
+            ..req.clone()
+        });
         let cart = validate(&req)?;
         // A lost insert race or an undone attempt goes round again; more means contention.
         for _ in 0..3 {
