@@ -49,6 +49,20 @@ async fn a_voucher_and_points_purchase_is_committed_from_its_quote_returned_and_
     let code = voucher(&suite, &shop).await?;
     let mut pos = suite.checkout().await?;
 
+    // Not presented, the customer's voucher is offered with what it would take off.
+    let offer = pos
+        .evaluate(authed(evaluate_request(&[], 0), &shop.key))
+        .await?
+        .into_inner();
+    assert_eq!(
+        offer.totals.as_ref().expect("totals").discount_amount_minor,
+        0
+    );
+    assert_eq!(offer.available_vouchers.len(), 1);
+    assert_eq!(offer.available_vouchers[0].code, code);
+    assert_eq!(offer.available_vouchers[0].discount_minor, 305);
+    assert_eq!(offer.available_vouchers[0].reward_display_name, "Ten off");
+
     let e = pos
         .evaluate(authed(evaluate_request(&[&code, "NOPE-1"], 500), &shop.key))
         .await?
@@ -81,6 +95,10 @@ async fn a_voucher_and_points_purchase_is_committed_from_its_quote_returned_and_
         "points per line add up"
     );
     assert!(!e.degraded);
+    assert!(
+        e.available_vouchers.is_empty(),
+        "presented, it is not offered"
+    );
     // The POS drops the unknown code and evaluates again: the quote pins that cart.
     let e = pos
         .evaluate(authed(evaluate_request(&[&code], 500), &shop.key))

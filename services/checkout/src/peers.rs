@@ -289,6 +289,31 @@ impl Peers {
             .unwrap_or_default())
     }
 
+    /// The customer's active vouchers, newest first, at most `limit`.
+    pub async fn active_vouchers(
+        &self,
+        who: &Principal,
+        customer_id: Uuid,
+        limit: i32,
+    ) -> Result<Vec<rewards::Voucher>, ApiError> {
+        Ok(self
+            .rewards
+            .clone()
+            .list_vouchers(outgoing(
+                rewards::ListVouchersRequest {
+                    customer_id: customer_id.to_string(),
+                    states: vec![rewards::VoucherState::Active as i32],
+                    page_size: limit,
+                    ..Default::default()
+                },
+                who,
+            ))
+            .await
+            .map_err(upstream("rewards"))?
+            .into_inner()
+            .vouchers)
+    }
+
     pub async fn evaluate_cart(
         &self,
         who: &Principal,

@@ -5,6 +5,8 @@ mod commit;
 mod convert;
 mod returns;
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
 use loyalty_platform::{
     ApiError, Principal, Role, Violations,
@@ -87,6 +89,8 @@ enum Mode {
 }
 
 struct Priced {
+    /// Evaluate only: the customer's vouchers not presented that would apply.
+    available: Vec<pb::AvailableVoucher>,
     customer_id: Uuid,
     segment_ids: Vec<String>,
     tier_id: String,
@@ -105,10 +109,21 @@ impl CheckoutApi {
         mode: Mode,
     ) -> Result<Priced, ApiError> {
         let customer_id = self.peers.resolve_customer(who, r.identifier).await?;
-        let (memberships, tier, wallet) = tokio::join!(
+        let owned = async {
+            match mode {
+                Mode::Evaluate => {
+                    self.peers
+                        .active_vouchers(who, customer_id, MAX_OFFERED_VOUCHERS as i32)
+                        .await
+                }
+                Mode::Commit => Ok(Vec::new()),
+            }
+        };
+        let (memberships, tier, wallet, owned) = tokio::join!(
             self.peers.memberships(who, customer_id, r.proto_cart),
             self.peers.tier(who, customer_id),
             self.peers.wallet_state(who, customer_id),
+            owned,
         );
         let wallet = wallet?;
         let mut degraded = Vec::new();
@@ -122,24 +137,54 @@ impl CheckoutApi {
             Err(e) => return Err(e),
         };
         let tier_id = tier?;
-        let evaluation = self
-            .peers
-            .evaluate_cart(
-                who,
-                rewards::EvaluateCartRequest {
-                    lines: evaluation_lines(r.cart),
-                    customer_id: customer_id.to_string(),
-                    segment_ids: segment_ids.clone(),
-                    tier_id: tier_id.clone(),
-                    business_unit_id: r.business_unit_id.to_owned(),
-                    channel: channel_to_proto(r.channel) as i32,
-                    voucher_codes: r.voucher_codes.to_vec(),
-                    evaluate_time: r.at.map(to_timestamp),
-                    transaction_id: r.transaction_id.unwrap_or_default().to_owned(),
-                    ..Default::default()
-                },
-            )
-            .await?;
+        let request = rewards::EvaluateCartRequest {
+            lines: evaluation_lines(r.cart),
+            customer_id: customer_id.to_string(),
+            segment_ids: segment_ids.clone(),
+            tier_id: tier_id.clone(),
+            business_unit_id: r.business_unit_id.to_owned(),
+            channel: channel_to_proto(r.channel) as i32,
+            voucher_codes: r.voucher_codes.to_vec(),
+            evaluate_time: r.at.map(to_timestamp),
+            transaction_id: r.transaction_id.unwrap_or_default().to_owned(),
+            ..Default::default()
+        };
+        // The customer's vouchers not presented: evaluated together with the presented ones,
+        // side by side with the real evaluation, to tell which would apply.
+        let presented: HashSet<String> = r
+            .voucher_codes
+            .iter()
+            .map(|c| c.trim().to_uppercase())
+            .collect();
+        let unpresented: Vec<rewards::Voucher> = owned?
+            .into_iter()
+            .filter(|v| !presented.contains(&v.code.to_uppercase()))
+            .take(MAX_OFFERED_VOUCHERS.saturating_sub(r.voucher_codes.len()))
+            .collect();
+        let with_owned = (!unpresented.is_empty()).then(|| rewards::EvaluateCartRequest {
+            voucher_codes: r
+                .voucher_codes
+                .iter()
+                .cloned()
+                .chain(unpresented.iter().map(|v| v.code.clone()))
+                .collect(),
+            ..request.clone()
+        });
+        let (evaluation, trial) = tokio::join!(self.peers.evaluate_cart(who, request), async {
+            match with_owned {
+                Some(req) => self.peers.evaluate_cart(who, req).await.map(Some),
+                None => Ok(None),
+            }
+        });
+        let evaluation = evaluation?;
+        let available = match trial {
+            Ok(Some(t)) => offered(&unpresented, &t),
+            Ok(None) => Vec::new(),
+            Err(e) => {
+                tracing::debug!(error = %e, "owned vouchers not evaluated");
+                Vec::new()
+            }
+        };
         let evaluated = pricing_from_evaluation(r.cart, evaluation)?;
         let mut pricing = evaluated.pricing;
         let payable = evaluated.payable.as_ref();
@@ -170,6 +215,7 @@ impl CheckoutApi {
         }
         pricing.points_payment = payment;
         Ok(Priced {
+            available,
             customer_id,
             segment_ids,
             tier_id,
@@ -178,6 +224,34 @@ impl CheckoutApi {
             degraded,
         })
     }
+}
+
+/// Vouchers one Evaluate looks at among the customer's own (rewards evaluates at most 50 codes).
+const MAX_OFFERED_VOUCHERS: usize = 50;
+
+/// The owned vouchers whose rule applied in the trial evaluation.
+fn offered(
+    owned: &[rewards::Voucher],
+    trial: &rewards::EvaluateCartResponse,
+) -> Vec<pb::AvailableVoucher> {
+    owned
+        .iter()
+        .filter_map(|v| {
+            let applied = trial
+                .applied_rules
+                .iter()
+                .find(|a| a.voucher_code.eq_ignore_ascii_case(&v.code))?;
+            Some(pb::AvailableVoucher {
+                code: v.code.clone(),
+                voucher_id: v.id.clone(),
+                reward_id: v.reward_id.clone(),
+                reward_display_name: v.reward_display_name.clone(),
+                valid_until_time: v.valid_until_time,
+                discount_minor: applied.discount_minor,
+                points: applied.points,
+            })
+        })
+        .collect()
 }
 
 fn purchase_to_proto(p: &StoredPurchase, returns: Vec<pb::ReturnReceipt>) -> pb::Purchase {
@@ -299,6 +373,7 @@ impl CheckoutService for CheckoutApi {
             degraded_reasons: priced.degraded,
             tier_id: priced.tier_id,
             blocked_from_spending: priced.wallet.blocked_from_spending,
+            available_vouchers: priced.available,
         }))
     }
 
