@@ -5,9 +5,7 @@
 use std::time::Duration;
 
 use loyalty_proto::{identity::v1 as identity, segmentation::v1 as seg, types::v1 as types};
-use loyalty_testkit::{
-    Backend, OwnRedis, Suite, authed, create_customer, eventually, free_port,
-};
+use loyalty_testkit::{Backend, OwnRedis, Suite, authed, create_customer, eventually, free_port};
 use tonic::transport::Channel;
 
 type Client = seg::segmentation_service_client::SegmentationServiceClient<Channel>;

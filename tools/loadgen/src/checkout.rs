@@ -168,10 +168,12 @@ pub fn rules(n: u32) -> (Vec<rewards::Reward>, Vec<rewards::PurchaseBonus>) {
 }
 
 async fn connect(endpoint: &str) -> anyhow::Result<Channel> {
-    Ok(tonic::transport::Endpoint::from_shared(endpoint.to_owned())?
-        .tcp_nodelay(true)
-        .connect()
-        .await?)
+    Ok(
+        tonic::transport::Endpoint::from_shared(endpoint.to_owned())?
+            .tcp_nodelay(true)
+            .connect()
+            .await?,
+    )
 }
 
 /// Seeds customers, product groups, products and rules through the services' APIs.
@@ -372,8 +374,9 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
         args.scenario,
         args.customers,
         args.lines,
-        load.rate
-            .map_or("closed loop".to_owned(), |r| format!("open loop at {r} calls/s")),
+        load.rate.map_or("closed loop".to_owned(), |r| format!(
+            "open loop at {r} calls/s"
+        )),
         load.concurrency,
         load.duration.as_secs()
     );
