@@ -433,18 +433,7 @@ impl CheckoutApi {
             let capture = async {
                 match saga.points_reservation_id {
                     Some(reservation_id) => self
-                        .peers
-                        .capture_points(
-                            who,
-                            wallet::CapturePointsRequest {
-                                idempotency_key: format!("capture:{pid}"),
-                                reservation_id: reservation_id.to_string(),
-                                points: 0,
-                                reason: "purchase".into(),
-                                reference: format!("purchase:{txn_id}"),
-                                cause: wallet::PostingCause::Purchase as i32,
-                            },
-                        )
+                        .capture(who, pid, &txn_id, reservation_id)
                         .await
                         .map(Some),
                     None => Ok(None),
@@ -473,7 +462,11 @@ impl CheckoutApi {
                 return Err(Failure::Step(e));
             }
             saga.phase = Phase::Captured;
-            if !saga.vouchers.is_empty() || saga.points_capture_posting_id.is_some() {
+            // Saved before the award too: an undo must know the award may have happened.
+            if !saga.vouchers.is_empty()
+                || saga.points_capture_posting_id.is_some()
+                || receipt.pricing.points_to_earn > 0
+            {
                 self.save(pid, attempt, saga).await?;
             }
         }
@@ -564,25 +557,8 @@ impl CheckoutApi {
         }
         for step in saga.compensations() {
             let result = match &step {
-                Undo::ReverseAward { posting_id } | Undo::ReverseCapture { posting_id } => {
-                    let (key, reason) = match step {
-                        Undo::ReverseAward { .. } => (format!("undo-award:{pid}"), "commit undone"),
-                        _ => (format!("undo-capture:{pid}"), "commit undone: points back"),
-                    };
-                    self.peers
-                        .reverse_posting(
-                            who,
-                            wallet::ReversePostingRequest {
-                                idempotency_key: key,
-                                posting_id: posting_id.to_string(),
-                                amount: 0,
-                                reason: reason.into(),
-                                reference: format!("purchase:{txn_id}"),
-                                cause: wallet::PostingCause::Purchase as i32,
-                            },
-                        )
-                        .await
-                        .map(|_| ())
+                Undo::ReverseAward { .. } | Undo::ReverseCapture { .. } => {
+                    self.reverse_whole(who, pid, txn_id, step.clone()).await
                 }
                 Undo::ReleasePoints { reservation_id } => {
                     self.release_points(who, pid, txn_id, *reservation_id).await
@@ -604,6 +580,65 @@ impl CheckoutApi {
         }
         self.store.delete_pending(pid, attempt).await?;
         Ok(())
+    }
+
+    /// Captures the whole points hold under the commit's key; answers the CAPTURE posting
+    /// and the balance after.
+    async fn capture(
+        &self,
+        who: &Principal,
+        pid: Uuid,
+        txn_id: &str,
+        reservation_id: Uuid,
+    ) -> Result<(Uuid, i64), ApiError> {
+        self.peers
+            .capture_points(
+                who,
+                wallet::CapturePointsRequest {
+                    idempotency_key: format!("capture:{pid}"),
+                    reservation_id: reservation_id.to_string(),
+                    points: 0,
+                    reason: "purchase".into(),
+                    reference: format!("purchase:{txn_id}"),
+                    cause: wallet::PostingCause::Purchase as i32,
+                },
+            )
+            .await
+    }
+
+    /// Reverses all that is left of the award or of the capture, under the undo's key.
+    async fn reverse_whole(
+        &self,
+        who: &Principal,
+        pid: Uuid,
+        txn_id: &str,
+        step: Undo,
+    ) -> Result<(), ApiError> {
+        let (posting_id, key, reason) = match step {
+            Undo::ReverseAward { posting_id } => {
+                (posting_id, format!("undo-award:{pid}"), "commit undone")
+            }
+            Undo::ReverseCapture { posting_id } => (
+                posting_id,
+                format!("undo-capture:{pid}"),
+                "commit undone: points back",
+            ),
+            _ => return Ok(()),
+        };
+        self.peers
+            .reverse_posting(
+                who,
+                wallet::ReversePostingRequest {
+                    idempotency_key: key,
+                    posting_id: posting_id.to_string(),
+                    amount: 0,
+                    reason: reason.into(),
+                    reference: format!("purchase:{txn_id}"),
+                    cause: wallet::PostingCause::Purchase as i32,
+                },
+            )
+            .await
+            .map(|_| ())
     }
 
     async fn reinstate(
@@ -679,36 +714,11 @@ impl CheckoutApi {
         }
         // Not held any more: either lapsed (nothing to do) or captured by this commit, which
         // the capture's own key answers again.
-        let captured = self
-            .peers
-            .capture_points(
-                who,
-                wallet::CapturePointsRequest {
-                    idempotency_key: format!("capture:{pid}"),
-                    reservation_id: reservation_id.to_string(),
-                    points: 0,
-                    reason: "purchase".into(),
-                    reference: format!("purchase:{txn_id}"),
-                    cause: wallet::PostingCause::Purchase as i32,
-                },
-            )
-            .await;
-        match captured {
-            Ok((posting_id, _)) => self
-                .peers
-                .reverse_posting(
-                    who,
-                    wallet::ReversePostingRequest {
-                        idempotency_key: format!("undo-capture:{pid}"),
-                        posting_id: posting_id.to_string(),
-                        amount: 0,
-                        reason: "commit undone: points back".into(),
-                        reference: format!("purchase:{txn_id}"),
-                        cause: wallet::PostingCause::Purchase as i32,
-                    },
-                )
-                .await
-                .map(|_| ()),
+        match self.capture(who, pid, txn_id, reservation_id).await {
+            Ok((posting_id, _)) => {
+                self.reverse_whole(who, pid, txn_id, Undo::ReverseCapture { posting_id })
+                    .await
+            }
             Err(e) if nothing_to_undo(&e) => Ok(()),
             Err(e) => Err(e),
         }
