@@ -18,15 +18,7 @@ use loyalty_testkit::{
 };
 use tonic::Code;
 
-/// Codes a POS retries on: the call may or may not have happened.
-fn retryable(code: Code) -> bool {
-    matches!(
-        code,
-        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown
-    )
-}
-
-/// Commits until a definitive answer, as a POS following docs/checkout.md does.
+/// Commits until a definitive answer, which must be a receipt.
 async fn commit_until_answered(
     mut pos: Checkout,
     key: String,
@@ -34,16 +26,9 @@ async fn commit_until_answered(
     first_delay: Duration,
 ) -> anyhow::Result<checkout::Receipt> {
     tokio::time::sleep(first_delay).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    loop {
-        match commit(&mut pos, &key, req.clone()).await {
-            Ok(receipt) => return Ok(receipt),
-            Err(s) if retryable(s.code()) && tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(s) => anyhow::bail!("{}: {s:?}", req.transaction_id),
-        }
-    }
+    commit_retrying(&mut pos, &key, req.clone())
+        .await
+        .map_err(|s| anyhow::anyhow!("{}: {s:?}", req.transaction_id))
 }
 
 /// A spread of delays that looks random but repeats: 0..`max_ms`.
@@ -341,5 +326,62 @@ async fn evaluate_answers_the_same_with_redis_flushed_and_stopped() -> anyhow::R
             "with Redis down"
         );
     }
+    suite.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn commits_abandoned_mid_saga_are_undone_by_the_recovery() -> anyhow::Result<()> {
+    // Holds that would outlive the test: only the recovery can give the points back.
+    let options = SuiteOptions::default()
+        .env("checkout", "LOYALTY_CHECKOUT__COMMIT_LEASE_SECS", "1")
+        .env("checkout", "LOYALTY_CHECKOUT__RECOVERY_INTERVAL_SECS", "1")
+        .env("checkout", "LOYALTY_CHECKOUT__ABANDON_AFTER_SECS", "1")
+        .env("checkout", "LOYALTY_CHECKOUT__HOLD_SECS", "3600");
+    let mut suite =
+        Suite::start_with(Backend::Postgres, loyalty_testkit::REDIS_URL, &options).await?;
+    let shop = shop(&suite, 10_000).await?;
+    let pos = suite.checkout().await?;
+    // Commits in flight when checkout dies; nobody retries them.
+    let calls: Vec<_> = (0..30u64)
+        .map(|i| {
+            let mut pos = pos.clone();
+            let key = shop.key.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(jitter(i, 200)).await;
+                commit(&mut pos, &key, plain_commit(&format!("gone/{i}"), 100)).await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    suite.kill("checkout").await?;
+    for call in calls {
+        let _ = call.await?;
+    }
+    suite.restart("checkout").await?;
+
+    // What was committed stays; what was not is undone: holds released, points back.
+    let mut pos = suite.checkout().await?;
+    eventually(Duration::from_secs(30), || {
+        let mut pos = pos.clone();
+        let suite = &suite;
+        let shop = &shop;
+        async move {
+            let listed = purchases(&mut pos, shop).await?;
+            let net: i64 = listed
+                .iter()
+                .map(|p| {
+                    let r = p.receipt.as_ref().expect("receipt");
+                    r.points_earned - r.points_spent
+                })
+                .sum();
+            Ok((balance(suite, shop).await? == 10_000 + net).then_some(()))
+        }
+    })
+    .await?;
+    trial_balance_holds(&suite, &shop).await?;
+    // A late retry of an undone commit starts afresh and goes through once.
+    let late = commit(&mut pos, &shop.key, plain_commit("gone/29", 100)).await?;
+    let again = commit(&mut pos, &shop.key, plain_commit("gone/29", 100)).await?;
+    assert_eq!(late, again);
     suite.stop().await
 }

@@ -354,7 +354,9 @@ async fn sixty_four_concurrent_commits_spending_one_voucher_apply_it_once() -> a
         let key = shop.key.clone();
         let code = code.clone();
         tokio::spawn(async move {
-            commit(
+            // Retried as a POS does when the answer may not be final (a loaded machine
+            // can run a call into its deadline).
+            commit_retrying(
                 &mut pos,
                 &key,
                 checkout::CommitRequest {

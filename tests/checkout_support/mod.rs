@@ -279,3 +279,30 @@ pub async fn commit(
         .receipt
         .expect("receipt"))
 }
+
+/// Codes a POS retries on: the call may or may not have happened.
+pub fn retryable(code: tonic::Code) -> bool {
+    use tonic::Code;
+    matches!(
+        code,
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown
+    )
+}
+
+/// Commits as a POS following docs/checkout.md does: the same request again on an answer
+/// that may not be final, for up to 90 s; answers the first definitive answer.
+pub async fn commit_retrying(
+    pos: &mut Checkout,
+    key: &str,
+    req: checkout::CommitRequest,
+) -> Result<checkout::Receipt, tonic::Status> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        match commit(pos, key, req.clone()).await {
+            Err(s) if retryable(s.code()) && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            answer => return answer,
+        }
+    }
+}

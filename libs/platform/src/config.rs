@@ -44,7 +44,7 @@ pub struct CheckoutSettings {
     /// How long a quote can be committed, in seconds.
     pub quote_ttl_secs: u64,
     /// How long a commit holds its purchase before a retry or the recovery may take it over,
-    /// in seconds. Longer than a commit can take.
+    /// in seconds. Longer than a commit can take (the request timeout, 5 s by default).
     pub commit_lease_secs: u64,
     /// Seconds between looks for abandoned commits (their saga is undone); 0 = never.
     pub recovery_interval_secs: u64,
@@ -61,7 +61,7 @@ impl Default for CheckoutSettings {
         CheckoutSettings {
             quote_secret: None,
             quote_ttl_secs: 900,
-            commit_lease_secs: 15,
+            commit_lease_secs: 10,
             recovery_interval_secs: 10,
             abandon_after_secs: 120,
             hold_secs: 900,

@@ -42,6 +42,14 @@ fn nothing_to_undo(e: &ApiError) -> bool {
     )
 }
 
+/// The answer while a failed commit is still being undone: something may still be held, so
+/// the POS must retry (the retry finishes the undo and then answers the failure for good).
+fn undoing(cause: &ApiError) -> ApiError {
+    ApiError::Unavailable(format!(
+        "the commit failed ({cause}) and is being undone; retry"
+    ))
+}
+
 fn unique<'a>(items: impl Iterator<Item = &'a String>) -> Vec<String> {
     let mut out: Vec<String> = items.cloned().collect();
     out.sort();
@@ -277,12 +285,14 @@ impl CheckoutApi {
                     Err(db) => {
                         tracing::warn!(error = %db, "could not record the saga's failure");
                         self.let_go(receipt.purchase_id, attempt).await;
-                        return Err(e);
+                        return Err(undoing(&e));
                     }
                 }
                 if let Err(undo) = self.undo(who, &receipt, saga, attempt).await {
                     tracing::warn!(error = %undo, "commit undo incomplete; the retry or recovery finishes it");
                     self.let_go(receipt.purchase_id, attempt).await;
+                    // Not final yet: the retry finishes the undo, then answers for good.
+                    return Err(undoing(&e));
                 }
                 return Err(e);
             }
