@@ -80,7 +80,9 @@ async fn a_thousand_retries_with_duplicates_in_flight_make_one_purchase() -> any
             pos.clone(),
             shop.key.clone(),
             req.clone(),
-            jitter(i, 400),
+            // Spread over 2 s: hundreds of duplicates in flight at once, as a POS fleet
+            // retrying one stuck sale would be at worst.
+            jitter(i, 2_000),
         ))
     });
     let mut receipts = Vec::new();

@@ -290,17 +290,20 @@ pub fn retryable(code: tonic::Code) -> bool {
 }
 
 /// Commits as a POS following docs/checkout.md does: the same request again on an answer
-/// that may not be final, for up to 90 s; answers the first definitive answer.
+/// that may not be final, backing off from 50 ms doubling to 1 s, for up to 120 s; answers
+/// the first definitive answer.
 pub async fn commit_retrying(
     pos: &mut Checkout,
     key: &str,
     req: checkout::CommitRequest,
 ) -> Result<checkout::Receipt, tonic::Status> {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(90);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
+    let mut backoff = std::time::Duration::from_millis(50);
     loop {
         match commit(pos, key, req.clone()).await {
             Err(s) if retryable(s.code()) && tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(1));
             }
             answer => return answer,
         }

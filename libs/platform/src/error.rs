@@ -152,7 +152,7 @@ impl From<sea_orm::DbErr> for ApiError {
     fn from(e: sea_orm::DbErr) -> Self {
         if is_connection_error(&e) {
             tracing::warn!(error = %e, "database unreachable");
-            return ApiError::Unavailable("the database is unreachable; retry".into());
+            return ApiError::Unavailable("the database is unreachable or busy; retry".into());
         }
         ApiError::Internal(anyhow::Error::new(e).context("database"))
     }
