@@ -10,9 +10,7 @@ use std::{
 };
 
 use checkout_support::*;
-use loyalty_proto::{
-    checkout::v1 as checkout, rewards::v1 as rewards, segmentation::v1 as segmentation,
-};
+use loyalty_proto::{checkout::v1 as checkout, rewards::v1 as rewards};
 use loyalty_testkit::{
     Backend, OwnPostgres, OwnRedis, Suite, SuiteOptions, authed, eventually, free_port,
 };
@@ -253,48 +251,8 @@ async fn evaluate_answers_the_same_with_redis_flushed_and_stopped() -> anyhow::R
     let suite = Suite::start_with_redis(Backend::Postgres, &redis.url()).await?;
     let shop = shop(&suite, 1000).await?;
 
-    // A 5 % reward for a segment recalculated online with the cart (30.00 or more).
-    let segment = suite
-        .segmentation()
-        .await?
-        .create_segment(authed(
-            segmentation::CreateSegmentRequest {
-                idempotency_key: "big-carts".into(),
-                segment: Some(segmentation::Segment {
-                    online_recalculation: true,
-                    ..loyalty_testkit::segment_where_equals(
-                        "Gold",
-                        "customer.properties.tier",
-                        "gold",
-                    )
-                }),
-            },
-            &shop.key,
-        ))
-        .await?
-        .into_inner()
-        .segment
-        .expect("segment");
-    suite
-        .rewards()
-        .await?
-        .create_reward(authed(
-            rewards::CreateRewardRequest {
-                idempotency_key: "gold-5".into(),
-                reward: Some(rewards::Reward {
-                    display_name: "Gold 5 %".into(),
-                    r#type: rewards::RewardType::CashDesk as i32,
-                    benefit: Some(rewards::reward::Benefit::CartPercentageDiscount(
-                        rewards::CartPercentageDiscount { basis_points: 500 },
-                    )),
-                    segment_ids: vec![segment.id.clone()],
-                    combinable: true,
-                    ..Default::default()
-                }),
-            },
-            &shop.key,
-        ))
-        .await?;
+    // A 5 % reward for a segment recalculated online.
+    gold_discount(&suite, &shop, true).await?;
     let mut pos = suite.checkout().await?;
     let warm = eventually(Duration::from_secs(20), || {
         let mut pos = pos.clone();

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use loyalty_proto::{
-    checkout::v1 as checkout, identity::v1 as identity, rewards::v1 as rewards, types::v1 as types,
-    wallet::v1 as wallet,
+    checkout::v1 as checkout, identity::v1 as identity, rewards::v1 as rewards,
+    segmentation::v1 as segmentation, types::v1 as types, wallet::v1 as wallet,
 };
 use loyalty_testkit::{Suite, authed};
 use tonic::transport::Channel;
@@ -308,4 +308,51 @@ pub async fn commit_retrying(
             answer => return answer,
         }
     }
+}
+
+/// A "Gold" segment (the customer's `tier` property is `gold`, as the shop's customer's is),
+/// recalculated online when `online`, and a combinable 5 % cart discount for it.
+pub async fn gold_discount(suite: &Suite, shop: &Shop, online: bool) -> anyhow::Result<()> {
+    let segment = suite
+        .segmentation()
+        .await?
+        .create_segment(authed(
+            segmentation::CreateSegmentRequest {
+                idempotency_key: "gold".into(),
+                segment: Some(segmentation::Segment {
+                    online_recalculation: online,
+                    ..loyalty_testkit::segment_where_equals(
+                        "Gold",
+                        "customer.properties.tier",
+                        "gold",
+                    )
+                }),
+            },
+            &shop.key,
+        ))
+        .await?
+        .into_inner()
+        .segment
+        .expect("segment");
+    suite
+        .rewards()
+        .await?
+        .create_reward(authed(
+            rewards::CreateRewardRequest {
+                idempotency_key: "gold-5".into(),
+                reward: Some(rewards::Reward {
+                    display_name: "Gold 5 %".into(),
+                    r#type: rewards::RewardType::CashDesk as i32,
+                    benefit: Some(rewards::reward::Benefit::CartPercentageDiscount(
+                        rewards::CartPercentageDiscount { basis_points: 500 },
+                    )),
+                    segment_ids: vec![segment.id],
+                    combinable: true,
+                    ..Default::default()
+                }),
+            },
+            &shop.key,
+        ))
+        .await?;
+    Ok(())
 }

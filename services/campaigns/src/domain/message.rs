@@ -11,7 +11,7 @@
 //! ```
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use uuid::Uuid;
 
 use super::{Channel, TemplateKind};
@@ -455,25 +455,12 @@ pub fn verify_unsubscribe_token(token: &str, secret: &[u8]) -> Option<Uuid> {
 
 /// HMAC-SHA-256 (RFC 2104) of the id, cut to 128 bits.
 fn mac(id: Uuid, secret: &[u8]) -> [u8; 16] {
-    const BLOCK: usize = 64;
-    let mut key = [0u8; BLOCK];
-    if secret.len() > BLOCK {
-        key[..32].copy_from_slice(&Sha256::digest(secret));
-    } else {
-        key[..secret.len()].copy_from_slice(secret);
-    }
-    let pad = |b: u8| key.map(|k| k ^ b);
-    let inner = Sha256::new()
-        .chain_update(pad(0x36))
-        .chain_update(b"unsubscribe:")
-        .chain_update(id.as_bytes())
-        .finalize();
-    let outer = Sha256::new()
-        .chain_update(pad(0x5c))
-        .chain_update(inner)
-        .finalize();
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(b"unsubscribe:");
+    mac.update(id.as_bytes());
     let mut out = [0u8; 16];
-    out.copy_from_slice(&outer[..16]);
+    out.copy_from_slice(&mac.finalize().into_bytes()[..16]);
     out
 }
 
@@ -654,6 +641,20 @@ mod tests {
         assert!(!is_address(Channel::Viber, "+42"));
         assert!(is_address(Channel::Push, "fcm:abc123"));
         assert!(!is_address(Channel::Push, "a b"));
+    }
+
+    #[test]
+    fn unsubscribe_tokens_keep_their_format_for_links_already_sent() {
+        // RFC 2104 vectors (Python's hmac): a short key and one longer than a block.
+        let id = Uuid::parse_str("01900000-0000-7000-8000-000000000001").unwrap();
+        assert_eq!(
+            unsubscribe_token(id, b"link-secret"),
+            "01900000000070008000000000000001.6e8e8a499b8a81ea4c6d77496db201fa"
+        );
+        assert_eq!(
+            hex::encode(mac(id, &[b'k'; 100])),
+            "154a6859e2a8b3692ac5e3c521b9dc7d"
+        );
     }
 
     #[test]
