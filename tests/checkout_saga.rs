@@ -2,10 +2,7 @@
 //! campaign voucher and points, commits it from the quote, returns it in two parts, voids
 //! another purchase; concurrent commits race for one voucher; a blocked wallet and a
 //! segmentation outage are answered clearly.
-use loyalty_proto::{
-    checkout::v1 as checkout, rewards::v1 as rewards, segmentation::v1 as segmentation,
-    wallet::v1 as wallet,
-};
+use loyalty_proto::{checkout::v1 as checkout, rewards::v1 as rewards, wallet::v1 as wallet};
 use loyalty_testkit::{Backend, Suite, authed, error_reason, violated_fields};
 use tonic::Code;
 
@@ -398,44 +395,7 @@ async fn a_blocked_wallet_and_a_segmentation_outage_are_answered_clearly() -> an
     let mut pos = suite.checkout().await?;
 
     // A 5 % reward for the gold segment only.
-    let segment = suite
-        .segmentation()
-        .await?
-        .create_segment(authed(
-            segmentation::CreateSegmentRequest {
-                idempotency_key: "gold".into(),
-                segment: Some(loyalty_testkit::segment_where_equals(
-                    "Gold",
-                    "customer.properties.tier",
-                    "gold",
-                )),
-            },
-            &shop.key,
-        ))
-        .await?
-        .into_inner()
-        .segment
-        .expect("segment");
-    suite
-        .rewards()
-        .await?
-        .create_reward(authed(
-            rewards::CreateRewardRequest {
-                idempotency_key: "gold-5".into(),
-                reward: Some(rewards::Reward {
-                    display_name: "Gold 5 %".into(),
-                    r#type: rewards::RewardType::CashDesk as i32,
-                    benefit: Some(rewards::reward::Benefit::CartPercentageDiscount(
-                        rewards::CartPercentageDiscount { basis_points: 500 },
-                    )),
-                    segment_ids: vec![segment.id.clone()],
-                    combinable: true,
-                    ..Default::default()
-                }),
-            },
-            &shop.key,
-        ))
-        .await?;
+    gold_discount(&suite, &shop, false).await?;
     let gold = loyalty_testkit::eventually(std::time::Duration::from_secs(20), || {
         let mut pos = pos.clone();
         let key = shop.key.clone();
@@ -796,6 +756,197 @@ async fn click_and_collect_orders_move_on_and_start_automation() -> anyhow::Resu
         balance(&suite, &shop).await?,
         10,
         "collecting starts nothing"
+    );
+    suite.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn another_partners_purchases_and_orders_are_not_found_and_bad_input_names_fields()
+-> anyhow::Result<()> {
+    let suite = Suite::start(Backend::Postgres).await?;
+    let shop = shop(&suite, 0).await?;
+    let mut pos = suite.checkout().await?;
+    let receipt = commit(&mut pos, &shop.key, commit_request("t/1", &[], 0, "", 3050)).await?;
+    let order = pos
+        .create_collect_order(authed(collect_order("E-1", &shop.customer_id), &shop.key))
+        .await?
+        .into_inner()
+        .order
+        .expect("order");
+    let (_, other) = suite
+        .partner_with_key(
+            "Other",
+            &[
+                loyalty_proto::identity::v1::Role::Admin,
+                loyalty_proto::identity::v1::Role::Pos,
+            ],
+        )
+        .await?;
+
+    let not_found = [
+        pos.get_purchase(authed(
+            checkout::GetPurchaseRequest {
+                transaction_id: "t/1".into(),
+                ..Default::default()
+            },
+            &other,
+        ))
+        .await
+        .map(|_| ()),
+        pos.get_purchase(authed(
+            checkout::GetPurchaseRequest {
+                purchase_id: receipt.purchase_id.clone(),
+                ..Default::default()
+            },
+            &other,
+        ))
+        .await
+        .map(|_| ()),
+        pos.r#return(authed(
+            checkout::ReturnRequest {
+                return_id: "r/1".into(),
+                original_transaction_id: "t/1".into(),
+                lines: vec![checkout::ReturnLine {
+                    line_id: "1".into(),
+                    quantity: 1,
+                }],
+                ..Default::default()
+            },
+            &other,
+        ))
+        .await
+        .map(|_| ()),
+        pos.void_purchase(authed(
+            checkout::VoidPurchaseRequest {
+                transaction_id: "t/1".into(),
+                reason: "test".into(),
+                utc_offset_minutes: 0,
+            },
+            &other,
+        ))
+        .await
+        .map(|_| ()),
+        pos.get_collect_order(authed(
+            checkout::GetCollectOrderRequest {
+                order_id: order.id.clone(),
+                ..Default::default()
+            },
+            &other,
+        ))
+        .await
+        .map(|_| ()),
+        pos.update_collect_order_state(authed(
+            checkout::UpdateCollectOrderStateRequest {
+                order_id: order.id.clone(),
+                state: checkout::CollectOrderState::Cancelled as i32,
+                cancel_reason: "not mine".into(),
+                ..Default::default()
+            },
+            &other,
+        ))
+        .await
+        .map(|_| ()),
+    ];
+    for answer in not_found {
+        assert_eq!(
+            answer.expect_err("another partner's").code(),
+            Code::NotFound
+        );
+    }
+    let theirs = pos
+        .list_purchases(authed(
+            checkout::ListPurchasesRequest {
+                customer_id: shop.customer_id.clone(),
+                ..Default::default()
+            },
+            &other,
+        ))
+        .await?
+        .into_inner();
+    assert!(theirs.purchases.is_empty());
+
+    // Bad input names each field.
+    let bad_return = pos
+        .r#return(authed(
+            checkout::ReturnRequest {
+                lines: vec![
+                    checkout::ReturnLine {
+                        line_id: "1".into(),
+                        quantity: 0,
+                    },
+                    checkout::ReturnLine {
+                        line_id: "1".into(),
+                        quantity: 1,
+                    },
+                ],
+                ..Default::default()
+            },
+            &shop.key,
+        ))
+        .await
+        .expect_err("bad return");
+    assert_eq!(
+        violated_fields(&bad_return),
+        [
+            "return_id",
+            "original_transaction_id",
+            "lines[0].quantity",
+            "lines[1].line_id"
+        ]
+    );
+    let bad_void = pos
+        .void_purchase(authed(
+            checkout::VoidPurchaseRequest {
+                transaction_id: "t/1".into(),
+                reason: String::new(),
+                utc_offset_minutes: 9_999,
+            },
+            &shop.key,
+        ))
+        .await
+        .expect_err("bad void");
+    assert_eq!(violated_fields(&bad_void), ["reason", "utc_offset_minutes"]);
+    let bad_order = pos
+        .create_collect_order(authed(
+            checkout::CreateCollectOrderRequest::default(),
+            &shop.key,
+        ))
+        .await
+        .expect_err("bad order");
+    assert_eq!(
+        violated_fields(&bad_order),
+        [
+            "order.order_number",
+            "order.customer_id",
+            "order.business_unit_id",
+            "order.cart"
+        ]
+    );
+    let bad_change = pos
+        .update_collect_order_state(authed(
+            checkout::UpdateCollectOrderStateRequest {
+                order_id: "nope".into(),
+                ..Default::default()
+            },
+            &shop.key,
+        ))
+        .await
+        .expect_err("bad change");
+    assert_eq!(violated_fields(&bad_change), ["order_id", "state"]);
+    let bad_evaluate = pos
+        .evaluate(authed(
+            checkout::EvaluateRequest {
+                voucher_codes: vec!["A".into(); 21],
+                points_to_spend: -1,
+                ..evaluate_request(&[], 0)
+            },
+            &shop.key,
+        ))
+        .await
+        .expect_err("bad evaluate");
+    assert_eq!(
+        violated_fields(&bad_evaluate),
+        ["voucher_codes", "points_to_spend"]
     );
     suite.stop().await
 }
