@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use crate::domain::{
     AcceptedVoucher, AppliedBenefit, Cart, Discount, PricedLine, Pricing, RejectedVoucher,
-    Rejection, Totals, points::PointsPayable,
+    Rejection, Totals, credit::CreditWallet, points::PointsPayable,
 };
 
 #[derive(Clone)]
@@ -45,10 +45,12 @@ fn parse_id(service: &str, id: &str) -> Result<Uuid, ApiError> {
 }
 
 /// The wallet figures checkout needs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WalletState {
     pub available_points: i64,
     pub blocked_from_spending: bool,
+    /// The customer's CREDIT wallets (open balance), any currency.
+    pub credits: Vec<CreditWallet>,
 }
 
 /// What the rewards evaluation answered, in checkout's terms.
@@ -146,6 +148,7 @@ pub fn pricing_from_evaluation(
                 discount_minor: e.discount_minor,
                 net_minor: e.total_minor,
                 points_payment_minor: 0,
+                credit_payment_minor: 0,
             },
             applied,
             points_to_earn: e.points,
@@ -161,6 +164,8 @@ pub fn pricing_from_evaluation(
                 .collect(),
             points_payment: None,
             points_spendable: 0,
+            credit_payment: None,
+            credit_spendable_minor: 0,
         },
         payable,
     })
@@ -261,7 +266,7 @@ impl Peers {
         Ok(resp.customer_tier.map(|t| t.tier_id).unwrap_or_default())
     }
 
-    /// Spendable points and the spending block.
+    /// Spendable points, the spending block and the open balances, in one call.
     pub async fn wallet_state(
         &self,
         who: &Principal,
@@ -280,13 +285,28 @@ impl Peers {
             .await
             .map_err(upstream("wallet"))?
             .into_inner();
-        Ok(resp
-            .balance
-            .map(|b| WalletState {
-                available_points: b.available_points,
-                blocked_from_spending: b.blocked_from_spending,
+        let Some(b) = resp.balance else {
+            return Ok(WalletState::default());
+        };
+        let credits = b
+            .wallets
+            .iter()
+            .filter(|w| !w.currency_code.is_empty())
+            .map(|w| {
+                Ok(CreditWallet {
+                    points_type_id: parse_id("wallet", &w.points_type_id)?,
+                    points_type_code: w.points_type_code.clone(),
+                    currency_code: w.currency_code.clone(),
+                    available: w.available,
+                    blocked_from_spending: w.blocked_from_spending,
+                })
             })
-            .unwrap_or_default())
+            .collect::<Result<_, ApiError>>()?;
+        Ok(WalletState {
+            available_points: b.available_points,
+            blocked_from_spending: b.blocked_from_spending,
+            credits,
+        })
     }
 
     /// The customer's active vouchers, newest first, at most `limit`.

@@ -16,9 +16,9 @@ use uuid::Uuid;
 use super::{CheckoutApi, Mode, PriceRequest, convert::*};
 use crate::{
     domain::{
-        Cart, Payment, Receipt, priced_request_hash,
+        Cart, Payment, Receipt, Spend, priced_request_hash,
         quote::{self, MAX_QUOTE_ID_LEN, QuoteError},
-        saga::{Phase, Saga, Undo, VoucherHold},
+        saga::{Phase, Purse, Saga, Undo, VoucherHold},
     },
     store::PurchaseStatus,
 };
@@ -67,6 +67,7 @@ fn validate(req: &pb::CommitRequest) -> Result<Cart, ApiError> {
     validate_business_unit(&mut v, &req.business_unit_id);
     validate_codes(&mut v, &req.voucher_codes);
     validate_points(&mut v, req.points_to_spend);
+    validate_credit(&mut v, req.credit_to_spend_minor, &req.credit_type_id);
     if req.quote_id.len() > MAX_QUOTE_ID_LEN {
         v.add("quote_id", "is not a quote id");
     }
@@ -162,6 +163,11 @@ impl CheckoutApi {
         let (Some(identifier), Some(proto_cart)) = (&req.identifier, &req.cart) else {
             return Err(ApiError::invalid("cart", "is required"));
         };
+        let spend = Spend {
+            points: req.points_to_spend,
+            credit_minor: req.credit_to_spend_minor,
+            credit_type: &req.credit_type_id,
+        };
         let (customer_id, pricing, quote_honoured) = if req.quote_id.is_empty() {
             let priced = self
                 .price(
@@ -173,7 +179,7 @@ impl CheckoutApi {
                         business_unit_id: &req.business_unit_id,
                         channel,
                         voucher_codes: &req.voucher_codes,
-                        points_to_spend: req.points_to_spend,
+                        spend,
                         at: given_time,
                         transaction_id: Some(&req.transaction_id),
                     },
@@ -204,14 +210,14 @@ impl CheckoutApi {
                 &req.business_unit_id,
                 channel,
                 &req.voucher_codes,
-                req.points_to_spend,
+                spend,
             );
             // The identifier is resolved again: a card blocked since is refused.
             let customer_id = self.peers.resolve_customer(who, identifier).await?;
             if hash != body.request_hash || customer_id != body.customer_id {
                 return Err(ApiError::precondition(
                     "QUOTE_MISMATCH",
-                    "the cart, vouchers, points or customer differ from the quote's",
+                    "the cart, vouchers, points, credit or customer differ from the quote's",
                 ));
             }
             (customer_id, body.pricing, true)
@@ -255,6 +261,7 @@ impl CheckoutApi {
                     amount_minor: p.amount_minor,
                 })
                 .collect(),
+            credit_balance_minor: 0,
         })
     }
 
@@ -388,7 +395,28 @@ impl CheckoutApi {
                     None => Ok(None),
                 }
             };
-            let (holds, reservation) = tokio::join!(holds, points);
+            let credit = async {
+                match receipt.pricing.credit_payment {
+                    Some(c) => self
+                        .peers
+                        .reserve_points(
+                            who,
+                            wallet::ReservePointsRequest {
+                                idempotency_key: Purse::Credit.key("reserve", pid),
+                                customer_id: customer.clone(),
+                                points: c.amount_minor,
+                                reference: format!("purchase:{txn_id}"),
+                                points_type_id: c.points_type_id.to_string(),
+                                ttl_seconds: self.settings.hold_secs.clamp(1, 86_400) as i32,
+                                ..Default::default()
+                            },
+                        )
+                        .await
+                        .map(Some),
+                    None => Ok(None),
+                }
+            };
+            let (holds, reservation, credit_reservation) = tokio::join!(holds, points, credit);
             let mut failure = None;
             for (code, held) in holds {
                 match held {
@@ -405,11 +433,18 @@ impl CheckoutApi {
                 Ok(id) => saga.points_reservation_id = id,
                 Err(e) => failure = failure.or(Some(e)),
             }
+            match credit_reservation {
+                Ok(id) => saga.credit_reservation_id = id,
+                Err(e) => failure = failure.or(Some(e)),
+            }
             if let Some(e) = failure {
                 return Err(Failure::Step(e));
             }
             saga.phase = Phase::Reserved;
-            if !saga.vouchers.is_empty() || saga.points_reservation_id.is_some() {
+            if !saga.vouchers.is_empty()
+                || saga.points_reservation_id.is_some()
+                || saga.credit_reservation_id.is_some()
+            {
                 self.save(pid, attempt, saga).await?;
             }
         }
@@ -440,16 +475,23 @@ impl CheckoutApi {
                 };
                 self.peers.redeem_voucher(who, request)
             }));
-            let capture = async {
-                match saga.points_reservation_id {
-                    Some(reservation_id) => self
-                        .capture(who, pid, &txn_id, reservation_id)
-                        .await
-                        .map(Some),
-                    None => Ok(None),
+            let capture = |purse, reservation: Option<Uuid>| {
+                let txn_id = &txn_id;
+                async move {
+                    match reservation {
+                        Some(reservation_id) => self
+                            .capture(who, purse, pid, txn_id, reservation_id)
+                            .await
+                            .map(Some),
+                        None => Ok(None),
+                    }
                 }
             };
-            let (redeemed, captured) = tokio::join!(redeems, capture);
+            let (redeemed, captured, credit_captured) = tokio::join!(
+                redeems,
+                capture(Purse::Points, saga.points_reservation_id),
+                capture(Purse::Credit, saga.credit_reservation_id)
+            );
             let mut failure = None;
             for (hold, result) in saga.vouchers.iter_mut().zip(redeemed) {
                 match result {
@@ -468,6 +510,14 @@ impl CheckoutApi {
                 Ok(None) => {}
                 Err(e) => failure = failure.or(Some(e)),
             }
+            match credit_captured {
+                Ok(Some((posting_id, after))) => {
+                    saga.credit_capture_posting_id = Some(posting_id);
+                    receipt.credit_balance_minor = after;
+                }
+                Ok(None) => {}
+                Err(e) => failure = failure.or(Some(e)),
+            }
             if let Some(e) = failure {
                 return Err(Failure::Step(e));
             }
@@ -475,6 +525,7 @@ impl CheckoutApi {
             // Saved before the award too: an undo must know the award may have happened.
             if !saga.vouchers.is_empty()
                 || saga.points_capture_posting_id.is_some()
+                || saga.credit_capture_posting_id.is_some()
                 || receipt.pricing.points_to_earn > 0
             {
                 self.save(pid, attempt, saga).await?;
@@ -570,8 +621,12 @@ impl CheckoutApi {
                 Undo::ReverseAward { .. } | Undo::ReverseCapture { .. } => {
                     self.reverse_whole(who, pid, txn_id, step.clone()).await
                 }
-                Undo::ReleasePoints { reservation_id } => {
-                    self.release_points(who, pid, txn_id, *reservation_id).await
+                Undo::ReleasePoints {
+                    purse,
+                    reservation_id,
+                } => {
+                    self.release_points(who, *purse, pid, txn_id, *reservation_id)
+                        .await
                 }
                 Undo::ReleaseVoucher { code } => {
                     let hold = saga.vouchers.iter().find(|v| &v.code == code);
@@ -592,11 +647,12 @@ impl CheckoutApi {
         Ok(())
     }
 
-    /// Captures the whole points hold under the commit's key; answers the CAPTURE posting
-    /// and the balance after.
+    /// Captures the whole points (or credit) hold under the commit's key; answers the
+    /// CAPTURE posting and the wallet's balance after.
     async fn capture(
         &self,
         who: &Principal,
+        purse: Purse,
         pid: Uuid,
         txn_id: &str,
         reservation_id: Uuid,
@@ -605,7 +661,7 @@ impl CheckoutApi {
             .capture_points(
                 who,
                 wallet::CapturePointsRequest {
-                    idempotency_key: format!("capture:{pid}"),
+                    idempotency_key: purse.key("capture", pid),
                     reservation_id: reservation_id.to_string(),
                     points: 0,
                     reason: "purchase".into(),
@@ -628,9 +684,9 @@ impl CheckoutApi {
             Undo::ReverseAward { posting_id } => {
                 (posting_id, format!("undo-award:{pid}"), "commit undone")
             }
-            Undo::ReverseCapture { posting_id } => (
+            Undo::ReverseCapture { purse, posting_id } => (
                 posting_id,
-                format!("undo-capture:{pid}"),
+                purse.key("undo-capture", pid),
                 "commit undone: points back",
             ),
             _ => return Ok(()),
@@ -698,10 +754,12 @@ impl CheckoutApi {
         }
     }
 
-    /// Releases the points hold; a hold the crash let turn into a capture is reversed.
+    /// Releases the points (or credit) hold; a hold the crash let turn into a capture is
+    /// reversed.
     async fn release_points(
         &self,
         who: &Principal,
+        purse: Purse,
         pid: Uuid,
         txn_id: &str,
         reservation_id: Uuid,
@@ -711,7 +769,7 @@ impl CheckoutApi {
             .release_points(
                 who,
                 wallet::ReleasePointsRequest {
-                    idempotency_key: format!("release:{pid}"),
+                    idempotency_key: purse.key("release", pid),
                     reservation_id: reservation_id.to_string(),
                 },
             )
@@ -724,9 +782,9 @@ impl CheckoutApi {
         }
         // Not held any more: either lapsed (nothing to do) or captured by this commit, which
         // the capture's own key answers again.
-        match self.capture(who, pid, txn_id, reservation_id).await {
+        match self.capture(who, purse, pid, txn_id, reservation_id).await {
             Ok((posting_id, _)) => {
-                self.reverse_whole(who, pid, txn_id, Undo::ReverseCapture { posting_id })
+                self.reverse_whole(who, pid, txn_id, Undo::ReverseCapture { purse, posting_id })
                     .await
             }
             Err(e) if nothing_to_undo(&e) => Ok(()),
@@ -765,6 +823,7 @@ fn completed_event(receipt: &Receipt) -> ev::PurchaseCompleted {
         purchase_time: Some(loyalty_platform::time::to_timestamp(receipt.purchase_time)),
         product_group_ids: unique(lines.iter().flat_map(|l| l.product_group_ids.iter())),
         brand_ids: unique(lines.iter().map(|l| &l.brand_id).filter(|b| !b.is_empty())),
+        credit_spent_minor: receipt.credit_spent_minor(),
     }
 }
 

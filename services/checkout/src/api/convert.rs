@@ -46,6 +46,16 @@ pub fn validate_points(v: &mut Violations, points: i64) {
     }
 }
 
+/// The open balance to spend: at most what a cart may cost.
+pub fn validate_credit(v: &mut Violations, credit_minor: i64, credit_type: &str) {
+    if !(0..=crate::domain::MAX_AMOUNT_MINOR).contains(&credit_minor) {
+        v.add("credit_to_spend_minor", "must be 0..1000000000000");
+    }
+    if credit_type.chars().count() > 64 {
+        v.add("credit_type_id", "must be at most 64 characters");
+    }
+}
+
 pub fn validate_business_unit(v: &mut Violations, business_unit_id: &str) {
     if business_unit_id.chars().count() > 64 {
         v.add("business_unit_id", "must be at most 64 characters");
@@ -126,6 +136,7 @@ pub fn totals_to_proto(t: &Totals) -> pb::CartTotals {
         net_amount_minor: t.net_minor,
         points_payment_minor: t.points_payment_minor,
         amount_due_minor: t.amount_due_minor(),
+        credit_payment_minor: t.credit_payment_minor,
     }
 }
 
@@ -198,6 +209,13 @@ pub fn receipt_to_proto(r: &Receipt) -> pb::Receipt {
         channel: channel_to_proto(r.channel) as i32,
         purchase_time: Some(to_timestamp(r.purchase_time)),
         quote_honoured: r.quote_honoured,
+        credit_spent_minor: r.credit_spent_minor(),
+        credit_type_id: r
+            .pricing
+            .credit_payment
+            .map(|c| c.points_type_id.to_string())
+            .unwrap_or_default(),
+        credit_balance_minor: r.credit_balance_minor,
     }
 }
 

@@ -25,7 +25,8 @@ use uuid::Uuid;
 
 use crate::{
     domain::{
-        Cart, Pricing, SalesChannel,
+        Cart, Pricing, SalesChannel, Spend,
+        credit::{self, CreditRefusal},
         points::{self, PointsRefusal},
         priced_request_hash,
         quote::{self, QuoteBody},
@@ -71,7 +72,7 @@ struct PriceRequest<'a> {
     business_unit_id: &'a str,
     channel: SalesChannel,
     voucher_codes: &'a [String],
-    points_to_spend: i64,
+    spend: Spend<'a>,
     /// The moment to price at; `None` = now.
     at: Option<DateTime<Utc>>,
     /// Vouchers held by this transaction are not refused as reserved.
@@ -197,7 +198,7 @@ impl CheckoutApi {
             payable,
             wallet.available_points,
             wallet.blocked_from_spending,
-            r.points_to_spend,
+            r.spend.points,
             mode == Mode::Commit,
         )
         .map_err(|refusal| match refusal {
@@ -214,6 +215,28 @@ impl CheckoutApi {
             pricing.totals.points_payment_minor = p.value_minor;
         }
         pricing.points_payment = payment;
+        // Open balance pays what the points leave.
+        let purse = credit::choose(&wallet.credits, &r.cart.currency_code, r.spend.credit_type);
+        let due = pricing.totals.amount_due_minor();
+        pricing.credit_spendable_minor = credit::spendable(purse, due);
+        let credit_payment = credit::pay(purse, due, r.spend.credit_minor, mode == Mode::Commit)
+            .map_err(|refusal| match refusal {
+                CreditRefusal::Blocked => ApiError::precondition(
+                    "BLOCKED_FROM_SPENDING",
+                    "the customer is blocked from spending open balance",
+                ),
+                CreditRefusal::NotSpendable { spendable } => ApiError::precondition(
+                    "CREDIT_NOT_SPENDABLE",
+                    format!(
+                        "at most {spendable} {} of open balance can pay for this cart",
+                        r.cart.currency_code
+                    ),
+                ),
+            })?;
+        if let Some(c) = credit_payment {
+            pricing.totals.credit_payment_minor = c.amount_minor;
+        }
+        pricing.credit_payment = credit_payment;
         Ok(Priced {
             available,
             customer_id,
@@ -301,12 +324,18 @@ impl CheckoutService for CheckoutApi {
         validate_business_unit(&mut v, &req.business_unit_id);
         validate_codes(&mut v, &req.voucher_codes);
         validate_points(&mut v, req.points_to_spend);
+        validate_credit(&mut v, req.credit_to_spend_minor, &req.credit_type_id);
         v.into_result()?;
         let (Some(identifier), Some(proto_cart), Some(cart)) = (&req.identifier, &req.cart, cart)
         else {
             return Err(ApiError::invalid("cart", "is required").into());
         };
         let channel = channel_from_proto(req.channel);
+        let spend = Spend {
+            points: req.points_to_spend,
+            credit_minor: req.credit_to_spend_minor,
+            credit_type: &req.credit_type_id,
+        };
         let priced = self
             .price(
                 &who,
@@ -317,7 +346,7 @@ impl CheckoutService for CheckoutApi {
                     business_unit_id: &req.business_unit_id,
                     channel,
                     voucher_codes: &req.voucher_codes,
-                    points_to_spend: req.points_to_spend,
+                    spend,
                     at: None,
                     transaction_id: None,
                 },
@@ -333,7 +362,7 @@ impl CheckoutService for CheckoutApi {
                 &req.business_unit_id,
                 channel,
                 &req.voucher_codes,
-                req.points_to_spend,
+                spend,
             ),
             issued_at: now,
             expires_at: now
@@ -342,6 +371,11 @@ impl CheckoutService for CheckoutApi {
         };
         let quote_id = quote::seal(&body, &self.quote_secret);
         let p = &body.pricing;
+        let purse = credit::choose(
+            &priced.wallet.credits,
+            &cart.currency_code,
+            &req.credit_type_id,
+        );
         Ok(Response::new(pb::EvaluateResponse {
             customer_id: priced.customer_id.to_string(),
             lines: p.lines.iter().map(line_to_proto).collect(),
@@ -374,6 +408,12 @@ impl CheckoutService for CheckoutApi {
             tier_id: priced.tier_id,
             blocked_from_spending: priced.wallet.blocked_from_spending,
             available_vouchers: priced.available,
+            credit_type_id: purse
+                .map(|w| w.points_type_id.to_string())
+                .unwrap_or_default(),
+            credit_balance_minor: purse.map(|w| w.available).unwrap_or(0),
+            credit_spendable_minor: p.credit_spendable_minor,
+            credit_to_spend_minor: p.credit_payment.map(|c| c.amount_minor).unwrap_or(0),
         }))
     }
 

@@ -59,6 +59,8 @@ pub(super) fn return_to_proto(r: &ReturnRecord) -> pb::ReturnReceipt {
         points_balance: r.points_balance,
         reinstated_voucher_codes: r.reinstated_voucher_codes.clone(),
         return_time: Some(to_timestamp(r.return_time)),
+        credit_refunded_minor: r.plan.credit_refunded_minor,
+        payment_refund_minor: r.plan.payment_refund_minor,
     }
 }
 
@@ -171,15 +173,9 @@ impl CheckoutApi {
             .iter()
             .map(record_of)
             .collect::<Result<Vec<_>, _>>()?;
-        let points_paid = receipt
-            .pricing
-            .points_payment
-            .map(|p| p.points)
-            .unwrap_or(0);
         let plan = returns::plan(
             &receipt.pricing.lines,
-            receipt.points_earned,
-            points_paid,
+            receipt.paid(),
             &Returned::of(&earlier),
             &lines,
         )
@@ -285,6 +281,18 @@ impl CheckoutApi {
                 )
                 .await?,
             );
+        }
+        if record.plan.credit_refunded_minor > 0
+            && let Some(posting) = purchase.saga.credit_capture_posting_id
+        {
+            self.reverse(
+                who,
+                posting,
+                record.plan.credit_refunded_minor,
+                key("credit"),
+                &record,
+            )
+            .await?;
         }
         if record.plan.fully_returned {
             record.reinstated_voucher_codes = self
@@ -426,13 +434,7 @@ impl CheckoutApi {
             business_unit_id: purchase.receipt.business_unit_id.clone(),
             plan: returns::plan(
                 &purchase.receipt.pricing.lines,
-                purchase.receipt.points_earned,
-                purchase
-                    .receipt
-                    .pricing
-                    .points_payment
-                    .map(|p| p.points)
-                    .unwrap_or(0),
+                purchase.receipt.paid(),
                 &Returned::default(),
                 &purchase
                     .receipt
@@ -457,6 +459,10 @@ impl CheckoutApi {
         }
         if let Some(posting) = purchase.saga.points_capture_posting_id {
             self.reverse(who, posting, 0, format!("void:{pid}:spent"), &record)
+                .await?;
+        }
+        if let Some(posting) = purchase.saga.credit_capture_posting_id {
+            self.reverse(who, posting, 0, format!("void:{pid}:credit"), &record)
                 .await?;
         }
         self.reinstate_all(who, &purchase, |voucher| format!("void:{pid}:{voucher}"))
@@ -505,5 +511,6 @@ fn returned_event(
         business_unit_id: record.business_unit_id.clone(),
         fully_returned: record.plan.fully_returned,
         voided,
+        credit_refunded_minor: record.plan.credit_refunded_minor,
     }
 }

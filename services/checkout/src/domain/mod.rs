@@ -2,6 +2,7 @@
 //! points, quotes, the commit saga and returns. Pure functions over plain data; every amount
 //! is an integer in minor units.
 pub mod collect;
+pub mod credit;
 pub mod points;
 pub mod quote;
 pub mod returns;
@@ -143,12 +144,15 @@ pub struct Totals {
     /// Part of `net_minor` paid with points.
     #[serde(default)]
     pub points_payment_minor: i64,
+    /// Part of `net_minor` paid with open balance (store credit).
+    #[serde(default)]
+    pub credit_payment_minor: i64,
 }
 
 impl Totals {
     /// What the payments must add up to.
     pub fn amount_due_minor(&self) -> i64 {
-        self.net_minor - self.points_payment_minor
+        self.net_minor - self.points_payment_minor - self.credit_payment_minor
     }
 }
 
@@ -260,24 +264,47 @@ pub struct Pricing {
     /// Most points the customer could pay with on this cart.
     #[serde(default)]
     pub points_spendable: i64,
+    /// Open balance paying part of the cart (after the points).
+    #[serde(default)]
+    pub credit_payment: Option<credit::CreditPayment>,
+    /// Most open balance the customer could pay with on this cart.
+    #[serde(default)]
+    pub credit_spendable_minor: i64,
 }
 
-/// Fingerprint of what a quote prices: the cart, where and how it is sold, the vouchers and the
-/// points to spend. Commit compares it with its own request's to honour a quote.
+/// What the customer asks to pay with besides the payments.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Spend<'a> {
+    pub points: i64,
+    pub credit_minor: i64,
+    /// UUID or code of the CREDIT type; empty = chosen by currency.
+    pub credit_type: &'a str,
+}
+
+/// Fingerprint of what a quote prices: the cart, where and how it is sold, the vouchers, the
+/// points and the credit to spend. Commit compares it with its own request's to honour a quote.
 pub fn priced_request_hash(
     cart: &Cart,
     business_unit_id: &str,
     channel: SalesChannel,
     voucher_codes: &[String],
-    points_to_spend: i64,
+    spend: Spend<'_>,
 ) -> String {
     let mut codes: Vec<String> = voucher_codes
         .iter()
         .map(|c| c.trim().to_uppercase())
         .collect();
     codes.sort();
-    let body = serde_json::to_vec(&(cart, business_unit_id, channel, codes, points_to_spend))
-        .unwrap_or_default();
+    let body = serde_json::to_vec(&(
+        cart,
+        business_unit_id,
+        channel,
+        codes,
+        spend.points,
+        spend.credit_minor,
+        spend.credit_type.trim(),
+    ))
+    .unwrap_or_default();
     hex::encode(Sha256::digest(body))
 }
 
@@ -333,6 +360,29 @@ pub struct Receipt {
     /// How the customer paid.
     #[serde(default)]
     pub payments: Vec<Payment>,
+    /// Open balance of the spent CREDIT wallet after the purchase.
+    #[serde(default)]
+    pub credit_balance_minor: i64,
+}
+
+impl Receipt {
+    /// What the purchase earned and how it was paid, for returns' shares.
+    pub fn paid(&self) -> returns::Paid {
+        returns::Paid {
+            points_earned: self.points_earned,
+            points_spent: self.pricing.points_payment.map(|p| p.points).unwrap_or(0),
+            credit_spent_minor: self.credit_spent_minor(),
+            amount_due_minor: self.pricing.totals.amount_due_minor(),
+        }
+    }
+
+    /// Open balance spent to pay.
+    pub fn credit_spent_minor(&self) -> i64 {
+        self.pricing
+            .credit_payment
+            .map(|c| c.amount_minor)
+            .unwrap_or(0)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -389,38 +439,47 @@ mod tests {
     #[test]
     fn the_priced_request_hash_ignores_voucher_order_and_case_only() {
         let c = cart(vec![line("1", 1, 100)]);
-        let a = priced_request_hash(&c, "bu", SalesChannel::Pos, &["ab".into(), "CD".into()], 0);
-        let b = priced_request_hash(&c, "bu", SalesChannel::Pos, &["cd".into(), "AB".into()], 0);
-        assert_eq!(a, b);
+        let none = Spend::default();
+        let codes: Vec<String> = vec!["ab".into(), "CD".into()];
+        let hash = |c: &Cart, bu: &str, codes: &[String], spend: Spend<'_>| {
+            priced_request_hash(c, bu, SalesChannel::Pos, codes, spend)
+        };
+        let a = hash(&c, "bu", &codes, none);
+        assert_eq!(a, hash(&c, "bu", &["cd".into(), "AB".into()], none));
+        assert_ne!(a, hash(&c, "bu", &["AB".into()], none));
+        let points = Spend {
+            points: 100,
+            ..none
+        };
+        assert_ne!(a, hash(&c, "bu", &codes, points));
+        let credit = Spend {
+            credit_minor: 100,
+            ..none
+        };
+        assert_ne!(a, hash(&c, "bu", &codes, credit));
+        let named = Spend {
+            credit_type: "gift",
+            ..credit
+        };
         assert_ne!(
-            a,
-            priced_request_hash(&c, "bu", SalesChannel::Pos, &["AB".into()], 0)
+            hash(&c, "bu", &codes, credit),
+            hash(&c, "bu", &codes, named)
         );
-        assert_ne!(
-            a,
-            priced_request_hash(
-                &c,
-                "bu",
-                SalesChannel::Pos,
-                &["AB".into(), "CD".into()],
-                100
-            )
-        );
-        assert_ne!(
-            a,
-            priced_request_hash(&c, "", SalesChannel::Pos, &["AB".into(), "CD".into()], 0)
-        );
-        let other = cart(vec![line("1", 2, 100)]);
-        assert_ne!(
-            a,
-            priced_request_hash(
-                &other,
-                "bu",
-                SalesChannel::Pos,
-                &["AB".into(), "CD".into()],
-                0
-            )
-        );
+        assert_ne!(a, hash(&c, "", &codes, none));
+        assert_ne!(a, hash(&cart(vec![line("1", 2, 100)]), "bu", &codes, none));
+    }
+
+    #[test]
+    fn the_amount_due_is_what_points_and_credit_leave() {
+        let t = Totals {
+            currency_code: "EUR".into(),
+            gross_minor: 1_000,
+            discount_minor: 100,
+            net_minor: 900,
+            points_payment_minor: 200,
+            credit_payment_minor: 300,
+        };
+        assert_eq!(t.amount_due_minor(), 400);
     }
 
     #[test]

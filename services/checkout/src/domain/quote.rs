@@ -110,6 +110,7 @@ mod tests {
                     discount_minor: 0,
                     net_minor: 2500,
                     points_payment_minor: 0,
+                    credit_payment_minor: 0,
                 },
                 applied: vec![],
                 points_to_earn: 25,
@@ -117,6 +118,8 @@ mod tests {
                 rejected_vouchers: vec![],
                 points_payment: None,
                 points_spendable: 0,
+                credit_payment: None,
+                credit_spendable_minor: 0,
             },
         }
     }

@@ -33,6 +33,13 @@ pub struct ReturnPlan {
     pub points_reversed: i64,
     /// Spent points to give back.
     pub points_refunded: i64,
+    /// Spent open balance to give back, minor units.
+    #[serde(default)]
+    pub credit_refunded_minor: i64,
+    /// What goes back to the payments (cash, card): the refund less the shares paid with
+    /// points and open balance.
+    #[serde(default)]
+    pub payment_refund_minor: i64,
     /// Whether every unit of the purchase has now come back.
     pub fully_returned: bool,
 }
@@ -64,6 +71,8 @@ impl Returned {
             out.refund_minor += r.plan.refund_minor;
             out.points_reversed += r.plan.points_reversed;
             out.points_refunded += r.plan.points_refunded;
+            out.credit_refunded_minor += r.plan.credit_refunded_minor;
+            out.payment_refund_minor += r.plan.payment_refund_minor;
         }
         out
     }
@@ -77,6 +86,20 @@ pub struct Returned {
     pub refund_minor: i64,
     pub points_reversed: i64,
     pub points_refunded: i64,
+    pub credit_refunded_minor: i64,
+    pub payment_refund_minor: i64,
+}
+
+/// What the purchase earned and how it was paid: what returns give back in shares.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Paid {
+    pub points_earned: i64,
+    /// Points paying part of the cart.
+    pub points_spent: i64,
+    /// Open balance paying part of the cart, minor units.
+    pub credit_spent_minor: i64,
+    /// What the payments covered, minor units.
+    pub amount_due_minor: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -107,11 +130,10 @@ fn share(total: i64, part: i64, whole: i64) -> i64 {
 }
 
 /// Plans a return of `lines` (already validated: line ids unique, quantities > 0) from a
-/// purchase whose lines are `purchase`, that earned `points_earned` and spent `points_spent`.
+/// purchase whose lines are `purchase`, that earned and was paid as `paid` says.
 pub fn plan(
     purchase: &[PricedLine],
-    points_earned: i64,
-    points_spent: i64,
+    paid: Paid,
     before: &Returned,
     lines: &[ReturnLine],
 ) -> Result<ReturnPlan, ReturnError> {
@@ -166,8 +188,12 @@ pub fn plan(
     Ok(ReturnPlan {
         lines: out,
         refund_minor: refund,
-        points_reversed: (cumulative(points_earned) - before.points_reversed).max(0),
-        points_refunded: (cumulative(points_spent) - before.points_refunded).max(0),
+        points_reversed: (cumulative(paid.points_earned) - before.points_reversed).max(0),
+        points_refunded: (cumulative(paid.points_spent) - before.points_refunded).max(0),
+        credit_refunded_minor: (cumulative(paid.credit_spent_minor) - before.credit_refunded_minor)
+            .max(0),
+        payment_refund_minor: (cumulative(paid.amount_due_minor) - before.payment_refund_minor)
+            .max(0),
         fully_returned,
     })
 }
@@ -206,15 +232,36 @@ mod tests {
         before.refund_minor += plan.refund_minor;
         before.points_reversed += plan.points_reversed;
         before.points_refunded += plan.points_refunded;
+        before.credit_refunded_minor += plan.credit_refunded_minor;
+        before.payment_refund_minor += plan.payment_refund_minor;
+    }
+
+    fn paid(points_earned: i64, points_spent: i64) -> Paid {
+        Paid {
+            points_earned,
+            points_spent,
+            ..Paid::default()
+        }
     }
 
     #[test]
     fn a_partial_return_gives_back_its_share() {
         let purchase = [line("1", 2, 2250), line("2", 1, 495)];
-        let p = plan(&purchase, 27, 100, &Returned::default(), &[ret("1", 1)]).unwrap();
+        let paid = Paid {
+            points_earned: 27,
+            points_spent: 100,
+            credit_spent_minor: 1_000,
+            amount_due_minor: 1_495,
+        };
+        let p = plan(&purchase, paid, &Returned::default(), &[ret("1", 1)]).unwrap();
         assert_eq!(p.refund_minor, 1125);
         // 27 × 1125 / 2745 = 11.06 → 11; 100 × 1125 / 2745 = 40.98 → 40.
         assert_eq!((p.points_reversed, p.points_refunded), (11, 40));
+        // 1000 × 1125 / 2745 = 409.8 → 409; 1495 × 1125 / 2745 = 612.7 → 612.
+        assert_eq!(
+            (p.credit_refunded_minor, p.payment_refund_minor),
+            (409, 612)
+        );
         assert!(!p.fully_returned);
     }
 
@@ -223,10 +270,10 @@ mod tests {
         let purchase = [line("1", 3, 1000), line("2", 1, 1)];
         let mut before = Returned::default();
         for r in [ret("1", 1), ret("1", 1), ret("2", 1)] {
-            let p = plan(&purchase, 10, 7, &before, &[r]).unwrap();
+            let p = plan(&purchase, paid(10, 7), &before, &[r]).unwrap();
             apply(&mut before, &p);
         }
-        let last = plan(&purchase, 10, 7, &before, &[ret("1", 1)]).unwrap();
+        let last = plan(&purchase, paid(10, 7), &before, &[ret("1", 1)]).unwrap();
         assert!(last.fully_returned);
         apply(&mut before, &last);
         assert_eq!(before.refund_minor, 1001);
@@ -237,7 +284,12 @@ mod tests {
     fn unknown_lines_and_too_many_units_are_refused() {
         let purchase = [line("1", 2, 200)];
         assert_eq!(
-            plan(&purchase, 0, 0, &Returned::default(), &[ret("9", 1)]),
+            plan(
+                &purchase,
+                Paid::default(),
+                &Returned::default(),
+                &[ret("9", 1)]
+            ),
             Err(ReturnError::UnknownLine {
                 index: 0,
                 line_id: "9".into()
@@ -246,7 +298,7 @@ mod tests {
         let mut before = Returned::default();
         before.quantities.insert("1".into(), 2);
         assert_eq!(
-            plan(&purchase, 0, 0, &before, &[ret("1", 1)]),
+            plan(&purchase, Paid::default(), &before, &[ret("1", 1)]),
             Err(ReturnError::QuantityExceeded {
                 index: 0,
                 line_id: "1".into(),
@@ -274,20 +326,27 @@ mod tests {
             lines in proptest::collection::vec((1i64..6, 0i64..10_000), 1..6),
             earned in 0i64..5_000,
             spent in 0i64..5_000,
+            credit_part in 0i64..=100,
         ) {
             let purchase: Vec<_> = lines.iter().enumerate().map(|(i, (q, n))| line(&i.to_string(), *q, *n)).collect();
+            let net: i64 = purchase.iter().map(|l| l.net_minor).sum();
+            let credit = net * credit_part / 100;
+            let paid = Paid { points_earned: earned, points_spent: spent, credit_spent_minor: credit, amount_due_minor: net - credit };
             let mut before = Returned::default();
             for l in &purchase {
                 for _ in 0..l.quantity {
-                    let p = plan(&purchase, earned, spent, &before, &[ret(&l.line_id, 1)]).unwrap();
+                    let p = plan(&purchase, paid, &before, &[ret(&l.line_id, 1)]).unwrap();
                     prop_assert!(p.refund_minor >= 0 && p.points_reversed >= 0 && p.points_refunded >= 0);
+                    prop_assert!(p.credit_refunded_minor >= 0 && p.payment_refund_minor >= 0);
+                    prop_assert!(p.credit_refunded_minor + p.payment_refund_minor <= p.refund_minor + 1);
                     apply(&mut before, &p);
                 }
             }
-            let net: i64 = purchase.iter().map(|l| l.net_minor).sum();
             prop_assert_eq!(before.refund_minor, net);
             prop_assert_eq!(before.points_reversed, earned);
             prop_assert_eq!(before.points_refunded, spent);
+            prop_assert_eq!(before.credit_refunded_minor, credit);
+            prop_assert_eq!(before.payment_refund_minor, net - credit);
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The commit saga's progress, kept with the pending purchase so that a retry, or the
 //! recovery of an abandoned commit, knows what was done and what undoes it.
 //!
-//! Forward: reserve the vouchers and the points → capture them (redeem, capture) → earn the
+//! Forward: reserve the vouchers, the points and the credit → capture them (redeem, capture) →
+//! earn the
 //! purchase's points → record the purchase. Every call carries an idempotency key made of
 //! the attempt's purchase id, so running a step again returns what it did the first time.
 //! A failure turns the saga around: what was captured is reversed, what was reserved is
@@ -48,6 +49,12 @@ pub struct Saga {
     /// The CAPTURE posting of the points payment (what a return reverses).
     #[serde(default)]
     pub points_capture_posting_id: Option<Uuid>,
+    /// The wallet reservation of the open balance (credit) payment.
+    #[serde(default)]
+    pub credit_reservation_id: Option<Uuid>,
+    /// The CAPTURE posting of the credit payment (what a return reverses).
+    #[serde(default)]
+    pub credit_capture_posting_id: Option<Uuid>,
     /// The AWARD posting of the earned points.
     #[serde(default)]
     pub award_posting_id: Option<Uuid>,
@@ -56,13 +63,30 @@ pub struct Saga {
     pub abort_reason: Option<String>,
 }
 
+/// Which wallet hold: the points payment or the open balance (credit) payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purse {
+    Points,
+    Credit,
+}
+
+impl Purse {
+    /// Prefix of the wallet idempotency keys of this hold's steps (points keep the bare one).
+    pub fn key(self, step: &str, purchase_id: Uuid) -> String {
+        match self {
+            Purse::Points => format!("{step}:{purchase_id}"),
+            Purse::Credit => format!("{step}-credit:{purchase_id}"),
+        }
+    }
+}
+
 /// One undo action.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Undo {
     ReleaseVoucher { code: String },
     ReinstateVoucher { voucher_id: Uuid },
-    ReleasePoints { reservation_id: Uuid },
-    ReverseCapture { posting_id: Uuid },
+    ReleasePoints { purse: Purse, reservation_id: Uuid },
+    ReverseCapture { purse: Purse, posting_id: Uuid },
     ReverseAward { posting_id: Uuid },
 }
 
@@ -94,10 +118,26 @@ impl Saga {
                 }
             });
         }
-        match (self.points_capture_posting_id, self.points_reservation_id) {
-            (Some(posting_id), _) => out.push(Undo::ReverseCapture { posting_id }),
-            (None, Some(reservation_id)) => out.push(Undo::ReleasePoints { reservation_id }),
-            (None, None) => {}
+        for (purse, captured, reserved) in [
+            (
+                Purse::Points,
+                self.points_capture_posting_id,
+                self.points_reservation_id,
+            ),
+            (
+                Purse::Credit,
+                self.credit_capture_posting_id,
+                self.credit_reservation_id,
+            ),
+        ] {
+            match (captured, reserved) {
+                (Some(posting_id), _) => out.push(Undo::ReverseCapture { purse, posting_id }),
+                (None, Some(reservation_id)) => out.push(Undo::ReleasePoints {
+                    purse,
+                    reservation_id,
+                }),
+                (None, None) => {}
+            }
         }
         out
     }
@@ -118,9 +158,11 @@ mod tests {
         assert!(saga.compensations().is_empty());
 
         let reservation = Uuid::now_v7();
+        let credit = Uuid::now_v7();
         let voucher = Uuid::now_v7();
         saga.phase = Phase::Reserved;
         saga.points_reservation_id = Some(reservation);
+        saga.credit_reservation_id = Some(credit);
         saga.vouchers.push(VoucherHold {
             code: "A".into(),
             voucher_id: voucher,
@@ -132,7 +174,12 @@ mod tests {
             vec![
                 Undo::ReleaseVoucher { code: "A".into() },
                 Undo::ReleasePoints {
+                    purse: Purse::Points,
                     reservation_id: reservation
+                },
+                Undo::ReleasePoints {
+                    purse: Purse::Credit,
+                    reservation_id: credit
                 }
             ]
         );
@@ -156,9 +203,23 @@ mod tests {
                     voucher_id: voucher
                 },
                 Undo::ReverseCapture {
+                    purse: Purse::Points,
                     posting_id: capture
+                },
+                // The credit hold was never captured: released.
+                Undo::ReleasePoints {
+                    purse: Purse::Credit,
+                    reservation_id: credit
                 }
             ]
+        );
+        assert_eq!(
+            Purse::Points.key("capture", award),
+            format!("capture:{award}")
+        );
+        assert_eq!(
+            Purse::Credit.key("capture", award),
+            format!("capture-credit:{award}")
         );
     }
 }
