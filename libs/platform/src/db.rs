@@ -157,6 +157,7 @@ macro_rules! migrator {
             fn migrations() -> Vec<Box<dyn ::sea_orm_migration::MigrationTrait>> {
                 vec![
                     Box::new($crate::db::migration::CommonTables),
+                    Box::new($crate::db::migration::OutboxPendingIndex),
                     $(Box::new($migration)),*
                 ]
             }
@@ -169,6 +170,44 @@ pub mod migration {
     use sea_orm_migration::{prelude::*, schema::*};
 
     pub struct CommonTables;
+
+    /// The outbox relay asks for the oldest unpublished events. A partial index of exactly
+    /// those keeps the question cheap however many published rows the table holds; the first
+    /// index (on published_at, sequence) let PostgreSQL's planner walk the primary key past
+    /// every published row instead (140 ms per batch at 200,000 rows).
+    pub struct OutboxPendingIndex;
+
+    impl MigrationName for OutboxPendingIndex {
+        fn name(&self) -> &str {
+            "m0000_platform_outbox_pending_index"
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for OutboxPendingIndex {
+        async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+            let db = m.get_connection();
+            db.execute_unprepared("DROP INDEX IF EXISTS outbox_unpublished")
+                .await?;
+            db.execute_unprepared(
+                "CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (sequence) \
+                 WHERE published_at IS NULL",
+            )
+            .await?;
+            Ok(())
+        }
+
+        async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+            let db = m.get_connection();
+            db.execute_unprepared("DROP INDEX IF EXISTS outbox_pending")
+                .await?;
+            db.execute_unprepared(
+                "CREATE INDEX IF NOT EXISTS outbox_unpublished ON outbox (published_at, sequence)",
+            )
+            .await?;
+            Ok(())
+        }
+    }
 
     impl MigrationName for CommonTables {
         fn name(&self) -> &str {

@@ -1,9 +1,9 @@
 //! The services checkout orchestrates, over gRPC on channels opened once and reused:
 //! identity (identifier → customer, answered from its Redis cache that every change to the
 //! identifier drops, so a blocked card is refused at once), segmentation (memberships with
-//! online recalculation for this cart), rewards (the membership level, the evaluation of the
-//! cart against the partner's rules held in rewards' memory, vouchers) and wallet (balance,
-//! reservations, postings).
+//! online recalculation for this cart), rewards (the evaluation of the cart against the
+//! partner's rules and the customer's membership level held in rewards' memory, vouchers) and
+//! wallet (balance, reservations, postings).
 use std::collections::HashMap;
 
 use loyalty_platform::{ApiError, Principal, client::outgoing};
@@ -247,23 +247,6 @@ impl Peers {
         ids.sort();
         ids.dedup();
         Ok(ids)
-    }
-
-    /// The customer's membership level (tier), if any.
-    pub async fn tier(&self, who: &Principal, customer_id: Uuid) -> Result<String, ApiError> {
-        let resp = self
-            .rewards
-            .clone()
-            .get_customer_tier(outgoing(
-                rewards::GetCustomerTierRequest {
-                    customer_id: customer_id.to_string(),
-                },
-                who,
-            ))
-            .await
-            .map_err(upstream("rewards"))?
-            .into_inner();
-        Ok(resp.customer_tier.map(|t| t.tier_id).unwrap_or_default())
     }
 
     /// Spendable points, the spending block and the open balances, in one call.

@@ -38,6 +38,8 @@ pub struct RewardsApi {
     wallet: payments::PointsWallet,
     /// Each partner's active rules for EvaluateCart; writes here drop the partner's entry.
     rules: std::sync::Arc<store::rules_cache::RulesCache>,
+    /// Customers' levels and products' groups for EvaluateCart.
+    hot: std::sync::Arc<store::evaluation_cache::EvaluationCache>,
 }
 
 impl RewardsApi {
@@ -52,6 +54,7 @@ impl RewardsApi {
             segments: std::sync::Arc::new(store::schemes::NoSegmentation),
             wallet: payments::PointsWallet::default(),
             rules,
+            hot: store::evaluation_cache::EvaluationCache::new(),
         }
     }
 
@@ -87,6 +90,42 @@ impl RewardsApi {
     /// The cache of active rules (every replica follows its own events into it).
     pub fn rules_cache(&self) -> std::sync::Arc<store::rules_cache::RulesCache> {
         self.rules.clone()
+    }
+
+    /// The cache of levels and products (every replica follows its own events into it).
+    pub fn evaluation_cache(&self) -> std::sync::Arc<store::evaluation_cache::EvaluationCache> {
+        self.hot.clone()
+    }
+
+    /// Drops cached levels once a write that changes them succeeded (one customer's, or the
+    /// partner's when the ladder changed), so the next EvaluateCart of this replica sees it
+    /// at once (the others follow TierChanged and RewardsChanged).
+    fn levels_changed<T>(
+        &self,
+        partner: Option<Uuid>,
+        customer: Option<Uuid>,
+        answer: Result<T, Status>,
+    ) -> Result<T, Status> {
+        if let (Ok(_), Some(partner)) = (&answer, partner) {
+            match customer {
+                Some(customer) => self.hot.forget_tier(partner, customer),
+                None => self.hot.forget_partner_tiers(partner),
+            }
+        }
+        answer
+    }
+
+    /// Drops the partner's cached products once a catalogue write succeeded (the other
+    /// replicas follow CatalogueChanged).
+    fn catalogue_changed<T>(
+        &self,
+        partner: Option<Uuid>,
+        answer: Result<T, Status>,
+    ) -> Result<T, Status> {
+        if let (Ok(_), Some(partner)) = (&answer, partner) {
+            self.hot.forget_products(partner);
+        }
+        answer
     }
 
     /// Drops the partner's cached rules once a write that changes them succeeded, so the next
@@ -229,7 +268,8 @@ impl RewardsService for RewardsApi {
         &self,
         request: Request<pb::CreateProductRequest>,
     ) -> Result<Response<pb::CreateProductResponse>, Status> {
-        catalogue::create_product(&self.db, request).await
+        let partner = partner_of(&request);
+        self.catalogue_changed(partner, catalogue::create_product(&self.db, request).await)
     }
 
     #[tracing::instrument(skip_all)]
@@ -253,7 +293,8 @@ impl RewardsService for RewardsApi {
         &self,
         request: Request<pb::UpdateProductRequest>,
     ) -> Result<Response<pb::UpdateProductResponse>, Status> {
-        catalogue::update_product(&self.db, request).await
+        let partner = partner_of(&request);
+        self.catalogue_changed(partner, catalogue::update_product(&self.db, request).await)
     }
 
     #[tracing::instrument(skip_all)]
@@ -261,7 +302,8 @@ impl RewardsService for RewardsApi {
         &self,
         request: Request<pb::DeleteProductRequest>,
     ) -> Result<Response<pb::DeleteProductResponse>, Status> {
-        catalogue::delete_product(&self.db, request).await
+        let partner = partner_of(&request);
+        self.catalogue_changed(partner, catalogue::delete_product(&self.db, request).await)
     }
 
     #[tracing::instrument(skip_all)]
@@ -269,7 +311,8 @@ impl RewardsService for RewardsApi {
         &self,
         request: Request<pb::ImportProductsRequest>,
     ) -> Result<Response<pb::ImportProductsResponse>, Status> {
-        catalogue::import_products(&self.db, request).await
+        let partner = partner_of(&request);
+        self.catalogue_changed(partner, catalogue::import_products(&self.db, request).await)
     }
 
     #[tracing::instrument(skip_all)]
@@ -277,7 +320,11 @@ impl RewardsService for RewardsApi {
         &self,
         request: Request<tonic::Streaming<pb::StreamImportProductsRequest>>,
     ) -> Result<Response<pb::StreamImportProductsResponse>, Status> {
-        product_stream::stream_import_products(&self.db, request).await
+        let partner = partner_of(&request);
+        self.catalogue_changed(
+            partner,
+            product_stream::stream_import_products(&self.db, request).await,
+        )
     }
 
     #[tracing::instrument(skip_all)]
@@ -309,7 +356,11 @@ impl RewardsService for RewardsApi {
         &self,
         request: Request<pb::UpdateProductGroupRequest>,
     ) -> Result<Response<pb::UpdateProductGroupResponse>, Status> {
-        catalogue::update_product_group(&self.db, request).await
+        let partner = partner_of(&request);
+        self.catalogue_changed(
+            partner,
+            catalogue::update_product_group(&self.db, request).await,
+        )
     }
 
     #[tracing::instrument(skip_all)]
@@ -317,7 +368,11 @@ impl RewardsService for RewardsApi {
         &self,
         request: Request<pb::DeleteProductGroupRequest>,
     ) -> Result<Response<pb::DeleteProductGroupResponse>, Status> {
-        catalogue::delete_product_group(&self.db, request).await
+        let partner = partner_of(&request);
+        self.catalogue_changed(
+            partner,
+            catalogue::delete_product_group(&self.db, request).await,
+        )
     }
 
     #[tracing::instrument(skip_all)]
@@ -349,7 +404,8 @@ impl RewardsService for RewardsApi {
         &self,
         request: Request<pb::UpdateBrandRequest>,
     ) -> Result<Response<pb::UpdateBrandResponse>, Status> {
-        catalogue::update_brand(&self.db, request).await
+        let partner = partner_of(&request);
+        self.catalogue_changed(partner, catalogue::update_brand(&self.db, request).await)
     }
 
     #[tracing::instrument(skip_all)]
@@ -357,7 +413,8 @@ impl RewardsService for RewardsApi {
         &self,
         request: Request<pb::DeleteBrandRequest>,
     ) -> Result<Response<pb::DeleteBrandResponse>, Status> {
-        catalogue::delete_brand(&self.db, request).await
+        let partner = partner_of(&request);
+        self.catalogue_changed(partner, catalogue::delete_brand(&self.db, request).await)
     }
 
     async fn issue_voucher(
@@ -547,7 +604,8 @@ impl RewardsService for RewardsApi {
         &self,
         request: Request<pb::CreateTierRequest>,
     ) -> Result<Response<pb::CreateTierResponse>, Status> {
-        tiers::create_tier(&self.db, request).await
+        let partner = partner_of(&request);
+        self.levels_changed(partner, None, tiers::create_tier(&self.db, request).await)
     }
 
     async fn get_tier(
@@ -568,14 +626,16 @@ impl RewardsService for RewardsApi {
         &self,
         request: Request<pb::UpdateTierRequest>,
     ) -> Result<Response<pb::UpdateTierResponse>, Status> {
-        tiers::update_tier(&self.db, request).await
+        let partner = partner_of(&request);
+        self.levels_changed(partner, None, tiers::update_tier(&self.db, request).await)
     }
 
     async fn delete_tier(
         &self,
         request: Request<pb::DeleteTierRequest>,
     ) -> Result<Response<pb::DeleteTierResponse>, Status> {
-        tiers::delete_tier(&self.db, request).await
+        let partner = partner_of(&request);
+        self.levels_changed(partner, None, tiers::delete_tier(&self.db, request).await)
     }
 
     async fn get_customer_tier(
@@ -589,7 +649,13 @@ impl RewardsService for RewardsApi {
         &self,
         request: Request<pb::SetCustomerTierRequest>,
     ) -> Result<Response<pb::SetCustomerTierResponse>, Status> {
-        tiers::set_customer_tier(&self.db, request).await
+        let partner = partner_of(&request);
+        let customer = request.get_ref().customer_id.parse().ok();
+        self.levels_changed(
+            partner,
+            customer,
+            tiers::set_customer_tier(&self.db, request).await,
+        )
     }
 
     async fn list_customer_tier_history(

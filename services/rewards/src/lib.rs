@@ -51,7 +51,17 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     if let (Ok(segmentation), Some(wallet)) = (infra.peer("segmentation"), wallet) {
         api = api.with_customer_peers(segmentation, wallet);
     }
-    follow_own_events(&infra, api.rules_cache().on_event());
+    let (rules, hot) = (
+        api.rules_cache().on_event(),
+        api.evaluation_cache().on_event(),
+    );
+    follow_own_events(
+        &infra,
+        Arc::new(move |event| {
+            rules(event);
+            hot(event);
+        }),
+    );
     let mut routes = tonic::service::RoutesBuilder::default();
     routes.add_service(RewardsServiceServer::new(api));
     infra

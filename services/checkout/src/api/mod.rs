@@ -101,8 +101,9 @@ struct Priced {
 }
 
 impl CheckoutApi {
-    /// Resolves the customer, then fetches memberships (with this cart), level and wallet in
-    /// parallel, then evaluates the cart in rewards (whose rules are in its memory).
+    /// Resolves the customer, then fetches memberships (with this cart), wallet and (for
+    /// Evaluate) the customer's vouchers in parallel, then evaluates the cart in rewards
+    /// (whose rules, customer levels and catalogue are in its memory).
     async fn price(
         &self,
         who: &Principal,
@@ -120,9 +121,8 @@ impl CheckoutApi {
                 Mode::Commit => Ok(Vec::new()),
             }
         };
-        let (memberships, tier, wallet, owned) = tokio::join!(
+        let (memberships, wallet, owned) = tokio::join!(
             self.peers.memberships(who, customer_id, r.proto_cart),
-            self.peers.tier(who, customer_id),
             self.peers.wallet_state(who, customer_id),
             owned,
         );
@@ -137,12 +137,12 @@ impl CheckoutApi {
             }
             Err(e) => return Err(e),
         };
-        let tier_id = tier?;
         let request = rewards::EvaluateCartRequest {
             lines: evaluation_lines(r.cart),
             customer_id: customer_id.to_string(),
             segment_ids: segment_ids.clone(),
-            tier_id: tier_id.clone(),
+            use_customer_tier: true,
+            omit_rules_not_applied: true,
             business_unit_id: r.business_unit_id.to_owned(),
             channel: channel_to_proto(r.channel) as i32,
             voucher_codes: r.voucher_codes.to_vec(),
@@ -178,6 +178,7 @@ impl CheckoutApi {
             }
         });
         let evaluation = evaluation?;
+        let tier_id = evaluation.tier_id.clone();
         let available = match trial {
             Ok(Some(t)) => offered(&unpresented, &t),
             Ok(None) => Vec::new(),

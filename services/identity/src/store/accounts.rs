@@ -406,8 +406,10 @@ pub async fn reindex(
         .one(conn)
         .await?
         .map(customer_from);
+    // By the primary key's prefix only (customer ids are unique across partners): with the
+    // partner too, PostgreSQL's planner may AND in the (partner_id, term) index, which walks
+    // every term of the partner, once per customer of an import.
     st::Entity::delete_many()
-        .filter(st::Column::PartnerId.eq(partner_id))
         .filter(st::Column::CustomerId.eq(customer_id))
         .exec(conn)
         .await?;

@@ -1,5 +1,5 @@
 //! gRPC adapter of EvaluateCart and of the resolution settings (Get/Update).
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -23,6 +23,7 @@ use crate::{
     },
     store::{
         self,
+        evaluation_cache::ProductFacts,
         rules_cache::{DEFAULT_TTL, PartnerRules},
         vouchers::{self as vstore, VoucherKey},
     },
@@ -305,6 +306,8 @@ struct Input {
     business_unit: Option<Uuid>,
     channel: Option<i32>,
     transaction_id: Option<String>,
+    use_customer_tier: bool,
+    omit_rules_not_applied: bool,
 }
 
 fn input(req: pb::EvaluateCartRequest) -> Result<Input, ApiError> {
@@ -416,6 +419,8 @@ fn input(req: pb::EvaluateCartRequest) -> Result<Input, ApiError> {
         business_unit,
         channel: (req.channel != 0).then_some(req.channel),
         transaction_id: (!req.transaction_id.is_empty()).then_some(req.transaction_id),
+        use_customer_tier: req.use_customer_tier,
+        omit_rules_not_applied: req.omit_rules_not_applied,
     })
 }
 
@@ -436,14 +441,35 @@ async fn fill_from_catalogue(
     if missing.is_empty() {
         return Ok(());
     }
-    let products = store::catalogue::products_by_code(&api.db, partner_id, missing).await?;
+    // From memory where known; the rest from the database, kept for the next carts.
+    let (mut known, missing, generation) = api.hot.products(partner_id, missing);
+    if !missing.is_empty() {
+        let products =
+            store::catalogue::products_by_code(&api.db, partner_id, missing.clone()).await?;
+        let loaded: Vec<(String, Option<ProductFacts>)> = missing
+            .into_iter()
+            .map(|code| {
+                let facts = products.get(&code).map(|p| ProductFacts {
+                    group: p.spec.product_group_codes.first().cloned(),
+                    brand: (!p.spec.brand_code.is_empty()).then(|| p.spec.brand_code.clone()),
+                });
+                (code, facts)
+            })
+            .collect();
+        api.hot.keep_products(partner_id, generation, &loaded);
+        known.extend(loaded);
+    }
+    let facts: HashMap<String, ProductFacts> = known
+        .into_iter()
+        .filter_map(|(code, f)| f.map(|f| (code, f)))
+        .collect();
     for l in lines.iter_mut() {
-        if let Some(p) = products.get(&l.product_id) {
+        if let Some(p) = facts.get(&l.product_id) {
             if l.group.is_none() {
-                l.group = p.spec.product_group_codes.first().cloned();
+                l.group = p.group.clone();
             }
-            if l.brand.is_none() && !p.spec.brand_code.is_empty() {
-                l.brand = Some(p.spec.brand_code.clone());
+            if l.brand.is_none() {
+                l.brand = p.brand.clone();
             }
         }
     }
@@ -598,6 +624,7 @@ fn evaluation_to_proto(e: Evaluation) -> pb::EvaluateCartResponse {
             pay_only_with_points_points: p.pay_only_with_points_points,
             explanation: p.explanation,
         }),
+        tier_id: String::new(),
     }
 }
 
@@ -617,13 +644,34 @@ pub(super) async fn evaluate_cart(
         }
         _ => api.rules.get(partner_id).await?,
     };
+    if input.use_customer_tier
+        && input.ctx.level_id.is_none()
+        && let Some(customer_id) = input.ctx.customer_id
+    {
+        let at = input.ctx.at;
+        input.ctx.level_id = api
+            .hot
+            .tier(partner_id, customer_id, at, || {
+                super::tiers::effective_tier(&api.db, partner_id, customer_id, at)
+            })
+            .await?;
+    }
     fill_from_catalogue(api, partner_id, &mut input.lines).await?;
     let (presented, over_limit) =
         presented_vouchers(api, partner_id, &input, rules.max_vouchers_per_purchase).await?;
     input.ctx.vouchers = presented;
     let mut evaluation = engine::evaluate_compiled(&input.lines, &input.ctx, &rules.rules);
     evaluation.rejected_vouchers.extend(over_limit);
+    if input.omit_rules_not_applied {
+        evaluation.not_applied.clear();
+    }
+    let tier_id = input
+        .ctx
+        .level_id
+        .map(|t| t.to_string())
+        .unwrap_or_default();
     let mut response = evaluation_to_proto(evaluation);
+    response.tier_id = tier_id;
     // Receipts name the rules that applied.
     for applied in &mut response.applied_rules {
         if let Some(rule) = applied

@@ -24,7 +24,7 @@ use crate::{
             Qualification, Tier, apply, lookback_start, progress,
         },
     },
-    store::tiers as store,
+    store::{evaluation_cache::EffectiveTier, tiers as store},
 };
 
 const WRITERS: &[Role] = &[Role::Admin, Role::Marketing];
@@ -226,6 +226,48 @@ fn id_string(id: Option<Uuid>) -> String {
 
 /// The customer's tier and progress at `now`. Without a stored state (no activity yet) it
 /// is what the ladder gives a customer without activity, e.g. a base tier.
+/// The customer's effective level at `now` and until when it holds, for evaluations: what
+/// GetCustomerTier answers as `tier_id`, without the progress.
+pub(crate) async fn effective_tier(
+    conn: &impl ConnectionTrait,
+    partner_id: Uuid,
+    customer_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<EffectiveTier, ApiError> {
+    let ladder = store::ladder(conn, partner_id).await?;
+    if ladder.is_empty() {
+        return Ok(EffectiveTier {
+            tier_id: None,
+            until: None,
+        });
+    }
+    let state = match store::customer_state(conn, partner_id, customer_id).await? {
+        Some((s, _)) => s,
+        None => {
+            let activity =
+                store::activity_since(conn, partner_id, customer_id, lookback_start(&ladder, now))
+                    .await?;
+            apply(
+                &ladder,
+                &activity,
+                &CustomerState::default(),
+                Action::Requalify,
+                now,
+            )
+            .0
+        }
+    };
+    let effective = state.effective(now);
+    let tier_id = effective
+        .tier_id
+        .filter(|id| ladder.iter().any(|t| t.id == *id));
+    let until = match (&state.manual, effective.manual) {
+        (Some(m), true) => m.until,
+        _ => state.qualified.map(|h| h.until),
+    };
+    Ok(EffectiveTier { tier_id, until })
+}
+
 pub(crate) async fn customer_tier(
     conn: &impl ConnectionTrait,
     partner_id: Uuid,

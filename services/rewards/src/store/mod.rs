@@ -8,6 +8,7 @@ pub mod catalogue;
 
 use crate::domain::PurchaseBonus;
 
+pub mod evaluation_cache;
 pub mod resolution;
 pub mod rules_cache;
 pub mod schemes;
