@@ -343,12 +343,26 @@ fn card_ref(customer: u64) -> types::IdentifierRef {
     }
 }
 
-/// Evaluates a cart for every customer once, 64 at a time; answers the failures.
+/// Evaluates a cart for every customer once, 64 at a time, each retried while checkout sheds
+/// it (RESOURCE_EXHAUSTED above its concurrency limit) as a POS would; answers the failures.
 async fn warm(workload: &Checkout) -> u64 {
     use futures::StreamExt;
     let started = std::time::Instant::now();
+    let once = |i: u64| async move {
+        let mut backoff = std::time::Duration::from_millis(5);
+        loop {
+            let outcome = workload.evaluate_for(i, card_ref(i)).await;
+            match outcome.error.as_deref() {
+                Some("ResourceExhausted" | "Unavailable") if backoff.as_millis() < 2_000 => {
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                }
+                _ => return outcome,
+            }
+        }
+    };
     let outcomes: Vec<Outcome> = futures::stream::iter(0..u64::from(workload.customers))
-        .map(|i| workload.evaluate_for(i, card_ref(i)))
+        .map(once)
         .buffer_unordered(64)
         .collect()
         .await;
