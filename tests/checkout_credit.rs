@@ -94,34 +94,6 @@ fn with_credit(
     req
 }
 
-async fn return_lines(
-    pos: &mut Checkout,
-    key: &str,
-    return_id: &str,
-    lines: &[(&str, i64)],
-) -> Result<checkout::ReturnReceipt, tonic::Status> {
-    Ok(pos
-        .r#return(authed(
-            checkout::ReturnRequest {
-                return_id: return_id.into(),
-                original_transaction_id: "till-1/1".into(),
-                lines: lines
-                    .iter()
-                    .map(|(id, q)| checkout::ReturnLine {
-                        line_id: (*id).into(),
-                        quantity: *q,
-                    })
-                    .collect(),
-                ..Default::default()
-            },
-            key,
-        ))
-        .await?
-        .into_inner()
-        .receipt
-        .expect("receipt"))
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn open_balance_pays_after_points_comes_back_on_returns_and_voids_and_is_released_on_failure()
 -> anyhow::Result<()> {
@@ -297,16 +269,7 @@ async fn open_balance_pays_after_points_comes_back_on_returns_and_voids_and_is_r
     assert_eq!(credit(&suite, &shop, "store_credit").await?, (2_000, 0));
 
     // History shows what credit paid.
-    let history = pos
-        .list_purchases(authed(
-            checkout::ListPurchasesRequest {
-                customer_id: shop.customer_id.clone(),
-                ..Default::default()
-            },
-            &shop.key,
-        ))
-        .await?
-        .into_inner();
+    let history = history(&mut pos, &shop).await?;
     let first = history
         .purchases
         .iter()

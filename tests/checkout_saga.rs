@@ -10,34 +10,6 @@ mod checkout_support;
 
 use checkout_support::*;
 
-async fn return_lines(
-    pos: &mut Checkout,
-    key: &str,
-    return_id: &str,
-    lines: &[(&str, i64)],
-) -> Result<checkout::ReturnReceipt, tonic::Status> {
-    Ok(pos
-        .r#return(authed(
-            checkout::ReturnRequest {
-                return_id: return_id.into(),
-                original_transaction_id: "till-1/1".into(),
-                lines: lines
-                    .iter()
-                    .map(|(id, q)| checkout::ReturnLine {
-                        line_id: (*id).into(),
-                        quantity: *q,
-                    })
-                    .collect(),
-                ..Default::default()
-            },
-            key,
-        ))
-        .await?
-        .into_inner()
-        .receipt
-        .expect("receipt"))
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_voucher_and_points_purchase_is_committed_from_its_quote_returned_and_voided()
 -> anyhow::Result<()> {
@@ -528,16 +500,7 @@ async fn offline_purchases_are_replayed_in_order_once_with_their_times() -> anyh
     assert_eq!(again.results[0].receipt, first.results[0].receipt);
     assert_eq!(again.results[2].receipt, first.results[2].receipt);
     assert_eq!(balance(&suite, &shop).await?, balance_after);
-    let history = pos
-        .list_purchases(authed(
-            checkout::ListPurchasesRequest {
-                customer_id: shop.customer_id.clone(),
-                ..Default::default()
-            },
-            &shop.key,
-        ))
-        .await?
-        .into_inner();
+    let history = history(&mut pos, &shop).await?;
     let ids: Vec<_> = history
         .purchases
         .iter()

@@ -356,3 +356,49 @@ pub async fn gold_discount(suite: &Suite, shop: &Shop, online: bool) -> anyhow::
         .await?;
     Ok(())
 }
+
+/// Returns lines of the purchase `till-1/1` under `return_id`.
+pub async fn return_lines(
+    pos: &mut Checkout,
+    key: &str,
+    return_id: &str,
+    lines: &[(&str, i64)],
+) -> Result<checkout::ReturnReceipt, tonic::Status> {
+    Ok(pos
+        .r#return(authed(
+            checkout::ReturnRequest {
+                return_id: return_id.into(),
+                original_transaction_id: "till-1/1".into(),
+                lines: lines
+                    .iter()
+                    .map(|(id, q)| checkout::ReturnLine {
+                        line_id: (*id).into(),
+                        quantity: *q,
+                    })
+                    .collect(),
+                ..Default::default()
+            },
+            key,
+        ))
+        .await?
+        .into_inner()
+        .receipt
+        .expect("receipt"))
+}
+
+/// The first page of the shop's customer's purchase history.
+pub async fn history(
+    pos: &mut Checkout,
+    shop: &Shop,
+) -> Result<checkout::ListPurchasesResponse, tonic::Status> {
+    Ok(pos
+        .list_purchases(authed(
+            checkout::ListPurchasesRequest {
+                customer_id: shop.customer_id.clone(),
+                ..Default::default()
+            },
+            &shop.key,
+        ))
+        .await?
+        .into_inner())
+}

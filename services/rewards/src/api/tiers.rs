@@ -20,8 +20,8 @@ use crate::{
     domain::{
         catalogue::etag,
         tiers::{
-            Action, Cause, CustomerState, DowngradeMode, MAX_REASON_CHARS, Manual, Period,
-            Qualification, Tier, apply, lookback_start, progress,
+            Action, Activity, Cause, CustomerState, DowngradeMode, MAX_REASON_CHARS, Manual,
+            Period, Qualification, Tier, apply, lookback_start, progress,
         },
     },
     store::{evaluation_cache::EffectiveTier, tiers as store},
@@ -224,8 +224,34 @@ fn id_string(id: Option<Uuid>) -> String {
     id.map(|i| i.to_string()).unwrap_or_default()
 }
 
-/// The customer's tier and progress at `now`. Without a stored state (no activity yet) it
-/// is what the ladder gives a customer without activity, e.g. a base tier.
+/// The stored state; for a customer without one (no activity yet), what the ladder gives
+/// their activity, e.g. a base tier.
+fn state_or_requalified(
+    ladder: &[Tier],
+    activity: &[Activity],
+    stored: Option<CustomerState>,
+    now: DateTime<Utc>,
+) -> CustomerState {
+    stored.unwrap_or_else(|| {
+        apply(
+            ladder,
+            activity,
+            &CustomerState::default(),
+            Action::Requalify,
+            now,
+        )
+        .0
+    })
+}
+
+/// Until when the effective level holds: a manual level's end, else the qualified period's.
+fn held_until(state: &CustomerState, manual: bool) -> Option<DateTime<Utc>> {
+    match (&state.manual, manual) {
+        (Some(m), true) => m.until,
+        _ => state.qualified.map(|h| h.until),
+    }
+}
+
 /// The customer's effective level at `now` and until when it holds, for evaluations: what
 /// GetCustomerTier answers as `tier_id`, without the progress.
 pub(crate) async fn effective_tier(
@@ -241,33 +267,29 @@ pub(crate) async fn effective_tier(
             until: None,
         });
     }
-    let state = match store::customer_state(conn, partner_id, customer_id).await? {
-        Some((s, _)) => s,
+    let stored = store::customer_state(conn, partner_id, customer_id)
+        .await?
+        .map(|(s, _)| s);
+    // Activity only matters without a stored state.
+    let activity = match stored {
+        Some(_) => Vec::new(),
         None => {
-            let activity =
-                store::activity_since(conn, partner_id, customer_id, lookback_start(&ladder, now))
-                    .await?;
-            apply(
-                &ladder,
-                &activity,
-                &CustomerState::default(),
-                Action::Requalify,
-                now,
-            )
-            .0
+            store::activity_since(conn, partner_id, customer_id, lookback_start(&ladder, now))
+                .await?
         }
     };
+    let state = state_or_requalified(&ladder, &activity, stored, now);
     let effective = state.effective(now);
     let tier_id = effective
         .tier_id
         .filter(|id| ladder.iter().any(|t| t.id == *id));
-    let until = match (&state.manual, effective.manual) {
-        (Some(m), true) => m.until,
-        _ => state.qualified.map(|h| h.until),
-    };
-    Ok(EffectiveTier { tier_id, until })
+    Ok(EffectiveTier {
+        tier_id,
+        until: held_until(&state, effective.manual),
+    })
 }
 
+/// The customer's tier and progress at `now`.
 pub(crate) async fn customer_tier(
     conn: &impl ConnectionTrait,
     partner_id: Uuid,
@@ -277,27 +299,15 @@ pub(crate) async fn customer_tier(
     let ladder = store::ladder(conn, partner_id).await?;
     let activity =
         store::activity_since(conn, partner_id, customer_id, lookback_start(&ladder, now)).await?;
-    let state = match store::customer_state(conn, partner_id, customer_id).await? {
-        Some((s, _)) => s,
-        None => {
-            apply(
-                &ladder,
-                &activity,
-                &CustomerState::default(),
-                Action::Requalify,
-                now,
-            )
-            .0
-        }
-    };
+    let stored = store::customer_state(conn, partner_id, customer_id)
+        .await?
+        .map(|(s, _)| s);
+    let state = state_or_requalified(&ladder, &activity, stored, now);
     let effective = state.effective(now);
     let tier = effective
         .tier_id
         .and_then(|id| ladder.iter().find(|t| t.id == id));
-    let valid_until = match (&state.manual, effective.manual) {
-        (Some(m), true) => m.until,
-        _ => state.qualified.map(|h| h.until),
-    };
+    let valid_until = held_until(&state, effective.manual);
     let p = progress(&ladder, &activity, tier.map_or(0, |t| t.rank), now);
     let spend_currency = p
         .counted_for
