@@ -251,6 +251,56 @@ mod tests {
         assert_eq!(fresh, gold);
     }
 
+    fn event<E: events::DomainEvent + Message>(partner: Uuid, e: &E) -> ev::EventEnvelope {
+        ev::EventEnvelope {
+            event_type: E::TYPE.to_owned(),
+            partner_id: partner.to_string(),
+            payload: e.encode_to_vec(),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn the_services_events_drop_what_they_change() {
+        let cache = EvaluationCache::new();
+        let on_event = cache.on_event();
+        let (partner, other) = (Uuid::now_v7(), Uuid::now_v7());
+        let (eva, jan) = (Uuid::now_v7(), Uuid::now_v7());
+        let gold = Some(Uuid::now_v7());
+        let now = Utc::now();
+        let cached = |p, c| cache.tiers.contains_key(&(p, c));
+        for (p, c) in [(partner, eva), (partner, jan), (other, eva)] {
+            cache
+                .tier(p, c, now, || async { Ok(tier(gold, None)) })
+                .await
+                .unwrap();
+        }
+        // A customer's level change drops that customer only.
+        on_event(&event(
+            partner,
+            &ev::TierChanged {
+                customer_id: eva.to_string(),
+                ..Default::default()
+            },
+        ));
+        assert!(!cached(partner, eva));
+        assert!(cached(partner, jan) && cached(other, eva));
+        // A ladder change drops the partner's levels.
+        on_event(&event(partner, &ev::RewardsChanged::default()));
+        cache.tiers.run_pending_tasks();
+        assert!(!cached(partner, jan));
+        assert!(cached(other, eva));
+        // A catalogue change drops the partner's products.
+        let (_, _, generation) = cache.products(partner, ["A".to_owned()]);
+        cache.keep_products(partner, generation, &[("A".into(), None)]);
+        let (_, _, generation) = cache.products(other, ["A".to_owned()]);
+        cache.keep_products(other, generation, &[("A".into(), None)]);
+        on_event(&event(partner, &ev::CatalogueChanged::default()));
+        cache.products.run_pending_tasks();
+        assert!(!cache.products.contains_key(&(partner, "A".to_owned())));
+        assert!(cache.products.contains_key(&(other, "A".to_owned())));
+    }
+
     #[tokio::test]
     async fn products_are_kept_until_the_catalogue_changes() {
         let cache = EvaluationCache::new();

@@ -152,6 +152,33 @@ pub async fn resolve_type_cached(
     Ok(t)
 }
 
+/// A points type by UUID or code for reads (balances): the cached row when there is one.
+/// Reads check no revision, so another replica's change shows here within the cache's TTL;
+/// this replica's catalogue writes forget the partner's entries at once.
+pub async fn find_type_cached(
+    conn: &impl ConnectionTrait,
+    partner_id: Uuid,
+    id_or_code: &str,
+) -> Result<Option<TypeRow>, ApiError> {
+    let key = (partner_id, id_or_code.to_owned());
+    if let Some((t, at)) = type_cache()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&key)
+        && at.elapsed() < TYPE_CACHE_TTL
+    {
+        return Ok(Some(t.clone()));
+    }
+    let found = find_type(conn, partner_id, id_or_code).await?;
+    if let Some(t) = &found {
+        type_cache()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, (t.clone(), Instant::now()));
+    }
+    Ok(found)
+}
+
 /// Whether `t` is the type a call naming `id_or_code` (empty = the default) means.
 pub fn names_type(id_or_code: &str, t: &TypeRow) -> bool {
     if id_or_code.is_empty() {

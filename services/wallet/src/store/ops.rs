@@ -1013,7 +1013,8 @@ pub async fn balances(
     type_ids.dedup();
     let mut out = Vec::new();
     for type_id in type_ids {
-        let Some(ty) = ledger::find_type(conn, partner_id, &type_id.to_string()).await? else {
+        let Some(ty) = ledger::find_type_cached(conn, partner_id, &type_id.to_string()).await?
+        else {
             continue;
         };
         let w = Wallet::read(conn, partner_id, &ty, customer_id, now, &rows).await?;
