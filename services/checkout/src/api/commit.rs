@@ -356,6 +356,9 @@ impl CheckoutApi {
         let channel = channel_to_proto(receipt.channel) as i32;
         let payment = receipt.pricing.points_payment;
         let mut balance: Option<i64> = None;
+        // The credit wallet's balance after its capture; a retry that resumes past the capture
+        // reads it again.
+        let mut credit_after: Option<i64> = None;
 
         if saga.phase == Phase::Started {
             let holds = futures::future::join_all(receipt.pricing.vouchers.iter().map(|v| {
@@ -513,7 +516,7 @@ impl CheckoutApi {
             match credit_captured {
                 Ok(Some((posting_id, after))) => {
                     saga.credit_capture_posting_id = Some(posting_id);
-                    receipt.credit_balance_minor = after;
+                    credit_after = Some(after);
                 }
                 Ok(None) => {}
                 Err(e) => failure = failure.or(Some(e)),
@@ -538,16 +541,31 @@ impl CheckoutApi {
             saga.award_posting_id = Some(posting_id);
             balance = Some(after);
         }
-        let balance = match balance {
-            Some(b) => b,
-            None => {
-                self.peers
+        let credit = receipt.pricing.credit_payment;
+        let (balance, credit_balance) = match (balance, credit_after) {
+            (Some(b), Some(c)) => (b, c),
+            (Some(b), None) if credit.is_none() => (b, 0),
+            _ => {
+                let now = self
+                    .peers
                     .wallet_state(who, receipt.customer_id)
                     .await
-                    .map_err(Failure::Step)?
-                    .available_points
+                    .map_err(Failure::Step)?;
+                let credit_now = credit
+                    .and_then(|c| {
+                        now.credits
+                            .iter()
+                            .find(|w| w.points_type_id == c.points_type_id)
+                    })
+                    .map(|w| w.available)
+                    .unwrap_or(0);
+                (
+                    balance.unwrap_or(now.available_points),
+                    credit_after.unwrap_or(credit_now),
+                )
             }
         };
+        receipt.credit_balance_minor = credit_balance;
         receipt.points_earned = earned;
         receipt.points_balance = balance;
         receipt.points_spent =
