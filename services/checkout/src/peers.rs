@@ -53,6 +53,16 @@ pub struct WalletState {
     pub credits: Vec<CreditWallet>,
 }
 
+impl WalletState {
+    /// The open balance of one CREDIT type; 0 without a wallet of it.
+    pub fn credit_available(&self, points_type_id: Uuid) -> i64 {
+        self.credits
+            .iter()
+            .find(|w| w.points_type_id == points_type_id)
+            .map_or(0, |w| w.available)
+    }
+}
+
 /// What the rewards evaluation answered, in checkout's terms.
 pub struct Evaluated {
     pub pricing: Pricing,

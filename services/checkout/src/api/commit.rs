@@ -505,22 +505,12 @@ impl CheckoutApi {
                     Err(e) => failure = failure.or(Some(e)),
                 }
             }
-            match captured {
-                Ok(Some((posting_id, after))) => {
-                    saga.points_capture_posting_id = Some(posting_id);
-                    balance = Some(after);
-                }
-                Ok(None) => {}
-                Err(e) => failure = failure.or(Some(e)),
-            }
-            match credit_captured {
-                Ok(Some((posting_id, after))) => {
-                    saga.credit_capture_posting_id = Some(posting_id);
-                    credit_after = Some(after);
-                }
-                Ok(None) => {}
-                Err(e) => failure = failure.or(Some(e)),
-            }
+            balance = record_capture(captured, &mut saga.points_capture_posting_id, &mut failure);
+            credit_after = record_capture(
+                credit_captured,
+                &mut saga.credit_capture_posting_id,
+                &mut failure,
+            );
             if let Some(e) = failure {
                 return Err(Failure::Step(e));
             }
@@ -541,33 +531,22 @@ impl CheckoutApi {
             saga.award_posting_id = Some(posting_id);
             balance = Some(after);
         }
+        // Balances this attempt did not see (nothing posted, or resumed past the capture).
         let credit = receipt.pricing.credit_payment;
-        let (balance, credit_balance) = match (balance, credit_after) {
-            (Some(b), Some(c)) => (b, c),
-            (Some(b), None) if credit.is_none() => (b, 0),
-            _ => {
-                let now = self
-                    .peers
-                    .wallet_state(who, receipt.customer_id)
-                    .await
-                    .map_err(Failure::Step)?;
-                let credit_now = credit
-                    .and_then(|c| {
-                        now.credits
-                            .iter()
-                            .find(|w| w.points_type_id == c.points_type_id)
-                    })
-                    .map(|w| w.available)
-                    .unwrap_or(0);
-                (
-                    balance.unwrap_or(now.available_points),
-                    credit_after.unwrap_or(credit_now),
-                )
+        if balance.is_none() || (credit.is_some() && credit_after.is_none()) {
+            let now = self
+                .peers
+                .wallet_state(who, receipt.customer_id)
+                .await
+                .map_err(Failure::Step)?;
+            balance.get_or_insert(now.available_points);
+            if let Some(c) = credit {
+                credit_after.get_or_insert(now.credit_available(c.points_type_id));
             }
-        };
-        receipt.credit_balance_minor = credit_balance;
+        }
+        receipt.credit_balance_minor = credit_after.unwrap_or(0);
         receipt.points_earned = earned;
-        receipt.points_balance = balance;
+        receipt.points_balance = balance.unwrap_or(0);
         receipt.points_spent =
             payment.map(|p| p.points).unwrap_or(0) + saga.vouchers_points_spent();
         receipt.voucher_ids = saga
@@ -807,6 +786,26 @@ impl CheckoutApi {
             }
             Err(e) if nothing_to_undo(&e) => Ok(()),
             Err(e) => Err(e),
+        }
+    }
+}
+
+/// Records a capture's CAPTURE posting in `posting`; answers the wallet's balance after it.
+/// A failure is kept in `failure` unless an earlier one is there.
+fn record_capture(
+    result: Result<Option<(Uuid, i64)>, ApiError>,
+    posting: &mut Option<Uuid>,
+    failure: &mut Option<ApiError>,
+) -> Option<i64> {
+    match result {
+        Ok(Some((posting_id, after))) => {
+            *posting = Some(posting_id);
+            Some(after)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            failure.get_or_insert(e);
+            None
         }
     }
 }

@@ -26,7 +26,7 @@ use uuid::Uuid;
 use crate::{
     domain::{
         Cart, Pricing, SalesChannel, Spend,
-        credit::{self, CreditRefusal},
+        credit::{self, CreditRefusal, CreditWallet},
         points::{self, PointsRefusal},
         priced_request_hash,
         quote::{self, QuoteBody},
@@ -96,6 +96,8 @@ struct Priced {
     segment_ids: Vec<String>,
     tier_id: String,
     wallet: WalletState,
+    /// The CREDIT wallet that pays (or would pay) this cart.
+    purse: Option<CreditWallet>,
     pricing: Pricing,
     degraded: Vec<String>,
 }
@@ -217,23 +219,27 @@ impl CheckoutApi {
         }
         pricing.points_payment = payment;
         // Open balance pays what the points leave.
-        let purse = credit::choose(&wallet.credits, &r.cart.currency_code, r.spend.credit_type);
+        let purse =
+            credit::choose(&wallet.credits, &r.cart.currency_code, r.spend.credit_type).cloned();
+        let purse_ref = purse.as_ref();
         let due = pricing.totals.amount_due_minor();
-        pricing.credit_spendable_minor = credit::spendable(purse, due);
-        let credit_payment = credit::pay(purse, due, r.spend.credit_minor, mode == Mode::Commit)
-            .map_err(|refusal| match refusal {
-                CreditRefusal::Blocked => ApiError::precondition(
-                    "BLOCKED_FROM_SPENDING",
-                    "the customer is blocked from spending open balance",
-                ),
-                CreditRefusal::NotSpendable { spendable } => ApiError::precondition(
-                    "CREDIT_NOT_SPENDABLE",
-                    format!(
-                        "at most {spendable} {} of open balance can pay for this cart",
-                        r.cart.currency_code
+        pricing.credit_spendable_minor = credit::spendable(purse_ref, due);
+        let credit_payment =
+            credit::pay(purse_ref, due, r.spend.credit_minor, mode == Mode::Commit).map_err(
+                |refusal| match refusal {
+                    CreditRefusal::Blocked => ApiError::precondition(
+                        "BLOCKED_FROM_SPENDING",
+                        "the customer is blocked from spending open balance",
                     ),
-                ),
-            })?;
+                    CreditRefusal::NotSpendable { spendable } => ApiError::precondition(
+                        "CREDIT_NOT_SPENDABLE",
+                        format!(
+                            "at most {spendable} {} of open balance can pay for this cart",
+                            r.cart.currency_code
+                        ),
+                    ),
+                },
+            )?;
         if let Some(c) = credit_payment {
             pricing.totals.credit_payment_minor = c.amount_minor;
         }
@@ -244,6 +250,7 @@ impl CheckoutApi {
             segment_ids,
             tier_id,
             wallet,
+            purse,
             pricing,
             degraded,
         })
@@ -372,11 +379,7 @@ impl CheckoutService for CheckoutApi {
         };
         let quote_id = quote::seal(&body, &self.quote_secret);
         let p = &body.pricing;
-        let purse = credit::choose(
-            &priced.wallet.credits,
-            &cart.currency_code,
-            &req.credit_type_id,
-        );
+        let purse = priced.purse.as_ref();
         Ok(Response::new(pb::EvaluateResponse {
             customer_id: priced.customer_id.to_string(),
             lines: p.lines.iter().map(line_to_proto).collect(),

@@ -124,6 +124,22 @@ pub fn forget_types(partner_id: Uuid) {
         .retain(|(p, _), _| *p != partner_id);
 }
 
+fn cached_type(key: &(Uuid, String)) -> Option<TypeRow> {
+    type_cache()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(key)
+        .filter(|(_, at)| at.elapsed() < TYPE_CACHE_TTL)
+        .map(|(t, _)| t.clone())
+}
+
+fn keep_type(key: (Uuid, String), t: &TypeRow) {
+    type_cache()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, (t.clone(), Instant::now()));
+}
+
 /// [`resolve_type`] through the cache; the answer must be checked under the wallet lock.
 pub async fn resolve_type_cached(
     conn: &impl ConnectionTrait,
@@ -132,22 +148,14 @@ pub async fn resolve_type_cached(
     now: DateTime<Utc>,
 ) -> Result<TypeRow, ApiError> {
     let key = (partner_id, id_or_code.to_owned());
-    if let Some((t, at)) = type_cache()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&key)
-        && at.elapsed() < TYPE_CACHE_TTL
-    {
-        return Ok(t.clone());
+    if let Some(t) = cached_type(&key) {
+        return Ok(t);
     }
     let (t, created) = resolve_or_create_type(conn, partner_id, id_or_code, now).await?;
     // A type this transaction created may still roll back (or lose to a concurrent first
     // call's default); only committed rows are shared.
     if !created {
-        type_cache()
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key, (t.clone(), Instant::now()));
+        keep_type(key, &t);
     }
     Ok(t)
 }
@@ -161,20 +169,12 @@ pub async fn find_type_cached(
     id_or_code: &str,
 ) -> Result<Option<TypeRow>, ApiError> {
     let key = (partner_id, id_or_code.to_owned());
-    if let Some((t, at)) = type_cache()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&key)
-        && at.elapsed() < TYPE_CACHE_TTL
-    {
-        return Ok(Some(t.clone()));
+    if let Some(t) = cached_type(&key) {
+        return Ok(Some(t));
     }
     let found = find_type(conn, partner_id, id_or_code).await?;
     if let Some(t) = &found {
-        type_cache()
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key, (t.clone(), Instant::now()));
+        keep_type(key, t);
     }
     Ok(found)
 }
