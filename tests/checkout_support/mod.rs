@@ -8,7 +8,7 @@ use loyalty_proto::{
     checkout::v1 as checkout, identity::v1 as identity, rewards::v1 as rewards,
     segmentation::v1 as segmentation, types::v1 as types, wallet::v1 as wallet,
 };
-use loyalty_testkit::{Suite, authed};
+use loyalty_testkit::{Suite, authed, segment_where_equals};
 use tonic::transport::Channel;
 
 pub type Checkout = checkout::checkout_service_client::CheckoutServiceClient<Channel>;
@@ -313,6 +313,30 @@ pub async fn commit_retrying(
 /// A "Gold" segment (the customer's `tier` property is `gold`, as the shop's customer's is),
 /// recalculated online when `online`, and a combinable 5 % cart discount for it.
 pub async fn gold_discount(suite: &Suite, shop: &Shop, online: bool) -> anyhow::Result<()> {
+    let gold = segment_where_equals("Gold", "customer.properties.tier", "gold");
+    if !online {
+        // A standard segment is filled once, at creation: wait until segmentation has applied
+        // the customer's CustomerCreated, or the customer would never be in it.
+        let criterion = gold.criterion.clone();
+        loyalty_testkit::eventually(std::time::Duration::from_secs(20), || async {
+            let known = suite
+                .segmentation()
+                .await?
+                .evaluate_criterion(authed(
+                    segmentation::EvaluateCriterionRequest {
+                        customer_id: shop.customer_id.clone(),
+                        criterion: criterion.clone(),
+                        ..Default::default()
+                    },
+                    &shop.key,
+                ))
+                .await?
+                .into_inner()
+                .matches;
+            Ok(known.then_some(()))
+        })
+        .await?;
+    }
     let segment = suite
         .segmentation()
         .await?
@@ -321,11 +345,7 @@ pub async fn gold_discount(suite: &Suite, shop: &Shop, online: bool) -> anyhow::
                 idempotency_key: "gold".into(),
                 segment: Some(segmentation::Segment {
                     online_recalculation: online,
-                    ..loyalty_testkit::segment_where_equals(
-                        "Gold",
-                        "customer.properties.tier",
-                        "gold",
-                    )
+                    ..gold
                 }),
             },
             &shop.key,
